@@ -1,0 +1,3 @@
+from leaderjob.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""Frozen settings and the timing budget.
+
+``Timing.validate()`` returns every problem at once, each saying what to change and why. The
+budget is the local-deadline rule of docs/safety.md:
+
+* ``D = send_time(last answered keepalive) + ttl·(1 − 2ρ) − margin`` is the local deadline: the job
+  is dead by ``D``, and ``D`` is earlier than the moment etcd can expire the lease.
+* ``renew_interval < renew_deadline``: at least one retry fits before giving up.
+* ``renew_deadline + grace + margin < ttl·(1 − 2ρ)``: a leader that gives up renewing at
+  ``renew_deadline`` can still stop its job (SIGTERM, ``grace``, SIGKILL) before ``D``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from leaderjob.units import format_duration
+
+#: etcd's minimum lease TTL at default settings; shorter requests are silently raised.
+MIN_TTL = 2
+#: Bound on the relative drift between our monotonic clock and the etcd leader's.
+CLOCK_DRIFT = 1e-3
+#: Key prefix under which all elections live unless told otherwise.
+DEFAULT_PREFIX = "/leaderjob"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Lease and supervision timings, in seconds. Build with :meth:`from_ttl` for the defaults."""
+
+    ttl: float
+    renew_interval: float
+    renew_deadline: float
+    grace: float
+    margin: float
+
+    @classmethod
+    def from_ttl(
+        cls,
+        ttl: float,
+        *,
+        renew_interval: float | None = None,
+        renew_deadline: float | None = None,
+        grace: float | None = None,
+        margin: float | None = None,
+    ) -> Timing:
+        """Defaults are fractions of the TTL, so ``--ttl 3s`` alone is a valid configuration.
+
+        renew interval ttl/3 (keepalive cadence), renew deadline ttl/2 (give up renewing), grace
+        ttl/5 (SIGTERM → SIGKILL), margin ttl/10 (scheduling slack before the deadline).
+        """
+        return cls(
+            ttl=ttl,
+            renew_interval=ttl / 3 if renew_interval is None else renew_interval,
+            renew_deadline=ttl / 2 if renew_deadline is None else renew_deadline,
+            grace=ttl / 5 if grace is None else grace,
+            margin=ttl / 10 if margin is None else margin,
+        )
+
+    @property
+    def usable_ttl(self) -> float:
+        """The part of the TTL our clock can rely on, after the drift bound."""
+        return self.ttl * (1 - 2 * CLOCK_DRIFT)
+
+    def deadline_after(self, sent_at: float) -> float:
+        """The local deadline ``D`` for a keepalive (or grant) sent at monotonic ``sent_at``."""
+        return sent_at + self.usable_ttl - self.margin
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        ttl = format_duration(self.ttl)
+        if self.ttl != int(self.ttl):
+            errors.append(f"--ttl {ttl}: etcd leases are granted in whole seconds; use e.g. 3s")
+        if self.ttl < MIN_TTL:
+            errors.append(
+                f"--ttl {ttl} is below etcd's minimum lease TTL of {MIN_TTL}s "
+                "(etcd would silently raise it); use --ttl 2s or more"
+            )
+        for name, value in (
+            ("--renew-interval", self.renew_interval),
+            ("--renew-deadline", self.renew_deadline),
+            ("--grace", self.grace),
+            ("--margin", self.margin),
+        ):
+            if value <= 0:
+                errors.append(f"{name} must be positive, got {format_duration(value)}")
+        if errors:
+            return errors
+        if self.renew_interval >= self.renew_deadline:
+            errors.append(
+                f"--renew-interval {format_duration(self.renew_interval)} must be shorter than "
+                f"--renew-deadline {format_duration(self.renew_deadline)}: a leader needs room to "
+                "retry a failed keepalive before it gives up"
+            )
+        budget = self.renew_deadline + self.grace + self.margin
+        if budget >= self.usable_ttl:
+            spare = self.usable_ttl - self.renew_deadline - self.margin
+            hint = (
+                f"lower --grace to under {format_duration(spare)}"
+                if spare > 0
+                else "lower --renew-deadline"
+            )
+            errors.append(
+                f"renew deadline + grace + margin = {format_duration(budget)} must be less than "
+                f"--ttl {ttl} (less clock drift, {format_duration(self.usable_ttl)}): the job must "
+                f"be dead before another replica can take the lease; {hint}, or raise --ttl"
+            )
+        return errors
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach etcd. Secrets never appear in ``repr`` (and so never in logs)."""
+
+    endpoints: tuple[str, ...] = ("127.0.0.1:2379",)
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: Per-RPC timeout for calls that are not bounded by a tighter deadline.
+    rpc_timeout: float = 5.0
+    #: Server name to verify in the etcd certificate, if it differs from the endpoint host.
+    server_name: str | None = None
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not self.endpoints:
+            errors.append("--endpoints is empty; give at least one host:port")
+        for ep in self.endpoints:
+            host, sep, port = ep.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                errors.append(f"--endpoints: {ep!r} is not host:port (e.g. 127.0.0.1:2379)")
+        if (self.cert is None) != (self.key is None):
+            errors.append("--cert and --key go together: give both for client-certificate auth")
+        for flag, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key)):
+            if path is not None and not os.access(path, os.R_OK):
+                errors.append(f"{flag} {path}: file is missing or unreadable")
+        if (self.user is None) != (self.password is None):
+            errors.append(
+                "--user needs a password (LEADERJOB_PASSWORD or --password-file), and a password "
+                "needs --user"
+            )
+        return errors
+
+
+def default_identity() -> str:
+    """``$POD_NAME`` in Kubernetes, else ``hostname-pid``."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def election_prefix(prefix: str, election: str) -> str:
+    """Where the candidate keys live: ``etcdctl elect -l <this>`` observes our leader."""
+    return f"{prefix.rstrip('/')}/{election}/leader"
+
+
+def validate_election_name(election: str) -> list[str]:
+    if not election:
+        return ["--election is required: name the job's election, e.g. --election cleanup"]
+    bad = [c for c in election if not (c.isalnum() or c in "-_.")]
+    if bad:
+        return [
+            f"--election {election!r}: use letters, digits, '-', '_' and '.' only "
+            f"(found {''.join(sorted(set(bad)))!r})"
+        ]
+    return []
+
+
+def join_errors(errors: Sequence[str]) -> str:
+    return "; ".join(errors)

@@ -1,0 +1,220 @@
+"""The election state machine: lease bookkeeping, the local deadline, and when to step down.
+
+Owns: the phase (idle, campaigning, leading), the current lease, the local deadline ``D`` and every
+rule that changes them. It is pure: callers pass in monotonic ``now`` and ``sent_at`` times and get
+back :class:`Transition` records; it performs no I/O, reads no clock and logs nothing. It must not
+know about etcd, processes or schedules.
+
+Invariants (docs/safety.md):
+
+* ``D`` only ever comes from the *send* time of a grant or keepalive that etcd answered with a
+  positive TTL. etcd sets ``expiry = receive_time + TTL``, and receive is after send, so the server
+  cannot expire the lease before ``send + TTL``; ``D`` is that, less clock drift and a margin.
+* A keepalive answered with TTL ≤ 0 means the lease is gone (etcd answers an expired or unknown
+  lease with TTL 0, not an error).
+* Once a lease is abandoned it is never renewed again (under response-only loss, renewing a lease
+  we gave up on would keep its key alive with nobody acting on it), and the next campaign uses a
+  new lease — so a rejoining replica always gets a new, larger token.
+* Work may start only while ``now < D − grace − min_window``; at ``D − grace`` the job is told to
+  stop; by ``D`` it is dead.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from leaderjob.config import CLOCK_DRIFT, Timing
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"  # no lease: about to campaign, or not allowed to (unhealthy, shutting down)
+    CAMPAIGNING = "campaigning"  # lease and key exist; a predecessor leads or we await confirmation
+    LEADING = "leading"  # confirmed by a linearizable read after winning
+
+
+class Reason(enum.Enum):
+    """Why a lease was abandoned or leadership was lost; values appear in logs and metrics."""
+
+    RENEW_DEADLINE = "renew_deadline"  # keepalives failed for the whole renew deadline
+    DEADLINE_PASSED = "deadline_passed"  # the local deadline passed (frozen process, slow I/O)
+    LEASE_EXPIRED = "lease_expired"  # etcd answered a keepalive with TTL 0
+    KEY_LOST = "key_lost"  # our election key vanished or changed under us
+    RESIGNED = "resigned"  # we chose to go (shutdown, health check, lock released)
+
+
+@dataclass(frozen=True)
+class Lease:
+    lease_id: int
+    ttl: float  # the TTL the deadline is computed with: min(asked, granted)
+    last_ok_sent: float  # send time of the last grant/keepalive etcd answered with TTL > 0
+    next_renew_at: float
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change, for the log (``event``) and the caller's reaction."""
+
+    event: str  # e.g. "election.acquired", "election.lost", "lease.lost"
+    phase: Phase
+    lease_id: int | None = None
+    token: int | None = None
+    reason: Reason | None = None
+
+    @property
+    def lost_leadership(self) -> bool:
+        return self.event == "election.lost"
+
+
+class Machine:
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+        self.phase = Phase.IDLE
+        self.lease: Lease | None = None
+        self.token: int | None = None
+        self.leading_since: float | None = None
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """The local deadline ``D`` of the current lease, or None without one."""
+        if self.lease is None:
+            return None
+        return self.lease.last_ok_sent + self.lease.ttl * (1 - 2 * CLOCK_DRIFT) - self.timing.margin
+
+    @property
+    def term_at(self) -> float | None:
+        """When a running job must be told to stop: ``D − grace``."""
+        d = self.deadline
+        return None if d is None else d - self.timing.grace
+
+    @property
+    def give_up_at(self) -> float | None:
+        """When failing renewals make us abandon the lease: last success + renew deadline."""
+        if self.lease is None:
+            return None
+        return self.lease.last_ok_sent + self.timing.renew_deadline
+
+    def is_leader(self, now: float) -> bool:
+        d = self.deadline
+        return self.phase is Phase.LEADING and d is not None and now < d
+
+    def can_start_work(self, now: float, min_window: float = 0.0) -> bool:
+        """S5/S6: start only while leading with enough deadline left to stop the work in time."""
+        term_at, give_up = self.term_at, self.give_up_at
+        return (
+            self.phase is Phase.LEADING
+            and term_at is not None
+            and give_up is not None
+            and now + min_window < min(term_at, give_up)
+        )
+
+    def renew_due(self, now: float) -> bool:
+        return self.lease is not None and now >= self.lease.next_renew_at
+
+    def rpc_deadline(self, now: float, ceiling: float) -> float:
+        """Timeout for an RPC started now: never past the point where we must act on loss."""
+        limits = [ceiling]
+        for t in (self.give_up_at, self.term_at if self.phase is Phase.LEADING else None):
+            if t is not None:
+                limits.append(t - now)
+        return max(0.05, min(limits))
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest monotonic time at which :meth:`check` or a renewal has work to do."""
+        if self.lease is None:
+            return None
+        times = [self.lease.next_renew_at, self.give_up_at or now]
+        if self.phase is Phase.LEADING and self.term_at is not None:
+            times.append(self.term_at)
+            times.append(self.deadline or now)
+        return min(times)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def granted(self, lease_id: int, granted_ttl: float, sent_at: float) -> Transition:
+        assert self.lease is None, "a new campaign always starts from a fresh lease"
+        ttl = min(self.timing.ttl, granted_ttl)
+        self.lease = Lease(lease_id, ttl, sent_at, sent_at + self.timing.renew_interval)
+        self.phase = Phase.CAMPAIGNING
+        return Transition("lease.granted", self.phase, lease_id=lease_id)
+
+    def renewed(self, sent_at: float, ttl: float, now: float) -> Transition | None:
+        """A keepalive sent at ``sent_at`` was answered with ``ttl``."""
+        if self.lease is None:
+            return None
+        if ttl <= 0:
+            return self._abandon(Reason.LEASE_EXPIRED)
+        lease = self.lease
+        last_ok = max(lease.last_ok_sent, sent_at)
+        self.lease = Lease(
+            lease.lease_id, min(lease.ttl, ttl), last_ok, sent_at + self.timing.renew_interval
+        )
+        # A reply that arrives after the deadline (the process was frozen mid-call) does not
+        # revive anything: check() runs before the caller acts on the new state.
+        return self.check(now)
+
+    def renew_failed(self, now: float) -> Transition | None:
+        if self.lease is None:
+            return None
+        retry = max(0.05, self.timing.renew_interval / 4)
+        lease = self.lease
+        self.lease = Lease(lease.lease_id, lease.ttl, lease.last_ok_sent, now + retry)
+        return self.check(now)
+
+    def won(self, token: int, now: float) -> Transition | None:
+        """A linearizable read showed our key present, with ``token``, and nothing lower."""
+        if self.phase is not Phase.CAMPAIGNING or self.lease is None:
+            return None
+        if not self.can_lead_at(now):
+            return self.check(now)
+        self.phase = Phase.LEADING
+        self.token = token
+        self.leading_since = now
+        return Transition(
+            "election.acquired", self.phase, lease_id=self.lease.lease_id, token=token
+        )
+
+    def can_lead_at(self, now: float) -> bool:
+        term_at, give_up = self.term_at, self.give_up_at
+        return term_at is not None and give_up is not None and now < min(term_at, give_up)
+
+    def key_lost(self) -> Transition | None:
+        if self.lease is None:
+            return None
+        return self._abandon(Reason.KEY_LOST)
+
+    def resign(self) -> Transition | None:
+        if self.lease is None:
+            return None
+        return self._abandon(Reason.RESIGNED)
+
+    def check(self, now: float) -> Transition | None:
+        """Apply the deadline rules at ``now``. Call first after any wait or blocking call."""
+        if self.lease is None:
+            return None
+        d, give_up = self.deadline, self.give_up_at
+        assert d is not None and give_up is not None
+        if now >= d:
+            return self._abandon(Reason.DEADLINE_PASSED)
+        if now >= give_up:
+            return self._abandon(Reason.RENEW_DEADLINE)
+        if self.phase is Phase.LEADING and self.term_at is not None and now >= self.term_at:
+            # Renewals did not extend the deadline in time: stop now rather than at D.
+            return self._abandon(Reason.DEADLINE_PASSED)
+        return None
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _abandon(self, reason: Reason) -> Transition:
+        assert self.lease is not None
+        was_leading = self.phase is Phase.LEADING
+        lease_id, token = self.lease.lease_id, self.token
+        self.lease = None
+        self.token = None
+        self.leading_since = None
+        self.phase = Phase.IDLE
+        event = "election.lost" if was_leading else "lease.lost"
+        return Transition(event, self.phase, lease_id=lease_id, token=token, reason=reason)
+

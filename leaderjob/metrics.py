@@ -1,0 +1,93 @@
+"""Prometheus metrics on an injected registry.
+
+Names are part of the interface and documented in docs/metrics.md. Every series carries an
+``election`` label. Tests build ``Metrics(CollectorRegistry())``; nothing here is a module global.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, election: str) -> None:
+        self.registry = registry
+        self.election = election
+        e = ["election"]
+        self.is_leader = Gauge(
+            "leaderjob_is_leader", "1 while this replica leads the election, else 0", e,
+            registry=registry,
+        )
+        self.fencing_token = Gauge(
+            "leaderjob_fencing_token",
+            "Fencing token (create revision of the leader key) while leading, else 0", e,
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "leaderjob_leader_transitions",
+            "Leadership changes of this replica, by direction (acquired, lost)",
+            [*e, "direction"], registry=registry,
+        )
+        self.keepalives = Counter(
+            "leaderjob_lease_keepalives", "Lease keepalives by result (ok, failed, expired)",
+            [*e, "result"], registry=registry,
+        )
+        self.keepalive_latency = Histogram(
+            "leaderjob_lease_keepalive_latency_seconds", "Keepalive round trip", e,
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.deadline_remaining = Gauge(
+            "leaderjob_lease_deadline_remaining_seconds",
+            "Time left to the local deadline while leading, else 0", e, registry=registry,
+        )
+        self.job_runs = Counter(
+            "leaderjob_job_runs", "Finished job runs by outcome", [*e, "outcome"],
+            registry=registry,
+        )
+        self.job_duration = Histogram(
+            "leaderjob_job_duration_seconds", "Job run duration", e,
+            buckets=_DURATION_BUCKETS, registry=registry,
+        )
+        self.job_running = Gauge(
+            "leaderjob_job_running", "1 while a job run is in progress", e, registry=registry,
+        )
+        self.last_success = Gauge(
+            "leaderjob_job_last_success_timestamp_seconds",
+            "Unix time of the last successful run seen by this replica", e, registry=registry,
+        )
+        self.schedule_lag = Histogram(
+            "leaderjob_schedule_lag_seconds", "Fire time to job process started", e,
+            buckets=_LAG_BUCKETS, registry=registry,
+        )
+        self.slots_skipped = Counter(
+            "leaderjob_slots_skipped", "Schedule slots not run, by reason", [*e, "reason"],
+            registry=registry,
+        )
+        self.job_kills = Counter(
+            "leaderjob_job_kills", "Signals sent to a job's process group, by signal and reason",
+            [*e, "signal", "reason"], registry=registry,
+        )
+        self.etcd_errors = Counter(
+            "leaderjob_etcd_errors", "Failed etcd calls by operation", [*e, "operation"],
+            registry=registry,
+        )
+        # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
+        # see the series before the first event.
+        for metric in (self.is_leader, self.fencing_token, self.deadline_remaining,
+                       self.job_running, self.last_success, self.keepalive_latency,
+                       self.job_duration, self.schedule_lag):
+            metric.labels(election)
+        for direction in ("acquired", "lost"):
+            self.transitions.labels(election, direction)
+        for result in ("ok", "failed", "expired"):
+            self.keepalives.labels(election, result)
+
+    def set_leader(self, token: int | None) -> None:
+        self.is_leader.labels(self.election).set(1 if token else 0)
+        self.fencing_token.labels(self.election).set(token or 0)
+        if not token:
+            self.deadline_remaining.labels(self.election).set(0)

@@ -1,0 +1,50 @@
+"""Durations as people write them: ``500ms``, ``3s``, ``2m``, ``1h30m``, or a bare number of seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+class DurationError(ValueError):
+    """A duration string that cannot be read."""
+
+
+def parse_duration(text: str) -> float:
+    """Return seconds for ``text``; raise :class:`DurationError` with a readable message."""
+    s = text.strip().lower()
+    if not s:
+        raise DurationError("empty duration; write it like 500ms, 3s, 2m or 1h")
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if value < 0:
+            raise DurationError(f"duration {text!r} is negative")
+        return value
+    pos = 0
+    total = 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise DurationError(f"cannot read duration {text!r}; write it like 500ms, 3s, 2m or 1h30m")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: ``250ms``, ``3s``, ``1.5s``, ``2m``, ``1h30m``."""
+    if seconds < 1 and seconds != 0:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60 or seconds % 60:
+        return f"{seconds:g}s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest}m" if rest else f"{hours}h"
