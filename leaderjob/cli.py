@@ -32,10 +32,12 @@ from leaderjob.units import DurationError, format_duration, parse_duration
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.5
     name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, int | float):
             return float(value)
         try:
@@ -55,30 +57,52 @@ def connection_options(f: F) -> F:
     """etcd connection options, shared by every command that talks to etcd."""
     options = [
         click.option(
-            "--endpoints", envvar=_env("endpoints"), default="127.0.0.1:2379", show_default=True,
+            "--endpoints",
+            envvar=_env("endpoints"),
+            default="127.0.0.1:2379",
+            show_default=True,
             help="etcd endpoints, comma-separated host:port. With several, a dead member is "
             "skipped and the next one used.",
         ),
         click.option(
-            "--prefix", envvar=_env("prefix"), default=DEFAULT_PREFIX, show_default=True,
+            "--prefix",
+            envvar=_env("prefix"),
+            default=DEFAULT_PREFIX,
+            show_default=True,
             help="etcd key prefix under which every election lives.",
         ),
-        click.option("--cacert", envvar=_env("cacert"), help="CA bundle to verify etcd (enables TLS)."),
-        click.option("--cert", envvar=_env("cert"), help="Client certificate for etcd (with --key)."),
-        click.option("--key", envvar=_env("key"), help="Client private key for etcd (with --cert)."),
         click.option(
-            "--tls-server-name", envvar=_env("tls_server_name"),
+            "--cacert", envvar=_env("cacert"), help="CA bundle to verify etcd (enables TLS)."
+        ),
+        click.option(
+            "--cert", envvar=_env("cert"), help="Client certificate for etcd (with --key)."
+        ),
+        click.option(
+            "--key", envvar=_env("key"), help="Client private key for etcd (with --cert)."
+        ),
+        click.option(
+            "--tls-server-name",
+            envvar=_env("tls_server_name"),
             help="Name to verify in etcd's certificate, if it differs from the endpoint host.",
         ),
-        click.option("--user", envvar=_env("user"), help="etcd user name (password from "
-                     "LEADERJOB_PASSWORD or --password-file)."),
         click.option(
-            "--password-file", envvar=_env("password_file"), type=click.Path(dir_okay=False),
+            "--user",
+            envvar=_env("user"),
+            help="etcd user name (password from LEADERJOB_PASSWORD or --password-file).",
+        ),
+        click.option(
+            "--password-file",
+            envvar=_env("password_file"),
+            type=click.Path(dir_okay=False),
             help="File holding the etcd password (never pass a password on the command line).",
         ),
         click.option(
-            "--rpc-timeout", envvar=_env("rpc_timeout"), type=DURATION, default="5s",
-            show_default=True, help="Timeout for etcd calls not bound by a tighter deadline.",
+            "--rpc-timeout",
+            envvar=_env("rpc_timeout"),
+            type=DURATION,
+            default="5s",
+            show_default=True,
+            help="Timeout for etcd calls not bound by a tighter deadline.",
         ),
     ]
     for option in reversed(options):
@@ -141,42 +165,62 @@ def main() -> None:
 def daemon_options(f: F) -> F:
     options = [
         click.option(
-            "--election", envvar=_env("election"), required=True,
+            "--election",
+            envvar=_env("election"),
+            required=True,
             help="Name of the election; replicas with the same name compete for one leader.",
         ),
         click.option(
-            "--identity", envvar=_env("identity"),
+            "--identity",
+            envvar=_env("identity"),
             help="This replica's name in etcd and logs [default: $POD_NAME, else hostname-pid].",
         ),
         click.option(
-            "--ttl", envvar=_env("ttl"), type=DURATION, default="15s", show_default=True,
+            "--ttl",
+            envvar=_env("ttl"),
+            type=DURATION,
+            default="15s",
+            show_default=True,
             help=f"Lease TTL: how long a dead leader blocks the election. Whole seconds, at "
             f"least {MIN_TTL}s. Crash failover takes about TTL + 1.5 s.",
         ),
         click.option(
-            "--grace", envvar=_env("grace"), type=DURATION,
+            "--grace",
+            envvar=_env("grace"),
+            type=DURATION,
             help="SIGTERM → SIGKILL time when the job must stop [default: TTL/5].",
         ),
         click.option(
-            "--renew-interval", envvar=_env("renew_interval"), type=DURATION,
+            "--renew-interval",
+            envvar=_env("renew_interval"),
+            type=DURATION,
             help="Keepalive cadence [default: TTL/3].",
         ),
         click.option(
-            "--renew-deadline", envvar=_env("renew_deadline"), type=DURATION,
+            "--renew-deadline",
+            envvar=_env("renew_deadline"),
+            type=DURATION,
             help="Give up leadership after renewals fail this long [default: TTL/2].",
         ),
         click.option(
-            "--margin", envvar=_env("margin"), type=DURATION,
+            "--margin",
+            envvar=_env("margin"),
+            type=DURATION,
             help="Safety margin before the lease could expire at etcd [default: TTL/10].",
         ),
         click.option(
-            "--log-format", envvar=_env("log_format"),
-            type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True,
+            "--log-format",
+            envvar=_env("log_format"),
+            type=click.Choice(["auto", "json", "console"]),
+            default="auto",
+            show_default=True,
             help="auto: JSON lines unless stderr is a terminal.",
         ),
         click.option(
-            "--log-level", envvar=_env("log_level"),
-            type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+            "--log-level",
+            envvar=_env("log_level"),
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
             show_default=True,
         ),
     ]
@@ -250,13 +294,17 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
 @main.command(context_settings={"allow_interspersed_args": False})
 @daemon_options
 @click.option(
-    "--schedule", envvar=_env("schedule"),
+    "--schedule",
+    envvar=_env("schedule"),
     help="When to run: 5-field cron ('*/5 * * * *'), @hourly/@daily/@weekly/@monthly/@yearly, "
     "or '@every 30s'. Without it, the command runs continuously while leading (restarted "
     "when it exits).",
 )
 @click.option(
-    "--timezone", envvar=_env("timezone"), default="UTC", show_default=True,
+    "--timezone",
+    envvar=_env("timezone"),
+    default="UTC",
+    show_default=True,
     help="IANA time zone for cron expressions.",
 )
 @connection_options
@@ -366,8 +414,12 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
 
 
 @main.command()
-@click.option("--ttl", type=DURATION, default="3s", show_default=True, help="Lease TTL for the replicas.")
-@click.option("--duration", type=DURATION, default="30s", show_default=True, help="How long to run.")
+@click.option(
+    "--ttl", type=DURATION, default="3s", show_default=True, help="Lease TTL for the replicas."
+)
+@click.option(
+    "--duration", type=DURATION, default="30s", show_default=True, help="How long to run."
+)
 def demo(ttl: float, duration: float) -> None:
     """Show leaderjob working: a throwaway local etcd, three replicas, a failover.
 

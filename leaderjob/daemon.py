@@ -202,8 +202,8 @@ class Daemon:
     def _may_campaign(self) -> bool:
         # Never campaign while a job of a lost tenure still runs: its lease must stay ours
         # until the job is dead, and a new tenure would overlap it.
-        return not self.stopping and self.run is None and not (
-            self.s.mode == "once" and self.ran_once
+        return (
+            not self.stopping and self.run is None and not (self.s.mode == "once" and self.ran_once)
         )
 
     def _note_election(self, out: Any) -> None:
@@ -253,9 +253,7 @@ class Daemon:
             self.restart_at = 0.0
         elif t.event == "election.lost":
             assert t.reason is not None
-            self.log.warning(
-                "election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}"
-            )
+            self.log.warning("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
             self.log = self.log.unbind("token")
             self.leading_since_wall = None
             self.next_fire = None
@@ -354,9 +352,7 @@ class Daemon:
                     "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
                 )
                 if self.metrics is not None:
-                    self.metrics.job_kills.labels(
-                        self.s.election, ev["signal"], ev["reason"]
-                    ).inc()
+                    self.metrics.job_kills.labels(self.s.election, ev["signal"], ev["reason"]).inc()
         if not run.done:
             return False
         self.run = None
@@ -425,4 +421,4 @@ def store_error_message(err: StoreError) -> str:
     return f"etcd {err.operation} failed: {err.detail}"
 
 
-__all__ = ["Daemon", "Report", "Settings", "Sequence"]
+__all__ = ["Daemon", "Report", "Sequence", "Settings"]

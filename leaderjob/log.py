@@ -15,8 +15,12 @@ import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
@@ -35,20 +39,10 @@ def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.WriteLoggerFactory(file=_LineFlushedStderr()),
+        # WriteLogger flushes after every line: a log is never behind the events it reports.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-
-
-class _LineFlushedStderr:
-    """stderr, flushed after every line so that a log is never behind the events it reports."""
-
-    def write(self, text: str) -> int:
-        n = sys.stderr.write(text)
-        return n
-
-    def flush(self) -> None:
-        sys.stderr.flush()
 
 
 def get_logger(**bound: Any) -> Any:

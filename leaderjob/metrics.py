@@ -19,67 +19,104 @@ class Metrics:
         self.election = election
         e = ["election"]
         self.is_leader = Gauge(
-            "leaderjob_is_leader", "1 while this replica leads the election, else 0", e,
+            "leaderjob_is_leader",
+            "1 while this replica leads the election, else 0",
+            e,
             registry=registry,
         )
         self.fencing_token = Gauge(
             "leaderjob_fencing_token",
-            "Fencing token (create revision of the leader key) while leading, else 0", e,
+            "Fencing token (create revision of the leader key) while leading, else 0",
+            e,
             registry=registry,
         )
         self.transitions = Counter(
             "leaderjob_leader_transitions",
             "Leadership changes of this replica, by direction (acquired, lost)",
-            [*e, "direction"], registry=registry,
+            [*e, "direction"],
+            registry=registry,
         )
         self.keepalives = Counter(
-            "leaderjob_lease_keepalives", "Lease keepalives by result (ok, failed, expired)",
-            [*e, "result"], registry=registry,
+            "leaderjob_lease_keepalives",
+            "Lease keepalives by result (ok, failed, expired)",
+            [*e, "result"],
+            registry=registry,
         )
         self.keepalive_latency = Histogram(
-            "leaderjob_lease_keepalive_latency_seconds", "Keepalive round trip", e,
-            buckets=_LATENCY_BUCKETS, registry=registry,
+            "leaderjob_lease_keepalive_latency_seconds",
+            "Keepalive round trip",
+            e,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.deadline_remaining = Gauge(
             "leaderjob_lease_deadline_remaining_seconds",
-            "Time left to the local deadline while leading, else 0", e, registry=registry,
+            "Time left to the local deadline while leading, else 0",
+            e,
+            registry=registry,
         )
         self.job_runs = Counter(
-            "leaderjob_job_runs", "Finished job runs by outcome", [*e, "outcome"],
+            "leaderjob_job_runs",
+            "Finished job runs by outcome",
+            [*e, "outcome"],
             registry=registry,
         )
         self.job_duration = Histogram(
-            "leaderjob_job_duration_seconds", "Job run duration", e,
-            buckets=_DURATION_BUCKETS, registry=registry,
+            "leaderjob_job_duration_seconds",
+            "Job run duration",
+            e,
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
         )
         self.job_running = Gauge(
-            "leaderjob_job_running", "1 while a job run is in progress", e, registry=registry,
+            "leaderjob_job_running",
+            "1 while a job run is in progress",
+            e,
+            registry=registry,
         )
         self.last_success = Gauge(
             "leaderjob_job_last_success_timestamp_seconds",
-            "Unix time of the last successful run seen by this replica", e, registry=registry,
+            "Unix time of the last successful run seen by this replica",
+            e,
+            registry=registry,
         )
         self.schedule_lag = Histogram(
-            "leaderjob_schedule_lag_seconds", "Fire time to job process started", e,
-            buckets=_LAG_BUCKETS, registry=registry,
+            "leaderjob_schedule_lag_seconds",
+            "Fire time to job process started",
+            e,
+            buckets=_LAG_BUCKETS,
+            registry=registry,
         )
         self.slots_skipped = Counter(
-            "leaderjob_slots_skipped", "Schedule slots not run, by reason", [*e, "reason"],
+            "leaderjob_slots_skipped",
+            "Schedule slots not run, by reason",
+            [*e, "reason"],
             registry=registry,
         )
         self.job_kills = Counter(
-            "leaderjob_job_kills", "Signals sent to a job's process group, by signal and reason",
-            [*e, "signal", "reason"], registry=registry,
+            "leaderjob_job_kills",
+            "Signals sent to a job's process group, by signal and reason",
+            [*e, "signal", "reason"],
+            registry=registry,
         )
         self.etcd_errors = Counter(
-            "leaderjob_etcd_errors", "Failed etcd calls by operation", [*e, "operation"],
+            "leaderjob_etcd_errors",
+            "Failed etcd calls by operation",
+            [*e, "operation"],
             registry=registry,
         )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
-        for metric in (self.is_leader, self.fencing_token, self.deadline_remaining,
-                       self.job_running, self.last_success, self.keepalive_latency,
-                       self.job_duration, self.schedule_lag):
+        for metric in (
+            self.is_leader,
+            self.fencing_token,
+            self.deadline_remaining,
+            self.job_running,
+            self.last_success,
+            self.keepalive_latency,
+            self.job_duration,
+            self.schedule_lag,
+        ):
             metric.labels(election)
         for direction in ("acquired", "lost"):
             self.transitions.labels(election, direction)

@@ -1,4 +1,4 @@
-"""Durations as people write them: ``500ms``, ``3s``, ``2m``, ``1h30m``, or a bare number of seconds."""
+"""Durations as people write them: ``500ms``, ``3s``, ``2m``, ``1h30m``, or plain seconds."""
 
 from __future__ import annotations
 

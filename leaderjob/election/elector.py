@@ -111,9 +111,9 @@ class Elector:
             self._renew(out)
         phase = self.machine.phase
         now = self.clock.monotonic()
-        if phase is Phase.CAMPAIGNING and (self._recheck or self._watch_fired()):
-            self._read_standing(out)
-        elif phase is Phase.LEADING and (now >= self._confirm_at or self._watch_fired()):
+        if (phase is Phase.CAMPAIGNING and (self._recheck or self._watch_fired())) or (
+            phase is Phase.LEADING and (now >= self._confirm_at or self._watch_fired())
+        ):
             self._read_standing(out)
         return out
 
@@ -202,8 +202,10 @@ class Elector:
         if lease is None:
             return
         own = standing.own
-        if own is None or own.create_revision != self.create_revision or own.lease_id != (
-            lease.lease_id
+        if (
+            own is None
+            or own.create_revision != self.create_revision
+            or own.lease_id != (lease.lease_id)
         ):
             self._note(out, self._after(self.machine.key_lost()))
             return

@@ -303,7 +303,9 @@ class EtcdStore:
                 )
             ],
             success=[
-                etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k, value=value, lease=lease_id))
+                etcdrpc.RequestOp(
+                    request_put=etcdrpc.PutRequest(key=k, value=value, lease=lease_id)
+                )
             ],
             failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
         )
@@ -382,7 +384,9 @@ class EtcdStore:
             key=p,
             range_end=_prefix_end(p),
             limit=limit,
-            sort_order=etcdrpc.RangeRequest.DESCEND if newest_first else etcdrpc.RangeRequest.ASCEND,
+            sort_order=etcdrpc.RangeRequest.DESCEND
+            if newest_first
+            else etcdrpc.RangeRequest.ASCEND,
             sort_target=etcdrpc.RangeRequest.KEY,
         )
         stub, md = self._kvs(timeout)

@@ -217,4 +217,3 @@ class Machine:
         self.phase = Phase.IDLE
         event = "election.lost" if was_leading else "lease.lost"
         return Transition(event, self.phase, lease_id=lease_id, token=token, reason=reason)
-
