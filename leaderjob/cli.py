@@ -223,13 +223,134 @@ def daemon_options(f: F) -> F:
             default="info",
             show_default=True,
         ),
+        click.option(
+            "--metrics-addr",
+            envvar=_env("metrics_addr"),
+            default="0.0.0.0:9102",
+            show_default=True,
+            help="Serve /metrics, /healthz, /readyz, /leader and /status here; 'off' disables.",
+        ),
+        click.option(
+            "--health-cmd",
+            envvar=_env("health_cmd"),
+            help="Shell command that must exit 0 for this replica to lead (e.g. the app's probe).",
+        ),
+        click.option(
+            "--health-url",
+            envvar=_env("health_url"),
+            help="URL that must answer 2xx for this replica to lead.",
+        ),
+        click.option(
+            "--health-interval",
+            envvar=_env("health_interval"),
+            type=DURATION,
+            default="5s",
+            show_default=True,
+            help="How often the health check runs.",
+        ),
+        click.option(
+            "--health-failures",
+            envvar=_env("health_failures"),
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Consecutive failures after which a leader resigns and a follower stops "
+            "campaigning; one success re-enables it.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def build_timing(params: dict[str, Any]) -> Timing:
+def schedule_options(f: F) -> F:
+    """Options of `run` only: when to run and what to do around failover and overlap."""
+    options = [
+        click.option(
+            "--schedule",
+            envvar=_env("schedule"),
+            help="When to run: 5-field cron ('*/5 * * * *'), @hourly, @daily, @weekly, "
+            "@monthly, @yearly, or '@every 30s'. CRON_TZ=<zone> may prefix a cron expression. "
+            "Without --schedule the command runs continuously while leading.",
+        ),
+        click.option(
+            "--timezone",
+            envvar=_env("timezone"),
+            default="UTC",
+            show_default=True,
+            help="IANA time zone for cron expressions (DST: a time skipped by spring-forward "
+            "runs once at the end of the gap; a repeated hour runs once, the first time).",
+        ),
+        click.option(
+            "--jitter",
+            envvar=_env("jitter"),
+            type=DURATION,
+            default="0s",
+            show_default=True,
+            help="Delay each run by a random time in [0, jitter), the same on every replica.",
+        ),
+        click.option(
+            "--catch-up",
+            envvar=_env("catch_up"),
+            type=click.Choice(["once", "skip"]),
+            default="once",
+            show_default=True,
+            help="Slots missed while nobody led: run the newest one once (if within "
+            "--starting-deadline), or skip them all. Never a burst, never a duplicate.",
+        ),
+        click.option(
+            "--starting-deadline",
+            envvar=_env("starting_deadline"),
+            type=DURATION,
+            help="How late a slot may still start [default: one schedule interval, max 1h].",
+        ),
+        click.option(
+            "--concurrency",
+            envvar=_env("concurrency"),
+            type=click.Choice(["forbid", "replace", "allow"]),
+            default="forbid",
+            show_default=True,
+            help="A slot that fires while the previous run still goes: skip it, stop the old "
+            "run and start the new one, or run both.",
+        ),
+        click.option(
+            "--timeout",
+            envvar=_env("timeout"),
+            type=DURATION,
+            help="Stop a run that takes longer (SIGTERM, --grace, SIGKILL); outcome timed_out.",
+        ),
+        click.option(
+            "--retries",
+            envvar=_env("retries"),
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Retry a failed or timed-out run this many times within its slot, with "
+            "exponential backoff (1s, 2s, 4s … 60s), only while still leading.",
+        ),
+        click.option(
+            "--history-limit",
+            envvar=_env("history_limit"),
+            type=click.IntRange(min=1, max=10000),
+            default=50,
+            show_default=True,
+            help="Run records kept in etcd (see `leaderjob history`).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
+    from leaderjob import log
+    from leaderjob.health import HealthSettings
+    from leaderjob.http import parse_addr
+    from leaderjob.schedule import ScheduleError, parse_schedule
+
+    errors = validate_election_name(params["election"])
+    if not command:
+        errors.append("no command given: write it after --, e.g. -- ./cleanup.sh")
     timing = Timing.from_ttl(
         params["ttl"],
         renew_interval=params.get("renew_interval"),
@@ -237,76 +358,107 @@ def build_timing(params: dict[str, Any]) -> Timing:
         grace=params.get("grace"),
         margin=params.get("margin"),
     )
-    errors = timing.validate()
-    if errors:
-        raise click.UsageError(join_errors(errors))
-    return timing
-
-
-def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
-    from leaderjob import log
-    from leaderjob.daemon import Daemon, Settings
-    from leaderjob.schedule import ScheduleError, parse_schedule
-
-    errors = validate_election_name(params["election"])
-    if errors:
-        raise click.UsageError(join_errors(errors))
-    if not command:
-        raise click.UsageError("no command given: write it after --, e.g. -- ./cleanup.sh")
-    timing = build_timing(params)
-    conn = build_connection(params)
+    errors += timing.validate()
+    health = HealthSettings(
+        command=params.get("health_cmd"),
+        url=params.get("health_url"),
+        interval=params["health_interval"],
+        failures=params["health_failures"],
+    )
+    errors += health.validate()
     schedule = None
     expr = params.get("schedule")
     if expr:
         try:
             schedule = parse_schedule(expr, params.get("timezone") or "UTC")
         except ScheduleError as exc:
-            raise click.UsageError(f"--schedule {expr!r}: {exc}") from None
+            errors.append(f"--schedule {expr!r}: {exc}")
     elif mode == "schedule":
         mode = "service"
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        errors.append("--timeout must be positive")
+    try:
+        addr = parse_addr(params["metrics_addr"])
+    except ValueError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise click.UsageError(join_errors(errors))
+    conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
-    settings = Settings(
+    settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
+    return _serve(settings, conn, health, addr, params["metrics_addr"])
+
+
+def _settings(
+    params: dict[str, Any],
+    command: tuple[str, ...],
+    mode: str,
+    timing: Timing,
+    schedule: Any,
+    rpc_timeout: float,
+) -> Any:
+    from leaderjob.daemon import Settings
+
+    return Settings(
         election=params["election"],
-        election_prefix=election_prefix(params["prefix"], params["election"]),
+        prefix=params["prefix"],
         identity=params.get("identity") or default_identity(),
         timing=timing,
         command=command,
         mode=mode,  # type: ignore[arg-type]
         schedule=schedule,
-        rpc_timeout=conn.rpc_timeout,
+        rpc_timeout=rpc_timeout,
+        catch_up=params.get("catch_up") or "once",
+        starting_deadline=params.get("starting_deadline"),
+        jitter=params.get("jitter") or 0.0,
+        concurrency=params.get("concurrency") or "forbid",
+        timeout=params.get("timeout"),
+        retries=params.get("retries") or 0,
+        history_limit=params.get("history_limit") or 50,
     )
+
+
+def _serve(
+    settings: Any, conn: Connection, health: Any, addr: tuple[str, int] | None, addr_text: str
+) -> int:
+    """Build the adapters, serve until stopped, and tear everything down."""
     from prometheus_client import CollectorRegistry
 
+    from leaderjob.daemon import Daemon
+    from leaderjob.health import HealthChecker
+    from leaderjob.http import Server
     from leaderjob.metrics import Metrics
 
-    metrics = Metrics(CollectorRegistry(), settings.election)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, settings.election, process_metrics=True)
+    server = None
     store = open_store(conn)
     try:
         daemon = Daemon(settings, store, metrics=metrics)
+        if health.enabled:
+            daemon.health = HealthChecker(health, daemon.wakeup.set)
+        if addr is not None:
+            try:
+                server = Server(addr, registry, lambda: daemon.snapshot)
+            except OSError as exc:
+                raise click.UsageError(
+                    f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
+                    "pick a free port or 'off'"
+                ) from None
+            server.start()
         code = daemon.serve()
         if daemon.fatal:
             click.echo(f"leaderjob: {daemon.fatal}", err=True)
         return code
     finally:
+        if server is not None:
+            server.close()
         store.close()
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
 @daemon_options
-@click.option(
-    "--schedule",
-    envvar=_env("schedule"),
-    help="When to run: 5-field cron ('*/5 * * * *'), @hourly/@daily/@weekly/@monthly/@yearly, "
-    "or '@every 30s'. Without it, the command runs continuously while leading (restarted "
-    "when it exits).",
-)
-@click.option(
-    "--timezone",
-    envvar=_env("timezone"),
-    default="UTC",
-    show_default=True,
-    help="IANA time zone for cron expressions.",
-)
+@schedule_options
 @connection_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(command: tuple[str, ...], **params: Any) -> None:
@@ -332,52 +484,195 @@ def lock(command: tuple[str, ...], **params: Any) -> None:
     sys.exit(_start_daemon(params, command, "once"))
 
 
-@main.command()
-@click.option("--election", envvar=_env("election"), required=True, help="Election to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@connection_options
-def status(election: str, as_json: bool, **params: Any) -> None:
-    """Show who leads an election (identity, token, lease, TTL left) and who waits."""
-    from leaderjob.election.store import StoreError
+def election_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--election", envvar=_env("election"), required=True, help=help_text)
+
+
+def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
+    from leaderjob.records import ElectionData
 
     errors = validate_election_name(election)
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
     store = open_store(conn)
-    prefix = election_prefix(params["prefix"], election)
+    return store, ElectionData(store, params["prefix"], election), conn.rpc_timeout
+
+
+def _etcd_failed(what: str, exc: Exception) -> None:
+    click.echo(f"leaderjob: cannot {what}: {exc}", err=True)
+    sys.exit(1)
+
+
+def read_status(
+    store: Any, data: Any, election: str, prefix: str, timeout: float
+) -> dict[str, Any]:
+    """What `status` shows: the queue, the leader's lease, the schedule, the last run."""
+    from leaderjob.schedule import ScheduleError, parse_schedule
+
+    keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
+    candidates = [
+        {
+            "identity": k.value.decode(errors="replace"),
+            "key": k.key,
+            "token": k.create_revision,
+            "lease_id": f"{k.lease_id:x}",
+        }
+        for k in keys
+    ]
+    leader = candidates[0] if candidates else None
+    if leader is not None:
+        leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
+    schedule = data.schedule_info(timeout=timeout)
+    next_fire = None
+    if schedule:
+        try:
+            sched = parse_schedule(schedule["expr"], schedule.get("timezone", "UTC"))
+            next_fire = sched.next_after(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+        except (ScheduleError, KeyError):
+            next_fire = None
+    history = data.history(1, timeout=timeout)
+    return {
+        "election": election,
+        "leader": leader,
+        "candidates": candidates,
+        "suspended": data.is_suspended(timeout=timeout),
+        "schedule": schedule,
+        "next_fire": next_fire,
+        "last_run": history[0] if history else None,
+    }
+
+
+@main.command()
+@election_option("Election to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@connection_options
+def status(election: str, as_json: bool, **params: Any) -> None:
+    """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
+    suspended, the next fire time and the last run."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
     try:
-        keys = store.candidates(prefix, timeout=conn.rpc_timeout)
-        candidates = []
-        for i, k in enumerate(keys):
-            entry: dict[str, Any] = {
-                "identity": k.value.decode(errors="replace"),
-                "key": k.key,
-                "token": k.create_revision,
-                "lease_id": f"{k.lease_id:x}",
-            }
-            if i == 0:
-                entry["ttl_remaining"] = store.lease_remaining(k.lease_id, timeout=conn.rpc_timeout)
-            candidates.append(entry)
+        doc = read_status(store, data, election, params["prefix"], timeout)
     except StoreError as exc:
-        click.echo(f"leaderjob: cannot read election {election!r} from etcd: {exc}", err=True)
-        sys.exit(1)
+        _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
         store.close()
-    leader = candidates[0] if candidates else None
-    doc = {"election": election, "prefix": prefix, "leader": leader, "candidates": candidates}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
+    leader = doc["leader"]
     if leader is None:
-        click.echo(f"election {election}: no leader ({prefix})")
-        return
-    click.echo(
-        f"election {election}: leader {leader['identity']} token {leader['token']} "
-        f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
-    )
-    for pos, c in enumerate(candidates[1:], start=1):
+        click.echo(f"election {election}: no leader")
+    else:
+        click.echo(
+            f"election {election}: leader {leader['identity']} token {leader['token']} "
+            f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
+        )
+    for pos, c in enumerate(doc["candidates"][1:], start=1):
         click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
+    if doc["suspended"]:
+        click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
+    if doc["schedule"]:
+        sched = doc["schedule"]
+        click.echo(
+            f"  schedule {sched.get('expr')} ({sched.get('timezone')}), next {doc['next_fire']}"
+        )
+    last = doc["last_run"]
+    if last:
+        click.echo(
+            f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')} "
+            f"by {last.get('identity')} at {last.get('started_at') or last.get('scheduled_time')}"
+        )
+
+
+@main.command()
+@election_option("Election whose runs to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@connection_options
+def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
+    """Show the newest runs of an election (and skipped slots), from any machine."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        records = data.history(limit, timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read the history of {election!r}", exc)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        click.echo(f"election {election}: no runs recorded yet")
+        return
+    header = (
+        f"{'STARTED':<21} {'SLOT':<28} {'OUTCOME':<26} {'EXIT':>5} {'SECS':>8} {'TOKEN':>6}  BY"
+    )
+    click.echo(header)
+    for r in records:
+        exit_text = r.get("signal") or ("" if r.get("exit_code") is None else str(r["exit_code"]))
+        secs = "" if r.get("duration_seconds") is None else f"{r['duration_seconds']:.2f}"
+        started = r.get("started_at") or r.get("scheduled_time") or ""
+        click.echo(
+            f"{started[:20]:<21} {r.get('slot') or '':<28} {r.get('outcome') or '':<26} "
+            f"{exit_text:>5} {secs:>8} {r.get('token') or '':>6}  {r.get('identity') or ''}"
+        )
+
+
+@main.command()
+@election_option("Election to trigger.")
+@connection_options
+def trigger(election: str, **params: Any) -> None:
+    """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
+    slot; it waits for a running run to finish (unless --concurrency allow)."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        trigger_id = data.trigger(default_identity(), timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"trigger {election!r}", exc)
+    finally:
+        store.close()
+    click.echo(f"triggered {election}: request {trigger_id} (slot trigger-{trigger_id})")
+
+
+@main.command()
+@election_option("Election to suspend.")
+@connection_options
+def suspend(election: str, **params: Any) -> None:
+    """Suspend an election cluster-wide: it keeps its leader but starts no runs."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        data.suspend(default_identity(), timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"suspend {election!r}", exc)
+    finally:
+        store.close()
+    click.echo(f"suspended {election}: slots are skipped until `leaderjob resume`")
+
+
+@main.command()
+@election_option("Election to resume.")
+@connection_options
+def resume(election: str, **params: Any) -> None:
+    """Resume a suspended election."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        was = data.resume(timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"resume {election!r}", exc)
+    finally:
+        store.close()
+    click.echo(f"resumed {election}" if was else f"{election} was not suspended")
 
 
 @main.command(name="next")

@@ -1,14 +1,18 @@
-"""The daemon loop: one cycle = deadline check → job reports → election → job ↔ leadership →
-schedule → wait.
+"""The daemon loop: one cycle = deadline check → job reports → health → election → job ↔
+leadership → control switches → schedule → wait.
 
 Each :meth:`Daemon.cycle` returns a :class:`Report` that says what it decided; the log and the
 tests read those. The loop waits on one ``threading.Event`` that everything wakes: the predecessor
-watch, the watchdog's reports, the signal handlers. Stop is therefore prompt, and no thread but the
-main one logs or decides.
+watch, the watchdog's reports, the health checker, the signal handlers. Stop is therefore prompt,
+and no thread but the main one decides anything.
 
-Modes: ``schedule`` (run the command at each fire time while leading), ``service`` (no schedule:
-keep the command running while leading, restart it when it exits), and ``once`` (``leaderjob
-lock``: run it once under leadership, release, exit with its exit code).
+Modes: ``schedule`` (run the command for each slot of the schedule while leading), ``service`` (no
+schedule: keep the command running while leading, restart it when it exits), and ``once``
+(``leaderjob lock``: run it once under leadership, release, exit with its exit code).
+
+Leaving leadership on purpose (shutdown, failing health check, lock done) always goes in this
+order: stop the job (renewing the lease meanwhile) → resign → revoke. The successor can only start
+after our job is dead (docs/safety.md L2, S6).
 """
 
 from __future__ import annotations
@@ -17,22 +21,26 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import Timing
-from leaderjob.election.elector import Elector
+from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
+from leaderjob.planner import CatchUp, Planner, Slot
+from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import Schedule
 from leaderjob.supervisor import Run
 
 Mode = Literal["schedule", "service", "once"]
+Concurrency = Literal["forbid", "replace", "allow"]
 
 #: Exit code of `leaderjob lock` when leadership was lost before the command finished.
 EXIT_LOST = 4
@@ -40,18 +48,31 @@ EXIT_LOST = 4
 EXIT_REJECTED = 1
 #: Wait before restarting a service-mode command that exited.
 SERVICE_RESTART_DELAY = 1.0
+#: Retry backoff: 1 s, 2 s, 4 s … capped.
+RETRY_BASE, RETRY_CAP = 1.0, 60.0
 
 
 @dataclass(frozen=True)
 class Settings:
     election: str
-    election_prefix: str  # where candidate keys live (see config.election_prefix)
+    prefix: str  # the key prefix root; the election lives under <prefix>/<election>/
     identity: str
     timing: Timing
     command: tuple[str, ...]
     mode: Mode = "schedule"
     schedule: Schedule | None = None
     rpc_timeout: float = 5.0
+    catch_up: CatchUp = "once"
+    starting_deadline: float | None = None
+    jitter: float = 0.0
+    concurrency: Concurrency = "forbid"
+    timeout: float | None = None
+    retries: int = 0
+    history_limit: int = 50
+
+    @property
+    def election_prefix(self) -> str:
+        return f"{self.prefix.rstrip('/')}/{self.election}/leader"
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,38 @@ class Report:
 
     action: str
     detail: Mapping[str, Any] | None = None
+
+
+@dataclass
+class ActiveRun:
+    run: Run
+    slot: str
+    scheduled: datetime
+    attempt: int
+    timeout_at: float | None
+
+
+@dataclass
+class Pending:
+    """A slot waiting to start: a retry after backoff, or a replacement waiting for the old run."""
+
+    slot: str
+    scheduled: datetime
+    attempt: int
+    not_before: float
+    token: int
+    fire: Slot | None = None  # set when the slot still has to be claimed (catch-up)
+
+
+@dataclass
+class Tenure:
+    """What belongs to one term of leadership, dropped as a whole when it ends."""
+
+    token: int
+    ready: bool = False  # catch-up decided
+    control_at: float = 0.0
+    suspended: bool = False
+    pending: list[Pending] = field(default_factory=list)
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -79,12 +132,14 @@ class Daemon:
         *,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
+        health: HealthChecker | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.s = settings
         self.store = store
         self.clock = clock or SystemClock()
         self.metrics = metrics
+        self.health = health
         self.environ = dict(os.environ if environ is None else environ)
         self.wakeup = threading.Event()
         self.elector = Elector(
@@ -96,18 +151,38 @@ class Daemon:
             self.wakeup,
             rpc_timeout=settings.rpc_timeout,
         )
+        self.data = ElectionData(store, settings.prefix, settings.election)
+        self.planner = (
+            Planner(
+                settings.schedule,
+                settings.election,
+                catch_up=settings.catch_up,
+                starting_deadline=(
+                    None
+                    if settings.starting_deadline is None
+                    else timedelta(seconds=settings.starting_deadline)
+                ),
+                jitter=settings.jitter,
+            )
+            if settings.schedule is not None
+            else None
+        )
         self.log = get_logger(election=settings.election, identity=settings.identity)
-        self.run: Run | None = None
-        self.next_fire: datetime | None = None
+        self.runs: list[ActiveRun] = []
+        self.tenure: Tenure | None = None
         self.restart_at = 0.0
-        self.stopping = False
+        self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
         self.stop_signals = 0
         self.exit_code = 0
         self.ran_once = False
         self.ever_connected = False
+        self.last_contact: float | None = None
         self.fatal: str | None = None
+        self.leading_since: datetime | None = None
+        self.last_run: dict[str, Any] | None = None
         self._last_error: tuple[str, float] | None = None
-        self.leading_since_wall: datetime | None = None
+        self.snapshot: dict[str, Any] = {}
+        self._publish("starting")
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -121,25 +196,32 @@ class Daemon:
             renew_interval=round(self.s.timing.renew_interval, 3),
             grace=round(self.s.timing.grace, 3),
             schedule=self.s.schedule.expr if self.s.schedule else None,
+            timezone=self.s.schedule.timezone if self.s.schedule else None,
+            concurrency=self.s.concurrency,
             prefix=self.s.election_prefix,
         )
+        if self.health is not None:
+            self.health.start()
         try:
             while True:
                 report = self.cycle()
+                self._publish(report.action)
                 if report.action == "exited":
                     return self.exit_code
                 self._wait()
         finally:
-            if self.run is not None:
-                self.run.kill("daemon_exit")
-                self.run.wait(2.0)
+            for active in self.runs:
+                active.run.kill("daemon_exit")
+                active.run.wait(2.0)
+            if self.health is not None:
+                self.health.stop()
             self.elector.close()
 
     def request_stop(self, reason: str = "signal") -> None:
-        """Graceful stop: finish or stop the job, release leadership, exit. Safe in a handler."""
+        """Graceful stop: stop the job, release leadership, exit 0. Safe in a signal handler."""
         self.stop_signals += 1
-        if not self.stopping:
-            self.stopping = True
+        if self.leaving not in ("shutdown", "fatal"):
+            self.leaving = "shutdown"
             self.stop_reason = reason
         self.wakeup.set()
 
@@ -149,35 +231,28 @@ class Daemon:
         t = self.elector.check(self.clock.monotonic())
         if t is not None:
             self._on_transition(t)
-        # 2. What the job's watchdog reported.
-        finished = self._collect_run()
-        if self.fatal is not None:
-            return self._shutdown("fatal")
-        if self.stopping:
-            return self._shutdown(getattr(self, "stop_reason", "signal"))
-        # 3. Election: campaign, renew, confirm.
+        # 2. What the watchdogs reported.
+        finished = self._collect_runs()
+        # 3. Health: an unhealthy replica hands over and does not campaign.
+        self._apply_health()
+        if self.leaving is not None:
+            return self._leave()
+        # 4. Election: campaign, renew, confirm.
         out = self.elector.step(may_campaign=self._may_campaign())
         self._note_election(out)
         if self.fatal is not None:
-            return self._shutdown("fatal")
+            self.leaving = "fatal"
+            return self._leave()
         for t in out.transitions:
             self._on_transition(t)
-        if self.s.mode == "once" and self.ran_once and self.run is None:
-            return self._shutdown("lock_done")
         if self.elector.phase is not Phase.LEADING:
-            if self.run is None and self.elector.to_revoke:
-                self.elector.release()
+            if not self.runs and self.elector.to_revoke:
+                self._release()
             return Report("job_finished" if finished else self.elector.phase.value)
-        # 4. Leading: keep the watchdog's deadline in step with the lease.
-        deadline = self.elector.machine.deadline
-        assert deadline is not None
-        if self.run is not None:
-            self.run.extend(deadline)
-        if self.metrics is not None:
-            remaining = deadline - self.clock.monotonic()
-            self.metrics.deadline_remaining.labels(self.s.election).set(max(0.0, remaining))
-        # 5. Schedule.
-        started = self._maybe_start()
+        # 5. Leading: keep the watchdogs' deadline in step with the lease; enforce timeouts.
+        self._reconcile_runs()
+        # 6. Start what is due.
+        started = self._start_due()
         if started is not None:
             return started
         return Report("job_finished" if finished else "leading")
@@ -185,46 +260,62 @@ class Daemon:
     def _wait(self) -> None:
         now = self.clock.monotonic()
         until = self.elector.next_wakeup(now, self._may_campaign())
-        if self.elector.phase is Phase.LEADING and self.run is None:
-            if self.s.mode == "schedule" and self.next_fire is not None:
-                gap = (self.next_fire - self.clock.wall()).total_seconds()
-                until = min(until, now + gap)
-            elif self.s.mode == "service":
-                until = min(until, self.restart_at)
-            elif self.s.mode == "once" and not self.ran_once:
-                until = now
-        if self.stopping:
+        for active in self.runs:
+            if active.timeout_at is not None and active.run.stop_reason is None:
+                until = min(until, active.timeout_at)
+        if self.elector.phase is Phase.LEADING and self.leaving is None:
+            until = min(until, self._next_start(now))
+        if self.leaving is not None:
             until = min(until, now + 0.05)
         self.clock.wait(self.wakeup, max(0.0, until - now))
+
+    def _next_start(self, now: float) -> float:
+        """Monotonic time of the next thing to start while leading."""
+        tenure = self.tenure
+        if tenure is None:
+            return now
+        times = [tenure.control_at]
+        times += [p.not_before for p in tenure.pending]
+        if self.s.mode == "schedule" and self.planner is not None:
+            slot = self.planner.peek()
+            if slot is not None:
+                times.append(now + (slot.start_time - self.clock.wall()).total_seconds())
+        elif self.s.mode == "service" and not self.runs:
+            times.append(self.restart_at)
+        elif self.s.mode == "once" and not self.ran_once:
+            times.append(now)
+        if not tenure.ready:
+            times.append(now + 0.2)
+        return min(times)
 
     # -- election -----------------------------------------------------------------------------
 
     def _may_campaign(self) -> bool:
-        # Never campaign while a job of a lost tenure still runs: its lease must stay ours
-        # until the job is dead, and a new tenure would overlap it.
+        # Never campaign while a job of a lost tenure still runs: a new tenure would overlap it.
         return (
-            not self.stopping and self.run is None and not (self.s.mode == "once" and self.ran_once)
+            self.leaving is None and not self.runs and not (self.s.mode == "once" and self.ran_once)
         )
 
-    def _note_election(self, out: Any) -> None:
+    def _note_election(self, out: Outcome) -> None:
         for err in out.errors:
             if isinstance(err, StoreRejected) and not self.ever_connected:
                 self.fatal = f"etcd rejected leaderjob: {err}"
                 self.log.error("etcd.rejected", operation=err.operation, error=err.detail)
                 return
-            self._log_store_error(err)
+            self._store_error(err)
         if out.keepalive_result is not None and self.metrics is not None:
             self.metrics.keepalives.labels(self.s.election, out.keepalive_result).inc()
             if out.keepalive_latency is not None:
                 self.metrics.keepalive_latency.labels(self.s.election).observe(
                     out.keepalive_latency
                 )
-        if out.transitions or out.renewed:
+        if self.elector.last_contact is not None:
             if not self.ever_connected:
-                self.log.info("etcd.connected")
+                self.log.info("etcd.connected", endpoint=getattr(self.store, "endpoint", None))
             self.ever_connected = True
+            self.last_contact = self.elector.last_contact
 
-    def _log_store_error(self, err: StoreError) -> None:
+    def _store_error(self, err: StoreError) -> None:
         if self.metrics is not None:
             self.metrics.etcd_errors.labels(self.s.election, err.operation).inc()
         now = self.clock.monotonic()
@@ -232,7 +323,7 @@ class Daemon:
         if self._last_error is None or self._last_error[0] != key or now - self._last_error[1] > 5:
             self._last_error = (key, now)
             self.log.warning(
-                "etcd.unavailable" if not isinstance(err, StoreRejected) else "etcd.rejected",
+                "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable",
                 operation=err.operation,
                 error=err.detail,
             )
@@ -241,70 +332,433 @@ class Daemon:
         if t.event == "lease.granted":
             self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
         elif t.event == "election.acquired":
+            assert t.token is not None
             self.log = self.log.bind(token=t.token)
-            self.leading_since_wall = self.clock.wall()
+            self.leading_since = self.clock.wall()
+            self.tenure = Tenure(token=t.token)
+            self.restart_at = 0.0
             self.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
             if self.metrics is not None:
                 self.metrics.transitions.labels(self.s.election, "acquired").inc()
                 self.metrics.set_leader(t.token)
-            self.next_fire = (
-                self.s.schedule.next_after(self.clock.wall()) if self.s.schedule else None
-            )
-            self.restart_at = 0.0
         elif t.event == "election.lost":
             assert t.reason is not None
             self.log.warning("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
             self.log = self.log.unbind("token")
-            self.leading_since_wall = None
-            self.next_fire = None
+            self.leading_since = None
+            self.tenure = None
+            if self.planner is not None:
+                self.planner.end_tenure()
             if self.metrics is not None:
                 self.metrics.transitions.labels(self.s.election, "lost").inc()
                 self.metrics.set_leader(None)
-            if self.run is not None:
-                self.run.stop("leadership_lost")
+            for active in self.runs:
+                active.run.stop("killed_on_leadership_loss")
         elif t.event == "lease.lost":
             assert t.reason is not None
             self.log.warning("lease.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
 
-    # -- the job ------------------------------------------------------------------------------
+    def _release(self) -> None:
+        for err in self.elector.release():
+            self._store_error(err)
 
-    def _maybe_start(self) -> Report | None:
-        if self.run is not None:
-            return None
-        wall = self.clock.wall()
-        scheduled: datetime | None = None
-        if self.s.mode == "schedule":
-            if self.next_fire is None or wall < self.next_fire or self.s.schedule is None:
-                return None
-            scheduled = self.next_fire
-            # Never a burst: after a stall, the next fire time counts from now.
-            self.next_fire = self.s.schedule.next_after(max(wall, scheduled))
-        elif self.s.mode == "service":
-            if self.clock.monotonic() < self.restart_at:
-                return None
-        elif self.ran_once:
-            return None
-        return self._start(scheduled or wall, wall)
+    def _io_timeout(self, ceiling: float | None = None) -> float:
+        """A timeout for a non-critical call: it must never hold up the next renewal."""
+        cap = ceiling if ceiling is not None else max(0.2, self.s.timing.renew_interval / 2)
+        return self.elector.machine.rpc_deadline(
+            self.clock.monotonic(), min(cap, self.s.rpc_timeout)
+        )
 
-    def _start(self, scheduled: datetime, wall: datetime) -> Report:
+    # -- health -------------------------------------------------------------------------------
+
+    def _apply_health(self) -> None:
+        h = self.health
+        if h is None:
+            return
+        if not h.healthy and self.leaving is None:
+            self.log.warning("health.failed", failures=h.consecutive_failures, error=h.last_error)
+            if self.metrics is not None:
+                self.metrics.health_transitions.labels(self.s.election, "unhealthy").inc()
+                self.metrics.healthy.labels(self.s.election).set(0)
+            self.leaving = "unhealthy"
+        elif h.healthy and self.leaving == "unhealthy" and not self.runs:
+            self.log.info("health.recovered")
+            if self.metrics is not None:
+                self.metrics.health_transitions.labels(self.s.election, "healthy").inc()
+                self.metrics.healthy.labels(self.s.election).set(1)
+            self.leaving = None
+
+    # -- leaving ------------------------------------------------------------------------------
+
+    def _leave(self) -> Report:
+        """Stop the job while still renewing, then resign and revoke, then exit or idle."""
+        reason = self.leaving or "shutdown"
+        if self.runs:
+            for active in self.runs:
+                active.run.stop(reason)
+                if self.stop_signals > 1:
+                    active.run.kill(reason)
+            out = self.elector.step(may_campaign=False)
+            self._note_election(out)
+            for t in out.transitions:
+                self._on_transition(t)
+            self._reconcile_runs()
+            return Report("stopping_job", {"reason": reason})
+        gone = self.elector.resign()
+        if gone is not None and gone.event == "election.lost":
+            self._on_transition(gone)
+        elif gone is not None:
+            self.log.info("election.withdrawn", reason=reason, lease_id=f"{gone.lease_id:x}")
+        self._release()
+        if reason == "unhealthy":
+            return Report("unhealthy")
+        if reason == "fatal":
+            self.exit_code = EXIT_REJECTED
+        self.log.info(
+            "daemon.stopped",
+            reason=getattr(self, "stop_reason", reason),
+            exit_code=self.exit_code,
+        )
+        return Report("exited", {"reason": reason})
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def _reconcile_runs(self) -> None:
+        deadline = self.elector.machine.deadline
+        now = self.clock.monotonic()
+        for active in self.runs:
+            if deadline is not None and self.elector.phase is Phase.LEADING:
+                active.run.extend(deadline)
+            if (
+                active.timeout_at is not None
+                and now >= active.timeout_at
+                and active.run.stop_reason is None
+            ):
+                self.log.warning("job.timed_out", run_id=active.run.run_id, slot=active.slot)
+                active.run.stop("timed_out")
+        if self.metrics is not None and deadline is not None:
+            remaining = max(0.0, deadline - now) if self.elector.phase is Phase.LEADING else 0.0
+            self.metrics.deadline_remaining.labels(self.s.election).set(remaining)
+
+    def _collect_runs(self) -> bool:
+        """Absorb the watchdogs' reports; True if a run finished."""
+        finished = False
+        for active in list(self.runs):
+            run = active.run
+            for ev in run.take_events():
+                if "signal" in ev:
+                    self.log.warning(
+                        "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
+                    )
+                    if self.metrics is not None:
+                        self.metrics.job_kills.labels(
+                            self.s.election, ev["signal"], ev["reason"]
+                        ).inc()
+            if run.done:
+                self.runs.remove(active)
+                run.close()
+                self._finished(active)
+                finished = True
+        return finished
+
+    def _finished(self, active: ActiveRun) -> None:
+        run = active.run
+        now = self.clock.monotonic()
+        duration = now - run.started_at
+        rc = run.returncode
+        outcome = run.outcome
+        record = {
+            "run_id": run.run_id,
+            "slot": active.slot,
+            "scheduled_time": iso(active.scheduled),
+            "token": run.token,
+            "identity": self.s.identity,
+            "attempt": active.attempt,
+            "started_at": iso(self.clock.wall() - timedelta(seconds=duration)),
+            "finished_at": iso(self.clock.wall()),
+            "duration_seconds": round(duration, 3),
+            "exit_code": rc if rc is not None and rc >= 0 else None,
+            "signal": _signal_name(rc) if rc is not None else None,
+            "outcome": outcome,
+        }
+        self.last_run = record
+        self.log.info(
+            "job.finished",
+            run_id=run.run_id,
+            slot=active.slot,
+            token=run.token,
+            exit_code=record["exit_code"],
+            signal=record["signal"],
+            outcome=outcome,
+            duration_seconds=record["duration_seconds"],
+            attempt=active.attempt,
+        )
+        if self.metrics is not None:
+            m = self.metrics
+            m.job_running.labels(self.s.election).set(1 if self.runs else 0)
+            m.job_runs.labels(self.s.election, outcome).inc()
+            m.job_duration.labels(self.s.election).observe(duration)
+            if outcome == "succeeded":
+                m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
+        self._record(record)
+        self.restart_at = now + SERVICE_RESTART_DELAY
+        if self.s.mode == "once":
+            if run.stop_reason == "killed_on_leadership_loss":
+                self.exit_code = EXIT_LOST
+            elif rc is not None:
+                self.exit_code = rc if rc >= 0 else 128 - rc
+            if self.leaving is None:
+                self.leaving = "lock_done"
+        elif (
+            outcome in ("failed", "timed_out")
+            and active.attempt < self.s.retries
+            and self.tenure is not None
+            and self.tenure.token == run.token
+        ):
+            backoff = min(RETRY_CAP, RETRY_BASE * 2**active.attempt)
+            self.tenure.pending.append(
+                Pending(active.slot, active.scheduled, active.attempt + 1, now + backoff, run.token)
+            )
+            self.log.info(
+                "job.retry_scheduled",
+                slot=active.slot,
+                attempt=active.attempt + 1,
+                backoff_seconds=backoff,
+            )
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self.s.mode != "schedule":
+            return
+        try:
+            self.data.record(entry, self.s.history_limit, timeout=self._io_timeout())
+        except StoreError as exc:
+            self._store_error(exc)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def _start_due(self) -> Report | None:
+        tenure = self.tenure
+        if tenure is None:
+            return None
+        if self.s.mode == "once":
+            if self.ran_once:
+                return None
+            self.ran_once = True
+            return self._start("lock", self.clock.wall(), 0)
+        if self.s.mode == "service":
+            if self.runs or self.clock.monotonic() < self.restart_at:
+                return None
+            return self._start("service", self.clock.wall(), 0)
+        return self._start_scheduled(tenure)
+
+    def _start_scheduled(self, tenure: Tenure) -> Report | None:
+        assert self.planner is not None
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        if not tenure.ready and not self._begin_tenure(tenure, wall):
+            return None
+        if now >= tenure.control_at:
+            report = self._poll_control(tenure)
+            if report is not None:
+                return report
+        # Retries and replacements waiting for their time.
+        for p in list(tenure.pending):
+            if now >= p.not_before and (not self.runs or self.s.concurrency == "allow"):
+                tenure.pending.remove(p)
+                if p.fire is not None:
+                    return self._fire(tenure, p.fire)
+                return self._start(p.slot, p.scheduled, p.attempt)
+        slot, expired = self.planner.due(wall)
+        for old in expired:
+            self._skip(tenure, old, "deadline", claim=True)
+        if slot is None:
+            return None
+        return self._fire(tenure, slot)
+
+    def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
+        """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
+        assert self.planner is not None
+        try:
+            last = self.data.last_slot(timeout=self._io_timeout())
+        except StoreError as exc:
+            self._store_error(exc)
+            return False
+        plan = self.planner.begin_tenure(last, wall)
+        tenure.ready = True
+        self._publish_schedule(tenure)
+        if plan.skipped or plan.expired or plan.run:
+            self.log.info(
+                "schedule.catch_up",
+                policy=self.s.catch_up,
+                last_claimed=iso(last),
+                missed_skipped=plan.skipped,
+                expired=plan.expired.id if plan.expired else None,
+                run=plan.run.id if plan.run else None,
+            )
+        if self.metrics is not None:
+            reason = "catch_up_skip"
+            self.metrics.slots_skipped.labels(self.s.election, reason).inc(plan.skipped)
+            if plan.expired is not None:
+                self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+        if plan.run is not None:
+            tenure.pending.append(
+                Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
+            )
+        return True
+
+    def _publish_schedule(self, tenure: Tenure) -> None:
+        if self.s.schedule is None or self.elector.key is None:
+            return
+        info = {
+            "expr": self.s.schedule.expr,
+            "timezone": self.s.schedule.timezone,
+            "leader": self.s.identity,
+            "token": tenure.token,
+            "concurrency": self.s.concurrency,
+            "catch_up": self.s.catch_up,
+        }
+        try:
+            self.data.publish_schedule(
+                self.elector.key, tenure.token, info, timeout=self._io_timeout()
+            )
+        except StoreError as exc:
+            self._store_error(exc)
+
+    def _poll_control(self, tenure: Tenure) -> Report | None:
+        """Read suspend and trigger switches once per renewal interval (leader only)."""
+        tenure.control_at = self.clock.monotonic() + self.s.timing.renew_interval
+        try:
+            control = self.data.control(timeout=self._io_timeout())
+        except StoreError as exc:
+            self._store_error(exc)
+            return None
+        if control.suspended != tenure.suspended:
+            tenure.suspended = control.suspended
+            self.log.info("election.suspended" if control.suspended else "election.resumed")
+        if not control.triggers or tenure.suspended:
+            return None
+        if self.runs and self.s.concurrency != "allow":
+            return None  # a trigger waits for the current run; it is not lost
+        key, request = control.triggers[0]
+        return self._run_trigger(tenure, key, request)
+
+    def _run_trigger(self, tenure: Tenure, key: str, request: dict[str, Any]) -> Report | None:
+        own = self.elector.key
+        if own is None:
+            return None
+        claim = {
+            "token": tenure.token,
+            "identity": self.s.identity,
+            "request": request,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        try:
+            slot = self.data.claim_trigger(
+                own, tenure.token, key, claim, timeout=self._io_timeout()
+            )
+        except StoreError as exc:
+            self._store_error(exc)
+            return None
+        if slot is None:
+            self.log.warning("trigger.claim_failed", trigger=key)
+            self.elector.recheck()
+            return None
+        self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
+        tenure.control_at = self.clock.monotonic()  # look for more triggers soon
+        return self._start(slot, self.clock.wall(), 0)
+
+    def _fire(self, tenure: Tenure, slot: Slot) -> Report | None:
+        """A slot is due: apply suspension and the overlap policy, claim it, start it."""
+        if tenure.suspended:
+            return self._skip(tenure, slot, "suspended", claim=True)
+        if self.runs:
+            if self.s.concurrency == "forbid":
+                return self._skip(tenure, slot, "overlap", claim=True)
+            if self.s.concurrency == "replace":
+                for active in self.runs:
+                    active.run.stop("replaced")
+                tenure.pending.append(Pending(slot.id, slot.fire_time, 0, 0.0, tenure.token))
+                if not self._claim(tenure, slot, "replacing"):
+                    tenure.pending.pop()
+                return Report("job_replacing", {"slot": slot.id})
+        if not self._claim(tenure, slot, "running"):
+            return Report("claim_failed", {"slot": slot.id})
+        return self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+
+    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> bool:
+        own = self.elector.key
+        if own is None:
+            return False
+        claim = {
+            "slot": slot.id,
+            "scheduled_time": iso(slot.fire_time),
+            "token": tenure.token,
+            "identity": self.s.identity,
+            "status": status,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        try:
+            ok = self.data.claim_slot(own, tenure.token, slot.id, claim, timeout=self._io_timeout())
+        except StoreError as exc:
+            # Unknown whether it applied: do not run (at most once per slot).
+            self._store_error(exc)
+            self.log.warning("slot.claim_unknown", slot=slot.id)
+            return False
+        if not ok:
+            # Either we were deposed (our key changed) or the slot was claimed before us.
+            self.log.warning("slot.claim_rejected", slot=slot.id)
+            if self.metrics is not None:
+                self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
+            self.elector.recheck()
+            return False
+        if status == "running":
+            try:
+                self.data.prune_slots(max(10, self.s.history_limit), timeout=self._io_timeout())
+            except StoreError as exc:
+                self._store_error(exc)
+        return True
+
+    def _skip(self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool) -> Report:
+        if claim:
+            self._claim(tenure, slot, f"skipped_{reason}")
+        self.log.info("slot.skipped", slot=slot.id, reason=reason)
+        if self.metrics is not None:
+            self.metrics.slots_skipped.labels(self.s.election, reason).inc()
+        self._record(
+            {
+                "run_id": None,
+                "slot": slot.id,
+                "scheduled_time": iso(slot.fire_time),
+                "token": tenure.token,
+                "identity": self.s.identity,
+                "outcome": f"skipped_{reason}",
+            }
+        )
+        return Report("slot_skipped", {"slot": slot.id, "reason": reason})
+
+    def _start(
+        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+    ) -> Report:
         now = self.clock.monotonic()
         machine = self.elector.machine
-        if not machine.can_start_work(now) or machine.token is None:
-            self.log.warning("job.skipped", reason="deadline", scheduled_time=scheduled.isoformat())
+        token = machine.token
+        if not machine.can_start_work(now) or token is None or self.elector.lease_id is None:
+            self.log.warning("job.skipped", reason="deadline", slot=slot)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
             return Report("job_skipped", {"reason": "deadline"})
         deadline = machine.deadline
-        assert deadline is not None and self.elector.lease_id is not None
+        assert deadline is not None
         run_id = uuid.uuid4().hex[:12]
         env = dict(self.environ)
         env.update(
-            LEADERJOB_FENCING_TOKEN=str(machine.token),
+            LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.s.election,
             LEADERJOB_IDENTITY=self.s.identity,
             LEADERJOB_LEASE_ID=f"{self.elector.lease_id:x}",
-            LEADERJOB_SCHEDULED_TIME=scheduled.isoformat().replace("+00:00", "Z"),
+            LEADERJOB_SCHEDULED_TIME=iso(scheduled) or "",
+            LEADERJOB_SLOT=slot,
             LEADERJOB_RUN_ID=run_id,
+            LEADERJOB_ATTEMPT=str(attempt),
         )
         run = Run(
             argv=self.s.command,
@@ -313,97 +767,84 @@ class Daemon:
             grace=self.s.timing.grace,
             wakeup=self.wakeup,
             run_id=run_id,
-            token=machine.token,
+            token=token,
         )
         run.start(now)
-        if self.s.mode == "once":
-            self.ran_once = True
         if run.pid is None:
-            self.log.error("job.failed_to_start", run_id=run_id, error=run.error)
+            self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
             if self.metrics is not None:
                 self.metrics.job_runs.labels(self.s.election, "failed_to_start").inc()
             self.restart_at = now + SERVICE_RESTART_DELAY
             if self.s.mode == "once":
                 self.exit_code = 127
+                self.leaving = "lock_done"
+            self._record(
+                {
+                    "run_id": run_id,
+                    "slot": slot,
+                    "scheduled_time": iso(scheduled),
+                    "token": token,
+                    "identity": self.s.identity,
+                    "outcome": "failed_to_start",
+                    "error": run.error,
+                }
+            )
             return Report("job_failed_to_start", {"error": run.error})
-        self.run = run
-        lag = (self.clock.wall() - scheduled).total_seconds()
+        timeout_at = now + self.s.timeout if self.s.timeout else None
+        self.runs.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
+        lag = (self.clock.wall() - (lag_from or scheduled)).total_seconds()
         self.log.info(
             "job.started",
             run_id=run_id,
             pid=run.pid,
+            slot=slot,
             scheduled_time=env["LEADERJOB_SCHEDULED_TIME"],
+            attempt=attempt,
             lag_seconds=round(lag, 4),
         )
         if self.metrics is not None:
             self.metrics.job_running.labels(self.s.election).set(1)
-            if self.s.mode == "schedule":
+            if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:
                 self.metrics.schedule_lag.labels(self.s.election).observe(max(0.0, lag))
-        return Report("job_started", {"run_id": run_id, "pid": run.pid})
+        return Report("job_started", {"run_id": run_id, "pid": run.pid, "slot": slot})
 
-    def _collect_run(self) -> bool:
-        """Absorb the watchdog's reports; True if the run finished in this call."""
-        run = self.run
-        if run is None:
-            return False
-        for ev in run.take_events():
-            if "signal" in ev:
-                self.log.warning(
-                    "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
-                )
-                if self.metrics is not None:
-                    self.metrics.job_kills.labels(self.s.election, ev["signal"], ev["reason"]).inc()
-        if not run.done:
-            return False
-        self.run = None
-        run.close()
-        duration = self.clock.monotonic() - run.started_at
-        rc = run.returncode
-        outcome = run.outcome
-        self.log.info(
-            "job.finished",
-            run_id=run.run_id,
-            token=run.token,
-            exit_code=rc if rc is not None and rc >= 0 else None,
-            signal=_signal_name(rc) if rc is not None else None,
-            outcome=outcome,
-            duration_seconds=round(duration, 3),
+    # -- what others see ------------------------------------------------------------------------
+
+    def _publish(self, action: str) -> None:
+        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads)."""
+        machine = self.elector.machine
+        lease = machine.lease
+        leader = self.elector.phase is Phase.LEADING
+        connected = self.last_contact is not None and (
+            self.clock.monotonic() - self.last_contact < self.s.timing.renew_deadline
         )
-        if self.metrics is not None:
-            m = self.metrics
-            m.job_running.labels(self.s.election).set(0)
-            m.job_runs.labels(self.s.election, outcome).inc()
-            m.job_duration.labels(self.s.election).observe(duration)
-            if outcome == "succeeded":
-                m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
-        self.restart_at = self.clock.monotonic() + SERVICE_RESTART_DELAY
-        if self.s.mode == "once":
-            if run.stop_reason == "leadership_lost":
-                self.exit_code = EXIT_LOST
-            elif rc is not None:
-                self.exit_code = rc if rc >= 0 else 128 - rc
-        return True
-
-    # -- shutdown -----------------------------------------------------------------------------
-
-    def _shutdown(self, reason: str) -> Report:
-        """Stop the job, then resign and revoke: the successor starts only after our job died."""
-        if self.run is not None:
-            self.run.stop("shutdown")
-            if self.stop_signals > 1:
-                self.run.kill("shutdown")
-            # Keep renewing while the job winds down, so we do not lose the lease mid-grace.
-            self._note_election(self.elector.step(may_campaign=False))
-            return Report("stopping_job")
-        t = self.elector.resign()
-        if t is not None and t.event == "election.lost":
-            self._on_transition(t)
-        for err in self.elector.release():
-            self._log_store_error(err)
-        if self.fatal is not None:
-            self.exit_code = EXIT_REJECTED
-        self.log.info("daemon.stopped", reason=reason, exit_code=self.exit_code)
-        return Report("exited", {"reason": reason})
+        next_slot = self.planner.peek() if self.planner is not None and leader else None
+        self.snapshot = {
+            "election": self.s.election,
+            "identity": self.s.identity,
+            "phase": self.elector.phase.value,
+            "action": action,
+            "leader": leader,
+            "token": machine.token,
+            "lease_id": f"{lease.lease_id:x}" if lease is not None else None,
+            "leading_since": iso(self.leading_since),
+            "connected": connected,
+            "healthy": None if self.health is None else self.health.healthy,
+            "idle_reason": self.leaving,
+            "mode": self.s.mode,
+            "schedule": self.s.schedule.expr if self.s.schedule else None,
+            "timezone": self.s.schedule.timezone if self.s.schedule else None,
+            "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
+            "suspended": self.tenure.suspended if self.tenure is not None else None,
+            "running": [
+                {"run_id": a.run.run_id, "pid": a.run.pid, "slot": a.slot} for a in self.runs
+            ],
+            "last_run": self.last_run,
+            "loop_at": self.clock.monotonic(),
+            "renewed_at": lease.last_ok_sent if lease is not None else None,
+            "deadline": machine.deadline,
+            "renew_interval": self.s.timing.renew_interval,
+        }
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -415,10 +856,3 @@ class Daemon:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)
-
-
-def store_error_message(err: StoreError) -> str:
-    return f"etcd {err.operation} failed: {err.detail}"
-
-
-__all__ = ["Daemon", "Report", "Sequence", "Settings"]

@@ -6,7 +6,14 @@ Names are part of the interface and documented in docs/metrics.md. Every series 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -14,8 +21,13 @@ _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, election: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, election: str, *, process_metrics: bool = False
+    ) -> None:
         self.registry = registry
+        if process_metrics:  # the standard process_* and python_* series
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
         self.election = election
         e = ["election"]
         self.is_leader = Gauge(
@@ -105,6 +117,18 @@ class Metrics:
             [*e, "operation"],
             registry=registry,
         )
+        self.healthy = Gauge(
+            "leaderjob_healthy",
+            "1 while the health check passes (or none is configured), else 0",
+            e,
+            registry=registry,
+        )
+        self.health_transitions = Counter(
+            "leaderjob_health_transitions",
+            "Health check state changes, by state entered (healthy, unhealthy)",
+            [*e, "state"],
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (
@@ -118,6 +142,7 @@ class Metrics:
             self.schedule_lag,
         ):
             metric.labels(election)
+        self.healthy.labels(election).set(1)
         for direction in ("acquired", "lost"):
             self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):

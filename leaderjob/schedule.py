@@ -86,8 +86,9 @@ class _FieldSpec:
         values: set[int] = set()
         for part in text.split(","):
             if not part:
-                raise self.error(text, f"empty list item; separate values with single commas, "
-                                       f"{self.allowed()}")
+                raise self.error(
+                    text, f"empty list item; separate values with single commas, {self.allowed()}"
+                )
             values.update(self._part(part, text))
         return frozenset(values)
 
@@ -138,11 +139,18 @@ _MINUTE = _FieldSpec("minute", 0, 59, 59)
 _HOUR = _FieldSpec("hour", 0, 23, 23)
 _DOM = _FieldSpec("day-of-month", 1, 31, 31)
 _MONTH = _FieldSpec(
-    "month", 1, 12, 12,
+    "month",
+    1,
+    12,
+    12,
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
 )
 _DOW = _FieldSpec(
-    "day-of-week", 0, 7, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"),
+    "day-of-week",
+    0,
+    7,
+    6,
+    ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"),
     " (0 and 7 are Sunday)",
 )
 

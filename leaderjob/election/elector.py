@@ -67,6 +67,8 @@ class Elector:
         self._next_campaign_at = 0.0
         self._backoff = 0.0
         self.to_revoke: list[int] = []
+        #: Monotonic time of the last etcd call that succeeded (for readiness).
+        self.last_contact: float | None = None
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -117,6 +119,11 @@ class Elector:
             self._read_standing(out)
         return out
 
+    def recheck(self) -> None:
+        """Re-read our standing at the next step (e.g. after a fenced write was refused)."""
+        self._recheck = True
+        self._confirm_at = 0.0
+
     def resign(self) -> Transition | None:
         """Give up the lease on purpose. Revoke it with :meth:`release` once the job is dead."""
         return self._after(self.machine.resign())
@@ -145,6 +152,7 @@ class Elector:
             out.errors.append(exc)
             self._back_off(sent_at)
             return
+        self.last_contact = self.clock.monotonic()
         out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
         self.key = f"{self.prefix}/{grant.lease_id:x}"
         try:
@@ -177,6 +185,7 @@ class Elector:
             self._note(out, self._after(self.machine.renew_failed(self.clock.monotonic())))
             return
         now = self.clock.monotonic()
+        self.last_contact = now
         out.keepalive_latency = now - sent_at
         out.keepalive_result = "ok" if ttl > 0 else "expired"
         out.renewed = ttl > 0
@@ -197,6 +206,7 @@ class Elector:
             return
         self._recheck = False
         now = self.clock.monotonic()
+        self.last_contact = now
         self._note(out, self.check(now))
         lease = self.machine.lease
         if lease is None:

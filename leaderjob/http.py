@@ -1,0 +1,143 @@
+"""HTTP endpoints for Prometheus and Kubernetes probes.
+
+``/metrics``  Prometheus text format from the daemon's own registry.
+``/healthz``  liveness: 200 while the loop turns and, on a leader, renewals are on time; 500 if the
+              loop is stuck or a leader's renewal is overdue.
+``/readyz``   200 while connected to etcd and campaigning or leading; 503 otherwise.
+``/leader``   200 with ``{identity, token, since}`` on the leader, 503 elsewhere — so a Service
+              or load balancer can route to the current leader.
+``/status``   JSON: this replica's view (what ``leaderjob status`` shows, and more).
+
+The daemon publishes an immutable snapshot after every cycle; handlers only read the latest one,
+so a slow scrape never touches the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+Snapshot = Mapping[str, Any]
+
+
+def parse_addr(addr: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` → (host, port); ``off`` → None. Raises ValueError with a readable message."""
+    if addr.strip().lower() in ("off", "none", ""):
+        return None
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--metrics-addr {addr!r}: write HOST:PORT (e.g. 0.0.0.0:9102) or off")
+    return (host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - a sidecar serves the pod IP
+
+
+def health(snapshot: Snapshot, now: float) -> tuple[bool, str]:
+    """Liveness verdict from a snapshot: (ok, reason)."""
+    interval = float(snapshot["renew_interval"])
+    stuck_after = max(5.0, 3 * interval)
+    if now - float(snapshot["loop_at"]) > stuck_after:
+        return False, f"loop stuck for {now - float(snapshot['loop_at']):.1f}s"
+    last_ok = snapshot.get("renewed_at")
+    if snapshot["leader"] and last_ok is not None and now - float(last_ok) > 1.5 * interval:
+        return False, f"leader renewal overdue by {now - float(last_ok) - interval:.1f}s"
+    return True, "ok"
+
+
+def ready(snapshot: Snapshot) -> tuple[bool, str]:
+    if not snapshot["connected"]:
+        return False, "not connected to etcd"
+    if snapshot["phase"] not in ("campaigning", "leading"):
+        return False, f"not campaigning ({snapshot.get('idle_reason') or snapshot['phase']})"
+    return True, snapshot["phase"]
+
+
+def public_view(snapshot: Snapshot, now: float) -> dict[str, Any]:
+    """The JSON for /status: monotonic times turned into durations relative to now."""
+    view = {k: v for k, v in snapshot.items() if k not in ("loop_at", "renewed_at", "deadline")}
+    deadline = snapshot.get("deadline")
+    view["deadline_remaining_seconds"] = (
+        round(float(deadline) - now, 3) if deadline is not None and snapshot["leader"] else None
+    )
+    return view
+
+
+class Server:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        registry: CollectorRegistry,
+        snapshot: Callable[[], Snapshot],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.snapshot = snapshot
+        self.clock = clock
+        handler = _make_handler(self)
+        self.httpd = ThreadingHTTPServer(addr, handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="leaderjob-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def route(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        snap = self.snapshot()
+        now = self.clock()
+        if path == "/healthz":
+            ok, why = health(snap, now)
+            return _json(200 if ok else 500, {"ok": ok, "reason": why})
+        if path == "/readyz":
+            ok, why = ready(snap)
+            return _json(200 if ok else 503, {"ok": ok, "reason": why})
+        if path == "/leader":
+            body = {
+                "leader": bool(snap["leader"]),
+                "election": snap["election"],
+                "identity": snap["identity"],
+                "token": snap["token"],
+                "since": snap.get("leading_since"),
+            }
+            return _json(200 if snap["leader"] else 503, body)
+        if path == "/status":
+            return _json(200, public_view(snap, now))
+        return _json(404, {"error": f"no such endpoint {path}"})
+
+
+def _json(code: int, body: Any) -> tuple[int, str, bytes]:
+    return code, "application/json", (json.dumps(body, indent=2) + "\n").encode()
+
+
+def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                code, ctype, body = server.route(self.path.split("?", 1)[0])
+            except Exception as exc:
+                code, ctype, body = _json(500, {"error": type(exc).__name__})
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args  # probes every few seconds would drown the daemon's own log
+
+    return Handler

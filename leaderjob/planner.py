@@ -1,0 +1,155 @@
+"""Slot planning: which firings of the schedule to run, and which to skip — pure.
+
+A *slot* is one fire time of the schedule. Its start time is the fire time plus the slot's jitter
+(the same on every replica, so a failover does not re-roll it). The planner owns:
+
+* the catch-up decision when a replica becomes leader: the slots that fired while nobody led are
+  either all skipped (``skip``) or the most recent one runs once (``once``) if it is still within
+  the starting deadline — never a burst, never a duplicate, and no "too many missed" cliff;
+* the next slot due in a stable tenure, skipping (reason ``deadline``) a slot whose start is
+  already older than the starting deadline, e.g. after the process was frozen.
+
+Time comes in as aware UTC datetimes; nothing here reads a clock, talks to etcd or logs. Whether a
+due slot actually runs (overlap policy, suspension, the claim in etcd) is the daemon's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from leaderjob.schedule import Schedule, slot_id, slot_jitter
+
+CatchUp = Literal["skip", "once"]
+#: Catch-up never looks further back than this: the starting deadline is capped at one hour.
+MAX_STARTING_DEADLINE = timedelta(hours=1)
+#: Counting missed slots stops here (a per-second schedule missed for days is "at least" this).
+MAX_COUNTED = 10_000
+
+
+@dataclass(frozen=True)
+class Slot:
+    fire_time: datetime  # aware UTC
+    start_time: datetime  # fire_time + jitter
+    id: str
+
+    @property
+    def lag_origin(self) -> datetime:
+        """Schedule lag is measured from the intended start (fire time plus jitter)."""
+        return self.start_time
+
+
+@dataclass
+class CatchUpPlan:
+    run: Slot | None = None  # the one missed slot to run now, if any
+    skipped: int = 0  # missed slots not run (at least this many)
+    skipped_reason: str = "catch_up_skip"
+    expired: Slot | None = None  # the newest missed slot, if too old to run
+
+
+@dataclass
+class Planner:
+    schedule: Schedule
+    election: str
+    catch_up: CatchUp = "once"
+    starting_deadline: timedelta | None = None
+    jitter: float = 0.0
+    _next: Slot | None = field(default=None, init=False)
+
+    @property
+    def deadline(self) -> timedelta:
+        """The starting deadline: explicit, else one schedule interval; at most one hour."""
+        d = (
+            self.starting_deadline
+            if self.starting_deadline is not None
+            else self.schedule.interval()
+        )
+        return min(d, MAX_STARTING_DEADLINE)
+
+    def slot(self, fire_time: datetime) -> Slot:
+        delay = timedelta(seconds=slot_jitter(self.election, fire_time, self.jitter))
+        return Slot(fire_time, fire_time + delay, slot_id(fire_time))
+
+    def begin_tenure(self, last_claimed: datetime | None, now: datetime) -> CatchUpPlan:
+        """Decide about slots missed since ``last_claimed`` (the newest slot anyone claimed).
+
+        Afterwards :meth:`due` yields the slots after ``now`` (or after the one caught up).
+        """
+        plan = CatchUpPlan()
+        self._next = self.slot(self.schedule.next_after(now))
+        if last_claimed is None:
+            return plan  # a new election has nothing to catch up on
+        counted, newest_fire = self._missed(last_claimed, now)
+        if newest_fire is None:
+            return plan
+        newest = self.slot(newest_fire)
+        if newest.start_time > now:
+            # Fired but its jitter has not elapsed: not missed, simply next.
+            self._next = newest
+            counted -= 1
+            if counted == 0:
+                return plan
+            newest = self.slot(self._previous(newest.fire_time, last_claimed))
+        older = counted - 1
+        if self.catch_up == "skip":
+            plan.skipped = counted
+            return plan
+        if now - newest.fire_time > self.deadline:
+            plan.expired = newest
+            plan.skipped = older
+            return plan
+        plan.run = newest
+        plan.skipped = older
+        return plan
+
+    def _missed(self, last_claimed: datetime, now: datetime) -> tuple[int, datetime | None]:
+        """How many fire times fell in (last_claimed, now] (capped), and the newest of them."""
+        counted, newest, t = 0, None, last_claimed
+        while counted < MAX_COUNTED:
+            t = self.schedule.next_after(t)
+            if t > now:
+                return counted, newest
+            counted, newest = counted + 1, t
+        # Capped: find the newest fire time directly, looking back no further than the window.
+        t = max(last_claimed, now - self.deadline - timedelta(seconds=1))
+        while (t := self.schedule.next_after(t)) <= now:
+            newest = t
+        return counted, newest
+
+    def _previous(self, fire_time: datetime, floor: datetime) -> datetime:
+        """The fire time just before ``fire_time`` (and after ``floor``), looking back in
+        widening steps so that a weekday schedule's Monday finds Friday."""
+        span = self.schedule.interval()
+        while True:
+            start = max(floor, fire_time - span)
+            t, prev = start, None
+            while (t := self.schedule.next_after(t)) < fire_time:
+                prev = t
+            if prev is not None or start == floor:
+                return prev or floor
+            span *= 4
+
+    def peek(self) -> Slot | None:
+        return self._next
+
+    def due(self, now: datetime) -> tuple[Slot | None, list[Slot]]:
+        """The slot to start now (if its start time has come) and the slots that expired.
+
+        A slot whose start is older than the starting deadline has expired: the process was
+        frozen or stalled past it. Expired slots are returned for the record, never run.
+        """
+        expired: list[Slot] = []
+        while self._next is not None and self._next.start_time <= now:
+            slot = self._next
+            self._next = self.slot(self.schedule.next_after(slot.fire_time))
+            if now - slot.start_time > self.deadline:
+                expired.append(slot)
+                if len(expired) >= MAX_COUNTED:
+                    self._next = self.slot(self.schedule.next_after(now))
+                continue
+            return slot, expired
+        return None, expired
+
+    def end_tenure(self) -> None:
+        self._next = None

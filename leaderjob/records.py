@@ -1,0 +1,191 @@
+"""An election's data in etcd: slot claims, run history and the control switches.
+
+Layout under ``<prefix>/<election>/``::
+
+    leader/<lease-id-hex>      candidate keys (etcd's election recipe; the lowest leads)
+    slots/<slot-id>            one claim per firing, written once, by the leader only
+    state/last_slot            id of the newest claimed slot (catch-up starts after it)
+    state/schedule             the leader's schedule, for `status` on any machine
+    history/<ms>-<run-id>      one record per run or skipped slot; the newest N are kept
+    control/suspended          present while the election is suspended
+    control/triggers/<id>      "run now" requests, consumed by the claim that runs them
+
+Claims are fenced (docs/safety.md S3): the Txn compares our own election key's create revision
+with our token and the slot key's create revision with 0, so a deposed leader's claim fails and no
+slot is ever claimed twice. History is informational and written best-effort.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from leaderjob.election.store import Store
+
+SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def parse_slot_id(slot: str) -> datetime | None:
+    try:
+        return datetime.strptime(slot, SLOT_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Control:
+    suspended: bool
+    triggers: list[tuple[str, dict[str, Any]]]  # (key, request), oldest first
+
+
+class ElectionData:
+    def __init__(self, store: Store, prefix: str, election: str) -> None:
+        self.store = store
+        self.base = f"{prefix.rstrip('/')}/{election}"
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def slot_key(self, slot: str) -> str:
+        return f"{self.base}/slots/{slot}"
+
+    @property
+    def last_slot_key(self) -> str:
+        return f"{self.base}/state/last_slot"
+
+    @property
+    def schedule_key(self) -> str:
+        return f"{self.base}/state/schedule"
+
+    @property
+    def history_prefix(self) -> str:
+        return f"{self.base}/history/"
+
+    @property
+    def control_prefix(self) -> str:
+        return f"{self.base}/control/"
+
+    @property
+    def suspended_key(self) -> str:
+        return f"{self.base}/control/suspended"
+
+    @property
+    def trigger_prefix(self) -> str:
+        return f"{self.base}/control/triggers/"
+
+    # -- the leader's side ---------------------------------------------------------------------
+
+    def last_slot(self, *, timeout: float) -> datetime | None:
+        info = self.store.get(self.last_slot_key, timeout=timeout)
+        return None if info is None else parse_slot_id(info.value.decode())
+
+    def claim_slot(
+        self, own_key: str, token: int, slot: str, claim: dict[str, Any], *, timeout: float
+    ) -> bool:
+        """S3: claim one slot, fenced by our own key; moves ``state/last_slot`` forward."""
+        key = self.slot_key(slot)
+        return self.store.guarded_put(
+            own_key,
+            token,
+            [(key, _dump(claim)), (self.last_slot_key, slot.encode())],
+            absent=[key],
+            timeout=timeout,
+        )
+
+    def claim_trigger(
+        self, own_key: str, token: int, trigger_key: str, claim: dict[str, Any], *, timeout: float
+    ) -> str | None:
+        """Claim a "run now" request like a slot, consuming it in the same Txn."""
+        slot = "trigger-" + trigger_key.rsplit("/", 1)[-1]
+        key = self.slot_key(slot)
+        ok = self.store.guarded_put(
+            own_key,
+            token,
+            [(key, _dump(claim))],
+            absent=[key],
+            deletes=[trigger_key],
+            timeout=timeout,
+        )
+        return slot if ok else None
+
+    def slot_claimed(self, slot: str, *, timeout: float) -> bool:
+        return self.store.get(self.slot_key(slot), timeout=timeout) is not None
+
+    def prune_slots(self, keep: int, *, timeout: float) -> int:
+        keys = self.store.get_prefix(f"{self.base}/slots/", timeout=timeout)
+        old = keys[: max(0, len(keys) - keep)]
+        for info in old:
+            self.store.delete(info.key, timeout=timeout)
+        return len(old)
+
+    def publish_schedule(
+        self, own_key: str, token: int, info: dict[str, Any], *, timeout: float
+    ) -> bool:
+        return self.store.guarded_put(
+            own_key, token, [(self.schedule_key, _dump(info))], timeout=timeout
+        )
+
+    def control(self, *, timeout: float) -> Control:
+        keys = self.store.get_prefix(self.control_prefix, timeout=timeout)
+        suspended = any(k.key == self.suspended_key for k in keys)
+        triggers = sorted(
+            ((k.key, _load(k.value)) for k in keys if k.key.startswith(self.trigger_prefix)),
+            key=lambda kv: str(kv[1].get("requested_at", "")),
+        )
+        return Control(suspended, triggers)
+
+    def record(self, entry: dict[str, Any], limit: int, *, timeout: float) -> None:
+        """Append one history record and keep only the newest ``limit``."""
+        started = entry.get("started_at") or entry.get("scheduled_time") or iso(datetime.now(UTC))
+        stamp = int(datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp() * 1000)
+        key = f"{self.history_prefix}{stamp:013d}-{entry.get('run_id') or uuid.uuid4().hex[:12]}"
+        self.store.put(key, _dump(entry), timeout=timeout)
+        keys = self.store.get_prefix(self.history_prefix, timeout=timeout)
+        for info in keys[: max(0, len(keys) - limit)]:
+            self.store.delete(info.key, timeout=timeout)
+
+    # -- anyone's side (CLI) -------------------------------------------------------------------
+
+    def history(self, limit: int, *, timeout: float) -> list[dict[str, Any]]:
+        keys = self.store.get_prefix(
+            self.history_prefix, timeout=timeout, limit=limit, newest_first=True
+        )
+        return [_load(k.value) for k in keys]
+
+    def schedule_info(self, *, timeout: float) -> dict[str, Any] | None:
+        info = self.store.get(self.schedule_key, timeout=timeout)
+        return None if info is None else _load(info.value)
+
+    def is_suspended(self, *, timeout: float) -> bool:
+        return self.store.get(self.suspended_key, timeout=timeout) is not None
+
+    def suspend(self, who: str, *, timeout: float) -> None:
+        body = {"by": who, "at": iso(datetime.now(UTC))}
+        self.store.put(self.suspended_key, _dump(body), timeout=timeout)
+
+    def resume(self, *, timeout: float) -> bool:
+        return self.store.delete(self.suspended_key, timeout=timeout) > 0
+
+    def trigger(self, who: str, *, timeout: float) -> str:
+        trigger_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        body = {"by": who, "requested_at": iso(datetime.now(UTC)), "id": trigger_id}
+        self.store.put(self.trigger_prefix + trigger_id, _dump(body), timeout=timeout)
+        return trigger_id
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {"raw": raw.decode(errors="replace")}
+    return doc if isinstance(doc, dict) else {"value": doc}
