@@ -8,10 +8,16 @@ budget is the local-deadline rule of docs/safety.md:
 * ``renew_interval < renew_deadline``: at least one retry fits before giving up.
 * ``renew_deadline + grace + margin < ttl·(1 − 2ρ)``: a leader that gives up renewing at
   ``renew_deadline`` can still stop its job (SIGTERM, ``grace``, SIGKILL) before ``D``.
+
+The defaults spend the TTL like this: keepalive every ttl/3; keep trying until 0.85·ttl after the
+last answered keepalive; grace ttl/10; margin ttl/25. A fault or freeze of up to half the TTL,
+in the worst phase (just before a keepalive), therefore ends before the leader gives up and
+before its job is told to stop: it changes nothing (docs/safety.md L4).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Sequence
@@ -49,15 +55,21 @@ class Timing:
     ) -> Timing:
         """Defaults are fractions of the TTL, so ``--ttl 3s`` alone is a valid configuration.
 
-        renew interval ttl/3 (keepalive cadence), renew deadline ttl/2 (give up renewing), grace
-        ttl/5 (SIGTERM → SIGKILL), margin ttl/10 (scheduling slack before the deadline).
+        renew interval ttl/3 (keepalive cadence), renew deadline 0.85·ttl (give up renewing),
+        grace ttl/10 (SIGTERM → SIGKILL), margin ttl/25 (scheduling slack before the deadline).
+        An explicit ``grace`` or ``margin`` shrinks the default renew deadline to fit the budget.
         """
+        grace = ttl / 10 if grace is None else grace
+        margin = ttl / 25 if margin is None else margin
+        if renew_deadline is None:
+            room = ttl * (1 - 2 * CLOCK_DRIFT) - grace - margin - ttl / 100
+            renew_deadline = min(0.85 * ttl, room)
         return cls(
             ttl=ttl,
             renew_interval=ttl / 3 if renew_interval is None else renew_interval,
-            renew_deadline=ttl / 2 if renew_deadline is None else renew_deadline,
-            grace=ttl / 5 if grace is None else grace,
-            margin=ttl / 10 if margin is None else margin,
+            renew_deadline=renew_deadline,
+            grace=grace,
+            margin=margin,
         )
 
     @property
@@ -71,6 +83,18 @@ class Timing:
 
     def validate(self) -> list[str]:
         errors: list[str] = []
+        values = (
+            ("--ttl", self.ttl),
+            ("--renew-interval", self.renew_interval),
+            ("--renew-deadline", self.renew_deadline),
+            ("--grace", self.grace),
+            ("--margin", self.margin),
+        )
+        for name, value in values:
+            if not math.isfinite(value) or value <= 0:
+                errors.append(f"{name} must be a positive duration, got {value!r}")
+        if errors:
+            return errors  # nothing below can be judged with a missing or infinite value
         ttl = format_duration(self.ttl)
         if self.ttl != int(self.ttl):
             errors.append(f"--ttl {ttl}: etcd leases are granted in whole seconds; use e.g. 3s")
@@ -79,21 +103,12 @@ class Timing:
                 f"--ttl {ttl} is below etcd's minimum lease TTL of {MIN_TTL}s "
                 "(etcd would silently raise it); use --ttl 2s or more"
             )
-        for name, value in (
-            ("--renew-interval", self.renew_interval),
-            ("--renew-deadline", self.renew_deadline),
-            ("--grace", self.grace),
-            ("--margin", self.margin),
-        ):
-            if value <= 0:
-                errors.append(f"{name} must be positive, got {format_duration(value)}")
-        if errors:
-            return errors
         if self.renew_interval >= self.renew_deadline:
             errors.append(
                 f"--renew-interval {format_duration(self.renew_interval)} must be shorter than "
                 f"--renew-deadline {format_duration(self.renew_deadline)}: a leader needs room to "
-                "retry a failed keepalive before it gives up"
+                "retry a failed keepalive before it gives up (an explicit --grace or --margin "
+                "shortens the default renew deadline: lower them, or raise --ttl)"
             )
         budget = self.renew_deadline + self.grace + self.margin
         if budget >= self.usable_ttl:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -22,6 +23,8 @@ def parse_duration(text: str) -> float:
     except ValueError:
         pass
     else:
+        if not math.isfinite(value):
+            raise DurationError(f"duration {text!r} is not a finite number of seconds")
         if value < 0:
             raise DurationError(f"duration {text!r} is negative")
         return value

@@ -176,7 +176,8 @@ class Elector:
         lease = self.machine.lease
         assert lease is not None
         sent_at = self.clock.monotonic()  # read just before sending: the deadline counts from here
-        timeout = self.machine.rpc_deadline(sent_at, self.timing.renew_interval)
+        # Half an interval: a keepalive lost in a blackhole leaves time for a retry.
+        timeout = self.machine.rpc_deadline(sent_at, self.timing.renew_interval / 2)
         try:
             ttl = self.store.keepalive(lease.lease_id, timeout=timeout)
         except StoreError as exc:
@@ -193,7 +194,7 @@ class Elector:
 
     def _read_standing(self, out: Outcome) -> None:
         assert self.key is not None
-        now = self.clock.monotonic()
+        now = sent_at = self.clock.monotonic()
         try:
             standing = self.store.standing(
                 self.prefix,
@@ -220,6 +221,7 @@ class Elector:
             self._note(out, self._after(self.machine.key_lost()))
             return
         self._confirm_at = now + self.timing.renew_interval
+        self.machine.confirmed(sent_at)
         if standing.predecessor is not None:
             if self.machine.phase is Phase.LEADING:
                 # Someone sits before the leader: keys were tampered with. Trust the store.

@@ -40,6 +40,7 @@ class Reason(enum.Enum):
     DEADLINE_PASSED = "deadline_passed"  # the local deadline passed (frozen process, slow I/O)
     LEASE_EXPIRED = "lease_expired"  # etcd answered a keepalive with TTL 0
     KEY_LOST = "key_lost"  # our election key vanished or changed under us
+    UNCONFIRMED = "unconfirmed"  # keepalives pass but reads of our key kept failing
     RESIGNED = "resigned"  # we chose to go (shutdown, health check, lock released)
 
 
@@ -73,6 +74,7 @@ class Machine:
         self.lease: Lease | None = None
         self.token: int | None = None
         self.leading_since: float | None = None
+        self.confirmed_sent: float | None = None  # send time of the last successful confirm
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -146,13 +148,16 @@ class Machine:
             return None
         if ttl <= 0:
             return self._abandon(Reason.LEASE_EXPIRED)
+        # A reply that arrives after the deadline (the process was frozen mid-call) revives
+        # nothing: the watchdog has already stopped the job, so this tenure is over.
+        late = self.check(now)
+        if late is not None:
+            return late
         lease = self.lease
         last_ok = max(lease.last_ok_sent, sent_at)
         self.lease = Lease(
             lease.lease_id, min(lease.ttl, ttl), last_ok, sent_at + self.timing.renew_interval
         )
-        # A reply that arrives after the deadline (the process was frozen mid-call) does not
-        # revive anything: check() runs before the caller acts on the new state.
         return self.check(now)
 
     def renew_failed(self, now: float) -> Transition | None:
@@ -172,6 +177,7 @@ class Machine:
         self.phase = Phase.LEADING
         self.token = token
         self.leading_since = now
+        self.confirmed_sent = now
         return Transition(
             "election.acquired", self.phase, lease_id=self.lease.lease_id, token=token
         )
@@ -179,6 +185,11 @@ class Machine:
     def can_lead_at(self, now: float) -> bool:
         term_at, give_up = self.term_at, self.give_up_at
         return term_at is not None and give_up is not None and now < min(term_at, give_up)
+
+    def confirmed(self, sent_at: float) -> None:
+        """A linearizable read sent at ``sent_at`` showed our key intact."""
+        if self.confirmed_sent is None or sent_at > self.confirmed_sent:
+            self.confirmed_sent = sent_at
 
     def key_lost(self) -> Transition | None:
         if self.lease is None:
@@ -203,6 +214,14 @@ class Machine:
         if self.phase is Phase.LEADING and self.term_at is not None and now >= self.term_at:
             # Renewals did not extend the deadline in time: stop now rather than at D.
             return self._abandon(Reason.DEADLINE_PASSED)
+        confirmed = self.confirmed_sent
+        if (
+            self.phase is Phase.LEADING
+            and confirmed is not None
+            and now >= confirmed + self.timing.renew_deadline
+        ):
+            # Keepalives alone are not trusted (etcd 3.4 lease bugs): no confirm, no tenure.
+            return self._abandon(Reason.UNCONFIRMED)
         return None
 
     # -- internals --------------------------------------------------------------------------
@@ -214,6 +233,7 @@ class Machine:
         self.lease = None
         self.token = None
         self.leading_since = None
+        self.confirmed_sent = None
         self.phase = Phase.IDLE
         event = "election.lost" if was_leading else "lease.lost"
         return Transition(event, self.phase, lease_id=lease_id, token=token, reason=reason)

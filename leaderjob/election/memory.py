@@ -1,0 +1,313 @@
+"""An in-memory :class:`~leaderjob.election.store.Store` that behaves like etcd, for tests.
+
+Owns: one fake etcd server (a global revision, keys with create/mod revisions, leases timed on an
+injected :class:`~leaderjob.clock.Clock`, delete watches) and, per client, fault injection as API
+in the manner of kazoo's test harness: :meth:`MemoryStore.fail_next`, :meth:`MemoryStore.partition`
+/ :meth:`MemoryStore.heal`, :meth:`MemoryStore.expire`. ``store.client()`` is another connection to
+the same server with faults of its own, so one replica can be cut off while the others are not.
+
+etcd behaviour it copies, checked by ``tests/integration/test_store_contract.py``:
+
+* Every write transaction that changes something takes the next revision; reads, failed compares
+  and deletes of nothing do not. All changes in one transaction (or one lease revoke) share it.
+* A lease expires once ``clock.monotonic() >= last renewal + ttl``; its keys are deleted at the
+  next access to the server (etcd sweeps every 500 ms), so leases keep ageing while a client is
+  partitioned. Grants below etcd's default minimum TTL of 2 s are raised to it.
+* A keepalive on an expired or unknown lease answers TTL 0, not an error; ``lease_remaining``
+  answers -1; revoking an unknown lease is not an error.
+* A delete watch replays deletions from ``start_revision`` on; a broken stream (here: the client
+  is partitioned) fires too, and the caller re-reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from leaderjob.clock import Clock
+from leaderjob.config import MIN_TTL
+from leaderjob.election.store import Grant, KeyInfo, Standing, StoreUnavailable
+
+
+@dataclass
+class _Lease:
+    ttl: int
+    expires_at: float
+
+
+@dataclass
+class _Failure:
+    calls_left: int
+    operation: str | None  # None: any operation
+
+
+@dataclass(eq=False)
+class _Watch:
+    keys: frozenset[str]
+    start_revision: int
+    on_fire: Callable[[], None]
+    server: _Server
+    fired: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        with self.server.lock:
+            self.cancelled = True
+            if self in self.server.watches:
+                self.server.watches.remove(self)
+
+
+class _Server:
+    """The state one etcd cluster would hold. Callers hold ``lock``."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.revision = 1  # a fresh etcd is at revision 1
+        self.keys: dict[str, KeyInfo] = {}
+        self.leases: dict[int, _Lease] = {}
+        self.deletions: list[tuple[str, int]] = []  # (key, revision): what watches replay
+        self.watches: list[_Watch] = []
+        self.to_fire: list[_Watch] = []  # fired under the lock, called back after it
+        self._lease_ids = itertools.count(0x694D_1E55_0000_0001)
+
+    def new_lease(self, ttl: int) -> int:
+        lease_id = next(self._lease_ids)
+        self.leases[lease_id] = _Lease(ttl, self.clock.monotonic() + ttl)
+        return lease_id
+
+    def sweep(self) -> None:
+        """Revoke every lease whose time is up, oldest expiry first, one revision each."""
+        now = self.clock.monotonic()
+        for lease_id, lease in sorted(self.leases.items(), key=lambda kv: kv[1].expires_at):
+            if lease.expires_at <= now:
+                self.revoke(lease_id)
+
+    def revoke(self, lease_id: int) -> None:
+        if self.leases.pop(lease_id, None) is not None:
+            attached = [k for k, info in self.keys.items() if info.lease_id == lease_id]
+            self.delete(attached, self.revision + 1)
+
+    # Writes take the transaction's ``revision`` (current + 1) and make it current only when
+    # they change something, so several writes in one transaction share one revision.
+
+    def put(self, key: str, value: bytes, lease_id: int, revision: int) -> KeyInfo:
+        old = self.keys.get(key)
+        create = old.create_revision if old is not None else revision
+        info = KeyInfo(key, value, create, revision, lease_id)
+        self.keys[key] = info
+        self.revision = revision
+        return info
+
+    def delete(self, keys: Sequence[str], revision: int) -> int:
+        gone = [k for k in keys if self.keys.pop(k, None) is not None]
+        if gone:
+            self.revision = revision
+            for key in gone:
+                self.deletions.append((key, revision))
+                self.notify(key, revision)
+        return len(gone)
+
+    def notify(self, key: str, revision: int) -> None:
+        for w in list(self.watches):
+            if key in w.keys and revision >= w.start_revision:
+                self.fire(w)
+
+    def fire(self, w: _Watch) -> None:
+        if not w.cancelled and not w.fired.is_set():
+            w.fired.set()
+            self.to_fire.append(w)
+        if w in self.watches:
+            self.watches.remove(w)
+
+    def under(self, prefix: str) -> list[KeyInfo]:
+        return [info for key, info in self.keys.items() if key.startswith(prefix)]
+
+
+class MemoryStore:
+    """One client of an in-memory etcd; :meth:`client` makes more clients of the same server."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._server = _Server(clock)
+        self._failures: list[_Failure] = []
+        self._partitioned = False
+        self._watches: list[_Watch] = []
+
+    def client(self) -> MemoryStore:
+        """Another connection to the same server, with its own faults."""
+        other = MemoryStore(self._server.clock)
+        other._server = self._server
+        return other
+
+    # -- fault injection ---------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, operation: str | None = None) -> None:
+        """The next ``n`` calls (of ``operation`` only, if given) raise StoreUnavailable.
+
+        Operations are named as in EtcdStore's errors: grant, keepalive, revoke, lease_remaining,
+        create, standing, candidates, watch, get, get_prefix, put, delete, guarded_put.
+        """
+        if n > 0:
+            self._failures.append(_Failure(n, operation))
+
+    def partition(self) -> None:
+        """Cut this client off: every call raises, open watches break (fire), leases age on."""
+        with self._access(None):
+            self._partitioned = True
+            for w in self._watches:
+                self._server.fire(w)
+
+    def heal(self) -> None:
+        self._partitioned = False
+
+    def expire(self, lease_id: int) -> None:
+        """Expire a lease on the server now, as if its TTL ran out."""
+        with self._access(None):
+            self._server.revoke(lease_id)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def grant(self, ttl: int, *, timeout: float) -> Grant:
+        with self._access("grant") as s:
+            ttl = max(ttl, MIN_TTL)
+            return Grant(s.new_lease(ttl), ttl)
+
+    def keepalive(self, lease_id: int, *, timeout: float) -> int:
+        with self._access("keepalive") as s:
+            lease = s.leases.get(lease_id)
+            if lease is None:
+                return 0  # etcd answers an expired or unknown lease with TTL 0, not an error
+            lease.expires_at = s.clock.monotonic() + lease.ttl
+            return lease.ttl
+
+    def revoke(self, lease_id: int, *, timeout: float) -> None:
+        with self._access("revoke") as s:
+            s.revoke(lease_id)
+
+    def lease_remaining(self, lease_id: int, *, timeout: float) -> int:
+        with self._access("lease_remaining") as s:
+            lease = s.leases.get(lease_id)
+            # etcd truncates the remaining time to whole seconds.
+            return -1 if lease is None else int(lease.expires_at - s.clock.monotonic())
+
+    # -- election keys -----------------------------------------------------------------------
+
+    def create(self, key: str, value: bytes, lease_id: int, *, timeout: float) -> KeyInfo:
+        with self._access("create") as s:
+            existing = s.keys.get(key)
+            if existing is not None:
+                return existing
+            self._check_lease(lease_id, "create")
+            return s.put(key, value, lease_id, s.revision + 1)
+
+    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
+        with self._access("standing") as s:
+            before = [
+                info
+                for info in s.under(prefix.rstrip("/") + "/")
+                if info.create_revision < create_revision
+            ]
+            predecessor = max(before, key=lambda i: i.create_revision, default=None)
+            return Standing(s.keys.get(key), predecessor, s.revision)
+
+    def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:
+        with self._access("candidates") as s:
+            return sorted(s.under(prefix.rstrip("/") + "/"), key=lambda i: i.create_revision)
+
+    def watch_deletes(
+        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+    ) -> _Watch:
+        with self._access("watch") as s:
+            w = _Watch(frozenset(keys), start_revision, on_fire, s)
+            s.watches.append(w)
+            self._watches = [x for x in self._watches if not x.fired.is_set()] + [w]
+            for key, revision in s.deletions:  # replay history, as etcd does
+                if key in w.keys and revision >= start_revision:
+                    s.fire(w)
+            return w
+
+    # -- plain keys ----------------------------------------------------------------------------
+
+    def get(self, key: str, *, timeout: float) -> KeyInfo | None:
+        with self._access("get") as s:
+            return s.keys.get(key)
+
+    def get_prefix(
+        self, prefix: str, *, timeout: float, limit: int = 0, newest_first: bool = False
+    ) -> list[KeyInfo]:
+        with self._access("get_prefix") as s:
+            found = sorted(s.under(prefix), key=lambda i: i.key.encode(), reverse=newest_first)
+            return found[:limit] if limit > 0 else found
+
+    def put(self, key: str, value: bytes, *, timeout: float) -> None:
+        with self._access("put") as s:
+            s.put(key, value, 0, s.revision + 1)  # a put without a lease detaches the key
+
+    def delete(self, key: str, *, timeout: float, prefix: bool = False) -> int:
+        with self._access("delete") as s:
+            keys = [k for k in s.keys if k.startswith(key)] if prefix else [key]
+            return s.delete(keys, s.revision + 1)
+
+    def guarded_put(
+        self,
+        guard_key: str,
+        guard_revision: int,
+        puts: Sequence[tuple[str, bytes]],
+        *,
+        absent: Sequence[str] = (),
+        deletes: Sequence[str] = (),
+        timeout: float,
+    ) -> bool:
+        with self._access("guarded_put") as s:
+            guard = s.keys.get(guard_key)
+            guard_rev = 0 if guard is None else guard.create_revision
+            if guard_rev != guard_revision or any(k in s.keys for k in absent):
+                return False
+            revision = s.revision + 1
+            for key, value in puts:
+                s.put(key, value, 0, revision)
+            s.delete(deletes, revision)
+            return True
+
+    def close(self) -> None:
+        pass
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _access(self, operation: str | None) -> Iterator[_Server]:
+        """One round trip: the server sweeps expired leases, then faults, then the answer.
+
+        ``operation`` None is the test harness itself, which no fault stops. Watch callbacks run
+        after the lock is released, as etcd's arrive on another thread.
+        """
+        s = self._server
+        try:
+            with s.lock:
+                s.sweep()  # server-side time passes whether or not this client gets through
+                if operation is not None:
+                    self._inject(operation)
+                yield s
+        finally:
+            with s.lock:
+                fired, s.to_fire = s.to_fire, []
+            for w in fired:
+                w.on_fire()
+
+    def _inject(self, operation: str) -> None:
+        if self._partitioned:
+            raise StoreUnavailable(operation, "injected partition")
+        for rule in self._failures:
+            if rule.operation in (None, operation):
+                rule.calls_left -= 1
+                if rule.calls_left == 0:
+                    self._failures.remove(rule)
+                raise StoreUnavailable(operation, "injected failure")
+
+    def _check_lease(self, lease_id: int, operation: str) -> None:
+        if lease_id and lease_id not in self._server.leases:
+            # etcd's ErrLeaseNotFound (gRPC NOT_FOUND); EtcdStore translates it to this.
+            raise StoreUnavailable(operation, "requested lease not found")

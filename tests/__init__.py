@@ -1,0 +1,1 @@
+"""leaderjob test suite (a package so that ``tests.harness`` is importable)."""

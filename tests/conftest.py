@@ -1,0 +1,116 @@
+"""Shared pytest fixtures: real etcd servers, per-test key prefixes and process cleanup.
+
+* ``etcd`` (session): one single-member :class:`~tests.harness.etcd.EtcdServer`, started on
+  first use and stopped at the end of the session. ``etcd.endpoint`` is ``"127.0.0.1:port"``.
+* ``etcd_cluster`` (module): a 3-member :class:`~tests.harness.etcd.EtcdCluster` for fault tests.
+* ``prefix``: a unique key prefix ``/ljtest/<test name>-<8 hex>``; afterwards everything under it
+  is deleted from whichever of ``etcd``/``etcd_cluster`` the test used (errors ignored).
+* ``procs``: a fresh :class:`~tests.harness.procs.ProcessGroup`; every process group it spawned
+  is SIGKILLed at teardown, whether the test passed or not.
+
+These hold for the server and cluster however a test got them (argument or
+``request.getfixturevalue``): after each test, any member it killed or paused is brought back, so
+the shared server/cluster is healthy for the next test; ``prefix`` is deleted from each of them;
+and when a test fails, the tails of their etcd logs are added to its report. Tests that take
+either fixture as an argument get the ``etcd`` marker automatically (``-m "not etcd"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from tests.harness.etcd import EtcdCluster, EtcdServer
+from tests.harness.procs import ProcessGroup
+
+_ETCD_FIXTURES = ("etcd", "etcd_cluster")
+
+# The etcd server/cluster fixtures currently up (session server, current module's cluster).
+_LIVE: list[tuple[str, EtcdCluster]] = []
+
+
+@contextlib.contextmanager
+def _live(name: str, server: EtcdCluster) -> Iterator[EtcdCluster]:
+    _LIVE.append((name, server))
+    try:
+        yield server
+    finally:
+        _LIVE.remove((name, server))
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[EtcdServer]:
+    """A single-member etcd for the whole session (stopped, data removed, at the end)."""
+    with _live("etcd", EtcdServer()) as server:
+        assert isinstance(server, EtcdServer)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster shared by the tests of one module; restored after each test."""
+    with _live("etcd_cluster", EtcdCluster(3)) as cluster:
+        yield cluster
+
+
+def _ensure_up(server: EtcdCluster) -> None:
+    """Resume/restart any member a test paused or killed, and wait until healthy."""
+    if any(not m.running for m in server.members):
+        server.restore()
+
+
+@pytest.fixture(autouse=True)
+def _restore_etcd_after_test() -> Iterator[None]:
+    """Bring back members that a test killed or paused (runs after the test's own teardown)."""
+    yield
+    for _name, server in list(_LIVE):
+        _ensure_up(server)
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``/ljtest/<short test name>-<8 hex>``, unique per test; deleted (``del --prefix``) after,
+    from every etcd fixture that is up, with errors ignored."""
+    name = re.sub(r"^test_", "", request.node.name)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:40] or "test"
+    key_prefix = f"/ljtest/{name}-{secrets.token_hex(4)}"
+    yield key_prefix
+    for _name, server in list(_LIVE):
+        with contextlib.suppress(Exception):
+            _ensure_up(server)
+            server.etcdctl("del", "--prefix", key_prefix, "--command-timeout=5s", timeout=15)
+
+
+@pytest.fixture
+def procs() -> Iterator[ProcessGroup]:
+    """A process registry whose process groups are all SIGKILLed and reaped at teardown."""
+    group = ProcessGroup()
+    try:
+        yield group
+    finally:
+        group.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if any(n in names for n in _ETCD_FIXTURES):
+            item.add_marker(pytest.mark.etcd)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On failure, append the tails of the logs of the etcd fixtures that are up."""
+    report = yield
+    if report.failed:
+        for name, server in list(_LIVE):
+            with contextlib.suppress(Exception):
+                report.sections.append((f"etcd logs ({name})", server.log_tails(30)))
+    return report

@@ -1,0 +1,353 @@
+"""The core promise, end to end: real etcd, real daemons, real jobs, real signals.
+
+Each test names the property of docs/safety.md it defends. Time bounds are generous and appear
+only where the bound is the behaviour (failover within TTL + 1.5 s, handover under a second).
+TTL is 3 s throughout.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from leaderjob.config import Connection
+from leaderjob.election.etcd import EtcdStore
+from tests.harness.daemons import job, leader_of, leaderjob, read_journal, wait_for
+from tests.harness.procs import ProcessGroup, pid_alive
+from tests.harness.proxy import FaultProxy
+
+TTL = 3.0
+#: Slack for a loaded 2-core CI machine on top of a documented bound.
+SLACK = 1.0
+
+
+def _starts(journal: Path) -> list[dict]:
+    return [r for r in read_journal(journal) if r["ev"] == "start"]
+
+
+def _leader_key(etcd_endpoint: str, prefix: str, election: str = "job") -> tuple[str, int] | None:
+    store = EtcdStore(Connection(endpoints=(etcd_endpoint,)))
+    try:
+        keys = store.candidates(f"{prefix}/{election}/leader", timeout=2)
+    finally:
+        store.close()
+    return (keys[0].key, keys[0].create_revision) if keys else None
+
+
+def test_one_leader_runs_the_job_and_tokens_increase(etcd, prefix, procs, tmp_path):
+    """S2/S3: among three replicas exactly one runs the job at a time; every successive leader
+    hands its job a strictly larger fencing token; the job gets the documented environment."""
+    journal = tmp_path / "journal"
+    daemons = [
+        leaderjob(
+            procs,
+            tmp_path,
+            f"r{i}",
+            etcd.endpoint,
+            prefix,
+            job(journal, "--duration", "0.1"),
+            schedule="@every 1s",
+        )
+        for i in range(3)
+    ]
+    tokens = []
+    for _ in range(2):
+        leader = leader_of(daemons)
+        token = leader.wait_event("election.acquired", 10)["token"]
+        leader.wait_event("job.finished", 10, token=token)
+        tokens.append(token)
+        leader.signal(signal.SIGTERM)
+        assert leader.wait(10) == 0
+    leader_of(daemons).wait_event("job.finished", 10)
+    starts = _starts(journal)
+    by_token: dict[int, set[str]] = {}
+    for r in starts:
+        by_token.setdefault(r["token"], set()).add(r["identity"])
+    assert all(len(ids) == 1 for ids in by_token.values()), by_token
+    ordered = [r["token"] for r in starts]
+    assert ordered == sorted(ordered), "a later run had a smaller token"
+    assert len(by_token) >= 3 and tokens[0] < tokens[1]
+    assert {
+        "LEADERJOB_FENCING_TOKEN",
+        "LEADERJOB_ELECTION",
+        "LEADERJOB_IDENTITY",
+        "LEADERJOB_LEASE_ID",
+        "LEADERJOB_SCHEDULED_TIME",
+        "LEADERJOB_RUN_ID",
+        "LEADERJOB_SLOT",
+    } <= set(starts[0]["env_keys"])
+    # No two runs overlapped: each end comes before the next start.
+    events = sorted((r["t"], r["ev"]) for r in read_journal(journal) if r["ev"] in ("start", "end"))
+    depth = 0
+    for _, ev in events:
+        depth += 1 if ev == "start" else -1
+        assert depth in (0, 1), "two jobs ran at once"
+
+
+def test_kill9_leader_job_dies_and_successor_takes_over_within_ttl(etcd, prefix, procs, tmp_path):
+    """§3 + L1: after `kill -9` of the leader daemon its job is gone within a fraction of a
+    second (the watchdog sees the pipe close), and a successor runs the job within TTL + 1.5 s."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)  # service mode: runs at once
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+    job_pid = a.events("job.started")[0]["pid"]
+    assert pid_alive(job_pid)
+
+    killed_at = time.monotonic()
+    a.signal(signal.SIGKILL)
+    died_at = wait_for(lambda: not pid_alive(job_pid), 2.0)
+    assert died_at is not None, "the job outlived its daemon"
+    assert died_at - killed_at < 0.5
+
+    took_over = wait_for(lambda: any(r["identity"] == "b" for r in _starts(journal)), 10)
+    assert took_over is not None
+    assert took_over - killed_at <= TTL + 1.5 + SLACK
+    assert b.events("job.started")[0]["token"] > a.events("election.acquired")[0]["token"]
+
+
+def test_sigterm_hands_over_in_under_a_second_without_overlap(etcd, prefix, procs, tmp_path):
+    """L2: SIGTERM stops the job, revokes the lease, and the successor's job starts in under a
+    second; the old job ended before the new one started."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+
+    sent = time.monotonic()
+    a.signal(signal.SIGTERM)
+    started = wait_for(lambda: any(r["identity"] == "b" for r in _starts(journal)), 5)
+    assert started is not None and started - sent < 1.0
+    assert a.wait(5) == 0
+    recs = read_journal(journal)
+    a_end = max(r["t"] for r in recs if r["identity"] == "a" and r["ev"] == "end")
+    b_start = min(r["t"] for r in recs if r["identity"] == "b" and r["ev"] == "start")
+    assert a_end < b_start, "the successor started before the old job ended"
+    assert a.events("job.finished")[0]["outcome"] == "shutdown"
+
+
+def test_cut_off_leader_kills_job_before_etcd_releases_key_and_rejoins_with_larger_token(
+    etcd, prefix, procs, tmp_path
+):
+    """S6 + L5: a leader cut from etcd (both directions blackholed) has reaped its job before
+    etcd deletes its key; after the cut heals it rejoins on a new lease with a larger token."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    with FaultProxy(etcd.endpoint) as proxy:
+        a = leaderjob(procs, tmp_path, "a", proxy.endpoint, prefix, cmd)
+        a.wait_event("job.started", 10)
+        b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+        b.wait_event("lease.granted", 10)
+        old_token = a.events("election.acquired")[0]["token"]
+        job_pid = a.events("job.started")[0]["pid"]
+        key = _leader_key(etcd.endpoint, prefix)
+        assert key is not None and key[1] == old_token
+
+        proxy.blackhole()
+        job_dead = wait_for(lambda: not pid_alive(job_pid), 2 * TTL)
+        key_gone = wait_for(lambda: _leader_key(etcd.endpoint, prefix) != key, 2 * TTL)
+        assert job_dead is not None and key_gone is not None
+        assert job_dead < key_gone, "the old job was alive when etcd released the lease"
+        assert a.events("election.lost")[0]["reason"] in ("renew_deadline", "deadline_passed")
+
+        b.wait_event("election.acquired", 2 * TTL)
+        proxy.heal()
+        first_lease = a.events("lease.granted")[0]["lease_id"]
+        a.wait_event("lease.granted", 4 * TTL, lease_id=_Not(first_lease))
+        b.signal(signal.SIGTERM)
+        new_token = a.wait_event("election.acquired", 4 * TTL, token=_Greater(old_token))["token"]
+        assert new_token > old_token
+
+
+def test_frozen_daemon_job_killed_by_deadline_and_steps_down_first_on_resume(
+    etcd, prefix, procs, tmp_path
+):
+    """§3 freeze: with the daemon SIGSTOPped for 2·TTL, its watchdog kills the job by the local
+    deadline while the daemon is still frozen; on SIGCONT the daemon's first act is to step down."""
+    journal = tmp_path / "journal"
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, job(journal, "--duration", "300"))
+    a.wait_event("job.started", 10)
+    job_pid = a.events("job.started")[0]["pid"]
+    key = _leader_key(etcd.endpoint, prefix)
+    before = len(a.events())
+
+    a.signal(signal.SIGSTOP)
+    try:
+        frozen_at = time.monotonic()
+        job_dead = wait_for(lambda: not pid_alive(job_pid), TTL + SLACK)
+        assert job_dead is not None, "the job survived its frozen daemon's deadline"
+        key_gone = wait_for(lambda: _leader_key(etcd.endpoint, prefix) != key, 2 * TTL)
+        assert key_gone is not None and job_dead < key_gone
+        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
+    finally:
+        a.signal(signal.SIGCONT)
+    a.wait_event("election.lost", 5)
+    after = a.events()[before:]
+    assert after[0]["event"] == "election.lost", after[:3]
+    assert after[0]["reason"] == "deadline_passed"
+
+
+def test_job_ignoring_sigterm_with_grandchild_is_killed_as_a_group(etcd, prefix, procs, tmp_path):
+    """§3: a job that ignores SIGTERM and forks a grandchild (which ignores it too) is SIGKILLed
+    as a whole process group when the daemon stops, within the grace period."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300", "--ignore-term", "--grandchild")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd, extra=["--grace", "0.5s"])
+    a.wait_event("job.started", 10)
+    assert wait_for(lambda: any(r["ev"] == "grandchild" for r in read_journal(journal)), 5)
+    grandchild = next(r["child"] for r in read_journal(journal) if r["ev"] == "grandchild")
+    job_pid = a.events("job.started")[0]["pid"]
+
+    sent = time.monotonic()
+    a.signal(signal.SIGTERM)
+    assert a.wait(5) == 0
+    assert wait_for(lambda: not pid_alive(job_pid) and not pid_alive(grandchild), 2)
+    assert time.monotonic() - sent < 0.5 + 1.5
+    kills = [e["signal"] for e in a.events("job.signalled")]
+    assert kills == ["SIGTERM", "SIGKILL"]
+    assert any(r["ev"] == "term" for r in read_journal(journal)), "SIGTERM came first"
+
+
+def test_unreachable_etcd_retries_and_never_runs_the_job(procs, tmp_path):
+    """A sidecar must not crash-loop while etcd is down, and never runs without leadership."""
+    journal = tmp_path / "journal"
+    with FaultProxy("127.0.0.1:9") as dead:  # a proxy to a closed port: every connection resets
+        a = leaderjob(
+            procs,
+            tmp_path,
+            "a",
+            dead.endpoint,
+            "/ljtest/unreachable",
+            job(journal),
+            extra=["--rpc-timeout", "0.5s"],
+        )
+        a.wait_event("etcd.unavailable", 10)
+        time.sleep(2)
+        assert a.alive
+        assert not read_journal(journal)
+        a.signal(signal.SIGTERM)
+        assert a.wait(5) == 0
+
+
+def test_lock_runs_once_serialised_and_returns_the_exit_code(etcd, prefix, procs, tmp_path):
+    """`leaderjob lock`: waits its turn, runs the command once under leadership, exits with the
+    command's exit code; two locks never overlap."""
+    journal = tmp_path / "journal"
+    first = leaderjob(
+        procs,
+        tmp_path,
+        "l1",
+        etcd.endpoint,
+        prefix,
+        job(journal, "--duration", "1", "--exit", "3"),
+        subcommand="lock",
+    )
+    first.wait_event("job.started", 10)
+    second = leaderjob(
+        procs,
+        tmp_path,
+        "l2",
+        etcd.endpoint,
+        prefix,
+        job(journal, "--duration", "0.2"),
+        subcommand="lock",
+    )
+    assert first.wait(10) == 3
+    assert second.wait(10) == 0
+    recs = [r for r in read_journal(journal) if r["ev"] in ("start", "end")]
+    assert [(r["identity"], r["ev"]) for r in recs] == [
+        ("l1", "start"),
+        ("l1", "end"),
+        ("l2", "start"),
+        ("l2", "end"),
+    ]
+    assert recs[2]["token"] > recs[0]["token"]
+
+
+def test_status_shows_leader_and_queue(etcd, prefix, procs, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    cmd = job(tmp_path / "j", "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leaderjob",
+            "status",
+            "--election",
+            "job",
+            "--json",
+            "--endpoints",
+            etcd.endpoint,
+            "--prefix",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
+    doc = json.loads(out)
+    assert doc["leader"]["identity"] == "a"
+    assert doc["leader"]["token"] == a.events("election.acquired")[0]["token"]
+    assert 0 < doc["leader"]["ttl_remaining"] <= TTL
+    assert [c["identity"] for c in doc["candidates"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize("member", [0])
+def test_member_death_is_survived_through_another_endpoint(
+    etcd_cluster, prefix, procs, tmp_path, member
+):
+    """Several endpoints: when the member a daemon talks to dies, it carries on through another
+    one, keeping leadership (L4: no leadership change without a fault of the leader itself)."""
+    journal = tmp_path / "journal"
+    a = leaderjob(
+        procs, tmp_path, "a", etcd_cluster.endpoints, prefix, job(journal), schedule="@every 1s"
+    )
+    a.wait_event("job.finished", 15)
+    etcd_cluster.kill_member(member)
+    killed_at = time.monotonic()
+    assert wait_for(lambda: any(r["t"] > killed_at + 2 * TTL for r in _starts(journal)), 4 * TTL), (
+        a.tail()
+    )
+    assert a.events("election.lost") == []
+
+
+class _Not:
+    """Matches any value but one (for ``wait_event(..., key=_Not(x))``)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return other != self.value
+
+
+class _Greater:
+    """Matches integers above a bound."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and other > self.value
+
+
+_ = ProcessGroup  # re-exported fixture type, for readers

@@ -1,0 +1,466 @@
+"""One behavioural suite for the Store port, run against MemoryStore and a real etcd.
+
+Every test in the first part runs twice, ``[memory]`` and ``[etcd]``, with the same assertions:
+that is what keeps the fake from drifting from etcd. Time-dependent behaviour (TTL expiry) cannot
+be driven on a real server without waiting, so it lives in the MemoryStore-only part at the end,
+next to the fault-injection API. Budget: the etcd half takes well under a second per test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from leaderjob.clock import FakeClock
+from leaderjob.config import Connection
+from leaderjob.election.etcd import EtcdStore
+from leaderjob.election.memory import MemoryStore
+from leaderjob.election.store import KeyInfo, Store, StoreError, StoreUnavailable, Watch
+
+T = 5.0  # per-RPC timeout
+#: How long to wait for an etcd watch event that must arrive / must not arrive.
+FIRE_WAIT = 5.0
+QUIET_WAIT = 0.3
+
+
+@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(FakeClock())
+        return
+    server = request.getfixturevalue("etcd")
+    etcd_store = EtcdStore(Connection(endpoints=(server.endpoint,)))
+    try:
+        yield etcd_store
+    finally:
+        with contextlib.suppress(StoreError):
+            etcd_store.delete(prefix + "/", timeout=T, prefix=True)
+        etcd_store.close()
+
+
+@pytest.fixture
+def election(prefix: str) -> str:
+    return f"{prefix}/election"
+
+
+def candidate(store: Store, election: str, ttl: int = 30) -> KeyInfo:
+    """Grant a lease and create ``<election>/<lease-hex>`` on it, as the elector does."""
+    lease = store.grant(ttl, timeout=T).lease_id
+    return store.create(f"{election}/{lease:x}", b"me", lease, timeout=T)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.event.set()
+
+
+def fired(w: Watch, counter: Counter) -> bool:
+    """Wait (briefly: memory fires synchronously) for the watch to fire and call back."""
+    return w.fired.wait(FIRE_WAIT) and counter.event.wait(FIRE_WAIT)
+
+
+def quiet(w: Watch) -> bool:
+    return not w.fired.wait(QUIET_WAIT)
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def test_grant_keepalive_revoke(store: Store) -> None:
+    grant = store.grant(5, timeout=T)
+    assert grant.ttl == 5
+    assert grant.lease_id > 0
+    assert store.keepalive(grant.lease_id, timeout=T) == 5  # the full granted TTL, not what's left
+    assert 0 <= store.lease_remaining(grant.lease_id, timeout=T) <= 5
+    store.revoke(grant.lease_id, timeout=T)
+    assert store.lease_remaining(grant.lease_id, timeout=T) == -1
+
+
+def test_keepalive_of_revoked_lease_answers_zero_not_an_error(store: Store) -> None:
+    lease = store.grant(5, timeout=T).lease_id
+    store.revoke(lease, timeout=T)
+    assert store.keepalive(lease, timeout=T) == 0
+
+
+def test_revoking_an_unknown_lease_is_not_an_error(store: Store) -> None:
+    lease = store.grant(5, timeout=T).lease_id
+    store.revoke(lease, timeout=T)
+    store.revoke(lease, timeout=T)
+
+
+def test_grants_are_distinct_leases(store: Store) -> None:
+    a, b = store.grant(5, timeout=T), store.grant(5, timeout=T)
+    assert a.lease_id != b.lease_id
+    store.revoke(a.lease_id, timeout=T)
+    assert store.keepalive(b.lease_id, timeout=T) == 5
+
+
+# --- election keys --------------------------------------------------------------------------------
+
+
+def test_create_is_idempotent_per_key(store: Store, election: str) -> None:
+    lease = store.grant(30, timeout=T).lease_id
+    first = store.create(f"{election}/k", b"first", lease, timeout=T)
+    again = store.create(f"{election}/k", b"second", lease, timeout=T)
+    assert again.create_revision == first.create_revision
+    assert again.value == b"first"
+    assert again.lease_id == lease
+    assert first.mod_revision == first.create_revision
+
+
+def test_create_revisions_strictly_increase_across_keys(store: Store, election: str) -> None:
+    revisions = [candidate(store, election).create_revision for _ in range(4)]
+    assert revisions == sorted(set(revisions))
+
+
+def test_s2_recreated_key_gets_a_larger_revision(store: Store, election: str) -> None:
+    lease = store.grant(30, timeout=T).lease_id
+    key = f"{election}/same"
+    old = store.create(key, b"x", lease, timeout=T)
+    assert store.delete(key, timeout=T) == 1
+    new = store.create(key, b"x", lease, timeout=T)
+    assert new.create_revision > old.create_revision
+
+
+def test_create_on_a_revoked_lease_fails(store: Store, election: str) -> None:
+    lease = store.grant(30, timeout=T).lease_id
+    store.revoke(lease, timeout=T)
+    with pytest.raises(StoreUnavailable):
+        store.create(f"{election}/k", b"x", lease, timeout=T)
+    assert store.get(f"{election}/k", timeout=T) is None
+
+
+def test_revoke_deletes_the_key(store: Store, election: str) -> None:
+    me = candidate(store, election)
+    store.revoke(me.lease_id, timeout=T)
+    assert store.get(me.key, timeout=T) is None
+    assert store.candidates(election, timeout=T) == []
+
+
+def test_standing_returns_own_key_and_nearest_lower_predecessor(
+    store: Store, election: str
+) -> None:
+    a, b, c = (candidate(store, election) for _ in range(3))
+    st = store.standing(election, c.key, c.create_revision, timeout=T)
+    assert st.own == c
+    assert st.predecessor == b  # the nearest lower one, not the leader
+    assert st.revision >= c.create_revision
+    st = store.standing(election, b.key, b.create_revision, timeout=T)
+    assert st.predecessor == a
+    st = store.standing(election, a.key, a.create_revision, timeout=T)
+    assert (st.own, st.predecessor) == (a, None)
+
+
+def test_standing_skips_a_deleted_predecessor(store: Store, election: str) -> None:
+    a, b, c = (candidate(store, election) for _ in range(3))
+    store.revoke(b.lease_id, timeout=T)
+    st = store.standing(election, c.key, c.create_revision, timeout=T)
+    assert st.predecessor == a
+
+
+def test_standing_reports_own_key_gone(store: Store, election: str) -> None:
+    a, b = candidate(store, election), candidate(store, election)
+    store.revoke(b.lease_id, timeout=T)
+    st = store.standing(election, b.key, b.create_revision, timeout=T)
+    assert st.own is None
+    assert st.predecessor == a
+
+
+def test_candidates_sorted_by_create_revision_not_key(store: Store, election: str) -> None:
+    lease = store.grant(30, timeout=T).lease_id
+    for name in ("c", "b", "a"):
+        store.create(f"{election}/{name}", b"x", lease, timeout=T)
+    store.create(f"{election}2/z", b"x", lease, timeout=T)  # a sibling prefix: not a candidate
+    found = store.candidates(election, timeout=T)
+    assert [k.key for k in found] == [f"{election}/c", f"{election}/b", f"{election}/a"]
+    assert [k.create_revision for k in found] == sorted(k.create_revision for k in found)
+
+
+def test_revision_moves_only_on_writes_that_change_something(
+    store: Store, election: str, prefix: str
+) -> None:
+    me = candidate(store, election)
+
+    def revision() -> int:
+        return store.standing(election, me.key, me.create_revision, timeout=T).revision
+
+    before = revision()
+    store.create(me.key, b"again", me.lease_id, timeout=T)  # exists: a read
+    store.get(me.key, timeout=T)
+    store.delete(f"{prefix}/nothing", timeout=T)
+    store.guarded_put(me.key, me.create_revision + 1, [(f"{prefix}/x", b"x")], timeout=T)
+    store.keepalive(me.lease_id, timeout=T)
+    assert revision() == before
+    store.put(f"{prefix}/x", b"x", timeout=T)
+    assert revision() == before + 1
+
+
+# --- watches --------------------------------------------------------------------------------------
+
+
+def test_watch_fires_on_predecessor_deletion(store: Store, election: str) -> None:
+    pred, me = candidate(store, election), candidate(store, election)
+    st = store.standing(election, me.key, me.create_revision, timeout=T)
+    counter = Counter()
+    w = store.watch_deletes([pred.key, me.key], st.revision + 1, counter)
+    try:
+        store.revoke(pred.lease_id, timeout=T)
+        assert fired(w, counter)
+        assert counter.calls == 1
+    finally:
+        w.cancel()
+
+
+def test_watch_ignores_unrelated_deletes_and_puts(store: Store, election: str) -> None:
+    pred, me, other = (candidate(store, election) for _ in range(3))
+    st = store.standing(election, me.key, me.create_revision, timeout=T)
+    counter = Counter()
+    w = store.watch_deletes([pred.key], st.revision + 1, counter)
+    try:
+        store.revoke(other.lease_id, timeout=T)
+        store.put(pred.key, b"changed", timeout=T)
+        assert quiet(w)
+        store.delete(pred.key, timeout=T)  # and the watch did work all along
+        assert fired(w, counter)
+    finally:
+        w.cancel()
+
+
+def test_watch_replays_a_deletion_at_or_after_start_revision(store: Store, election: str) -> None:
+    pred = candidate(store, election)
+    store.revoke(pred.lease_id, timeout=T)
+    deleted_at = store.standing(election, pred.key, pred.create_revision, timeout=T).revision
+    counter = Counter()
+    w = store.watch_deletes([pred.key], deleted_at, counter)
+    try:
+        assert fired(w, counter)
+    finally:
+        w.cancel()
+
+
+def test_watch_from_after_a_deletion_does_not_see_it(store: Store, election: str) -> None:
+    pred = candidate(store, election)
+    store.revoke(pred.lease_id, timeout=T)
+    now = store.standing(election, pred.key, pred.create_revision, timeout=T).revision
+    w = store.watch_deletes([pred.key], now + 1, Counter())
+    try:
+        assert quiet(w)
+    finally:
+        w.cancel()
+
+
+def test_cancelled_watch_does_not_fire(store: Store, election: str) -> None:
+    pred = candidate(store, election)
+    st = store.standing(election, pred.key, pred.create_revision, timeout=T)
+    counter = Counter()
+    w = store.watch_deletes([pred.key], st.revision + 1, counter)
+    w.cancel()
+    store.revoke(pred.lease_id, timeout=T)
+    assert quiet(w)
+    assert counter.calls == 0
+
+
+# --- fenced writes (S3 shape) -----------------------------------------------------------------
+
+
+def test_s3_guarded_put_claims_a_slot_once(store: Store, election: str, prefix: str) -> None:
+    me = candidate(store, election)
+    slot = f"{prefix}/slots/0001"
+    assert store.guarded_put(me.key, me.create_revision, [(slot, b"1")], absent=[slot], timeout=T)
+    assert not store.guarded_put(
+        me.key, me.create_revision, [(slot, b"2")], absent=[slot], timeout=T
+    )
+    claimed = store.get(slot, timeout=T)
+    assert claimed is not None
+    assert claimed.value == b"1"
+    assert claimed.lease_id == 0  # records outlive the lease
+
+
+def test_s3_guarded_put_refused_for_a_wrong_or_missing_guard(
+    store: Store, election: str, prefix: str
+) -> None:
+    me = candidate(store, election)
+    out = f"{prefix}/out"
+    assert not store.guarded_put(me.key, me.create_revision + 1, [(out, b"x")], timeout=T)
+    assert not store.guarded_put(f"{election}/nobody", me.create_revision, [(out, b"x")], timeout=T)
+    store.revoke(me.lease_id, timeout=T)  # a deposed leader: its key is gone
+    assert not store.guarded_put(me.key, me.create_revision, [(out, b"x")], timeout=T)
+    assert store.get(out, timeout=T) is None
+
+
+def test_s3_guarded_put_refused_for_a_recreated_guard(store: Store, election: str) -> None:
+    lease = store.grant(30, timeout=T).lease_id
+    key = f"{election}/k"
+    old = store.create(key, b"x", lease, timeout=T)
+    store.delete(key, timeout=T)
+    store.create(key, b"x", lease, timeout=T)
+    assert not store.guarded_put(key, old.create_revision, [(f"{election}-out", b"x")], timeout=T)
+
+
+def test_guarded_put_applies_puts_and_deletes_together(
+    store: Store, election: str, prefix: str
+) -> None:
+    me = candidate(store, election)
+    store.put(f"{prefix}/old", b"x", timeout=T)
+    assert store.guarded_put(
+        me.key,
+        me.create_revision,
+        [(f"{prefix}/a", b"1"), (f"{prefix}/b", b"2")],
+        deletes=[f"{prefix}/old"],
+        timeout=T,
+    )
+    a, b = store.get(f"{prefix}/a", timeout=T), store.get(f"{prefix}/b", timeout=T)
+    assert a is not None
+    assert b is not None
+    assert a.mod_revision == b.mod_revision  # one transaction, one revision
+    assert store.get(f"{prefix}/old", timeout=T) is None
+
+
+# --- plain keys -------------------------------------------------------------------------------
+
+
+def test_put_keeps_create_revision_and_bumps_mod_revision(store: Store, prefix: str) -> None:
+    store.put(f"{prefix}/k", b"1", timeout=T)
+    first = store.get(f"{prefix}/k", timeout=T)
+    store.put(f"{prefix}/k", b"2", timeout=T)
+    second = store.get(f"{prefix}/k", timeout=T)
+    assert first is not None
+    assert second is not None
+    assert second.create_revision == first.create_revision
+    assert second.mod_revision > first.mod_revision
+    assert second.value == b"2"
+
+
+def test_get_prefix_in_key_order_with_limit(store: Store, prefix: str) -> None:
+    for name in ("b", "c", "a", "d"):
+        store.put(f"{prefix}/runs/{name}", name.encode(), timeout=T)
+    store.put(f"{prefix}/other", b"x", timeout=T)
+
+    def names(infos: list[KeyInfo]) -> list[str]:
+        return [i.key.rsplit("/", 1)[1] for i in infos]
+
+    runs = f"{prefix}/runs/"
+    assert names(store.get_prefix(runs, timeout=T)) == ["a", "b", "c", "d"]
+    assert names(store.get_prefix(runs, timeout=T, limit=2)) == ["a", "b"]
+    assert names(store.get_prefix(runs, timeout=T, limit=2, newest_first=True)) == ["d", "c"]
+    assert names(store.get_prefix(runs, timeout=T, newest_first=True)) == ["d", "c", "b", "a"]
+
+
+def test_delete_counts_and_prefix_delete(store: Store, prefix: str) -> None:
+    for name in ("a", "b"):
+        store.put(f"{prefix}/d/{name}", b"x", timeout=T)
+    store.put(f"{prefix}/keep", b"x", timeout=T)
+    assert store.delete(f"{prefix}/nothing", timeout=T) == 0
+    assert store.delete(f"{prefix}/d/", timeout=T, prefix=True) == 2
+    assert store.get_prefix(f"{prefix}/d/", timeout=T) == []
+    assert store.get(f"{prefix}/keep", timeout=T) is not None
+
+
+# --- MemoryStore only: time, and the fault-injection API ------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def mem(clock: FakeClock) -> MemoryStore:
+    return MemoryStore(clock)
+
+
+def test_memory_raises_ttl_to_etcd_minimum(mem: MemoryStore) -> None:
+    assert mem.grant(1, timeout=T).ttl == 2  # etcd's default minimum (the harness etcd's is 1)
+
+
+def test_memory_lease_expires_at_renewal_plus_ttl(mem: MemoryStore, clock: FakeClock) -> None:
+    me = mem.create("/e/a", b"x", mem.grant(3, timeout=T).lease_id, timeout=T)
+    clock.advance(2)
+    assert mem.keepalive(me.lease_id, timeout=T) == 3  # expiry now at +5
+    clock.advance(2.999)
+    assert mem.get("/e/a", timeout=T) is not None
+    clock.advance(0.001)
+    assert mem.get("/e/a", timeout=T) is None
+    assert mem.keepalive(me.lease_id, timeout=T) == 0
+
+
+def test_memory_expiry_fires_watches(mem: MemoryStore, clock: FakeClock) -> None:
+    pred = mem.create("/e/a", b"x", mem.grant(3, timeout=T).lease_id, timeout=T)
+    counter = Counter()
+    w = mem.watch_deletes([pred.key], pred.create_revision + 1, counter)
+    clock.advance(3)
+    mem.candidates("/e", timeout=T)  # any access sweeps expired leases
+    assert w.fired.is_set()
+    assert counter.calls == 1
+
+
+def test_memory_expire_now(mem: MemoryStore) -> None:
+    me = mem.create("/e/a", b"x", mem.grant(30, timeout=T).lease_id, timeout=T)
+    mem.expire(me.lease_id)
+    assert mem.get("/e/a", timeout=T) is None
+    assert mem.keepalive(me.lease_id, timeout=T) == 0
+
+
+def test_memory_fail_next_any_operation(mem: MemoryStore) -> None:
+    mem.fail_next(2)
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            mem.get("/k", timeout=T)
+    assert mem.get("/k", timeout=T) is None
+
+
+def test_memory_fail_next_one_operation(mem: MemoryStore) -> None:
+    lease = mem.grant(5, timeout=T).lease_id
+    mem.fail_next(1, "keepalive")
+    assert mem.get("/k", timeout=T) is None
+    with pytest.raises(StoreUnavailable) as err:
+        mem.keepalive(lease, timeout=T)
+    assert err.value.operation == "keepalive"
+    assert mem.keepalive(lease, timeout=T) == 5
+
+
+def test_memory_partition_fails_every_call_until_healed(mem: MemoryStore) -> None:
+    lease = mem.grant(5, timeout=T).lease_id
+    mem.partition()
+    with pytest.raises(StoreUnavailable):
+        mem.keepalive(lease, timeout=T)
+    with pytest.raises(StoreUnavailable):
+        mem.watch_deletes(["/k"], 1, Counter())
+    mem.heal()
+    assert mem.keepalive(lease, timeout=T) == 5
+
+
+def test_memory_leases_age_during_a_partition(mem: MemoryStore, clock: FakeClock) -> None:
+    me = mem.create("/e/a", b"x", mem.grant(3, timeout=T).lease_id, timeout=T)
+    mem.partition()
+    clock.advance(3)
+    mem.heal()
+    assert mem.get(me.key, timeout=T) is None
+    assert mem.keepalive(me.lease_id, timeout=T) == 0
+
+
+def test_memory_partition_breaks_open_watches(mem: MemoryStore) -> None:
+    counter = Counter()
+    w = mem.watch_deletes(["/k"], 1, counter)
+    mem.partition()
+    assert w.fired.is_set()  # a broken stream fires: the caller re-reads
+    assert counter.calls == 1
+
+
+def test_memory_clients_share_the_server_not_the_faults(mem: MemoryStore) -> None:
+    other = mem.client()
+    other.put("/k", b"x", timeout=T)
+    mem.partition()
+    info = other.get("/k", timeout=T)
+    assert info is not None
+    assert info.value == b"x"
+    with pytest.raises(StoreUnavailable):
+        mem.get("/k", timeout=T)
