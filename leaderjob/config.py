@@ -9,7 +9,7 @@ budget is the local-deadline rule of docs/safety.md:
 * ``renew_deadline + grace + margin < ttl·(1 − 2ρ)``: a leader that gives up renewing at
   ``renew_deadline`` can still stop its job (SIGTERM, ``grace``, SIGKILL) before ``D``.
 
-The defaults spend the TTL like this: keepalive every ttl/3; keep trying until 0.85·ttl after the
+The defaults spend the TTL like this: keepalive every ttl/3; keep trying until ≈ 0.85·ttl after the
 last answered keepalive; grace ttl/10; margin ttl/25. A fault or freeze of up to half the TTL,
 in the worst phase (just before a keepalive), therefore ends before the leader gives up and
 before its job is told to stop: it changes nothing (docs/safety.md L4).
@@ -55,15 +55,20 @@ class Timing:
     ) -> Timing:
         """Defaults are fractions of the TTL, so ``--ttl 3s`` alone is a valid configuration.
 
-        renew interval ttl/3 (keepalive cadence), renew deadline 0.85·ttl (give up renewing),
-        grace ttl/10 (SIGTERM → SIGKILL), margin ttl/25 (scheduling slack before the deadline).
-        An explicit ``grace`` or ``margin`` shrinks the default renew deadline to fit the budget.
+        renew interval ttl/3 (keepalive cadence), grace ttl/10 (SIGTERM → SIGKILL), margin ttl/25
+        (scheduling slack before the deadline), and the renew deadline (give up renewing) as long
+        as the budget allows: ttl·(1 − 2ρ) − grace − margin − ttl/100, ≈ 0.85·ttl. An explicit
+        ``grace`` or ``margin`` shrinks the default renew deadline to fit.
         """
         grace = ttl / 10 if grace is None else grace
         margin = ttl / 25 if margin is None else margin
         if renew_deadline is None:
+            # The longest renew deadline the budget allows (≈ 0.85·ttl with default grace and
+            # margin). If an explicit grace leaves no room, keep 0.85·ttl so that validate()
+            # blames the flag the user set.
             room = ttl * (1 - 2 * CLOCK_DRIFT) - grace - margin - ttl / 100
-            renew_deadline = min(0.85 * ttl, room)
+            ri = ttl / 3 if renew_interval is None else renew_interval
+            renew_deadline = room if room > ri else 0.85 * ttl
         return cls(
             ttl=ttl,
             renew_interval=ttl / 3 if renew_interval is None else renew_interval,

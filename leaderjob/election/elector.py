@@ -195,15 +195,17 @@ class Elector:
     def _read_standing(self, out: Outcome) -> None:
         assert self.key is not None
         now = sent_at = self.clock.monotonic()
+        # Capped like a keepalive: a read lost in a blackhole must not block the next renewal.
+        timeout = self.machine.rpc_deadline(
+            now, min(self.rpc_timeout, self.timing.renew_interval / 2)
+        )
         try:
             standing = self.store.standing(
-                self.prefix,
-                self.key,
-                self.create_revision,
-                timeout=self.machine.rpc_deadline(now, self.rpc_timeout),
+                self.prefix, self.key, self.create_revision, timeout=timeout
             )
         except StoreError as exc:
             out.errors.append(exc)
+            self._confirm_at = self.clock.monotonic() + self.timing.renew_interval / 4
             return
         self._recheck = False
         now = self.clock.monotonic()

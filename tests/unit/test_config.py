@@ -1,0 +1,218 @@
+"""The timing budget (docs/safety.md §2) and connection settings: every error names its flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leaderjob.config import CLOCK_DRIFT, Connection, Timing
+
+
+@pytest.mark.parametrize("ttl", [2, 3, 15, 60])
+def test_from_ttl_defaults_are_valid(ttl: int) -> None:
+    assert Timing.from_ttl(ttl).validate() == []
+
+
+@pytest.mark.parametrize("ttl", [2, 3, 15, 60])
+def test_from_ttl_default_fractions(ttl: int) -> None:
+    t = Timing.from_ttl(ttl)
+    assert t.renew_interval == pytest.approx(ttl / 3)
+    assert t.grace == pytest.approx(ttl / 10)
+    assert t.margin == pytest.approx(ttl / 25)
+    room = ttl * (1 - 2 * CLOCK_DRIFT) - t.grace - t.margin - ttl / 100
+    assert t.renew_deadline == pytest.approx(min(0.85 * ttl, room))
+    assert t.renew_deadline <= 0.85 * ttl
+
+
+@pytest.mark.parametrize("ttl", [2, 3, 15, 60])
+def test_l4_defaults_leave_room_for_a_half_ttl_fault_in_the_worst_phase(ttl: int) -> None:
+    # A fault starting just before the keepalive due at ttl/3 after the last answered one and
+    # lasting ttl/2 ends before the leader gives up and before its job is told to stop.
+    t = Timing.from_ttl(ttl)
+    fault_ends = t.renew_interval + ttl / 2
+    assert fault_ends < t.renew_deadline
+    assert fault_ends < t.deadline_after(0.0) - t.grace
+
+
+def test_from_ttl_keeps_explicit_values() -> None:
+    t = Timing.from_ttl(15, renew_interval=2, renew_deadline=5, grace=3, margin=1)
+    assert (t.ttl, t.renew_interval, t.renew_deadline, t.grace, t.margin) == (15, 2, 5, 3, 1)
+
+
+def test_explicit_grace_or_margin_shrinks_the_default_renew_deadline() -> None:
+    default = Timing.from_ttl(15)
+    for t in (Timing.from_ttl(15, grace=3), Timing.from_ttl(15, margin=2)):
+        assert t.renew_deadline < default.renew_deadline
+        assert t.renew_deadline + t.grace + t.margin < t.usable_ttl
+        assert t.validate() == []
+
+
+def test_deadline_is_send_time_plus_drift_corrected_ttl_minus_margin() -> None:
+    t = Timing.from_ttl(10)  # margin ttl/25 = 0.4 s
+    assert t.deadline_after(100.0) == pytest.approx(100 + 10 * (1 - 2e-3) - 0.4)
+
+
+def only(errors: list[str]) -> str:
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_ttl_must_be_whole_seconds() -> None:
+    assert "--ttl 2.5s" in only(Timing.from_ttl(2.5).validate())
+
+
+def test_ttl_below_etcd_minimum() -> None:
+    error = only(Timing.from_ttl(1).validate())
+    assert "--ttl 1s" in error
+    assert "minimum" in error
+
+
+@pytest.mark.parametrize("flag", ["renew_interval", "renew_deadline", "grace", "margin"])
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_timings_must_be_positive(flag: str, value: float) -> None:
+    error = only(Timing.from_ttl(3, **{flag: value}).validate())
+    assert f"--{flag.replace('_', '-')} must be a positive duration" in error
+
+
+@pytest.mark.parametrize("flag", ["ttl", "renew_interval", "renew_deadline", "grace", "margin"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_timings_are_refused_naming_the_flag(flag: str, value: float) -> None:
+    t = Timing.from_ttl(value) if flag == "ttl" else Timing.from_ttl(3, **{flag: value})
+    errors = t.validate()  # an error, never an exception (int(inf) raises OverflowError)
+    assert any(f"--{flag.replace('_', '-')} must be a positive duration" in e for e in errors)
+
+
+def test_renew_interval_must_be_shorter_than_renew_deadline() -> None:
+    error = only(Timing.from_ttl(15, renew_interval=5, renew_deadline=5).validate())
+    assert "--renew-interval 5s" in error
+    assert "--renew-deadline 5s" in error
+
+
+def test_grace_too_long_for_ttl_says_lower_grace() -> None:
+    # With an explicit renew deadline, the budget check names the grace that would fit.
+    error = only(Timing.from_ttl(3, renew_deadline=1.5, grace=2).validate())
+    assert "lower --grace to under" in error
+    assert "raise --ttl" in error
+    # With the default renew deadline, the grace squeezes it below the renew interval.
+    error = only(Timing.from_ttl(3, grace=2).validate())
+    assert "--grace" in error
+    assert "raise --ttl" in error
+
+
+@pytest.mark.parametrize(
+    ("ttl", "grace"),
+    [
+        (3, 2.0),
+        (15, 10.0),
+        (60, 45.0),
+        (3, 2.9),
+    ],
+)
+def test_explicit_grace_that_does_not_fit_names_grace(ttl: int, grace: float) -> None:
+    errors = Timing.from_ttl(ttl, grace=grace).validate()
+    assert errors != []
+    assert any("--grace" in e for e in errors), errors
+
+
+def test_ttl_15_with_grace_10_is_invalid() -> None:
+    errors = Timing.from_ttl(15, grace=10).validate()
+    assert errors != []
+    assert any("--grace" in e or "--ttl" in e for e in errors), errors
+
+
+def test_grace_exactly_filling_the_budget_is_refused() -> None:
+    t = Timing.from_ttl(3)
+    rd = t.renew_deadline  # pinned: a default renew deadline would shrink to fit the grace
+    exact = t.usable_ttl - rd - t.margin
+    assert Timing.from_ttl(3, renew_deadline=rd, grace=exact).validate() != []
+    assert Timing.from_ttl(3, renew_deadline=rd, grace=exact * 0.99).validate() == []
+
+
+def test_renew_deadline_eating_the_budget_says_lower_renew_deadline() -> None:
+    # 2.9 s + margin 0.12 s already exceeds the usable 2.994 s: no grace would fit.
+    error = only(Timing.from_ttl(3, renew_deadline=2.9).validate())
+    assert "lower --renew-deadline" in error
+
+
+def test_validate_returns_all_errors_at_once() -> None:
+    ttl_errors = Timing.from_ttl(1.5).validate()
+    assert len(ttl_errors) == 2  # not whole seconds, and below the minimum
+    relational = Timing.from_ttl(3, renew_interval=2, renew_deadline=1.9, grace=1).validate()
+    assert len(relational) == 2  # interval >= deadline, and the budget
+    assert len(Timing.from_ttl(3, grace=0, margin=-1).validate()) == 2
+
+
+def test_a_ttl_error_does_not_hide_a_budget_error() -> None:
+    errors = Timing.from_ttl(2.5, renew_interval=2, renew_deadline=1).validate()
+    assert any("--ttl 2.5s" in e for e in errors)
+    assert any("--renew-interval" in e for e in errors)
+    errors = Timing.from_ttl(2.5, renew_deadline=2.4).validate()
+    assert any("--ttl 2.5s" in e for e in errors)
+    assert any("renew deadline + grace + margin" in e for e in errors)
+
+
+def test_nan_grace_is_refused() -> None:
+    errors = Timing.from_ttl(3, grace=float("nan")).validate()
+    assert any("--grace must be a positive duration" in e for e in errors)
+
+
+def test_infinite_ttl_is_an_error_not_a_crash() -> None:
+    errors = Timing.from_ttl(float("inf")).validate()
+    assert any("--ttl must be a positive duration" in e for e in errors)
+
+
+# --- Connection -------------------------------------------------------------------------------
+
+
+def test_default_connection_is_valid() -> None:
+    assert Connection().validate() == []
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:2379", "etcd-0.etcd:2379", "[::1]:2379"])
+def test_good_endpoints(endpoint: str) -> None:
+    assert Connection(endpoints=(endpoint,)).validate() == []
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["localhost", ":2379", "host:", "host:abc", "host:0", "host:65536", "host:-1"]
+)
+def test_bad_endpoint_names_the_flag(endpoint: str) -> None:
+    assert "--endpoints" in only(Connection(endpoints=(endpoint,)).validate())
+
+
+def test_no_endpoints() -> None:
+    assert "--endpoints is empty" in only(Connection(endpoints=()).validate())
+
+
+def test_cert_without_key(tmp_path: Path) -> None:
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    assert "--cert and --key" in only(Connection(cert=str(cert)).validate())
+    assert "--cert and --key" in only(Connection(key=str(cert)).validate())
+
+
+@pytest.mark.parametrize("flag", ["cacert", "cert", "key"])
+def test_missing_file(tmp_path: Path, flag: str) -> None:
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    missing = str(tmp_path / "missing.pem")
+    files = {"cacert": None, "cert": str(present), "key": str(present), flag: missing}
+    conn = Connection(cacert=files["cacert"], cert=files["cert"], key=files["key"])
+    error = only(conn.validate())
+    assert f"--{flag} {missing}: file is missing or unreadable" == error
+
+
+def test_user_and_password_go_together() -> None:
+    assert "--user" in only(Connection(user="root").validate())
+    assert "--user" in only(Connection(password="secret").validate())
+    assert Connection(user="root", password="secret").validate() == []
+
+
+def test_connection_validate_returns_all_errors_at_once() -> None:
+    errors = Connection(endpoints=("nope",), cert="/nonexistent", user="u").validate()
+    assert len(errors) == 4  # endpoint, cert without key, missing file, user without password
+
+
+def test_password_never_in_repr() -> None:
+    assert "hunter2" not in repr(Connection(user="root", password="hunter2"))
