@@ -374,8 +374,14 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
             schedule = parse_schedule(expr, params.get("timezone") or "UTC")
         except ScheduleError as exc:
             errors.append(f"--schedule {expr!r}: {exc}")
-    elif mode == "schedule":
-        mode = "service"
+    else:
+        if mode == "schedule":
+            mode = "service"
+        if params.get("timezone") not in (None, "UTC"):
+            try:  # a zone is only used with a schedule, but a wrong one is still a mistake
+                parse_schedule("@daily", params["timezone"])
+            except ScheduleError as exc:
+                errors.append(f"--timezone: {exc}")
     if params.get("timeout") is not None and params["timeout"] <= 0:
         errors.append("--timeout must be positive")
     try:

@@ -5,7 +5,8 @@ budget is the local-deadline rule of docs/safety.md:
 
 * ``D = send_time(last answered keepalive) + ttl·(1 − 2ρ) − margin`` is the local deadline: the job
   is dead by ``D``, and ``D`` is earlier than the moment etcd can expire the lease.
-* ``renew_interval < renew_deadline``: at least one retry fits before giving up.
+* ``2 × renew_interval ≤ renew_deadline``: a keepalive lost at its timeout (half an interval)
+  still leaves room for a retry before giving up.
 * ``renew_deadline + grace + margin < ttl·(1 − 2ρ)``: a leader that gives up renewing at
   ``renew_deadline`` can still stop its job (SIGTERM, ``grace``, SIGKILL) before ``D``.
 
@@ -108,9 +109,9 @@ class Timing:
                 f"--ttl {ttl} is below etcd's minimum lease TTL of {MIN_TTL}s "
                 "(etcd would silently raise it); use --ttl 2s or more"
             )
-        if self.renew_interval >= self.renew_deadline:
+        if 2 * self.renew_interval > self.renew_deadline:
             errors.append(
-                f"--renew-interval {format_duration(self.renew_interval)} must be shorter than "
+                f"--renew-interval {format_duration(self.renew_interval)} must be at most half of "
                 f"--renew-deadline {format_duration(self.renew_deadline)}: a leader needs room to "
                 "retry a failed keepalive before it gives up (an explicit --grace or --margin "
                 "shortens the default renew deadline: lower them, or raise --ttl)"

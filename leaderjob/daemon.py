@@ -329,6 +329,10 @@ class Daemon:
             )
 
     def _on_transition(self, t: Transition) -> None:
+        self._transition(t)
+        self._publish(t.event)  # probes see a leadership change at once, not after the cycle
+
+    def _transition(self, t: Transition) -> None:
         if t.event == "lease.granted":
             self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
         elif t.event == "election.acquired":
@@ -568,8 +572,11 @@ class Daemon:
                     return self._fire(tenure, p.fire)
                 return self._start(p.slot, p.scheduled, p.attempt)
         slot, expired = self.planner.due(wall)
-        for old in expired:
-            self._skip(tenure, old, "deadline", claim=True)
+        if expired:
+            # A stall or a forward wall-clock step can expire thousands of slots at once: claim
+            # and record only the newest (it moves state/last_slot on) and count the others, so
+            # this cycle stays short and the lease keeps being renewed.
+            self._skip(tenure, expired[-1], "deadline", claim=True, also=len(expired) - 1)
         if slot is None:
             return None
         return self._fire(tenure, slot)
@@ -717,12 +724,18 @@ class Daemon:
                 self._store_error(exc)
         return True
 
-    def _skip(self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool) -> Report:
+    def _skip(
+        self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool, also: int = 0
+    ) -> Report:
+        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed)."""
         if claim:
             self._claim(tenure, slot, f"skipped_{reason}")
-        self.log.info("slot.skipped", slot=slot.id, reason=reason)
+        if also:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
+        else:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.s.election, reason).inc()
+            self.metrics.slots_skipped.labels(self.s.election, reason).inc(1 + also)
         self._record(
             {
                 "run_id": None,
@@ -815,9 +828,6 @@ class Daemon:
         machine = self.elector.machine
         lease = machine.lease
         leader = self.elector.phase is Phase.LEADING
-        connected = self.last_contact is not None and (
-            self.clock.monotonic() - self.last_contact < self.s.timing.renew_deadline
-        )
         next_slot = self.planner.peek() if self.planner is not None and leader else None
         self.snapshot = {
             "election": self.s.election,
@@ -828,7 +838,8 @@ class Daemon:
             "token": machine.token,
             "lease_id": f"{lease.lease_id:x}" if lease is not None else None,
             "leading_since": iso(self.leading_since),
-            "connected": connected,
+            "last_contact": self.last_contact,
+            "connected_within": self.s.timing.renew_deadline,
             "healthy": None if self.health is None else self.health.healthy,
             "idle_reason": self.leaving,
             "mode": self.s.mode,

@@ -48,8 +48,14 @@ def health(snapshot: Snapshot, now: float) -> tuple[bool, str]:
     return True, "ok"
 
 
-def ready(snapshot: Snapshot) -> tuple[bool, str]:
-    if not snapshot["connected"]:
+def connected(snapshot: Snapshot, now: float) -> bool:
+    """A call to etcd succeeded within the renew deadline."""
+    last = snapshot.get("last_contact")
+    return last is not None and now - float(last) < float(snapshot["connected_within"])
+
+
+def ready(snapshot: Snapshot, now: float) -> tuple[bool, str]:
+    if not connected(snapshot, now):
         return False, "not connected to etcd"
     if snapshot["phase"] not in ("campaigning", "leading"):
         return False, f"not campaigning ({snapshot.get('idle_reason') or snapshot['phase']})"
@@ -58,7 +64,9 @@ def ready(snapshot: Snapshot) -> tuple[bool, str]:
 
 def public_view(snapshot: Snapshot, now: float) -> dict[str, Any]:
     """The JSON for /status: monotonic times turned into durations relative to now."""
-    view = {k: v for k, v in snapshot.items() if k not in ("loop_at", "renewed_at", "deadline")}
+    hidden = ("loop_at", "renewed_at", "deadline", "last_contact", "connected_within")
+    view = {k: v for k, v in snapshot.items() if k not in hidden}
+    view["connected"] = connected(snapshot, now)
     deadline = snapshot.get("deadline")
     view["deadline_remaining_seconds"] = (
         round(float(deadline) - now, 3) if deadline is not None and snapshot["leader"] else None
@@ -104,7 +112,7 @@ class Server:
             ok, why = health(snap, now)
             return _json(200 if ok else 500, {"ok": ok, "reason": why})
         if path == "/readyz":
-            ok, why = ready(snap)
+            ok, why = ready(snap, now)
             return _json(200 if ok else 503, {"ok": ok, "reason": why})
         if path == "/leader":
             body = {

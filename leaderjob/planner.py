@@ -95,7 +95,7 @@ class Planner:
         if self.catch_up == "skip":
             plan.skipped = counted
             return plan
-        if now - newest.fire_time > self.deadline:
+        if now - newest.start_time > self.deadline:  # lateness counts from the jittered start
             plan.expired = newest
             plan.skipped = older
             return plan
@@ -104,18 +104,18 @@ class Planner:
         return plan
 
     def _missed(self, last_claimed: datetime, now: datetime) -> tuple[int, datetime | None]:
-        """How many fire times fell in (last_claimed, now] (capped), and the newest of them."""
+        """How many fire times fell in (last_claimed, now] (at least, when capped), and the
+        newest of them."""
         counted, newest, t = 0, None, last_claimed
         while counted < MAX_COUNTED:
             t = self.schedule.next_after(t)
             if t > now:
                 return counted, newest
             counted, newest = counted + 1, t
-        # Capped: find the newest fire time directly, looking back no further than the window.
-        t = max(last_claimed, now - self.deadline - timedelta(seconds=1))
-        while (t := self.schedule.next_after(t)) <= now:
-            newest = t
-        return counted, newest
+        # Capped: the newest fire time is found directly, walking back from now.
+        newest = self._previous(self.schedule.next_after(now), last_claimed)
+        assert t is not None
+        return counted + (1 if newest > t else 0), newest
 
     def _previous(self, fire_time: datetime, floor: datetime) -> datetime:
         """The fire time just before ``fire_time`` (and after ``floor``), looking back in

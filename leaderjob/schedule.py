@@ -192,11 +192,14 @@ class _Cron:
 
     def walls_from(self, start: datetime, stop_year: int) -> Iterator[datetime]:
         """Matching naive wall times >= start, in increasing order."""
-        for day in self.days_from(start.date(), stop_year):
+        first = start.date()
+        for day in self.days_from(first, stop_year):
             for hour in self.hours:
+                if day == first and hour < start.hour:
+                    continue  # skip the first day's past hours without building wall times
                 for minute in self.minutes:
                     wall = datetime(day.year, day.month, day.day, hour, minute)
-                    if wall >= start:  # only ever false on the first day
+                    if wall >= start:  # only ever false within the first hour
                         yield wall
 
 

@@ -147,7 +147,11 @@ class Elector:
     def _campaign(self, out: Outcome) -> None:
         sent_at = self.clock.monotonic()
         try:
-            grant = self.store.grant(int(self.timing.ttl), timeout=self.rpc_timeout)
+            # Bounded by the renew interval: a campaign stuck on a dead endpoint must not hold the
+            # loop (signals, health) for the whole RPC timeout; the next try uses another member.
+            grant = self.store.grant(
+                int(self.timing.ttl), timeout=min(self.rpc_timeout, self.timing.renew_interval)
+            )
         except StoreError as exc:
             out.errors.append(exc)
             self._back_off(sent_at)

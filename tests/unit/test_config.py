@@ -91,7 +91,7 @@ def test_renew_interval_must_be_shorter_than_renew_deadline() -> None:
 
 def test_grace_too_long_for_ttl_says_lower_grace() -> None:
     # With an explicit renew deadline, the budget check names the grace that would fit.
-    error = only(Timing.from_ttl(3, renew_deadline=1.5, grace=2).validate())
+    error = only(Timing.from_ttl(3, renew_deadline=2.0, grace=1.5).validate())
     assert "lower --grace to under" in error
     assert "raise --ttl" in error
     # With the default renew deadline, the grace squeezes it below the renew interval.

@@ -19,7 +19,12 @@ from leaderjob.schedule import Schedule, ScheduleError, parse_schedule, slot_id,
 
 
 def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
     microsecond: int = 0,
 ) -> datetime:
     return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
@@ -187,8 +192,10 @@ def test_every_ignores_time_zone_and_dst() -> None:
     assert fires("CRON_TZ=Asia/Tokyo @every 1h", utc(2026, 1, 1), 1) == [utc(2026, 1, 1, 1)]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("1s", 1), ("30s", 30), ("5m", 300),
-                                               ("1h30m", 5400), ("2h", 7200), ("1000ms", 1)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("2h", 7200), ("1000ms", 1)],
+)
 def test_every_interval(text: str, seconds: int) -> None:
     assert parse_schedule(f"@every {text}").interval() == timedelta(seconds=seconds)
 
@@ -258,10 +265,16 @@ def test_lord_howe_half_hour_fall_back_fires_once() -> None:
     ("timezone", "night", "expected"),
     [
         # day before (CET / EST), the gap day (fires at the gap's end), day after (CEST / EDT)
-        ("Europe/Berlin", utc(2026, 3, 28), [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0),
-                                             utc(2026, 3, 30, 0, 30)]),
-        ("America/New_York", utc(2026, 3, 7), [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0),
-                                               utc(2026, 3, 9, 6, 30)]),
+        (
+            "Europe/Berlin",
+            utc(2026, 3, 28),
+            [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)],
+        ),
+        (
+            "America/New_York",
+            utc(2026, 3, 7),
+            [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)],
+        ),
     ],
 )
 def test_spring_forward_daily_fires_once_at_gap_end(
@@ -274,11 +287,17 @@ def test_spring_forward_daily_fires_once_at_gap_end(
     ("timezone", "after", "expected"),
     [
         # Berlin: 01:00 CET = 00:00Z, 02:00 missing -> 03:00 CEST = 01:00Z (once), 04:00 CEST
-        ("Europe/Berlin", utc(2026, 3, 28, 23, 30),
-         [utc(2026, 3, 29, 0), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)]),
+        (
+            "Europe/Berlin",
+            utc(2026, 3, 28, 23, 30),
+            [utc(2026, 3, 29, 0), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)],
+        ),
         # New York: 01:00 EST = 06:00Z, 02:00 missing -> 03:00 EDT = 07:00Z (once), 04:00 EDT
-        ("America/New_York", utc(2026, 3, 8, 5, 30),
-         [utc(2026, 3, 8, 6), utc(2026, 3, 8, 7), utc(2026, 3, 8, 8)]),
+        (
+            "America/New_York",
+            utc(2026, 3, 8, 5, 30),
+            [utc(2026, 3, 8, 6), utc(2026, 3, 8, 7), utc(2026, 3, 8, 8)],
+        ),
     ],
 )
 def test_spring_forward_hourly_has_no_duplicate(
@@ -308,8 +327,12 @@ def test_spring_forward_quarter_hours_in_the_gap_collapse_into_one_firing(
 def test_spring_forward_every_minute_jumps_over_the_gap() -> None:
     got = fires("* * * * *", utc(2026, 3, 29, 0, 58), 4, "Europe/Berlin")
     # 01:59 CET = 00:59Z, then the whole 02:xx hour collapses into 03:00 CEST = 01:00Z.
-    assert got == [utc(2026, 3, 29, 0, 59), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 1),
-                   utc(2026, 3, 29, 1, 2)]
+    assert got == [
+        utc(2026, 3, 29, 0, 59),
+        utc(2026, 3, 29, 1, 0),
+        utc(2026, 3, 29, 1, 1),
+        utc(2026, 3, 29, 1, 2),
+    ]
 
 
 # --- DST: fall back -------------------------------------------------------------------------------
@@ -319,11 +342,19 @@ def test_spring_forward_every_minute_jumps_over_the_gap() -> None:
     ("timezone", "expr", "after", "expected"),
     [
         # Berlin 02:30 happens at 00:30Z (CEST) and 01:30Z (CET); only the first fires.
-        ("Europe/Berlin", "30 2 * * *", utc(2026, 10, 24, 12),
-         [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]),
+        (
+            "Europe/Berlin",
+            "30 2 * * *",
+            utc(2026, 10, 24, 12),
+            [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)],
+        ),
         # New York 01:30 happens at 05:30Z (EDT) and 06:30Z (EST); only the first fires.
-        ("America/New_York", "30 1 * * *", utc(2026, 10, 31, 12),
-         [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]),
+        (
+            "America/New_York",
+            "30 1 * * *",
+            utc(2026, 10, 31, 12),
+            [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)],
+        ),
     ],
 )
 def test_fall_back_daily_fires_once_at_first_occurrence(
@@ -336,12 +367,22 @@ def test_fall_back_daily_fires_once_at_first_occurrence(
     ("timezone", "after", "expected"),
     [
         # Berlin: 01:00 CEST 23:00Z, 02:00 CEST 00:00Z, (02:00 CET 01:00Z skipped), 03:00 CET 02:00Z
-        ("Europe/Berlin", utc(2026, 10, 24, 22, 30),
-         [utc(2026, 10, 24, 23), utc(2026, 10, 25, 0), utc(2026, 10, 25, 2),
-          utc(2026, 10, 25, 3)]),
+        (
+            "Europe/Berlin",
+            utc(2026, 10, 24, 22, 30),
+            [
+                utc(2026, 10, 24, 23),
+                utc(2026, 10, 25, 0),
+                utc(2026, 10, 25, 2),
+                utc(2026, 10, 25, 3),
+            ],
+        ),
         # New York: 00:00 EDT 04:00Z, 01:00 EDT 05:00Z, (01:00 EST 06:00Z skipped), 02:00 EST 07:00Z
-        ("America/New_York", utc(2026, 11, 1, 3, 30),
-         [utc(2026, 11, 1, 4), utc(2026, 11, 1, 5), utc(2026, 11, 1, 7), utc(2026, 11, 1, 8)]),
+        (
+            "America/New_York",
+            utc(2026, 11, 1, 3, 30),
+            [utc(2026, 11, 1, 4), utc(2026, 11, 1, 5), utc(2026, 11, 1, 7), utc(2026, 11, 1, 8)],
+        ),
     ],
 )
 def test_fall_back_hourly_skips_the_repeated_hour(
@@ -514,8 +555,9 @@ def test_slot_jitter_is_deterministic_per_election_and_slot() -> None:
 
 @pytest.mark.parametrize("jitter", [0.001, 1.0, 30.0, 3600.0])
 def test_slot_jitter_stays_in_range(jitter: float) -> None:
-    values = [slot_jitter("job", utc(2026, 1, 1) + timedelta(minutes=i), jitter)
-              for i in range(500)]
+    values = [
+        slot_jitter("job", utc(2026, 1, 1) + timedelta(minutes=i), jitter) for i in range(500)
+    ]
     assert all(0.0 <= v < jitter for v in values)
     assert max(values) > jitter * 0.9  # spread over the range, not stuck near 0
     assert min(values) < jitter * 0.1

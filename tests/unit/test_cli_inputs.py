@@ -1,0 +1,313 @@
+"""Bad command-line input: a clear one-line error, exit code 2, and nothing starts.
+
+All of these fail before leaderjob connects anywhere, so no etcd is needed. To make "nothing
+starts" checkable (and a missed check fail fast instead of retrying an absent etcd forever), the
+daemon entry point, the etcd store and the log set-up are replaced for every test here.
+Also `leaderjob next` (the schedule checker) and smoke tests of the help texts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from leaderjob import cli
+from leaderjob.config import Timing
+
+BASE = ["run", "--election", "cleanup", "--metrics-addr", "off"]
+COMMAND = ["--", "true"]
+
+
+class Started(AssertionError):
+    """Raised if a test got past validation into opening etcd."""
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Records any attempt to start the daemon; LEADERJOB_* variables are cleared first."""
+    for name in list(os.environ):
+        if name.startswith("LEADERJOB_"):
+            monkeypatch.delenv(name)
+    calls: list[Any] = []
+
+    def fake_serve(*args: Any) -> int:
+        calls.append(args)
+        return 0
+
+    def fake_open_store(conn: Any) -> Any:
+        calls.append(conn)
+        raise Started("validation passed: leaderjob tried to open etcd")
+
+    monkeypatch.setattr(cli, "_serve", fake_serve)
+    monkeypatch.setattr(cli, "open_store", fake_open_store)
+    monkeypatch.setattr("leaderjob.log.configure", lambda *a, **k: None)
+    return calls
+
+
+def invoke(args: list[str]) -> Result:
+    return CliRunner().invoke(cli.main, args, catch_exceptions=True)
+
+
+def assert_usage_error(result: Result, *hints: str) -> str:
+    """Exit 2, no traceback, and exactly one logical "Error: ..." line naming one of ``hints``."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert lines[-1] == errors[0], f"the error must be the last, whole line:\n{result.output}"
+    error = errors[0]
+    assert any(h in error for h in hints), f"none of {hints} in {error!r}"
+    return error
+
+
+# --- run: one bad input each ----------------------------------------------------------------------
+
+RUN_CASES = [
+    pytest.param(["--schedule", "61 * * * *", *COMMAND], ("minute",), id="cron-minute-61"),
+    pytest.param(
+        ["--schedule", "@hourly", "--timezone", "Mars/Base", *COMMAND],
+        ("Mars/Base",),
+        id="unknown-zone",
+    ),
+    pytest.param(
+        ["--schedule", "CRON_TZ=Mars/Base 0 3 * * *", *COMMAND],
+        ("Mars/Base",),
+        id="unknown-zone-prefix",
+    ),
+    pytest.param(["--ttl", "1s", *COMMAND], ("--ttl",), id="ttl-below-etcd-minimum"),
+    pytest.param(["--ttl", "2.5s", *COMMAND], ("--ttl",), id="ttl-not-whole-seconds"),
+    pytest.param(["--ttl", "3x", *COMMAND], ("--ttl",), id="ttl-bad-duration"),
+    pytest.param(["--cacert", "/nonexistent", *COMMAND], ("--cacert",), id="cacert-missing"),
+    pytest.param(["--endpoints", "nohostport", *COMMAND], ("--endpoints",), id="endpoint"),
+    pytest.param(
+        ["--endpoints", "127.0.0.1:2379,host:99999", *COMMAND], ("--endpoints",), id="port"
+    ),
+    pytest.param([], ("command", "--"), id="missing-command"),
+    pytest.param(["--"], ("command", "--"), id="empty-command"),
+    pytest.param(["--metrics-addr", "nonsense", *COMMAND], ("--metrics-addr",), id="metrics"),
+    pytest.param(["--health-url", "ftp://x", *COMMAND], ("--health-url",), id="health-url"),
+    pytest.param(["--user", "root", *COMMAND], ("--user",), id="user-without-password"),
+    pytest.param(
+        ["--password-file", "/nonexistent", *COMMAND], ("--password-file",), id="password-file"
+    ),
+    pytest.param(["--catch-up", "all", *COMMAND], ("--catch-up",), id="catch-up-choice"),
+    pytest.param(["--jitter", "-1s", *COMMAND], ("--jitter",), id="jitter-negative"),
+]
+
+
+@pytest.mark.parametrize(("extra", "hints"), RUN_CASES)
+def test_run_rejects_bad_input(started: list[Any], extra: list[str], hints: tuple[str]) -> None:
+    assert_usage_error(invoke([*BASE, *extra]), *hints)
+    assert started == []
+
+
+def test_cron_error_names_the_field_and_the_allowed_values(started: list[Any]) -> None:
+    error = assert_usage_error(invoke([*BASE, "--schedule", "61 * * * *", *COMMAND]), "minute")
+    assert "--schedule" in error
+    assert "0-59" in error
+
+
+def test_bad_election_name(started: list[Any]) -> None:
+    result = invoke(["run", "--election", "a/b", "--metrics-addr", "off", *COMMAND])
+    assert_usage_error(result, "--election")
+    assert started == []
+
+
+def test_missing_election(started: list[Any]) -> None:
+    result = invoke(["run", "--metrics-addr", "off", *COMMAND])
+    assert_usage_error(result, "--election")
+    assert started == []
+
+
+def test_cert_without_key(started: list[Any], tmp_path: Path) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_text("not really a certificate\n")
+    error = assert_usage_error(invoke([*BASE, "--cert", str(cert), *COMMAND]), "--key")
+    assert "--cert" in error
+    assert started == []
+
+
+def test_password_file_without_user(started: list[Any], tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    error = assert_usage_error(invoke([*BASE, "--password-file", str(pw), *COMMAND]), "--user")
+    assert "secret" not in error
+    assert started == []
+
+
+def test_several_errors_are_reported_together_on_one_line(started: list[Any]) -> None:
+    """Every problem at once, so a manifest needs one fix round, not five."""
+    args = [
+        "run", "--election", "a/b", "--metrics-addr", "nonsense",
+        "--ttl", "1s", "--schedule", "61 * * * *", "--health-url", "ftp://x",
+    ]  # fmt: skip
+    error = assert_usage_error(invoke(args), "--election")
+    for flag in ("--election", "no command", "--ttl", "minute", "--health-url", "--metrics-addr"):
+        assert flag in error
+    assert started == []
+
+
+def test_env_var_input_is_validated_like_the_flag(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_TTL", "2.5s")
+    assert_usage_error(invoke([*BASE, *COMMAND]), "--ttl")
+    assert started == []
+
+
+def test_good_input_gets_past_validation(started: list[Any]) -> None:
+    """Guard for the cases above: valid input really does reach the daemon (here: a fake)."""
+    result = invoke([*BASE, "--schedule", "@every 10s", "--ttl", "3s", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1
+
+
+def test_grace_too_long_for_ttl_names_grace_or_ttl(started: list[Any]) -> None:
+    """The budget error blames the flags the user gave (--grace, --ttl), not a derived default."""
+    error = assert_usage_error(
+        invoke([*BASE, "--grace", "10s", "--ttl", "3s", *COMMAND]), "--grace", "--ttl"
+    )
+    assert "--renew-deadline must be a positive" not in error
+    assert started == []
+
+
+def test_renew_interval_leaving_no_room_to_retry_is_refused(started: list[Any]) -> None:
+    result = invoke([*BASE, "--renew-interval", "2s", "--ttl", "3s", *COMMAND])
+    assert_usage_error(result, "--renew-interval", "--ttl")
+    assert started == []
+
+
+def test_renew_interval_not_shorter_than_renew_deadline_is_refused(started: list[Any]) -> None:
+    args = [*BASE, "--renew-interval", "3s", "--renew-deadline", "2s", "--ttl", "5s", *COMMAND]
+    error = assert_usage_error(invoke(args), "--renew-interval")
+    assert "--renew-deadline" in error
+    assert started == []
+
+
+# --- lock and the etcd commands share the checks --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "hints"),
+    [
+        (["lock", "--election", "x", "--metrics-addr", "off", "--ttl", "1s", "--", "true"],
+         ("--ttl",)),
+        (["lock", "--election", "x", "--metrics-addr", "off"], ("command",)),
+        (["status", "--election", "a/b"], ("--election",)),
+        (["history", "--election", "x", "--endpoints", "nohostport"], ("--endpoints",)),
+        (["history", "--election", "x", "--limit", "0"], ("--limit",)),
+        (["trigger", "--election", "x", "--cacert", "/nonexistent"], ("--cacert",)),
+        (["suspend", "--election", "x", "--user", "root"], ("--user",)),
+        (["resume", "--election", "x", "--rpc-timeout", "soon"], ("--rpc-timeout",)),
+    ],
+)  # fmt: skip
+def test_other_commands_reject_bad_input(
+    started: list[Any], args: list[str], hints: tuple[str]
+) -> None:
+    assert_usage_error(invoke(args), *hints)
+    assert started == []
+
+
+# --- next -----------------------------------------------------------------------------------------
+
+
+def test_next_every_15m() -> None:
+    result = invoke(["next", "@every 15m", "--after", "2026-01-01T00:00:07Z", "--count", "3"])
+    assert result.exit_code == 0, result.output
+    firsts = [line.split()[0] for line in result.output.splitlines()]
+    assert firsts == ["2026-01-01T00:15:00Z", "2026-01-01T00:30:00Z", "2026-01-01T00:45:00Z"]
+    assert all(line.endswith("UTC") for line in result.output.splitlines())
+
+
+def test_next_shows_the_spring_forward_firing_at_the_end_of_the_gap() -> None:
+    """02:30 does not exist in Berlin on 2026-03-29: it fires once, at 03:00 CEST (01:00Z)."""
+    args = ["next", "30 2 * * *", "--timezone", "Europe/Berlin"]
+    result = invoke([*args, "--after", "2026-03-28T12:00:00Z", "--count", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines == [
+        "2026-03-29T01:00:00Z  2026-03-29T03:00:00+02:00 CEST",
+        "2026-03-30T00:30:00Z  2026-03-30T02:30:00+02:00 CEST",
+    ]
+
+
+def test_next_reads_an_offset_after_and_defaults_naive_to_utc() -> None:
+    offset = "2026-01-01T00:30:00+01:00"
+    with_offset = invoke(["next", "@hourly", "--after", offset, "--count", "1"])
+    naive = invoke(["next", "@hourly", "--after", "2025-12-31T23:30:00", "--count", "1"])
+    assert with_offset.exit_code == naive.exit_code == 0
+    assert with_offset.output.split()[0] == naive.output.split()[0] == "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("args", "hints"),
+    [
+        (["next", "61 * * * *"], ("minute",)),
+        (["next", "0 0 * * 8"], ("day-of-week",)),
+        (["next", "* * *"], ("5",)),
+        (["next", "@hourly", "--timezone", "Mars/Base"], ("Mars/Base",)),
+        (["next", "@hourly", "--after", "yesterday"], ("--after",)),
+        (["next", "@hourly", "--after", "2026-13-01T00:00:00Z"], ("--after",)),
+        (["next", "@hourly", "--count", "0"], ("--count",)),
+    ],
+)
+def test_next_rejects_bad_input(args: list[str], hints: tuple[str]) -> None:
+    assert_usage_error(invoke(args), *hints)
+
+
+# --- help texts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("run", ["--election", "--schedule", "--ttl", "--catch-up", "--starting-deadline",
+                 "--jitter", "--endpoints", "--metrics-addr"]),
+        ("lock", ["--election", "--ttl", "--grace", "--endpoints"]),
+        ("status", ["--election", "--json", "--endpoints"]),
+        ("history", ["--election", "--limit", "--json", "--endpoints"]),
+    ],
+)  # fmt: skip
+def test_help_names_the_key_flags_and_the_environment(command: str, flags: list[str]) -> None:
+    result = invoke([command, "--help"])
+    assert result.exit_code == 0, result.output
+    for flag in flags:
+        assert flag in result.output
+    assert "LEADERJOB_" in result.output
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    for name in ("run", "lock", "status", "history", "trigger", "suspend", "resume", "next"):
+        assert re.search(rf"^\s+{name}\b", result.output, re.MULTILINE), name
+
+
+def _help_default(text: str, flag: str) -> str:
+    flat = " ".join(text.split())
+    m = re.search(rf"{flag} DURATION ([^\[]*)\[default: ([^\]]*)\]", flat)
+    assert m is not None, f"no default for {flag} in the help"
+    return m.group(2)
+
+
+def test_help_defaults_match_the_timing_defaults() -> None:
+    """The defaults the help promises are the ones Timing.from_ttl uses."""
+    text = invoke(["run", "--help"]).output
+    t = Timing.from_ttl(15)
+    for flag, actual in (
+        ("--grace", t.grace),
+        ("--margin", t.margin),
+        ("--renew-interval", t.renew_interval),
+    ):
+        stated = _help_default(text, flag)
+        m = re.fullmatch(r"TTL/(\d+)", stated)
+        assert m is not None and 15 / int(m.group(1)) == pytest.approx(actual), (flag, stated)
+    assert "0.85" in _help_default(text, "--renew-deadline")
+    assert t.renew_deadline == pytest.approx(0.85 * 15, rel=0.01)
