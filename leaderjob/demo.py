@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from leaderjob.localetcd import EtcdNotFound, LocalEtcd
+from leaderjob.localetcd import EtcdNotFound, LocalEtcd, free_port
 
 REPLICAS = 3
 JOB = (
@@ -53,6 +53,7 @@ class Demo:
         print(f"[{time.monotonic() - self.t0:6.2f}s] {text}", flush=True)
 
     def start_replica(self, name: str, endpoint: str) -> None:
+        port = free_port()
         argv = [
             sys.executable,
             "-m",
@@ -70,6 +71,8 @@ class Demo:
             "@every 2s",
             "--log-format",
             "json",
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
             "--",
             "sh",
             "-c",
@@ -83,6 +86,7 @@ class Demo:
             start_new_session=True,
         )
         self.replicas[name] = Replica(name, proc)
+        self.say(f"{name} started (pid {proc.pid}), metrics on http://127.0.0.1:{port}/metrics")
         assert proc.stdout is not None and proc.stderr is not None
         for stream, kind in ((proc.stderr, "log"), (proc.stdout, "out")):
             threading.Thread(target=self._pump, args=(name, stream, kind), daemon=True).start()
@@ -135,8 +139,15 @@ class Demo:
             self.say(f"{name} job finished: {ev.get('outcome')}")
         elif kind == "job.output":
             self.say(f"{name}   | {ev['text']}")
+        elif kind == "schedule.catch_up":
+            ran = f"runs missed slot {ev['run']} now" if ev.get("run") else "nothing to run"
+            self.say(f"{name} catch-up after the leaderless gap: {ran}")
+        elif kind == "slot.skipped":
+            self.say(f"{name} skips slot {ev.get('slot')} ({ev.get('reason')})")
         elif kind == "daemon.stopped":
             self.say(f"{name} stopped ({ev.get('reason')})")
+        elif kind == "raw" and ev["text"].strip():
+            self.say(f"{name} ! {ev['text']}")
         elif ev.get("level") in ("warning", "error") and kind not in ("job.signalled",):
             self.say(f"{name} {kind}: {ev.get('reason') or ev.get('error') or ''}")
 
@@ -216,7 +227,10 @@ class Demo:
             print(f"  {what}: successor led {took:.2f}s later")
         print(f"  runs overlapping another run: {overlaps}")
         print(f"  tokens never went down: {'yes' if increasing else 'NO'}")
-        ok = overlaps == 0 and increasing and len(runs) > 0
+        handed_over = len(self.handovers) == 2
+        if not handed_over:
+            print("  PROBLEM: not every fault was followed by a new leader")
+        ok = overlaps == 0 and increasing and len(runs) > 0 and handed_over
         print("  verdict: " + ("OK" if ok else "PROBLEM"))
         return 0 if ok else 1
 
