@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -107,3 +108,38 @@ def leader_of(daemons: Sequence[JsonLogProcess], timeout: float = 10.0) -> JsonL
     wait_for(lambda: bool((c := current()) and not found.append(c)), timeout)
     assert found, "no daemon became leader:\n" + "\n".join(d.tail(10) for d in daemons)
     return found[0]
+
+
+def cli(endpoint: str, prefix: str, *args: str) -> str:
+    """Run a `leaderjob` command against ``endpoint`` under ``prefix``; return its stdout."""
+    return subprocess.run(
+        [sys.executable, "-m", "leaderjob", *args, "--endpoints", endpoint, "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
+
+
+class Not:
+    """Matches any value but one, for ``wait_event(..., key=Not(x))``."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return other != self.value
+
+
+class Above:
+    """Matches integers above a bound, for ``wait_event(..., token=Above(old))``."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and other > self.bound

@@ -15,7 +15,16 @@ import pytest
 
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
-from tests.harness.daemons import job, leader_of, leaderjob, read_journal, wait_for
+from tests.harness.daemons import (
+    Above,
+    Not,
+    cli,
+    job,
+    leader_of,
+    leaderjob,
+    read_journal,
+    wait_for,
+)
 from tests.harness.procs import ProcessGroup, pid_alive
 from tests.harness.proxy import FaultProxy
 
@@ -160,9 +169,9 @@ def test_cut_off_leader_kills_job_before_etcd_releases_key_and_rejoins_with_larg
         b.wait_event("election.acquired", 2 * TTL)
         proxy.heal()
         first_lease = a.events("lease.granted")[0]["lease_id"]
-        a.wait_event("lease.granted", 4 * TTL, lease_id=_Not(first_lease))
+        a.wait_event("lease.granted", 4 * TTL, lease_id=Not(first_lease))
         b.signal(signal.SIGTERM)
-        new_token = a.wait_event("election.acquired", 4 * TTL, token=_Greater(old_token))["token"]
+        new_token = a.wait_event("election.acquired", 4 * TTL, token=Above(old_token))["token"]
         assert new_token > old_token
 
 
@@ -273,33 +282,13 @@ def test_lock_runs_once_serialised_and_returns_the_exit_code(etcd, prefix, procs
 
 def test_status_shows_leader_and_queue(etcd, prefix, procs, tmp_path):
     import json
-    import subprocess
-    import sys
 
     cmd = job(tmp_path / "j", "--duration", "300")
     a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
     a.wait_event("job.started", 10)
     b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
     b.wait_event("lease.granted", 10)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leaderjob",
-            "status",
-            "--election",
-            "job",
-            "--json",
-            "--endpoints",
-            etcd.endpoint,
-            "--prefix",
-            prefix,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    ).stdout
+    out = cli(etcd.endpoint, prefix, "status", "--election", "job", "--json")
     doc = json.loads(out)
     assert doc["leader"]["identity"] == "a"
     assert doc["leader"]["token"] == a.events("election.acquired")[0]["token"]
@@ -324,30 +313,6 @@ def test_member_death_is_survived_through_another_endpoint(
         a.tail()
     )
     assert a.events("election.lost") == []
-
-
-class _Not:
-    """Matches any value but one (for ``wait_event(..., key=_Not(x))``)."""
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return other != self.value
-
-
-class _Greater:
-    """Matches integers above a bound."""
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, int) and other > self.value
 
 
 _ = ProcessGroup  # re-exported fixture type, for readers

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness.daemons import job, leader_of, leaderjob, wait_for
+from tests.harness.daemons import Above, job, leader_of, leaderjob, wait_for
 from tests.harness.etcd import free_port
 from tests.harness.procs import JsonLogProcess, ProcessGroup
 from tests.harness.proxy import FaultProxy
@@ -214,7 +214,7 @@ def test_healthz_fails_when_the_leaders_renewal_is_overdue(etcd, prefix, procs, 
         assert wait_for(lambda: get(port, "/readyz")[0] == 503, 5)
         proxy.heal()
         a.wait_event(
-            "election.acquired", 15, token=_Above(a.events("election.acquired")[0]["token"])
+            "election.acquired", 15, token=Above(a.events("election.acquired")[0]["token"])
         )
 
 
@@ -262,16 +262,6 @@ def test_a_password_never_reaches_logs_or_errors(etcd, prefix, procs, tmp_path):
     assert d.returncode not in (0, None)
     assert secret not in out
     assert "rejected" in out
-
-
-class _Above:
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, int) and other > self.bound
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -18,27 +16,8 @@ from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.records import ElectionData, parse_slot_id
 from leaderjob.schedule import slot_id
-from tests.harness.daemons import job, leader_of, leaderjob, read_journal, wait_for
+from tests.harness.daemons import cli, job, leader_of, leaderjob, read_journal, wait_for
 from tests.harness.procs import JsonLogProcess, ProcessGroup
-
-
-def cli(etcd_endpoint: str, prefix: str, *args: str) -> str:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leaderjob",
-            *args,
-            "--endpoints",
-            etcd_endpoint,
-            "--prefix",
-            prefix,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    ).stdout
 
 
 def starts(journal: Path) -> list[dict[str, Any]]:
