@@ -1,0 +1,233 @@
+"""Shared pieces of the benchmarks: paths, etcd metrics, process stats, the fenced store,
+statistics and Markdown tables. Standard library plus the repository's test harness."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness.binaries import etcd_version, find_etcd, find_etcdctl  # noqa: E402
+from tests.harness.etcd import EtcdServer, free_port  # noqa: E402
+from tests.harness.procs import ProcessGroup, kill_group, pid_alive  # noqa: E402
+
+__all__ = [
+    "BENCH",
+    "PYTHON",
+    "ROOT",
+    "EtcdServer",
+    "FenceStore",
+    "ProcessGroup",
+    "etcd_cpu_seconds",
+    "etcd_requests",
+    "etcd_server",
+    "etcd_version",
+    "find_etcd",
+    "find_etcdctl",
+    "fmt",
+    "free_port",
+    "kill_group",
+    "median",
+    "percentile",
+    "pid_alive",
+    "proc_cpu_seconds",
+    "proc_rss_bytes",
+    "table",
+    "wait_for",
+]
+
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+_TICKS = os.sysconf("SC_CLK_TCK")
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@contextlib.contextmanager
+def etcd_server() -> Iterator[EtcdServer]:
+    """A single-member etcd from the test harness, closed (killed, data removed) on exit."""
+    server = EtcdServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(interval)
+    return True
+
+
+# -- etcd's own counters ---------------------------------------------------------------------
+
+_METRIC = re.compile(
+    r"^(grpc_server_msg_received_total|grpc_server_handled_total)\{([^}]*)\}\s+(\S+)"
+)
+
+
+def etcd_requests(
+    client_url: str, metric: str = "grpc_server_msg_received_total"
+) -> dict[str, float]:
+    """Counts by gRPC method from etcd's /metrics. ``msg_received`` counts every request message
+    (a unary call, or each message on a stream such as a long-lived LeaseKeepAlive); ``handled``
+    counts finished calls and streams."""
+    with _NO_PROXY.open(f"{client_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _METRIC.match(line)
+        if not m or m.group(1) != metric:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        method = labels.get("grpc_method", "?")
+        out[method] = out.get(method, 0.0) + float(m.group(3))
+    return out
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+# -- process stats -----------------------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of one process (not its children)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def etcd_cpu_seconds(pid: int | None) -> float:
+    return 0.0 if pid is None else proc_cpu_seconds(pid)
+
+
+def proc_rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+# -- the fenced store ----------------------------------------------------------------------------
+
+
+class FenceStore:
+    """``python -m leaderjob.fencestore serve`` on a free port with its DB in /dev/shm."""
+
+    def __init__(self, procs: ProcessGroup, name: str) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.dir = tempfile.mkdtemp(prefix=f"ljbench-{name}-", dir=base)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = procs.spawn(
+            [
+                PYTHON,
+                "-m",
+                "leaderjob.fencestore",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--db",
+                os.path.join(self.dir, "store.db"),
+            ],
+            stderr=subprocess.DEVNULL,
+            cwd=str(ROOT),
+        )
+        if not wait_for(self._up, 20, 0.05):
+            raise RuntimeError("the fenced store did not start")
+
+    def _up(self) -> bool:
+        try:
+            with _NO_PROXY.open(f"{self.url}/state", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log(self, since: int = 0) -> list[dict[str, Any]]:
+        with _NO_PROXY.open(f"{self.url}/log?since={since}", timeout=30) as resp:
+            return [json.loads(line) for line in resp.read().decode().splitlines() if line]
+
+    def last_seq(self) -> int:
+        recs = self.log(0)
+        return int(recs[-1]["seq"]) if recs else 0
+
+
+# -- statistics and tables ---------------------------------------------------------------------
+
+
+def median(values: Iterable[float]) -> float | None:
+    v = list(values)
+    return statistics.median(v) if v else None
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    v = sorted(values)
+    if not v:
+        return None
+    k = (len(v) - 1) * p
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def fmt(value: float | None, unit: str = "s", digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if unit == "ms":
+        return f"{value * 1000:.{digits}f} ms"
+    if unit == "s":
+        return f"{value:.{digits}f} s"
+    return f"{value:.{digits}f}{unit}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (readable as plain text too)."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def stop_group(pid: int) -> None:
+    """SIGCONT then SIGKILL a process group we started (it may be stopped)."""
+    kill_group(pid, signal.SIGCONT)
+    kill_group(pid, signal.SIGKILL)
