@@ -689,7 +689,9 @@ class Daemon:
                 return Report("job_replacing", {"slot": slot.id})
         if not self._claim(tenure, slot, "running"):
             return Report("claim_failed", {"slot": slot.id})
-        return self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+        report = self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+        self._prune_slots()
+        return report
 
     def _claim(self, tenure: Tenure, slot: Slot, status: str) -> bool:
         own = self.elector.key
@@ -717,12 +719,14 @@ class Daemon:
                 self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
             self.elector.recheck()
             return False
-        if status == "running":
-            try:
-                self.data.prune_slots(max(10, self.s.history_limit), timeout=self._io_timeout())
-            except StoreError as exc:
-                self._store_error(exc)
         return True
+
+    def _prune_slots(self) -> None:
+        """Keep the slot claims bounded; done after a start, off the schedule's critical path."""
+        try:
+            self.data.prune_slots(max(10, self.s.history_limit), timeout=self._io_timeout())
+        except StoreError as exc:
+            self._store_error(exc)
 
     def _skip(
         self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool, also: int = 0
