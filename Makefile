@@ -42,5 +42,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 
+DURATION ?= 5m
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --duration $(DURATION)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -12,10 +12,16 @@ Errors are translated at this edge, in one place (:func:`_translate`), into the 
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
+
+# gRPC's C core logs at INFO by default ("Handshake failed ..." for every TLS refusal): keep its
+# errors, drop the chatter, so that a start-up failure reads as our one line. Must be set before
+# grpc is imported; an operator's own GRPC_VERBOSITY wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 from etcd3 import etcdrpc
@@ -44,19 +50,44 @@ _TRANSIENT = {
     grpc.StatusCode.ABORTED,
 }
 
-#: TLS failures surface as UNAVAILABLE; these phrases in the detail tell them apart from a
-#: server that is merely down, so that a wrong CA fails at start-up instead of retrying forever.
-_TLS_PHRASES = ("ssl", "handshake", "certificate", "tls")
+#: TLS failures surface as UNAVAILABLE ("failed to connect to all addresses; last error: ...");
+#: these phrases in the detail tell them apart from a server that is merely down, so that a wrong
+#: CA fails at start-up instead of retrying forever. Each maps to what to check, first match wins
+#: (details as grpcio 1.85 / BoringSSL word them, verified against etcd 3.5 in tests/security).
+_TLS_HINTS: tuple[tuple[str, str], ...] = (
+    ("certificate_verify_failed", "cannot verify etcd's certificate (wrong --cacert?)"),
+    (
+        "hostname verification",
+        "etcd's certificate does not name this endpoint "
+        "(connect by a name it carries, or set --tls-server-name)",
+    ),
+    (
+        "bad_certificate",
+        "etcd refused our client certificate (expired, not signed by the CA "
+        "etcd trusts, or missing --cert/--key?)",
+    ),
+    ("certificate_expired", "etcd refused our client certificate: expired"),
+    ("certificate_required", "etcd requires a client certificate (--cert/--key)"),
+    ("security handshaker", "cannot set up TLS (does --key belong to --cert?)"),
+    ("wrong_version_number", "TLS to a server that does not speak TLS (drop --cacert?)"),
+    ("handshake", "TLS handshake failed"),
+    ("ssl", "TLS failed"),
+    ("certificate", "TLS certificate problem"),
+    ("tls", "TLS failed"),
+)
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # Reconnect quickly after etcd comes back; gRPC's default backoff grows to 120 s.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    # Notice a dead connection while idle (watches): ping every 5 s, give up after 3 s.
-    ("grpc.keepalive_time_ms", 5000),
+    # Notice a dead connection under a long-lived call (the predecessor watch): ping every 10 s,
+    # give up after 3 s. etcd's server policy (--grpc-keepalive-min-time 5s, no pings without a
+    # stream) answers pings at 5 s or while no call is open with GOAWAY "too_many_pings", which
+    # drops the connection and every call on it (seen in tests/faults): stay well inside it.
+    ("grpc.keepalive_time_ms", 10000),
     ("grpc.keepalive_timeout_ms", 3000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 ]
 
@@ -69,8 +100,10 @@ def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
     if code is grpc.StatusCode.INVALID_ARGUMENT or code is grpc.StatusCode.FAILED_PRECONDITION:
         return StoreRejected(operation, detail)
     lowered = detail.lower()
-    if code is grpc.StatusCode.UNAVAILABLE and any(p in lowered for p in _TLS_PHRASES):
-        return StoreRejected(operation, f"TLS: {detail}")
+    if code is grpc.StatusCode.UNAVAILABLE:
+        for phrase, hint in _TLS_HINTS:
+            if phrase in lowered:
+                return StoreRejected(operation, f"TLS: {hint}: {detail}")
     return StoreUnavailable(operation, detail)
 
 

@@ -1,0 +1,49 @@
+"""`make soak DURATION=30m`: the randomised fault mix (tests/faults/nemesis.py) against a
+3-member etcd cluster and three daemons, then the history checker's verdict and the failover
+distribution. Exit status 1 if any safety property (S1-S6) was violated.
+
+    python bench/soak.py --duration 30m [--seed N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.faults.nemesis import parse_duration, run_soak
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", default="5m", help="how long to inject faults (e.g. 90s, 30m)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (printed; to replay)")
+    p.add_argument("--out", default=None, help="where to keep logs and the history")
+    a = p.parse_args()
+    out = Path(a.out or tempfile.mkdtemp(prefix="leaderjob-soak-"))
+    print(f"soak: {a.duration} of faults, output in {out}", flush=True)
+    t0 = time.time()
+    verdict, info = run_soak(parse_duration(a.duration), out, seed=a.seed)
+    print(verdict.report())
+    print(
+        json.dumps(
+            {
+                **info,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t0)),
+                "machine": f"{platform.node()} {platform.machine()} "
+                f"{platform.system()} {platform.release()}",
+            },
+            indent=2,
+        )
+    )
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

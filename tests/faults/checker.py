@@ -1,0 +1,489 @@
+"""The history checker: reads what the recorder saw and judges it against docs/SAFETY.md.
+
+A history is a list of records ``{"t": monotonic seconds, "kind": ..., ...}`` (see
+:mod:`tests.faults.recorder`):
+
+* ``meta`` -- ``base`` (the election's key space), ``leader_prefix``, ``ttl``;
+* ``key.put`` / ``key.delete`` -- etcd watch events (``create_revision``, ``mod_revision``,
+  ``version``, ``value``; ``revision``, and for leader keys ``alive_jobs`` at deletion);
+* ``daemon`` -- a daemon log line (``pod``, ``event``, its fields);
+* ``store`` -- a fenced-store decision (``seq``, ``token``, ``accepted``, ``high_water``);
+* ``job`` -- a job journal line (``ev``: start, attempt, answer, end, term, grandchild);
+* ``fault`` -- ``phase`` start/end of a ``fault`` on a ``target``.
+
+Safety properties (any violation fails a run):
+
+* **S1** in the store's decision order, no accepted write carries a token lower than one
+  accepted before it.
+* **S2** every token a job ran with, a store accepted, or a daemon acquired is the
+  ``create_revision`` of a real leader key created for that daemon; no token is acquired twice;
+  each daemon's successive tenures carry strictly increasing tokens (L5); and in etcd's revision
+  order, slot claims never go back to a lower token (tenures succeed each other in token order).
+  Revisions and per-daemon log order are exact; cross-daemon wall or stamp order is not used
+  (a daemon frozen just after winning logs its acquisition late).
+* **S3** no slot key is created twice, no slot starts two jobs, and every job runs a slot its
+  own token claimed as ``running``.
+* **S5** every job started after its daemon logged ``election.acquired`` for its token (its
+  own log order), and its slot claim was committed at a revision where its key was live with no
+  lower leader key live (exact: etcd revisions).
+* **S6** no job (or a process it forked) was alive when etcd deleted its leader key, and no job
+  began executing or attempted a write after that -- unless the whole pod was frozen (fault
+  ``pod_freeze``), where only S1 protects. (A job the daemon started just before a whole-pod
+  freeze may run its first instruction only after the thaw: that is this exemption, not S5.)
+
+Statistics: tenures, jobs, writes accepted and rejected (stale), and for every fault the time
+from its start to the first acquisition with a larger token (L1 for ``kill9``, L2 for
+``sigterm``). Liveness bounds that are missed are *warnings*, not violations.
+
+    python -m tests.faults.checker HISTORY.jsonl      # prints the verdict; exit 1 on violation
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Faults whose takeover time is a liveness bound: name -> bound beyond TTL (seconds).
+L1_EXTRA = 1.5  # crash failover within TTL + 1.5 s
+L2_BOUND = 1.0  # graceful handover within 1 s
+
+
+@dataclass
+class Violation:
+    prop: str
+    message: str
+    t: float | None = None
+
+    def __str__(self) -> str:
+        at = f" at t={self.t:.3f}" if self.t is not None else ""
+        return f"{self.prop}: {self.message}{at}"
+
+
+@dataclass
+class Verdict:
+    violations: list[Violation] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def by_prop(self, prop: str) -> list[Violation]:
+        return [v for v in self.violations if v.prop == prop]
+
+    def report(self) -> str:
+        lines = [f"verdict: {'OK' if self.ok else 'VIOLATED'}"]
+        counts = {p: len(self.by_prop(p)) for p in ("S1", "S2", "S3", "S5", "S6")}
+        lines.append("  " + "  ".join(f"{p}={n}" for p, n in counts.items()))
+        for v in self.violations[:50]:
+            lines.append(f"  VIOLATION {v}")
+        for w in self.warnings[:50]:
+            lines.append(f"  warning {w}")
+        s = self.stats
+        for key in (
+            "span_seconds",
+            "tenures",
+            "leader_keys",
+            "jobs_started",
+            "slots_claimed",
+            "writes_accepted",
+            "writes_rejected_stale",
+            "s6_exempt_frozen",
+            "faults",
+            "anomalies",
+        ):
+            if key in s:
+                lines.append(f"  {key}: {s[key]}")
+        for name, f in sorted(s.get("failover", {}).items()):
+            lines.append(f"  failover {name}: {_fmt_dist(f)}")
+        return "\n".join(lines)
+
+
+def _fmt_dist(f: dict[str, Any]) -> str:
+    out = f"n={f['n']} taken_over={f['taken_over']} kept={f['kept']}"
+    if f.get("not_on_leader"):
+        out += f" (not on the leader: {f['not_on_leader']})"
+    if f["taken_over"]:
+        out += (
+            f" takeover_s min={f['min']:.2f} median={f['median']:.2f} "
+            f"p95={f['p95']:.2f} max={f['max']:.2f}"
+        )
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+@dataclass
+class _Key:
+    key: str
+    token: int  # create_revision
+    lease: int
+    owner: str
+    t_put: float
+    deleted_rev: int | None = None
+    t_del: float | None = None
+    alive_at_delete: list[dict[str, Any]] = field(default_factory=list)
+
+    def live_at(self, revision: int) -> bool:
+        return self.token <= revision and (self.deleted_rev is None or self.deleted_rev > revision)
+
+
+def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
+    v = Verdict()
+    hist = sorted(history, key=lambda r: r["t"])
+    meta = next((r for r in hist if r["kind"] == "meta"), None)
+    if meta is None:
+        v.violations.append(Violation("S2", "history has no meta record (which keys are which?)"))
+        return v
+    leader_prefix = str(meta["leader_prefix"]).rstrip("/") + "/"
+    slots_prefix = str(meta["base"]).rstrip("/") + "/slots/"
+    ttl = float(meta.get("ttl", 3))
+
+    # -- etcd: leader keys and slot claims ------------------------------------------------------
+    keys: dict[int, _Key] = {}
+    latest_by_name: dict[str, _Key] = {}
+    claims: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in hist:
+        if r["kind"] == "key.put" and r["key"].startswith(leader_prefix):
+            if r.get("version", 1) == 1:
+                k = _Key(
+                    r["key"],
+                    int(r["create_revision"]),
+                    int(r.get("lease", 0)),
+                    str(r.get("value")),
+                    r["t"],
+                )
+                keys[k.token] = k
+                latest_by_name[k.key] = k
+        elif r["kind"] == "key.delete" and r["key"].startswith(leader_prefix):
+            k2 = latest_by_name.get(r["key"])
+            if k2 is not None and k2.deleted_rev is None:
+                k2.deleted_rev = int(r["revision"])
+                k2.t_del = r["t"]
+                k2.alive_at_delete = list(r.get("alive_jobs") or [])
+        elif (
+            r["kind"] == "key.put"
+            and r["key"].startswith(slots_prefix)
+            and r.get("version", 1) == 1
+        ):
+            doc = r.get("value") if isinstance(r.get("value"), dict) else {}
+            claims[r["key"][len(slots_prefix) :]].append(
+                {"revision": int(r["create_revision"]), "t": r["t"], **doc}
+            )
+
+    # -- faults: whole-pod freezes exempt S6 ----------------------------------------------------
+    freezes: list[tuple[str, float, float]] = []
+    open_faults: dict[str, dict[str, Any]] = {}
+    fault_starts: list[dict[str, Any]] = []
+    for r in hist:
+        if r["kind"] != "fault":
+            continue
+        if r["phase"] == "start":
+            open_faults[r["id"]] = r
+            fault_starts.append(r)
+        else:
+            start = open_faults.pop(r["id"], None)
+            if start is not None and start["fault"] == "pod_freeze":
+                freezes.append((str(start["target"]), start["t"], r["t"]))
+    end_of_run = hist[-1]["t"] if hist else 0.0
+    for start in open_faults.values():
+        if start["fault"] == "pod_freeze":
+            freezes.append((str(start["target"]), start["t"], end_of_run))
+
+    def frozen_pod_before(pod: str | None, t_del: float) -> bool:
+        """The whole pod was frozen at some point in the TTL before the key went away."""
+        return any(
+            target == pod and s <= t_del and e >= t_del - ttl - slack for target, s, e in freezes
+        )
+
+    # -- S1: the store's decisions in order -----------------------------------------------------
+    decisions = sorted((r for r in hist if r["kind"] == "store"), key=lambda r: r["seq"])
+    high = 0
+    accepted_n = rejected_n = 0
+    for d in decisions:
+        tok = int(d["token"])
+        if d["accepted"]:
+            accepted_n += 1
+            if tok < high:
+                v.violations.append(
+                    Violation(
+                        "S1",
+                        f"store accepted token {tok} (writer {d.get('writer')}, seq {d['seq']}) "
+                        f"after accepting {high}",
+                        d["t"],
+                    )
+                )
+            high = max(high, tok)
+        else:
+            rejected_n += 1
+            if tok >= high:
+                v.warnings.append(f"store rejected token {tok} though the mark was {high}")
+
+    # -- S2: tokens are real leader keys, acquired in increasing order ---------------------------
+    for d in decisions:
+        if d["accepted"] and int(d["token"]) not in keys:
+            v.violations.append(
+                Violation("S2", f"store accepted token {d['token']}: no leader key has it", d["t"])
+            )
+    acquisitions = [r for r in hist if r["kind"] == "daemon" and r["event"] == "election.acquired"]
+    seen_tokens: dict[int, str] = {}
+    last_of_pod: dict[str, int] = {}
+    for a in acquisitions:
+        tok = int(a.get("token", 0))
+        pod = str(a.get("pod"))
+        k = keys.get(tok)
+        if k is None:
+            v.violations.append(
+                Violation("S2", f"{pod} acquired with token {tok}: no leader key has it", a["t"])
+            )
+        elif k.owner != str(a.get("identity", pod)):
+            v.violations.append(
+                Violation("S2", f"{pod} acquired token {tok} of {k.owner}'s key", a["t"])
+            )
+        if tok in seen_tokens:
+            v.violations.append(
+                Violation("S2", f"token {tok} acquired twice ({seen_tokens[tok]}, {pod})", a["t"])
+            )
+        seen_tokens[tok] = pod
+        # L5/S2: a daemon rejoins with a larger token, never a stale one (its own log order).
+        if tok <= last_of_pod.get(pod, 0):
+            v.violations.append(
+                Violation(
+                    "S2", f"{pod} acquired token {tok} after its token {last_of_pod[pod]}", a["t"]
+                )
+            )
+        last_of_pod[pod] = max(last_of_pod.get(pod, 0), tok)
+    # Across tenures, in etcd's own order: no slot is claimed with a token lower than one that
+    # claimed a slot at an earlier revision (a deposed leader's claim must fail).
+    top, top_rev = 0, 0
+    for c in sorted((c for cs in claims.values() for c in cs), key=lambda c: c["revision"]):
+        tok = int(c.get("token", 0))
+        if tok < top:
+            v.violations.append(
+                Violation(
+                    "S2",
+                    f"slot {c.get('slot')} claimed at revision {c['revision']} with token {tok} "
+                    f"after token {top} claimed at revision {top_rev}",
+                    c["t"],
+                )
+            )
+        elif tok > top:
+            top, top_rev = tok, c["revision"]
+
+    # -- jobs ------------------------------------------------------------------------------------
+    jobs = [r for r in hist if r["kind"] == "job"]
+    starts = [r for r in jobs if r.get("ev") == "start"]
+    daemon_by_pod: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in hist:
+        if r["kind"] == "daemon":
+            daemon_by_pod[str(r["pod"])].append(r)
+
+    # Per pod, in log order: the index of each token's acquisition and of each job's start.
+    order: dict[str, tuple[dict[int, int], dict[str, int]]] = {}
+    for pod_name, evs in daemon_by_pod.items():
+        acq_i: dict[int, int] = {}
+        start_i: dict[str, int] = {}
+        for i, e in enumerate(evs):
+            if e["event"] == "election.acquired":
+                acq_i.setdefault(int(e.get("token", 0)), i)
+            elif e["event"] == "job.started":
+                start_i[str(e.get("run_id"))] = i
+        order[pod_name] = (acq_i, start_i)
+    runs_by_slot: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in starts:
+        tok = int(s["token"])
+        pod = s.get("identity")
+        runs_by_slot[str(s.get("slot"))].append(s)
+        k = keys.get(tok)
+        if k is None:
+            v.violations.append(
+                Violation(
+                    "S2", f"job {s.get('run')} of {pod} ran with token {tok}: no such key", s["t"]
+                )
+            )
+        elif k.owner != pod:
+            v.violations.append(
+                Violation("S2", f"job of {pod} ran with token {tok} of {k.owner}'s key", s["t"])
+            )
+        # S5: the daemon acquired this token before it logged the job's start (log order).
+        acq, started = order.get(str(pod), ({}, {}))
+        run_at = started.get(str(s.get("run")))
+        if run_at is not None and not (tok in acq and acq[tok] < run_at):
+            v.violations.append(
+                Violation(
+                    "S5",
+                    f"{pod} started job {s.get('run')} with token {tok} before acquiring it",
+                    s["t"],
+                )
+            )
+        # S3/S5: its slot was claimed as running by this token, at a revision where it led.
+        slot = str(s.get("slot"))
+        mine = [c for c in claims.get(slot, []) if c.get("token") == tok]
+        if not mine:
+            v.violations.append(
+                Violation(
+                    "S3",
+                    f"job {s.get('run')} ran slot {slot} without a claim by token {tok}",
+                    s["t"],
+                )
+            )
+            continue
+        c = mine[0]
+        if c.get("status") not in ("running", "replacing"):
+            v.violations.append(
+                Violation(
+                    "S3", f"job {s.get('run')} ran slot {slot} claimed as {c.get('status')}", s["t"]
+                )
+            )
+        if k is not None:
+            if not k.live_at(c["revision"]):
+                v.violations.append(
+                    Violation(
+                        "S5",
+                        f"slot {slot} claimed at revision {c['revision']} while the "
+                        f"key of token {tok} was not live",
+                        c["t"],
+                    )
+                )
+            lower = [o.token for o in keys.values() if o.token < tok and o.live_at(c["revision"])]
+            if lower:
+                v.violations.append(
+                    Violation(
+                        "S5",
+                        f"slot {slot} claimed by token {tok} at revision "
+                        f"{c['revision']} while lower leader keys {lower} were live",
+                        c["t"],
+                    )
+                )
+
+    # -- S3: one claim and one run per slot --------------------------------------------------------
+    for slot, cs in claims.items():
+        if len(cs) > 1:
+            v.violations.append(
+                Violation(
+                    "S3",
+                    f"slot {slot} claimed {len(cs)} times (tokens {[c.get('token') for c in cs]})",
+                    cs[1]["t"],
+                )
+            )
+    for slot, rs in runs_by_slot.items():
+        if len(rs) > 1:
+            v.violations.append(
+                Violation(
+                    "S3",
+                    f"slot {slot} ran {len(rs)} times "
+                    f"({[(r.get('identity'), r.get('token')) for r in rs]})",
+                    rs[1]["t"],
+                )
+            )
+
+    # -- S6: the job is gone before its key is -------------------------------------------------
+    exempt = 0
+    pod_of_token = {int(s["token"]): s.get("identity") for s in starts}
+    for k in keys.values():
+        if k.t_del is None:
+            continue
+        pod = pod_of_token.get(k.token, k.owner)
+        for proc in k.alive_at_delete:
+            if frozen_pod_before(pod, k.t_del):
+                exempt += 1
+                continue
+            v.violations.append(
+                Violation(
+                    "S6",
+                    f"{proc.get('ev')} pid {proc.get('pid')} "
+                    f"(state {proc.get('state')}) of token {k.token} on {pod} alive "
+                    "when etcd deleted its key",
+                    k.t_del,
+                )
+            )
+    for r in jobs:
+        if r.get("ev") not in ("attempt", "start"):
+            continue
+        k = keys.get(int(r["token"]))
+        if k is None or k.t_del is None or r["t"] <= k.t_del:
+            continue
+        if frozen_pod_before(r.get("identity"), k.t_del):
+            exempt += 1
+            continue
+        what = f"attempted write {r.get('seq')}" if r["ev"] == "attempt" else "began executing"
+        v.violations.append(
+            Violation(
+                "S6",
+                f"job {r.get('run')} of {r.get('identity')} (token {k.token}) {what} "
+                f"{r['t'] - k.t_del:.3f}s after its key was deleted",
+                r["t"],
+            )
+        )
+
+    anomalies = [r for r in hist if r["kind"] == "anomaly"]
+    for a in anomalies:
+        v.warnings.append(f"anomaly on {a.get('pod')}: {a.get('what')} (t={a['t']:.1f})")
+
+    # -- statistics and liveness -----------------------------------------------------------------
+    failover: dict[str, dict[str, Any]] = {}
+    for i, f in enumerate(fault_starts):
+        before = [a for a in acquisitions if a["t"] <= f["t"]]
+        held = max((int(a["token"]) for a in before), default=0)
+        window_end = fault_starts[i + 1]["t"] if i + 1 < len(fault_starts) else end_of_run
+        later = [
+            a for a in acquisitions if f["t"] < a["t"] <= window_end and int(a["token"]) > held
+        ]
+        entry = failover.setdefault(
+            f["fault"], {"n": 0, "not_on_leader": 0, "taken_over": 0, "kept": 0, "times": []}
+        )
+        entry["n"] += 1
+        if not f.get("on_leader", True):
+            entry["not_on_leader"] += 1
+        elif later:
+            dt = later[0]["t"] - f["t"]
+            entry["taken_over"] += 1
+            entry["times"].append(round(dt, 3))
+            if f["fault"] == "kill9" and dt > ttl + L1_EXTRA + slack:
+                v.warnings.append(f"L1: takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)")
+            if f["fault"] == "sigterm" and dt > L2_BOUND + slack:
+                v.warnings.append(f"L2: handover {dt:.2f}s after SIGTERM (bound 1 s)")
+        else:
+            entry["kept"] += 1
+    for entry in failover.values():
+        t = entry["times"]
+        if t:
+            entry.update(min=min(t), median=statistics.median(t), p95=_pct(t, 0.95), max=max(t))
+    v.stats = {
+        "span_seconds": round(end_of_run - hist[0]["t"], 1) if hist else 0,
+        "tenures": len(acquisitions),
+        "leader_keys": len(keys),
+        "jobs_started": len(starts),
+        "slots_claimed": sum(len(c) for c in claims.values()),
+        "writes_accepted": accepted_n,
+        "writes_rejected_stale": rejected_n,
+        "s6_exempt_frozen": exempt,
+        "faults": len(fault_starts),
+        "anomalies": len(anomalies),
+        "failover": failover,
+    }
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tests.faults.checker HISTORY.jsonl", file=sys.stderr)
+        return 2
+    history = [json.loads(line) for line in Path(args[0]).read_text().splitlines() if line]
+    verdict = check(history)
+    print(verdict.report())
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

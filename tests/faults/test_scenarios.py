@@ -1,0 +1,352 @@
+"""Proof under faults: each scenario injects one fault of docs/SAFETY.md §6 into a 3-member etcd
+cluster and three real daemons ("pods") whose jobs write to a fenced store, records everything
+on one monotonic clock, and has the checker judge the whole history (S1, S2, S3, S5, S6). Each
+test names the property it defends and asserts the fault-specific behaviour on top.
+
+TTL is 3 s throughout; time bounds carry one second of slack for a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.faults.world import World, faketime_available
+from tests.harness.procs import pid_alive, wait_until
+
+TTL = 3.0
+SLACK = 1.0
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _finish(world: World) -> object:
+    verdict = world.finish()
+    print(verdict.report())
+    assert verdict.ok, verdict.report()
+    return verdict
+
+
+def _leader_with_writes(world: World) -> tuple:
+    pod, token = world.wait_leader(15)
+    world.wait_accepted(token, 10)
+    return pod, token
+
+
+def test_leader_kill9_L1_S6(make_world):
+    """L1 + §3: `kill -9` of the leader daemon: its job dies within a fraction of a second (the
+    watchdog sees the pipe close), a successor leads within TTL + 1.5 s; no stale write."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    job = world.running_job(pod, 5)
+    t0 = time.monotonic()
+    world.kill9(pod)
+    assert wait_until(lambda: not pid_alive(job), 2.0), "the job outlived its daemon"
+    assert time.monotonic() - t0 < 0.5 + SLACK
+    _, new = world.wait_leader(TTL + 1.5 + SLACK, exclude=pod.name, above=token)
+    took = time.monotonic() - t0
+    assert took <= TTL + 1.5 + SLACK, took
+    world.wait_accepted(new, 5)
+    verdict = _finish(world)
+    assert verdict.stats["failover"]["kill9"]["taken_over"] == 1
+
+
+def test_whole_pod_frozen_stale_write_rejected_S1(make_world):
+    """S1, the dangerous window: the whole pod (daemon, watchdog, job) is frozen for 2·TTL, a
+    successor takes over and writes; on thaw the old job runs first (the worst order) and
+    writes with its old token: the fenced store must reject it."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    world.running_job(pod, 5)
+    with world.fault("pod_freeze", pod.name, seconds=2 * TTL):
+        pod.freeze(whole_pod=True)
+        frozen_at = time.monotonic()
+        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
+        world.wait_accepted(new, 5)
+        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
+        pod.thaw_jobs()
+        rejected = wait_until(
+            lambda: world.journal_records("answer", token=token, status=409), 5, 0.02
+        )
+        pod.thaw()
+    assert rejected, "the old job never wrote after thaw: the dangerous window was not reached"
+    pod.daemon.wait_event("election.lost", 10)
+    verdict = _finish(world)
+    assert verdict.stats["writes_rejected_stale"] >= 1
+    assert verdict.stats["s6_exempt_frozen"] >= 1
+
+
+def test_leader_sigterm_L2(make_world):
+    """L2: SIGTERM stops the job, revokes the lease, and a successor leads in under a second,
+    with no TTL wait; the old job ended before the successor's started."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    world.running_job(pod, 5)
+    t0 = time.monotonic()
+    pod.daemon.signal(signal.SIGTERM)
+    with world.fault("sigterm", pod.name):
+        _, new = world.wait_leader(L2_WAIT, exclude=pod.name, above=token)
+        took = time.monotonic() - t0
+        assert pod.daemon.wait(10) == 0
+    assert took < 1.0 + SLACK, took
+    old_end = max(r["t"] for r in world.journal_records("end", token=token))
+    world.wait_accepted(new, 5)
+    new_start = min(r["t"] for r in world.journal_records("start", token=new))
+    assert old_end < new_start, "the successor's job started before the old one ended"
+    _finish(world)
+
+
+L2_WAIT = 5.0
+
+
+def test_leader_frozen_half_ttl_changes_nothing_L4(make_world):
+    """§6 short freeze: the leader daemon frozen for 0.5·TTL (job and watchdog running) keeps
+    leadership: no step-down, no takeover, its job is not signalled.
+
+    The freeze starts just after a keepalive was sent (read from /status). In the worst phase,
+    just before a keepalive, the budget is renew interval + 0.5·TTL = 2.5 s against a renew
+    deadline of 2.55 s: 50 ms of slack, which a loaded machine does not always have (the soak
+    saw 4 of 20 such freezes depose the leader; see docs/soak.md)."""
+    world = make_world(status=True)
+    pod, token = _leader_with_writes(world)
+    usable = TTL * (1 - 2e-3) - TTL / 25  # D − last keepalive sent, with the default margin
+    assert wait_until(
+        lambda: (pod.status().get("deadline_remaining_seconds") or 0) > usable - 0.15, 5, 0.01
+    ), "never saw a fresh keepalive"
+    with world.fault("daemon_freeze", pod.name, seconds=TTL / 2):
+        pod.freeze(whole_pod=False)
+        time.sleep(TTL / 2)
+        pod.thaw()
+    time.sleep(TTL)
+    assert world.daemon_events("election.lost") == []
+    assert world.daemon_events("job.signalled") == []
+    assert world.leading() == {pod.name: token}
+    verdict = _finish(world)
+    assert verdict.stats["failover"]["daemon_freeze"]["kept"] == 1
+
+
+def test_leader_frozen_two_ttl_job_killed_by_deadline_S6_L5(make_world):
+    """S6 + §3: the leader daemon alone frozen for 2·TTL: its watchdog kills the job by the local
+    deadline while the daemon is frozen, before etcd deletes the key (checked); on thaw the
+    daemon's first act is to step down; it rejoins on a new lease (L5)."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    job = world.running_job(pod, 5)
+    leases = {e["lease_id"] for e in world.daemon_events("lease.granted", pod.name)}
+    with world.fault("daemon_freeze", pod.name, seconds=2 * TTL):
+        pod.freeze(whole_pod=False)
+        frozen_at = time.monotonic()
+        assert wait_until(lambda: not pid_alive(job), TTL + SLACK), "job survived D"
+        world.wait_leader(2 * TTL, exclude=pod.name, above=token)
+        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
+        thawed = time.monotonic()
+        pod.thaw()
+    assert wait_until(lambda: world.daemon_events("election.lost", pod.name, since=thawed), 5)
+    after = [e for e in world.events("daemon", pod=pod.name) if e["t"] >= thawed]
+    assert after[0]["event"] == "election.lost", after[:3]
+    assert after[0]["reason"] == "deadline_passed"
+    assert wait_until(
+        lambda: {e["lease_id"] for e in world.daemon_events("lease.granted", pod.name)} - leases,
+        2 * TTL,
+    ), "the thawed daemon did not campaign again on a new lease"
+    _finish(world)
+
+
+def test_leader_cut_off_from_etcd_S6_L5(make_world):
+    """S6 + L5: the leader cut off from every etcd member (both directions blackholed) reaps its
+    job before etcd deletes its key (checked), a successor leads, and after the cut heals the
+    old leader rejoins on a new lease with a larger token when it leads again."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    job = world.running_job(pod, 5)
+    leases = {e["lease_id"] for e in world.daemon_events("lease.granted", pod.name)}
+    with world.fault("cut_off", pod.name):
+        pod.proxies.blackhole()
+        assert wait_until(lambda: not pid_alive(job), TTL + SLACK)
+        lost = pod.daemon.wait_event("election.lost", TTL + SLACK)
+        assert lost["reason"] in ("renew_deadline", "deadline_passed")
+        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
+        pod.proxies.heal()
+    assert wait_until(
+        lambda: {e["lease_id"] for e in world.daemon_events("lease.granted", pod.name)} - leases,
+        4 * TTL,
+    ), "the old leader did not rejoin on a new lease"
+    # Hand over to it (stop the others) and see it lead with a larger token.
+    for other in world.pods:
+        if other is not pod:
+            other.daemon.signal(signal.SIGTERM)
+    _, again = world.wait_leader(4 * TTL, above=new)
+    assert world.leading().get(pod.name) == again and again > token
+    _finish(world)
+
+
+def test_responses_blackholed_leader_steps_down_S6(make_world):
+    """S6, §2: etcd→daemon bytes held (requests still reach etcd): the leader's keepalives go
+    unanswered, it steps down by its deadline computed from send time and stops sending them on
+    the old lease, so the key goes and a successor leads; the job was dead before (checked)."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    with world.fault("responses_blackholed", pod.name):
+        pod.proxies.blackhole_responses()
+        lost = pod.daemon.wait_event("election.lost", TTL + SLACK)
+        assert lost["reason"] in ("renew_deadline", "deadline_passed")
+        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
+        world.wait_accepted(new, 5)
+        pod.proxies.heal()
+    _finish(world)
+
+
+def test_responses_delayed_half_ttl_stale_write_rejected_S1(make_world):
+    """S1 + S6 + §2: every etcd answer to the leader arrives 0.5·TTL late. Its deadline counts
+    from send time, so it steps down and kills its job before etcd can hand the lease on
+    (checked). The same slow network holds the job's last writes to the store until after the
+    successor has written: the dangerous window. The store must reject them."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    with world.fault("responses_delayed", pod.name, seconds=TTL / 2):
+        pod.proxies.delay_responses(TTL / 2)
+        pod.store_proxy.blackhole_requests()
+        lost = pod.daemon.wait_event("election.lost", 2 * TTL)
+        assert lost["reason"] in ("renew_deadline", "deadline_passed", "key_lost")
+        _, new = world.wait_leader(3 * TTL, exclude=pod.name, above=token)
+        world.wait_accepted(new, 5)
+        pod.store_proxy.heal()  # the held writes arrive now, after the successor's
+        stale = wait_until(
+            lambda: any(d["token"] == token and not d["accepted"] for d in world.store_log()),
+            5,
+        )
+        pod.proxies.heal()
+    assert stale, "no stale write reached the store: the dangerous window was not exercised"
+    verdict = _finish(world)
+    assert verdict.stats["writes_rejected_stale"] >= 1
+
+
+@pytest.mark.parametrize("which", ["leader", "follower"])
+def test_etcd_member_killed_leadership_survives_L4(make_world, etcd_cluster, which):
+    """§6 member crash: `kill -9` of the etcd leader member (or a follower): the daemons carry
+    on through the other members, the leader keeps leading and its jobs keep running."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    etcd_leader = etcd_cluster.leader()
+    victim = next(
+        i for i, m in enumerate(etcd_cluster.members) if (m is etcd_leader) == (which == "leader")
+    )
+    with world.fault(f"etcd_{which}_killed", f"m{victim}"):
+        etcd_cluster.kill_member(victim)
+        t0 = time.monotonic()
+        time.sleep(2 * TTL)
+        etcd_cluster.restore()
+    assert world.daemon_events("election.lost") == [], pod.daemon.tail(20)
+    assert world.leading() == {pod.name: token}
+    assert any(r["t"] > t0 + TTL for r in world.journal_records("answer", token=token))
+    _finish(world)
+
+
+def test_quorum_lost_leader_steps_down_nobody_leads_S6(make_world, etcd_cluster):
+    """§6 quorum loss for 3·TTL: the leader steps down by its deadline (job dead before), no
+    daemon leads or starts a job during the outage, and after quorum returns there is one
+    leader again with a larger token."""
+    world = make_world()
+    pod, token = _leader_with_writes(world)
+    with world.fault("quorum_lost", "etcd", seconds=3 * TTL):
+        etcd_cluster.stop_quorum()
+        t0 = time.monotonic()
+        lost = pod.daemon.wait_event("election.lost", TTL + SLACK)
+        stepped_down = time.monotonic()
+        assert stepped_down - t0 <= TTL, stepped_down - t0
+        time.sleep(max(0.0, t0 + 3 * TTL - time.monotonic()))
+        etcd_cluster.restore()
+        restored = time.monotonic()
+    assert lost["reason"] in ("renew_deadline", "deadline_passed")
+    during = [
+        e
+        for e in world.events("daemon")
+        if stepped_down < e["t"] < restored and e["event"] in ("election.acquired", "job.started")
+    ]
+    assert during == [], during
+    _, new = world.wait_leader(3 * TTL + SLACK, above=token)
+    world.wait_accepted(new, 5)
+    _finish(world)
+
+
+def test_job_ignoring_sigterm_with_grandchild_group_killed_by_deadline_S6(make_world):
+    """§3 misbehaving job: it ignores SIGTERM and forks a grandchild that ignores it too; when
+    its leader is cut off, the whole process group is SIGKILLed by the deadline, before etcd
+    deletes the key (the recorder checks the grandchild as well)."""
+    world = make_world(misbehaving=(0, 1, 2), writes=40)  # a run lasts 10 s
+    pod, token = _leader_with_writes(world)
+    job = world.running_job(pod, 5)
+    assert wait_until(lambda: world.journal_records("grandchild", token=token), 5)
+    grandchild = world.journal_records("grandchild", token=token)[-1]["child"]
+    assert pid_alive(job) and pid_alive(grandchild)
+    with world.fault("cut_off", pod.name):
+        pod.proxies.blackhole()
+        assert wait_until(lambda: not pid_alive(grandchild), TTL + SLACK), "grandchild survived"
+        world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
+        pod.proxies.heal()
+    assert not pid_alive(job)
+    assert wait_until(lambda: len(world.daemon_events("job.signalled", pod.name)) >= 2, 5)
+    kills = [e["signal"] for e in world.daemon_events("job.signalled", pod.name)]
+    assert kills[:2] == ["SIGTERM", "SIGKILL"], kills
+    assert world.journal_records("term", token=token), "SIGTERM came first"
+    _finish(world)
+
+
+@pytest.mark.skipif(not faketime_available(), reason="needs libfaketime (apt-get install faketime)")
+def test_wall_clock_step_changes_nothing_S3(make_world):
+    """§6 clock step: the leader's wall clock steps +1 h, then −1 h (libfaketime, monotonic clock
+    untouched): leadership is unaffected and no slot runs twice (checked). After the forward
+    step the 3600 expired slots are skipped as one (one claim, not 3600: that loop used to starve
+    the lease); after the backward step the leader idles until its next slot's wall time."""
+    world = make_world(faketime=True)
+    pod, token = _leader_with_writes(world)
+    t0 = time.monotonic()
+    for offset, want in (("+1h", 3600), ("-1h", -3600)):
+        with world.fault("clock_step", pod.name, offset=offset):
+            pod.set_clock(offset)
+            # libfaketime applies the step (to any process reading that file) ...
+            assert wait_until(lambda want=want: abs(_probe_skew(pod) - want) < 60, 5)
+            stepped = time.monotonic()
+            if want > 0:
+                # ... and the daemon saw it: its log stamps jump, its planner skips a burst.
+                assert wait_until(
+                    lambda stepped=stepped: any(
+                        abs(_skew(e) - 3600) < 60 and e.get("also_skipped", 0) > 3000
+                        for e in world.daemon_events("slot.skipped", pod.name, since=stepped)
+                    ),
+                    3 * TTL,
+                ), pod.daemon.tail(5)
+            time.sleep(TTL)
+    assert [e for e in world.daemon_events("election.lost") if e["t"] > t0] == []
+    assert world.leading() == {pod.name: token}
+    pod.set_clock("+0")
+    _finish(world)
+
+
+def _probe_skew(pod) -> float:
+    """Wall-clock offset seen by a process with the pod's libfaketime environment."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **pod.env}
+    out = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    return float(out) - time.time()
+
+
+def _skew(event: dict) -> float:
+    """Seconds between a daemon log line's own wall-clock stamp and the real wall clock when
+    the recorder read it."""
+    from datetime import datetime
+
+    stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+    return stamp - (time.time() - (time.monotonic() - event["t"]))

@@ -1,0 +1,114 @@
+"""The fault suite's job: writes to the fenced store several times per run, with its token.
+
+    python writer_job.py JOURNAL [--writes N] [--interval S] [--ignore-term] [--grandchild]
+
+The store URL comes from ``LJ_STORE_URL`` (each pod gets its own proxy to the store, so a test
+can delay one pod's writes), the resource from ``LJ_RESOURCE`` (default ``fault``). Every write
+is journaled twice, as an ``attempt`` before it is sent and an ``answer`` after, with
+``time.monotonic()``; the journal also gets ``start``, ``end``, ``term`` and ``grandchild``
+records. A write the store rejects as stale ends the run (exit 3): a fenced job that learns it
+was deposed stops.
+
+Sleeps use ``select``, not ``time.sleep``: under libfaketime with FAKETIME_DONT_FAKE_MONOTONIC=1
+(the clock-step scenario), ``clock_nanosleep`` fails with EINVAL (libfaketime 0.9.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from leaderjob.fencestore import request
+
+#: A grandchild that ignores SIGTERM and writes nothing: only SIGKILL of the group ends it.
+GRANDCHILD = (
+    "import signal, select; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "select.select([], [], [], 300)"
+)
+
+TOKEN = int(os.environ.get("LEADERJOB_FENCING_TOKEN", "0"))
+SLOT = os.environ.get("LEADERJOB_SLOT")
+IDENTITY = os.environ.get("LEADERJOB_IDENTITY")
+RUN_ID = os.environ.get("LEADERJOB_RUN_ID")
+
+
+def journal(path: str, **rec: object) -> None:
+    rec.update(
+        t=time.monotonic(), pid=os.getpid(), token=TOKEN, slot=SLOT, identity=IDENTITY, run=RUN_ID
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def pause(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        select.select([], [], [], left)  # PEP 475: retried after a signal
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("journal")
+    p.add_argument("--writes", type=int, default=8)
+    p.add_argument("--interval", type=float, default=0.25)
+    p.add_argument("--ignore-term", action="store_true")
+    p.add_argument("--grandchild", action="store_true")
+    a = p.parse_args()
+    url = os.environ["LJ_STORE_URL"]
+    resource = os.environ.get("LJ_RESOURCE", "fault")
+
+    def on_term(signum: int, frame: object) -> None:
+        journal(a.journal, ev="term")
+        if not a.ignore_term:
+            journal(a.journal, ev="end", how="sigterm")
+            os._exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    journal(a.journal, ev="start", pgid=os.getpgrp(), ppid=os.getppid())
+    if a.grandchild:
+        child = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
+        journal(a.journal, ev="grandchild", child=child.pid)
+    for seq in range(a.writes):
+        if seq:
+            pause(a.interval)
+        body = {
+            "resource": resource,
+            "token": TOKEN,
+            "writer": IDENTITY,
+            "slot": SLOT,
+            "data": {"run": RUN_ID, "seq": seq},
+        }
+        journal(a.journal, ev="attempt", seq=seq)
+        try:
+            code, answer = request(url, "write", body, timeout=30)
+        except OSError as exc:
+            journal(a.journal, ev="answer", seq=seq, status=None, error=str(exc))
+            continue
+        journal(
+            a.journal,
+            ev="answer",
+            seq=seq,
+            status=code,
+            accepted=bool(answer.get("accepted")),
+            high_water=answer.get("high_water"),
+        )
+        if code == 409:
+            journal(a.journal, ev="end", how="stale")
+            return 3
+    journal(a.journal, ev="end", how="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
