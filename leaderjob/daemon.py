@@ -113,6 +113,9 @@ class Tenure:
     control_at: float = 0.0
     suspended: bool = False
     pending: list[Pending] = field(default_factory=list)
+    #: The newest slot claimed in etcd: read at the start of the tenure, then ours. Slots only
+    #: move forward from it, whatever the wall clock does (a backward step waits it out).
+    last_claimed: datetime | None = None
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -591,6 +594,7 @@ class Daemon:
             return False
         plan = self.planner.begin_tenure(last, wall)
         tenure.ready = True
+        tenure.last_claimed = last
         self._publish_schedule(tenure)
         if plan.skipped or plan.expired or plan.run:
             self.log.info(
@@ -675,6 +679,10 @@ class Daemon:
 
     def _fire(self, tenure: Tenure, slot: Slot) -> Report | None:
         """A slot is due: apply suspension and the overlap policy, claim it, start it."""
+        if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:
+            # Claimed before (its key may since have been pruned): never a second run.
+            self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
+            return Report("slot_skipped", {"slot": slot.id, "reason": "already_claimed"})
         if tenure.suspended:
             return self._skip(tenure, slot, "suspended", claim=True)
         if self.runs:
@@ -711,8 +719,11 @@ class Daemon:
             # Unknown whether it applied: do not run (at most once per slot).
             self._store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
+            tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
             return False
-        if not ok:
+        if ok:
+            tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
+        else:
             # Either we were deposed (our key changed) or the slot was claimed before us.
             self.log.warning("slot.claim_rejected", slot=slot.id)
             if self.metrics is not None:

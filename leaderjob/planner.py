@@ -77,7 +77,8 @@ class Planner:
         Afterwards :meth:`due` yields the slots after ``now`` (or after the one caught up).
         """
         plan = CatchUpPlan()
-        self._next = self.slot(self.schedule.next_after(now))
+        # Never before the newest claim: this replica's clock may run behind the one that made it.
+        self._next = self.slot(self.schedule.next_after(max(now, last_claimed or now)))
         if last_claimed is None:
             return plan  # a new election has nothing to catch up on
         counted, newest_fire = self._missed(last_claimed, now)

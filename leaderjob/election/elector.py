@@ -209,6 +209,7 @@ class Elector:
             )
         except StoreError as exc:
             out.errors.append(exc)
+            self.machine.confirm_failed()
             self._confirm_at = self.clock.monotonic() + self.timing.renew_interval / 4
             return
         self._recheck = False

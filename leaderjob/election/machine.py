@@ -50,6 +50,7 @@ class Lease:
     ttl: float  # the TTL the deadline is computed with: min(asked, granted)
     last_ok_sent: float  # send time of the last grant/keepalive etcd answered with TTL > 0
     next_renew_at: float
+    failures: int = 0  # renew attempts that failed since the last answered one
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Machine:
         self.token: int | None = None
         self.leading_since: float | None = None
         self.confirmed_sent: float | None = None  # send time of the last successful confirm
+        self.confirm_failures = 0  # confirm reads that failed since the last successful one
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -116,18 +118,21 @@ class Machine:
         return self.lease is not None and now >= self.lease.next_renew_at
 
     def rpc_deadline(self, now: float, ceiling: float) -> float:
-        """Timeout for an RPC started now: never past the point where we must act on loss."""
+        """Timeout for an RPC started now: never past the point where we must act on loss
+        (``D − grace`` while leading, ``D`` otherwise)."""
         limits = [ceiling]
-        for t in (self.give_up_at, self.term_at if self.phase is Phase.LEADING else None):
-            if t is not None:
-                limits.append(t - now)
+        t = self.term_at if self.phase is Phase.LEADING else self.deadline
+        if t is not None:
+            limits.append(t - now)
         return max(0.05, min(limits))
 
     def next_wakeup(self, now: float) -> float | None:
         """The earliest monotonic time at which :meth:`check` or a renewal has work to do."""
         if self.lease is None:
             return None
-        times = [self.lease.next_renew_at, self.give_up_at or now]
+        times = [self.lease.next_renew_at]
+        if self.lease.failures > 0:
+            times.append(self.give_up_at or now)
         if self.phase is Phase.LEADING and self.term_at is not None:
             times.append(self.term_at)
             times.append(self.deadline or now)
@@ -156,7 +161,7 @@ class Machine:
         lease = self.lease
         last_ok = max(lease.last_ok_sent, sent_at)
         self.lease = Lease(
-            lease.lease_id, min(lease.ttl, ttl), last_ok, sent_at + self.timing.renew_interval
+            lease.lease_id, min(lease.ttl, ttl), last_ok, sent_at + self.timing.renew_interval, 0
         )
         return self.check(now)
 
@@ -165,7 +170,9 @@ class Machine:
             return None
         retry = max(0.05, self.timing.renew_interval / 4)
         lease = self.lease
-        self.lease = Lease(lease.lease_id, lease.ttl, lease.last_ok_sent, now + retry)
+        self.lease = Lease(
+            lease.lease_id, lease.ttl, lease.last_ok_sent, now + retry, lease.failures + 1
+        )
         return self.check(now)
 
     def won(self, token: int, now: float) -> Transition | None:
@@ -190,6 +197,11 @@ class Machine:
         """A linearizable read sent at ``sent_at`` showed our key intact."""
         if self.confirmed_sent is None or sent_at > self.confirmed_sent:
             self.confirmed_sent = sent_at
+        self.confirm_failures = 0
+
+    def confirm_failed(self) -> None:
+        """A confirm read failed (timeout, unreachable)."""
+        self.confirm_failures += 1
 
     def key_lost(self) -> Transition | None:
         if self.lease is None:
@@ -209,7 +221,9 @@ class Machine:
         assert d is not None and give_up is not None
         if now >= d:
             return self._abandon(Reason.DEADLINE_PASSED)
-        if now >= give_up:
+        if now >= give_up and self.lease.failures > 0:
+            # Renewals *failed* for the renew deadline. A process that merely slept through it
+            # (frozen) first tries once more: D − grace, below, is the hard limit either way.
             return self._abandon(Reason.RENEW_DEADLINE)
         if self.phase is Phase.LEADING and self.term_at is not None and now >= self.term_at:
             # Renewals did not extend the deadline in time: stop now rather than at D.
@@ -219,6 +233,7 @@ class Machine:
             self.phase is Phase.LEADING
             and confirmed is not None
             and now >= confirmed + self.timing.renew_deadline
+            and self.confirm_failures > 0
         ):
             # Keepalives alone are not trusted (etcd 3.4 lease bugs): no confirm, no tenure.
             return self._abandon(Reason.UNCONFIRMED)
@@ -234,6 +249,7 @@ class Machine:
         self.token = None
         self.leading_since = None
         self.confirmed_sent = None
+        self.confirm_failures = 0
         self.phase = Phase.IDLE
         event = "election.lost" if was_leading else "lease.lost"
         return Transition(event, self.phase, lease_id=lease_id, token=token, reason=reason)

@@ -113,9 +113,20 @@ def test_renewals_failing_past_renew_deadline_end_leadership() -> None:
     assert (t.event, t.reason) == ("election.lost", Reason.RENEW_DEADLINE)
 
 
-def test_renew_deadline_also_applies_without_a_renewal_attempt() -> None:
-    assert leading().check(now=GIVE_UP - 0.001) is None
-    t = leading().check(now=GIVE_UP)
+def test_l4_thawed_leader_tries_once_before_applying_the_renew_deadline() -> None:
+    """A process that slept through the renew deadline made no failed attempt: it may renew
+    once more while D − grace is ahead; the hard limits still apply."""
+    m = leading()
+    assert m.check(now=GIVE_UP + 0.01) is None  # no attempt failed: not given up yet
+    assert m.renew_due(GIVE_UP + 0.01)
+    assert m.renewed(sent_at=GIVE_UP + 0.01, ttl=3, now=GIVE_UP + 0.02) is None
+    assert m.is_leader(GIVE_UP + 0.02)
+
+
+def test_renew_deadline_applies_once_an_attempt_failed() -> None:
+    m = leading()
+    assert m.renew_failed(now=GIVE_UP - 0.1) is None
+    t = m.check(now=GIVE_UP)
     assert t is not None
     assert t.reason is Reason.RENEW_DEADLINE
 
@@ -262,6 +273,7 @@ def test_leader_that_cannot_confirm_steps_down_after_renew_deadline() -> None:
     m = leading()  # the winning read at 0.1 is the first confirm
     for now in (1.0, 2.0):
         assert m.renewed(sent_at=now, ttl=3, now=now + 0.05) is None  # keepalives still pass
+        m.confirm_failed()  # ... but every confirm read fails
     assert m.check(now=0.1 + GIVE_UP - 0.001) is None
     t = m.check(now=0.1 + GIVE_UP)
     assert t is not None
@@ -276,10 +288,18 @@ def test_confirm_counts_from_read_send_time_and_never_moves_back() -> None:
     m.confirmed(sent_at=1.2)  # a reordered, older read
     m.renewed(sent_at=2.0, ttl=3, now=2.05)
     m.renewed(sent_at=3.0, ttl=3, now=3.05)
+    m.confirm_failed()
     assert m.check(now=1.5 + GIVE_UP - 0.001) is None
     t = m.check(now=1.5 + GIVE_UP)
     assert t is not None
     assert t.reason is Reason.UNCONFIRMED
+
+
+def test_l4_a_confirm_slept_through_is_not_a_failed_confirm() -> None:
+    """A frozen leader's confirm is overdue, but no read failed: it reads again on thaw."""
+    m = leading()
+    m.renewed(sent_at=GIVE_UP, ttl=3, now=GIVE_UP + 0.01)
+    assert m.check(now=GIVE_UP + 0.2) is None
 
 
 def test_campaigning_needs_no_confirm() -> None:
@@ -350,11 +370,13 @@ def test_key_lost_ends_leadership() -> None:
 # --- §2: every RPC and wakeup bounded by the deadline -----------------------------------------
 
 
-def test_rpc_deadline_never_outlives_give_up_time() -> None:
+def test_rpc_deadline_never_outlives_the_point_of_stopping_the_job() -> None:
     m = leading()
-    assert m.rpc_deadline(now=1.0, ceiling=5.0) == pytest.approx(GIVE_UP - 1.0)
+    term_at = m.term_at
+    assert term_at is not None
+    assert m.rpc_deadline(now=1.0, ceiling=5.0) == pytest.approx(term_at - 1.0)
     assert m.rpc_deadline(now=0.2, ceiling=0.3) == pytest.approx(0.3)
-    assert m.rpc_deadline(now=GIVE_UP, ceiling=5.0) == 0.05  # a floor: a call can still be made
+    assert m.rpc_deadline(now=term_at, ceiling=5.0) == 0.05  # a floor: a call can still be made
 
 
 def test_next_wakeup_is_the_earliest_thing_to_do() -> None:
