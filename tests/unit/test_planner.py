@@ -322,8 +322,6 @@ def test_catch_up_and_due_agree_on_whether_a_jittered_slot_is_late() -> None:
 def test_new_leader_with_a_slow_clock_starts_after_the_newest_claim() -> None:
     """S3: a replica whose wall clock runs behind the one that claimed last never offers a slot
     at or before that claim (its key may have been pruned since)."""
-    from leaderjob.schedule import parse_schedule
-
     planner = Planner(parse_schedule("@every 10s"), "e")
     last = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     planner.begin_tenure(last, last - timedelta(minutes=5))  # our clock: 5 minutes behind
