@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -456,11 +457,26 @@ def _serve(
         code = daemon.serve()
         if daemon.fatal:
             click.echo(f"leaderjob: {daemon.fatal}", err=True)
-        return code
-    finally:
+    except BaseException:
+        _close_quietly(server, store)
+        raise
+    # The job is reaped and the lease released: nothing left may keep the process alive (a
+    # gRPC channel stuck on a dead connection, say). Close with a bound, then exit for sure.
+    _close_quietly(server, store)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
+    def close() -> None:
         if server is not None:
             server.close()
         store.close()
+
+    closer = threading.Thread(target=close, name="leaderjob-close", daemon=True)
+    closer.start()
+    closer.join(timeout)
 
 
 @main.command(context_settings={"allow_interspersed_args": False})

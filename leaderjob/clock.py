@@ -9,10 +9,65 @@ The shell owns the clock; pure modules take ``now`` as an argument.
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import os
+import select
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+
+class Wakeable(Protocol):
+    """What a loop waits on: ``threading.Event`` fits, and so does :class:`Waker`."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def clear(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Waker:
+    """An event that may be set from a signal handler.
+
+    ``threading.Event.set`` takes a lock; a signal handler runs in the main thread between two
+    bytecodes, possibly while that thread holds the same lock inside ``clear`` or ``wait``, and
+    then deadlocks. This one is a flag plus a non-blocking self-pipe: ``set`` never blocks and
+    takes no lock, and ``wait`` is a ``select`` on the pipe.
+    """
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._flag = False
+
+    def set(self) -> None:
+        self._flag = True
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
+            os.write(self._w, b"!")
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def clear(self) -> None:
+        # The flag first: a set() racing with the drain leaves the flag up, so no wake-up is lost.
+        self._flag = False
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._r, 4096):
+                pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._flag:
+            select.select([self._r], [], [], timeout)
+        return self._flag
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class Clock(Protocol):
@@ -22,7 +77,7 @@ class Clock(Protocol):
         """Aware UTC wall-clock time; only for schedule fire times and records."""
         ...
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Wakeable, timeout: float) -> bool:
         """Wait for ``event`` at most ``timeout`` seconds; True if it was set."""
         ...
 
@@ -34,7 +89,7 @@ class SystemClock:
     def wall(self) -> datetime:
         return datetime.now(UTC)
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Wakeable, timeout: float) -> bool:
         return event.wait(max(0.0, timeout))
 
 
@@ -60,7 +115,7 @@ class FakeClock:
         assert seconds >= 0, "monotonic time never goes back"
         self._now += seconds
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Wakeable, timeout: float) -> bool:
         if event.is_set():
             return True
         self.advance(max(0.0, timeout))

@@ -2,9 +2,9 @@
 leadership → control switches → schedule → wait.
 
 Each :meth:`Daemon.cycle` returns a :class:`Report` that says what it decided; the log and the
-tests read those. The loop waits on one ``threading.Event`` that everything wakes: the predecessor
-watch, the watchdog's reports, the health checker, the signal handlers. Stop is therefore prompt,
-and no thread but the main one decides anything.
+tests read those. The loop waits on one :class:`~leaderjob.clock.Waker` that everything wakes:
+the predecessor watch, the watchdog's reports, the health checker, the signal handlers (which
+must take no lock). Stop is therefore prompt, and no thread but the main one decides anything.
 
 Modes: ``schedule`` (run the command for each slot of the schedule while leading), ``service`` (no
 schedule: keep the command running while leading, restart it when it exits), and ``once``
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leaderjob.clock import Clock, SystemClock
+from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Transition
@@ -144,7 +144,7 @@ class Daemon:
         self.metrics = metrics
         self.health = health
         self.environ = dict(os.environ if environ is None else environ)
-        self.wakeup = threading.Event()
+        self.wakeup = Waker()  # set from signal handlers too: no locks
         self.elector = Elector(
             store,
             settings.timing,

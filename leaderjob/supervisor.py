@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leaderjob.clock import Wakeable
+
 _WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
 
 
@@ -37,7 +39,7 @@ class Run:
     env: Mapping[str, str]
     deadline: float
     grace: float
-    wakeup: threading.Event
+    wakeup: Wakeable
     run_id: str = ""
     token: int = 0
     started_at: float = 0.0  # monotonic

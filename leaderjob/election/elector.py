@@ -19,10 +19,9 @@ of that tenure is dead (:meth:`release`), so a successor can never start while o
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
-from leaderjob.clock import Clock
+from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, Watch
@@ -47,7 +46,7 @@ class Elector:
         prefix: str,
         identity: str,
         clock: Clock,
-        wakeup: threading.Event,
+        wakeup: Wakeable,
         rpc_timeout: float = 5.0,
     ) -> None:
         self.store = store

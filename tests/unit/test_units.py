@@ -70,3 +70,38 @@ def test_format_duration(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("seconds", [0.25, 1.0, 1.5, 3.0, 90.0, 120.0, 3600.0, 5400.0, 86400.0])
 def test_format_then_parse_round_trips(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+def test_waker_set_from_a_signal_handler_wakes_the_waiter_and_takes_no_lock() -> None:
+    """The daemon's loop is woken by its own SIGTERM handler: setting the waker inside a handler
+    that interrupted clear() or wait() must not deadlock (threading.Event would)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from leaderjob.clock import Waker
+
+    waker = Waker()
+    fired: list[float] = []
+
+    def handler(signum: int, frame: object) -> None:
+        waker.set()
+        fired.append(time.monotonic())
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
+        start = time.monotonic()
+        assert waker.wait(5)
+        assert time.monotonic() - start < 2
+        waker.clear()
+        assert not waker.is_set()
+        for _ in range(100):  # handlers interrupting clear(): never a hang
+            os.kill(os.getpid(), signal.SIGUSR1)
+            waker.clear()
+        waker.set()
+        assert waker.wait(0)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        waker.close()
