@@ -11,9 +11,10 @@ budget is the local-deadline rule of docs/safety.md:
   ``renew_deadline`` can still stop its job (SIGTERM, ``grace``, SIGKILL) before ``D``.
 
 The defaults spend the TTL like this: keepalive every ttl/3; keep trying until ≈ 0.85·ttl after the
-last answered keepalive; grace ttl/10; margin ttl/25. A fault or freeze of up to half the TTL,
-in the worst phase (just before a keepalive), therefore ends before the leader gives up and
-before its job is told to stop: it changes nothing (docs/safety.md L4).
+last answered keepalive; grace ttl/10; margin ttl/25. Even in the worst phase (just before a
+keepalive) a network fault shorter than one renew interval leaves time for a retry, and a freeze
+of up to half the TTL ends before ``D − grace``, when a thawed leader renews at once (the renew
+deadline counts failed renewals only): neither changes anything (docs/safety.md L4).
 """
 
 from __future__ import annotations
