@@ -28,7 +28,7 @@ from leaderjob.config import (
     join_errors,
     validate_election_name,
 )
-from leaderjob.units import DurationError, format_duration, parse_duration
+from leaderjob.units import DurationError, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -786,10 +786,6 @@ def selftest(ttl: float, as_json: bool, **params: Any) -> None:
         sys.exit(1)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     sys.exit(1 if report["verdict"] == "FAIL" else 0)
-
-
-def _format_duration(seconds: float) -> str:
-    return format_duration(seconds)
 
 
 if __name__ == "__main__":

@@ -84,9 +84,11 @@ class Timing:
         """The part of the TTL our clock can rely on, after the drift bound."""
         return self.ttl * (1 - 2 * CLOCK_DRIFT)
 
-    def deadline_after(self, sent_at: float) -> float:
-        """The local deadline ``D`` for a keepalive (or grant) sent at monotonic ``sent_at``."""
-        return sent_at + self.usable_ttl - self.margin
+    def deadline_after(self, sent_at: float, ttl: float | None = None) -> float:
+        """The local deadline ``D`` for a keepalive (or grant) sent at monotonic ``sent_at`` and
+        answered with ``ttl`` (default: the configured TTL)."""
+        usable = self.usable_ttl if ttl is None else ttl * (1 - 2 * CLOCK_DRIFT)
+        return sent_at + usable - self.margin
 
     def validate(self) -> list[str]:
         errors: list[str] = []

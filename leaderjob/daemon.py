@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leaderjob.clock import Clock, SystemClock, Waker
-from leaderjob.config import Timing
+from leaderjob.config import Timing, election_prefix
 from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
@@ -72,7 +72,7 @@ class Settings:
 
     @property
     def election_prefix(self) -> str:
-        return f"{self.prefix.rstrip('/')}/{self.election}/leader"
+        return election_prefix(self.prefix, self.election)
 
 
 @dataclass(frozen=True)

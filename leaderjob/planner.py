@@ -34,17 +34,11 @@ class Slot:
     start_time: datetime  # fire_time + jitter
     id: str
 
-    @property
-    def lag_origin(self) -> datetime:
-        """Schedule lag is measured from the intended start (fire time plus jitter)."""
-        return self.start_time
-
 
 @dataclass
 class CatchUpPlan:
     run: Slot | None = None  # the one missed slot to run now, if any
     skipped: int = 0  # missed slots not run (at least this many)
-    skipped_reason: str = "catch_up_skip"
     expired: Slot | None = None  # the newest missed slot, if too old to run
 
 

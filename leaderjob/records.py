@@ -114,9 +114,6 @@ class ElectionData:
         )
         return slot if ok else None
 
-    def slot_claimed(self, slot: str, *, timeout: float) -> bool:
-        return self.store.get(self.slot_key(slot), timeout=timeout) is not None
-
     def prune_slots(self, keep: int, *, timeout: float) -> int:
         keys = self.store.get_prefix(f"{self.base}/slots/", timeout=timeout)
         old = keys[: max(0, len(keys) - keep)]

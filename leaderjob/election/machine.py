@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from leaderjob.config import CLOCK_DRIFT, Timing
+from leaderjob.config import Timing
 
 
 class Phase(enum.Enum):
@@ -85,7 +85,7 @@ class Machine:
         """The local deadline ``D`` of the current lease, or None without one."""
         if self.lease is None:
             return None
-        return self.lease.last_ok_sent + self.lease.ttl * (1 - 2 * CLOCK_DRIFT) - self.timing.margin
+        return self.timing.deadline_after(self.lease.last_ok_sent, self.lease.ttl)
 
     @property
     def term_at(self) -> float | None:

@@ -14,11 +14,10 @@ import time
 import pytest
 
 from tests.faults.world import World, faketime_available
+from tests.harness.daemons import LOST_CONTACT
 from tests.harness.procs import pid_alive, wait_until
 
 TTL = 3.0
-#: Why a leader cut off from etcd steps down: whichever of its limits comes first.
-LOST_CONTACT = {"renew_deadline", "deadline_passed", "unconfirmed"}
 SLACK = 1.0
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.harness.procs import JsonLogProcess, ProcessGroup
+from tests.harness.procs import JsonLogProcess, ProcessGroup, wait_until
 
 JOB = str(Path(__file__).with_name("job.py"))
+#: Why a leader that lost etcd steps down: whichever of its limits comes first.
+LOST_CONTACT = frozenset({"renew_deadline", "deadline_passed", "unconfirmed"})
 
 
 def job(journal: Path, *args: str) -> list[str]:
@@ -83,14 +85,8 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.01) -> float | None:
-    """Poll until ``predicate()`` is true; return the monotonic time it became true, or None."""
-    end = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return time.monotonic()
-        if time.monotonic() >= end:
-            return None
-        time.sleep(interval)
+    """Like :func:`wait_until`, but return the monotonic time it became true, or None."""
+    return time.monotonic() if wait_until(predicate, timeout, interval) else None
 
 
 def leader_of(daemons: Sequence[JsonLogProcess], timeout: float = 10.0) -> JsonLogProcess:

@@ -16,6 +16,7 @@ import pytest
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from tests.harness.daemons import (
+    LOST_CONTACT,
     Above,
     Not,
     cli,
@@ -29,8 +30,6 @@ from tests.harness.procs import ProcessGroup, pid_alive
 from tests.harness.proxy import FaultProxy
 
 TTL = 3.0
-#: Why a leader cut off from etcd steps down: whichever of its limits comes first.
-LOST_CONTACT = {"renew_deadline", "deadline_passed", "unconfirmed"}
 #: Slack for a loaded 2-core CI machine on top of a documented bound.
 SLACK = 1.0
 
