@@ -213,8 +213,13 @@ class Daemon:
                     return self.exit_code
                 self._wait()
         finally:
+            # Only reached with runs on a crash: kill them, and close the control pipes so that
+            # each watchdog kills its job even if the message did not get through. The lease is
+            # not revoked: it expires after the job is dead (S6).
             for active in self.runs:
                 active.run.kill("daemon_exit")
+                active.run.close()
+            for active in self.runs:
                 active.run.wait(2.0)
             if self.health is not None:
                 self.health.stop()
@@ -464,8 +469,19 @@ class Daemon:
             if run.done:
                 self.runs.remove(active)
                 run.close()
-                self._finished(active)
-                finished = True
+                if run.confirmed:
+                    self._finished(active)
+                    finished = True
+                else:
+                    # A start given up on (already reported as failed_to_start) has ended: only
+                    # now may a new run, a campaign or a revoke follow it.
+                    self.log.info(
+                        "job.unconfirmed_ended",
+                        run_id=run.run_id,
+                        slot=active.slot,
+                        pid=run.pid,
+                        error=run.error,
+                    )
         return finished
 
     def _finished(self, active: ActiveRun) -> None:
@@ -550,8 +566,11 @@ class Daemon:
         if self.s.mode == "once":
             if self.ran_once:
                 return None
-            self.ran_once = True
-            return self._start("lock", self.clock.wall(), 0)
+            report = self._start("lock", self.clock.wall(), 0)
+            # A start skipped for the deadline did not happen: the tenure is ending (D − grace
+            # is near), and the next one runs the command. Anything else was the one attempt.
+            self.ran_once = report.action != "job_skipped"
+            return report
         if self.s.mode == "service":
             if self.runs or self.clock.monotonic() < self.restart_at:
                 return None
@@ -774,8 +793,8 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
             return Report("job_skipped", {"reason": "deadline"})
-        deadline = machine.deadline
-        assert deadline is not None
+        deadline, term_at = machine.deadline, machine.term_at
+        assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
         env = dict(self.environ)
         env.update(
@@ -797,8 +816,15 @@ class Daemon:
             run_id=run_id,
             token=token,
         )
-        run.start(now)
-        if run.pid is None:
+        # The wait is bounded by the lease budget: at D − grace the watchdog refuses to exec.
+        run.start(now, wait=term_at - now)
+        if not run.confirmed:
+            if not run.done:
+                # Given up for certain (the watchdog can no longer exec it), but its watchdog
+                # still exists and may have just started the job: track it until it exits, so
+                # that nothing overlaps it — no second copy, no campaign, no revoke (S1, S6).
+                self.runs.append(ActiveRun(run, slot, scheduled, attempt, None))
+            run.close()  # already closed by start(); said again here because S1 rests on it
             self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
             if self.metrics is not None:
                 self.metrics.job_runs.labels(self.s.election, "failed_to_start").inc()

@@ -378,8 +378,9 @@ class Candidate:
             wakeup=self.wakeup,
             token=token,
         )
-        run.start(self.clock.monotonic())
-        if run.pid is None:
+        now = self.clock.monotonic()
+        run.start(now, wait=deadline - self.timing.grace - now)
+        if not run.confirmed or run.pid is None:  # given up: the watchdog cannot start it now
             self._event("job.failed_to_start", error=run.error)
             return
         self.run = run

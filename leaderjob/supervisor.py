@@ -5,18 +5,29 @@ The daemon side of :mod:`leaderjob.watchdog`. A :class:`Run` starts the watchdog
 the deadline forward after each renewal. The job's stdout and stderr are the daemon's own: they
 pass straight through.
 
-Everything here is non-blocking except :meth:`Run.start`, which waits (briefly) for the watchdog to
-confirm that the job started, so that a command that cannot be executed is reported at once.
+Everything here is non-blocking except :meth:`Run.start`, which waits for the watchdog to confirm
+that the job started — at most for the budget it is given (the daemon gives the time left before
+``D − grace``, after which the watchdog would refuse anyway). A start not confirmed by then is
+given up for certain: the control pipe is closed, so the watchdog either refuses to exec or, if it
+just did, kills the job at once. Such a run still exists until its watchdog exits (``done``); the
+caller must keep tracking it until then.
+
+Writes to the control pipe never block: what does not fit waits in a buffer for the next write.
+If the watchdog is killed outright, its status pipe ends without an exit report: the job's main
+process has died of PDEATHSIG, and :class:`Run` SIGKILLs the job's process group at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +36,11 @@ from typing import Any
 from leaderjob.clock import Wakeable
 
 _WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
+#: Linux's F_SETPIPE_SZ (not in :mod:`fcntl` before Python 3.10 on every platform).
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+#: The control pipe is grown to hold a whole start request up to this size (the default limit
+#: for unprivileged processes, /proc/sys/fs/pipe-max-size); a larger one is written in parts.
+_PIPE_MAX = 1 << 20
 
 
 @dataclass
@@ -47,9 +63,11 @@ class Run:
     returncode: int | None = None
     error: str | None = None
     stop_reason: str | None = None
+    confirmed: bool = False  # the watchdog reported the job's pid within the start budget
     signals: list[Signal] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
     _ctl: int | None = None
+    _out: bytes = b""  # written to the control pipe as it drains
     _events: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _done: threading.Event = field(default_factory=threading.Event)
@@ -57,36 +75,74 @@ class Run:
     def __post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
 
-    def start(self, started_at: float) -> None:
-        """Start the watchdog and, through it, the job. Sets ``pid`` or ``error``."""
+    def start(self, started_at: float, wait: float) -> None:
+        """Start the watchdog and, through it, the job; wait at most ``wait`` seconds for it to
+        confirm. Sets ``confirmed`` and ``pid``, or ``error``. Never raises for a start that
+        fails; an unconfirmed run may still be ending (see ``done``)."""
         self.started_at = started_at
-        ctl_r, ctl_w = os.pipe()
-        st_r, st_w = os.pipe()
+        until = time.monotonic() + max(0.0, wait)
         try:
+            self._spawn()
+        except OSError as exc:  # no pipe, no process (EMFILE, EAGAIN, ENOMEM): a failed start
+            self._close_ctl()
+            self.error = f"cannot start the watchdog: {exc.strerror or exc}"
+            self._done.set()
+            return
+        with self._cond:
+            while self.pid is None and not self._done.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                self._flush()
+                # While part of the start request waits to be written, poll for the pipe to drain.
+                self._cond.wait(min(left, 0.01) if self._out else left)
+            self.confirmed = self.pid is not None
+            if not self.confirmed:
+                # Given up: with the pipe closed the watchdog cannot exec the job any more, and
+                # kills it at once if it just did. The run ends by itself; "started" from now on
+                # is late and is not a confirmation.
+                self._close_ctl()
+                if self.error is None:
+                    self.error = f"the watchdog did not confirm the start within {wait:.3f}s"
+
+    def _spawn(self) -> None:
+        ctl_r, ctl_w = os.pipe()
+        try:
+            st_r, st_w = os.pipe()
+        except OSError:
+            os.close(ctl_r)
+            os.close(ctl_w)
+            raise
+        self._ctl = ctl_w
+        try:
+            first = {
+                "argv": list(self.argv),
+                "env": dict(self.env),
+                "deadline": self.deadline,
+                "grace": self.grace,
+            }
+            self._out = (json.dumps(first) + "\n").encode()
+            with contextlib.suppress(OSError):  # a smaller pipe is written in parts
+                fcntl.fcntl(ctl_w, _F_SETPIPE_SZ, min(len(self._out), _PIPE_MAX))
+            os.set_blocking(ctl_w, False)
+            # Written before the watchdog exists: it finds its start request waiting.
+            self._flush()
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", _WATCHDOG, str(ctl_r), str(st_w)],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(ctl_r, st_w),
                 start_new_session=True,  # our process group's signals are the daemon's business
             )
+        except OSError:
+            os.close(st_r)
+            raise
         finally:
             os.close(ctl_r)
             os.close(st_w)
-        self._ctl = ctl_w
-        first = {
-            "argv": list(self.argv),
-            "env": dict(self.env),
-            "deadline": self.deadline,
-            "grace": self.grace,
-        }
-        self._send(first)
         reader = threading.Thread(
             target=self._read_status, args=(st_r,), name="leaderjob-run", daemon=True
         )
         reader.start()
-        # Wait for "started" (or an error, or the watchdog's end) so that callers know the pid.
-        with self._cond:
-            self._cond.wait_for(lambda: self.pid is not None or self._done.is_set(), 10.0)
 
     def _read_status(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as f:
@@ -95,6 +151,8 @@ class Run:
                     msg = json.loads(line)
                 except ValueError:
                     continue
+                if not isinstance(msg, dict):
+                    continue
                 with self._cond:
                     self._apply(msg)
                     self._cond.notify_all()
@@ -102,8 +160,14 @@ class Run:
         if self._proc is not None:
             self._proc.wait()
         with self._cond:
-            if self.returncode is None and self.error is None:
-                self.error = "watchdog ended without reporting the job's exit"
+            if self.returncode is None and self.pid is not None:
+                # The watchdog was killed (not the daemon): its job's main process died of
+                # PDEATHSIG, but the rest of its group did not. Kill the group here.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.error = self.error or "the watchdog ended without reporting the job's exit"
+            elif self.returncode is None and self.error is None:
+                self.error = "the watchdog ended without starting the job"
             self._done.set()
             self._cond.notify_all()
         self.wakeup.set()
@@ -122,12 +186,23 @@ class Run:
     def _send(self, msg: dict[str, Any]) -> None:
         if self._ctl is None:
             return
-        try:
-            os.write(self._ctl, (json.dumps(msg) + "\n").encode())
-        except OSError:  # the watchdog is gone: its exit report is on its way
-            self._close_ctl()
+        self._out += (json.dumps(msg) + "\n").encode()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what the pipe takes now; keep the rest for the next write (never block)."""
+        while self._out and self._ctl is not None:
+            try:
+                n = os.write(self._ctl, self._out)
+            except BlockingIOError:
+                return  # the watchdog is not reading (slow, frozen): it keeps the old D meanwhile
+            except OSError:  # the watchdog is gone: its exit report is on its way
+                self._close_ctl()
+                return
+            self._out = self._out[n:]
 
     def _close_ctl(self) -> None:
+        self._out = b""
         if self._ctl is not None:
             with contextlib.suppress(OSError):
                 os.close(self._ctl)
@@ -168,8 +243,10 @@ class Run:
 
     @property
     def outcome(self) -> str:
-        if self.error is not None and self.returncode is None:
+        if not self.confirmed:
             return "failed_to_start"
+        if self.error is not None:
+            return "watchdog_failed"
         if self.stop_reason is not None and self.signals:
             return self.stop_reason
         if any(s.reason == "deadline" for s in self.signals):
