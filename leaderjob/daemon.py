@@ -530,6 +530,8 @@ class Daemon:
                 self.exit_code = EXIT_LOST
             elif rc is not None:
                 self.exit_code = rc if rc >= 0 else 128 - rc
+            elif outcome == "watchdog_failed":
+                self.exit_code = 128 + signal.SIGKILL  # the command was killed with its watchdog
             if self.leaving is None:
                 self.leaving = "lock_done"
         elif (

@@ -1,0 +1,132 @@
+"""No part of a job outlives its run (docs/safety.md §3, S6), end to end: a real etcd, a real
+`leaderjob lock`, and a job with a descendant that left its process group.
+
+The job is ``sh -c 'setsid sleep 300 & sleep 300'``: one `sleep 300` in the job's group, one in a
+session of its own, out of reach of any signal to the group. Both are found by walking the
+process tree down from the daemon's pid (which the test knows) while the job runs, and identified
+by pid and start time afterwards, so a recycled pid is never mistaken for a survivor. If a test
+fails, the survivors are killed by pid. TTL 3 s; the bounds are generous except where the bound
+is the behaviour: after SIGTERM, the job is dead before the daemon exits (it revokes the lease
+only then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.daemons import leaderjob, wait_for
+from tests.harness.procs import pid_alive
+
+JOB = ["sh", "-c", "setsid sleep 300 & sleep 300"]
+
+Proc = tuple[int, str]  # pid, start time (field 22 of /proc/<pid>/stat)
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(ppid, start time) of ``pid``, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[1]), fields[19]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def _descendants(root: int) -> list[Proc]:
+    children: dict[int, list[Proc]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            children.setdefault(st[0], []).append((int(entry.name), st[1]))
+    found: list[Proc] = []
+    todo = [root]
+    while todo:
+        for proc in children.get(todo.pop(), []):
+            found.append(proc)
+            todo.append(proc[0])
+    return found
+
+
+def _running(proc: Proc) -> bool:
+    st = _stat(proc[0])
+    return st is not None and st[1] == proc[1] and pid_alive(proc[0])
+
+
+def _sleepers(root: int) -> list[Proc]:
+    return [p for p in _descendants(root) if _cmdline(p[0]) == ["sleep", "300"]]
+
+
+@pytest.fixture
+def survivors() -> Iterator[list[Proc]]:
+    """The job's `sleep 300` processes; whichever still runs after the test is killed by pid."""
+    procs: list[Proc] = []
+    yield procs
+    for proc in procs:
+        if _running(proc):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc[0], signal.SIGKILL)
+
+
+def _start_lock(procs, tmp_path, etcd, prefix, survivors):
+    daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, JOB, subcommand="lock")
+    daemon.wait_event("job.started", 15)
+    assert wait_for(lambda: len(_sleepers(daemon.pid)) == 2, 10), "the job's sleeps never ran"
+    survivors += _sleepers(daemon.pid)
+    return daemon
+
+
+def test_sigterm_kills_a_descendant_that_left_the_group_before_the_lock_exits_s6(
+    etcd, prefix, procs, tmp_path, survivors
+):
+    """S6 + L2: on SIGTERM the daemon stops the job and only then revokes the lease and exits;
+    the setsid() descendant is part of the job and is dead by then too."""
+    daemon = _start_lock(procs, tmp_path, etcd, prefix, survivors)
+    daemon.signal(signal.SIGTERM)
+    daemon.wait(15)
+    alive = [p for p in survivors if _running(p)]
+    assert not alive, f"outlived the lock: {alive}\n{daemon.tail()}"
+
+
+def test_kill9_of_the_lock_kills_a_descendant_that_left_the_group_s6(
+    etcd, prefix, procs, tmp_path, survivors
+):
+    """S6: after `kill -9` of the daemon the watchdog sees its control pipe close and kills every
+    descendant, the one that left the job's group included, within a fraction of a second."""
+    daemon = _start_lock(procs, tmp_path, etcd, prefix, survivors)
+    killed_at = time.monotonic()
+    daemon.signal(signal.SIGKILL)
+    gone = wait_for(lambda: not any(_running(p) for p in survivors), 5)
+    alive = [p for p in survivors if _running(p)]
+    assert gone is not None, f"outlived the daemon's kill -9: {alive}"
+    assert gone - killed_at < 2.0
+
+
+def test_kill9_of_the_watchdog_kills_the_job_group_and_the_lock_reports_it_s6(
+    etcd, prefix, procs, tmp_path, survivors
+):
+    """S6: if the watchdog itself is killed, the daemon notices (its status pipe ends without an
+    exit report) and kills the job's process group; `lock` then releases and exits 137 (the
+    command was killed), with the run's outcome watchdog_failed."""
+    daemon = _start_lock(procs, tmp_path, etcd, prefix, survivors)
+    [watchdog] = [
+        p for p in _descendants(daemon.pid) if any("watchdog.py" in a for a in _cmdline(p[0]))
+    ]
+    in_group = [p for p in survivors if os.getpgid(p[0]) != p[0]]
+    assert len(in_group) == 1  # the `sleep 300` that stayed in the job's group
+    os.kill(watchdog[0], signal.SIGKILL)
+    assert wait_for(lambda: not _running(in_group[0]), 5) is not None
+    assert daemon.wait(15) == 137
+    assert daemon.events("job.finished")[0]["outcome"] == "watchdog_failed"
