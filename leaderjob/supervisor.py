@@ -36,11 +36,13 @@ from typing import Any
 from leaderjob.clock import Wakeable
 
 _WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
-#: Linux's F_SETPIPE_SZ (not in :mod:`fcntl` before Python 3.10 on every platform).
+#: Linux's F_SETPIPE_SZ (the fallback is its value, for a fcntl module built without it).
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: The control pipe is grown to hold a whole start request up to this size (the default limit
 #: for unprivileged processes, /proc/sys/fs/pipe-max-size); a larger one is written in parts.
 _PIPE_MAX = 1 << 20
+#: Linux's default pipe capacity: a start request up to this size fits as it is.
+_PIPE_DEFAULT = 1 << 16
 
 
 @dataclass
@@ -122,8 +124,9 @@ class Run:
                 "grace": self.grace,
             }
             self._out = (json.dumps(first) + "\n").encode()
-            with contextlib.suppress(OSError):  # a smaller pipe is written in parts
-                fcntl.fcntl(ctl_w, _F_SETPIPE_SZ, min(len(self._out), _PIPE_MAX))
+            if len(self._out) > _PIPE_DEFAULT:
+                with contextlib.suppress(OSError):  # a smaller pipe is written in parts
+                    fcntl.fcntl(ctl_w, _F_SETPIPE_SZ, min(len(self._out), _PIPE_MAX))
             os.set_blocking(ctl_w, False)
             # Written before the watchdog exists: it finds its start request waiting.
             self._flush()
