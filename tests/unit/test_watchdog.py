@@ -230,7 +230,7 @@ def test_deadline_kills_a_descendant_that_left_the_group_s6(driven, escaped):
     """S6: at D the watchdog kills the whole tree on its own, with no word from the daemon —
     a descendant that left the group and ignores SIGTERM included."""
     script = f"trap '' TERM; {STUBBORN.format(pidfile=escaped)} sleep 300"
-    driven.first(_sh(script), left=3.0, grace=0.5)
+    driven.first(_sh(script), left=5.0, grace=0.5)
     driven.until("started")
     pid = _escaped_pid(escaped)
     assert driven.until("exited", timeout=15) is not None
