@@ -259,3 +259,16 @@ def test_job_starts_with_default_signal_dispositions_and_an_empty_mask(tmp_path)
     fields = dict(line.split(":\t", 1) for line in out.read_text().splitlines())
     assert int(fields["SigBlk"], 16) == 0, fields
     assert int(fields["SigIgn"], 16) == 0, fields
+
+
+def test_orphans_that_end_during_the_run_are_reaped_at_once(driven, escaped):
+    """As a subreaper the watchdog inherits every orphan of the job; one that ends while the job
+    runs is reaped at once (SIGCHLD wakes the loop), so a long job leaves no zombies behind."""
+    orphan = f'(setsid sh -c "echo \\$\\$ > {escaped}; sleep 0.2" &)'
+    driven.first(_sh(f"{orphan}; sleep 300"))
+    driven.until("started")
+    pid = _escaped_pid(escaped)
+    end = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not Path(f"/proc/{pid}").exists(), "an orphan that ended was left a zombie"
