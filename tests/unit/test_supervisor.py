@@ -46,12 +46,12 @@ def runs() -> Iterator[list[Run]]:
     made: list[Run] = []
     yield made
     for run in made:
-        run.close()
+        run.close()  # the watchdog kills its job on EOF; if it does not end, kill both by pid
+        run.wait(10)
         for pid in (run.pid, run._proc.pid if run._proc is not None else None):
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-        run.wait(10)
 
 
 @pytest.fixture

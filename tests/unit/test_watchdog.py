@@ -89,6 +89,18 @@ class Driven:
             *lines, self.buf = self.buf.split(b"\n")
             self.events += [json.loads(line) for line in lines if line.strip()]
 
+    def cleanup(self) -> None:
+        """Close the pipe (the watchdog then kills its job) and wait for it; if it does not
+        exit, kill it and the job's group by pid."""
+        self.close_ctl()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        pids = [self.proc.pid] + [ev["started"] for ev in self.events if "started" in ev]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self.proc.wait(10)
+
     def finish(self, timeout: float = 10.0) -> int:
         rc = self.proc.wait(timeout)
         self.close_ctl()
@@ -101,10 +113,7 @@ class Driven:
 def driven() -> Iterator[Driven]:
     d = Driven()
     yield d
-    d.close_ctl()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(d.proc.pid, signal.SIGKILL)
-    d.proc.wait(10)
+    d.cleanup()
 
 
 @pytest.fixture
@@ -174,8 +183,7 @@ def test_does_not_start_once_the_control_pipe_has_closed_s1_s6(tmp_path):
         assert not any("started" in ev for ev in d.events)
         assert not marker.exists()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(d.proc.pid, signal.SIGKILL)
+        d.cleanup()
 
 
 def test_stop_kills_a_descendant_that_left_the_group_s6(driven, escaped):
@@ -254,8 +262,7 @@ def test_job_starts_with_default_signal_dispositions_and_an_empty_mask(tmp_path)
         assert d.until("exited") == {"exited": 0}
         d.finish()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(d.proc.pid, signal.SIGKILL)
+        d.cleanup()
     fields = dict(line.split(":\t", 1) for line in out.read_text().splitlines())
     assert int(fields["SigBlk"], 16) == 0, fields
     assert int(fields["SigIgn"], 16) == 0, fields
