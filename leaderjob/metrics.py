@@ -105,6 +105,13 @@ class Metrics:
             [*e, "reason"],
             registry=registry,
         )
+        self.clock_skew = Gauge(
+            "leaderjob_schedule_clock_skew_seconds",
+            "While leading: how far the newest slot claim lies ahead of this replica's clock "
+            "(a replica whose clock ran fast claimed it; no slot runs until then), else 0",
+            e,
+            registry=registry,
+        )
         self.job_kills = Counter(
             "leaderjob_job_kills",
             "Signals sent to a job's process group, by signal and reason",
@@ -140,6 +147,7 @@ class Metrics:
             self.keepalive_latency,
             self.job_duration,
             self.schedule_lag,
+            self.clock_skew,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)
@@ -153,3 +161,4 @@ class Metrics:
         self.fencing_token.labels(self.election).set(token or 0)
         if not token:
             self.deadline_remaining.labels(self.election).set(0)
+            self.clock_skew.labels(self.election).set(0)
