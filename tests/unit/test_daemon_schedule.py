@@ -571,3 +571,46 @@ def test_one_cycle_spends_at_most_its_budget_on_etcd_L4(world: World) -> None:
         s for m in d.metrics.etcd_errors.collect() for s in m.samples if s.name.endswith("_total")
     ]
     assert sum(s.value for s in errors) == 0, errors
+
+
+# -- what an operator sees and does -------------------------------------------------------------
+
+
+def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim a day ahead: `status` shows the next slot after it (not "in 5 minutes" from the
+    caller's clock) and the skew; `repair-schedule` moves it back and deletes the later claims."""
+    import json
+
+    from click.testing import CliRunner
+
+    from leaderjob import cli
+    from leaderjob.clock import SystemClock
+
+    store = MemoryStore(SystemClock())
+    data = ElectionData(store, "/leaderjob", ELECTION)
+    now = datetime.now(UTC)
+    ahead = (now + timedelta(days=1)).replace(microsecond=0)
+    data.store.put(data.last_slot_key, ahead.strftime(SLOT_FORMAT).encode(), timeout=1)
+    store.put(data.slot_key(ahead.strftime(SLOT_FORMAT)), b"{}", timeout=1)
+    store.put(data.schedule_key, b'{"expr": "*/5 * * * *", "timezone": "UTC"}', timeout=1)
+    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    runner = CliRunner()
+
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    assert doc["next_fire"] > ahead.isoformat().replace("+00:00", "Z")
+    assert doc["claims_ahead_seconds"] > 86_000
+    text = runner.invoke(cli.main, ["status", "--election", ELECTION]).output
+    assert "CLOCK SKEW" in text and "repair-schedule" in text
+
+    result = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION])
+    assert result.exit_code == 0, result.output
+    assert "1 later claim(s) deleted" in result.output
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    assert doc["claims_ahead_seconds"] == 0
+    next_fire = datetime.fromisoformat(doc["next_fire"].replace("Z", "+00:00"))
+    assert next_fire - now <= timedelta(minutes=5)
+
+    bad = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION, "--to", "noon"])
+    assert bad.exit_code == 2 and "--to" in bad.output
