@@ -663,16 +663,16 @@ def _aware_time(flag: str, text: str) -> datetime:
 )
 @connection_options
 def repair_schedule(election: str, to: str | None, **params: Any) -> None:
-    """Undo a clock that ran ahead: move the newest slot claim back to now (or --to) and delete
-    the claims of slots after it, so the leader runs the next slot on time. Fix the fast clock
-    first; a slot the fast clock ran early runs again at its real time."""
+    """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
+    leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
+    claimed keep their claims and do not run a second time."""
     from leaderjob.election.store import StoreError
     from leaderjob.records import iso
 
     when = datetime.now(UTC) if to is None else _aware_time("--to", to)
     store, data, timeout = _open_data(election, params)
     try:
-        last, deleted = data.repair_last_slot(when, timeout=timeout)
+        last, later = data.repair_last_slot(when, timeout=timeout)
     except StoreError as exc:
         _etcd_failed(f"repair the schedule of {election!r}", exc)
     finally:
@@ -681,8 +681,9 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
         click.echo(f"{election}: newest claim {iso(last)} is not after {iso(when)}; nothing to do")
     else:
         click.echo(
-            f"repaired {election}: newest claim moved back from {iso(last)} to {iso(when)}, "
-            f"{deleted} later claim(s) deleted; the leader re-plans within one renew interval"
+            f"repaired {election}: newest claim moved back from {iso(last)} to {iso(when)}; the "
+            f"leader re-plans within one renew interval. {later} claim(s) of later slots stay: "
+            "those slots ran (or were skipped) early and do not run again"
         )
 
 

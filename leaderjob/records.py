@@ -204,24 +204,23 @@ class ElectionData:
     # -- anyone's side (CLI) -------------------------------------------------------------------
 
     def repair_last_slot(self, to: datetime, *, timeout: float) -> tuple[datetime | None, int]:
-        """Undo a clock that ran ahead: move ``state/last_slot`` back to ``to`` (if it lies
-        beyond) and delete the claims of timed slots after ``to``. Returns the newest claim
-        before the repair and how many claims were deleted.
+        """Undo a clock that ran ahead: move ``state/last_slot`` back to ``to`` if it lies beyond.
+        Returns the newest claim before the repair and how many claims of slots after ``to``
+        exist: they stay, so a slot the fast clock ran early is not run a second time (S3); at
+        its real time its claim is refused.
 
-        Slots after ``to`` then run at their time. Fix the fast clock first: a leader whose clock
-        is still ahead claims its future slots again.
+        Fix the fast clock first: a leader whose clock is still ahead claims future slots again.
         """
         last = self.last_slot(timeout=timeout)
         if last is None or last <= to:
             return last, 0
         self.store.put(self.last_slot_key, to.strftime(SLOT_FORMAT).encode(), timeout=timeout)
         slots = f"{self.base}/slots/"
-        deleted = 0
+        later = 0
         for info in self.store.get_prefix(slots, timeout=timeout):
             fired = parse_slot_id(info.key[len(slots) :])
-            if fired is not None and fired > to:
-                deleted += self.store.delete(info.key, timeout=timeout)
-        return last, deleted
+            later += fired is not None and fired > to
+        return last, later
 
     def history(self, limit: int, *, timeout: float) -> list[dict[str, Any]]:
         keys = self.store.get_prefix(

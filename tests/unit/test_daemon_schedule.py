@@ -375,7 +375,8 @@ def test_suspended_trigger_waits_and_runs_after_resume(world: World) -> None:
 
 def test_claim_from_a_fast_clock_is_logged_every_cycle_counted_and_repairable(world: World) -> None:
     """A replica a day ahead led and died: its claim is newest. The correct leader reports the
-    skew on every cycle and in a metric; after ``repair_last_slot`` the slots run again (L3)."""
+    skew on every cycle and in a metric; after ``repair_last_slot`` the slots run again (L3), and
+    the slot the fast clock claimed keeps its claim: it does not run a second time (S3)."""
     ahead = T0 + timedelta(days=1)
     world.data.store.put(world.data.last_slot_key, ahead.strftime(SLOT_FORMAT).encode(), timeout=1)
     world.store.put(world.data.slot_key(ahead.strftime(SLOT_FORMAT)), b"{}", timeout=1)
@@ -385,12 +386,26 @@ def test_claim_from_a_fast_clock_is_logged_every_cycle_counted_and_repairable(wo
     assert not world.started
     assert len(world.events("schedule.clock_skew")) >= len(reports) - 1
     assert metric(d, "leaderjob_schedule_clock_skew_seconds") > 86_000
-    prev, deleted = world.data.repair_last_slot(d.clock.wall(), timeout=1)
-    assert prev == ahead and deleted == 1
+    prev, later = world.data.repair_last_slot(d.clock.wall(), timeout=1)
+    assert prev == ahead and later == 1
     run_for(d, 25)
     assert len(world.started) == 2
     assert world.events("schedule.repaired")
     assert metric(d, "leaderjob_schedule_clock_skew_seconds") == 0
+
+
+def test_after_a_repair_a_slot_the_fast_clock_claimed_does_not_run_again_S3(world: World) -> None:
+    early = slot_at(30)
+    world.store.put(world.data.last_slot_key, early.encode(), timeout=1)
+    world.store.put(world.data.slot_key(early), b'{"status": "running"}', timeout=1)
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_for(d, 3)
+    world.data.repair_last_slot(d.clock.wall(), timeout=1)
+    run_for(d, 45)
+    assert [r.slot for r in world.started] == [slot_at(10), slot_at(20), slot_at(40)]
+    assert world.events("slot.claim_rejected", slot=early)
+    assert d.tenure is not None
 
 
 def test_a_day_forward_step_on_the_leader_is_reported_and_repairable(world: World) -> None:
@@ -606,7 +621,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
 
     result = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION])
     assert result.exit_code == 0, result.output
-    assert "1 later claim(s) deleted" in result.output
+    assert "1 claim(s) of later slots stay" in result.output
     doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
     assert doc["claims_ahead_seconds"] == 0
     next_fire = datetime.fromisoformat(doc["next_fire"].replace("Z", "+00:00"))
