@@ -103,7 +103,7 @@ class ElectionData:
         slot: str,
         claim: dict[str, Any],
         *,
-        run: bool,
+        run: bool = True,
         timeout: float,
     ) -> bool:
         """S3: claim one slot, fenced by our own key; moves ``state/last_slot`` forward.
