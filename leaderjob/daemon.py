@@ -34,7 +34,7 @@ from leaderjob.election.store import Store, StoreError, StoreRejected
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
-from leaderjob.planner import CatchUp, Planner, Slot
+from leaderjob.planner import CatchUp, Planner, Slot, SlotClock
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import Schedule
 from leaderjob.supervisor import Run
@@ -124,6 +124,8 @@ class Tenure:
     #: The newest slot claimed in etcd: read at the start of the tenure, then ours. Slots only
     #: move forward from it, whatever the wall clock does (a backward step waits it out).
     last_claimed: datetime | None = None
+    #: The time slots are planned by: the wall clock, held back after a jump (planner.SlotClock).
+    slot_clock: SlotClock = field(default_factory=SlotClock)
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -296,7 +298,8 @@ class Daemon:
         if self.s.mode == "schedule" and self.planner is not None:
             slot = self.planner.peek()
             if slot is not None:
-                times.append(now + (slot.start_time - self.clock.wall()).total_seconds())
+                planning = tenure.slot_clock.peek(self.clock.wall(), now)
+                times.append(now + (slot.start_time - planning).total_seconds())
         elif self.s.mode == "service" and not self.runs:
             times.append(self.restart_at)
         elif self.s.mode == "once" and not self.ran_once:
@@ -644,7 +647,16 @@ class Daemon:
 
     def _schedule_step(self, tenure: Tenure) -> Report | None:
         assert self.planner is not None
-        now, wall = self.clock.monotonic(), self.clock.wall()
+        now = self.clock.monotonic()
+        wall, jumped = tenure.slot_clock.observe(self.clock.wall(), now)
+        if jumped:
+            self.log.warning(
+                "schedule.clock_step",
+                ahead_seconds=round(jumped, 3),
+                planning_time=iso(wall),
+                hint="the wall clock jumped ahead; slots follow the monotonic clock until the "
+                "jump is undone or has held for 10 minutes",
+            )
         if not tenure.ready and not self._begin_tenure(tenure, wall):
             return None
         self._check_skew(tenure, wall)
@@ -679,9 +691,8 @@ class Daemon:
         """Start a claimed retry or replacement, if the election is not suspended meanwhile and
         (a replacement) its starting deadline has not passed while the old run was stopping."""
         assert self.planner is not None
-        if p.replacing is not None and self.clock.wall() - p.replacing.start_time > (
-            self.planner.deadline
-        ):
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        if p.replacing is not None and planning - p.replacing.start_time > self.planner.deadline:
             return self._skip(tenure, p.replacing, "deadline", claim=False)
         try:
             suspended = self.data.is_suspended(timeout=self._io_timeout())
@@ -759,8 +770,9 @@ class Daemon:
 
     def _skewed(self, tenure: Tenure) -> bool:
         assert self.planner is not None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
         return tenure.last_claimed is not None and (
-            tenure.last_claimed - self.clock.wall() > self.planner.deadline
+            tenure.last_claimed - planning > self.planner.deadline
         )
 
     def _publish_schedule(self, tenure: Tenure) -> None:

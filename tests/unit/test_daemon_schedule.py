@@ -408,24 +408,60 @@ def test_after_a_repair_a_slot_the_fast_clock_claimed_does_not_run_again_S3(worl
     assert d.tenure is not None
 
 
-def test_a_day_forward_step_on_the_leader_is_reported_and_repairable(world: World) -> None:
-    """+1 day on the leader's wall clock for 30 s, then corrected: it ran tomorrow's slot once;
-    afterwards it reports the skew, and the repair lets the schedule resume (no slot twice, S3)."""
+def _fired(slot: str) -> datetime:
+    return datetime.strptime(slot, SLOT_FORMAT).replace(tzinfo=UTC)
+
+
+def test_a_day_forward_step_on_the_leader_neither_runs_tomorrow_nor_stops_L3(world: World) -> None:
+    """+1 day on the leader's wall clock for 30 s, then undone: slots keep their pace on the
+    monotonic clock throughout (each logged `schedule.clock_step`), tomorrow's slot is not run,
+    and nothing is held back afterwards (no claim ahead, no skew)."""
     d = world.daemon("@every 10s")
     lead(world, d)
     run_for(d, 15)
-    assert len(world.started) == 1
     world.clock.step_wall(86_400)
     run_for(d, 30)
+    assert world.events("schedule.clock_step")
     world.clock.step_wall(-86_400)
     run_for(d, 30)
-    runs = len(world.started)
-    assert world.events("schedule.clock_skew")
-    world.data.repair_last_slot(d.clock.wall(), timeout=1)
+    slots = [r.slot for r in world.started]
+    assert slots == [slot_at(s) for s in range(10, 80, 10)]
+    assert not world.events("schedule.clock_skew")
+    assert metric(d, "leaderjob_schedule_clock_skew_seconds") == 0
+
+
+def test_a_forward_step_that_holds_is_accepted_after_ten_minutes(world: World) -> None:
+    """A jump that is not undone is a correction after all: after STEP_TRUST_AFTER the slots
+    follow the new wall clock (the slots it jumped over are skipped, not run in a burst)."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_for(d, 5)
+    world.clock.step_wall(3600)
+    run_for(d, 590)
+    assert all(_fired(r.slot) < T0 + timedelta(seconds=600) for r in world.started)
     run_for(d, 30)
-    assert len(world.started) >= runs + 2
+    late = [r for r in world.started if _fired(r.slot) > T0 + timedelta(hours=1)]
+    assert late, "the new wall clock was never accepted"
+    assert world.events("slot.skipped", reason="deadline")
     slots = [r.slot for r in world.started]
     assert len(slots) == len(set(slots))
+
+
+def test_runs_resume_at_once_when_a_backward_step_is_undone(world: World) -> None:
+    """-1 day for 30 s: nothing runs twice (slots only move forward) and, once undone, the next
+    slot runs on time."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_for(d, 15)
+    world.clock.step_wall(-86_400)
+    run_for(d, 30)
+    assert len(world.started) == 1
+    world.clock.step_wall(86_400)
+    run_for(d, 21)
+    slots = [r.slot for r in world.started]
+    assert len(slots) == len(set(slots)) and len(slots) >= 3
+    assert world.events("schedule.clock_skew"), "a clock behind the newest claim is reported"
+    assert metric(d, "leaderjob_schedule_clock_skew_seconds") == 0, "and no longer once undone"
 
 
 # -- replace supersedes ---------------------------------------------------------------------------
