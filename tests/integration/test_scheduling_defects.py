@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.records import SLOT_FORMAT, ElectionData
@@ -152,3 +154,52 @@ def test_a_refused_claim_is_logged_and_never_run(etcd, prefix, procs, tmp_path):
     assert wait_for(lambda: any(r["slot"] > taken[-1] for r in _starts(journal)), 10)
     assert not [r for r in _starts(journal) if r["slot"] in taken]
     assert len(d.events("election.lost")) == 0
+
+
+LIBFAKETIME = next(
+    (str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), ""
+)
+
+
+@pytest.mark.skipif(not LIBFAKETIME, reason="needs libfaketime (apt-get install faketime)")
+def test_a_day_forward_step_on_the_leader_changes_no_slot_L3(etcd, prefix, procs, tmp_path):
+    """The fault soak's nemesis, on one real daemon: its wall clock steps +1 day for 6 s, then
+    back (libfaketime; monotonic untouched). Slots keep their pace throughout, tomorrow's slot
+    is never claimed, and afterwards nothing needs repairing (no claim ahead, no skew)."""
+    journal = tmp_path / "journal"
+    clock = tmp_path / "clock"
+    clock.write_text("+0\n")
+    env = {
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_CACHE_DURATION": "0.5",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    d = leaderjob(
+        procs,
+        tmp_path,
+        "a",
+        etcd.endpoint,
+        prefix,
+        job(journal, "--duration", "0"),
+        schedule="@every 2s",
+        env=env,
+    )
+    d.wait_event("job.started", 10)
+    clock.write_text("+1d\n")
+    time.sleep(1)  # libfaketime re-reads the file within 0.5 s
+    stepped = len(_starts(journal))
+    time.sleep(6)
+    assert len(_starts(journal)) >= stepped + 2, "slots stopped during the step"
+    clock.write_text("+0\n")
+    time.sleep(1.5)
+    after = len(_starts(journal))
+    assert wait_for(lambda: len(_starts(journal)) >= after + 2, 8), d.tail()
+    tomorrow = (datetime.now(UTC) + timedelta(hours=12)).strftime(SLOT_FORMAT)
+    slots = [r["slot"] for r in _starts(journal)]
+    assert all(s < tomorrow for s in slots), slots
+    assert len(slots) == len(set(slots))
+    assert not d.events("schedule.clock_skew")
+    assert d.events("schedule.clock_step")
+    status = json.loads(cli(etcd.endpoint, prefix, "status", "--election", "job", "--json"))
+    assert status["claims_ahead_seconds"] < 3
