@@ -649,6 +649,8 @@ class Daemon:
         assert self.planner is not None
         now = self.clock.monotonic()
         wall, jumped = tenure.slot_clock.observe(self.clock.wall(), now)
+        if self.metrics is not None:
+            self.metrics.clock_step.labels(self.s.election).set(jumped)
         if jumped:
             self.log.warning(
                 "schedule.clock_step",

@@ -112,6 +112,13 @@ class Metrics:
             e,
             registry=registry,
         )
+        self.clock_step = Gauge(
+            "leaderjob_schedule_clock_step_seconds",
+            "While leading: how far a wall-clock jump is held back (slots follow the monotonic "
+            "clock until it is undone or has held for 10 minutes), else 0",
+            e,
+            registry=registry,
+        )
         self.job_kills = Counter(
             "leaderjob_job_kills",
             "Signals sent to a job's process group, by signal and reason",
@@ -148,6 +155,7 @@ class Metrics:
             self.job_duration,
             self.schedule_lag,
             self.clock_skew,
+            self.clock_step,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)
@@ -162,3 +170,4 @@ class Metrics:
         if not token:
             self.deadline_remaining.labels(self.election).set(0)
             self.clock_skew.labels(self.election).set(0)
+            self.clock_step.labels(self.election).set(0)

@@ -422,12 +422,14 @@ def test_a_day_forward_step_on_the_leader_neither_runs_tomorrow_nor_stops_L3(wor
     world.clock.step_wall(86_400)
     run_for(d, 30)
     assert world.events("schedule.clock_step")
+    assert metric(d, "leaderjob_schedule_clock_step_seconds") == 86_400
     world.clock.step_wall(-86_400)
     run_for(d, 30)
     slots = [r.slot for r in world.started]
     assert slots == [slot_at(s) for s in range(10, 80, 10)]
     assert not world.events("schedule.clock_skew")
     assert metric(d, "leaderjob_schedule_clock_skew_seconds") == 0
+    assert metric(d, "leaderjob_schedule_clock_step_seconds") == 0
 
 
 def test_a_forward_step_that_holds_is_accepted_after_ten_minutes(world: World) -> None:
