@@ -7,7 +7,7 @@ Layout under ``<prefix>/<election>/``::
     slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
-    history/<ms>-<run-id>      one record per run or skipped slot; the newest N are kept
+    history/<ms>-<run-id>      one record per run or skipped slot, keyed by its completion
     control/suspended          present while the election is suspended
     control/triggers/<id>      "run now" requests, consumed by the claim that runs them
 
