@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -27,6 +27,7 @@ from leaderjob.config import (
     election_prefix,
     join_errors,
     validate_election_name,
+    validate_slot_timing,
 )
 from leaderjob.units import DurationError, parse_duration
 
@@ -375,6 +376,12 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
             schedule = parse_schedule(expr, params.get("timezone") or "UTC")
         except ScheduleError as exc:
             errors.append(f"--schedule {expr!r}: {exc}")
+        else:
+            errors += validate_slot_timing(
+                schedule.interval().total_seconds(),
+                params.get("jitter") or 0.0,
+                params.get("starting_deadline"),
+            )
     else:
         if mode == "schedule":
             mode = "service"
@@ -534,7 +541,8 @@ def read_status(
     store: Any, data: Any, election: str, prefix: str, timeout: float
 ) -> dict[str, Any]:
     """What `status` shows: the queue, the leader's lease, the schedule, the last run."""
-    from leaderjob.schedule import ScheduleError, parse_schedule
+    from leaderjob.records import iso
+    from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
 
     keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
     candidates = [
@@ -550,13 +558,22 @@ def read_status(
     if leader is not None:
         leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
     schedule = data.schedule_info(timeout=timeout)
-    next_fire = None
+    # What the leader will actually run next: slots only move forward past the newest claim, so
+    # a claim made by a clock that ran ahead holds every slot back until then.
+    now = datetime.now(UTC)
+    last = data.last_slot(timeout=timeout)
+    ahead = max(0.0, (last - now).total_seconds()) if last is not None else 0.0
+    next_fire = next_start = None
     if schedule:
         try:
             sched = parse_schedule(schedule["expr"], schedule.get("timezone", "UTC"))
-            next_fire = sched.next_after(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-        except (ScheduleError, KeyError):
-            next_fire = None
+            fire = sched.next_after(max(now, last) if last is not None else now)
+            start = fire + timedelta(
+                seconds=slot_jitter(election, fire, float(schedule.get("jitter") or 0.0))
+            )
+            next_fire, next_start = iso(fire), iso(start)
+        except (ScheduleError, KeyError, ValueError, OverflowError):
+            next_fire = next_start = None
     history = data.history(1, timeout=timeout)
     return {
         "election": election,
@@ -565,6 +582,9 @@ def read_status(
         "suspended": data.is_suspended(timeout=timeout),
         "schedule": schedule,
         "next_fire": next_fire,
+        "next_start": next_start,
+        "last_claimed": iso(last),
+        "claims_ahead_seconds": round(ahead, 3),
         "last_run": history[0] if history else None,
     }
 
@@ -603,13 +623,67 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     if doc["schedule"]:
         sched = doc["schedule"]
         click.echo(
-            f"  schedule {sched.get('expr')} ({sched.get('timezone')}), next {doc['next_fire']}"
+            f"  schedule {sched.get('expr')} ({sched.get('timezone')}), next slot "
+            f"{doc['next_fire']}"
+            + (f" (starts {doc['next_start']})" if doc["next_start"] != doc["next_fire"] else "")
+        )
+    if doc["claims_ahead_seconds"] > 1:
+        click.echo(
+            f"  CLOCK SKEW: the newest claim ({doc['last_claimed']}) lies "
+            f"{doc['claims_ahead_seconds']:g}s ahead of this machine's clock; no slot runs "
+            "before then. Fix the fast clock, then `leaderjob repair-schedule`"
         )
     last = doc["last_run"]
     if last:
         click.echo(
             f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')} "
             f"by {last.get('identity')} at {last.get('started_at') or last.get('scheduled_time')}"
+        )
+
+
+def _aware_time(flag: str, text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise click.UsageError(
+            f"{flag} {text!r}: give an ISO 8601 time with a zone, e.g. 2026-11-30T06:00:00Z"
+        )
+    return when.astimezone(UTC)
+
+
+@main.command(name="repair-schedule")
+@election_option("Election whose schedule to repair.")
+@click.option(
+    "--to",
+    "to",
+    help="Move the newest claim back to this ISO 8601 time with a zone "
+    "(e.g. 2026-11-30T06:00:00Z) [default: now].",
+)
+@connection_options
+def repair_schedule(election: str, to: str | None, **params: Any) -> None:
+    """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
+    leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
+    claimed keep their claims and do not run a second time."""
+    from leaderjob.election.store import StoreError
+    from leaderjob.records import iso
+
+    when = datetime.now(UTC) if to is None else _aware_time("--to", to)
+    store, data, timeout = _open_data(election, params)
+    try:
+        last, later = data.repair_last_slot(when, timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"repair the schedule of {election!r}", exc)
+    finally:
+        store.close()
+    if last is None or last <= when:
+        click.echo(f"{election}: newest claim {iso(last)} is not after {iso(when)}; nothing to do")
+    else:
+        click.echo(
+            f"repaired {election}: newest claim moved back from {iso(last)} to {iso(when)}; the "
+            f"leader re-plans within one renew interval. {later} claim(s) of later slots stay: "
+            "those slots ran (or were skipped) early and do not run again"
         )
 
 

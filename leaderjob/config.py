@@ -193,5 +193,30 @@ def validate_election_name(election: str) -> list[str]:
     return []
 
 
+#: The shortest --starting-deadline: a slot's claim and start take tens of milliseconds, more on
+#: a loaded machine; a shorter deadline would skip most slots as late.
+MIN_STARTING_DEADLINE = 1.0
+
+
+def validate_slot_timing(
+    interval: float, jitter: float, starting_deadline: float | None
+) -> list[str]:
+    """Options that would lose slots silently, given the schedule's ``interval`` (seconds)."""
+    errors = []
+    if jitter >= interval:
+        errors.append(
+            f"--jitter {format_duration(jitter)} must be shorter than the schedule's interval "
+            f"({format_duration(interval)}): a slot delayed past the next one holds it up until "
+            "it is too late to run"
+        )
+    if starting_deadline is not None and starting_deadline < MIN_STARTING_DEADLINE:
+        errors.append(
+            f"--starting-deadline {format_duration(starting_deadline)} is too short: give at "
+            "least 1s (starting a slot takes tens of milliseconds; a shorter deadline skips "
+            "most slots as late)"
+        )
+    return errors
+
+
 def join_errors(errors: Sequence[str]) -> str:
     return "; ".join(errors)

@@ -105,6 +105,20 @@ class Metrics:
             [*e, "reason"],
             registry=registry,
         )
+        self.clock_skew = Gauge(
+            "leaderjob_schedule_clock_skew_seconds",
+            "While leading: how far the newest slot claim lies ahead of this replica's clock "
+            "(a replica whose clock ran fast claimed it; no slot runs until then), else 0",
+            e,
+            registry=registry,
+        )
+        self.clock_step = Gauge(
+            "leaderjob_schedule_clock_step_seconds",
+            "While leading: how far a wall-clock jump is held back (slots follow the monotonic "
+            "clock until it is undone or has held for 10 minutes), else 0",
+            e,
+            registry=registry,
+        )
         self.job_kills = Counter(
             "leaderjob_job_kills",
             "Signals sent to a job's process group, by signal and reason",
@@ -140,6 +154,8 @@ class Metrics:
             self.keepalive_latency,
             self.job_duration,
             self.schedule_lag,
+            self.clock_skew,
+            self.clock_step,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)
@@ -153,3 +169,5 @@ class Metrics:
         self.fencing_token.labels(self.election).set(token or 0)
         if not token:
             self.deadline_remaining.labels(self.election).set(0)
+            self.clock_skew.labels(self.election).set(0)
+            self.clock_step.labels(self.election).set(0)
