@@ -17,6 +17,7 @@ after our job is dead (docs/safety.md L2, S6).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -297,18 +298,19 @@ class Daemon:
         tenure = self.tenure
         if tenure is None:
             return now
+        if self.s.mode == "service":
+            return self.restart_at if not self.runs else math.inf
+        if self.s.mode == "once":
+            return now if not self.ran_once else math.inf
+        # Schedule mode only: the switches, catch-up and pending runs exist for slots alone.
         times = [tenure.control_at]
         # A pending run blocked by an active one adds no wake-up: the run's end wakes the loop.
         times += [p.not_before for p in tenure.pending if not self._blocked()]
-        if self.s.mode == "schedule" and self.planner is not None:
+        if self.planner is not None:
             slot = self.planner.peek()
             if slot is not None:
                 planning = tenure.slot_clock.peek(self.clock.wall(), now)
                 times.append(now + (slot.start_time - planning).total_seconds())
-        elif self.s.mode == "service" and not self.runs:
-            times.append(self.restart_at)
-        elif self.s.mode == "once" and not self.ran_once:
-            times.append(now)
         if not tenure.ready:
             times.append(now + 0.2)
         return min(times)

@@ -670,3 +670,16 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
 
     bad = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION, "--to", "noon"])
     assert bad.exit_code == 2 and "--to" in bad.output
+
+
+@pytest.mark.parametrize("mode", ["service", "once"])
+def test_a_leader_without_a_schedule_does_not_spin_L4(world: World, mode: str) -> None:
+    """L4: in service mode and under ``lock`` the leader's loop waits for the renewal, the run's
+    end or the restart — it does not cycle on a switch poll or catch-up that never applies."""
+    FakeRun.job = Job(duration=30)
+    d = world.daemon("", mode=mode)
+    lead(world, d)
+    run_for(d, 0.1)
+    assert len(world.started) == 1
+    reports = run_for(d, 20, max_cycles=2000)
+    assert len(reports) / 20 < 10
