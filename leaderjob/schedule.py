@@ -321,18 +321,15 @@ class Schedule:
         # `first` unless the wall time is repeated). Both maps are monotonic non-decreasing in
         # the wall time, so the answer is the smaller of: the first `first` strictly after
         # `after`, and the first `last` strictly after it. Walls are visited in increasing order
-        # from a start whose instants are all at most `after`; collapsed gap times are skipped
-        # because their shared instant is not strictly after the firing that already happened.
+        # from a start whose instants are all at most `after` (walls_from drops the earlier ones
+        # of the start's own hour); collapsed gap times are skipped because their shared instant
+        # is not strictly after the firing that already happened.
         local = after.astimezone(self._zone)
-        start = local.replace(tzinfo=None, second=0, microsecond=0, fold=0)
-        if plan.repeats and local.fold == 0:
-            second_pass = local.replace(fold=1).utcoffset()
-            if second_pass is not None and second_pass != local.utcoffset():
-                # `after` is in the first pass of a repeated time: wall times just before it
-                # still come round again, so start from `after` as the second pass reads it.
-                start = (after.astimezone(UTC).replace(tzinfo=None) + second_pass).replace(
-                    second=0, microsecond=0
-                )
+        start = local.replace(tzinfo=None)
+        if plan.repeats:
+            # In the first pass of a repeated time, wall times just before `after` come round
+            # again: start from `after` as the second pass reads it (elsewhere the same wall).
+            start -= _offset(local) - _offset(local.replace(fold=1))
         stop_year = min(start.year + _SEARCH_YEARS, MAXYEAR)
         repeat: datetime | None = None  # the first second occurrence after `after`
         for wall in plan.walls_from(start, stop_year):
@@ -404,7 +401,7 @@ def slot_jitter(election: str, fire_time: datetime, jitter: float) -> float:
 
 def _load_zone(name: str) -> tuple[str, tzinfo]:
     """The zone's name as the zone database spells it, and the zone. Names are matched
-    case-insensitively when only one zone matches (`utc`, `europe/berlin`)."""
+    case-insensitively (`utc`, `europe/berlin`)."""
     if name.upper() == "UTC":
         return "UTC", UTC  # works even without tzdata
     try:
@@ -412,13 +409,11 @@ def _load_zone(name: str) -> tuple[str, tzinfo]:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # ValueError: malformed keys like '' or '../x'; OSError: directories like 'America'.
         pass
-    matches = sorted(z for z in available_timezones() if z.lower() == name.lower())
-    if len(matches) == 1:
-        return matches[0], ZoneInfo(matches[0])
-    hint = "use an IANA name like Europe/Berlin"
-    if matches:
-        hint = f"the name is ambiguous, write one of {', '.join(matches)}"
-    raise ScheduleError(f"unknown time zone {name!r}: {hint}")
+    # No two zone names differ only in case, so at most one matches.
+    for known in available_timezones():
+        if known.lower() == name.lower():
+            return known, ZoneInfo(known)
+    raise ScheduleError(f"unknown time zone {name!r}: use an IANA name like Europe/Berlin")
 
 
 def _parse_expr(expr: str) -> _Cron | _Every:
@@ -504,6 +499,12 @@ def _days_in_month(year: int, month: int) -> int:
         return _MAX_DAYS[month - 1]
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     return 29 if leap else 28
+
+
+def _offset(moment: datetime) -> timedelta:
+    offset = moment.utcoffset()
+    assert offset is not None, moment  # aware: made by astimezone
+    return offset
 
 
 def _instants(wall: datetime, zone: tzinfo, repeats: bool) -> tuple[datetime, datetime]:

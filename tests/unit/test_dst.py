@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -136,3 +137,47 @@ def test_the_worked_example_of_the_docs() -> None:
         "02:00 CET",
         "02:15 CET",
     ]
+
+
+def spring_transitions(zone: str, years: range) -> list[tuple[datetime, timedelta]]:
+    """(instant, gap length) of each clock change forward, found by bisecting the offset."""
+    tz = ZoneInfo(zone)
+    found = []
+    day = datetime(years.start, 1, 1, tzinfo=UTC)
+    while day.year < years.stop:
+        nxt = day + timedelta(days=1)
+        before, after = day.astimezone(tz).utcoffset(), nxt.astimezone(tz).utcoffset()
+        if before is not None and after is not None and after > before:
+            lo, hi = day, nxt
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if mid.astimezone(tz).utcoffset() == before else (lo, mid)
+            found.append((hi.replace(microsecond=0), after - before))
+        day = nxt
+    return found
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+        "Antarctica/Troll",
+        "America/Havana",
+        "America/Santiago",
+    ],
+)
+def test_every_time_in_a_gap_fires_at_the_instant_of_the_change(zone: str) -> None:
+    """Spring forward, every minute of every gap in 2020-2029: the firing is at the change itself,
+    on the whole second, for 30-minute, 1-hour and 2-hour gaps alike."""
+    tz = ZoneInfo(zone)
+    for change, length in spring_transitions(zone, range(2020, 2030)):
+        gap_start = (change - timedelta(seconds=1)).astimezone(tz).replace(tzinfo=None)
+        gap_start += timedelta(seconds=1)
+        for minute in range(int(length / timedelta(minutes=1))):
+            wall = gap_start + timedelta(minutes=minute)
+            expr = f"{wall.minute} {wall.hour} {wall.day} {wall.month} *"
+            schedule = parse_schedule(expr, zone)
+            assert schedule.next_after(change - timedelta(hours=3)) == change, (zone, wall)

@@ -9,8 +9,9 @@ forward 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z) and falls back 2026-11-01 02:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -835,3 +836,124 @@ def test_schedule_error_is_a_value_error() -> None:
 )
 def test_rare_but_possible_day_combinations_are_accepted(expr: str) -> None:
     assert parse_schedule(expr).next_after(utc(2026, 1, 1)) > utc(2026, 1, 1)
+
+
+# --- edges found by mutation testing (docs/testing.md) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "count", "minutes"),
+    [
+        ("0-30/10 * * * *", utc(2026, 1, 1, 12, 0), 4, [10, 20, 30, 0]),  # a range's own step
+        ("55/2 * * * *", utc(2026, 1, 1, 12, 0), 3, [55, 57, 59]),  # `a/n` reaches the last value
+        ("5-5 * * * *", utc(2026, 1, 1, 12, 0), 2, [5, 5]),  # a one-value range
+    ],
+)
+def test_steps_and_ranges_at_their_ends(
+    expr: str, after: datetime, count: int, minutes: list[int]
+) -> None:
+    assert [t.minute for t in fires(expr, after, count)] == minutes
+
+
+def test_weekday_a_slash_n_may_start_on_saturday() -> None:
+    # 6/2 is Saturday only (the field ends at 6); 2026-01-03 and -10 are Saturdays.
+    assert [t.day for t in fires("0 0 * * 6/2", utc(2026, 1, 1), 2)] == [3, 10]
+
+
+def test_a_two_hour_field_repeats_through_the_fall_back() -> None:
+    # `30 1-2` in Berlin on 2026-10-25: 01:30 CEST, 02:30 CEST, 02:30 CET.
+    got = fires("30 1-2 * * *", utc(2026, 10, 24, 12), 3, "Europe/Berlin")
+    assert got == [utc(2026, 10, 24, 23, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)]
+
+
+def test_2000_was_a_leap_year() -> None:
+    assert parse_schedule("0 0 29 2 *").next_after(utc(1999, 3, 1)) == utc(2000, 2, 29)
+
+
+def test_every_with_microseconds_near_the_supported_end_is_exact() -> None:
+    # 2.5e11 seconds and a microsecond do not fit a float: the count must stay in integers.
+    after = utc(9989, 12, 31, 23, 59, 59, 999999)
+    assert parse_schedule("@every 1s").next_after(after) == utc(9990, 1, 1)
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: such a datetime is naive in all but name."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_a_tzinfo_without_an_offset_counts_as_naive() -> None:
+    unknown = datetime(2026, 1, 1, tzinfo=_NoOffset())
+    with pytest.raises(ValueError, match="timezone-aware"):
+        parse_schedule("@hourly").next_after(unknown)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        slot_id(unknown)
+
+
+@pytest.fixture
+def host_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's own zone (TZ) set to Asia/Tokyo for the test."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_tokyo")
+def test_the_host_zone_changes_nothing() -> None:
+    """S3 needs every replica to name a slot alike, whatever zone its host is set to."""
+    berlin = ZoneInfo("Europe/Berlin")
+    assert slot_id(datetime(2026, 1, 1, 1, tzinfo=berlin)) == "20260101T000000Z"
+    got = fires("30 * * * *", utc(2026, 10, 25, 0), 2, "Europe/Berlin")
+    assert got == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)]
+    assert all(t.tzinfo is UTC for t in got)
+
+
+def test_utc_needs_no_zone_database() -> None:
+    assert parse_schedule("@daily", "utc").zone is UTC
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("61 * * * *", "minute field '61': 61 is out of range; values must be 0-59"),
+        (
+            "30-10 * * * *",
+            "minute field '30-10': range '30-10' is reversed; write the low end first",
+        ),
+        (
+            "0 0 * * SAT-SUN",
+            "day-of-week field 'SAT-SUN': range 'SAT-SUN' is reversed; write the low end first "
+            "(for a range ending on Sunday use 7, e.g. 5-7)",
+        ),
+        (
+            "0 0 * * FOO-MON",
+            "day-of-week field 'FOO-MON': unknown name 'FOO'; values must be 0-7 "
+            "(0 and 7 are Sunday) or SUN-SAT",
+        ),
+        (
+            "",
+            "empty schedule: write 5 cron fields like '*/5 * * * *' or a macro like @hourly or "
+            "'@every 5m'",
+        ),
+        ("@every", "@every needs a duration, like '@every 5m' or '@every 1h30m'"),
+        ("TZ= 0 9 * * *", "TZ= prefix has no zone; write it like TZ=Europe/Berlin 0 3 * * *"),
+    ],
+)
+def test_whole_error_messages(expr: str, message: str) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(expr)
+    assert str(caught.value) == message
+
+
+def test_infinite_jitter_message() -> None:
+    with pytest.raises(ValueError, match=r"^jitter must be a finite number of seconds$"):
+        slot_jitter("cleanup", utc(2026, 1, 1), float("inf"))
