@@ -779,7 +779,11 @@ def resume(election: str, **params: Any) -> None:
 @click.argument("expr")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--after", help="Start from this ISO 8601 time instead of now.")
+@click.option(
+    "--after",
+    help="Start from this ISO 8601 time instead of now; without an offset it is read in the "
+    "schedule's time zone.",
+)
 def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
     """Print the next fire times of a schedule expression, to check it before deploying."""
     from leaderjob.schedule import ScheduleError, parse_schedule
@@ -788,6 +792,7 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
         schedule = parse_schedule(expr, timezone)
     except ScheduleError as exc:
         raise click.UsageError(f"{expr!r}: {exc}") from None
+    zone = schedule.zone
     if after is None:
         t = datetime.now(UTC)
     else:
@@ -798,12 +803,12 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
                 f"--after {after!r}: not an ISO 8601 time, e.g. 2026-03-29T00:00:00+01:00"
             ) from None
         if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(schedule.timezone)
+            t = t.replace(tzinfo=zone)  # a local time of the schedule's zone, as it fires in
     for _ in range(count):
-        t = schedule.next_after(t)
+        try:
+            t = schedule.next_after(t)
+        except ScheduleError as exc:
+            raise click.UsageError(f"--after {after or 'now'}: {exc}") from None
         local = t.astimezone(zone)
         click.echo(f"{t.isoformat().replace('+00:00', 'Z')}  {local.isoformat()} {local.tzname()}")
 
