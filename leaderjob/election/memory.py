@@ -163,6 +163,13 @@ class MemoryStore:
     def heal(self) -> None:
         self._partitioned = False
 
+    def lease_expiry(self, lease_id: int) -> float | None:
+        """When the server will expire ``lease_id`` (monotonic), or None if it is gone. Test API:
+        it sweeps first, as any access would, and no fault stops it."""
+        with self._access(None) as s:
+            lease = s.leases.get(lease_id)
+            return None if lease is None else lease.expires_at
+
     def expire(self, lease_id: int) -> None:
         """Expire a lease on the server now, as if its TTL ran out."""
         with self._access(None):
