@@ -236,7 +236,14 @@ class Elector:
             self._watch_keys([standing.predecessor.key, self.key], standing.revision)
             return
         if self.machine.phase is Phase.CAMPAIGNING:
-            self._note(out, self.machine.won(self.create_revision, now))
+            self._note(out, self._after(self.machine.won(self.create_revision, now)))
+            if self.machine.lease is None or self.key is None:
+                return
+            if self.machine.phase is Phase.CAMPAIGNING:
+                # First in the queue, but the campaign was too slow to lead on its grant. Read
+                # again after the next renewal (already due: renew_interval < renew_deadline);
+                # without a re-read our key would stay first, kept alive, nobody leading.
+                self._recheck = True
         self._watch_keys([self.key], standing.revision)
 
     def _watch_keys(self, keys: list[str], revision: int) -> None:

@@ -153,6 +153,10 @@ class MemoryStore:
         if n > 0:
             self._failures.append(_Failure(n, operation))
 
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` armed and that have not happened yet."""
+        self._failures.clear()
+
     def partition(self) -> None:
         """Cut this client off: every call raises, open watches break (fire), leases age on."""
         with self._access(None):

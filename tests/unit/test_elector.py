@@ -23,6 +23,7 @@ from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Grant, KeyInfo, Standing, Store, StoreUnavailable, Watch
+from tests.unit.slowstore import SlowStore
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/leaderjob/test/leader"
@@ -515,3 +516,42 @@ def test_leader_that_cannot_confirm_steps_down(world: World) -> None:
     at, reason = lost[0]
     assert reason is Reason.UNCONFIRMED
     assert confirmed + TIMING.renew_deadline <= at < confirmed + TIMING.renew_deadline + 0.1
+
+
+@pytest.mark.parametrize(
+    ("timing", "delays"),
+    [
+        (TIMING, {"create": 2.6}),
+        (Timing.from_ttl(15, grace=3), {"grant": 4.0, "create": 4.9, "standing": 2.4}),
+    ],
+    ids=["ttl3-create-2.6s", "ttl15-grant-4.0s-create-4.9s-read-2.4s"],
+)
+def test_l1_slow_campaign_does_not_block_the_election(
+    timing: Timing, delays: dict[str, float]
+) -> None:
+    """L1: a campaign whose grant, create and first read together outlast the renew deadline
+    (each call inside its own timeout) cannot lead on that grant. It must not then sit first in
+    the queue for ever, renewing its key with no read scheduled: someone leads within
+    TTL + 1.5 s of the campaign's end."""
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    slow = SlowStore(store, clock)
+    for operation, seconds in delays.items():
+        slow.slow_next(operation, seconds)
+    first = Elector(slow, timing, PREFIX, "slow", clock, CountingEvent())
+    other = Elector(store.client(), timing, PREFIX, "other", clock, CountingEvent())
+    started = clock.monotonic()
+    first.step(may_campaign=True)
+    ended = clock.monotonic()
+    assert ended - started == pytest.approx(sum(delays.values()))
+    assert first.phase is Phase.CAMPAIGNING  # too late to lead on this grant: declined
+    other.step(may_campaign=True)  # queued behind the slow one
+    assert other.phase is Phase.CAMPAIGNING
+    leaders: list[Elector] = []
+    while not leaders and clock.monotonic() < ended + timing.ttl + 1.5:
+        clock.advance(0.1)
+        for e in (first, other):
+            e.step(may_campaign=True)
+        leaders = [e for e in (first, other) if e.machine.is_leader(clock.monotonic())]
+        assert len(leaders) <= 1
+    assert leaders, f"nobody leads {clock.monotonic() - ended:.1f} s after the slow campaign"
