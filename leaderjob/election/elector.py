@@ -12,6 +12,9 @@ etcd's election recipe (``concurrency.Election``), with the fixes docs/safety.md
    leadership after the candidate's own lease expired).
 4. While leading, renew every renew interval and re-read our key once per renewal period, because
    keepalives alone are not trusted on old etcd versions (3.4 < .31/.38 lease bugs).
+5. While waiting, re-read our standing once per renew interval too: a watch is trusted for no
+   longer than that (it can sit on a member that lost its peers, silent, for as long as the
+   partition lasts).
 
 Abandoned leases are never renewed again; their revoke is deferred until the caller says the job
 of that tenure is dead (:meth:`release`), so a successor can never start while our job still runs.
@@ -88,7 +91,7 @@ class Elector:
         t = self.machine.next_wakeup(now)
         if t is not None:
             times.append(t)
-        if self.machine.phase is Phase.LEADING:
+        if self.machine.phase is not Phase.IDLE:
             times.append(self._confirm_at)
         if self.machine.lease is None and may_campaign:
             times.append(self._next_campaign_at)
@@ -112,8 +115,12 @@ class Elector:
             self._renew(out)
         phase = self.machine.phase
         now = self.clock.monotonic()
-        if (phase is Phase.CAMPAIGNING and (self._recheck or self._watch_fired())) or (
-            phase is Phase.LEADING and (now >= self._confirm_at or self._watch_fired())
+        # A candidate re-reads its standing at least once per renew interval, watch or not: a
+        # watch can sit silent on a member that lost its peers (or froze), and that must delay a
+        # successor by one renew interval at most, not for as long as the partition lasts.
+        due = now >= self._confirm_at or self._watch_fired()
+        if (phase is Phase.CAMPAIGNING and (self._recheck or due)) or (
+            phase is Phase.LEADING and due
         ):
             self._read_standing(out)
         return out

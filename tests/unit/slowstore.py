@@ -4,10 +4,14 @@
 jumps by them before the server sees the request (``where="request"``) or after it applied it
 (``where="reply"``). A call slower than its timeout waits out the timeout and fails, as a gRPC
 call does. In a single-threaded world a slow call is time passing for everyone.
+
+With ``silent_watches`` set, watches are made but never fire: a watch on a member that lost its
+peers (without require-leader) or froze, whose stream stays open and says nothing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -23,6 +27,7 @@ class SlowStore:
         self.inner = store.client()
         self.clock = clock
         self.slow: dict[str, tuple[float, str]] = {}
+        self.silent_watches = False
 
     def slow_next(self, operation: str, seconds: float, where: str = "request") -> None:
         self.slow[operation] = (seconds, where)
@@ -74,6 +79,23 @@ class SlowStore:
         )
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> Watch:
+        if self.silent_watches:
+            return SilentWatch()
         return self.inner.watch_deletes(keys, start_revision, on_fire)
+
+
+class SilentWatch:
+    """A watch stream that stays open and never delivers anything."""
+
+    def __init__(self) -> None:
+        self.fired = threading.Event()
+
+    def cancel(self) -> None:
+        pass

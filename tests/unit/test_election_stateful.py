@@ -3,8 +3,9 @@
 think to combine.
 
 Rules: slow grants, creates, reads and keepalives (the fake clock jumps inside the store call,
-before the server applies it or after, while the reply is on its way); failed calls; one
-candidate paused while the others run; the whole host frozen (a monotonic jump with nobody
+before the server applies it or after, while the reply is on its way); failed calls; watches
+that stay open and silent (a member that lost its peers); one candidate paused while the others
+run; the whole host frozen (a monotonic jump with nobody
 stepping); a lease expired and a key deleted at the server.
 
 Invariants after every step:
@@ -132,6 +133,11 @@ class ElectionSearch(RuleBasedStateMachine):
     @rule(i=st.integers(0, CANDIDATES - 1), operation=st.sampled_from(OPS), n=st.integers(1, 8))
     def failed_calls(self, i: int, operation: str, n: int) -> None:
         self.stores[i].inner.fail_next(n, operation)
+
+    @rule(i=st.integers(0, CANDIDATES - 1))
+    def watches_go_silent(self, i: int) -> None:
+        # For good: their member lost its peers (or froze) and the stream stays open, silent.
+        self.stores[i].silent_watches = True
 
     @rule(i=st.integers(0, CANDIDATES - 1), seconds=st.floats(0.1, 2 * TIMING.ttl))
     def pause_one(self, i: int, seconds: float) -> None:

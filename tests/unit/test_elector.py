@@ -111,7 +111,12 @@ class Blackhole:
         return standing
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> Watch:
         self._enter("watch", 0.0)  # the stream cannot be opened; the elector re-reads instead
         return self.inner.watch_deletes(keys, start_revision, on_fire)
@@ -555,3 +560,27 @@ def test_l1_slow_campaign_does_not_block_the_election(
         leaders = [e for e in (first, other) if e.machine.is_leader(clock.monotonic())]
         assert len(leaders) <= 1
     assert leaders, f"nobody leads {clock.monotonic() - ended:.1f} s after the slow campaign"
+
+
+def test_l1_silent_watch_delays_the_successor_one_renew_interval_at_most(world: World) -> None:
+    """L1: a waiting candidate whose watch never fires (it sits on a member that lost its peers,
+    or froze) still notices its predecessor's key going within one renew interval, by its
+    standing re-read, and so leads within TTL + 1.5 s of the leader's death."""
+    silent = SlowStore(world.store, world.clock)
+    silent.silent_watches = True
+    leader, successor = world.add(), world.add(silent)
+    world.step_all()
+    world.run(1)
+    assert world.leader() is leader
+    assert successor.phase is Phase.CAMPAIGNING
+    assert leader.key is not None
+    world.electors.remove(leader)  # the leader crashes: it never steps again
+    died = world.clock.monotonic()
+    deleted_at = None
+    while successor.phase is not Phase.LEADING:
+        world.run(0.05, tick=0.05)
+        if deleted_at is None and world.store.get(leader.key, timeout=T) is None:
+            deleted_at = world.clock.monotonic()
+        assert world.clock.monotonic() < died + TIMING.ttl + 1.5, "no successor in TTL + 1.5 s"
+    assert deleted_at is not None
+    assert world.clock.monotonic() <= deleted_at + TIMING.renew_interval + 0.05
