@@ -258,8 +258,13 @@ class Elector:
             return  # the live watch already covers these keys since an earlier revision
         self._cancel_watch()
         self._watched = keys
+        timeout = self.machine.rpc_deadline(
+            self.clock.monotonic(), min(self.rpc_timeout, self.timing.renew_interval / 2)
+        )
         try:
-            self._watch = self.store.watch_deletes(keys, revision + 1, self.wakeup.set)
+            self._watch = self.store.watch_deletes(
+                keys, revision + 1, self.wakeup.set, timeout=timeout
+            )
         except StoreError:
             self._watch = None
             self._recheck = True  # read again next cycle

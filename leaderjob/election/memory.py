@@ -229,7 +229,12 @@ class MemoryStore:
             return sorted(s.under(prefix.rstrip("/") + "/"), key=lambda i: i.create_revision)
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> _Watch:
         with self._access("watch") as s:
             w = _Watch(frozenset(keys), start_revision, on_fire, s)
