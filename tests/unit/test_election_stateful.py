@@ -3,7 +3,8 @@
 think to combine.
 
 Rules: slow grants, creates, reads and keepalives (the fake clock jumps inside the store call,
-before the server applies it or after, while the reply is on its way); failed calls; watches
+before the server applies it or after, while the reply is on its way); failed calls; calls
+applied at the server whose reply is lost; watches
 that stay open and silent (a member that lost its peers); one candidate paused while the others
 run; the whole host frozen (a monotonic jump with nobody
 stepping); a lease expired and a key deleted at the server.
@@ -56,7 +57,7 @@ DELAYS = st.one_of(
     st.sampled_from([round(b + d, 3) for b in _BOUNDARIES for d in (-0.05, 0.05)]),
 )
 
-OPS = ("grant", "create", "standing", "keepalive")
+OPS = ("grant", "create", "standing", "keepalive", "revoke")
 
 
 class ElectionSearch(RuleBasedStateMachine):
@@ -77,7 +78,9 @@ class ElectionSearch(RuleBasedStateMachine):
     # -- the world ---------------------------------------------------------------------------
 
     def _step(self, i: int) -> None:
-        self.electors[i].step(may_campaign=self.joined[i])
+        e = self.electors[i]
+        e.step(may_campaign=self.joined[i])
+        e.release()  # no job runs in this world: an abandoned lease is revoked at once
         self._check()
 
     def _run(self, seconds: float, skip: int | None = None) -> None:
@@ -133,6 +136,10 @@ class ElectionSearch(RuleBasedStateMachine):
     @rule(i=st.integers(0, CANDIDATES - 1), operation=st.sampled_from(OPS), n=st.integers(1, 8))
     def failed_calls(self, i: int, operation: str, n: int) -> None:
         self.stores[i].inner.fail_next(n, operation)
+
+    @rule(i=st.integers(0, CANDIDATES - 1), operation=st.sampled_from(OPS), n=st.integers(1, 3))
+    def replies_lost(self, i: int, operation: str, n: int) -> None:
+        self.stores[i].inner.lose_reply_next(n, operation)  # applied at the server, then an error
 
     @rule(i=st.integers(0, CANDIDATES - 1))
     def watches_go_silent(self, i: int) -> None:
