@@ -286,7 +286,10 @@ class Elector:
         return t
 
     def _back_off(self, now: float) -> None:
-        self._backoff = min(5.0, max(0.2, self._backoff * 2))
+        # Capped at the renew interval too (and so well under the TTL): once etcd is back after
+        # an outage, a back-off must not add more than that to the failover (L1).
+        cap = min(5.0, self.timing.renew_interval)
+        self._backoff = min(cap, max(0.2, self._backoff * 2))
         self._next_campaign_at = now + self._backoff
 
     @staticmethod

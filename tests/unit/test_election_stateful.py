@@ -16,8 +16,7 @@ Invariants after every step:
   notices: that is tampering, not a fault the election can see).
 * S6: no leader's local deadline lies past its lease's expiry at the store.
 
-Liveness (L1, L4): once the faults stop, someone leads within TTL + 1.5 s, plus whatever campaign
-back-off the faults left behind (capped, see ``Elector._back_off``).
+Liveness (L1): once the faults stop, someone leads within TTL + 1.5 s.
 
 The run is reproducible (derandomized, no example database) and kept to a few seconds in
 ``make test``; ``LEADERJOB_HYPOTHESIS_EXAMPLES=2000`` searches longer.
@@ -35,7 +34,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector
-from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
 from tests.unit.slowstore import SlowStore
 
@@ -44,8 +42,6 @@ PREFIX = "/leaderjob/test/leader"
 CANDIDATES = 3
 TICK = 0.1
 T = 1.0
-#: The campaign back-off cap: a candidate whose grants failed retries within this.
-BACKOFF_CAP = 5.0
 LIVENESS = TIMING.ttl + 1.5
 
 #: Delays: any length up to the TTL, and often just either side of a timing boundary (renew
@@ -177,17 +173,13 @@ class ElectionSearch(RuleBasedStateMachine):
             s.calm()
         self.joined = [True] * CANDIDATES
         stopped = self.clock.monotonic()
-        limit = stopped + LIVENESS + min(BACKOFF_CAP, self._backoff_left(stopped))
+        limit = stopped + LIVENESS
         while self.clock.monotonic() < limit and not self._leaders():
             self._run(TICK)
         assert self._leaders(), (
             f"nobody leads {self.clock.monotonic() - stopped:.1f} s after the faults stopped: "
             + ", ".join(f"{e.identity}={e.phase.value}" for e in self.electors)
         )
-
-    def _backoff_left(self, now: float) -> float:
-        idle = [e for e in self.electors if e.phase is Phase.IDLE]
-        return max([0.0] + [e._next_campaign_at - now for e in idle])
 
     # -- invariants --------------------------------------------------------------------------
 

@@ -309,7 +309,7 @@ def test_l5_partitioned_leader_steps_down_by_its_deadline_and_rejoins_with_large
     assert other.token is not None
     assert other.token > old_token
     cut.heal()
-    world.run(5)  # campaign backoff during the outage is capped at 5 s
+    world.run(5)  # campaign back-off during the outage is capped (renew interval, 5 s)
     assert old.lease_id not in (None, old_lease)  # a NEW lease ...
     assert old.create_revision > other.token > old_token  # ... and a larger place in the queue
     other.resign()
@@ -584,3 +584,18 @@ def test_l1_silent_watch_delays_the_successor_one_renew_interval_at_most(world: 
         assert world.clock.monotonic() < died + TIMING.ttl + 1.5, "no successor in TTL + 1.5 s"
     assert deleted_at is not None
     assert world.clock.monotonic() <= deleted_at + TIMING.renew_interval + 0.05
+
+
+def test_l1_after_an_etcd_outage_someone_leads_within_ttl_of_its_end(world: World) -> None:
+    """L1: an outage long enough to push every candidate's campaign back-off to its cap must
+    not add that cap to the failover once etcd is back: someone leads within TTL + 1.5 s."""
+    for _ in range(3):
+        world.add()
+    world.store.fail_next(1000, "grant")  # etcd down for every replica
+    world.run(6.5)  # longer than back-offs of 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s: any cap is reached
+    assert world.leaders() == []
+    world.store.clear_failures()
+    back = world.clock.monotonic()
+    while not world.leaders():
+        assert world.clock.monotonic() - back < TIMING.ttl + 1.5, "no leader in TTL + 1.5 s"
+        world.run(0.1)
