@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from leaderjob.units import format_duration
@@ -169,6 +169,25 @@ class Connection:
                 "needs --user"
             )
         return errors
+
+
+#: Variables that carry etcd credentials (or point at them). A job never needs them, so they are
+#: taken out of its environment; see docs/security.md for what a job under the same user can
+#: still read.
+SECRET_ENV_VARS = frozenset(
+    {
+        "LEADERJOB_PASSWORD",
+        "LEADERJOB_PASSWORD_FILE",
+        "LEADERJOB_USER",
+        "LEADERJOB_KEY",
+        "LEADERJOB_CERT",
+    }
+)
+
+
+def job_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment minus every credential-bearing variable."""
+    return {k: v for k, v in environ.items() if k not in SECRET_ENV_VARS}
 
 
 def default_identity() -> str:

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leaderjob.clock import Clock, SystemClock, Waker
-from leaderjob.config import Timing, election_prefix
+from leaderjob.config import Timing, election_prefix, job_environment
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.machine import Phase, Transition
+from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
@@ -350,7 +350,10 @@ class Daemon:
                 self.metrics.set_leader(t.token)
         elif t.event == "election.lost":
             assert t.reason is not None
-            self.log.warning("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+            # A planned handover (shutdown, lock done, unhealthy) is routine: a rolling deploy must
+            # not look like trouble to log-based alerting. Only an unplanned loss warns.
+            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
+            level("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
             self.log = self.log.unbind("token")
             self.leading_since = None
             self.tenure = None
@@ -777,7 +780,7 @@ class Daemon:
         deadline = machine.deadline
         assert deadline is not None
         run_id = uuid.uuid4().hex[:12]
-        env = dict(self.environ)
+        env = job_environment(self.environ)
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.s.election,
