@@ -16,16 +16,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from leaderjob import __version__
 from leaderjob.config import (
     DEFAULT_PREFIX,
     MIN_TTL,
     Connection,
+    Endpoints,
     Timing,
     default_identity,
     election_prefix,
     join_errors,
+    system_ca_bundle,
     validate_election_name,
 )
 from leaderjob.units import DurationError, parse_duration
@@ -54,6 +57,30 @@ def _env(name: str) -> str:
     return f"LEADERJOB_{name.upper().replace('-', '_')}"
 
 
+#: Set in every job's environment; its presence means this leaderjob runs inside a job.
+RUN_ID_VAR = "LEADERJOB_RUN_ID"
+
+
+def _not_from_parent_job(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A leaderjob started inside a job inherits the job's context variables, and two of them
+    (LEADERJOB_ELECTION, LEADERJOB_IDENTITY) are also option variables: taken as options, a
+    nested `lock` would join its own parent's election and wait behind it for ever. Inside a
+    job, these two must be given on the command line."""
+    if (
+        value is not None
+        and os.environ.get(RUN_ID_VAR)
+        and ctx.get_parameter_source(str(param.name)) is ParameterSource.ENVIRONMENT
+    ):
+        flag = param.opts[0] if isinstance(param, click.Option) else str(param.name)
+        raise click.BadParameter(
+            f"{_env(str(param.name))} is the parent job's (this runs inside a leaderjob job: "
+            f"{RUN_ID_VAR} is set); give {flag} explicitly",
+            ctx,
+            param,
+        )
+    return value
+
+
 def connection_options(f: F) -> F:
     """etcd connection options, shared by every command that talks to etcd."""
     options = [
@@ -62,8 +89,9 @@ def connection_options(f: F) -> F:
             envvar=_env("endpoints"),
             default="127.0.0.1:2379",
             show_default=True,
-            help="etcd endpoints, comma-separated host:port. With several, a dead member is "
-            "skipped and the next one used.",
+            help="etcd endpoints, comma-separated host:port, http://host:port (plain) or "
+            "https://host:port (TLS, verified against --cacert or the system CA bundle). With "
+            "several, a dead member is skipped and the next one used.",
         ),
         click.option(
             "--prefix",
@@ -122,13 +150,24 @@ def build_connection(params: dict[str, Any]) -> Connection:
             raise click.UsageError(
                 f"--password-file {pwfile}: cannot read it ({exc.strerror})"
             ) from None
-    endpoints = tuple(e.strip() for e in str(params["endpoints"]).split(",") if e.strip())
-    for i, ep in enumerate(endpoints):  # accept http://host:port as etcdctl does
-        if "://" in ep:
-            endpoints = (*endpoints[:i], ep.split("://", 1)[1].rstrip("/"), *endpoints[i + 1 :])
+    parsed = Endpoints.parse(str(params["endpoints"]))
+    errors = list(parsed.errors)
+    cacert = params.get("cacert")
+    if parsed.tls is False and (cacert or params.get("cert")):
+        errors.append(
+            "--endpoints http:// means plain text, but --cacert/--cert ask for TLS: "
+            "write https:// (or drop the scheme)"
+        )
+    if parsed.tls and cacert is None:
+        # https:// means TLS even without --cacert: verify against the system's CA bundle.
+        cacert = system_ca_bundle()
+        if cacert is None:
+            errors.append("--endpoints https://: no system CA bundle found; give --cacert FILE")
+    if errors:
+        raise click.UsageError(join_errors(errors))
     conn = Connection(
-        endpoints=endpoints,
-        cacert=params.get("cacert"),
+        endpoints=parsed.hosts,
+        cacert=cacert,
         cert=params.get("cert"),
         key=params.get("key"),
         user=params.get("user"),
@@ -163,17 +202,31 @@ def main() -> None:
     """
 
 
-def daemon_options(f: F) -> F:
+def daemon_options(*, metrics_default: str) -> Callable[[F], F]:
+    """The options of `run` and `lock`. ``metrics_default`` differs: `run` is a long-lived
+    daemon that serves probes and metrics on :9102; `lock` is a one-shot command, of which
+    several often run on one host (the very case a lock is for), so it listens only when asked."""
+
+    def decorate(f: F) -> F:
+        return _daemon_options(f, metrics_default)
+
+    return decorate
+
+
+def _daemon_options(f: F, metrics_default: str) -> F:
     options = [
         click.option(
             "--election",
             envvar=_env("election"),
             required=True,
-            help="Name of the election; replicas with the same name compete for one leader.",
+            callback=_not_from_parent_job,
+            help="Name of the election; replicas with the same name (on the same etcd and "
+            "--prefix) compete for one leader.",
         ),
         click.option(
             "--identity",
             envvar=_env("identity"),
+            callback=_not_from_parent_job,
             help="This replica's name in etcd and logs [default: $POD_NAME, else hostname-pid].",
         ),
         click.option(
@@ -228,9 +281,10 @@ def daemon_options(f: F) -> F:
         click.option(
             "--metrics-addr",
             envvar=_env("metrics_addr"),
-            default="0.0.0.0:9102",
+            default=metrics_default,
             show_default=True,
-            help="Serve /metrics, /healthz, /readyz, /leader and /status here; 'off' disables.",
+            help="Serve /metrics, /healthz, /readyz, /leader and /status on HOST:PORT "
+            "([::]:9102 for IPv6 and IPv4); 'off' disables.",
         ),
         click.option(
             "--health-cmd",
@@ -480,7 +534,7 @@ def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
-@daemon_options
+@daemon_options(metrics_default="0.0.0.0:9102")
 @schedule_options
 @connection_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -498,7 +552,7 @@ def run(command: tuple[str, ...], **params: Any) -> None:
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
-@daemon_options
+@daemon_options(metrics_default="off")
 @connection_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def lock(command: tuple[str, ...], **params: Any) -> None:
@@ -511,7 +565,13 @@ def lock(command: tuple[str, ...], **params: Any) -> None:
 
 
 def election_option(help_text: str) -> Callable[[F], F]:
-    return click.option("--election", envvar=_env("election"), required=True, help=help_text)
+    return click.option(
+        "--election",
+        envvar=_env("election"),
+        required=True,
+        callback=_not_from_parent_job,
+        help=help_text,
+    )
 
 
 def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
@@ -635,18 +695,49 @@ def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
     if not records:
         click.echo(f"election {election}: no runs recorded yet")
         return
-    header = (
-        f"{'STARTED':<21} {'SLOT':<28} {'OUTCOME':<26} {'EXIT':>5} {'SECS':>8} {'TOKEN':>6}  BY"
-    )
-    click.echo(header)
+    click.echo(format_history(records))
+
+
+def _to_the_second(text: str) -> str:
+    """An ISO 8601 UTC time from a record, shown to the second: ``2026-11-30T02:48:54Z``."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_history(records: list[dict[str, Any]]) -> str:
+    """`history`'s table: times to the second, every column as wide as its widest cell."""
+    header = ("STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY")
+    right = {"EXIT", "SECS", "TOKEN"}
+    rows = [header]
     for r in records:
         exit_text = r.get("signal") or ("" if r.get("exit_code") is None else str(r["exit_code"]))
         secs = "" if r.get("duration_seconds") is None else f"{r['duration_seconds']:.2f}"
         started = r.get("started_at") or r.get("scheduled_time") or ""
-        click.echo(
-            f"{started[:20]:<21} {r.get('slot') or '':<28} {r.get('outcome') or '':<26} "
-            f"{exit_text:>5} {secs:>8} {r.get('token') or '':>6}  {r.get('identity') or ''}"
+        rows.append(
+            (
+                _to_the_second(str(started)),
+                str(r.get("slot") or ""),
+                str(r.get("outcome") or ""),
+                exit_text,
+                secs,
+                str(r.get("token") or ""),
+                str(r.get("identity") or ""),
+            )
         )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if name in right else cell.ljust(w)
+            for name, cell, w in zip(header, row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 @main.command()

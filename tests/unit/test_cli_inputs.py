@@ -311,3 +311,181 @@ def test_help_defaults_match_the_timing_defaults() -> None:
         assert m is not None and 15 / int(m.group(1)) == pytest.approx(actual), (flag, stated)
     assert "0.85" in _help_default(text, "--renew-deadline")
     assert t.renew_deadline == pytest.approx(0.85 * 15, rel=0.01)
+
+
+# --- endpoints: the scheme decides TLS ------------------------------------------------------------
+
+
+def _conn(started: list[Any]) -> Any:
+    assert len(started) == 1, started
+    return started[0][1]
+
+
+def test_https_endpoint_means_tls_with_the_system_ca_bundle(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """https:// without --cacert still verifies etcd, against the system bundle ($SSL_CERT_FILE
+    here), instead of talking plain text to it."""
+    bundle = tmp_path / "system-ca.pem"
+    bundle.write_text("stand-in for the system bundle\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    result = invoke([*BASE, "--endpoints", "https://etcd-0:2379,https://etcd-1:2379/", *COMMAND])
+    assert result.exit_code == 0, result.output
+    conn = _conn(started)
+    assert conn.endpoints == ("etcd-0:2379", "etcd-1:2379")
+    assert conn.cacert == str(bundle)
+
+
+def test_https_endpoint_with_cacert_uses_that_ca(started: list[Any], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca\n")
+    result = invoke([*BASE, "--endpoints", "https://e:2379", "--cacert", str(ca), *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert _conn(started).cacert == str(ca)
+
+
+def test_http_endpoint_stays_plain(started: list[Any]) -> None:
+    result = invoke([*BASE, "--endpoints", "http://e:2379", *COMMAND])
+    assert result.exit_code == 0, result.output
+    conn = _conn(started)
+    assert conn.endpoints == ("e:2379",) and conn.cacert is None and conn.cert is None
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    ["https://a:2379,http://b:2379", "https://a:2379,b:2379", "unix://a:2379", "grpc://a:2379"],
+)
+def test_mixed_or_unknown_endpoint_schemes_are_refused(started: list[Any], endpoints: str) -> None:
+    assert_usage_error(invoke([*BASE, "--endpoints", endpoints, *COMMAND]), "--endpoints")
+    assert started == []
+
+
+def test_http_endpoint_with_cacert_is_a_contradiction(started: list[Any], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca\n")
+    args = [*BASE, "--endpoints", "http://e:2379", "--cacert", str(ca), *COMMAND]
+    assert_usage_error(invoke(args), "http://")
+    assert started == []
+
+
+# --- a leaderjob inside a job ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("var", ["LEADERJOB_ELECTION", "LEADERJOB_IDENTITY"])
+@pytest.mark.parametrize("command", ["lock", "run"])
+def test_nested_leaderjob_does_not_inherit_the_parents_election(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch, var: str, command: str
+) -> None:
+    """Inside a job (LEADERJOB_RUN_ID set), LEADERJOB_ELECTION/IDENTITY are the parent's: a
+    nested `lock` taking them would wait behind its own parent for ever (L1 for the child)."""
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    monkeypatch.setenv("LEADERJOB_IDENTITY", "parent-replica")
+    args = [command, "--metrics-addr", "off"]
+    if var == "LEADERJOB_IDENTITY":
+        args += ["--election", "child"]
+    flag = "--election" if var == "LEADERJOB_ELECTION" else "--identity"
+    error = assert_usage_error(invoke([*args, *COMMAND]), flag)
+    assert var in error and "LEADERJOB_RUN_ID" in error
+    assert started == []
+
+
+def test_nested_leaderjob_with_explicit_flags_starts(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    monkeypatch.setenv("LEADERJOB_IDENTITY", "parent-replica")
+    args = ["lock", "--election", "child", "--identity", "me", *COMMAND]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    settings = started[0][0]
+    assert (settings.election, settings.identity) == ("child", "me")
+
+
+def test_election_from_the_environment_outside_a_job_still_works(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_ELECTION", "cleanup")
+    result = invoke(["lock", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][0].election == "cleanup"
+
+
+def test_nested_status_does_not_read_the_parents_election(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    assert_usage_error(invoke(["trigger"]), "--election")
+    assert started == []
+
+
+# --- lock does not listen unless asked ------------------------------------------------------------
+
+
+def test_lock_serves_no_metrics_by_default(started: list[Any]) -> None:
+    """Two `lock` commands on one host must not collide on :9102."""
+    result = invoke(["lock", "--election", "x", *COMMAND])
+    assert result.exit_code == 0, result.output
+    addr, text = started[0][3], started[0][4]
+    assert addr is None and text == "off"
+
+
+def test_lock_serves_metrics_when_asked(started: list[Any]) -> None:
+    result = invoke(["lock", "--election", "x", "--metrics-addr", "127.0.0.1:9200", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == ("127.0.0.1", 9200)
+
+
+def test_run_keeps_its_metrics_listener_by_default(started: list[Any]) -> None:
+    result = invoke(["run", "--election", "x", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == ("0.0.0.0", 9102)
+
+
+@pytest.mark.parametrize(
+    ("addr", "parsed"),
+    [("[::]:9102", ("::", 9102)), ("[::1]:0", ("::1", 0)), (":9102", ("0.0.0.0", 9102))],
+)
+def test_metrics_addr_accepts_ipv6(started: list[Any], addr: str, parsed: Any) -> None:
+    result = invoke(["run", "--election", "x", "--metrics-addr", addr, *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == parsed
+
+
+@pytest.mark.parametrize("addr", ["::1:9102", "[::1:9102", "host:port"])
+def test_metrics_addr_rejects_ambiguous_ipv6(started: list[Any], addr: str) -> None:
+    assert_usage_error(invoke([*BASE[:3], "--metrics-addr", addr, *COMMAND]), "--metrics-addr")
+
+
+# --- history table --------------------------------------------------------------------------------
+
+
+def test_history_table_shows_seconds_and_fits_long_slots() -> None:
+    records = [
+        {
+            "started_at": "2026-11-30T02:48:54.123456Z",
+            "slot": "trigger-20261130T024854-1a2b3c4d",
+            "outcome": "succeeded",
+            "exit_code": 0,
+            "duration_seconds": 0.25,
+            "token": 1234567,
+            "identity": "my-app-7d9f-abcde",
+        },
+        {
+            "scheduled_time": "2026-11-30T02:45:00Z",
+            "slot": "20261130T024500Z",
+            "outcome": "skipped_overlap",
+            "token": 1234567,
+            "identity": "my-app-7d9f-abcde",
+        },
+    ]
+    lines = cli.format_history(records).splitlines()
+    assert lines[0].split() == ["STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY"]
+    assert lines[1].split()[:2] == ["2026-11-30T02:48:54Z", "trigger-20261130T024854-1a2b3c4d"]
+    assert lines[2].split()[:3] == ["2026-11-30T02:45:00Z", "20261130T024500Z", "skipped_overlap"]
+    # Columns line up: every row's OUTCOME starts where the header's does.
+    col = lines[0].index("OUTCOME")
+    assert lines[1][col:].startswith("succeeded") and lines[2][col:].startswith("skipped")
+    assert lines[1].endswith("my-app-7d9f-abcde")
