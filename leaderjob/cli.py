@@ -617,8 +617,15 @@ def read_status(
             next_fire = sched.next_after(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         except (ScheduleError, KeyError):
             next_fire = None
+    from leaderjob import fingerprint
+
+    published = fingerprint.parse_published(
+        store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
+    )
     history = data.history(1, timeout=timeout)
     return {
+        "fingerprints": fingerprint.distinct(published),
+        "config_conflict": len(fingerprint.distinct(published)) > 1,
         "election": election,
         "leader": leader,
         "candidates": candidates,
@@ -660,6 +667,14 @@ def status(election: str, as_json: bool, **params: Any) -> None:
         click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
     if doc["suspended"]:
         click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
+    if doc["config_conflict"]:
+        groups = "; ".join(
+            f"{fp} ({', '.join(sorted(ids))})" for fp, ids in sorted(doc["fingerprints"].items())
+        )
+        click.echo(
+            f"  CONFIG CONFLICT: candidates run different jobs (command, schedule or zone): "
+            f"{groups}. Two deployments share this etcd, --prefix and --election?"
+        )
     if doc["schedule"]:
         sched = doc["schedule"]
         click.echo(

@@ -31,6 +31,7 @@ from leaderjob.config import Timing, election_prefix, job_environment
 from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
@@ -171,6 +172,18 @@ class Daemon:
             else None
         )
         self.log = get_logger(election=settings.election, identity=settings.identity)
+        self.config = ConfigWatch(
+            store,
+            settings.prefix,
+            settings.election,
+            settings.identity,
+            command=settings.command,
+            mode=settings.mode,
+            schedule=settings.schedule.expr if settings.schedule else None,
+            timezone=settings.schedule.timezone if settings.schedule else None,
+            log=self.log,
+            metrics=metrics,
+        )
         self.runs: list[ActiveRun] = []
         self.tenure: Tenure | None = None
         self.restart_at = 0.0
@@ -248,6 +261,13 @@ class Daemon:
             return self._leave()
         for t in out.transitions:
             self._on_transition(t)
+        self.config.tick(
+            self.clock.monotonic(),
+            self.elector.lease_id,
+            leading=self.elector.phase is Phase.LEADING,
+            timeout=self._io_timeout(),
+            on_error=self._store_error,
+        )
         if self.elector.phase is not Phase.LEADING:
             if not self.runs and self.elector.to_revoke:
                 self._release()

@@ -129,6 +129,19 @@ class Metrics:
             [*e, "state"],
             registry=registry,
         )
+        self.config_conflict = Gauge(
+            "leaderjob_config_conflict",
+            "1 while another candidate of this election publishes a different job "
+            "fingerprint (command, mode, schedule, zone), else 0",
+            e,
+            registry=registry,
+        )
+        self.job_info = Gauge(
+            "leaderjob_job_info",
+            "Always 1; labels: this replica's mode (schedule, service, once) and job fingerprint",
+            [*e, "mode", "fingerprint"],
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (
@@ -140,6 +153,7 @@ class Metrics:
             self.keepalive_latency,
             self.job_duration,
             self.schedule_lag,
+            self.config_conflict,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)

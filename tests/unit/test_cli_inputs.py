@@ -489,3 +489,38 @@ def test_history_table_shows_seconds_and_fits_long_slots() -> None:
     col = lines[0].index("OUTCOME")
     assert lines[1][col:].startswith("succeeded") and lines[2][col:].startswith("skipped")
     assert lines[1].endswith("my-app-7d9f-abcde")
+
+
+# --- status shows a configuration conflict ---------------------------------------------------------
+
+
+def test_status_shows_candidates_running_different_jobs(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from leaderjob.clock import FakeClock
+    from leaderjob.election.memory import MemoryStore
+    from leaderjob.fingerprint import ConfigWatch
+
+    store = MemoryStore(FakeClock())
+    for identity, schedule in (("prod-0", "@hourly"), ("staging-0", "@daily")):
+        lease = store.grant(15, timeout=1).lease_id
+        store.create(f"/leaderjob/e/leader/{lease:x}", identity.encode(), lease, timeout=1)
+        watch = ConfigWatch(
+            store, "/leaderjob", "e", identity, command=("job",), mode="schedule",
+            schedule=schedule, timezone="UTC", log=cli_log(),
+        )  # fmt: skip
+        watch.tick(0.0, lease, leading=False, timeout=1, on_error=lambda exc: None)
+    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    result = invoke(["status", "--election", "e"])
+    assert result.exit_code == 0, result.output
+    assert "CONFIG CONFLICT" in result.output and "staging-0" in result.output
+    doc = json.loads(invoke(["status", "--election", "e", "--json"]).output)
+    assert doc["config_conflict"] is True and len(doc["fingerprints"]) == 2
+
+
+def cli_log() -> Any:
+    import structlog
+
+    return structlog.get_logger()
