@@ -491,7 +491,7 @@ def test_history_table_shows_seconds_and_fits_long_slots() -> None:
     assert lines[1].endswith("my-app-7d9f-abcde")
 
 
-# --- status shows a configuration conflict ---------------------------------------------------------
+# --- status shows a configuration conflict ------------------------------------------------
 
 
 def test_status_shows_candidates_running_different_jobs(
