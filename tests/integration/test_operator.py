@@ -58,3 +58,24 @@ def test_two_deployments_sharing_an_election_are_flagged(
     assert prod.wait(20) == 0
     lost = prod.events("election.lost")
     assert lost and all(e["level"] == "info" for e in lost), lost
+
+
+def test_trigger_waits_for_the_run_and_refuses_a_typo(
+    etcd, prefix: str, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    """`trigger --wait` returns the run's outcome (here the job's exit code 3); a trigger of an
+    election nobody campaigns in is refused (exit 1) and writes nothing."""
+    exit3 = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    leader = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, exit3, schedule="@yearly")
+    leader_of([leader], timeout=15)
+    waited = _cli(
+        etcd.endpoint, prefix, "trigger", "--election", "job", "--wait", "--wait-timeout", "30s"
+    )
+    assert waited.returncode == 3, (waited.stdout, waited.stderr, leader.tail())
+    assert "failed" in waited.stdout
+
+    typo = _cli(etcd.endpoint, prefix, "trigger", "--election", "jbo")
+    assert typo.returncode == 1 and "nobody campaigns" in typo.stderr, typo
+    from tests.harness.etcd import etcdctl
+
+    assert etcdctl(etcd.endpoint, "get", "--prefix", f"{prefix}/jbo/", "--keys-only").strip() == ""

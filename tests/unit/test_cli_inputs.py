@@ -524,3 +524,101 @@ def cli_log() -> Any:
     import structlog
 
     return structlog.get_logger()
+
+
+# --- trigger / suspend / resume on an election nobody campaigns in -------------------------------
+
+
+@pytest.fixture
+def memory_etcd(started: list[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    from leaderjob.clock import FakeClock
+    from leaderjob.election.memory import MemoryStore
+
+    store = MemoryStore(FakeClock())
+    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    return store
+
+
+def _campaign(store: Any, election: str, identity: str = "replica-0") -> None:
+    lease = store.grant(15, timeout=1).lease_id
+    store.create(f"/leaderjob/{election}/leader/{lease:x}", identity.encode(), lease, timeout=1)
+
+
+@pytest.mark.parametrize("command", ["trigger", "suspend", "resume"])
+def test_control_of_an_election_nobody_campaigns_in_is_refused(
+    memory_etcd: Any, command: str
+) -> None:
+    _campaign(memory_etcd, "cleanup")
+    result = invoke([command, "--election", "cleanpu"])
+    assert result.exit_code == 1, result.output
+    assert "nobody campaigns" in result.output and "--force" in result.output
+    assert memory_etcd.get_prefix("/leaderjob/cleanpu/", timeout=1) == []
+
+
+@pytest.mark.parametrize("command", ["trigger", "suspend"])
+def test_control_with_force_or_with_candidates_goes_ahead(memory_etcd: Any, command: str) -> None:
+    forced = invoke([command, "--election", "later", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert memory_etcd.get_prefix("/leaderjob/later/control/", timeout=1)
+    _campaign(memory_etcd, "cleanup")
+    result = invoke([command, "--election", "cleanup"])
+    assert result.exit_code == 0, result.output
+    assert memory_etcd.get_prefix("/leaderjob/cleanup/control/", timeout=1)
+
+
+def _leader_answers(store: Any, outcome: str, exit_code: int | None) -> Any:
+    """A stand-in leader: consumes the trigger and records its run, as the daemon does."""
+    import threading
+    import time
+
+    from leaderjob.records import ElectionData
+
+    data = ElectionData(store, "/leaderjob", "cleanup")
+
+    def serve() -> None:
+        for _ in range(500):
+            control = data.control(timeout=1)
+            if control.triggers:
+                key, _ = control.triggers[0]
+                slot = "trigger-" + key.rsplit("/", 1)[-1]
+                store.delete(key, timeout=1)
+                data.record(
+                    {"run_id": "r1", "slot": slot, "outcome": outcome, "exit_code": exit_code,
+                     "started_at": "2026-11-30T02:48:54.5Z", "token": 7, "identity": "replica-0"},
+                    50, timeout=1,
+                )  # fmt: skip
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("outcome", "exit_code", "expected"),
+    [("succeeded", 0, 0), ("failed", 3, 3), ("timed_out", None, 1)],
+)
+def test_trigger_wait_exits_with_the_runs_outcome(
+    memory_etcd: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+    exit_code: int | None,
+    expected: int,
+) -> None:
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    _campaign(memory_etcd, "cleanup")
+    leader = _leader_answers(memory_etcd, outcome, exit_code)
+    result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "20s"])
+    leader.join(5)
+    assert result.exit_code == expected, result.output
+    assert outcome in result.output
+
+
+def test_trigger_wait_gives_up_after_its_timeout(
+    memory_etcd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    _campaign(memory_etcd, "cleanup")
+    result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "200ms"])
+    assert result.exit_code == cli.EXIT_WAIT_TIMEOUT, result.output
