@@ -8,6 +8,7 @@ Usage errors exit 2 with one line that says what to change; etcd rejecting us ex
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -31,7 +32,7 @@ from leaderjob.config import (
     system_ca_bundle,
     validate_election_name,
 )
-from leaderjob.units import DurationError, parse_duration
+from leaderjob.units import DurationError, format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,79 @@ DURATION = Duration()
 
 def _env(name: str) -> str:
     return f"LEADERJOB_{name.upper().replace('-', '_')}"
+
+
+#: `--help` sections, in order: option name → section. Options not listed go under "Options".
+HELP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Election": ("election", "identity", "force"),
+    "Timing": (
+        "ttl",
+        "renew_interval",
+        "renew_deadline",
+        "grace",
+        "margin",
+    ),
+    "Schedule": (
+        "schedule",
+        "timezone",
+        "jitter",
+        "catch_up",
+        "starting_deadline",
+        "concurrency",
+        "timeout",
+        "retries",
+        "history_limit",
+    ),
+    "Health": ("health_cmd", "health_url", "health_interval", "health_failures"),
+    "etcd connection": (
+        "endpoints",
+        "prefix",
+        "cacert",
+        "cert",
+        "key",
+        "tls_server_name",
+        "user",
+        "password_file",
+        "rpc_timeout",
+    ),
+    "Output": (
+        "log_format",
+        "log_level",
+        "metrics_addr",
+        "as_json",
+        "limit",
+        "wait",
+        "wait_timeout",
+    ),
+}
+
+
+class LeaderjobCommand(click.Command):
+    """A command whose --help groups the options by topic and shows each one's environment
+    variable (every option can come from the environment)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option):
+                if not param.envvar:
+                    long = max(param.opts, key=len).lstrip("-")
+                    param.envvar = _env(long)  # --count → LEADERJOB_COUNT, as documented
+                param.show_envvar = True
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {}
+        section_of = {name: title for title, names in HELP_SECTIONS.items() for name in names}
+        for param in self.get_params(ctx):
+            if not isinstance(param, click.Option):
+                continue  # arguments are in the usage line and the text
+            record = param.get_help_record(ctx)
+            if record is not None:
+                rows.setdefault(section_of.get(str(param.name), "Options"), []).append(record)
+        for title in (*HELP_SECTIONS, "Options"):
+            if rows.get(title):
+                with formatter.section(title):
+                    formatter.write_dl(rows[title])
 
 
 #: Set in every job's environment; its presence means this leaderjob runs inside a job.
@@ -81,6 +155,10 @@ def _not_from_parent_job(ctx: click.Context, param: click.Parameter, value: Any)
     return value
 
 
+class LeaderjobGroup(click.Group):
+    command_class = LeaderjobCommand
+
+
 def connection_options(f: F) -> F:
     """etcd connection options, shared by every command that talks to etcd."""
     options = [
@@ -101,13 +179,23 @@ def connection_options(f: F) -> F:
             help="etcd key prefix under which every election lives.",
         ),
         click.option(
-            "--cacert", envvar=_env("cacert"), help="CA bundle to verify etcd (enables TLS)."
+            "--cacert",
+            envvar=_env("cacert"),
+            type=click.Path(dir_okay=False),
+            help="CA bundle file to verify etcd (enables TLS) [default with https://: the "
+            "system CA bundle].",
         ),
         click.option(
-            "--cert", envvar=_env("cert"), help="Client certificate for etcd (with --key)."
+            "--cert",
+            envvar=_env("cert"),
+            type=click.Path(dir_okay=False),
+            help="Client certificate file for etcd (with --key).",
         ),
         click.option(
-            "--key", envvar=_env("key"), help="Client private key for etcd (with --cert)."
+            "--key",
+            envvar=_env("key"),
+            type=click.Path(dir_okay=False),
+            help="Client private key file for etcd (with --cert).",
         ),
         click.option(
             "--tls-server-name",
@@ -189,7 +277,10 @@ def open_store(conn: Connection) -> Any:
     return EtcdStore(conn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LeaderjobGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="leaderjob")
 def main() -> None:
     """Run a command on a schedule exactly once across many replicas, with etcd leader election
@@ -199,6 +290,9 @@ def main() -> None:
     Quick start (three terminals, one etcd):
       leaderjob run --election cleanup --schedule '@every 10s' -- ./cleanup.sh
       leaderjob status --election cleanup
+
+    Every option of every command can also come from the environment as LEADERJOB_<OPTION>
+    (--ttl from LEADERJOB_TTL); `leaderjob COMMAND --help` names each variable.
     """
 
 
@@ -407,14 +501,8 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     errors = validate_election_name(params["election"])
     if not command:
         errors.append("no command given: write it after --, e.g. -- ./cleanup.sh")
-    timing = Timing.from_ttl(
-        params["ttl"],
-        renew_interval=params.get("renew_interval"),
-        renew_deadline=params.get("renew_deadline"),
-        grace=params.get("grace"),
-        margin=params.get("margin"),
-    )
-    errors += timing.validate()
+    timing, timing_errors = build_timing(params)
+    errors += timing_errors
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -449,6 +537,55 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     return _serve(settings, conn, health, addr, params["metrics_addr"])
+
+
+_TIMING_FLAGS = ("renew_interval", "renew_deadline", "grace", "margin")
+
+
+def build_timing(params: dict[str, Any]) -> tuple[Timing, list[str]]:
+    """The timing settings and what is wrong with them, blaming only flags the user set."""
+    ttl = params["ttl"]
+    given = {name: params.get(name) for name in _TIMING_FLAGS}
+    timing = Timing.from_ttl(ttl, **given)
+    if not (math.isfinite(ttl) and ttl > 0):
+        # Every default is a fraction of the TTL: one error about the TTL, none about the
+        # derived values the user never set.
+        errors = [f"--ttl must be a positive duration, e.g. 15s (got {ttl:g})"]
+        for name, value in given.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                errors.append(f"--{name.replace('_', '-')} must be a positive duration")
+        return timing, errors
+    errors = timing.validate()
+    grace = given["grace"]
+    if errors and grace is not None and given["renew_deadline"] is None:
+        best = _largest_grace(ttl, given)
+        if best is not None and best < grace:
+            errors = [
+                f"--grace {format_duration(grace)} does not fit --ttl {format_duration(ttl)}: "
+                "the job must be dead before another replica can take the lease, with room "
+                "left to retry a failed keepalive; use --grace "
+                f"{format_duration(best)} or less, or raise --ttl"
+            ]
+    return timing, errors
+
+
+def _largest_grace(ttl: float, given: dict[str, Any]) -> float | None:
+    """The largest round ``--grace`` that the budget accepts with the other flags as given."""
+
+    def fits(grace: float) -> bool:
+        return not Timing.from_ttl(ttl, **{**given, "grace": grace}).validate()
+
+    low, high = 0.0, ttl  # a smaller grace only leaves more room (the budget is monotone)
+    if not fits(ttl / 1000):
+        return None
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    step = 0.001 if low < 1 else 0.01 if low < 10 else 0.1
+    best = math.floor(low / step) * step
+    while best > 0 and not fits(best):
+        best -= step
+    return round(best, 3) if best > 0 else None
 
 
 def _settings(
@@ -537,16 +674,19 @@ def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
 @daemon_options(metrics_default="0.0.0.0:9102")
 @schedule_options
 @connection_options
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def run(command: tuple[str, ...], **params: Any) -> None:
     """Campaign for leadership and run COMMAND on the schedule while leading.
+
+    COMMAND is required, after `--`; it runs without a shell (write `sh -c '…'` for one).
 
     The command runs in its own process group, gets LEADERJOB_FENCING_TOKEN and friends in its
     environment, and is stopped (SIGTERM, then SIGKILL after --grace) before the lease can
     expire. SIGTERM to leaderjob stops the job, releases leadership and exits 0.
 
-    Every option can also be set as LEADERJOB_<OPTION> (e.g. LEADERJOB_TTL=3s).
-    The budget renew-deadline + grace + margin < TTL is checked at start-up.
+    Every option can also be set as LEADERJOB_<OPTION> (e.g. LEADERJOB_TTL=3s). The timing
+    budget is checked at start-up: 2 × renew-interval ≤ renew-deadline, and renew-deadline +
+    grace + margin < TTL.
     """
     sys.exit(_start_daemon(params, command, "schedule"))
 
@@ -554,9 +694,11 @@ def run(command: tuple[str, ...], **params: Any) -> None:
 @main.command(context_settings={"allow_interspersed_args": False})
 @daemon_options(metrics_default="off")
 @connection_options
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def lock(command: tuple[str, ...], **params: Any) -> None:
     """Wait for leadership, run COMMAND once under it, release, and exit with its exit code.
+
+    COMMAND is required, after `--`. No metrics listener unless --metrics-addr is given.
 
     Like `etcdctl lock`, but the command is killed before the lease can expire, dies with
     leaderjob, and gets a fencing token. Exits 4 if leadership was lost before it finished.
@@ -638,7 +780,9 @@ def read_status(
 
 @main.command()
 @election_option("Election to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
 @connection_options
 def status(election: str, as_json: bool, **params: Any) -> None:
     """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
@@ -690,8 +834,17 @@ def status(election: str, as_json: bool, **params: Any) -> None:
 
 @main.command()
 @election_option("Election whose runs to show.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--limit",
+    envvar=_env("limit"),
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many records to show, newest first.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
 @connection_options
 def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
     """Show the newest runs of an election (and skipped slots), from any machine."""
@@ -974,7 +1127,7 @@ def selftest(ttl: float, as_json: bool, **params: Any) -> None:
     """
     from leaderjob.selftest import SelftestError, format_report, run_selftest
 
-    errors = Timing.from_ttl(ttl).validate()
+    _, errors = build_timing({"ttl": ttl})
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)

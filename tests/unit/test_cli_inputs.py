@@ -622,3 +622,95 @@ def test_trigger_wait_gives_up_after_its_timeout(
     _campaign(memory_etcd, "cleanup")
     result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "200ms"])
     assert result.exit_code == cli.EXIT_WAIT_TIMEOUT, result.output
+
+
+# --- help and the errors it leads to -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "lock"])
+def test_usage_shows_the_required_command_after_double_dash(command: str) -> None:
+    text = invoke([command, "--help"]).output
+    assert f" {command} [OPTIONS] -- COMMAND [ARGS]...\n" in text
+    assert "[COMMAND]..." not in text
+    assert "COMMAND is required" in text
+
+
+def test_run_help_groups_its_options() -> None:
+    text = invoke(["run", "--help"]).output
+    sections = ["Election:", "Timing:", "Schedule:", "Health:", "etcd connection:", "Output:"]
+    positions = [text.index(f"\n{s}\n") for s in sections]
+    assert positions == sorted(positions), "sections in order"
+    section_of = {}
+    current = None
+    for line in text.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            current = line[:-1]
+        m = re.match(r"\s+(--[a-z-]+)", line)
+        if m and current:
+            section_of.setdefault(m.group(1), current)
+    expected = {
+        "--election": "Election", "--ttl": "Timing", "--grace": "Timing",
+        "--schedule": "Schedule", "--health-cmd": "Health", "--endpoints": "etcd connection",
+        "--cacert": "etcd connection", "--log-format": "Output", "--metrics-addr": "Output",
+    }  # fmt: skip
+    for flag, section in expected.items():
+        assert section_of.get(flag) == section, (flag, section_of.get(flag))
+
+
+def test_every_option_of_every_command_has_its_environment_variable() -> None:
+    """ "Every option can also come from the environment" holds for every command, and --help
+    names the variable."""
+    for name, command in cli.main.commands.items():
+        for param in command.params:
+            if not isinstance(param, cli.click.Option):
+                continue
+            long = max(param.opts, key=len).lstrip("-")
+            expected = "LEADERJOB_" + long.upper().replace("-", "_")
+            assert param.envvar == expected, (name, param.opts, param.envvar)
+        text = invoke([name, "--help"]).output
+        for param in command.params:
+            if isinstance(param, cli.click.Option):
+                assert str(param.envvar) in " ".join(text.split()).replace("- ", "-"), (
+                    name,
+                    param.envvar,
+                )
+
+
+def test_an_option_from_the_environment_works_for_other_commands(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_LIMIT", "0")
+    assert_usage_error(invoke(["history", "--election", "x"]), "--limit")
+
+
+@pytest.mark.parametrize("flag", ["--cacert", "--cert", "--key", "--password-file"])
+def test_certificate_options_are_shown_as_files(flag: str) -> None:
+    text = invoke(["run", "--help"]).output
+    assert re.search(rf"{flag} FILE\b", text), flag
+
+
+def test_limit_has_help_text() -> None:
+    param = next(p for p in cli.history.params if p.name == "limit")
+    assert isinstance(param, cli.click.Option) and param.help
+
+
+def test_ttl_zero_is_one_error_about_ttl(started: list[Any]) -> None:
+    error = assert_usage_error(invoke([*BASE, "--ttl", "0", *COMMAND]), "--ttl")
+    for derived in ("--renew-interval", "--renew-deadline", "--grace", "--margin"):
+        assert derived not in error, error
+    assert started == []
+
+
+@pytest.mark.parametrize("ttl", [2, 3, 5, 15, 60])
+@pytest.mark.parametrize("factor", [0.5, 0.95, 3])
+def test_grace_hint_names_a_value_that_is_accepted(
+    started: list[Any], ttl: int, factor: float
+) -> None:
+    grace = f"{ttl * factor:g}s"
+    error = assert_usage_error(
+        invoke([*BASE, "--ttl", f"{ttl}s", "--grace", grace, *COMMAND]), "--grace"
+    )
+    m = re.search(r"use --grace (\S+) or less", error)
+    assert m, error
+    result = invoke([*BASE, "--ttl", f"{ttl}s", "--grace", m.group(1), *COMMAND])
+    assert result.exit_code == 0, (m.group(1), result.output)
