@@ -66,3 +66,25 @@ def test_planned_resign_logs_election_lost_at_info(tmp_path: Path) -> None:
     lost = [e for e in logs if e["event"] == "election.lost"]
     assert lost and all(e["reason"] == "resigned" for e in lost), lost
     assert all(e["log_level"] == "info" for e in lost), lost
+
+
+@pytest.mark.parametrize(
+    ("reason", "level"),
+    [("resigned", "info"), ("key_lost", "warning"), ("renew_deadline", "warning"),
+     ("lease_expired", "warning"), ("deadline_passed", "warning"), ("unconfirmed", "warning")],
+)  # fmt: skip
+def test_only_a_planned_loss_is_quiet(reason: str, level: str) -> None:
+    """An unplanned loss of leadership stays a warning; only resigning is routine."""
+    from leaderjob.election.machine import Phase, Reason, Transition
+
+    clock = SystemClock()
+    settings = Settings(
+        election="hooks", prefix="/leaderjob", identity="me", timing=Timing.from_ttl(3),
+        command=("true",), mode="once",
+    )  # fmt: skip
+    daemon = Daemon(settings, MemoryStore(clock), clock=clock, environ={})
+    daemon.log = daemon.log.bind(token=5)  # as while leading
+    lost = Transition("election.lost", Phase.IDLE, lease_id=1, token=5, reason=Reason(reason))
+    with structlog.testing.capture_logs() as logs:
+        daemon._transition(lost)
+    assert [(e["event"], e["log_level"]) for e in logs] == [("election.lost", level)]
