@@ -11,6 +11,9 @@ Layout: ``<prefix>/<election>/fingerprints/<lease-id-hex>``, one key per candida
 lease (it goes when the candidate goes), written once per lease. The candidate keys under
 ``leader/`` keep the identity as their value, so ``etcdctl elect -l`` still reads them.
 
+`leaderjob lock` takes no part: a lock is a mutex, and different commands taking it is its
+normal use.
+
 Cost while idle: the leader reads the fingerprints once per :data:`CHECK_INTERVAL`; a follower
 reads them once when it publishes (so a newcomer sees a conflict at once), and again at every
 check only while it sees a conflict (so its flag clears when the conflict does). The command is
@@ -144,6 +147,9 @@ class ConfigWatch:
         self.prefix = fingerprints_prefix(prefix, election)
         self.log = log
         self.metrics = metrics
+        # `lock` is a mutex: different commands sharing one lock is its normal use, not a
+        # conflict. Only `run` (schedule and service mode) publishes and compares.
+        self.enabled = mode != "once"
         fp = job_fingerprint(command, mode, schedule, timezone)
         self.checker = Checker(fp, interval)
         self.doc = {
@@ -170,6 +176,8 @@ class ConfigWatch:
         timeout: float,
         on_error: Callable[[StoreError], None],
     ) -> None:
+        if not self.enabled:
+            return
         action = self.checker.due(now, lease_id, leading=leading)
         if action is None or lease_id is None:
             return

@@ -170,3 +170,17 @@ def test_the_election_key_keeps_the_identity_as_its_value() -> None:
     assert [k.key for k in keys] == [f"/lj/e/fingerprints/{lease:x}"]
     assert all(k.lease_id == lease for k in keys), "bound to the candidate's lease"
     assert b"./cleanup.sh" not in keys[0].value, "the command is hashed, never stored"
+
+
+def test_lock_mode_takes_no_part() -> None:
+    """`lock` is a mutex: different commands sharing it are its normal use, not a conflict."""
+    clock = FakeClock()
+    store = Counting(MemoryStore(clock))
+    watch = ConfigWatch(
+        store, "/lj", "e", "me", command=("./a",), mode="once", schedule=None, timezone=None,
+        log=structlog.get_logger(),
+    )  # fmt: skip
+    lease = store.grant(15, timeout=1).lease_id
+    store.calls.clear()
+    watch.tick(clock.monotonic(), lease, leading=True, timeout=1, on_error=_errors)
+    assert store.calls == []
