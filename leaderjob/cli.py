@@ -638,7 +638,7 @@ def _serve(
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:
             try:
-                server = Server(addr, registry, lambda: daemon.snapshot)
+                server = Server(addr, registry, lambda: http_snapshot(daemon))
             except OSError as exc:
                 raise click.UsageError(
                     f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
@@ -657,6 +657,17 @@ def _serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def http_snapshot(daemon: Any) -> dict[str, Any]:
+    """What the HTTP endpoints read: the daemon's published snapshot plus this replica's job
+    fingerprint and the candidates whose fingerprint differs (``/status`` shows a conflict)."""
+    config = daemon.config
+    return {
+        **daemon.snapshot,
+        "fingerprint": config.fingerprint,
+        "config_conflict": [p.describe() for p in config.checker.conflict],
+    }
 
 
 def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:

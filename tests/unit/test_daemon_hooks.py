@@ -88,3 +88,21 @@ def test_only_a_planned_loss_is_quiet(reason: str, level: str) -> None:
     with structlog.testing.capture_logs() as logs:
         daemon._transition(lost)
     assert [(e["event"], e["log_level"]) for e in logs] == [("election.lost", level)]
+
+
+def test_http_status_shows_the_fingerprint_and_a_conflict() -> None:
+    from leaderjob import cli
+    from leaderjob.fingerprint import Published
+    from leaderjob.http import public_view
+
+    clock = SystemClock()
+    settings = Settings(
+        election="hooks", prefix="/leaderjob", identity="me", timing=Timing.from_ttl(3),
+        command=("true",), mode="service",
+    )  # fmt: skip
+    daemon = Daemon(settings, MemoryStore(clock), clock=clock, environ={})
+    view = public_view(cli.http_snapshot(daemon), clock.monotonic())
+    assert view["fingerprint"] == daemon.config.fingerprint and view["config_conflict"] == []
+    daemon.config.checker.conflict = [Published("staging-0", "abc", "schedule", "@daily", "UTC")]
+    view = public_view(cli.http_snapshot(daemon), clock.monotonic())
+    assert view["config_conflict"] == ["staging-0: abc schedule @daily (UTC)"]
