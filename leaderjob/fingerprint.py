@@ -103,9 +103,10 @@ class Checker:
         self.published_lease: int | None = None
         self.conflict: list[Published] = []
         self.next_read = 0.0
+        self.retry_at = 0.0
 
     def due(self, now: float, lease_id: int | None, *, leading: bool) -> Action | None:
-        if lease_id is None:
+        if lease_id is None or now < self.retry_at:
             return None
         if lease_id != self.published_lease:
             return "publish"
@@ -116,6 +117,11 @@ class Checker:
     def published(self, lease_id: int) -> None:
         self.published_lease = lease_id
         self.next_read = 0.0  # read at once: a newcomer sees an existing conflict now
+
+    def failed(self, now: float) -> None:
+        """A publish or read failed: try again one interval later, never in every cycle (a role
+        that may not write the fingerprints must not turn into a request per cycle)."""
+        self.retry_at = now + self.interval
 
     def observe(self, now: float, published: Sequence[Published]) -> list[Published]:
         """Record one reading; returns the candidates whose fingerprint differs from ours."""
@@ -189,6 +195,7 @@ class ConfigWatch:
                 self.checker.published(lease_id)  # then the one read every newcomer makes
             keys = self.store.get_prefix(self.prefix, timeout=timeout)
         except StoreError as exc:
+            self.checker.failed(now)
             on_error(exc)
             return
         was = bool(self.checker.conflict)

@@ -184,3 +184,18 @@ def test_lock_mode_takes_no_part() -> None:
     store.calls.clear()
     watch.tick(clock.monotonic(), lease, leading=True, timeout=1, on_error=_errors)
     assert store.calls == []
+
+
+def test_a_failing_publish_is_retried_once_per_interval_not_every_cycle() -> None:
+    """etcd refusing the fingerprint key (a narrow role, say) must not cost a request per cycle."""
+    clock = FakeClock()
+    server = MemoryStore(clock)
+    store = Counting(server)
+    watch = _watch(store, "me", "@hourly")
+    lease = server.grant(15, timeout=1).lease_id
+    errors: list[StoreError] = []
+    server.fail_next(1000, "create")
+    for _ in range(100):  # 10 s of 0.1 s cycles
+        watch.tick(clock.monotonic(), lease, leading=True, timeout=1, on_error=errors.append)
+        clock.advance(0.1)
+    assert store.calls == ["create"] and len(errors) == 1
