@@ -170,7 +170,7 @@ def test_build_context_is_the_package_only(build_context: Path) -> None:
         p.relative_to(build_context).as_posix() for p in build_context.rglob("*") if p.is_file()
     }
     assert "pyproject.toml" in files
-    assert "leaderjob/cli.py" in files
+    assert "leaderjob/cli/__init__.py" in files
     assert "deploy/docker/constraints.txt" in files  # the Dockerfile's RUN needs it
     leaked = sorted(
         f
@@ -214,7 +214,7 @@ def test_wheel_from_build_context_has_the_console_script(wheel: Path) -> None:
         names = zf.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         text = zf.read(entry_points).decode()
-    assert "leaderjob/cli.py" in names
+    assert "leaderjob/cli/__init__.py" in names
     assert re.search(r"^leaderjob\s*=\s*leaderjob\.cli:main$", text, re.M), text
 
 

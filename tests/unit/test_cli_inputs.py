@@ -44,8 +44,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append(conn)
         raise Started("validation passed: leaderjob tried to open etcd")
 
-    monkeypatch.setattr(cli, "_serve", fake_serve)
-    monkeypatch.setattr(cli, "open_store", fake_open_store)
+    monkeypatch.setattr("leaderjob.cli.daemon._serve", fake_serve)
+    monkeypatch.setattr("leaderjob.cli.options.open_store", fake_open_store)
     monkeypatch.setattr("leaderjob.log.configure", lambda *a, **k: None)
     return calls
 
@@ -513,7 +513,7 @@ def test_status_shows_candidates_running_different_jobs(
             schedule=schedule, timezone="UTC", log=cli_log(),
         )  # fmt: skip
         watch.tick(0.0, lease, leading=False, timeout=1, on_error=lambda exc: None)
-    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
     result = invoke(["status", "--election", "e"])
     assert result.exit_code == 0, result.output
     assert "CONFIG CONFLICT" in result.output and "staging-0" in result.output
@@ -536,7 +536,7 @@ def memory_etcd(started: list[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     from leaderjob.election.memory import MemoryStore
 
     store = MemoryStore(FakeClock())
-    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
     return store
 
 
@@ -607,7 +607,7 @@ def test_trigger_wait_exits_with_the_runs_outcome(
     exit_code: int | None,
     expected: int,
 ) -> None:
-    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    monkeypatch.setattr("leaderjob.cli.control.WAIT_POLL", 0.01)
     _campaign(memory_etcd, "cleanup")
     leader = _leader_answers(memory_etcd, outcome, exit_code)
     result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "20s"])
@@ -619,7 +619,7 @@ def test_trigger_wait_exits_with_the_runs_outcome(
 def test_trigger_wait_gives_up_after_its_timeout(
     memory_etcd: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    monkeypatch.setattr("leaderjob.cli.control.WAIT_POLL", 0.01)
     _campaign(memory_etcd, "cleanup")
     result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "200ms"])
     assert result.exit_code == cli.EXIT_WAIT_TIMEOUT, result.output

@@ -22,7 +22,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-import leaderjob.daemon as daemon_mod
+import leaderjob.daemon.runner as daemon_mod
 from leaderjob.clock import FakeClock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Report, Settings
@@ -651,7 +651,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     data.store.put(data.last_slot_key, ahead.strftime(SLOT_FORMAT).encode(), timeout=1)
     store.put(data.slot_key(ahead.strftime(SLOT_FORMAT)), b"{}", timeout=1)
     store.put(data.schedule_key, b'{"expr": "*/5 * * * *", "timezone": "UTC"}', timeout=1)
-    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
     runner = CliRunner()
 
     doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)

@@ -1,0 +1,172 @@
+"""The control commands: `trigger` (a run now, optionally waiting for its outcome), `suspend`
+and `resume`. Each refuses an election nobody campaigns in, unless --force."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from leaderjob.cli.options import (
+    DURATION,
+    F,
+    LeaderjobCommand,
+    _env,
+    _etcd_failed,
+    _open_data,
+    connection_options,
+    election_option,
+)
+from leaderjob.config import (
+    default_identity,
+    election_prefix,
+)
+
+WAIT_POLL = 1.0
+#: Exit code of `trigger --wait` when --wait-timeout ran out (as timeout(1)).
+EXIT_WAIT_TIMEOUT = 124
+
+
+def force_option(f: F) -> F:
+    return click.option(
+        "--force",
+        is_flag=True,
+        envvar=_env("force"),
+        help="Act even if no replica campaigns in the election (a typo is otherwise refused).",
+    )(f)
+
+
+def _require_candidates(
+    store: Any, election: str, prefix: str, timeout: float, force: bool, what: str
+) -> None:
+    """Refuse (exit 1) to change an election nobody campaigns in, unless --force: a typo in
+    --election or --prefix would otherwise "succeed" and change nothing that runs."""
+    keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
+    if keys or force:
+        return
+    click.echo(
+        f"leaderjob: nobody campaigns in election {election!r} under prefix {prefix!r} "
+        f"(a typo in --election or --prefix?); not {what}. Use --force to {what} it anyway.",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _control(
+    election: str, params: dict[str, Any], force: bool, what: str, act: Callable[[Any], Any]
+) -> Any:
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        _require_candidates(store, election, params["prefix"], timeout, force, what)
+        return act(data)
+    except StoreError as exc:
+        _etcd_failed(f"{what} {election!r}", exc)
+    finally:
+        store.close()
+
+
+@click.command(cls=LeaderjobCommand)
+@election_option("Election to trigger.")
+@force_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    envvar=_env("wait"),
+    help="Wait for the run and exit with its outcome: 0 if it succeeded, the job's exit code if "
+    "it failed, 1 if it timed out, was killed or could not start.",
+)
+@click.option(
+    "--wait-timeout",
+    type=DURATION,
+    envvar=_env("wait_timeout"),
+    help="With --wait: give up after this long (exit 124) [default: wait for ever].",
+)
+@connection_options
+def trigger(
+    election: str, force: bool, wait: bool, wait_timeout: float | None, **params: Any
+) -> None:
+    """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
+    slot; it waits for a running run to finish (unless --concurrency allow). Scheduled elections
+    only (a service-mode command already runs)."""
+    timeout = params["rpc_timeout"]
+    trigger_id = _control(
+        election,
+        params,
+        force,
+        "trigger",
+        lambda data: data.trigger(default_identity(), timeout=timeout),
+    )
+    slot = f"trigger-{trigger_id}"
+    click.echo(f"triggered {election}: request {trigger_id} (slot {slot})")
+    if wait:
+        sys.exit(_wait_for_run(election, params, slot, wait_timeout))
+
+
+def _wait_for_run(
+    election: str, params: dict[str, Any], slot: str, wait_timeout: float | None
+) -> int:
+    """Poll the history for the run of ``slot``; its outcome becomes the exit code."""
+    import time
+
+    from leaderjob.election.store import StoreError
+
+    give_up = None if wait_timeout is None else time.monotonic() + wait_timeout
+    store, data, timeout = _open_data(election, params)
+    try:
+        while True:
+            try:
+                records = data.history(50, timeout=timeout)
+            except StoreError as exc:
+                click.echo(f"leaderjob: still waiting, etcd: {exc}", err=True)
+                records = []
+            done = [r for r in records if r.get("slot") == slot and r.get("outcome")]
+            if done:
+                run = done[-1]  # the oldest record of the slot: its first attempt
+                outcome = str(run["outcome"])
+                click.echo(
+                    f"{slot}: {outcome} (exit {run.get('exit_code')}, "
+                    f"{run.get('duration_seconds')}s, token {run.get('token')}, "
+                    f"by {run.get('identity')})"
+                )
+                if outcome == "succeeded":
+                    return 0
+                code = run.get("exit_code")
+                return code if isinstance(code, int) and 0 < code < 256 else 1
+            if give_up is not None and time.monotonic() >= give_up:
+                click.echo(f"leaderjob: {slot} has not finished; gave up waiting", err=True)
+                return EXIT_WAIT_TIMEOUT
+            time.sleep(WAIT_POLL)
+    finally:
+        store.close()
+
+
+@click.command(cls=LeaderjobCommand)
+@election_option("Election to suspend.")
+@force_option
+@connection_options
+def suspend(election: str, force: bool, **params: Any) -> None:
+    """Suspend an election cluster-wide: it keeps its leader but starts no runs."""
+    timeout = params["rpc_timeout"]
+    _control(
+        election,
+        params,
+        force,
+        "suspend",
+        lambda data: data.suspend(default_identity(), timeout=timeout),
+    )
+    click.echo(f"suspended {election}: slots are skipped until `leaderjob resume`")
+
+
+@click.command(cls=LeaderjobCommand)
+@election_option("Election to resume.")
+@force_option
+@connection_options
+def resume(election: str, force: bool, **params: Any) -> None:
+    """Resume a suspended election."""
+    timeout = params["rpc_timeout"]
+    was = _control(election, params, force, "resume", lambda data: data.resume(timeout=timeout))
+    click.echo(f"resumed {election}" if was else f"{election} was not suspended")

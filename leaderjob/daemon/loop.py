@@ -1,0 +1,371 @@
+"""The daemon loop: one cycle = deadline check → job reports → health → election → job ↔
+leadership → control switches → schedule → wait.
+
+Each :meth:`Daemon.cycle` returns a :class:`Report` that says what it decided; the log and the
+tests read those. The loop waits on one :class:`~leaderjob.clock.Waker` that everything wakes:
+the predecessor watch, the watchdog's reports, the health checker, the signal handlers (which
+must take no lock). Stop is therefore prompt, and no thread but the main one decides anything.
+
+Modes: ``schedule`` (run the command for each slot of the schedule while leading), ``service`` (no
+schedule: keep the command running while leading, restart it when it exits), and ``once``
+(``leaderjob lock``: run it once under leadership, release, exit with its exit code).
+
+Leaving leadership on purpose (shutdown, failing health check, lock done) always goes in this
+order: stop the job (renewing the lease meanwhile) → resign → revoke. The successor can only start
+after our job is dead (docs/safety.md L2, S6).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from leaderjob.clock import Clock, SystemClock, Waker
+from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
+from leaderjob.daemon.runner import Runner
+from leaderjob.daemon.session import Session
+from leaderjob.election.machine import Phase, Reason, Transition
+from leaderjob.election.store import Store
+from leaderjob.fingerprint import ConfigWatch
+from leaderjob.health import HealthChecker
+from leaderjob.log import get_logger
+from leaderjob.metrics import Metrics
+from leaderjob.planner import Planner
+from leaderjob.records import ElectionData, iso
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        health: HealthChecker | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.metrics = metrics
+        self.health = health
+        self.environ = dict(os.environ if environ is None else environ)
+        self.wakeup = Waker()  # set from signal handlers too: no locks
+        self.log = get_logger(election=settings.election, identity=settings.identity)
+        self.session = Session(
+            store,
+            settings.timing,
+            settings.election_prefix,
+            settings.identity,
+            self.clock,
+            self.wakeup,
+            label=settings.election,
+            log=self.log,
+            rpc_timeout=settings.rpc_timeout,
+            metrics=metrics,
+        )
+        self.elector = self.session.elector
+        self.runner = Runner(
+            settings,
+            self.session,
+            clock=self.clock,
+            wakeup=self.wakeup,
+            environ=self.environ,
+            log=self.log,
+            metrics=metrics,
+            on_done=self._lock_done,
+        )
+        self.config = ConfigWatch(
+            store,
+            settings.prefix,
+            settings.election,
+            settings.identity,
+            command=settings.command,
+            mode=settings.mode,
+            schedule=settings.schedule.expr if settings.schedule else None,
+            timezone=settings.schedule.timezone if settings.schedule else None,
+            log=self.log,
+            metrics=metrics,
+        )
+        self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
+        self.stop_signals = 0
+        self.leading_since: datetime | None = None
+        self.snapshot: dict[str, Any] = {}
+        self._publish("starting")
+
+    # -- what the tests and the HTTP endpoints read of the job and the session --------------------
+
+    @property
+    def runs(self) -> list[ActiveRun]:
+        return self.runner.runs
+
+    @property
+    def tenure(self) -> Tenure | None:
+        return self.runner.tenure
+
+    @property
+    def planner(self) -> Planner | None:
+        return self.runner.planner
+
+    @property
+    def data(self) -> ElectionData:
+        return self.runner.data
+
+    @property
+    def exit_code(self) -> int:
+        return self.runner.exit_code
+
+    @exit_code.setter
+    def exit_code(self, code: int) -> None:
+        self.runner.exit_code = code
+
+    @property
+    def fatal(self) -> str | None:
+        return self.session.fatal
+
+    @property
+    def last_contact(self) -> float | None:
+        return self.session.last_contact
+
+    def _set_log(self, log: Any) -> None:
+        """Rebind the daemon's logger (a tenure's token) in the session and the runner too."""
+        self.log = self.session.log = self.runner.log = log
+
+    def _lock_done(self) -> None:
+        if self.leaving is None:
+            self.leaving = "lock_done"
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        self._install_signal_handlers()
+        self.log.info(
+            "daemon.started",
+            mode=self.s.mode,
+            ttl=self.s.timing.ttl,
+            renew_interval=round(self.s.timing.renew_interval, 3),
+            grace=round(self.s.timing.grace, 3),
+            schedule=self.s.schedule.expr if self.s.schedule else None,
+            timezone=self.s.schedule.timezone if self.s.schedule else None,
+            concurrency=self.s.concurrency,
+            prefix=self.s.election_prefix,
+        )
+        if self.health is not None:
+            self.health.start()
+        try:
+            while True:
+                report = self.cycle()
+                self._publish(report.action)
+                if report.action == "exited":
+                    return self.exit_code
+                self._wait()
+        finally:
+            # Only reached with runs on a crash: kill them, and close the control pipes so that
+            # each watchdog kills its job even if the message did not get through. The lease is
+            # not revoked: it expires after the job is dead (S6).
+            for active in self.runs:
+                active.run.kill("daemon_exit")
+                active.run.close()
+            for active in self.runs:
+                active.run.wait(2.0)
+            if self.health is not None:
+                self.health.stop()
+            self.elector.close()
+
+    def request_stop(self, reason: str = "signal") -> None:
+        """Graceful stop: stop the job, release leadership, exit 0. Safe in a signal handler."""
+        self.stop_signals += 1
+        if self.leaving not in ("shutdown", "fatal"):
+            self.leaving = "shutdown"
+            self.stop_reason = reason
+        self.wakeup.set()
+
+    def cycle(self) -> Report:
+        self.wakeup.clear()
+        # 1. The deadline first: after a freeze, step down before any other I/O.
+        t = self.elector.check(self.clock.monotonic())
+        if t is not None:
+            self._on_transition(t)
+        # 2. What the watchdogs reported.
+        finished = self.runner._collect_runs()
+        # 3. Health: an unhealthy replica hands over and does not campaign.
+        self._apply_health()
+        if self.leaving is not None:
+            return self._leave()
+        # 4. Election: campaign, renew, confirm.
+        out = self.elector.step(may_campaign=self._may_campaign())
+        self.session.note(out)
+        if self.fatal is not None:
+            self.leaving = "fatal"
+            return self._leave()
+        for t in out.transitions:
+            self._on_transition(t)
+        self.config.tick(
+            self.clock.monotonic(),
+            self.elector.lease_id,
+            leading=self.elector.phase is Phase.LEADING,
+            timeout=self.session.io_timeout(),
+            on_error=self.session.store_error,
+        )
+        if self.elector.phase is not Phase.LEADING:
+            if not self.runs and self.elector.to_revoke:
+                self.session.release()
+            return Report("job_finished" if finished else self.elector.phase.value)
+        # 5. Leading: keep the watchdogs' deadline in step with the lease; enforce timeouts.
+        self.runner._reconcile_runs()
+        # 6. Start what is due.
+        started = self.runner._start_due()
+        if started is not None:
+            return started
+        return Report("job_finished" if finished else "leading")
+
+    def _wait(self) -> None:
+        now = self.clock.monotonic()
+        until = self.elector.next_wakeup(now, self._may_campaign())
+        leading = self.elector.phase is Phase.LEADING and self.leaving is None
+        until = min(until, self.runner.next_wakeup(now, leading))
+        if self.leaving is not None:
+            until = min(until, now + 0.05)
+        self.clock.wait(self.wakeup, max(0.0, until - now))
+
+    # -- election -----------------------------------------------------------------------------
+
+    def _may_campaign(self) -> bool:
+        return self.leaving is None and self.runner.may_campaign()
+
+    def _on_transition(self, t: Transition) -> None:
+        self._transition(t)
+        self._publish(t.event)  # probes see a leadership change at once, not after the cycle
+
+    def _transition(self, t: Transition) -> None:
+        if t.event == "lease.granted":
+            self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
+        elif t.event == "election.acquired":
+            assert t.token is not None
+            self._set_log(self.log.bind(token=t.token))
+            self.leading_since = self.clock.wall()
+            self.runner.begin(t.token)
+            self.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
+            if self.metrics is not None:
+                self.metrics.transitions.labels(self.s.election, "acquired").inc()
+                self.metrics.set_leader(t.token)
+        elif t.event == "election.lost":
+            assert t.reason is not None
+            # A planned handover (shutdown, lock done, unhealthy) is routine: a rolling deploy must
+            # not look like trouble to log-based alerting. Only an unplanned loss warns.
+            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
+            level("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+            self._set_log(self.log.unbind("token"))
+            self.leading_since = None
+            if self.metrics is not None:
+                self.metrics.transitions.labels(self.s.election, "lost").inc()
+                self.metrics.set_leader(None)
+            self.runner.end()
+        elif t.event == "lease.lost":
+            assert t.reason is not None
+            self.log.warning("lease.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+
+    # -- health -------------------------------------------------------------------------------
+
+    def _apply_health(self) -> None:
+        h = self.health
+        if h is None:
+            return
+        if not h.healthy and self.leaving is None:
+            self.log.warning("health.failed", failures=h.consecutive_failures, error=h.last_error)
+            if self.metrics is not None:
+                self.metrics.health_transitions.labels(self.s.election, "unhealthy").inc()
+                self.metrics.healthy.labels(self.s.election).set(0)
+            self.leaving = "unhealthy"
+        elif h.healthy and self.leaving == "unhealthy" and not self.runs:
+            self.log.info("health.recovered")
+            if self.metrics is not None:
+                self.metrics.health_transitions.labels(self.s.election, "healthy").inc()
+                self.metrics.healthy.labels(self.s.election).set(1)
+            self.leaving = None
+
+    # -- leaving ------------------------------------------------------------------------------
+
+    def _leave(self) -> Report:
+        """Stop the job while still renewing, then resign and revoke, then exit or idle."""
+        reason = self.leaving or "shutdown"
+        if self.runs:
+            for active in self.runs:
+                active.run.stop(reason)
+                if self.stop_signals > 1:
+                    active.run.kill(reason)
+            out = self.elector.step(may_campaign=False)
+            self.session.note(out)
+            for t in out.transitions:
+                self._on_transition(t)
+            self.runner._reconcile_runs()
+            return Report("stopping_job", {"reason": reason})
+        gone = self.elector.resign()
+        if gone is not None and gone.event == "election.lost":
+            self._on_transition(gone)
+        elif gone is not None:
+            self.log.info("election.withdrawn", reason=reason, lease_id=f"{gone.lease_id:x}")
+        self.session.release()
+        if reason == "unhealthy":
+            return Report("unhealthy")
+        if reason == "fatal":
+            self.exit_code = EXIT_REJECTED
+        self.log.info(
+            "daemon.stopped",
+            reason=getattr(self, "stop_reason", reason),
+            exit_code=self.exit_code,
+        )
+        return Report("exited", {"reason": reason})
+
+    # -- what others see ------------------------------------------------------------------------
+
+    def _publish(self, action: str) -> None:
+        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads)."""
+        machine = self.elector.machine
+        lease = machine.lease
+        leader = self.elector.phase is Phase.LEADING
+        next_slot = self.planner.peek() if self.planner is not None and leader else None
+        self.snapshot = {
+            "election": self.s.election,
+            "identity": self.s.identity,
+            "phase": self.elector.phase.value,
+            "action": action,
+            "leader": leader,
+            "token": machine.token,
+            "lease_id": f"{lease.lease_id:x}" if lease is not None else None,
+            "leading_since": iso(self.leading_since),
+            "last_contact": self.last_contact,
+            "connected_within": self.s.timing.renew_deadline,
+            "healthy": None if self.health is None else self.health.healthy,
+            "idle_reason": self.leaving,
+            "mode": self.s.mode,
+            "schedule": self.s.schedule.expr if self.s.schedule else None,
+            "timezone": self.s.schedule.timezone if self.s.schedule else None,
+            "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
+            "suspended": self.tenure.suspended if self.tenure is not None else None,
+            "running": [
+                {"run_id": a.run.run_id, "pid": a.run.pid, "slot": a.slot} for a in self.runs
+            ],
+            "last_run": self.runner.last_run,
+            "loop_at": self.clock.monotonic(),
+            "renewed_at": lease.last_ok_sent if lease is not None else None,
+            "deadline": machine.deadline,
+            "renew_interval": self.s.timing.renew_interval,
+        }
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            del frame
+            self.request_stop(signal.Signals(signum).name)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)

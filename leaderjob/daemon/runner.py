@@ -1,0 +1,412 @@
+"""One job's tenure: what happens to one job while this replica leads it.
+
+The runner starts runs (each under a watchdog that kills it by the lease's deadline), collects
+the watchdogs' reports, keeps their deadline in step with the lease, enforces timeouts, schedules
+retries, and writes history records. Its scheduling half (slots, claims, control switches,
+catch-up) is :class:`~leaderjob.daemon.scheduling.Scheduling`.
+
+It does not decide leadership: the loop tells it when a tenure begins (:meth:`Runner.begin`) and
+ends (:meth:`Runner.end`), and the session says how much etcd time the cycle has left. It never
+campaigns while a run of a lost tenure still lives (:meth:`Runner.may_campaign`): a new tenure
+would overlap it (S1).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from leaderjob.clock import Clock, Waker
+from leaderjob.config import job_environment
+from leaderjob.daemon.model import (
+    EXIT_LOST,
+    MAX_BACKLOG,
+    RETRY_BASE,
+    RETRY_CAP,
+    SERVICE_RESTART_DELAY,
+    ActiveRun,
+    Pending,
+    Report,
+    Settings,
+    Tenure,
+)
+from leaderjob.daemon.scheduling import Scheduling
+from leaderjob.daemon.session import Session
+from leaderjob.election.store import StoreError
+from leaderjob.metrics import Metrics
+from leaderjob.planner import Planner
+from leaderjob.records import ElectionData, iso
+from leaderjob.supervisor import Run
+
+
+def _signal_name(returncode: int) -> str | None:
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"SIG{-returncode}"
+
+
+class Runner(Scheduling):
+    def __init__(
+        self,
+        settings: Settings,
+        session: Session,
+        *,
+        clock: Clock,
+        wakeup: Waker,
+        environ: Mapping[str, str],
+        log: Any,
+        metrics: Metrics | None = None,
+        on_done: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.s = settings
+        self.session = session
+        self.elector = session.elector
+        self.clock = clock
+        self.wakeup = wakeup
+        self.environ = environ
+        self.log = log
+        self.metrics = metrics
+        #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
+        self.on_done = on_done
+        self.data = ElectionData(session.store, settings.prefix, settings.election)
+        self.planner = (
+            Planner(
+                settings.schedule,
+                settings.election,
+                catch_up=settings.catch_up,
+                starting_deadline=(
+                    None
+                    if settings.starting_deadline is None
+                    else timedelta(seconds=settings.starting_deadline)
+                ),
+                jitter=settings.jitter,
+            )
+            if settings.schedule is not None
+            else None
+        )
+        self.runs: list[ActiveRun] = []
+        self.tenure: Tenure | None = None
+        self.restart_at = 0.0
+        self.ran_once = False
+        self.exit_code = 0
+        self.last_run: dict[str, Any] | None = None
+        #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
+        #: with time to spare, so it never delays a renewal.
+        self._backlog: list[tuple[dict[str, Any], datetime]] = []
+
+    # -- the tenure -----------------------------------------------------------------------------
+
+    def begin(self, token: int) -> None:
+        """A term of leadership begins (``election.acquired``)."""
+        self.tenure = Tenure(token=token)
+        self.restart_at = 0.0
+
+    def end(self) -> None:
+        """The term ended (``election.lost``): drop it, and stop every run of it."""
+        self.tenure = None
+        if self.planner is not None:
+            self.planner.end_tenure()
+        for active in self.runs:
+            active.run.stop("killed_on_leadership_loss")
+
+    def may_campaign(self) -> bool:
+        # Never campaign while a job of a lost tenure still runs: a new tenure would overlap it.
+        return not self.runs and not (self.s.mode == "once" and self.ran_once)
+
+    def next_wakeup(self, now: float, leading: bool) -> float:
+        """Monotonic time the loop must wake for this job: a timeout, or (leading) a start."""
+        until = math.inf
+        for active in self.runs:
+            if active.timeout_at is not None and active.run.stop_reason is None:
+                until = min(until, active.timeout_at)
+        if leading:
+            until = min(until, self._next_start(now))
+        return until
+
+    def _next_start(self, now: float) -> float:
+        """Monotonic time of the next thing to start while leading."""
+        tenure = self.tenure
+        if tenure is None:
+            return now
+        if self.s.mode == "service":
+            return self.restart_at if not self.runs else math.inf
+        if self.s.mode == "once":
+            return now if not self.ran_once else math.inf
+        # Schedule mode only: the switches, catch-up and pending runs exist for slots alone.
+        times = [tenure.control_at]
+        # A pending run blocked by an active one adds no wake-up: the run's end wakes the loop.
+        times += [p.not_before for p in tenure.pending if not self._blocked()]
+        if self.planner is not None:
+            slot = self.planner.peek()
+            if slot is not None:
+                planning = tenure.slot_clock.peek(self.clock.wall(), now)
+                times.append(now + (slot.start_time - planning).total_seconds())
+        if not tenure.ready:
+            times.append(now + 0.2)
+        return min(times)
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def _reconcile_runs(self) -> None:
+        deadline = self.elector.machine.deadline
+        now = self.clock.monotonic()
+        for active in self.runs:
+            if deadline is not None and self.session.leading:
+                active.run.extend(deadline)
+            if (
+                active.timeout_at is not None
+                and now >= active.timeout_at
+                and active.run.stop_reason is None
+            ):
+                self.log.warning("job.timed_out", run_id=active.run.run_id, slot=active.slot)
+                active.run.stop("timed_out")
+        if self.metrics is not None and deadline is not None:
+            remaining = max(0.0, deadline - now) if self.session.leading else 0.0
+            self.metrics.deadline_remaining.labels(self.s.election).set(remaining)
+
+    def _collect_runs(self) -> bool:
+        """Absorb the watchdogs' reports; True if a run finished."""
+        finished = False
+        for active in list(self.runs):
+            run = active.run
+            for ev in run.take_events():
+                if "signal" in ev:
+                    self.log.warning(
+                        "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
+                    )
+                    if self.metrics is not None:
+                        self.metrics.job_kills.labels(
+                            self.s.election, ev["signal"], ev["reason"]
+                        ).inc()
+            if run.done:
+                self.runs.remove(active)
+                run.close()
+                if run.confirmed:
+                    self._finished(active)
+                    finished = True
+                else:
+                    # A start given up on (already reported as failed_to_start) has ended: only
+                    # now may a new run, a campaign or a revoke follow it.
+                    self.log.info(
+                        "job.unconfirmed_ended",
+                        run_id=run.run_id,
+                        slot=active.slot,
+                        pid=run.pid,
+                        error=run.error,
+                    )
+        return finished
+
+    def _finished(self, active: ActiveRun) -> None:
+        run = active.run
+        now = self.clock.monotonic()
+        duration = now - run.started_at
+        rc = run.returncode
+        outcome = run.outcome
+        record = {
+            "run_id": run.run_id,
+            "slot": active.slot,
+            "scheduled_time": iso(active.scheduled),
+            "token": run.token,
+            "identity": self.s.identity,
+            "attempt": active.attempt,
+            "started_at": iso(self.clock.wall() - timedelta(seconds=duration)),
+            "finished_at": iso(self.clock.wall()),
+            "duration_seconds": round(duration, 3),
+            "exit_code": rc if rc is not None and rc >= 0 else None,
+            "signal": _signal_name(rc) if rc is not None else None,
+            "outcome": outcome,
+        }
+        self.last_run = record
+        self.log.info(
+            "job.finished",
+            run_id=run.run_id,
+            slot=active.slot,
+            token=run.token,
+            exit_code=record["exit_code"],
+            signal=record["signal"],
+            outcome=outcome,
+            duration_seconds=record["duration_seconds"],
+            attempt=active.attempt,
+        )
+        if self.metrics is not None:
+            m = self.metrics
+            m.job_running.labels(self.s.election).set(1 if self.runs else 0)
+            m.job_runs.labels(self.s.election, outcome).inc()
+            m.job_duration.labels(self.s.election).observe(duration)
+            if outcome == "succeeded":
+                m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
+        self._record(record)
+        self.restart_at = now + SERVICE_RESTART_DELAY
+        if self.s.mode == "once":
+            if run.stop_reason == "killed_on_leadership_loss":
+                self.exit_code = EXIT_LOST
+            elif rc is not None:
+                self.exit_code = rc if rc >= 0 else 128 - rc
+            elif outcome == "watchdog_failed":
+                self.exit_code = 128 + signal.SIGKILL  # the command was killed with its watchdog
+            self.on_done()
+        elif (
+            outcome in ("failed", "timed_out")
+            and active.attempt < self.s.retries
+            and self.tenure is not None
+            and self.tenure.token == run.token
+        ):
+            backoff = min(RETRY_CAP, RETRY_BASE * 2**active.attempt)
+            self.tenure.pending.append(
+                Pending(active.slot, active.scheduled, active.attempt + 1, now + backoff, run.token)
+            )
+            self.log.info(
+                "job.retry_scheduled",
+                slot=active.slot,
+                attempt=active.attempt + 1,
+                backoff_seconds=backoff,
+            )
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""
+        if self.s.mode != "schedule":
+            return
+        self._backlog.append((entry, self.clock.wall()))
+        if len(self._backlog) > MAX_BACKLOG:
+            dropped = self._backlog.pop(0)[0]
+            self.log.warning("history.dropped", slot=dropped.get("slot"))
+        if not self.session.leading:
+            self._flush()  # no leader path to protect
+
+    def _flush(self) -> None:
+        """Write queued history records while the budget allows; the leader then prunes the
+        oldest beyond the limit (a bounded batch per cycle)."""
+        wrote = False
+        while self._backlog and self.session.may_bookkeep():
+            entry, at = self._backlog[0]
+            try:
+                self.data.record(entry, at, timeout=self.session.io_timeout())
+            except StoreError as exc:
+                self.session.store_error(exc)
+                return
+            self._backlog.pop(0)
+            wrote = True
+        if wrote and self.session.leading:
+            self._delete_old(
+                lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
+            )
+
+    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
+        """Bookkeeping: find old keys, delete them fenced — each call only while the cycle has
+        time to spare (what is left waits for a later cycle)."""
+        own, token = self.elector.key, self.elector.machine.token
+        if own is None or token is None or not self.session.may_bookkeep():
+            return
+        try:
+            old = find(self.session.io_timeout())
+            if old and self.session.may_bookkeep():
+                self.data.delete_fenced(own, token, old, timeout=self.session.io_timeout())
+        except StoreError as exc:
+            self.session.store_error(exc)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def _start_due(self) -> Report | None:
+        tenure = self.tenure
+        if tenure is None:
+            return None
+        if self.s.mode == "once":
+            if self.ran_once:
+                return None
+            report = self._start("lock", self.clock.wall(), 0)
+            # A start skipped for the deadline did not happen: the tenure is ending (D − grace
+            # is near), and the next one runs the command. Anything else was the one attempt.
+            self.ran_once = report.action != "job_skipped"
+            return report
+        if self.s.mode == "service":
+            if self.runs or self.clock.monotonic() < self.restart_at:
+                return None
+            return self._start("service", self.clock.wall(), 0)
+        return self._start_scheduled(tenure)
+
+    def _start(
+        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+    ) -> Report:
+        now = self.clock.monotonic()
+        machine = self.elector.machine
+        token = machine.token
+        if not machine.can_start_work(now) or token is None or self.elector.lease_id is None:
+            self.log.warning("job.skipped", reason="deadline", slot=slot)
+            if self.metrics is not None:
+                self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+            return Report("job_skipped", {"reason": "deadline"})
+        deadline, term_at = machine.deadline, machine.term_at
+        assert deadline is not None and term_at is not None
+        run_id = uuid.uuid4().hex[:12]
+        env = job_environment(self.environ)
+        env.update(
+            LEADERJOB_FENCING_TOKEN=str(token),
+            LEADERJOB_ELECTION=self.s.election,
+            LEADERJOB_IDENTITY=self.s.identity,
+            LEADERJOB_LEASE_ID=f"{self.elector.lease_id:x}",
+            LEADERJOB_SCHEDULED_TIME=iso(scheduled) or "",
+            LEADERJOB_SLOT=slot,
+            LEADERJOB_RUN_ID=run_id,
+            LEADERJOB_ATTEMPT=str(attempt),
+        )
+        run = Run(
+            argv=self.s.command,
+            env=env,
+            deadline=deadline,
+            grace=self.s.timing.grace,
+            wakeup=self.wakeup,
+            run_id=run_id,
+            token=token,
+        )
+        # The wait is bounded by the lease budget: at D − grace the watchdog refuses to exec.
+        run.start(now, wait=term_at - now)
+        if not run.confirmed:
+            if not run.done:
+                # Given up for certain (the watchdog can no longer exec it), but its watchdog
+                # still exists and may have just started the job: track it until it exits, so
+                # that nothing overlaps it — no second copy, no campaign, no revoke (S1, S6).
+                self.runs.append(ActiveRun(run, slot, scheduled, attempt, None))
+            run.close()  # already closed by start(); said again here because S1 rests on it
+            self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
+            if self.metrics is not None:
+                self.metrics.job_runs.labels(self.s.election, "failed_to_start").inc()
+            self.restart_at = now + SERVICE_RESTART_DELAY
+            if self.s.mode == "once":
+                self.exit_code = 127
+                self.on_done()
+            self._record(
+                {
+                    "run_id": run_id,
+                    "slot": slot,
+                    "scheduled_time": iso(scheduled),
+                    "token": token,
+                    "identity": self.s.identity,
+                    "outcome": "failed_to_start",
+                    "error": run.error,
+                }
+            )
+            return Report("job_failed_to_start", {"error": run.error})
+        timeout_at = now + self.s.timeout if self.s.timeout else None
+        self.runs.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
+        lag = (self.clock.wall() - (lag_from or scheduled)).total_seconds()
+        self.log.info(
+            "job.started",
+            run_id=run_id,
+            pid=run.pid,
+            slot=slot,
+            scheduled_time=env["LEADERJOB_SCHEDULED_TIME"],
+            attempt=attempt,
+            lag_seconds=round(lag, 4),
+        )
+        if self.metrics is not None:
+            self.metrics.job_running.labels(self.s.election).set(1)
+            if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:
+                self.metrics.schedule_lag.labels(self.s.election).observe(max(0.0, lag))
+        return Report("job_started", {"run_id": run_id, "pid": run.pid, "slot": slot})

@@ -1,0 +1,403 @@
+"""Scheduling, for one job while it is led: slots, claims, control switches, catch-up, skew.
+
+One leading cycle gives the schedule one budget of etcd time (:meth:`Scheduling._start_scheduled`):
+catch-up once per tenure from the newest slot anyone claimed (a linearizable read), then the
+trigger and suspend switches once per renew interval, then retries and replacements, then the slot
+that is due. A slot runs only after its claim, a Txn guarded by our leader key, made it ours (S3);
+a claim whose outcome is unknown counts as "do not run" (at most once per slot). Bookkeeping
+(publishing the schedule, pruning old claims) only runs while the cycle has time to spare.
+
+This is the scheduling half of :class:`~leaderjob.daemon.runner.Runner`: it starts runs and
+records outcomes through the runner (``_start``, ``_record``, ``_delete_old``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from leaderjob.clock import Clock
+from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
+from leaderjob.daemon.session import Session
+from leaderjob.election.elector import Elector
+from leaderjob.election.store import StoreError
+from leaderjob.metrics import Metrics
+from leaderjob.planner import Planner, Slot
+from leaderjob.records import ElectionData, iso
+
+
+class Scheduling:
+    # Set by the runner (see Runner.__init__).
+    s: Settings
+    session: Session
+    elector: Elector
+    data: ElectionData
+    planner: Planner | None
+    clock: Clock
+    metrics: Metrics | None
+    log: Any
+    runs: list[ActiveRun]
+
+    def _start(
+        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+    ) -> Report:
+        raise NotImplementedError
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
+        raise NotImplementedError
+
+    def _start_scheduled(self, tenure: Tenure) -> Report | None:
+        """The schedule's share of one leading cycle, all its etcd calls within one budget."""
+        self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
+        try:
+            report = self._schedule_step(tenure)
+            if not tenure.published and tenure.ready and self.session.may_bookkeep():
+                self._publish_schedule(tenure)
+            self._flush()
+            return report
+        finally:
+            self.session.budget_end = None
+
+    def _schedule_step(self, tenure: Tenure) -> Report | None:
+        assert self.planner is not None
+        now = self.clock.monotonic()
+        wall, jumped = tenure.slot_clock.observe(self.clock.wall(), now)
+        if self.metrics is not None:
+            self.metrics.clock_step.labels(self.s.election).set(jumped)
+        if jumped:
+            self.log.warning(
+                "schedule.clock_step",
+                ahead_seconds=round(jumped, 3),
+                planning_time=iso(wall),
+                hint="the wall clock jumped ahead; slots follow the monotonic clock until the "
+                "jump is undone or has held for 10 minutes",
+            )
+        if not tenure.ready and not self._begin_tenure(tenure, wall):
+            return None
+        self._check_skew(tenure, wall)
+        if now >= tenure.control_at and self.session.may_call():
+            report = self._poll_control(tenure)
+            if report is not None:
+                return report
+        # Retries and replacements waiting for their time.
+        for p in list(tenure.pending):
+            if now >= p.not_before and not self._blocked() and self.session.may_call():
+                tenure.pending.remove(p)
+                if p.fire is not None:
+                    return self._fire(tenure, p.fire)
+                return self._start_pending(tenure, p)
+        if not self.session.may_call():
+            return None  # the slot stays due: claimed next cycle, after the keepalive
+        slot, expired = self.planner.due(wall)
+        if expired:
+            # A stall or a forward wall-clock step can expire thousands of slots at once: claim
+            # and record only the newest (it moves state/last_slot on) and count the others, so
+            # this cycle stays short and the lease keeps being renewed.
+            self._skip(tenure, expired[-1], "deadline", claim=True, also=len(expired) - 1)
+        if slot is None:
+            return None
+        return self._fire(tenure, slot)
+
+    def _blocked(self) -> bool:
+        """A pending run must wait: another run is active and runs may not overlap."""
+        return bool(self.runs) and self.s.concurrency != "allow"
+
+    def _start_pending(self, tenure: Tenure, p: Pending) -> Report | None:
+        """Start a claimed retry or replacement, if the election is not suspended meanwhile and
+        (a replacement) its starting deadline has not passed while the old run was stopping."""
+        assert self.planner is not None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        if p.replacing is not None and planning - p.replacing.start_time > self.planner.deadline:
+            return self._skip(tenure, p.replacing, "deadline", claim=False)
+        try:
+            suspended = self.data.is_suspended(timeout=self.session.io_timeout())
+        except StoreError as exc:
+            self.session.store_error(exc)  # unknown means "don't start": try again shortly
+            p.not_before = self.clock.monotonic() + self.session.cycle_budget()
+            tenure.pending.append(p)
+            return None
+        self._note_suspended(tenure, suspended)
+        if suspended:
+            if p.replacing is not None:
+                return self._skip(tenure, p.replacing, "suspended", claim=False)
+            self.log.info("slot.skipped", slot=p.slot, attempt=p.attempt, reason="suspended")
+            return Report("slot_skipped", {"slot": p.slot, "reason": "suspended"})
+        if p.replacing is not None:
+            return self._start(p.slot, p.scheduled, 0, lag_from=p.replacing.start_time)
+        return self._start(p.slot, p.scheduled, p.attempt)
+
+    def _note_suspended(self, tenure: Tenure, suspended: bool) -> None:
+        if suspended != tenure.suspended:
+            if suspended or tenure.suspended is not None:
+                self.log.info("election.suspended" if suspended else "election.resumed")
+            tenure.suspended = suspended
+
+    def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
+        """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
+        assert self.planner is not None
+        try:
+            last = self.data.last_slot(timeout=self.session.io_timeout())
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return False
+        plan = self.planner.begin_tenure(last, wall)
+        tenure.ready = True
+        tenure.last_claimed = last
+        tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
+        if plan.skipped or plan.expired or plan.run:
+            self.log.info(
+                "schedule.catch_up",
+                policy=self.s.catch_up,
+                last_claimed=iso(last),
+                missed_skipped=plan.skipped,
+                expired=plan.expired.id if plan.expired else None,
+                run=plan.run.id if plan.run else None,
+            )
+        if self.metrics is not None:
+            reason = "catch_up_skip"
+            self.metrics.slots_skipped.labels(self.s.election, reason).inc(plan.skipped)
+            if plan.expired is not None:
+                self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+        if plan.run is not None:
+            tenure.pending.append(
+                Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
+            )
+        return True
+
+    def _check_skew(self, tenure: Tenure, wall: datetime) -> None:
+        """A newest claim ahead of our clock: a replica whose clock ran fast claimed it, and no
+        slot runs until our clock gets there (slots only move forward past the newest claim —
+        the alternative, trusting our own clock, would re-run pruned slots if *ours* is slow).
+        Logged every cycle and exported; ``leaderjob repair-schedule`` moves it back."""
+        assert self.planner is not None
+        ahead = 0.0
+        if tenure.last_claimed is not None:
+            ahead = max(0.0, (tenure.last_claimed - wall).total_seconds())
+        if self.metrics is not None:
+            self.metrics.clock_skew.labels(self.s.election).set(ahead)
+        if ahead > self.planner.deadline.total_seconds():
+            self.log.warning(
+                "schedule.clock_skew",
+                last_claimed=iso(tenure.last_claimed),
+                ahead_seconds=round(ahead, 3),
+                hint="a replica's clock ran ahead; fix it, then `leaderjob repair-schedule`",
+            )
+
+    def _skewed(self, tenure: Tenure) -> bool:
+        assert self.planner is not None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        return tenure.last_claimed is not None and (
+            tenure.last_claimed - planning > self.planner.deadline
+        )
+
+    def _publish_schedule(self, tenure: Tenure) -> None:
+        if self.s.schedule is None or self.elector.key is None:
+            return
+        info = {
+            "expr": self.s.schedule.expr,
+            "timezone": self.s.schedule.timezone,
+            "leader": self.s.identity,
+            "token": tenure.token,
+            "concurrency": self.s.concurrency,
+            "catch_up": self.s.catch_up,
+            "jitter": self.s.jitter,
+        }
+        try:
+            tenure.published = self.data.publish_schedule(
+                self.elector.key, tenure.token, info, timeout=self.session.io_timeout()
+            )
+        except StoreError as exc:
+            self.session.store_error(exc)
+
+    def _poll_control(self, tenure: Tenure) -> Report | None:
+        """Read the trigger switches (and the suspension, for status) once per renewal interval.
+
+        While the newest claim lies ahead of our clock, also re-read it: an operator's repair
+        takes effect at once (a re-plan from the repaired claim).
+        """
+        tenure.control_at = self.clock.monotonic() + self.s.timing.renew_interval
+        try:
+            control = self.data.control(timeout=self.session.io_timeout())
+            if self._skewed(tenure):
+                last = self.data.last_slot(timeout=self.session.io_timeout())
+                if last != tenure.last_claimed:
+                    self.log.info("schedule.repaired", last_claimed=iso(last))
+                    tenure.ready = False
+                    return None
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return None
+        self._note_suspended(tenure, control.suspended)
+        if not control.triggers or tenure.suspended:
+            return None
+        if self._blocked():
+            return None  # a trigger waits for the current run; it is not lost
+        key, request = control.triggers[0]
+        return self._run_trigger(tenure, key, request)
+
+    def _run_trigger(self, tenure: Tenure, key: str, request: dict[str, Any]) -> Report | None:
+        own = self.elector.key
+        if own is None:
+            return None
+        claim = {
+            "token": tenure.token,
+            "identity": self.s.identity,
+            "request": request,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        try:
+            ok, slot = self.data.claim_trigger(
+                own, tenure.token, key, claim, timeout=self.session.io_timeout()
+            )
+            result = "claimed" if ok else self._why_refused()
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return None
+        if result == "suspended":
+            self._note_suspended(tenure, True)  # the trigger waits for `resume`
+            return None
+        if result == "rejected":
+            self.log.warning("trigger.claim_failed", trigger=key)
+            self.elector.recheck()
+            return None
+        self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
+        tenure.control_at = self.clock.monotonic()  # look for more triggers soon
+        report = self._start(slot, self.clock.wall(), 0)
+        self._prune_slots(tenure, triggers=True)
+        return report
+
+    def _fire(self, tenure: Tenure, slot: Slot) -> Report | None:
+        """A slot is due: apply the overlap policy, claim it (the claim itself is refused while
+        the election is suspended), start it."""
+        if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:
+            # Claimed before (its key may since have been pruned): never a second run.
+            self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
+            return Report("slot_skipped", {"slot": slot.id, "reason": "already_claimed"})
+        if self.runs and self.s.concurrency == "forbid":
+            return self._skip(tenure, slot, "overlap", claim=True)
+        replacing = bool(self.runs) and self.s.concurrency == "replace"
+        result = self._claim(tenure, slot, "replacing" if replacing else "running")
+        if result == "suspended":
+            self._note_suspended(tenure, True)
+            return self._skip(tenure, slot, "suspended", claim=True)
+        if result != "claimed":
+            return Report("claim_failed", {"slot": slot.id})
+        if replacing:
+            for active in self.runs:
+                active.run.stop("replaced")
+            # Only the newest replacement waits: an older one still waiting is superseded.
+            for p in list(tenure.pending):
+                if p.replacing is not None:
+                    tenure.pending.remove(p)
+                    self._skip(tenure, p.replacing, "superseded", claim=False)
+            tenure.pending.append(
+                Pending(slot.id, slot.fire_time, 0, 0.0, tenure.token, replacing=slot)
+            )
+            self._prune_slots(tenure)
+            return Report("job_replacing", {"slot": slot.id})
+        report = self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+        self._prune_slots(tenure)
+        return report
+
+    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> str:
+        """Claim ``slot`` (S3). "claimed", "suspended" (a run refused while suspended),
+        "rejected" (deposed, or claimed before) or "unknown" (the call failed)."""
+        own = self.elector.key
+        if own is None:
+            return "rejected"
+        claim = {
+            "slot": slot.id,
+            "scheduled_time": iso(slot.fire_time),
+            "token": tenure.token,
+            "identity": self.s.identity,
+            "status": status,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        run = status in ("running", "replacing")
+        try:
+            ok = self.data.claim_slot(
+                own, tenure.token, slot.id, claim, run=run, timeout=self.session.io_timeout()
+            )
+        except StoreError as exc:
+            # Unknown whether it applied: do not run (at most once per slot).
+            self.session.store_error(exc)
+            self.log.warning("slot.claim_unknown", slot=slot.id)
+            tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
+            return "unknown"
+        result = "claimed" if ok else (self._why_refused() if run else "rejected")
+        if result == "claimed":
+            tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
+        elif result == "rejected":
+            # Either we were deposed (our key changed) or the slot was claimed before us.
+            self.log.warning("slot.claim_rejected", slot=slot.id)
+            if self.metrics is not None:
+                self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
+            self.elector.recheck()
+        return result
+
+    def _why_refused(self) -> str:
+        """A claim to run was refused: "suspended", or "rejected" (deposed, or claimed before).
+        The Txn cannot say which compare failed; a read can (unknown counts as rejected)."""
+        if not self.session.may_call():
+            return "rejected"
+        try:
+            return (
+                "suspended"
+                if self.data.is_suspended(timeout=self.session.io_timeout())
+                else "rejected"
+            )
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return "rejected"
+
+    def _prune_slots(self, tenure: Tenure, *, triggers: bool = False) -> None:
+        """Keep the slot claims bounded: after every claim, each kind by its own time, a bounded
+        batch, fenced — bookkeeping, so only while the cycle has time to spare."""
+        keep = max(10, self.s.history_limit)
+        cutoff = tenure.last_claimed
+        if cutoff is None:
+            if not triggers:
+                return
+            cutoff = self.clock.wall()
+        elif self.s.schedule is not None:
+            cutoff -= self.s.schedule.interval() * keep
+        self._delete_old(
+            lambda timeout: self.data.old_claims(cutoff, keep, triggers=triggers, timeout=timeout)
+        )
+
+    def _skip(
+        self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool, also: int = 0
+    ) -> Report:
+        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed).
+
+        With ``claim``, the skip is recorded only if the claim made the slot ours: a deposed
+        leader records nothing for a slot its successor may have run.
+        """
+        if claim:
+            if self._claim(tenure, slot, f"skipped_{reason}") != "claimed":
+                return Report("claim_failed", {"slot": slot.id})
+            self._prune_slots(tenure)
+        if also:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
+        else:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason)
+        if self.metrics is not None:
+            self.metrics.slots_skipped.labels(self.s.election, reason).inc(1 + also)
+        self._record(
+            {
+                "run_id": None,
+                "slot": slot.id,
+                "scheduled_time": iso(slot.fire_time),
+                "token": tenure.token,
+                "identity": self.s.identity,
+                "outcome": f"skipped_{reason}",
+            }
+        )
+        return Report("slot_skipped", {"slot": slot.id, "reason": reason})

@@ -1,0 +1,133 @@
+"""The session: one lease and its local deadline ``D``, shared by everything the daemon runs.
+
+It drives the :class:`~leaderjob.election.elector.Elector` (campaign, renew, confirm) and owns
+what every etcd call of a cycle has to respect: a call never holds up the next renewal
+(:meth:`Session.io_timeout`), and on the leader path all of a cycle's calls together fit in half a
+renew interval (the cycle's budget). It also remembers the contact with etcd (for ``/healthz``)
+and turns store errors into one rate-limited log line and a metric.
+
+It does not know jobs, schedules or processes: the runner asks it whether there is time left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leaderjob.clock import Clock, Waker
+from leaderjob.config import Timing
+from leaderjob.election.elector import Elector, Outcome
+from leaderjob.election.machine import Machine, Phase
+from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.metrics import Metrics
+
+
+class Session:
+    def __init__(
+        self,
+        store: Store,
+        timing: Timing,
+        election_prefix: str,
+        identity: str,
+        clock: Clock,
+        wakeup: Waker,
+        *,
+        label: str,
+        log: Any,
+        rpc_timeout: float = 5.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.timing = timing
+        self.clock = clock
+        self.label = label  # the election label of the daemon's metrics
+        self.log = log
+        self.rpc_timeout = rpc_timeout
+        self.metrics = metrics
+        self.elector = Elector(
+            store, timing, election_prefix, identity, clock, wakeup, rpc_timeout=rpc_timeout
+        )
+        self.ever_connected = False
+        self.last_contact: float | None = None
+        #: Set when etcd rejects us before we ever got through: the daemon exits.
+        self.fatal: str | None = None
+        self._last_error: tuple[str, float] | None = None
+        #: End of this cycle's etcd budget on the leader path (None outside it).
+        self.budget_end: float | None = None
+
+    @property
+    def machine(self) -> Machine:
+        return self.elector.machine
+
+    @property
+    def leading(self) -> bool:
+        return self.elector.phase is Phase.LEADING
+
+    # -- contact with etcd ------------------------------------------------------------------------
+
+    def note(self, out: Outcome) -> None:
+        """Absorb an election step's errors and keepalive result."""
+        for err in out.errors:
+            if isinstance(err, StoreRejected) and not self.ever_connected:
+                self.fatal = f"etcd rejected leaderjob: {err}"
+                self.log.error("etcd.rejected", operation=err.operation, error=err.detail)
+                return
+            self.store_error(err)
+        if out.keepalive_result is not None and self.metrics is not None:
+            self.metrics.keepalives.labels(self.label, out.keepalive_result).inc()
+            if out.keepalive_latency is not None:
+                self.metrics.keepalive_latency.labels(self.label).observe(out.keepalive_latency)
+        if self.elector.last_contact is not None:
+            if not self.ever_connected:
+                self.log.info("etcd.connected", endpoint=getattr(self.store, "endpoint", None))
+            self.ever_connected = True
+            self.last_contact = self.elector.last_contact
+
+    def store_error(self, err: StoreError) -> None:
+        if self.metrics is not None:
+            self.metrics.etcd_errors.labels(self.label, err.operation).inc()
+        now = self.clock.monotonic()
+        key = f"{err.operation}:{err.detail}"
+        if self._last_error is None or self._last_error[0] != key or now - self._last_error[1] > 5:
+            self._last_error = (key, now)
+            self.log.warning(
+                "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable",
+                operation=err.operation,
+                error=err.detail,
+            )
+
+    def release(self) -> None:
+        for err in self.elector.release():
+            self.store_error(err)
+
+    # -- the budget of a cycle ------------------------------------------------------------------
+
+    def io_timeout(self, ceiling: float | None = None) -> float:
+        """A timeout for a non-critical call: it must never hold up the next renewal.
+
+        On the leader path every call also fits in what is left of the cycle's budget, so all of
+        a cycle's calls together (claims, reads, bookkeeping) end by then.
+        """
+        now = self.clock.monotonic()
+        cap = min(ceiling if ceiling is not None else self.cycle_budget(), self.rpc_timeout)
+        if self.budget_end is not None:
+            cap = min(cap, max(0.0, self.budget_end - now))
+        return self.elector.machine.rpc_deadline(now, cap)
+
+    def cycle_budget(self) -> float:
+        """etcd time one cycle may spend on the leader path: half a renew interval, so the next
+        keepalive is never more than that late."""
+        return max(0.2, self.timing.renew_interval / 2)
+
+    def budget_left(self) -> float:
+        if self.budget_end is None:
+            return self.cycle_budget()
+        return self.budget_end - self.clock.monotonic()
+
+    def may_call(self) -> bool:
+        """Enough budget left for one more call this cycle (else it waits for the next)."""
+        return self.budget_left() >= 0.05
+
+    def may_bookkeep(self) -> bool:
+        """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while
+        at least half the cycle's budget is left."""
+        return self.budget_left() >= self.cycle_budget() / 2
