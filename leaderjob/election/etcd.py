@@ -40,6 +40,9 @@ from leaderjob.election.store import (
 _DELETE = 1  # mvccpb.Event.EventType.DELETE
 #: etcd's rpctypes.MetadataRequireLeaderKey: a member without a leader cancels the stream.
 _REQUIRE_LEADER = ("hasleader", "true")
+#: Candidacies one `standings` read covers: two range operations each, under etcd's default
+#: --max-txn-ops of 128.
+_MAX_STANDINGS = 64
 _T = TypeVar("_T")
 
 #: Codes that say "this endpoint or this moment", worth another try elsewhere or later.
@@ -400,28 +403,47 @@ class EtcdStore:
 
     @_rpc("standing")
     def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
-        p = (prefix.rstrip("/") + "/").encode()
-        own = etcdrpc.RangeRequest(key=key.encode())
-        pred = etcdrpc.RangeRequest(
-            key=p,
-            range_end=_prefix_end(p),
-            max_create_revision=create_revision - 1,
-            sort_order=etcdrpc.RangeRequest.DESCEND,
-            sort_target=etcdrpc.RangeRequest.CREATE,
-            limit=1,
-        )
-        txn = etcdrpc.TxnRequest(
-            success=[etcdrpc.RequestOp(request_range=own), etcdrpc.RequestOp(request_range=pred)]
-        )
+        return self._standings([(prefix, key, create_revision)], timeout)[0]
+
+    @_rpc("standings")
+    def standings(
+        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+    ) -> list[Standing]:
+        # etcd caps the operations of one Txn (--max-txn-ops, 128 by default): two per query.
+        if len(queries) > _MAX_STANDINGS:
+            raise StoreUnavailable(
+                "standings", f"{len(queries)} keys in one read; at most {_MAX_STANDINGS}"
+            )
+        return self._standings(queries, timeout)
+
+    def _standings(self, queries: Sequence[tuple[str, str, int]], timeout: float) -> list[Standing]:
+        ops = []
+        for prefix, key, create_revision in queries:
+            p = (prefix.rstrip("/") + "/").encode()
+            own = etcdrpc.RangeRequest(key=key.encode())
+            pred = etcdrpc.RangeRequest(
+                key=p,
+                range_end=_prefix_end(p),
+                max_create_revision=create_revision - 1,
+                sort_order=etcdrpc.RangeRequest.DESCEND,
+                sort_target=etcdrpc.RangeRequest.CREATE,
+                limit=1,
+            )
+            ops += [etcdrpc.RequestOp(request_range=own), etcdrpc.RequestOp(request_range=pred)]
         stub, md, timeout = self._kvs(timeout)
-        resp = stub.Txn(txn, timeout=timeout, metadata=md)
-        own_kvs = resp.responses[0].response_range.kvs
-        pred_kvs = resp.responses[1].response_range.kvs
-        return Standing(
-            own=_kv(own_kvs[0]) if own_kvs else None,
-            predecessor=_kv(pred_kvs[0]) if pred_kvs else None,
-            revision=resp.header.revision,
-        )
+        resp = stub.Txn(etcdrpc.TxnRequest(success=ops), timeout=timeout, metadata=md)
+        out = []
+        for i in range(len(queries)):
+            own_kvs = resp.responses[2 * i].response_range.kvs
+            pred_kvs = resp.responses[2 * i + 1].response_range.kvs
+            out.append(
+                Standing(
+                    own=_kv(own_kvs[0]) if own_kvs else None,
+                    predecessor=_kv(pred_kvs[0]) if pred_kvs else None,
+                    revision=resp.header.revision,
+                )
+            )
+        return out
 
     @_rpc("candidates")
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:

@@ -17,6 +17,13 @@ Invariants (docs/safety.md):
   new lease — so a rejoining replica always gets a new, larger token.
 * Work may start only while ``now < D − grace − min_window``; at ``D − grace`` the job is told to
   stop; by ``D`` it is dead.
+
+One lease may carry many candidacies (one per job of a group, each its own key in its own
+election queue). The lease, ``D`` and the confirmation are shared: a lost lease, a passed deadline
+or a failed confirm ends every tenure at once (one :class:`Transition` that lists them). A lost
+key ends one candidacy only (:meth:`Machine.drop`). A machine made with ``single=True`` (the
+default, one election per lease) has one candidacy, :data:`DEFAULT`, made with the lease, and a
+lost key abandons the whole lease, exactly as before there were groups.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import enum
 from dataclasses import dataclass
 
 from leaderjob.config import Timing
+
+#: The candidacy of a single-job election.
+DEFAULT = ""
 
 
 class Phase(enum.Enum):
@@ -62,23 +72,63 @@ class Transition:
     lease_id: int | None = None
     token: int | None = None
     reason: Reason | None = None
+    job: str = DEFAULT
+    #: The tenures a lease abandonment ended: (job, token) of every candidacy that led.
+    ended: tuple[tuple[str, int], ...] = ()
 
     @property
     def lost_leadership(self) -> bool:
         return self.event == "election.lost"
 
 
+@dataclass
+class Candidacy:
+    """One job's place in its election queue, on the shared lease."""
+
+    phase: Phase = Phase.CAMPAIGNING  # CAMPAIGNING or LEADING
+    token: int | None = None
+    leading_since: float | None = None
+
+
 class Machine:
-    def __init__(self, timing: Timing) -> None:
+    def __init__(self, timing: Timing, *, single: bool = True) -> None:
         self.timing = timing
-        self.phase = Phase.IDLE
+        self.single = single
         self.lease: Lease | None = None
-        self.token: int | None = None
-        self.leading_since: float | None = None
+        self.jobs: dict[str, Candidacy] = {}
         self.confirmed_sent: float | None = None  # send time of the last successful confirm
         self.confirm_failures = 0  # confirm reads that failed since the last successful one
 
     # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """IDLE without a lease; LEADING if any candidacy leads; else CAMPAIGNING."""
+        if self.lease is None:
+            return Phase.IDLE
+        if any(c.phase is Phase.LEADING for c in self.jobs.values()):
+            return Phase.LEADING
+        return Phase.CAMPAIGNING
+
+    def phase_of(self, job: str = DEFAULT) -> Phase:
+        c = self.jobs.get(job)
+        return Phase.IDLE if c is None or self.lease is None else c.phase
+
+    def token_of(self, job: str = DEFAULT) -> int | None:
+        c = self.jobs.get(job)
+        return None if c is None else c.token
+
+    @property
+    def token(self) -> int | None:
+        return self.token_of(DEFAULT)
+
+    @property
+    def leading_since(self) -> float | None:
+        c = self.jobs.get(DEFAULT)
+        return None if c is None else c.leading_since
+
+    def leading(self) -> list[str]:
+        return [job for job, c in self.jobs.items() if c.phase is Phase.LEADING]
 
     @property
     def deadline(self) -> float | None:
@@ -100,15 +150,15 @@ class Machine:
             return None
         return self.lease.last_ok_sent + self.timing.renew_deadline
 
-    def is_leader(self, now: float) -> bool:
+    def is_leader(self, now: float, job: str = DEFAULT) -> bool:
         d = self.deadline
-        return self.phase is Phase.LEADING and d is not None and now < d
+        return self.phase_of(job) is Phase.LEADING and d is not None and now < d
 
-    def can_start_work(self, now: float, min_window: float = 0.0) -> bool:
+    def can_start_work(self, now: float, min_window: float = 0.0, job: str = DEFAULT) -> bool:
         """S5/S6: start only while leading with enough deadline left to stop the work in time."""
         term_at, give_up = self.term_at, self.give_up_at
         return (
-            self.phase is Phase.LEADING
+            self.phase_of(job) is Phase.LEADING
             and term_at is not None
             and give_up is not None
             and now + min_window < min(term_at, give_up)
@@ -144,8 +194,14 @@ class Machine:
         assert self.lease is None, "a new campaign always starts from a fresh lease"
         ttl = min(self.timing.ttl, granted_ttl)
         self.lease = Lease(lease_id, ttl, sent_at, sent_at + self.timing.renew_interval)
-        self.phase = Phase.CAMPAIGNING
+        if self.single:
+            self.jobs[DEFAULT] = Candidacy()
         return Transition("lease.granted", self.phase, lease_id=lease_id)
+
+    def join(self, job: str) -> None:
+        """A new candidacy on the current lease (its key was created)."""
+        assert self.lease is not None and not self.single
+        self.jobs[job] = Candidacy()
 
     def renewed(self, sent_at: float, ttl: float, now: float) -> Transition | None:
         """A keepalive sent at ``sent_at`` was answered with ``ttl``."""
@@ -175,18 +231,19 @@ class Machine:
         )
         return self.check(now)
 
-    def won(self, token: int, now: float) -> Transition | None:
+    def won(self, token: int, now: float, job: str = DEFAULT) -> Transition | None:
         """A linearizable read showed our key present, with ``token``, and nothing lower."""
-        if self.phase is not Phase.CAMPAIGNING or self.lease is None:
+        c = self.jobs.get(job)
+        if c is None or c.phase is not Phase.CAMPAIGNING or self.lease is None:
             return None
         if not self.can_lead_at(now):
             return self.check(now)
-        self.phase = Phase.LEADING
-        self.token = token
-        self.leading_since = now
+        c.phase = Phase.LEADING
+        c.token = token
+        c.leading_since = now
         self.confirmed_sent = now
         return Transition(
-            "election.acquired", self.phase, lease_id=self.lease.lease_id, token=token
+            "election.acquired", Phase.LEADING, lease_id=self.lease.lease_id, token=token, job=job
         )
 
     def can_lead_at(self, now: float) -> bool:
@@ -203,10 +260,31 @@ class Machine:
         """A confirm read failed (timeout, unreachable)."""
         self.confirm_failures += 1
 
-    def key_lost(self) -> Transition | None:
+    def key_lost(self, job: str = DEFAULT) -> Transition | None:
+        """Our key vanished or changed: one election ends (with one lease per election, the
+        lease is abandoned too, so that a rejoin uses a new lease)."""
         if self.lease is None:
             return None
-        return self._abandon(Reason.KEY_LOST)
+        if self.single:
+            return self._abandon(Reason.KEY_LOST)
+        return self.drop(job, Reason.KEY_LOST)
+
+    def drop(self, job: str, reason: Reason) -> Transition | None:
+        """End one candidacy of a group (its key lost, or resigned on purpose); the lease and
+        every other candidacy stay."""
+        c = self.jobs.pop(job, None)
+        if c is None or self.lease is None:
+            return None
+        was_leading = c.phase is Phase.LEADING
+        return Transition(
+            "election.lost" if was_leading else "candidacy.lost",
+            self.phase_of(job),
+            lease_id=self.lease.lease_id,
+            token=c.token,
+            reason=reason,
+            job=job,
+            ended=((job, c.token),) if was_leading and c.token is not None else (),
+        )
 
     def resign(self) -> Transition | None:
         if self.lease is None:
@@ -243,13 +321,17 @@ class Machine:
 
     def _abandon(self, reason: Reason) -> Transition:
         assert self.lease is not None
-        was_leading = self.phase is Phase.LEADING
+        ended = tuple(
+            (job, c.token)
+            for job, c in self.jobs.items()
+            if c.phase is Phase.LEADING and c.token is not None
+        )
         lease_id, token = self.lease.lease_id, self.token
         self.lease = None
-        self.token = None
-        self.leading_since = None
+        self.jobs.clear()
         self.confirmed_sent = None
         self.confirm_failures = 0
-        self.phase = Phase.IDLE
-        event = "election.lost" if was_leading else "lease.lost"
-        return Transition(event, self.phase, lease_id=lease_id, token=token, reason=reason)
+        event = "election.lost" if ended else "lease.lost"
+        return Transition(
+            event, Phase.IDLE, lease_id=lease_id, token=token, reason=reason, ended=ended
+        )

@@ -130,6 +130,14 @@ class _Server:
         return [info for key, info in self.keys.items() if key.startswith(prefix)]
 
 
+def _standing(s: _Server, prefix: str, key: str, create_revision: int) -> Standing:
+    before = [
+        info for info in s.under(prefix.rstrip("/") + "/") if info.create_revision < create_revision
+    ]
+    predecessor = max(before, key=lambda i: i.create_revision, default=None)
+    return Standing(s.keys.get(key), predecessor, s.revision)
+
+
 class MemoryStore:
     """One client of an in-memory etcd; :meth:`client` makes more clients of the same server."""
 
@@ -151,7 +159,7 @@ class MemoryStore:
         """The next ``n`` calls (of ``operation`` only, if given) raise StoreUnavailable.
 
         Operations are named as in EtcdStore's errors: grant, keepalive, revoke, lease_remaining,
-        create, standing, candidates, watch, get, get_prefix, put, delete, guarded_put.
+        create, standing, standings, candidates, watch, get, get_prefix, put, delete, guarded_put.
         """
         if n > 0:
             self._failures.append(_Failure(n, operation))
@@ -225,13 +233,13 @@ class MemoryStore:
 
     def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
         with self._access("standing") as s:
-            before = [
-                info
-                for info in s.under(prefix.rstrip("/") + "/")
-                if info.create_revision < create_revision
-            ]
-            predecessor = max(before, key=lambda i: i.create_revision, default=None)
-            return Standing(s.keys.get(key), predecessor, s.revision)
+            return _standing(s, prefix, key, create_revision)
+
+    def standings(
+        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+    ) -> list[Standing]:
+        with self._access("standings") as s:
+            return [_standing(s, p, k, r) for p, k, r in queries]
 
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:
         with self._access("candidates") as s:

@@ -83,6 +83,13 @@ class Store(Protocol):
         """Our key and the live key under ``prefix`` with the next lower create revision."""
         ...
 
+    def standings(
+        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+    ) -> list[Standing]:
+        """:meth:`standing` for each ``(prefix, key, create_revision)``, all in one linearizable
+        read (one Txn): a group confirms every key it holds with one request."""
+        ...
+
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:
         """Every live key under ``prefix``, lowest create revision (the leader) first."""
         ...

@@ -176,6 +176,27 @@ def test_standing_reports_own_key_gone(store: Store, election: str) -> None:
     assert st.predecessor == a
 
 
+def test_standings_reads_many_queues_in_one_read_on_one_lease(store: Store, election: str) -> None:
+    """A group's confirm: every job's key and predecessor, one read, one revision; a key of one
+    queue never counts as a predecessor in another."""
+    other = store.grant(30, timeout=T).lease_id
+    mine = store.grant(30, timeout=T).lease_id
+    x, y = f"{election}/jobs/x/leader", f"{election}/jobs/y/leader"
+    ahead = store.create(f"{x}/{other:x}", b"other", other, timeout=T)
+    own_x = store.create(f"{x}/{mine:x}", b"me", mine, timeout=T)
+    own_y = store.create(f"{y}/{mine:x}", b"me", mine, timeout=T)
+    st = store.standings(
+        [(x, own_x.key, own_x.create_revision), (y, own_y.key, own_y.create_revision)], timeout=T
+    )
+    assert [s.own.key if s.own else None for s in st] == [own_x.key, own_y.key]
+    assert st[0].predecessor is not None and st[0].predecessor.key == ahead.key
+    assert st[1].predecessor is None
+    assert st[0].revision == st[1].revision >= own_y.create_revision
+    store.delete(own_y.key, timeout=T)
+    st = store.standings([(y, own_y.key, own_y.create_revision)], timeout=T)
+    assert st[0].own is None
+
+
 def test_candidates_sorted_by_create_revision_not_key(store: Store, election: str) -> None:
     lease = store.grant(30, timeout=T).lease_id
     for name in ("c", "b", "a"):

@@ -1,0 +1,401 @@
+"""One lease, many elections: drives the pure :class:`Machine` with a :class:`Store`.
+
+etcd's election recipe (``concurrency.Election``) run for many jobs on one session, with the fixes
+docs/safety.md asks for:
+
+1. Grant one lease (etcd's "session"). For each job, create ``<job prefix>/<lease-id-hex>`` with
+   ``If(CreateRevision == 0) Then Put``. The key's create revision is the job's place in its queue
+   and, if it wins, the job's fencing token.
+2. Read every candidacy's key and the live key created just before it, all in one linearizable
+   Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
+   group, made with require-leader, so a leadership change wakes the next candidate only.
+3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
+   present, with our token, and no lower key exists (etcd #19597).
+4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
+   jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
+   trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
+   member that lost its peers, silent, for as long as the partition lasts).
+
+A lost lease, a passed deadline or a failed confirm ends every tenure; a lost key ends one (that
+job campaigns again with a new key: a new, larger token). Abandoned leases are never renewed
+again; their revoke is deferred until the caller says the jobs of that lease are dead
+(:meth:`Group.release`), so a successor can never start while our job still runs.
+
+With ``single=True`` the group is one election on its own lease (:class:`~.elector.Elector`): a
+lost key abandons the lease, and the standing read is the single-key ``standing`` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from leaderjob.clock import Clock, Wakeable
+from leaderjob.config import Timing
+from leaderjob.election.machine import Machine, Phase, Reason, Transition
+from leaderjob.election.store import Standing, Store, StoreError, Watch
+
+
+@dataclass
+class Outcome:
+    """What one :meth:`Group.step` did: state changes and the etcd errors it met."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    errors: list[StoreError] = field(default_factory=list)
+    renewed: bool = False
+    keepalive_latency: float | None = None
+    keepalive_result: str | None = None  # ok | failed | expired
+
+
+class Group:
+    def __init__(
+        self,
+        store: Store,
+        timing: Timing,
+        identity: str,
+        clock: Clock,
+        wakeup: Wakeable,
+        rpc_timeout: float = 5.0,
+        *,
+        single: bool = False,
+    ) -> None:
+        self.store = store
+        self.timing = timing
+        self.identity = identity
+        self.clock = clock
+        self.wakeup = wakeup
+        self.rpc_timeout = rpc_timeout
+        self.single = single
+        self.machine = Machine(timing, single=single)
+        #: The jobs to campaign for, each with its election prefix.
+        self.prefixes: dict[str, str] = {}
+        #: Our key and its create revision, per candidacy on the current lease.
+        self.keys: dict[str, str] = {}
+        self.revisions: dict[str, int] = {}
+        #: Keys of candidacies given up on purpose whose delete has not yet succeeded.
+        self.to_delete: list[str] = []
+        self._watch: Watch | None = None
+        self._watched: list[str] = []
+        self._recheck = False
+        self._confirm_at = 0.0
+        self._next_campaign_at = 0.0
+        self._backoff = 0.0
+        self.to_revoke: list[int] = []
+        #: Monotonic time of the last etcd call that succeeded (for readiness).
+        self.last_contact: float | None = None
+
+    # -- what to campaign for ---------------------------------------------------------------------
+
+    def want(self, job: str, prefix: str) -> None:
+        """Campaign for ``job`` in the election under ``prefix`` (from the next step on)."""
+        self.prefixes[job] = prefix.rstrip("/")
+
+    def withdraw(self, job: str) -> Transition | None:
+        """Stop campaigning for ``job``; if it led, its tenure ends (say so only once its run is
+        dead: the delete of our key lets the next in line take over at once)."""
+        self.prefixes.pop(job, None)
+        return self._drop(job, Reason.RESIGNED)
+
+    def requeue(self, job: str) -> Transition | None:
+        """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
+        a new one, at the back of the queue. Only between runs (the caller's job is dead)."""
+        return self._drop(job, Reason.RESIGNED)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.machine.phase
+
+    @property
+    def lease_id(self) -> int | None:
+        return None if self.machine.lease is None else self.machine.lease.lease_id
+
+    def leading(self) -> list[str]:
+        return self.machine.leading()
+
+    def next_wakeup(self, now: float, may_campaign: bool) -> float:
+        times = [now + self.timing.renew_interval]
+        t = self.machine.next_wakeup(now)
+        if t is not None:
+            times.append(t)
+        if self.machine.phase is not Phase.IDLE:
+            times.append(self._confirm_at)
+        if self.machine.lease is None and may_campaign:
+            times.append(self._next_campaign_at)
+        return min(times)
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def check(self, now: float) -> Transition | None:
+        """Deadline rules only, no I/O: the first thing after any wait or freeze."""
+        return self._after(self.machine.check(now))
+
+    def step(self, may_campaign: bool) -> Outcome:
+        out = Outcome()
+        now = self.clock.monotonic()
+        self._note(out, self.check(now))
+        if self.machine.lease is None:
+            if may_campaign and now >= self._next_campaign_at:
+                self._campaign(out)
+            return out
+        if self.machine.renew_due(now):
+            self._renew(out)
+        if self.machine.lease is not None and self.to_delete:
+            self._delete_dropped(out)
+        if self.machine.lease is not None and may_campaign and not self.single:
+            self._join_missing(out)
+        phase = self.machine.phase
+        now = self.clock.monotonic()
+        # A candidate re-reads its standing at least once per renew interval, watch or not: a
+        # watch can sit silent on a member that lost its peers (or froze), and that must delay a
+        # successor by one renew interval at most, not for as long as the partition lasts.
+        due = now >= self._confirm_at or self._watch_fired()
+        if self.keys and (
+            (phase is Phase.CAMPAIGNING and (self._recheck or due))
+            or (phase is Phase.LEADING and due)
+        ):
+            self._read_standing(out)
+        return out
+
+    def recheck(self) -> None:
+        """Re-read our standing at the next step (e.g. after a fenced write was refused)."""
+        self._recheck = True
+        self._confirm_at = 0.0
+
+    def resign(self) -> Transition | None:
+        """Give up the lease on purpose. Revoke it with :meth:`release` once the job is dead."""
+        return self._after(self.machine.resign())
+
+    def release(self) -> list[StoreError]:
+        """Best-effort revoke of abandoned leases (call only when their jobs are dead)."""
+        errors: list[StoreError] = []
+        while self.to_revoke:
+            lease_id = self.to_revoke.pop()
+            try:
+                self.store.revoke(lease_id, timeout=min(1.0, self.rpc_timeout))
+            except StoreError as exc:
+                errors.append(exc)  # it expires on its own within the TTL
+        return errors
+
+    def close(self) -> None:
+        self._cancel_watch()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _campaign(self, out: Outcome) -> None:
+        sent_at = self.clock.monotonic()
+        try:
+            # Bounded by the renew interval: a campaign stuck on a dead endpoint must not hold the
+            # loop (signals, health) for the whole RPC timeout; the next try uses another member.
+            grant = self.store.grant(
+                int(self.timing.ttl), timeout=min(self.rpc_timeout, self.timing.renew_interval)
+            )
+        except StoreError as exc:
+            out.errors.append(exc)
+            self._back_off(sent_at)
+            return
+        self.last_contact = self.clock.monotonic()
+        out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
+        if not self._create_keys(out, list(self.prefixes)):
+            return
+        self._backoff = 0.0
+        self._recheck = True
+        if self.keys:
+            self._read_standing(out)
+
+    def _join_missing(self, out: Outcome) -> None:
+        missing = [job for job in self.prefixes if job not in self.keys]
+        if missing and self._create_keys(out, missing):
+            self._recheck = True
+
+    def _create_keys(self, out: Outcome, jobs: Iterable[str]) -> bool:
+        """Create our key in each job's queue; False if the lease is gone meanwhile."""
+        lease = self.machine.lease
+        assert lease is not None
+        for job in jobs:
+            key = f"{self.prefixes[job]}/{lease.lease_id:x}"
+            try:
+                info = self.store.create(
+                    key,
+                    self.identity.encode(),
+                    lease.lease_id,
+                    timeout=self.machine.rpc_deadline(self.clock.monotonic(), self.rpc_timeout),
+                )
+            except StoreError as exc:
+                out.errors.append(exc)
+                if self.single:
+                    self.keys[job] = key  # as a lost key: the lease is abandoned
+                    self._note(out, self._after(self.machine.key_lost()))
+                    self._back_off(self.clock.monotonic())
+                    return False
+                continue  # this job tries again next step
+            self.keys[job] = key
+            self.revisions[job] = info.create_revision
+            if not self.single:
+                self.machine.join(job)
+        return True
+
+    def _renew(self, out: Outcome) -> None:
+        lease = self.machine.lease
+        assert lease is not None
+        sent_at = self.clock.monotonic()  # read just before sending: the deadline counts from here
+        # Half an interval: a keepalive lost in a blackhole leaves time for a retry.
+        timeout = self.machine.rpc_deadline(sent_at, self.timing.renew_interval / 2)
+        try:
+            ttl = self.store.keepalive(lease.lease_id, timeout=timeout)
+        except StoreError as exc:
+            out.errors.append(exc)
+            out.keepalive_result = "failed"
+            self._note(out, self._after(self.machine.renew_failed(self.clock.monotonic())))
+            return
+        now = self.clock.monotonic()
+        self.last_contact = now
+        out.keepalive_latency = now - sent_at
+        out.keepalive_result = "ok" if ttl > 0 else "expired"
+        out.renewed = ttl > 0
+        self._note(out, self._after(self.machine.renewed(sent_at, ttl, now)))
+
+    def _read(self, jobs: list[str], timeout: float) -> list[Standing]:
+        """Every candidacy's standing in one linearizable read (the single form: one key)."""
+        if self.single:
+            job = jobs[0]
+            prefix, key, rev = self.prefixes.get(job, ""), self.keys[job], self.revisions[job]
+            return [self.store.standing(prefix, key, rev, timeout=timeout)]
+        queries = [(self.prefixes.get(j, ""), self.keys[j], self.revisions[j]) for j in jobs]
+        return self.store.standings(queries, timeout=timeout)
+
+    def _read_standing(self, out: Outcome) -> None:
+        jobs = list(self.keys)
+        now = sent_at = self.clock.monotonic()
+        # Capped like a keepalive: a read lost in a blackhole must not block the next renewal.
+        timeout = self.machine.rpc_deadline(
+            now, min(self.rpc_timeout, self.timing.renew_interval / 2)
+        )
+        try:
+            standings = self._read(jobs, timeout)
+        except StoreError as exc:
+            out.errors.append(exc)
+            self.machine.confirm_failed()
+            self._confirm_at = self.clock.monotonic() + self.timing.renew_interval / 4
+            return
+        self._recheck = False
+        now = self.clock.monotonic()
+        self.last_contact = now
+        self._note(out, self.check(now))
+        if self.machine.lease is None:
+            return
+        watch: list[str] = []
+        for job, standing in zip(jobs, standings, strict=True):
+            lease = self.machine.lease
+            if lease is None:
+                return
+            if job not in self.keys:
+                continue
+            own = standing.own
+            if (
+                own is None
+                or own.create_revision != self.revisions[job]
+                or own.lease_id != lease.lease_id
+            ):
+                self._note(out, self._lose_key(job))
+                continue
+            # One read confirmed every key it showed intact: the lease's confirmation.
+            self._confirm_at = now + self.timing.renew_interval
+            self.machine.confirmed(sent_at)
+            if standing.predecessor is not None:
+                if self.machine.phase_of(job) is Phase.LEADING:
+                    # Someone sits before the leader: keys were tampered with. Trust the store.
+                    self._note(out, self._lose_key(job))
+                    continue
+                watch += [standing.predecessor.key, self.keys[job]]
+                continue
+            if self.machine.phase_of(job) is Phase.CAMPAIGNING:
+                self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
+                if self.machine.lease is None or job not in self.keys:
+                    return
+                if self.machine.phase_of(job) is Phase.CAMPAIGNING:
+                    # First in the queue, but the campaign was too slow to lead on its grant. Read
+                    # again after the next renewal (already due: renew_interval < renew_deadline);
+                    # without a re-read our key would stay first, kept alive, nobody leading.
+                    self._recheck = True
+            watch.append(self.keys[job])
+        if self.machine.lease is not None and watch:
+            self._watch_keys(watch, standings[0].revision)
+
+    def _lose_key(self, job: str) -> Transition | None:
+        if self.single:
+            return self._after(self.machine.key_lost())
+        self.keys.pop(job, None)
+        self.revisions.pop(job, None)
+        return self.machine.key_lost(job)
+
+    def _drop(self, job: str, reason: Reason) -> Transition | None:
+        key = self.keys.pop(job, None)
+        self.revisions.pop(job, None)
+        if key is not None:
+            self.to_delete.append(key)
+        return self.machine.drop(job, reason)
+
+    def _delete_dropped(self, out: Outcome) -> None:
+        # A key of ours left behind on a lease we keep alive would hold its queue for ever.
+        while self.to_delete:
+            key = self.to_delete[0]
+            try:
+                self.store.delete(
+                    key,
+                    timeout=self.machine.rpc_deadline(
+                        self.clock.monotonic(),
+                        min(self.rpc_timeout, self.timing.renew_interval / 2),
+                    ),
+                )
+            except StoreError as exc:
+                out.errors.append(exc)
+                return
+            self.to_delete.pop(0)
+
+    def _watch_keys(self, keys: list[str], revision: int) -> None:
+        if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
+            return  # the live watch already covers these keys since an earlier revision
+        self._cancel_watch()
+        self._watched = keys
+        timeout = self.machine.rpc_deadline(
+            self.clock.monotonic(), min(self.rpc_timeout, self.timing.renew_interval / 2)
+        )
+        try:
+            self._watch = self.store.watch_deletes(
+                keys, revision + 1, self.wakeup.set, timeout=timeout
+            )
+        except StoreError:
+            self._watch = None
+            self._recheck = True  # read again next cycle
+
+    def _watch_fired(self) -> bool:
+        return self._watch is not None and self._watch.fired.is_set()
+
+    def _cancel_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _after(self, t: Transition | None) -> Transition | None:
+        if t is not None and t.lease_id is not None and self.machine.lease is None:
+            self._cancel_watch()
+            self.keys.clear()
+            self.revisions.clear()
+            self.to_delete.clear()  # their lease is gone: so are they, or will be within TTL
+            if t.reason is not Reason.LEASE_EXPIRED:
+                self.to_revoke.append(t.lease_id)
+        return t
+
+    def _back_off(self, now: float) -> None:
+        # Capped at the renew interval too (and so well under the TTL): once etcd is back after
+        # an outage, a back-off must not add more than that to the failover (L1).
+        cap = min(5.0, self.timing.renew_interval)
+        self._backoff = min(cap, max(0.2, self._backoff * 2))
+        self._next_campaign_at = now + self._backoff
+
+    @staticmethod
+    def _note(out: Outcome, t: Transition | None) -> None:
+        if t is not None:
+            out.transitions.append(t)

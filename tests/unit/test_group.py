@@ -1,0 +1,239 @@
+"""One lease, many elections: Group + MemoryStore + FakeClock, replicas stepped by hand.
+
+Timing as in test_elector.py: ttl 3 s, renew every 1 s. Each job's queue is
+``<group>/jobs/<job>/leader``; a job's token is the create revision of its key there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from leaderjob.clock import FakeClock
+from leaderjob.config import Timing
+from leaderjob.election.group import Group, Outcome
+from leaderjob.election.machine import Phase, Reason
+from leaderjob.election.memory import MemoryStore
+from leaderjob.election.store import Watch
+
+TIMING = Timing.from_ttl(3)
+GROUP = "/leaderjob/shop"
+T = 1.0
+TICK = 0.05
+
+
+def prefix(job: str) -> str:
+    return f"{GROUP}/jobs/{job}/leader"
+
+
+class Counting:
+    """A client of the shared in-memory etcd that counts its calls; with ``silent``, its watches
+    never fire (a member that lost its peers and keeps the stream open)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.inner = store.client()
+        self.calls: Counter[str] = Counter()
+        self.silent = False
+
+    def watch_deletes(
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
+    ) -> Watch:
+        self.calls["watch"] += 1
+        if self.silent:
+            return self.inner.watch_deletes(["/nothing"], start_revision, lambda: None)
+        return self.inner.watch_deletes(keys, start_revision, on_fire, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if callable(attr):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = FakeClock(start=1000.0)
+        self.store = MemoryStore(self.clock)
+        self.replicas: list[Group] = []
+        self.clients: list[Counting] = []
+
+    def replica(self, jobs: Sequence[str], name: str | None = None) -> Group:
+        client = Counting(self.store)
+        g = Group(
+            client,
+            TIMING,
+            name or f"replica-{len(self.replicas)}",
+            self.clock,
+            threading.Event(),
+        )
+        for job in jobs:
+            g.want(job, prefix(job))
+        self.replicas.append(g)
+        self.clients.append(client)
+        return g
+
+    def step(self, g: Group, may_campaign: bool = True) -> Outcome:
+        out = g.step(may_campaign)
+        g.release()  # no job runs here: an abandoned lease is revoked at once
+        return out
+
+    def run(self, seconds: float, only: Sequence[Group] | None = None) -> list[Outcome]:
+        outs = []
+        for _ in range(round(seconds / TICK)):
+            self.clock.advance(TICK)
+            for g in only if only is not None else self.replicas:
+                outs.append(self.step(g))
+        return outs
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+JOBS = ("a", "b", "c", "d", "e", "f")
+
+
+def test_one_lease_carries_every_candidacy_and_tokens_are_per_job(world: World) -> None:
+    g = world.replica(JOBS)
+    world.step(g)
+    assert sorted(g.leading()) == sorted(JOBS)
+    leases = {
+        info.lease_id for job in JOBS for info in world.store.candidates(prefix(job), timeout=T)
+    }
+    assert leases == {g.lease_id}, "one lease for the whole group"
+    tokens = [g.machine.token_of(job) for job in JOBS]
+    assert tokens == [g.revisions[job] for job in JOBS]  # the create revision of the job's key
+    assert len(set(tokens)) == len(JOBS)
+
+
+def test_a_deleted_key_ends_one_tenure_and_the_job_rejoins_with_a_larger_token_l5(
+    world: World,
+) -> None:
+    """L5/S2: a lost key ends that job's tenure only; the lease and the other tenures stay, and
+    the job campaigns again with a new key — a larger token."""
+    g = world.replica(JOBS)
+    world.step(g)
+    lease, old = g.lease_id, g.machine.token_of("c")
+    assert old is not None
+    world.store.delete(g.keys["c"], timeout=T)
+    outs = world.run(TIMING.renew_interval + 0.1)
+    lost = [t for o in outs for t in o.transitions if t.event == "election.lost"]
+    assert [(t.job, t.reason) for t in lost] == [("c", Reason.KEY_LOST)]
+    assert g.lease_id == lease, "the lease outlives one lost key"
+    assert sorted(g.leading()) == sorted(JOBS), "the job campaigned again and leads again"
+    new = g.machine.token_of("c")
+    assert new is not None and new > old
+    assert all(g.machine.token_of(j) == g.revisions[j] for j in JOBS)
+
+
+@pytest.mark.parametrize("watch", ["live", "silent"])
+def test_a_lost_lease_ends_every_tenure_at_once_s6(world: World, watch: str) -> None:
+    """S6: the lease is the session; when it is gone, no job of it leads on. With a live watch
+    the vanished keys are seen first (each tenure ends on its key); with a silent one the
+    keepalive's TTL 0 ends them all in one transition."""
+    g = world.replica(("a", "b", "c"))
+    world.clients[0].silent = watch == "silent"
+    world.step(g)
+    tokens = {j: g.machine.token_of(j) for j in ("a", "b", "c")}
+    lease = g.lease_id
+    assert lease is not None
+    world.store.expire(lease)
+    outs = world.run(TIMING.renew_interval + 0.1)
+    ends = [t for o in outs for t in o.transitions if t.event == "election.lost"]
+    assert dict(e for t in ends for e in t.ended) == tokens
+    if watch == "silent":
+        assert len(ends) == 1 and ends[0].reason is Reason.LEASE_EXPIRED
+    assert g.lease_id != lease, "the expired lease is abandoned"
+    assert all(g.machine.token_of(j) != tokens[j] for j in tokens)
+
+
+def test_the_leader_confirms_all_its_keys_in_one_read_per_renew_interval(world: World) -> None:
+    """Keepalive and confirm traffic per replica do not grow with the number of jobs: one
+    keepalive and one `standings` Txn per renew interval, whatever N."""
+    counts = {}
+    for n in (1, 6):
+        w = World()
+        g = w.replica(JOBS[:n])
+        w.step(g)
+        assert len(g.leading()) == n
+        w.clients[0].calls.clear()
+        w.run(10 * TIMING.renew_interval)
+        calls = w.clients[0].calls
+        assert calls["standing"] == 0, "no per-key reads in a group"
+        counts[n] = (calls["keepalive"], calls["standings"])
+    assert counts[1] == counts[6]
+    keepalives, reads = counts[6]
+    assert 9 <= keepalives <= 11 and 9 <= reads <= 11
+
+
+def test_a_standby_replica_watches_the_whole_group_with_one_watch(world: World) -> None:
+    """Nothing per job is polled while idle: one watch stream covers every predecessor, and
+    the cheap re-read per renew interval is one request for the whole group."""
+    leader = world.replica(JOBS, "leader")
+    world.step(leader)
+    standby = world.replica(JOBS, "standby")
+    world.step(standby)
+    assert standby.leading() == []
+    client = world.clients[1]
+    client.calls.clear()
+    world.run(10 * TIMING.renew_interval)
+    assert client.calls["watch"] == 0, "the watch opened at the first read stays"
+    assert 9 <= client.calls["standings"] <= 11
+    assert client.calls["get"] == client.calls["get_prefix"] == client.calls["standing"] == 0
+    assert len(standby._watched) == 2 * len(JOBS)  # each predecessor and our key, one stream
+
+
+def test_a_silent_group_watch_delays_each_takeover_by_one_renew_interval_at_most_l1(
+    world: World,
+) -> None:
+    """L1: the bound "never trust a silent watch for more than one renew interval" holds for
+    the whole group with one read per interval: every job moves within that of its release."""
+    leader = world.replica(JOBS, "leader")
+    world.step(leader)
+    standby = world.replica(JOBS, "standby")
+    world.clients[1].silent = True  # from its first watch on
+    world.step(standby)
+    world.run(0.5)
+    for job in JOBS:
+        t = leader.withdraw(job)
+        assert t is not None and t.event == "election.lost" and t.reason is Reason.RESIGNED
+    released = world.clock.monotonic()
+    while sorted(standby.leading()) != sorted(JOBS):
+        assert world.clock.monotonic() - released <= TIMING.renew_interval + 2 * TICK, (
+            f"only {standby.leading()} moved"
+        )
+        world.run(TICK)
+
+
+def test_requeue_hands_one_job_to_the_next_in_line_and_queues_again_at_the_back(
+    world: World,
+) -> None:
+    """The mechanism the spreader drives: release deletes our key of one job (the next in line
+    takes over, L2), the next step re-creates it behind the new leader."""
+    a = world.replica(("x", "y"), "a")
+    world.step(a)
+    b = world.replica(("x", "y"), "b")
+    world.step(b)
+    assert sorted(a.leading()) == ["x", "y"] and b.leading() == []
+    t = a.requeue("x")
+    assert t is not None and t.event == "election.lost" and t.job == "x"
+    world.run(2 * TICK)
+    assert b.leading() == ["x"] and a.leading() == ["y"]
+    assert a.machine.phase_of("x") is Phase.CAMPAIGNING, "a queues again for x, at the back"
+    keys = [k.key for k in world.store.candidates(prefix("x"), timeout=T)]
+    assert keys == [b.keys["x"], a.keys["x"]]
