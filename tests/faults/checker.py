@@ -58,6 +58,7 @@ class Violation:
     prop: str
     message: str
     t: float | None = None
+    fault: str | None = None  # for liveness misses: the fault they follow
 
     def __str__(self) -> str:
         at = f" at t={self.t:.3f}" if self.t is not None else ""
@@ -67,6 +68,8 @@ class Violation:
 @dataclass
 class Verdict:
     violations: list[Violation] = field(default_factory=list)
+    #: Liveness bounds missed (L1 after ``kill9``, L2 after ``sigterm``) and anomalies.
+    liveness: list[Violation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +79,11 @@ class Verdict:
 
     def by_prop(self, prop: str) -> list[Violation]:
         return [v for v in self.violations if v.prop == prop]
+
+    def liveness_of(self, *faults: str) -> list[Violation]:
+        """Liveness misses after any of ``faults``, and every anomaly (a daemon that did not
+        stop on SIGTERM breaks L2 whatever the scenario was about)."""
+        return [m for m in self.liveness if m.prop == "anomaly" or m.fault in faults]
 
     def report(self) -> str:
         lines = [f"verdict: {'OK' if self.ok else 'VIOLATED'}"]
@@ -427,7 +435,9 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
 
     anomalies = [r for r in hist if r["kind"] == "anomaly"]
     for a in anomalies:
-        v.warnings.append(f"anomaly on {a.get('pod')}: {a.get('what')} (t={a['t']:.1f})")
+        v.liveness.append(
+            Violation("anomaly", f"on {a.get('pod')}: {a.get('what')}", a["t"], a.get("fault"))
+        )
 
     # -- statistics and liveness -----------------------------------------------------------------
     failover: dict[str, dict[str, Any]] = {}
@@ -449,11 +459,25 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             entry["taken_over"] += 1
             entry["times"].append(round(dt, 3))
             if f["fault"] == "kill9" and dt > ttl + L1_EXTRA + slack:
-                v.warnings.append(f"L1: takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)")
+                v.liveness.append(
+                    Violation(
+                        "L1", f"takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)", f["t"], "kill9"
+                    )
+                )
             if f["fault"] == "sigterm" and dt > L2_BOUND + slack:
-                v.warnings.append(f"L2: handover {dt:.2f}s after SIGTERM (bound 1 s)")
+                v.liveness.append(
+                    Violation(
+                        "L2", f"handover {dt:.2f}s after SIGTERM (bound 1 s)", f["t"], "sigterm"
+                    )
+                )
+        elif f["fault"] in ("kill9", "sigterm"):
+            # The leader was hit and nobody with a larger token led before the next fault.
+            entry["kept"] += 1
+            prop = "L1" if f["fault"] == "kill9" else "L2"
+            v.liveness.append(Violation(prop, "no successor after the fault", f["t"], f["fault"]))
         else:
             entry["kept"] += 1
+    v.warnings.extend(f"{m.prop}: {m.message} (t={m.t:.1f})" for m in v.liveness)
     for entry in failover.values():
         t = entry["times"]
         if t:
