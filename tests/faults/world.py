@@ -2,9 +2,11 @@
 
 Each pod is one ``leaderjob run`` process behind its own :class:`MultiProxy` (one fault proxy
 per etcd member) and its own :class:`FaultProxy` to the fenced store, running
-:mod:`tests.faults.writer_job` on a schedule. A pod's job and the job's watchdog are the
-daemon's descendants; :meth:`Pod.freeze` stops all of them ("the whole pod"), or only the
-daemon. Every fault goes through :class:`World`, which records it on the recorder's clock.
+:mod:`tests.faults.writer_job` on a schedule; by default (``writes=0``) a run writes until it is
+killed, so a leader's job is always running when a fault hits it. A pod's job and the job's
+watchdog are the daemon's descendants; :meth:`Pod.freeze` stops all of them ("the whole pod"),
+or only the daemon. Every fault goes through :class:`World`, which records it on the
+recorder's clock.
 
 Usable from pytest (give it the ``procs`` registry and the module's ``etcd_cluster``) and from
 a script (``bench/soak.py``).
@@ -162,7 +164,7 @@ class World:
         pods: int = 3,
         ttl: int = 3,
         schedule: str = "@every 1s",
-        writes: int = 8,
+        writes: int = 0,
         interval: float = 0.25,
         misbehaving: Sequence[int] = (),
         faketime: bool = False,
@@ -360,7 +362,10 @@ class World:
                 return pod.daemon.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.recorder.add(
-                    "anomaly", pod=pod.name, what=f"still running {timeout:.0f}s after SIGTERM"
+                    "anomaly",
+                    pod=pod.name,
+                    what=f"still running {timeout:.0f}s after SIGTERM",
+                    fault="sigterm",
                 )
                 pod.daemon.signal(signal.SIGABRT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
