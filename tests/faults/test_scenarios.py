@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.faults.broken_runner import NoWatchdogRunner, wait_key_gone
 from tests.faults.checker import Verdict
 from tests.faults.world import World, faketime_available
 from tests.harness.daemons import LOST_CONTACT
@@ -383,6 +384,34 @@ def test_wall_clock_step_changes_nothing_S3(make_world):
     assert world.leading() == {pod.name: token}
     pod.set_clock("+0")
     _finish(world)
+
+
+def test_positive_control_a_runner_without_watchdog_is_reported_S6(make_world):
+    """Positive control of the recorder and the checker: a runner that leads like the daemon
+    (lease, key, guarded slot claim, log lines, the writer job) but never stops its job. Its
+    lease expires after one TTL and etcd deletes the key while the job still writes: the
+    recorder must see the job alive at the deletion, and the checker must report S6 for that
+    and for every write attempted after it -- and nothing else, since the run is otherwise
+    clean."""
+    world = make_world(pods=0)
+    rogue = NoWatchdogRunner(world, "rogue")
+    token = rogue.start(ttl=int(TTL))
+    world.wait_accepted(token, 5)
+    assert wait_key_gone(world, rogue.key, 2 * TTL + SLACK), "etcd never expired the lease"
+    wait_until(lambda: False, 1.0)  # the job writes on for a second after its key is gone
+    rogue.stop_job()
+    verdict = world.finish()
+    print(verdict.report())
+    s6 = [str(v) for v in verdict.by_prop("S6")]
+    assert {v.prop for v in verdict.violations} == {"S6"}, verdict.report()
+    assert any("alive when etcd deleted its key" in v for v in s6), s6
+    # The recorder's own evidence, independent of the watch's delay: its reads bracket the
+    # deletion, and the job's pidfd showed it alive after the bracket closed.
+    deletion = world.events("key.delete", key=rogue.key)[0]
+    assert deletion["present_at"] < deletion["gone_by"] <= deletion["t"] + 0.5, deletion
+    exits = [e for e in world.events("proc.exit") if e["token"] == token]
+    assert exits and exits[0]["alive_until"] > deletion["gone_by"], exits
+    assert sum("attempted write" in v for v in s6) >= 2, s6
 
 
 def _probe_skew(pod) -> float:

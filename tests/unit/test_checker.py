@@ -220,6 +220,54 @@ def test_s6_write_attempt_after_key_deleted():
     assert _props(h) == {"S6"}
 
 
+def _bracket_a(present_at: float, gone_by: float, delivered: float = 6.0) -> list[dict[str, Any]]:
+    """clean(), with p0's key a deleted between the recorder's reads at present_at and
+    gone_by, and the deletion delivered by the watch at ``delivered``."""
+    h = clean()
+    for r in h:
+        if r["kind"] == "key.delete" and r["key"].endswith("/a"):
+            r.update(t=delivered, present_at=present_at, gone_by=gone_by)
+    return sorted(h, key=lambda r: r["t"])
+
+
+def _exit(t: float, alive_until: float | None, token: int = 10, pid: int = 110) -> dict:
+    return {
+        "t": t, "kind": "proc.exit", "pid": pid, "token": token, "ev": "start",
+        "alive_until": alive_until,
+    }  # fmt: skip
+
+
+def test_s6_a_job_seen_alive_after_the_deletion_was_proven_though_the_watch_was_late():
+    """The watch delivered the deletion 1.5 s late (t=6.0) and found nothing alive; the
+    recorder's reads prove it happened by 4.52, and the job was seen alive until 5.0."""
+    h = [*_bracket_a(4.49, 4.52), _exit(5.01, 5.0)]
+    assert _props(h) == {"S6"}
+    assert any("was alive 0.480s after etcd deleted its key" in m for m in _messages(h))
+
+
+def test_s6_a_job_dead_before_the_deletion_is_fine():
+    h = [*_bracket_a(4.49, 4.52), _exit(4.3, 4.29)]
+    verdict = check(h)
+    assert verdict.ok, verdict.report()
+
+
+def test_s6_an_exit_inside_the_bracket_is_not_proof():
+    """Seen alive at 4.50, gone at 4.51, key gone by 4.52: the death may have come first."""
+    h = [*_bracket_a(4.49, 4.52), _exit(4.51, 4.50)]
+    assert check(h).ok
+
+
+def test_s6_a_write_attempted_after_the_proven_deletion_before_the_watch_delivered_it():
+    h = [*_bracket_a(4.49, 4.52), _job(4.8, "attempt", 10, "p0", "s1", "r1", seq=7)]
+    assert _props(h) == {"S6"}
+    assert any("attempted write 7 0.280s after its key was deleted" in m for m in _messages(h))
+
+
+def test_s6_without_a_bracket_the_watch_stamp_is_used():
+    h = [*clean(), _exit(6.3, 6.2)]  # deletion delivered at 6.0, no reads around it
+    assert _props(h) == {"S6"}
+
+
 def test_s6_whole_pod_frozen_is_exempt_but_s1_still_applies():
     """A frozen pod's job outlives its key (only fencing protects): not an S6 violation, but
     the store must still reject its stale write."""
