@@ -32,7 +32,9 @@ Sources and their stamps (all ``CLOCK_MONOTONIC`` of this machine, in seconds):
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -398,12 +400,17 @@ class Recorder:
                 for r in self._events
                 if r["kind"] == "key.delete" and str(r["key"]).startswith(self.leader_prefix)
             ]
+        # Sorted by revision: the newest send below a revision, the earliest answer at or above.
+        reads.sort(key=lambda r: r[2])
+        revs = [r for _, _, r in reads]
+        latest_sent = list(itertools.accumulate((sent for sent, _, _ in reads), max))
+        answers = [ans for _, ans, _ in reads]
+        earliest_answer = list(itertools.accumulate(reversed(answers), min))
+        earliest_answer.reverse()
         for rec in deletions:
-            rev = int(rec["revision"])
-            before = [sent for sent, _, r in reads if r < rev]
-            after = [answered for _, answered, r in reads if r >= rev]
-            rec["present_at"] = max(before) if before else None
-            rec["gone_by"] = min(after) if after else None
+            i = bisect.bisect_left(revs, int(rec["revision"]))
+            rec["present_at"] = latest_sent[i - 1] if i > 0 else None
+            rec["gone_by"] = earliest_answer[i] if i < len(reads) else None
 
     def _poll_logs(self) -> None:
         with self._lock:
