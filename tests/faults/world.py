@@ -33,8 +33,9 @@ from tests.harness.procs import JsonLogProcess, ProcessGroup, pid_alive, wait_un
 from tests.harness.proxy import FaultProxy, MultiProxy
 
 WRITER = str(Path(__file__).with_name("writer_job.py"))
-#: Debian's `faketime` package (any architecture's multiarch directory).
-LIBFAKETIME = next(
+#: Debian's `faketime` package (any architecture's multiarch directory), or
+#: LEADERJOB_LIBFAKETIME.
+LIBFAKETIME = os.environ.get("LEADERJOB_LIBFAKETIME") or next(
     (str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
 )

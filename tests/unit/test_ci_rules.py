@@ -1,5 +1,6 @@
 """Skips hide holes: in CI (``CI=true``) a test skipped for want of something .ci/run installs
-fails instead (tests/conftest.py). Checked for real on a promtool test, with promtool hidden."""
+fails instead (tests/conftest.py). Checked for real on a promtool test with promtool hidden, and
+on the clock-step scenario with libfaketime hidden."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ from tests.conftest import CI_INSTALLS
 
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL_TEST = "tests/deploy/test_prometheus.py::test_promtool_check_rules"
+FAKETIME_TEST = "tests/faults/test_scenarios.py::test_wall_clock_step_changes_nothing_S3"
 
 
 def _run_without_promtool(ci: str) -> subprocess.CompletedProcess[str]:
+    # find_tool looks next to this interpreter, then on PATH
+    return _pytest(PROMTOOL_TEST, CI=ci, PATH="/nonexistent")
+
+
+def _pytest(test: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "LEADERJOB_TEST_REPORT")}
-    env.update(CI=ci, PATH="/nonexistent")  # find_tool looks next to this interpreter, then PATH
+    env.update(env_vars)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", PROMTOOL_TEST],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -39,6 +46,16 @@ def test_in_ci_a_skip_of_what_ci_installs_fails():
     out = _run_without_promtool("true")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "skipped in CI, which installs what it needs" in out.stdout, out.stdout
+
+
+def test_in_ci_the_clock_step_scenario_without_libfaketime_fails():
+    """A skipif at collection (not a skip inside the test) is caught too; no etcd is started."""
+    hidden = {"LEADERJOB_LIBFAKETIME": "/nonexistent/libfaketime.so.1"}
+    skipped = _pytest(FAKETIME_TEST, CI="", **hidden)
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout, skipped.stdout
+    failed = _pytest(FAKETIME_TEST, CI="true", **hidden)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "needs libfaketime" in failed.stdout, failed.stdout
 
 
 @pytest.mark.parametrize(
