@@ -90,8 +90,8 @@ def _race_job_and_key(endpoint: str, key: tuple[str, int], job_pid: int, timeout
     if fd >= 0:
 
         def wait_exit() -> None:
-            select.select([fd], [], [], timeout + 5)
-            died.append(time.monotonic())
+            if select.select([fd], [], [], timeout + 5)[0]:  # readable: the process exited
+                died.append(time.monotonic())
 
         threading.Thread(target=wait_exit, daemon=True).start()
     store = EtcdStore(Connection(endpoints=(endpoint,)))
