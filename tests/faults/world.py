@@ -29,7 +29,13 @@ from tests.faults.checker import Verdict, check
 from tests.faults.recorder import Recorder, read_jsonl
 from tests.harness.daemons import leaderjob
 from tests.harness.etcd import EtcdCluster, free_port
-from tests.harness.procs import JsonLogProcess, ProcessGroup, pid_alive, wait_until
+from tests.harness.procs import (
+    JsonLogProcess,
+    ProcessGroup,
+    pid_alive,
+    stop_when_idle,
+    wait_until,
+)
 from tests.harness.proxy import FaultProxy, MultiProxy
 
 WRITER = str(Path(__file__).with_name("writer_job.py"))
@@ -119,11 +125,16 @@ class Pod:
     def jobs(self) -> list[int]:
         return [c for wd in self.watchdogs() for c in _children(wd)]
 
-    def freeze(self, *, whole_pod: bool) -> None:
-        """SIGSTOP the daemon; with ``whole_pod`` also every watchdog and job process group."""
+    def freeze(self, *, whole_pod: bool, idle: bool = False) -> None:
+        """SIGSTOP the daemon; with ``whole_pod`` also every watchdog and job process group.
+        With ``idle``, only at a moment the daemon idles between two cycles of its loop (so
+        that its first act on SIGCONT is a fresh cycle; see :func:`stop_when_idle`)."""
         assert self.daemon is not None
         self.frozen = [self.daemon.pid]
-        os.kill(self.daemon.pid, signal.SIGSTOP)
+        if idle:
+            assert stop_when_idle(self.daemon.pid), f"{self.name}: never caught idle"
+        else:
+            os.kill(self.daemon.pid, signal.SIGSTOP)
         if whole_pod:
             for wd in self.watchdogs():
                 os.kill(wd, signal.SIGSTOP)
