@@ -95,3 +95,15 @@ def test_sql_marks_commit_each_check(tmp_path: Path) -> None:
     with pytest.raises(StaleToken):
         marks.advance("/jobs/cleanup", 4)
     assert high_water(sqlite3.connect(tmp_path / "db"), "/jobs/cleanup") == 5
+
+
+def test_the_package_does_not_import_psycopg_unless_the_caller_does() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, leaderjob.cli, leaderjob.fencing.sql, leaderjob.fencing.http, "
+        "leaderjob.fencing.etcd; print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
