@@ -237,3 +237,113 @@ def test_s1_fenced_put_and_delete_cli_exit_codes(etcd: EtcdServer, prefix: str) 
     assert fenced("delete", f"{prefix}/k").returncode == 3
     assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/k").strip() == ""
     assert fenced("put", f"{prefix}/k", "v4", endpoints="127.0.0.1:1").returncode == 1
+
+
+# --------------------------------------------------------------------------------------------
+# the examples, run as a user would
+
+
+def _example_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def test_example_shell_cleanup_job_writes_while_leading_and_exits_3_when_stale(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    script = str(ROOT / "examples" / "cleanup.sh")
+    env = _example_env(CLEANUP_PREFIX=f"{prefix}/app")
+    daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, ["sh", script],
+                       subcommand="lock", env=env)  # fmt: skip
+    assert daemon.wait(30) == 0, daemon.tail(30)
+    done = etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/app/last-done")
+    assert "token=" in done
+    assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/app/in-progress") == ""
+    leader = f"{prefix}/job/stale"
+    token = _etcd_leader_key(etcd, leader)
+    env.update(
+        LEADERJOB_LEADER_KEY=leader,
+        LEADERJOB_FENCING_TOKEN=str(token - 1),  # not this key's revision: a deposed run
+        LEADERJOB_ENDPOINTS=etcd.endpoint,
+        LEADERJOB_SLOT="2026-01-01T00:00:00Z",
+    )
+    stale = subprocess.run(
+        ["sh", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert stale.returncode == 3, stale.stderr
+    assert "cleanup done" not in stale.stdout
+
+
+def _sql_example(tmp_path: Path, token: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = _example_env(
+        LEADERJOB_FENCING_TOKEN=str(token), CLEANUP_SQLITE=str(tmp_path / "cleanup.db")
+    )
+    argv = [sys.executable, str(ROOT / "examples" / "sql_cleanup.py"), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_example_sql_cleanup_on_sqlite(tmp_path: Path) -> None:
+    first = _sql_example(tmp_path, 7, "--seed", "3")
+    assert first.returncode == 0 and "deleted 3" in first.stdout, first.stderr
+    stale = _sql_example(tmp_path, 6, "--seed", "2")
+    assert stale.returncode == 3 and "refused" in stale.stderr
+    again = _sql_example(tmp_path, 7)
+    assert again.returncode == 0 and "deleted 2" in again.stdout, again.stderr
+
+
+def test_example_sql_cleanup_on_postgres(tmp_path: Path, postgres: PostgresServer) -> None:
+    import psycopg
+
+    db = f"ex{os.getpid()}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        admin.execute(f"CREATE DATABASE {db}")
+    dsn = postgres.dsn.replace("dbname=postgres", f"dbname={db}")
+    first = _sql_example(tmp_path, 7, dsn, "--seed", "3")
+    assert first.returncode == 0 and "deleted 3" in first.stdout, first.stderr
+    stale = _sql_example(tmp_path, 6, dsn, "--seed", "2")
+    assert stale.returncode == 3 and "refused" in stale.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (2,)
+
+
+def test_example_http_app_refuses_stale_tokens_with_409(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    from tests.harness.etcd import free_port
+
+    port = free_port()
+    app = procs.spawn(
+        [sys.executable, str(ROOT / "examples" / "http_app.py"), "--listen", f"127.0.0.1:{port}",
+         "--sqlite", str(tmp_path / "fence.db")],
+        env=_example_env(),
+    )  # fmt: skip
+
+    def post(token: int) -> int:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/internal/jobs/cleanup",
+            method="POST",
+            data=b"",
+            headers={"Leaderjob-Fencing-Token": str(token)},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(up, 20), f"example app did not start (exit {app.poll()})"
+    assert [post(9), post(9), post(8), post(10), post(9)] == [200, 200, 409, 200, 409]
