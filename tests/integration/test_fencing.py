@@ -347,3 +347,91 @@ def test_example_http_app_refuses_stale_tokens_with_409(
 
     assert wait_for(up, 20), f"example app did not start (exit {app.poll()})"
     assert [post(9), post(9), post(8), post(10), post(9)] == [200, 200, 409, 200, 409]
+
+
+# --------------------------------------------------------------------------------------------
+# the SQL fence's promises on PostgreSQL itself (docs/fencing.md, "Isolation levels")
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    import psycopg
+
+    from leaderjob.fencing.sql import ddl
+
+    db = "f" + "".join(ch for ch in request.node.name.lower() if ch.isalnum())[-40:]
+    with psycopg.connect(postgres.dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        admin.execute(f"CREATE DATABASE {db}")
+    dsn = postgres.dsn.replace("dbname=postgres", f"dbname={db}")
+    with psycopg.connect(dsn) as conn:
+        conn.execute(ddl())
+        conn.execute("CREATE TABLE work (token BIGINT NOT NULL)")
+    return dsn
+
+
+def test_s1_stale_token_inside_a_psycopg_transaction_block_commits_nothing_even_if_caught(
+    pg_dsn: str,
+) -> None:
+    import psycopg
+
+    from leaderjob.fencing import StaleToken
+    from leaderjob.fencing.sql import advance
+
+    with psycopg.connect(pg_dsn) as conn, conn.transaction():
+        advance(conn, "work", 10)
+    with psycopg.connect(pg_dsn) as conn:
+        with conn.transaction():
+            conn.execute("INSERT INTO work VALUES (9)")
+            with contextlib.suppress(StaleToken):
+                advance(conn, "work", 9)  # a careless caller swallows it
+        assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+
+
+def test_s1_read_committed_fencers_wait_on_the_row_lock_and_recheck_the_committed_mark(
+    pg_dsn: str,
+) -> None:
+    import psycopg
+
+    from leaderjob.fencing import StaleToken
+    from leaderjob.fencing.sql import advance
+
+    with psycopg.connect(pg_dsn) as first, psycopg.connect(pg_dsn) as second:
+        advance(first, "work", 12)  # holds the fence row's lock until it commits
+        outcome: list[object] = []
+
+        def fence_second() -> None:
+            try:
+                advance(second, "work", 11)
+                outcome.append("accepted")
+            except StaleToken as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=fence_second)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the second fencer must wait for the first one's commit"
+        first.commit()
+        thread.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], StaleToken), outcome
+        assert outcome[0].high_water == 12
+
+
+def test_repeatable_read_fencer_behind_a_concurrent_update_gets_a_serialization_failure(
+    pg_dsn: str,
+) -> None:
+    import psycopg
+
+    from leaderjob.fencing.sql import advance, high_water
+
+    with psycopg.connect(pg_dsn) as first, psycopg.connect(pg_dsn) as second:
+        advance(first, "work", 5)
+        first.commit()
+        second.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        second.execute("SELECT count(*) FROM work")  # takes the snapshot
+        advance(first, "work", 6)
+        first.commit()
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            advance(second, "work", 7)  # larger, but the snapshot predates token 6
+        second.rollback()
+        assert high_water(second, "work") == 6
