@@ -50,3 +50,20 @@ def test_from_env_needs_the_key_and_a_token() -> None:
         EtcdFence.from_env(store, {"LEADERJOB_FENCING_TOKEN": "12"})
     with pytest.raises(FencingError):
         EtcdFence.from_env(store, {"LEADERJOB_LEADER_KEY": KEY, "LEADERJOB_FENCING_TOKEN": "x"})
+
+
+def test_fenced_cli_usage_errors_exit_2_and_sql_prints_the_ddl() -> None:
+    from click.testing import CliRunner
+
+    from leaderjob.cli import main
+    from leaderjob.fencing.sql import ddl
+
+    runner = CliRunner()
+    no_key = runner.invoke(main, ["fenced", "put", "k", "v"], env={"LEADERJOB_FENCING_TOKEN": "5"})
+    assert no_key.exit_code == 2 and "LEADERJOB_LEADER_KEY" in no_key.output
+    env = {"LEADERJOB_LEADER_KEY": KEY, "LEADERJOB_FENCING_TOKEN": "0"}
+    bad = runner.invoke(main, ["fenced", "delete", "k"], env=env)
+    assert bad.exit_code == 2 and "positive" in bad.output
+    sql = runner.invoke(main, ["fenced", "sql"])
+    assert sql.exit_code == 0 and sql.output == ddl()
+    assert runner.invoke(main, ["fenced", "sql", "--table", "a b"]).exit_code == 2
