@@ -26,6 +26,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from leaderjob.fencing import FencingError, StaleToken, parse_token
@@ -69,8 +70,16 @@ def _resource_default(path: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    reason: str
+    body: dict[str, Any]
+
+
 class _Check:
-    """The decision shared by both middlewares: (status, body) to refuse with, or the token."""
+    """The decision shared by both middlewares: a refusal, the admitted token, or None (no
+    header, allowed)."""
 
     def __init__(
         self,
@@ -82,15 +91,15 @@ class _Check:
         self.resource = (lambda _path: resource) if isinstance(resource, str) else resource
         self.require_token = require_token
 
-    def __call__(self, header: str | None, path: str) -> tuple[int, str, dict[str, Any]] | int:
+    def __call__(self, header: str | None, path: str) -> _Refusal | int | None:
         if header is None:
             if self.require_token:
-                return 428, "Precondition Required", {"error": f"{HEADER} header required"}
-            return 0
+                return _Refusal(428, "Precondition Required", {"error": f"{HEADER} required"})
+            return None
         try:
             token = parse_token(header, source=HEADER)
         except FencingError as exc:
-            return 400, "Bad Request", {"error": str(exc)}
+            return _Refusal(400, "Bad Request", {"error": str(exc)})
         resource = self.resource(path)
         try:
             self.marks.advance(resource, token)
@@ -101,7 +110,7 @@ class _Check:
                 "token": token,
                 "high_water": exc.high_water,
             }
-            return 409, "Conflict", body
+            return _Refusal(409, "Conflict", body)
         return token
 
 
@@ -127,15 +136,14 @@ class WsgiFencing:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         decision = self.check(environ.get(_WSGI_KEY), str(environ.get("PATH_INFO", "")))
-        if isinstance(decision, tuple):
-            status, reason, body = decision
-            data = json.dumps(body).encode()
+        if isinstance(decision, _Refusal):
+            data = json.dumps(decision.body).encode()
             start_response(
-                f"{status} {reason}",
+                f"{decision.status} {decision.reason}",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
             )
             return [data]
-        if decision:
+        if decision is not None:
             environ[REQUEST_KEY] = decision
         return self.app(environ, start_response)
 
@@ -171,13 +179,12 @@ class AsgiFencing:
                 break
         path = str(scope.get("path", ""))
         decision = await asyncio.to_thread(self.check, header, path)
-        if isinstance(decision, tuple):
-            status, _reason, body = decision
-            data = json.dumps(body).encode()
+        if isinstance(decision, _Refusal):
+            data = json.dumps(decision.body).encode()
             await send(
                 {
                     "type": "http.response.start",
-                    "status": status,
+                    "status": decision.status,
                     "headers": [
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(data)).encode()),
@@ -186,6 +193,6 @@ class AsgiFencing:
             )
             await send({"type": "http.response.body", "body": data})
             return
-        if decision:
+        if decision is not None:
             scope[REQUEST_KEY] = decision
         await self.app(scope, receive, send)

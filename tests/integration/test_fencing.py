@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def _frozen_leader_finishes_after_successor(
     for pid in frozen:
         _signal(pid, signal.SIGSTOP)
     kill_group(a.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
     try:
         b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, command,
                       subcommand="lock", ttl="2s", env=env)  # fmt: skip
@@ -125,6 +127,7 @@ def _frozen_leader_finishes_after_successor(
         (tmp_path / f"go-{new['token']}").touch()
         assert wait_for(lambda: _steps(tmp_path, "done"), 20), b.tail(20)
         (tmp_path / f"go-{old['token']}").touch()
+        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))  # frozen for >= 2·TTL
         # Thaw the old job first: it finishes its write before anything can kill it.
         _signal(old["pid"], signal.SIGCONT)
         assert wait_for(lambda: len(_steps(tmp_path, "done")) == 2, 20)
