@@ -53,7 +53,7 @@ def register(
         return connection_options(f)
 
     def write(params: dict[str, Any], puts: list[tuple[str, bytes]], deletes: list[str]) -> None:
-        from leaderjob.election.store import StoreError
+        from leaderjob.election.store import StoreError, StoreUnavailable
         from leaderjob.fencing.etcd import EtcdFence
 
         if not params.get("leader_key"):
@@ -72,13 +72,23 @@ def register(
             raise click.UsageError(str(exc)) from None
         conn = build_connection(params)
         store = open_store(conn)
+        fence = EtcdFence(store, params["leader_key"], token, conn.rpc_timeout)
         try:
-            fence = EtcdFence(store, params["leader_key"], token, conn.rpc_timeout)
-            fence.apply(puts=puts, deletes=deletes)
+            # Each endpoint once: the store moves to the next one after an unavailable answer.
+            # Repeating the Txn is safe: it applies only while the leader key stands.
+            for attempt in range(len(conn.endpoints)):
+                try:
+                    fence.apply(puts=puts, deletes=deletes)
+                    return
+                except StoreUnavailable as exc:
+                    if attempt == len(conn.endpoints) - 1:
+                        raise
+                    click.echo(f"leaderjob: {exc}; trying the next endpoint", err=True)
         except StaleToken as exc:
             click.echo(f"leaderjob: rejected: {exc}: this run is no longer the leader", err=True)
             sys.exit(EXIT_STALE)
         except StoreError as exc:
+            # After a timeout the write may or may not have been applied, as for any etcd write.
             click.echo(f"leaderjob: cannot write to etcd: {exc}", err=True)
             sys.exit(1)
         finally:

@@ -212,7 +212,8 @@ def _etcd_leader_key(etcd: EtcdServer, key: str) -> int:
 
 
 def test_s1_fenced_put_and_delete_cli_exit_codes(etcd: EtcdServer, prefix: str) -> None:
-    """0 written, 3 when the leader key is gone or was re-created, 1 when etcd is unreachable."""
+    """0 written (through the next endpoint if one is down), 3 when the leader key is gone or was
+    re-created, 1 when etcd is unreachable."""
     leader = f"{prefix}/job/1"
     token = _etcd_leader_key(etcd, leader)
 
@@ -228,6 +229,8 @@ def test_s1_fenced_put_and_delete_cli_exit_codes(etcd: EtcdServer, prefix: str) 
             argv, env=env, capture_output=True, text=True, timeout=30, check=False
         )
 
+    first_down = f"127.0.0.1:1,{etcd.endpoint}"  # a dead endpoint first: the next one is tried
+    assert fenced("put", f"{prefix}/k", "v0", endpoints=first_down).returncode == 0
     assert fenced("put", f"{prefix}/k", "v1").returncode == 0
     assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/k").strip() == "v1"
     assert fenced("delete", f"{prefix}/k").returncode == 0
