@@ -76,14 +76,13 @@ def register(
         try:
             # Each endpoint once: the store moves to the next one after an unavailable answer.
             # Repeating the Txn is safe: it applies only while the leader key stands.
-            for attempt in range(len(conn.endpoints)):
+            for _ in conn.endpoints[1:]:
                 try:
                     fence.apply(puts=puts, deletes=deletes)
                     return
                 except StoreUnavailable as exc:
-                    if attempt == len(conn.endpoints) - 1:
-                        raise
                     click.echo(f"leaderjob: {exc}; trying the next endpoint", err=True)
+            fence.apply(puts=puts, deletes=deletes)  # the last endpoint: its error is final
         except StaleToken as exc:
             click.echo(f"leaderjob: rejected: {exc}: this run is no longer the leader", err=True)
             sys.exit(EXIT_STALE)

@@ -231,6 +231,7 @@ def test_s1_fenced_put_and_delete_cli_exit_codes(etcd: EtcdServer, prefix: str) 
 
     first_down = f"127.0.0.1:1,{etcd.endpoint}"  # a dead endpoint first: the next one is tried
     assert fenced("put", f"{prefix}/k", "v0", endpoints=first_down).returncode == 0
+    assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/k").strip() == "v0"
     assert fenced("put", f"{prefix}/k", "v1").returncode == 0
     assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/k").strip() == "v1"
     assert fenced("delete", f"{prefix}/k").returncode == 0
