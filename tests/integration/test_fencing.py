@@ -53,6 +53,15 @@ if mode == "pg":
     from leaderjob.fencing.sql import advance
     conn = psycopg.connect(target)
     conn.execute("INSERT INTO work (token, note) VALUES (%s, 'cleanup')", (token,))
+elif mode == "pg-first":
+    import psycopg
+    from leaderjob.fencing.sql import advance
+    conn = psycopg.connect(target)
+    # Fenced first, so the fence row stays locked until COMMIT: bound how long a frozen
+    # holder can keep it (docs/fencing.md, "Where to fence in the transaction").
+    conn.execute("SET LOCAL idle_in_transaction_session_timeout = '1500ms'")
+    advance(conn, "work", token)
+    conn.execute("INSERT INTO work (token, note) VALUES (%s, 'cleanup')", (token,))
 journal(step="opened", env={k: v for k, v in os.environ.items() if k.startswith("LEADERJOB_")})
 while not os.path.exists(os.path.join(workdir, f"go-{token}")):
     time.sleep(0.02)
@@ -65,6 +74,12 @@ if mode == "pg":
     except StaleToken as exc:
         journal(step="refused", error=str(exc))
         rc = 3
+elif mode == "pg-first":
+    try:
+        conn.commit()
+    except psycopg.Error as exc:  # the server ended the session: nothing commits
+        journal(step="refused", error=str(exc))
+        rc = 4
 elif mode == "etcd":
     argv = [sys.executable, "-m", "leaderjob", "fenced", "put", target, str(token)]
     rc = subprocess.run(argv).returncode
@@ -157,6 +172,26 @@ def test_s1_frozen_leader_mid_transaction_is_refused_by_postgres_after_successor
     old, new = _frozen_leader_finishes_after_successor(procs, tmp_path, etcd, prefix, "pg", dsn)
     assert new["rc"] == 0 and old["rc"] == 3, (old, new)
     with psycopg.connect(dsn) as conn:
+        tokens = [r[0] for r in conn.execute("SELECT token FROM work").fetchall()]
+        assert tokens == [new["token"]], "the frozen leader's insert must not commit"
+        assert high_water(conn, "work") == new["token"]
+
+
+def test_s1_frozen_leader_that_fenced_first_cannot_commit_after_the_successor_fenced(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str, pg_dsn: str
+) -> None:
+    """Fenced first, the old transaction holds the fence row's lock while frozen; PostgreSQL ends
+    the idle session (idle_in_transaction_session_timeout), which frees the lock for the
+    successor's fence and makes the old leader's COMMIT after the thaw fail."""
+    import psycopg
+
+    from leaderjob.fencing.sql import high_water
+
+    old, new = _frozen_leader_finishes_after_successor(
+        procs, tmp_path, etcd, prefix, "pg-first", pg_dsn
+    )
+    assert new["rc"] == 0 and old["rc"] == 4, (old, new)
+    with psycopg.connect(pg_dsn) as conn:
         tokens = [r[0] for r in conn.execute("SELECT token FROM work").fetchall()]
         assert tokens == [new["token"]], "the frozen leader's insert must not commit"
         assert high_water(conn, "work") == new["token"]
@@ -373,7 +408,7 @@ def pg_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
     dsn = postgres.dsn.replace("dbname=postgres", f"dbname={db}")
     with psycopg.connect(dsn) as conn:
         conn.execute(ddl())
-        conn.execute("CREATE TABLE work (token BIGINT NOT NULL)")
+        conn.execute("CREATE TABLE work (token BIGINT NOT NULL, note TEXT)")
     return dsn
 
 
@@ -389,7 +424,7 @@ def test_s1_stale_token_inside_a_psycopg_transaction_block_commits_nothing_even_
         advance(conn, "work", 10)
     with psycopg.connect(pg_dsn) as conn:
         with conn.transaction():
-            conn.execute("INSERT INTO work VALUES (9)")
+            conn.execute("INSERT INTO work (token) VALUES (9)")
             with contextlib.suppress(StaleToken):
                 advance(conn, "work", 9)  # a careless caller swallows it
         assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
