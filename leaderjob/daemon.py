@@ -17,24 +17,26 @@ after our job is dead (docs/safety.md L2, S6).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leaderjob.clock import Clock, SystemClock, Waker
-from leaderjob.config import Timing, election_prefix
+from leaderjob.config import Timing, election_prefix, job_environment
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.machine import Phase, Transition
+from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
-from leaderjob.planner import CatchUp, Planner, Slot
+from leaderjob.planner import CatchUp, Planner, Slot, SlotClock
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import Schedule
 from leaderjob.supervisor import Run
@@ -50,6 +52,8 @@ EXIT_REJECTED = 1
 SERVICE_RESTART_DELAY = 1.0
 #: Retry backoff: 1 s, 2 s, 4 s … capped.
 RETRY_BASE, RETRY_CAP = 1.0, 60.0
+#: History records waiting for a cycle with time to spare; beyond this the oldest are dropped.
+MAX_BACKLOG = 100
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class Pending:
     not_before: float
     token: int
     fire: Slot | None = None  # set when the slot still has to be claimed (catch-up)
+    #: A claimed replacement (``--concurrency replace``): only the newest one waits, and only
+    #: until its starting deadline.
+    replacing: Slot | None = None
 
 
 @dataclass
@@ -111,12 +118,17 @@ class Tenure:
 
     token: int
     ready: bool = False  # catch-up decided
+    published: bool = False  # the schedule is in state/schedule
     control_at: float = 0.0
-    suspended: bool = False
+    #: As last read; None until read. Informational: a claim to run is itself refused while the
+    #: election is suspended, and a retry reads the switch before it starts.
+    suspended: bool | None = None
     pending: list[Pending] = field(default_factory=list)
     #: The newest slot claimed in etcd: read at the start of the tenure, then ours. Slots only
     #: move forward from it, whatever the wall clock does (a backward step waits it out).
     last_claimed: datetime | None = None
+    #: The time slots are planned by: the wall clock, held back after a jump (planner.SlotClock).
+    slot_clock: SlotClock = field(default_factory=SlotClock)
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -172,6 +184,18 @@ class Daemon:
             else None
         )
         self.log = get_logger(election=settings.election, identity=settings.identity)
+        self.config = ConfigWatch(
+            store,
+            settings.prefix,
+            settings.election,
+            settings.identity,
+            command=settings.command,
+            mode=settings.mode,
+            schedule=settings.schedule.expr if settings.schedule else None,
+            timezone=settings.schedule.timezone if settings.schedule else None,
+            log=self.log,
+            metrics=metrics,
+        )
         self.runs: list[ActiveRun] = []
         self.tenure: Tenure | None = None
         self.restart_at = 0.0
@@ -185,6 +209,11 @@ class Daemon:
         self.leading_since: datetime | None = None
         self.last_run: dict[str, Any] | None = None
         self._last_error: tuple[str, float] | None = None
+        #: End of this cycle's etcd budget on the leader path (None outside it).
+        self._budget_end: float | None = None
+        #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
+        #: with time to spare, so it never delays a renewal.
+        self._backlog: list[tuple[dict[str, Any], datetime]] = []
         self.snapshot: dict[str, Any] = {}
         self._publish("starting")
 
@@ -254,6 +283,13 @@ class Daemon:
             return self._leave()
         for t in out.transitions:
             self._on_transition(t)
+        self.config.tick(
+            self.clock.monotonic(),
+            self.elector.lease_id,
+            leading=self.elector.phase is Phase.LEADING,
+            timeout=self._io_timeout(),
+            on_error=self._store_error,
+        )
         if self.elector.phase is not Phase.LEADING:
             if not self.runs and self.elector.to_revoke:
                 self._release()
@@ -283,16 +319,19 @@ class Daemon:
         tenure = self.tenure
         if tenure is None:
             return now
+        if self.s.mode == "service":
+            return self.restart_at if not self.runs else math.inf
+        if self.s.mode == "once":
+            return now if not self.ran_once else math.inf
+        # Schedule mode only: the switches, catch-up and pending runs exist for slots alone.
         times = [tenure.control_at]
-        times += [p.not_before for p in tenure.pending]
-        if self.s.mode == "schedule" and self.planner is not None:
+        # A pending run blocked by an active one adds no wake-up: the run's end wakes the loop.
+        times += [p.not_before for p in tenure.pending if not self._blocked()]
+        if self.planner is not None:
             slot = self.planner.peek()
             if slot is not None:
-                times.append(now + (slot.start_time - self.clock.wall()).total_seconds())
-        elif self.s.mode == "service" and not self.runs:
-            times.append(self.restart_at)
-        elif self.s.mode == "once" and not self.ran_once:
-            times.append(now)
+                planning = tenure.slot_clock.peek(self.clock.wall(), now)
+                times.append(now + (slot.start_time - planning).total_seconds())
         if not tenure.ready:
             times.append(now + 0.2)
         return min(times)
@@ -356,7 +395,10 @@ class Daemon:
                 self.metrics.set_leader(t.token)
         elif t.event == "election.lost":
             assert t.reason is not None
-            self.log.warning("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+            # A planned handover (shutdown, lock done, unhealthy) is routine: a rolling deploy must
+            # not look like trouble to log-based alerting. Only an unplanned loss warns.
+            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
+            level("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
             self.log = self.log.unbind("token")
             self.leading_since = None
             self.tenure = None
@@ -376,11 +418,35 @@ class Daemon:
             self._store_error(err)
 
     def _io_timeout(self, ceiling: float | None = None) -> float:
-        """A timeout for a non-critical call: it must never hold up the next renewal."""
-        cap = ceiling if ceiling is not None else max(0.2, self.s.timing.renew_interval / 2)
-        return self.elector.machine.rpc_deadline(
-            self.clock.monotonic(), min(cap, self.s.rpc_timeout)
-        )
+        """A timeout for a non-critical call: it must never hold up the next renewal.
+
+        On the leader path every call also fits in what is left of the cycle's budget, so all of
+        a cycle's calls together (claims, reads, bookkeeping) end by then.
+        """
+        now = self.clock.monotonic()
+        cap = min(ceiling if ceiling is not None else self._cycle_budget(), self.s.rpc_timeout)
+        if self._budget_end is not None:
+            cap = min(cap, max(0.0, self._budget_end - now))
+        return self.elector.machine.rpc_deadline(now, cap)
+
+    def _cycle_budget(self) -> float:
+        """etcd time one cycle may spend on the leader path: half a renew interval, so the next
+        keepalive is never more than that late."""
+        return max(0.2, self.s.timing.renew_interval / 2)
+
+    def _budget_left(self) -> float:
+        if self._budget_end is None:
+            return self._cycle_budget()
+        return self._budget_end - self.clock.monotonic()
+
+    def _may_call(self) -> bool:
+        """Enough budget left for one more call this cycle (else it waits for the next)."""
+        return self._budget_left() >= 0.05
+
+    def _may_bookkeep(self) -> bool:
+        """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while
+        at least half the cycle's budget is left."""
+        return self._budget_left() >= self._cycle_budget() / 2
 
     # -- health -------------------------------------------------------------------------------
 
@@ -553,10 +619,44 @@ class Daemon:
             )
 
     def _record(self, entry: dict[str, Any]) -> None:
+        """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""
         if self.s.mode != "schedule":
             return
+        self._backlog.append((entry, self.clock.wall()))
+        if len(self._backlog) > MAX_BACKLOG:
+            dropped = self._backlog.pop(0)[0]
+            self.log.warning("history.dropped", slot=dropped.get("slot"))
+        if self.elector.phase is not Phase.LEADING:
+            self._flush()  # no leader path to protect
+
+    def _flush(self) -> None:
+        """Write queued history records while the budget allows; the leader then prunes the
+        oldest beyond the limit (a bounded batch per cycle)."""
+        wrote = False
+        while self._backlog and self._may_bookkeep():
+            entry, at = self._backlog[0]
+            try:
+                self.data.record(entry, at, timeout=self._io_timeout())
+            except StoreError as exc:
+                self._store_error(exc)
+                return
+            self._backlog.pop(0)
+            wrote = True
+        if wrote and self.elector.phase is Phase.LEADING:
+            self._delete_old(
+                lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
+            )
+
+    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
+        """Bookkeeping: find old keys, delete them fenced — each call only while the cycle has
+        time to spare (what is left waits for a later cycle)."""
+        own, token = self.elector.key, self.elector.machine.token
+        if own is None or token is None or not self._may_bookkeep():
+            return
         try:
-            self.data.record(entry, self.s.history_limit, timeout=self._io_timeout())
+            old = find(self._io_timeout())
+            if old and self._may_bookkeep():
+                self.data.delete_fenced(own, token, old, timeout=self._io_timeout())
         except StoreError as exc:
             self._store_error(exc)
 
@@ -581,21 +681,47 @@ class Daemon:
         return self._start_scheduled(tenure)
 
     def _start_scheduled(self, tenure: Tenure) -> Report | None:
+        """The schedule's share of one leading cycle, all its etcd calls within one budget."""
+        self._budget_end = self.clock.monotonic() + self._cycle_budget()
+        try:
+            report = self._schedule_step(tenure)
+            if not tenure.published and tenure.ready and self._may_bookkeep():
+                self._publish_schedule(tenure)
+            self._flush()
+            return report
+        finally:
+            self._budget_end = None
+
+    def _schedule_step(self, tenure: Tenure) -> Report | None:
         assert self.planner is not None
-        now, wall = self.clock.monotonic(), self.clock.wall()
+        now = self.clock.monotonic()
+        wall, jumped = tenure.slot_clock.observe(self.clock.wall(), now)
+        if self.metrics is not None:
+            self.metrics.clock_step.labels(self.s.election).set(jumped)
+        if jumped:
+            self.log.warning(
+                "schedule.clock_step",
+                ahead_seconds=round(jumped, 3),
+                planning_time=iso(wall),
+                hint="the wall clock jumped ahead; slots follow the monotonic clock until the "
+                "jump is undone or has held for 10 minutes",
+            )
         if not tenure.ready and not self._begin_tenure(tenure, wall):
             return None
-        if now >= tenure.control_at:
+        self._check_skew(tenure, wall)
+        if now >= tenure.control_at and self._may_call():
             report = self._poll_control(tenure)
             if report is not None:
                 return report
         # Retries and replacements waiting for their time.
         for p in list(tenure.pending):
-            if now >= p.not_before and (not self.runs or self.s.concurrency == "allow"):
+            if now >= p.not_before and not self._blocked() and self._may_call():
                 tenure.pending.remove(p)
                 if p.fire is not None:
                     return self._fire(tenure, p.fire)
-                return self._start(p.slot, p.scheduled, p.attempt)
+                return self._start_pending(tenure, p)
+        if not self._may_call():
+            return None  # the slot stays due: claimed next cycle, after the keepalive
         slot, expired = self.planner.due(wall)
         if expired:
             # A stall or a forward wall-clock step can expire thousands of slots at once: claim
@@ -605,6 +731,40 @@ class Daemon:
         if slot is None:
             return None
         return self._fire(tenure, slot)
+
+    def _blocked(self) -> bool:
+        """A pending run must wait: another run is active and runs may not overlap."""
+        return bool(self.runs) and self.s.concurrency != "allow"
+
+    def _start_pending(self, tenure: Tenure, p: Pending) -> Report | None:
+        """Start a claimed retry or replacement, if the election is not suspended meanwhile and
+        (a replacement) its starting deadline has not passed while the old run was stopping."""
+        assert self.planner is not None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        if p.replacing is not None and planning - p.replacing.start_time > self.planner.deadline:
+            return self._skip(tenure, p.replacing, "deadline", claim=False)
+        try:
+            suspended = self.data.is_suspended(timeout=self._io_timeout())
+        except StoreError as exc:
+            self._store_error(exc)  # unknown means "don't start": try again shortly
+            p.not_before = self.clock.monotonic() + self._cycle_budget()
+            tenure.pending.append(p)
+            return None
+        self._note_suspended(tenure, suspended)
+        if suspended:
+            if p.replacing is not None:
+                return self._skip(tenure, p.replacing, "suspended", claim=False)
+            self.log.info("slot.skipped", slot=p.slot, attempt=p.attempt, reason="suspended")
+            return Report("slot_skipped", {"slot": p.slot, "reason": "suspended"})
+        if p.replacing is not None:
+            return self._start(p.slot, p.scheduled, 0, lag_from=p.replacing.start_time)
+        return self._start(p.slot, p.scheduled, p.attempt)
+
+    def _note_suspended(self, tenure: Tenure, suspended: bool) -> None:
+        if suspended != tenure.suspended:
+            if suspended or tenure.suspended is not None:
+                self.log.info("election.suspended" if suspended else "election.resumed")
+            tenure.suspended = suspended
 
     def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
         """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
@@ -617,7 +777,7 @@ class Daemon:
         plan = self.planner.begin_tenure(last, wall)
         tenure.ready = True
         tenure.last_claimed = last
-        self._publish_schedule(tenure)
+        tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
         if plan.skipped or plan.expired or plan.run:
             self.log.info(
                 "schedule.catch_up",
@@ -638,6 +798,32 @@ class Daemon:
             )
         return True
 
+    def _check_skew(self, tenure: Tenure, wall: datetime) -> None:
+        """A newest claim ahead of our clock: a replica whose clock ran fast claimed it, and no
+        slot runs until our clock gets there (slots only move forward past the newest claim —
+        the alternative, trusting our own clock, would re-run pruned slots if *ours* is slow).
+        Logged every cycle and exported; ``leaderjob repair-schedule`` moves it back."""
+        assert self.planner is not None
+        ahead = 0.0
+        if tenure.last_claimed is not None:
+            ahead = max(0.0, (tenure.last_claimed - wall).total_seconds())
+        if self.metrics is not None:
+            self.metrics.clock_skew.labels(self.s.election).set(ahead)
+        if ahead > self.planner.deadline.total_seconds():
+            self.log.warning(
+                "schedule.clock_skew",
+                last_claimed=iso(tenure.last_claimed),
+                ahead_seconds=round(ahead, 3),
+                hint="a replica's clock ran ahead; fix it, then `leaderjob repair-schedule`",
+            )
+
+    def _skewed(self, tenure: Tenure) -> bool:
+        assert self.planner is not None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        return tenure.last_claimed is not None and (
+            tenure.last_claimed - planning > self.planner.deadline
+        )
+
     def _publish_schedule(self, tenure: Tenure) -> None:
         if self.s.schedule is None or self.elector.key is None:
             return
@@ -648,28 +834,37 @@ class Daemon:
             "token": tenure.token,
             "concurrency": self.s.concurrency,
             "catch_up": self.s.catch_up,
+            "jitter": self.s.jitter,
         }
         try:
-            self.data.publish_schedule(
+            tenure.published = self.data.publish_schedule(
                 self.elector.key, tenure.token, info, timeout=self._io_timeout()
             )
         except StoreError as exc:
             self._store_error(exc)
 
     def _poll_control(self, tenure: Tenure) -> Report | None:
-        """Read suspend and trigger switches once per renewal interval (leader only)."""
+        """Read the trigger switches (and the suspension, for status) once per renewal interval.
+
+        While the newest claim lies ahead of our clock, also re-read it: an operator's repair
+        takes effect at once (a re-plan from the repaired claim).
+        """
         tenure.control_at = self.clock.monotonic() + self.s.timing.renew_interval
         try:
             control = self.data.control(timeout=self._io_timeout())
+            if self._skewed(tenure):
+                last = self.data.last_slot(timeout=self._io_timeout())
+                if last != tenure.last_claimed:
+                    self.log.info("schedule.repaired", last_claimed=iso(last))
+                    tenure.ready = False
+                    return None
         except StoreError as exc:
             self._store_error(exc)
             return None
-        if control.suspended != tenure.suspended:
-            tenure.suspended = control.suspended
-            self.log.info("election.suspended" if control.suspended else "election.resumed")
+        self._note_suspended(tenure, control.suspended)
         if not control.triggers or tenure.suspended:
             return None
-        if self.runs and self.s.concurrency != "allow":
+        if self._blocked():
             return None  # a trigger waits for the current run; it is not lost
         key, request = control.triggers[0]
         return self._run_trigger(tenure, key, request)
@@ -685,48 +880,65 @@ class Daemon:
             "claimed_at": iso(self.clock.wall()),
         }
         try:
-            slot = self.data.claim_trigger(
+            ok, slot = self.data.claim_trigger(
                 own, tenure.token, key, claim, timeout=self._io_timeout()
             )
+            result = "claimed" if ok else self._why_refused()
         except StoreError as exc:
             self._store_error(exc)
             return None
-        if slot is None:
+        if result == "suspended":
+            self._note_suspended(tenure, True)  # the trigger waits for `resume`
+            return None
+        if result == "rejected":
             self.log.warning("trigger.claim_failed", trigger=key)
             self.elector.recheck()
             return None
         self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
         tenure.control_at = self.clock.monotonic()  # look for more triggers soon
-        return self._start(slot, self.clock.wall(), 0)
+        report = self._start(slot, self.clock.wall(), 0)
+        self._prune_slots(tenure, triggers=True)
+        return report
 
     def _fire(self, tenure: Tenure, slot: Slot) -> Report | None:
-        """A slot is due: apply suspension and the overlap policy, claim it, start it."""
+        """A slot is due: apply the overlap policy, claim it (the claim itself is refused while
+        the election is suspended), start it."""
         if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:
             # Claimed before (its key may since have been pruned): never a second run.
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return Report("slot_skipped", {"slot": slot.id, "reason": "already_claimed"})
-        if tenure.suspended:
+        if self.runs and self.s.concurrency == "forbid":
+            return self._skip(tenure, slot, "overlap", claim=True)
+        replacing = bool(self.runs) and self.s.concurrency == "replace"
+        result = self._claim(tenure, slot, "replacing" if replacing else "running")
+        if result == "suspended":
+            self._note_suspended(tenure, True)
             return self._skip(tenure, slot, "suspended", claim=True)
-        if self.runs:
-            if self.s.concurrency == "forbid":
-                return self._skip(tenure, slot, "overlap", claim=True)
-            if self.s.concurrency == "replace":
-                for active in self.runs:
-                    active.run.stop("replaced")
-                tenure.pending.append(Pending(slot.id, slot.fire_time, 0, 0.0, tenure.token))
-                if not self._claim(tenure, slot, "replacing"):
-                    tenure.pending.pop()
-                return Report("job_replacing", {"slot": slot.id})
-        if not self._claim(tenure, slot, "running"):
+        if result != "claimed":
             return Report("claim_failed", {"slot": slot.id})
+        if replacing:
+            for active in self.runs:
+                active.run.stop("replaced")
+            # Only the newest replacement waits: an older one still waiting is superseded.
+            for p in list(tenure.pending):
+                if p.replacing is not None:
+                    tenure.pending.remove(p)
+                    self._skip(tenure, p.replacing, "superseded", claim=False)
+            tenure.pending.append(
+                Pending(slot.id, slot.fire_time, 0, 0.0, tenure.token, replacing=slot)
+            )
+            self._prune_slots(tenure)
+            return Report("job_replacing", {"slot": slot.id})
         report = self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
-        self._prune_slots()
+        self._prune_slots(tenure)
         return report
 
-    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> bool:
+    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> str:
+        """Claim ``slot`` (S3). "claimed", "suspended" (a run refused while suspended),
+        "rejected" (deposed, or claimed before) or "unknown" (the call failed)."""
         own = self.elector.key
         if own is None:
-            return False
+            return "rejected"
         claim = {
             "slot": slot.id,
             "scheduled_time": iso(slot.fire_time),
@@ -735,38 +947,66 @@ class Daemon:
             "status": status,
             "claimed_at": iso(self.clock.wall()),
         }
+        run = status in ("running", "replacing")
         try:
-            ok = self.data.claim_slot(own, tenure.token, slot.id, claim, timeout=self._io_timeout())
+            ok = self.data.claim_slot(
+                own, tenure.token, slot.id, claim, run=run, timeout=self._io_timeout()
+            )
         except StoreError as exc:
             # Unknown whether it applied: do not run (at most once per slot).
             self._store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
-            return False
-        if ok:
+            return "unknown"
+        result = "claimed" if ok else (self._why_refused() if run else "rejected")
+        if result == "claimed":
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
-        else:
+        elif result == "rejected":
             # Either we were deposed (our key changed) or the slot was claimed before us.
             self.log.warning("slot.claim_rejected", slot=slot.id)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
             self.elector.recheck()
-            return False
-        return True
+        return result
 
-    def _prune_slots(self) -> None:
-        """Keep the slot claims bounded; done after a start, off the schedule's critical path."""
+    def _why_refused(self) -> str:
+        """A claim to run was refused: "suspended", or "rejected" (deposed, or claimed before).
+        The Txn cannot say which compare failed; a read can (unknown counts as rejected)."""
+        if not self._may_call():
+            return "rejected"
         try:
-            self.data.prune_slots(max(10, self.s.history_limit), timeout=self._io_timeout())
+            return "suspended" if self.data.is_suspended(timeout=self._io_timeout()) else "rejected"
         except StoreError as exc:
             self._store_error(exc)
+            return "rejected"
+
+    def _prune_slots(self, tenure: Tenure, *, triggers: bool = False) -> None:
+        """Keep the slot claims bounded: after every claim, each kind by its own time, a bounded
+        batch, fenced — bookkeeping, so only while the cycle has time to spare."""
+        keep = max(10, self.s.history_limit)
+        cutoff = tenure.last_claimed
+        if cutoff is None:
+            if not triggers:
+                return
+            cutoff = self.clock.wall()
+        elif self.s.schedule is not None:
+            cutoff -= self.s.schedule.interval() * keep
+        self._delete_old(
+            lambda timeout: self.data.old_claims(cutoff, keep, triggers=triggers, timeout=timeout)
+        )
 
     def _skip(
         self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool, also: int = 0
     ) -> Report:
-        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed)."""
+        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed).
+
+        With ``claim``, the skip is recorded only if the claim made the slot ours: a deposed
+        leader records nothing for a slot its successor may have run.
+        """
         if claim:
-            self._claim(tenure, slot, f"skipped_{reason}")
+            if self._claim(tenure, slot, f"skipped_{reason}") != "claimed":
+                return Report("claim_failed", {"slot": slot.id})
+            self._prune_slots(tenure)
         if also:
             self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
         else:
@@ -799,7 +1039,7 @@ class Daemon:
         deadline, term_at = machine.deadline, machine.term_at
         assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
-        env = dict(self.environ)
+        env = job_environment(self.environ)
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.s.election,

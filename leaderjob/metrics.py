@@ -105,6 +105,20 @@ class Metrics:
             [*e, "reason"],
             registry=registry,
         )
+        self.clock_skew = Gauge(
+            "leaderjob_schedule_clock_skew_seconds",
+            "While leading: how far the newest slot claim lies ahead of this replica's clock "
+            "(a replica whose clock ran fast claimed it; no slot runs until then), else 0",
+            e,
+            registry=registry,
+        )
+        self.clock_step = Gauge(
+            "leaderjob_schedule_clock_step_seconds",
+            "While leading: how far a wall-clock jump is held back (slots follow the monotonic "
+            "clock until it is undone or has held for 10 minutes), else 0",
+            e,
+            registry=registry,
+        )
         self.job_kills = Counter(
             "leaderjob_job_kills",
             "Signals sent to a job's process group, by signal and reason",
@@ -129,6 +143,19 @@ class Metrics:
             [*e, "state"],
             registry=registry,
         )
+        self.config_conflict = Gauge(
+            "leaderjob_config_conflict",
+            "1 while another candidate of this election publishes a different job "
+            "fingerprint (command, mode, schedule, zone), else 0",
+            e,
+            registry=registry,
+        )
+        self.job_info = Gauge(
+            "leaderjob_job_info",
+            "Always 1; labels: this replica's mode (schedule, service, once) and job fingerprint",
+            [*e, "mode", "fingerprint"],
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (
@@ -140,6 +167,9 @@ class Metrics:
             self.keepalive_latency,
             self.job_duration,
             self.schedule_lag,
+            self.clock_skew,
+            self.clock_step,
+            self.config_conflict,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)
@@ -153,3 +183,5 @@ class Metrics:
         self.fencing_token.labels(self.election).set(token or 0)
         if not token:
             self.deadline_remaining.labels(self.election).set(0)
+            self.clock_skew.labels(self.election).set(0)
+            self.clock_step.labels(self.election).set(0)

@@ -9,6 +9,11 @@ A *slot* is one fire time of the schedule. Its start time is the fire time plus 
 * the next slot due in a stable tenure, skipping (reason ``deadline``) a slot whose start is
   already older than the starting deadline, e.g. after the process was frozen.
 
+It also owns :class:`SlotClock`, the time slots are planned by within one tenure: the wall clock,
+except right after it jumped — then the wall time the monotonic clock says it should be, until the
+jump has held for :data:`STEP_TRUST_AFTER`. A leader whose clock is stepped a day ahead for a
+while therefore neither runs tomorrow's slot nor, once the step is undone, waits a day for it.
+
 Time comes in as aware UTC datetimes; nothing here reads a clock, talks to etcd or logs. Whether a
 due slot actually runs (overlap policy, suspension, the claim in etcd) is the daemon's business.
 """
@@ -26,6 +31,13 @@ CatchUp = Literal["skip", "once"]
 MAX_STARTING_DEADLINE = timedelta(hours=1)
 #: Counting missed slots stops here (a per-second schedule missed for days is "at least" this).
 MAX_COUNTED = 10_000
+#: A wall-clock jump is trusted for slots once it has held this long (monotonic seconds): long
+#: enough to outlast a mistaken step that gets undone, short enough that a real correction (a
+#: clock that was wrong before) takes effect the same day.
+STEP_TRUST_AFTER = 600.0
+#: Wall and monotonic clocks diverging by less than this between two looks is slewing or a
+#: small step: followed at once.
+STEP_THRESHOLD = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,3 +160,46 @@ class Planner:
 
     def end_tenure(self) -> None:
         self._next = None
+
+
+@dataclass
+class SlotClock:
+    """The wall time to plan slots by, robust to wall-clock jumps within one tenure.
+
+    It follows the wall clock while wall and monotonic time advance together (re-basing at each
+    look, so slewing never accumulates). When the wall clock jumps by more than
+    :data:`STEP_THRESHOLD` either way, it keeps counting from before the jump on the monotonic
+    clock and answers the *earlier* of that and the wall clock: a forward jump does not run future
+    slots, a backward one still waits (slots only move forward). Once the jump has held for
+    :data:`STEP_TRUST_AFTER` it is accepted as the new time.
+    """
+
+    _base: tuple[datetime, float] | None = None  # (wall, monotonic) the steady count starts at
+    _jumped_at: float | None = None  # monotonic time the current jump was first seen
+
+    def peek(self, wall: datetime, mono: float) -> datetime:
+        """The planning time now, without taking a look (for computing wake-ups)."""
+        if self._base is None or self._jumped_at is None:
+            return wall
+        return min(wall, self._steady(mono))
+
+    def observe(self, wall: datetime, mono: float) -> tuple[datetime, float]:
+        """Take one look: the planning time, and how far the wall clock is ahead of it (> 0 only
+        while a forward jump is being held back)."""
+        if self._base is None:
+            self._base = (wall, mono)
+            return wall, 0.0
+        steady = self._steady(mono)
+        jump = (wall - steady).total_seconds()
+        if abs(jump) <= STEP_THRESHOLD or (
+            self._jumped_at is not None and mono - self._jumped_at >= STEP_TRUST_AFTER
+        ):
+            self._base, self._jumped_at = (wall, mono), None
+            return wall, 0.0
+        if self._jumped_at is None:
+            self._jumped_at = mono
+        return min(wall, steady), max(0.0, jump)
+
+    def _steady(self, mono: float) -> datetime:
+        assert self._base is not None
+        return self._base[0] + timedelta(seconds=mono - self._base[1])

@@ -4,15 +4,23 @@ Layout under ``<prefix>/<election>/``::
 
     leader/<lease-id-hex>      candidate keys (etcd's election recipe; the lowest leads)
     slots/<slot-id>            one claim per firing, written once, by the leader only
+    slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
-    history/<ms>-<run-id>      one record per run or skipped slot; the newest N are kept
+    history/<ms>-<run-id>      one record per run or skipped slot, keyed by its completion
     control/suspended          present while the election is suspended
     control/triggers/<id>      "run now" requests, consumed by the claim that runs them
 
 Claims are fenced (docs/safety.md S3): the Txn compares our own election key's create revision
 with our token and the slot key's create revision with 0, so a deposed leader's claim fails and no
-slot is ever claimed twice. History is informational and written best-effort.
+slot is ever claimed twice. A claim to *run* (a slot or a trigger) also requires
+``control/suspended`` to be absent, so ``suspend`` and ``resume`` take effect for the very next
+slot, whatever the leader last read. History is informational and written best-effort.
+
+Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
+begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
+their own time, at most :data:`PRUNE_BATCH` keys per call in one fenced Txn, so a backlog of any
+size drains over several cycles without holding up a renewal.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from typing import Any
 from leaderjob.election.store import Store
 
 SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
+#: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
+PRUNE_BATCH = 64
+TRIGGER_SLOT = "trigger-"
 
 
 def parse_slot_id(slot: str) -> datetime | None:
@@ -86,40 +97,86 @@ class ElectionData:
         return None if info is None else parse_slot_id(info.value.decode())
 
     def claim_slot(
-        self, own_key: str, token: int, slot: str, claim: dict[str, Any], *, timeout: float
+        self,
+        own_key: str,
+        token: int,
+        slot: str,
+        claim: dict[str, Any],
+        *,
+        run: bool = True,
+        timeout: float,
     ) -> bool:
-        """S3: claim one slot, fenced by our own key; moves ``state/last_slot`` forward."""
+        """S3: claim one slot, fenced by our own key; moves ``state/last_slot`` forward.
+
+        A claim to ``run`` the slot also requires the election not to be suspended (a refused
+        claim's cause is then read with :meth:`is_suspended`); a claim that records a skip does
+        not.
+        """
         key = self.slot_key(slot)
         return self.store.guarded_put(
             own_key,
             token,
             [(key, _dump(claim)), (self.last_slot_key, slot.encode())],
-            absent=[key],
+            absent=[key, self.suspended_key] if run else [key],
             timeout=timeout,
         )
 
     def claim_trigger(
         self, own_key: str, token: int, trigger_key: str, claim: dict[str, Any], *, timeout: float
-    ) -> str | None:
-        """Claim a "run now" request like a slot, consuming it in the same Txn."""
-        slot = "trigger-" + trigger_key.rsplit("/", 1)[-1]
+    ) -> tuple[bool, str]:
+        """Claim a "run now" request like a slot (refused while suspended), consuming it in the
+        same Txn."""
+        slot = TRIGGER_SLOT + trigger_key.rsplit("/", 1)[-1]
         key = self.slot_key(slot)
         ok = self.store.guarded_put(
             own_key,
             token,
             [(key, _dump(claim))],
-            absent=[key],
+            absent=[key, self.suspended_key],
             deletes=[trigger_key],
             timeout=timeout,
         )
-        return slot if ok else None
+        return ok, slot
 
-    def prune_slots(self, keep: int, *, timeout: float) -> int:
-        keys = self.store.get_prefix(f"{self.base}/slots/", timeout=timeout)
-        old = keys[: max(0, len(keys) - keep)]
-        for info in old:
-            self.store.delete(info.key, timeout=timeout)
-        return len(old)
+    def old_claims(
+        self, timed_before: datetime, keep_triggers: int, *, triggers: bool, timeout: float
+    ) -> list[str]:
+        """Keys of old claims of one kind, at most :data:`PRUNE_BATCH`, oldest first.
+
+        Timed claims older than ``timed_before``; or (``triggers``) trigger claims beyond the
+        newest ``keep_triggers``. Each kind by its own time: trigger claims never push out timed
+        ones, nor the reverse.
+        """
+        slots = f"{self.base}/slots/"
+        if triggers:
+            newest = self.store.get_prefix(
+                slots + TRIGGER_SLOT,
+                timeout=timeout,
+                limit=keep_triggers + PRUNE_BATCH,
+                newest_first=True,
+            )
+            return [k.key for k in reversed(newest[keep_triggers:])]
+        # Timed slot ids sort before "trigger-" (they begin with a digit): the oldest keys under
+        # slots/ are the oldest timed claims.
+        old = []
+        for k in self.store.get_prefix(slots, timeout=timeout, limit=PRUNE_BATCH):
+            fired = parse_slot_id(k.key[len(slots) :])
+            if fired is None or fired >= timed_before:
+                break
+            old.append(k.key)
+        return old
+
+    def old_history(self, limit: int, *, timeout: float) -> list[str]:
+        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`."""
+        keys = self.store.get_prefix(
+            self.history_prefix, timeout=timeout, limit=limit + PRUNE_BATCH, newest_first=True
+        )
+        return [k.key for k in reversed(keys[limit:])]
+
+    def delete_fenced(self, own_key: str, token: int, keys: list[str], *, timeout: float) -> bool:
+        """Delete ``keys`` in one Txn, only while we still hold our key (a deposed leader's
+        bookkeeping changes nothing)."""
+        return self.store.guarded_put(own_key, token, [], deletes=keys, timeout=timeout)
 
     def publish_schedule(
         self, own_key: str, token: int, info: dict[str, Any], *, timeout: float
@@ -137,17 +194,33 @@ class ElectionData:
         )
         return Control(suspended, triggers)
 
-    def record(self, entry: dict[str, Any], limit: int, *, timeout: float) -> None:
-        """Append one history record and keep only the newest ``limit``."""
-        started = entry.get("started_at") or entry.get("scheduled_time") or iso(datetime.now(UTC))
-        stamp = int(datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp() * 1000)
+    def record(self, entry: dict[str, Any], at: datetime, *, timeout: float) -> None:
+        """Append one history record, keyed by ``at``: when it completed, so a long run's
+        outcome sorts after the skips made while it ran, and is pruned after them."""
+        stamp = int(at.timestamp() * 1000)
         key = f"{self.history_prefix}{stamp:013d}-{entry.get('run_id') or uuid.uuid4().hex[:12]}"
         self.store.put(key, _dump(entry), timeout=timeout)
-        keys = self.store.get_prefix(self.history_prefix, timeout=timeout)
-        for info in keys[: max(0, len(keys) - limit)]:
-            self.store.delete(info.key, timeout=timeout)
 
     # -- anyone's side (CLI) -------------------------------------------------------------------
+
+    def repair_last_slot(self, to: datetime, *, timeout: float) -> tuple[datetime | None, int]:
+        """Undo a clock that ran ahead: move ``state/last_slot`` back to ``to`` if it lies beyond.
+        Returns the newest claim before the repair and how many claims of slots after ``to``
+        exist: they stay, so a slot the fast clock ran early is not run a second time (S3); at
+        its real time its claim is refused.
+
+        Fix the fast clock first: a leader whose clock is still ahead claims future slots again.
+        """
+        last = self.last_slot(timeout=timeout)
+        if last is None or last <= to:
+            return last, 0
+        self.store.put(self.last_slot_key, to.strftime(SLOT_FORMAT).encode(), timeout=timeout)
+        slots = f"{self.base}/slots/"
+        later = 0
+        for info in self.store.get_prefix(slots, timeout=timeout):
+            fired = parse_slot_id(info.key[len(slots) :])
+            later += fired is not None and fired > to
+        return last, later
 
     def history(self, limit: int, *, timeout: float) -> list[dict[str, Any]]:
         keys = self.store.get_prefix(

@@ -9,8 +9,10 @@ Time-zone rules (cron fields are evaluated in the zone's local wall time):
 
 * A local fire time inside a spring-forward gap does not exist; it fires once, at the first valid
   instant after the gap. Several fire times in one gap collapse into that single firing.
-* A local fire time inside a fall-back repeated hour fires once, at its first occurrence (fold=0);
-  the repeat is skipped.
+* A local fire time inside a fall-back repeated hour fires at its first occurrence (fold=0). It
+  fires again at its second occurrence (fold=1) only if the hour field matches more than one hour
+  (``*``, ``*/2``, ``1-3``, ``@hourly``): such a schedule keeps its real interval through the
+  repeat. A schedule with a single hour (``30 2 * * *``, ``*/15 2 * * *``) fires once per wall time.
 * ``@every`` intervals are absolute time anchored to the Unix epoch; zones and DST do not apply.
 """
 
@@ -22,16 +24,28 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, date, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from leaderjob.units import DurationError, parse_duration
 
-__all__ = ["Schedule", "ScheduleError", "parse_schedule", "slot_id", "slot_jitter"]
+__all__ = [
+    "SUPPORTED_UNTIL",
+    "Schedule",
+    "ScheduleError",
+    "parse_schedule",
+    "slot_id",
+    "slot_jitter",
+]
 
 # How far ahead next_after looks. A leap-day schedule can wait 8 years (2096-02-29 → 2104-02-29,
 # as 2100 is not a leap year); impossible day/month combos are rejected at parse time, so running
-# out of horizon means a bug or an `after` near year 9999.
+# out of horizon means an `after` near year 9999.
 _SEARCH_YEARS = 8
+# Every schedule that parses has a fire time within the horizon after any `after` before this
+# instant; next_after raises ScheduleError only past it (the calendar ends with year 9999).
+SUPPORTED_UNTIL = datetime(MAXYEAR - _SEARCH_YEARS - 1, 1, 1, tzinfo=UTC)
+# The longest @every: one interval must fit in the search horizon.
+_MAX_EVERY = timedelta(days=365 * _SEARCH_YEARS)
 # interval() samples this many fire times after a fixed reference, so the answer never depends on
 # when it is asked.
 _INTERVAL_SAMPLES = 50
@@ -74,6 +88,8 @@ class _FieldSpec:
     wild_high: int
     names: tuple[str, ...] = ()  # names[i] has the value low + i
     hint: str = ""
+    # `?` means `*` in the day fields (robfig/cron and Kubernetes accept it there).
+    question_mark: bool = False
 
     def allowed(self) -> str:
         named = f" or {self.names[0]}-{self.names[-1]}" if self.names else ""
@@ -92,16 +108,40 @@ class _FieldSpec:
             values.update(self._part(part, text))
         return frozenset(values)
 
+    def is_wildcard(self, text: str) -> bool:
+        """Whether the field counts as unrestricted for the day-of-month/day-of-week rule.
+
+        As robfig/cron (and so Kubernetes) decides: some list item is `*` (or `?`) with no step
+        or a step of 1. So `*/1` and `1,*` are wildcards, `*/2` is not. Call after parse().
+        """
+        for part in text.split(","):
+            base, slash, step_text = part.partition("/")
+            if self._is_star(base) and (not slash or int(step_text) == 1):
+                return True
+        return False
+
+    def _is_star(self, base: str) -> bool:
+        return base == "*" or (self.question_mark and base == "?")
+
     def _part(self, part: str, text: str) -> range:
         base, slash, step_text = part.partition("/")
         step = self._step(step_text, text) if slash else 1
-        if base == "*":
+        if self._is_star(base):
             return range(self.low, self.wild_high + 1, step)
         if "-" in base:
             return self._range(base, text, step)
         first = self._value(base, text)
-        # `a/n` means "from a to the end of the field, every n" (Vixie cron, robfig/cron).
-        return range(first, (self.wild_high if slash else first) + 1, step)
+        if not slash:
+            return range(first, first + 1)
+        # `a/n` means "from a to the end of the field, every n" (Vixie cron, robfig/cron). For
+        # day-of-week the end is 6, so `7/n` (Sunday written as 7) would match no day at all.
+        if first > self.wild_high:
+            raise self.error(
+                text,
+                f"{part!r} starts after the field's last value {self.wild_high} and matches "
+                f"nothing; start from {self.low}, like {self.low}/{step}",
+            )
+        return range(first, self.wild_high + 1, step)
 
     def _range(self, base: str, text: str, step: int) -> range:
         low_text, _, high_text = base.partition("-")
@@ -137,7 +177,7 @@ class _FieldSpec:
 
 _MINUTE = _FieldSpec("minute", 0, 59, 59)
 _HOUR = _FieldSpec("hour", 0, 23, 23)
-_DOM = _FieldSpec("day-of-month", 1, 31, 31)
+_DOM = _FieldSpec("day-of-month", 1, 31, 31, question_mark=True)
 _MONTH = _FieldSpec(
     "month",
     1,
@@ -152,6 +192,7 @@ _DOW = _FieldSpec(
     6,
     ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"),
     " (0 and 7 are Sunday)",
+    question_mark=True,
 )
 
 
@@ -167,11 +208,14 @@ class _Cron:
     days: frozenset[int]
     months: tuple[int, ...]  # sorted
     weekdays: frozenset[int]  # 0 = Sunday; 7 already folded into 0
-    # Classic cron day rule (Vixie cron, robfig/cron as used by Kubernetes): when BOTH
-    # day-of-month and day-of-week are restricted (neither field is exactly `*`), a day matches if
-    # EITHER matches; otherwise both must (so the `*` one matches every day). `0 0 13 * 5` is
-    # "the 13th and every Friday", not "Friday the 13th".
+    # Classic cron day rule, as robfig/cron (and so Kubernetes) applies it: when BOTH
+    # day-of-month and day-of-week are restricted (neither is a wildcard, see is_wildcard), a day
+    # matches if EITHER matches; otherwise both must (so the wildcard one matches every day).
+    # `0 0 13 * 5` is "the 13th and every Friday", not "Friday the 13th".
     either_day: bool
+    # The hour field matches more than one hour: such a schedule keeps its interval through a
+    # fall-back repeat, firing in both passes of a repeated wall time (see the module docstring).
+    repeats: bool
 
     def day_matches(self, day: date) -> bool:
         dom = day.day in self.days
@@ -212,7 +256,7 @@ class _Every:
     def next_after(self, after: datetime) -> datetime:
         elapsed = (after - _EPOCH) // _SECOND  # floor: whole seconds, so sub-second `after` works
         k = elapsed // self.seconds + 1  # strictly after, even when `after` is itself a fire time
-        return _EPOCH + timedelta(seconds=k * self.seconds)
+        return _EPOCH + timedelta(seconds=k * self.seconds)  # OverflowError past year 9999
 
 
 # --- the public API ---------------------------------------------------------------------------
@@ -223,22 +267,36 @@ class Schedule:
     """A parsed schedule. Build it with :func:`parse_schedule` (which also reads CRON_TZ=)."""
 
     expr: str  # as given, without any CRON_TZ=/TZ= prefix
-    timezone: str  # IANA name actually used
+    timezone: str  # IANA name actually used (as the zone database spells it, e.g. `utc` -> UTC)
     _plan: _Cron | _Every = field(init=False, repr=False, compare=False)
     _zone: tzinfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Frozen: the derived fields are set once here, and the schedule validates itself.
-        object.__setattr__(self, "_zone", _load_zone(self.timezone))
+        name, zone = _load_zone(self.timezone)
+        object.__setattr__(self, "timezone", name)
+        object.__setattr__(self, "_zone", zone)
         object.__setattr__(self, "_plan", _parse_expr(self.expr))
 
+    @property
+    def zone(self) -> tzinfo:
+        """The time zone cron fields are evaluated in."""
+        return self._zone
+
     def next_after(self, after: datetime) -> datetime:
-        """The first fire time strictly after ``after``: aware UTC, microsecond 0."""
+        """The first fire time strictly after ``after``: aware UTC, microsecond 0.
+
+        Every schedule that parses has one for any ``after`` before :data:`SUPPORTED_UNTIL`;
+        past it, a fire time beyond the year 9999 raises ScheduleError (never another error).
+        """
         if after.tzinfo is None or after.utcoffset() is None:
             raise ValueError(f"next_after needs a timezone-aware datetime, got naive {after!r}")
-        if isinstance(self._plan, _Every):
-            return self._plan.next_after(after)
-        return self._next_cron(self._plan, after)
+        try:
+            if isinstance(self._plan, _Every):
+                return self._plan.next_after(after)
+            return self._next_cron(self._plan, after)
+        except OverflowError:
+            raise self._exhausted(after) from None
 
     def interval(self) -> timedelta:
         """The typical gap between fire times (used for defaults like a starting deadline).
@@ -258,20 +316,36 @@ class Schedule:
         return min(b - a for a, b in itertools.pairwise(walls))
 
     def _next_cron(self, plan: _Cron, after: datetime) -> datetime:
-        # Local wall time -> instant is monotonic non-decreasing (gap times map to the gap's end,
-        # repeated times to their first occurrence), and `after`'s own wall time maps to at most
-        # `after`. So no wall time before it can qualify, and the first wall time from there whose
-        # instant is strictly after `after` is the answer; collapsed gap times are skipped because
-        # their shared instant is not strictly after the firing that already happened.
-        start = after.astimezone(self._zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
+        # A wall time fires at `first` (its first occurrence, or the end of the gap that swallows
+        # it) and, for a schedule that repeats, also at `last` (its second occurrence; equal to
+        # `first` unless the wall time is repeated). Both maps are monotonic non-decreasing in
+        # the wall time, so the answer is the smaller of: the first `first` strictly after
+        # `after`, and the first `last` strictly after it. Walls are visited in increasing order
+        # from a start whose instants are all at most `after` (walls_from drops the earlier ones
+        # of the start's own hour); collapsed gap times are skipped because their shared instant
+        # is not strictly after the firing that already happened.
+        local = after.astimezone(self._zone)
+        start = local.replace(tzinfo=None)
+        if plan.repeats:
+            # In the first pass of a repeated time, wall times just before `after` come round
+            # again: start from `after` as the second pass reads it (elsewhere the same wall).
+            start -= _offset(local) - _offset(local.replace(fold=1))
         stop_year = min(start.year + _SEARCH_YEARS, MAXYEAR)
+        repeat: datetime | None = None  # the first second occurrence after `after`
         for wall in plan.walls_from(start, stop_year):
-            instant = _instant(wall, self._zone)
-            if instant > after:
-                return instant
-        raise ScheduleError(
-            f"schedule never fires: {self.expr!r} has no fire time in the "
-            f"{_SEARCH_YEARS} years after {after.isoformat()}"
+            first, last = _instants(wall, self._zone, plan.repeats)
+            if first > after:
+                return first if repeat is None else min(first, repeat)
+            if repeat is None and last > after:
+                repeat = last
+        raise self._exhausted(after)
+
+    def _exhausted(self, after: datetime) -> ScheduleError:
+        # Only reachable for `after` past SUPPORTED_UNTIL: parsing rejects schedules that never
+        # fire, and every other one fires within the search horizon.
+        return ScheduleError(
+            f"{self.expr!r} has no fire time after {after.isoformat()} before the end of the "
+            f"year {MAXYEAR}"
         )
 
 
@@ -287,7 +361,8 @@ def parse_schedule(expr: str, timezone: str = "UTC") -> Schedule:
         raise ScheduleError(f"{key}= prefix has no zone; write it like {example}")
     if not rest:
         raise ScheduleError(f"nothing after the {key}={zone} prefix; add a cron expression")
-    if timezone not in ("UTC", zone):
+    # The default UTC means "not given"; names compare as the zone database spells them.
+    if _load_zone(timezone)[0] not in ("UTC", _load_zone(zone)[0]):
         raise ScheduleError(
             f"time zone given twice: {key}={zone} in the expression and {timezone!r} as the time "
             f"zone; give the zone once"
@@ -324,15 +399,21 @@ def slot_jitter(election: str, fire_time: datetime, jitter: float) -> float:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _load_zone(name: str) -> tzinfo:
-    if name == "UTC":
-        return UTC  # works even without tzdata
+def _load_zone(name: str) -> tuple[str, tzinfo]:
+    """The zone's name as the zone database spells it, and the zone. Names are matched
+    case-insensitively (`utc`, `europe/berlin`)."""
+    if name.upper() == "UTC":
+        return "UTC", UTC  # works even without tzdata
     try:
-        return ZoneInfo(name)
+        return name, ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # ValueError: malformed keys like '' or '../x'; OSError: directories like 'America'.
-        hint = "use an IANA name like Europe/Berlin"
-        raise ScheduleError(f"unknown time zone {name!r}: {hint}") from None
+        pass
+    # No two zone names differ only in case, so at most one matches.
+    for known in available_timezones():
+        if known.lower() == name.lower():
+            return known, ZoneInfo(known)
+    raise ScheduleError(f"unknown time zone {name!r}: use an IANA name like Europe/Berlin")
 
 
 def _parse_expr(expr: str) -> _Cron | _Every:
@@ -383,18 +464,25 @@ def _parse_every(args: list[str]) -> _Every:
         raise ScheduleError(
             f"@every duration {text!r} has a fraction of a second; use whole seconds, like 2s"
         )
+    if whole > _MAX_EVERY.total_seconds():
+        raise ScheduleError(
+            f"@every duration {text!r} is longer than {_MAX_EVERY.days}d ({_SEARCH_YEARS} "
+            f"years); use a cron expression for rare runs, like @yearly"
+        )
     return _Every(whole)
 
 
 def _parse_cron(words: list[str]) -> _Cron:
     minute, hour, dom, month, dow = words
+    hours = tuple(sorted(_HOUR.parse(hour)))
     cron = _Cron(
         minutes=tuple(sorted(_MINUTE.parse(minute))),
-        hours=tuple(sorted(_HOUR.parse(hour))),
+        hours=hours,
         days=_DOM.parse(dom),
         months=tuple(sorted(_MONTH.parse(month))),
         weekdays=frozenset(d % 7 for d in _DOW.parse(dow)),
-        either_day=dom != "*" and dow != "*",
+        either_day=not _DOM.is_wildcard(dom) and not _DOW.is_wildcard(dow),
+        repeats=len(hours) > 1,
     )
     # Under the AND rule a restricted day-of-month must exist in some chosen month, or the
     # schedule never fires (`0 0 30 2 *`). Under the OR rule day-of-week alone always fires.
@@ -413,12 +501,23 @@ def _days_in_month(year: int, month: int) -> int:
     return 29 if leap else 28
 
 
-def _instant(wall: datetime, zone: tzinfo) -> datetime:
-    """The UTC instant a local wall time fires at: its first occurrence, or the end of its gap."""
+def _offset(moment: datetime) -> timedelta:
+    offset = moment.utcoffset()
+    assert offset is not None, moment  # aware: made by astimezone
+    return offset
+
+
+def _instants(wall: datetime, zone: tzinfo, repeats: bool) -> tuple[datetime, datetime]:
+    """The UTC instants a local wall time fires at, (first, last): its first occurrence (or the
+    end of the gap that swallows it), and, when ``repeats``, its second occurrence if the wall
+    time happens twice; otherwise last == first."""
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # fold=0: first of a repeated time
-    if first.astimezone(zone).replace(tzinfo=None) == wall:
-        return first
-    return _gap_end(wall, zone)
+    if first.astimezone(zone).replace(tzinfo=None) != wall:
+        end = _gap_end(wall, zone)
+        return end, end
+    if not repeats:
+        return first, first
+    return first, wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # fold=1: the second
 
 
 def _gap_end(wall: datetime, zone: tzinfo) -> datetime:

@@ -18,7 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaderjob.planner import MAX_COUNTED, MAX_STARTING_DEADLINE, Planner, Slot
+from leaderjob.planner import (
+    MAX_COUNTED,
+    MAX_STARTING_DEADLINE,
+    STEP_TRUST_AFTER,
+    Planner,
+    Slot,
+    SlotClock,
+)
 from leaderjob.schedule import parse_schedule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday, 00:00:00Z; a fire time of every @every
@@ -326,3 +333,46 @@ def test_new_leader_with_a_slow_clock_starts_after_the_newest_claim() -> None:
     nxt = planner.peek()
     assert nxt is not None
     assert nxt.fire_time == last + timedelta(seconds=10)
+
+
+# -- SlotClock: planning time robust to wall-clock jumps -----------------------------------------
+
+
+def test_slot_clock_follows_the_wall_clock_and_its_slew() -> None:
+    c = SlotClock()
+    for i in range(1000):  # 1 ms of slew per second: never mistaken for a jump
+        planning, ahead = c.observe(at(i * 1.001), 100.0 + i)
+        assert planning == at(i * 1.001) and ahead == 0.0
+
+
+def test_slot_clock_holds_back_a_forward_jump_until_undone_L3() -> None:
+    """+1 day on the wall clock: slots are planned by the monotonic count, never by tomorrow."""
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    planning, ahead = c.observe(at(10) + timedelta(days=1), 110.0)
+    assert planning == at(10) and ahead == 86_400
+    assert c.peek(at(20) + timedelta(days=1), 120.0) == at(20)
+    planning, ahead = c.observe(at(30), 130.0)  # undone
+    assert planning == at(30) and ahead == 0.0
+
+
+def test_slot_clock_accepts_a_jump_that_holds() -> None:
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    c.observe(at(1) + timedelta(hours=1), 101.0)
+    planning, _ = c.observe(at(STEP_TRUST_AFTER) + timedelta(hours=1), 100.0 + STEP_TRUST_AFTER)
+    assert planning == at(STEP_TRUST_AFTER)  # still held: trust counts from the first sight
+    planning, ahead = c.observe(
+        at(STEP_TRUST_AFTER + 2) + timedelta(hours=1), 102.0 + STEP_TRUST_AFTER
+    )
+    assert planning == at(STEP_TRUST_AFTER + 2) + timedelta(hours=1) and ahead == 0.0
+
+
+def test_slot_clock_answers_the_earlier_time_after_a_backward_jump() -> None:
+    """Backward: the wall clock (behind), so a slot claimed before is never due again (S3)."""
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    planning, ahead = c.observe(at(10) - timedelta(days=1), 110.0)
+    assert planning == at(10) - timedelta(days=1) and ahead == 0.0
+    planning, _ = c.observe(at(20), 120.0)
+    assert planning == at(20)

@@ -9,13 +9,21 @@ forward 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z) and falls back 2026-11-01 02:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from leaderjob.schedule import Schedule, ScheduleError, parse_schedule, slot_id, slot_jitter
+from leaderjob.schedule import (
+    SUPPORTED_UNTIL,
+    Schedule,
+    ScheduleError,
+    parse_schedule,
+    slot_id,
+    slot_jitter,
+)
 
 
 def utc(
@@ -132,10 +140,95 @@ def test_dow_restricted_dom_star_needs_dow() -> None:
 
 
 def test_dom_step_counts_as_restricted_like_kubernetes() -> None:
-    # Only a literal `*` is unrestricted (robfig/cron, which Kubernetes uses): */10 with a
-    # restricted day-of-week means "days 1, 11, 21, 31 OR Mondays".
+    # A step above 1 restricts (robfig/cron, which Kubernetes uses; Vixie cron differs): */10
+    # with a restricted day-of-week means "days 1, 11, 21, 31 OR Mondays".
     got = fires("0 0 */10 * MON", utc(2026, 1, 1), 5)
     assert [d.day for d in got] == [5, 11, 12, 19, 21]
+
+
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        # `*/1` and a `*` list item are wildcards (robfig/cron): the other field alone decides.
+        ("0 0 1 * */1", [1, 1, 1]),
+        ("0 0 1,15 * *,1", [1, 15, 1]),
+        ("0 0 1,15 * 1,*", [1, 15, 1]),
+        ("0 0 */1 * MON", [5, 12, 19]),
+        ("0 0 *,13 * FRI", [2, 9, 16]),
+        ("0 0 1 * */01", [1, 1, 1]),
+        # `?` is `*` in the day fields.
+        ("0 0 ? * MON", [5, 12, 19]),
+        ("0 0 1 * ?", [1, 1, 1]),
+        # Not wildcards: a step above 1, or a range that happens to cover every day: OR rule.
+        ("0 0 1 * */2", [1, 3, 4]),  # the 1st (a Thursday) or Sun, Tue, Thu, Sat
+        ("0 0 1-31 * MON", [1, 2, 3]),
+    ],
+)
+def test_day_rule_wildcards_follow_robfig_cron(expr: str, days: list[int]) -> None:
+    """The day-of-month/day-of-week OR rule applies only when neither field is a wildcard."""
+    assert [d.day for d in fires(expr, utc(2025, 12, 31, 12), 3)] == days
+
+
+@pytest.mark.parametrize(
+    ("with_question_mark", "with_star"),
+    [("0 0 ? * MON", "0 0 * * MON"), ("0 0 1 * ?", "0 0 1 * *"), ("0 0 ?/2 * ?", "0 0 */2 * *")],
+)
+def test_question_mark_is_a_star_in_the_day_fields(
+    with_question_mark: str, with_star: str
+) -> None:
+    after = utc(2026, 1, 1)
+    assert fires(with_question_mark, after, 20) == fires(with_star, after, 20)
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("0 0 * * 7/2", r"day-of-week field '7/2': '7/2' starts after .* like 0/2"),
+        ("0 0 1 * 7/2", r"day-of-week field '7/2': '7/2' starts after"),
+        ("0 0 * * 1,7/3", r"day-of-week field '1,7/3': '7/3' starts after"),
+        ("@every 3000000d", r"@every duration '3000000d' is longer than 2920d \(8 years\)"),
+        ("@every 2921d", r"longer than 2920d"),
+    ],
+)
+def test_expressions_that_would_never_fire_are_rejected_at_parse_time(
+    expr: str, message: str
+) -> None:
+    """A parsed schedule always has a next fire time: these used to parse and then crash (an
+    empty weekday set, an @every past year 9999) or silently drop a field."""
+    with pytest.raises(ScheduleError, match=message):
+        parse_schedule(expr)
+
+
+def test_the_longest_every_fires() -> None:
+    schedule = parse_schedule("@every 2920d")
+    assert schedule.next_after(SUPPORTED_UNTIL) > SUPPORTED_UNTIL
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone", "after"),
+    [
+        ("@daily", "UTC", utc(9999, 12, 31, 12)),
+        ("@every 1h", "UTC", utc(9999, 12, 31, 23, 30)),
+        ("@every 2920d", "UTC", utc(9999, 1, 1)),
+        ("0 0 29 2 *", "UTC", utc(9996, 3, 1)),
+        ("0 0 * * *", "America/New_York", utc(9999, 12, 31, 6)),  # next would be 10000-01-01Z
+        ("0 0 * * *", "Asia/Tokyo", utc(9999, 12, 31, 20)),  # local time is past year 9999
+        ("* * * * *", "Asia/Tokyo", utc(9999, 12, 31, 23, 59, 59, 999999)),
+    ],
+)
+def test_the_end_of_the_calendar_is_a_schedule_error(expr: str, zone: str, after: datetime) -> None:
+    """Past the supported range next_after raises ScheduleError, never OverflowError."""
+    with pytest.raises(ScheduleError, match=r"no fire time after .* before the end of the year"):
+        parse_schedule(expr, zone).next_after(after)
+
+
+def test_the_last_fire_times_before_the_end_of_the_calendar() -> None:
+    assert parse_schedule("0 0 * * *", "America/New_York").next_after(
+        utc(9999, 12, 30, 6)
+    ) == utc(9999, 12, 31, 5)
+    assert parse_schedule("@every 1h").next_after(utc(9999, 12, 31, 22, 30)) == utc(
+        9999, 12, 31, 23
+    )
 
 
 # --- macros -------------------------------------------------------------------------------------
@@ -366,28 +459,29 @@ def test_fall_back_daily_fires_once_at_first_occurrence(
 @pytest.mark.parametrize(
     ("timezone", "after", "expected"),
     [
-        # Berlin: 01:00 CEST 23:00Z, 02:00 CEST 00:00Z, (02:00 CET 01:00Z skipped), 03:00 CET 02:00Z
+        # Berlin: 01:00 CEST 23:00Z, 02:00 CEST 00:00Z, 02:00 CET 01:00Z, 03:00 CET 02:00Z
         (
             "Europe/Berlin",
             utc(2026, 10, 24, 22, 30),
             [
                 utc(2026, 10, 24, 23),
                 utc(2026, 10, 25, 0),
+                utc(2026, 10, 25, 1),
                 utc(2026, 10, 25, 2),
-                utc(2026, 10, 25, 3),
             ],
         ),
-        # New York: 00:00 EDT 04:00Z, 01:00 EDT 05:00Z, (01:00 EST 06:00Z skipped), 02:00 EST 07:00Z
+        # New York: 00:00 EDT 04:00Z, 01:00 EDT 05:00Z, 01:00 EST 06:00Z, 02:00 EST 07:00Z
         (
             "America/New_York",
             utc(2026, 11, 1, 3, 30),
-            [utc(2026, 11, 1, 4), utc(2026, 11, 1, 5), utc(2026, 11, 1, 7), utc(2026, 11, 1, 8)],
+            [utc(2026, 11, 1, 4), utc(2026, 11, 1, 5), utc(2026, 11, 1, 6), utc(2026, 11, 1, 7)],
         ),
     ],
 )
-def test_fall_back_hourly_skips_the_repeated_hour(
+def test_fall_back_hourly_keeps_its_interval_through_the_repeated_hour(
     timezone: str, after: datetime, expected: list[datetime]
 ) -> None:
+    """L3 (every slot runs): an hourly job runs every hour, also in the repeated hour."""
     assert fires("0 * * * *", after, 4, timezone) == expected
 
 
@@ -407,23 +501,43 @@ def test_fall_back_quarter_hours_fire_once_each(
     assert got[4] - got[3] > timedelta(hours=20)  # next day, no second round in the repeat
 
 
-def test_after_inside_the_repeated_hour_waits_for_the_hour_after_it() -> None:
-    # 01:10Z is 02:10 CET, the second 02:10 in Berlin. Every quarter of the repeated hour already
-    # fired during its first occurrence, so the next firing is 03:00 CET = 02:00Z.
+def test_after_inside_the_repeated_hour_continues_in_the_repeat() -> None:
+    # 01:10Z is 02:10 CET, the second 02:10 in Berlin: a quarter-hourly job goes on at 02:15 CET.
     assert parse_schedule("*/15 * * * *", "Europe/Berlin").next_after(
         utc(2026, 10, 25, 1, 10)
-    ) == utc(2026, 10, 25, 2, 0)
+    ) == utc(2026, 10, 25, 1, 15)
+
+
+def test_after_in_the_first_pass_of_the_repeat_still_sees_the_second_pass() -> None:
+    # 00:40Z is 02:40 CEST (first pass); 02:45 CEST comes next, then 02:00 CET = 01:00Z.
+    got = fires("*/15 * * * *", utc(2026, 10, 25, 0, 40), 2, "Europe/Berlin")
+    assert got == [utc(2026, 10, 25, 0, 45), utc(2026, 10, 25, 1, 0)]
+    # A range of hours: 02:00 fires in both passes, also when asked from inside the first pass.
+    got = fires("0 1-3 * * *", utc(2026, 10, 25, 0, 30), 2, "Europe/Berlin")
+    assert got == [utc(2026, 10, 25, 1), utc(2026, 10, 25, 2)]
+
+
+def test_a_single_hour_does_not_fire_again_in_the_repeat() -> None:
+    # 02:10 CET (second pass): `*/15 2 * * *` ran its quarters in the first pass; next is tomorrow.
+    assert parse_schedule("*/15 2 * * *", "Europe/Berlin").next_after(
+        utc(2026, 10, 25, 1, 10)
+    ) == utc(2026, 10, 26, 1, 0)
 
 
 # --- DST cross-check against a minute-by-minute reference ----------------------------------------
 
 
 def reference_fires(
-    matches: Callable[[datetime], bool], zone: ZoneInfo, start: datetime, end: datetime
+    matches: Callable[[datetime], bool],
+    zone: ZoneInfo,
+    start: datetime,
+    end: datetime,
+    repeats: bool,
 ) -> list[datetime]:
     """Walk UTC minute by minute and apply the DST rules literally: a wall time fires at its
-    first occurrence (fold 0); wall times skipped by a spring-forward jump fire once, at the
-    first instant after the jump."""
+    first occurrence (fold 0), and at its second (fold 1) too when the schedule's hour field has
+    more than one hour (``repeats``); wall times skipped by a spring-forward jump fire once, at
+    the first instant after the jump."""
     out: list[datetime] = []
     minute = timedelta(minutes=1)
     u = start + minute
@@ -435,7 +549,7 @@ def reference_fires(
         while skipped_wall < wall:  # only non-empty right after a spring-forward jump
             skipped.append(skipped_wall)
             skipped_wall += minute
-        if (here.fold == 0 and matches(wall)) or any(matches(w) for w in skipped):
+        if ((here.fold == 0 or repeats) and matches(wall)) or any(matches(w) for w in skipped):
             out.append(u)
         u += minute
     return out
@@ -453,20 +567,25 @@ def reference_fires(
     ],
 )
 @pytest.mark.parametrize(
-    ("expr", "matches"),
+    ("expr", "repeats", "matches"),
     [
-        ("*/15 2 * * *", lambda w: w.hour == 2 and w.minute % 15 == 0),
-        ("30 1-3 * * *", lambda w: 1 <= w.hour <= 3 and w.minute == 30),
-        ("0 * * * *", lambda w: w.minute == 0),
-        ("*/10 * * * *", lambda w: w.minute % 10 == 0),
-        ("45 0-3 * * SUN", lambda w: w.hour <= 3 and w.minute == 45 and w.isoweekday() == 7),
+        ("*/15 2 * * *", False, lambda w: w.hour == 2 and w.minute % 15 == 0),
+        ("30 1 * * *", False, lambda w: w.hour == 1 and w.minute == 30),
+        ("30 1-3 * * *", True, lambda w: 1 <= w.hour <= 3 and w.minute == 30),
+        ("0 * * * *", True, lambda w: w.minute == 0),
+        ("*/10 * * * *", True, lambda w: w.minute % 10 == 0),
+        ("45 0-3 * * SUN", True, lambda w: w.hour <= 3 and w.minute == 45 and w.isoweekday() == 7),
     ],
 )
 def test_dst_matches_minute_by_minute_reference(
-    timezone: str, start: datetime, expr: str, matches: Callable[[datetime], bool]
+    timezone: str,
+    start: datetime,
+    expr: str,
+    repeats: bool,
+    matches: Callable[[datetime], bool],
 ) -> None:
     end = start + timedelta(days=2)
-    expected = reference_fires(matches, ZoneInfo(timezone), start, end)
+    expected = reference_fires(matches, ZoneInfo(timezone), start, end, repeats)
     got = [t for t in fires(expr, start, len(expected) + 1, timezone) if t <= end]
     assert got == expected
 
@@ -643,6 +762,8 @@ def test_schedules_compare_by_expression_and_zone() -> None:
         ("MON * * * *", r"minute field 'MON': 'MON' is not a number"),
         ("0 0 JAN * *", r"day-of-month field 'JAN': 'JAN' is not a number"),
         ("? * * * *", r"minute field '\?'"),
+        ("0 ? * * *", r"hour field '\?'"),
+        ("0 0 * ? *", r"month field '\?'"),
         ("1,,2 * * * *", r"minute field '1,,2': empty list item"),
         # days that never exist under the AND rule
         ("0 0 30 2 *", r"schedule never fires: day-of-month field '30' never occurs in month"),
@@ -670,10 +791,34 @@ def test_bad_expressions_name_the_problem(expr: str, message: str) -> None:
         parse_schedule(expr)
 
 
-@pytest.mark.parametrize("zone", ["Mars/Base", "", "America", "../etc/passwd", "utc"])
+@pytest.mark.parametrize("zone", ["Mars/Base", "", "America", "../etc/passwd", "america"])
 def test_unknown_time_zone(zone: str) -> None:
     with pytest.raises(ScheduleError, match=r"unknown time zone .*: use an IANA name like"):
         parse_schedule("0 9 * * *", zone)
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("utc", "UTC"),
+        ("Utc", "UTC"),
+        ("UTC", "UTC"),
+        ("europe/berlin", "Europe/Berlin"),
+        ("AMERICA/NEW_YORK", "America/New_York"),
+        ("Europe/Berlin", "Europe/Berlin"),
+    ],
+)
+def test_time_zone_names_are_matched_case_insensitively(given: str, name: str) -> None:
+    schedule = parse_schedule("30 2 * * *", given)
+    assert schedule.timezone == name
+    assert schedule == parse_schedule("30 2 * * *", name)
+    assert parse_schedule(f"CRON_TZ={given} 30 2 * * *").timezone == name
+
+
+def test_prefix_and_timezone_argument_agree_case_insensitively() -> None:
+    assert parse_schedule("CRON_TZ=Europe/Berlin @daily", "europe/berlin").timezone == (
+        "Europe/Berlin"
+    )
 
 
 def test_schedule_error_is_a_value_error() -> None:
@@ -691,3 +836,124 @@ def test_schedule_error_is_a_value_error() -> None:
 )
 def test_rare_but_possible_day_combinations_are_accepted(expr: str) -> None:
     assert parse_schedule(expr).next_after(utc(2026, 1, 1)) > utc(2026, 1, 1)
+
+
+# --- edges found by mutation testing (docs/testing.md) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "count", "minutes"),
+    [
+        ("0-30/10 * * * *", utc(2026, 1, 1, 12, 0), 4, [10, 20, 30, 0]),  # a range's own step
+        ("55/2 * * * *", utc(2026, 1, 1, 12, 0), 3, [55, 57, 59]),  # `a/n` reaches the last value
+        ("5-5 * * * *", utc(2026, 1, 1, 12, 0), 2, [5, 5]),  # a one-value range
+    ],
+)
+def test_steps_and_ranges_at_their_ends(
+    expr: str, after: datetime, count: int, minutes: list[int]
+) -> None:
+    assert [t.minute for t in fires(expr, after, count)] == minutes
+
+
+def test_weekday_a_slash_n_may_start_on_saturday() -> None:
+    # 6/2 is Saturday only (the field ends at 6); 2026-01-03 and -10 are Saturdays.
+    assert [t.day for t in fires("0 0 * * 6/2", utc(2026, 1, 1), 2)] == [3, 10]
+
+
+def test_a_two_hour_field_repeats_through_the_fall_back() -> None:
+    # `30 1-2` in Berlin on 2026-10-25: 01:30 CEST, 02:30 CEST, 02:30 CET.
+    got = fires("30 1-2 * * *", utc(2026, 10, 24, 12), 3, "Europe/Berlin")
+    assert got == [utc(2026, 10, 24, 23, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)]
+
+
+def test_2000_was_a_leap_year() -> None:
+    assert parse_schedule("0 0 29 2 *").next_after(utc(1999, 3, 1)) == utc(2000, 2, 29)
+
+
+def test_every_with_microseconds_near_the_supported_end_is_exact() -> None:
+    # 2.5e11 seconds and a microsecond do not fit a float: the count must stay in integers.
+    after = utc(9989, 12, 31, 23, 59, 59, 999999)
+    assert parse_schedule("@every 1s").next_after(after) == utc(9990, 1, 1)
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: such a datetime is naive in all but name."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_a_tzinfo_without_an_offset_counts_as_naive() -> None:
+    unknown = datetime(2026, 1, 1, tzinfo=_NoOffset())
+    with pytest.raises(ValueError, match="timezone-aware"):
+        parse_schedule("@hourly").next_after(unknown)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        slot_id(unknown)
+
+
+@pytest.fixture
+def host_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's own zone (TZ) set to Asia/Tokyo for the test."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_tokyo")
+def test_the_host_zone_changes_nothing() -> None:
+    """S3 needs every replica to name a slot alike, whatever zone its host is set to."""
+    berlin = ZoneInfo("Europe/Berlin")
+    assert slot_id(datetime(2026, 1, 1, 1, tzinfo=berlin)) == "20260101T000000Z"
+    got = fires("30 * * * *", utc(2026, 10, 25, 0), 2, "Europe/Berlin")
+    assert got == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)]
+    assert all(t.tzinfo is UTC for t in got)
+
+
+def test_utc_needs_no_zone_database() -> None:
+    assert parse_schedule("@daily", "utc").zone is UTC
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("61 * * * *", "minute field '61': 61 is out of range; values must be 0-59"),
+        (
+            "30-10 * * * *",
+            "minute field '30-10': range '30-10' is reversed; write the low end first",
+        ),
+        (
+            "0 0 * * SAT-SUN",
+            "day-of-week field 'SAT-SUN': range 'SAT-SUN' is reversed; write the low end first "
+            "(for a range ending on Sunday use 7, e.g. 5-7)",
+        ),
+        (
+            "0 0 * * FOO-MON",
+            "day-of-week field 'FOO-MON': unknown name 'FOO'; values must be 0-7 "
+            "(0 and 7 are Sunday) or SUN-SAT",
+        ),
+        (
+            "",
+            "empty schedule: write 5 cron fields like '*/5 * * * *' or a macro like @hourly or "
+            "'@every 5m'",
+        ),
+        ("@every", "@every needs a duration, like '@every 5m' or '@every 1h30m'"),
+        ("TZ= 0 9 * * *", "TZ= prefix has no zone; write it like TZ=Europe/Berlin 0 3 * * *"),
+    ],
+)
+def test_whole_error_messages(expr: str, message: str) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(expr)
+    assert str(caught.value) == message
+
+
+def test_infinite_jitter_message() -> None:
+    with pytest.raises(ValueError, match=r"^jitter must be a finite number of seconds$"):
+        slot_jitter("cleanup", utc(2026, 1, 1), float("inf"))
