@@ -544,11 +544,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
-    # The job's LEADERJOB_ENDPOINTS, with https:// when we speak TLS, so that `leaderjob fenced`
-    # in the job does too (its CA and credentials are the job's own: none are handed down).
-    tls = conn.cacert is not None or conn.cert is not None
-    endpoints = tuple(f"https://{h}" if tls else h for h in conn.endpoints)
-    settings = replace(settings, endpoints=endpoints)
+    settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
     return _serve(settings, conn, health, addr, params["metrics_addr"])
 
 

@@ -23,7 +23,16 @@ from typing import Any
 
 import click
 
+from leaderjob.config import Connection
 from leaderjob.fencing import EXIT_STALE, FencingError, StaleToken, parse_token
+
+
+def job_endpoints(conn: Connection) -> tuple[str, ...]:
+    """The job's ``LEADERJOB_ENDPOINTS``: ours, with ``https://`` when we speak TLS, so that
+    ``leaderjob fenced`` in the job does too (its CA and credentials are its own: none are
+    handed down)."""
+    tls = conn.cacert is not None or conn.cert is not None
+    return tuple(f"https://{host}" if tls else host for host in conn.endpoints)
 
 
 def register(

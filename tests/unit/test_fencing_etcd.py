@@ -67,3 +67,13 @@ def test_fenced_cli_usage_errors_exit_2_and_sql_prints_the_ddl() -> None:
     sql = runner.invoke(main, ["fenced", "sql"])
     assert sql.exit_code == 0 and sql.output == ddl()
     assert runner.invoke(main, ["fenced", "sql", "--table", "a b"]).exit_code == 2
+
+
+def test_the_job_gets_https_endpoints_when_the_daemon_speaks_tls() -> None:
+    from leaderjob.config import Connection
+    from leaderjob.fenced_cli import job_endpoints
+
+    plain = Connection(endpoints=("a:2379", "b:2379"))
+    assert job_endpoints(plain) == ("a:2379", "b:2379")
+    tls = Connection(endpoints=("a:2379",), cacert="/etc/ssl/certs/ca-certificates.crt")
+    assert job_endpoints(tls) == ("https://a:2379",)
