@@ -107,3 +107,17 @@ def test_the_package_does_not_import_psycopg_unless_the_caller_does() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_postgres_tests_skip_locally_without_a_server_but_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.harness.postgres import postgres_or_skip
+
+    monkeypatch.setenv("LEADERJOB_PG_BIN", str(tmp_path))  # no initdb there
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        postgres_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        postgres_or_skip()
