@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import click
 
-from leaderjob import __version__
+from leaderjob import __version__, fenced_cli
 from leaderjob.cli.control import EXIT_WAIT_TIMEOUT, WAIT_POLL, resume, suspend, trigger
 from leaderjob.cli.daemon import _serve, build_timing, http_snapshot, lock, run
-from leaderjob.cli.options import LeaderjobGroup, build_connection, open_store
+from leaderjob.cli.options import (
+    LeaderjobGroup,
+    build_connection,
+    connection_options,
+    open_store,
+)
 from leaderjob.cli.read import format_history, history, read_status, repair_schedule, status
 from leaderjob.cli.tools import demo, next_, selftest
 
@@ -43,6 +48,7 @@ for command in (status, history, repair_schedule, trigger, suspend, resume):  # 
     main.add_command(command)
 for command in (next_, demo, selftest):  # the tools
     main.add_command(command)
+fenced_cli.register(main, connection_options, build_connection, open_store)  # fenced writes
 
 __all__ = [
     "EXIT_WAIT_TIMEOUT",

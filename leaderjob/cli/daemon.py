@@ -8,10 +8,12 @@ import math
 import os
 import sys
 import threading
+from dataclasses import replace
 from typing import Any
 
 import click
 
+from leaderjob import fenced_cli
 from leaderjob.cli import options
 from leaderjob.cli.daemon_options import daemon_options, schedule_options
 from leaderjob.cli.options import (
@@ -80,6 +82,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
+    settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
     return _serve(settings, conn, health, addr, params["metrics_addr"])
 
 

@@ -45,6 +45,7 @@ class Settings:
     timeout: float | None = None
     retries: int = 0
     history_limit: int = 50
+    endpoints: tuple[str, ...] = ()  # handed to the job for fenced writes, never credentials
 
     @property
     def election_prefix(self) -> str:

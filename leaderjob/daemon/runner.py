@@ -355,6 +355,10 @@ class Runner(Scheduling):
             LEADERJOB_SLOT=slot,
             LEADERJOB_RUN_ID=run_id,
             LEADERJOB_ATTEMPT=str(attempt),
+            # For writes guarded by our key (leaderjob.fencing.etcd, `leaderjob fenced put`).
+            LEADERJOB_LEADER_KEY=self.elector.key or "",
+            LEADERJOB_ENDPOINTS=",".join(self.s.endpoints)
+            or self.environ.get("LEADERJOB_ENDPOINTS", ""),
         )
         run = Run(
             argv=self.s.command,
