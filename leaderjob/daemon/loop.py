@@ -27,7 +27,7 @@ from typing import Any
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
 from leaderjob.daemon.runner import Runner
-from leaderjob.daemon.session import Session
+from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
@@ -73,6 +73,7 @@ class Daemon:
         self.runner = Runner(
             settings,
             self.session,
+            Seat(self.session),
             clock=self.clock,
             wakeup=self.wakeup,
             environ=self.environ,

@@ -35,7 +35,7 @@ from leaderjob.daemon.model import (
     Tenure,
 )
 from leaderjob.daemon.scheduling import Scheduling
-from leaderjob.daemon.session import Session
+from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
@@ -57,6 +57,7 @@ class Runner(Scheduling):
         self,
         settings: Settings,
         session: Session,
+        seat: Seat,
         *,
         clock: Clock,
         wakeup: Waker,
@@ -67,7 +68,7 @@ class Runner(Scheduling):
     ) -> None:
         self.s = settings
         self.session = session
-        self.elector = session.elector
+        self.seat = seat
         self.clock = clock
         self.wakeup = wakeup
         self.environ = environ
@@ -155,10 +156,10 @@ class Runner(Scheduling):
     # -- runs ------------------------------------------------------------------------------------
 
     def _reconcile_runs(self) -> None:
-        deadline = self.elector.machine.deadline
+        deadline = self.seat.deadline
         now = self.clock.monotonic()
         for active in self.runs:
-            if deadline is not None and self.session.leading:
+            if deadline is not None and self.seat.leading:
                 active.run.extend(deadline)
             if (
                 active.timeout_at is not None
@@ -168,7 +169,7 @@ class Runner(Scheduling):
                 self.log.warning("job.timed_out", run_id=active.run.run_id, slot=active.slot)
                 active.run.stop("timed_out")
         if self.metrics is not None and deadline is not None:
-            remaining = max(0.0, deadline - now) if self.session.leading else 0.0
+            remaining = max(0.0, deadline - now) if self.seat.leading else 0.0
             self.metrics.deadline_remaining.labels(self.s.election).set(remaining)
 
     def _collect_runs(self) -> bool:
@@ -277,7 +278,7 @@ class Runner(Scheduling):
         if len(self._backlog) > MAX_BACKLOG:
             dropped = self._backlog.pop(0)[0]
             self.log.warning("history.dropped", slot=dropped.get("slot"))
-        if not self.session.leading:
+        if not self.seat.leading:
             self._flush()  # no leader path to protect
 
     def _flush(self) -> None:
@@ -293,7 +294,7 @@ class Runner(Scheduling):
                 return
             self._backlog.pop(0)
             wrote = True
-        if wrote and self.session.leading:
+        if wrote and self.seat.leading:
             self._delete_old(
                 lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
             )
@@ -301,7 +302,7 @@ class Runner(Scheduling):
     def _delete_old(self, find: Callable[[float], list[str]]) -> None:
         """Bookkeeping: find old keys, delete them fenced — each call only while the cycle has
         time to spare (what is left waits for a later cycle)."""
-        own, token = self.elector.key, self.elector.machine.token
+        own, token = self.seat.key, self.seat.token
         if own is None or token is None or not self.session.may_bookkeep():
             return
         try:
@@ -335,14 +336,14 @@ class Runner(Scheduling):
         self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
     ) -> Report:
         now = self.clock.monotonic()
-        machine = self.elector.machine
-        token = machine.token
-        if not machine.can_start_work(now) or token is None or self.elector.lease_id is None:
+        seat = self.seat
+        token = seat.token
+        if not seat.can_start_work(now) or token is None or self.seat.lease_id is None:
             self.log.warning("job.skipped", reason="deadline", slot=slot)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
             return Report("job_skipped", {"reason": "deadline"})
-        deadline, term_at = machine.deadline, machine.term_at
+        deadline, term_at = seat.deadline, seat.term_at
         assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
         env = job_environment(self.environ)
@@ -350,13 +351,13 @@ class Runner(Scheduling):
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.s.election,
             LEADERJOB_IDENTITY=self.s.identity,
-            LEADERJOB_LEASE_ID=f"{self.elector.lease_id:x}",
+            LEADERJOB_LEASE_ID=f"{self.seat.lease_id:x}",
             LEADERJOB_SCHEDULED_TIME=iso(scheduled) or "",
             LEADERJOB_SLOT=slot,
             LEADERJOB_RUN_ID=run_id,
             LEADERJOB_ATTEMPT=str(attempt),
             # For writes guarded by our key (leaderjob.fencing.etcd, `leaderjob fenced put`).
-            LEADERJOB_LEADER_KEY=self.elector.key or "",
+            LEADERJOB_LEADER_KEY=self.seat.key or "",
             LEADERJOB_ENDPOINTS=",".join(self.s.endpoints)
             or self.environ.get("LEADERJOB_ENDPOINTS", ""),
         )

@@ -19,8 +19,7 @@ from typing import Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
-from leaderjob.daemon.session import Session
-from leaderjob.election.elector import Elector
+from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
@@ -31,7 +30,7 @@ class Scheduling:
     # Set by the runner (see Runner.__init__).
     s: Settings
     session: Session
-    elector: Elector
+    seat: Seat
     data: ElectionData
     planner: Planner | None
     clock: Clock
@@ -198,7 +197,7 @@ class Scheduling:
         )
 
     def _publish_schedule(self, tenure: Tenure) -> None:
-        if self.s.schedule is None or self.elector.key is None:
+        if self.s.schedule is None or self.seat.key is None:
             return
         info = {
             "expr": self.s.schedule.expr,
@@ -211,7 +210,7 @@ class Scheduling:
         }
         try:
             tenure.published = self.data.publish_schedule(
-                self.elector.key, tenure.token, info, timeout=self.session.io_timeout()
+                self.seat.key, tenure.token, info, timeout=self.session.io_timeout()
             )
         except StoreError as exc:
             self.session.store_error(exc)
@@ -243,7 +242,7 @@ class Scheduling:
         return self._run_trigger(tenure, key, request)
 
     def _run_trigger(self, tenure: Tenure, key: str, request: dict[str, Any]) -> Report | None:
-        own = self.elector.key
+        own = self.seat.key
         if own is None:
             return None
         claim = {
@@ -265,7 +264,7 @@ class Scheduling:
             return None
         if result == "rejected":
             self.log.warning("trigger.claim_failed", trigger=key)
-            self.elector.recheck()
+            self.seat.recheck()
             return None
         self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
         tenure.control_at = self.clock.monotonic()  # look for more triggers soon
@@ -309,7 +308,7 @@ class Scheduling:
     def _claim(self, tenure: Tenure, slot: Slot, status: str) -> str:
         """Claim ``slot`` (S3). "claimed", "suspended" (a run refused while suspended),
         "rejected" (deposed, or claimed before) or "unknown" (the call failed)."""
-        own = self.elector.key
+        own = self.seat.key
         if own is None:
             return "rejected"
         claim = {
@@ -339,7 +338,7 @@ class Scheduling:
             self.log.warning("slot.claim_rejected", slot=slot.id)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
-            self.elector.recheck()
+            self.seat.recheck()
         return result
 
     def _why_refused(self) -> str:

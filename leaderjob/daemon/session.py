@@ -11,12 +11,14 @@ It does not know jobs, schedules or processes: the runner asks it whether there 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.machine import Machine, Phase
+from leaderjob.election.group import Group
+from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
 from leaderjob.metrics import Metrics
 
@@ -35,6 +37,7 @@ class Session:
         log: Any,
         rpc_timeout: float = 5.0,
         metrics: Metrics | None = None,
+        jobs: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.timing = timing
@@ -43,9 +46,20 @@ class Session:
         self.log = log
         self.rpc_timeout = rpc_timeout
         self.metrics = metrics
-        self.elector = Elector(
-            store, timing, election_prefix, identity, clock, wakeup, rpc_timeout=rpc_timeout
-        )
+        #: With ``jobs``, a group of many elections on one lease (each job's queue under its
+        #: prefix); without, one election on a lease of its own (today's single-job form).
+        self.elector: Elector | Group
+        if jobs is None:
+            self.elector = Elector(
+                store, timing, election_prefix, identity, clock, wakeup, rpc_timeout=rpc_timeout
+            )
+            self.group = self.elector.group
+        else:
+            self.elector = self.group = Group(
+                store, timing, identity, clock, wakeup, rpc_timeout=rpc_timeout
+            )
+            for job, job_prefix in jobs.items():
+                self.group.want(job, job_prefix)
         self.ever_connected = False
         self.last_contact: float | None = None
         #: Set when etcd rejects us before we ever got through: the daemon exits.
@@ -60,6 +74,7 @@ class Session:
 
     @property
     def leading(self) -> bool:
+        """Leading any job."""
         return self.elector.phase is Phase.LEADING
 
     # -- contact with etcd ------------------------------------------------------------------------
@@ -131,3 +146,46 @@ class Session:
         """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while
         at least half the cycle's budget is left."""
         return self.budget_left() >= self.cycle_budget() / 2
+
+
+class Seat:
+    """One job's view of the shared session: its key and token, and whether it may start work.
+
+    The runner of a job reads leadership only through its seat, so that many runners share one
+    lease and each sees its own tenure (a lost key ends one seat's tenure; a lost lease, all).
+    """
+
+    def __init__(self, session: Session, job: str = DEFAULT) -> None:
+        self.session = session
+        self.job = job
+
+    @property
+    def key(self) -> str | None:
+        return self.session.group.keys.get(self.job)
+
+    @property
+    def token(self) -> int | None:
+        return self.session.machine.token_of(self.job)
+
+    @property
+    def lease_id(self) -> int | None:
+        return self.session.group.lease_id
+
+    @property
+    def leading(self) -> bool:
+        return self.session.machine.phase_of(self.job) is Phase.LEADING
+
+    @property
+    def deadline(self) -> float | None:
+        return self.session.machine.deadline
+
+    @property
+    def term_at(self) -> float | None:
+        return self.session.machine.term_at
+
+    def can_start_work(self, now: float) -> bool:
+        return self.session.machine.can_start_work(now, job=self.job)
+
+    def recheck(self) -> None:
+        """Re-read our standing (a fenced write was refused: deposed, or claimed before)."""
+        self.session.group.recheck()
