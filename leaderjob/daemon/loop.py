@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
-from leaderjob.election.machine import Phase, Reason, Transition
+from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
 from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
@@ -48,7 +48,12 @@ class Daemon:
         metrics: Metrics | None = None,
         health: HealthChecker | None = None,
         environ: Mapping[str, str] | None = None,
+        jobs: Sequence[Settings] | None = None,
     ) -> None:
+        """``settings`` are the daemon's (the election, identity, timing, connection) and, without
+        ``jobs``, its one job's too. With ``jobs`` (a jobs file), the election is a group: each
+        job's settings name it (``election``) and where its keys live (``prefix``: the group's
+        ``<prefix>/<group>/jobs``), and all of them share one lease."""
         self.s = settings
         self.store = store
         self.clock = clock or SystemClock()
@@ -68,25 +73,35 @@ class Daemon:
             log=self.log,
             rpc_timeout=settings.rpc_timeout,
             metrics=metrics,
+            jobs=None if jobs is None else {j.election: j.election_prefix for j in jobs},
         )
         self.elector = self.session.elector
-        self.runner = Runner(
-            settings,
-            self.session,
-            Seat(self.session),
-            clock=self.clock,
-            wakeup=self.wakeup,
-            environ=self.environ,
-            log=self.log,
-            metrics=metrics,
-            on_done=self._lock_done,
-        )
+        self.grouped = jobs is not None
+        #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
+        self.runners: dict[str, Runner] = {}
+        for job in jobs if jobs is not None else [settings]:
+            name = job.election if jobs is not None else DEFAULT
+            self.runners[name] = Runner(
+                job,
+                self.session,
+                Seat(self.session, name),
+                clock=self.clock,
+                wakeup=self.wakeup,
+                environ=self.environ,
+                log=self.log.bind(job=name) if jobs is not None else self.log,
+                metrics=metrics,
+                on_done=self._lock_done,
+                election=settings.election,
+            )
+        self.runner = next(iter(self.runners.values()))
         self.config = ConfigWatch(
             store,
             settings.prefix,
             settings.election,
             settings.identity,
-            command=settings.command,
+            command=settings.command
+            if jobs is None
+            else tuple(f"{j.election}={' '.join(j.command)}" for j in jobs),
             mode=settings.mode,
             schedule=settings.schedule.expr if settings.schedule else None,
             timezone=settings.schedule.timezone if settings.schedule else None,
@@ -103,7 +118,10 @@ class Daemon:
 
     @property
     def runs(self) -> list[ActiveRun]:
-        return self.runner.runs
+        """Every job's runs (read only: each runner owns its list)."""
+        if not self.grouped:
+            return self.runner.runs
+        return [a for r in self.runners.values() for a in r.runs]
 
     @property
     def tenure(self) -> Tenure | None:
@@ -194,13 +212,15 @@ class Daemon:
         if t is not None:
             self._on_transition(t)
         # 2. What the watchdogs reported.
-        finished = self.runner._collect_runs()
+        finished = False
+        for r in self.runners.values():  # every runner, not up to the first that finished
+            finished = r._collect_runs() or finished
         # 3. Health: an unhealthy replica hands over and does not campaign.
         self._apply_health()
         if self.leaving is not None:
             return self._leave()
         # 4. Election: campaign, renew, confirm.
-        out = self.elector.step(may_campaign=self._may_campaign())
+        out = self.elector.step(may_campaign=self._may_campaign(), hold=self._held())
         self.session.note(out)
         if self.fatal is not None:
             self.leaving = "fatal"
@@ -219,18 +239,40 @@ class Daemon:
                 self.session.release()
             return Report("job_finished" if finished else self.elector.phase.value)
         # 5. Leading: keep the watchdogs' deadline in step with the lease; enforce timeouts.
-        self.runner._reconcile_runs()
-        # 6. Start what is due.
-        started = self.runner._start_due()
-        if started is not None:
-            return started
+        for r in self.runners.values():
+            r._reconcile_runs()
+        # 6. Start what is due: every job within one etcd budget for the cycle (the keepalive
+        # comes first), in turn, so that no job keeps the others waiting cycle after cycle.
+        if not self.grouped:
+            started = self.runner._start_due()
+            if started is not None:
+                return started
+            return Report("job_finished" if finished else "leading")
+        return self._start_jobs(finished)
+
+    def _start_jobs(self, finished: bool) -> Report:
+        order = list(self.runners.values())
+        self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
+        order = order[self._turn :] + order[: self._turn]
+        reports: dict[str, Report] = {}
+        self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
+        try:
+            for r in order:
+                if r.seat.leading:
+                    report = r._start_due()
+                    if report is not None:
+                        reports[r.seat.job] = report
+        finally:
+            self.session.budget_end = None
+        if reports:
+            return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")
 
     def _wait(self) -> None:
         now = self.clock.monotonic()
         until = self.elector.next_wakeup(now, self._may_campaign())
-        leading = self.elector.phase is Phase.LEADING and self.leaving is None
-        until = min(until, self.runner.next_wakeup(now, leading))
+        for r in self.runners.values():
+            until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
         if self.leaving is not None:
             until = min(until, now + 0.05)
         self.clock.wait(self.wakeup, max(0.0, until - now))
@@ -238,7 +280,15 @@ class Daemon:
     # -- election -----------------------------------------------------------------------------
 
     def _may_campaign(self) -> bool:
+        if self.grouped:
+            return self.leaving is None
         return self.leaving is None and self.runner.may_campaign()
+
+    def _held(self) -> list[str]:
+        """Jobs that may not campaign now: a run of their lost tenure still lives (S1)."""
+        if not self.grouped:
+            return []
+        return [job for job, r in self.runners.items() if not r.may_campaign()]
 
     def _on_transition(self, t: Transition) -> None:
         self._transition(t)
@@ -247,6 +297,24 @@ class Daemon:
     def _transition(self, t: Transition) -> None:
         if t.event == "lease.granted":
             self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
+        elif t.event == "election.acquired" and self.grouped:
+            assert t.token is not None
+            r = self.runners[t.job]
+            r.log = r.log.bind(token=t.token)
+            r.begin(t.token)
+            r.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
+            if self.metrics is not None:
+                self.metrics.transitions.labels(r.s.election, "acquired").inc()
+        elif t.event == "election.lost" and self.grouped:
+            assert t.reason is not None
+            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
+            for job in [j for j, _ in t.ended] or [t.job]:
+                r = self.runners[job]
+                level("election.lost", job=job, reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+                r.log = r.log.try_unbind("token")
+                if self.metrics is not None:
+                    self.metrics.transitions.labels(r.s.election, "lost").inc()
+                r.end()
         elif t.event == "election.acquired":
             assert t.token is not None
             self._set_log(self.log.bind(token=t.token))
@@ -305,7 +373,8 @@ class Daemon:
             self.session.note(out)
             for t in out.transitions:
                 self._on_transition(t)
-            self.runner._reconcile_runs()
+            for r in self.runners.values():
+                r._reconcile_runs()
             return Report("stopping_job", {"reason": reason})
         gone = self.elector.resign()
         if gone is not None and gone.event == "election.lost":

@@ -36,6 +36,7 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.scheduling import Scheduling
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.election.machine import DEFAULT
 from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
@@ -65,6 +66,7 @@ class Runner(Scheduling):
         log: Any,
         metrics: Metrics | None = None,
         on_done: Callable[[], None] = lambda: None,
+        election: str | None = None,
     ) -> None:
         self.s = settings
         self.session = session
@@ -76,6 +78,8 @@ class Runner(Scheduling):
         self.metrics = metrics
         #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
         self.on_done = on_done
+        #: The daemon's election (a group's name when the daemon runs a jobs file).
+        self.election = election or settings.election
         self.data = ElectionData(session.store, settings.prefix, settings.election)
         self.planner = (
             Planner(
@@ -349,7 +353,7 @@ class Runner(Scheduling):
         env = job_environment(self.environ)
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
-            LEADERJOB_ELECTION=self.s.election,
+            LEADERJOB_ELECTION=self.election,
             LEADERJOB_IDENTITY=self.s.identity,
             LEADERJOB_LEASE_ID=f"{self.seat.lease_id:x}",
             LEADERJOB_SCHEDULED_TIME=iso(scheduled) or "",
@@ -361,6 +365,8 @@ class Runner(Scheduling):
             LEADERJOB_ENDPOINTS=",".join(self.s.endpoints)
             or self.environ.get("LEADERJOB_ENDPOINTS", ""),
         )
+        if self.seat.job != DEFAULT:
+            env["LEADERJOB_JOB"] = self.seat.job
         run = Run(
             argv=self.s.command,
             env=env,

@@ -54,7 +54,9 @@ class Scheduling:
 
     def _start_scheduled(self, tenure: Tenure) -> Report | None:
         """The schedule's share of one leading cycle, all its etcd calls within one budget."""
-        self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
+        own = self.session.budget_end is None  # else the loop gave all jobs one budget
+        if own:
+            self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
         try:
             report = self._schedule_step(tenure)
             if not tenure.published and tenure.ready and self.session.may_bookkeep():
@@ -62,7 +64,8 @@ class Scheduling:
             self._flush()
             return report
         finally:
-            self.session.budget_end = None
+            if own:
+                self.session.budget_end = None
 
     def _schedule_step(self, tenure: Tenure) -> Report | None:
         assert self.planner is not None

@@ -26,6 +26,8 @@ names the one candidacy.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.election.group import Group, Outcome
@@ -99,8 +101,8 @@ class Elector:
         """Deadline rules only, no I/O: the first thing after any wait or freeze."""
         return self.group.check(now)
 
-    def step(self, may_campaign: bool) -> Outcome:
-        return self.group.step(may_campaign)
+    def step(self, may_campaign: bool, hold: Collection[str] = ()) -> Outcome:
+        return self.group.step(may_campaign, hold)
 
     def recheck(self) -> None:
         """Re-read our standing at the next step (e.g. after a fenced write was refused)."""

@@ -27,7 +27,7 @@ lost key abandons the lease, and the standing read is the single-key ``standing`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock, Wakeable
@@ -77,6 +77,7 @@ class Group:
         self._watch: Watch | None = None
         self._watched: list[str] = []
         self._recheck = False
+        self._hold: Collection[str] = ()
         self._confirm_at = 0.0
         self._next_campaign_at = 0.0
         self._backoff = 0.0
@@ -131,7 +132,10 @@ class Group:
         """Deadline rules only, no I/O: the first thing after any wait or freeze."""
         return self._after(self.machine.check(now))
 
-    def step(self, may_campaign: bool) -> Outcome:
+    def step(self, may_campaign: bool, hold: Collection[str] = ()) -> Outcome:
+        """One step: deadline rules, campaign or renew, confirm. Jobs in ``hold`` do not join
+        their queue now (a run of their lost tenure still lives)."""
+        self._hold = hold
         out = Outcome()
         now = self.clock.monotonic()
         self._note(out, self.check(now))
@@ -197,7 +201,7 @@ class Group:
             return
         self.last_contact = self.clock.monotonic()
         out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
-        if not self._create_keys(out, list(self.prefixes)):
+        if not self._create_keys(out, [j for j in self.prefixes if j not in self._hold]):
             return
         self._backoff = 0.0
         self._recheck = True
@@ -205,7 +209,7 @@ class Group:
             self._read_standing(out)
 
     def _join_missing(self, out: Outcome) -> None:
-        missing = [job for job in self.prefixes if job not in self.keys]
+        missing = [j for j in self.prefixes if j not in self.keys and j not in self._hold]
         if missing and self._create_keys(out, missing):
             self._recheck = True
 

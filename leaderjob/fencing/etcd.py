@@ -58,9 +58,7 @@ class EtcdFence:
             raise FencingError(f"{LEADER_KEY_ENV} is not set: run this under leaderjob")
         return cls(store, key, token_from_env(env), timeout)
 
-    def apply(
-        self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()
-    ) -> None:
+    def apply(self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()) -> None:
         """Apply every put and delete in one Txn, or none: :class:`StaleToken` when the leader
         key is gone or has another create revision. Store errors pass through unchanged."""
         applied = self.store.guarded_put(

@@ -1,0 +1,168 @@
+"""Many jobs, one daemon, on the fake clock: several daemons of one group over one in-memory etcd,
+each job with its own runner on the daemon's one lease.
+
+Timing: ttl 3 s (renew every 1 s). Jobs fire ``@every 1s`` and run 0.1 s (FakeRun).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+import leaderjob.daemon.runner as runner_mod
+from leaderjob.config import Timing
+from leaderjob.daemon import Daemon, Settings
+from leaderjob.election.memory import MemoryStore
+from leaderjob.schedule import parse_schedule
+from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
+
+TIMING = Timing.from_ttl(3)
+PREFIX = "/lj"
+GROUP = "shop"
+JOBS = ("a", "b", "c", "d")
+TICK = 0.05
+
+
+def group_daemon(store: MemoryStore, clock: Clock, identity: str, jobs=JOBS) -> Daemon:
+    settings = Settings(
+        election=GROUP, prefix=PREFIX, identity=identity, timing=TIMING, command=(), rpc_timeout=1.0
+    )
+    specs = [
+        Settings(
+            election=job,
+            prefix=f"{PREFIX}/{GROUP}/jobs",
+            identity=identity,
+            timing=TIMING,
+            command=("job", job),
+            schedule=parse_schedule("@every 1s", "UTC"),
+            rpc_timeout=1.0,
+        )
+        for job in jobs
+    ]
+    return Daemon(settings, store.client(), clock=clock, environ={}, jobs=specs)
+
+
+class Group:
+    def __init__(self, clock: Clock, store: MemoryStore) -> None:
+        self.clock = clock
+        self.store = store
+        self.daemons: dict[str, Daemon] = {}
+        self.crashed: set[str] = set()
+
+    def add(self, identity: str) -> Daemon:
+        d = group_daemon(self.store, self.clock, identity)
+        self.daemons[identity] = d
+        return d
+
+    def run(self, seconds: float) -> None:
+        end = self.clock.monotonic() + seconds
+        idle = threading.Event()
+        while self.clock.monotonic() < end:
+            for name, d in self.daemons.items():
+                if name not in self.crashed:
+                    d.cycle()
+            step_end = self.clock.monotonic() + TICK
+            while self.clock.monotonic() < step_end:
+                self.clock.wait(idle, step_end - self.clock.monotonic())
+
+    def leaders(self) -> dict[str, str]:
+        """job → identity of the replica whose runner holds a tenure for it."""
+        out = {}
+        for name, d in self.daemons.items():
+            if name in self.crashed:
+                continue
+            for job, r in d.runners.items():
+                if r.tenure is not None:
+                    assert job not in out, f"{job} led by {out[job]} and {name}"
+                    out[job] = name
+        return out
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Group, list[FakeRun]]]:
+    clock = Clock()
+    started: list[FakeRun] = []
+    FakeRun.clock, FakeRun.job, FakeRun.started = clock, Job(), started
+    monkeypatch.setattr(runner_mod, "Run", FakeRun)
+    with structlog.testing.capture_logs():
+        yield Group(clock, MemoryStore(clock)), started
+
+
+def runs_by_slot(started: list[FakeRun]) -> Counter[tuple[str, str]]:
+    return Counter((r.env["LEADERJOB_JOB"], r.env["LEADERJOB_SLOT"]) for r in started)
+
+
+def test_every_job_runs_each_slot_once_on_one_lease_per_daemon_s3(world: Any) -> None:
+    """S3 per job: two daemons, four jobs, one lease each; every (job, slot) runs at most once,
+    each job gets its name and the group's in its environment, and its key lives in its own
+    queue under the group."""
+    g, started = world
+    a = g.add("a")
+    g.add("b")
+    g.run(6.0)
+    twice = [k for k, n in runs_by_slot(started).items() if n > 1]
+    assert not twice, twice
+    assert {r.env["LEADERJOB_JOB"] for r in started} == set(JOBS)
+    assert {r.env["LEADERJOB_ELECTION"] for r in started} == {GROUP}
+    assert set(g.leaders()) == set(JOBS)
+    for job in JOBS:
+        keys = g.store.candidates(f"{PREFIX}/{GROUP}/jobs/{job}/leader", timeout=1)
+        assert len(keys) == 2  # both replicas queue for every job
+    leases = {
+        k.lease_id
+        for job in JOBS
+        for k in g.store.candidates(f"{PREFIX}/{GROUP}/jobs/{job}/leader", timeout=1)
+    }
+    assert len(leases) == 2, "one lease per daemon, whatever the number of jobs"
+    assert a.session.group.lease_id in leases
+
+
+def test_a_crashed_daemon_s_jobs_move_within_ttl_and_no_slot_runs_twice_l1(world: Any) -> None:
+    """L1 + S3: kill one daemon (it stops, its lease expires at etcd): every job it led is led
+    by the survivor within TTL + 1.5 s, and no (job, slot) runs twice across the move."""
+    g, started = world
+    g.add("a")
+    g.run(2.0)
+    g.add("b")
+    g.run(3.0)
+    assert set(g.leaders().values()) == {"a"}, "the first replica took every job"
+    g.crashed.add("a")
+    crashed_at = g.clock.monotonic()
+    while set(g.leaders()) != set(JOBS):
+        assert g.clock.monotonic() - crashed_at <= TIMING.ttl + 1.5, g.leaders()
+        g.run(TICK)
+    g.run(3.0)
+    twice = [k for k, n in runs_by_slot(started).items() if n > 1]
+    assert not twice, twice
+    later = [r for r in started if r.started_at > crashed_at + TIMING.ttl + 1.5]
+    assert {r.env["LEADERJOB_JOB"] for r in later} == set(JOBS)
+
+
+def test_a_lost_key_moves_one_job_and_the_others_stay_l5(world: Any) -> None:
+    """L5/S6: a key lost behind the leader's back ends that job's tenure only: its run is
+    stopped, the job moves to the next in line; the daemon keeps its lease, its other jobs and
+    their runs."""
+    g, started = world
+    FakeRun.job = Job(duration=None)  # every run lasts until it is stopped
+    a = g.add("a")
+    g.run(2.0)
+    g.add("b")
+    g.run(2.0)
+    lease = a.session.group.lease_id
+    g.store.delete(a.session.group.keys["c"], timeout=1)
+    g.run(2 * TIMING.renew_interval)
+    leaders = g.leaders()
+    assert leaders["c"] == "b"
+    assert all(leaders[j] == "a" for j in JOBS if j != "c")
+    assert a.session.group.lease_id == lease
+    stopped = {
+        r.env["LEADERJOB_JOB"]: r.stop_reason for r in started if r.env["LEADERJOB_IDENTITY"] == "a"
+    }
+    assert stopped == {"a": None, "b": None, "c": "killed_on_leadership_loss", "d": None}
+    twice = [k for k, n in runs_by_slot(started).items() if n > 1]
+    assert not twice, twice
