@@ -4,6 +4,7 @@ with every problem as FILE:LINE: message (docs/jobs.md)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -80,3 +81,29 @@ def test_the_default_zone_is_the_daemons(tmp_path: Path) -> None:
 def test_a_bad_after_is_a_usage_error() -> None:
     result = CliRunner().invoke(jobs, ["check", "x", "--after", "tomorrow"])
     assert result.exit_code == 2 and "--after 'tomorrow'" in result.output
+
+
+DOC = (ROOT / "docs" / "jobs.md").read_text()
+
+
+def test_every_key_and_check_option_is_documented() -> None:
+    from leaderjob.jobsfile import _JOB_KEYS  # the keys a job table accepts
+
+    for key in _JOB_KEYS:
+        assert f"`{key}`" in DOC, f"{key} is not documented in docs/jobs.md"
+    (command,) = jobs.commands.values()
+    for param in command.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--"):
+                assert f"`{opt}" in DOC, f"jobs check {opt} is not documented"
+
+
+def test_the_documented_problems_are_what_check_prints(tmp_path: Path) -> None:
+    section = DOC.split("## Problems", 1)[1]
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.DOTALL)
+    example, expected = blocks[0], blocks[1]
+    path = tmp_path / "jobs.toml"
+    path.write_text(example)
+    code, _, err = check(str(path))
+    assert code == 2
+    assert err.replace(str(path), "jobs.toml") == expected
