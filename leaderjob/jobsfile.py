@@ -41,6 +41,8 @@ __all__ = [
     "JobSpec",
     "JobsFile",
     "JobsFileError",
+    "is_toml",
+    "iter_options",
     "load_jobs",
     "parse_jobs",
     "single_job",
@@ -490,6 +492,16 @@ def _parse_crontab(text: str, default_timezone: str) -> tuple[list[JobSpec], Pro
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         pending, name = name, None
+        env = _ENV.fullmatch(line)
+        if pending and (not line or line.startswith("#") or env is not None):
+            # Otherwise the job below would silently be called line-N.
+            problems.append(
+                (
+                    number - 1,
+                    f"'# name: {pending}' names the line right after it, which is not a job: "
+                    "put the comment directly above the job's line",
+                )
+            )
         if not line:
             continue
         if line.startswith("#"):
@@ -499,7 +511,6 @@ def _parse_crontab(text: str, default_timezone: str) -> tuple[list[JobSpec], Pro
                 if not name or named.group(2):
                     problems.append((number, "write a job's name as '# name: NAME', one word"))
             continue
-        env = _ENV.fullmatch(line)
         if env is not None:
             zone = _crontab_env(env.group(1), env.group(2), zone, number, problems)
             continue

@@ -169,9 +169,13 @@ def test_the_crontab_form_names_zones_and_runs_lines_with_sh() -> None:
     assert jobs[2].schedule == parse_schedule("@every 30s", "Asia/Tokyo")
 
 
-def test_a_name_comment_names_only_the_line_right_after_it() -> None:
-    jobs = parse_jobs("# name: a\n\n@daily x\n", "crontab").jobs
-    assert [j.name for j in jobs] == ["line-3"]
+@pytest.mark.parametrize("between", ["", "# another comment", "CRON_TZ=UTC"])
+def test_a_name_comment_must_be_right_above_its_job(between: str) -> None:
+    found = problems(f"# name: a\n{between}\n@daily x\n", "crontab")
+    assert found == [
+        "crontab:1: '# name: a' names the line right after it, which is not a job: put the "
+        "comment directly above the job's line"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -392,7 +396,10 @@ def test_a_bad_crontab_line_is_reported_at_its_line(line: str, expected: str) ->
 
 
 def test_crontab_names_are_checked_and_unique() -> None:
-    text = "# name: a\n@daily x\n# name: a\n@hourly y\n# name: b/c\n@daily z\n# name: two words\n"
+    text = (
+        "# name: a\n@daily x\n# name: a\n@hourly y\n# name: b/c\n@daily z\n"
+        "# name: two words\n@daily w\n"
+    )
     found = problems(text, "crontab")
     assert found == [
         "crontab:4: job 'a' is defined twice (also on line 2): give each job its own name",
