@@ -123,7 +123,7 @@ def test_tls_options_from_environment(tls_etcd, tmp_path):
         ("server_name_mismatch", ("does not name this endpoint",)),
     ],
 )
-def test_tls_misconfiguration_fails_at_startup(request, tls_etcd, tmp_path, case, phrases):
+def test_tls_misconfiguration_fails_at_startup(tls_etcd, tmp_path, case, phrases):
     """A wrong CA, an expired or foreign client certificate, a key that is not the
     certificate's, no client certificate, or a server name that etcd's certificate does not
     carry: exit 1 at start-up with one clear line, job never run, no retry loop."""
