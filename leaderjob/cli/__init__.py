@@ -20,6 +20,7 @@ from leaderjob.cli.options import (
 )
 from leaderjob.cli.read import format_history, history, read_status, repair_schedule, status
 from leaderjob.cli.tools import demo, next_, selftest
+from leaderjob.jobs_cli import jobs
 
 
 @click.group(
@@ -48,6 +49,7 @@ for command in (status, history, repair_schedule, trigger, suspend, resume):  # 
     main.add_command(command)
 for command in (next_, demo, selftest):  # the tools
     main.add_command(command)
+main.add_command(jobs)  # the jobs file: check
 fenced_cli.register(main, connection_options, build_connection, open_store)  # fenced writes
 
 __all__ = [

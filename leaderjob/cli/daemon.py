@@ -39,8 +39,9 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     errors = validate_election_name(params["election"])
-    if not command:
-        errors.append("no command given: write it after --, e.g. -- ./cleanup.sh")
+    jobs_path = params.get("jobs")
+    specs, jobs_errors = _load_jobs(params, command)
+    errors += jobs_errors
     timing, timing_errors = build_timing(params)
     errors += timing_errors
     health = HealthSettings(
@@ -63,7 +64,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
                 params.get("jitter") or 0.0,
                 params.get("starting_deadline"),
             )
-    else:
+    elif not jobs_path:
         if mode == "schedule":
             mode = "service"
         if params.get("timezone") not in (None, "UTC"):
@@ -83,7 +84,49 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
-    return _serve(settings, conn, health, addr, params["metrics_addr"])
+    jobs = None if specs is None else [_job_settings(settings, spec) for spec in specs]
+    return _serve(settings, conn, health, addr, params["metrics_addr"], jobs)
+
+
+def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """The jobs of --jobs FILE (None without it), and every problem with them or the command."""
+    from leaderjob.jobsfile import JobsFileError, load_jobs
+
+    path = params.get("jobs")
+    if not path:
+        if command:
+            return None, []
+        return None, ["no command given: write it after --, e.g. -- ./cleanup.sh"]
+    errors = []
+    if command:
+        errors.append("--jobs and a command after --: give one (the file names each command)")
+    if params.get("schedule"):
+        errors.append("--jobs and --schedule: each job's schedule is in the jobs file")
+    try:
+        specs = load_jobs(path, default_timezone=params.get("timezone") or "UTC").jobs
+    except JobsFileError as exc:
+        return None, errors + exc.problems
+    return specs, errors
+
+
+def _job_settings(daemon: Any, spec: Any) -> Any:
+    """One job of a jobs file as its runner's settings: its queue and records live under
+    ``<prefix>/<group>/jobs/<job>/``; identity, timing and connection are the daemon's."""
+    return replace(
+        daemon,
+        election=spec.name,
+        prefix=f"{daemon.prefix.rstrip('/')}/{daemon.election}/jobs",
+        command=spec.command,
+        mode="schedule" if spec.schedule is not None else "service",
+        schedule=spec.schedule,
+        catch_up=spec.catch_up,
+        starting_deadline=spec.starting_deadline,
+        jitter=spec.jitter,
+        concurrency=spec.concurrency,
+        timeout=spec.timeout,
+        retries=spec.retries,
+        history_limit=spec.history_limit,
+    )
 
 
 _TIMING_FLAGS = ("renew_interval", "renew_deadline", "grace", "margin")
@@ -165,7 +208,12 @@ def _settings(
 
 
 def _serve(
-    settings: Any, conn: Connection, health: Any, addr: tuple[str, int] | None, addr_text: str
+    settings: Any,
+    conn: Connection,
+    health: Any,
+    addr: tuple[str, int] | None,
+    addr_text: str,
+    jobs: list[Any] | None = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from prometheus_client import CollectorRegistry
@@ -180,7 +228,7 @@ def _serve(
     server = None
     store = options.open_store(conn)
     try:
-        daemon = Daemon(settings, store, metrics=metrics)
+        daemon = Daemon(settings, store, metrics=metrics, jobs=jobs)
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:

@@ -139,6 +139,14 @@ def schedule_options(f: F) -> F:
     """Options of `run` only: when to run and what to do around failover and overlap."""
     options = [
         click.option(
+            "--jobs",
+            envvar=_env("jobs"),
+            type=click.Path(dir_okay=False),
+            help="A jobs file (TOML or crontab, see `leaderjob jobs check`): run each of its jobs "
+            "under --election as a group, one lease for all, each job with its own election, "
+            "slots and records. Instead of --schedule and a command.",
+        ),
+        click.option(
             "--schedule",
             envvar=_env("schedule"),
             help="When to run: 5-field cron ('*/5 * * * *'), @hourly, @daily, @weekly, "

@@ -57,6 +57,7 @@ HELP_SECTIONS: dict[str, tuple[str, ...]] = {
         "margin",
     ),
     "Schedule": (
+        "jobs",
         "schedule",
         "timezone",
         "jitter",

@@ -1,0 +1,125 @@
+"""Many jobs, one daemon, end to end: real etcd, real daemons, a jobs file of six jobs.
+
+Each replica runs `leaderjob run --election grp --jobs FILE`: one lease per daemon, one election
+per job. Jobs fire ``@every 1s`` and run 0.1 s; each journals to a file of its own. TTL is 3 s.
+Bounds: a crash moves every job within TTL + 1.5 s; a SIGTERM hands every job over within 1 s;
+plus SLACK for a loaded 2-core machine. Across all of it, no (job, slot) runs twice (S3).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.harness.daemons import job, leaderjob, read_journal, wait_for
+from tests.harness.procs import JsonLogProcess, ProcessGroup
+
+TTL = 3.0
+SLACK = 1.0
+HANDOVER = 1.0
+JOBS = tuple(f"j{i}" for i in range(6))
+
+
+def _jobs_file(tmp_path: Path) -> Path:
+    lines = []
+    for name in JOBS:
+        argv = ", ".join(f'"{a}"' for a in job(tmp_path / f"journal-{name}", "--duration", "0.1"))
+        lines += [f"[jobs.{name}]", 'schedule = "@every 1s"', f"command = [{argv}]", ""]
+    path = tmp_path / "jobs.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _replica(procs: ProcessGroup, tmp_path: Path, name: str, etcd, prefix: str) -> JsonLogProcess:
+    return leaderjob(
+        procs,
+        tmp_path,
+        name,
+        etcd.endpoint,
+        prefix,
+        [],
+        election="grp",
+        extra=["--jobs", str(tmp_path / "jobs.toml")],
+    )
+
+
+def _starts(tmp_path: Path, name: str) -> list[dict]:
+    return [r for r in read_journal(tmp_path / f"journal-{name}") if r["ev"] == "start"]
+
+
+def _no_slot_twice(tmp_path: Path) -> None:
+    for name in JOBS:
+        twice = [s for s, n in Counter(r["slot"] for r in _starts(tmp_path, name)).items() if n > 1]
+        assert not twice, f"S3: {name} ran slots {twice} twice"
+
+
+def _all_running_on(tmp_path: Path, identity: str, after: float) -> bool:
+    return all(
+        any(r["identity"] == identity and r["t"] > after for r in _starts(tmp_path, name))
+        for name in JOBS
+    )
+
+
+def _leader_of_all(tmp_path: Path, daemons: dict[str, JsonLogProcess]) -> str:
+    now = time.monotonic()
+    found: list[str] = []
+
+    def check() -> bool:
+        for name in daemons:
+            if _all_running_on(tmp_path, name, now):
+                found.append(name)
+                return True
+        return False
+
+    assert wait_for(check, 15.0), "no replica runs every job"
+    return found[0]
+
+
+def test_a_crash_moves_every_job_within_ttl_and_no_slot_runs_twice_l1_s3(
+    etcd, prefix, procs, tmp_path
+):
+    """L1 + S3 per job: three daemons, six jobs; kill -9 the one that leads them: every job
+    runs on a survivor within TTL + 1.5 s, and no (job, slot) runs twice."""
+    _jobs_file(tmp_path)
+    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(3)}
+    leader = _leader_of_all(tmp_path, daemons)
+    env = _starts(tmp_path, JOBS[0])[0]["env_keys"]
+    assert "LEADERJOB_JOB" in env
+    daemons[leader].signal_group(signal.SIGKILL)
+    killed = time.monotonic()
+    survivors = [d for name, d in daemons.items() if name != leader]
+
+    def moved() -> bool:
+        return all(
+            any(r["identity"] != leader and r["t"] > killed for r in _starts(tmp_path, n))
+            for n in JOBS
+        )
+
+    when = wait_for(moved, TTL + 1.5 + 1.0 + SLACK + 5)
+    assert when is not None, "\n".join(d.tail(10) for d in survivors)
+    # A job's first run after the move waits for its next slot (@every 1s): up to 1 s more.
+    assert when - killed <= TTL + 1.5 + 1.0 + SLACK, f"jobs moved after {when - killed:.2f}s"
+    time.sleep(2)
+    _no_slot_twice(tmp_path)
+
+
+def test_sigterm_hands_every_job_over_within_a_second_l2(etcd, prefix, procs, tmp_path):
+    """L2 per job: SIGTERM the replica that leads all six: it stops its runs, resigns, and the
+    next replica leads every job within a second (its first runs follow at their next slot)."""
+    _jobs_file(tmp_path)
+    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(2)}
+    name = _leader_of_all(tmp_path, daemons)
+    leader = daemons[name]
+    other = next(d for n, d in daemons.items() if n != name)
+    before = len(other.events("election.acquired"))
+    leader.signal(signal.SIGTERM)
+    sent = time.monotonic()
+    when = wait_for(lambda: len(other.events("election.acquired")) >= before + len(JOBS), 10.0)
+    assert when is not None, other.tail(20)
+    assert when - sent <= HANDOVER + SLACK, f"handover took {when - sent:.2f}s"
+    assert {e["job"] for e in other.events("election.acquired")[before:]} == set(JOBS)
+    assert wait_for(lambda: not leader.alive, 5.0)
+    time.sleep(1.5)
+    _no_slot_twice(tmp_path)
