@@ -18,6 +18,9 @@ from leaderjob.cli.options import (
     _open_data,
     connection_options,
     election_option,
+    group_jobs,
+    job_option,
+    scoped,
 )
 from leaderjob.config import (
     default_identity,
@@ -71,6 +74,7 @@ def _control(
 
 @click.command(cls=LeaderjobCommand)
 @election_option("Election to trigger.")
+@job_option("With a group (`run --jobs`): the job to trigger.")
 @force_option
 @click.option(
     "--wait",
@@ -92,6 +96,7 @@ def trigger(
     """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
     slot; it waits for a running run to finish (unless --concurrency allow). Scheduled elections
     only (a service-mode command already runs)."""
+    election, params = scoped(election, params)
     timeout = params["rpc_timeout"]
     trigger_id = _control(
         election,
@@ -146,27 +151,50 @@ def _wait_for_run(
 
 @click.command(cls=LeaderjobCommand)
 @election_option("Election to suspend.")
+@job_option("With a group (`run --jobs`): suspend this job only [default: every job].")
 @force_option
 @connection_options
 def suspend(election: str, force: bool, **params: Any) -> None:
-    """Suspend an election cluster-wide: it keeps its leader but starts no runs."""
+    """Suspend an election cluster-wide: it keeps its leader but starts no runs. For a group of
+    jobs, every job (or the one --job names)."""
     timeout = params["rpc_timeout"]
-    _control(
-        election,
-        params,
-        force,
-        "suspend",
-        lambda data: data.suspend(default_identity(), timeout=timeout),
-    )
-    click.echo(f"suspended {election}: slots are skipped until `leaderjob resume`")
+    for name, scope in _targets(election, params):
+        _control(
+            name,
+            scope,
+            force,
+            "suspend",
+            lambda data: data.suspend(default_identity(), timeout=timeout),
+        )
+        click.echo(f"suspended {name}: slots are skipped until `leaderjob resume`")
 
 
 @click.command(cls=LeaderjobCommand)
 @election_option("Election to resume.")
+@job_option("With a group (`run --jobs`): resume this job only [default: every job].")
 @force_option
 @connection_options
 def resume(election: str, force: bool, **params: Any) -> None:
-    """Resume a suspended election."""
+    """Resume a suspended election (for a group of jobs, every job or the one --job names)."""
     timeout = params["rpc_timeout"]
-    was = _control(election, params, force, "resume", lambda data: data.resume(timeout=timeout))
-    click.echo(f"resumed {election}" if was else f"{election} was not suspended")
+    for name, scope in _targets(election, params):
+        was = _control(name, scope, force, "resume", lambda data: data.resume(timeout=timeout))
+        click.echo(f"resumed {name}" if was else f"{name} was not suspended")
+
+
+def _targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What suspend/resume act on: the --job, else every job of a group, else the election."""
+    from leaderjob.election.store import StoreError
+
+    if params.get("job"):
+        return [scoped(election, params)]
+    store, _, timeout = _open_data(election, params)
+    try:
+        names = group_jobs(store, election, params, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if not names:
+        return [(election, params)]
+    return [scoped(election, {**params, "job": name}) for name in names]

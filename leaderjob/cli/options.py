@@ -48,7 +48,7 @@ def _env(name: str) -> str:
 
 #: `--help` sections, in order: option name → section. Options not listed go under "Options".
 HELP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "Election": ("election", "identity", "force"),
+    "Election": ("election", "job", "identity", "force"),
     "Timing": (
         "ttl",
         "renew_interval",
@@ -290,3 +290,36 @@ def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
 def _etcd_failed(what: str, exc: Exception) -> None:
     click.echo(f"leaderjob: cannot {what}: {exc}", err=True)
     sys.exit(1)
+
+
+def job_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--job",
+        envvar=_env("job"),
+        callback=_not_from_parent_job,  # inside a job, LEADERJOB_JOB is the parent's
+        help=help_text,
+    )
+
+
+def jobs_prefix(prefix: str, group: str) -> str:
+    """Where the jobs of a group (`run --jobs`) keep their elections and records."""
+    return f"{prefix.rstrip('/')}/{group}/jobs"
+
+
+def scoped(election: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """With ``--job NAME``: the job's own election inside the group ``election`` (its keys under
+    ``<prefix>/<group>/jobs/<job>/``). Without, the election as given."""
+    job = params.get("job")
+    if not job:
+        return election, params
+    errors = validate_election_name(election)
+    if errors:
+        raise click.UsageError(join_errors(errors))
+    return job, {**params, "prefix": jobs_prefix(params["prefix"], election), "job": None}
+
+
+def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float) -> list[str]:
+    """The jobs that have keys under the group ``election`` (empty: not a group)."""
+    under = jobs_prefix(params["prefix"], election) + "/"
+    names = {k.key[len(under) :].split("/", 1)[0] for k in store.get_prefix(under, timeout=timeout)}
+    return sorted(n for n in names if n)

@@ -16,6 +16,10 @@ from leaderjob.cli.options import (
     _open_data,
     connection_options,
     election_option,
+    group_jobs,
+    job_option,
+    jobs_prefix,
+    scoped,
 )
 from leaderjob.config import (
     election_prefix,
@@ -81,24 +85,75 @@ def read_status(
     }
 
 
+def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:
+    """One row per job of a group: job, leader, token, next fire, last outcome (None: not a
+    group)."""
+    from leaderjob.records import ElectionData
+
+    names = group_jobs(store, group, params, timeout)
+    if not names:
+        return None
+    prefix = jobs_prefix(params["prefix"], group)
+    rows = []
+    for name in names:
+        doc = read_status(store, ElectionData(store, prefix, name), name, prefix, timeout)
+        leader, last = doc["leader"], doc["last_run"]
+        rows.append(
+            {
+                "job": name,
+                "leader": leader["identity"] if leader else None,
+                "token": leader["token"] if leader else None,
+                "next_fire": doc["next_fire"],
+                "last_outcome": last.get("outcome") if last else None,
+                "suspended": doc["suspended"],
+            }
+        )
+    return {"election": group, "jobs": rows}
+
+
+def _print_group(doc: dict[str, Any]) -> None:
+    header = ("JOB", "LEADER", "TOKEN", "NEXT FIRE", "LAST OUTCOME")
+    rows = [
+        (
+            r["job"],
+            r["leader"] or "-",
+            str(r["token"] or "-"),
+            _to_the_second(r["next_fire"] or "-"),
+            (r["last_outcome"] or "-") + (" (suspended)" if r["suspended"] else ""),
+        )
+        for r in doc["jobs"]
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 @click.command(cls=LeaderjobCommand)
-@election_option("Election to show.")
+@election_option("Election (or group of jobs) to show.")
+@job_option("With a group (`run --jobs`): show this job's election in full.")
 @click.option(
     "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
 )
 @connection_options
 def status(election: str, as_json: bool, **params: Any) -> None:
     """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
-    suspended, the next fire time and the last run."""
+    suspended, the next fire time and the last run. For a group of jobs (`run --jobs`), a table:
+    job, leader, token, next fire, last outcome."""
     from leaderjob.election.store import StoreError
 
+    grouped = not params.get("job")
+    election, params = scoped(election, params)
     store, data, timeout = _open_data(election, params)
     try:
-        doc = read_status(store, data, election, params["prefix"], timeout)
+        group = _group_status(store, election, params, timeout) if grouped else None
+        doc = group or read_status(store, data, election, params["prefix"], timeout)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
         store.close()
+    if group is not None and not as_json:
+        _print_group(group)
+        return
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
@@ -157,6 +212,7 @@ def _aware_time(flag: str, text: str) -> datetime:
 
 @click.command(cls=LeaderjobCommand, name="repair-schedule")
 @election_option("Election whose schedule to repair.")
+@job_option("With a group (`run --jobs`): the job whose schedule to repair.")
 @click.option(
     "--to",
     "to",
@@ -165,6 +221,7 @@ def _aware_time(flag: str, text: str) -> datetime:
 )
 @connection_options
 def repair_schedule(election: str, to: str | None, **params: Any) -> None:
+    election, params = scoped(election, params)
     """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
     leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
     claimed keep their claims and do not run a second time."""
@@ -191,6 +248,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
 
 @click.command(cls=LeaderjobCommand)
 @election_option("Election whose runs to show.")
+@job_option("With a group (`run --jobs`): the job whose runs to show.")
 @click.option(
     "--limit",
     envvar=_env("limit"),
@@ -204,6 +262,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
 )
 @connection_options
 def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
+    election, params = scoped(election, params)
     """Show the newest runs of an election (and skipped slots), from any machine."""
     from leaderjob.election.store import StoreError
 

@@ -166,3 +166,48 @@ def test_a_lost_key_moves_one_job_and_the_others_stay_l5(world: Any) -> None:
     assert stopped == {"a": None, "b": None, "c": "killed_on_leadership_loss", "d": None}
     twice = [k for k, n in runs_by_slot(started).items() if n > 1]
     assert not twice, twice
+
+
+def test_status_shows_a_group_as_a_table_and_suspend_acts_on_every_job(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's view of a group: `status --election GROUP` is one row per job (leader,
+    token, next fire, last outcome); `suspend` without --job suspends every job, `resume --job`
+    one; `history --job` reads that job's runs."""
+    import json
+
+    from click.testing import CliRunner
+
+    from leaderjob import cli
+    from leaderjob.records import ElectionData
+
+    g, _ = world
+    g.add("a")
+    g.run(3.0)
+    monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: g.store.client())
+    runner = CliRunner()
+    out = runner.invoke(cli.main, ["status", "--election", GROUP, "--prefix", PREFIX])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].split() == ["JOB", "LEADER", "TOKEN", "NEXT", "FIRE", "LAST", "OUTCOME"]
+    assert [line.split()[:2] for line in lines[1:]] == [[job, "a"] for job in JOBS]
+    doc = json.loads(
+        runner.invoke(
+            cli.main, ["status", "--election", GROUP, "--prefix", PREFIX, "--json"]
+        ).output
+    )
+    assert [r["job"] for r in doc["jobs"]] == list(JOBS)
+    assert all(r["last_outcome"] == "succeeded" and r["token"] for r in doc["jobs"])
+    out = runner.invoke(cli.main, ["suspend", "--election", GROUP, "--prefix", PREFIX])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli.main, ["resume", "--election", GROUP, "--job", "b", "--prefix", PREFIX])
+    assert out.exit_code == 0, out.output
+    suspended = {
+        job: ElectionData(g.store, f"{PREFIX}/{GROUP}/jobs", job).is_suspended(timeout=1)
+        for job in JOBS
+    }
+    assert suspended == {"a": True, "b": False, "c": True, "d": True}
+    out = runner.invoke(
+        cli.main, ["history", "--election", GROUP, "--job", "c", "--prefix", PREFIX]
+    )
+    assert out.exit_code == 0 and "succeeded" in out.output, out.output
