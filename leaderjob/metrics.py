@@ -125,6 +125,12 @@ class Metrics:
             [*e, "signal", "reason"],
             registry=registry,
         )
+        self.config_reload_failures = Counter(
+            "leaderjob_config_reload_failures",
+            "Jobs file reloads refused (the file was invalid; the jobs before it keep running)",
+            e,
+            registry=registry,
+        )
         self.etcd_errors = Counter(
             "leaderjob_etcd_errors",
             "Failed etcd calls by operation",

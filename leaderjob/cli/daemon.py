@@ -85,7 +85,18 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
     jobs = None if specs is None else [_job_settings(settings, spec) for spec in specs]
-    return _serve(settings, conn, health, addr, params["metrics_addr"], jobs)
+    reload = None
+    if jobs_path:
+        from leaderjob.jobsfile import load_jobs
+
+        zone = params.get("timezone") or "UTC"
+        path = str(jobs_path)
+
+        def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
+            return [_job_settings(settings, s) for s in load_jobs(path, default_timezone=zone).jobs]
+
+    watch = str(jobs_path) if jobs_path else None
+    return _serve(settings, conn, health, addr, params["metrics_addr"], jobs, reload, watch)
 
 
 def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
@@ -214,6 +225,8 @@ def _serve(
     addr: tuple[str, int] | None,
     addr_text: str,
     jobs: list[Any] | None = None,
+    reload: Any = None,
+    watch: str | None = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from prometheus_client import CollectorRegistry
@@ -228,7 +241,14 @@ def _serve(
     server = None
     store = options.open_store(conn)
     try:
-        daemon = Daemon(settings, store, metrics=metrics, jobs=jobs)
+        daemon = Daemon(
+            settings,
+            store,
+            metrics=metrics,
+            jobs=jobs,
+            reload=reload,
+            watch=watch,
+        )
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:

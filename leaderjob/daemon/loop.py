@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
+from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
@@ -49,11 +50,15 @@ class Daemon:
         health: HealthChecker | None = None,
         environ: Mapping[str, str] | None = None,
         jobs: Sequence[Settings] | None = None,
+        reload: Callable[[], Sequence[Settings]] | None = None,
+        watch: str | None = None,
     ) -> None:
         """``settings`` are the daemon's (the election, identity, timing, connection) and, without
         ``jobs``, its one job's too. With ``jobs`` (a jobs file), the election is a group: each
         job's settings name it (``election``) and where its keys live (``prefix``: the group's
-        ``<prefix>/<group>/jobs``), and all of them share one lease."""
+        ``<prefix>/<group>/jobs``), and all of them share one lease. ``reload`` reads the jobs
+        again (on SIGHUP, and when the file ``watch`` changes); it raises ValueError with
+        ``problems`` for an invalid file, which is then refused and the old jobs kept."""
         self.s = settings
         self.store = store
         self.clock = clock or SystemClock()
@@ -80,20 +85,9 @@ class Daemon:
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
-            name = job.election if jobs is not None else DEFAULT
-            self.runners[name] = Runner(
-                job,
-                self.session,
-                Seat(self.session, name),
-                clock=self.clock,
-                wakeup=self.wakeup,
-                environ=self.environ,
-                log=self.log.bind(job=name) if jobs is not None else self.log,
-                metrics=metrics,
-                on_done=self._lock_done,
-                election=settings.election,
-            )
+            self._add_runner(job.election if jobs is not None else DEFAULT, job)
         self.runner = next(iter(self.runners.values()))
+        self.reloader = Reloader(self, reload, watch) if reload is not None else None
         self.config = ConfigWatch(
             store,
             settings.prefix,
@@ -150,6 +144,21 @@ class Daemon:
     @property
     def last_contact(self) -> float | None:
         return self.session.last_contact
+
+    def _add_runner(self, name: str, job: Settings) -> Runner:
+        self.runners[name] = Runner(
+            job,
+            self.session,
+            Seat(self.session, name),
+            clock=self.clock,
+            wakeup=self.wakeup,
+            environ=self.environ,
+            log=self.log.bind(job=name) if self.grouped else self.log,
+            metrics=self.metrics,
+            on_done=self._lock_done,
+            election=self.s.election,
+        )
+        return self.runners[name]
 
     def _set_log(self, log: Any) -> None:
         """Rebind the daemon's logger (a tenure's token) in the session and the runner too."""
@@ -215,6 +224,8 @@ class Daemon:
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
             finished = r._collect_runs() or finished
+        if self.reloader is not None:
+            self.reloader.tick()
         # 3. Health: an unhealthy replica hands over and does not campaign.
         self._apply_health()
         if self.leaving is not None:
@@ -258,7 +269,7 @@ class Daemon:
         self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
         try:
             for r in order:
-                if r.seat.leading:
+                if r.seat.leading and not r.retiring:
                     report = r._start_due()
                     if report is not None:
                         reports[r.seat.job] = report
@@ -299,7 +310,7 @@ class Daemon:
             self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
         elif t.event == "election.acquired" and self.grouped:
             assert t.token is not None
-            r = self.runners[t.job]
+            r = self.runners[t.job]  # a job acquires only while it campaigns: it has a runner
             r.log = r.log.bind(token=t.token)
             r.begin(t.token)
             r.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
@@ -309,7 +320,7 @@ class Daemon:
             assert t.reason is not None
             level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
             for job in [j for j, _ in t.ended] or [t.job]:
-                r = self.runners[job]
+                r = self.runners[job]  # removed only after its tenure ended
                 level("election.lost", job=job, reason=t.reason.value, lease_id=f"{t.lease_id:x}")
                 r.log = r.log.try_unbind("token")
                 if self.metrics is not None:
@@ -428,6 +439,16 @@ class Daemon:
             "deadline": machine.deadline,
             "renew_interval": self.s.timing.renew_interval,
         }
+        if self.grouped:
+            self.snapshot["jobs"] = {
+                name: {
+                    "leader": r.seat.leading,
+                    "token": r.seat.token,
+                    "running": [a.run.run_id for a in r.runs],
+                    "last_outcome": (r.last_run or {}).get("outcome"),
+                }
+                for name, r in self.runners.items()
+            }
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -439,3 +460,6 @@ class Daemon:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)
+        reloader = self.reloader
+        if reloader is not None:
+            signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())

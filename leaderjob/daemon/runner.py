@@ -81,30 +81,46 @@ class Runner(Scheduling):
         #: The daemon's election (a group's name when the daemon runs a jobs file).
         self.election = election or settings.election
         self.data = ElectionData(session.store, settings.prefix, settings.election)
-        self.planner = (
-            Planner(
-                settings.schedule,
-                settings.election,
-                catch_up=settings.catch_up,
-                starting_deadline=(
-                    None
-                    if settings.starting_deadline is None
-                    else timedelta(seconds=settings.starting_deadline)
-                ),
-                jitter=settings.jitter,
-            )
-            if settings.schedule is not None
-            else None
-        )
+        self.planner = self._planner(settings)
         self.runs: list[ActiveRun] = []
         self.tenure: Tenure | None = None
         self.restart_at = 0.0
         self.ran_once = False
         self.exit_code = 0
         self.last_run: dict[str, Any] | None = None
+        #: Removed from the jobs file: starts nothing more, resigns once its runs are over.
+        self.retiring = False
+        #: Changed in the jobs file: applied between runs (:meth:`reconfigure`).
+        self.pending_settings: Settings | None = None
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings from a reloaded jobs file, between runs: a new planner, and while
+        leading a new catch-up from the newest claim — the change takes effect at the next slot
+        (slots already claimed are never run again)."""
+        self.s = settings
+        self.planner = self._planner(settings)
+        if self.tenure is not None:
+            self.tenure.ready = False
+            self.tenure.published = False
+
+    @staticmethod
+    def _planner(settings: Settings) -> Planner | None:
+        if settings.schedule is None:
+            return None
+        return Planner(
+            settings.schedule,
+            settings.election,
+            catch_up=settings.catch_up,
+            starting_deadline=(
+                None
+                if settings.starting_deadline is None
+                else timedelta(seconds=settings.starting_deadline)
+            ),
+            jitter=settings.jitter,
+        )
 
     # -- the tenure -----------------------------------------------------------------------------
 

@@ -211,3 +211,72 @@ def test_status_shows_a_group_as_a_table_and_suspend_acts_on_every_job(
         cli.main, ["history", "--election", GROUP, "--job", "c", "--prefix", PREFIX]
     )
     assert out.exit_code == 0 and "succeeded" in out.output, out.output
+
+
+def _job(identity: str, name: str, expr: str = "@every 1s") -> Settings:
+    return Settings(
+        election=name,
+        prefix=f"{PREFIX}/{GROUP}/jobs",
+        identity=identity,
+        timing=TIMING,
+        command=("job", name),
+        schedule=parse_schedule(expr, "UTC"),
+        rpc_timeout=1.0,
+    )
+
+
+def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world: Any) -> None:
+    """Reload: an added job campaigns and runs; a removed one resigns (its key goes, so its
+    queue moves on); a changed one runs on its new schedule; an invalid file is refused, counted,
+    and the jobs before it keep running."""
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.metrics import Metrics
+
+    g, started = world
+    files: list[Any] = [[_job("a", "a"), _job("a", "b")]]
+
+    def load() -> list[Settings]:
+        current = files[-1]
+        if isinstance(current, Exception):
+            raise current
+        return current
+
+    settings = Settings(
+        election=GROUP, prefix=PREFIX, identity="a", timing=TIMING, command=(), rpc_timeout=1.0
+    )
+    metrics = Metrics(CollectorRegistry(), GROUP)
+    d = Daemon(
+        settings,
+        g.store.client(),
+        clock=g.clock,
+        environ={},
+        metrics=metrics,
+        jobs=files[0],
+        reload=load,
+    )
+    g.daemons["a"] = d
+    g.run(2.0)
+    assert set(g.leaders()) == {"a", "b"}
+    files.append([_job("a", "a", "@every 2s"), _job("a", "c")])
+    assert d.reloader is not None
+    d.reloader.request()
+    g.run(3.0)
+    assert set(d.runners) == {"a", "c"}
+    assert set(g.leaders()) == {"a", "c"}
+    assert g.store.candidates(f"{PREFIX}/{GROUP}/jobs/b/leader", timeout=1) == []
+    reloaded = g.clock.monotonic()
+    g.run(4.0)
+    late = [r for r in started if r.started_at > reloaded]
+    assert {r.env["LEADERJOB_JOB"] for r in late} == {"a", "c"}
+    assert sum(r.env["LEADERJOB_JOB"] == "a" for r in late) <= 2, "a runs every 2 s now"
+    bad = ValueError("jobs.toml:3: unknown key 'shedule'")
+    bad.problems = ["jobs.toml:3: unknown key 'shedule'"]  # type: ignore[attr-defined]
+    files.append(bad)
+    d.reloader.request()
+    g.run(1.0)
+    assert set(d.runners) == {"a", "c"}
+    failures = metrics.registry.get_sample_value(
+        "leaderjob_config_reload_failures_total", {"election": GROUP}
+    )
+    assert failures == 1
