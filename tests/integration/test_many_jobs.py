@@ -123,3 +123,40 @@ def test_sigterm_hands_every_job_over_within_a_second_l2(etcd, prefix, procs, tm
     assert wait_for(lambda: not leader.alive, 5.0)
     time.sleep(1.5)
     _no_slot_twice(tmp_path)
+
+
+def test_reload_on_a_configmap_swap_adds_and_removes_a_job_s3(etcd, prefix, procs, tmp_path):
+    """Reload as Kubernetes does it: the jobs file is a symlink swapped to a new target. The
+    added job runs, the removed one stops running, and no (job, slot) runs twice."""
+    import os
+
+    def write(version: str, names: tuple[str, ...]) -> Path:
+        folder = tmp_path / version
+        folder.mkdir()
+        lines = []
+        for name in names:
+            argv = job(tmp_path / f"journal-{name}", "--duration", "0.1")
+            quoted = ", ".join(f'"{a}"' for a in argv)
+            lines += [f"[jobs.{name}]", 'schedule = "@every 1s"', f"command = [{quoted}]", ""]
+        (folder / "jobs.toml").write_text("\n".join(lines))
+        return folder / "jobs.toml"
+
+    first = write("v1", ("j0", "j1", "j2"))
+    (tmp_path / "jobs.toml").symlink_to(first)
+    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(2)}
+    assert wait_for(lambda: all(_starts(tmp_path, n) for n in ("j0", "j1", "j2")), 15.0)
+    second = write("v2", ("j1", "j2", "j3"))
+    (tmp_path / "next").symlink_to(second)
+    os.replace(tmp_path / "next", tmp_path / "jobs.toml")  # atomic, as the kubelet swaps
+    swapped = time.monotonic()
+    assert wait_for(lambda: _starts(tmp_path, "j3"), 10.0), "\n".join(
+        d.tail(10) for d in daemons.values()
+    )
+    time.sleep(3.0)
+    settled = swapped + 2.5  # a check each second, then j0's last run ends
+    assert not [r for r in _starts(tmp_path, "j0") if r["t"] > settled], "j0 still runs"
+    assert all(d.events("config.reloaded") for d in daemons.values())
+    for name in ("j0", "j1", "j2", "j3"):
+        starts = _starts(tmp_path, name)
+        twice = [s for s, n in Counter(r["slot"] for r in starts).items() if n > 1]
+        assert not twice, f"S3: {name} ran slots {twice} twice"
