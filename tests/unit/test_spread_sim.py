@@ -110,33 +110,40 @@ class Group:
 
     # --- time -------------------------------------------------------------------------------
     def tick(self) -> None:
+        """Every replica calls decide once, in a shuffled order; with ``burst``, those that
+        stepped back call again in further rounds until none does (their step-backs
+        interleave, as concurrent drivers' writes do)."""
         self.now += TICK
-        order = sorted(self.spreaders)
-        random.Random(f"{self.order_seed}:{self.now}").shuffle(order)
-        for rid in order:
-            for _ in range(len(self.jobs) + 1):
-                d = self.spreaders[rid].decide(self.view(rid), self.now)
-                if d.release is not None or d.step_back is not None:
-                    assert self.now - self.changed_at >= self.settle, "moved before settling"
-                if d.release is not None:
-                    last = self.released_at.get(rid)
-                    assert last is None or self.now - last >= self.pace, "released too soon"
-                    self.released_at[rid] = self.now
-                    q = self.queues[d.release]
-                    assert q[0] == rid, "released a job it does not lead"
-                    assert not self.busy(d.release), "released a job during a run"
-                    q.remove(rid)
-                    q.append(rid)
-                    self.releases += 1
-                    self.last_release = self.now
-                if d.step_back is not None:
-                    q = self.queues[d.step_back]
-                    assert rid in q[1:], "stepped back in a queue it does not wait in"
-                    q.remove(rid)
-                    q.append(rid)
-                    self.step_backs += 1
-                if d.step_back is None or not self.burst:
-                    break
+        active = sorted(self.spreaders)
+        random.Random(f"{self.order_seed}:{self.now}").shuffle(active)
+        for _ in range(len(self.jobs) + 1):
+            active = [rid for rid in active if self._act(rid) and self.burst]
+            if not active:
+                break
+
+    def _act(self, rid: str) -> bool:
+        """One decide call of ``rid``, applied; whether it stepped back."""
+        d = self.spreaders[rid].decide(self.view(rid), self.now)
+        if d.release is not None or d.step_back is not None:
+            assert self.now - self.changed_at >= self.settle, "moved before settling"
+        if d.release is not None:
+            last = self.released_at.get(rid)
+            assert last is None or self.now - last >= self.pace, "released too soon"
+            self.released_at[rid] = self.now
+            q = self.queues[d.release]
+            assert q[0] == rid, "released a job it does not lead"
+            assert not self.busy(d.release), "released a job during a run"
+            q.remove(rid)
+            q.append(rid)
+            self.releases += 1
+            self.last_release = self.now
+        if d.step_back is not None:
+            q = self.queues[d.step_back]
+            assert rid in q[1:], "stepped back in a queue it does not wait in"
+            q.remove(rid)
+            q.append(rid)
+            self.step_backs += 1
+        return d.step_back is not None
 
     def run(self, seconds: float) -> None:
         end = self.now + seconds
@@ -164,7 +171,7 @@ def _group(m: int, n: int, **kw: object) -> Group:
 # --- the scenarios of the many-jobs proof ------------------------------------------------------
 
 
-def test_three_replicas_six_jobs_settle_at_two_each():
+def test_three_replicas_six_jobs_settle_at_two_each() -> None:
     g = _group(3, 6)
     t = g.settle_time(limit=120)
     assert sorted(g.counts().values()) == [2, 2, 2]
@@ -175,7 +182,7 @@ def test_three_replicas_six_jobs_settle_at_two_each():
     assert g.releases == 4, "each release lands on a replica with room: exactly the excess moves"
 
 
-def test_kill_one_of_three_survivors_reach_three_each():
+def test_kill_one_of_three_survivors_reach_three_each() -> None:
     g = _group(3, 6)
     g.settle_time(limit=120)
     before = g.releases
@@ -186,7 +193,7 @@ def test_kill_one_of_three_survivors_reach_three_each():
     assert g.releases - before <= 1, "a crash of 2 jobs costs at most one move (4-2 → 3-3)"
 
 
-def test_add_a_fourth_at_most_two_each():
+def test_add_a_fourth_at_most_two_each() -> None:
     g = _group(3, 6)
     g.settle_time(limit=120)
     g.crash(sorted(g.spreaders)[0])
@@ -199,7 +206,7 @@ def test_add_a_fourth_at_most_two_each():
     assert g.releases - before == 2, "3-3-0-0 → 2-2-1-1: only the excess moves"
 
 
-def test_twenty_replicas_twenty_jobs_settle_and_moves_per_crash():
+def test_twenty_replicas_twenty_jobs_settle_and_moves_per_crash() -> None:
     g = _group(20, 20)
     g.settle_time(limit=600)
     assert max(g.counts().values()) == 1
@@ -217,7 +224,7 @@ def test_twenty_replicas_twenty_jobs_settle_and_moves_per_crash():
     assert max(moves) <= 1
 
 
-def test_spread_off_leads_everything_and_never_moves():
+def test_spread_off_leads_everything_and_never_moves() -> None:
     g = _group(3, 6, enabled=False)
     g.run(120)
     assert sorted(g.counts().values()) == [0, 0, 6]
@@ -246,7 +253,9 @@ _event = st.one_of(
     events=st.lists(_event, max_size=12),
     burst=st.booleans(),
 )
-def test_random_joins_crashes_and_busy_periods_settle_with_bounded_moves(m, n, events, burst):
+def test_random_joins_crashes_and_busy_periods_settle_with_bounded_moves(
+    m: int, n: int, events: list[tuple[str, int, float]], burst: bool
+) -> None:
     """Once events stop, every replica leads ≤ ⌈N/M⌉ within
     settle + 2·pace + E_max·(pace + RUN) + the longest busy period still running, where E_max is the
     largest excess of one replica then; the releases after the last event are at most the excess
@@ -282,7 +291,7 @@ def test_random_joins_crashes_and_busy_periods_settle_with_bounded_moves(m, n, e
     assert g.step_backs - step_backs <= len(g.spreaders) * n
 
 
-def test_rolling_restart_moves_nothing_until_over_then_only_the_excess():
+def test_rolling_restart_moves_nothing_until_over_then_only_the_excess() -> None:
     """Settle: a rolling restart (a replica stopped, its replacement up 1.5 s later, the next
     one 1.5 s after that: faster than settle) releases nothing while it lasts; afterwards only
     the excess moves."""
