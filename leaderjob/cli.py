@@ -8,6 +8,7 @@ Usage errors exit 2 with one line that says what to change; etcd rejecting us ex
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -16,20 +17,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from leaderjob import __version__
 from leaderjob.config import (
     DEFAULT_PREFIX,
     MIN_TTL,
     Connection,
+    Endpoints,
     Timing,
     default_identity,
     election_prefix,
     join_errors,
+    system_ca_bundle,
     validate_election_name,
     validate_slot_timing,
 )
-from leaderjob.units import DurationError, parse_duration
+from leaderjob.units import DurationError, format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +59,107 @@ def _env(name: str) -> str:
     return f"LEADERJOB_{name.upper().replace('-', '_')}"
 
 
+#: `--help` sections, in order: option name → section. Options not listed go under "Options".
+HELP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Election": ("election", "identity", "force"),
+    "Timing": (
+        "ttl",
+        "renew_interval",
+        "renew_deadline",
+        "grace",
+        "margin",
+    ),
+    "Schedule": (
+        "schedule",
+        "timezone",
+        "jitter",
+        "catch_up",
+        "starting_deadline",
+        "concurrency",
+        "timeout",
+        "retries",
+        "history_limit",
+    ),
+    "Health": ("health_cmd", "health_url", "health_interval", "health_failures"),
+    "etcd connection": (
+        "endpoints",
+        "prefix",
+        "cacert",
+        "cert",
+        "key",
+        "tls_server_name",
+        "user",
+        "password_file",
+        "rpc_timeout",
+    ),
+    "Output": (
+        "log_format",
+        "log_level",
+        "metrics_addr",
+        "as_json",
+        "limit",
+        "wait",
+        "wait_timeout",
+    ),
+}
+
+
+class LeaderjobCommand(click.Command):
+    """A command whose --help groups the options by topic and shows each one's environment
+    variable (every option can come from the environment)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option):
+                if not param.envvar:
+                    long = max(param.opts, key=len).lstrip("-")
+                    param.envvar = _env(long)  # --count → LEADERJOB_COUNT, as documented
+                param.show_envvar = True
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {}
+        section_of = {name: title for title, names in HELP_SECTIONS.items() for name in names}
+        for param in self.get_params(ctx):
+            if not isinstance(param, click.Option):
+                continue  # arguments are in the usage line and the text
+            record = param.get_help_record(ctx)
+            if record is not None:
+                rows.setdefault(section_of.get(str(param.name), "Options"), []).append(record)
+        for title in (*HELP_SECTIONS, "Options"):
+            if rows.get(title):
+                with formatter.section(title):
+                    formatter.write_dl(rows[title])
+
+
+#: Set in every job's environment; its presence means this leaderjob runs inside a job.
+RUN_ID_VAR = "LEADERJOB_RUN_ID"
+
+
+def _not_from_parent_job(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A leaderjob started inside a job inherits the job's context variables, and two of them
+    (LEADERJOB_ELECTION, LEADERJOB_IDENTITY) are also option variables: taken as options, a
+    nested `lock` would join its own parent's election and wait behind it for ever. Inside a
+    job, these two must be given on the command line."""
+    if (
+        value is not None
+        and os.environ.get(RUN_ID_VAR)
+        and ctx.get_parameter_source(str(param.name)) is ParameterSource.ENVIRONMENT
+    ):
+        flag = param.opts[0] if isinstance(param, click.Option) else str(param.name)
+        raise click.BadParameter(
+            f"{_env(str(param.name))} is the parent job's (this runs inside a leaderjob job: "
+            f"{RUN_ID_VAR} is set); give {flag} explicitly",
+            ctx,
+            param,
+        )
+    return value
+
+
+class LeaderjobGroup(click.Group):
+    command_class = LeaderjobCommand
+
+
 def connection_options(f: F) -> F:
     """etcd connection options, shared by every command that talks to etcd."""
     options = [
@@ -63,8 +168,9 @@ def connection_options(f: F) -> F:
             envvar=_env("endpoints"),
             default="127.0.0.1:2379",
             show_default=True,
-            help="etcd endpoints, comma-separated host:port. With several, a dead member is "
-            "skipped and the next one used.",
+            help="etcd endpoints, comma-separated host:port, http://host:port (plain) or "
+            "https://host:port (TLS, verified against --cacert or the system CA bundle). With "
+            "several, a dead member is skipped and the next one used.",
         ),
         click.option(
             "--prefix",
@@ -74,13 +180,23 @@ def connection_options(f: F) -> F:
             help="etcd key prefix under which every election lives.",
         ),
         click.option(
-            "--cacert", envvar=_env("cacert"), help="CA bundle to verify etcd (enables TLS)."
+            "--cacert",
+            envvar=_env("cacert"),
+            type=click.Path(dir_okay=False),
+            help="CA bundle file to verify etcd (enables TLS) [default with https://: the "
+            "system CA bundle].",
         ),
         click.option(
-            "--cert", envvar=_env("cert"), help="Client certificate for etcd (with --key)."
+            "--cert",
+            envvar=_env("cert"),
+            type=click.Path(dir_okay=False),
+            help="Client certificate file for etcd (with --key).",
         ),
         click.option(
-            "--key", envvar=_env("key"), help="Client private key for etcd (with --cert)."
+            "--key",
+            envvar=_env("key"),
+            type=click.Path(dir_okay=False),
+            help="Client private key file for etcd (with --cert).",
         ),
         click.option(
             "--tls-server-name",
@@ -123,13 +239,24 @@ def build_connection(params: dict[str, Any]) -> Connection:
             raise click.UsageError(
                 f"--password-file {pwfile}: cannot read it ({exc.strerror})"
             ) from None
-    endpoints = tuple(e.strip() for e in str(params["endpoints"]).split(",") if e.strip())
-    for i, ep in enumerate(endpoints):  # accept http://host:port as etcdctl does
-        if "://" in ep:
-            endpoints = (*endpoints[:i], ep.split("://", 1)[1].rstrip("/"), *endpoints[i + 1 :])
+    parsed = Endpoints.parse(str(params["endpoints"]))
+    errors = list(parsed.errors)
+    cacert = params.get("cacert")
+    if parsed.tls is False and (cacert or params.get("cert")):
+        errors.append(
+            "--endpoints http:// means plain text, but --cacert/--cert ask for TLS: "
+            "write https:// (or drop the scheme)"
+        )
+    if parsed.tls and cacert is None:
+        # https:// means TLS even without --cacert: verify against the system's CA bundle.
+        cacert = system_ca_bundle()
+        if cacert is None:
+            errors.append("--endpoints https://: no system CA bundle found; give --cacert FILE")
+    if errors:
+        raise click.UsageError(join_errors(errors))
     conn = Connection(
-        endpoints=endpoints,
-        cacert=params.get("cacert"),
+        endpoints=parsed.hosts,
+        cacert=cacert,
         cert=params.get("cert"),
         key=params.get("key"),
         user=params.get("user"),
@@ -151,7 +278,10 @@ def open_store(conn: Connection) -> Any:
     return EtcdStore(conn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LeaderjobGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="leaderjob")
 def main() -> None:
     """Run a command on a schedule exactly once across many replicas, with etcd leader election
@@ -161,20 +291,37 @@ def main() -> None:
     Quick start (three terminals, one etcd):
       leaderjob run --election cleanup --schedule '@every 10s' -- ./cleanup.sh
       leaderjob status --election cleanup
+
+    Every option of every command can also come from the environment as LEADERJOB_<OPTION>
+    (--ttl from LEADERJOB_TTL); `leaderjob COMMAND --help` names each variable.
     """
 
 
-def daemon_options(f: F) -> F:
+def daemon_options(*, metrics_default: str) -> Callable[[F], F]:
+    """The options of `run` and `lock`. ``metrics_default`` differs: `run` is a long-lived
+    daemon that serves probes and metrics on :9102; `lock` is a one-shot command, of which
+    several often run on one host (the very case a lock is for), so it listens only when asked."""
+
+    def decorate(f: F) -> F:
+        return _daemon_options(f, metrics_default)
+
+    return decorate
+
+
+def _daemon_options(f: F, metrics_default: str) -> F:
     options = [
         click.option(
             "--election",
             envvar=_env("election"),
             required=True,
-            help="Name of the election; replicas with the same name compete for one leader.",
+            callback=_not_from_parent_job,
+            help="Name of the election; replicas with the same name (on the same etcd and "
+            "--prefix) compete for one leader.",
         ),
         click.option(
             "--identity",
             envvar=_env("identity"),
+            callback=_not_from_parent_job,
             help="This replica's name in etcd and logs [default: $POD_NAME, else hostname-pid].",
         ),
         click.option(
@@ -229,9 +376,10 @@ def daemon_options(f: F) -> F:
         click.option(
             "--metrics-addr",
             envvar=_env("metrics_addr"),
-            default="0.0.0.0:9102",
+            default=metrics_default,
             show_default=True,
-            help="Serve /metrics, /healthz, /readyz, /leader and /status here; 'off' disables.",
+            help="Serve /metrics, /healthz, /readyz, /leader and /status on HOST:PORT "
+            "([::]:9102 for IPv6 and IPv4); 'off' disables.",
         ),
         click.option(
             "--health-cmd",
@@ -354,14 +502,8 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     errors = validate_election_name(params["election"])
     if not command:
         errors.append("no command given: write it after --, e.g. -- ./cleanup.sh")
-    timing = Timing.from_ttl(
-        params["ttl"],
-        renew_interval=params.get("renew_interval"),
-        renew_deadline=params.get("renew_deadline"),
-        grace=params.get("grace"),
-        margin=params.get("margin"),
-    )
-    errors += timing.validate()
+    timing, timing_errors = build_timing(params)
+    errors += timing_errors
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -402,6 +544,55 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     return _serve(settings, conn, health, addr, params["metrics_addr"])
+
+
+_TIMING_FLAGS = ("renew_interval", "renew_deadline", "grace", "margin")
+
+
+def build_timing(params: dict[str, Any]) -> tuple[Timing, list[str]]:
+    """The timing settings and what is wrong with them, blaming only flags the user set."""
+    ttl = params["ttl"]
+    given = {name: params.get(name) for name in _TIMING_FLAGS}
+    timing = Timing.from_ttl(ttl, **given)
+    if not (math.isfinite(ttl) and ttl > 0):
+        # Every default is a fraction of the TTL: one error about the TTL, none about the
+        # derived values the user never set.
+        errors = [f"--ttl must be a positive duration, e.g. 15s (got {ttl:g})"]
+        for name, value in given.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                errors.append(f"--{name.replace('_', '-')} must be a positive duration")
+        return timing, errors
+    errors = timing.validate()
+    grace = given["grace"]
+    if errors and grace is not None and given["renew_deadline"] is None:
+        best = _largest_grace(ttl, given)
+        if best is not None and best < grace:
+            errors = [
+                f"--grace {format_duration(grace)} does not fit --ttl {format_duration(ttl)}: "
+                "the job must be dead before another replica can take the lease, with room "
+                "left to retry a failed keepalive; use --grace "
+                f"{format_duration(best)} or less, or raise --ttl"
+            ]
+    return timing, errors
+
+
+def _largest_grace(ttl: float, given: dict[str, Any]) -> float | None:
+    """The largest round ``--grace`` that the budget accepts with the other flags as given."""
+
+    def fits(grace: float) -> bool:
+        return not Timing.from_ttl(ttl, **{**given, "grace": grace}).validate()
+
+    low, high = 0.0, ttl  # a smaller grace only leaves more room (the budget is monotone)
+    if not fits(ttl / 1000):
+        return None
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    step = 0.001 if low < 1 else 0.01 if low < 10 else 0.1
+    best = math.floor(low / step) * step
+    while best > 0 and not fits(best):
+        best -= step
+    return round(best, 3) if best > 0 else None
 
 
 def _settings(
@@ -454,7 +645,7 @@ def _serve(
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:
             try:
-                server = Server(addr, registry, lambda: daemon.snapshot)
+                server = Server(addr, registry, lambda: http_snapshot(daemon))
             except OSError as exc:
                 raise click.UsageError(
                     f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
@@ -475,6 +666,17 @@ def _serve(
     os._exit(code)
 
 
+def http_snapshot(daemon: Any) -> dict[str, Any]:
+    """What the HTTP endpoints read: the daemon's published snapshot plus this replica's job
+    fingerprint and the candidates whose fingerprint differs (``/status`` shows a conflict)."""
+    config = daemon.config
+    return {
+        **daemon.snapshot,
+        "fingerprint": config.fingerprint,
+        "config_conflict": [p.describe() for p in config.checker.conflict],
+    }
+
+
 def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
     def close() -> None:
         if server is not None:
@@ -487,29 +689,34 @@ def _close_quietly(server: Any, store: Any, timeout: float = 3.0) -> None:
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
-@daemon_options
+@daemon_options(metrics_default="0.0.0.0:9102")
 @schedule_options
 @connection_options
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def run(command: tuple[str, ...], **params: Any) -> None:
     """Campaign for leadership and run COMMAND on the schedule while leading.
+
+    COMMAND is required, after `--`; it runs without a shell (write `sh -c '…'` for one).
 
     The command runs in its own process group, gets LEADERJOB_FENCING_TOKEN and friends in its
     environment, and is stopped (SIGTERM, then SIGKILL after --grace) before the lease can
     expire. SIGTERM to leaderjob stops the job, releases leadership and exits 0.
 
-    Every option can also be set as LEADERJOB_<OPTION> (e.g. LEADERJOB_TTL=3s).
-    The budget renew-deadline + grace + margin < TTL is checked at start-up.
+    Every option can also be set as LEADERJOB_<OPTION> (e.g. LEADERJOB_TTL=3s). The timing
+    budget is checked at start-up: 2 × renew-interval ≤ renew-deadline, and renew-deadline +
+    grace + margin < TTL.
     """
     sys.exit(_start_daemon(params, command, "schedule"))
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
-@daemon_options
+@daemon_options(metrics_default="off")
 @connection_options
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def lock(command: tuple[str, ...], **params: Any) -> None:
     """Wait for leadership, run COMMAND once under it, release, and exit with its exit code.
+
+    COMMAND is required, after `--`. No metrics listener unless --metrics-addr is given.
 
     Like `etcdctl lock`, but the command is killed before the lease can expire, dies with
     leaderjob, and gets a fencing token. Exits 4 if leadership was lost before it finished.
@@ -518,7 +725,13 @@ def lock(command: tuple[str, ...], **params: Any) -> None:
 
 
 def election_option(help_text: str) -> Callable[[F], F]:
-    return click.option("--election", envvar=_env("election"), required=True, help=help_text)
+    return click.option(
+        "--election",
+        envvar=_env("election"),
+        required=True,
+        callback=_not_from_parent_job,
+        help=help_text,
+    )
 
 
 def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
@@ -574,8 +787,15 @@ def read_status(
             next_fire, next_start = iso(fire), iso(start)
         except (ScheduleError, KeyError, ValueError, OverflowError):
             next_fire = next_start = None
+    from leaderjob import fingerprint
+
+    published = fingerprint.parse_published(
+        store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
+    )
     history = data.history(1, timeout=timeout)
     return {
+        "fingerprints": fingerprint.distinct(published),
+        "config_conflict": len(fingerprint.distinct(published)) > 1,
         "election": election,
         "leader": leader,
         "candidates": candidates,
@@ -591,7 +811,9 @@ def read_status(
 
 @main.command()
 @election_option("Election to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
 @connection_options
 def status(election: str, as_json: bool, **params: Any) -> None:
     """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
@@ -620,6 +842,14 @@ def status(election: str, as_json: bool, **params: Any) -> None:
         click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
     if doc["suspended"]:
         click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
+    if doc["config_conflict"]:
+        groups = "; ".join(
+            f"{fp} ({', '.join(sorted(ids))})" for fp, ids in sorted(doc["fingerprints"].items())
+        )
+        click.echo(
+            f"  CONFIG CONFLICT: candidates run different jobs (command, schedule or zone): "
+            f"{groups}. Two deployments share this etcd, --prefix and --election?"
+        )
     if doc["schedule"]:
         sched = doc["schedule"]
         click.echo(
@@ -689,8 +919,17 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
 
 @main.command()
 @election_option("Election whose runs to show.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--limit",
+    envvar=_env("limit"),
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many records to show, newest first.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
 @connection_options
 def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
     """Show the newest runs of an election (and skipped slots), from any machine."""
@@ -709,69 +948,197 @@ def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
     if not records:
         click.echo(f"election {election}: no runs recorded yet")
         return
-    header = (
-        f"{'STARTED':<21} {'SLOT':<28} {'OUTCOME':<26} {'EXIT':>5} {'SECS':>8} {'TOKEN':>6}  BY"
-    )
-    click.echo(header)
+    click.echo(format_history(records))
+
+
+def _to_the_second(text: str) -> str:
+    """An ISO 8601 UTC time from a record, shown to the second: ``2026-11-30T02:48:54Z``."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_history(records: list[dict[str, Any]]) -> str:
+    """`history`'s table: times to the second, every column as wide as its widest cell."""
+    header = ("STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY")
+    right = {"EXIT", "SECS", "TOKEN"}
+    rows = [header]
     for r in records:
         exit_text = r.get("signal") or ("" if r.get("exit_code") is None else str(r["exit_code"]))
         secs = "" if r.get("duration_seconds") is None else f"{r['duration_seconds']:.2f}"
         started = r.get("started_at") or r.get("scheduled_time") or ""
-        click.echo(
-            f"{started[:20]:<21} {r.get('slot') or '':<28} {r.get('outcome') or '':<26} "
-            f"{exit_text:>5} {secs:>8} {r.get('token') or '':>6}  {r.get('identity') or ''}"
+        rows.append(
+            (
+                _to_the_second(str(started)),
+                str(r.get("slot") or ""),
+                str(r.get("outcome") or ""),
+                exit_text,
+                secs,
+                str(r.get("token") or ""),
+                str(r.get("identity") or ""),
+            )
         )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if name in right else cell.ljust(w)
+            for name, cell, w in zip(header, row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+#: How often `trigger --wait` looks for the run's record.
+WAIT_POLL = 1.0
+#: Exit code of `trigger --wait` when --wait-timeout ran out (as timeout(1)).
+EXIT_WAIT_TIMEOUT = 124
+
+
+def force_option(f: F) -> F:
+    return click.option(
+        "--force",
+        is_flag=True,
+        envvar=_env("force"),
+        help="Act even if no replica campaigns in the election (a typo is otherwise refused).",
+    )(f)
+
+
+def _require_candidates(
+    store: Any, election: str, prefix: str, timeout: float, force: bool, what: str
+) -> None:
+    """Refuse (exit 1) to change an election nobody campaigns in, unless --force: a typo in
+    --election or --prefix would otherwise "succeed" and change nothing that runs."""
+    keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
+    if keys or force:
+        return
+    click.echo(
+        f"leaderjob: nobody campaigns in election {election!r} under prefix {prefix!r} "
+        f"(a typo in --election or --prefix?); not {what}. Use --force to {what} it anyway.",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _control(
+    election: str, params: dict[str, Any], force: bool, what: str, act: Callable[[Any], Any]
+) -> Any:
+    from leaderjob.election.store import StoreError
+
+    store, data, timeout = _open_data(election, params)
+    try:
+        _require_candidates(store, election, params["prefix"], timeout, force, what)
+        return act(data)
+    except StoreError as exc:
+        _etcd_failed(f"{what} {election!r}", exc)
+    finally:
+        store.close()
 
 
 @main.command()
 @election_option("Election to trigger.")
+@force_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    envvar=_env("wait"),
+    help="Wait for the run and exit with its outcome: 0 if it succeeded, the job's exit code if "
+    "it failed, 1 if it timed out, was killed or could not start.",
+)
+@click.option(
+    "--wait-timeout",
+    type=DURATION,
+    envvar=_env("wait_timeout"),
+    help="With --wait: give up after this long (exit 124) [default: wait for ever].",
+)
 @connection_options
-def trigger(election: str, **params: Any) -> None:
+def trigger(
+    election: str, force: bool, wait: bool, wait_timeout: float | None, **params: Any
+) -> None:
     """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
-    slot; it waits for a running run to finish (unless --concurrency allow)."""
+    slot; it waits for a running run to finish (unless --concurrency allow). Scheduled elections
+    only (a service-mode command already runs)."""
+    timeout = params["rpc_timeout"]
+    trigger_id = _control(
+        election,
+        params,
+        force,
+        "trigger",
+        lambda data: data.trigger(default_identity(), timeout=timeout),
+    )
+    slot = f"trigger-{trigger_id}"
+    click.echo(f"triggered {election}: request {trigger_id} (slot {slot})")
+    if wait:
+        sys.exit(_wait_for_run(election, params, slot, wait_timeout))
+
+
+def _wait_for_run(
+    election: str, params: dict[str, Any], slot: str, wait_timeout: float | None
+) -> int:
+    """Poll the history for the run of ``slot``; its outcome becomes the exit code."""
+    import time
+
     from leaderjob.election.store import StoreError
 
+    give_up = None if wait_timeout is None else time.monotonic() + wait_timeout
     store, data, timeout = _open_data(election, params)
     try:
-        trigger_id = data.trigger(default_identity(), timeout=timeout)
-    except StoreError as exc:
-        _etcd_failed(f"trigger {election!r}", exc)
+        while True:
+            try:
+                records = data.history(50, timeout=timeout)
+            except StoreError as exc:
+                click.echo(f"leaderjob: still waiting, etcd: {exc}", err=True)
+                records = []
+            done = [r for r in records if r.get("slot") == slot and r.get("outcome")]
+            if done:
+                run = done[-1]  # the oldest record of the slot: its first attempt
+                outcome = str(run["outcome"])
+                click.echo(
+                    f"{slot}: {outcome} (exit {run.get('exit_code')}, "
+                    f"{run.get('duration_seconds')}s, token {run.get('token')}, "
+                    f"by {run.get('identity')})"
+                )
+                if outcome == "succeeded":
+                    return 0
+                code = run.get("exit_code")
+                return code if isinstance(code, int) and 0 < code < 256 else 1
+            if give_up is not None and time.monotonic() >= give_up:
+                click.echo(f"leaderjob: {slot} has not finished; gave up waiting", err=True)
+                return EXIT_WAIT_TIMEOUT
+            time.sleep(WAIT_POLL)
     finally:
         store.close()
-    click.echo(f"triggered {election}: request {trigger_id} (slot trigger-{trigger_id})")
 
 
 @main.command()
 @election_option("Election to suspend.")
+@force_option
 @connection_options
-def suspend(election: str, **params: Any) -> None:
+def suspend(election: str, force: bool, **params: Any) -> None:
     """Suspend an election cluster-wide: it keeps its leader but starts no runs."""
-    from leaderjob.election.store import StoreError
-
-    store, data, timeout = _open_data(election, params)
-    try:
-        data.suspend(default_identity(), timeout=timeout)
-    except StoreError as exc:
-        _etcd_failed(f"suspend {election!r}", exc)
-    finally:
-        store.close()
+    timeout = params["rpc_timeout"]
+    _control(
+        election,
+        params,
+        force,
+        "suspend",
+        lambda data: data.suspend(default_identity(), timeout=timeout),
+    )
     click.echo(f"suspended {election}: slots are skipped until `leaderjob resume`")
 
 
 @main.command()
 @election_option("Election to resume.")
+@force_option
 @connection_options
-def resume(election: str, **params: Any) -> None:
+def resume(election: str, force: bool, **params: Any) -> None:
     """Resume a suspended election."""
-    from leaderjob.election.store import StoreError
-
-    store, data, timeout = _open_data(election, params)
-    try:
-        was = data.resume(timeout=timeout)
-    except StoreError as exc:
-        _etcd_failed(f"resume {election!r}", exc)
-    finally:
-        store.close()
+    timeout = params["rpc_timeout"]
+    was = _control(election, params, force, "resume", lambda data: data.resume(timeout=timeout))
     click.echo(f"resumed {election}" if was else f"{election} was not suspended")
 
 
@@ -850,7 +1217,7 @@ def selftest(ttl: float, as_json: bool, **params: Any) -> None:
     """
     from leaderjob.selftest import SelftestError, format_report, run_selftest
 
-    errors = Timing.from_ttl(ttl).validate()
+    _, errors = build_timing({"ttl": ttl})
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from leaderjob.units import format_duration
@@ -169,6 +169,85 @@ class Connection:
                 "needs --user"
             )
         return errors
+
+
+#: Variables that carry etcd credentials (or point at them). A job never needs them, so they are
+#: taken out of its environment; see docs/security.md for what a job under the same user can
+#: still read.
+SECRET_ENV_VARS = frozenset(
+    {
+        "LEADERJOB_PASSWORD",
+        "LEADERJOB_PASSWORD_FILE",
+        "LEADERJOB_USER",
+        "LEADERJOB_KEY",
+        "LEADERJOB_CERT",
+    }
+)
+
+
+def job_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment minus every credential-bearing variable."""
+    return {k: v for k, v in environ.items() if k not in SECRET_ENV_VARS}
+
+
+#: Where a system CA bundle usually lives, after what the ssl module reports ($SSL_CERT_FILE, the
+#: OpenSSL default): Debian/Ubuntu/Alpine, RHEL/Fedora, macOS/BSD.
+SYSTEM_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def system_ca_bundle() -> str | None:
+    """The system's CA bundle file, or None if none is found."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.openssl_cafile, *SYSTEM_CA_BUNDLES):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """``--endpoints`` parsed: ``host:port`` list and whether the scheme asked for TLS.
+
+    ``https://`` means TLS (verified against ``--cacert``, else the system CA bundle); ``http://``
+    means plain text; a bare ``host:port`` is plain unless ``--cacert``/``--cert`` is given (as
+    before schemes were read). One list is one cluster, so it may not mix the two.
+    """
+
+    hosts: tuple[str, ...]
+    tls: bool | None  # True: https://, False: http://, None: no scheme given
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoints:
+        hosts: list[str] = []
+        schemes: set[str] = set()
+        errors: list[str] = []
+        for raw in (e.strip() for e in text.split(",")):
+            if not raw:
+                continue
+            scheme, sep, rest = raw.partition("://")
+            if not sep:
+                schemes.add("")
+                hosts.append(raw)
+                continue
+            scheme = scheme.lower()
+            if scheme not in ("http", "https"):
+                errors.append(f"--endpoints: {raw!r}: use https:// (TLS), http:// or host:port")
+            schemes.add(scheme)
+            hosts.append(rest.rstrip("/"))
+        if "https" in schemes and len(schemes) > 1:
+            errors.append(
+                "--endpoints mixes https:// with plain endpoints: one cluster speaks TLS or not; "
+                "write https:// for every member, or for none"
+            )
+        tls = True if schemes == {"https"} else False if schemes == {"http"} else None
+        return cls(tuple(hosts), tls, tuple(errors))
 
 
 def default_identity() -> str:

@@ -28,10 +28,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leaderjob.clock import Clock, SystemClock, Waker
-from leaderjob.config import Timing, election_prefix
+from leaderjob.config import Timing, election_prefix, job_environment
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.machine import Phase, Transition
+from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
@@ -182,6 +183,18 @@ class Daemon:
             else None
         )
         self.log = get_logger(election=settings.election, identity=settings.identity)
+        self.config = ConfigWatch(
+            store,
+            settings.prefix,
+            settings.election,
+            settings.identity,
+            command=settings.command,
+            mode=settings.mode,
+            schedule=settings.schedule.expr if settings.schedule else None,
+            timezone=settings.schedule.timezone if settings.schedule else None,
+            log=self.log,
+            metrics=metrics,
+        )
         self.runs: list[ActiveRun] = []
         self.tenure: Tenure | None = None
         self.restart_at = 0.0
@@ -269,6 +282,13 @@ class Daemon:
             return self._leave()
         for t in out.transitions:
             self._on_transition(t)
+        self.config.tick(
+            self.clock.monotonic(),
+            self.elector.lease_id,
+            leading=self.elector.phase is Phase.LEADING,
+            timeout=self._io_timeout(),
+            on_error=self._store_error,
+        )
         if self.elector.phase is not Phase.LEADING:
             if not self.runs and self.elector.to_revoke:
                 self._release()
@@ -374,7 +394,10 @@ class Daemon:
                 self.metrics.set_leader(t.token)
         elif t.event == "election.lost":
             assert t.reason is not None
-            self.log.warning("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+            # A planned handover (shutdown, lock done, unhealthy) is routine: a rolling deploy must
+            # not look like trouble to log-based alerting. Only an unplanned loss warns.
+            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
+            level("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
             self.log = self.log.unbind("token")
             self.leading_since = None
             self.tenure = None
@@ -1015,7 +1038,7 @@ class Daemon:
         deadline, term_at = machine.deadline, machine.term_at
         assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
-        env = dict(self.environ)
+        env = job_environment(self.environ)
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.s.election,

@@ -14,7 +14,9 @@ so a slow scrape never touches the loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,10 +32,23 @@ def parse_addr(addr: str) -> tuple[str, int] | None:
     """``HOST:PORT`` → (host, port); ``off`` → None. Raises ValueError with a readable message."""
     if addr.strip().lower() in ("off", "none", ""):
         return None
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"--metrics-addr {addr!r}: write HOST:PORT (e.g. 0.0.0.0:9102) or off")
-    return (host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - a sidecar serves the pod IP
+    host, sep, port = addr.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if (
+        not sep
+        or not port.isdigit()
+        or not 0 <= int(port) < 65536
+        or (":" in host and not bracketed)
+        or "[" in host
+        or "]" in host
+    ):
+        raise ValueError(
+            f"--metrics-addr {addr!r}: write HOST:PORT (e.g. 0.0.0.0:9102, or [::]:9102 for "
+            "IPv6 and IPv4) or off"
+        )
+    return (host or "0.0.0.0", int(port))  # noqa: S104 - a sidecar serves the pod IP
 
 
 def health(snapshot: Snapshot, now: float) -> tuple[bool, str]:
@@ -86,7 +101,7 @@ class Server:
         self.snapshot = snapshot
         self.clock = clock
         handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer(addr, handler)
+        self.httpd = _Listener(addr, handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="leaderjob-http", daemon=True
@@ -126,6 +141,25 @@ class Server:
         if path == "/status":
             return _json(200, public_view(snap, now))
         return _json(404, {"error": f"no such endpoint {path}"})
+
+
+class _Listener(ThreadingHTTPServer):
+    """A threading HTTP server on IPv4 or IPv6. An IPv6 wildcard (``[::]``) is dual-stack: it
+    accepts IPv4 clients too (as IPv4-mapped addresses), whatever the host's
+    ``net.ipv6.bindv6only`` default says."""
+
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
+            with contextlib.suppress(OSError):  # a kernel without dual-stack keeps IPv6 only
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def _json(code: int, body: Any) -> tuple[int, str, bytes]:

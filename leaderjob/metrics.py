@@ -143,6 +143,19 @@ class Metrics:
             [*e, "state"],
             registry=registry,
         )
+        self.config_conflict = Gauge(
+            "leaderjob_config_conflict",
+            "1 while another candidate of this election publishes a different job "
+            "fingerprint (command, mode, schedule, zone), else 0",
+            e,
+            registry=registry,
+        )
+        self.job_info = Gauge(
+            "leaderjob_job_info",
+            "Always 1; labels: this replica's mode (schedule, service, once) and job fingerprint",
+            [*e, "mode", "fingerprint"],
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (
@@ -156,6 +169,7 @@ class Metrics:
             self.schedule_lag,
             self.clock_skew,
             self.clock_step,
+            self.config_conflict,
         ):
             metric.labels(election)
         self.healthy.labels(election).set(1)

@@ -176,10 +176,15 @@ class TrackingStore(EtcdStore):
         return super().standing(prefix, key, create_revision, timeout=timeout)
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> Any:
         self._count("watch")
-        return super().watch_deletes(keys, start_revision, on_fire)
+        return super().watch_deletes(keys, start_revision, on_fire, timeout=timeout)
 
 
 # -- one in-process candidate ------------------------------------------------------------------

@@ -12,6 +12,9 @@ etcd's election recipe (``concurrency.Election``), with the fixes docs/safety.md
    leadership after the candidate's own lease expired).
 4. While leading, renew every renew interval and re-read our key once per renewal period, because
    keepalives alone are not trusted on old etcd versions (3.4 < .31/.38 lease bugs).
+5. While waiting, re-read our standing once per renew interval too: a watch is trusted for no
+   longer than that (it can sit on a member that lost its peers, silent, for as long as the
+   partition lasts).
 
 Abandoned leases are never renewed again; their revoke is deferred until the caller says the job
 of that tenure is dead (:meth:`release`), so a successor can never start while our job still runs.
@@ -88,7 +91,7 @@ class Elector:
         t = self.machine.next_wakeup(now)
         if t is not None:
             times.append(t)
-        if self.machine.phase is Phase.LEADING:
+        if self.machine.phase is not Phase.IDLE:
             times.append(self._confirm_at)
         if self.machine.lease is None and may_campaign:
             times.append(self._next_campaign_at)
@@ -112,8 +115,12 @@ class Elector:
             self._renew(out)
         phase = self.machine.phase
         now = self.clock.monotonic()
-        if (phase is Phase.CAMPAIGNING and (self._recheck or self._watch_fired())) or (
-            phase is Phase.LEADING and (now >= self._confirm_at or self._watch_fired())
+        # A candidate re-reads its standing at least once per renew interval, watch or not: a
+        # watch can sit silent on a member that lost its peers (or froze), and that must delay a
+        # successor by one renew interval at most, not for as long as the partition lasts.
+        due = now >= self._confirm_at or self._watch_fired()
+        if (phase is Phase.CAMPAIGNING and (self._recheck or due)) or (
+            phase is Phase.LEADING and due
         ):
             self._read_standing(out)
         return out
@@ -236,7 +243,14 @@ class Elector:
             self._watch_keys([standing.predecessor.key, self.key], standing.revision)
             return
         if self.machine.phase is Phase.CAMPAIGNING:
-            self._note(out, self.machine.won(self.create_revision, now))
+            self._note(out, self._after(self.machine.won(self.create_revision, now)))
+            if self.machine.lease is None or self.key is None:
+                return
+            if self.machine.phase is Phase.CAMPAIGNING:
+                # First in the queue, but the campaign was too slow to lead on its grant. Read
+                # again after the next renewal (already due: renew_interval < renew_deadline);
+                # without a re-read our key would stay first, kept alive, nobody leading.
+                self._recheck = True
         self._watch_keys([self.key], standing.revision)
 
     def _watch_keys(self, keys: list[str], revision: int) -> None:
@@ -244,8 +258,13 @@ class Elector:
             return  # the live watch already covers these keys since an earlier revision
         self._cancel_watch()
         self._watched = keys
+        timeout = self.machine.rpc_deadline(
+            self.clock.monotonic(), min(self.rpc_timeout, self.timing.renew_interval / 2)
+        )
         try:
-            self._watch = self.store.watch_deletes(keys, revision + 1, self.wakeup.set)
+            self._watch = self.store.watch_deletes(
+                keys, revision + 1, self.wakeup.set, timeout=timeout
+            )
         except StoreError:
             self._watch = None
             self._recheck = True  # read again next cycle
@@ -267,7 +286,10 @@ class Elector:
         return t
 
     def _back_off(self, now: float) -> None:
-        self._backoff = min(5.0, max(0.2, self._backoff * 2))
+        # Capped at the renew interval too (and so well under the TTL): once etcd is back after
+        # an outage, a back-off must not add more than that to the failover (L1).
+        cap = min(5.0, self.timing.renew_interval)
+        self._backoff = min(cap, max(0.2, self._backoff * 2))
         self._next_campaign_at = now + self._backoff
 
     @staticmethod

@@ -15,6 +15,7 @@ import functools
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +38,8 @@ from leaderjob.election.store import (
 )
 
 _DELETE = 1  # mvccpb.Event.EventType.DELETE
+#: etcd's rpctypes.MetadataRequireLeaderKey: a member without a leader cancels the stream.
+_REQUIRE_LEADER = ("hasleader", "true")
 _T = TypeVar("_T")
 
 #: Codes that say "this endpoint or this moment", worth another try elsewhere or later.
@@ -92,18 +95,27 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+class _TLSUnavailable(StoreUnavailable):
+    """A TLS failure at one endpoint: another member may have the right certificate (a member
+    mid-rotation, one misconfigured). Fatal only once every endpoint has failed so in a row."""
+
+
 def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
+    """Rejected: what no member can fix (credentials, permissions, a malformed request).
+    Everything else is this endpoint or this moment, and moves on to the next endpoint: a learner
+    member answers FAILED_PRECONDITION ("rpc not supported for learner"), and a TLS failure is
+    told apart only by its words inside UNAVAILABLE."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     detail = (exc.details() if hasattr(exc, "details") else None) or str(code)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return StoreRejected(operation, f"{detail} ({code.name.lower()})")
-    if code is grpc.StatusCode.INVALID_ARGUMENT or code is grpc.StatusCode.FAILED_PRECONDITION:
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
         return StoreRejected(operation, detail)
     lowered = detail.lower()
     if code is grpc.StatusCode.UNAVAILABLE:
         for phrase, hint in _TLS_HINTS:
             if phrase in lowered:
-                return StoreRejected(operation, f"TLS: {hint}: {detail}")
+                return _TLSUnavailable(operation, f"TLS: {hint}: {detail}")
     return StoreUnavailable(operation, detail)
 
 
@@ -135,14 +147,14 @@ def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
         @functools.wraps(fn)
         def call(self: EtcdStore, *args: Any, **kwargs: Any) -> _T:
             try:
-                return fn(self, *args, **kwargs)
+                result = fn(self, *args, **kwargs)
             except grpc.RpcError as exc:
-                err = _translate(operation, exc)
-                if isinstance(err, StoreUnavailable):
-                    self._rotate()
-                elif "token" in err.detail and self._conn.user is not None:
-                    self._auth_token = None  # expired auth token: authenticate again next call
-                raise err from None
+                raise self._failed(_translate(operation, exc)) from None
+            except StoreUnavailable as exc:
+                self._rotate()
+                raise exc from None
+            self._tls_failed.clear()
+            return result
 
         return call
 
@@ -150,18 +162,24 @@ def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
 
 
 class _DeleteWatch:
-    """One watch stream on a few keys; fires once on the first DELETE or on any error."""
+    """One watch stream on a few keys; fires once on the first DELETE or on any error.
+
+    A stream that ends without a DELETE (an error, a cancel by the server, a compaction) calls
+    ``on_broken`` first, so that the watch the caller makes next goes to another endpoint.
+    """
 
     def __init__(
         self,
         stub: Any,
         keys: Sequence[str],
         start_revision: int,
-        metadata: list[tuple[str, str]] | None,
+        metadata: list[tuple[str, str]],
         on_fire: Callable[[], None],
+        on_broken: Callable[[], None],
     ) -> None:
         self.fired = threading.Event()
         self._on_fire = on_fire
+        self._on_broken = on_broken
         self._requests: queue.Queue[Any] = queue.Queue()
         for key in keys:
             create = etcdrpc.WatchCreateRequest(
@@ -183,14 +201,18 @@ class _DeleteWatch:
             yield item
 
     def _run(self) -> None:
+        deleted = False
         try:
             for resp in self._call:
                 if resp.canceled or resp.compact_revision:
                     break
                 if any(ev.type == _DELETE for ev in resp.events):
+                    deleted = True
                     break
         except grpc.RpcError:
             pass
+        if not deleted and not self._cancelled:
+            self._on_broken()
         self._fire()
 
     def _fire(self) -> None:
@@ -214,6 +236,8 @@ class EtcdStore:
         self._index = 0
         self._lock = threading.Lock()
         self._auth_token: str | None = None
+        #: Endpoints whose last call failed on TLS, since the last call that succeeded.
+        self._tls_failed: set[str] = set()
 
     # -- connection management ---------------------------------------------------------------
 
@@ -257,25 +281,47 @@ class EtcdStore:
     def endpoint(self) -> str:
         return self._conn.endpoints[self._index % len(self._conn.endpoints)]
 
-    def _metadata(self, timeout: float) -> list[tuple[str, str]] | None:
+    def _failed(self, err: StoreError) -> StoreError:
+        """Bookkeeping for a failed call: rotate on what another member may not share; only a
+        TLS failure at every endpoint in a row is final (no member has a certificate we trust)."""
+        if isinstance(err, _TLSUnavailable):
+            self._tls_failed.add(self.endpoint)
+            if self._tls_failed >= set(self._conn.endpoints):
+                return StoreRejected(err.operation, err.detail)
+        if isinstance(err, StoreUnavailable):
+            self._rotate()
+        elif "token" in err.detail and self._conn.user is not None:
+            self._auth_token = None  # expired auth token: authenticate again next call
+        return err
+
+    def _prepare(self, timeout: float) -> tuple[list[tuple[str, str]], float]:
+        """Metadata for a call with ``timeout``, and what is left of it for the call itself.
+
+        Authentication (when a user is set and no token is held) runs inside the call's own
+        budget: one call, one timeout, not an Authenticate with the full timeout first.
+        """
         if self._conn.user is None:
-            return None
+            return [], timeout
         if self._auth_token is None:
+            started = time.monotonic()
             stub = etcdrpc.AuthStub(self._channel())
             resp = stub.Authenticate(
                 etcdrpc.AuthenticateRequest(name=self._conn.user, password=self._conn.password),
                 timeout=timeout,
             )
             self._auth_token = resp.token
-        return [("token", self._auth_token or "")]
+            timeout -= time.monotonic() - started
+            if timeout <= 0:
+                raise StoreUnavailable("authenticate", "the call's timeout ran out")
+        return [("token", self._auth_token or "")], timeout
 
-    def _kvs(self, timeout: float) -> tuple[Any, list[tuple[str, str]] | None]:
-        md = self._metadata(timeout)
-        return etcdrpc.KVStub(self._channel()), md
+    def _kvs(self, timeout: float) -> tuple[Any, list[tuple[str, str]], float]:
+        md, left = self._prepare(timeout)
+        return etcdrpc.KVStub(self._channel()), md, left
 
-    def _leases(self, timeout: float) -> tuple[Any, list[tuple[str, str]] | None]:
-        md = self._metadata(timeout)
-        return etcdrpc.LeaseStub(self._channel()), md
+    def _leases(self, timeout: float) -> tuple[Any, list[tuple[str, str]], float]:
+        md, left = self._prepare(timeout)
+        return etcdrpc.LeaseStub(self._channel()), md, left
 
     def close(self) -> None:
         with self._lock:
@@ -287,7 +333,7 @@ class EtcdStore:
 
     @_rpc("grant")
     def grant(self, ttl: int, *, timeout: float) -> Grant:
-        stub, md = self._leases(timeout)
+        stub, md, timeout = self._leases(timeout)
         resp = stub.LeaseGrant(etcdrpc.LeaseGrantRequest(TTL=ttl), timeout=timeout, metadata=md)
         if resp.error:
             raise StoreUnavailable("grant", resp.error)
@@ -296,7 +342,7 @@ class EtcdStore:
     @_rpc("keepalive")
     def keepalive(self, lease_id: int, *, timeout: float) -> int:
         # One request on a fresh stream: exactly one keepalive in flight, with its own deadline.
-        stub, md = self._leases(timeout)
+        stub, md, timeout = self._leases(timeout)
         responses = stub.LeaseKeepAlive(
             iter([etcdrpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=md
         )
@@ -306,7 +352,7 @@ class EtcdStore:
 
     @_rpc("revoke")
     def revoke(self, lease_id: int, *, timeout: float) -> None:
-        stub, md = self._leases(timeout)
+        stub, md, timeout = self._leases(timeout)
         try:
             stub.LeaseRevoke(etcdrpc.LeaseRevokeRequest(ID=lease_id), timeout=timeout, metadata=md)
         except grpc.RpcError as exc:
@@ -315,7 +361,7 @@ class EtcdStore:
 
     @_rpc("lease_remaining")
     def lease_remaining(self, lease_id: int, *, timeout: float) -> int:
-        stub, md = self._leases(timeout)
+        stub, md, timeout = self._leases(timeout)
         resp = stub.LeaseTimeToLive(
             etcdrpc.LeaseTimeToLiveRequest(ID=lease_id), timeout=timeout, metadata=md
         )
@@ -342,7 +388,7 @@ class EtcdStore:
             ],
             failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
         )
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(txn, timeout=timeout, metadata=md)
         if resp.succeeded:
             rev = resp.header.revision
@@ -367,7 +413,7 @@ class EtcdStore:
         txn = etcdrpc.TxnRequest(
             success=[etcdrpc.RequestOp(request_range=own), etcdrpc.RequestOp(request_range=pred)]
         )
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(txn, timeout=timeout, metadata=md)
         own_kvs = resp.responses[0].response_range.kvs
         pred_kvs = resp.responses[1].response_range.kvs
@@ -386,25 +432,44 @@ class EtcdStore:
             sort_order=etcdrpc.RangeRequest.ASCEND,
             sort_target=etcdrpc.RangeRequest.CREATE,
         )
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         return [_kv(kv) for kv in stub.Range(req, timeout=timeout, metadata=md).kvs]
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> _DeleteWatch:
+        """``timeout`` bounds authentication, the only blocking part of opening the stream.
+
+        Made with require-leader metadata (``hasleader=true``, what etcd's clients send with
+        ``WithRequireLeader``): a member that has lost its peers cancels the stream instead of
+        holding it open and silent, and the next watch goes to another endpoint.
+        """
         try:
-            md = self._metadata(5.0)
+            md, _ = self._prepare(self._conn.rpc_timeout if timeout is None else timeout)
             return _DeleteWatch(
-                etcdrpc.WatchStub(self._channel()), keys, start_revision, md, on_fire
+                etcdrpc.WatchStub(self._channel()),
+                keys,
+                start_revision,
+                [*md, _REQUIRE_LEADER],
+                on_fire,
+                self._rotate,
             )
         except grpc.RpcError as exc:
-            raise _translate("watch", exc) from None
+            raise self._failed(_translate("watch", exc)) from None
+        except StoreUnavailable:
+            self._rotate()
+            raise
 
     # -- plain keys ----------------------------------------------------------------------------
 
     @_rpc("get")
     def get(self, key: str, *, timeout: float) -> KeyInfo | None:
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         kvs = stub.Range(etcdrpc.RangeRequest(key=key.encode()), timeout=timeout, metadata=md).kvs
         return _kv(kvs[0]) if kvs else None
 
@@ -422,19 +487,19 @@ class EtcdStore:
             else etcdrpc.RangeRequest.ASCEND,
             sort_target=etcdrpc.RangeRequest.KEY,
         )
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         return [_kv(kv) for kv in stub.Range(req, timeout=timeout, metadata=md).kvs]
 
     @_rpc("put")
     def put(self, key: str, value: bytes, *, timeout: float) -> None:
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         stub.Put(etcdrpc.PutRequest(key=key.encode(), value=value), timeout=timeout, metadata=md)
 
     @_rpc("delete")
     def delete(self, key: str, *, timeout: float, prefix: bool = False) -> int:
         k = key.encode()
         req = etcdrpc.DeleteRangeRequest(key=k, range_end=_prefix_end(k) if prefix else b"")
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         return int(stub.DeleteRange(req, timeout=timeout, metadata=md).deleted)
 
     @_rpc("guarded_put")
@@ -473,7 +538,7 @@ class EtcdStore:
             etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=k.encode()))
             for k in deletes
         ]
-        stub, md = self._kvs(timeout)
+        stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(
             etcdrpc.TxnRequest(compare=compare, success=ops), timeout=timeout, metadata=md
         )
@@ -483,6 +548,6 @@ class EtcdStore:
 
     @_rpc("status")
     def server_version(self, *, timeout: float) -> str:
-        md = self._metadata(timeout)
+        md, timeout = self._prepare(timeout)
         stub = etcdrpc.MaintenanceStub(self._channel())
         return str(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).version)

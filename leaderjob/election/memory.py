@@ -2,8 +2,10 @@
 
 Owns: one fake etcd server (a global revision, keys with create/mod revisions, leases timed on an
 injected :class:`~leaderjob.clock.Clock`, delete watches) and, per client, fault injection as API
-in the manner of kazoo's test harness: :meth:`MemoryStore.fail_next`, :meth:`MemoryStore.partition`
-/ :meth:`MemoryStore.heal`, :meth:`MemoryStore.expire`. ``store.client()`` is another connection to
+in the manner of kazoo's test harness: :meth:`MemoryStore.fail_next` (the request is lost),
+:meth:`MemoryStore.lose_reply_next` (applied, but the reply is lost: the case that makes slot
+claims and revokes interesting), :meth:`MemoryStore.partition` / :meth:`MemoryStore.heal`,
+:meth:`MemoryStore.expire`. ``store.client()`` is another connection to
 the same server with faults of its own, so one replica can be cut off while the others are not.
 
 etcd behaviour it copies, checked by ``tests/integration/test_store_contract.py``:
@@ -42,6 +44,7 @@ class _Lease:
 class _Failure:
     calls_left: int
     operation: str | None  # None: any operation
+    applied: bool = False  # the server applies the call; only its reply is lost
 
 
 @dataclass(eq=False)
@@ -153,6 +156,16 @@ class MemoryStore:
         if n > 0:
             self._failures.append(_Failure(n, operation))
 
+    def lose_reply_next(self, n: int = 1, operation: str | None = None) -> None:
+        """The next ``n`` calls (of ``operation`` only, if given) are applied by the server, and
+        then raise StoreUnavailable as if the reply had been lost (a timeout after the commit)."""
+        if n > 0:
+            self._failures.append(_Failure(n, operation, applied=True))
+
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` armed and that have not happened yet."""
+        self._failures.clear()
+
     def partition(self) -> None:
         """Cut this client off: every call raises, open watches break (fire), leases age on."""
         with self._access(None):
@@ -162,6 +175,13 @@ class MemoryStore:
 
     def heal(self) -> None:
         self._partitioned = False
+
+    def lease_expiry(self, lease_id: int) -> float | None:
+        """When the server will expire ``lease_id`` (monotonic), or None if it is gone. Test API:
+        it sweeps first, as any access would, and no fault stops it."""
+        with self._access(None) as s:
+            lease = s.leases.get(lease_id)
+            return None if lease is None else lease.expires_at
 
     def expire(self, lease_id: int) -> None:
         """Expire a lease on the server now, as if its TTL ran out."""
@@ -218,7 +238,12 @@ class MemoryStore:
             return sorted(s.under(prefix.rstrip("/") + "/"), key=lambda i: i.create_revision)
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> _Watch:
         with self._access("watch") as s:
             w = _Watch(frozenset(keys), start_revision, on_fire, s)
@@ -288,16 +313,18 @@ class MemoryStore:
         try:
             with s.lock:
                 s.sweep()  # server-side time passes whether or not this client gets through
-                if operation is not None:
-                    self._inject(operation)
+                lose_reply = operation is not None and self._inject(operation)
                 yield s
+                if lose_reply:
+                    raise StoreUnavailable(operation or "", "injected lost reply (applied)")
         finally:
             with s.lock:
                 fired, s.to_fire = s.to_fire, []
             for w in fired:
                 w.on_fire()
 
-    def _inject(self, operation: str) -> None:
+    def _inject(self, operation: str) -> bool:
+        """Raise for a lost request; True if the call is to be applied and its reply lost."""
         if self._partitioned:
             raise StoreUnavailable(operation, "injected partition")
         for rule in self._failures:
@@ -305,7 +332,10 @@ class MemoryStore:
                 rule.calls_left -= 1
                 if rule.calls_left == 0:
                     self._failures.remove(rule)
+                if rule.applied:
+                    return True
                 raise StoreUnavailable(operation, "injected failure")
+        return False
 
     def _check_lease(self, lease_id: int, operation: str) -> None:
         if lease_id and lease_id not in self._server.leases:

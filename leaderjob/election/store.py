@@ -88,11 +88,17 @@ class Store(Protocol):
         ...
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> Watch:
         """Fire (once) when any of ``keys`` is deleted at or after ``start_revision``.
 
-        A broken or cancelled-by-server watch fires too: the caller re-reads and decides.
+        A broken or cancelled-by-server watch fires too: the caller re-reads and decides (and the
+        next watch goes to another endpoint). ``timeout`` bounds the blocking part of opening it.
         """
         ...
 

@@ -90,6 +90,8 @@ def kubernetes_sidecar() -> Invocation:
         source = entry["valueFrom"]
         if source.get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[name] = "my-app-5d8f7c9b4-x2x7q"  # what the downward API gives a pod
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[name] = "staging"
         elif "secretKeyRef" in source and name == "LEADERJOB_ENDPOINTS":
             env[name] = "<etcd>"
         elif "secretKeyRef" in source and name in SECRET_ENV:
@@ -98,7 +100,12 @@ def kubernetes_sidecar() -> Invocation:
             pytest.fail(
                 f"deployment.yaml: env {name} comes from {source}; teach this test about it"
             )
-    return Invocation("kubernetes", list(sidecar["args"]), env)
+    # Kubernetes expands $(VAR) in args from the container's env (and leaves unknown ones).
+    args = [
+        re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(a))
+        for a in sidecar["args"]
+    ]
+    return Invocation("kubernetes", args, env)
 
 
 def compose_replica(service: str = "leaderjob-1") -> Invocation:
@@ -243,7 +250,8 @@ def seconds_to_first_fire(exe: str, schedule: str, timezone: str | None) -> floa
 
 def probe_paths() -> dict[str, str]:
     sidecar = deployment_sidecar()
-    paths = {p: sidecar[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
+    probes = [p for p in ("livenessProbe", "readinessProbe", "startupProbe") if p in sidecar]
+    paths = {p: sidecar[p]["httpGet"]["path"] for p in probes}
     match = re.search(r"http://127\.0\.0\.1:9102(/\w+)", DOCKERFILE.read_text())
     assert match, "Dockerfile HEALTHCHECK URL not found"
     paths["HEALTHCHECK"] = match.group(1)

@@ -142,9 +142,8 @@ def test_leaderjob_is_a_native_sidecar_of_a_three_replica_deployment() -> None:
 
     ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
     assert ports["metrics"] == 9102
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        get = sidecar[probe]["httpGet"]
-        assert get["path"] == path and get["port"] in ("metrics", 9102), (probe, get)
+    get = sidecar["livenessProbe"]["httpGet"]
+    assert get["path"] == "/healthz" and get["port"] in ("metrics", 9102), get
 
     resources = sidecar["resources"]
     assert resources["requests"] == {"cpu": "10m", "memory": "64Mi"}
@@ -197,7 +196,8 @@ def test_http_endpoint_example_calls_the_app_on_localhost_with_the_token() -> No
         r"['\"]X-Fencing-Token['\"]\s*:\s*os\.environ\[['\"]LEADERJOB_FENCING_TOKEN", script
     )
     assert "curl" not in " ".join(job)
-    _options(args)  # same --name=value style as the base
+    opts = _options(args)  # same --name=value style as the base
+    assert opts["--prefix"] == "/leaderjob/$(POD_NAMESPACE)", "args are replaced whole"
 
 
 # --- Prometheus Operator objects ------------------------------------------------------------
@@ -294,3 +294,38 @@ def test_etcd_statefulset_is_a_marked_starting_point() -> None:
     )
     image = sts["spec"]["template"]["spec"]["containers"][0]["image"]
     assert re.fullmatch(r"(gcr\.io/etcd-development/etcd|quay\.io/coreos/etcd):v3\.5\.\d+", image)
+
+
+def test_sidecar_readiness_never_gates_the_app_on_etcd() -> None:
+    """A native sidecar's readiness counts toward the pod's Ready: probing /readyz ("etcd
+    answers") there would take the application out of its Services during a brief etcd outage."""
+    sidecar = deployment_sidecar()
+    for probe in ("readinessProbe", "startupProbe"):
+        if probe in sidecar:
+            assert sidecar[probe]["httpGet"]["path"] == "/healthz", (probe, sidecar[probe])
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_user_and_group_are_the_sidecars_not_the_pods() -> None:
+    """runAsUser/runAsGroup set pod-wide would change the application's user too."""
+    pod = load_yaml(K8S / "base" / "deployment.yaml")["spec"]["template"]["spec"]
+    pod_context = pod.get("securityContext", {})
+    for key in ("runAsUser", "runAsGroup", "runAsNonRoot"):
+        assert key not in pod_context, f"pod-wide {key} changes the app's user"
+    context = deployment_sidecar()["securityContext"]
+    assert context["runAsUser"] == context["runAsGroup"] == 10001
+    assert context["runAsNonRoot"] is True
+    app = next(c for c in pod["containers"] if c["name"] == "app")
+    assert "runAsUser" not in app.get("securityContext", {})
+
+
+def test_prefix_carries_the_namespace_from_the_downward_api() -> None:
+    """S3 across deployments: the election is etcd + prefix + name, so staging and production on
+    one etcd with the same election name must not share a leader."""
+    sidecar = deployment_sidecar()
+    opts = _options(sidecar["args"])
+    assert opts["--prefix"] == "/leaderjob/$(POD_NAMESPACE)"
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    names = [e["name"] for e in sidecar["env"]]
+    assert names.index("POD_NAMESPACE") >= 0  # defined in this container, so $(...) expands

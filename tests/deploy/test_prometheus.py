@@ -27,6 +27,7 @@ REQUIRED_ALERTS = {
     "LeaderjobLeadershipFlapping",
     "LeaderjobKeepaliveFailures",
     "LeaderjobJobRunsFailing",
+    "LeaderjobConfigConflict",
 }
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,6 +20,7 @@ from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import KeyInfo, Store, StoreError, StoreUnavailable, Watch
+from tests.harness.proxy import FaultProxy
 
 T = 5.0  # per-RPC timeout
 #: How long to wait for an etcd watch event that must arrive / must not arrive.
@@ -322,6 +324,136 @@ def test_guarded_put_applies_puts_and_deletes_together(
     assert b is not None
     assert a.mod_revision == b.mod_revision  # one transaction, one revision
     assert store.get(f"{prefix}/old", timeout=T) is None
+
+
+# --- applied, but the reply was lost ---------------------------------------------------------
+#
+# A call that times out after the server committed it: the caller sees an error, yet the write
+# happened. This is what makes slot claims and revokes interesting. On etcd, a proxy holds every
+# reply (requests still flow) for the length of one call; on the fake, lose_reply_next().
+
+LOST_T = 1.0  # the timeout of the call whose reply is lost
+
+
+class Lossy:
+    def __init__(
+        self, store: Store, lose: Callable[[str], contextlib.AbstractContextManager[None]]
+    ):
+        self.store = store
+        self.reply_lost = lose
+
+
+@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+def lossy(request: pytest.FixtureRequest, prefix: str) -> Iterator[Lossy]:
+    if request.param == "memory":
+        mem = MemoryStore(FakeClock())
+
+        @contextlib.contextmanager
+        def lose_memory(operation: str) -> Iterator[None]:
+            mem.lose_reply_next(1, operation)
+            yield
+
+        yield Lossy(mem, lose_memory)
+        return
+    server = request.getfixturevalue("etcd")
+    with FaultProxy(server.endpoint) as proxy:
+        etcd_store = EtcdStore(Connection(endpoints=(proxy.endpoint,)))
+        etcd_store.get(prefix, timeout=T)  # the connection is up before replies are held
+
+        @contextlib.contextmanager
+        def lose_etcd(operation: str) -> Iterator[None]:
+            proxy.blackhole_responses()
+            try:
+                yield
+            finally:
+                proxy.heal()
+
+        try:
+            yield Lossy(etcd_store, lose_etcd)
+        finally:
+            with contextlib.suppress(StoreError):
+                etcd_store.delete(prefix + "/", timeout=T, prefix=True)
+            etcd_store.close()
+
+
+def test_s3_slot_claim_applied_but_reply_lost_is_not_claimed_twice(
+    lossy: Lossy, election: str, prefix: str
+) -> None:
+    """S3: the claimant saw an error, but its claim stands; a retry is refused (the slot is
+    taken), so the claimant must read the slot to learn that the claim is its own."""
+    store = lossy.store
+    me = candidate(store, election)
+    slot = f"{prefix}/slots/0001"
+    with lossy.reply_lost("guarded_put"), pytest.raises(StoreUnavailable):
+        store.guarded_put(
+            me.key, me.create_revision, [(slot, b"mine")], absent=[slot], timeout=LOST_T
+        )
+    claimed = store.get(slot, timeout=T)
+    assert claimed is not None
+    assert claimed.value == b"mine"  # applied
+    assert not store.guarded_put(
+        me.key, me.create_revision, [(slot, b"again")], absent=[slot], timeout=T
+    )
+    again = store.get(slot, timeout=T)
+    assert again is not None
+    assert again.mod_revision == claimed.mod_revision  # never claimed twice
+
+
+def test_revoke_applied_but_reply_lost_and_the_retry_is_harmless(
+    lossy: Lossy, election: str
+) -> None:
+    """L2: a revoke whose reply was lost still released the key; retrying it is not an error."""
+    store = lossy.store
+    me = candidate(store, election)
+    with lossy.reply_lost("revoke"), pytest.raises(StoreUnavailable):
+        store.revoke(me.lease_id, timeout=LOST_T)
+    assert store.get(me.key, timeout=T) is None
+    assert store.lease_remaining(me.lease_id, timeout=T) == -1
+    store.revoke(me.lease_id, timeout=T)
+    assert store.keepalive(me.lease_id, timeout=T) == 0
+
+
+# --- lease expiry timing ----------------------------------------------------------------------
+
+#: etcd sweeps expired leases every 500 ms; the rest is polling and a loaded machine.
+SWEEP, SLACK = 0.5, 1.0
+
+
+@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+def timed(
+    request: pytest.FixtureRequest, prefix: str
+) -> Iterator[tuple[Store, Callable[[], float], Callable[[float], None]]]:
+    """A store with the clock it is timed by: the fake clock, or the real one for etcd."""
+    if request.param == "memory":
+        clock = FakeClock()
+        yield MemoryStore(clock), clock.monotonic, clock.advance
+        return
+    server = request.getfixturevalue("etcd")
+    etcd_store = EtcdStore(Connection(endpoints=(server.endpoint,)))
+    try:
+        yield etcd_store, time.monotonic, time.sleep
+    finally:
+        with contextlib.suppress(StoreError):
+            etcd_store.delete(prefix + "/", timeout=T, prefix=True)
+        etcd_store.close()
+
+
+def test_s6_lease_expires_no_sooner_than_ttl_after_the_last_keepalive_was_sent(
+    timed: tuple[Store, Callable[[], float], Callable[[float], None]], election: str
+) -> None:
+    """S6 rests on this: the server cannot expire a lease before send time of its last answered
+    keepalive + TTL. The fake expires it exactly then (the earliest etcd may); etcd within its
+    sweep interval after."""
+    store, now, sleep = timed
+    me = candidate(store, election, ttl=2)
+    sleep(1.0)
+    sent = now()
+    assert store.keepalive(me.lease_id, timeout=T) == 2
+    while store.get(me.key, timeout=T) is not None:
+        assert now() - sent < 2 + SWEEP + SLACK, "the lease outlived TTL + sweep"
+        sleep(0.05)
+    gone = now() - sent
+    assert 2 <= gone < 2 + SWEEP + SLACK
 
 
 # --- plain keys -------------------------------------------------------------------------------

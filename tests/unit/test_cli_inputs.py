@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,406 @@ def test_help_defaults_match_the_timing_defaults() -> None:
         assert m is not None and 15 / int(m.group(1)) == pytest.approx(actual), (flag, stated)
     assert "0.85" in _help_default(text, "--renew-deadline")
     assert t.renew_deadline == pytest.approx(0.85 * 15, rel=0.01)
+
+
+# --- endpoints: the scheme decides TLS ------------------------------------------------------------
+
+
+def _conn(started: list[Any]) -> Any:
+    assert len(started) == 1, started
+    return started[0][1]
+
+
+def test_https_endpoint_means_tls_with_the_system_ca_bundle(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """https:// without --cacert still verifies etcd, against the system bundle ($SSL_CERT_FILE
+    here), instead of talking plain text to it."""
+    bundle = tmp_path / "system-ca.pem"
+    bundle.write_text("stand-in for the system bundle\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    result = invoke([*BASE, "--endpoints", "https://etcd-0:2379,https://etcd-1:2379/", *COMMAND])
+    assert result.exit_code == 0, result.output
+    conn = _conn(started)
+    assert conn.endpoints == ("etcd-0:2379", "etcd-1:2379")
+    assert conn.cacert == str(bundle)
+
+
+def test_https_endpoint_with_cacert_uses_that_ca(started: list[Any], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca\n")
+    result = invoke([*BASE, "--endpoints", "https://e:2379", "--cacert", str(ca), *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert _conn(started).cacert == str(ca)
+
+
+def test_http_endpoint_stays_plain(started: list[Any]) -> None:
+    result = invoke([*BASE, "--endpoints", "http://e:2379", *COMMAND])
+    assert result.exit_code == 0, result.output
+    conn = _conn(started)
+    assert conn.endpoints == ("e:2379",) and conn.cacert is None and conn.cert is None
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    ["https://a:2379,http://b:2379", "https://a:2379,b:2379", "unix://a:2379", "grpc://a:2379"],
+)
+def test_mixed_or_unknown_endpoint_schemes_are_refused(started: list[Any], endpoints: str) -> None:
+    assert_usage_error(invoke([*BASE, "--endpoints", endpoints, *COMMAND]), "--endpoints")
+    assert started == []
+
+
+def test_http_endpoint_with_cacert_is_a_contradiction(started: list[Any], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca\n")
+    args = [*BASE, "--endpoints", "http://e:2379", "--cacert", str(ca), *COMMAND]
+    assert_usage_error(invoke(args), "http://")
+    assert started == []
+
+
+# --- a leaderjob inside a job ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("var", ["LEADERJOB_ELECTION", "LEADERJOB_IDENTITY"])
+@pytest.mark.parametrize("command", ["lock", "run"])
+def test_nested_leaderjob_does_not_inherit_the_parents_election(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch, var: str, command: str
+) -> None:
+    """Inside a job (LEADERJOB_RUN_ID set), LEADERJOB_ELECTION/IDENTITY are the parent's: a
+    nested `lock` taking them would wait behind its own parent for ever (L1 for the child)."""
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    monkeypatch.setenv("LEADERJOB_IDENTITY", "parent-replica")
+    args = [command, "--metrics-addr", "off"]
+    if var == "LEADERJOB_IDENTITY":
+        args += ["--election", "child"]
+    flag = "--election" if var == "LEADERJOB_ELECTION" else "--identity"
+    error = assert_usage_error(invoke([*args, *COMMAND]), flag)
+    assert var in error and "LEADERJOB_RUN_ID" in error
+    assert started == []
+
+
+def test_nested_leaderjob_with_explicit_flags_starts(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    monkeypatch.setenv("LEADERJOB_IDENTITY", "parent-replica")
+    args = ["lock", "--election", "child", "--identity", "me", *COMMAND]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    settings = started[0][0]
+    assert (settings.election, settings.identity) == ("child", "me")
+
+
+def test_election_from_the_environment_outside_a_job_still_works(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_ELECTION", "cleanup")
+    result = invoke(["lock", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][0].election == "cleanup"
+
+
+def test_nested_status_does_not_read_the_parents_election(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_RUN_ID", "abc123")
+    monkeypatch.setenv("LEADERJOB_ELECTION", "parent")
+    assert_usage_error(invoke(["trigger"]), "--election")
+    assert started == []
+
+
+# --- lock does not listen unless asked ------------------------------------------------------------
+
+
+def test_lock_serves_no_metrics_by_default(started: list[Any]) -> None:
+    """Two `lock` commands on one host must not collide on :9102."""
+    result = invoke(["lock", "--election", "x", *COMMAND])
+    assert result.exit_code == 0, result.output
+    addr, text = started[0][3], started[0][4]
+    assert addr is None and text == "off"
+
+
+def test_lock_serves_metrics_when_asked(started: list[Any]) -> None:
+    result = invoke(["lock", "--election", "x", "--metrics-addr", "127.0.0.1:9200", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == ("127.0.0.1", 9200)
+
+
+def test_run_keeps_its_metrics_listener_by_default(started: list[Any]) -> None:
+    result = invoke(["run", "--election", "x", *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == ("0.0.0.0", 9102)
+
+
+@pytest.mark.parametrize(
+    ("addr", "parsed"),
+    [("[::]:9102", ("::", 9102)), ("[::1]:0", ("::1", 0)), (":9102", ("0.0.0.0", 9102))],
+)
+def test_metrics_addr_accepts_ipv6(started: list[Any], addr: str, parsed: Any) -> None:
+    result = invoke(["run", "--election", "x", "--metrics-addr", addr, *COMMAND])
+    assert result.exit_code == 0, result.output
+    assert started[0][3] == parsed
+
+
+@pytest.mark.parametrize("addr", ["::1:9102", "[::1:9102", "host:port"])
+def test_metrics_addr_rejects_ambiguous_ipv6(started: list[Any], addr: str) -> None:
+    assert_usage_error(invoke([*BASE[:3], "--metrics-addr", addr, *COMMAND]), "--metrics-addr")
+
+
+# --- history table --------------------------------------------------------------------------------
+
+
+def test_history_table_shows_seconds_and_fits_long_slots() -> None:
+    records = [
+        {
+            "started_at": "2026-11-30T02:48:54.123456Z",
+            "slot": "trigger-20261130T024854-1a2b3c4d",
+            "outcome": "succeeded",
+            "exit_code": 0,
+            "duration_seconds": 0.25,
+            "token": 1234567,
+            "identity": "my-app-7d9f-abcde",
+        },
+        {
+            "scheduled_time": "2026-11-30T02:45:00Z",
+            "slot": "20261130T024500Z",
+            "outcome": "skipped_overlap",
+            "token": 1234567,
+            "identity": "my-app-7d9f-abcde",
+        },
+    ]
+    lines = cli.format_history(records).splitlines()
+    assert lines[0].split() == ["STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY"]
+    assert lines[1].split()[:2] == ["2026-11-30T02:48:54Z", "trigger-20261130T024854-1a2b3c4d"]
+    assert lines[2].split()[:3] == ["2026-11-30T02:45:00Z", "20261130T024500Z", "skipped_overlap"]
+    # Columns line up: every row's OUTCOME starts where the header's does.
+    col = lines[0].index("OUTCOME")
+    assert lines[1][col:].startswith("succeeded") and lines[2][col:].startswith("skipped")
+    assert lines[1].endswith("my-app-7d9f-abcde")
+
+
+# --- status shows a configuration conflict ------------------------------------------------
+
+
+def test_status_shows_candidates_running_different_jobs(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from leaderjob.clock import FakeClock
+    from leaderjob.election.memory import MemoryStore
+    from leaderjob.fingerprint import ConfigWatch
+
+    store = MemoryStore(FakeClock())
+    for identity, schedule in (("prod-0", "@hourly"), ("staging-0", "@daily")):
+        lease = store.grant(15, timeout=1).lease_id
+        store.create(f"/leaderjob/e/leader/{lease:x}", identity.encode(), lease, timeout=1)
+        watch = ConfigWatch(
+            store, "/leaderjob", "e", identity, command=("job",), mode="schedule",
+            schedule=schedule, timezone="UTC", log=cli_log(),
+        )  # fmt: skip
+        watch.tick(0.0, lease, leading=False, timeout=1, on_error=lambda exc: None)
+    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    result = invoke(["status", "--election", "e"])
+    assert result.exit_code == 0, result.output
+    assert "CONFIG CONFLICT" in result.output and "staging-0" in result.output
+    doc = json.loads(invoke(["status", "--election", "e", "--json"]).output)
+    assert doc["config_conflict"] is True and len(doc["fingerprints"]) == 2
+
+
+def cli_log() -> Any:
+    import structlog
+
+    return structlog.get_logger()
+
+
+# --- trigger / suspend / resume on an election nobody campaigns in -------------------------------
+
+
+@pytest.fixture
+def memory_etcd(started: list[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    from leaderjob.clock import FakeClock
+    from leaderjob.election.memory import MemoryStore
+
+    store = MemoryStore(FakeClock())
+    monkeypatch.setattr(cli, "open_store", lambda conn: store)
+    return store
+
+
+def _campaign(store: Any, election: str, identity: str = "replica-0") -> None:
+    lease = store.grant(15, timeout=1).lease_id
+    store.create(f"/leaderjob/{election}/leader/{lease:x}", identity.encode(), lease, timeout=1)
+
+
+@pytest.mark.parametrize("command", ["trigger", "suspend", "resume"])
+def test_control_of_an_election_nobody_campaigns_in_is_refused(
+    memory_etcd: Any, command: str
+) -> None:
+    _campaign(memory_etcd, "cleanup")
+    result = invoke([command, "--election", "cleanpu"])
+    assert result.exit_code == 1, result.output
+    assert "nobody campaigns" in result.output and "--force" in result.output
+    assert memory_etcd.get_prefix("/leaderjob/cleanpu/", timeout=1) == []
+
+
+@pytest.mark.parametrize("command", ["trigger", "suspend"])
+def test_control_with_force_or_with_candidates_goes_ahead(memory_etcd: Any, command: str) -> None:
+    forced = invoke([command, "--election", "later", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert memory_etcd.get_prefix("/leaderjob/later/control/", timeout=1)
+    _campaign(memory_etcd, "cleanup")
+    result = invoke([command, "--election", "cleanup"])
+    assert result.exit_code == 0, result.output
+    assert memory_etcd.get_prefix("/leaderjob/cleanup/control/", timeout=1)
+
+
+def _leader_answers(store: Any, outcome: str, exit_code: int | None) -> Any:
+    """A stand-in leader: consumes the trigger and records its run, as the daemon does."""
+    import threading
+    import time
+
+    from leaderjob.records import ElectionData
+
+    data = ElectionData(store, "/leaderjob", "cleanup")
+
+    def serve() -> None:
+        for _ in range(500):
+            control = data.control(timeout=1)
+            if control.triggers:
+                key, _ = control.triggers[0]
+                slot = "trigger-" + key.rsplit("/", 1)[-1]
+                store.delete(key, timeout=1)
+                data.record(
+                    {"run_id": "r1", "slot": slot, "outcome": outcome, "exit_code": exit_code,
+                     "started_at": "2026-11-30T02:48:54.5Z", "token": 7, "identity": "replica-0"},
+                    datetime.now(UTC), timeout=1,
+                )  # fmt: skip
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("outcome", "exit_code", "expected"),
+    [("succeeded", 0, 0), ("failed", 3, 3), ("timed_out", None, 1)],
+)
+def test_trigger_wait_exits_with_the_runs_outcome(
+    memory_etcd: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+    exit_code: int | None,
+    expected: int,
+) -> None:
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    _campaign(memory_etcd, "cleanup")
+    leader = _leader_answers(memory_etcd, outcome, exit_code)
+    result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "20s"])
+    leader.join(5)
+    assert result.exit_code == expected, result.output
+    assert outcome in result.output
+
+
+def test_trigger_wait_gives_up_after_its_timeout(
+    memory_etcd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.01)
+    _campaign(memory_etcd, "cleanup")
+    result = invoke(["trigger", "--election", "cleanup", "--wait", "--wait-timeout", "200ms"])
+    assert result.exit_code == cli.EXIT_WAIT_TIMEOUT, result.output
+
+
+# --- help and the errors it leads to -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "lock"])
+def test_usage_shows_the_required_command_after_double_dash(command: str) -> None:
+    text = invoke([command, "--help"]).output
+    assert f" {command} [OPTIONS] -- COMMAND [ARGS]...\n" in text
+    assert "[COMMAND]..." not in text
+    assert "COMMAND is required" in text
+
+
+def test_run_help_groups_its_options() -> None:
+    text = invoke(["run", "--help"]).output
+    sections = ["Election:", "Timing:", "Schedule:", "Health:", "etcd connection:", "Output:"]
+    positions = [text.index(f"\n{s}\n") for s in sections]
+    assert positions == sorted(positions), "sections in order"
+    section_of = {}
+    current = None
+    for line in text.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            current = line[:-1]
+        m = re.match(r"\s+(--[a-z-]+)", line)
+        if m and current:
+            section_of.setdefault(m.group(1), current)
+    expected = {
+        "--election": "Election", "--ttl": "Timing", "--grace": "Timing",
+        "--schedule": "Schedule", "--health-cmd": "Health", "--endpoints": "etcd connection",
+        "--cacert": "etcd connection", "--log-format": "Output", "--metrics-addr": "Output",
+    }  # fmt: skip
+    for flag, section in expected.items():
+        assert section_of.get(flag) == section, (flag, section_of.get(flag))
+
+
+def test_every_option_of_every_command_has_its_environment_variable() -> None:
+    """ "Every option can also come from the environment" holds for every command, and --help
+    names the variable."""
+    for name, command in cli.main.commands.items():
+        for param in command.params:
+            if not isinstance(param, cli.click.Option):
+                continue
+            long = max(param.opts, key=len).lstrip("-")
+            expected = "LEADERJOB_" + long.upper().replace("-", "_")
+            assert param.envvar == expected, (name, param.opts, param.envvar)
+        text = invoke([name, "--help"]).output
+        for param in command.params:
+            if isinstance(param, cli.click.Option):
+                assert str(param.envvar) in " ".join(text.split()).replace("- ", "-"), (
+                    name,
+                    param.envvar,
+                )
+
+
+def test_an_option_from_the_environment_works_for_other_commands(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADERJOB_LIMIT", "0")
+    assert_usage_error(invoke(["history", "--election", "x"]), "--limit")
+
+
+@pytest.mark.parametrize("flag", ["--cacert", "--cert", "--key", "--password-file"])
+def test_certificate_options_are_shown_as_files(flag: str) -> None:
+    text = invoke(["run", "--help"]).output
+    assert re.search(rf"{flag} FILE\b", text), flag
+
+
+def test_limit_has_help_text() -> None:
+    param = next(p for p in cli.history.params if p.name == "limit")
+    assert isinstance(param, cli.click.Option) and param.help
+
+
+def test_ttl_zero_is_one_error_about_ttl(started: list[Any]) -> None:
+    error = assert_usage_error(invoke([*BASE, "--ttl", "0", *COMMAND]), "--ttl")
+    for derived in ("--renew-interval", "--renew-deadline", "--grace", "--margin"):
+        assert derived not in error, error
+    assert started == []
+
+
+@pytest.mark.parametrize("ttl", [2, 3, 5, 15, 60])
+@pytest.mark.parametrize("factor", [0.5, 0.95, 3])
+def test_grace_hint_names_a_value_that_is_accepted(
+    started: list[Any], ttl: int, factor: float
+) -> None:
+    grace = f"{ttl * factor:g}s"
+    error = assert_usage_error(
+        invoke([*BASE, "--ttl", f"{ttl}s", "--grace", grace, *COMMAND]), "--grace"
+    )
+    m = re.search(r"use --grace (\S+) or less", error)
+    assert m, error
+    result = invoke([*BASE, "--ttl", f"{ttl}s", "--grace", m.group(1), *COMMAND])
+    assert result.exit_code == 0, (m.group(1), result.output)

@@ -23,6 +23,7 @@ from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Grant, KeyInfo, Standing, Store, StoreUnavailable, Watch
+from tests.unit.slowstore import SlowStore
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/leaderjob/test/leader"
@@ -110,7 +111,12 @@ class Blackhole:
         return standing
 
     def watch_deletes(
-        self, keys: Sequence[str], start_revision: int, on_fire: Callable[[], None]
+        self,
+        keys: Sequence[str],
+        start_revision: int,
+        on_fire: Callable[[], None],
+        *,
+        timeout: float | None = None,
     ) -> Watch:
         self._enter("watch", 0.0)  # the stream cannot be opened; the elector re-reads instead
         return self.inner.watch_deletes(keys, start_revision, on_fire)
@@ -303,7 +309,7 @@ def test_l5_partitioned_leader_steps_down_by_its_deadline_and_rejoins_with_large
     assert other.token is not None
     assert other.token > old_token
     cut.heal()
-    world.run(5)  # campaign backoff during the outage is capped at 5 s
+    world.run(5)  # campaign back-off during the outage is capped (renew interval, 5 s)
     assert old.lease_id not in (None, old_lease)  # a NEW lease ...
     assert old.create_revision > other.token > old_token  # ... and a larger place in the queue
     other.resign()
@@ -515,3 +521,81 @@ def test_leader_that_cannot_confirm_steps_down(world: World) -> None:
     at, reason = lost[0]
     assert reason is Reason.UNCONFIRMED
     assert confirmed + TIMING.renew_deadline <= at < confirmed + TIMING.renew_deadline + 0.1
+
+
+@pytest.mark.parametrize(
+    ("timing", "delays"),
+    [
+        (TIMING, {"create": 2.6}),
+        (Timing.from_ttl(15, grace=3), {"grant": 4.0, "create": 4.9, "standing": 2.4}),
+    ],
+    ids=["ttl3-create-2.6s", "ttl15-grant-4.0s-create-4.9s-read-2.4s"],
+)
+def test_l1_slow_campaign_does_not_block_the_election(
+    timing: Timing, delays: dict[str, float]
+) -> None:
+    """L1: a campaign whose grant, create and first read together outlast the renew deadline
+    (each call inside its own timeout) cannot lead on that grant. It must not then sit first in
+    the queue for ever, renewing its key with no read scheduled: someone leads within
+    TTL + 1.5 s of the campaign's end."""
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    slow = SlowStore(store, clock)
+    for operation, seconds in delays.items():
+        slow.slow_next(operation, seconds)
+    first = Elector(slow, timing, PREFIX, "slow", clock, CountingEvent())
+    other = Elector(store.client(), timing, PREFIX, "other", clock, CountingEvent())
+    started = clock.monotonic()
+    first.step(may_campaign=True)
+    ended = clock.monotonic()
+    assert ended - started == pytest.approx(sum(delays.values()))
+    assert first.phase is Phase.CAMPAIGNING  # too late to lead on this grant: declined
+    other.step(may_campaign=True)  # queued behind the slow one
+    assert other.phase is Phase.CAMPAIGNING
+    leaders: list[Elector] = []
+    while not leaders and clock.monotonic() < ended + timing.ttl + 1.5:
+        clock.advance(0.1)
+        for e in (first, other):
+            e.step(may_campaign=True)
+        leaders = [e for e in (first, other) if e.machine.is_leader(clock.monotonic())]
+        assert len(leaders) <= 1
+    assert leaders, f"nobody leads {clock.monotonic() - ended:.1f} s after the slow campaign"
+
+
+def test_l1_silent_watch_delays_the_successor_one_renew_interval_at_most(world: World) -> None:
+    """L1: a waiting candidate whose watch never fires (it sits on a member that lost its peers,
+    or froze) still notices its predecessor's key going within one renew interval, by its
+    standing re-read, and so leads within TTL + 1.5 s of the leader's death."""
+    silent = SlowStore(world.store, world.clock)
+    silent.silent_watches = True
+    leader, successor = world.add(), world.add(silent)
+    world.step_all()
+    world.run(1)
+    assert world.leader() is leader
+    assert successor.phase is Phase.CAMPAIGNING
+    assert leader.key is not None
+    world.electors.remove(leader)  # the leader crashes: it never steps again
+    died = world.clock.monotonic()
+    deleted_at = None
+    while successor.phase is not Phase.LEADING:
+        world.run(0.05, tick=0.05)
+        if deleted_at is None and world.store.get(leader.key, timeout=T) is None:
+            deleted_at = world.clock.monotonic()
+        assert world.clock.monotonic() < died + TIMING.ttl + 1.5, "no successor in TTL + 1.5 s"
+    assert deleted_at is not None
+    assert world.clock.monotonic() <= deleted_at + TIMING.renew_interval + 0.05
+
+
+def test_l1_after_an_etcd_outage_someone_leads_within_ttl_of_its_end(world: World) -> None:
+    """L1: an outage long enough to push every candidate's campaign back-off to its cap must
+    not add that cap to the failover once etcd is back: someone leads within TTL + 1.5 s."""
+    for _ in range(3):
+        world.add()
+    world.store.fail_next(1000, "grant")  # etcd down for every replica
+    world.run(6.5)  # longer than back-offs of 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s: any cap is reached
+    assert world.leaders() == []
+    world.store.clear_failures()
+    back = world.clock.monotonic()
+    while not world.leaders():
+        assert world.clock.monotonic() - back < TIMING.ttl + 1.5, "no leader in TTL + 1.5 s"
+        world.run(0.1)

@@ -1,0 +1,215 @@
+"""Job fingerprints: candidates of one election must all run the same job.
+
+What identifies an election is the etcd cluster + ``--prefix`` + ``--election``. Two deployments
+that happen to agree on all three (staging and production on one etcd, say) share one leader and
+run each other's jobs. Nothing in the election itself can tell, so every candidate publishes a
+fingerprint of its job — command, mode, schedule and zone — and a candidate that sees a different
+one logs ``election.config_conflict`` at every check, sets ``leaderjob_config_conflict`` to 1, and
+``leaderjob status`` shows it.
+
+Layout: ``<prefix>/<election>/fingerprints/<lease-id-hex>``, one key per candidate, bound to its
+lease (it goes when the candidate goes), written once per lease. The candidate keys under
+``leader/`` keep the identity as their value, so ``etcdctl elect -l`` still reads them.
+
+`leaderjob lock` takes no part: a lock is a mutex, and different commands taking it is its
+normal use.
+
+Cost while idle: the leader reads the fingerprints once per :data:`CHECK_INTERVAL`; a follower
+reads them once when it publishes (so a newcomer sees a conflict at once), and again at every
+check only while it sees a conflict (so its flag clears when the conflict does). The command is
+hashed, never stored: an argv can carry secrets.
+
+:class:`Checker` holds the rules (pure: time and readings come in, decisions go out);
+:class:`ConfigWatch` drives it through the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from leaderjob.election.store import KeyInfo, Store, StoreError
+
+#: How often the leader compares fingerprints (and a follower that sees a conflict, re-checks).
+CHECK_INTERVAL = 30.0
+
+Action = Literal["publish", "read"]
+
+
+def job_fingerprint(
+    command: Sequence[str], mode: str, schedule: str | None, timezone: str | None
+) -> str:
+    """A short stable hash of what a candidate would run, and when."""
+    doc = json.dumps([list(command), mode, schedule, timezone if schedule else None])
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+
+def fingerprints_prefix(prefix: str, election: str) -> str:
+    return f"{prefix.rstrip('/')}/{election}/fingerprints/"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One candidate's published job, as read back from etcd."""
+
+    identity: str
+    fingerprint: str
+    mode: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+
+    def describe(self) -> str:
+        when = f" {self.schedule} ({self.timezone})" if self.schedule else ""
+        return f"{self.identity}: {self.fingerprint} {self.mode or '?'}{when}"
+
+
+def parse_published(keys: Sequence[KeyInfo]) -> list[Published]:
+    out = []
+    for info in keys:
+        try:
+            doc = json.loads(info.value)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str):
+            out.append(
+                Published(
+                    identity=str(doc.get("identity", "?")),
+                    fingerprint=doc["fingerprint"],
+                    mode=doc.get("mode"),
+                    schedule=doc.get("schedule"),
+                    timezone=doc.get("timezone"),
+                )
+            )
+    return out
+
+
+def distinct(published: Sequence[Published]) -> dict[str, list[str]]:
+    """fingerprint → identities publishing it."""
+    groups: dict[str, list[str]] = {}
+    for p in published:
+        groups.setdefault(p.fingerprint, []).append(p.identity)
+    return groups
+
+
+class Checker:
+    """When to publish and when to read; whether what was read is a conflict. Pure."""
+
+    def __init__(self, fingerprint: str, interval: float = CHECK_INTERVAL) -> None:
+        self.fingerprint = fingerprint
+        self.interval = interval
+        self.published_lease: int | None = None
+        self.conflict: list[Published] = []
+        self.next_read = 0.0
+        self.retry_at = 0.0
+
+    def due(self, now: float, lease_id: int | None, *, leading: bool) -> Action | None:
+        if lease_id is None or now < self.retry_at:
+            return None
+        if lease_id != self.published_lease:
+            return "publish"
+        if (leading or self.conflict) and now >= self.next_read:
+            return "read"
+        return None
+
+    def published(self, lease_id: int) -> None:
+        self.published_lease = lease_id
+        self.next_read = 0.0  # read at once: a newcomer sees an existing conflict now
+
+    def failed(self, now: float) -> None:
+        """A publish or read failed: try again one interval later, never in every cycle (a role
+        that may not write the fingerprints must not turn into a request per cycle)."""
+        self.retry_at = now + self.interval
+
+    def observe(self, now: float, published: Sequence[Published]) -> list[Published]:
+        """Record one reading; returns the candidates whose fingerprint differs from ours."""
+        self.next_read = now + self.interval
+        self.conflict = [p for p in published if p.fingerprint != self.fingerprint]
+        return self.conflict
+
+
+class ConfigWatch:
+    """Publishes this candidate's fingerprint and compares it with the others', through the
+    store. ``tick`` is called once per daemon cycle and does I/O only when the checker says so."""
+
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        election: str,
+        identity: str,
+        *,
+        command: Sequence[str],
+        mode: str,
+        schedule: str | None,
+        timezone: str | None,
+        log: Any,
+        metrics: Any = None,
+        interval: float = CHECK_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.prefix = fingerprints_prefix(prefix, election)
+        self.log = log
+        self.metrics = metrics
+        # `lock` is a mutex: different commands sharing one lock is its normal use, not a
+        # conflict. Only `run` (schedule and service mode) publishes and compares.
+        self.enabled = mode != "once"
+        fp = job_fingerprint(command, mode, schedule, timezone)
+        self.checker = Checker(fp, interval)
+        self.doc = {
+            "identity": identity,
+            "fingerprint": fp,
+            "mode": mode,
+            "schedule": schedule,
+            "timezone": timezone if schedule else None,
+        }
+        if metrics is not None:
+            metrics.job_info.labels(metrics.election, mode, fp).set(1)
+            metrics.config_conflict.labels(metrics.election).set(0)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.checker.fingerprint
+
+    def tick(
+        self,
+        now: float,
+        lease_id: int | None,
+        *,
+        leading: bool,
+        timeout: float,
+        on_error: Callable[[StoreError], None],
+    ) -> None:
+        if not self.enabled:
+            return
+        action = self.checker.due(now, lease_id, leading=leading)
+        if action is None or lease_id is None:
+            return
+        try:
+            if action == "publish":
+                key = f"{self.prefix}{lease_id:x}"
+                value = json.dumps(self.doc, sort_keys=True, separators=(",", ":")).encode()
+                self.store.create(key, value, lease_id, timeout=timeout)
+                self.checker.published(lease_id)  # then the one read every newcomer makes
+            keys = self.store.get_prefix(self.prefix, timeout=timeout)
+        except StoreError as exc:
+            self.checker.failed(now)
+            on_error(exc)
+            return
+        was = bool(self.checker.conflict)
+        others = self.checker.observe(now, parse_published(keys))
+        self._report(was, others)
+
+    def _report(self, was: bool, others: list[Published]) -> None:
+        if others:
+            self.log.warning(
+                "election.config_conflict",
+                fingerprint=self.fingerprint,
+                others=[p.describe() for p in others],
+            )
+        elif was:
+            self.log.info("election.config_agreed", fingerprint=self.fingerprint)
+        if self.metrics is not None:
+            self.metrics.config_conflict.labels(self.metrics.election).set(1 if others else 0)
