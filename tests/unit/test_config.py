@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
+from leaderjob import config
 from leaderjob.config import (
     CLOCK_DRIFT,
     MIN_STARTING_DEADLINE,
     Connection,
+    Endpoints,
     Timing,
     default_identity,
     election_prefix,
+    job_environment,
     join_errors,
+    system_ca_bundle,
     validate_election_name,
     validate_slot_timing,
 )
@@ -358,3 +363,47 @@ def test_starting_deadline_of_at_least_one_second_is_accepted_L3() -> None:
 
 def test_errors_are_joined_on_one_line() -> None:
     assert join_errors(["--ttl: a", "--grace: b"]) == "--ttl: a; --grace: b"
+
+
+def test_job_environment_drops_only_the_credentials() -> None:
+    environ = {"PATH": "/bin", "LEADERJOB_ELECTION": "cleanup", "LEADERJOB_PASSWORD": "x"}
+    assert job_environment(environ) == {"PATH": "/bin", "LEADERJOB_ELECTION": "cleanup"}
+
+
+def test_system_ca_bundle_is_the_first_that_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A CA path the ssl module names but that is not there is passed over, never handed to TLS."""
+    present = tmp_path / "ca-certificates.crt"
+    present.write_text("ca\n")
+    missing = str(tmp_path / "cert.pem")
+    paths = ssl.DefaultVerifyPaths(None, None, "SSL_CERT_FILE", missing, "SSL_CERT_DIR", None)
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+    monkeypatch.setattr(config, "SYSTEM_CA_BUNDLES", (str(tmp_path / "none.crt"), str(present)))
+    assert system_ca_bundle() == str(present)
+    monkeypatch.setattr(config, "SYSTEM_CA_BUNDLES", ())
+    assert system_ca_bundle() is None
+
+
+def test_endpoints_skip_empty_entries_and_trailing_slashes() -> None:
+    assert Endpoints.parse("a:1,, b:2 ,") == Endpoints(("a:1", "b:2"), None)
+    assert Endpoints.parse("http://X/,http://y:2//") == Endpoints(("X", "y:2"), False)
+    assert Endpoints.parse("HTTPS://a:1") == Endpoints(("a:1",), True)
+
+
+def test_endpoints_mixing_tls_and_plain_whole_message() -> None:
+    assert Endpoints.parse("https://a:1,b:2").errors == (
+        "--endpoints mixes https:// with plain endpoints: one cluster speaks TLS or not; "
+        "write https:// for every member, or for none",
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["https://http://a:2379", "http://https://a:2379"])
+def test_endpoint_with_two_schemes_is_refused(endpoint: str) -> None:
+    """A second scheme is not part of a host name: `https://http://a:2379` used to pass as the
+    TLS endpoint `http://a:2379` (the host:port check splits at the last colon only)."""
+    error = f"--endpoints: {endpoint!r}: use https:// (TLS), http:// or host:port"
+    assert Endpoints.parse(endpoint).errors == (error,)
+    # One typo, one error: the scheme it was written with still counts for the TLS check.
+    scheme = endpoint.partition("://")[0]
+    assert Endpoints.parse(f"{endpoint},{scheme}://b:2379").errors == (error,)
