@@ -13,13 +13,14 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from leaderjob import __version__
+from leaderjob import __version__, fenced_cli
 from leaderjob.config import (
     DEFAULT_PREFIX,
     MIN_TTL,
@@ -543,6 +544,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
+    settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
     return _serve(settings, conn, health, addr, params["metrics_addr"])
 
 
@@ -1233,6 +1235,8 @@ def selftest(ttl: float, as_json: bool, **params: Any) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     sys.exit(1 if report["verdict"] == "FAIL" else 0)
 
+
+fenced_cli.register(main, connection_options, build_connection, open_store)
 
 if __name__ == "__main__":
     main()

@@ -73,6 +73,7 @@ class Settings:
     timeout: float | None = None
     retries: int = 0
     history_limit: int = 50
+    endpoints: tuple[str, ...] = ()  # handed to the job for fenced writes, never credentials
 
     @property
     def election_prefix(self) -> str:
@@ -1048,6 +1049,11 @@ class Daemon:
             LEADERJOB_SLOT=slot,
             LEADERJOB_RUN_ID=run_id,
             LEADERJOB_ATTEMPT=str(attempt),
+            # For writes guarded by our key (leaderjob.fencing.etcd, `leaderjob fenced put`).
+            LEADERJOB_LEADER_KEY=self.elector.key or "",
+            LEADERJOB_ENDPOINTS=",".join(self.s.endpoints) or self.environ.get(
+                "LEADERJOB_ENDPOINTS", ""
+            ),
         )
         run = Run(
             argv=self.s.command,

@@ -13,13 +13,21 @@ These hold for the server and cluster however a test got them (argument or
 the shared server/cluster is healthy for the next test; ``prefix`` is deleted from each of them;
 and when a test fails, the tails of their etcd logs are added to its report. Tests that take
 either fixture as an argument get the ``etcd`` marker automatically (``-m "not etcd"``).
+
+Skips hide holes. In CI (``CI=true``), a test skipped for want of something ``.ci/run``
+installs (promtool, libfaketime, etcd 3.4, PostgreSQL) fails instead. Every run prints its
+per-suite durations (``tests/<suite>``, setup + call + teardown); with ``LEADERJOB_TEST_REPORT``
+set to a file, the durations and every skip are appended to it, so that ``make test`` can list
+them once at the very end of its passes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
+from collections import defaultdict
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -28,6 +36,21 @@ from tests.harness.etcd import EtcdCluster, EtcdServer
 from tests.harness.procs import ProcessGroup
 
 _ETCD_FIXTURES = ("etcd", "etcd_cluster")
+
+#: What .ci/run installs: in CI, a skip whose reason names one of these is a failure.
+CI_INSTALLS = re.compile(r"promtool|faketime|etcd[ -]?3\.4|postgres", re.IGNORECASE)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
 
 # The etcd server/cluster fixtures currently up (session server, current module's cluster).
 _LIVE: list[tuple[str, EtcdCluster]] = []
@@ -107,10 +130,53 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On failure, append the tails of the logs of the etcd fixtures that are up."""
+    """On failure, append the tails of the logs of the etcd fixtures that are up. In CI, a skip
+    for want of something CI installs is turned into a failure."""
     report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci():
+        reason = _skip_reason(report)
+        if CI_INSTALLS.search(reason):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"skipped in CI, which installs what it needs (.ci/run): {reason}\n"
+                "a skip here would hide a hole: install it, or fix the lookup"
+            )
     if report.failed:
         for name, server in list(_LIVE):
             with contextlib.suppress(Exception):
                 report.sections.append((f"etcd logs ({name})", server.log_tails(30)))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Per-suite durations (so their growth shows), and the run's record for ``make test``."""
+    per_suite: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    skips: list[str] = []
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            if not isinstance(rep, pytest.TestReport):
+                continue
+            parts = rep.nodeid.split("/")
+            suite = parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
+            per_suite[suite] += rep.duration
+            if rep.when == "call":
+                counts[suite] += 1
+            if rep.skipped and not hasattr(rep, "wasxfail"):
+                skips.append(f"{rep.nodeid}: {_skip_reason(rep)}")
+    if not per_suite:
+        return
+    etcd_bin = os.environ.get("LEADERJOB_ETCD_BIN", "")
+    label = f" (LEADERJOB_ETCD_BIN={etcd_bin})" if etcd_bin else ""
+    terminalreporter.section(f"per-suite durations{label}")
+    lines = [
+        f"{seconds:8.1f}s  tests/{suite}  ({counts[suite]} tests)"
+        for suite, seconds in sorted(per_suite.items(), key=lambda kv: -kv[1])
+    ]
+    for line in lines:
+        terminalreporter.write_line(line)
+    record = os.environ.get("LEADERJOB_TEST_REPORT")
+    if record:
+        with open(record, "a", encoding="utf-8") as f:
+            f.writelines(f"duration {line.strip()}{label}\n" for line in lines)
+            f.writelines(f"skipped {s}{label}\n" for s in skips)

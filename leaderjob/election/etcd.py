@@ -70,6 +70,13 @@ _TLS_HINTS: tuple[tuple[str, str], ...] = (
         "etcd trusts, or missing --cert/--key?)",
     ),
     ("certificate_expired", "etcd refused our client certificate: expired"),
+    (
+        # etcd 3.4 (Go 1.x TLS) closes the handshake on a client certificate it refuses; grpc
+        # then reports the broken record, not an alert.
+        "tsi_data_corrupted",
+        "etcd refused our client certificate (expired, not signed by the CA etcd trusts, "
+        "or missing --cert/--key?)",
+    ),
     ("certificate_required", "etcd requires a client certificate (--cert/--key)"),
     ("security handshaker", "cannot set up TLS (does --key belong to --cert?)"),
     ("wrong_version_number", "TLS to a server that does not speak TLS (drop --cacert?)"),
@@ -109,9 +116,13 @@ def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
     detail = (exc.details() if hasattr(exc, "details") else None) or str(code)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return StoreRejected(operation, f"{detail} ({code.name.lower()})")
+    lowered = detail.lower()
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return StoreRejected(operation, detail)
-    lowered = detail.lower()
+    if code is grpc.StatusCode.FAILED_PRECONDITION and "authentication is not enabled" in lowered:
+        # --user against an etcd without auth: every member says so (etcd's ErrAuthNotEnabled
+        # shares FAILED_PRECONDITION with the learner's refusal, which another member fixes).
+        return StoreRejected(operation, f"{detail} (drop --user, or enable auth in etcd)")
     if code is grpc.StatusCode.UNAVAILABLE:
         for phrase, hint in _TLS_HINTS:
             if phrase in lowered:

@@ -193,7 +193,7 @@ def test_http_endpoint_example_calls_the_app_on_localhost_with_the_token() -> No
     compile(script, "http-endpoint-job", "exec")
     assert "http://127.0.0.1:" in script
     assert re.search(
-        r"['\"]X-Fencing-Token['\"]\s*:\s*os\.environ\[['\"]LEADERJOB_FENCING_TOKEN", script
+        r"['\"]Leaderjob-Fencing-Token['\"]\s*:\s*os\.environ\[['\"]LEADERJOB_FENCING_TOKEN", script
     )
     assert "curl" not in " ".join(job)
     opts = _options(args)  # same --name=value style as the base

@@ -5,7 +5,9 @@ A history is a list of records ``{"t": monotonic seconds, "kind": ..., ...}`` (s
 
 * ``meta`` -- ``base`` (the election's key space), ``leader_prefix``, ``ttl``;
 * ``key.put`` / ``key.delete`` -- etcd watch events (``create_revision``, ``mod_revision``,
-  ``version``, ``value``; ``revision``, and for leader keys ``alive_jobs`` at deletion);
+  ``version``, ``value``; ``revision``, and for leader keys ``alive_jobs`` at deletion and the
+  bracket ``present_at`` .. ``gone_by`` of the deletion from the recorder's own reads);
+* ``proc.exit`` -- a job process's exit: ``alive_until`` (seen alive then) and ``t`` (gone by);
 * ``daemon`` -- a daemon log line (``pod``, ``event``, its fields);
 * ``store`` -- a fenced-store decision (``seq``, ``token``, ``accepted``, ``high_water``);
 * ``job`` -- a job journal line (``ev``: start, attempt, answer, end, term, grandchild);
@@ -28,8 +30,10 @@ Safety properties (any violation fails a run):
   lower leader key live (exact: etcd revisions).
 * **S6** no job (or a process it forked) was alive when etcd deleted its leader key, and no job
   began executing or attempted a write after that -- unless the whole pod was frozen (fault
-  ``pod_freeze``), where only S1 protects. (A job the daemon started just before a whole-pod
-  freeze may run its first instruction only after the thaw: that is this exemption, not S5.)
+  ``pod_freeze``), where only S1 protects. "After the deletion" means after ``gone_by`` (the
+  watch's own stamp when no read brackets it): proven, however late the watch delivered it.
+  (A job the daemon started just before a whole-pod freeze may run its first instruction only
+  after the thaw: that is this exemption, not S5.)
 
 Statistics: tenures, jobs, writes accepted and rejected (stale), and for every fault the time
 from its start to the first acquisition with a larger token (L1 for ``kill9``, L2 for
@@ -58,6 +62,7 @@ class Violation:
     prop: str
     message: str
     t: float | None = None
+    fault: str | None = None  # for liveness misses: the fault they follow
 
     def __str__(self) -> str:
         at = f" at t={self.t:.3f}" if self.t is not None else ""
@@ -67,6 +72,8 @@ class Violation:
 @dataclass
 class Verdict:
     violations: list[Violation] = field(default_factory=list)
+    #: Liveness bounds missed (L1 after ``kill9``, L2 after ``sigterm``) and anomalies.
+    liveness: list[Violation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +83,11 @@ class Verdict:
 
     def by_prop(self, prop: str) -> list[Violation]:
         return [v for v in self.violations if v.prop == prop]
+
+    def liveness_of(self, *faults: str) -> list[Violation]:
+        """Liveness misses after any of ``faults``, and every anomaly (a daemon that did not
+        stop on SIGTERM breaks L2 whatever the scenario was about)."""
+        return [m for m in self.liveness if m.prop == "anomaly" or m.fault in faults]
 
     def report(self) -> str:
         lines = [f"verdict: {'OK' if self.ok else 'VIOLATED'}"]
@@ -130,7 +142,8 @@ class _Key:
     owner: str
     t_put: float
     deleted_rev: int | None = None
-    t_del: float | None = None
+    t_del: float | None = None  # when the watch delivered the deletion
+    t_gone: float | None = None  # proven deleted by then: min(t_del, the recorder's gone_by)
     alive_at_delete: list[dict[str, Any]] = field(default_factory=list)
 
     def live_at(self, revision: int) -> bool:
@@ -169,6 +182,8 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             if k2 is not None and k2.deleted_rev is None:
                 k2.deleted_rev = int(r["revision"])
                 k2.t_del = r["t"]
+                gone_by = r.get("gone_by")
+                k2.t_gone = r["t"] if gone_by is None else min(r["t"], float(gone_by))
                 k2.alive_at_delete = list(r.get("alive_jobs") or [])
         elif (
             r["kind"] == "key.put"
@@ -406,11 +421,31 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                     k.t_del,
                 )
             )
+    # Processes whose exit was seen after the deletion was proven (however late the watch was).
+    exits = [r for r in hist if r["kind"] == "proc.exit" and r.get("alive_until") is not None]
+    for r in exits:
+        k = keys.get(int(r["token"]))
+        if k is None or k.t_gone is None or float(r["alive_until"]) <= k.t_gone:
+            continue
+        if any(p.get("pid") == r["pid"] for p in k.alive_at_delete):
+            continue  # already reported at the deletion
+        pod = pod_of_token.get(k.token, k.owner)
+        if frozen_pod_before(pod, k.t_del or k.t_gone):
+            exempt += 1
+            continue
+        v.violations.append(
+            Violation(
+                "S6",
+                f"{r.get('ev')} pid {r['pid']} of token {k.token} on {pod} was alive "
+                f"{float(r['alive_until']) - k.t_gone:.3f}s after etcd deleted its key",
+                float(r["alive_until"]),
+            )
+        )
     for r in jobs:
         if r.get("ev") not in ("attempt", "start"):
             continue
         k = keys.get(int(r["token"]))
-        if k is None or k.t_del is None or r["t"] <= k.t_del:
+        if k is None or k.t_gone is None or r["t"] <= k.t_gone:
             continue
         if frozen_pod_before(r.get("identity"), k.t_del):
             exempt += 1
@@ -420,14 +455,16 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             Violation(
                 "S6",
                 f"job {r.get('run')} of {r.get('identity')} (token {k.token}) {what} "
-                f"{r['t'] - k.t_del:.3f}s after its key was deleted",
+                f"{r['t'] - k.t_gone:.3f}s after its key was deleted",
                 r["t"],
             )
         )
 
     anomalies = [r for r in hist if r["kind"] == "anomaly"]
     for a in anomalies:
-        v.warnings.append(f"anomaly on {a.get('pod')}: {a.get('what')} (t={a['t']:.1f})")
+        v.liveness.append(
+            Violation("anomaly", f"on {a.get('pod')}: {a.get('what')}", a["t"], a.get("fault"))
+        )
 
     # -- statistics and liveness -----------------------------------------------------------------
     failover: dict[str, dict[str, Any]] = {}
@@ -449,11 +486,25 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             entry["taken_over"] += 1
             entry["times"].append(round(dt, 3))
             if f["fault"] == "kill9" and dt > ttl + L1_EXTRA + slack:
-                v.warnings.append(f"L1: takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)")
+                v.liveness.append(
+                    Violation(
+                        "L1", f"takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)", f["t"], "kill9"
+                    )
+                )
             if f["fault"] == "sigterm" and dt > L2_BOUND + slack:
-                v.warnings.append(f"L2: handover {dt:.2f}s after SIGTERM (bound 1 s)")
+                v.liveness.append(
+                    Violation(
+                        "L2", f"handover {dt:.2f}s after SIGTERM (bound 1 s)", f["t"], "sigterm"
+                    )
+                )
+        elif f["fault"] in ("kill9", "sigterm"):
+            # The leader was hit and nobody with a larger token led before the next fault.
+            entry["kept"] += 1
+            prop = "L1" if f["fault"] == "kill9" else "L2"
+            v.liveness.append(Violation(prop, "no successor after the fault", f["t"], f["fault"]))
         else:
             entry["kept"] += 1
+    v.warnings.extend(f"{m.prop}: {m.message} (t={m.t:.1f})" for m in v.liveness)
     for entry in failover.values():
         t = entry["times"]
         if t:

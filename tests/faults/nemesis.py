@@ -218,6 +218,7 @@ def run_soak(
                 "info": info,
                 "stats": verdict.stats,
                 "violations": [str(v) for v in verdict.violations],
+                "liveness": [str(m) for m in verdict.liveness],
                 "warnings": verdict.warnings,
             },
             indent=2,

@@ -7,20 +7,38 @@ Sources and their stamps (all ``CLOCK_MONOTONIC`` of this machine, in seconds):
   stamped when the first of the three watches delivers it, so a killed member costs nothing;
   a stream that breaks is reopened from the revision after the last one it saw, so no revision
   is lost. The stamp is *when we learned it*, never earlier than when it happened.
+* A watch stamps an event when it *learns* of it, which may be long after it happened (a slow
+  stream, a loaded machine). So every deletion of a leader key is also bracketed by the
+  recorder's own linearizable reads, one every 20 ms: ``present_at`` is the send time of the
+  last read whose revision was below the deletion's (the key still existed then), ``gone_by``
+  the answer time of the first read at or above it (it was deleted by then). The checker
+  judges S6 against ``gone_by``: evidence that a job lived past it is certain, whatever the
+  watch's delay.
 * On every deletion of a leader key, the recorder looks at once for live processes of the jobs
   that ran under that key's token (pids from the job journal, confirmed by the token in
-  ``/proc/PID/environ``): a job still alive when its key is already gone breaks S6.
+  ``/proc/PID/environ``): a job still alive when its key is already gone breaks S6. Every job
+  process (and grandchild) is also watched through a pidfd from the moment it is journaled;
+  its exit is recorded (``proc.exit``): ``alive_until``, the last 10 ms tick that found it alive
+  (a lower bound of its death), and ``t``, the tick that saw it gone (an upper bound).
 * Daemon logs (JSON lines): tailed every 10 ms, stamped when read.
 * Faults: stamped by :meth:`Recorder.fault` in the test process when injected and healed.
 * The fenced store's decisions (``mono``) and the job journal (``t``) are stamped by their own
   processes on the same clock and merged in at the end.
+* :meth:`Recorder.close` does not guess how long to wait for the last events: it writes a
+  sentinel key under the watched prefix and waits until a watch delivers it (etcd delivers a
+  watch's events in revision order, so everything before it has arrived), and reads the logs to
+  their end after the daemons have exited.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import json
+import os
 import queue
+import select
 import threading
 import time
 import urllib.request
@@ -34,6 +52,8 @@ from etcd3 import etcdrpc
 from tests.harness.procs import pid_alive, process_state
 
 _PUT, _DELETE = 0, 1
+#: How often the revision is read for the deletions' lower bounds (seconds).
+REVISION_POLL = 0.02
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -166,6 +186,14 @@ class Recorder:
         self._journal_offset = 0
         self._journal_rest = b""
         self._job_pids: dict[int, list[tuple[int, str]]] = {}
+        #: pid -> (pidfd, token, ev, seen alive at) of job processes not yet seen to exit.
+        self._pidfds: dict[int, tuple[int, int, str, float]] = {}
+        #: (send time, answer time, revision) of linearizable reads, oldest first.
+        self._revisions: list[tuple[float, float, int]] = []
+        self._tick = time.monotonic()  # the last tick that looked at the pidfds
+        self._sentinel_seen = threading.Event()
+        self._journal_lock = threading.Lock()  # the journal index is read from several threads
+        self.sentinel = f"{self.base}recorder-sentinel".encode()
         #: pod -> token while its latest election event is ``election.acquired``, else None.
         self.leading: dict[str, int | None] = {}
         self.add("meta", **meta, base=base, leader_prefix=leader_prefix)
@@ -175,6 +203,8 @@ class Recorder:
         ]
         self._tailer = threading.Thread(target=self._tail, name="log-tailer", daemon=True)
         self._tailer.start()
+        self._poller = threading.Thread(target=self._poll_revision, name="rev-poller", daemon=True)
+        self._poller.start()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -219,6 +249,9 @@ class Recorder:
                 if ident in self._seen:
                     continue
                 self._seen[ident] = now
+            if ev.kv.key == self.sentinel:
+                self._sentinel_seen.set()
+                continue
             if ev.type == _DELETE:
                 rec: dict[str, Any] = {"key": key, "revision": ev.kv.mod_revision}
                 if key.startswith(self.leader_prefix):
@@ -258,7 +291,44 @@ class Recorder:
                 continue
             if rec.get("ev") in ("start", "grandchild"):
                 pid = int(rec["child"] if rec["ev"] == "grandchild" else rec["pid"])
-                self._job_pids.setdefault(int(rec["token"]), []).append((pid, rec["ev"]))
+                token = int(rec["token"])
+                self._job_pids.setdefault(token, []).append((pid, rec["ev"]))
+                self._watch_exit(pid, token, str(rec["ev"]))
+
+    def _watch_exit(self, pid: int, token: int, ev: str) -> None:
+        """Watch ``pid`` (journaled with ``token``) for its exit through a pidfd."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            fd = -1  # already gone and reaped
+        if fd < 0 or not _has_token(pid, token):  # gone, or the pid is another process now
+            if fd >= 0:
+                os.close(fd)
+            # It died at some time before now; the journal line says it was alive at its start.
+            self.add("proc.exit", pid=pid, token=token, ev=ev, alive_until=None)
+            return
+        alive_at = time.monotonic()  # its environ was readable: alive, not a zombie
+        with self._lock:
+            self._pidfds[pid] = (fd, token, ev, alive_at)
+
+    def _reap_exits(self) -> None:
+        """Record the exit of every watched job process that ended since the last tick."""
+        with self._lock:
+            watched = dict(self._pidfds)
+        before = self._tick  # every process still watched was alive then (not yet ready)
+        self._tick = now = time.monotonic()
+        if not watched:
+            return
+        fds = {fd: pid for pid, (fd, _, _, _) in watched.items()}
+        ready, _, _ = select.select(list(fds), [], [], 0)
+        for fd in ready:  # each exited after it was last seen alive, and by now
+            pid = fds[fd]
+            _, token, ev, since = watched[pid]
+            with self._lock:
+                self._pidfds.pop(pid, None)
+            os.close(fd)
+            alive_until = max(before, since)
+            self.add("proc.exit", t=now, pid=pid, token=token, ev=ev, alive_until=alive_until)
 
     def _alive_jobs_of_key(self, key: str) -> list[dict[str, Any]]:
         """Processes (jobs and their grandchildren) of the token of ``key`` still alive now."""
@@ -266,9 +336,11 @@ class Recorder:
             token = self._key_tokens.get(key)
         if token is None:
             return []
-        self._read_journal()
+        with self._journal_lock:
+            self._read_journal()
+            pids = list(self._job_pids.get(token, []))
         alive = []
-        for pid, ev in self._job_pids.get(token, []):
+        for pid, ev in pids:
             if pid_alive(pid) and _has_token(pid, token):
                 alive.append({"pid": pid, "state": process_state(pid), "ev": ev})
         return alive
@@ -284,8 +356,61 @@ class Recorder:
     def _tail(self) -> None:
         while not self._stop.is_set():
             self._poll_logs()
+            with self._journal_lock:
+                self._read_journal()
+            self._reap_exits()
             self._stop.wait(0.01)
         self._poll_logs()
+        with self._journal_lock:
+            self._read_journal()
+        self._reap_exits()
+
+    # -- revisions, for lower bounds of deletions -----------------------------------------------
+
+    def _poll_revision(self) -> None:
+        """A linearizable read every REVISION_POLL seconds: (send time, revision)."""
+        channels = [grpc.insecure_channel(ep) for ep in self.endpoints]
+        stubs = [etcdrpc.KVStub(c) for c in channels]
+        i = 0
+        try:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                try:
+                    resp = stubs[i % len(stubs)].Range(
+                        etcdrpc.RangeRequest(key=self.sentinel, limit=1), timeout=1
+                    )
+                except grpc.RpcError:
+                    i += 1  # that member is down or cut: ask the next one
+                    continue
+                answered = time.monotonic()
+                with self._lock:
+                    self._revisions.append((sent, answered, int(resp.header.revision)))
+                self._stop.wait(REVISION_POLL)
+        finally:
+            for c in channels:
+                c.close()
+
+    def _bracket_deletions(self) -> None:
+        """Give each leader-key deletion its bracket from the linearizable reads: a read is
+        served at a moment between its send and its answer, at its header's revision."""
+        with self._lock:
+            reads = list(self._revisions)
+            deletions = [
+                r
+                for r in self._events
+                if r["kind"] == "key.delete" and str(r["key"]).startswith(self.leader_prefix)
+            ]
+        # Sorted by revision: the newest send below a revision, the earliest answer at or above.
+        reads.sort(key=lambda r: r[2])
+        revs = [r for _, _, r in reads]
+        latest_sent = list(itertools.accumulate((sent for sent, _, _ in reads), max))
+        answers = [ans for _, ans, _ in reads]
+        earliest_answer = list(itertools.accumulate(reversed(answers), min))
+        earliest_answer.reverse()
+        for rec in deletions:
+            i = bisect.bisect_left(revs, int(rec["revision"]))
+            rec["present_at"] = latest_sent[i - 1] if i > 0 else None
+            rec["gone_by"] = earliest_answer[i] if i < len(reads) else None
 
     def _poll_logs(self) -> None:
         with self._lock:
@@ -317,13 +442,38 @@ class Recorder:
         """Stop watching and tailing (idempotent)."""
         self._stop.set()
         self._tailer.join(5)
+        self._poller.join(5)
         for w in self._watches:
             w.stop()
+        with self._lock:
+            fds = [fd for fd, _, _, _ in self._pidfds.values()]
+            self._pidfds.clear()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    def close(self, store_url: str | None = None) -> None:
-        """Stop watching and tailing; merge the store's decisions and the job journal."""
-        time.sleep(0.3)  # let the last watch events and log lines arrive
+    def close(self, store_url: str | None = None, timeout: float = 10.0) -> None:
+        """Wait until the watches have delivered everything written so far (a sentinel key,
+        written now, has arrived), stop watching and tailing, and merge the store's decisions
+        and the job journal. A sentinel that never arrives is recorded as an anomaly."""
+        self._sentinel_seen.clear()
+        arrived = False
+        for ep in self.endpoints:  # the first member that takes the write
+            channel = grpc.insecure_channel(ep)
+            try:
+                etcdrpc.KVStub(channel).Put(
+                    etcdrpc.PutRequest(key=self.sentinel, value=b"end"), timeout=timeout / 2
+                )
+            except grpc.RpcError:
+                continue
+            finally:
+                channel.close()
+            arrived = self._sentinel_seen.wait(timeout)
+            break
+        if not arrived:
+            self.add("anomaly", pod=None, what="recorder: the watches lag: history incomplete")
         self.stop()
+        self._bracket_deletions()
         if store_url is not None:
             with urllib.request.urlopen(store_url.rstrip("/") + "/log", timeout=10) as resp:
                 for line in resp.read().decode().splitlines():

@@ -2,9 +2,11 @@
 
 Each pod is one ``leaderjob run`` process behind its own :class:`MultiProxy` (one fault proxy
 per etcd member) and its own :class:`FaultProxy` to the fenced store, running
-:mod:`tests.faults.writer_job` on a schedule. A pod's job and the job's watchdog are the
-daemon's descendants; :meth:`Pod.freeze` stops all of them ("the whole pod"), or only the
-daemon. Every fault goes through :class:`World`, which records it on the recorder's clock.
+:mod:`tests.faults.writer_job` on a schedule; by default (``writes=0``) a run writes until it is
+killed, so a leader's job is always running when a fault hits it. A pod's job and the job's
+watchdog are the daemon's descendants; :meth:`Pod.freeze` stops all of them ("the whole pod"),
+or only the daemon. Every fault goes through :class:`World`, which records it on the
+recorder's clock.
 
 Usable from pytest (give it the ``procs`` registry and the module's ``etcd_cluster``) and from
 a script (``bench/soak.py``).
@@ -27,12 +29,19 @@ from tests.faults.checker import Verdict, check
 from tests.faults.recorder import Recorder, read_jsonl
 from tests.harness.daemons import leaderjob
 from tests.harness.etcd import EtcdCluster, free_port
-from tests.harness.procs import JsonLogProcess, ProcessGroup, pid_alive, wait_until
+from tests.harness.procs import (
+    JsonLogProcess,
+    ProcessGroup,
+    pid_alive,
+    stop_when_idle,
+    wait_until,
+)
 from tests.harness.proxy import FaultProxy, MultiProxy
 
 WRITER = str(Path(__file__).with_name("writer_job.py"))
-#: Debian's `faketime` package (any architecture's multiarch directory).
-LIBFAKETIME = next(
+#: Debian's `faketime` package (any architecture's multiarch directory), or
+#: LEADERJOB_LIBFAKETIME.
+LIBFAKETIME = os.environ.get("LEADERJOB_LIBFAKETIME") or next(
     (str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
 )
@@ -116,11 +125,16 @@ class Pod:
     def jobs(self) -> list[int]:
         return [c for wd in self.watchdogs() for c in _children(wd)]
 
-    def freeze(self, *, whole_pod: bool) -> None:
-        """SIGSTOP the daemon; with ``whole_pod`` also every watchdog and job process group."""
+    def freeze(self, *, whole_pod: bool, idle: bool = False) -> None:
+        """SIGSTOP the daemon; with ``whole_pod`` also every watchdog and job process group.
+        With ``idle``, only at a moment the daemon idles between two cycles of its loop (so
+        that its first act on SIGCONT is a fresh cycle; see :func:`stop_when_idle`)."""
         assert self.daemon is not None
         self.frozen = [self.daemon.pid]
-        os.kill(self.daemon.pid, signal.SIGSTOP)
+        if idle:
+            assert stop_when_idle(self.daemon.pid), f"{self.name}: never caught idle"
+        else:
+            os.kill(self.daemon.pid, signal.SIGSTOP)
         if whole_pod:
             for wd in self.watchdogs():
                 os.kill(wd, signal.SIGSTOP)
@@ -162,7 +176,7 @@ class World:
         pods: int = 3,
         ttl: int = 3,
         schedule: str = "@every 1s",
-        writes: int = 8,
+        writes: int = 0,
         interval: float = 0.25,
         misbehaving: Sequence[int] = (),
         faketime: bool = False,
@@ -360,7 +374,10 @@ class World:
                 return pod.daemon.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.recorder.add(
-                    "anomaly", pod=pod.name, what=f"still running {timeout:.0f}s after SIGTERM"
+                    "anomaly",
+                    pod=pod.name,
+                    what=f"still running {timeout:.0f}s after SIGTERM",
+                    fault="sigterm",
                 )
                 pod.daemon.signal(signal.SIGABRT)
                 with contextlib.suppress(subprocess.TimeoutExpired):

@@ -1,6 +1,11 @@
-"""The fault suite's job: writes to the fenced store several times per run, with its token.
+"""The fault suite's job: writes to the fenced store with its token until it is killed.
 
     python writer_job.py JOURNAL [--writes N] [--interval S] [--ignore-term] [--grandchild]
+
+By default (``--writes 0``) it writes every ``--interval`` seconds for as long as it lives, so
+a job that outlived its leadership shows as writes attempted after its key was deleted, and an
+overlap as accepted or rejected writes after the successor's first; ``--writes N`` ends the run
+after N writes (for scenarios about slots, which need runs that end).
 
 The store URL comes from ``LJ_STORE_URL`` (each pod gets its own proxy to the store, so a test
 can delay one pod's writes), the resource from ``LJ_RESOURCE`` (default ``fault``). Every write
@@ -16,6 +21,7 @@ Sleeps use ``select``, not ``time.sleep``: under libfaketime with FAKETIME_DONT_
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import select
@@ -60,7 +66,7 @@ def pause(seconds: float) -> None:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("journal")
-    p.add_argument("--writes", type=int, default=8)
+    p.add_argument("--writes", type=int, default=0, help="0: until killed")
     p.add_argument("--interval", type=float, default=0.25)
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--grandchild", action="store_true")
@@ -79,7 +85,7 @@ def main() -> int:
     if a.grandchild:
         child = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
         journal(a.journal, ev="grandchild", child=child.pid)
-    for seq in range(a.writes):
+    for seq in range(a.writes) if a.writes > 0 else itertools.count():
         if seq:
             pause(a.interval)
         body = {

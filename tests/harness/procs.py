@@ -108,6 +108,32 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 _LIVE_GROUPS: weakref.WeakSet[ProcessGroup] = weakref.WeakSet()
 
 
+#: select(2) and pselect6(2) on x86_64 and arm64 (arm64 has only pselect6, 72): a Python loop
+#: idling in select.select.
+_SELECT_SYSCALLS = {"23", "270", "72"}
+
+
+def stop_when_idle(pid: int, attempts: int = 50) -> bool:
+    """SIGSTOP ``pid`` at a moment its main thread idles in ``select()`` -- between two cycles of
+    its loop, not in the middle of one -- and leave it stopped; True on success.
+
+    A stopped task still shows the syscall it was blocked in (``/proc/PID/syscall``). When the
+    stop lands elsewhere (a cycle, an RPC), the process is continued at once and the stop tried
+    again, up to ``attempts`` times (a few ms of pause each)."""
+    for _ in range(attempts):
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: process_state(pid) == "T", 2, 0.001)
+        try:
+            nr = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+        except (OSError, IndexError):
+            nr = ""
+        if nr in _SELECT_SYSCALLS:
+            return True
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.011)
+    return False
+
+
 @atexit.register
 def _cleanup_leftovers() -> None:
     for group in list(_LIVE_GROUPS):

@@ -220,6 +220,54 @@ def test_s6_write_attempt_after_key_deleted():
     assert _props(h) == {"S6"}
 
 
+def _bracket_a(present_at: float, gone_by: float, delivered: float = 6.0) -> list[dict[str, Any]]:
+    """clean(), with p0's key a deleted between the recorder's reads at present_at and
+    gone_by, and the deletion delivered by the watch at ``delivered``."""
+    h = clean()
+    for r in h:
+        if r["kind"] == "key.delete" and r["key"].endswith("/a"):
+            r.update(t=delivered, present_at=present_at, gone_by=gone_by)
+    return sorted(h, key=lambda r: r["t"])
+
+
+def _exit(t: float, alive_until: float | None, token: int = 10, pid: int = 110) -> dict:
+    return {
+        "t": t, "kind": "proc.exit", "pid": pid, "token": token, "ev": "start",
+        "alive_until": alive_until,
+    }  # fmt: skip
+
+
+def test_s6_a_job_seen_alive_after_the_deletion_was_proven_though_the_watch_was_late():
+    """The watch delivered the deletion 1.5 s late (t=6.0) and found nothing alive; the
+    recorder's reads prove it happened by 4.52, and the job was seen alive until 5.0."""
+    h = [*_bracket_a(4.49, 4.52), _exit(5.01, 5.0)]
+    assert _props(h) == {"S6"}
+    assert any("was alive 0.480s after etcd deleted its key" in m for m in _messages(h))
+
+
+def test_s6_a_job_dead_before_the_deletion_is_fine():
+    h = [*_bracket_a(4.49, 4.52), _exit(4.3, 4.29)]
+    verdict = check(h)
+    assert verdict.ok, verdict.report()
+
+
+def test_s6_an_exit_inside_the_bracket_is_not_proof():
+    """Seen alive at 4.50, gone at 4.51, key gone by 4.52: the death may have come first."""
+    h = [*_bracket_a(4.49, 4.52), _exit(4.51, 4.50)]
+    assert check(h).ok
+
+
+def test_s6_a_write_attempted_after_the_proven_deletion_before_the_watch_delivered_it():
+    h = [*_bracket_a(4.49, 4.52), _job(4.8, "attempt", 10, "p0", "s1", "r1", seq=7)]
+    assert _props(h) == {"S6"}
+    assert any("attempted write 7 0.280s after its key was deleted" in m for m in _messages(h))
+
+
+def test_s6_without_a_bracket_the_watch_stamp_is_used():
+    h = [*clean(), _exit(6.3, 6.2)]  # deletion delivered at 6.0, no reads around it
+    assert _props(h) == {"S6"}
+
+
 def test_s6_whole_pod_frozen_is_exempt_but_s1_still_applies():
     """A frozen pod's job outlives its key (only fencing protects): not an S6 violation, but
     the store must still reject its stale write."""
@@ -252,14 +300,140 @@ def test_daemon_only_freeze_is_not_exempt():
     assert _props(h) == {"S6"}
 
 
-def test_liveness_misses_are_warnings_not_violations():
+def _messages(history: list[dict[str, Any]]) -> list[str]:
+    return [str(v) for v in check(history).violations]
+
+
+def test_s2_acquisition_with_a_token_no_leader_key_has():
+    h = [*clean(), _daemon(8.0, "p2", "election.acquired", token=25)]
+    assert _props(h) == {"S2"}
+    assert any("p2 acquired with token 25: no leader key has it" in m for m in _messages(h))
+
+
+def test_s2_acquisition_of_another_daemons_key():
+    h = [*clean(), _daemon(8.0, "p2", "election.acquired", token=11)]  # p1's first key
+    assert _props(h) == {"S2"}
+    assert any("p2 acquired token 11 of p1's key" in m for m in _messages(h))
+
+
+def test_s2_job_ran_with_a_token_no_leader_key_has():
+    h = [*clean(), _claim(7.6, "s3", 22, 25), _job(7.7, "start", 25, "p1", "s3", "r3")]
+    assert any("ran with token 25: no such key" in m for m in _messages(h))
+
+
+def test_s2_job_ran_with_another_daemons_token():
+    h = [*clean(), _claim(7.6, "s3", 22, 20), _job(7.7, "start", 20, "p2", "s3", "r3")]
+    assert _props(h) == {"S2"}
+    assert any("job of p2 ran with token 20 of p1's key" in m for m in _messages(h))
+
+
+@pytest.mark.parametrize("status", ["skipped_overlap", "skipped", "failed_to_start"])
+def test_s3_job_ran_a_slot_claimed_as_not_running(status):
     h = clean()
     for r in h:
-        if r.get("event") == "election.acquired" and r["pod"] == "p1":
-            r["t"] = 9.0  # 6 s after kill -9: beyond TTL + 1.5 s + slack
-    h = sorted(h, key=lambda r: r["t"])
+        if r["kind"] == "key.put" and r["key"].endswith("/slots/s2"):
+            r["value"]["status"] = status
+    assert _props(h) == {"S3"}
+    assert any(f"ran slot s2 claimed as {status}" in m for m in _messages(h))
+
+
+def test_s5_slot_claimed_while_the_claimants_key_was_not_live():
+    """p1's key c (token 20) was deleted at revision 21; its claim of s2 committed at 22."""
+    h = [r for r in clean() if not (r["kind"] == "key.put" and r["key"].endswith("/slots/s2"))]
+    h = sorted([*h, _delete(7.6, "c", 21), _claim(7.0, "s2", 22, 20)], key=lambda r: r["t"])
+    assert _props(h) == {"S5"}
+    assert any("while the key of token 20 was not live" in m for m in _messages(h))
+
+
+def _alive_at_deletion_of_a(h: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in h:
+        if r["kind"] == "key.delete" and r["key"].endswith("/a"):
+            r["alive_jobs"] = [{"pid": 110, "state": "S", "ev": "start"}]
+    return h
+
+
+def test_s6_a_pod_freeze_that_ended_long_before_the_deletion_exempts_nothing():
+    """The exemption covers a whole-pod freeze within TTL + slack before the key went (t=6.0,
+    TTL 3, slack 1): one that ended at t=1.9 cannot explain a job alive at t=6.0."""
+    h = _alive_at_deletion_of_a(
+        [*clean(), _fault(1.5, "start", "pod_freeze", "p0"), _fault(1.9, "end", "pod_freeze", "p0")]
+    )
+    assert _props(sorted(h, key=lambda r: r["t"])) == {"S6"}
+
+
+def test_s6_a_pod_freeze_that_began_after_the_deletion_exempts_nothing():
+    h = _alive_at_deletion_of_a(
+        [*clean(), _fault(6.5, "start", "pod_freeze", "p0"), _fault(9.0, "end", "pod_freeze", "p0")]
+    )
+    assert _props(h) == {"S6"}
+
+
+def test_s6_a_freeze_of_another_pod_exempts_nothing():
+    h = _alive_at_deletion_of_a(
+        [*clean(), _fault(5.0, "start", "pod_freeze", "p1"), _fault(9.0, "end", "pod_freeze", "p1")]
+    )
+    assert _props(h) == {"S6"}
+
+
+def test_s6_a_freeze_just_within_the_window_exempts():
+    h = _alive_at_deletion_of_a(
+        [*clean(), _fault(1.5, "start", "pod_freeze", "p0"), _fault(2.1, "end", "pod_freeze", "p0")]
+    )
     verdict = check(h)
+    assert verdict.ok and verdict.stats["s6_exempt_frozen"] == 1, verdict.report()
+
+
+def test_l1_takeover_too_late_is_a_liveness_miss_of_kill9_not_a_violation():
+    h = clean()
+    for r in h:
+        if r["t"] >= 6.0:
+            r["t"] += 3.0  # takeover 6.2 s after kill -9: beyond TTL + 1.5 s + slack
+    verdict = check(h)
+    assert verdict.ok, verdict.report()
+    assert [m.prop for m in verdict.liveness_of("kill9")] == ["L1"]
+    assert verdict.liveness_of("sigterm") == []
     assert any(w.startswith("L1") for w in verdict.warnings)
+
+
+def test_l1_takeover_within_the_bound_is_no_miss():
+    verdict = check(clean())  # 3.2 s after kill -9: within TTL + 1.5 s
+    assert verdict.liveness == []
+
+
+def _sigterm_history(takeover_at: float) -> list[dict[str, Any]]:
+    h = [r for r in clean() if r["kind"] != "fault"]
+    h += [_fault(3.0, "start", "sigterm", "p0"), _fault(3.01, "end", "sigterm", "p0")]
+    for r in h:
+        if r.get("event") == "election.acquired" and r["pod"] == "p1":
+            r["t"] = takeover_at
+    return sorted(h, key=lambda r: r["t"])
+
+
+def test_l2_handover_too_late_is_a_liveness_miss_of_sigterm():
+    verdict = check(_sigterm_history(3.0 + 2.5))  # bound: 1 s + 1 s slack
+    assert verdict.ok
+    assert [m.prop for m in verdict.liveness_of("sigterm")] == ["L2"]
+    assert "handover 2.50s" in str(verdict.liveness[0])
+    assert any(w.startswith("L2") for w in verdict.warnings)
+
+
+def test_l2_handover_in_time_is_no_miss():
+    verdict = check(_sigterm_history(3.0 + 0.4))
+    assert verdict.ok and verdict.liveness == [], verdict.report()
+
+
+def test_l2_no_successor_at_all_after_sigterm_is_a_miss():
+    h = [r for r in _sigterm_history(3.4) if not (r.get("pod") == "p1" or r.get("token") == 20)]
+    verdict = check(h)
+    assert [m.prop for m in verdict.liveness_of("sigterm")] == ["L2"]
+
+
+def test_an_anomaly_fails_every_scenario():
+    h = [*clean(), {"t": 8.0, "kind": "anomaly", "pod": "p1", "what": "still running 15s"}]
+    verdict = check(h)
+    assert verdict.ok
+    assert [m.prop for m in verdict.liveness_of()] == ["anomaly"]
+    assert [m.prop for m in verdict.liveness_of("kill9")] == ["anomaly"]
 
 
 def test_a_history_without_meta_is_rejected():

@@ -226,3 +226,28 @@ def test_watch_that_saw_a_delete_stays_on_its_endpoint(server: Server) -> None:
     s.watch_deletes(["/a"], 5, fired.set, timeout=0.5)
     assert fired.wait(5)
     assert s.endpoint == ENDPOINTS[0]
+
+
+def test_user_against_an_etcd_without_auth_is_rejected_not_retried() -> None:
+    """`--user` on an etcd without auth: every member answers FAILED_PRECONDITION "authentication
+    is not enabled" — unlike a learner's refusal, no other member fixes it: fail at start-up."""
+    exc = FakeRpcError(
+        grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled"
+    )
+    err = adapter._translate("grant", exc)
+    assert isinstance(err, StoreRejected)
+    learner = adapter._translate("grant", FakeRpcError(*LEARNER))
+    assert not isinstance(learner, StoreRejected)
+
+
+def test_a_client_certificate_refused_by_etcd_34_is_a_tls_failure() -> None:
+    """etcd 3.4 answers a refused client certificate with a broken record (TSI_DATA_CORRUPTED):
+    it must count as a TLS failure, so a single-endpoint daemon stops at start-up."""
+    exc = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:2379: "
+        "Unwrap failed (TSI_DATA_CORRUPTED)",
+    )
+    err = adapter._translate("grant", exc)
+    assert isinstance(err, adapter._TLSUnavailable)
+    assert "client certificate" in err.detail

@@ -1,0 +1,78 @@
+"""Writes to etcd guarded by the leader's own key: etcd's ``IsOwner`` compare in our own Txn.
+
+    If CreateRevision(leader_key) == token Then Put/Delete …
+
+The token *is* the create revision of the leader's key (S2), so the compare holds exactly while
+that key exists as the one this leader created. When the lease expires or is revoked the key is
+deleted, and a re-created key has a larger revision: a deposed leader's write fails, forever,
+without any high-water mark (S1). The write and the check are one Txn, so no successor can slip
+in between them.
+
+A job run by leaderjob finds what it needs in its environment: ``LEADERJOB_LEADER_KEY``,
+``LEADERJOB_FENCING_TOKEN`` and ``LEADERJOB_ENDPOINTS`` (never credentials: a job on an etcd with
+authentication or TLS brings its own, with the usual connection options). Shell jobs use
+``leaderjob fenced put KEY VALUE`` / ``leaderjob fenced delete KEY``.
+
+Built on the storage port (:meth:`leaderjob.election.store.Store.guarded_put`); the only module
+that talks to etcd stays ``leaderjob/election/etcd.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from leaderjob.election.store import Store
+from leaderjob.fencing import FencingError, StaleToken, parse_token, token_from_env
+
+__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence"]
+
+LEADER_KEY_ENV = "LEADERJOB_LEADER_KEY"
+ENDPOINTS_ENV = "LEADERJOB_ENDPOINTS"
+
+
+@dataclass(frozen=True)
+class EtcdFence:
+    """Guarded writes for the leader whose election key is ``leader_key`` with ``token``."""
+
+    store: Store
+    leader_key: str
+    token: int
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.leader_key:
+            raise FencingError("the leader key is empty")
+        parse_token(str(self.token), source="token")
+
+    @classmethod
+    def from_env(
+        cls, store: Store, environ: Mapping[str, str] | None = None, *, timeout: float = 5.0
+    ) -> EtcdFence:
+        """The fence of the run this process belongs to (``LEADERJOB_LEADER_KEY`` and
+        ``LEADERJOB_FENCING_TOKEN``); :class:`FencingError` when they are missing."""
+        env = os.environ if environ is None else environ
+        key = env.get(LEADER_KEY_ENV)
+        if not key:
+            raise FencingError(f"{LEADER_KEY_ENV} is not set: run this under leaderjob")
+        return cls(store, key, token_from_env(env), timeout)
+
+    def apply(
+        self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()
+    ) -> None:
+        """Apply every put and delete in one Txn, or none: :class:`StaleToken` when the leader
+        key is gone or has another create revision. Store errors pass through unchanged."""
+        applied = self.store.guarded_put(
+            self.leader_key, self.token, puts, deletes=deletes, timeout=self.timeout
+        )
+        if not applied:
+            raise StaleToken(self.leader_key, self.token)
+
+    def put(self, key: str, value: bytes | str) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        self.apply(puts=[(key, data)])
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` (deleting a key that does not exist is not an error)."""
+        self.apply(deletes=[key])

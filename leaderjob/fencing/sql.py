@@ -1,0 +1,199 @@
+"""The SQL fence: one row per protected resource, advanced inside the caller's own transaction.
+
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        advance(conn, "reports", token)        # raises StaleToken: nothing below commits
+        conn.execute("DELETE FROM reports WHERE day < %s", (cutoff,))
+
+The check is one statement (``DDL`` creates its table)::
+
+    INSERT INTO leaderjob_fence AS fence (resource, token) VALUES (:resource, :token)
+    ON CONFLICT (resource) DO UPDATE SET token = EXCLUDED.token
+        WHERE fence.token <= EXCLUDED.token
+    RETURNING token
+
+A row back means the token is at least the mark, and the mark is now this token; no row back
+means a larger token was accepted before: :class:`~leaderjob.fencing.StaleToken`. Equal tokens
+pass, so one run may fence many times. The upsert takes the row's lock, so under PostgreSQL's
+default READ COMMITTED two fencers of one resource are serialised: the second waits for the first
+to commit or roll back, then re-checks its ``WHERE`` against the committed row. The mark, the
+caller's writes and the commit are one atomic step; a deposed leader that wakes up mid-transaction
+either is rejected here or (if it fenced before the successor) holds the lock until it commits, and
+the successor's fence then waits for it — the writes never interleave (S1).
+
+On a stale token the caller's transaction must not commit. :func:`advance` rolls it back before
+raising; where the driver forbids that (inside psycopg's ``conn.transaction()`` block), it makes
+the transaction fail instead (PostgreSQL then turns any ``COMMIT`` into a rollback), and the
+exception leaving the block rolls it back as well.
+
+Works with psycopg 3 and with any DB-API 2 connection whose database has ``INSERT … ON CONFLICT …
+RETURNING`` (SQLite ≥ 3.35 for quick tests). This module never imports a driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from leaderjob.fencing import FencingError, StaleToken
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "Connection",
+    "SqlMarks",
+    "advance",
+    "ddl",
+    "fenced",
+    "high_water",
+]
+
+DEFAULT_TABLE = "leaderjob_fence"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+class Cursor(Protocol):
+    def execute(self, operation: Any, parameters: Any = ..., /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    """The part of a DB-API 2 connection the fence uses."""
+
+    def cursor(self) -> Any: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+def _table(table: str) -> str:
+    # The name is spliced into SQL: only plain (optionally schema-qualified) identifiers.
+    if not _IDENT.fullmatch(table):
+        raise FencingError(f"fence table {table!r}: use a plain identifier such as {DEFAULT_TABLE}")
+    return table
+
+
+def ddl(table: str = DEFAULT_TABLE) -> str:
+    """The table the fence needs (PostgreSQL and SQLite alike); safe to run more than once."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {_table(table)} (\n"
+        "    resource TEXT PRIMARY KEY,\n"
+        "    token BIGINT NOT NULL CHECK (token > 0)\n"
+        ");\n"
+    )
+
+
+def _placeholders(conn: Connection, n: int) -> list[str]:
+    """Placeholders in the driver's ``paramstyle`` (read from the driver's top-level module)."""
+    module = sys.modules.get(type(conn).__module__.split(".")[0])
+    style = getattr(module, "paramstyle", "qmark")
+    if style in ("format", "pyformat"):
+        return ["%s"] * n
+    if style == "numeric":
+        return [f":{i + 1}" for i in range(n)]
+    if style == "named":
+        return [f":p{i}" for i in range(n)]
+    return ["?"] * n
+
+
+def _params(conn: Connection, values: Sequence[Any]) -> Any:
+    module = sys.modules.get(type(conn).__module__.split(".")[0])
+    if getattr(module, "paramstyle", "qmark") == "named":
+        return {f"p{i}": v for i, v in enumerate(values)}
+    return tuple(values)
+
+
+def _fetch(conn: Connection, sql: str, values: Sequence[Any]) -> Any:
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, _params(conn, values))
+        return cur.fetchone()
+    finally:
+        cur.close()
+
+
+def high_water(conn: Connection, resource: str, *, table: str = DEFAULT_TABLE) -> int | None:
+    """The resource's mark as this transaction sees it (``None``: never fenced)."""
+    (p,) = _placeholders(conn, 1)
+    # The table name passed _table(); values go as parameters.
+    sql = f"SELECT token FROM {_table(table)} WHERE resource = {p}"  # noqa: S608
+    row = _fetch(conn, sql, (resource,))
+    return None if row is None else int(row[0])
+
+
+def advance(conn: Connection, resource: str, token: int, *, table: str = DEFAULT_TABLE) -> None:
+    """Raise ``resource``'s mark to ``token`` in the connection's current transaction.
+
+    Raises :class:`StaleToken` — after rolling the transaction back, or failing it where the
+    driver forbids a rollback here — when a larger token was accepted before. Commit (or leave
+    the transaction block) only after the writes the fence protects.
+    """
+    if isinstance(token, bool) or not isinstance(token, int) or token <= 0:
+        raise FencingError(f"fencing token must be a positive integer, got {token!r}")
+    name = _table(table)
+    p_resource, p_token = _placeholders(conn, 2)
+    row = _fetch(
+        conn,
+        f"INSERT INTO {name} AS fence (resource, token) VALUES ({p_resource}, {p_token}) "  # noqa: S608
+        "ON CONFLICT (resource) DO UPDATE SET token = EXCLUDED.token "
+        "WHERE fence.token <= EXCLUDED.token "
+        "RETURNING token",
+        (resource, token),
+    )
+    if row is not None:
+        return
+    mark = high_water(conn, resource, table=table)
+    _abort(conn)
+    raise StaleToken(resource, token, mark)
+
+
+def _abort(conn: Connection) -> None:
+    """Make sure the caller's transaction cannot commit."""
+    try:
+        conn.rollback()
+    except Exception:  # psycopg forbids rollback() inside conn.transaction()
+        # Fail the transaction instead: PostgreSQL answers any later COMMIT with a rollback.
+        # The text shows up in the server log and in the error of the caller's next statement.
+        with contextlib.suppress(Exception):
+            _fetch(conn, "SELECT CAST('leaderjob: stale fencing token' AS INTEGER)", ())
+
+
+@contextlib.contextmanager
+def fenced(
+    conn: Connection, resource: str, token: int, *, table: str = DEFAULT_TABLE
+) -> Iterator[Connection]:
+    """Advance the fence, run the block, commit; roll back on any exception (and on StaleToken).
+
+    For plain DB-API connections (not in autocommit mode). With psycopg, ``with
+    conn.transaction(): advance(...)`` does the same.
+    """
+    try:
+        advance(conn, resource, token, table=table)
+        yield conn
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+    conn.commit()
+
+
+class SqlMarks:
+    """A high-water-mark store for the HTTP middleware on the SQL fence: each check is its own
+    committed transaction on a connection from ``connect`` (opened and closed per call)."""
+
+    def __init__(self, connect: Any, *, table: str = DEFAULT_TABLE) -> None:
+        self._connect = connect
+        self._table = _table(table)
+
+    def advance(self, resource: str, token: int) -> None:
+        conn = self._connect()
+        try:
+            with fenced(conn, resource, token, table=self._table):
+                pass
+        finally:
+            conn.close()
