@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.faults.checker import Verdict
 from tests.faults.world import Pod, World, faketime_available
-from tests.harness.etcd import EtcdCluster
+from tests.harness.peers import IsolatableCluster
 from tests.harness.procs import ProcessGroup, wait_until
 
 TTL = 3
@@ -43,6 +43,8 @@ class Nemesis:
             ("etcd_follower_killed", lambda p: self.member_killed(leader=False), False),
             ("quorum_lost", lambda p: self.quorum_lost(), False),
         ]
+        if isinstance(world.cluster, IsolatableCluster):
+            self.faults.append(("member_isolated", lambda p: self.member_isolated(), False))
         if world.pods[0].clock_file is not None:
             self.faults.append(("clock_step", self.clock_step, False))
 
@@ -141,8 +143,22 @@ class Nemesis:
             time.sleep(3 * TTL)
             self.w.cluster.restore()
 
+    def member_isolated(self) -> None:
+        """One member cut off from its peers while its clients still reach it (a member without a
+        leader): watches and reads through it must not leave a successor waiting (L1)."""
+        cluster = self.w.cluster
+        assert isinstance(cluster, IsolatableCluster)
+        victim = self.rng.randrange(len(cluster.members))
+        seconds = self.rng.uniform(1, 3) * TTL
+        with self.w.fault("member_isolated", f"m{victim}", seconds=round(seconds, 2)):
+            cluster.isolate_from_peers(victim)
+            time.sleep(seconds)
+            cluster.heal_peers()
+
     def clock_step(self, pod: Pod) -> None:
-        offset = self.rng.choice(["+1h", "-1h"])
+        # A day ahead is a replica whose clock runs fast (a wrong RTC, a VM restored with a
+        # future time): slots keep their pace while it lasts, and no slot runs twice after.
+        offset = self.rng.choice(["+1h", "-1h", "+1d"])
         with self.w.fault("clock_step", pod.name, offset=offset):
             pod.set_clock(offset)
             time.sleep(2 * TTL)
@@ -173,7 +189,7 @@ def run_soak(
 
     started = time.monotonic()
     procs = ProcessGroup()
-    cluster = EtcdCluster(3)
+    cluster = IsolatableCluster(3)
     world: World | None = None
     try:
         world = World(

@@ -8,6 +8,7 @@ TTL is 3 s throughout; time bounds carry one second of slack for a loaded 2-core
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -333,18 +334,23 @@ def test_quorum_lost_leader_steps_down_nobody_leads_S6(make_world, etcd_cluster)
 
 
 def test_job_ignoring_sigterm_with_grandchild_group_killed_by_deadline_S6(make_world):
-    """§3 misbehaving job: it ignores SIGTERM and forks a grandchild that ignores it too; when
-    its leader is cut off, the whole process group is SIGKILLed by the deadline, before etcd
-    deletes the key (the recorder checks the grandchild as well)."""
+    """§3 misbehaving job: it ignores SIGTERM, forks a grandchild that ignores it too, and one
+    that leaves the process group (setsid); when its leader is cut off, every one of them is
+    SIGKILLed by the deadline, before etcd deletes the key (the recorder checks both grandchildren
+    as well)."""
     world = make_world(misbehaving=(0, 1, 2))
     pod, token = _leader_with_writes(world)
     job = world.running_job(pod, 5)
-    assert wait_until(lambda: world.journal_records("grandchild", token=token), 5)
-    grandchild = world.journal_records("grandchild", token=token)[-1]["child"]
-    assert pid_alive(job) and pid_alive(grandchild)
+    assert wait_until(lambda: len(world.journal_records("grandchild", token=token)) >= 2, 5)
+    kids = world.journal_records("grandchild", token=token)
+    grandchild = next(r["child"] for r in kids if not r.get("escaped"))
+    escaped = next(r["child"] for r in kids if r.get("escaped"))
+    assert pid_alive(job) and pid_alive(grandchild) and pid_alive(escaped)
+    assert os.getpgid(escaped) != os.getpgid(job), "the escaped grandchild left the job's group"
     with world.fault("cut_off", pod.name):
         pod.proxies.blackhole()
         assert wait_until(lambda: not pid_alive(grandchild), TTL + SLACK), "grandchild survived"
+        assert wait_until(lambda: not pid_alive(escaped), 1), "the setsid grandchild survived"
         world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
         pod.proxies.heal()
     assert not pid_alive(job)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.checker import Verdict, check
-from tests.faults.recorder import Recorder, read_jsonl
+from tests.faults.recorder import Recorder, _has_token, read_jsonl
 from tests.harness.daemons import leaderjob
 from tests.harness.etcd import EtcdCluster, free_port
 from tests.harness.procs import (
@@ -228,7 +228,8 @@ class World:
             store_proxy = FaultProxy(f"127.0.0.1:{self.store_port}").start()
             job_args = ["--writes", str(writes), "--interval", str(interval)]
             if i in misbehaving:
-                job_args += ["--ignore-term", "--grandchild"]
+                # Ignores SIGTERM, forks a grandchild, and one that escapes the group (setsid).
+                job_args += ["--ignore-term", "--grandchild", "--escape"]
             env = {
                 "LJ_STORE_URL": f"http://{store_proxy.endpoint}",
                 "LJ_RESOURCE": "fault",
@@ -447,3 +448,15 @@ class World:
                     pod.thaw()
                 pod.proxies.close()
                 pod.store_proxy.close()
+            self._kill_leftover_jobs()
+
+    def _kill_leftover_jobs(self) -> None:
+        """Kill, by pid, every job process the journal names that is still alive with its token
+        (a job or grandchild that escaped its daemon — what a failing test is about)."""
+        for rec in self.journal_records():
+            if rec.get("ev") not in ("start", "grandchild"):
+                continue
+            pid = int(rec["child"] if rec["ev"] == "grandchild" else rec["pid"])
+            if pid_alive(pid) and _has_token(pid, int(rec["token"])):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)

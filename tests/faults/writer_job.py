@@ -1,6 +1,7 @@
 """The fault suite's job: writes to the fenced store with its token until it is killed.
 
     python writer_job.py JOURNAL [--writes N] [--interval S] [--ignore-term] [--grandchild]
+                         [--escape]
 
 By default (``--writes 0``) it writes every ``--interval`` seconds for as long as it lives, so
 a job that outlived its leadership shows as writes attempted after its key was deleted, and an
@@ -11,8 +12,10 @@ The store URL comes from ``LJ_STORE_URL`` (each pod gets its own proxy to the st
 can delay one pod's writes), the resource from ``LJ_RESOURCE`` (default ``fault``). Every write
 is journaled twice, as an ``attempt`` before it is sent and an ``answer`` after, with
 ``time.monotonic()``; the journal also gets ``start``, ``end``, ``term`` and ``grandchild``
-records. A write the store rejects as stale ends the run (exit 3): a fenced job that learns it
-was deposed stops.
+records. ``--escape`` also starts a grandchild in a session of its own (``setsid``, as a
+daemonizing script does): it has left the job's process group, so only a supervisor that tracks
+every descendant can stop it. A write the store rejects as stale ends the run (exit 3): a fenced
+job that learns it was deposed stops.
 
 Sleeps use ``select``, not ``time.sleep``: under libfaketime with FAKETIME_DONT_FAKE_MONOTONIC=1
 (the clock-step scenario), ``clock_nanosleep`` fails with EINVAL (libfaketime 0.9.10).
@@ -70,6 +73,7 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=0.25)
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--grandchild", action="store_true")
+    p.add_argument("--escape", action="store_true", help="a grandchild that leaves the group")
     a = p.parse_args()
     url = os.environ["LJ_STORE_URL"]
     resource = os.environ.get("LJ_RESOURCE", "fault")
@@ -85,6 +89,9 @@ def main() -> int:
     if a.grandchild:
         child = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
         journal(a.journal, ev="grandchild", child=child.pid)
+    if a.escape:
+        escaped = subprocess.Popen([sys.executable, "-c", GRANDCHILD], start_new_session=True)
+        journal(a.journal, ev="grandchild", child=escaped.pid, escaped=True)
     for seq in range(a.writes) if a.writes > 0 else itertools.count():
         if seq:
             pause(a.interval)

@@ -86,7 +86,7 @@ def test_slot_claims_stay_bounded_while_suspended(etcd, prefix, procs, tmp_path)
     """A suspended `@every 1s` election claims every slot as skipped; the claims stay bounded
     (history-limit intervals, at least 10) instead of piling up, and nothing runs."""
     journal = tmp_path / "journal"
-    cli(etcd.endpoint, prefix, "suspend", "--election", "job")
+    cli(etcd.endpoint, prefix, "suspend", "--election", "job", "--force")  # before any replica
     d = leaderjob(
         procs,
         tmp_path,

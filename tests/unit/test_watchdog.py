@@ -264,8 +264,11 @@ def test_job_starts_with_default_signal_dispositions_and_an_empty_mask(tmp_path)
     finally:
         d.cleanup()
     fields = dict(line.split(":\t", 1) for line in out.read_text().splitlines())
-    assert int(fields["SigBlk"], 16) == 0, fields
-    assert int(fields["SigIgn"], 16) == 0, fields
+    # glibc reserves signals 32 and 33 for its threads (not in valid_signals(), not settable from
+    # Python); a disposition inherited for them from the machine's own shell says nothing here.
+    settable = sum(1 << (int(s) - 1) for s in signal.valid_signals())
+    assert int(fields["SigBlk"], 16) & settable == 0, fields
+    assert int(fields["SigIgn"], 16) & settable == 0, fields
 
 
 def test_orphans_that_end_during_the_run_are_reaped_at_once(driven, escaped):
