@@ -59,11 +59,15 @@ DURATION ?= 5m
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration $(DURATION)
 
-# Mutation testing of the cron math (docs/testing.md). Slow, so not part of `make test`.
+# Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
+# MODULE=schedule, planner, config or election.machine runs one module's mutants only.
+MODULE ?=
+MUTANTS = $(if $(MODULE),'leaderjob.$(MODULE).*')
+
 mutation: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2
-	$(BIN)/mutmut results
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results $(if $(MODULE),| grep -F 'leaderjob.$(MODULE).' || true)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants
