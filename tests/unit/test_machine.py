@@ -384,3 +384,134 @@ def test_next_wakeup_is_the_earliest_thing_to_do() -> None:
     assert m.next_wakeup(0.2) == pytest.approx(1.0)  # the next renewal
     m.renew_failed(now=2.4)
     assert m.next_wakeup(2.4) == pytest.approx(GIVE_UP)  # giving up comes before the retry at 2.65
+
+
+# --- edges found by mutation testing --------------------------------------------------------------
+
+
+def test_transitions_carry_the_phase_they_lead_to_and_the_lease() -> None:
+    """Every transition names the phase the machine is now in and the lease it concerns: the
+    log and the caller react to them."""
+    m = Machine(TIMING)
+    t = m.granted(LEASE, 3, sent_at=0.0)
+    assert (t.phase, t.lease_id) == (Phase.CAMPAIGNING, LEASE)
+    won = m.won(TOKEN, now=0.1)
+    assert won is not None
+    assert (won.phase, won.lease_id, won.token) == (Phase.LEADING, LEASE, TOKEN)
+    lost = m.resign()
+    assert lost is not None
+    assert (lost.phase, lost.lease_id, lost.token) == (Phase.IDLE, LEASE, TOKEN)
+
+
+def test_l5_granted_says_why_it_refuses_a_live_lease() -> None:
+    with pytest.raises(AssertionError) as refused:
+        leading().granted(LEASE + 1, 3, sent_at=1.0)
+    assert str(refused.value) == "a new campaign always starts from a fresh lease"
+
+
+def test_tenure_bookkeeping_is_empty_outside_a_tenure_l5() -> None:
+    """L5: nothing of a tenure survives its end: no start time, token or failed confirm."""
+    m = Machine(TIMING)
+    assert (m.leading_since, m.token, m.confirmed_sent, m.confirm_failures) == (None, None, None, 0)
+    m = leading()
+    m.confirm_failed()
+    m.key_lost()
+    assert (m.leading_since, m.token, m.confirmed_sent, m.confirm_failures) == (None, None, None, 0)
+
+
+def test_l4_a_new_tenure_does_not_inherit_failed_confirms_of_the_last() -> None:
+    """L4/L5: a confirm that failed in a lost tenure does not cut the next one short."""
+    m = leading()
+    m.confirm_failed()
+    m.resign()
+    m.granted(LEASE + 1, 3, sent_at=10.0)
+    assert m.won(TOKEN + 1, now=10.1) is not None
+    for now in (11.0, 12.0):
+        assert m.renewed(sent_at=now, ttl=3, now=now + 0.05) is None
+    assert m.check(now=10.1 + GIVE_UP + 0.01) is None
+
+
+def test_l4_a_successful_confirm_clears_the_failed_ones() -> None:
+    """L4: after a failed read, a successful one restores trust; a leader that then sleeps
+    through its next confirm (no read failed) reads again instead of stepping down."""
+    m = leading()
+    m.confirm_failed()
+    m.confirmed(sent_at=1.0)
+    assert m.confirm_failures == 0
+    for now in (1.0, 2.0, 3.0):
+        assert m.renewed(sent_at=now, ttl=3, now=now + 0.05) is None
+    assert m.check(now=1.0 + GIVE_UP + 0.01) is None
+
+
+def test_failed_attempts_are_counted() -> None:
+    m = leading()
+    m.renew_failed(now=1.0)
+    m.renew_failed(now=1.25)
+    m.confirm_failed()
+    m.confirm_failed()
+    assert m.lease is not None
+    assert (m.lease.failures, m.confirm_failures) == (2, 2)
+
+
+def test_l4_a_failed_keepalive_is_retried_a_quarter_interval_later() -> None:
+    m = leading()
+    m.renew_failed(now=1.0)
+    assert m.lease is not None
+    assert m.lease.next_renew_at == 1.0 + TIMING.renew_interval / 4
+
+
+def test_l4_a_successful_keepalive_clears_the_failed_ones() -> None:
+    """L4: after a failed and then an answered keepalive, a leader that sleeps past the renew
+    deadline made no failed attempt since: it tries once more (D − grace is the limit)."""
+    m = leading()
+    m.renew_failed(now=1.0)
+    assert m.renewed(sent_at=1.0, ttl=3, now=1.1) is None
+    assert m.lease is not None and m.lease.failures == 0
+    assert m.next_wakeup(1.1) == 1.0 + TIMING.renew_interval
+    assert m.check(now=1.0 + GIVE_UP + 0.01) is None
+
+
+def test_s6_a_keepalive_answered_with_a_shorter_positive_ttl_shortens_the_deadline() -> None:
+    """S6: any positive TTL keeps the lease, and the deadline counts with the TTL etcd answered
+    when it is shorter than the one asked for."""
+    m = leading()
+    assert m.renewed(sent_at=1.0, ttl=1, now=1.1) is None
+    assert m.phase is Phase.LEADING
+    assert m.deadline == pytest.approx(d_after(1.0, ttl=1))
+
+
+def test_s6_a_lease_at_exactly_its_deadline_is_abandoned() -> None:
+    m = campaigning()
+    d = m.deadline
+    assert d is not None
+    t = m.check(now=d)
+    assert t is not None
+    assert (t.event, t.reason, t.phase) == ("lease.lost", Reason.DEADLINE_PASSED, Phase.IDLE)
+
+
+def test_s6_a_leader_that_slept_to_exactly_d_minus_grace_steps_down() -> None:
+    """S6: at D − grace the job must be told to stop, even with no failed renewal (the process
+    slept): the leader steps down there, not at D."""
+    m = leading()
+    term_at = m.term_at
+    assert term_at is not None
+    assert m.check(now=term_at - 0.001) is None
+    t = m.check(now=term_at)
+    assert t is not None
+    assert (t.event, t.reason, t.token) == ("election.lost", Reason.DEADLINE_PASSED, TOKEN)
+
+
+def test_s6_a_leader_with_a_short_granted_ttl_wakes_at_d_minus_grace() -> None:
+    """S6: when etcd granted a shorter TTL, D − grace can come before the next retry; the
+    leader wakes for it. A candidate runs no job, so it waits for its retry instead of waking
+    at a D − grace that asks nothing of it (and would wake it again and again)."""
+    leader = Machine(TIMING)
+    leader.granted(LEASE, 2, sent_at=0.0)
+    assert leader.won(TOKEN, now=0.1) is not None
+    candidate = Machine(TIMING)
+    candidate.granted(LEASE, 2, sent_at=0.0)
+    for m in (leader, candidate):
+        for now in (1.0, 1.25, 1.5):
+            assert m.renew_failed(now=now) is None
+    assert leader.next_wakeup(1.5) == leader.term_at
+    assert candidate.next_wakeup(1.55) == 1.75

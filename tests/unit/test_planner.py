@@ -21,12 +21,13 @@ import pytest
 from leaderjob.planner import (
     MAX_COUNTED,
     MAX_STARTING_DEADLINE,
+    STEP_THRESHOLD,
     STEP_TRUST_AFTER,
     Planner,
     Slot,
     SlotClock,
 )
-from leaderjob.schedule import parse_schedule
+from leaderjob.schedule import parse_schedule, slot_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday, 00:00:00Z; a fire time of every @every
 
@@ -376,3 +377,101 @@ def test_slot_clock_answers_the_earlier_time_after_a_backward_jump() -> None:
     assert planning == at(10) - timedelta(days=1) and ahead == 0.0
     planning, _ = c.observe(at(20), 120.0)
     assert planning == at(20)
+
+
+# -- edges found by mutation testing --------------------------------------------------------------
+
+
+def test_a_slot_is_identified_by_its_fire_time_s3() -> None:
+    """S3: the slot's id is the fire time's id, the key every replica claims it under."""
+    p = planner(jitter=5.0)
+    assert p.slot(at(10)).id == slot_id(at(10))
+
+
+def test_catch_up_at_the_instant_of_a_fire_time_runs_that_slot_once_L3() -> None:
+    """L3, no burst: a slot whose start is exactly ``now`` fired while nobody led (it is in
+    (last_claimed, now]): catch-up runs it, not the one before, and due() does not repeat it."""
+    p = planner("@every 10s")
+    plan = p.begin_tenure(at(0), at(20))
+    assert (plan.run, plan.skipped, plan.expired) == (p.slot(at(20)), 1, None)
+    assert p.peek() == p.slot(at(30))
+    assert p.due(at(20)) == (None, [])
+
+
+def test_a_slot_exactly_the_starting_deadline_late_still_runs_L3() -> None:
+    """L3: the starting deadline is the latest a slot may start; at exactly that lateness it runs,
+    whether the leader just took over (catch-up) or led all along (due)."""
+    deadline = timedelta(seconds=3)
+    failover = planner("@every 10s", starting_deadline=deadline)
+    plan = failover.begin_tenure(at(0), at(13))
+    assert (plan.run, plan.expired) == (failover.slot(at(10)), None)
+
+    stable = planner("@every 10s", starting_deadline=deadline)
+    stable.begin_tenure(None, at(5))
+    assert stable.due(at(13)) == (stable.slot(at(10)), [])
+
+
+def test_due_after_a_stall_reports_the_expired_slots_and_runs_the_one_in_time_L3() -> None:
+    """L3: one look after a stall returns every slot that expired meanwhile (for the record) and
+    the slot still within its starting deadline, to run now."""
+    p = planner("@every 10s", starting_deadline=timedelta(seconds=3))
+    p.begin_tenure(None, at(5))
+    assert p.due(at(31)) == (p.slot(at(30)), [p.slot(at(10)), p.slot(at(20))])
+    assert p.peek() == p.slot(at(40))
+
+
+def test_due_after_a_very_long_stall_reports_at_most_max_counted_and_resumes_L3() -> None:
+    """L3, no cliff: a stall of three days of `@every 1s` reports MAX_COUNTED expired slots, not
+    259 200, and the planner continues with the next fire time after now."""
+    p = planner("@every 1s")
+    p.begin_tenure(None, T0)
+    now = at(3 * 86_400 + 0.5)
+    slot, expired = p.due(now)
+    assert slot is None
+    assert len(expired) == MAX_COUNTED
+    assert expired[0] == p.slot(at(1))
+    assert p.peek() == p.slot(at(3 * 86_400 + 1))
+    assert p.due(at(3 * 86_400 + 1)) == (p.slot(at(3 * 86_400 + 1)), [])
+
+
+def test_a_capped_count_is_max_counted_walked_slots_plus_the_newest() -> None:
+    """No cliff: counting walks at most MAX_COUNTED fire times; a longer outage adds only the
+    newest, so the reported numbers are the same for any outage past the cap."""
+    for missed in (MAX_COUNTED + 2, 3 * MAX_COUNTED):
+        plan = planner("@every 1s").begin_tenure(T0, at(missed + 0.5))
+        assert plan.skipped == MAX_COUNTED  # plus the one that runs
+        plan = planner("@every 1s", catch_up="skip").begin_tenure(T0, at(missed + 0.5))
+        assert plan.skipped == MAX_COUNTED + 1
+
+
+def test_an_ended_tenure_plans_nothing() -> None:
+    """A replica that lost leadership hands out no slot until it begins a new tenure."""
+    p = planner("@every 10s")
+    p.begin_tenure(None, at(5))
+    p.end_tenure()
+    assert p.peek() is None
+    assert p.due(at(100)) == (None, [])
+
+
+def test_slot_clock_peek_follows_the_slewed_wall_clock_while_no_jump_is_held() -> None:
+    """Slewing is followed, also between looks: without a held jump, peek is the wall clock even
+    when it has run a little ahead of the monotonic count."""
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    assert c.peek(at(10.5), 110.0) == at(10.5)
+
+
+def test_slot_clock_follows_a_step_of_exactly_the_threshold() -> None:
+    """A divergence of exactly STEP_THRESHOLD is a small step, followed at once."""
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    assert c.observe(at(10 + STEP_THRESHOLD), 110.0) == (at(10 + STEP_THRESHOLD), 0.0)
+
+
+def test_slot_clock_trusts_a_jump_held_for_exactly_step_trust_after_L3() -> None:
+    """L3: a jump that has held for exactly STEP_TRUST_AFTER is the new time."""
+    c = SlotClock()
+    c.observe(at(0), 100.0)
+    c.observe(at(1) + timedelta(hours=1), 101.0)
+    wall = at(1 + STEP_TRUST_AFTER) + timedelta(hours=1)
+    assert c.observe(wall, 101.0 + STEP_TRUST_AFTER) == (wall, 0.0)
