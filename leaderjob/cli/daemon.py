@@ -85,18 +85,26 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
     jobs = None if specs is None else [_job_settings(settings, spec) for spec in specs]
-    reload = None
-    if jobs_path:
-        from leaderjob.jobsfile import load_jobs
+    if not jobs_path:
+        return _serve(settings, conn, health, addr, params["metrics_addr"])
+    reload, spreader = _group_parts(params, settings, str(jobs_path))
+    return _serve(
+        settings, conn, health, addr, params["metrics_addr"], jobs, reload, str(jobs_path), spreader
+    )
 
-        zone = params.get("timezone") or "UTC"
-        path = str(jobs_path)
 
-        def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
-            return [_job_settings(settings, s) for s in load_jobs(path, default_timezone=zone).jobs]
+def _group_parts(params: dict[str, Any], settings: Any, path: str) -> tuple[Any, Any]:
+    """For --jobs: how to read the file again (reload), and the spreading rules."""
+    from leaderjob.jobsfile import load_jobs
+    from leaderjob.spread import Spreader
 
-    watch = str(jobs_path) if jobs_path else None
-    return _serve(settings, conn, health, addr, params["metrics_addr"], jobs, reload, watch)
+    zone = params.get("timezone") or "UTC"
+
+    def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
+        return [_job_settings(settings, s) for s in load_jobs(path, default_timezone=zone).jobs]
+
+    pace = params.get("spread_pace") or 5.0
+    return reload, Spreader(enabled=params.get("spread") != "off", pace=pace, settle=pace)
 
 
 def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
@@ -227,6 +235,7 @@ def _serve(
     jobs: list[Any] | None = None,
     reload: Any = None,
     watch: str | None = None,
+    spreader: Any = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from prometheus_client import CollectorRegistry
@@ -248,6 +257,7 @@ def _serve(
             jobs=jobs,
             reload=reload,
             watch=watch,
+            spreader=spreader,
         )
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)

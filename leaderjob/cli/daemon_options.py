@@ -147,6 +147,24 @@ def schedule_options(f: F) -> F:
             "slots and records. Instead of --schedule and a command.",
         ),
         click.option(
+            "--spread",
+            envvar=_env("spread"),
+            type=click.Choice(["on", "off"]),
+            default="on",
+            show_default=True,
+            help="With --jobs: hand jobs over between runs so that no replica leads more than "
+            "its share (jobs / live replicas, rounded up); off: one replica leads everything.",
+        ),
+        click.option(
+            "--spread-pace",
+            envvar=_env("spread_pace"),
+            type=DURATION,
+            default="5s",
+            show_default=True,
+            help="With --jobs: at most one job handed over per this long per replica, and "
+            "membership changes waited out this long before any move.",
+        ),
+        click.option(
             "--schedule",
             envvar=_env("schedule"),
             help="When to run: 5-field cron ('*/5 * * * *'), @hourly, @daily, @weekly, "

@@ -58,6 +58,8 @@ HELP_SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Schedule": (
         "jobs",
+        "spread",
+        "spread_pace",
         "schedule",
         "timezone",
         "jitter",

@@ -29,6 +29,7 @@ from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, T
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.spreading import Spreading
 from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
 from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
@@ -37,6 +38,7 @@ from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
+from leaderjob.spread import Spreader
 
 
 class Daemon:
@@ -52,6 +54,7 @@ class Daemon:
         jobs: Sequence[Settings] | None = None,
         reload: Callable[[], Sequence[Settings]] | None = None,
         watch: str | None = None,
+        spreader: Spreader | None = None,
     ) -> None:
         """``settings`` are the daemon's (the election, identity, timing, connection) and, without
         ``jobs``, its one job's too. With ``jobs`` (a jobs file), the election is a group: each
@@ -88,6 +91,10 @@ class Daemon:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
         self.runner = next(iter(self.runners.values()))
         self.reloader = Reloader(self, reload, watch) if reload is not None else None
+        #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
+        self.spreading = (
+            Spreading(self, spreader) if spreader is not None and self.grouped else None
+        )
         self.config = ConfigWatch(
             store,
             settings.prefix,
@@ -226,6 +233,8 @@ class Daemon:
             finished = r._collect_runs() or finished
         if self.reloader is not None:
             self.reloader.tick()
+        if self.spreading is not None and self.leaving is None:
+            self.spreading.tick()
         # 3. Health: an unhealthy replica hands over and does not campaign.
         self._apply_health()
         if self.leaving is not None:

@@ -137,6 +137,11 @@ class Runner(Scheduling):
         for active in self.runs:
             active.run.stop("killed_on_leadership_loss")
 
+    @property
+    def idle(self) -> bool:
+        """Between runs: nothing running, no retry or replacement waiting (a job may move)."""
+        return not self.runs and (self.tenure is None or not self.tenure.pending)
+
     def may_campaign(self) -> bool:
         # Never campaign while a job of a lost tenure still runs: a new tenure would overlap it.
         return not self.runs and not (self.s.mode == "once" and self.ran_once)

@@ -209,7 +209,17 @@ class Group:
             self._read_standing(out)
 
     def _join_missing(self, out: Outcome) -> None:
-        missing = [j for j in self.prefixes if j not in self.keys and j not in self._hold]
+        lease = self.machine.lease
+        assert lease is not None
+        missing = [
+            j
+            for j in self.prefixes
+            if j not in self.keys
+            and j not in self._hold
+            # Our old key of a re-queued job must be gone first: a create would find it, not
+            # make a new one at the back, and its delete would then remove our new candidacy.
+            and f"{self.prefixes[j]}/{lease.lease_id:x}" not in self.to_delete
+        ]
         if missing and self._create_keys(out, missing):
             self._recheck = True
 

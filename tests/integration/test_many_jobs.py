@@ -33,6 +33,7 @@ def _jobs_file(tmp_path: Path) -> Path:
 
 
 def _replica(procs: ProcessGroup, tmp_path: Path, name: str, etcd, prefix: str) -> JsonLogProcess:
+    """A replica that does not spread: the first one leads every job (failover of them all)."""
     return leaderjob(
         procs,
         tmp_path,
@@ -41,7 +42,7 @@ def _replica(procs: ProcessGroup, tmp_path: Path, name: str, etcd, prefix: str) 
         prefix,
         [],
         election="grp",
-        extra=["--jobs", str(tmp_path / "jobs.toml")],
+        extra=["--jobs", str(tmp_path / "jobs.toml"), "--spread", "off"],
     )
 
 
@@ -160,3 +161,51 @@ def test_reload_on_a_configmap_swap_adds_and_removes_a_job_s3(etcd, prefix, proc
         starts = _starts(tmp_path, name)
         twice = [s for s, n in Counter(r["slot"] for r in starts).items() if n > 1]
         assert not twice, f"S3: {name} ran slots {twice} twice"
+
+
+def _leaders_now(tmp_path: Path, since: float) -> dict[str, str]:
+    """job → identity of its newest run started after ``since``."""
+    out = {}
+    for name in JOBS:
+        starts = [r for r in _starts(tmp_path, name) if r["t"] > since]
+        if starts:
+            out[name] = max(starts, key=lambda r: r["t"])["identity"]
+    return out
+
+
+def _spread(tmp_path: Path) -> list[int]:
+    counts = Counter(_leaders_now(tmp_path, time.monotonic() - 1.5).values())
+    return sorted(counts.values(), reverse=True)
+
+
+def test_jobs_spread_2_2_2_survive_a_crash_3_3_and_take_in_a_newcomer_s3(
+    etcd, prefix, procs, tmp_path
+):
+    """Spreading (--spread-pace 1s): three daemons settle at 2-2-2; kill -9 one: its jobs move
+    within TTL + 1.5 s and the two survivors end at 3-3; a new daemon joins: at most 2 each.
+    Across all of it no (job, slot) runs twice."""
+    _jobs_file(tmp_path)
+    extra = ["--jobs", str(tmp_path / "jobs.toml"), "--spread-pace", "1s"]
+
+    def start(name: str) -> JsonLogProcess:
+        return leaderjob(
+            procs, tmp_path, name, etcd.endpoint, prefix, [], election="grp", extra=extra
+        )
+
+    daemons = {f"r{i}": start(f"r{i}") for i in range(3)}
+    assert wait_for(lambda: _spread(tmp_path) == [2, 2, 2], 40.0, interval=0.5), _spread(tmp_path)
+    time.sleep(3.0)
+    assert _spread(tmp_path) == [2, 2, 2], "a settled group stays still"
+    victim = _leaders_now(tmp_path, time.monotonic() - 1.5)[JOBS[0]]
+    daemons[victim].signal_group(signal.SIGKILL)
+    killed = time.monotonic()
+
+    def moved() -> bool:
+        return len(_leaders_now(tmp_path, killed)) == len(JOBS)
+
+    when = wait_for(moved, 15.0)
+    assert when is not None and when - killed <= TTL + 1.5 + 1.0 + SLACK
+    assert wait_for(lambda: _spread(tmp_path) == [3, 3], 20.0, interval=0.5), _spread(tmp_path)
+    daemons["r3"] = start("r3")
+    assert wait_for(lambda: _spread(tmp_path) == [2, 2, 2], 40.0, interval=0.5), _spread(tmp_path)
+    _no_slot_twice(tmp_path)

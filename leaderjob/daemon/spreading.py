@@ -1,0 +1,67 @@
+"""Spreading, the driver: tells the pure :class:`~leaderjob.spread.Spreader` what this replica
+sees, and carries out its decision through the group's queues.
+
+Membership (M, the live replicas of the group) is the number of candidates in one job's queue —
+every replica queues for every job — read once per renew interval: one cheap request for the
+whole group. A release hands an idle job over (its runner has no run and no retry pending: a job
+moves only between runs) by deleting our key of it; the next in line takes over and claims the
+next slot (L2); our key is re-created at the back. A step-back does the same for a standby key.
+A candidate at the head of a queue always leads at once: spreading acts afterwards, between runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from leaderjob.election.store import StoreError
+from leaderjob.spread import Spreader, View
+
+if TYPE_CHECKING:
+    from leaderjob.daemon.loop import Daemon
+
+
+class Spreading:
+    def __init__(self, daemon: Daemon, spreader: Spreader) -> None:
+        self.daemon = daemon
+        self.spreader = spreader
+        self.members = 1
+        self._read_at = 0.0
+
+    def tick(self) -> None:
+        d = self.daemon
+        group = d.session.group
+        if group.lease_id is None or not self.spreader.enabled:
+            return
+        now = d.clock.monotonic()
+        if now >= self._read_at and d.session.may_call():
+            self._read_at = now + d.s.timing.renew_interval
+            self._count_members()
+        runners = {n: r for n, r in d.runners.items() if not r.retiring}
+        leading = frozenset(n for n, r in runners.items() if r.seat.leading)
+        idle = frozenset(n for n in leading if runners[n].idle)
+        standby = frozenset(n for n in runners if n in group.keys and n not in leading)
+        view = View(self.members, frozenset(runners), leading, idle, standby)
+        decision = self.spreader.decide(view, now)
+        if decision.release is not None:
+            d.log.info("spread.released", job=decision.release, reason=decision.reason)
+            t = group.requeue(decision.release)
+            if t is not None:
+                d._on_transition(t)
+        elif decision.step_back is not None:
+            d.log.info("spread.stepped_back", job=decision.step_back, reason=decision.reason)
+            group.requeue(decision.step_back)
+
+    def _count_members(self) -> None:
+        d = self.daemon
+        group = d.session.group
+        queued = sorted(n for n in group.keys if n in group.prefixes)
+        if not queued:
+            return
+        try:
+            keys = d.session.store.candidates(
+                group.prefixes[queued[0]], timeout=d.session.io_timeout()
+            )
+        except StoreError as exc:
+            d.session.store_error(exc)
+            return
+        self.members = max(1, len({k.lease_id for k in keys}))
