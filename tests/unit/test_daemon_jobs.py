@@ -280,3 +280,24 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
         "leaderjob_config_reload_failures_total", {"election": GROUP}
     )
     assert failures == 1
+
+
+def test_a_job_whose_lost_tenure_still_runs_does_not_queue_again_s1(world: Any) -> None:
+    """S1 per job: after a job's key is lost its run is told to stop; until that run is dead the
+    daemon does not queue for the job again (a new tenure would overlap it). Its other jobs keep
+    their places."""
+    g, started = world
+    FakeRun.job = Job(duration=None, term_delay=2.0)  # runs until stopped, then 2 s to die
+    a = g.add("a")
+    g.run(2.0)
+    c_queue = f"{PREFIX}/{GROUP}/jobs/c/leader"
+    g.store.delete(a.session.group.keys["c"], timeout=1)
+    g.run(TIMING.renew_interval + 0.2)
+    run_c = next(r for r in started if r.env["LEADERJOB_JOB"] == "c")
+    assert run_c.stop_reason == "killed_on_leadership_loss" and not run_c.done
+    assert g.store.candidates(c_queue, timeout=1) == [], "queued again while its run lives"
+    g.run(2.5)
+    assert run_c.done
+    assert [k.lease_id for k in g.store.candidates(c_queue, timeout=1)] == [
+        a.session.group.lease_id
+    ], "queues again once the run is dead"
