@@ -4,6 +4,7 @@ the daemon's typed settings; this is where the daemon's adapters are built."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -44,6 +45,15 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     errors += jobs_errors
     timing, timing_errors = build_timing(params)
     errors += timing_errors
+    for spec in specs or ():
+        if spec.grace is not None and spec.grace > timing.grace:
+            # The watchdog kills every job by the lease's deadline D; a job's own grace (TERM
+            # to KILL) must end by then too, so it fits in the daemon's.
+            errors.append(
+                f"{params['jobs']}:{spec.line}: job {spec.name}: grace "
+                f"{format_duration(spec.grace)} does not fit the daemon's budget: at most "
+                f"--grace {format_duration(timing.grace)} (raise --grace and --ttl, or lower it)"
+            )
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -145,6 +155,9 @@ def _job_settings(daemon: Any, spec: Any) -> Any:
         timeout=spec.timeout,
         retries=spec.retries,
         history_limit=spec.history_limit,
+        timing=daemon.timing
+        if spec.grace is None
+        else dataclasses.replace(daemon.timing, grace=spec.grace),
     )
 
 

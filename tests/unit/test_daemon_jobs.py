@@ -6,6 +6,7 @@ Timing: ttl 3 s (renew every 1 s). Jobs fire ``@every 1s`` and run 0.1 s (FakeRu
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -301,3 +302,37 @@ def test_a_job_whose_lost_tenure_still_runs_does_not_queue_again_s1(world: Any) 
     assert [k.lease_id for k in g.store.candidates(c_queue, timeout=1)] == [
         a.session.group.lease_id
     ], "queues again once the run is dead"
+
+
+def test_run_with_a_jobs_file_builds_one_settings_per_job_and_checks_grace(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --jobs`: each job's settings under <prefix>/<group>/jobs; a job's own grace must
+    fit the daemon's (the watchdog kills by D) - refused with every other problem at once."""
+    from click.testing import CliRunner
+
+    from leaderjob import cli
+
+    calls: list[Any] = []
+    monkeypatch.setattr("leaderjob.cli.daemon._serve", lambda *args: calls.append(args) or 0)
+    monkeypatch.setattr("leaderjob.log.configure", lambda *a, **k: None)
+    for name in [n for n in os.environ if n.startswith("LEADERJOB_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "jobs.toml"
+    path.write_text(
+        '[jobs.a]\nschedule = "@every 10s"\ncommand = ["true"]\ngrace = "100ms"\n\n'
+        '[jobs.b]\ncommand = ["serve"]\n'
+    )
+    base = ["run", "--election", "shop", "--jobs", str(path), "--metrics-addr", "off"]
+    out = CliRunner().invoke(cli.main, base)
+    assert out.exit_code == 0, out.output
+    jobs = calls[0][5]
+    assert [(j.election, j.prefix, j.mode) for j in jobs] == [
+        ("a", "/leaderjob/shop/jobs", "schedule"),
+        ("b", "/leaderjob/shop/jobs", "service"),
+    ]
+    assert jobs[0].timing.grace == 0.1 and jobs[1].timing.grace == calls[0][0].timing.grace
+    path.write_text('[jobs.a]\nschedule = "@every 10s"\ncommand = ["true"]\ngrace = "1m"\n')
+    out = CliRunner().invoke(cli.main, [*base, "--schedule", "@daily"])
+    assert out.exit_code == 2
+    assert "grace 1m does not fit" in out.output and "--jobs and --schedule" in out.output
