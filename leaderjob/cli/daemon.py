@@ -94,16 +94,16 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
     settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
-    jobs = None if specs is None else [_job_settings(settings, spec) for spec in specs]
+    jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
         return _serve(settings, conn, health, addr, params["metrics_addr"])
-    reload, spreader = _group_parts(params, settings, str(jobs_path))
+    reload, spreader = _group_parts(params, settings, str(jobs_path), health)
     return _serve(
         settings, conn, health, addr, params["metrics_addr"], jobs, reload, str(jobs_path), spreader
     )
 
 
-def _group_parts(params: dict[str, Any], settings: Any, path: str) -> tuple[Any, Any]:
+def _group_parts(params: dict[str, Any], settings: Any, path: str, health: Any) -> tuple[Any, Any]:
     """For --jobs: how to read the file again (reload), and the spreading rules."""
     from leaderjob.jobsfile import load_jobs
     from leaderjob.spread import Spreader
@@ -111,7 +111,8 @@ def _group_parts(params: dict[str, Any], settings: Any, path: str) -> tuple[Any,
     zone = params.get("timezone") or "UTC"
 
     def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
-        return [_job_settings(settings, s) for s in load_jobs(path, default_timezone=zone).jobs]
+        jobs = load_jobs(path, default_timezone=zone).jobs
+        return [_job_settings(settings, s, health) for s in jobs]
 
     pace = params.get("spread_pace") or 5.0
     return reload, Spreader(enabled=params.get("spread") != "off", pace=pace, settle=pace)
@@ -138,7 +139,7 @@ def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, l
     return specs, errors
 
 
-def _job_settings(daemon: Any, spec: Any) -> Any:
+def _job_settings(daemon: Any, spec: Any, health: Any) -> Any:
     """One job of a jobs file as its runner's settings: its queue and records live under
     ``<prefix>/<group>/jobs/<job>/``; identity, timing and connection are the daemon's."""
     return replace(
@@ -155,6 +156,10 @@ def _job_settings(daemon: Any, spec: Any) -> Any:
         timeout=spec.timeout,
         retries=spec.retries,
         history_limit=spec.history_limit,
+        # The job's own gate checks as often, and fails after as many tries, as the daemon's.
+        health=replace(health, command=spec.health_cmd, url=spec.health_url)
+        if spec.health_cmd or spec.health_url
+        else None,
         timing=daemon.timing
         if spec.grace is None
         else dataclasses.replace(daemon.timing, grace=spec.grace),

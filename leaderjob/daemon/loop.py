@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
+from leaderjob.daemon.gates import Gates
 from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
@@ -92,6 +93,7 @@ class Daemon:
         self.runner = next(iter(self.runners.values()))
         self.reloader = Reloader(self, reload, watch) if reload is not None else None
         #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
+        self.gates = Gates(self)
         self.spreading = (
             Spreading(self, spreader) if spreader is not None and self.grouped else None
         )
@@ -211,6 +213,7 @@ class Daemon:
                 active.run.wait(2.0)
             if self.health is not None:
                 self.health.stop()
+            self.gates.stop()
             self.elector.close()
 
     def request_stop(self, reason: str = "signal") -> None:
@@ -233,6 +236,8 @@ class Daemon:
             finished = r._collect_runs() or finished
         if self.reloader is not None:
             self.reloader.tick()
+        if self.grouped:
+            self.gates.tick()
         if self.spreading is not None and self.leaving is None:
             self.spreading.tick()
         # 3. Health: an unhealthy replica hands over and does not campaign.
@@ -308,7 +313,9 @@ class Daemon:
         """Jobs that may not campaign now: a run of their lost tenure still lives (S1)."""
         if not self.grouped:
             return []
-        return [job for job, r in self.runners.items() if not r.may_campaign()]
+        return [
+            job for job, r in self.runners.items() if not r.may_campaign() or job in self.gates.down
+        ]
 
     def _on_transition(self, t: Transition) -> None:
         self._transition(t)

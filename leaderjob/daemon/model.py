@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
+from leaderjob.health import HealthSettings
 from leaderjob.planner import CatchUp, Slot, SlotClock
 from leaderjob.schedule import Schedule
 from leaderjob.supervisor import Run
@@ -46,6 +47,8 @@ class Settings:
     retries: int = 0
     history_limit: int = 50
     endpoints: tuple[str, ...] = ()  # handed to the job for fenced writes, never credentials
+    #: A job's own health gate (jobs file: health-cmd / health-url); the daemon's is separate.
+    health: HealthSettings | None = None
 
     @property
     def election_prefix(self) -> str:

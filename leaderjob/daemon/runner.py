@@ -38,6 +38,7 @@ from leaderjob.daemon.scheduling import Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
 from leaderjob.election.store import StoreError
+from leaderjob.health import HealthChecker
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
@@ -88,6 +89,12 @@ class Runner(Scheduling):
         self.ran_once = False
         self.exit_code = 0
         self.last_run: dict[str, Any] | None = None
+        #: This job's own health gate, if its settings have one (started by the loop's gates).
+        self.health = (
+            HealthChecker(settings.health, wakeup.set)
+            if settings.health is not None and settings.health.enabled
+            else None
+        )
         #: Removed from the jobs file: starts nothing more, resigns once its runs are over.
         self.retiring = False
         #: Changed in the jobs file: applied between runs (:meth:`reconfigure`).

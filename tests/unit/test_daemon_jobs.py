@@ -336,3 +336,47 @@ def test_run_with_a_jobs_file_builds_one_settings_per_job_and_checks_grace(
     out = CliRunner().invoke(cli.main, [*base, "--schedule", "@daily"])
     assert out.exit_code == 2
     assert "grace 1m does not fit" in out.output and "--jobs and --schedule" in out.output
+
+
+class _Gate:
+    """A job's health checker, flipped by the test."""
+
+    def __init__(self) -> None:
+        self.healthy = True
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_failing_job_gate_hands_that_job_over_and_only_that_one(world: Any) -> None:
+    """A job's own health gate: when it fails, the job's run is stopped and the job leaves its
+    queue (the next in line leads it); the daemon keeps its other jobs; once the check passes,
+    the job queues again."""
+    g, started = world
+    FakeRun.job = Job(duration=None)  # runs until stopped
+    a = g.add("a")
+    g.run(2.0)
+    g.add("b")
+    g.run(1.0)
+    gate = _Gate()
+    a.runners["b"].health = gate  # type: ignore[assignment]
+    g.run(0.5)
+    gate.healthy = False
+    g.run(1.0)
+    run_b = next(r for r in started if r.env["LEADERJOB_JOB"] == "b")
+    assert run_b.stop_reason == "unhealthy"
+    leaders = g.leaders()
+    assert leaders["b"] == "b" and all(leaders[j] == "a" for j in JOBS if j != "b")
+    queue = f"{PREFIX}/{GROUP}/jobs/b/leader"
+    assert a.session.group.lease_id not in {
+        k.lease_id for k in g.store.candidates(queue, timeout=1)
+    }
+    gate.healthy = True
+    g.run(1.0)
+    keys = [k.lease_id for k in g.store.candidates(queue, timeout=1)]
+    assert keys[-1] == a.session.group.lease_id, "queues again, at the back"
