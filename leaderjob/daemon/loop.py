@@ -30,6 +30,7 @@ from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, T
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
 from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
 from leaderjob.election.store import Store
@@ -38,7 +39,7 @@ from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
-from leaderjob.records import ElectionData, iso
+from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
 
 
@@ -424,47 +425,7 @@ class Daemon:
 
     def _publish(self, action: str) -> None:
         """Swap in a fresh snapshot for the HTTP endpoints (read from other threads)."""
-        machine = self.elector.machine
-        lease = machine.lease
-        leader = self.elector.phase is Phase.LEADING
-        next_slot = self.planner.peek() if self.planner is not None and leader else None
-        self.snapshot = {
-            "election": self.s.election,
-            "identity": self.s.identity,
-            "phase": self.elector.phase.value,
-            "action": action,
-            "leader": leader,
-            "token": machine.token,
-            "lease_id": f"{lease.lease_id:x}" if lease is not None else None,
-            "leading_since": iso(self.leading_since),
-            "last_contact": self.last_contact,
-            "connected_within": self.s.timing.renew_deadline,
-            "healthy": None if self.health is None else self.health.healthy,
-            "idle_reason": self.leaving,
-            "mode": self.s.mode,
-            "schedule": self.s.schedule.expr if self.s.schedule else None,
-            "timezone": self.s.schedule.timezone if self.s.schedule else None,
-            "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
-            "suspended": self.tenure.suspended if self.tenure is not None else None,
-            "running": [
-                {"run_id": a.run.run_id, "pid": a.run.pid, "slot": a.slot} for a in self.runs
-            ],
-            "last_run": self.runner.last_run,
-            "loop_at": self.clock.monotonic(),
-            "renewed_at": lease.last_ok_sent if lease is not None else None,
-            "deadline": machine.deadline,
-            "renew_interval": self.s.timing.renew_interval,
-        }
-        if self.grouped:
-            self.snapshot["jobs"] = {
-                name: {
-                    "leader": r.seat.leading,
-                    "token": r.seat.token,
-                    "running": [a.run.run_id for a in r.runs],
-                    "last_outcome": (r.last_run or {}).get("outcome"),
-                }
-                for name, r in self.runners.items()
-            }
+        self.snapshot = snapshot(self, action)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -1,0 +1,163 @@
+"""The records of one job's runs: the outcome of each finished run (its log line, metrics,
+history record, and a retry if one is due), and the history written to etcd while the cycle has
+time to spare. The outcome half of :class:`~leaderjob.daemon.runner.Runner`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from leaderjob.clock import Clock
+from leaderjob.daemon.model import (
+    EXIT_LOST,
+    MAX_BACKLOG,
+    RETRY_BASE,
+    RETRY_CAP,
+    SERVICE_RESTART_DELAY,
+    ActiveRun,
+    Pending,
+    Settings,
+    Tenure,
+)
+from leaderjob.daemon.session import Seat, Session
+from leaderjob.election.store import StoreError
+from leaderjob.metrics import Metrics
+from leaderjob.records import ElectionData, iso
+
+
+def _signal_name(returncode: int) -> str | None:
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"SIG{-returncode}"
+
+
+class History:
+    # Set by the runner (see Runner.__init__).
+    s: Settings
+    session: Session
+    seat: Seat
+    data: ElectionData
+    clock: Clock
+    metrics: Metrics | None
+    log: Any
+    runs: list[ActiveRun]
+    tenure: Tenure | None
+    restart_at: float
+    exit_code: int
+    last_run: dict[str, Any] | None
+    on_done: Callable[[], None]
+    _backlog: list[tuple[dict[str, Any], datetime]]
+
+    def _finished(self, active: ActiveRun) -> None:
+        run = active.run
+        now = self.clock.monotonic()
+        duration = now - run.started_at
+        rc = run.returncode
+        outcome = run.outcome
+        record = {
+            "run_id": run.run_id,
+            "slot": active.slot,
+            "scheduled_time": iso(active.scheduled),
+            "token": run.token,
+            "identity": self.s.identity,
+            "attempt": active.attempt,
+            "started_at": iso(self.clock.wall() - timedelta(seconds=duration)),
+            "finished_at": iso(self.clock.wall()),
+            "duration_seconds": round(duration, 3),
+            "exit_code": rc if rc is not None and rc >= 0 else None,
+            "signal": _signal_name(rc) if rc is not None else None,
+            "outcome": outcome,
+        }
+        self.last_run = record
+        self.log.info(
+            "job.finished",
+            run_id=run.run_id,
+            slot=active.slot,
+            token=run.token,
+            exit_code=record["exit_code"],
+            signal=record["signal"],
+            outcome=outcome,
+            duration_seconds=record["duration_seconds"],
+            attempt=active.attempt,
+        )
+        if self.metrics is not None:
+            m = self.metrics
+            m.job_running.labels(self.s.election).set(1 if self.runs else 0)
+            m.job_runs.labels(self.s.election, outcome).inc()
+            m.job_duration.labels(self.s.election).observe(duration)
+            if outcome == "succeeded":
+                m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
+        self._record(record)
+        self.restart_at = now + SERVICE_RESTART_DELAY
+        if self.s.mode == "once":
+            if run.stop_reason == "killed_on_leadership_loss":
+                self.exit_code = EXIT_LOST
+            elif rc is not None:
+                self.exit_code = rc if rc >= 0 else 128 - rc
+            elif outcome == "watchdog_failed":
+                self.exit_code = 128 + signal.SIGKILL  # the command was killed with its watchdog
+            self.on_done()
+        elif (
+            outcome in ("failed", "timed_out")
+            and active.attempt < self.s.retries
+            and self.tenure is not None
+            and self.tenure.token == run.token
+        ):
+            backoff = min(RETRY_CAP, RETRY_BASE * 2**active.attempt)
+            self.tenure.pending.append(
+                Pending(active.slot, active.scheduled, active.attempt + 1, now + backoff, run.token)
+            )
+            self.log.info(
+                "job.retry_scheduled",
+                slot=active.slot,
+                attempt=active.attempt + 1,
+                backoff_seconds=backoff,
+            )
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""
+        if self.s.mode != "schedule":
+            return
+        self._backlog.append((entry, self.clock.wall()))
+        if len(self._backlog) > MAX_BACKLOG:
+            dropped = self._backlog.pop(0)[0]
+            self.log.warning("history.dropped", slot=dropped.get("slot"))
+        if not self.seat.leading:
+            self._flush()  # no leader path to protect
+
+    def _flush(self) -> None:
+        """Write queued history records while the budget allows; the leader then prunes the
+        oldest beyond the limit (a bounded batch per cycle)."""
+        wrote = False
+        while self._backlog and self.session.may_bookkeep():
+            entry, at = self._backlog[0]
+            try:
+                self.data.record(entry, at, timeout=self.session.io_timeout())
+            except StoreError as exc:
+                self.session.store_error(exc)
+                return
+            self._backlog.pop(0)
+            wrote = True
+        if wrote and self.seat.leading:
+            self._delete_old(
+                lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
+            )
+
+    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
+        """Bookkeeping: find old keys, delete them fenced — each call only while the cycle has
+        time to spare (what is left waits for a later cycle)."""
+        own, token = self.seat.key, self.seat.token
+        if own is None or token is None or not self.session.may_bookkeep():
+            return
+        try:
+            old = find(self.session.io_timeout())
+            if old and self.session.may_bookkeep():
+                self.data.delete_fenced(own, token, old, timeout=self.session.io_timeout())
+        except StoreError as exc:
+            self.session.store_error(exc)

@@ -1,0 +1,57 @@
+"""The snapshot the HTTP endpoints read: what this replica is doing, in plain data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from leaderjob.election.machine import Phase
+from leaderjob.records import iso
+
+if TYPE_CHECKING:
+    from leaderjob.daemon.loop import Daemon
+
+
+def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
+    """What the HTTP endpoints show (swapped in whole: read from other threads)."""
+    machine = daemon.elector.machine
+    lease = machine.lease
+    leader = daemon.elector.phase is Phase.LEADING
+    next_slot = daemon.planner.peek() if daemon.planner is not None and leader else None
+    snap: dict[str, Any] = {
+        "election": daemon.s.election,
+        "identity": daemon.s.identity,
+        "phase": daemon.elector.phase.value,
+        "action": action,
+        "leader": leader,
+        "token": machine.token,
+        "lease_id": f"{lease.lease_id:x}" if lease is not None else None,
+        "leading_since": iso(daemon.leading_since),
+        "last_contact": daemon.last_contact,
+        "connected_within": daemon.s.timing.renew_deadline,
+        "healthy": None if daemon.health is None else daemon.health.healthy,
+        "idle_reason": daemon.leaving,
+        "mode": daemon.s.mode,
+        "schedule": daemon.s.schedule.expr if daemon.s.schedule else None,
+        "timezone": daemon.s.schedule.timezone if daemon.s.schedule else None,
+        "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
+        "suspended": daemon.tenure.suspended if daemon.tenure is not None else None,
+        "running": [
+            {"run_id": a.run.run_id, "pid": a.run.pid, "slot": a.slot} for a in daemon.runs
+        ],
+        "last_run": daemon.runner.last_run,
+        "loop_at": daemon.clock.monotonic(),
+        "renewed_at": lease.last_ok_sent if lease is not None else None,
+        "deadline": machine.deadline,
+        "renew_interval": daemon.s.timing.renew_interval,
+    }
+    if daemon.grouped:
+        snap["jobs"] = {
+            name: {
+                "leader": r.seat.leading,
+                "token": r.seat.token,
+                "running": [a.run.run_id for a in r.runs],
+                "last_outcome": (r.last_run or {}).get("outcome"),
+            }
+            for name, r in daemon.runners.items()
+        }
+    return snap
