@@ -320,7 +320,10 @@ class Recorder:
         if not watched:
             return
         fds = {fd: pid for pid, (fd, _, _, _) in watched.items()}
-        ready, _, _ = select.select(list(fds), [], [], 0)
+        poller = select.poll()  # not select(): a long soak's descriptors pass 1024
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        ready = [fd for fd, _ in poller.poll(0)]
         for fd in ready:  # each exited after it was last seen alive, and by now
             pid = fds[fd]
             _, token, ev, since = watched[pid]

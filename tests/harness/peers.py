@@ -141,8 +141,17 @@ class PeerProxy:
             return
         with self.net.lock:
             self.net.conns.append((src, self.name, client, upstream))
-        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+        back = threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True)
+        back.start()
         self._pump(client, upstream, True, head[-256:])
+        back.join()
+        # Both directions ended: forget the pair and close both sockets (raft redials all the
+        # time while a member is down; a long soak must not pile up sockets).
+        with self.net.lock:
+            self.net.conns = [c for c in self.net.conns if c[2] is not client]
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _pump(
         self, src: socket.socket, dst: socket.socket, requests: bool, tail: bytes = b""
