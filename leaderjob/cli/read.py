@@ -221,10 +221,10 @@ def _aware_time(flag: str, text: str) -> datetime:
 )
 @connection_options
 def repair_schedule(election: str, to: str | None, **params: Any) -> None:
-    election, params = scoped(election, params)
     """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
     leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
     claimed keep their claims and do not run a second time."""
+    election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
     from leaderjob.records import iso
 
@@ -262,8 +262,8 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
 )
 @connection_options
 def history(election: str, limit: int, as_json: bool, **params: Any) -> None:
-    election, params = scoped(election, params)
     """Show the newest runs of an election (and skipped slots), from any machine."""
+    election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
 
     store, data, timeout = _open_data(election, params)

@@ -380,3 +380,12 @@ def test_a_failing_job_gate_hands_that_job_over_and_only_that_one(world: Any) ->
     g.run(1.0)
     keys = [k.lease_id for k in g.store.candidates(queue, timeout=1)]
     assert keys[-1] == a.session.group.lease_id, "queues again, at the back"
+
+
+def test_every_command_has_its_help_text() -> None:
+    """Each command says what it does in `leaderjob --help` (a statement before a docstring
+    would silently drop it)."""
+    from leaderjob import cli
+
+    for name, command in cli.main.commands.items():
+        assert command.help, f"`leaderjob {name}` has no help text"
