@@ -98,20 +98,7 @@ class Daemon:
         self.spreading = (
             Spreading(self, spreader) if spreader is not None and self.grouped else None
         )
-        self.config = ConfigWatch(
-            store,
-            settings.prefix,
-            settings.election,
-            settings.identity,
-            command=settings.command
-            if jobs is None
-            else tuple(f"{j.election}={' '.join(j.command)}" for j in jobs),
-            mode=settings.mode,
-            schedule=settings.schedule.expr if settings.schedule else None,
-            timezone=settings.schedule.timezone if settings.schedule else None,
-            log=self.log,
-            metrics=metrics,
-        )
+        self.config = self._config_watch(jobs)
         self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
         self.stop_signals = 0
         self.leading_since: datetime | None = None
@@ -154,6 +141,28 @@ class Daemon:
     @property
     def last_contact(self) -> float | None:
         return self.session.last_contact
+
+    def _config_watch(self, jobs: Sequence[Settings] | None) -> ConfigWatch:
+        """This replica's job fingerprint (a group's: every job's name and command, so that
+        replicas running different jobs files under one group are flagged)."""
+        s = self.s
+        if jobs is not None:
+            command = tuple(
+                f"{j.election}={' '.join(j.command)}@{j.schedule.expr if j.schedule else ''}"
+                for j in sorted(jobs, key=lambda j: j.election)
+            )
+        return ConfigWatch(
+            self.store,
+            s.prefix,
+            s.election,
+            s.identity,
+            command=s.command if jobs is None else command,
+            mode=s.mode,
+            schedule=s.schedule.expr if s.schedule else None,
+            timezone=s.schedule.timezone if s.schedule else None,
+            log=self.log,
+            metrics=self.metrics,
+        )
 
     def _add_runner(self, name: str, job: Settings) -> Runner:
         self.runners[name] = Runner(

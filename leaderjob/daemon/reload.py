@@ -92,6 +92,8 @@ class Reloader:
             if name not in jobs and not r.retiring:
                 r.retiring = True
                 removed.append(name)
+        if added or removed or changed:
+            d.config = d._config_watch(list(jobs.values()))  # compared anew with the others'
         d.log.info("config.reloaded", added=added, removed=removed, changed=changed)
 
     def _settle(self) -> None:

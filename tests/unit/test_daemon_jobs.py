@@ -261,8 +261,10 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
     assert set(g.leaders()) == {"a", "b"}
     files.append([_job("a", "a", "@every 2s"), _job("a", "c")])
     assert d.reloader is not None
+    before = d.config.fingerprint
     d.reloader.request()
     g.run(3.0)
+    assert d.config.fingerprint != before, "the fingerprint follows the jobs (no false conflict)"
     assert set(d.runners) == {"a", "c"}
     assert set(g.leaders()) == {"a", "c"}
     assert g.store.candidates(f"{PREFIX}/{GROUP}/jobs/b/leader", timeout=1) == []
