@@ -45,15 +45,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     errors += jobs_errors
     timing, timing_errors = build_timing(params)
     errors += timing_errors
-    for spec in specs or ():
-        if spec.grace is not None and spec.grace > timing.grace:
-            # The watchdog kills every job by the lease's deadline D; a job's own grace (TERM
-            # to KILL) must end by then too, so it fits in the daemon's.
-            errors.append(
-                f"{params['jobs']}:{spec.line}: job {spec.name}: grace "
-                f"{format_duration(spec.grace)} does not fit the daemon's budget: at most "
-                f"--grace {format_duration(timing.grace)} (raise --grace and --ttl, or lower it)"
-            )
+    errors += _grace_problems(str(params.get("jobs")), specs or (), timing)
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -105,17 +97,33 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
 
 def _group_parts(params: dict[str, Any], settings: Any, path: str, health: Any) -> tuple[Any, Any]:
     """For --jobs: how to read the file again (reload), and the spreading rules."""
-    from leaderjob.jobsfile import load_jobs
+    from leaderjob.jobsfile import JobsFileError, load_jobs
     from leaderjob.spread import Spreader
 
     zone = params.get("timezone") or "UTC"
 
     def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
         jobs = load_jobs(path, default_timezone=zone).jobs
+        problems = _grace_problems(path, jobs, settings.timing)
+        if problems:
+            raise JobsFileError(problems)
         return [_job_settings(settings, s, health) for s in jobs]
 
     pace = params.get("spread_pace") or 5.0
     return reload, Spreader(enabled=params.get("spread") != "off", pace=pace, settle=pace)
+
+
+def _grace_problems(path: str, specs: Any, timing: Timing) -> list[str]:
+    """A job's own grace (TERM to KILL) must fit the lease budget like the daemon's: renew
+    deadline + grace + margin < TTL, so that its job is dead before etcd can expire the lease."""
+    return [
+        f"{path}:{spec.line}: job {spec.name}: grace {format_duration(spec.grace)} does not fit "
+        f"the daemon's budget (renew deadline {format_duration(timing.renew_deadline)} + grace "
+        f"+ margin {format_duration(timing.margin)} must stay under --ttl "
+        f"{format_duration(timing.ttl)}): lower it, or raise --ttl"
+        for spec in specs
+        if spec.grace is not None and dataclasses.replace(timing, grace=spec.grace).validate()
+    ]
 
 
 def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
