@@ -184,10 +184,12 @@ class Metrics:
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
 
-    def set_leader(self, token: int | None) -> None:
-        self.is_leader.labels(self.election).set(1 if token else 0)
-        self.fencing_token.labels(self.election).set(token or 0)
+    def set_leader(self, token: int | None, election: str | None = None) -> None:
+        """Leading (with ``token``) or not; ``election``: a job of a group (its own series)."""
+        e = self.election if election is None else election
+        self.is_leader.labels(e).set(1 if token else 0)
+        self.fencing_token.labels(e).set(token or 0)
         if not token:
-            self.deadline_remaining.labels(self.election).set(0)
-            self.clock_skew.labels(self.election).set(0)
-            self.clock_step.labels(self.election).set(0)
+            self.deadline_remaining.labels(e).set(0)
+            self.clock_skew.labels(e).set(0)
+            self.clock_step.labels(e).set(0)

@@ -342,6 +342,7 @@ class Daemon:
             r.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
             if self.metrics is not None:
                 self.metrics.transitions.labels(r.s.election, "acquired").inc()
+                self.metrics.set_leader(t.token, r.s.election)
         elif t.event == "election.lost" and self.grouped:
             assert t.reason is not None
             level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
@@ -351,6 +352,7 @@ class Daemon:
                 r.log = r.log.try_unbind("token")
                 if self.metrics is not None:
                     self.metrics.transitions.labels(r.s.election, "lost").inc()
+                    self.metrics.set_leader(None, r.s.election)
                 r.end()
         elif t.event == "election.acquired":
             assert t.token is not None

@@ -391,3 +391,32 @@ def test_every_command_has_its_help_text() -> None:
 
     for name, command in cli.main.commands.items():
         assert command.help, f"`leaderjob {name}` has no help text"
+
+
+def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None:
+    """Alerts on leaderjob_is_leader work per job: a group's daemon exports one series per job
+    (the job's name in the election label), set while it leads that job, cleared when it ends."""
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.metrics import Metrics
+
+    g, _ = world
+    d = group_daemon(g.store, g.clock, "a")
+    d.metrics = metrics = Metrics(CollectorRegistry(), GROUP)
+    d.session.metrics = metrics
+    for r in d.runners.values():
+        r.metrics = metrics
+    g.daemons["a"] = d
+    g.run(1.0)
+
+    def sample(name: str, job: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"election": job})
+
+    for job in JOBS:
+        assert sample("leaderjob_is_leader", job) == 1
+        assert sample("leaderjob_fencing_token", job) == d.runners[job].seat.token
+    g.store.delete(d.session.group.keys["b"], timeout=1)
+    d.session.group.prefixes.pop("b")  # it does not queue again: b's series stays cleared
+    g.run(TIMING.renew_interval + 0.2)
+    assert sample("leaderjob_is_leader", "b") == 0 and sample("leaderjob_fencing_token", "b") == 0
+    assert sample("leaderjob_is_leader", "a") == 1
