@@ -6,6 +6,9 @@ Names are part of the interface and documented in docs/metrics.md. Every series 
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -183,6 +186,32 @@ class Metrics:
             self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
+
+    def _per_job(self) -> tuple[Any, ...]:
+        return (
+            self.is_leader,
+            self.fencing_token,
+            self.deadline_remaining,
+            self.job_running,
+            self.last_success,
+            self.job_duration,
+            self.schedule_lag,
+            self.clock_skew,
+            self.clock_step,
+        )
+
+    def track(self, job: str) -> None:
+        """A daemon running a group: the per-job series exist for ``job`` from the start (0),
+        so that "no leader" alerts see a job nobody leads."""
+        for metric in self._per_job():
+            metric.labels(job)
+
+    def forget(self, job: str) -> None:
+        """The per-job series of ``job`` (or of the group's own name, which no job uses) go:
+        a job removed from the jobs file must not look leaderless for ever."""
+        for metric in self._per_job():
+            with contextlib.suppress(KeyError):
+                metric.remove(job)
 
     def set_leader(self, token: int | None, election: str | None = None) -> None:
         """Leading (with ``token``) or not; ``election``: a job of a group (its own series)."""

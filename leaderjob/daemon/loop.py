@@ -92,6 +92,10 @@ class Daemon:
         for job in jobs if jobs is not None else [settings]:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
         self.runner = next(iter(self.runners.values()))
+        if metrics is not None and self.grouped:
+            metrics.forget(settings.election)  # the group's name is no job: no series of its own
+            for name in self.runners:
+                metrics.track(name)
         self.reloader = Reloader(self, reload, watch) if reload is not None else None
         #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
         self.gates = Gates(self)

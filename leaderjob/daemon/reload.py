@@ -78,6 +78,8 @@ class Reloader:
             r = d.runners.get(name)
             if r is None:
                 d._add_runner(name, spec)
+                if d.metrics is not None:
+                    d.metrics.track(name)
                 d.session.group.want(name, spec.election_prefix)
                 added.append(name)
                 continue
@@ -110,4 +112,6 @@ class Reloader:
                 if t is not None:
                     d._on_transition(t)
                 del d.runners[name]
+                if d.metrics is not None:
+                    d.metrics.forget(name)
                 d.log.info("job.retired", job=name)

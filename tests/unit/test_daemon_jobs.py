@@ -29,7 +29,9 @@ JOBS = ("a", "b", "c", "d")
 TICK = 0.05
 
 
-def group_daemon(store: MemoryStore, clock: Clock, identity: str, jobs=JOBS) -> Daemon:
+def group_daemon(
+    store: MemoryStore, clock: Clock, identity: str, jobs=JOBS, metrics: Any = None
+) -> Daemon:
     settings = Settings(
         election=GROUP, prefix=PREFIX, identity=identity, timing=TIMING, command=(), rpc_timeout=1.0
     )
@@ -45,7 +47,7 @@ def group_daemon(store: MemoryStore, clock: Clock, identity: str, jobs=JOBS) -> 
         )
         for job in jobs
     ]
-    return Daemon(settings, store.client(), clock=clock, environ={}, jobs=specs)
+    return Daemon(settings, store.client(), clock=clock, environ={}, jobs=specs, metrics=metrics)
 
 
 class Group:
@@ -267,6 +269,7 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
     assert d.config.fingerprint != before, "the fingerprint follows the jobs (no false conflict)"
     assert set(d.runners) == {"a", "c"}
     assert set(g.leaders()) == {"a", "c"}
+    assert metrics.registry.get_sample_value("leaderjob_is_leader", {"election": "b"}) is None
     assert g.store.candidates(f"{PREFIX}/{GROUP}/jobs/b/leader", timeout=1) == []
     reloaded = g.clock.monotonic()
     g.run(4.0)
@@ -395,22 +398,23 @@ def test_every_command_has_its_help_text() -> None:
 
 def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None:
     """Alerts on leaderjob_is_leader work per job: a group's daemon exports one series per job
-    (the job's name in the election label), set while it leads that job, cleared when it ends."""
+    (the job's name in the election label), from the start, set while it leads that job, cleared
+    when it ends - and none for the group's own name, which "no leader" would flag for ever."""
     from prometheus_client import CollectorRegistry
 
     from leaderjob.metrics import Metrics
 
     g, _ = world
-    d = group_daemon(g.store, g.clock, "a")
-    d.metrics = metrics = Metrics(CollectorRegistry(), GROUP)
-    d.session.metrics = metrics
-    for r in d.runners.values():
-        r.metrics = metrics
-    g.daemons["a"] = d
-    g.run(1.0)
+    metrics = Metrics(CollectorRegistry(), GROUP)
+    d = group_daemon(g.store, g.clock, "a", metrics=metrics)
 
     def sample(name: str, job: str) -> float | None:
         return metrics.registry.get_sample_value(name, {"election": job})
+
+    assert sample("leaderjob_is_leader", GROUP) is None, "the group is no job: no series"
+    assert all(sample("leaderjob_is_leader", job) == 0 for job in JOBS), "exist from the start"
+    g.daemons["a"] = d
+    g.run(1.0)
 
     for job in JOBS:
         assert sample("leaderjob_is_leader", job) == 1
