@@ -1,0 +1,190 @@
+"""In-process leadership against a real etcd, in real processes: measured, not claimed.
+
+Each test runs small Python applications that hold :class:`leaderjob.Leadership` (TTL 2 s: ``D``
+is ≈ 1.92 s after the last answered keepalive, ``valid()`` turns False 0.2 s before that) and
+journal what they saw with ``time.monotonic()``, which all processes on the machine share. Time
+budget: ~10 s per test. Slack for a loaded shared machine is stated next to each bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.harness.daemons import read_journal, wait_for
+from tests.harness.etcd import EtcdServer
+from tests.harness.procs import ProcessGroup
+
+ROOT = Path(__file__).resolve().parents[2]
+TTL = 2.0
+#: Scheduling slack on a loaded machine (2 cores shared by several test runs).
+SLACK = 1.0
+
+APP = r'''
+import json, os, sys, time
+from leaderjob import Leadership
+from leaderjob.fencing import StaleToken
+from leaderjob.log import configure
+
+mode, name, endpoint, prefix, workdir = sys.argv[1:6]
+configure("json")
+
+def journal(**rec):
+    rec.update(name=name, pid=os.getpid(), t=time.monotonic())
+    with open(os.path.join(workdir, "journal"), "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+lead = Leadership("app", endpoints=[endpoint], prefix=prefix, ttl=2, identity=name)
+if mode == "try":
+    started = time.monotonic()
+    ok = lead.try_acquire(timeout=float(sys.argv[6]))
+    journal(step="tried", ok=ok, elapsed=time.monotonic() - started)
+    if ok:
+        lead.release()
+    sys.exit(0)
+
+journal(step="waiting")
+with lead:
+    journal(step="leading", token=lead.token, key=lead.key)
+    last = time.monotonic()
+    while True:
+        valid = lead.valid()
+        now = time.monotonic()
+        gap, last = now - last, now
+        if gap > 1.0:  # a freeze between two checks: record what the first check said
+            try:
+                lead.fenced_put(prefix + "/data", name)
+                put = "written"
+            except StaleToken:
+                put = "refused"
+            journal(step="thawed", gap=gap, valid=valid, put=put, lost=lead.lost.is_set())
+            break
+        if not valid:
+            journal(step="invalid", remaining=lead.remaining())
+            break
+        if os.path.exists(os.path.join(workdir, "stop-" + name)):
+            journal(step="leaving")
+            break
+        time.sleep(0.02)
+journal(step="left")
+'''
+
+
+def _start(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str, name: str, *args: str
+) -> Any:
+    script = tmp_path / "app.py"
+    if not script.exists():
+        script.write_text(APP)
+    mode = args[0] if args else "lead"
+    log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115  # the child owns it
+    try:
+        return procs.spawn(
+            [sys.executable, str(script), mode, name, etcd.endpoint, prefix, str(tmp_path),
+             *args[1:]],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=log,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+def _steps(tmp_path: Path, step: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in read_journal(tmp_path / "journal")
+        if r.get("step") == step and (name is None or r.get("name") == name)
+    ]
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("*.log")))
+
+
+def _leader_then_waiter(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> tuple[Any, Any]:
+    a = _start(procs, tmp_path, etcd, prefix, "a")
+    assert wait_for(lambda: _steps(tmp_path, "leading", "a"), 20), _logs(tmp_path)
+    b = _start(procs, tmp_path, etcd, prefix, "b")
+    assert wait_for(lambda: _steps(tmp_path, "waiting", "b"), 20), _logs(tmp_path)
+    time.sleep(0.5)  # b is in the queue behind a
+    assert not _steps(tmp_path, "leading", "b")
+    return a, b
+
+
+def test_frozen_process_thaws_invalid_and_its_fenced_put_is_refused(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """S6/S1 in-process: SIGSTOP of the whole leader process for 2·TTL. The successor leads
+    meanwhile; after the thaw the first valid() is False and etcd refuses the fenced put."""
+    a, _b = _leader_then_waiter(procs, tmp_path, etcd, prefix)
+    os.killpg(a.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2 * TTL)
+        assert wait_for(lambda: _steps(tmp_path, "leading", "b"), 10), _logs(tmp_path)
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    assert wait_for(lambda: _steps(tmp_path, "left", "a"), 10), _logs(tmp_path)
+    (thawed,) = _steps(tmp_path, "thawed", "a")
+    assert thawed["gap"] >= 2 * TTL - 0.1
+    assert thawed["valid"] is False
+    assert thawed["put"] == "refused"
+    old = _steps(tmp_path, "leading", "a")[0]["token"]
+    new = _steps(tmp_path, "leading", "b")[0]["token"]
+    assert new > old  # S2
+    assert a.wait(10) == 0
+
+
+def test_kill_9_of_the_leader_lets_a_waiter_lead_within_ttl_plus_1_5s(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """L1 in-process: kill -9 of the leader's process; the waiting Leadership in another process
+    leads within TTL + 1.5 s (+ 1 s slack for the loaded machine)."""
+    a, _b = _leader_then_waiter(procs, tmp_path, etcd, prefix)
+    killed_at = time.monotonic()
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(5)
+    assert wait_for(lambda: _steps(tmp_path, "leading", "b"), TTL + 1.5 + 5), _logs(tmp_path)
+    took = _steps(tmp_path, "leading", "b")[0]["t"] - killed_at
+    print(f"failover after kill -9: {took:.3f}s")
+    assert took < TTL + 1.5 + SLACK
+
+
+def test_leaving_the_with_block_hands_over_in_under_a_second(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """L2 in-process: the leader's block ends (its code returned); resign, revoke, and the waiter
+    leads in under 1 s (+ 0.5 s slack), with no TTL wait."""
+    a, _b = _leader_then_waiter(procs, tmp_path, etcd, prefix)
+    (tmp_path / "stop-a").touch()
+    assert wait_for(lambda: _steps(tmp_path, "leading", "b"), 10), _logs(tmp_path)
+    leaving = _steps(tmp_path, "leaving", "a")[0]["t"]
+    took = _steps(tmp_path, "leading", "b")[0]["t"] - leaving
+    print(f"handover after leaving the block: {took:.3f}s")
+    assert took < 1.0 + 0.5
+    assert a.wait(10) == 0
+
+
+def test_try_acquire_returns_false_in_time_while_another_process_leads(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """try_acquire(timeout=1) with another process leading: False after 1 s (+ 1 s slack), and
+    the candidate leaves the queue (the leader is undisturbed)."""
+    a = _start(procs, tmp_path, etcd, prefix, "a")
+    assert wait_for(lambda: _steps(tmp_path, "leading", "a"), 20), _logs(tmp_path)
+    c = _start(procs, tmp_path, etcd, prefix, "c", "try", "1.0")
+    assert c.wait(20) == 0, _logs(tmp_path)
+    (tried,) = _steps(tmp_path, "tried", "c")
+    print(json.dumps(tried))
+    assert tried["ok"] is False
+    assert 1.0 <= tried["elapsed"] < 1.0 + SLACK
+    assert not _steps(tmp_path, "invalid", "a")
+    (tmp_path / "stop-a").touch()
+    assert a.wait(10) == 0
