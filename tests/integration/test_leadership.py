@@ -8,16 +8,19 @@ budget: ~10 s per test. Slack for a loaded shared machine is stated next to each
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.harness.daemons import read_journal, wait_for
-from tests.harness.etcd import EtcdServer
+from tests.harness.etcd import EtcdServer, free_port
 from tests.harness.procs import ProcessGroup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,3 +191,42 @@ def test_try_acquire_returns_false_in_time_while_another_process_leads(
     assert not _steps(tmp_path, "invalid", "a")
     (tmp_path / "stop-a").touch()
     assert a.wait(10) == 0
+
+
+def test_webapp_example_ticks_while_leading_and_hands_over_on_sigterm(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """examples/webapp_leadership.py, run briefly: it serves, leads, writes fenced ticks to
+    SQLite, and on SIGTERM stops its work, resigns and revokes (no candidate key left)."""
+    port = free_port()
+    db = tmp_path / "webapp.db"
+    argv = [sys.executable, str(ROOT / "examples" / "webapp_leadership.py"),
+            "--listen", f"127.0.0.1:{port}", "--endpoints", etcd.endpoint, "--prefix", prefix,
+            "--ttl", "2", "--every", "0.1", "--sqlite", str(db)]  # fmt: skip
+    log = open(tmp_path / "webapp.log", "ab")  # noqa: SIM115  # the child owns it
+    try:
+        app = procs.spawn(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
+    finally:
+        log.close()
+
+    def status() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                doc: dict[str, Any] = json.load(resp)
+                return doc
+        except OSError:
+            return None
+
+    assert wait_for(lambda: (s := status()) and s["leading"] and s["ticks"] >= 3, 20), _logs(
+        tmp_path
+    )
+    doc = status()
+    assert doc is not None and doc["token"] > 0 and 0 < doc["remaining"] <= TTL
+    os.kill(app.pid, signal.SIGTERM)
+    assert app.wait(15) == 0, _logs(tmp_path)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tokens = {t for (t,) in conn.execute("SELECT token FROM ticks")}
+        fence = "SELECT token FROM leaderjob_fence WHERE resource = 'ticks'"
+        (mark,) = conn.execute(fence).fetchone()
+    assert tokens == {doc["token"]} and mark == doc["token"]
+    assert etcd.etcdctl("get", "--prefix", f"{prefix}/webapp/leader/", "--keys-only").strip() == ""
