@@ -296,3 +296,23 @@ def test_import_leaderjob_stays_cheap() -> None:
         "assert Leadership.__module__ == 'leaderjob.leadership'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_cancelled_async_with_leaves_the_queue() -> None:
+    """Cancelling a task waiting in ``async with`` withdraws its candidacy: no key left behind
+    to lead with nobody using it."""
+    store = MemoryStore(SystemClock())
+
+    async def wait_behind_leader() -> None:
+        async with Leadership("app", ttl=3, store=store.client()):
+            raise AssertionError("must not lead while the other holds it")
+
+    with Leadership("app", ttl=3, store=store):
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(wait_behind_leader(), 0.3))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1:
+                break
+            time.sleep(0.02)
+        assert len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1
