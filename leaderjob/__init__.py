@@ -17,4 +17,8 @@ def __getattr__(name: str) -> object:
         from leaderjob.leadership import Leadership
 
         return Leadership
+    if name == "singleton":
+        import leaderjob.singleton as module  # a callable module: @leaderjob.singleton(...)
+
+        return module
     raise AttributeError(f"module 'leaderjob' has no attribute {name!r}")

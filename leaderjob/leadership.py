@@ -475,6 +475,14 @@ class Leadership:
         return 0.0 if d is None else d.remaining()
 
     @property
+    def store(self) -> Store:
+        """The storage port this leadership talks to, while acquired: for writes of your own
+        guarded by :attr:`key` and :attr:`token` (``Store.guarded_put``)."""
+        if self._store is None:
+            raise LeadershipError(f"election {self.election!r}: not acquired")
+        return self._store
+
+    @property
     def fence(self) -> EtcdFence:
         """Writes to etcd guarded by our key (etcd's ``IsOwner`` compare, one Txn each)."""
         d = self._driver
@@ -583,6 +591,11 @@ class Leadership:
     def _lost(self, reason: str) -> None:
         if self.on_lost is not None:
             self.on_lost(reason)
+
+    def cancel(self) -> None:
+        """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
+        False (``try_acquire``) or raises :class:`LeadershipTimeout`. No effect once leading."""
+        self._abort()
 
     def _abort(self) -> None:
         """Stop waiting to lead (a cancelled ``async with``): the waiting thread cleans up."""

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.harness.daemons import read_journal, wait_for
+from tests.harness.daemons import cli, read_journal, wait_for
 from tests.harness.etcd import EtcdServer, free_port
 from tests.harness.procs import ProcessGroup
 
@@ -230,3 +230,44 @@ def test_webapp_example_ticks_while_leading_and_hands_over_on_sigterm(
         (mark,) = conn.execute(fence).fetchone()
     assert tokens == {doc["token"]} and mark == doc["token"]
     assert etcd.etcdctl("get", "--prefix", f"{prefix}/webapp/leader/", "--keys-only").strip() == ""
+
+
+SINGLETON_APP = r'''
+import sys, time
+import leaderjob
+
+endpoint, prefix = sys.argv[1:3]
+
+@leaderjob.singleton(election="report", schedule="@every 1s", endpoints=[endpoint],
+                     prefix=prefix, ttl=2, identity="app")
+def report(run):
+    assert run.valid()
+
+report.start()
+time.sleep(3.5)
+report.stop(10)
+'''
+
+
+def test_singleton_runs_show_in_leaderjob_history(
+    procs: ProcessGroup, tmp_path: Path, etcd: EtcdServer, prefix: str
+) -> None:
+    """@leaderjob.singleton writes the daemon's history records: `leaderjob history` lists its
+    runs, one per slot, with the token and identity."""
+    script = tmp_path / "singleton_app.py"
+    script.write_text(SINGLETON_APP)
+    log = open(tmp_path / "singleton.log", "ab")  # noqa: SIM115  # the child owns it
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, str(script), etcd.endpoint, prefix]
+        app = procs.spawn(argv, env=env, stdout=log, stderr=log)
+    finally:
+        log.close()
+    assert app.wait(30) == 0, _logs(tmp_path)
+    records = json.loads(cli(etcd.endpoint, prefix, "history", "--election", "report", "--json"))
+    ran = [r for r in records if r["outcome"] == "succeeded"]
+    assert len(ran) >= 2, records
+    assert len({r["slot"] for r in ran}) == len(ran)
+    assert {r["identity"] for r in ran} == {"app"} and all(r["token"] > 0 for r in ran)
+    table = cli(etcd.endpoint, prefix, "history", "--election", "report")
+    assert "succeeded" in table and ran[0]["slot"] in table

@@ -292,8 +292,10 @@ def test_import_leaderjob_stays_cheap() -> None:
     code = (
         "import sys, leaderjob\n"
         "assert 'leaderjob.leadership' not in sys.modules and 'grpc' not in sys.modules\n"
+        "assert 'leaderjob.singleton' not in sys.modules\n"
         "from leaderjob import Leadership\n"
         "assert Leadership.__module__ == 'leaderjob.leadership'\n"
+        "assert callable(leaderjob.singleton) and leaderjob.singleton.SlotRun\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
