@@ -294,6 +294,15 @@ class Driver:
             return "fatal"
         return str(self.elector.phase.value)
 
+    def unreachable(self) -> LeadershipUnavailable | None:
+        """The error to raise when the caller stops waiting while etcd does not answer."""
+        since = self._failing_since
+        if since is None or self.tenure is not None:
+            return None
+        detail = "" if self._last_error is None else f": {self._last_error}"
+        took = self.clock.monotonic() - since
+        return LeadershipUnavailable(f"etcd unreachable for {took:.1f}s{detail}")
+
     def wait(self) -> None:
         if self._leave or self.done:
             return
@@ -522,7 +531,8 @@ class Leadership:
             )
 
     def try_acquire(self, timeout: float) -> bool:
-        """Lead within ``timeout`` seconds, or return False (and leave the queue)."""
+        """Lead within ``timeout`` seconds, or return False (and leave the queue) when another
+        candidate leads; :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
         return self._acquire(timeout)
 
     def release(self) -> None:
@@ -577,7 +587,11 @@ class Leadership:
             self.release()
             raise driver.fatal
         if driver.tenure is None or self._aborted:
+            # Stopped waiting while etcd did not answer: that is no "another candidate leads".
+            unreachable = None if self._aborted else driver.unreachable()
             self.release()
+            if unreachable is not None:
+                raise unreachable
             return False
         return True
 

@@ -318,3 +318,17 @@ def test_a_cancelled_async_with_leaves_the_queue() -> None:
                 break
             time.sleep(0.02)
         assert len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1
+
+
+def test_unreachable_etcd_raises_after_the_callers_timeout() -> None:
+    """Never hang for ever, and never call an unreachable etcd "someone else leads": the
+    caller's timeout ends the wait with LeadershipUnavailable, not False."""
+    store = MemoryStore(SystemClock())
+    store.partition()
+    lead = Leadership("app", ttl=3, store=store)
+    started = time.monotonic()
+    with pytest.raises(LeadershipUnavailable, match="etcd unreachable"):
+        lead.try_acquire(timeout=0.3)
+    assert time.monotonic() - started < 0.3 + 1.5  # the timeout, then resign and join
+    with pytest.raises(LeadershipUnavailable):
+        Leadership("app", ttl=3, store=store, timeout=0.3).acquire()
