@@ -308,6 +308,8 @@ class Driver:
             return
         now = self.clock.monotonic()
         until = self.elector.next_wakeup(now, self._campaign)
+        if self.tenure is None and self._failing_since is not None:
+            until = min(until, self._failing_since + self.etcd_timeout)  # give up on time
         self.clock.wait(self.waker, max(0.0, until - now))
 
     def close(self) -> None:

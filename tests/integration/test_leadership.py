@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.harness.daemons import cli, read_journal, wait_for
 from tests.harness.etcd import EtcdServer, free_port
 from tests.harness.procs import ProcessGroup
@@ -271,3 +273,23 @@ def test_singleton_runs_show_in_leaderjob_history(
     assert {r["identity"] for r in ran} == {"app"} and all(r["token"] > 0 for r in ran)
     table = cli(etcd.endpoint, prefix, "history", "--election", "report")
     assert "succeeded" in table and ran[0]["slot"] in table
+
+
+def test_unreachable_etcd_raises_in_time_and_never_hangs() -> None:
+    """No etcd behind the endpoint: try_acquire(timeout=1) raises LeadershipUnavailable after
+    1 s, and a wait without a timeout gives up after etcd_timeout (2 s) (+ 1 s slack each)."""
+    from leaderjob.leadership import Leadership, LeadershipUnavailable
+
+    endpoint = f"127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(LeadershipUnavailable, match="etcd unreachable"):
+        Leadership("app", endpoints=[endpoint], ttl=2).try_acquire(timeout=1.0)
+    took = time.monotonic() - started
+    assert 1.0 <= took < 1.0 + SLACK, took
+    started = time.monotonic()
+    with pytest.raises(LeadershipUnavailable), Leadership("app", endpoints=[endpoint], ttl=2,
+                                                          etcd_timeout=2.0):  # fmt: skip
+        pass
+    took = time.monotonic() - started
+    print(f"gave up on an unreachable etcd after {took:.3f}s")
+    assert 2.0 <= took < 2.0 + SLACK, took
