@@ -308,7 +308,7 @@ class Driver:
             return
         now = self.clock.monotonic()
         until = self.elector.next_wakeup(now, self._campaign)
-        if self.tenure is None and self._failing_since is not None:
+        if self.tenure is None and self._failing_since is not None and self.fatal is None:
             until = min(until, self._failing_since + self.etcd_timeout)  # give up on time
         self.clock.wait(self.waker, max(0.0, until - now))
 
