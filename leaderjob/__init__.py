@@ -8,3 +8,17 @@ This module stays import-light on purpose: the per-run watchdog process imports 
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so that `import leaderjob` stays cheap (the daemon and the watchdog import no etcd
+    # client through it): `from leaderjob import Leadership` loads the module on first use.
+    if name == "Leadership":
+        from leaderjob.leadership import Leadership
+
+        return Leadership
+    if name == "singleton":
+        import leaderjob.singleton as module  # a callable module: @leaderjob.singleton(...)
+
+        return module
+    raise AttributeError(f"module 'leaderjob' has no attribute {name!r}")
