@@ -68,3 +68,11 @@ def test_kustomization_image_tag_is_the_project_version() -> None:
         f"deploy/kubernetes/base/kustomization.yaml: leaderjob newTag {tags} must be "
         f"pyproject.toml's {_project_version()}"
     )
+
+
+def test_deploy_docs_build_and_tag_the_project_version() -> None:
+    """docs/deploy.md's build and kustomize commands are copied by readers as they stand."""
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"(?:/leaderjob:|VERSION=)(\d+\.\d+\.\d+\S*?)(?=[\s`]|$)", text, re.M))
+    assert shown, "docs/deploy.md: no image tag or VERSION found"
+    assert shown == {_project_version()}, f"docs/deploy.md shows versions {sorted(shown)}"
