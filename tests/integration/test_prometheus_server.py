@@ -19,7 +19,7 @@ What the test changes, only in copies written to its temp dir: the scrape target
 daemons on 127.0.0.1-3 so the shipped relabelling to the host part still yields three distinct
 ``instance`` labels, and Prometheus itself), the scrape and evaluation intervals (1 s), every
 alert's ``for:`` (``FOR``) and the rules' look-back ``offset 1h`` (``OFFSET``), so the alerts can
-fire within a minute. Time budget: about 40 s on a quiet machine, 120 s allowed.
+fire within a minute. Time budget: about 35 s (measured on a shared 2-core machine), 180 s allowed.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,12 +238,16 @@ def test_a_real_prometheus_sees_one_leader_fires_the_shipped_alerts_and_fills_th
     """L1/S1 as an operator sees them through the shipped monitoring: one leader at a time, and
     the alerts that must page do fire on their faults (failing runs, nobody leading, nobody
     reporting) with the shipped expressions."""
-    fail, healthy = tmp_path / "fail", tmp_path / "healthy"
+    fail, hang, healthy = tmp_path / "fail", tmp_path / "hang", tmp_path / "healthy"
     fail.touch()
     healthy.touch()
     # Fails at once while `fail` exists; afterwards succeeds after 1.3 s, which on a 1 s schedule
-    # also makes slots skip (--concurrency forbid) and leaves a run for a resignation to stop.
-    command = ["sh", "-c", f"if [ -e {fail} ]; then exit 1; fi; sleep 1.3"]
+    # also makes slots skip (--concurrency forbid); while `hang` exists it runs until stopped.
+    command = [
+        "sh",
+        "-c",
+        f"if [ -e {fail} ]; then exit 1; fi; if [ -e {hang} ]; then exec sleep 60; fi; sleep 1.3",
+    ]
     daemons: list[JsonLogProcess] = []
     targets = []
     for i in (1, 2, 3):
@@ -299,8 +304,21 @@ def test_a_real_prometheus_sees_one_leader_fires_the_shipped_alerts_and_fills_th
             interval=0.5,
         )
 
-        # Every replica unhealthy: the leader resigns (stopping its run), nobody may lead, and
-        # all still report 0 -> LeaderjobNoLeader.
+        # Every replica unhealthy: the leader resigns, stopping the run that is going on (for the
+        # dashboard's kills panel), nobody may lead, and all still report 0 -> LeaderjobNoLeader.
+        hang.touch()
+
+        def hanging() -> bool:
+            """A run has been going for over 2 s: longer than any run that does not hang."""
+            finished = {e.get("run_id") for d in daemons for e in d.events("job.finished")}
+            return any(
+                e.get("run_id") not in finished
+                and time.time() - datetime.fromisoformat(e["timestamp"]).timestamp() > 2
+                for d in daemons
+                for e in d.events("job.started")
+            )
+
+        assert wait_for(hanging, 20, interval=0.1)
         healthy.unlink()
         prom.wait_firing("LeaderjobNoLeader", 30)
         assert "LeaderjobReplicasAbsent" not in prom.firing()
