@@ -9,6 +9,9 @@ That is why ``__version__`` is looked up on first use (importlib.metadata alone 
 milliseconds at start-up, on every run).
 """
 
+#: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
+__version__: str
+
 
 def __getattr__(name: str) -> object:
     # Lazy, so that `import leaderjob` stays cheap (the daemon and the watchdog import no etcd
