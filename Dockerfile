@@ -7,8 +7,11 @@
 #   docker run --rm leaderjob:dev run --help
 #
 # Both stages use the same pinned base image, so the virtualenv built in the first one finds the
-# same /usr/local/bin/python3 in the second. Bump the tag (and only the tag) to update Python.
-ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
+# same /usr/local/bin/python3 in the second. The base is pinned by digest (that of the tag's
+# multi-platform image index), so a rebuilt tag cannot change the image under a commit.
+# Tag: python:3.12.11-slim-bookworm. To update Python, change the tag and the digest together:
+#   docker buildx imagetools inspect python:<tag>   (the "Digest:" line)
+ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm@sha256:519591d6871b7bc437060736b9f7456b8731f1499a57e22e6c285135ae657bf7
 
 # ---------------------------------------------------------------------------------------------
 # builder: build a wheel of the project and install it, with its runtime dependencies, into a
@@ -16,19 +19,25 @@ ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
 
+# constraints.txt pins the runtime dependency closure and the build backend (setuptools; see the
+# file for how to refresh it), so two builds of one commit get the same libraries. It is given
+# through the environment because pip's build isolation (the temporary environment that builds
+# the wheel) reads PIP_CONSTRAINT too, where a --constraint option would not reach; newer pips
+# read the build environment's pins from PIP_BUILD_CONSTRAINT instead, so both are set.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CONSTRAINT=/src/deploy/docker/constraints.txt \
+    PIP_BUILD_CONSTRAINT=/src/deploy/docker/constraints.txt \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# The build context is an allow-list (.dockerignore): pyproject.toml, README/LICENSE, leaderjob/
+# The build context is an allow-list (.dockerignore): pyproject.toml, README, LICENSE, leaderjob/
 # and deploy/docker/constraints.txt. Tests, docs, .venv and .git never reach the daemon image.
 COPY . /src
 
-# constraints.txt pins the runtime dependency closure (see the file for how to refresh it), so
-# two builds of one commit get the same libraries. The venv is built in place at its final path.
+# The venv is built in place at its final path.
 RUN python -m venv /opt/leaderjob \
- && /opt/leaderjob/bin/pip install --constraint deploy/docker/constraints.txt /src \
+ && /opt/leaderjob/bin/pip install /src \
  && /opt/leaderjob/bin/leaderjob --version
 
 # ---------------------------------------------------------------------------------------------
@@ -37,6 +46,7 @@ RUN python -m venv /opt/leaderjob \
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG PYTHON_IMAGE
+# pyproject.toml's version (tests/deploy/test_version.py fails when they differ); CI may pass it.
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -70,6 +80,8 @@ RUN groupadd --system --gid 10001 leaderjob \
  && chown 10001:10001 /data
 
 COPY --from=builder /opt/leaderjob /opt/leaderjob
+# The license travels with the image (it is also in the wheel's dist-info, inside the venv).
+COPY --from=builder /src/LICENSE /usr/share/doc/leaderjob/LICENSE
 
 ENV PATH=/opt/leaderjob/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -5,6 +5,32 @@ hands the command a fencing token (the create revision of its election key). The
 in docs/safety.md.
 
 This module stays import-light on purpose: the per-run watchdog process imports nothing from it.
+That is why ``__version__`` is looked up on first use (importlib.metadata alone costs tens of
+milliseconds at start-up, on every run).
 """
 
-__version__ = "0.1.0"
+#: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
+__version__: str
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so that `import leaderjob` stays cheap (the daemon and the watchdog import no etcd
+    # client through it, and importlib.metadata alone costs tens of milliseconds).
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        # pyproject.toml is the version's one source; the installed metadata carries it. A source
+        # tree that was never installed has no metadata: say so rather than guess a number.
+        try:
+            return version("leaderjob")
+        except PackageNotFoundError:
+            return "0+unknown"
+    if name == "Leadership":
+        from leaderjob.leadership import Leadership
+
+        return Leadership
+    if name == "singleton":
+        import leaderjob.singleton as module  # a callable module: @leaderjob.singleton(...)
+
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

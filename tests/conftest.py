@@ -38,7 +38,7 @@ from tests.harness.procs import ProcessGroup
 _ETCD_FIXTURES = ("etcd", "etcd_cluster")
 
 #: What .ci/run installs: in CI, a skip whose reason names one of these is a failure.
-CI_INSTALLS = re.compile(r"promtool|faketime|etcd[ -]?3\.4|postgres", re.IGNORECASE)
+CI_INSTALLS = re.compile(r"promtool|prometheus|faketime|etcd[ -]?3\.4|postgres", re.IGNORECASE)
 
 
 def in_ci() -> bool:

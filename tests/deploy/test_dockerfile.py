@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -67,8 +68,12 @@ def test_dockerfile_keeps_the_image_contract() -> None:
     froms = [rest for word, rest in ins if word == "FROM"]
     assert len(froms) >= 2, "multi-stage: a builder and a runtime stage"
     base = args.get("PYTHON_IMAGE", "")
-    assert re.fullmatch(r"python:3\.1[12]\.\d+-slim(-\w+)?", base), (
-        f"base image must be python 3.11/3.12 slim pinned to an exact version, got {base!r}"
+    assert re.fullmatch(r"python:3\.1[12]\.\d+-slim(-\w+)?@sha256:[0-9a-f]{64}", base), (
+        f"base image must be python 3.11/3.12 slim, an exact version pinned by digest, got {base!r}"
+    )
+    tag = base.partition("@")[0]
+    assert re.search(rf"^#.*\b{re.escape(tag)}\b", DOCKERFILE.read_text(), re.M), (
+        f"a comment must name the digest's tag ({tag}) in words"
     )
     assert all(f.startswith("${PYTHON_IMAGE}") for f in froms), "both stages use the pinned base"
 
@@ -94,6 +99,25 @@ def test_dockerfile_keeps_the_image_contract() -> None:
     labels = " ".join(r for w, r in runtime if w == "LABEL")
     for key in ("title", "description", "version", "revision", "licenses", "created"):
         assert f"org.opencontainers.image.{key}=" in labels, f"missing OCI label {key}"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert f'org.opencontainers.image.licenses="{project["license"]}"' in labels
+
+    # The license text travels with the image, not only inside the venv's dist-info.
+    assert any(
+        w == "COPY" and "--from=builder" in r and r.split()[-2].endswith("/LICENSE")
+        for w, r in runtime
+    ), "the runtime stage copies LICENSE"
+
+
+def test_constraints_reach_the_build_isolation() -> None:
+    """The builder gives the constraints through the environment, which pip's isolated build
+    environment inherits (a --constraint option does not reach it): setuptools is pinned too."""
+    ins = _instructions()
+    builder = ins[: max(i for i, (w, _) in enumerate(ins) if w == "FROM")]
+    env = " ".join(r for w, r in builder if w == "ENV")
+    for var in ("PIP_CONSTRAINT", "PIP_BUILD_CONSTRAINT"):
+        assert f"{var}=/src/deploy/docker/constraints.txt" in env, f"builder ENV {var}"
+    assert _constraints().get("setuptools"), "constraints.txt must pin the build backend"
 
 
 # --- the builder stage, replayed --------------------------------------------------------------
@@ -172,6 +196,7 @@ def test_build_context_is_the_package_only(build_context: Path) -> None:
     assert "pyproject.toml" in files
     assert "leaderjob/cli/__init__.py" in files
     assert "deploy/docker/constraints.txt" in files  # the Dockerfile's RUN needs it
+    assert "LICENSE" in files  # the runtime stage copies it
     leaked = sorted(
         f
         for f in files
@@ -184,6 +209,12 @@ def test_build_context_is_the_package_only(build_context: Path) -> None:
 def wheel(build_context: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pip install /src` in the builder starts with this: build a wheel from the context alone."""
     out = tmp_path_factory.mktemp("wheel")
+    # As in the builder stage: the constraints reach the isolated build environment.
+    env = {
+        **os.environ,
+        "PIP_CONSTRAINT": str(CONSTRAINTS),
+        "PIP_BUILD_CONSTRAINT": str(CONSTRAINTS),
+    }
     result = subprocess.run(
         [
             sys.executable,
@@ -200,6 +231,7 @@ def wheel(build_context: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
     assert result.returncode == 0, (
         f"building a wheel from the build context failed:\n{result.stderr}"
@@ -216,6 +248,35 @@ def test_wheel_from_build_context_has_the_console_script(wheel: Path) -> None:
         text = zf.read(entry_points).decode()
     assert "leaderjob/cli/__init__.py" in names
     assert re.search(r"^leaderjob\s*=\s*leaderjob\.cli:main$", text, re.M), text
+
+
+def test_wheel_carries_the_license_and_was_built_by_the_pinned_setuptools(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = zf.read(f"{dist_info}/METADATA").decode()
+        generator = zf.read(f"{dist_info}/WHEEL").decode()
+        license_text = zf.read(f"{dist_info}/licenses/LICENSE").decode()
+    assert license_text == (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    # PEP 639: an SPDX expression and the file, not the deprecated free-text License field.
+    assert re.search(r"^License-Expression: Apache-2\.0$", metadata, re.M), metadata[:800]
+    assert re.search(r"^License-File: LICENSE$", metadata, re.M)
+    assert not re.search(r"^License:", metadata, re.M)
+    pinned = _constraints()["setuptools"]
+    assert f"Generator: setuptools ({pinned})" in generator, (
+        f"the wheel was not built by the pinned setuptools {pinned}:\n{generator}"
+    )
+
+
+def test_pinned_setuptools_satisfies_the_build_requirement() -> None:
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    requires = pyproject["build-system"]["requires"]
+    setuptools = next(Requirement(r) for r in requires if Requirement(r).name == "setuptools")
+    pinned = _constraints()["setuptools"]
+    assert setuptools.specifier.contains(pinned), f"setuptools=={pinned} vs {setuptools}"
 
 
 def _constraints() -> dict[str, str]:

@@ -1,0 +1,334 @@
+"""In-process leadership: the driver on the fake clock and MemoryStore, the handle on real threads.
+
+Timing: ttl 3 s (renew every 1 s, grace 0.3 s, margin 0.12 s): ``D`` is 2.874 s after the last
+answered keepalive was sent, and ``valid()`` turns False at ``D − grace`` = 2.574 s after it.
+The driver tests step it by hand (``cycle`` then ``wait``, which jumps the fake clock to the next
+wake-up); the handle tests run its real thread on the system clock against MemoryStore, where
+nothing waits for a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+
+from leaderjob.clock import FakeClock, SystemClock
+from leaderjob.config import Timing
+from leaderjob.election.memory import MemoryStore
+from leaderjob.fencing import StaleToken
+from leaderjob.leadership import (
+    Driver,
+    Leadership,
+    LeadershipError,
+    LeadershipTimeout,
+    LeadershipUnavailable,
+)
+from leaderjob.log import get_logger
+
+TIMING = Timing.from_ttl(3)
+PREFIX = "/leaderjob/app/leader"
+
+
+def driver(
+    store: MemoryStore, clock: FakeClock, name: str = "a", etcd_timeout: float = 3.0
+) -> tuple[Driver, list[str]]:
+    calls: list[str] = []
+    d = Driver(
+        store,
+        TIMING,
+        PREFIX,
+        name,
+        clock=clock,
+        rpc_timeout=1.0,
+        etcd_timeout=etcd_timeout,
+        log=get_logger(identity=name),
+        on_lost=calls.append,
+    )
+    return d, calls
+
+
+def run(clock: FakeClock, seconds: float, *drivers: Driver) -> None:
+    """Cycle every driver until ``seconds`` of fake time passed (each waits to its wake-up)."""
+    end = clock.monotonic() + seconds
+    while clock.monotonic() < end:
+        for d in drivers:
+            if not d.done:
+                d.cycle()
+        now = clock.monotonic()
+        wake = min(d.elector.next_wakeup(now, True) for d in drivers if not d.done)
+        clock.advance(max(0.01, min(wake, end) - now))
+
+
+@pytest.fixture
+def world() -> tuple[FakeClock, MemoryStore]:
+    clock = FakeClock()
+    return clock, MemoryStore(clock)
+
+
+def test_leads_with_the_daemons_token_and_key(world: tuple[FakeClock, MemoryStore]) -> None:
+    """S2: the token is our election key's create revision, under the daemon's key layout."""
+    clock, store = world
+    d, _ = driver(store, clock)
+    assert d.cycle() == "leading"
+    assert d.tenure is not None
+    info = store.get(d.tenure.key, timeout=1)
+    assert info is not None and info.create_revision == d.tenure.token
+    assert d.tenure.key.startswith(PREFIX + "/")
+    assert d.valid() and d.settled.is_set()
+
+
+def test_valid_stays_true_while_renewals_pass(world: tuple[FakeClock, MemoryStore]) -> None:
+    """L4: no fault, no change: a healthy leader stays valid over many TTLs."""
+    clock, store = world
+    d, lost = driver(store, clock)
+    d.cycle()
+    for _ in range(100):
+        run(clock, 0.1, d)
+        assert d.valid()
+    assert not lost and d.remaining() > TIMING.ttl / 3
+
+
+def test_valid_is_false_after_d_minus_grace_even_if_the_thread_never_runs(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """S6 in-process: valid() reads the clock itself. A starved or frozen driver thread (no
+    cycle at all) does not keep a tenure valid past D − grace."""
+    clock, store = world
+    d, _ = driver(store, clock)
+    d.cycle()
+    deadline = d.elector.machine.deadline
+    assert deadline is not None
+    left = d.remaining()
+    assert left == pytest.approx(deadline - TIMING.grace - clock.monotonic())
+    clock.advance(left - 0.01)
+    assert d.valid() and 0 < d.remaining() <= 0.011
+    clock.advance(0.02)  # past D − grace: no cycle ran, nothing renewed
+    assert not d.valid()
+    assert d.remaining() == 0.0
+
+
+def test_a_frozen_process_thaws_invalid_and_is_deposed(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """The SIGSTOP case on the fake clock: frozen 2·TTL, the successor leads meanwhile; after the
+    thaw the first valid() is False, the fenced write is refused (S1) and on_lost says why."""
+    clock, store = world
+    a, lost = driver(store, clock, "a")
+    b, _ = driver(store.client(), clock, "b")
+    a.cycle()
+    b.cycle()
+    assert a.valid() and b.tenure is None
+    clock.advance(2 * TIMING.ttl)  # a is frozen: neither its thread nor its caller runs
+    run(clock, 1.0, b)
+    assert b.valid()
+    assert not a.valid()  # the caller's first check after the thaw
+    assert a.tenure is not None
+    fence_ok = store.guarded_put(a.tenure.key, a.tenure.token, [("/x", b"1")], timeout=1)
+    assert not fence_ok
+    a.cycle()  # the thread's first act after the thaw: the deadline check
+    assert a.lost.is_set() and lost == ["deadline_passed"]
+
+
+def test_leaving_resigns_and_revokes_so_the_successor_leads_at_once(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """L2: leaving the block resigns and revokes; the waiting candidate leads on its next cycle,
+    with no TTL wait (it is woken by the deletion of our key)."""
+    clock, store = world
+    a, lost = driver(store, clock, "a")
+    b, _ = driver(store.client(), clock, "b")
+    a.cycle()
+    b.cycle()
+    run(clock, 1.0, a, b)
+    assert a.valid() and b.tenure is None
+    lease = a.elector.lease_id
+    a.request_leave()
+    assert a.cycle() == "left" and a.done
+    assert lost == []  # a planned handover is no loss: on_lost is not called
+    assert lease is not None and store.lease_remaining(lease, timeout=1) == -1  # revoked
+    assert b.waker.is_set()  # the watch on our key fired
+    assert b.cycle() == "leading"  # at once: the clock did not move
+
+
+def test_a_refused_fenced_write_ends_the_tenure(world: tuple[FakeClock, MemoryStore]) -> None:
+    """S1: once etcd refuses our guard, valid() is False at once and on_lost is called."""
+    clock, store = world
+    a, lost = driver(store, clock)
+    a.cycle()
+    lease = a.elector.lease_id
+    assert lease is not None
+    store.expire(lease)
+    a.deposed()
+    assert not a.valid()
+    a.cycle()
+    assert a.lost.is_set() and lost == ["stale_token"]
+
+
+def test_a_lost_tenure_is_never_resumed(world: tuple[FakeClock, MemoryStore]) -> None:
+    """L5: after a loss this acquisition is over: no new campaign until the caller leaves and
+    acquires again (which takes a new lease and a larger token)."""
+    clock, store = world
+    a, lost = driver(store, clock)
+    a.cycle()
+    store.partition()
+    run(clock, 2 * TIMING.ttl, a)
+    assert a.lost.is_set() and len(lost) == 1
+    store.heal()
+    run(clock, 2 * TIMING.ttl, a)
+    assert not a.valid() and a.elector.lease_id is None and len(lost) == 1
+
+
+def test_unreachable_etcd_gives_up_after_etcd_timeout(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """Never hang for ever: waiting to lead with etcd unreachable fails after etcd_timeout."""
+    clock, store = world
+    store.partition()
+    d, _ = driver(store, clock, etcd_timeout=4.0)
+    start = clock.monotonic()
+    while d.fatal is None:
+        assert clock.monotonic() - start < 4.0 + TIMING.renew_interval
+        d.cycle()
+        d.wait()
+    assert isinstance(d.fatal, LeadershipUnavailable)
+    assert clock.monotonic() - start >= 4.0
+    assert d.settled.is_set() and d.tenure is None
+
+
+# -- the handle, with its real thread -------------------------------------------------------------
+
+
+def test_bad_options_raise_the_clis_one_line_messages() -> None:
+    with pytest.raises(ValueError, match=r"^--ttl 2\.5s: etcd leases are granted in whole"):
+        Leadership("cleanup", ttl=2.5)
+    expected = "; ".join(Timing.from_ttl(3, grace=2).validate())
+    with pytest.raises(ValueError, match=r"renew deadline \+ grace \+ margin") as info:
+        Leadership("cleanup", ttl=3, grace=2)
+    assert str(info.value) == expected and "\n" not in expected
+    with pytest.raises(ValueError, match="--election 'a b'"):
+        Leadership("a b")
+    with pytest.raises(ValueError, match="is not host:port"):
+        Leadership("cleanup", endpoints=["etcd-0"])
+
+
+def test_with_block_hands_over_on_exit_and_try_acquire_times_out() -> None:
+    """L2 on real threads: while A leads, B's try_acquire returns False in time; once A's block
+    ends, B leads within a fraction of a second."""
+    store = MemoryStore(SystemClock())
+    a = Leadership("app", ttl=3, store=store, timeout=2)
+    b = Leadership("app", ttl=3, store=store.client())
+    with a as lead:
+        assert lead.valid() and lead.token is not None
+        started = time.monotonic()
+        assert not b.try_acquire(timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 1.0
+        token = lead.token
+    assert not a.valid() and a.lost.is_set()
+    started = time.monotonic()
+    assert b.try_acquire(timeout=2)
+    assert time.monotonic() - started < 0.5
+    try:
+        assert b.token is not None and b.token > token
+        assert b.valid()
+    finally:
+        b.release()
+
+
+def test_acquire_timeout_raises_and_leaves_the_queue() -> None:
+    store = MemoryStore(SystemClock())
+    with Leadership("app", ttl=3, store=store):
+        c = Leadership("app", ttl=3, store=store.client(), timeout=0.2)
+        with pytest.raises(LeadershipTimeout), c:
+            pass
+        assert len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1
+
+
+def test_fenced_put_writes_while_leading_and_refuses_once_deposed() -> None:
+    """S1 on the handle: the guard is our key; an expired lease refuses the write."""
+    store = MemoryStore(SystemClock())
+    lost: list[str] = []
+    with Leadership("app", ttl=3, store=store, on_lost=lost.append) as lead:
+        lead.fenced_put("/app/cursor", "1")
+        info = store.get("/app/cursor", timeout=1)
+        assert info is not None and info.value == b"1"
+        assert lead.key is not None
+        own = store.get(lead.key, timeout=1)
+        assert own is not None
+        store.expire(own.lease_id)
+        with pytest.raises(StaleToken):
+            lead.fenced_put("/app/cursor", "2")
+        assert not lead.valid()
+        assert lead.lost.wait(2.0)
+        info = store.get("/app/cursor", timeout=1)
+        assert info is not None and info.value == b"1"
+    assert lost == ["stale_token"]
+
+
+def test_fenced_put_without_leading_is_an_error() -> None:
+    lead = Leadership("app", ttl=3, store=MemoryStore(SystemClock()))
+    with pytest.raises(LeadershipError, match="not leading"):
+        lead.fenced_put("/k", "v")
+
+
+def test_async_with_leads_and_hands_over() -> None:
+    store = MemoryStore(SystemClock())
+
+    async def main() -> tuple[bool, bool]:
+        async with Leadership("app", ttl=3, store=store) as lead:
+            inside = lead.valid()
+        return inside, lead.valid()
+
+    inside, after = asyncio.run(main())
+    assert inside and not after
+    assert store.candidates("/leaderjob/app/leader", timeout=1) == []
+
+
+def test_import_leaderjob_stays_cheap() -> None:
+    """The export is lazy: importing the package loads neither the driver nor gRPC."""
+    code = (
+        "import sys, leaderjob\n"
+        "assert 'leaderjob.leadership' not in sys.modules and 'grpc' not in sys.modules\n"
+        "assert 'leaderjob.singleton' not in sys.modules\n"
+        "from leaderjob import Leadership\n"
+        "assert Leadership.__module__ == 'leaderjob.leadership'\n"
+        "assert callable(leaderjob.singleton) and leaderjob.singleton.SlotRun\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_cancelled_async_with_leaves_the_queue() -> None:
+    """Cancelling a task waiting in ``async with`` withdraws its candidacy: no key left behind
+    to lead with nobody using it."""
+    store = MemoryStore(SystemClock())
+
+    async def wait_behind_leader() -> None:
+        async with Leadership("app", ttl=3, store=store.client()):
+            raise AssertionError("must not lead while the other holds it")
+
+    with Leadership("app", ttl=3, store=store):
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(wait_behind_leader(), 0.3))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1:
+                break
+            time.sleep(0.02)
+        assert len(store.candidates("/leaderjob/app/leader", timeout=1)) == 1
+
+
+def test_unreachable_etcd_raises_after_the_callers_timeout() -> None:
+    """Never hang for ever, and never call an unreachable etcd "someone else leads": the
+    caller's timeout ends the wait with LeadershipUnavailable, not False."""
+    store = MemoryStore(SystemClock())
+    store.partition()
+    lead = Leadership("app", ttl=3, store=store)
+    started = time.monotonic()
+    with pytest.raises(LeadershipUnavailable, match="etcd unreachable"):
+        lead.try_acquire(timeout=0.3)
+    assert time.monotonic() - started < 0.3 + 1.5  # the timeout, then resign and join
+    with pytest.raises(LeadershipUnavailable):
+        Leadership("app", ttl=3, store=store, timeout=0.3).acquire()

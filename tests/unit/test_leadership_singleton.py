@@ -1,0 +1,105 @@
+"""``@leaderjob.singleton`` on MemoryStore and the system clock (``@every 1s``: ~3 s per test).
+
+Slot claims are the daemon's (S3): claimed with a Txn guarded by our own key, so a deposed
+leader's claim fails and its function never runs; history records are the daemon's, so
+``leaderjob history`` shows the runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+import leaderjob
+from leaderjob.clock import SystemClock
+from leaderjob.election.memory import MemoryStore
+from leaderjob.planner import Slot
+from leaderjob.records import ElectionData
+from leaderjob.schedule import slot_id
+from leaderjob.singleton import Singleton, SlotRun
+
+
+def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
+    """S3: two replicas, a handover in the middle; every slot ran once, and is in the history."""
+    store = MemoryStore(SystemClock())
+    runs: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def replica(name: str, client: MemoryStore) -> Singleton:
+        def work(run: SlotRun) -> None:
+            assert run.valid()
+            with lock:
+                runs.append((name, run.slot, run.token))
+
+        return leaderjob.singleton(
+            election="rep", schedule="@every 1s", ttl=3, store=client, identity=name
+        )(work)
+
+    a = replica("a", store).start()
+    time.sleep(0.3)
+    b = replica("b", store.client()).start()
+    time.sleep(2.2)
+    a.stop(5)  # hands over: b leads at once and carries on
+    time.sleep(2.0)
+    b.stop(5)
+    slots = [slot for _, slot, _ in runs]
+    assert len(slots) == len(set(slots)), runs
+    assert {name for name, _, _ in runs} == {"a", "b"}, runs
+    history = ElectionData(store, "/leaderjob", "rep").history(50, timeout=1)
+    ran = sorted(r["slot"] for r in history if r["outcome"] == "succeeded")
+    assert ran == sorted(slots)
+    assert all(r["token"] and r["identity"] in ("a", "b") for r in history)
+
+
+def test_a_deposed_leaders_claim_fails_and_its_function_never_runs() -> None:
+    """S3: the claim is guarded by our key; once the lease is gone the slot is not ours."""
+    store = MemoryStore(SystemClock())
+    called: list[str] = []
+    s = Singleton(lambda: called.append("ran"), election="rep", schedule="@every 1s", ttl=3,
+                  store=store)  # fmt: skip
+    data = ElectionData(store, "/leaderjob", "rep")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with s.leadership as lead:
+        s._fire(lead, data, Slot(now, now, slot_id(now)))
+        assert called == ["ran"]
+        assert lead.key is not None
+        own = store.get(lead.key, timeout=1)
+        assert own is not None
+        store.expire(own.lease_id)
+        later = now.replace(year=now.year + 1)
+        s._fire(lead, data, Slot(later, later, slot_id(later)))
+    assert called == ["ran"]
+    assert data.last_slot(timeout=1) == now
+
+
+def test_a_failing_function_is_recorded_and_the_schedule_goes_on() -> None:
+    store = MemoryStore(SystemClock())
+    calls: list[int] = []
+
+    @leaderjob.singleton(election="rep", schedule="@every 1s", ttl=3, store=store)
+    def flaky() -> None:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    flaky.start()
+    time.sleep(2.5)
+    flaky.stop(5)
+    assert len(calls) >= 2
+    history = ElectionData(store, "/leaderjob", "rep").history(10, timeout=1)
+    assert history and all(r["outcome"] == "failed" for r in history)
+    assert "boom" in history[0]["error"]
+
+
+def test_decorated_function_still_calls_directly_and_bad_options_fail_at_decoration() -> None:
+    @leaderjob.singleton(election="rep", schedule="@daily", store=MemoryStore(SystemClock()))
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(21) == 42 and double.__name__ == "double"
+    with pytest.raises(ValueError, match=r"^--schedule '61 \* \* \* \*'"):
+        leaderjob.singleton(election="rep", schedule="61 * * * *")(double.fn)
+    with pytest.raises(ValueError, match=r"--ttl 2\.5s"):
+        leaderjob.singleton(election="rep", schedule="@daily", ttl=2.5)(double.fn)
