@@ -35,6 +35,10 @@ from leaderjob.config import Timing
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import Standing, Store, StoreError, Watch
 
+#: Candidacies confirmed per read: two range operations each, under etcd's default
+#: --max-txn-ops of 128.
+MAX_PER_READ = 64
+
 
 @dataclass
 class Outcome:
@@ -277,7 +281,12 @@ class Group:
             prefix, key, rev = self.prefixes.get(job, ""), self.keys[job], self.revisions[job]
             return [self.store.standing(prefix, key, rev, timeout=timeout)]
         queries = [(self.prefixes.get(j, ""), self.keys[j], self.revisions[j]) for j in jobs]
-        return self.store.standings(queries, timeout=timeout)
+        # One Txn per MAX_PER_READ candidacies (etcd caps a Txn's operations): for the groups
+        # this is made for, one read.
+        out: list[Standing] = []
+        for i in range(0, len(queries), MAX_PER_READ):
+            out += self.store.standings(queries[i : i + MAX_PER_READ], timeout=timeout)
+        return out
 
     def _read_standing(self, out: Outcome) -> None:
         jobs = list(self.keys)
@@ -335,7 +344,8 @@ class Group:
                     self._recheck = True
             watch.append(self.keys[job])
         if self.machine.lease is not None and watch:
-            self._watch_keys(watch, standings[0].revision)
+            # From the oldest read: a deletion between two reads of a large group is seen.
+            self._watch_keys(watch, min(s.revision for s in standings))
 
     def _lose_key(self, job: str) -> Transition | None:
         if self.single:

@@ -237,3 +237,17 @@ def test_requeue_hands_one_job_to_the_next_in_line_and_queues_again_at_the_back(
     assert a.machine.phase_of("x") is Phase.CAMPAIGNING, "a queues again for x, at the back"
     keys = [k.key for k in world.store.candidates(prefix("x"), timeout=T)]
     assert keys == [b.keys["x"], a.keys["x"]]
+
+
+def test_a_group_larger_than_one_read_confirms_in_as_few_reads_as_fit(world: Any) -> None:
+    """etcd caps a Txn's operations: 130 jobs are confirmed in three reads per interval, and
+    all of them lead."""
+    from leaderjob.election.group import MAX_PER_READ
+
+    jobs = [f"job{i:03d}" for i in range(2 * MAX_PER_READ + 2)]
+    g = world.replica(jobs)
+    world.step(g)
+    assert len(g.leading()) == len(jobs)
+    world.clients[0].calls.clear()
+    world.run(TIMING.renew_interval + TICK)
+    assert world.clients[0].calls["standings"] == 3
