@@ -46,6 +46,19 @@ def _replica(procs: ProcessGroup, tmp_path: Path, name: str, etcd, prefix: str) 
     )
 
 
+def _staggered(
+    procs: ProcessGroup, tmp_path: Path, etcd, prefix: str, n: int
+) -> dict[str, JsonLogProcess]:
+    """``n`` replicas without spreading, the first one alone until it runs every job: each job's
+    queue is ordered by when a replica queued for it, so replicas started together would split
+    the jobs between them even with --spread off (which only means "never hand over")."""
+    first = _replica(procs, tmp_path, "r0", etcd, prefix)
+    assert _leader_of_all(tmp_path, {"r0": first}) == "r0"
+    return {"r0": first} | {
+        f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(1, n)
+    }
+
+
 def _starts(tmp_path: Path, name: str) -> list[dict]:
     return [r for r in read_journal(tmp_path / f"journal-{name}") if r["ev"] == "start"]
 
@@ -84,7 +97,7 @@ def test_a_crash_moves_every_job_within_ttl_and_no_slot_runs_twice_l1_s3(
     """L1 + S3 per job: three daemons, six jobs; kill -9 the one that leads them: every job
     runs on a survivor within TTL + 1.5 s, and no (job, slot) runs twice."""
     _jobs_file(tmp_path)
-    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(3)}
+    daemons = _staggered(procs, tmp_path, etcd, prefix, 3)
     leader = _leader_of_all(tmp_path, daemons)
     env = _starts(tmp_path, JOBS[0])[0]["env_keys"]
     assert "LEADERJOB_JOB" in env
@@ -110,7 +123,7 @@ def test_sigterm_hands_every_job_over_within_a_second_l2(etcd, prefix, procs, tm
     """L2 per job: SIGTERM the replica that leads all six: it stops its runs, resigns, and the
     next replica leads every job within a second (its first runs follow at their next slot)."""
     _jobs_file(tmp_path)
-    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(2)}
+    daemons = _staggered(procs, tmp_path, etcd, prefix, 2)
     name = _leader_of_all(tmp_path, daemons)
     leader = daemons[name]
     other = next(d for n, d in daemons.items() if n != name)
