@@ -153,7 +153,7 @@ def schedule_options(f: F) -> F:
             default="on",
             show_default=True,
             help="With --jobs: hand jobs over between runs so that no replica leads more than "
-            "its share (jobs / live replicas, rounded up); off: one replica leads everything.",
+            "its share (jobs / live replicas, rounded up); off: never hand a job over.",
         ),
         click.option(
             "--spread-pace",
