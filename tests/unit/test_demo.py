@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from leaderjob.demo import Move, Run, judge
+from leaderjob.demo import Move, Run, Skip, judge
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL = 3.0
@@ -86,3 +86,12 @@ def test_a_demo_without_both_faults_or_runs_is_not_ok() -> None:
     runs, moves = clean_story()
     assert "not every fault moved a job" in judge(runs, moves[:1], TTL)
     assert "no job ran" in judge([], moves, TTL)
+
+
+def test_l3_a_slot_the_daemon_declared_skipped_is_accounted_for() -> None:
+    """A slot skipped with a reason (here: it fired while the catch-up run still ran, `forbid`)
+    is recorded by the daemon, not lost; the verdict lists it but does not fail on it."""
+    runs, moves = clean_story()
+    del runs[1]
+    assert judge(runs, moves, TTL, [Skip("cleanup", slot(1), "overlap")]) == []
+    assert judge(runs, moves, TTL, [Skip("report", slot(1), "overlap")]) != [], "other job"
