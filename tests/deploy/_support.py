@@ -159,6 +159,41 @@ def deployment_sidecar() -> dict[str, Any]:
     return sidecars[0]
 
 
+def compose_jobs_file(service: str = "leaderjob-1") -> Path:
+    """The repository file a compose replica reads as its `--jobs` (a bind mount)."""
+    svc = load_yaml(COMPOSE_FILE)["services"][service]
+    target = next(a.partition("=")[2] for a in svc["command"] if str(a).startswith("--jobs="))
+    for volume in svc.get("volumes", []):
+        if isinstance(volume, dict) and volume.get("target") == target:
+            assert volume.get("type") == "bind" and volume.get("read_only") is True, volume
+            return REPO / volume["source"]
+    raise AssertionError(f"{service}: nothing is mounted at its --jobs path {target}")
+
+
+def kubernetes_jobs_file() -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The repository file the base sidecar reads as its `--jobs`: through its volume mount, the
+    ConfigMap volume, and the kustomization's configMapGenerator. Also the mount and the
+    generator, for the tests of how it is mounted."""
+    sidecar = deployment_sidecar()
+    target = next(a.partition("=")[2] for a in sidecar["args"] if a.startswith("--jobs="))
+    mounts = [
+        m for m in sidecar["volumeMounts"] if target.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert len(mounts) == 1, f"one volume mount must hold {target}, found {mounts}"
+    mount = mounts[0]
+    key = target[len(mount["mountPath"].rstrip("/")) + 1 :]
+    pod = load_yaml(K8S / "base" / "deployment.yaml")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    name = volume["configMap"]["name"]
+    kustomization = load_yaml(K8S / "base" / "kustomization.yaml")
+    generator = next(g for g in kustomization["configMapGenerator"] if g["name"] == name)
+    for entry in generator["files"]:
+        file_key, _, source = entry.rpartition("=")
+        if (file_key or Path(source).name) == key:
+            return K8S / "base" / source, mount, generator
+    raise AssertionError(f"ConfigMap {name} has no key {key} (the --jobs file {target})")
+
+
 def unescape(value: str) -> str:
     """Compose interpolation for a file that uses none: `$$` is a literal `$`, any other `$` is a
     variable this file must not depend on."""

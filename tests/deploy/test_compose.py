@@ -12,6 +12,7 @@ import pytest
 from tests.deploy._support import (
     COMPOSE_FILE,
     REPO,
+    compose_jobs_file,
     find_tool,
     load_yaml,
     require_tool,
@@ -19,7 +20,7 @@ from tests.deploy._support import (
 )
 
 FENCESTORE_WRITE = (
-    "python -m leaderjob.fencestore write --url http://store:8080 --resource cleanup "
+    'python -m leaderjob.fencestore write --url http://store:8080 --resource "$LEADERJOB_JOB" '
     '--token "$LEADERJOB_FENCING_TOKEN" --slot "$LEADERJOB_SLOT"'
 )
 FENCESTORE_SERVE = "python -m leaderjob.fencestore serve --listen 0.0.0.0:8080 --db /data/store.db"
@@ -125,10 +126,9 @@ def test_demo_topology() -> None:
         svc = services[name]
         assert svc["build"]["dockerfile"] == "Dockerfile"
         command = [unescape(c) for c in svc["command"]]
-        assert command[0] == "run"
-        assert "--schedule=@every 5s" in command
-        job = command[command.index("--") + 1 :]
-        assert job[:2] == ["sh", "-c"] and job[2].endswith(FENCESTORE_WRITE), job
+        assert command[0] == "run" and "--" not in command, command
+        assert "--election=app" in command
+        assert compose_jobs_file(name) == REPO / "deploy" / "compose" / "jobs.toml"
         endpoints = svc["environment"]["LEADERJOB_ENDPOINTS"].split(",")
         assert sorted(e.split(":")[0] for e in endpoints) == etcds
 
@@ -154,3 +154,27 @@ def test_named_network_for_docker_network_disconnect() -> None:
         assert service.get("networks") == [key], f"{name} is not on the {key} network"
     for name in ("leaderjob-1", "leaderjob-2", "leaderjob-3"):
         assert compose["services"][name]["container_name"] == name
+
+
+def test_replicas_run_three_jobs_that_write_to_the_fenced_store() -> None:
+    """The mounted jobs file: three jobs, each a fenced write under its own resource, each with a
+    timeout shorter than its interval; and `leaderjob jobs check` accepts it."""
+    import tomllib
+
+    path = compose_jobs_file()
+    jobs = tomllib.loads(path.read_text())["jobs"]
+    assert sorted(jobs) == ["cleanup", "reindex", "report"]
+    for name, job in jobs.items():
+        assert job["schedule"].startswith("@every "), (name, job)
+        command = job["command"]
+        assert command[:2] == ["sh", "-c"] and command[2].endswith(FENCESTORE_WRITE), command
+    leaderjob = require_tool("leaderjob")
+    result = subprocess.run(
+        [leaderjob, "jobs", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "3 jobs, no problems" in result.stdout, result.stdout

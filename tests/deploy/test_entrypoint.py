@@ -1,11 +1,12 @@
 """The image's command works as written: the leaderjob arguments and environment of the Kubernetes
 sidecar (deploy/kubernetes/base/deployment.yaml) and of the compose replicas (docker-compose.yml)
-run against a real etcd, lead, and run their job.
+run against a real etcd, with the jobs file each mounts, lead, and run their jobs.
 
 Only what cannot exist outside the cluster is changed: the etcd endpoints (a throwaway local etcd),
-the metrics address (a free port), the TLS/auth settings that point into Secrets (dropped) and the
-job command (an echo of its fencing token). The image puts its venv's bin/ first on PATH; so does
-this test, with the venv that runs it.
+the metrics address (a free port), the TLS/auth settings that point into Secrets (dropped), the
+path of the mounted jobs file (a local copy) and each job's command (an echo of its fencing
+token); the jobs' schedules and options are the file's. The image puts its venv's bin/ first
+on PATH; so does this test, with the venv that runs it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +34,10 @@ from tests.deploy._support import (
     COMPOSE_FILE,
     DOCKERFILE,
     K8S,
+    compose_jobs_file,
     deployment_sidecar,
     find_tool,
+    kubernetes_jobs_file,
     load_yaml,
     load_yaml_docs,
     unescape,
@@ -51,7 +55,11 @@ SECRET_ENV = {
     "LEADERJOB_CACERT", "LEADERJOB_CERT", "LEADERJOB_KEY", "LEADERJOB_TLS_SERVER_NAME",
     "LEADERJOB_USER", "LEADERJOB_PASSWORD_FILE", "LEADERJOB_PASSWORD",
 }  # fmt: skip
-ECHO_JOB = ["sh", "-c", 'echo "ran token=$LEADERJOB_FENCING_TOKEN slot=$LEADERJOB_SLOT"']
+ECHO_JOB = [
+    "sh",
+    "-c",
+    'echo "ran $LEADERJOB_JOB token=$LEADERJOB_FENCING_TOKEN slot=$LEADERJOB_SLOT"',
+]
 STARTUP_BOUND = 30.0  # seconds to lead and to run a job once its slot fires
 
 
@@ -62,14 +70,22 @@ class Invocation:
     source: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    jobs_file: Path | None = None  # the repository file mounted at --jobs, if any
 
     @property
     def options(self) -> list[str]:
-        return self.args[1 : self.args.index("--")]
+        return self.args[1 : self.args.index("--") if "--" in self.args else len(self.args)]
 
     @property
     def job(self) -> list[str]:
-        return self.args[self.args.index("--") + 1 :]
+        return self.args[self.args.index("--") + 1 :] if "--" in self.args else []
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        """The jobs this invocation runs: its jobs file's, or the one job after `--`."""
+        if self.jobs_file is None:
+            return {"": {"schedule": self.option("--schedule"), "command": self.job}}
+        jobs: dict[str, dict[str, Any]] = tomllib.loads(self.jobs_file.read_text())["jobs"]
+        return jobs
 
     def option(self, name: str) -> str | None:
         for opt in self.options:
@@ -105,14 +121,17 @@ def kubernetes_sidecar() -> Invocation:
         re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(a))
         for a in sidecar["args"]
     ]
-    return Invocation("kubernetes", args, env)
+    jobs_file = kubernetes_jobs_file()[0] if any(a.startswith("--jobs=") for a in args) else None
+    return Invocation("kubernetes", args, env, jobs_file)
 
 
 def compose_replica(service: str = "leaderjob-1") -> Invocation:
     svc = load_yaml(COMPOSE_FILE)["services"][service]
     env = {k: unescape(str(v)) for k, v in svc.get("environment", {}).items()}
     env["LEADERJOB_ENDPOINTS"] = "<etcd>"
-    return Invocation("compose", [unescape(a) for a in svc["command"]], env)
+    args = [unescape(a) for a in svc["command"]]
+    jobs_file = compose_jobs_file(service) if any(a.startswith("--jobs=") for a in args) else None
+    return Invocation("compose", args, env, jobs_file)
 
 
 def leaderjob_executable() -> str:
@@ -163,15 +182,42 @@ def base_env() -> dict[str, str]:
 
 
 def localise(
-    inv: Invocation, endpoint: str, metrics_port: int, job: list[str]
+    inv: Invocation,
+    endpoint: str,
+    metrics_port: int,
+    job: Callable[[list[str]], list[str]],
+    workdir: Path,
 ) -> tuple[list[str], dict[str, str]]:
+    """The invocation's arguments and environment for this machine; `job` maps each job's
+    command to the one run here. A jobs file is copied to `workdir` with the commands mapped."""
     options = [o for o in inv.options if o.partition("=")[0] not in DROPPED_OPTIONS]
     if inv.option("--log-format") != "json":
         options = [o for o in options if not o.startswith("--log-format")] + ["--log-format=json"]
     options += [f"--endpoints={endpoint}", f"--metrics-addr=127.0.0.1:{metrics_port}"]
     env = base_env()
     env.update({k: (endpoint if v == "<etcd>" else v) for k, v in inv.env.items()})
-    return [inv.args[0], *options, "--", *job], env
+    if inv.jobs_file is None:
+        return [inv.args[0], *options, "--", *job(inv.job)], env
+    local = workdir / inv.jobs_file.name
+    local.write_text(mapped_jobs_file(inv.jobs_file, job))
+    options = [f"--jobs={local}" if o.startswith("--jobs=") else o for o in options]
+    return [inv.args[0], *options], env
+
+
+def mapped_jobs_file(path: Path, job: Callable[[list[str]], list[str]]) -> str:
+    """`path`'s jobs file with every command mapped by `job`, everything else as written."""
+    doc = tomllib.loads(path.read_text())
+
+    def table(values: dict[str, Any]) -> list[str]:
+        # JSON strings, lists of strings, numbers and booleans are valid TOML values.
+        return [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in values.items()]
+
+    lines = ["[defaults]", *table(doc.get("defaults", {}))]
+    for name, spec in doc["jobs"].items():
+        command = spec["command"]
+        assert isinstance(command, list), f"{path}: write {name}'s command as a list"
+        lines += ["", f"[jobs.{json.dumps(name)}]", *table({**spec, "command": job(command)})]
+    return "\n".join(lines) + "\n"
 
 
 class Daemon:
@@ -267,21 +313,26 @@ def test_manifest_command_leads_and_runs_its_job(
     manifest: Any, leaderjob: str, etcd_endpoint: str, tmp_path: Path
 ) -> None:
     inv: Invocation = manifest()
-    assert inv.args[0] == "run" and inv.job, inv.args
-    schedule = inv.option("--schedule")
-    assert schedule, "the manifest runs a scheduled job"
+    assert inv.args[0] == "run" and (inv.job or inv.jobs_file), inv.args
+    jobs = inv.jobs()
+    assert jobs and all(j.get("schedule") for j in jobs.values()), (
+        "the manifest runs scheduled jobs"
+    )
     election = inv.option("--election") or inv.env.get("LEADERJOB_ELECTION")
     assert election
     port = free_port()
-    args, env = localise(inv, etcd_endpoint, port, ECHO_JOB)
+    args, env = localise(inv, etcd_endpoint, port, lambda _: ECHO_JOB, tmp_path)
 
     start = time.monotonic()
     daemon = Daemon(leaderjob, args, env, tmp_path)
     try:
-        _, acquired = daemon.wait_for("election.acquired", start + STARTUP_BOUND)
-        token = acquired.get("token")
-        assert isinstance(token, int) and token > 0, acquired
+        # One replica alone leads every job of its file.
+        tokens = acquisitions(daemon, len(jobs), start + STARTUP_BOUND)
+        assert sorted(tokens) == sorted(jobs), tokens
+        for acquired_token in tokens.values():
+            assert isinstance(acquired_token, int) and acquired_token > 0, tokens
         if "POD_NAME" in inv.env:
+            _, acquired = daemon.wait_for("election.acquired", start + STARTUP_BOUND)
             assert acquired.get("identity") == inv.env["POD_NAME"], "identity from $POD_NAME"
 
         # The probes and the image's HEALTHCHECK hit endpoints that exist and say "fine".
@@ -291,26 +342,44 @@ def test_manifest_command_leads_and_runs_its_job(
         status, body = http_get(port, "/leader")
         assert status == 200, body
         status, metrics = http_get(port, "/metrics")
-        assert status == 200 and re.search(
-            rb'^leaderjob_is_leader\{[^}]*election="' + election.encode() + rb'"[^}]*\} 1\.0$',
-            metrics,
-            re.M,
-        ), metrics[:2000]
+        assert status == 200
+        # A group's per-job series carry the job's name in `election` (docs/metrics.md).
+        for label in [name or election for name in jobs]:
+            assert re.search(
+                rb'^leaderjob_is_leader\{[^}]*election="' + label.encode() + rb'"[^}]*\} 1\.0$',
+                metrics,
+                re.M,
+            ), (label, metrics[:2000])
 
-        wait = seconds_to_first_fire(leaderjob, schedule, inv.option("--timezone"))
+        wait = min(
+            seconds_to_first_fire(leaderjob, j["schedule"], inv.option("--timezone"))
+            for j in jobs.values()
+        )
         deadline = time.monotonic() + wait + STARTUP_BOUND
         i, started = daemon.wait_for("job.started", deadline)
         _, finished = daemon.wait_for("job.finished", deadline, after=i, run_id=started["run_id"])
         assert finished.get("outcome") == "succeeded", finished
         assert finished.get("exit_code") == 0, finished
         out = daemon.stdout_path.read_text()
-        assert f"ran token={token} " in out, f"the job did not see its fencing token:\n{out}"
+        token = tokens[started.get("job", "")]
+        assert f" token={token} " in out, f"the job did not see its fencing token:\n{out}"
 
-        # Graceful stop, as tini forwards the pod's SIGTERM: job stopped, lease revoked, exit 0.
+        # Graceful stop, as tini forwards the pod's SIGTERM: jobs stopped, lease revoked, exit 0.
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0, daemon.tail()
     finally:
         daemon.kill()
+
+
+def acquisitions(daemon: Daemon, count: int, deadline: float) -> dict[str, int]:
+    """job → token of the first `count` election.acquired events (job "" without a jobs file)."""
+    tokens: dict[str, int] = {}
+    after = 0
+    while len(tokens) < count:
+        i, acquired = daemon.wait_for("election.acquired", deadline, after=after)
+        tokens[str(acquired.get("job", ""))] = acquired["token"]
+        after = i + 1
+    return tokens
 
 
 @needs_etcd
@@ -319,7 +388,7 @@ def test_compose_demo_job_writes_to_the_fenced_store(
     leaderjob: str, etcd_endpoint: str, tmp_path: Path
 ) -> None:
     """The compose demo end to end, minus containers: the store service's command and a replica's
-    command with its job exactly as written; only host names, ports and paths are local."""
+    command with its jobs exactly as written; only host names, ports and paths are local."""
     services = load_yaml(COMPOSE_FILE)["services"]
     store_cmd = [unescape(a) for a in services["store"]["command"]]
     store_port = free_port()
@@ -332,10 +401,15 @@ def test_compose_demo_job_writes_to_the_fenced_store(
     ]
     assert store_cmd[:3] == ["python", "-m", "leaderjob.fencestore"], store_cmd
     inv = compose_replica()
-    job = [a.replace("http://store:8080", f"http://127.0.0.1:{store_port}") for a in inv.job]
-    assert job != inv.job, "the job no longer targets http://store:8080"
+    jobs = inv.jobs()
+
+    def local_store(command: list[str]) -> list[str]:
+        local = [a.replace("http://store:8080", f"http://127.0.0.1:{store_port}") for a in command]
+        assert local != command, f"the job no longer targets http://store:8080: {command}"
+        return local
+
     port = free_port()
-    args, env = localise(inv, etcd_endpoint, port, job)
+    args, env = localise(inv, etcd_endpoint, port, local_store, tmp_path)
     # Its own election: the parametrized test above already ran the compose replica's election.
     args = [a if not a.startswith("--election=") else "--election=compose-store-e2e" for a in args]
 
@@ -355,14 +429,16 @@ def test_compose_demo_job_writes_to_the_fenced_store(
             assert store.poll() is None, (tmp_path / "store.log").read_text()
             assert time.monotonic() < deadline, "the fenced store did not start"
             time.sleep(0.1)
-        _, acquired = daemon.wait_for("election.acquired", deadline)
-        wait = seconds_to_first_fire(leaderjob, inv.option("--schedule") or "", None)
+        tokens = acquisitions(daemon, len(jobs), deadline)
+        wait = min(seconds_to_first_fire(leaderjob, j["schedule"], None) for j in jobs.values())
         deadline = time.monotonic() + wait + STARTUP_BOUND
         i, started = daemon.wait_for("job.started", deadline)
         _, finished = daemon.wait_for("job.finished", deadline, after=i, run_id=started["run_id"])
         assert finished.get("outcome") == "succeeded", f"{finished}\n{daemon.tail()}"
         state = http_get_or_none(store_port, "/state")
-        assert state is not None and str(acquired["token"]).encode() in state, state
+        job = started.get("job", "")
+        assert state is not None and job.encode() in state, state
+        assert str(tokens[job]).encode() in state, state
     finally:
         daemon.kill()
         with contextlib.suppress(ProcessLookupError):
@@ -406,4 +482,4 @@ def test_manifest_flags_are_accepted_by_leaderjob_run(where: str) -> None:
         )["args"]
     run = main.commands[args[0]]
     ctx = run.make_context(args[0], list(args[1:]))
-    assert ctx.params["command"], "a job command after --"
+    assert ctx.params["command"] or ctx.params["jobs"], "a job command after --, or a jobs file"

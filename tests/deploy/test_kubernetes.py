@@ -14,6 +14,7 @@ from tests.deploy._support import (
     ALERTS,
     K8S,
     deployment_sidecar,
+    kubernetes_jobs_file,
     kubernetes_manifests,
     load_yaml,
     load_yaml_docs,
@@ -69,6 +70,11 @@ def test_kustomization_references_exist() -> None:
         kustomization = load_yaml(root / "kustomization.yaml")
         refs = list(kustomization.get("resources", []))
         refs += [p["path"] for p in kustomization.get("patches", []) if "path" in p]
+        refs += [
+            f.rpartition("=")[2]
+            for g in kustomization.get("configMapGenerator", [])
+            for f in g.get("files", [])
+        ]
         assert refs, f"{root}: empty kustomization"
         for ref in refs:
             assert (root / ref).exists(), f"{root / 'kustomization.yaml'}: {ref} does not exist"
@@ -102,7 +108,7 @@ def _pod_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _options(args: list[str]) -> dict[str, str]:
     opts = {}
-    for arg in args[1 : args.index("--")]:
+    for arg in args[1 : args.index("--") if "--" in args else len(args)]:
         assert re.fullmatch(r"--[a-z-]+=.+", arg), f"write options as --name=value, got {arg!r}"
         name, _, value = arg.partition("=")
         opts[name] = value
@@ -126,9 +132,9 @@ def test_leaderjob_is_a_native_sidecar_of_a_three_replica_deployment() -> None:
     assert sidecar["restartPolicy"] == "Always", "a native sidecar is an init container, Always"
     assert "command" not in sidecar, "command: would replace the image's tini entrypoint"
     args = sidecar["args"]
-    assert args[0] == "run" and "--" in args and args[-1], args
+    assert args[0] == "run" and "--" not in args, "the jobs come from the jobs file"
     opts = _options(args)
-    assert "--schedule" in opts and "--election" in opts
+    assert "--jobs" in opts and "--election" in opts and "--schedule" not in opts
     assert opts.get("--metrics-addr", "0.0.0.0:9102").endswith(":9102")
 
     # Graceful stop fits in the pod's grace period (default --grace is TTL/5).
@@ -329,3 +335,39 @@ def test_prefix_carries_the_namespace_from_the_downward_api() -> None:
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     names = [e["name"] for e in sidecar["env"]]
     assert names.index("POD_NAMESPACE") >= 0  # defined in this container, so $(...) expands
+
+
+def test_sidecar_reads_its_jobs_file_from_a_configmap_it_can_reload() -> None:
+    """The base's --jobs file is base/jobs.toml, through a ConfigMap volume: mounted whole (a
+    subPath mount never sees an update), read-only, the ConfigMap's name without kustomize's
+    hash (an edit updates it in place, so the daemon reloads instead of the pods rolling), and
+    `leaderjob jobs check` accepts the file."""
+    path, mount, generator = kubernetes_jobs_file()
+    assert path == K8S / "base" / "jobs.toml"
+    assert "subPath" not in mount and mount["readOnly"] is True, mount
+    assert generator.get("options", {}).get("disableNameSuffixHash") is True, generator
+    leaderjob = require_tool("leaderjob")
+    result = subprocess.run(
+        [leaderjob, "jobs", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "3 jobs, no problems" in result.stdout, result.stdout
+
+
+def test_kustomize_build_carries_the_jobs_file_in_the_configmap() -> None:
+    kubectl = require_tool("kubectl")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml_module().safe_load_all(result.stdout) if d]
+    path, _, generator = kubernetes_jobs_file()
+    maps = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == generator["name"]
+    ]
+    assert len(maps) == 1, [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
+    assert maps[0]["data"][path.name] == path.read_text()

@@ -1,0 +1,97 @@
+"""The demo's verdict (`leaderjob.demo.judge`): it must call out every broken promise it claims to
+check — a slot run twice (S3), two runs of a job at once, a token going down (S2), a slot lost
+outside a leaderless window, a move slower than its bound (L1, L2) — and stay quiet otherwise."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from leaderjob.demo import Move, Run, Skip, judge
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+TTL = 3.0
+
+
+def slot(i: int) -> datetime:
+    return T0 + timedelta(seconds=2 * i)
+
+
+def run(job: str, i: int, replica: str = "replica-1", token: int = 5) -> Run:
+    return Run(job, replica, slot(i), token, start=2.0 * i, end=2.0 * i + 0.5)
+
+
+def move(kind: str, job: str, at: int, took: float | None = 0.1) -> Move:
+    led = slot(at) + timedelta(seconds=took) if took is not None else None
+    return Move(kind, job, "replica-1", "replica-2", took, slot(at), led)
+
+
+def clean_story() -> tuple[list[Run], list[Move]]:
+    """cleanup runs slots 0..9; a crash at slot 3 leaves slots 3 and 4 leaderless (the successor
+    runs slot 5 as its catch-up); a graceful stop at slot 7 loses nothing."""
+    runs = [run("cleanup", i, token=5) for i in range(3)]
+    runs += [run("cleanup", i, "replica-2", token=9) for i in range(5, 7)]
+    runs += [run("cleanup", i, "replica-3", token=12) for i in range(7, 10)]
+    moves = [move("crash", "cleanup", 3, took=TTL + 1.0), move("graceful", "cleanup", 7)]
+    return runs, moves
+
+
+def test_a_clean_story_is_ok() -> None:
+    runs, moves = clean_story()
+    assert judge(runs, moves, TTL) == []
+
+
+def test_s3_a_slot_run_twice_is_a_problem() -> None:
+    runs, moves = clean_story()
+    runs.append(Run("cleanup", "replica-3", slot(8), 12, start=16.6, end=16.9))
+    assert any("slot 12:00:16 ran twice" in p for p in judge(runs, moves, TTL))
+
+
+def test_two_runs_of_one_job_at_once_are_a_problem() -> None:
+    runs, moves = clean_story()
+    runs[1] = Run("cleanup", "replica-1", slot(1), 5, start=2.0, end=4.2)  # past the next start
+    assert any("overlapped" in p for p in judge(runs, moves, TTL))
+
+
+def test_s2_a_token_going_down_is_a_problem() -> None:
+    runs, moves = clean_story()
+    runs[-1] = run("cleanup", 9, "replica-3", token=4)
+    assert any("token went down from 12 to 4" in p for p in judge(runs, moves, TTL))
+
+
+def test_l3_a_slot_lost_outside_a_leaderless_window_is_a_problem() -> None:
+    runs, moves = clean_story()
+    del runs[1]  # slot 1: a stable tenure, nobody crashed
+    assert judge(runs, moves, TTL) == ["cleanup: slot 12:00:02 never ran"]
+
+
+def test_l1_a_crash_move_slower_than_ttl_plus_margin_is_a_problem() -> None:
+    runs, moves = clean_story()
+    moves[0] = move("crash", "cleanup", 3, took=TTL + 1.6)
+    assert any("after the crash" in p for p in judge(runs, moves, TTL))
+
+
+def test_l2_a_graceful_move_slower_than_a_second_is_a_problem() -> None:
+    runs, moves = clean_story()
+    moves[1] = move("graceful", "cleanup", 7, took=1.2)
+    assert any("after the graceful" in p for p in judge(runs, moves, TTL))
+
+
+def test_a_job_nobody_took_over_is_a_problem() -> None:
+    runs, moves = clean_story()
+    moves[1] = move("graceful", "cleanup", 7, took=None)
+    assert any("nobody led it" in p for p in judge(runs, moves, TTL))
+
+
+def test_a_demo_without_both_faults_or_runs_is_not_ok() -> None:
+    runs, moves = clean_story()
+    assert "not every fault moved a job" in judge(runs, moves[:1], TTL)
+    assert "no job ran" in judge([], moves, TTL)
+
+
+def test_l3_a_slot_the_daemon_declared_skipped_is_accounted_for() -> None:
+    """A slot skipped with a reason (here: it fired while the catch-up run still ran, `forbid`)
+    is recorded by the daemon, not lost; the verdict lists it but does not fail on it."""
+    runs, moves = clean_story()
+    del runs[1]
+    assert judge(runs, moves, TTL, [Skip("cleanup", slot(1), "overlap")]) == []
+    assert judge(runs, moves, TTL, [Skip("report", slot(1), "overlap")]) != [], "other job"
