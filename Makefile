@@ -66,9 +66,11 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 
 DURATION ?= 5m
+# JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).
+JOBS ?=
 
 soak: $(STAMP)
-	$(BIN)/python bench/soak.py --duration $(DURATION)
+	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS))
 
 # Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
 # MODULE=schedule, planner, config or election.machine runs one module's mutants only.

@@ -1,8 +1,9 @@
 """`make soak DURATION=30m`: the randomised fault mix (tests/faults/nemesis.py) against a
-3-member etcd cluster and three daemons, then the history checker's verdict and the failover
+3-member etcd cluster and three daemons (with --jobs N, each running a jobs file of N jobs,
+judged per job), then the history checker's verdict and the failover
 distribution. Exit status 1 if any safety property (S1-S6) was violated.
 
-    python bench/soak.py --duration 30m [--seed N] [--out DIR]
+    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N]
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ def main() -> int:
     p.add_argument("--duration", default="5m", help="how long to inject faults (e.g. 90s, 30m)")
     p.add_argument("--seed", type=int, default=None, help="random seed (printed; to replay)")
     p.add_argument("--out", default=None, help="where to keep logs and the history")
+    p.add_argument(
+        "--jobs", type=int, default=0, help="jobs per daemon (a jobs file); 0: one --schedule job"
+    )
     a = p.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="leaderjob-soak-"))
-    print(f"soak: {a.duration} of faults, output in {out}", flush=True)
+    jobs = f", {a.jobs} jobs per daemon" if a.jobs else ""
+    print(f"soak: {a.duration} of faults{jobs}, output in {out}", flush=True)
     t0 = time.time()
-    verdict, info = run_soak(parse_duration(a.duration), out, seed=a.seed)
+    verdict, info = run_soak(parse_duration(a.duration), out, seed=a.seed, jobs=a.jobs)
     print(verdict.report())
     print(
         json.dumps(

@@ -2,7 +2,8 @@
 
 * :mod:`tests.faults.writer_job` -- the job: writes to the fenced store with its token.
 * :mod:`tests.faults.world` -- a 3-member etcd cluster, a fenced store and N daemons ("pods"),
-  each behind its own fault proxies; fault injection; everything recorded on one clock.
+  each behind its own fault proxies; fault injection; everything recorded on one clock. With
+  ``jobs=N`` each pod runs a jobs file of N jobs, and every job is judged on its own.
 * :mod:`tests.faults.recorder` -- stamps every event with ``time.monotonic()``.
 * :mod:`tests.faults.checker` -- reads a history and checks S1-S3, S5, S6, L1/L2 statistics.
 * :mod:`tests.faults.nemesis` -- the randomised fault mix behind ``make soak``.

@@ -13,10 +13,16 @@ A history is a list of records ``{"t": monotonic seconds, "kind": ..., ...}`` (s
 * ``job`` -- a job journal line (``ev``: start, attempt, answer, end, term, grandchild);
 * ``fault`` -- ``phase`` start/end of a ``fault`` on a ``target``.
 
+Under a jobs file (``leaderjob run --jobs``) every job is judged on its own: its leader keys
+are ``<base>/jobs/<job>/leader/<lease>`` and its slots ``<base>/jobs/<job>/slots/<slot>``, its
+runs journal ``job`` and write to a resource of their own, and each property below holds per
+job (one leader per job at a time, tokens per job increasing, no (job, slot) twice). Tokens are
+etcd revisions, unique across jobs, so "which key has this token" needs no job.
+
 Safety properties (any violation fails a run):
 
 * **S1** in the store's decision order, no accepted write carries a token lower than one
-  accepted before it.
+  accepted before it on the same resource.
 * **S2** every token a job ran with, a store accepted, or a daemon acquired is the
   ``create_revision`` of a real leader key created for that daemon; no token is acquired twice;
   each daemon's successive tenures carry strictly increasing tokens (L5); and in etcd's revision
@@ -134,6 +140,32 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def job_of_leader_key(base: str, leader_prefix: str, key: str) -> str | None:
+    """The job whose leader key ``key`` is ("" for the single election), or None."""
+    if key.startswith(leader_prefix.rstrip("/") + "/"):
+        return ""
+    base = base.rstrip("/") + "/"
+    parts = key[len(base) :].split("/") if key.startswith(base) else []
+    if len(parts) == 4 and parts[0] == "jobs" and parts[2] == "leader":
+        return parts[1]
+    return None
+
+
+def job_slot_of_key(base: str, key: str) -> tuple[str, str] | None:
+    """(job, slot) of a slot claim key ("" for the single election's job), or None."""
+    base = base.rstrip("/") + "/"
+    if key.startswith(base + "slots/"):
+        return "", key[len(base) + len("slots/") :]
+    parts = key[len(base) :].split("/", 3) if key.startswith(base) else []
+    if len(parts) == 4 and parts[0] == "jobs" and parts[2] == "slots":
+        return parts[1], parts[3]
+    return None
+
+
+def _in(job: str) -> str:
+    return f" (job {job})" if job else ""
+
+
 @dataclass
 class _Key:
     key: str
@@ -141,6 +173,7 @@ class _Key:
     lease: int
     owner: str
     t_put: float
+    job: str = ""
     deleted_rev: int | None = None
     t_del: float | None = None  # when the watch delivered the deletion
     t_gone: float | None = None  # proven deleted by then: min(t_del, the recorder's gone_by)
@@ -158,15 +191,18 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         v.violations.append(Violation("S2", "history has no meta record (which keys are which?)"))
         return v
     leader_prefix = str(meta["leader_prefix"]).rstrip("/") + "/"
-    slots_prefix = str(meta["base"]).rstrip("/") + "/slots/"
+    base = str(meta["base"])
     ttl = float(meta.get("ttl", 3))
 
     # -- etcd: leader keys and slot claims ------------------------------------------------------
     keys: dict[int, _Key] = {}
     latest_by_name: dict[str, _Key] = {}
-    claims: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    claims: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in hist:
-        if r["kind"] == "key.put" and r["key"].startswith(leader_prefix):
+        if r["kind"] not in ("key.put", "key.delete"):
+            continue
+        key_job = job_of_leader_key(base, leader_prefix, r["key"])
+        if r["kind"] == "key.put" and key_job is not None:
             if r.get("version", 1) == 1:
                 k = _Key(
                     r["key"],
@@ -174,10 +210,11 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                     int(r.get("lease", 0)),
                     str(r.get("value")),
                     r["t"],
+                    key_job,
                 )
                 keys[k.token] = k
                 latest_by_name[k.key] = k
-        elif r["kind"] == "key.delete" and r["key"].startswith(leader_prefix):
+        elif r["kind"] == "key.delete" and key_job is not None:
             k2 = latest_by_name.get(r["key"])
             if k2 is not None and k2.deleted_rev is None:
                 k2.deleted_rev = int(r["revision"])
@@ -187,13 +224,11 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                 k2.alive_at_delete = list(r.get("alive_jobs") or [])
         elif (
             r["kind"] == "key.put"
-            and r["key"].startswith(slots_prefix)
+            and (job_slot := job_slot_of_key(base, r["key"])) is not None
             and r.get("version", 1) == 1
         ):
             doc = r.get("value") if isinstance(r.get("value"), dict) else {}
-            claims[r["key"][len(slots_prefix) :]].append(
-                {"revision": int(r["create_revision"]), "t": r["t"], **doc}
-            )
+            claims[job_slot].append({"revision": int(r["create_revision"]), "t": r["t"], **doc})
 
     # -- faults: whole-pod freezes exempt S6 ----------------------------------------------------
     freezes: list[tuple[str, float, float]] = []
@@ -222,26 +257,27 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
 
     # -- S1: the store's decisions in order -----------------------------------------------------
     decisions = sorted((r for r in hist if r["kind"] == "store"), key=lambda r: r["seq"])
-    high = 0
+    highs: dict[str, int] = defaultdict(int)  # per resource: a job of a jobs file has its own
     accepted_n = rejected_n = 0
     for d in decisions:
         tok = int(d["token"])
+        res = str(d.get("resource") or "")
         if d["accepted"]:
             accepted_n += 1
-            if tok < high:
+            if tok < highs[res]:
                 v.violations.append(
                     Violation(
                         "S1",
-                        f"store accepted token {tok} (writer {d.get('writer')}, seq {d['seq']}) "
-                        f"after accepting {high}",
+                        f"store accepted token {tok} on {res or 'the resource'} "
+                        f"(writer {d.get('writer')}, seq {d['seq']}) after accepting {highs[res]}",
                         d["t"],
                     )
                 )
-            high = max(high, tok)
+            highs[res] = max(highs[res], tok)
         else:
             rejected_n += 1
-            if tok >= high:
-                v.warnings.append(f"store rejected token {tok} though the mark was {high}")
+            if tok >= highs[res]:
+                v.warnings.append(f"store rejected token {tok} though the mark was {highs[res]}")
 
     # -- S2: tokens are real leader keys, acquired in increasing order ---------------------------
     for d in decisions:
@@ -251,10 +287,11 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             )
     acquisitions = [r for r in hist if r["kind"] == "daemon" and r["event"] == "election.acquired"]
     seen_tokens: dict[int, str] = {}
-    last_of_pod: dict[str, int] = {}
+    last_of_pod: dict[tuple[str, str], int] = {}  # (pod, job): tokens increase per job
     for a in acquisitions:
         tok = int(a.get("token", 0))
         pod = str(a.get("pod"))
+        job = str(a.get("job") or "")
         k = keys.get(tok)
         if k is None:
             v.violations.append(
@@ -264,35 +301,45 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             v.violations.append(
                 Violation("S2", f"{pod} acquired token {tok} of {k.owner}'s key", a["t"])
             )
+        elif k.job != job:
+            v.violations.append(
+                Violation("S2", f"{pod} acquired job {job!r} with job {k.job!r}'s token", a["t"])
+            )
         if tok in seen_tokens:
             v.violations.append(
                 Violation("S2", f"token {tok} acquired twice ({seen_tokens[tok]}, {pod})", a["t"])
             )
         seen_tokens[tok] = pod
         # L5/S2: a daemon rejoins with a larger token, never a stale one (its own log order).
-        if tok <= last_of_pod.get(pod, 0):
+        if tok <= last_of_pod.get((pod, job), 0):
             v.violations.append(
                 Violation(
-                    "S2", f"{pod} acquired token {tok} after its token {last_of_pod[pod]}", a["t"]
+                    "S2",
+                    f"{pod} acquired token {tok} after its token {last_of_pod[pod, job]}{_in(job)}",
+                    a["t"],
                 )
             )
-        last_of_pod[pod] = max(last_of_pod.get(pod, 0), tok)
+        last_of_pod[pod, job] = max(last_of_pod.get((pod, job), 0), tok)
     # Across tenures, in etcd's own order: no slot is claimed with a token lower than one that
     # claimed a slot at an earlier revision (a deposed leader's claim must fail).
-    top, top_rev = 0, 0
-    for c in sorted((c for cs in claims.values() for c in cs), key=lambda c: c["revision"]):
+    tops: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))  # per job
+    ordered = sorted(
+        ((job, c) for (job, _), cs in claims.items() for c in cs), key=lambda jc: jc[1]["revision"]
+    )
+    for job, c in ordered:
         tok = int(c.get("token", 0))
+        top, top_rev = tops[job]
         if tok < top:
             v.violations.append(
                 Violation(
                     "S2",
-                    f"slot {c.get('slot')} claimed at revision {c['revision']} with token {tok} "
-                    f"after token {top} claimed at revision {top_rev}",
+                    f"slot {c.get('slot')}{_in(job)} claimed at revision {c['revision']} with "
+                    f"token {tok} after token {top} claimed at revision {top_rev}",
                     c["t"],
                 )
             )
         elif tok > top:
-            top, top_rev = tok, c["revision"]
+            tops[job] = (tok, c["revision"])
 
     # -- jobs ------------------------------------------------------------------------------------
     jobs = [r for r in hist if r["kind"] == "job"]
@@ -313,11 +360,12 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             elif e["event"] == "job.started":
                 start_i[str(e.get("run_id"))] = i
         order[pod_name] = (acq_i, start_i)
-    runs_by_slot: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    runs_by_slot: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in starts:
         tok = int(s["token"])
         pod = s.get("identity")
-        runs_by_slot[str(s.get("slot"))].append(s)
+        job = str(s.get("job") or "")
+        runs_by_slot[job, str(s.get("slot"))].append(s)
         k = keys.get(tok)
         if k is None:
             v.violations.append(
@@ -328,6 +376,10 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         elif k.owner != pod:
             v.violations.append(
                 Violation("S2", f"job of {pod} ran with token {tok} of {k.owner}'s key", s["t"])
+            )
+        elif k.job != job:
+            v.violations.append(
+                Violation("S2", f"job {job!r} of {pod} ran with job {k.job!r}'s token", s["t"])
             )
         # S5: the daemon acquired this token before it logged the job's start (log order).
         acq, started = order.get(str(pod), ({}, {}))
@@ -342,12 +394,12 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             )
         # S3/S5: its slot was claimed as running by this token, at a revision where it led.
         slot = str(s.get("slot"))
-        mine = [c for c in claims.get(slot, []) if c.get("token") == tok]
+        mine = [c for c in claims.get((job, slot), []) if c.get("token") == tok]
         if not mine:
             v.violations.append(
                 Violation(
                     "S3",
-                    f"job {s.get('run')} ran slot {slot} without a claim by token {tok}",
+                    f"job {s.get('run')} ran slot {slot}{_in(job)} without a claim by token {tok}",
                     s["t"],
                 )
             )
@@ -369,7 +421,11 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                         c["t"],
                     )
                 )
-            lower = [o.token for o in keys.values() if o.token < tok and o.live_at(c["revision"])]
+            lower = [
+                o.token
+                for o in keys.values()
+                if o.job == k.job and o.token < tok and o.live_at(c["revision"])
+            ]
             if lower:
                 v.violations.append(
                     Violation(
@@ -381,21 +437,22 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                 )
 
     # -- S3: one claim and one run per slot --------------------------------------------------------
-    for slot, cs in claims.items():
+    for (job, slot), cs in claims.items():
         if len(cs) > 1:
             v.violations.append(
                 Violation(
                     "S3",
-                    f"slot {slot} claimed {len(cs)} times (tokens {[c.get('token') for c in cs]})",
+                    f"slot {slot}{_in(job)} claimed {len(cs)} times "
+                    f"(tokens {[c.get('token') for c in cs]})",
                     cs[1]["t"],
                 )
             )
-    for slot, rs in runs_by_slot.items():
+    for (job, slot), rs in runs_by_slot.items():
         if len(rs) > 1:
             v.violations.append(
                 Violation(
                     "S3",
-                    f"slot {slot} ran {len(rs)} times "
+                    f"slot {slot}{_in(job)} ran {len(rs)} times "
                     f"({[(r.get('identity'), r.get('token')) for r in rs]})",
                     rs[1]["t"],
                 )
@@ -468,18 +525,25 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
 
     # -- statistics and liveness -----------------------------------------------------------------
     failover: dict[str, dict[str, Any]] = {}
-    for i, f in enumerate(fault_starts):
-        before = [a for a in acquisitions if a["t"] <= f["t"]]
+    # Per job: under a jobs file a fault counts once for every job ("fault x job"), and a job
+    # the target did not lead counts as "not on the leader" (``leading_jobs`` of the fault).
+    acquisitions_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in acquisitions:
+        acquisitions_of[str(a.get("job") or "")].append(a)
+    for i, f, job in (
+        (i, f, job) for i, f in enumerate(fault_starts) for job in sorted(acquisitions_of) or [""]
+    ):
+        acquired = acquisitions_of[job]
+        before = [a for a in acquired if a["t"] <= f["t"]]
         held = max((int(a["token"]) for a in before), default=0)
         window_end = fault_starts[i + 1]["t"] if i + 1 < len(fault_starts) else end_of_run
-        later = [
-            a for a in acquisitions if f["t"] < a["t"] <= window_end and int(a["token"]) > held
-        ]
+        later = [a for a in acquired if f["t"] < a["t"] <= window_end and int(a["token"]) > held]
         entry = failover.setdefault(
             f["fault"], {"n": 0, "not_on_leader": 0, "taken_over": 0, "kept": 0, "times": []}
         )
         entry["n"] += 1
-        if not f.get("on_leader", True):
+        hit = job in f["leading_jobs"] if "leading_jobs" in f else f.get("on_leader", True)
+        if not hit:
             entry["not_on_leader"] += 1
         elif later:
             dt = later[0]["t"] - f["t"]
@@ -488,20 +552,28 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             if f["fault"] == "kill9" and dt > ttl + L1_EXTRA + slack:
                 v.liveness.append(
                     Violation(
-                        "L1", f"takeover {dt:.2f}s after kill -9 (bound TTL+1.5 s)", f["t"], "kill9"
+                        "L1",
+                        f"takeover{_in(job)} {dt:.2f}s after kill -9 (bound TTL+1.5 s)",
+                        f["t"],
+                        "kill9",
                     )
                 )
             if f["fault"] == "sigterm" and dt > L2_BOUND + slack:
                 v.liveness.append(
                     Violation(
-                        "L2", f"handover {dt:.2f}s after SIGTERM (bound 1 s)", f["t"], "sigterm"
+                        "L2",
+                        f"handover{_in(job)} {dt:.2f}s after SIGTERM (bound 1 s)",
+                        f["t"],
+                        "sigterm",
                     )
                 )
         elif f["fault"] in ("kill9", "sigterm"):
             # The leader was hit and nobody with a larger token led before the next fault.
             entry["kept"] += 1
             prop = "L1" if f["fault"] == "kill9" else "L2"
-            v.liveness.append(Violation(prop, "no successor after the fault", f["t"], f["fault"]))
+            v.liveness.append(
+                Violation(prop, f"no successor{_in(job)} after the fault", f["t"], f["fault"])
+            )
         else:
             entry["kept"] += 1
     v.warnings.extend(f"{m.prop}: {m.message} (t={m.t:.1f})" for m in v.liveness)

@@ -3,7 +3,11 @@ soak``). One fault at a time, mostly aimed at the current leader, each healed be
 after a quiet spell; everything recorded, and the checker's verdict and the failover
 distribution printed at the end.
 
-    python bench/soak.py --duration 30m [--seed N] [--out DIR]
+    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N]
+
+With ``jobs`` every pod runs a jobs file of that many jobs (each run: three writes 0.2 s apart,
+so jobs also move between runs as they spread); the fault mix is the same, aimed at a pod that
+leads some jobs, and the checker judges every job on its own.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Nemesis:
     def target(self) -> Pod:
         leading = self.w.leading()
         if leading and self.rng.random() < 0.75:
+            if self.w.jobs:  # several pods lead some jobs: any of them
+                return self.w.pod(self.rng.choice(sorted(leading)))
             return self.w.pod(next(iter(leading)))
         return self.rng.choice(self.w.pods)
 
@@ -175,7 +181,7 @@ def parse_duration(text: str) -> float:
 
 
 def run_soak(
-    duration: float, out: Path, *, seed: int | None = None, pods: int = 3
+    duration: float, out: Path, *, seed: int | None = None, pods: int = 3, jobs: int = 0
 ) -> tuple[Verdict, dict[str, Any]]:
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
@@ -200,6 +206,7 @@ def run_soak(
             pods=pods,
             misbehaving=(pods - 1,),
             faketime=faketime_available(),
+            **({"jobs": jobs, "writes": 3, "interval": 0.2} if jobs else {}),
         ).start()
         world.wait_leader(20)
         nemesis = Nemesis(world, rng, log)
@@ -212,7 +219,13 @@ def run_soak(
         for p in world.pods:
             world.restart(p)
         _, token = world.wait_leader(6 * TTL)
-        wait_until(lambda: world.journal_records("answer", token=token, accepted=True), 10)
+        if jobs:
+            world.wait_all_led(6 * TTL)
+            tokens = [tok for _, tok in world.leaders().values()]
+        else:
+            tokens = [token]
+        for tok in tokens:
+            wait_until(lambda t=tok: world.journal_records("answer", token=t, accepted=True), 10)
         verdict = world.finish()
     finally:
         if world is not None:
@@ -222,6 +235,7 @@ def run_soak(
         logf.close()
     info = {
         "seed": seed,
+        "jobs": jobs or 1,
         "duration_s": round(time.monotonic() - started, 1),
         "etcd_version": ".".join(map(str, cluster.version)),
         "faults_injected": nemesis.counts,

@@ -49,6 +49,7 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
+from tests.faults.checker import job_of_leader_key
 from tests.harness.procs import pid_alive, process_state
 
 _PUT, _DELETE = 0, 1
@@ -196,6 +197,8 @@ class Recorder:
         self.sentinel = f"{self.base}recorder-sentinel".encode()
         #: pod -> token while its latest election event is ``election.acquired``, else None.
         self.leading: dict[str, int | None] = {}
+        #: (pod, job) -> token, the same per job of a jobs file (job "" without one).
+        self.leading_jobs: dict[tuple[str, str], int] = {}
         self.add("meta", **meta, base=base, leader_prefix=leader_prefix)
         rev = current_revision(self.endpoints)
         self._watches = [
@@ -214,10 +217,17 @@ class Recorder:
             self._events.append(rec)
             if kind == "daemon":
                 event = fields.get("event")
+                pod, job = str(fields["pod"]), str(fields.get("job") or "")
                 if event == "election.acquired":
-                    self.leading[str(fields["pod"])] = int(fields.get("token", 0))
-                elif event in ("election.lost", "daemon.started", "daemon.stopped"):
-                    self.leading[str(fields["pod"])] = None
+                    self.leading[pod] = int(fields.get("token", 0))
+                    self.leading_jobs[(pod, job)] = int(fields.get("token", 0))
+                elif event == "election.lost":
+                    self.leading[pod] = None
+                    self.leading_jobs.pop((pod, job), None)
+                elif event in ("daemon.started", "daemon.stopped"):
+                    self.leading[pod] = None
+                    for held in [k for k in self.leading_jobs if k[0] == pod]:
+                        del self.leading_jobs[held]
             elif kind == "key.put":
                 self._key_tokens[str(fields["key"])] = int(fields["create_revision"])
         return rec
@@ -254,7 +264,7 @@ class Recorder:
                 continue
             if ev.type == _DELETE:
                 rec: dict[str, Any] = {"key": key, "revision": ev.kv.mod_revision}
-                if key.startswith(self.leader_prefix):
+                if self._is_leader_key(key):
                     rec["alive_jobs"] = self._alive_jobs_of_key(key)
                 self.add("key.delete", t=now, **rec)
             else:
@@ -273,6 +283,10 @@ class Recorder:
                     lease=ev.kv.lease,
                     value=doc,
                 )
+
+    def _is_leader_key(self, key: str) -> bool:
+        """A leader key of the election, or of any job of a jobs file."""
+        return job_of_leader_key(self.base, self.leader_prefix, key) is not None
 
     def _read_journal(self) -> None:
         """Index the job journal's new lines: token -> [(pid, "start" | "grandchild")]."""
@@ -401,7 +415,7 @@ class Recorder:
             deletions = [
                 r
                 for r in self._events
-                if r["kind"] == "key.delete" and str(r["key"]).startswith(self.leader_prefix)
+                if r["kind"] == "key.delete" and self._is_leader_key(str(r["key"]))
             ]
         # Sorted by revision: the newest send below a revision, the earliest answer at or above.
         reads.sort(key=lambda r: r[2])
@@ -487,6 +501,7 @@ class Recorder:
                         t=float(d["mono"]),
                         seq=d["seq"],
                         op=d["op"],
+                        resource=d.get("resource"),
                         token=d["token"],
                         accepted=d["accepted"],
                         high_water=d["high_water"],

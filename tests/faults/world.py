@@ -8,6 +8,10 @@ watchdog are the daemon's descendants; :meth:`Pod.freeze` stops all of them ("th
 or only the daemon. Every fault goes through :class:`World`, which records it on the
 recorder's clock.
 
+With ``jobs=N`` every pod runs ``leaderjob run --jobs FILE`` instead: N jobs ``j0`` ..
+``j<N-1>``, each the same writer on the same schedule, each writing to a resource of its own
+(``fault/<job>``), so fencing, slots and leadership are judged per job by the checker.
+
 Usable from pytest (give it the ``procs`` registry and the module's ``etcd_cluster``) and from
 a script (``bench/soak.py``).
 """
@@ -15,6 +19,7 @@ a script (``bench/soak.py``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -84,9 +89,25 @@ class Pod:
     def log_path(self) -> Path:
         return self.world.tmp / f"{self.name}.log"
 
+    def jobs_file(self) -> Path:
+        """This pod's jobs file: the world's jobs, each running this pod's writer."""
+        w = self.world
+        cmd = json.dumps([sys.executable, WRITER, str(w.journal), *self.job_args])
+        path = w.tmp / f"{self.name}-jobs.toml"
+        path.write_text(
+            "".join(
+                f'[jobs.{job}]\nschedule = "{w.schedule}"\ncommand = {cmd}\n\n' for job in w.jobs
+            )
+        )
+        return path
+
     def start(self) -> None:
         w = self.world
         cmd = [sys.executable, WRITER, str(w.journal), *self.job_args]
+        if w.jobs:
+            cmd, schedule, jobs = [], None, ["--jobs", str(self.jobs_file())]
+        else:
+            schedule, jobs = w.schedule, []
         self.daemon = leaderjob(
             w.procs,
             w.tmp,
@@ -94,9 +115,11 @@ class Pod:
             self.proxies.endpoints,
             w.prefix,
             cmd,
+            election=w.election,
             ttl=f"{w.ttl}s",
-            schedule=w.schedule,
+            schedule=schedule,
             extra=[
+                *jobs,
                 *w.extra,
                 *(["--metrics-addr", f"127.0.0.1:{self.status_port}"] if self.status_port else []),
             ],
@@ -183,6 +206,7 @@ class World:
         status: bool = False,
         extra: Sequence[str] = (),
         election: str = "job",
+        jobs: int = 0,
     ) -> None:
         self.cluster = cluster
         self.procs = procs
@@ -192,6 +216,8 @@ class World:
         self.schedule = schedule
         self.extra = list(extra)
         self.election = election
+        #: The jobs of the jobs file every pod runs (none: the single-job ``--schedule`` form).
+        self.jobs = [f"j{i}" for i in range(jobs)]
         self.journal = tmp / "journal.jsonl"
         self.history_path = tmp / "history.jsonl"
         self.base = f"{prefix.rstrip('/')}/{election}"
@@ -219,7 +245,7 @@ class World:
             base=self.base,
             leader_prefix=self.leader_prefix,
             journal=self.journal,
-            meta={"ttl": ttl, "schedule": schedule, "pods": pods},
+            meta={"ttl": ttl, "schedule": schedule, "pods": pods, "jobs": self.jobs},
         )
         self.pods: list[Pod] = []
         for i in range(pods):
@@ -232,9 +258,10 @@ class World:
                 job_args += ["--ignore-term", "--grandchild", "--escape"]
             env = {
                 "LJ_STORE_URL": f"http://{store_proxy.endpoint}",
-                "LJ_RESOURCE": "fault",
                 "PYTHONFAULTHANDLER": "1",  # SIGABRT dumps every thread's stack into the log
             }
+            if not jobs:
+                env["LJ_RESOURCE"] = "fault"  # else fault/<job>: a resource per job
             pod = Pod(self, name, proxies, store_proxy, job_args, env)
             if status:
                 pod.status_port = free_port()
@@ -291,8 +318,42 @@ class World:
     def leading(self) -> dict[str, int]:
         """pod -> token, for pods whose latest election event is ``election.acquired`` and
         whose daemon is alive (as far as the logs tell)."""
+        if self.jobs:  # the largest token of the jobs it leads
+            out: dict[str, int] = {}
+            for (pod, _), tok in self.leading_jobs_tokens().items():
+                out[pod] = max(out.get(pod, 0), tok)
+            return out
         state = dict(self.recorder.leading)
         return {p: tok for p, tok in state.items() if tok is not None and self.pod(p).alive}
+
+    def leading_jobs_tokens(self) -> dict[tuple[str, str], int]:
+        """(pod, job) -> token, for every job a live pod leads (as far as the logs tell)."""
+        state = dict(self.recorder.leading_jobs)
+        return {k: tok for k, tok in state.items() if self.pod(k[0]).alive}
+
+    def leaders(self) -> dict[str, tuple[str, int]]:
+        """job -> (pod, token) of its leader (the latest acquisition if two claim it)."""
+        out: dict[str, tuple[str, int]] = {}
+        for (pod, job), tok in self.leading_jobs_tokens().items():
+            if job not in out or tok > out[job][1]:
+                out[job] = (pod, tok)
+        return out
+
+    def wait_all_led(self, timeout: float, *, exclude: str | None = None) -> dict[str, Pod]:
+        """Wait until every job of the jobs file has a leader other than ``exclude``."""
+        found: dict[str, Pod] = {}
+
+        def probe() -> bool:
+            found.clear()
+            found.update({j: self.pod(p) for j, (p, _) in self.leaders().items() if p != exclude})
+            return set(found) == set(self.jobs)
+
+        if not wait_until(probe, timeout, 0.02):
+            raise AssertionError(
+                f"jobs without a leader (exclude={exclude}) within {timeout}s: "
+                f"{sorted(set(self.jobs) - set(found))}"
+            )
+        return dict(found)
 
     def wait_leader(
         self, timeout: float, *, exclude: str | None = None, above: int = 0
@@ -356,6 +417,10 @@ class World:
         # Failover is attributed to a fault only if some daemon led when it began: the one hit,
         # or, for faults of etcd itself, any.
         on_leader = bool(leading) if etcd_wide else target in leading
+        if self.jobs:  # which jobs the fault hits: per job, for the failover statistics
+            fields["leading_jobs"] = sorted(
+                j for (p, j) in self.leading_jobs_tokens() if etcd_wide or p == target
+            )
         with self.recorder.fault(name, target, on_leader=on_leader, **fields):
             yield
 

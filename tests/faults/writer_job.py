@@ -9,7 +9,8 @@ overlap as accepted or rejected writes after the successor's first; ``--writes N
 after N writes (for scenarios about slots, which need runs that end).
 
 The store URL comes from ``LJ_STORE_URL`` (each pod gets its own proxy to the store, so a test
-can delay one pod's writes), the resource from ``LJ_RESOURCE`` (default ``fault``). Every write
+can delay one pod's writes), the resource from ``LJ_RESOURCE``, else ``fault/<job>`` under a jobs
+file (``LEADERJOB_JOB``: fencing is per job), else ``fault``. Every write
 is journaled twice, as an ``attempt`` before it is sent and an ``answer`` after, with
 ``time.monotonic()``; the journal also gets ``start``, ``end``, ``term`` and ``grandchild``
 records. ``--escape`` also starts a grandchild in a session of its own (``setsid``, as a
@@ -47,12 +48,15 @@ TOKEN = int(os.environ.get("LEADERJOB_FENCING_TOKEN", "0"))
 SLOT = os.environ.get("LEADERJOB_SLOT")
 IDENTITY = os.environ.get("LEADERJOB_IDENTITY")
 RUN_ID = os.environ.get("LEADERJOB_RUN_ID")
+JOB = os.environ.get("LEADERJOB_JOB")
 
 
 def journal(path: str, **rec: object) -> None:
     rec.update(
         t=time.monotonic(), pid=os.getpid(), token=TOKEN, slot=SLOT, identity=IDENTITY, run=RUN_ID
     )
+    if JOB is not None:
+        rec["job"] = JOB
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(rec) + "\n").encode())
@@ -76,7 +80,7 @@ def main() -> int:
     p.add_argument("--escape", action="store_true", help="a grandchild that leaves the group")
     a = p.parse_args()
     url = os.environ["LJ_STORE_URL"]
-    resource = os.environ.get("LJ_RESOURCE", "fault")
+    resource = os.environ.get("LJ_RESOURCE") or (f"fault/{JOB}" if JOB else "fault")
 
     def on_term(signum: int, frame: object) -> None:
         journal(a.journal, ev="term")
