@@ -32,6 +32,7 @@ import platform
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -268,7 +269,9 @@ def twenty(
             raise RuntimeError(f"{n_daemons}×{n_jobs} did not settle in {timeout:.0f} s")
         first = min(e.t for e in g.events if e.event == "election.acquired")
         out["settle_s"] = done - start
-        out["all_led_s"] = _all_led(g, n_jobs) - start
+        all_led = _all_led(g, n_jobs)
+        out["all_led_s"] = all_led - start
+        out["first_most"] = max(Counter(g.leaders(all_led).values()).values())
         out["first_lead_s"] = first - start
         out["settle_moves"] = g.releases(0, done)
         out["settle_led"] = sorted(_counts(g).values(), reverse=True)
@@ -505,8 +508,14 @@ def notes(results: dict[str, Any]) -> list[str]:
         out.append(
             f"- Memory per job: at most {per_kib:.0f} KiB (goal: KiB, not MiB: {verdict}). "
             "RSS is dominated by the interpreter and gRPC; a job adds its runner, planner and "
-            "election state. The CPU of an idle leader grows with its jobs by the same per-job "
-            "reads."
+            "election state."
+        )
+        cpu = (hi["leader_cpu_per_hour"] - lo["leader_cpu_per_hour"]) / span
+        fcpu = (hi["follower_cpu_per_hour"] - lo["follower_cpu_per_hour"]) / span
+        out.append(
+            f"- CPU of an idle leader: {lo['leader_cpu_per_hour']:.0f} → "
+            f"{hi['leader_cpu_per_hour']:.0f} s per hour ({cpu:.1f} s per hour per job), the "
+            f"cost of the same per-job reads; a follower's: {fcpu:+.1f} s per hour per job."
         )
     pods = results.get("pods")
     if pods:
@@ -526,8 +535,10 @@ def notes(results: dict[str, Any]) -> list[str]:
         out.append(
             f"- Cold start: {pods['settle_moves']} move(s) until every daemon led at most "
             f"⌈{pods['jobs']}/{pods['daemons']}⌉ job(s), settled {pods['settle_s']:.0f} s after "
-            "the first spawn (the moves are paced one `pace` apart per releasing daemon; the "
-            "daemons started at once, so the jobs first went to whichever campaigned first)."
+            "the first spawn. The daemons started at once, yet when every job first had a leader "
+            f"one daemon led {pods.get('first_most', '?')} of the {pods['jobs']} (the first to "
+            "queue for a job leads it); the excess then moved one `pace` apart per releasing "
+            "daemon."
         )
     return out
 
