@@ -265,7 +265,9 @@ def test_fenced_put_writes_while_leading_and_refuses_once_deposed() -> None:
         assert lead.lost.wait(2.0)
         info = store.get("/app/cursor", timeout=1)
         assert info is not None and info.value == b"1"
-    assert lost == ["stale_token"]
+    # Whichever sees the expiry first ends the tenure: the refused write, or the driver thread
+    # (its watch fires when the key goes). Either way once, and the write was refused.
+    assert len(lost) == 1 and lost[0] in ("stale_token", "key_lost"), lost
 
 
 def test_fenced_put_without_leading_is_an_error() -> None:
