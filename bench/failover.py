@@ -221,7 +221,7 @@ def render_doc(data: dict[str, Any]) -> str:
         f"- **Command:** `{data['command']}` (what `make bench` runs)",
         "",
         "**Caveat.** This machine has "
-        f"{m['cores']} cores and other engineers were running test suites on it during the run; "
+        f"{m['cores']} cores and other test suites were running on it during the run; "
         "within each failover round the contenders ran side by side on the same etcd (one fault "
         "applied to each at about the same moment), and the footprint measurements ran on etcds "
         "of their own at the same time. Sub-second numbers (graceful handover, schedule lag) are "

@@ -426,7 +426,7 @@ def section(results: dict[str, Any]) -> str:
         f"- **Spreading pace:** {pace}; TTL {a['ttl_pods']} s for the group, "
         f"{a['ttl_idle']} s for the footprint",
         "",
-        "**Caveat.** The machine is shared (2 cores; other engineers ran test suites during the "
+        "**Caveat.** The machine is shared (2 cores; other test suites ran during the "
         f"run), and the {len(counts)} footprint runs ran side by side, each on an etcd of its own. "
         "CPU per hour over a minute is a few clock ticks (10 ms each): read it to ±1 s per "
         "tick.",
