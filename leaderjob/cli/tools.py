@@ -25,7 +25,13 @@ from leaderjob.config import (
 @click.command(cls=LeaderjobCommand, name="next")
 @click.argument("expr")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone.")
-@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many fire times to print.",
+)
 @click.option(
     "--after",
     help="Start from this ISO 8601 time instead of now; without an offset it is read in the "
