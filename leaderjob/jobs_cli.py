@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from leaderjob.jobsfile import JobsFileError, JobSpec, iter_options, load_jobs
-from leaderjob.schedule import ScheduleError
+from leaderjob.schedule import ScheduleError, parse_instant
 from leaderjob.units import format_duration
 
 #: How many fire times `jobs check` shows per job.
@@ -42,17 +42,10 @@ def check(file: str, timezone: str, after: str | None, as_json: bool) -> None:
 
     A file with problems exits 2 and lists every one as FILE:LINE: message.
     """
-    if after is None:
-        now = datetime.now(UTC)
-    else:
-        try:
-            now = datetime.fromisoformat(after.replace("Z", "+00:00"))
-        except ValueError:
-            raise click.UsageError(
-                f"--after {after!r}: not an ISO 8601 time, e.g. 2026-03-29T00:00:00+01:00"
-            ) from None
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
+    try:
+        now = parse_instant(after, UTC)
+    except ValueError as exc:
+        raise click.UsageError(f"--after {exc}") from None
     try:
         jobs_file = load_jobs(file, default_timezone=timezone)
     except JobsFileError as exc:

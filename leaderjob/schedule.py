@@ -370,6 +370,20 @@ def parse_schedule(expr: str, timezone: str = "UTC") -> Schedule:
     return Schedule(rest, zone)
 
 
+def parse_instant(text: str | None, zone: tzinfo) -> datetime:
+    """An ISO 8601 time given by a user (``--after``), aware; now if ``text`` is None. A time
+    without an offset is a wall time of ``zone``. Raises ValueError with a line to show."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: not an ISO 8601 time, e.g. 2026-03-29T00:00:00+01:00"
+        ) from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=zone)
+
+
 def slot_id(fire_time: datetime) -> str:
     """A stable, sortable id for one firing: the UTC fire time as ``20260101T120000Z``."""
     if fire_time.tzinfo is None or fire_time.utcoffset() is None:

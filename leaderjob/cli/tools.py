@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -39,24 +38,18 @@ from leaderjob.config import (
 )
 def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
     """Print the next fire times of a schedule expression, to check it before deploying."""
-    from leaderjob.schedule import ScheduleError, parse_schedule
+    from leaderjob.schedule import ScheduleError, parse_instant, parse_schedule
 
     try:
         schedule = parse_schedule(expr, timezone)
     except ScheduleError as exc:
         raise click.UsageError(f"{expr!r}: {exc}") from None
     zone = schedule.zone
-    if after is None:
-        t = datetime.now(UTC)
-    else:
-        try:
-            t = datetime.fromisoformat(after.replace("Z", "+00:00"))
-        except ValueError:
-            raise click.UsageError(
-                f"--after {after!r}: not an ISO 8601 time, e.g. 2026-03-29T00:00:00+01:00"
-            ) from None
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=zone)  # a local time of the schedule's zone, as it fires in
+    try:
+        # A time without an offset is a local time of the schedule's zone, as it fires in.
+        t = parse_instant(after, zone)
+    except ValueError as exc:
+        raise click.UsageError(f"--after {exc}") from None
     for _ in range(count):
         try:
             t = schedule.next_after(t)
