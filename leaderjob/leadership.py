@@ -4,10 +4,13 @@
         while lead.valid():        # False from D − grace on, or once leadership was lost
             lead.fenced_put("/app/cursor", next_cursor())   # StaleToken once deposed
 
-Owns: one background thread that drives the same :class:`~leaderjob.election.elector.Elector`,
-pure :class:`~leaderjob.election.machine.Machine` and etcd adapter as the daemon (no second
-election: the same key layout, token, local deadline and timing budget), and the queries an
-application asks of it. It must not know about jobs, processes or schedules.
+Owns: the application's handle — acquiring (one background thread running a
+:class:`~leaderjob.leadership_driver.Driver`, which drives the same
+:class:`~leaderjob.election.elector.Elector`, pure :class:`~leaderjob.election.machine.Machine`
+and etcd adapter as the daemon: no second election, the same key layout, token, local deadline
+and timing budget), leaving, the fenced writes, the metrics registry, and the queries an
+application asks. The options and errors are :mod:`leaderjob.leadership_options`'s. It must not
+know about jobs, processes or schedules.
 
 Rules (docs/safety.md, docs/inprocess.md):
 
