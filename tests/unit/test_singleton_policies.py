@@ -26,6 +26,11 @@ from leaderjob.singleton_tenure import SingletonTenure
 PREFIX = "/leaderjob/rep/leader/"
 
 
+def inline(target: Callable[[], None], name: str) -> None:
+    """The tenure's ``spawn`` that runs the run's body at once, in the calling thread."""
+    target()
+
+
 class Seat:
     """A tenure's key in the store, held for as long as the test says (a long lease)."""
 
@@ -66,8 +71,12 @@ class World:
         )
         self.queued: list[Callable[[], None]] = []
         self.tenure: SingletonTenure = self.singleton.tenure_for(self.seat, self.data)
-        self.tenure.spawn = lambda target, name: self.queued.append(target)  # type: ignore[assignment,func-returns-value,return-value]
+        self.tenure.spawn = self.queue
         self.tenure.cycle()  # catch-up (nothing: a new election) and the first control poll
+
+    def queue(self, target: Callable[[], None], name: str) -> None:
+        """The tenure's ``spawn``: keep the run's body for the test to run (:meth:`finish`)."""
+        self.queued.append(target)
 
     def at(self, seconds: float) -> str:
         """Move the fake clock to ``seconds`` after the start, and step once."""
@@ -177,7 +186,7 @@ def test_retries_back_off_one_then_two_seconds_within_the_slot() -> None:
         raise RuntimeError("boom")
 
     w = World(fail, retries=2)
-    w.tenure.spawn = lambda target, name: target()  # type: ignore[assignment,func-returns-value,return-value]
+    w.tenure.spawn = inline
     w.at(10)
     w.at(10.5)  # collected: a retry at 11.5 (failed 10 s in, plus 1 s)
     assert attempts == [0]
