@@ -443,3 +443,45 @@ def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None
     g.run(TIMING.renew_interval + 0.2)
     assert sample("leaderjob_is_leader", "b") == 0 and sample("leaderjob_fencing_token", "b") == 0
     assert sample("leaderjob_is_leader", "a") == 1
+
+
+def test_leader_endpoint_of_a_group_gives_each_job_s_leadership_and_token_s2(world: Any) -> None:
+    """/leader on a group's daemon: no one token (a group holds one per job, S2), so it lists
+    job → {leading, token}; 200 while it leads any job. ``?job=NAME`` answers for one job, so a
+    load balancer can route to that job's leader."""
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.http import Server
+
+    g, _ = world
+    a = g.add("a")
+    g.run(1.0)
+    b = g.add("b")  # queues behind a in every job (no spreading here)
+    g.run(1.0)
+
+    def leader(d: Daemon, target: str) -> tuple[int, dict[str, Any]]:
+        d._publish("test")
+        server = Server(("127.0.0.1", 0), CollectorRegistry(), lambda: d.snapshot)
+        try:
+            code, _, body = server.route(target)
+        finally:
+            server.httpd.server_close()  # never started: nothing to shut down
+        return code, json.loads(body)
+
+    code, body = leader(a, "/leader")
+    assert code == 200 and body["leader"] is True and body["token"] is None
+    assert body["jobs"] == {
+        job: {"leading": True, "token": a.runners[job].seat.token} for job in JOBS
+    }
+    assert all(isinstance(j["token"], int) and j["token"] > 0 for j in body["jobs"].values())
+    code, body = leader(b, "/leader")
+    assert code == 503 and body["leader"] is False
+    assert body["jobs"] == {job: {"leading": False, "token": None} for job in JOBS}
+
+    code, body = leader(a, "/leader?job=c")
+    assert (code, body["job"], body["token"]) == (200, "c", a.runners["c"].seat.token)
+    code, body = leader(b, "/leader?job=c")
+    assert (code, body["leader"], body["token"]) == (503, False, None)
+    assert leader(a, "/leader?job=nope")[0] == 404
