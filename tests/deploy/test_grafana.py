@@ -110,6 +110,9 @@ def test_panels_of_a_job_follow_the_job_variable_and_split_by_job() -> None:
     dashboard's Job variable (the replica panels only select replicas by election)."""
     variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
     assert "job_name" in variables["job_name"]["query"]["query"]
+    assert any("by (election, job_name, instance)" in e for _, e in _queries()), (
+        "a panel says which replica leads each job"
+    )
     for title, expr in _queries():
         if title in ("CPU", "Resident memory"):
             continue  # they only pick the replicas of the election
