@@ -247,7 +247,10 @@ class Metrics:
 
 
 def _label_sets(metric: Any, match: dict[str, str]) -> set[tuple[str, ...]]:
-    """The label values (in the metric's label order) of its series that carry ``match``."""
+    """The label values (in the metric's label order) of its series that carry ``match``.
+
+    ``_labelnames`` is where prometheus_client keeps a metric's label names; its own
+    ``remove_by_labels`` does this too, but only from 0.22 on, and 0.19 is still supported."""
     found: set[tuple[str, ...]] = set()
     for family in metric.collect():
         for sample in family.samples:
