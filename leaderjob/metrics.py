@@ -200,10 +200,13 @@ class Metrics:
             self.job_info,
         )
 
-    def track(self, job: str, *, mode: str, fingerprint: str) -> None:
+    def track(
+        self, job: str, *, mode: str, fingerprint: str, election: str | None = None
+    ) -> None:
         """``job``'s series exist from now on (0), so that "no leader" alerts see a job nobody
-        leads; ``leaderjob_job_info`` says what it runs (called again when that changes)."""
-        e = self.election
+        leads; ``leaderjob_job_info`` says what it runs (called again when that changes).
+        ``election``: another election sharing this registry (in-process leadership)."""
+        e = self.election if election is None else election
         for metric in (
             self.is_leader,
             self.fencing_token,
@@ -234,10 +237,13 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     metric.remove(*values)
 
-    def set_leader(self, token: int | None, job: str | None = None) -> None:
+    def set_leader(
+        self, token: int | None, job: str | None = None, *, election: str | None = None
+    ) -> None:
         """``job`` (default: the daemon's one job, named like the election) is led with
-        ``token``, or not led."""
-        labels = (self.election, self.election if job is None else job)
+        ``token``, or not led. ``election``: another election sharing this registry."""
+        e = self.election if election is None else election
+        labels = (e, e if job is None else job)
         self.is_leader.labels(*labels).set(1 if token else 0)
         self.fencing_token.labels(*labels).set(token or 0)
         if not token:

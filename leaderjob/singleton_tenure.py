@@ -79,6 +79,11 @@ class SingletonTenure:
     last_claimed: datetime | None = None
     control_at: float = 0.0
 
+    @property
+    def series(self) -> tuple[str, str]:
+        """The labels of this function's per-job series: a job named like its election."""
+        return (self.election, self.election)
+
     # -- the step -----------------------------------------------------------------------------
 
     def cycle(self) -> str:
@@ -158,9 +163,9 @@ class SingletonTenure:
                 run=plan.run.id if plan.run else None,
             )
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, "catch_up_skip").inc(plan.skipped)
+            self.metrics.slots_skipped.labels(*self.series, "catch_up_skip").inc(plan.skipped)
             if plan.expired is not None:
-                self.metrics.slots_skipped.labels(self.election, "deadline").inc()
+                self.metrics.slots_skipped.labels(*self.series, "deadline").inc()
         if plan.run is not None:
             self._fire(plan.run)
 
@@ -288,7 +293,7 @@ class SingletonTenure:
             return "suspended"
         self.log.warning("slot.claim_rejected", slot=slot.id)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, "claim_rejected").inc()
+            self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
         return "rejected"
 
     def _skip(self, slot: Slot, reason: str, *, claim: bool, also: int = 0) -> str:
@@ -302,7 +307,7 @@ class SingletonTenure:
         else:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, reason).inc(1 + also)
+            self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
         # The daemon's skip record (records.py has no shared helper for not-run records yet).
         self._record(
             {
@@ -343,9 +348,9 @@ class SingletonTenure:
             "job.started", run_id=run.run_id, slot=slot, attempt=attempt, lag_seconds=round(lag, 4)
         )
         if self.metrics is not None:
-            self.metrics.job_running.labels(self.election).set(1)
+            self.metrics.job_running.labels(*self.series).set(1)
             if attempt == 0 and lag_from is not None:
-                self.metrics.schedule_lag.labels(self.election).observe(max(0.0, lag))
+                self.metrics.schedule_lag.labels(*self.series).observe(max(0.0, lag))
         self.runs.append(active)
 
         def body() -> None:
@@ -406,11 +411,11 @@ class SingletonTenure:
         )
         if self.metrics is not None:
             m = self.metrics
-            m.job_running.labels(self.election).set(1 if self.runs else 0)
-            m.job_runs.labels(self.election, outcome).inc()
-            m.job_duration.labels(self.election).observe(duration)
+            m.job_running.labels(*self.series).set(1 if self.runs else 0)
+            m.job_runs.labels(*self.series, outcome).inc()
+            m.job_duration.labels(*self.series).observe(duration)
             if outcome == "succeeded":
-                m.last_success.labels(self.election).set(self.clock.wall().timestamp())
+                m.last_success.labels(*self.series).set(self.clock.wall().timestamp())
         self._record(record)
         if (
             outcome in ("failed", "timed_out")
