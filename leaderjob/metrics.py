@@ -18,6 +18,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from leaderjob.records import NOT_RUN_REASONS
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -108,6 +110,13 @@ class Metrics:
             [*e, "reason"],
             registry=registry,
         )
+        self.slots_not_run = Counter(
+            "leaderjob_slots_not_run",
+            "Schedule slots that did not run, by reason (skipped, missed, suspended, late, "
+            "failed_to_start); each also has a history record",
+            [*e, "reason"],
+            registry=registry,
+        )
         self.clock_skew = Gauge(
             "leaderjob_schedule_clock_skew_seconds",
             "While leading: how far the newest slot claim lies ahead of this replica's clock "
@@ -186,6 +195,12 @@ class Metrics:
             self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
+        self._not_run_series(election)
+
+    def _not_run_series(self, election: str) -> None:
+        # At zero from the start, so that increase() sees the first missed slot of a new leader.
+        for reason in NOT_RUN_REASONS:
+            self.slots_not_run.labels(election, reason)
 
     def _per_job(self) -> tuple[Any, ...]:
         return (
@@ -205,6 +220,7 @@ class Metrics:
         so that "no leader" alerts see a job nobody leads."""
         for metric in self._per_job():
             metric.labels(job)
+        self._not_run_series(job)
 
     def forget(self, job: str) -> None:
         """The per-job series of ``job`` (or of the group's own name, which no job uses) go:
@@ -212,6 +228,9 @@ class Metrics:
         for metric in self._per_job():
             with contextlib.suppress(KeyError):
                 metric.remove(job)
+        for reason in NOT_RUN_REASONS:
+            with contextlib.suppress(KeyError):
+                self.slots_not_run.remove(job, reason)
 
     def set_leader(self, token: int | None, election: str | None = None) -> None:
         """Leading (with ``token``) or not; ``election``: a job of a group (its own series)."""

@@ -7,7 +7,7 @@ Layout under ``<prefix>/<election>/``::
     slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
-    history/<ms>-<run-id>      one record per run or skipped slot, keyed by its completion
+    history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
     control/suspended          present while the election is suspended
     control/triggers/<id>      "run now" requests, consumed by the claim that runs them
 
@@ -16,6 +16,11 @@ with our token and the slot key's create revision with 0, so a deposed leader's 
 slot is ever claimed twice. A claim to *run* (a slot or a trigger) also requires
 ``control/suspended`` to be absent, so ``suspend`` and ``resume`` take effect for the very next
 slot, whatever the leader last read. History is informational and written best-effort.
+
+A slot that did not run has a record too (``not_run``: one of :data:`NOT_RUN_REASONS`), written
+only when it did not run: a run that happens costs no extra write. A record with ``first_slot``
+and ``count`` stands for every fire time from ``first_slot`` to ``slot`` (a long outage is one
+record, not one per slot).
 
 Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
 begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
@@ -37,6 +42,15 @@ SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
 #: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
 PRUNE_BATCH = 64
 TRIGGER_SLOT = "trigger-"
+#: Why a slot did not run: a history record's ``not_run`` and the ``reason`` of
+#: ``leaderjob_slots_not_run_total``. skipped: the overlap policy (forbid, or a replacement
+#: superseded); missed: nobody led at its time, and the catch-up policy did not run it;
+#: suspended; late: past its starting deadline (or too little lease left to start it safely);
+#: failed_to_start: the command could not be started.
+NOT_RUN_REASONS = ("skipped", "missed", "suspended", "late", "failed_to_start")
+#: The most history records one read asks for: records are small, but a reply must stay far
+#: below gRPC's default 4 MiB message limit.
+READ_PAGE = 1000
 
 
 def parse_slot_id(slot: str) -> datetime | None:
@@ -44,6 +58,12 @@ def parse_slot_id(slot: str) -> datetime | None:
         return datetime.strptime(slot, SLOT_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def is_run(record: dict[str, Any]) -> bool:
+    """A record of a run (it has a run id, even a start that failed), not of a slot that did
+    not run."""
+    return bool(record.get("run_id"))
 
 
 def iso(t: datetime | None) -> str | None:
@@ -222,11 +242,51 @@ class ElectionData:
             later += fired is not None and fired > to
         return last, later
 
-    def history(self, limit: int, *, timeout: float) -> list[dict[str, Any]]:
-        keys = self.store.get_prefix(
-            self.history_prefix, timeout=timeout, limit=limit, newest_first=True
-        )
-        return [_load(k.value) for k in keys]
+    def history(
+        self, limit: int, *, timeout: float, runs_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` records, newest first; ``runs_only``: of runs alone (read in
+        growing pages of the newest records until enough runs are found)."""
+        if not runs_only:
+            keys = self.store.get_prefix(
+                self.history_prefix, timeout=timeout, limit=limit, newest_first=True
+            )
+            return [_load(k.value) for k in keys]
+        page = min(READ_PAGE, 2 * limit)
+        while True:
+            records = self.history(page, timeout=timeout)
+            runs = [r for r in records if is_run(r)]
+            if len(runs) >= limit or len(records) < page or page >= 16 * READ_PAGE:
+                return runs[:limit]
+            page *= 2
+
+    def find_run(self, run_id: str, *, timeout: float) -> list[dict[str, Any]]:
+        """The records whose run id starts with ``run_id`` (one, unless the prefix is
+        ambiguous), newest first. Run ids end each history key, so only matching keys are
+        decoded."""
+        limit, page = 16 * READ_PAGE, 64
+        while True:
+            keys = self.store.get_prefix(
+                self.history_prefix, timeout=timeout, limit=page, newest_first=True
+            )
+            found = [
+                doc
+                for k in keys
+                if k.key.rsplit("-", 1)[-1].startswith(run_id)
+                and str((doc := _load(k.value)).get("run_id") or "").startswith(run_id)
+            ]
+            if found or len(keys) < page or page >= limit:
+                return found
+            page *= 4
+
+    def claims(self, *, timeout: float) -> dict[str, dict[str, Any]]:
+        """Timed slot claims still kept: slot id → claim (status, token, identity)."""
+        slots = f"{self.base}/slots/"
+        return {
+            k.key[len(slots) :]: _load(k.value)
+            for k in self.store.get_prefix(slots, timeout=timeout)
+            if not k.key[len(slots) :].startswith(TRIGGER_SLOT)
+        }
 
     def schedule_info(self, *, timeout: float) -> dict[str, Any] | None:
         info = self.store.get(self.schedule_key, timeout=timeout)

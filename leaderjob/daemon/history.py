@@ -60,7 +60,7 @@ class History:
         duration = now - run.started_at
         rc = run.returncode
         outcome = run.outcome
-        record = {
+        record: dict[str, Any] = {
             "run_id": run.run_id,
             "slot": active.slot,
             "scheduled_time": iso(active.scheduled),
@@ -74,6 +74,8 @@ class History:
             "signal": _signal_name(rc) if rc is not None else None,
             "outcome": outcome,
         }
+        if active.signals:
+            record["signals"] = active.signals
         self.last_run = record
         self.log.info(
             "job.finished",
@@ -119,6 +121,32 @@ class History:
                 attempt=active.attempt + 1,
                 backoff_seconds=backoff,
             )
+
+    def _not_run(
+        self,
+        slot: str,
+        scheduled: datetime | None,
+        reason: str,
+        outcome: str,
+        token: int | None,
+        **extra: Any,
+    ) -> None:
+        """A slot did not run: count it and record why (``reason``: one of NOT_RUN_REASONS).
+        ``extra``: ``first_slot`` and ``count`` when the record stands for a range of slots."""
+        if self.metrics is not None:
+            self.metrics.slots_not_run.labels(self.s.election, reason).inc(extra.get("count", 1))
+        self._record(
+            {
+                "run_id": None,
+                "slot": slot,
+                "scheduled_time": iso(scheduled),
+                "token": token,
+                "identity": self.s.identity,
+                "outcome": outcome,
+                "not_run": reason,
+                **extra,
+            }
+        )
 
     def _record(self, entry: dict[str, Any]) -> None:
         """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""

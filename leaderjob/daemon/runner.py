@@ -196,6 +196,7 @@ class Runner(History, Scheduling):
             run = active.run
             for ev in run.take_events():
                 if "signal" in ev:
+                    active.signals.append({"signal": ev["signal"], "reason": ev["reason"]})
                     self.log.warning(
                         "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
                     )
@@ -251,6 +252,8 @@ class Runner(History, Scheduling):
             self.log.warning("job.skipped", reason="deadline", slot=slot)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+            if attempt == 0:  # a retry's slot ran already
+                self._not_run(slot, scheduled, "late", "skipped_deadline", token)
             return Report("job_skipped", {"reason": "deadline"})
         deadline, term_at = seat.deadline, seat.term_at
         assert deadline is not None and term_at is not None
@@ -293,6 +296,7 @@ class Runner(History, Scheduling):
             self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
             if self.metrics is not None:
                 self.metrics.job_runs.labels(self.s.election, "failed_to_start").inc()
+                self.metrics.slots_not_run.labels(self.s.election, "failed_to_start").inc()
             self.restart_at = now + SERVICE_RESTART_DELAY
             if self.s.mode == "once":
                 self.exit_code = 127
@@ -305,6 +309,7 @@ class Runner(History, Scheduling):
                     "token": token,
                     "identity": self.s.identity,
                     "outcome": "failed_to_start",
+                    "not_run": "failed_to_start",
                     "error": run.error,
                 }
             )

@@ -1,0 +1,140 @@
+"""`leaderjob history`: runs by default, the slots that did not run with --all, one run in full
+with --run (what an operator needs to see what a run did and why a slot did not run, L3)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from leaderjob import cli
+from leaderjob.clock import SystemClock
+from leaderjob.election.memory import MemoryStore
+from leaderjob.records import ElectionData
+
+T0 = datetime(2026, 11, 30, 2, 45, tzinfo=UTC)
+RUN_ID = "1a2b3c4d5e6f"
+
+
+def run_record(run_id: str, slot: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "slot": slot,
+        "scheduled_time": "2026-11-30T02:45:00Z",
+        "started_at": "2026-11-30T02:45:00.041Z",
+        "finished_at": "2026-11-30T02:45:00.291Z",
+        "duration_seconds": 0.25,
+        "exit_code": 0,
+        "signal": None,
+        "outcome": "succeeded",
+        "token": 1234,
+        "identity": "app-1",
+        "attempt": 0,
+        **kw,
+    }
+
+
+@pytest.fixture
+def data(monkeypatch: pytest.MonkeyPatch) -> ElectionData:
+    store = MemoryStore(SystemClock())
+    monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
+    d = ElectionData(store, "/leaderjob", "job")
+    records = [
+        run_record("0000aaaa1111", "20261130T024000Z", outcome="failed", exit_code=1),
+        {
+            "run_id": None,
+            "slot": "20261130T024100Z",
+            "outcome": "missed",
+            "not_run": "missed",
+            "first_slot": "20261130T023000Z",
+            "count": 11,
+            "token": 1234,
+        },
+        {"run_id": None, "slot": "20261130T024200Z", "outcome": "skipped_overlap",
+         "not_run": "skipped", "token": 1234},
+        run_record(
+            RUN_ID,
+            "20261130T024500Z",
+            outcome="timed_out",
+            exit_code=None,
+            signal="SIGTERM",
+            attempt=1,
+            signals=[{"signal": "SIGTERM", "reason": "timed_out"}],
+            stdout_tail="line 1\nline 2\n",
+            stderr_tail="oops\n",
+            stderr_truncated=True,
+        ),
+        run_record("0000bbbb2222", "20261130T024500Z", outcome="failed", exit_code=1),
+    ]  # fmt: skip
+    for i, r in enumerate(records):
+        d.record(r, T0 + timedelta(seconds=i), timeout=1)
+    return d
+
+
+def history(*args: str) -> Result:
+    return CliRunner().invoke(cli.main, ["history", "--election", "job", *args])
+
+
+def test_history_shows_runs_with_their_short_ids_and_no_slots_that_did_not_run(
+    data: ElectionData,
+) -> None:
+    out = history()
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].split()[:4] == ["STARTED", "RUN", "SLOT", "OUTCOME"]
+    assert len(lines) == 1 + 3
+    assert RUN_ID[:8] in out.output and RUN_ID not in out.output
+    assert "missed" not in out.output and "skipped" not in out.output
+    runs = json.loads(history("--json").output)
+    assert [r["run_id"] for r in runs] == ["0000bbbb2222", RUN_ID, "0000aaaa1111"]
+
+
+def test_history_all_shows_why_each_slot_did_not_run_L3(data: ElectionData) -> None:
+    out = history("--all")
+    assert out.exit_code == 0, out.output
+    assert "skipped_overlap" in out.output
+    assert "missed (11 slots from 20261130T023000Z)" in out.output
+    records = json.loads(history("--all", "--json").output)
+    assert len(records) == 5
+    assert {r.get("not_run") for r in records} == {None, "missed", "skipped"}
+
+
+def test_history_limit_counts_runs_not_the_records_between_them(data: ElectionData) -> None:
+    runs = json.loads(history("--json", "--limit", "3").output)
+    assert len(runs) == 3 and all(r["run_id"] for r in runs)
+
+
+def test_history_run_shows_one_run_in_full(data: ElectionData) -> None:
+    out = history("--run", RUN_ID[:6])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    for expected in (
+        f"run {RUN_ID}",
+        "timed_out (SIGTERM)",
+        "20261130T024500Z",
+        "2026-11-30T02:45:00Z",  # scheduled
+        "2026-11-30T02:45:00.041Z",  # actually started
+        "0.250s",
+        "app-1",
+        "1234",
+        "SIGTERM (timed_out)",
+        "0000bbbb2222 #0 failed",  # the other attempt of the slot
+        "line 2",
+        "stderr (cut",
+        "oops",
+    ):
+        assert expected in text, (expected, text)
+    doc = json.loads(history("--run", RUN_ID, "--json").output)
+    assert doc["run_id"] == RUN_ID and doc["stdout_tail"] == "line 1\nline 2\n"
+    assert [a["run_id"] for a in doc["other_attempts"]] == ["0000bbbb2222"]
+
+
+def test_history_run_unknown_exits_1_and_ambiguous_is_a_usage_error(data: ElectionData) -> None:
+    missing = history("--run", "ffff")
+    assert missing.exit_code == 1 and "no run 'ffff'" in missing.output
+    ambiguous = history("--run", "0000")
+    assert ambiguous.exit_code == 2 and "0000aaaa1111" in ambiguous.output
+    assert history("--run", " ").exit_code == 2
