@@ -66,6 +66,32 @@ def is_run(record: dict[str, Any]) -> bool:
     return bool(record.get("run_id"))
 
 
+def in_progress(
+    claims: dict[str, dict[str, Any]], records: list[dict[str, Any]], token: int, *, full: bool
+) -> tuple[str, dict[str, Any]] | None:
+    """The run in progress, as etcd shows it: the newest claim *to run* made by the leader
+    (``token``) whose slot has no record yet (a run's record is written when it ends).
+
+    ``records`` are the newest records; ``full``: there may be older ones. Then a claim older
+    than every record read is not taken for a run in progress: its record may lie beyond them.
+    """
+    to_run = [
+        (str(claim.get("scheduled_time") or claim.get("claimed_at") or ""), slot, claim)
+        for slot, claim in claims.items()
+        if claim.get("token") == token
+        and claim.get("status", "running") in ("running", "replacing")
+    ]
+    if not to_run:
+        return None
+    when, slot, claim = max(to_run)
+    if any(r.get("slot") == slot for r in records):
+        return None
+    times = [str(r.get("scheduled_time") or "") for r in records if r.get("scheduled_time")]
+    if full and times and when < min(times):
+        return None
+    return slot, claim
+
+
 def iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -279,13 +305,14 @@ class ElectionData:
                 return found
             page *= 4
 
-    def claims(self, *, timeout: float) -> dict[str, dict[str, Any]]:
-        """Timed slot claims still kept: slot id → claim (status, token, identity)."""
+    def claims(self, *, timeout: float, triggers: bool = False) -> dict[str, dict[str, Any]]:
+        """Slot claims still kept (timed ones; ``triggers``: trigger claims too): slot id →
+        claim (status, token, identity, claimed_at)."""
         slots = f"{self.base}/slots/"
         return {
             k.key[len(slots) :]: _load(k.value)
             for k in self.store.get_prefix(slots, timeout=timeout)
-            if not k.key[len(slots) :].startswith(TRIGGER_SLOT)
+            if triggers or not k.key[len(slots) :].startswith(TRIGGER_SLOT)
         }
 
     def schedule_info(self, *, timeout: float) -> dict[str, Any] | None:

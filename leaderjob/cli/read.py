@@ -31,7 +31,7 @@ def read_status(
     store: Any, data: Any, election: str, prefix: str, timeout: float
 ) -> dict[str, Any]:
     """What `status` shows: the queue, the leader's lease, the schedule, the last run."""
-    from leaderjob.records import iso
+    from leaderjob.records import in_progress, iso
     from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
 
     keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
@@ -69,7 +69,38 @@ def read_status(
     published = fingerprint.parse_published(
         store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
     )
-    history = data.history(1, timeout=timeout)
+    history = data.history(STATUS_RECORDS, timeout=timeout)
+    current = None
+    if leader is not None:
+        claims = data.claims(timeout=timeout, triggers=True)
+        found = in_progress(claims, history, leader["token"], full=len(history) >= STATUS_RECORDS)
+        if found is not None:
+            slot, claim = found
+            started = _parse_time(claim.get("claimed_at"))
+            current = {
+                "slot": slot,
+                "status": claim.get("status", "running"),
+                "identity": claim.get("identity"),
+                "token": claim.get("token"),
+                "claimed_at": claim.get("claimed_at"),
+                "running_for_seconds": (
+                    None if started is None else round((now - started).total_seconds(), 3)
+                ),
+                # Not in etcd (a run costs no write at its start): the leader's /status has it.
+                "pid": None,
+            }
+    success = next((r for r in history if r.get("outcome") == "succeeded"), None)
+    last_success = None
+    if success is not None:
+        finished = _parse_time(success.get("finished_at"))
+        last_success = {
+            "run_id": success.get("run_id"),
+            "slot": success.get("slot"),
+            "finished_at": success.get("finished_at"),
+            "seconds_ago": (
+                None if finished is None else round((now - finished).total_seconds(), 3)
+            ),
+        }
     return {
         "fingerprints": fingerprint.distinct(published),
         "config_conflict": len(fingerprint.distinct(published)) > 1,
@@ -83,7 +114,46 @@ def read_status(
         "last_claimed": iso(last),
         "claims_ahead_seconds": round(ahead, 3),
         "last_run": history[0] if history else None,
+        "current_run": current,
+        "last_success": last_success,
     }
+
+
+#: How many of the newest history records `status` reads (the last run, the last success, and
+#: whether the leader's newest claim has ended).
+STATUS_RECORDS = 100
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def _ago(seconds: float | None) -> str:
+    """``3m20s ago``-style, for tables."""
+    if seconds is None:
+        return "?"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _current_text(current: dict[str, Any] | None) -> str:
+    if current is None:
+        return "-"
+    return f"{current['slot']} ({_ago(current['running_for_seconds'])})"
+
+
+def _success_text(success: dict[str, Any] | None) -> str:
+    return "-" if success is None else f"{_ago(success['seconds_ago'])} ago"
 
 
 def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:
@@ -107,19 +177,23 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "next_fire": doc["next_fire"],
                 "last_outcome": last.get("outcome") if last else None,
                 "suspended": doc["suspended"],
+                "current_run": doc["current_run"],
+                "last_success": doc["last_success"],
             }
         )
     return {"election": group, "jobs": rows}
 
 
 def _print_group(doc: dict[str, Any]) -> None:
-    header = ("JOB", "LEADER", "TOKEN", "NEXT FIRE", "LAST OUTCOME")
+    header = ("JOB", "LEADER", "TOKEN", "NEXT FIRE", "RUNNING", "LAST SUCCESS", "LAST OUTCOME")
     rows = [
         (
             r["job"],
             r["leader"] or "-",
             str(r["token"] or "-"),
             _to_the_second(r["next_fire"] or "-"),
+            _current_text(r["current_run"]),
+            _success_text(r["last_success"]),
             (r["last_outcome"] or "-") + (" (suspended)" if r["suspended"] else ""),
         )
         for r in doc["jobs"]
@@ -138,8 +212,9 @@ def _print_group(doc: dict[str, Any]) -> None:
 @connection_options
 def status(election: str, as_json: bool, **params: Any) -> None:
     """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
-    suspended, the next fire time and the last run. For a group of jobs (`run --jobs`), a table:
-    job, leader, token, next fire, last outcome."""
+    suspended, the next fire time, the run in progress, the time since the last success and the
+    last run. For a group of jobs (`run --jobs`), a table: job, leader, token, next fire, running,
+    last success, last outcome."""
     from leaderjob.election.store import StoreError
 
     grouped = not params.get("job")
@@ -191,6 +266,20 @@ def status(election: str, as_json: bool, **params: Any) -> None:
             f"{doc['claims_ahead_seconds']:g}s ahead of this machine's clock; no slot runs "
             "before then. Fix the fast clock, then `leaderjob repair-schedule`"
         )
+    current = doc["current_run"]
+    if current:
+        click.echo(
+            f"  running: slot {current['slot']} by {current['identity']} for "
+            f"{_ago(current['running_for_seconds'])} (pid: the leader's /status)"
+        )
+    success = doc["last_success"]
+    if success:
+        click.echo(
+            f"  last success: {_ago(success['seconds_ago'])} ago (slot {success['slot']}, run "
+            f"{success['run_id']})"
+        )
+    elif doc["schedule"]:
+        click.echo(f"  last success: none in the newest {STATUS_RECORDS} records")
     last = doc["last_run"]
     if last:
         click.echo(

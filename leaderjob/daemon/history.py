@@ -51,6 +51,8 @@ class History:
     restart_at: float
     exit_code: int
     last_run: dict[str, Any] | None
+    #: The record of the last run this replica saw succeed (for `/status`).
+    last_success: dict[str, Any] | None = None
     on_done: Callable[[], None]
     _backlog: list[tuple[dict[str, Any], datetime]]
 
@@ -95,6 +97,8 @@ class History:
             m.job_duration.labels(self.s.election).observe(duration)
             if outcome == "succeeded":
                 m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
+        if outcome == "succeeded":
+            self.last_success = record
         self._record(record)
         self.restart_at = now + SERVICE_RESTART_DELAY
         if self.s.mode == "once":
