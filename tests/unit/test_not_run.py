@@ -140,3 +140,23 @@ def test_not_run_series_exist_at_zero_from_the_start_so_the_first_missed_slot_al
     m.forget("backup")
     labels = {"election": "backup", "reason": "missed"}
     assert m.registry.get_sample_value("leaderjob_slots_not_run_total", labels) is None
+
+
+def test_the_run_a_graceful_stop_ends_keeps_its_record_L3(world: World) -> None:
+    """SIGTERM stops the run (outcome `shutdown`) while the daemon still leads: its record is
+    queued then, and must still be written before the daemon exits — else the slot is claimed
+    with no record, and `audit` reports it missing."""
+    FakeRun.job = Job(duration=30)
+    d = world.daemon("@every 10s", history_limit=100)
+    lead(world, d)
+    run_for(d, 10.5)
+    assert len(world.started) == 1
+    d.request_stop("SIGTERM")
+    for _ in range(100):
+        if d.cycle().action == "exited":
+            break
+        d._wait()
+    else:
+        raise AssertionError("the daemon did not exit")
+    records = world.data.history(10, timeout=1)
+    assert [r["outcome"] for r in records] == ["shutdown"], records
