@@ -15,8 +15,6 @@ from leaderjob.election.memory import MemoryStore
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import parse_schedule, slot_id
 
-EVERY_MINUTE = parse_schedule("@every 1m", "UTC")
-
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
@@ -26,18 +24,26 @@ def store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
 
 
 def _ledger(
-    store: MemoryStore, prefix: str, name: str, *, hole: bool, newest: bool = True
+    store: MemoryStore,
+    prefix: str,
+    name: str,
+    *,
+    hole: bool,
+    newest: bool = True,
+    expr: str = "@every 1m",
 ) -> tuple[ElectionData, str]:
-    """An election whose leader published `@every 1m` and ran every slot of the last 12 minutes
-    but (``hole``) the 5th from last and (not ``newest``) the newest, which fired less than a
-    minute ago. Returns its data and the hole's slot id."""
+    """An election whose leader published ``expr`` and ran every slot of the last 12 minutes
+    but (``hole``) the 5th from last and (not ``newest``) the newest. Returns its data and the
+    hole's slot id."""
     data = ElectionData(store, prefix, name)
-    store.put(data.schedule_key, b'{"expr": "@every 1m", "timezone": "UTC"}', timeout=1)
+    info = json.dumps({"expr": expr, "timezone": "UTC"}).encode()
+    store.put(data.schedule_key, info, timeout=1)
+    schedule = parse_schedule(expr, "UTC")
     now = datetime.now(UTC)
-    fires, t = [], EVERY_MINUTE.next_after(now - timedelta(minutes=12))
+    fires, t = [], schedule.next_after(now - timedelta(minutes=12))
     while t <= now:
         fires.append(t)
-        t = EVERY_MINUTE.next_after(t)
+        t = schedule.next_after(t)
     gap = fires[-5]
     for fire in fires:
         if (fire != gap or not hole) and (fire != fires[-1] or newest):
@@ -99,7 +105,7 @@ def test_audit_usage_errors_exit_2(store: MemoryStore, args: list[str], says: st
 
 
 def test_a_slot_that_just_fired_is_not_judged_yet(store: MemoryStore) -> None:
-    """Its claim and record may be a cycle away: the newest minute is left out, not missing."""
-    _ledger(store, "/leaderjob", "job", hole=False, newest=False)
+    """Its claim and record may be a cycle away: the newest seconds are left out, not missing."""
+    _ledger(store, "/leaderjob", "job", hole=False, newest=False, expr="@every 2s")
     out = audit("--election", "job", "--since", "10m")
     assert out.exit_code == 0, out.output
