@@ -76,8 +76,8 @@ class History:
             "signal": _signal_name(rc) if rc is not None else None,
             "outcome": outcome,
         }
-        if active.signals:
-            record["signals"] = active.signals
+        if run.signals:  # what the watchdog sent the job's group, and why
+            record["signals"] = [{"signal": s.name, "reason": s.reason} for s in run.signals]
         self.last_run = record
         self.log.info(
             "job.finished",

@@ -70,8 +70,6 @@ class ActiveRun:
     scheduled: datetime
     attempt: int
     timeout_at: float | None
-    #: Signals sent to the run's process group, for its history record: {"signal", "reason"}.
-    signals: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

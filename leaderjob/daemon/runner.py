@@ -196,7 +196,6 @@ class Runner(History, Scheduling):
             run = active.run
             for ev in run.take_events():
                 if "signal" in ev:
-                    active.signals.append({"signal": ev["signal"], "reason": ev["reason"]})
                     self.log.warning(
                         "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
                     )

@@ -138,3 +138,27 @@ def test_history_run_unknown_exits_1_and_ambiguous_is_a_usage_error(data: Electi
     ambiguous = history("--run", "0000")
     assert ambiguous.exit_code == 2 and "0000aaaa1111" in ambiguous.output
     assert history("--run", " ").exit_code == 2
+
+
+def test_a_runs_record_keeps_the_signals_sent_to_it_and_why() -> None:
+    """`history --run` shows the signals: the record must carry them (here: --timeout)."""
+    import structlog
+
+    import leaderjob.daemon.runner as daemon_mod
+    from tests.unit.test_daemon_schedule import Clock, FakeRun, Job, World, lead, run_for
+
+    clock = Clock()
+    FakeRun.clock, FakeRun.job, FakeRun.started = clock, Job(duration=None), []
+    mp = pytest.MonkeyPatch()
+    mp.setattr(daemon_mod, "Run", FakeRun)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            w = World(clock, MemoryStore(clock), logs, FakeRun.started)
+            d = w.daemon("@every 10s", timeout=2.0)
+            lead(w, d)
+            run_for(d, 13)
+    finally:
+        mp.undo()
+    (record,) = [r for r in w.data.history(10, timeout=1) if r.get("run_id")]
+    assert record["outcome"] == "timed_out"
+    assert record["signals"] == [{"signal": "SIGTERM", "reason": "timed_out"}]
