@@ -8,6 +8,7 @@ Layout under ``<prefix>/<election>/``::
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
     history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
+    output/<ms>-<run-id>       a run's output tails, written with its record (one Txn)
     control/suspended          present while the election is suspended
     control/triggers/<id>      "run now" requests, consumed by the claim that runs them
 
@@ -21,6 +22,11 @@ A slot that did not run has a record too (``not_run``: one of :data:`NOT_RUN_REA
 only when it did not run: a run that happens costs no extra write. A record with ``first_slot``
 and ``count`` stands for every fire time from ``first_slot`` to ``slot`` (a long outage is one
 record, not one per slot).
+
+A run's output tails (the last 4 KiB of its stdout and of its stderr) are kept beside its record,
+under ``output/`` with the same name, written in the same Txn (still one write per run) and
+pruned with it: history records stay small, so reading many of them (status, audit, pruning)
+stays far below gRPC's 4 MiB message limit, and only ``history --run`` reads a run's output.
 
 Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
 begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
@@ -125,6 +131,13 @@ class ElectionData:
         return f"{self.base}/history/"
 
     @property
+    def output_prefix(self) -> str:
+        return f"{self.base}/output/"
+
+    def output_key(self, history_key: str) -> str:
+        return self.output_prefix + history_key.rsplit("/", 1)[-1]
+
+    @property
     def control_prefix(self) -> str:
         return f"{self.base}/control/"
 
@@ -213,11 +226,15 @@ class ElectionData:
         return old
 
     def old_history(self, limit: int, *, timeout: float) -> list[str]:
-        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`."""
+        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`,
+        with their output keys (at most as many again: 128 operations, etcd's limit per Txn)."""
         keys = self.store.get_prefix(
             self.history_prefix, timeout=timeout, limit=limit + PRUNE_BATCH, newest_first=True
         )
-        return [k.key for k in reversed(keys[limit:])]
+        old = list(reversed(keys[limit:]))
+        return [k.key for k in old] + [
+            self.output_key(k.key) for k in old if _load(k.value).get("output")
+        ]
 
     def delete_fenced(self, own_key: str, token: int, keys: list[str], *, timeout: float) -> bool:
         """Delete ``keys`` in one Txn, only while we still hold our key (a deposed leader's
@@ -240,12 +257,28 @@ class ElectionData:
         )
         return Control(suspended, triggers)
 
-    def record(self, entry: dict[str, Any], at: datetime, *, timeout: float) -> None:
+    def record(
+        self,
+        entry: dict[str, Any],
+        at: datetime,
+        *,
+        timeout: float,
+        output: dict[str, Any] | None = None,
+    ) -> None:
         """Append one history record, keyed by ``at``: when it completed, so a long run's
-        outcome sorts after the skips made while it ran, and is pruned after them."""
+        outcome sorts after the skips made while it ran, and is pruned after them. A run's
+        ``output`` (its tails) goes beside it in the same Txn: one write."""
         stamp = int(at.timestamp() * 1000)
         key = f"{self.history_prefix}{stamp:013d}-{entry.get('run_id') or uuid.uuid4().hex[:12]}"
-        self.store.put(key, _dump(entry), timeout=timeout)
+        if not output:
+            self.store.put(key, _dump(entry), timeout=timeout)
+            return
+        out = self.output_key(key)
+        # Not fenced (history is written after a tenure too): the Txn's only compare is that
+        # the output key is new, which a unique name always is.
+        self.store.guarded_put(
+            out, 0, [(key, _dump({**entry, "output": True})), (out, _dump(output))], timeout=timeout
+        )
 
     # -- anyone's side (CLI) -------------------------------------------------------------------
 
@@ -296,14 +329,22 @@ class ElectionData:
                 self.history_prefix, timeout=timeout, limit=page, newest_first=True
             )
             found = [
-                doc
+                (k.key, doc)
                 for k in keys
                 if k.key.rsplit("-", 1)[-1].startswith(run_id)
                 and str((doc := _load(k.value)).get("run_id") or "").startswith(run_id)
             ]
             if found or len(keys) < page or page >= limit:
-                return found
+                break
             page *= 4
+        if len(found) != 1:
+            return [doc for _, doc in found]
+        key, doc = found[0]
+        if doc.get("output"):
+            info = self.store.get(self.output_key(key), timeout=timeout)
+            if info is not None:
+                doc = {**doc, **_load(info.value)}
+        return [doc]
 
     def claims(self, *, timeout: float, triggers: bool = False) -> dict[str, dict[str, Any]]:
         """Slot claims still kept (timed ones; ``triggers``: trigger claims too): slot id →

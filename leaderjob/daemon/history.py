@@ -27,6 +27,9 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.records import ElectionData, iso
 
+#: A queued record's output tails, written beside it (records.ElectionData.record).
+OUTPUT = "_output"
+
 
 def _signal_name(returncode: int) -> str | None:
     if returncode >= 0:
@@ -99,7 +102,8 @@ class History:
                 m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
         if outcome == "succeeded":
             self.last_success = record
-        self._record(record)
+        # The output tails go to etcd beside the record, never into a log or /status.
+        self._record({**record, OUTPUT: run.tails} if run.tails else record)
         self.restart_at = now + SERVICE_RESTART_DELAY
         if self.s.mode == "once":
             if run.stop_reason == "killed_on_leadership_loss":
@@ -169,8 +173,11 @@ class History:
         wrote = False
         while self._backlog and self.session.may_bookkeep():
             entry, at = self._backlog[0]
+            output = entry.get(OUTPUT)
+            if output is not None:
+                entry = {k: v for k, v in entry.items() if k != OUTPUT}
             try:
-                self.data.record(entry, at, timeout=self.session.io_timeout())
+                self.data.record(entry, at, timeout=self.session.io_timeout(), output=output)
             except StoreError as exc:
                 self.session.store_error(exc)
                 return

@@ -1,6 +1,7 @@
 """The run explorer end to end, on a real etcd with real daemons (about 15 s): `status` shows the
-run in progress and the last success, `history --run` one run in full, and after a leaderless
-window `audit` finds every fire time accounted for — run, skipped (overlap) or missed — L3."""
+run in progress and the last success, `history --run` one run in full with its output tail (the
+output also reached the daemon's stdout), and after a leaderless window `audit` finds every fire
+time accounted for — run, skipped (overlap) or missed — L3."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def _audit(etcd: Any, prefix: str, *args: str) -> subprocess.CompletedProcess[st
 
 def test_status_history_run_and_audit_after_a_leaderless_window_L3(etcd, prefix, procs, tmp_path):
     journal = tmp_path / "journal"
-    cmd = job(journal, "--duration", "1.5")  # longer than the interval: every other slot skipped
+    # Longer than the interval: every other slot is skipped. It says hello on stdout first.
+    cmd = ["/bin/sh", "-c", 'echo "hello from $LEADERJOB_RUN_ID"; exec "$@"', "job",
+           *job(journal, "--duration", "1.5")]  # fmt: skip
     a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd, schedule="@every 1s")
     a.wait_event("election.acquired", 10)
     assert wait_for(lambda: len(a.events("job.finished")) >= 1, 15), a.tail()
@@ -47,6 +50,10 @@ def test_status_history_run_and_audit_after_a_leaderless_window_L3(etcd, prefix,
     )
     for expected in (finished["run_id"], finished["slot"], "succeeded", "by         a"):
         assert expected in text, text
+    # Its output tail is in the record, and its output passed through to the daemon's stdout.
+    assert f"hello from {finished['run_id']}" in text, text
+    daemon_stdout = (tmp_path / "a.log.stdout").read_text()
+    assert f"hello from {finished['run_id']}\n" in daemon_stdout
     assert "skipped_overlap" in cli(etcd.endpoint, prefix, "history", "--election", "job", "--all")
 
     # Nobody leads for ~3 s; the successor records the slots it does not run as missed.

@@ -111,6 +111,7 @@ class FakeRun:
         self.stopped_at: float | None = None
         self.confirmed = False
         self.signals: list[Any] = []
+        self.tails: dict[str, Any] = {}
         self.spec = self.job
 
     @property

@@ -162,3 +162,72 @@ def test_a_runs_record_keeps_the_signals_sent_to_it_and_why() -> None:
     (record,) = [r for r in w.data.history(10, timeout=1) if r.get("run_id")]
     assert record["outcome"] == "timed_out"
     assert record["signals"] == [{"signal": "SIGTERM", "reason": "timed_out"}]
+
+
+def test_a_runs_output_tail_is_kept_beside_its_record_in_one_write_and_pruned_with_it() -> None:
+    """The tails go under output/ in the same Txn as the record (one write per run, as before),
+    `history --run` shows them, the table's records stay small, and pruning takes both."""
+    import structlog
+
+    import leaderjob.daemon.runner as daemon_mod
+    from tests.unit.test_daemon_schedule import Clock, FakeRun, Job, World, lead, run_for
+
+    tails = {"stdout_tail": "x" * 4096, "stdout_truncated": True, "stderr_tail": "oops\n",
+             "stderr_truncated": False}  # fmt: skip
+
+    class Talker(FakeRun):
+        def start(self, now: float, wait: float = 0.0) -> None:
+            super().start(now, wait)
+            self.tails = dict(tails)
+
+    clock = Clock()
+    Talker.clock, Talker.job, Talker.started = clock, Job(duration=0.1), []
+    mp = pytest.MonkeyPatch()
+    mp.setattr(daemon_mod, "Run", Talker)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            store = MemoryStore(clock)
+            w = World(clock, store, logs, Talker.started)
+            d = w.daemon("@every 1s", history_limit=5)
+            lead(w, d)
+            writes = {"put": 0, "guarded_put": 0}
+            for name in writes:
+                original = getattr(d.data.store, name)
+
+                def counted(*a: Any, _n: str = name, _f: Any = original, **k: Any) -> Any:
+                    if str(a[0]).startswith(w.data.base + "/history/") or "/output/" in str(a[0]):
+                        writes[_n] += 1
+                    return _f(*a, **k)
+
+                setattr(d.data.store, name, counted)
+            run_for(d, 20.5)
+    finally:
+        mp.undo()
+    assert not [e for e in logs if "x" * 100 in str(e)], "the tail was logged"
+    records = w.data.history(100, timeout=1)
+    outputs = w.keys("output/")
+    assert 0 < len(records) <= 5 and len(outputs) == len(records)
+    assert all(r["output"] is True and "stdout_tail" not in r for r in records)
+    # One write per run: the record and its output in one Txn, no separate put.
+    assert writes["put"] == 0
+    assert writes["guarded_put"] == len([r for r in Talker.started if r.done]) > 5
+    (full,) = w.data.find_run(records[0]["run_id"], timeout=1)
+    assert full["stdout_tail"] == "x" * 4096 and full["stderr_tail"] == "oops\n"
+    assert "oops" in format_run_text(full)
+
+
+def format_run_text(record: dict[str, Any]) -> str:
+    from leaderjob.cli.read import format_run
+
+    return format_run(record, [])
+
+
+def test_a_record_with_the_largest_tails_is_far_below_etcds_request_limit() -> None:
+    """etcd refuses requests over 1.5 MiB by default: a run's record and its output, at their
+    worst (4 KiB of control characters per stream, 6 bytes each in JSON), stay far below."""
+    from leaderjob.records import _dump
+
+    worst = {"stdout_tail": "\x01" * 4096, "stdout_truncated": True,
+             "stderr_tail": "\x01" * 4096, "stderr_truncated": True}  # fmt: skip
+    record = run_record("a" * 12, "20261130T024500Z", output=True, error="e" * 1000)
+    assert len(_dump(worst)) + len(_dump(record)) < 64 * 1024 < 1.5 * 1024 * 1024 / 20
