@@ -46,6 +46,9 @@ class Scheduling:
     metrics: Metrics | None
     log: Any
     runs: list[ActiveRun]
+    #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
+    #: before any new claim) finds the same missed slots again and must not record them twice.
+    _missed_upto: datetime | None = None
 
     def _start(
         self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
@@ -191,9 +194,13 @@ class Scheduling:
                 self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
         # Every missed slot that does not run gets a not-run record: the newest few one by one,
         # the rest as one range (a day of a per-second schedule is one record, not 86 400).
+        upto = self._missed_upto
         for missed in plan.missed:
-            self._not_run(missed.id, missed.fire_time, "missed", "missed", tenure.token)
-        if plan.missed_range is not None:
+            if upto is None or missed.fire_time > upto:
+                self._not_run(missed.id, missed.fire_time, "missed", "missed", tenure.token)
+        if plan.missed:
+            self._missed_upto = max(upto or plan.missed[0].fire_time, plan.missed[0].fire_time)
+        if plan.missed_range is not None and (upto is None or plan.missed_range[1] > upto):
             first, last = plan.missed_range
             self._not_run(
                 slot_id(last),

@@ -160,3 +160,22 @@ def test_the_run_a_graceful_stop_ends_keeps_its_record_L3(world: World) -> None:
         raise AssertionError("the daemon did not exit")
     records = world.data.history(10, timeout=1)
     assert [r["outcome"] for r in records] == ["shutdown"], records
+
+
+def test_a_re_plan_in_the_same_tenure_records_no_missed_slot_twice_L3(world: World) -> None:
+    """A jobs-file reload (or a repair) re-plans from the newest claim: the slots already
+    recorded as missed are not recorded, nor counted, again."""
+    world.store.put(world.data.last_slot_key, slot_at(0).encode(), timeout=1)
+    world.clock.advance(35)
+    d = world.daemon("@every 10s", history_limit=100, catch_up="skip")
+    lead(world, d)
+    run_for(d, 1)
+    assert len(not_run(world, "missed")) == 3
+    d.runner.reconfigure(d.runner.s)
+    run_for(d, 1)
+    assert sorted(r["slot"] for r in not_run(world, "missed")) == [
+        slot_at(10),
+        slot_at(20),
+        slot_at(30),
+    ]
+    assert counted(d, "missed") == 3
