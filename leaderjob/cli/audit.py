@@ -38,6 +38,7 @@ AUDIT_RECORDS = 2000
 @click.option(
     "--since",
     envvar=_env("since"),
+    metavar="DURATION",
     default="24h",
     show_default=True,
     help="How far back to check: a duration (90m, 24h, 7d).",
@@ -45,6 +46,7 @@ AUDIT_RECORDS = 2000
 @click.option(
     "--settle",
     envvar=_env("settle"),
+    metavar="DURATION",
     default="10s",
     show_default=True,
     help="Leave out fire times this recent (plus the schedule's jitter): their claim and "
@@ -52,7 +54,6 @@ AUDIT_RECORDS = 2000
 )
 @click.option(
     "--schedule",
-    "expr",
     envvar=_env("schedule"),
     help="The schedule to check against [default: the one the leader publishes].",
 )
@@ -70,7 +71,7 @@ def audit(
     election: str,
     since: str,
     settle: str,
-    expr: str | None,
+    schedule: str | None,
     timezone: str | None,
     as_json: bool,
     **params: Any,
@@ -93,7 +94,7 @@ def audit(
         raise click.UsageError("--since must be longer than 0, e.g. 24h")
     now = datetime.now(UTC)
     reports = [
-        _check(name, scope, now - window, now - recent, expr, timezone)
+        _check(name, scope, now - window, now - recent, schedule, timezone)
         for name, scope in _targets(election, params)
     ]
     missing = sum(r["counts"].get("missing", 0) for r in reports)

@@ -30,7 +30,8 @@ from leaderjob.config import (
 def read_status(
     store: Any, data: Any, election: str, prefix: str, timeout: float
 ) -> dict[str, Any]:
-    """What `status` shows: the queue, the leader's lease, the schedule, the last run."""
+    """What `status` shows: the queue, the leader's lease, the schedule, the run in progress,
+    the last success and the last run."""
     from leaderjob.records import in_progress, iso
     from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
 
@@ -133,7 +134,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 
 def _ago(seconds: float | None) -> str:
-    """``3m20s ago``-style, for tables."""
+    """A duration for tables: ``42s``, ``3m20s``, ``5h07m``, ``2d03h``."""
     if seconds is None:
         return "?"
     s = max(0, int(seconds))
