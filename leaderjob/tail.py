@@ -14,6 +14,7 @@ Rules:
   — and, through the full pipe, the job, as before — never the watchdog's deadline loop.
 * Bounded: each ring holds at most :data:`TAIL_BYTES`; the record says when output was cut.
 * The tail is data, never logged: a job's output may hold secrets.
+* A terminal is left to the job (a person watches it): no pipe, no tail for that stream.
 
 Standard library only: the watchdog runs as ``python -S`` and starts in milliseconds.
 """
@@ -50,6 +51,13 @@ class Ring:
     def text(self) -> str:
         # Cutting may split a multi-byte character at the front: it becomes U+FFFD.
         return self.data.decode("utf-8", errors="replace")
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -101,27 +109,32 @@ class Tails:
     def __init__(self, sinks: tuple[int, int] = (1, 2), limit: int = TAIL_BYTES) -> None:
         self.sinks = sinks
         self.limit = limit
-        self.pipes = [os.pipe() for _ in self.STREAMS]
-        self.copiers: list[Copier] = []
+        # A terminal stays the job's own (colours, progress, line buffering): someone watches
+        # it, and no tail is kept of it.
+        self.pipes = [None if _isatty(sink) else os.pipe() for sink in sinks]
+        self.copiers: dict[str, Copier] = {}
 
     @property
     def child_fds(self) -> tuple[int, int]:
-        """The write ends: the job's stdout and stderr."""
-        return self.pipes[0][1], self.pipes[1][1]
+        """The job's stdout and stderr: a pipe's write end, or the terminal itself."""
+        out, err = (p[1] if p else sink for p, sink in zip(self.pipes, self.sinks, strict=True))
+        return out, err
 
     def started(self) -> None:
         """The job has its copies of the write ends: close ours (EOF comes when the job and
         everything it started are gone) and start copying."""
-        for (r, w), sink in zip(self.pipes, self.sinks, strict=True):
-            os.close(w)
-            copier = Copier(r, sink, self.limit)
+        for name, pipe, sink in zip(self.STREAMS, self.pipes, self.sinks, strict=True):
+            if pipe is None:
+                continue
+            os.close(pipe[1])
+            copier = Copier(pipe[0], sink, self.limit)
             copier.start()
-            self.copiers.append(copier)
+            self.copiers[name] = copier
 
     def close(self) -> None:
         """The job did not start: release the pipes."""
-        for r, w in self.pipes:
-            for fd in (r, w):
+        for pipe in self.pipes:
+            for fd in pipe or ():
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
@@ -130,7 +143,7 @@ class Tails:
         ``{"stdout_tail": text, "stdout_truncated": bool, …}`` (a stream that wrote nothing is
         left out)."""
         out: dict[str, Any] = {}
-        for name, copier in zip(self.STREAMS, self.copiers, strict=True):
+        for name, copier in self.copiers.items():
             copier.join(timeout)
             ring = copier.ring
             if ring.total:

@@ -186,3 +186,26 @@ def test_through_the_watchdog_a_jobs_output_reaches_the_daemons_stdout_in_order_
         "stderr_truncated": False,
     }
     assert not [e for e in run.take_events() if "tail" in e], "tails are data, not events"
+
+
+def test_a_terminal_stays_the_jobs_own_and_keeps_no_tail() -> None:
+    """At a terminal the job keeps its terminal (colours, progress, line buffering)."""
+    master, slave = os.openpty()
+    r, w = os.pipe()
+    try:
+        tails = Tails(sinks=(slave, w))
+        assert tails.child_fds[0] == slave and tails.child_fds[1] != w
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print(sys.stdout.isatty()); "
+             "sys.stderr.write('e')"],
+            stdout=tails.child_fds[0],
+            stderr=tails.child_fds[1],
+        )  # fmt: skip
+        tails.started()
+        proc.wait(10)
+        report = tails.report(timeout=5)
+        assert report == {"stderr_tail": "e", "stderr_truncated": False}
+        assert os.read(master, 100).startswith(b"True")
+    finally:
+        for fd in (master, slave, r, w):
+            os.close(fd)
