@@ -54,9 +54,10 @@ TRIGGER_SLOT = "trigger-"
 #: suspended; late: past its starting deadline (or too little lease left to start it safely);
 #: failed_to_start: the command could not be started.
 NOT_RUN_REASONS = ("skipped", "missed", "suspended", "late", "failed_to_start")
-#: The most history records one read asks for: records are small, but a reply must stay far
-#: below gRPC's default 4 MiB message limit.
-READ_PAGE = 1000
+#: History reads that look for something (runs among not-run records, a run id) grow their page
+#: up to this many records: a record and its key are well under 1 KiB (output tails live
+#: elsewhere), so a reply stays below gRPC's default 4 MiB message limit.
+READ_MAX = 4000
 
 
 def parse_slot_id(slot: str) -> datetime | None:
@@ -311,19 +312,19 @@ class ElectionData:
                 self.history_prefix, timeout=timeout, limit=limit, newest_first=True
             )
             return [_load(k.value) for k in keys]
-        page = min(READ_PAGE, 2 * limit)
+        page = min(READ_MAX, 2 * limit)
         while True:
             records = self.history(page, timeout=timeout)
             runs = [r for r in records if is_run(r)]
-            if len(runs) >= limit or len(records) < page or page >= 16 * READ_PAGE:
+            if len(runs) >= limit or len(records) < page or page >= READ_MAX:
                 return runs[:limit]
-            page *= 2
+            page = min(READ_MAX, page * 2)
 
     def find_run(self, run_id: str, *, timeout: float) -> list[dict[str, Any]]:
         """The records whose run id starts with ``run_id`` (one, unless the prefix is
         ambiguous), newest first. Run ids end each history key, so only matching keys are
         decoded."""
-        limit, page = 16 * READ_PAGE, 64
+        page = 64
         while True:
             keys = self.store.get_prefix(
                 self.history_prefix, timeout=timeout, limit=page, newest_first=True
@@ -334,9 +335,9 @@ class ElectionData:
                 if k.key.rsplit("-", 1)[-1].startswith(run_id)
                 and str((doc := _load(k.value)).get("run_id") or "").startswith(run_id)
             ]
-            if found or len(keys) < page or page >= limit:
+            if found or len(keys) < page or page >= READ_MAX:
                 break
-            page *= 4
+            page = min(READ_MAX, page * 4)
         if len(found) != 1:
             return [doc for _, doc in found]
         key, doc = found[0]

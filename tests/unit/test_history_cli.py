@@ -231,3 +231,28 @@ def test_a_record_with_the_largest_tails_is_far_below_etcds_request_limit() -> N
              "stderr_tail": "\x01" * 4096, "stderr_truncated": True}  # fmt: skip
     record = run_record("a" * 12, "20261130T024500Z", output=True, error="e" * 1000)
     assert len(_dump(worst)) + len(_dump(record)) < 64 * 1024 < 1.5 * 1024 * 1024 / 20
+
+
+def test_runs_only_reads_past_many_not_run_records_in_bounded_pages() -> None:
+    """A long suspension leaves hundreds of not-run records after the last runs: `history` still
+    finds the runs, reading growing pages (never more than READ_MAX records at once)."""
+    from leaderjob.records import READ_MAX
+
+    store = MemoryStore(SystemClock())
+    d = ElectionData(store, "/leaderjob", "job")
+    for i in range(3):
+        d.record(run_record(f"run{i:09d}", f"S{i}"), T0 + timedelta(seconds=i), timeout=1)
+    for i in range(500):
+        d.record({"run_id": None, "slot": f"N{i}", "outcome": "skipped_suspended",
+                  "not_run": "suspended"}, T0 + timedelta(seconds=10 + i), timeout=1)  # fmt: skip
+    asked: list[int] = []
+    get_prefix = store.get_prefix
+
+    def spy(prefix: str, **kw: Any) -> Any:
+        asked.append(kw.get("limit", 0))
+        return get_prefix(prefix, **kw)
+
+    store.get_prefix = spy  # type: ignore[method-assign]
+    runs = d.history(2, timeout=1, runs_only=True)
+    assert [r["run_id"] for r in runs] == ["run000000002", "run000000001"]
+    assert asked and max(asked) <= READ_MAX and all(n > 0 for n in asked)
