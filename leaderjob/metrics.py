@@ -24,6 +24,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from leaderjob.records import NOT_RUN_REASONS
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -115,6 +117,13 @@ class Metrics:
             [*j, "reason"],
             registry=registry,
         )
+        self.slots_not_run = Counter(
+            "leaderjob_slots_not_run",
+            "Schedule slots that did not run, by reason (skipped, missed, suspended, late, "
+            "failed_to_start); each also has a history record",
+            [*j, "reason"],
+            registry=registry,
+        )
         self.clock_skew = Gauge(
             "leaderjob_schedule_clock_skew_seconds",
             "While leading: how far the newest slot claim lies ahead of this replica's clock "
@@ -194,6 +203,7 @@ class Metrics:
             self.last_success,
             self.schedule_lag,
             self.slots_skipped,
+            self.slots_not_run,
             self.clock_skew,
             self.clock_step,
             self.job_kills,
@@ -221,6 +231,9 @@ class Metrics:
             metric.labels(e, job)
         for direction in ("acquired", "lost"):
             self.transitions.labels(e, job, direction)
+        # At zero from the start, so that increase() sees the first missed slot of a new leader.
+        for reason in NOT_RUN_REASONS:
+            self.slots_not_run.labels(e, job, reason)
         info = (e, job, mode, fingerprint)
         old = self._info.get(job)
         if old is not None and old != info:

@@ -38,6 +38,10 @@ STEP_TRUST_AFTER = 600.0
 #: Wall and monotonic clocks diverging by less than this between two looks is slewing or a
 #: small step: followed at once.
 STEP_THRESHOLD = 1.0
+#: A new leader lists at most this many missed slots one by one (the newest) for their not-run
+#: records; the older ones are summarised as one range with a count, so a long outage costs a
+#: bounded number of history writes.
+MISSED_RECORDS = 10
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class CatchUpPlan:
     run: Slot | None = None  # the one missed slot to run now, if any
     skipped: int = 0  # missed slots not run (at least this many)
     expired: Slot | None = None  # the newest missed slot, if too old to run
+    #: The missed slots that do not run, newest first, at most :data:`MISSED_RECORDS`.
+    missed: list[Slot] = field(default_factory=list)
+    #: The older missed slots not listed: (first, last) fire time of the range, and how many.
+    missed_range: tuple[datetime, datetime] | None = None
+    missed_more: int = 0
 
 
 @dataclass
@@ -101,13 +110,31 @@ class Planner:
         older = counted - 1
         if self.catch_up == "skip":
             plan.skipped = counted
-            return plan
+            return self._list_missed(plan, newest.fire_time, counted, last_claimed)
         if now - newest.start_time > self.deadline:  # lateness counts from the jittered start
             plan.expired = newest
             plan.skipped = older
-            return plan
+            return self._list_missed(plan, newest.fire_time, counted, last_claimed)
         plan.run = newest
         plan.skipped = older
+        if older:
+            previous = self._previous(newest.fire_time, last_claimed)
+            self._list_missed(plan, previous, older, last_claimed)
+        return plan
+
+    def _list_missed(
+        self, plan: CatchUpPlan, newest: datetime, count: int, last_claimed: datetime
+    ) -> CatchUpPlan:
+        """List the ``count`` missed fire times that do not run, from ``newest`` back: the
+        newest :data:`MISSED_RECORDS` one by one, the rest as one range (its first fire time is
+        the one after ``last_claimed``)."""
+        t = newest
+        while t > last_claimed and len(plan.missed) < min(count, MISSED_RECORDS):
+            plan.missed.append(self.slot(t))
+            t = self._previous(t, last_claimed)
+        if count > len(plan.missed) and t > last_claimed:
+            plan.missed_range = (self.schedule.next_after(last_claimed), t)
+            plan.missed_more = count - len(plan.missed)
         return plan
 
     def _missed(self, last_claimed: datetime, now: datetime) -> tuple[int, datetime | None]:

@@ -7,7 +7,8 @@ Layout under ``<prefix>/<election>/``::
     slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
-    history/<ms>-<run-id>      one record per run or skipped slot, keyed by its completion
+    history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
+    output/<ms>-<run-id>       a run's output tails, written with its record (one Txn)
     control/suspended          present while the election is suspended
     control/triggers/<id>      "run now" requests, consumed by the claim that runs them
 
@@ -16,6 +17,16 @@ with our token and the slot key's create revision with 0, so a deposed leader's 
 slot is ever claimed twice. A claim to *run* (a slot or a trigger) also requires
 ``control/suspended`` to be absent, so ``suspend`` and ``resume`` take effect for the very next
 slot, whatever the leader last read. History is informational and written best-effort.
+
+A slot that did not run has a record too (``not_run``: one of :data:`NOT_RUN_REASONS`), written
+only when it did not run: a run that happens costs no extra write. A record with ``first_slot``
+and ``count`` stands for every fire time from ``first_slot`` to ``slot`` (a long outage is one
+record, not one per slot).
+
+A run's output tails (the last 4 KiB of its stdout and of its stderr) are kept beside its record,
+under ``output/`` with the same name, written in the same Txn (still one write per run) and
+pruned with it: history records stay small, so reading many of them (status, audit, pruning)
+stays far below gRPC's 4 MiB message limit, and only ``history --run`` reads a run's output.
 
 Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
 begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
@@ -37,6 +48,16 @@ SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
 #: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
 PRUNE_BATCH = 64
 TRIGGER_SLOT = "trigger-"
+#: Why a slot did not run: a history record's ``not_run`` and the ``reason`` of
+#: ``leaderjob_slots_not_run_total``. skipped: the overlap policy (forbid, or a replacement
+#: superseded); missed: nobody led at its time, and the catch-up policy did not run it;
+#: suspended; late: past its starting deadline (or too little lease left to start it safely);
+#: failed_to_start: the command could not be started.
+NOT_RUN_REASONS = ("skipped", "missed", "suspended", "late", "failed_to_start")
+#: History reads that look for something (runs among not-run records, a run id) grow their page
+#: up to this many records: a record and its key are well under 1 KiB (output tails live
+#: elsewhere), so a reply stays below gRPC's default 4 MiB message limit.
+READ_MAX = 4000
 
 
 def parse_slot_id(slot: str) -> datetime | None:
@@ -44,6 +65,38 @@ def parse_slot_id(slot: str) -> datetime | None:
         return datetime.strptime(slot, SLOT_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def is_run(record: dict[str, Any]) -> bool:
+    """A record of a run (it has a run id, even a start that failed), not of a slot that did
+    not run."""
+    return bool(record.get("run_id"))
+
+
+def in_progress(
+    claims: dict[str, dict[str, Any]], records: list[dict[str, Any]], token: int, *, full: bool
+) -> tuple[str, dict[str, Any]] | None:
+    """The run in progress, as etcd shows it: the newest claim *to run* made by the leader
+    (``token``) whose slot has no record yet (a run's record is written when it ends).
+
+    ``records`` are the newest records; ``full``: there may be older ones. Then a claim older
+    than every record read is not taken for a run in progress: its record may lie beyond them.
+    """
+    to_run = [
+        (str(claim.get("scheduled_time") or claim.get("claimed_at") or ""), slot, claim)
+        for slot, claim in claims.items()
+        if claim.get("token") == token
+        and claim.get("status", "running") in ("running", "replacing")
+    ]
+    if not to_run:
+        return None
+    when, slot, claim = max(to_run)
+    if any(r.get("slot") == slot for r in records):
+        return None
+    times = [str(r.get("scheduled_time") or "") for r in records if r.get("scheduled_time")]
+    if full and times and when < min(times):
+        return None
+    return slot, claim
 
 
 def iso(t: datetime | None) -> str | None:
@@ -77,6 +130,13 @@ class ElectionData:
     @property
     def history_prefix(self) -> str:
         return f"{self.base}/history/"
+
+    @property
+    def output_prefix(self) -> str:
+        return f"{self.base}/output/"
+
+    def output_key(self, history_key: str) -> str:
+        return self.output_prefix + history_key.rsplit("/", 1)[-1]
 
     @property
     def control_prefix(self) -> str:
@@ -167,11 +227,15 @@ class ElectionData:
         return old
 
     def old_history(self, limit: int, *, timeout: float) -> list[str]:
-        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`."""
+        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`,
+        with their output keys (at most as many again: 128 operations, etcd's limit per Txn)."""
         keys = self.store.get_prefix(
             self.history_prefix, timeout=timeout, limit=limit + PRUNE_BATCH, newest_first=True
         )
-        return [k.key for k in reversed(keys[limit:])]
+        old = list(reversed(keys[limit:]))
+        return [k.key for k in old] + [
+            self.output_key(k.key) for k in old if _load(k.value).get("output")
+        ]
 
     def delete_fenced(self, own_key: str, token: int, keys: list[str], *, timeout: float) -> bool:
         """Delete ``keys`` in one Txn, only while we still hold our key (a deposed leader's
@@ -194,12 +258,28 @@ class ElectionData:
         )
         return Control(suspended, triggers)
 
-    def record(self, entry: dict[str, Any], at: datetime, *, timeout: float) -> None:
+    def record(
+        self,
+        entry: dict[str, Any],
+        at: datetime,
+        *,
+        timeout: float,
+        output: dict[str, Any] | None = None,
+    ) -> None:
         """Append one history record, keyed by ``at``: when it completed, so a long run's
-        outcome sorts after the skips made while it ran, and is pruned after them."""
+        outcome sorts after the skips made while it ran, and is pruned after them. A run's
+        ``output`` (its tails) goes beside it in the same Txn: one write."""
         stamp = int(at.timestamp() * 1000)
         key = f"{self.history_prefix}{stamp:013d}-{entry.get('run_id') or uuid.uuid4().hex[:12]}"
-        self.store.put(key, _dump(entry), timeout=timeout)
+        if not output:
+            self.store.put(key, _dump(entry), timeout=timeout)
+            return
+        out = self.output_key(key)
+        # Not fenced (history is written after a tenure too): the Txn's only compare is that
+        # the output key is new, which a unique name always is.
+        self.store.guarded_put(
+            out, 0, [(key, _dump({**entry, "output": True})), (out, _dump(output))], timeout=timeout
+        )
 
     # -- anyone's side (CLI) -------------------------------------------------------------------
 
@@ -222,11 +302,60 @@ class ElectionData:
             later += fired is not None and fired > to
         return last, later
 
-    def history(self, limit: int, *, timeout: float) -> list[dict[str, Any]]:
-        keys = self.store.get_prefix(
-            self.history_prefix, timeout=timeout, limit=limit, newest_first=True
-        )
-        return [_load(k.value) for k in keys]
+    def history(
+        self, limit: int, *, timeout: float, runs_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` records, newest first; ``runs_only``: of runs alone (read in
+        growing pages of the newest records until enough runs are found)."""
+        if not runs_only:
+            keys = self.store.get_prefix(
+                self.history_prefix, timeout=timeout, limit=limit, newest_first=True
+            )
+            return [_load(k.value) for k in keys]
+        page = min(READ_MAX, 2 * limit)
+        while True:
+            records = self.history(page, timeout=timeout)
+            runs = [r for r in records if is_run(r)]
+            if len(runs) >= limit or len(records) < page or page >= READ_MAX:
+                return runs[:limit]
+            page = min(READ_MAX, page * 2)
+
+    def find_run(self, run_id: str, *, timeout: float) -> list[dict[str, Any]]:
+        """The records whose run id starts with ``run_id`` (one, unless the prefix is
+        ambiguous), newest first. Run ids end each history key, so only matching keys are
+        decoded."""
+        page = 64
+        while True:
+            keys = self.store.get_prefix(
+                self.history_prefix, timeout=timeout, limit=page, newest_first=True
+            )
+            found = [
+                (k.key, doc)
+                for k in keys
+                if k.key.rsplit("-", 1)[-1].startswith(run_id)
+                and str((doc := _load(k.value)).get("run_id") or "").startswith(run_id)
+            ]
+            if found or len(keys) < page or page >= READ_MAX:
+                break
+            page = min(READ_MAX, page * 4)
+        if len(found) != 1:
+            return [doc for _, doc in found]
+        key, doc = found[0]
+        if doc.get("output"):
+            info = self.store.get(self.output_key(key), timeout=timeout)
+            if info is not None:
+                doc = {**doc, **_load(info.value)}
+        return [doc]
+
+    def claims(self, *, timeout: float, triggers: bool = False) -> dict[str, dict[str, Any]]:
+        """Slot claims still kept (timed ones; ``triggers``: trigger claims too): slot id →
+        claim (status, token, identity, claimed_at)."""
+        slots = f"{self.base}/slots/"
+        return {
+            k.key[len(slots) :]: _load(k.value)
+            for k in self.store.get_prefix(slots, timeout=timeout)
+            if triggers or not k.key[len(slots) :].startswith(TRIGGER_SLOT)
+        }
 
     def schedule_info(self, *, timeout: float) -> dict[str, Any] | None:
         info = self.store.get(self.schedule_key, timeout=timeout)

@@ -2,8 +2,8 @@
 
 The daemon side of :mod:`leaderjob.watchdog`. A :class:`Run` starts the watchdog with two pipes
 (control in, status out), hands it the command, environment, local deadline and grace, then moves
-the deadline forward after each renewal. The job's stdout and stderr are the daemon's own: they
-pass straight through.
+the deadline forward after each renewal. The job's stdout and stderr pass through the watchdog
+to the daemon's own, and their last 4 KiB come back with the exit report (:attr:`Run.tails`).
 
 Everything here is non-blocking except :meth:`Run.start`, which waits for the watchdog to confirm
 that the job started — at most for the budget it is given (the daemon gives the time left before
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leaderjob import tail
 from leaderjob.clock import Wakeable
 
 _WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
@@ -67,6 +68,8 @@ class Run:
     stop_reason: str | None = None
     confirmed: bool = False  # the watchdog reported the job's pid within the start budget
     signals: list[Signal] = field(default_factory=list)
+    #: The last output of the job (leaderjob.tail): stdout_tail, stdout_truncated, stderr_…
+    tails: dict[str, Any] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
     _ctl: int | None = None
     _out: bytes = b""  # written to the control pipe as it drains
@@ -184,6 +187,9 @@ class Run:
             self.signals.append(Signal(str(msg["signal"]), str(msg["reason"])))
         if "exited" in msg:
             self.returncode = int(msg["exited"])
+        if "tail" in msg:
+            tail.absorb(self.tails, msg)
+            return  # data for the record, not an event
         self._events.append(msg)
 
     def _send(self, msg: dict[str, Any]) -> None:

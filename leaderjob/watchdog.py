@@ -21,12 +21,15 @@ in the daemon, which has gRPC threads), which:
 SIGKILL is repeated until no descendant is left and all are reaped, and only then is the exit
 reported: the daemon revokes the lease after that report, so no part of the run outlives it.
 
-It imports only the standard library and is run as ``python -S watchdog.py CTL_FD STATUS_FD`` so
-it starts in milliseconds. Protocol: JSON lines. Daemon → watchdog: the first line
-``{"argv", "env", "deadline", "grace"}``, then ``{"deadline": D}``, ``{"stop": reason}`` or
-``{"kill": reason}``. Watchdog → daemon: ``{"started": pid}`` or ``{"error": text}``, then
-``{"signal": name, "reason": why}`` for each signal sent, and finally ``{"exited": returncode}``
-(after an ``{"error": text}`` if the watchdog itself failed).
+It imports only the standard library (and :mod:`leaderjob.tail`, which does too) and is run as
+``python -S watchdog.py CTL_FD STATUS_FD`` so it starts in milliseconds. Protocol: JSON lines.
+Daemon → watchdog: the first line ``{"argv", "env", "deadline", "grace"}``, then
+``{"deadline": D}``, ``{"stop": reason}`` or ``{"kill": reason}``. Watchdog → daemon:
+``{"started": pid}`` or ``{"error": text}``, then ``{"signal": name, "reason": why}`` for each
+signal sent, the tail of the job's output in parts (``{"tail": stream, "part": text}``,
+``{"tail": stream, "truncated": true}``: leaderjob.tail), and finally ``{"exited": returncode}``
+(after an ``{"error": text}`` if the watchdog itself failed). The job's stdout and stderr pass
+through this process to the daemon's own.
 """
 
 from __future__ import annotations
@@ -42,12 +45,26 @@ import sys
 import time
 from typing import Any
 
+if __package__:
+    from leaderjob import tail
+else:  # run as a script (python -S): the package may not be importable; load the file beside us
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "leaderjob_tail", os.path.join(os.path.dirname(os.path.abspath(__file__)), "tail.py")
+    )
+    assert _spec is not None and _spec.loader is not None
+    tail = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(tail)
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1
 #: Pause between SIGKILL sweeps while descendants are still dying.
 SWEEP_PAUSE = 0.01
+#: At most this long the exit report waits for the job's last output to be copied through.
+TAIL_WAIT = 0.5
 
 
 class Refused(Exception):
@@ -98,6 +115,7 @@ class Watchdog:
         self.termed = False
         self.killed = False
         self.ctl_open = True
+        self.tails: tail.Tails | None = None  # the job's stdout/stderr, passed through
         # SIGCHLD wakes the select below through this pipe (the handler itself does nothing).
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -251,21 +269,27 @@ class Watchdog:
         self.grace = float(first["grace"])
         argv = [str(a) for a in first["argv"]]
         env = {str(k): str(v) for k, v in dict(first["env"]).items()}
+        tails = tail.Tails()
         try:
             job = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
+                stdout=tails.child_fds[0],
+                stderr=tails.child_fds[1],
                 start_new_session=True,
-                preexec_fn=self.prepare_child,  # noqa: PLW1509 - no threads in this process
+                preexec_fn=self.prepare_child,  # noqa: PLW1509 - no threads in this process yet
             )
         except subprocess.SubprocessError:  # prepare_child refused; the reason still holds
+            tails.close()
             self.send(error=self.refusal() or "not started: the watchdog is dying")
             return False
         except OSError as exc:
+            tails.close()
             self.send(error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
             return False
-        self.job, self.job_pid = job, job.pid
+        tails.started()  # copy threads from here on: no fork follows
+        self.job, self.job_pid, self.tails = job, job.pid, tails
         self.send(started=job.pid)
         return True
 
@@ -281,6 +305,8 @@ class Watchdog:
                 self.kill_everything()
             self.send(error=f"watchdog failed: {exc!r}")
             if self.job_pid:
+                with contextlib.suppress(Exception):
+                    self.send_tails()
                 self.send(exited=self.returncode)
             return 1
 
@@ -324,8 +350,16 @@ class Watchdog:
                         self.handle(msg, time.monotonic())
         # The main process is gone; nothing it started may outlive the run.
         self.kill_everything()
+        self.send_tails()
         self.send(exited=self.returncode)
         return 0
+
+    def send_tails(self) -> None:
+        """The last output of the job, before the exit report (every writer is dead now, so
+        the copies end at once unless the daemon's stdout is stuck: then what was read)."""
+        if self.tails is not None:
+            for msg in tail.messages(self.tails.report(timeout=TAIL_WAIT)):
+                self.send(**msg)
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from leaderjob import __version__, fenced_cli
+from leaderjob.cli.audit import audit
 from leaderjob.cli.control import EXIT_WAIT_TIMEOUT, WAIT_POLL, resume, suspend, trigger
 from leaderjob.cli.daemon import _serve, build_timing, http_snapshot, lock, run
 from leaderjob.cli.options import (
@@ -47,6 +48,7 @@ for command in (run, lock):  # the daemon
     main.add_command(command)
 for command in (status, history, repair_schedule, trigger, suspend, resume):  # read, control
     main.add_command(command)
+main.add_command(audit)  # the slot ledger check
 for command in (next_, demo, selftest):  # the tools
     main.add_command(command)
 main.add_command(jobs)  # the jobs file: check

@@ -27,6 +27,9 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.records import ElectionData, iso
 
+#: A queued record's output tails, written beside it (records.ElectionData.record).
+OUTPUT = "_output"
+
 
 def _signal_name(returncode: int) -> str | None:
     if returncode >= 0:
@@ -52,6 +55,8 @@ class History:
     restart_at: float
     exit_code: int
     last_run: dict[str, Any] | None
+    #: The record of the last run this replica saw succeed (for `/status`).
+    last_success: dict[str, Any] | None = None
     on_done: Callable[[], None]
     _backlog: list[tuple[dict[str, Any], datetime]]
 
@@ -61,7 +66,7 @@ class History:
         duration = now - run.started_at
         rc = run.returncode
         outcome = run.outcome
-        record = {
+        record: dict[str, Any] = {
             "run_id": run.run_id,
             "slot": active.slot,
             "scheduled_time": iso(active.scheduled),
@@ -75,6 +80,8 @@ class History:
             "signal": _signal_name(rc) if rc is not None else None,
             "outcome": outcome,
         }
+        if run.signals:  # what the watchdog sent the job's group, and why
+            record["signals"] = [{"signal": s.name, "reason": s.reason} for s in run.signals]
         self.last_run = record
         self.log.info(
             "job.finished",
@@ -93,10 +100,12 @@ class History:
             m.job_runs.labels(self.election, self.s.election, outcome).inc()
             m.job_duration.labels(self.election, self.s.election).observe(duration)
             if outcome == "succeeded":
-                m.last_success.labels(self.election, self.s.election).set(
-                    self.clock.wall().timestamp()
-                )
-        self._record(record)
+                now = self.clock.wall().timestamp()
+                m.last_success.labels(self.election, self.s.election).set(now)
+        if outcome == "succeeded":
+            self.last_success = record
+        # The output tails go to etcd beside the record, never into a log or /status.
+        self._record({**record, OUTPUT: run.tails} if run.tails else record)
         self.restart_at = now + SERVICE_RESTART_DELAY
         if self.s.mode == "once":
             if run.stop_reason == "killed_on_leadership_loss":
@@ -123,6 +132,33 @@ class History:
                 backoff_seconds=backoff,
             )
 
+    def _not_run(
+        self,
+        slot: str,
+        scheduled: datetime | None,
+        reason: str,
+        outcome: str,
+        token: int | None,
+        **extra: Any,
+    ) -> None:
+        """A slot did not run: count it and record why (``reason``: one of NOT_RUN_REASONS).
+        ``extra``: ``first_slot`` and ``count`` when the record stands for a range of slots."""
+        if self.metrics is not None:
+            series = self.metrics.slots_not_run.labels(self.election, self.s.election, reason)
+            series.inc(extra.get("count", 1))
+        self._record(
+            {
+                "run_id": None,
+                "slot": slot,
+                "scheduled_time": iso(scheduled),
+                "token": token,
+                "identity": self.s.identity,
+                "outcome": outcome,
+                "not_run": reason,
+                **extra,
+            }
+        )
+
     def _record(self, entry: dict[str, Any]) -> None:
         """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""
         if self.s.mode != "schedule":
@@ -140,8 +176,11 @@ class History:
         wrote = False
         while self._backlog and self.session.may_bookkeep():
             entry, at = self._backlog[0]
+            output = entry.get(OUTPUT)
+            if output is not None:
+                entry = {k: v for k, v in entry.items() if k != OUTPUT}
             try:
-                self.data.record(entry, at, timeout=self.session.io_timeout())
+                self.data.record(entry, at, timeout=self.session.io_timeout(), output=output)
             except StoreError as exc:
                 self.session.store_error(exc)
                 return

@@ -421,6 +421,10 @@ class Daemon:
         elif gone is not None:
             self.log.info("election.withdrawn", reason=reason, lease_id=f"{gone.lease_id:x}")
         self.session.release()
+        # History records queued while leading (the stopped run's outcome) are written now, after
+        # the handover: else that slot stays claimed with no record.
+        for r in self.runners.values():
+            r._flush()
         if reason == "unhealthy":
             return Report("unhealthy")
         if reason == "fatal":

@@ -262,6 +262,8 @@ class Runner(History, Scheduling):
             self.log.warning("job.skipped", reason="deadline", slot=slot)
             if self.metrics is not None:
                 self.metrics.slots_skipped.labels(self.election, self.s.election, "deadline").inc()
+            if attempt == 0:  # a retry's slot ran already
+                self._not_run(slot, scheduled, "late", "skipped_deadline", token)
             return Report("job_skipped", {"reason": "deadline"})
         deadline, term_at = seat.deadline, seat.term_at
         assert deadline is not None and term_at is not None
@@ -303,9 +305,9 @@ class Runner(History, Scheduling):
             run.close()  # already closed by start(); said again here because S1 rests on it
             self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
             if self.metrics is not None:
-                self.metrics.job_runs.labels(
-                    self.election, self.s.election, "failed_to_start"
-                ).inc()
+                job = (self.election, self.s.election)
+                self.metrics.job_runs.labels(*job, "failed_to_start").inc()
+                self.metrics.slots_not_run.labels(*job, "failed_to_start").inc()
             self.restart_at = now + SERVICE_RESTART_DELAY
             if self.s.mode == "once":
                 self.exit_code = 127
@@ -318,6 +320,7 @@ class Runner(History, Scheduling):
                     "token": token,
                     "identity": self.s.identity,
                     "outcome": "failed_to_start",
+                    "not_run": "failed_to_start",
                     "error": run.error,
                 }
             )

@@ -24,6 +24,15 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
+from leaderjob.schedule import slot_id
+
+#: A skip's reason → why the slot did not run (records.NOT_RUN_REASONS).
+NOT_RUN = {
+    "overlap": "skipped",
+    "superseded": "skipped",
+    "suspended": "suspended",
+    "deadline": "late",
+}
 
 
 class Scheduling:
@@ -38,6 +47,9 @@ class Scheduling:
     election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
     runs: list[ActiveRun]
+    #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
+    #: before any new claim) finds the same missed slots again and must not record them twice.
+    _missed_upto: datetime | None = None
 
     def _start(
         self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
@@ -48,6 +60,17 @@ class Scheduling:
         raise NotImplementedError
 
     def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _not_run(
+        self,
+        slot: str,
+        scheduled: datetime | None,
+        reason: str,
+        outcome: str,
+        token: int | None,
+        **extra: Any,
+    ) -> None:
         raise NotImplementedError
 
     def _delete_old(self, find: Callable[[float], list[str]]) -> None:
@@ -103,7 +126,9 @@ class Scheduling:
             # A stall or a forward wall-clock step can expire thousands of slots at once: claim
             # and record only the newest (it moves state/last_slot on) and count the others, so
             # this cycle stays short and the lease keeps being renewed.
-            self._skip(tenure, expired[-1], "deadline", claim=True, also=len(expired) - 1)
+            self._skip(
+                tenure, expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0]
+            )
         if slot is None:
             return None
         return self._fire(tenure, slot)
@@ -170,6 +195,25 @@ class Scheduling:
             )
             if plan.expired is not None:
                 self.metrics.slots_skipped.labels(self.election, self.s.election, "deadline").inc()
+        # Every missed slot that does not run gets a not-run record: the newest few one by one,
+        # the rest as one range (a day of a per-second schedule is one record, not 86 400).
+        upto = self._missed_upto
+        for missed in plan.missed:
+            if upto is None or missed.fire_time > upto:
+                self._not_run(missed.id, missed.fire_time, "missed", "missed", tenure.token)
+        if plan.missed:
+            self._missed_upto = max(upto or plan.missed[0].fire_time, plan.missed[0].fire_time)
+        if plan.missed_range is not None and (upto is None or plan.missed_range[1] > upto):
+            first, last = plan.missed_range
+            self._not_run(
+                slot_id(last),
+                last,
+                "missed",
+                "missed",
+                tenure.token,
+                first_slot=slot_id(first),
+                count=plan.missed_more,
+            )
         if plan.run is not None:
             tenure.pending.append(
                 Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
@@ -380,9 +424,17 @@ class Scheduling:
         )
 
     def _skip(
-        self, tenure: Tenure, slot: Slot, reason: str, *, claim: bool, also: int = 0
+        self,
+        tenure: Tenure,
+        slot: Slot,
+        reason: str,
+        *,
+        claim: bool,
+        also: int = 0,
+        first: Slot | None = None,
     ) -> Report:
-        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed).
+        """Skip ``slot`` (and count ``also`` older slots skipped with it, unclaimed, from
+        ``first`` on: its record stands for them all).
 
         With ``claim``, the skip is recorded only if the claim made the slot ours: a deposed
         leader records nothing for a slot its successor may have run.
@@ -397,14 +449,10 @@ class Scheduling:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
             self.metrics.slots_skipped.labels(self.election, self.s.election, reason).inc(1 + also)
-        self._record(
-            {
-                "run_id": None,
-                "slot": slot.id,
-                "scheduled_time": iso(slot.fire_time),
-                "token": tenure.token,
-                "identity": self.s.identity,
-                "outcome": f"skipped_{reason}",
-            }
+        extra: dict[str, Any] = {}
+        if also and first is not None:
+            extra = {"first_slot": first.id, "count": 1 + also}
+        self._not_run(
+            slot.id, slot.fire_time, NOT_RUN[reason], f"skipped_{reason}", tenure.token, **extra
         )
         return Report("slot_skipped", {"slot": slot.id, "reason": reason})

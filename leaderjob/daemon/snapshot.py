@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.election.machine import Phase
@@ -36,9 +37,17 @@ def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
         "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
         "suspended": daemon.tenure.suspended if daemon.tenure is not None else None,
         "running": [
-            {"run_id": a.run.run_id, "pid": a.run.pid, "slot": a.slot} for a in daemon.runs
+            {
+                "run_id": a.run.run_id,
+                "pid": a.run.pid,
+                "slot": a.slot,
+                "attempt": a.attempt,
+                "running_for_seconds": round(daemon.clock.monotonic() - a.run.started_at, 3),
+            }
+            for a in daemon.runs
         ],
         "last_run": daemon.runner.last_run,
+        "last_success": _last_success(daemon.runner.last_success, daemon.clock.wall()),
         "loop_at": daemon.clock.monotonic(),
         "renewed_at": lease.last_ok_sent if lease is not None else None,
         "deadline": machine.deadline,
@@ -51,7 +60,32 @@ def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
                 "token": r.seat.token,
                 "running": [a.run.run_id for a in r.runs],
                 "last_outcome": (r.last_run or {}).get("outcome"),
+                "current_runs": [
+                    {
+                        "run_id": a.run.run_id,
+                        "pid": a.run.pid,
+                        "slot": a.slot,
+                        "running_for_seconds": round(
+                            daemon.clock.monotonic() - a.run.started_at, 3
+                        ),
+                    }
+                    for a in r.runs
+                ],
+                "last_success": _last_success(r.last_success, daemon.clock.wall()),
             }
             for name, r in daemon.runners.items()
         }
     return snap
+
+
+def _last_success(record: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    """The last run this replica saw succeed: when it finished, and how long ago."""
+    if record is None or not record.get("finished_at"):
+        return None
+    finished = datetime.fromisoformat(str(record["finished_at"]).replace("Z", "+00:00"))
+    return {
+        "run_id": record.get("run_id"),
+        "slot": record.get("slot"),
+        "finished_at": record["finished_at"],
+        "seconds_ago": round((now - finished).total_seconds(), 3),
+    }

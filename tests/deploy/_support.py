@@ -53,6 +53,7 @@ CORE_METRICS = {
     "leaderjob_job_last_success_timestamp_seconds": "gauge",
     "leaderjob_schedule_lag_seconds": "histogram",
     "leaderjob_slots_skipped_total": "counter",
+    "leaderjob_slots_not_run_total": "counter",
     "leaderjob_job_kills_total": "counter",
     "leaderjob_etcd_errors_total": "counter",
 }

@@ -144,7 +144,9 @@ def test_concurrency_forbid_skips_overlapping_slots(etcd, prefix, procs, tmp_pat
     d.wait_event("slot.skipped", 10, reason="overlap")
     d.wait_event("job.finished", 10)
     assert _depth(journal) == 1
-    history = json.loads(cli(etcd.endpoint, prefix, "history", "--election", "job", "--json"))
+    history = json.loads(
+        cli(etcd.endpoint, prefix, "history", "--election", "job", "--all", "--json")
+    )
     assert any(r["outcome"] == "skipped_overlap" for r in history)
 
 
@@ -250,8 +252,9 @@ def test_suspend_resume_history_status_and_next(etcd, prefix, procs, tmp_path):
     assert "resumed" in cli(etcd.endpoint, prefix, "resume", "--election", "job")
     assert wait_for(lambda: len(starts(journal)) > count, 5)
     history = json.loads(
-        cli(etcd.endpoint, prefix, "history", "--election", "job", "--json", "--limit", "100")
-    )
+        cli(etcd.endpoint, prefix, "history", "--election", "job", "--all", "--json", "--limit",
+            "100")
+    )  # fmt: skip
     outcomes = Counter(r["outcome"] for r in history)
     assert outcomes["succeeded"] >= 1 and outcomes["skipped_suspended"] >= 1
     table = cli(etcd.endpoint, prefix, "history", "--election", "job")

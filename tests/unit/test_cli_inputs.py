@@ -483,9 +483,15 @@ def test_history_table_shows_seconds_and_fits_long_slots() -> None:
         },
     ]
     lines = cli.format_history(records).splitlines()
-    assert lines[0].split() == ["STARTED", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY"]
-    assert lines[1].split()[:2] == ["2026-11-30T02:48:54Z", "trigger-20261130T024854-1a2b3c4d"]
-    assert lines[2].split()[:3] == ["2026-11-30T02:45:00Z", "20261130T024500Z", "skipped_overlap"]
+    header = ["STARTED", "RUN", "SLOT", "OUTCOME", "EXIT", "SECS", "TOKEN", "BY"]
+    assert lines[0].split() == header
+    assert lines[1].split()[:3] == ["2026-11-30T02:48:54Z", "-", "trigger-20261130T024854-1a2b3c4d"]
+    assert lines[2].split()[:4] == [
+        "2026-11-30T02:45:00Z",
+        "-",
+        "20261130T024500Z",
+        "skipped_overlap",
+    ]
     # Columns line up: every row's OUTCOME starts where the header's does.
     col = lines[0].index("OUTCOME")
     assert lines[1][col:].startswith("succeeded") and lines[2][col:].startswith("skipped")

@@ -192,7 +192,9 @@ def test_status_shows_a_group_as_a_table_and_suspend_acts_on_every_job(
     out = runner.invoke(cli.main, ["status", "--election", GROUP, "--prefix", PREFIX])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert lines[0].split() == ["JOB", "LEADER", "TOKEN", "NEXT", "FIRE", "LAST", "OUTCOME"]
+    assert lines[0].split() == [
+        "JOB", "LEADER", "TOKEN", "NEXT", "FIRE", "RUNNING", "LAST", "SUCCESS", "LAST", "OUTCOME"
+    ]  # fmt: skip
     assert [line.split()[:2] for line in lines[1:]] == [[job, "a"] for job in JOBS]
     doc = json.loads(
         runner.invoke(

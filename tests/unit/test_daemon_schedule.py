@@ -31,6 +31,7 @@ from leaderjob.election.store import StoreUnavailable
 from leaderjob.metrics import Metrics
 from leaderjob.records import SLOT_FORMAT, ElectionData
 from leaderjob.schedule import parse_schedule
+from leaderjob.supervisor import Signal
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TIMING = Timing.from_ttl(3)
@@ -109,6 +110,8 @@ class FakeRun:
         self.stop_reason: str | None = None
         self.stopped_at: float | None = None
         self.confirmed = False
+        self.signals: list[Any] = []
+        self.tails: dict[str, Any] = {}
         self.spec = self.job
 
     @property
@@ -133,6 +136,7 @@ class FakeRun:
         if self.stop_reason is None:
             self.stop_reason = reason
             self.stopped_at = self.clock.monotonic()
+            self.signals.append(Signal("SIGTERM", reason))  # as the watchdog reports it
             self.clock.at(self.stopped_at + self.spec.term_delay, lambda: self._end(-15))
 
     def kill(self, reason: str) -> None:

@@ -475,3 +475,63 @@ def test_slot_clock_trusts_a_jump_held_for_exactly_step_trust_after_L3() -> None
     c.observe(at(1) + timedelta(hours=1), 101.0)
     wall = at(1 + STEP_TRUST_AFTER) + timedelta(hours=1)
     assert c.observe(wall, 101.0 + STEP_TRUST_AFTER) == (wall, 0.0)
+
+
+# --- the record of missed slots (L3: every slot that did not run is accounted for) ---------------
+
+
+def _covered(plan: object, p: Planner) -> set[datetime]:
+    """Every fire time the plan's not-run records cover: one each, plus the summarised range."""
+    from leaderjob.planner import CatchUpPlan
+
+    assert isinstance(plan, CatchUpPlan)
+    fires = {s.fire_time for s in plan.missed}
+    if plan.missed_range is not None:
+        first, last = plan.missed_range
+        t = first
+        while t <= last:
+            fires.add(t)
+            t = p.schedule.next_after(t)
+    return fires
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "deadline", "not_run"),
+    [
+        ("once", None, [10, 20]),  # :30 runs
+        ("skip", None, [10, 20, 30]),
+        ("once", timedelta(seconds=3), [10, 20, 30]),  # :30 expired
+    ],
+)
+def test_catch_up_lists_every_missed_slot_that_does_not_run_L3(
+    catch_up: str, deadline: timedelta | None, not_run: list[int]
+) -> None:
+    """L3: the slots a catch-up does not run are listed (for their not-run records), newest
+    first, and only those: never the one it runs."""
+    p = planner("@every 10s", catch_up=catch_up, starting_deadline=deadline)
+    plan = p.begin_tenure(at(0), at(38))
+    assert [s.fire_time for s in plan.missed] == [at(s) for s in reversed(not_run)]
+    assert plan.missed_range is None and plan.missed_more == 0
+    assert plan.run is None or plan.run not in plan.missed
+
+
+def test_a_long_outage_lists_the_newest_missed_slots_and_summarises_the_rest_L3() -> None:
+    """L3, bounded: a day of a per-minute schedule missed gives MISSED_RECORDS slots one by one and
+    one range for the rest, which together cover every missed fire time exactly once."""
+    from leaderjob.planner import MISSED_RECORDS
+
+    p = planner("* * * * *", catch_up="skip")
+    plan = p.begin_tenure(T0, T0 + timedelta(days=1, seconds=30))
+    assert len(plan.missed) == MISSED_RECORDS
+    assert plan.missed_range is not None
+    assert plan.missed_more == plan.skipped - MISSED_RECORDS == 24 * 60 - MISSED_RECORDS
+    covered = _covered(plan, p)
+    assert len(covered) == plan.skipped
+    assert min(covered) == T0 + timedelta(minutes=1)
+    assert max(covered) == T0 + timedelta(days=1)
+
+
+def test_a_new_election_and_a_fresh_claim_list_nothing_missed() -> None:
+    p = planner("@every 10s")
+    assert p.begin_tenure(None, at(35)).missed == []
+    assert p.begin_tenure(at(30), at(35)).missed == []
