@@ -9,7 +9,9 @@ write the daemon's history records (runs and skipped slots) and metrics.
 It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
 ``valid()`` of the current tenure — :class:`~leaderjob.leadership.Leadership` is one), a store, a
 clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`), which
-waits until :meth:`SingletonTenure.next_wakeup` between steps.
+waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves (overlap,
+outcome, retry, the records' shape, the next wake-up) are pure functions in
+:mod:`leaderjob.singleton_rules`; this module drives them: claims, threads, log lines, metrics.
 
 Rules that differ from the daemon's, because a thread cannot be killed:
 
@@ -36,16 +38,17 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
-from leaderjob.singleton_run import (
-    RETRY_BASE,
-    RETRY_CAP,
-    Active,
-    Concurrency,
-    Pending,
-    Policy,
-    Seat,
-    SlotRun,
+from leaderjob.singleton_rules import (
+    blocked,
+    outcome,
+    overlap,
+    replacement_late,
+    retry_backoff,
+    run_record,
+    skip_record,
+    wakeup,
 )
+from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 
@@ -110,15 +113,19 @@ class SingletonTenure:
 
     def next_wakeup(self, now: float) -> float:
         """Monotonic time of the next thing to do (a run ending wakes the owner by itself)."""
-        times = [self.control_at, now + self.renew_interval]
-        times += [a.timeout_at for a in self.runs if a.timeout_at is not None and not a.done]
-        times += [p.not_before for p in self.pending if not self._blocked()]
+        deadlines = [a.timeout_at for a in self.runs if a.timeout_at is not None and not a.done]
+        deadlines += [p.not_before for p in self.pending if not self._blocked()]
         nxt = self.planner.peek()
-        if nxt is not None:
-            times.append(now + (nxt.start_time - self.clock.wall()).total_seconds())
-        if not self.ready:
-            times.append(now + 0.2)
-        return max(now, min(times))
+        return wakeup(
+            now,
+            control_at=self.control_at,
+            renew_interval=self.renew_interval,
+            deadlines=deadlines,
+            next_slot_in=(
+                None if nxt is None else (nxt.start_time - self.clock.wall()).total_seconds()
+            ),
+            ready=self.ready,
+        )
 
     def end(self, reason: str, *, wait: float | None = None) -> None:
         """The tenure ends: cancel every run and wait for each to return (``wait``: at most so
@@ -206,16 +213,17 @@ class SingletonTenure:
     # -- slots --------------------------------------------------------------------------------
 
     def _blocked(self) -> bool:
-        return bool(self.runs) and self.policy.concurrency != "allow"
+        return blocked(bool(self.runs), self.policy.concurrency)
 
     def _fire(self, slot: Slot) -> str:
         """A slot is due: the overlap policy, the claim (refused while suspended), the start."""
         if self.last_claimed is not None and slot.fire_time <= self.last_claimed:
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return "skipped"
-        if self.runs and self.policy.concurrency == "forbid":
+        decision = overlap(bool(self.runs), self.policy.concurrency)
+        if decision == "skip":
             return self._skip(slot, "overlap", claim=True)
-        replacing = bool(self.runs) and self.policy.concurrency == "replace"
+        replacing = decision == "replace"
         result = self._claim(slot, "replacing" if replacing else "running")
         if result == "suspended":
             self._note_suspended(True)
@@ -236,11 +244,9 @@ class SingletonTenure:
     def _start_pending(self, p: Pending) -> str:
         """A retry or a replacement: not while suspended (read now), and a replacement only
         within its starting deadline."""
-        late = p.replacing is not None and (
-            self.clock.wall() - p.replacing.start_time > self.planner.deadline
-        )
-        if late:
-            assert p.replacing is not None
+        if p.replacing is not None and replacement_late(
+            self.clock.wall(), p.replacing.start_time, self.planner.deadline
+        ):
             return self._skip(p.replacing, "deadline", claim=False)
         try:
             suspended = self.data.is_suspended(timeout=self._io())
@@ -303,17 +309,7 @@ class SingletonTenure:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
             self.metrics.slots_skipped.labels(self.election, reason).inc(1 + also)
-        # The daemon's skip record (records.py has no shared helper for not-run records yet).
-        self._record(
-            {
-                "run_id": None,
-                "slot": slot.id,
-                "scheduled_time": iso(slot.fire_time),
-                "token": self.seat.token,
-                "identity": self.seat.identity,
-                "outcome": f"skipped_{reason}",
-            }
-        )
+        self._record(skip_record(slot, reason, token=self.seat.token, identity=self.seat.identity))
         return "skipped"
 
     # -- runs ---------------------------------------------------------------------------------
@@ -375,31 +371,22 @@ class SingletonTenure:
     def _finished(self, a: Active) -> None:
         run = a.run
         duration = self.clock.monotonic() - a.started
-        if run.cancel_reason in ("timed_out", "replaced"):
-            outcome = run.cancel_reason
-        else:
-            outcome = "succeeded" if a.error is None else "failed"
-        record = {
-            "run_id": run.run_id,
-            "slot": run.slot,
-            "scheduled_time": iso(run.scheduled),
-            "token": run.token,
-            "identity": self.seat.identity,
-            "attempt": run.attempt,
-            "started_at": iso(a.started_wall),
-            "finished_at": iso(self.clock.wall()),
-            "duration_seconds": round(duration, 3),
-            "exit_code": 0 if a.error is None else 1,
-            "signal": None,
-            "outcome": outcome,
-            "error": a.error,
-        }
+        result = outcome(run.cancel_reason, a.error)
+        record = run_record(
+            run,
+            identity=self.seat.identity,
+            started=a.started_wall,
+            finished=self.clock.wall(),
+            duration=duration,
+            outcome=result,
+            error=a.error,
+        )
         self.log.info(
             "job.finished",
             run_id=run.run_id,
             slot=run.slot,
             token=run.token,
-            outcome=outcome,
+            outcome=result,
             duration_seconds=record["duration_seconds"],
             attempt=run.attempt,
             error=a.error,
@@ -407,18 +394,14 @@ class SingletonTenure:
         if self.metrics is not None:
             m = self.metrics
             m.job_running.labels(self.election).set(1 if self.runs else 0)
-            m.job_runs.labels(self.election, outcome).inc()
+            m.job_runs.labels(self.election, result).inc()
             m.job_duration.labels(self.election).observe(duration)
-            if outcome == "succeeded":
+            if result == "succeeded":
                 m.last_success.labels(self.election).set(self.clock.wall().timestamp())
         self._record(record)
-        if (
-            outcome in ("failed", "timed_out")
-            and run.attempt < self.policy.retries
-            and self.seat.valid()
-            and self.seat.token == run.token
-        ):
-            backoff = min(RETRY_CAP, RETRY_BASE * 2**run.attempt)
+        same_tenure = self.seat.valid() and self.seat.token == run.token
+        backoff = retry_backoff(result, run.attempt, self.policy.retries, same_tenure)
+        if backoff is not None:
             self.pending.append(
                 Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
             )
