@@ -11,7 +11,8 @@ It must not know how leadership is held: it is handed a :class:`Seat` (the key, 
 clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`), which
 waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves (overlap,
 outcome, retry, the records' shape, the next wake-up) are pure functions in
-:mod:`leaderjob.singleton_rules`; this module drives them: claims, threads, log lines, metrics.
+:mod:`leaderjob.singleton_rules`; this module drives them (claims, threads), and
+:mod:`leaderjob.singleton_history` writes out what each run and skipped slot leaves behind.
 
 Rules that differ from the daemon's, because a thread cannot be killed:
 
@@ -38,16 +39,8 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
-from leaderjob.singleton_rules import (
-    blocked,
-    outcome,
-    overlap,
-    replacement_late,
-    retry_backoff,
-    run_record,
-    skip_record,
-    wakeup,
-)
+from leaderjob.singleton_history import SingletonHistory
+from leaderjob.singleton_rules import blocked, overlap, replacement_late, wakeup
 from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
@@ -81,6 +74,18 @@ class SingletonTenure:
     suspended: bool | None = None
     last_claimed: datetime | None = None
     control_at: float = 0.0
+    history: SingletonHistory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = SingletonHistory(
+            self.seat,
+            self.data,
+            self.clock,
+            self.log,
+            self.election,
+            self.rpc_timeout,
+            self.metrics,
+        )
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class SingletonTenure:
         try:
             last = self.data.last_slot(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return
         plan = self.planner.begin_tenure(last, self.clock.wall())
         self.ready, self.last_claimed = True, last
@@ -177,7 +182,7 @@ class SingletonTenure:
         try:
             control = self.data.control(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return None
         self._note_suspended(control.suspended)
         if not control.triggers or control.suspended or self._blocked():
@@ -195,7 +200,7 @@ class SingletonTenure:
         try:
             ok, slot = self.data.claim_trigger(own, token, key, claim, timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return None
         if not ok:
             self.log.warning("trigger.claim_failed", trigger=key)
@@ -251,7 +256,7 @@ class SingletonTenure:
         try:
             suspended = self.data.is_suspended(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)  # unknown means "don't start": try again shortly
+            self.history.store_error(exc)  # unknown means "don't start": try again shortly
             p.not_before = self.clock.monotonic() + self.renew_interval
             self.pending.append(p)
             return "unknown"
@@ -283,7 +288,7 @@ class SingletonTenure:
             ok = self.data.claim_slot(key, token, slot.id, claim, run=run, timeout=self._io())
             suspended = not ok and run and self.data.is_suspended(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
             self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
@@ -303,13 +308,7 @@ class SingletonTenure:
         does."""
         if claim and self._claim(slot, f"skipped_{reason}") != "claimed":
             return "claim_failed"
-        if also:
-            self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
-        else:
-            self.log.info("slot.skipped", slot=slot.id, reason=reason)
-        if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, reason).inc(1 + also)
-        self._record(skip_record(slot, reason, token=self.seat.token, identity=self.seat.identity))
+        self.history.skipped(slot, reason, also=also)
         return "skipped"
 
     # -- runs ---------------------------------------------------------------------------------
@@ -366,66 +365,11 @@ class SingletonTenure:
     def _collect(self) -> None:
         for a in [a for a in self.runs if a.done]:
             self.runs.remove(a)
-            self._finished(a)
-
-    def _finished(self, a: Active) -> None:
-        run = a.run
-        duration = self.clock.monotonic() - a.started
-        result = outcome(run.cancel_reason, a.error)
-        record = run_record(
-            run,
-            identity=self.seat.identity,
-            started=a.started_wall,
-            finished=self.clock.wall(),
-            duration=duration,
-            outcome=result,
-            error=a.error,
-        )
-        self.log.info(
-            "job.finished",
-            run_id=run.run_id,
-            slot=run.slot,
-            token=run.token,
-            outcome=result,
-            duration_seconds=record["duration_seconds"],
-            attempt=run.attempt,
-            error=a.error,
-        )
-        if self.metrics is not None:
-            m = self.metrics
-            m.job_running.labels(self.election).set(1 if self.runs else 0)
-            m.job_runs.labels(self.election, result).inc()
-            m.job_duration.labels(self.election).observe(duration)
-            if result == "succeeded":
-                m.last_success.labels(self.election).set(self.clock.wall().timestamp())
-        self._record(record)
-        same_tenure = self.seat.valid() and self.seat.token == run.token
-        backoff = retry_backoff(result, run.attempt, self.policy.retries, same_tenure)
-        if backoff is not None:
-            self.pending.append(
-                Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
-            )
-            self.log.info(
-                "job.retry_scheduled",
-                slot=run.slot,
-                attempt=run.attempt + 1,
-                backoff_seconds=backoff,
-            )
+            retry = self.history.finished(a, retries=self.policy.retries, running=bool(self.runs))
+            if retry is not None:
+                self.pending.append(retry)
 
     # -- etcd ---------------------------------------------------------------------------------
 
     def _io(self) -> float:
         return min(self.rpc_timeout, max(0.05, self.seat.remaining()))
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        """History is informational: the plain put, best-effort, as the daemon's."""
-        try:
-            self.data.record(entry, self.clock.wall(), timeout=self.rpc_timeout)
-        except StoreError as exc:
-            self._store_error(exc)
-            self.log.warning("history.dropped", slot=entry.get("slot"))
-
-    def _store_error(self, exc: StoreError) -> None:
-        self.log.warning("etcd.unavailable", operation=exc.operation, error=exc.detail)
-        if self.metrics is not None:
-            self.metrics.etcd_errors.labels(self.election, exc.operation).inc()
