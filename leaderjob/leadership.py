@@ -97,12 +97,9 @@ def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
         metrics = _METRICS.get(registry)
         if metrics is None:
             metrics = _METRICS[registry] = Metrics(registry, election)
-        else:
-            metrics.track(election)
-            for direction in ("acquired", "lost"):
-                metrics.transitions.labels(election, direction)
-            for result in ("ok", "failed", "expired"):
-                metrics.keepalives.labels(election, result)
+        metrics.track(election, mode="inprocess", fingerprint="", election=election)
+        for result in ("ok", "failed", "expired"):
+            metrics.keepalives.labels(election, result)
         return metrics
 
 

@@ -210,7 +210,7 @@ class Driver:
         leading = self.tenure is not None and not self.lost.is_set()
         deadline = self.elector.machine.deadline
         left = 0.0 if not leading or deadline is None else deadline - self.clock.monotonic()
-        m.deadline_remaining.labels(self.label).set(max(0.0, left))
+        m.deadline_remaining.labels(self.label, self.label).set(max(0.0, left))
 
     def _error(self, err: StoreError) -> None:
         self._last_error = err
@@ -241,8 +241,8 @@ class Driver:
             self.log = self.log.bind(token=t.token)
             self.log.info("election.acquired", lease_id=lease, key=key)
             if self.metrics is not None:
-                self.metrics.transitions.labels(self.label, "acquired").inc()
-                self.metrics.set_leader(t.token, self.label)
+                self.metrics.transitions.labels(self.label, self.label, "acquired").inc()
+                self.metrics.set_leader(t.token, election=self.label)
             self.settled.set()
         elif t.event == "election.lost":
             self._campaign = False
@@ -253,8 +253,8 @@ class Driver:
             self.lost_reason = why
             self.lost.set()
             if self.metrics is not None:
-                self.metrics.transitions.labels(self.label, "lost").inc()
-                self.metrics.set_leader(None, self.label)
+                self.metrics.transitions.labels(self.label, self.label, "lost").inc()
+                self.metrics.set_leader(None, election=self.label)
             if not planned and self.on_lost is not None:
                 try:
                     self.on_lost(why or "lost")

@@ -35,6 +35,11 @@ class SingletonHistory:
     rpc_timeout: float
     metrics: Metrics | None = None
 
+    @property
+    def series(self) -> tuple[str, str]:
+        """The labels of this function's per-job series: a job named like its election."""
+        return (self.election, self.election)
+
     def finished(self, a: Active, *, retries: int, running: bool) -> Pending | None:
         """A run returned: its ``job.finished`` line, metrics (``running``: whether other runs
         are still active) and history record; the retry to queue, if one is due."""
@@ -62,11 +67,11 @@ class SingletonHistory:
         )
         if self.metrics is not None:
             m = self.metrics
-            m.job_running.labels(self.election).set(1 if running else 0)
-            m.job_runs.labels(self.election, result).inc()
-            m.job_duration.labels(self.election).observe(duration)
+            m.job_running.labels(*self.series).set(1 if running else 0)
+            m.job_runs.labels(*self.series, result).inc()
+            m.job_duration.labels(*self.series).observe(duration)
             if result == "succeeded":
-                m.last_success.labels(self.election).set(self.clock.wall().timestamp())
+                m.last_success.labels(*self.series).set(self.clock.wall().timestamp())
         self.record(record)
         same_tenure = self.seat.valid() and self.seat.token == run.token
         backoff = retry_backoff(result, run.attempt, retries, same_tenure)
@@ -88,7 +93,7 @@ class SingletonHistory:
         else:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, reason).inc(1 + also)
+            self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
         self.record(skip_record(slot, reason, token=self.seat.token, identity=self.seat.identity))
 
     def record(self, entry: dict[str, Any]) -> None:

@@ -87,6 +87,11 @@ class SingletonTenure:
             self.metrics,
         )
 
+    @property
+    def series(self) -> tuple[str, str]:
+        """The labels of this function's per-job series (the history's)."""
+        return self.history.series
+
     # -- the step -----------------------------------------------------------------------------
 
     def cycle(self) -> str:
@@ -170,9 +175,9 @@ class SingletonTenure:
                 run=plan.run.id if plan.run else None,
             )
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, "catch_up_skip").inc(plan.skipped)
+            self.metrics.slots_skipped.labels(*self.series, "catch_up_skip").inc(plan.skipped)
             if plan.expired is not None:
-                self.metrics.slots_skipped.labels(self.election, "deadline").inc()
+                self.metrics.slots_skipped.labels(*self.series, "deadline").inc()
         if plan.run is not None:
             self._fire(plan.run)
 
@@ -299,7 +304,7 @@ class SingletonTenure:
             return "suspended"
         self.log.warning("slot.claim_rejected", slot=slot.id)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.election, "claim_rejected").inc()
+            self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
         return "rejected"
 
     def _skip(self, slot: Slot, reason: str, *, claim: bool, also: int = 0) -> str:
@@ -338,9 +343,9 @@ class SingletonTenure:
             "job.started", run_id=run.run_id, slot=slot, attempt=attempt, lag_seconds=round(lag, 4)
         )
         if self.metrics is not None:
-            self.metrics.job_running.labels(self.election).set(1)
+            self.metrics.job_running.labels(*self.series).set(1)
             if attempt == 0 and lag_from is not None:
-                self.metrics.schedule_lag.labels(self.election).observe(max(0.0, lag))
+                self.metrics.schedule_lag.labels(*self.series).observe(max(0.0, lag))
         self.runs.append(active)
 
         def body() -> None:

@@ -317,7 +317,7 @@ def test_singleton_obeys_suspend_trigger_and_timeout_from_the_cli(
 
     work.start()
     try:
-        labels = {"election": "ops"}
+        labels = {"election": "ops", "job_name": "ops"}
         assert wait_for(lambda: registry.get_sample_value("leaderjob_is_leader", labels), 10)
         cli(etcd.endpoint, prefix, "suspend", "--election", "ops")
         cli(etcd.endpoint, prefix, "trigger", "--election", "ops")
@@ -330,9 +330,9 @@ def test_singleton_obeys_suspend_trigger_and_timeout_from_the_cli(
     assert ran[0][0].startswith("trigger-") and ran[0][1] == "timed_out"
     records = json.loads(cli(etcd.endpoint, prefix, "history", "--election", "ops", "--json"))
     assert [(r["slot"], r["outcome"]) for r in records] == [(ran[0][0], "timed_out")]
-    runs = {"election": "ops", "outcome": "timed_out"}
+    runs = {"election": "ops", "job_name": "ops", "outcome": "timed_out"}
     assert registry.get_sample_value("leaderjob_job_runs_total", runs) == 1
-    assert registry.get_sample_value("leaderjob_leader_transitions_total",
-                                     {"election": "ops", "direction": "acquired"}) == 1  # fmt: skip
+    acquired = {**labels, "direction": "acquired"}
+    assert registry.get_sample_value("leaderjob_leader_transitions_total", acquired) == 1
     assert (registry.get_sample_value("leaderjob_lease_keepalives_total",
                                       {"election": "ops", "result": "ok"}) or 0) >= 1  # fmt: skip

@@ -355,7 +355,10 @@ def test_the_daemons_leadership_metrics_on_the_applications_registry(
     d, _ = driver(store, clock, metrics=metrics_for(registry, "app"))
 
     def value(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, {"election": "app", **labels})
+        # Keepalives are the session's (election only); the rest are the job's, named like
+        # the election, as for a daemon of one job.
+        job = {} if "keepalives" in name else {"job_name": "app"}
+        return registry.get_sample_value(name, {"election": "app", **job, **labels})
 
     assert value("leaderjob_is_leader") == 0
     d.cycle()
@@ -385,6 +388,7 @@ def test_leaderships_share_a_registry_and_never_touch_the_global_one() -> None:
     a = Leadership("one", store=store, clock=clock, ttl=3, registry=registry)
     b = Leadership("two", store=store, clock=clock, ttl=3, registry=registry)
     assert a.metrics is b.metrics is not None
-    assert registry.get_sample_value("leaderjob_is_leader", {"election": "two"}) == 0
+    two = {"election": "two", "job_name": "two"}
+    assert registry.get_sample_value("leaderjob_is_leader", two) == 0
     assert Leadership("three", store=store, clock=clock, ttl=3).metrics is None
     assert set(REGISTRY._names_to_collectors) == before

@@ -54,6 +54,13 @@ class World:
         )
 
     def value(self, name: str, **labels: str) -> float | None:
+        """A per-job series (a function's job is named like its election)."""
+        return self.registry.get_sample_value(
+            name, {"election": "rep", "job_name": "rep", **labels}
+        )
+
+    def election_value(self, name: str, **labels: str) -> float | None:
+        """A series of the whole election (etcd errors)."""
         return self.registry.get_sample_value(name, {"election": "rep", **labels})
 
     def active(self) -> Active:
@@ -93,4 +100,4 @@ def test_a_record_etcd_did_not_take_is_dropped_and_counted_never_raised() -> Non
         w.history.record({"slot": "s", "outcome": "succeeded"})
     assert [e["event"] for e in logs] == ["etcd.unavailable", "history.dropped"]
     assert w.data.history(10, timeout=1) == []
-    assert w.value("leaderjob_etcd_errors_total", operation="put") == 1
+    assert w.election_value("leaderjob_etcd_errors_total", operation="put") == 1

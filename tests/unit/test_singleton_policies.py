@@ -281,7 +281,7 @@ def test_runs_and_skips_are_counted_on_the_registry_the_application_passes() -> 
     w.at(21)
 
     def value(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, {"election": "rep", **labels})
+        return registry.get_sample_value(name, {"election": "rep", "job_name": "rep", **labels})
 
     assert value("leaderjob_job_runs_total", outcome="succeeded") == 1
     assert value("leaderjob_slots_skipped_total", reason="overlap") == 1
