@@ -3,7 +3,8 @@
 leadership (:class:`Seat`).
 
 Data and the run's own cooperative checks only: no etcd, no scheduling, no logging. The rules
-that use them are :mod:`leaderjob.singleton_tenure`'s.
+that use them are :mod:`leaderjob.singleton_rules`' (pure), driven by
+:mod:`leaderjob.singleton_tenure` and written out by :mod:`leaderjob.singleton_history`.
 """
 
 from __future__ import annotations

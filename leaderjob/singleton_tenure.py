@@ -9,7 +9,10 @@ write the daemon's history records (runs and skipped slots) and metrics.
 It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
 ``valid()`` of the current tenure — :class:`~leaderjob.leadership.Leadership` is one), a store, a
 clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`), which
-waits until :meth:`SingletonTenure.next_wakeup` between steps.
+waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves (overlap,
+outcome, retry, the records' shape, the next wake-up) are pure functions in
+:mod:`leaderjob.singleton_rules`; this module drives them (claims, threads), and
+:mod:`leaderjob.singleton_history` writes out what each run and skipped slot leaves behind.
 
 Rules that differ from the daemon's, because a thread cannot be killed:
 
@@ -36,16 +39,9 @@ from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
-from leaderjob.singleton_run import (
-    RETRY_BASE,
-    RETRY_CAP,
-    Active,
-    Concurrency,
-    Pending,
-    Policy,
-    Seat,
-    SlotRun,
-)
+from leaderjob.singleton_history import SingletonHistory
+from leaderjob.singleton_rules import blocked, overlap, replacement_late, wakeup
+from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 
@@ -78,11 +74,23 @@ class SingletonTenure:
     suspended: bool | None = None
     last_claimed: datetime | None = None
     control_at: float = 0.0
+    history: SingletonHistory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = SingletonHistory(
+            self.seat,
+            self.data,
+            self.clock,
+            self.log,
+            self.election,
+            self.rpc_timeout,
+            self.metrics,
+        )
 
     @property
     def series(self) -> tuple[str, str]:
-        """The labels of this function's per-job series: a job named like its election."""
-        return (self.election, self.election)
+        """The labels of this function's per-job series (the history's)."""
+        return self.history.series
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -115,15 +123,19 @@ class SingletonTenure:
 
     def next_wakeup(self, now: float) -> float:
         """Monotonic time of the next thing to do (a run ending wakes the owner by itself)."""
-        times = [self.control_at, now + self.renew_interval]
-        times += [a.timeout_at for a in self.runs if a.timeout_at is not None and not a.done]
-        times += [p.not_before for p in self.pending if not self._blocked()]
+        deadlines = [a.timeout_at for a in self.runs if a.timeout_at is not None and not a.done]
+        deadlines += [p.not_before for p in self.pending if not self._blocked()]
         nxt = self.planner.peek()
-        if nxt is not None:
-            times.append(now + (nxt.start_time - self.clock.wall()).total_seconds())
-        if not self.ready:
-            times.append(now + 0.2)
-        return max(now, min(times))
+        return wakeup(
+            now,
+            control_at=self.control_at,
+            renew_interval=self.renew_interval,
+            deadlines=deadlines,
+            next_slot_in=(
+                None if nxt is None else (nxt.start_time - self.clock.wall()).total_seconds()
+            ),
+            ready=self.ready,
+        )
 
     def end(self, reason: str, *, wait: float | None = None) -> None:
         """The tenure ends: cancel every run and wait for each to return (``wait``: at most so
@@ -149,7 +161,7 @@ class SingletonTenure:
         try:
             last = self.data.last_slot(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return
         plan = self.planner.begin_tenure(last, self.clock.wall())
         self.ready, self.last_claimed = True, last
@@ -175,7 +187,7 @@ class SingletonTenure:
         try:
             control = self.data.control(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return None
         self._note_suspended(control.suspended)
         if not control.triggers or control.suspended or self._blocked():
@@ -193,7 +205,7 @@ class SingletonTenure:
         try:
             ok, slot = self.data.claim_trigger(own, token, key, claim, timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             return None
         if not ok:
             self.log.warning("trigger.claim_failed", trigger=key)
@@ -211,16 +223,17 @@ class SingletonTenure:
     # -- slots --------------------------------------------------------------------------------
 
     def _blocked(self) -> bool:
-        return bool(self.runs) and self.policy.concurrency != "allow"
+        return blocked(bool(self.runs), self.policy.concurrency)
 
     def _fire(self, slot: Slot) -> str:
         """A slot is due: the overlap policy, the claim (refused while suspended), the start."""
         if self.last_claimed is not None and slot.fire_time <= self.last_claimed:
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return "skipped"
-        if self.runs and self.policy.concurrency == "forbid":
+        decision = overlap(bool(self.runs), self.policy.concurrency)
+        if decision == "skip":
             return self._skip(slot, "overlap", claim=True)
-        replacing = bool(self.runs) and self.policy.concurrency == "replace"
+        replacing = decision == "replace"
         result = self._claim(slot, "replacing" if replacing else "running")
         if result == "suspended":
             self._note_suspended(True)
@@ -241,16 +254,14 @@ class SingletonTenure:
     def _start_pending(self, p: Pending) -> str:
         """A retry or a replacement: not while suspended (read now), and a replacement only
         within its starting deadline."""
-        late = p.replacing is not None and (
-            self.clock.wall() - p.replacing.start_time > self.planner.deadline
-        )
-        if late:
-            assert p.replacing is not None
+        if p.replacing is not None and replacement_late(
+            self.clock.wall(), p.replacing.start_time, self.planner.deadline
+        ):
             return self._skip(p.replacing, "deadline", claim=False)
         try:
             suspended = self.data.is_suspended(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)  # unknown means "don't start": try again shortly
+            self.history.store_error(exc)  # unknown means "don't start": try again shortly
             p.not_before = self.clock.monotonic() + self.renew_interval
             self.pending.append(p)
             return "unknown"
@@ -282,7 +293,7 @@ class SingletonTenure:
             ok = self.data.claim_slot(key, token, slot.id, claim, run=run, timeout=self._io())
             suspended = not ok and run and self.data.is_suspended(timeout=self._io())
         except StoreError as exc:
-            self._store_error(exc)
+            self.history.store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
             self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
@@ -302,23 +313,7 @@ class SingletonTenure:
         does."""
         if claim and self._claim(slot, f"skipped_{reason}") != "claimed":
             return "claim_failed"
-        if also:
-            self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
-        else:
-            self.log.info("slot.skipped", slot=slot.id, reason=reason)
-        if self.metrics is not None:
-            self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
-        # The daemon's skip record (records.py has no shared helper for not-run records yet).
-        self._record(
-            {
-                "run_id": None,
-                "slot": slot.id,
-                "scheduled_time": iso(slot.fire_time),
-                "token": self.seat.token,
-                "identity": self.seat.identity,
-                "outcome": f"skipped_{reason}",
-            }
-        )
+        self.history.skipped(slot, reason, also=also)
         return "skipped"
 
     # -- runs ---------------------------------------------------------------------------------
@@ -375,79 +370,11 @@ class SingletonTenure:
     def _collect(self) -> None:
         for a in [a for a in self.runs if a.done]:
             self.runs.remove(a)
-            self._finished(a)
-
-    def _finished(self, a: Active) -> None:
-        run = a.run
-        duration = self.clock.monotonic() - a.started
-        if run.cancel_reason in ("timed_out", "replaced"):
-            outcome = run.cancel_reason
-        else:
-            outcome = "succeeded" if a.error is None else "failed"
-        record = {
-            "run_id": run.run_id,
-            "slot": run.slot,
-            "scheduled_time": iso(run.scheduled),
-            "token": run.token,
-            "identity": self.seat.identity,
-            "attempt": run.attempt,
-            "started_at": iso(a.started_wall),
-            "finished_at": iso(self.clock.wall()),
-            "duration_seconds": round(duration, 3),
-            "exit_code": 0 if a.error is None else 1,
-            "signal": None,
-            "outcome": outcome,
-            "error": a.error,
-        }
-        self.log.info(
-            "job.finished",
-            run_id=run.run_id,
-            slot=run.slot,
-            token=run.token,
-            outcome=outcome,
-            duration_seconds=record["duration_seconds"],
-            attempt=run.attempt,
-            error=a.error,
-        )
-        if self.metrics is not None:
-            m = self.metrics
-            m.job_running.labels(*self.series).set(1 if self.runs else 0)
-            m.job_runs.labels(*self.series, outcome).inc()
-            m.job_duration.labels(*self.series).observe(duration)
-            if outcome == "succeeded":
-                m.last_success.labels(*self.series).set(self.clock.wall().timestamp())
-        self._record(record)
-        if (
-            outcome in ("failed", "timed_out")
-            and run.attempt < self.policy.retries
-            and self.seat.valid()
-            and self.seat.token == run.token
-        ):
-            backoff = min(RETRY_CAP, RETRY_BASE * 2**run.attempt)
-            self.pending.append(
-                Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
-            )
-            self.log.info(
-                "job.retry_scheduled",
-                slot=run.slot,
-                attempt=run.attempt + 1,
-                backoff_seconds=backoff,
-            )
+            retry = self.history.finished(a, retries=self.policy.retries, running=bool(self.runs))
+            if retry is not None:
+                self.pending.append(retry)
 
     # -- etcd ---------------------------------------------------------------------------------
 
     def _io(self) -> float:
         return min(self.rpc_timeout, max(0.05, self.seat.remaining()))
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        """History is informational: the plain put, best-effort, as the daemon's."""
-        try:
-            self.data.record(entry, self.clock.wall(), timeout=self.rpc_timeout)
-        except StoreError as exc:
-            self._store_error(exc)
-            self.log.warning("history.dropped", slot=entry.get("slot"))
-
-    def _store_error(self, exc: StoreError) -> None:
-        self.log.warning("etcd.unavailable", operation=exc.operation, error=exc.detail)
-        if self.metrics is not None:
-            self.metrics.etcd_errors.labels(self.election, exc.operation).inc()

@@ -84,6 +84,11 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def job_starts(path: Path) -> list[dict[str, Any]]:
+    """The "start" records a harness job (tests/harness/job.py) wrote to its journal."""
+    return [r for r in read_journal(path) if r["ev"] == "start"]
+
+
 def wait_for(predicate: Any, timeout: float, interval: float = 0.01) -> float | None:
     """Like :func:`wait_until`, but return the monotonic time it became true, or None."""
     return time.monotonic() if wait_until(predicate, timeout, interval) else None

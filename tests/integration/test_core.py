@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -25,6 +24,7 @@ from tests.harness.daemons import (
     Not,
     cli,
     job,
+    job_starts,
     leader_of,
     leaderjob,
     read_journal,
@@ -44,10 +44,6 @@ HANDOVER = 1.0
 #: the job is SIGTERMed grace (TTL/10) before D, so it dies >= grace + margin before the key goes.
 #: Asserting only the margin leaves the grace (0.3 s) for the measurement's own delays.
 MARGIN = TTL / 25
-
-
-def _starts(journal: Path) -> list[dict]:
-    return [r for r in read_journal(journal) if r["ev"] == "start"]
 
 
 def _leader_key(etcd_endpoint: str, prefix: str, election: str = "job") -> tuple[str, int] | None:
@@ -152,7 +148,7 @@ def test_one_leader_runs_the_job_and_tokens_increase(etcd, prefix, procs, tmp_pa
         leader.signal(signal.SIGTERM)
         assert leader.wait(10) == 0
     leader_of(daemons).wait_event("job.finished", 10)
-    starts = _starts(journal)
+    starts = job_starts(journal)
     by_token: dict[int, set[str]] = {}
     for r in starts:
         by_token.setdefault(r["token"], set()).add(r["identity"])
@@ -197,7 +193,7 @@ def test_kill9_leader_job_dies_and_successor_takes_over_within_ttl(etcd, prefix,
     # deadline, 1.6-2.6 s later: beyond the promise plus slack.
     assert died_at - killed_at < JOB_DIES_WITH_DAEMON + SLACK, died_at - killed_at
 
-    took_over = wait_for(lambda: any(r["identity"] == "b" for r in _starts(journal)), 10)
+    took_over = wait_for(lambda: any(r["identity"] == "b" for r in job_starts(journal)), 10)
     assert took_over is not None
     assert took_over - killed_at <= TTL + 1.5 + SLACK
     assert b.events("job.started")[0]["token"] > a.events("election.acquired")[0]["token"]
@@ -215,7 +211,7 @@ def test_sigterm_hands_over_in_under_a_second_without_overlap(etcd, prefix, proc
 
     sent = time.monotonic()
     a.signal(signal.SIGTERM)
-    started = wait_for(lambda: any(r["identity"] == "b" for r in _starts(journal)), 5)
+    started = wait_for(lambda: any(r["identity"] == "b" for r in job_starts(journal)), 5)
     assert started is not None, "no handover within 5 s"
     assert started - sent < HANDOVER + SLACK, started - sent
     assert a.wait(5) == 0
@@ -399,9 +395,10 @@ def test_member_death_is_survived_through_another_endpoint(
     a.wait_event("job.finished", 15)
     etcd_cluster.kill_member(member)
     killed_at = time.monotonic()
-    assert wait_for(lambda: any(r["t"] > killed_at + 2 * TTL for r in _starts(journal)), 4 * TTL), (
-        a.tail()
+    restarted = wait_for(
+        lambda: any(r["t"] > killed_at + 2 * TTL for r in job_starts(journal)), 4 * TTL
     )
+    assert restarted, a.tail()
     assert a.events("election.lost") == []
 
 

@@ -11,18 +11,13 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.records import SLOT_FORMAT, ElectionData
-from tests.harness.daemons import cli, job, leaderjob, read_journal, wait_for
-
-
-def _starts(journal: Path) -> list[dict[str, Any]]:
-    return [r for r in read_journal(journal) if r["ev"] == "start"]
+from tests.harness.daemons import cli, job, job_starts, leaderjob, wait_for
 
 
 def _leader_key(store: EtcdStore, prefix: str) -> tuple[str, int, int]:
@@ -105,7 +100,7 @@ def test_slot_claims_stay_bounded_while_suspended(etcd, prefix, procs, tmp_path)
         assert 10 <= len(claims) <= 13, [c.key for c in claims]
     finally:
         store.close()
-    assert _starts(journal) == []
+    assert job_starts(journal) == []
 
 
 def test_a_claim_from_a_fast_clock_is_reported_and_repaired(etcd, prefix, procs, tmp_path):
@@ -125,13 +120,13 @@ def test_a_claim_from_a_fast_clock_is_reported_and_repaired(etcd, prefix, procs,
     d.wait_event("schedule.clock_skew", 10)
     time.sleep(2.5)
     assert len(d.events("schedule.clock_skew")) >= 2, "logged once, not every cycle"
-    assert _starts(journal) == []
+    assert job_starts(journal) == []
     status = json.loads(cli(etcd.endpoint, prefix, "status", "--election", "job", "--json"))
     assert status["claims_ahead_seconds"] > 86_000 and status["next_fire"] > ahead[:4]
     out = cli(etcd.endpoint, prefix, "repair-schedule", "--election", "job")
     assert "repaired job" in out
     d.wait_event("schedule.repaired", 10)
-    assert wait_for(lambda: len(_starts(journal)) >= 2, 10), d.tail()
+    assert wait_for(lambda: len(job_starts(journal)) >= 2, 10), d.tail()
 
 
 def test_a_refused_claim_is_logged_and_never_run(etcd, prefix, procs, tmp_path):
@@ -151,8 +146,8 @@ def test_a_refused_claim_is_logged_and_never_run(etcd, prefix, procs, tmp_path):
         store.close()
     for slot in taken:
         d.wait_event("slot.claim_rejected", 10, slot=slot)
-    assert wait_for(lambda: any(r["slot"] > taken[-1] for r in _starts(journal)), 10)
-    assert not [r for r in _starts(journal) if r["slot"] in taken]
+    assert wait_for(lambda: any(r["slot"] > taken[-1] for r in job_starts(journal)), 10)
+    assert not [r for r in job_starts(journal) if r["slot"] in taken]
     assert len(d.events("election.lost")) == 0
 
 
@@ -188,15 +183,15 @@ def test_a_day_forward_step_on_the_leader_changes_no_slot_L3(etcd, prefix, procs
     d.wait_event("job.started", 10)
     clock.write_text("+1d\n")
     time.sleep(1)  # libfaketime re-reads the file within 0.5 s
-    stepped = len(_starts(journal))
+    stepped = len(job_starts(journal))
     time.sleep(6)
-    assert len(_starts(journal)) >= stepped + 2, "slots stopped during the step"
+    assert len(job_starts(journal)) >= stepped + 2, "slots stopped during the step"
     clock.write_text("+0\n")
     time.sleep(1.5)
-    after = len(_starts(journal))
-    assert wait_for(lambda: len(_starts(journal)) >= after + 2, 8), d.tail()
+    after = len(job_starts(journal))
+    assert wait_for(lambda: len(job_starts(journal)) >= after + 2, 8), d.tail()
     tomorrow = (datetime.now(UTC) + timedelta(hours=12)).strftime(SLOT_FORMAT)
-    slots = [r["slot"] for r in _starts(journal)]
+    slots = [r["slot"] for r in job_starts(journal)]
     assert all(s < tomorrow for s in slots), slots
     assert len(slots) == len(set(slots))
     assert not d.events("schedule.clock_skew")
