@@ -17,7 +17,7 @@ from typing import Any
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.group import Group
+from leaderjob.election.group import Group, Reading
 from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
 from leaderjob.metrics import Metrics
@@ -189,3 +189,11 @@ class Seat:
     def recheck(self) -> None:
         """Re-read our standing (a fenced write was refused: deposed, or claimed before)."""
         self.session.group.recheck()
+
+    def read_along(self, prefix: str) -> None:
+        """Read ``prefix`` with each confirmation of our key while we lead (no request of its
+        own): :meth:`reading` is its newest result."""
+        self.session.group.read_along(self.job, prefix)
+
+    def reading(self) -> Reading | None:
+        return self.session.group.readings.get(self.job)

@@ -29,20 +29,20 @@ from etcd3 import etcdrpc
 
 from leaderjob.config import Connection
 from leaderjob.election.store import (
+    MAX_TXN_OPS,
     Grant,
     KeyInfo,
+    Query,
     Standing,
     StoreError,
     StoreRejected,
     StoreUnavailable,
+    as_query,
 )
 
 _DELETE = 1  # mvccpb.Event.EventType.DELETE
 #: etcd's rpctypes.MetadataRequireLeaderKey: a member without a leader cancels the stream.
 _REQUIRE_LEADER = ("hasleader", "true")
-#: Candidacies one `standings` read covers: two range operations each, under etcd's default
-#: --max-txn-ops of 128.
-_MAX_STANDINGS = 64
 _T = TypeVar("_T")
 
 #: Codes that say "this endpoint or this moment", worth another try elsewhere or later.
@@ -141,6 +141,10 @@ def _kv(kv: Any) -> KeyInfo:
         mod_revision=kv.mod_revision,
         lease_id=kv.lease,
     )
+
+
+def _range(req: Any) -> Any:
+    return etcdrpc.RequestOp(request_range=req)
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -413,47 +417,82 @@ class EtcdStore:
         return _kv(kvs[0])
 
     @_rpc("standing")
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
-        return self._standings([(prefix, key, create_revision)], timeout)[0]
+    def standing(
+        self,
+        prefix: str,
+        key: str,
+        create_revision: int,
+        *,
+        timeout: float,
+        first: bool = False,
+        also: str | None = None,
+    ) -> Standing:
+        return self._standings([Query(prefix, key, create_revision, first, also)], timeout)[0]
 
     @_rpc("standings")
     def standings(
-        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+        self, queries: Sequence[Query | tuple[str, str, int]], *, timeout: float
     ) -> list[Standing]:
-        # etcd caps the operations of one Txn (--max-txn-ops, 128 by default): two per query.
-        if len(queries) > _MAX_STANDINGS:
+        qs = [as_query(q) for q in queries]
+        # etcd caps the operations of one Txn (--max-txn-ops, 128 by default).
+        ops = sum(q.ops for q in qs)
+        if ops > MAX_TXN_OPS:
             raise StoreUnavailable(
-                "standings", f"{len(queries)} keys in one read; at most {_MAX_STANDINGS}"
+                "standings", f"{ops} operations in one read; at most {MAX_TXN_OPS}"
             )
-        return self._standings(queries, timeout)
+        return self._standings(qs, timeout)
 
-    def _standings(self, queries: Sequence[tuple[str, str, int]], timeout: float) -> list[Standing]:
+    def _standings(self, queries: Sequence[Query], timeout: float) -> list[Standing]:
         ops = []
-        for prefix, key, create_revision in queries:
-            p = (prefix.rstrip("/") + "/").encode()
-            own = etcdrpc.RangeRequest(key=key.encode())
-            pred = etcdrpc.RangeRequest(
-                key=p,
-                range_end=_prefix_end(p),
-                max_create_revision=create_revision - 1,
-                sort_order=etcdrpc.RangeRequest.DESCEND,
-                sort_target=etcdrpc.RangeRequest.CREATE,
-                limit=1,
-            )
-            ops += [etcdrpc.RequestOp(request_range=own), etcdrpc.RequestOp(request_range=pred)]
+        for q in queries:
+            p = (q.prefix.rstrip("/") + "/").encode()
+            if q.first:
+                # The lowest live key under the prefix: ours, or we do not lead.
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=p,
+                    range_end=_prefix_end(p),
+                    sort_order=etcdrpc.RangeRequest.ASCEND,
+                    sort_target=etcdrpc.RangeRequest.CREATE,
+                    limit=1,
+                )))  # fmt: skip
+            else:
+                ops.append(_range(etcdrpc.RangeRequest(key=q.key.encode())))
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=p,
+                    range_end=_prefix_end(p),
+                    max_create_revision=q.create_revision - 1,
+                    sort_order=etcdrpc.RangeRequest.DESCEND,
+                    sort_target=etcdrpc.RangeRequest.CREATE,
+                    limit=1,
+                )))  # fmt: skip
+            if q.also is not None:
+                a = q.also.encode()
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=a,
+                    range_end=_prefix_end(a),
+                    sort_order=etcdrpc.RangeRequest.ASCEND,
+                    sort_target=etcdrpc.RangeRequest.KEY,
+                )))  # fmt: skip
         stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(etcdrpc.TxnRequest(success=ops), timeout=timeout, metadata=md)
+        results = iter(resp.responses)
+
+        def kvs() -> list[KeyInfo]:
+            return [_kv(kv) for kv in next(results).response_range.kvs]
+
         out = []
-        for i in range(len(queries)):
-            own_kvs = resp.responses[2 * i].response_range.kvs
-            pred_kvs = resp.responses[2 * i + 1].response_range.kvs
-            out.append(
-                Standing(
-                    own=_kv(own_kvs[0]) if own_kvs else None,
-                    predecessor=_kv(pred_kvs[0]) if pred_kvs else None,
-                    revision=resp.header.revision,
-                )
-            )
+        for q in queries:
+            if q.first:
+                head = kvs()
+                lowest = head[0] if head else None
+                mine = lowest is not None and lowest.key == q.key
+                own, pred = (lowest, None) if mine else (None, lowest)
+            else:
+                own_kvs, pred_kvs = kvs(), kvs()
+                own = own_kvs[0] if own_kvs else None
+                pred = pred_kvs[0] if pred_kvs else None
+            also = tuple(kvs()) if q.also is not None else ()
+            out.append(Standing(own, pred, resp.header.revision, also))
         return out
 
     @_rpc("candidates")

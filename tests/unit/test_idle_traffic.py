@@ -1,0 +1,170 @@
+"""An idle leader's etcd traffic, counted on the fake clock: Daemon + MemoryStore, no processes.
+
+Issue's goal (docs/benchmarks.md, "Idle traffic"): besides the keepalive, one request per renewal
+period — the Txn that confirms our keys (docs/safety.md §4, S5) and, in the same read, every led
+job's control switches (suspend, triggers) — whatever the number of jobs the daemon leads.
+
+Timing: ttl 15 s (renew every 5 s), as the benchmark; schedules never due during the test.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+import leaderjob.daemon.runner as runner_mod
+from leaderjob.config import Timing
+from leaderjob.daemon import Daemon, Settings
+from leaderjob.election.memory import MemoryStore
+from leaderjob.fingerprint import fingerprints_prefix
+from leaderjob.records import ElectionData
+from leaderjob.schedule import parse_schedule
+from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
+
+TIMING = Timing.from_ttl(15)
+PREFIX = "/lj"
+IDLE = "0 0 1 1 *"  # never due in these tests
+PERIODS = 12  # one minute at TTL 15 s
+
+
+class Counting:
+    """A client of the in-memory etcd that counts its requests by operation (every call is one
+    request; a watch is one stream, opened once)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.inner = store.client()
+        self.calls: Counter[str] = Counter()
+        self.fingerprint_reads = 0
+        self.fingerprints = ""
+        self.prefixes: list[str] = []  # what get_prefix read
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            if name == "get_prefix" and args and str(args[0]).startswith(self.fingerprints):
+                # Not per job: the fingerprint check reads the group's replicas every 30 s.
+                self.fingerprint_reads += 1
+            else:
+                self.calls[name] += 1
+            if name == "get_prefix":
+                self.prefixes.append(str(args[0]))
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    c = Clock()
+    FakeRun.clock, FakeRun.job, FakeRun.started = c, Job(), []
+    monkeypatch.setattr(runner_mod, "Run", FakeRun)
+    with structlog.testing.capture_logs():
+        yield c
+
+
+def daemon(store: MemoryStore, clock: Clock, jobs: int | None) -> tuple[Daemon, Counting]:
+    """A daemon of one job (``jobs`` None: ``run --schedule``) or of a jobs file of ``jobs``."""
+    client = Counting(store)
+    settings = Settings(
+        election="g",
+        prefix=PREFIX,
+        identity="a",
+        timing=TIMING,
+        command=("job",),
+        schedule=parse_schedule(IDLE, "UTC"),
+        rpc_timeout=1.0,
+    )
+    client.fingerprints = fingerprints_prefix(PREFIX, "g")
+    if jobs is None:
+        return Daemon(settings, client, clock=clock, environ={}), client  # type: ignore[arg-type]
+    specs = [
+        Settings(
+            election=f"j{i:02d}",
+            prefix=f"{PREFIX}/g/jobs",
+            identity="a",
+            timing=TIMING,
+            command=("job",),
+            schedule=parse_schedule(IDLE, "UTC"),
+            rpc_timeout=1.0,
+        )
+        for i in range(jobs)
+    ]
+    d = Daemon(settings, client, clock=clock, environ={}, jobs=specs)  # type: ignore[arg-type]
+    return d, client
+
+
+def run_for(d: Daemon, seconds: float) -> None:
+    end = d.clock.monotonic() + seconds
+    cycles = 0
+    while d.clock.monotonic() < end:
+        d.cycle()
+        d._wait()
+        cycles += 1
+        assert cycles < 100_000, "busy loop"
+
+
+@pytest.mark.parametrize("jobs", [None, 1, 50])
+def test_an_idle_leader_sends_a_keepalive_and_one_read_per_renewal_period(
+    clock: Clock, jobs: int | None
+) -> None:
+    """S5/§4 keep their confirming read once per renewal period; the control switches of every
+    led job ride in it: a minute of leading 1 or 50 idle jobs costs 12 keepalives and 12 reads
+    (one Txn each), nothing per job."""
+    store = MemoryStore(clock)
+    d, client = daemon(store, clock, jobs)
+    run_for(d, 3 * TIMING.renew_interval)
+    assert len([r for r in d.runners.values() if r.tenure is not None]) == (jobs or 1)
+    client.calls.clear()
+    run_for(d, PERIODS * TIMING.renew_interval)
+    reads = client.calls["standing"] + client.calls["standings"]
+    assert PERIODS - 1 <= client.calls["keepalive"] <= PERIODS + 1, client.calls
+    assert PERIODS - 1 <= reads <= PERIODS + 1, client.calls
+    periodic = ("keepalive", "standing", "standings")
+    others = {k: n for k, n in client.calls.items() if k not in periodic}
+    assert not others, f"requests besides the keepalive and the confirming read: {others}"
+
+
+def test_a_trigger_runs_within_one_renew_interval_without_a_read_of_its_own(clock: Clock) -> None:
+    """The "run now" promise holds with the switches read inside the confirmation: a trigger
+    written at any moment of an idle tenure starts within one renew interval (plus a cycle)."""
+    store = MemoryStore(clock)
+    d, client = daemon(store, clock, None)
+    run_for(d, 2 * TIMING.renew_interval + 1.3)
+    data = ElectionData(store, PREFIX, "g")
+    data.trigger("ops", timeout=1)
+    asked = clock.monotonic()
+    client.calls.clear()
+    client.prefixes.clear()
+    while not FakeRun.started:
+        assert clock.monotonic() - asked <= TIMING.renew_interval + 0.1, "trigger not run"
+        run_for(d, 0.05)
+    assert FakeRun.started[0].slot.startswith("trigger-")
+    assert not [p for p in client.prefixes if "/control/" in p], "a read of the switches alone"
+
+
+def test_suspension_is_seen_by_the_leader_within_one_renew_interval(clock: Clock) -> None:
+    """`status` shows what the leader last read: a suspend and a resume reach the tenure within
+    one renew interval, with no read of their own."""
+    store = MemoryStore(clock)
+    d, client = daemon(store, clock, 3)
+    run_for(d, 2 * TIMING.renew_interval)
+    runner = d.runners["j01"]
+    assert runner.tenure is not None and runner.tenure.suspended is False
+    ElectionData(store, f"{PREFIX}/g/jobs", "j01").suspend("ops", timeout=1)
+    client.calls.clear()
+    client.prefixes.clear()
+    run_for(d, TIMING.renew_interval + 0.1)
+    assert runner.tenure.suspended is True
+    assert d.runners["j00"].tenure is not None and d.runners["j00"].tenure.suspended is False
+    ElectionData(store, f"{PREFIX}/g/jobs", "j01").resume(timeout=1)
+    run_for(d, TIMING.renew_interval + 0.1)
+    assert runner.tenure.suspended is False
+    assert not [p for p in client.prefixes if "/control/" in p], "a read of the switches alone"
+    assert client.calls["get"] == 0, client.calls
