@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from leaderjob import fenced_cli
 from leaderjob.cli import options
 from leaderjob.cli.daemon_options import daemon_options, schedule_options
 from leaderjob.cli.options import (
@@ -85,7 +84,9 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
-    settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
+    from leaderjob.fenced_cli import job_endpoints
+
+    settings = replace(settings, endpoints=job_endpoints(conn))
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
         return _serve(settings, conn, health, addr, params["metrics_addr"])
