@@ -103,6 +103,8 @@ class Daemon:
             Spreading(self, spreader) if spreader is not None and self.grouped else None
         )
         self.config = self._config_watch(jobs)
+        if self.config.enabled:  # compared from the leader's confirmations: no read of its own
+            self.session.group.read_while_leading("fingerprints", self.config.prefix)
         self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
         self.stop_signals = 0
         self.leading_since: datetime | None = None
@@ -272,6 +274,7 @@ class Daemon:
             leading=self.elector.phase is Phase.LEADING,
             timeout=self.session.io_timeout(),
             on_error=self.session.store_error,
+            reading=self.session.group.shared_readings.get("fingerprints"),
         )
         if self.elector.phase is not Phase.LEADING:
             if not self.runs and self.elector.to_revoke:

@@ -446,7 +446,9 @@ class EtcdStore:
         ops = []
         for q in queries:
             p = (q.prefix.rstrip("/") + "/").encode()
-            if q.first:
+            if not q.key:
+                pass  # only ``also``
+            elif q.first:
                 # The lowest live key under the prefix: ours, or we do not lead.
                 ops.append(_range(etcdrpc.RangeRequest(
                     key=p,
@@ -482,7 +484,9 @@ class EtcdStore:
 
         out = []
         for q in queries:
-            if q.first:
+            if not q.key:
+                own = pred = None
+            elif q.first:
                 head = kvs()
                 lowest = head[0] if head else None
                 mine = lowest is not None and lowest.key == q.key

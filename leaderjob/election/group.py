@@ -103,6 +103,10 @@ class Group:
         #: reading (dropped when the job stops leading).
         self.along: dict[str, str] = {}
         self.readings: dict[str, Reading] = {}
+        #: The daemon's own prefixes read with each confirmation while any job leads (the
+        #: replicas' fingerprints), by name, and their newest readings.
+        self.shared: dict[str, str] = {}
+        self.shared_readings: dict[str, Reading] = {}
         self._watch: Watch | None = None
         self._watched: list[str] = []
         self._recheck = False
@@ -131,6 +135,11 @@ class Group:
         """While ``job`` leads, read ``prefix`` in each confirmation of its key (no request of
         its own); the result is :attr:`readings` ``[job]``."""
         self.along[job] = prefix
+
+    def read_while_leading(self, name: str, prefix: str) -> None:
+        """While any job leads, read ``prefix`` in each confirmation (one more operation in its
+        Txn, no request of its own); the result is :attr:`shared_readings` ``[name]``."""
+        self.shared[name] = prefix
 
     def requeue(self, job: str) -> Transition | None:
         """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
@@ -317,7 +326,7 @@ class Group:
 
     def _read(self, queries: list[Query], timeout: float) -> list[Standing]:
         """Every candidacy's standing in one linearizable read (the single form: one key)."""
-        if self.single:
+        if self.single and len(queries) == 1:
             q = queries[0]
             return [
                 self.store.standing(
@@ -348,7 +357,11 @@ class Group:
             queries = [self._query(j) for j in jobs]
             # Only a read that carried a job's control prefix says what is under it.
             read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
-            standings = self._read(queries, timeout)
+            shared = list(self.shared.items()) if any(q.first for q in queries) else []
+            standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], timeout)
+            for (name, _), extra in zip(shared, standings[len(jobs) :], strict=True):
+                self.shared_readings[name] = Reading(sent_at, extra.also)
+            standings = standings[: len(jobs)]
         except StoreError as exc:
             out.errors.append(exc)
             self.machine.confirm_failed()

@@ -141,6 +141,8 @@ class _Server:
 def _standing(s: _Server, q: Query) -> Standing:
     under = s.under(q.prefix.rstrip("/") + "/")
     also = tuple(sorted(s.under(q.also), key=lambda i: i.key.encode())) if q.also else ()
+    if not q.key:
+        return Standing(None, None, s.revision, also)
     if q.first:
         lowest = min(under, key=lambda i: i.create_revision, default=None)
         if lowest is not None and lowest.key == q.key:

@@ -58,7 +58,8 @@ class Query:
     ``first``: a leader's check — only whether our key is the lowest live key under ``prefix``
     (one range, not two: a leader has no predecessor to watch). ``also``: a prefix read in the
     same Txn (a led job's control switches), so that the confirmation of a group's keys stays the
-    only periodic request, whatever else the period needs to know.
+    only periodic request, whatever else the period needs to know. A query without a ``key``
+    reads only ``also`` (one operation).
     """
 
     prefix: str
@@ -70,6 +71,8 @@ class Query:
     @property
     def ops(self) -> int:
         """The Txn operations this query takes."""
+        if not self.key:
+            return 1
         return (1 if self.first else 2) + (self.also is not None)
 
 

@@ -223,6 +223,12 @@ def test_a_leaders_confirm_reads_its_switches_in_the_same_read_s5(
     assert [k.key for k in st.also] == [f"{x}/control/suspended", f"{x}/control/triggers/2"]
     single = store.standing(q.prefix, q.key, q.create_revision, timeout=T, first=True, also=q.also)
     assert single.own == own and single.also == st.also
+    # A query without a key reads only its prefix (the replicas' fingerprints): one operation.
+    bare = Query("", "", 0, also=f"{x}/control/triggers/")
+    assert bare.ops == 1
+    (st,) = store.standings([bare], timeout=T)
+    assert st.own is None and st.predecessor is None
+    assert [k.key for k in st.also] == [f"{x}/control/triggers/2"]
     # A key created before ours (tampering): the lowest is not ours.
     lower = store.grant(30, timeout=T).lease_id
     store.delete(own.key, timeout=T)

@@ -1,8 +1,9 @@
 """An idle leader's etcd traffic, counted on the fake clock: Daemon + MemoryStore, no processes.
 
-Issue's goal (docs/benchmarks.md, "Idle traffic"): besides the keepalive, one request per renewal
+The goal (docs/benchmarks.md, "Idle traffic"): besides the keepalive, one request per renewal
 period — the Txn that confirms our keys (docs/safety.md §4, S5) and, in the same read, every led
-job's control switches (suspend, triggers) — whatever the number of jobs the daemon leads.
+job's control switches (suspend, triggers) and the replicas' fingerprints — whatever the number
+of jobs the daemon leads.
 
 Timing: ttl 15 s (renew every 5 s), as the benchmark; schedules never due during the test.
 """
@@ -20,7 +21,6 @@ import leaderjob.daemon.runner as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.fingerprint import fingerprints_prefix
 from leaderjob.records import ElectionData
 from leaderjob.schedule import parse_schedule
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
@@ -38,8 +38,6 @@ class Counting:
     def __init__(self, store: MemoryStore) -> None:
         self.inner = store.client()
         self.calls: Counter[str] = Counter()
-        self.fingerprint_reads = 0
-        self.fingerprints = ""
         self.prefixes: list[str] = []  # what get_prefix read
 
     def __getattr__(self, name: str) -> Any:
@@ -48,11 +46,7 @@ class Counting:
             return attr
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            if name == "get_prefix" and args and str(args[0]).startswith(self.fingerprints):
-                # Not per job: the fingerprint check reads the group's replicas every 30 s.
-                self.fingerprint_reads += 1
-            else:
-                self.calls[name] += 1
+            self.calls[name] += 1
             if name == "get_prefix":
                 self.prefixes.append(str(args[0]))
             return attr(*args, **kwargs)
@@ -81,7 +75,6 @@ def daemon(store: MemoryStore, clock: Clock, jobs: int | None) -> tuple[Daemon, 
         schedule=parse_schedule(IDLE, "UTC"),
         rpc_timeout=1.0,
     )
-    client.fingerprints = fingerprints_prefix(PREFIX, "g")
     if jobs is None:
         return Daemon(settings, client, clock=clock, environ={}), client  # type: ignore[arg-type]
     specs = [
@@ -115,8 +108,8 @@ def test_an_idle_leader_sends_a_keepalive_and_one_read_per_renewal_period(
     clock: Clock, jobs: int | None
 ) -> None:
     """S5/§4 keep their confirming read once per renewal period; the control switches of every
-    led job ride in it: a minute of leading 1 or 50 idle jobs costs 12 keepalives and 12 reads
-    (one Txn each), nothing per job."""
+    led job, and the replicas' fingerprints, ride in it: a minute of leading 1 or 50 idle jobs
+    costs 12 keepalives and 12 reads (one Txn each), nothing per job, nothing else."""
     store = MemoryStore(clock)
     d, client = daemon(store, clock, jobs)
     run_for(d, 3 * TIMING.renew_interval)
@@ -168,3 +161,39 @@ def test_suspension_is_seen_by_the_leader_within_one_renew_interval(clock: Clock
     assert runner.tenure.suspended is False
     assert not [p for p in client.prefixes if "/control/" in p], "a read of the switches alone"
     assert client.calls["get"] == 0, client.calls
+
+
+def test_the_leader_still_flags_a_replica_running_another_job_without_reading(
+    clock: Clock,
+) -> None:
+    """The fingerprint check (two deployments sharing one election) keeps working with the
+    fingerprints read in the leader's confirmation: a newcomer running another command is
+    flagged by the leader within one check interval, and the leader made no read for it."""
+    import threading
+
+    from leaderjob.fingerprint import CHECK_INTERVAL
+
+    store = MemoryStore(clock)
+    leader, client = daemon(store, clock, None)
+    run_for(leader, 2 * TIMING.renew_interval)
+    assert leader.runner.tenure is not None
+    other = Settings(
+        election="g",
+        prefix=PREFIX,
+        identity="b",
+        timing=TIMING,
+        command=("another", "job"),
+        schedule=parse_schedule(IDLE, "UTC"),
+        rpc_timeout=1.0,
+    )
+    newcomer = Daemon(other, store.client(), clock=clock, environ={})
+    client.calls.clear()
+    idle = threading.Event()
+    end = clock.monotonic() + CHECK_INTERVAL + TIMING.renew_interval + 0.5
+    while clock.monotonic() < end and not leader.config.checker.conflict:
+        leader.cycle()
+        newcomer.cycle()
+        clock.wait(idle, 0.05)
+    assert [p.identity for p in leader.config.checker.conflict] == ["b"]
+    assert newcomer.config.checker.conflict, "the newcomer sees it at once, as before"
+    assert client.calls["get_prefix"] == 0, client.calls
