@@ -265,15 +265,19 @@ def _serve(
     spreader: Any = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
-    from prometheus_client import CollectorRegistry
-
     from leaderjob.daemon import Daemon
     from leaderjob.health import HealthChecker
-    from leaderjob.http import Server
-    from leaderjob.metrics import Metrics
 
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, settings.election, process_metrics=True)
+    # Metrics exist to be scraped: with --metrics-addr off nothing could read them, and
+    # prometheus_client is not even imported.
+    metrics = registry = None
+    if addr is not None:
+        from prometheus_client import CollectorRegistry
+
+        from leaderjob.metrics import Metrics
+
+        registry = CollectorRegistry()
+        metrics = Metrics(registry, settings.election, process_metrics=True)
     server = None
     store = options.open_store(conn)
     try:
@@ -289,6 +293,9 @@ def _serve(
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:
+            from leaderjob.http import Server
+
+            assert registry is not None
             try:
                 server = Server(addr, registry, lambda: http_snapshot(daemon))
             except OSError as exc:

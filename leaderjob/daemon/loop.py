@@ -22,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.gates import Gates
@@ -37,10 +37,12 @@ from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Daemon:

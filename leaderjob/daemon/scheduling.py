@@ -16,15 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Scheduling:

@@ -12,7 +12,7 @@ It does not know jobs, schedules or processes: the runner asks it whether there 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
@@ -20,7 +20,9 @@ from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.group import Group, Reading
 from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
-from leaderjob.metrics import Metrics
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Session:

@@ -62,6 +62,17 @@ def test_the_run_command_loads_only_what_run_uses() -> None:
     assert not heavy, f"`leaderjob run` loads {heavy}"
 
 
+def test_a_daemon_without_a_metrics_endpoint_does_not_load_prometheus_client() -> None:
+    """`--metrics-addr off`: nothing could scrape the metrics, so none are built, and the
+    daemon's modules import prometheus_client (about 4 MiB) only to type-check."""
+    mods = loaded(
+        "import leaderjob.cli.daemon, leaderjob.daemon, leaderjob.election.etcd\n"
+        "import leaderjob.http, leaderjob.log, leaderjob.health"
+    )
+    assert "prometheus_client" not in mods
+    assert "urllib.request" not in mods, "only --health-url needs urllib"
+
+
 def test_every_command_is_still_there() -> None:
     """Loaded on demand, each command keeps its name (`leaderjob --help` lists them all)."""
     from leaderjob import cli
