@@ -2,18 +2,18 @@
 sees, and carries out its decision through the group's queues.
 
 Membership (M, the live replicas of the group) is the number of candidates in one job's queue —
-every replica queues for every job — read once per renew interval: one cheap request for the
-whole group. A release hands an idle job over (its runner has no run and no retry pending: a job
-moves only between runs) by deleting our key of it; the next in line takes over and claims the
-next slot (L2); our key is re-created at the back. A step-back does the same for a standby key.
-A candidate at the head of a queue always leads at once: spreading acts afterwards, between runs.
+every replica queues for every job — read in the confirmation of our keys, once per renew
+interval: one more operation in that Txn, no request of its own. A release hands an idle job
+over (its runner has no run and no retry pending: a job moves only between runs) by deleting our
+key of it; the next in line takes over and claims the next slot (L2); our key is re-created at
+the back. A step-back does the same for a standby key. A candidate at the head of a queue always
+leads at once: spreading acts afterwards, between runs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from leaderjob.election.store import StoreError
 from leaderjob.spread import Spreader, View
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class Spreading:
         self.daemon = daemon
         self.spreader = spreader
         self.members = 1
-        self._read_at = 0.0
+        self._read_at = float("-inf")  # send time of the newest reading counted
 
     def tick(self) -> None:
         d = self.daemon
@@ -33,9 +33,7 @@ class Spreading:
         if group.lease_id is None or not self.spreader.enabled:
             return
         now = d.clock.monotonic()
-        if now >= self._read_at and d.session.may_call():
-            self._read_at = now + d.s.timing.renew_interval
-            self._count_members()
+        self._count_members()
         runners = {n: r for n, r in d.runners.items() if not r.retiring}
         leading = frozenset(n for n, r in runners.items() if r.seat.leading)
         idle = frozenset(n for n in leading if runners[n].idle)
@@ -57,11 +55,9 @@ class Spreading:
         queued = sorted(n for n in group.keys if n in group.prefixes)
         if not queued:
             return
-        try:
-            keys = d.session.store.candidates(
-                group.prefixes[queued[0]], timeout=d.session.io_timeout()
-            )
-        except StoreError as exc:
-            d.session.store_error(exc)
+        group.read_while_leading("members", group.prefixes[queued[0]] + "/", always=True)
+        reading = group.shared_readings.get("members")
+        if reading is None or reading.sent_at <= self._read_at:
             return
-        self.members = max(1, len({k.lease_id for k in keys}))
+        self._read_at = reading.sent_at
+        self.members = max(1, len({k.lease_id for k in reading.keys}))

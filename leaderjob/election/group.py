@@ -103,9 +103,9 @@ class Group:
         #: reading (dropped when the job stops leading).
         self.along: dict[str, str] = {}
         self.readings: dict[str, Reading] = {}
-        #: The daemon's own prefixes read with each confirmation while any job leads (the
-        #: replicas' fingerprints), by name, and their newest readings.
-        self.shared: dict[str, str] = {}
+        #: The daemon's own prefixes read with each confirmation (the replicas' fingerprints
+        #: while any job leads; a queue's members always), by name, and their newest readings.
+        self.shared: dict[str, tuple[str, bool]] = {}
         self.shared_readings: dict[str, Reading] = {}
         self._watch: Watch | None = None
         self._watched: list[str] = []
@@ -136,10 +136,11 @@ class Group:
         its own); the result is :attr:`readings` ``[job]``."""
         self.along[job] = prefix
 
-    def read_while_leading(self, name: str, prefix: str) -> None:
-        """While any job leads, read ``prefix`` in each confirmation (one more operation in its
-        Txn, no request of its own); the result is :attr:`shared_readings` ``[name]``."""
-        self.shared[name] = prefix
+    def read_while_leading(self, name: str, prefix: str, *, always: bool = False) -> None:
+        """While any job leads (``always``: in every confirmation, leading or waiting), read
+        ``prefix`` in each confirmation (one more operation in its Txn, no request of its own);
+        the result is :attr:`shared_readings` ``[name]``."""
+        self.shared[name] = (prefix, always)
 
     def requeue(self, job: str) -> Transition | None:
         """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
@@ -357,7 +358,8 @@ class Group:
             queries = [self._query(j) for j in jobs]
             # Only a read that carried a job's control prefix says what is under it.
             read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
-            shared = list(self.shared.items()) if any(q.first for q in queries) else []
+            leads = any(q.first for q in queries)
+            shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
             standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], timeout)
             for (name, _), extra in zip(shared, standings[len(jobs) :], strict=True):
                 self.shared_readings[name] = Reading(sent_at, extra.also)

@@ -23,6 +23,7 @@ from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.records import ElectionData
 from leaderjob.schedule import parse_schedule
+from leaderjob.spread import Spreader
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 
 TIMING = Timing.from_ttl(15)
@@ -63,13 +64,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
         yield c
 
 
-def daemon(store: MemoryStore, clock: Clock, jobs: int | None) -> tuple[Daemon, Counting]:
-    """A daemon of one job (``jobs`` None: ``run --schedule``) or of a jobs file of ``jobs``."""
+def daemon(
+    store: MemoryStore, clock: Clock, jobs: int | None, identity: str = "a", spread: bool = False
+) -> tuple[Daemon, Counting]:
+    """A daemon of one job (``jobs`` None: ``run --schedule``) or of a jobs file of ``jobs``
+    (``spread``: spreading its jobs over the replicas, the default of `run --jobs`)."""
     client = Counting(store)
     settings = Settings(
         election="g",
         prefix=PREFIX,
-        identity="a",
+        identity=identity,
         timing=TIMING,
         command=("job",),
         schedule=parse_schedule(IDLE, "UTC"),
@@ -81,7 +85,7 @@ def daemon(store: MemoryStore, clock: Clock, jobs: int | None) -> tuple[Daemon, 
         Settings(
             election=f"j{i:02d}",
             prefix=f"{PREFIX}/g/jobs",
-            identity="a",
+            identity=identity,
             timing=TIMING,
             command=("job",),
             schedule=parse_schedule(IDLE, "UTC"),
@@ -89,7 +93,8 @@ def daemon(store: MemoryStore, clock: Clock, jobs: int | None) -> tuple[Daemon, 
         )
         for i in range(jobs)
     ]
-    d = Daemon(settings, client, clock=clock, environ={}, jobs=specs)  # type: ignore[arg-type]
+    spreader = Spreader(enabled=spread)
+    d = Daemon(settings, client, clock=clock, environ={}, jobs=specs, spreader=spreader)  # type: ignore[arg-type]
     return d, client
 
 
@@ -103,15 +108,15 @@ def run_for(d: Daemon, seconds: float) -> None:
         assert cycles < 100_000, "busy loop"
 
 
-@pytest.mark.parametrize("jobs", [None, 1, 50])
+@pytest.mark.parametrize(("jobs", "spread"), [(None, False), (1, False), (50, False), (50, True)])
 def test_an_idle_leader_sends_a_keepalive_and_one_read_per_renewal_period(
-    clock: Clock, jobs: int | None
+    clock: Clock, jobs: int | None, spread: bool
 ) -> None:
     """S5/§4 keep their confirming read once per renewal period; the control switches of every
     led job, and the replicas' fingerprints, ride in it: a minute of leading 1 or 50 idle jobs
     costs 12 keepalives and 12 reads (one Txn each), nothing per job, nothing else."""
     store = MemoryStore(clock)
-    d, client = daemon(store, clock, jobs)
+    d, client = daemon(store, clock, jobs, spread=spread)
     run_for(d, 3 * TIMING.renew_interval)
     assert len([r for r in d.runners.values() if r.tenure is not None]) == (jobs or 1)
     client.calls.clear()
@@ -197,3 +202,32 @@ def test_the_leader_still_flags_a_replica_running_another_job_without_reading(
     assert [p.identity for p in leader.config.checker.conflict] == ["b"]
     assert newcomer.config.checker.conflict, "the newcomer sees it at once, as before"
     assert client.calls["get_prefix"] == 0, client.calls
+
+
+def test_spreading_counts_the_replicas_from_the_confirmation(clock: Clock) -> None:
+    """Spreading needs the number of live replicas (M): it comes with each confirmation, on a
+    leader and a follower alike, so a second replica is counted within one renew interval and
+    the leader then hands over half of its jobs, with no read of its own."""
+    store = MemoryStore(clock)
+    a, client = daemon(store, clock, 4, "a", spread=True)
+    run_for(a, 2 * TIMING.renew_interval)
+    assert a.spreading is not None and a.spreading.members == 1
+    b, _ = daemon(store, clock, 4, "b", spread=True)
+    client.calls.clear()
+    import threading
+
+    idle = threading.Event()
+    end = clock.monotonic() + 60.0
+    b_counted_while_waiting = False
+    while clock.monotonic() < end:
+        a.cycle()
+        b.cycle()
+        assert b.spreading is not None
+        if b.spreading.members == 2 and not b.session.leading:
+            b_counted_while_waiting = True
+        clock.wait(idle, 0.05)
+    assert b_counted_while_waiting, "a replica that leads nothing counts the members too"
+    assert a.spreading.members == 2 and b.spreading is not None and b.spreading.members == 2
+    led = [len([r for r in d.runners.values() if r.tenure is not None]) for d in (a, b)]
+    assert led == [2, 2], led
+    assert client.calls["candidates"] == 0, client.calls
