@@ -129,13 +129,13 @@ def _grace_problems(path: str, specs: Any, timing: Timing) -> list[str]:
 
 def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
     """The jobs of --jobs FILE (None without it), and every problem with them or the command."""
-    from leaderjob.jobsfile import JobsFileError, load_jobs
-
     path = params.get("jobs")
     if not path:
         if command:
             return None, []
         return None, ["no command given: write it after --, e.g. -- ./cleanup.sh"]
+    from leaderjob.jobsfile import JobsFileError, load_jobs  # and tomllib: only with --jobs
+
     errors = []
     if command:
         errors.append("--jobs and a command after --: give one (the file names each command)")

@@ -80,3 +80,12 @@ def test_every_command_is_still_there() -> None:
     names = set(cli.main.loaded())
     assert {"run", "lock", "status", "history", "trigger", "suspend", "resume", "fenced"} <= names
     assert {"next", "demo", "selftest", "jobs", "repair-schedule"} <= names
+
+
+def test_a_single_command_daemon_does_not_load_the_jobs_file_reader() -> None:
+    """`run --schedule … -- CMD`: the jobs-file reader (and tomllib) load only with --jobs."""
+    mods = loaded(
+        "from leaderjob.cli import daemon\n"
+        "assert daemon._load_jobs({'jobs': None}, ('true',)) == (None, [])"
+    )
+    assert "leaderjob.jobsfile" not in mods and "tomllib" not in mods
