@@ -402,12 +402,13 @@ def _leaner(data: dict[str, Any]) -> str | None:
         f"{lj['leader_cpu_per_hour']:.1f} s, and {ec['leader_req_per_min']:.0f} etcd requests "
         f"a minute against {lj['leader_req_per_min']:.0f}: it only sends a keepalive every "
         "TTL/3 on one long-lived stream, where a leaderjob leader also confirms its key with a "
-        "linearizable read (Txn) and reads its control switches (suspend, trigger: Range) once "
-        "per renew interval. The confirmation is what keeps a leader from trusting keepalives "
-        "alone on etcd versions with lease bugs (docs/safety.md §4). As followers both send "
-        f"keepalives only ({ec['follower_req_per_min']:.0f} and "
-        f"{lj['follower_req_per_min']:.0f} a minute); a python-etcd3 waiter sends nothing at "
-        "all, because it waits without a lease (and leaks one lease per failed attempt)."
+        "linearizable read (one Txn per renew interval, which also reads its control switches "
+        "and the replicas' fingerprints). The confirmation is what keeps a leader from trusting "
+        "keepalives alone on etcd versions with lease bugs (docs/safety.md §4). As followers "
+        f"etcdctl sends {ec['follower_req_per_min']:.0f} requests a minute (keepalives) and "
+        f"leaderjob {lj['follower_req_per_min']:.0f} (keepalives and the re-read of its place "
+        "in the queue); a python-etcd3 waiter sends nothing at all, because it waits without a "
+        "lease (and leaks one lease per failed attempt)."
     )
 
 

@@ -1,7 +1,10 @@
 """Footprint of one runner (RSS, CPU per hour, etcd requests per minute, idle as leader and as
 follower) and leaderjob's schedule lag, each contender on an etcd of its own.
 
-    python bench/footprint.py [--window 90] [--busy 180]
+    python bench/footprint.py [--window 90] [--busy 180] [--contenders leaderjob,etcdctl,python]
+
+``--contenders leaderjob --busy 0`` measures only leaderjob's idle leader and follower (about
+three minutes): the check for its idle traffic and memory.
 
 Idle: the leader alone for ``window`` seconds (its requests are every request etcd saw), then a
 follower joins for another ``window`` (follower = the second window's rate minus the first).
@@ -147,9 +150,13 @@ def busy(ttl: int, duration: float, logdir: Path) -> dict[str, Any]:
     return out
 
 
-def run_all(window: float, busy_seconds: float, logdir: Path) -> dict[str, Any]:
-    """Idle runs of every contender side by side (each on its own etcd), then the busy run."""
+def run_all(
+    window: float, busy_seconds: float, logdir: Path, contenders: tuple[str, ...] = tuple(TITLES)
+) -> dict[str, Any]:
+    """Idle runs of every contender side by side (each on its own etcd), then the busy run
+    (skipped with ``busy_seconds`` 0)."""
     plans = [("leaderjob", 15), ("leaderjob", 3), ("etcdctl", 15), ("python", 15)]
+    plans = [(k, t) for k, t in plans if k in contenders]
     results: dict[str, Any] = {"idle": [None] * len(plans)}
 
     def one(i: int, kind: str, ttl: int) -> None:
@@ -160,7 +167,8 @@ def run_all(window: float, busy_seconds: float, logdir: Path) -> dict[str, Any]:
         t.start()
     for t in threads:
         t.join()
-    results["busy"] = busy(15, busy_seconds, logdir)
+    if busy_seconds > 0:
+        results["busy"] = busy(15, busy_seconds, logdir)
     return results
 
 
@@ -191,7 +199,9 @@ def render(fp: dict[str, Any]) -> str:
         methods.append([f"{TITLES[r['kind']]}, TTL {r['ttl']} s", lead, fol or "—"])
     method_table = table(["runner", "leader: req/min by method", "follower: req/min by method"],
                          methods)  # fmt: skip
-    b = fp["busy"]
+    b = fp.get("busy")
+    if b is None:
+        return f"{idle_table}\n\n{method_table}"
     busy_table = table(
         ["`leaderjob run --schedule '@every 1s' -- true`, TTL 15 s", "value"],
         [
@@ -211,11 +221,14 @@ def render(fp: dict[str, Any]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--window", type=float, default=90.0)
-    p.add_argument("--busy", type=float, default=180.0)
+    p.add_argument("--busy", type=float, default=180.0, help="seconds; 0 skips the busy run")
+    p.add_argument(
+        "--contenders", default=",".join(TITLES), help="comma-separated: " + ", ".join(TITLES)
+    )
     a = p.parse_args()
     logdir = Path("/tmp") / f"ljbench-footprint-{int(time.time())}"
     logdir.mkdir(parents=True, exist_ok=True)
-    print(render(run_all(a.window, a.busy, logdir)))
+    print(render(run_all(a.window, a.busy, logdir, tuple(a.contenders.split(",")))))
     return 0
 
 

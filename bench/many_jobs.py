@@ -481,18 +481,18 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"- **Goal missed: a leader's requests per minute are not flat in the number of "
                 f"jobs.** They grow by {grow:.0f} a minute per job ({lo['leader_req_per_min']:.0f} "
                 f"at {lo['jobs']} job(s), {hi['leader_req_per_min']:.0f} at {hi['jobs']}), nearly "
-                f"all of it `{worst}` ({by[worst]:.0f} a minute per job). The cause: every job "
-                "a daemon leads reads its control switches (trigger, suspend) with a `Range` once "
-                "per renew interval (TTL/3) while it is led, idle or not "
-                "(`Scheduling._poll_control`, a prefix `Range` of that job's control keys); the "
-                "keepalives and the confirmation of the daemon's keys (one `Txn` per renew "
-                "interval for up to 64 jobs) stay flat. One read of the whole group's switches "
-                "per renew interval, or a watch on them, would make it flat."
+                f"all of it `{worst}` ({by[worst]:.0f} a minute per job). Every job "
+                "a daemon leads should add nothing: its control switches ride in the one `Txn` "
+                "per renew interval that confirms the daemon's keys (two operations per job, up "
+                "to 64 jobs per Txn). Look for a per-job request that bypasses it."
             )
         else:
             out.append(
                 f"- A leader's requests per minute are flat in the number of jobs "
-                f"({lo['leader_req_per_min']:.0f} → {hi['leader_req_per_min']:.0f})."
+                f"({lo['leader_req_per_min']:.0f} → {hi['leader_req_per_min']:.0f}): a keepalive "
+                "and one `Txn` per renew interval, which confirms every key the daemon holds and "
+                "reads each led job's control switches (suspend, triggers) and the replicas' "
+                "fingerprints in the same read (goal: ≤ 24 a minute at TTL 15 s)."
             )
         fgrow = (hi["follower_req_per_min"] - lo["follower_req_per_min"]) / span
         out.append(
@@ -514,8 +514,9 @@ def notes(results: dict[str, Any]) -> list[str]:
         fcpu = (hi["follower_cpu_per_hour"] - lo["follower_cpu_per_hour"]) / span
         out.append(
             f"- CPU of an idle leader: {lo['leader_cpu_per_hour']:.0f} → "
-            f"{hi['leader_cpu_per_hour']:.0f} s per hour ({cpu:.1f} s per hour per job), the "
-            f"cost of the same per-job reads; a follower's: {fcpu:+.1f} s per hour per job."
+            f"{hi['leader_cpu_per_hour']:.0f} s per hour ({cpu:.1f} s per hour per job: each "
+            "cycle looks at every led job's schedule and switches); a follower's: "
+            f"{fcpu:+.1f} s per hour per job."
         )
     pods = results.get("pods")
     if pods:

@@ -14,7 +14,8 @@ lease (it goes when the candidate goes), written once per lease. The candidate k
 `leaderjob lock` takes no part: a lock is a mutex, and different commands taking it is its
 normal use.
 
-Cost while idle: the leader reads the fingerprints once per :data:`CHECK_INTERVAL`; a follower
+Cost while idle: the leader compares the fingerprints once per :data:`CHECK_INTERVAL`, as read in
+the confirmation of its key (one operation in that Txn, no request of its own); a follower
 reads them once when it publishes (so a newcomer sees a conflict at once), and again at every
 check only while it sees a conflict (so its flag clears when the conflict does). The command is
 hashed, never stored: an argv can carry secrets.
@@ -29,9 +30,12 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from leaderjob.election.store import KeyInfo, Store, StoreError
+
+if TYPE_CHECKING:
+    from leaderjob.election.group import Reading
 
 #: How often the leader compares fingerprints (and a follower that sees a conflict, re-checks).
 CHECK_INTERVAL = 30.0
@@ -158,6 +162,7 @@ class ConfigWatch:
         self.enabled = mode != "once"
         fp = job_fingerprint(command, mode, schedule, timezone)
         self.checker = Checker(fp, interval)
+        self._read_at = float("-inf")  # send time of the newest reading compared
         self.doc = {
             "identity": identity,
             "fingerprint": fp,
@@ -180,11 +185,21 @@ class ConfigWatch:
         leading: bool,
         timeout: float,
         on_error: Callable[[StoreError], None],
+        reading: Reading | None = None,
     ) -> None:
+        """``reading``: the fingerprints as the leader's confirmation read them (a
+        :class:`~leaderjob.election.group.Reading`: ``sent_at``, ``keys``); a leader compares
+        those (waiting for the next one if it has seen this one) and reads nothing itself."""
         if not self.enabled:
             return
         action = self.checker.due(now, lease_id, leading=leading)
         if action is None or lease_id is None:
+            return
+        if action == "read" and leading and reading is not None:
+            if reading.sent_at > self._read_at:
+                self._read_at = reading.sent_at
+                was = bool(self.checker.conflict)
+                self._report(was, self.checker.observe(now, parse_published(reading.keys)))
             return
         try:
             if action == "publish":

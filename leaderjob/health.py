@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +53,9 @@ def run_check(settings: HealthSettings, timeout: float) -> str | None:
         if proc.returncode != 0:
             return f"command exited {proc.returncode}"
     if settings.url:
+        import urllib.error  # only a daemon with --health-url needs it
+        import urllib.request
+
         try:
             with urllib.request.urlopen(settings.url, timeout=timeout) as resp:  # noqa: S310
                 if not 200 <= resp.status < 300:

@@ -25,9 +25,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+if TYPE_CHECKING:  # prometheus_client is imported only once /metrics is served
+    from prometheus_client import CollectorRegistry
+
 
 Snapshot = Mapping[str, Any]
 
@@ -154,6 +156,8 @@ class Server:
     def route(self, target: str) -> tuple[int, str, bytes]:
         path, _, query = target.partition("?")
         if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         snap = self.snapshot()
         now = self.clock()

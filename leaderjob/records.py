@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from leaderjob.election.store import Store
+from leaderjob.election.store import KeyInfo, Store
 
 SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
 #: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
@@ -250,7 +251,10 @@ class ElectionData:
         )
 
     def control(self, *, timeout: float) -> Control:
-        keys = self.store.get_prefix(self.control_prefix, timeout=timeout)
+        return self.parse_control(self.store.get_prefix(self.control_prefix, timeout=timeout))
+
+    def parse_control(self, keys: Sequence[KeyInfo]) -> Control:
+        """The switches, from the keys under :attr:`control_prefix` (however they were read)."""
         suspended = any(k.key == self.suspended_key for k in keys)
         triggers = sorted(
             ((k.key, _load(k.value)) for k in keys if k.key.startswith(self.trigger_prefix)),

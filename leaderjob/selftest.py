@@ -171,9 +171,11 @@ class TrackingStore(EtcdStore):
         self._count("keepalive")
         return super().keepalive(lease_id, timeout=timeout)
 
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Any:
+    def standing(
+        self, prefix: str, key: str, create_revision: int, *, timeout: float, **kw: Any
+    ) -> Any:
         self._count("standing")
-        return super().standing(prefix, key, create_revision, timeout=timeout)
+        return super().standing(prefix, key, create_revision, timeout=timeout, **kw)
 
     def watch_deletes(
         self,

@@ -7,28 +7,106 @@ Usage errors exit 2 with one line that says what to change; etcd rejecting us ex
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
-from leaderjob import __version__, fenced_cli
-from leaderjob.cli.audit import audit
-from leaderjob.cli.control import EXIT_WAIT_TIMEOUT, WAIT_POLL, resume, suspend, trigger
-from leaderjob.cli.daemon import _serve, build_timing, http_snapshot, lock, run
 from leaderjob.cli.options import (
     LeaderjobGroup,
     build_connection,
     connection_options,
     open_store,
 )
-from leaderjob.cli.read import format_history, history, read_status, repair_schedule, status
-from leaderjob.cli.tools import demo, next_, selftest
-from leaderjob.jobs_cli import jobs
+
+#: Each command by name, with the module that defines it and its name there. A command's module
+#: is imported only when that command runs (or for ``--help``): `leaderjob run` never loads the
+#: fencing tools, the jobs-file checker, the demo or the self-test, nor what they import.
+_COMMANDS = {
+    # the daemon
+    "run": ("leaderjob.cli.daemon", "run"),
+    "lock": ("leaderjob.cli.daemon", "lock"),
+    # read, control
+    "status": ("leaderjob.cli.read", "status"),
+    "history": ("leaderjob.cli.read", "history"),
+    "repair-schedule": ("leaderjob.cli.read", "repair_schedule"),
+    "trigger": ("leaderjob.cli.control", "trigger"),
+    "suspend": ("leaderjob.cli.control", "suspend"),
+    "resume": ("leaderjob.cli.control", "resume"),
+    # the slot ledger check
+    "audit": ("leaderjob.cli.audit", "audit"),
+    # the tools
+    "next": ("leaderjob.cli.tools", "next_"),
+    "demo": ("leaderjob.cli.tools", "demo"),
+    "selftest": ("leaderjob.cli.tools", "selftest"),
+    # the jobs file: check
+    "jobs": ("leaderjob.jobs_cli", "jobs"),
+    # fenced writes: built by fenced_cli.register
+    "fenced": ("leaderjob.fenced_cli", ""),
+}
+
+#: Names this package re-exports, each from the module that defines it (imported on first use).
+_EXPORTS = {
+    "EXIT_WAIT_TIMEOUT": "leaderjob.cli.control",
+    "WAIT_POLL": "leaderjob.cli.control",
+    "_serve": "leaderjob.cli.daemon",
+    "build_timing": "leaderjob.cli.daemon",
+    "http_snapshot": "leaderjob.cli.daemon",
+    "lock": "leaderjob.cli.daemon",
+    "run": "leaderjob.cli.daemon",
+    "format_history": "leaderjob.cli.read",
+    "history": "leaderjob.cli.read",
+    "read_status": "leaderjob.cli.read",
+}
+
+
+class _LazyGroup(LeaderjobGroup):
+    """The top-level group: commands are found by name and imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in _COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = _COMMANDS[cmd_name]
+        module = importlib.import_module(module_name)
+        if cmd_name == "fenced":
+            module.register(self, connection_options, build_connection, open_store)
+        else:
+            self.add_command(getattr(module, attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def loaded(self) -> dict[str, click.Command]:
+        """Every command, imported (for tests and documentation checks)."""
+        ctx = click.Context(self)
+        for name in self.list_commands(ctx):
+            self.get_command(ctx, name)
+        return dict(self.commands)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # Looked up only when asked for: importlib.metadata is no cost of every start.
+    if not value or ctx.resilient_parsing:
+        return
+    from leaderjob import __version__
+
+    click.echo(f"leaderjob, version {__version__}")
+    ctx.exit()
 
 
 @click.group(
-    cls=LeaderjobGroup,
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, prog_name="leaderjob")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Run a command on a schedule exactly once across many replicas, with etcd leader election
     and a fencing token.
@@ -43,16 +121,12 @@ def main() -> None:
     """
 
 
-# One line per command family; a new family (say, the fencing tools) adds its own.
-for command in (run, lock):  # the daemon
-    main.add_command(command)
-for command in (status, history, repair_schedule, trigger, suspend, resume):  # read, control
-    main.add_command(command)
-main.add_command(audit)  # the slot ledger check
-for command in (next_, demo, selftest):  # the tools
-    main.add_command(command)
-main.add_command(jobs)  # the jobs file: check
-fenced_cli.register(main, connection_options, build_connection, open_store)  # fenced writes
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "EXIT_WAIT_TIMEOUT",

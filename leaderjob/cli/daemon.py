@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from leaderjob import fenced_cli
 from leaderjob.cli import options
 from leaderjob.cli.daemon_options import daemon_options, schedule_options
 from leaderjob.cli.options import (
@@ -85,7 +84,9 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, conn.rpc_timeout)
-    settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn))
+    from leaderjob.fenced_cli import job_endpoints
+
+    settings = replace(settings, endpoints=job_endpoints(conn))
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
         settings = _one_job(params, settings, schedule, health)
@@ -129,13 +130,13 @@ def _grace_problems(path: str, specs: Any, timing: Timing) -> list[str]:
 
 def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
     """The jobs of --jobs FILE (None without it), and every problem with them or the command."""
-    from leaderjob.jobsfile import JobsFileError, load_jobs
-
     path = params.get("jobs")
     if not path:
         if command:
             return None, []
         return None, ["no command given: write it after --, e.g. -- ./cleanup.sh"]
+    from leaderjob.jobsfile import JobsFileError, load_jobs  # and tomllib: only with --jobs
+
     errors = []
     if command:
         errors.append("--jobs and a command after --: give one (the file names each command)")
@@ -289,15 +290,19 @@ def _serve(
     spreader: Any = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
-    from prometheus_client import CollectorRegistry
-
     from leaderjob.daemon import Daemon
     from leaderjob.health import HealthChecker
-    from leaderjob.http import Server
-    from leaderjob.metrics import Metrics
 
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, settings.election, process_metrics=True)
+    # Metrics exist to be scraped: with --metrics-addr off nothing could read them, and
+    # prometheus_client is not even imported.
+    metrics = registry = None
+    if addr is not None:
+        from prometheus_client import CollectorRegistry
+
+        from leaderjob.metrics import Metrics
+
+        registry = CollectorRegistry()
+        metrics = Metrics(registry, settings.election, process_metrics=True)
     server = None
     store = options.open_store(conn)
     try:
@@ -313,6 +318,9 @@ def _serve(
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:
+            from leaderjob.http import Server
+
+            assert registry is not None
             try:
                 server = Server(addr, registry, lambda: http_snapshot(daemon))
             except OSError as exc:

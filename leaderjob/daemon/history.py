@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import (
@@ -24,8 +24,10 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
 from leaderjob.records import ElectionData, iso
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
 OUTPUT = "_output"

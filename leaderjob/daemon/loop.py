@@ -22,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.gates import Gates
@@ -37,10 +37,12 @@ from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Daemon:
@@ -99,6 +101,8 @@ class Daemon:
             Spreading(self, spreader) if spreader is not None and self.grouped else None
         )
         self.config = self._config_watch(jobs)
+        if self.config.enabled:  # compared from the leader's confirmations: no read of its own
+            self.session.group.read_while_leading("fingerprints", self.config.prefix)
         self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
         self.stop_signals = 0
         self.leading_since: datetime | None = None
@@ -268,6 +272,7 @@ class Daemon:
             leading=self.elector.phase is Phase.LEADING,
             timeout=self.session.io_timeout(),
             on_error=self.session.store_error,
+            reading=self.session.group.shared_readings.get("fingerprints"),
         )
         if self.elector.phase is not Phase.LEADING:
             if not self.runs and self.elector.to_revoke:

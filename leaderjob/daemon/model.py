@@ -3,6 +3,7 @@ records of one tenure (its runs, its pending starts). Data only: no I/O, no rule
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from leaderjob.config import Timing, election_prefix
 from leaderjob.health import HealthSettings
 from leaderjob.planner import CatchUp, Slot, SlotClock
+from leaderjob.records import Control
 from leaderjob.schedule import Schedule
 from leaderjob.supervisor import Run
 
@@ -94,7 +96,14 @@ class Tenure:
     token: int
     ready: bool = False  # catch-up decided
     published: bool = False  # the schedule is in state/schedule
+    #: When the control switches next need this job's attention (a wake-up time).
     control_at: float = 0.0
+    #: The switches as last read (triggers not yet acted on), and when that read was sent: by
+    #: the confirmation of our key, or (once, at the start of the tenure) by a read of their own.
+    control: Control | None = None
+    control_read_at: float = -math.inf
+    #: When the newest claim, ahead of our clock, is next re-read (a repair takes effect).
+    skew_read_at: float = 0.0
     #: As last read; None until read. Informational: a claim to run is itself refused while the
     #: election is suspended, and a retry reads the switch before it starts.
     suspended: bool | None = None

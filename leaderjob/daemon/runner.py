@@ -17,7 +17,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import job_environment
@@ -34,10 +34,12 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.health import HealthChecker
-from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.supervisor import Run
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Runner(History, Scheduling):

@@ -13,15 +13,15 @@ records outcomes through the runner (``_start``, ``_record``, ``_delete_old``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
 from leaderjob.planner import Planner, Slot
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import slot_id
@@ -33,6 +33,9 @@ NOT_RUN = {
     "suspended": "suspended",
     "deadline": "late",
 }
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Scheduling:
@@ -108,10 +111,9 @@ class Scheduling:
         if not tenure.ready and not self._begin_tenure(tenure, wall):
             return None
         self._check_skew(tenure, wall)
-        if now >= tenure.control_at and self.session.may_call():
-            report = self._poll_control(tenure)
-            if report is not None:
-                return report
+        report = self._poll_control(tenure)
+        if report is not None:
+            return report
         # Retries and replacements waiting for their time.
         for p in list(tenure.pending):
             if now >= p.not_before and not self._blocked() and self.session.may_call():
@@ -266,29 +268,62 @@ class Scheduling:
             self.session.store_error(exc)
 
     def _poll_control(self, tenure: Tenure) -> Report | None:
-        """Read the trigger switches (and the suspension, for status) once per renewal interval.
+        """Act on the trigger and suspend switches as last read; no request of their own.
 
-        While the newest claim lies ahead of our clock, also re-read it: an operator's repair
-        takes effect at once (a re-plan from the repaired claim).
+        They are read in the confirmation of our key, once per renew interval (one Txn for every
+        job the daemon leads: :meth:`Seat.read_along`), so a trigger runs within one renew
+        interval and ``status`` shows a suspension as fast. Only the first look of a tenure
+        reads them directly: a trigger that waited for a leader runs at once. Triggers of one
+        read run one at a time; one that did not run shows up again in the next read.
+
+        While the newest claim lies ahead of our clock, also re-read it once per renew interval:
+        an operator's repair takes effect at once (a re-plan from the repaired claim).
         """
-        tenure.control_at = self.clock.monotonic() + self.s.timing.renew_interval
-        try:
-            control = self.data.control(timeout=self.session.io_timeout())
-            if self._skewed(tenure):
+        now = self.clock.monotonic()
+        interval = self.s.timing.renew_interval
+        self.seat.read_along(self.data.control_prefix)
+        reading = self.seat.reading()
+        if tenure.control is None:
+            if now < tenure.control_at or not self.session.may_call():
+                return None
+            tenure.control_at = now + interval  # a failed read is tried again an interval on
+            try:
+                tenure.control = self.data.control(timeout=self.session.io_timeout())
+            except StoreError as exc:
+                self.session.store_error(exc)
+                return None
+            tenure.control_read_at = now
+            self._note_suspended(tenure, tenure.control.suspended)
+        elif reading is not None and reading.sent_at > tenure.control_read_at:
+            tenure.control = self.data.parse_control(reading.keys)
+            tenure.control_read_at = reading.sent_at
+            self._note_suspended(tenure, tenure.control.suspended)
+        report = self._repair_or_trigger(tenure, now)
+        # Wake for the switches only while a trigger can run now, or a skewed claim is re-read;
+        # otherwise the next confirmation (and the end of a blocking run) wakes the loop.
+        ready = bool(tenure.control.triggers) and not tenure.suspended and not self._blocked()
+        tenure.control_at = now if ready else (tenure.skew_read_at if self._skewed(tenure) else
+                                              math.inf)  # fmt: skip
+        return report
+
+    def _repair_or_trigger(self, tenure: Tenure, now: float) -> Report | None:
+        if self._skewed(tenure) and now >= tenure.skew_read_at and self.session.may_call():
+            tenure.skew_read_at = now + self.s.timing.renew_interval
+            try:
                 last = self.data.last_slot(timeout=self.session.io_timeout())
-                if last != tenure.last_claimed:
-                    self.log.info("schedule.repaired", last_claimed=iso(last))
-                    tenure.ready = False
-                    return None
-        except StoreError as exc:
-            self.session.store_error(exc)
+            except StoreError as exc:
+                self.session.store_error(exc)
+                return None
+            if last != tenure.last_claimed:
+                self.log.info("schedule.repaired", last_claimed=iso(last))
+                tenure.ready = False
+                return None
+        control = tenure.control
+        if control is None or not control.triggers or tenure.suspended:
             return None
-        self._note_suspended(tenure, control.suspended)
-        if not control.triggers or tenure.suspended:
-            return None
-        if self._blocked():
+        if self._blocked() or not self.session.may_call():
             return None  # a trigger waits for the current run; it is not lost
-        key, request = control.triggers[0]
+        key, request = control.triggers.pop(0)
         return self._run_trigger(tenure, key, request)
 
     def _run_trigger(self, tenure: Tenure, key: str, request: dict[str, Any]) -> Report | None:
@@ -317,7 +352,6 @@ class Scheduling:
             self.seat.recheck()
             return None
         self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
-        tenure.control_at = self.clock.monotonic()  # look for more triggers soon
         report = self._start(slot, self.clock.wall(), 0)
         self._prune_slots(tenure, triggers=True)
         return report

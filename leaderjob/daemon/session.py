@@ -12,15 +12,17 @@ It does not know jobs, schedules or processes: the runner asks it whether there 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.group import Group
+from leaderjob.election.group import Group, Reading
 from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
-from leaderjob.metrics import Metrics
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
 
 
 class Session:
@@ -189,3 +191,11 @@ class Seat:
     def recheck(self) -> None:
         """Re-read our standing (a fenced write was refused: deposed, or claimed before)."""
         self.session.group.recheck()
+
+    def read_along(self, prefix: str) -> None:
+        """Read ``prefix`` with each confirmation of our key while we lead (no request of its
+        own): :meth:`reading` is its newest result."""
+        self.session.group.read_along(self.job, prefix)
+
+    def reading(self) -> Reading | None:
+        return self.session.group.readings.get(self.job)

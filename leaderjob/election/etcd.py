@@ -1,4 +1,5 @@
-"""The etcd adapter: the only module that imports etcd3 or grpc.
+"""The etcd adapter: with ``etcd_wire.py`` (its error translation, protobuf helpers and watch
+stream), the only module that imports etcd3 or grpc.
 
 It speaks etcd's v3 gRPC API through the protobuf stubs that the ``etcd3`` package ships
 (python3-etcd3), on channels it manages itself, because the client class of that package does not
@@ -6,17 +7,17 @@ fit a lease holder: a timed-out call marks its endpoint failed for 300 s of wall
 its range builder mixes up create- and mod-revision filters. Here every call has its own deadline,
 a failed call moves the next one to another endpoint, and gRPC reconnects within a second.
 
-Errors are translated at this edge, in one place (:func:`_translate`), into the port's two kinds.
+Errors are translated at this edge, in one place (:func:`~.etcd_wire._translate`), into the
+port's two kinds.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 # gRPC's C core logs at INFO by default ("Handshake failed ..." for every TLS refusal): keep its
@@ -28,66 +29,29 @@ import grpc
 from etcd3 import etcdrpc
 
 from leaderjob.config import Connection
+from leaderjob.election.etcd_wire import (
+    _DELETE,  # noqa: F401  (the adapter's names, as tests and callers know them)
+    _REQUIRE_LEADER,
+    _DeleteWatch,
+    _kv,
+    _prefix_end,
+    _range,
+    _TLSUnavailable,
+    _translate,
+)
 from leaderjob.election.store import (
+    MAX_TXN_OPS,
     Grant,
     KeyInfo,
+    Query,
     Standing,
     StoreError,
     StoreRejected,
     StoreUnavailable,
+    as_query,
 )
 
-_DELETE = 1  # mvccpb.Event.EventType.DELETE
-#: etcd's rpctypes.MetadataRequireLeaderKey: a member without a leader cancels the stream.
-_REQUIRE_LEADER = ("hasleader", "true")
-#: Candidacies one `standings` read covers: two range operations each, under etcd's default
-#: --max-txn-ops of 128.
-_MAX_STANDINGS = 64
 _T = TypeVar("_T")
-
-#: Codes that say "this endpoint or this moment", worth another try elsewhere or later.
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-}
-
-#: TLS failures surface as UNAVAILABLE ("failed to connect to all addresses; last error: ...");
-#: these phrases in the detail tell them apart from a server that is merely down, so that a wrong
-#: CA fails at start-up instead of retrying forever. Each maps to what to check, first match wins
-#: (details as grpcio 1.85 / BoringSSL word them, verified against etcd 3.5 in tests/security).
-_TLS_HINTS: tuple[tuple[str, str], ...] = (
-    ("certificate_verify_failed", "cannot verify etcd's certificate (wrong --cacert?)"),
-    (
-        "hostname verification",
-        "etcd's certificate does not name this endpoint "
-        "(connect by a name it carries, or set --tls-server-name)",
-    ),
-    (
-        "bad_certificate",
-        "etcd refused our client certificate (expired, not signed by the CA "
-        "etcd trusts, or missing --cert/--key?)",
-    ),
-    ("certificate_expired", "etcd refused our client certificate: expired"),
-    (
-        # etcd 3.4 (Go 1.x TLS) closes the handshake on a client certificate it refuses; grpc
-        # then reports the broken record, not an alert.
-        "tsi_data_corrupted",
-        "etcd refused our client certificate (expired, not signed by the CA etcd trusts, "
-        "or missing --cert/--key?)",
-    ),
-    ("certificate_required", "etcd requires a client certificate (--cert/--key)"),
-    ("security handshaker", "cannot set up TLS (does --key belong to --cert?)"),
-    ("wrong_version_number", "TLS to a server that does not speak TLS (drop --cacert?)"),
-    ("handshake", "TLS handshake failed"),
-    ("ssl", "TLS failed"),
-    ("certificate", "TLS certificate problem"),
-    ("tls", "TLS failed"),
-)
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # Reconnect quickly after etcd comes back; gRPC's default backoff grows to 120 s.
@@ -103,55 +67,6 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 ]
-
-
-class _TLSUnavailable(StoreUnavailable):
-    """A TLS failure at one endpoint: another member may have the right certificate (a member
-    mid-rotation, one misconfigured). Fatal only once every endpoint has failed so in a row."""
-
-
-def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
-    """Rejected: what no member can fix (credentials, permissions, a malformed request).
-    Everything else is this endpoint or this moment, and moves on to the next endpoint: a learner
-    member answers FAILED_PRECONDITION ("rpc not supported for learner"), and a TLS failure is
-    told apart only by its words inside UNAVAILABLE."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    detail = (exc.details() if hasattr(exc, "details") else None) or str(code)
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return StoreRejected(operation, f"{detail} ({code.name.lower()})")
-    lowered = detail.lower()
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return StoreRejected(operation, detail)
-    if code is grpc.StatusCode.FAILED_PRECONDITION and "authentication is not enabled" in lowered:
-        # --user against an etcd without auth: every member says so (etcd's ErrAuthNotEnabled
-        # shares FAILED_PRECONDITION with the learner's refusal, which another member fixes).
-        return StoreRejected(operation, f"{detail} (drop --user, or enable auth in etcd)")
-    if code is grpc.StatusCode.UNAVAILABLE:
-        for phrase, hint in _TLS_HINTS:
-            if phrase in lowered:
-                return _TLSUnavailable(operation, f"TLS: {hint}: {detail}")
-    return StoreUnavailable(operation, detail)
-
-
-def _kv(kv: Any) -> KeyInfo:
-    return KeyInfo(
-        key=kv.key.decode(),
-        value=bytes(kv.value),
-        create_revision=kv.create_revision,
-        mod_revision=kv.mod_revision,
-        lease_id=kv.lease,
-    )
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    """The range end that covers every key starting with ``prefix``."""
-    b = bytearray(prefix)
-    while b:
-        if b[-1] < 0xFF:
-            b[-1] += 1
-            return bytes(b)
-        b.pop()
-    return b"\0"
 
 
 def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
@@ -173,71 +88,6 @@ def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
         return call
 
     return wrap
-
-
-class _DeleteWatch:
-    """One watch stream on a few keys; fires once on the first DELETE or on any error.
-
-    A stream that ends without a DELETE (an error, a cancel by the server, a compaction) calls
-    ``on_broken`` first, so that the watch the caller makes next goes to another endpoint.
-    """
-
-    def __init__(
-        self,
-        stub: Any,
-        keys: Sequence[str],
-        start_revision: int,
-        metadata: list[tuple[str, str]],
-        on_fire: Callable[[], None],
-        on_broken: Callable[[], None],
-    ) -> None:
-        self.fired = threading.Event()
-        self._on_fire = on_fire
-        self._on_broken = on_broken
-        self._requests: queue.Queue[Any] = queue.Queue()
-        for key in keys:
-            create = etcdrpc.WatchCreateRequest(
-                key=key.encode(),
-                start_revision=start_revision,
-                filters=[etcdrpc.WatchCreateRequest.NOPUT],
-            )
-            self._requests.put(etcdrpc.WatchRequest(create_request=create))
-        self._cancelled = False
-        self._call = stub.Watch(self._request_iter(), metadata=metadata)
-        self._thread = threading.Thread(target=self._run, name="leaderjob-watch", daemon=True)
-        self._thread.start()
-
-    def _request_iter(self) -> Iterator[Any]:
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            yield item
-
-    def _run(self) -> None:
-        deleted = False
-        try:
-            for resp in self._call:
-                if resp.canceled or resp.compact_revision:
-                    break
-                if any(ev.type == _DELETE for ev in resp.events):
-                    deleted = True
-                    break
-        except grpc.RpcError:
-            pass
-        if not deleted and not self._cancelled:
-            self._on_broken()
-        self._fire()
-
-    def _fire(self) -> None:
-        if not self.fired.is_set() and not self._cancelled:
-            self.fired.set()
-            self._on_fire()
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._requests.put(None)
-        self._call.cancel()
 
 
 class EtcdStore:
@@ -413,47 +263,86 @@ class EtcdStore:
         return _kv(kvs[0])
 
     @_rpc("standing")
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
-        return self._standings([(prefix, key, create_revision)], timeout)[0]
+    def standing(
+        self,
+        prefix: str,
+        key: str,
+        create_revision: int,
+        *,
+        timeout: float,
+        first: bool = False,
+        also: str | None = None,
+    ) -> Standing:
+        return self._standings([Query(prefix, key, create_revision, first, also)], timeout)[0]
 
     @_rpc("standings")
     def standings(
-        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+        self, queries: Sequence[Query | tuple[str, str, int]], *, timeout: float
     ) -> list[Standing]:
-        # etcd caps the operations of one Txn (--max-txn-ops, 128 by default): two per query.
-        if len(queries) > _MAX_STANDINGS:
+        qs = [as_query(q) for q in queries]
+        # etcd caps the operations of one Txn (--max-txn-ops, 128 by default).
+        ops = sum(q.ops for q in qs)
+        if ops > MAX_TXN_OPS:
             raise StoreUnavailable(
-                "standings", f"{len(queries)} keys in one read; at most {_MAX_STANDINGS}"
+                "standings", f"{ops} operations in one read; at most {MAX_TXN_OPS}"
             )
-        return self._standings(queries, timeout)
+        return self._standings(qs, timeout)
 
-    def _standings(self, queries: Sequence[tuple[str, str, int]], timeout: float) -> list[Standing]:
+    def _standings(self, queries: Sequence[Query], timeout: float) -> list[Standing]:
         ops = []
-        for prefix, key, create_revision in queries:
-            p = (prefix.rstrip("/") + "/").encode()
-            own = etcdrpc.RangeRequest(key=key.encode())
-            pred = etcdrpc.RangeRequest(
-                key=p,
-                range_end=_prefix_end(p),
-                max_create_revision=create_revision - 1,
-                sort_order=etcdrpc.RangeRequest.DESCEND,
-                sort_target=etcdrpc.RangeRequest.CREATE,
-                limit=1,
-            )
-            ops += [etcdrpc.RequestOp(request_range=own), etcdrpc.RequestOp(request_range=pred)]
+        for q in queries:
+            p = (q.prefix.rstrip("/") + "/").encode()
+            if not q.key:
+                pass  # only ``also``
+            elif q.first:
+                # The lowest live key under the prefix: ours, or we do not lead.
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=p,
+                    range_end=_prefix_end(p),
+                    sort_order=etcdrpc.RangeRequest.ASCEND,
+                    sort_target=etcdrpc.RangeRequest.CREATE,
+                    limit=1,
+                )))  # fmt: skip
+            else:
+                ops.append(_range(etcdrpc.RangeRequest(key=q.key.encode())))
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=p,
+                    range_end=_prefix_end(p),
+                    max_create_revision=q.create_revision - 1,
+                    sort_order=etcdrpc.RangeRequest.DESCEND,
+                    sort_target=etcdrpc.RangeRequest.CREATE,
+                    limit=1,
+                )))  # fmt: skip
+            if q.also is not None:
+                a = q.also.encode()
+                ops.append(_range(etcdrpc.RangeRequest(
+                    key=a,
+                    range_end=_prefix_end(a),
+                    sort_order=etcdrpc.RangeRequest.ASCEND,
+                    sort_target=etcdrpc.RangeRequest.KEY,
+                )))  # fmt: skip
         stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(etcdrpc.TxnRequest(success=ops), timeout=timeout, metadata=md)
+        results = iter(resp.responses)
+
+        def kvs() -> list[KeyInfo]:
+            return [_kv(kv) for kv in next(results).response_range.kvs]
+
         out = []
-        for i in range(len(queries)):
-            own_kvs = resp.responses[2 * i].response_range.kvs
-            pred_kvs = resp.responses[2 * i + 1].response_range.kvs
-            out.append(
-                Standing(
-                    own=_kv(own_kvs[0]) if own_kvs else None,
-                    predecessor=_kv(pred_kvs[0]) if pred_kvs else None,
-                    revision=resp.header.revision,
-                )
-            )
+        for q in queries:
+            if not q.key:
+                own = pred = None
+            elif q.first:
+                head = kvs()
+                lowest = head[0] if head else None
+                mine = lowest is not None and lowest.key == q.key
+                own, pred = (lowest, None) if mine else (None, lowest)
+            else:
+                own_kvs, pred_kvs = kvs(), kvs()
+                own = own_kvs[0] if own_kvs else None
+                pred = pred_kvs[0] if pred_kvs else None
+            also = tuple(kvs()) if q.also is not None else ()
+            out.append(Standing(own, pred, resp.header.revision, also))
         return out
 
     @_rpc("candidates")

@@ -15,6 +15,10 @@ docs/safety.md asks for:
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
    member that lost its peers, silent, for as long as the partition lasts).
+5. That Txn is the only periodic request besides the keepalive: a led job's key is confirmed
+   with one range (the lowest key under its prefix must be ours), and the job's control prefix
+   (:meth:`Group.read_along`) is read in the same Txn — two operations per job, so one request
+   per period for up to :data:`MAX_PER_READ` jobs. Its result waits in :attr:`Group.readings`.
 
 A lost lease, a passed deadline or a failed confirm ends every tenure; a lost key ends one (that
 job campaigns again with a new key: a new, larger token). Abandoned leases are never renewed
@@ -33,11 +37,28 @@ from dataclasses import dataclass, field
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
-from leaderjob.election.store import Standing, Store, StoreError, Watch
+from leaderjob.election.store import (
+    MAX_TXN_OPS,
+    KeyInfo,
+    Query,
+    Standing,
+    Store,
+    StoreError,
+    Watch,
+)
 
-#: Candidacies confirmed per read: two range operations each, under etcd's default
+#: Candidacies confirmed per read: two range operations each (a waiting candidate's key and its
+#: predecessor; a leader's key and its job's control switches), under etcd's default
 #: --max-txn-ops of 128.
-MAX_PER_READ = 64
+MAX_PER_READ = MAX_TXN_OPS // 2
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The keys under a prefix that rode along with a confirming read, and when it was sent."""
+
+    sent_at: float
+    keys: tuple[KeyInfo, ...]
 
 
 @dataclass
@@ -78,6 +99,14 @@ class Group:
         self.revisions: dict[str, int] = {}
         #: Keys of candidacies given up on purpose whose delete has not yet succeeded.
         self.to_delete: list[str] = []
+        #: Per job, a prefix read with each confirmation while the job leads, and its newest
+        #: reading (dropped when the job stops leading).
+        self.along: dict[str, str] = {}
+        self.readings: dict[str, Reading] = {}
+        #: The daemon's own prefixes read with each confirmation (the replicas' fingerprints
+        #: while any job leads; a queue's members always), by name, and their newest readings.
+        self.shared: dict[str, tuple[str, bool]] = {}
+        self.shared_readings: dict[str, Reading] = {}
         self._watch: Watch | None = None
         self._watched: list[str] = []
         self._recheck = False
@@ -99,7 +128,19 @@ class Group:
         """Stop campaigning for ``job``; if it led, its tenure ends (say so only once its run is
         dead: the delete of our key lets the next in line take over at once)."""
         self.prefixes.pop(job, None)
+        self.along.pop(job, None)
         return self._drop(job, Reason.RESIGNED)
+
+    def read_along(self, job: str, prefix: str) -> None:
+        """While ``job`` leads, read ``prefix`` in each confirmation of its key (no request of
+        its own); the result is :attr:`readings` ``[job]``."""
+        self.along[job] = prefix
+
+    def read_while_leading(self, name: str, prefix: str, *, always: bool = False) -> None:
+        """While any job leads (``always``: in every confirmation, leading or waiting), read
+        ``prefix`` in each confirmation (one more operation in its Txn, no request of its own);
+        the result is :attr:`shared_readings` ``[name]``."""
+        self.shared[name] = (prefix, always)
 
     def requeue(self, job: str) -> Transition | None:
         """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
@@ -274,18 +315,36 @@ class Group:
         out.renewed = ttl > 0
         self._note(out, self._after(self.machine.renewed(sent_at, ttl, now)))
 
-    def _read(self, jobs: list[str], timeout: float) -> list[Standing]:
+    def _query(self, job: str) -> Query:
+        leading = self.machine.phase_of(job) is Phase.LEADING
+        return Query(
+            self.prefixes.get(job, ""),
+            self.keys[job],
+            self.revisions[job],
+            first=leading,
+            also=self.along.get(job) if leading else None,
+        )
+
+    def _read(self, queries: list[Query], timeout: float) -> list[Standing]:
         """Every candidacy's standing in one linearizable read (the single form: one key)."""
-        if self.single:
-            job = jobs[0]
-            prefix, key, rev = self.prefixes.get(job, ""), self.keys[job], self.revisions[job]
-            return [self.store.standing(prefix, key, rev, timeout=timeout)]
-        queries = [(self.prefixes.get(j, ""), self.keys[j], self.revisions[j]) for j in jobs]
-        # One Txn per MAX_PER_READ candidacies (etcd caps a Txn's operations): for the groups
-        # this is made for, one read.
+        if self.single and len(queries) == 1:
+            q = queries[0]
+            return [
+                self.store.standing(
+                    q.prefix, q.key, q.create_revision, timeout=timeout, first=q.first, also=q.also
+                )
+            ]
+        # As few Txns as etcd's cap on a Txn's operations allows: for the groups this is made
+        # for (up to MAX_PER_READ jobs), one read.
         out: list[Standing] = []
-        for i in range(0, len(queries), MAX_PER_READ):
-            out += self.store.standings(queries[i : i + MAX_PER_READ], timeout=timeout)
+        chunk: list[Query] = []
+        for q in queries:
+            if chunk and sum(c.ops for c in chunk) + q.ops > MAX_TXN_OPS:
+                out += self.store.standings(chunk, timeout=timeout)
+                chunk = []
+            chunk.append(q)
+        if chunk:
+            out += self.store.standings(chunk, timeout=timeout)
         return out
 
     def _read_standing(self, out: Outcome) -> None:
@@ -296,7 +355,15 @@ class Group:
             now, min(self.rpc_timeout, self.timing.renew_interval / 2)
         )
         try:
-            standings = self._read(jobs, timeout)
+            queries = [self._query(j) for j in jobs]
+            # Only a read that carried a job's control prefix says what is under it.
+            read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
+            leads = any(q.first for q in queries)
+            shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
+            standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], timeout)
+            for (name, _), extra in zip(shared, standings[len(jobs) :], strict=True):
+                self.shared_readings[name] = Reading(sent_at, extra.also)
+            standings = standings[: len(jobs)]
         except StoreError as exc:
             out.errors.append(exc)
             self.machine.confirm_failed()
@@ -326,6 +393,8 @@ class Group:
             # One read confirmed every key it showed intact: the lease's confirmation.
             self._confirm_at = now + self.timing.renew_interval
             self.machine.confirmed(sent_at)
+            if read_along.get(job) and standing.predecessor is None:
+                self.readings[job] = Reading(sent_at, standing.also)
             if standing.predecessor is not None:
                 if self.machine.phase_of(job) is Phase.LEADING:
                     # Someone sits before the leader: keys were tampered with. Trust the store.
@@ -348,6 +417,7 @@ class Group:
             self._watch_keys(watch, min(s.revision for s in standings))
 
     def _lose_key(self, job: str) -> Transition | None:
+        self.readings.pop(job, None)
         if self.single:
             return self._after(self.machine.key_lost())
         self.keys.pop(job, None)
@@ -355,6 +425,7 @@ class Group:
         return self.machine.key_lost(job)
 
     def _drop(self, job: str, reason: Reason) -> Transition | None:
+        self.readings.pop(job, None)
         key = self.keys.pop(job, None)
         self.revisions.pop(job, None)
         if key is not None:
@@ -407,6 +478,7 @@ class Group:
             self._cancel_watch()
             self.keys.clear()
             self.revisions.clear()
+            self.readings.clear()
             self.to_delete.clear()  # their lease is gone: so are they, or will be within TTL
             if t.reason is not Reason.LEASE_EXPIRED:
                 self.to_revoke.append(t.lease_id)

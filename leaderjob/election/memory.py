@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock
 from leaderjob.config import MIN_TTL
-from leaderjob.election.store import Grant, KeyInfo, Standing, StoreUnavailable
+from leaderjob.election.store import (
+    MAX_TXN_OPS,
+    Grant,
+    KeyInfo,
+    Query,
+    Standing,
+    StoreUnavailable,
+    as_query,
+)
 
 
 @dataclass
@@ -130,12 +138,19 @@ class _Server:
         return [info for key, info in self.keys.items() if key.startswith(prefix)]
 
 
-def _standing(s: _Server, prefix: str, key: str, create_revision: int) -> Standing:
-    before = [
-        info for info in s.under(prefix.rstrip("/") + "/") if info.create_revision < create_revision
-    ]
+def _standing(s: _Server, q: Query) -> Standing:
+    under = s.under(q.prefix.rstrip("/") + "/")
+    also = tuple(sorted(s.under(q.also), key=lambda i: i.key.encode())) if q.also else ()
+    if not q.key:
+        return Standing(None, None, s.revision, also)
+    if q.first:
+        lowest = min(under, key=lambda i: i.create_revision, default=None)
+        if lowest is not None and lowest.key == q.key:
+            return Standing(lowest, None, s.revision, also)
+        return Standing(None, lowest, s.revision, also)
+    before = [info for info in under if info.create_revision < q.create_revision]
     predecessor = max(before, key=lambda i: i.create_revision, default=None)
-    return Standing(s.keys.get(key), predecessor, s.revision)
+    return Standing(s.keys.get(q.key), predecessor, s.revision, also)
 
 
 class MemoryStore:
@@ -231,15 +246,27 @@ class MemoryStore:
             self._check_lease(lease_id, "create")
             return s.put(key, value, lease_id, s.revision + 1)
 
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
+    def standing(
+        self,
+        prefix: str,
+        key: str,
+        create_revision: int,
+        *,
+        timeout: float,
+        first: bool = False,
+        also: str | None = None,
+    ) -> Standing:
         with self._access("standing") as s:
-            return _standing(s, prefix, key, create_revision)
+            return _standing(s, Query(prefix, key, create_revision, first, also))
 
     def standings(
-        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+        self, queries: Sequence[Query | tuple[str, str, int]], *, timeout: float
     ) -> list[Standing]:
+        qs = [as_query(q) for q in queries]
         with self._access("standings") as s:
-            return [_standing(s, p, k, r) for p, k, r in queries]
+            if sum(q.ops for q in qs) > MAX_TXN_OPS:  # etcd: "too many operations in txn"
+                raise StoreUnavailable("standings", f"more than {MAX_TXN_OPS} operations")
+            return [_standing(s, q) for q in qs]
 
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:
         with self._access("candidates") as s:

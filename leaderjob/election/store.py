@@ -1,8 +1,8 @@
 """The storage port: the few etcd operations leaderjob needs, as a small protocol.
 
-``election/etcd.py`` is the one real adapter (and the only module that imports etcd3 or grpc);
-``election/memory.py`` is an in-memory fake for unit tests. Every method that talks to the server
-takes a ``timeout``: no call may outlive the local deadline.
+``election/etcd.py`` is the one real adapter (with ``etcd_wire.py``, the only modules that import
+etcd3 or grpc); ``election/memory.py`` is an in-memory fake for unit tests. Every method that
+talks to the server takes a ``timeout``: no call may outlive the local deadline.
 
 Errors are translated at the adapter's edge into two kinds: :class:`StoreUnavailable` (try again,
 maybe through another endpoint) and :class:`StoreRejected` (the server said no for a reason that
@@ -47,13 +47,51 @@ class KeyInfo:
     lease_id: int
 
 
+#: etcd's default --max-txn-ops: the operations one Txn may carry.
+MAX_TXN_OPS = 128
+
+
+@dataclass(frozen=True)
+class Query:
+    """One candidacy to look at in a confirming read (:meth:`Store.standings`).
+
+    ``first``: a leader's check — only whether our key is the lowest live key under ``prefix``
+    (one range, not two: a leader has no predecessor to watch). ``also``: a prefix read in the
+    same Txn (a led job's control switches), so that the confirmation of a group's keys stays the
+    only periodic request, whatever else the period needs to know. A query without a ``key``
+    reads only ``also`` (one operation).
+    """
+
+    prefix: str
+    key: str
+    create_revision: int
+    first: bool = False
+    also: str | None = None
+
+    @property
+    def ops(self) -> int:
+        """The Txn operations this query takes."""
+        if not self.key:
+            return 1
+        return (1 if self.first else 2) + (self.also is not None)
+
+
 @dataclass(frozen=True)
 class Standing:
-    """One linearizable look at a candidate's place in the queue."""
+    """One linearizable look at a candidate's place in the queue.
+
+    For a ``first`` query, ``own`` is our key only if it is the lowest under the prefix, and
+    ``predecessor`` is the lowest key when that is not ours: either way, not the leader.
+    """
 
     own: KeyInfo | None  # our key, or None if it is gone
     predecessor: KeyInfo | None  # the live key created just before ours, if any
     revision: int  # store revision of the read: watch from revision + 1
+    also: tuple[KeyInfo, ...] = ()  # the keys under the query's ``also`` prefix, in key order
+
+
+def as_query(q: Query | tuple[str, str, int]) -> Query:
+    return q if isinstance(q, Query) else Query(*q)
 
 
 class Watch(Protocol):
@@ -79,15 +117,27 @@ class Store(Protocol):
         """``If(CreateRevision(key) == 0) Then Put(key, value, lease) Else Get(key)``."""
         ...
 
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
-        """Our key and the live key under ``prefix`` with the next lower create revision."""
+    def standing(
+        self,
+        prefix: str,
+        key: str,
+        create_revision: int,
+        *,
+        timeout: float,
+        first: bool = False,
+        also: str | None = None,
+    ) -> Standing:
+        """Our key and the live key under ``prefix`` with the next lower create revision (see
+        :class:`Query` for ``first`` and ``also``)."""
         ...
 
     def standings(
-        self, queries: Sequence[tuple[str, str, int]], *, timeout: float
+        self, queries: Sequence[Query | tuple[str, str, int]], *, timeout: float
     ) -> list[Standing]:
-        """:meth:`standing` for each ``(prefix, key, create_revision)``, all in one linearizable
-        read (one Txn): a group confirms every key it holds with one request."""
+        """:meth:`standing` for each query (a :class:`Query` or ``(prefix, key,
+        create_revision)``), all in one linearizable read (one Txn of at most
+        :data:`MAX_TXN_OPS` operations): a group confirms every key it holds, and reads what
+        rides along, with one request."""
         ...
 
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:

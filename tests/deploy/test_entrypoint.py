@@ -481,6 +481,6 @@ def test_manifest_flags_are_accepted_by_leaderjob_run(where: str) -> None:
             for c in patch["spec"]["template"]["spec"]["initContainers"]
             if c["name"] == "leaderjob"
         )["args"]
-    run = main.commands[args[0]]
+    run = main.loaded()[args[0]]
     ctx = run.make_context(args[0], list(args[1:]))
     assert ctx.params["command"] or ctx.params["jobs"], "a job command after --, or a jobs file"

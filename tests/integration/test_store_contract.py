@@ -19,7 +19,15 @@ from leaderjob.clock import FakeClock
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.memory import MemoryStore
-from leaderjob.election.store import KeyInfo, Store, StoreError, StoreUnavailable, Watch
+from leaderjob.election.store import (
+    MAX_TXN_OPS,
+    KeyInfo,
+    Query,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Watch,
+)
 from tests.harness.proxy import FaultProxy
 
 T = 5.0  # per-RPC timeout
@@ -195,6 +203,58 @@ def test_standings_reads_many_queues_in_one_read_on_one_lease(store: Store, elec
     store.delete(own_y.key, timeout=T)
     st = store.standings([(y, own_y.key, own_y.create_revision)], timeout=T)
     assert st[0].own is None
+
+
+def test_a_leaders_confirm_reads_its_switches_in_the_same_read_s5(
+    store: Store, election: str
+) -> None:
+    """S5 with one request per period: a ``first`` query shows our key only while it is the
+    lowest under its prefix (a lower key, or our key gone: not the leader), and an ``also``
+    prefix comes back in the same read, in key order, without keys of a neighbouring prefix."""
+    x = f"{election}/jobs/x"
+    me = store.grant(30, timeout=T).lease_id
+    own = store.create(f"{x}/leader/{me:x}", b"me", me, timeout=T)
+    store.put(f"{x}/control/triggers/2", b"{}", timeout=T)
+    store.put(f"{x}/control/suspended", b"{}", timeout=T)
+    store.put(f"{x}/controlx", b"not a switch", timeout=T)
+    q = Query(f"{x}/leader", own.key, own.create_revision, first=True, also=f"{x}/control/")
+    (st,) = store.standings([q], timeout=T)
+    assert st.own == own and st.predecessor is None
+    assert [k.key for k in st.also] == [f"{x}/control/suspended", f"{x}/control/triggers/2"]
+    single = store.standing(q.prefix, q.key, q.create_revision, timeout=T, first=True, also=q.also)
+    assert single.own == own and single.also == st.also
+    # A query without a key reads only its prefix (the replicas' fingerprints): one operation.
+    bare = Query("", "", 0, also=f"{x}/control/triggers/")
+    assert bare.ops == 1
+    (st,) = store.standings([bare], timeout=T)
+    assert st.own is None and st.predecessor is None
+    assert [k.key for k in st.also] == [f"{x}/control/triggers/2"]
+    # A key created before ours (tampering): the lowest is not ours.
+    lower = store.grant(30, timeout=T).lease_id
+    store.delete(own.key, timeout=T)
+    ahead = store.create(f"{x}/leader/{lower:x}", b"other", lower, timeout=T)
+    again = store.create(f"{x}/leader/{me:x}", b"me", me, timeout=T)
+    (st,) = store.standings(
+        [Query(q.prefix, again.key, again.create_revision, first=True)], timeout=T
+    )
+    assert st.own is None and st.predecessor == ahead and st.also == ()
+    # Our key gone, a later one left: not ours either.
+    store.delete(again.key, timeout=T)
+    (st,) = store.standings([q], timeout=T)
+    assert st.own is None
+
+
+def test_standings_refuses_more_operations_than_etcd_allows(store: Store, election: str) -> None:
+    """etcd's --max-txn-ops (128): 64 leaders with their switches fit one read, 65 do not."""
+    me = store.grant(30, timeout=T).lease_id
+    qs = []
+    for i in range(MAX_TXN_OPS // 2 + 1):
+        k = store.create(f"{election}/jobs/{i}/leader/{me:x}", b"me", me, timeout=T)
+        qs.append(Query(f"{election}/jobs/{i}/leader", k.key, k.create_revision, True,
+                        f"{election}/jobs/{i}/control/"))  # fmt: skip
+    assert len(store.standings(qs[:-1], timeout=T)) == MAX_TXN_OPS // 2
+    with pytest.raises(StoreUnavailable):
+        store.standings(qs, timeout=T)
 
 
 def test_candidates_sorted_by_create_revision_not_key(store: Store, election: str) -> None:

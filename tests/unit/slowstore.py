@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
@@ -71,11 +71,13 @@ class SlowStore:
             "create", timeout, lambda: self.inner.create(key, value, lease_id, timeout=timeout)
         )
 
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
+    def standing(
+        self, prefix: str, key: str, create_revision: int, *, timeout: float, **kw: Any
+    ) -> Standing:
         return self._call(
             "standing",
             timeout,
-            lambda: self.inner.standing(prefix, key, create_revision, timeout=timeout),
+            lambda: self.inner.standing(prefix, key, create_revision, timeout=timeout, **kw),
         )
 
     def watch_deletes(

@@ -667,7 +667,7 @@ def test_run_help_groups_its_options() -> None:
 def test_every_option_of_every_command_has_its_environment_variable() -> None:
     """ "Every option can also come from the environment" holds for every command, and --help
     names the variable."""
-    for name, command in cli.main.commands.items():
+    for name, command in cli.main.loaded().items():
         for param in command.params:
             if not isinstance(param, cli.click.Option):
                 continue

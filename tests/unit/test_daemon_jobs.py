@@ -411,7 +411,7 @@ def test_every_command_has_its_help_text() -> None:
     would silently drop it)."""
     from leaderjob import cli
 
-    for name, command in cli.main.commands.items():
+    for name, command in cli.main.loaded().items():
         assert command.help, f"`leaderjob {name}` has no help text"
 
 

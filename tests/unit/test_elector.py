@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -104,9 +105,11 @@ class Blackhole:
         self._done("create")
         return info
 
-    def standing(self, prefix: str, key: str, create_revision: int, *, timeout: float) -> Standing:
+    def standing(
+        self, prefix: str, key: str, create_revision: int, *, timeout: float, **kw: Any
+    ) -> Standing:
         self._enter("standing", timeout)
-        standing = self.inner.standing(prefix, key, create_revision, timeout=timeout)
+        standing = self.inner.standing(prefix, key, create_revision, timeout=timeout, **kw)
         self._done("standing")
         return standing
 
