@@ -18,6 +18,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from leaderjob.notify import KINDS, RESULTS
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -165,6 +167,12 @@ class Metrics:
             [*e, "mode", "fingerprint"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "leaderjob_notifications",
+            "Notifications by kind (on_failure, ping) and result (ok, failed, timed_out, dropped)",
+            [*e, "kind", "result"],
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (
@@ -186,6 +194,16 @@ class Metrics:
             self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
+        self._notifications_at_zero(election)
+
+    def _notifications_at_zero(self, election: str) -> None:
+        for kind in KINDS:
+            for result in RESULTS:
+                self.notifications.labels(election, kind, result)
+
+    def count_notification(self, election: str, kind: str, result: str) -> None:
+        """One notification of ``election`` (a job's name in a group) ended with ``result``."""
+        self.notifications.labels(election, kind, result).inc()
 
     def _per_job(self) -> tuple[Any, ...]:
         return (
@@ -205,6 +223,7 @@ class Metrics:
         so that "no leader" alerts see a job nobody leads."""
         for metric in self._per_job():
             metric.labels(job)
+        self._notifications_at_zero(job)
 
     def forget(self, job: str) -> None:
         """The per-job series of ``job`` (or of the group's own name, which no job uses) go:

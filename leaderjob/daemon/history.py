@@ -25,6 +25,7 @@ from leaderjob.daemon.model import (
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
+from leaderjob.notify import Notifier
 from leaderjob.records import ElectionData, iso
 
 
@@ -52,6 +53,8 @@ class History:
     exit_code: int
     last_run: dict[str, Any] | None
     on_done: Callable[[], None]
+    notifier: Notifier | None
+    election: str
     _backlog: list[tuple[dict[str, Any], datetime]]
 
     def _finished(self, active: ActiveRun) -> None:
@@ -94,6 +97,7 @@ class History:
             if outcome == "succeeded":
                 m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
         self._record(record)
+        self._notify(record)
         self.restart_at = now + SERVICE_RESTART_DELAY
         if self.s.mode == "once":
             if run.stop_reason == "killed_on_leadership_loss":
@@ -118,6 +122,22 @@ class History:
                 slot=active.slot,
                 attempt=active.attempt + 1,
                 backoff_seconds=backoff,
+            )
+
+    def _notify(self, record: dict[str, Any] | None) -> None:
+        """Tell the notifier that a run started (``record`` None) or ended; it returns at once
+        (the lease is renewed while a notification runs). Pings are retried within the slot's
+        interval (a minute for a service or a lock, at most an hour)."""
+        notifier, settings = self.notifier, self.s.notify
+        if notifier is None or not settings.enabled:
+            return
+        interval = self.s.schedule.interval().total_seconds() if self.s.schedule else 60.0
+        window = min(max(interval, 10.0), 3600.0)
+        if record is None:
+            notifier.started(settings, job=self.s.election, window=window)
+        else:
+            notifier.finished(
+                settings, record, job=self.s.election, election=self.election, window=window
             )
 
     def _record(self, entry: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
 from leaderjob.health import HealthChecker
 from leaderjob.metrics import Metrics
+from leaderjob.notify import Notifier
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.supervisor import Run
@@ -53,6 +54,7 @@ class Runner(History, Scheduling):
         metrics: Metrics | None = None,
         on_done: Callable[[], None] = lambda: None,
         election: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.s = settings
         self.session = session
@@ -62,6 +64,8 @@ class Runner(History, Scheduling):
         self.environ = environ
         self.log = log
         self.metrics = metrics
+        #: --on-failure and --ping-url (shared by the daemon's jobs; never blocks).
+        self.notifier = notifier
         #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
         self.on_done = on_done
         #: The daemon's election (a group's name when the daemon runs a jobs file).
@@ -297,17 +301,17 @@ class Runner(History, Scheduling):
             if self.s.mode == "once":
                 self.exit_code = 127
                 self.on_done()
-            self._record(
-                {
-                    "run_id": run_id,
-                    "slot": slot,
-                    "scheduled_time": iso(scheduled),
-                    "token": token,
-                    "identity": self.s.identity,
-                    "outcome": "failed_to_start",
-                    "error": run.error,
-                }
-            )
+            record = {
+                "run_id": run_id,
+                "slot": slot,
+                "scheduled_time": iso(scheduled),
+                "token": token,
+                "identity": self.s.identity,
+                "outcome": "failed_to_start",
+                "error": run.error,
+            }
+            self._record(record)
+            self._notify(record)
             return Report("job_failed_to_start", {"error": run.error})
         timeout_at = now + self.s.timeout if self.s.timeout else None
         self.runs.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
@@ -321,6 +325,7 @@ class Runner(History, Scheduling):
             attempt=attempt,
             lag_seconds=round(lag, 4),
         )
+        self._notify(None)
         if self.metrics is not None:
             self.metrics.job_running.labels(self.s.election).set(1)
             if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:
