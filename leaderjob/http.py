@@ -1,6 +1,8 @@
 """HTTP endpoints for Prometheus and Kubernetes probes.
 
-``/metrics``  Prometheus text format from the daemon's own registry.
+``/metrics``  the daemon's own registry, in the format the scraper's ``Accept`` asks for (Prometheus
+              text, or OpenMetrics), gzipped when ``Accept-Encoding`` allows — prometheus-client's
+              own exposition helpers, as its ``MetricsHandler`` uses them.
 ``/healthz``  liveness: 200 while the loop turns and, on a leader, renewals are on time; 500 if the
               loop is stuck or a leader's renewal is overdue.
 ``/readyz``   200 while connected to etcd and campaigning or leading; 503 otherwise.
@@ -15,6 +17,7 @@ so a slow scrape never touches the loop.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 import threading
@@ -23,7 +26,8 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 Snapshot = Mapping[str, Any]
 
@@ -118,9 +122,18 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def metrics(self, accept: str = "", accept_encoding: str = "") -> tuple[str, bytes, bool]:
+        """/metrics: (content type, body, gzipped)."""
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        if gzip_accepted(accept_encoding):
+            return content_type, gzip.compress(body), True
+        return content_type, body, False
+
     def route(self, path: str) -> tuple[int, str, bytes]:
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            content_type, text, _ = self.metrics()
+            return 200, content_type, text
         snap = self.snapshot()
         now = self.clock()
         if path == "/healthz":
@@ -169,12 +182,24 @@ def _json(code: int, body: Any) -> tuple[int, str, bytes]:
 def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            gzipped = False
             try:
-                code, ctype, body = server.route(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    ctype, body, gzipped = server.metrics(
+                        self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                    )
+                    code = 200
+                else:
+                    code, ctype, body = server.route(path)
             except Exception as exc:
                 code, ctype, body = _json(500, {"error": type(exc).__name__})
+                gzipped = False
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept, Accept-Encoding")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -16,6 +16,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from leaderjob.notify import KINDS, RESULTS
@@ -24,12 +25,82 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
+#: Every label value a counter carries besides ``election``: each series exists at zero from the
+#: start, so that ``increase()`` and ``rate()`` see the first event (a series born at 1 has no
+#: increase). docs/metrics.md lists the same values.
+OUTCOMES = (
+    "succeeded",
+    "failed",
+    "timed_out",
+    "replaced",
+    "killed_on_leadership_loss",
+    "killed_at_deadline",
+    "shutdown",
+    "unhealthy",
+    "failed_to_start",
+    "watchdog_failed",
+)
+SKIP_REASONS = (
+    "overlap",
+    "suspended",
+    "catch_up_skip",
+    "deadline",
+    "superseded",
+    "claim_rejected",
+)
+KILL_SIGNALS = ("SIGTERM", "SIGKILL")
+KILL_REASONS = (
+    "deadline",
+    "grace",
+    "daemon_gone",
+    "watchdog_failed",
+    "killed_on_leadership_loss",
+    "shutdown",
+    "timed_out",
+    "replaced",
+    "unhealthy",
+)
+ETCD_OPERATIONS = (
+    "grant",
+    "keepalive",
+    "revoke",
+    "create",
+    "standing",
+    "guarded_put",
+    "get",
+    "get_prefix",
+    "put",
+    "delete",
+)
+
+
+def build_labels() -> tuple[str, str, str]:
+    """(version, python, etcd_client) of this process, without importing the etcd client
+    (only election/etcd.py does): the installed distribution's metadata."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import leaderjob
+
+    client = "none"
+    for dist in ("python3-etcd3", "etcd3"):
+        try:
+            client = f"{dist}/{version(dist)}"
+            break
+        except PackageNotFoundError:
+            continue
+    return leaderjob.__version__, platform.python_version(), client
+
 
 class Metrics:
     def __init__(
         self, registry: CollectorRegistry, election: str, *, process_metrics: bool = False
     ) -> None:
         self.registry = registry
+        # No `_created` series: they double the counters' series for a value nobody graphs. The
+        # switch is process-wide in prometheus-client; only the daemon, which owns its process,
+        # builds a Metrics.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         if process_metrics:  # the standard process_* and python_* series
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
@@ -167,6 +238,13 @@ class Metrics:
             [*e, "mode", "fingerprint"],
             registry=registry,
         )
+        self.build_info = Gauge(
+            "leaderjob_build_info",
+            "Always 1; labels: leaderjob's version, Python's, and the etcd client library's",
+            [*e, "version", "python", "etcd_client"],
+            registry=registry,
+        )
+        self.build_info.labels(election, *build_labels()).set(1)
         self.notifications = Counter(
             "leaderjob_notifications",
             "Notifications by kind (on_failure, ping) and result (ok, failed, timed_out, dropped)",
@@ -194,12 +272,27 @@ class Metrics:
             self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
-        self._notifications_at_zero(election)
+        for state in ("healthy", "unhealthy"):
+            self.health_transitions.labels(election, state)
+        for operation in ETCD_OPERATIONS:
+            self.etcd_errors.labels(election, operation)
+        self.config_reload_failures.labels(election)
+        self._counters_at_zero(election)
 
-    def _notifications_at_zero(self, election: str) -> None:
-        for kind in KINDS:
-            for result in RESULTS:
-                self.notifications.labels(election, kind, result)
+    def _job_counters(self) -> list[tuple[Counter, tuple[tuple[str, ...], ...]]]:
+        """The counters a job's own series carry, each with every label value it takes."""
+        return [
+            (self.transitions, (("acquired",), ("lost",))),
+            (self.job_runs, tuple((o,) for o in OUTCOMES)),
+            (self.slots_skipped, tuple((r,) for r in SKIP_REASONS)),
+            (self.job_kills, tuple((s, r) for s in KILL_SIGNALS for r in KILL_REASONS)),
+            (self.notifications, tuple((k, r) for k in KINDS for r in RESULTS)),
+        ]
+
+    def _counters_at_zero(self, election: str) -> None:
+        for counter, values in self._job_counters():
+            for labels in values:
+                counter.labels(election, *labels)
 
     def count_notification(self, election: str, kind: str, result: str) -> None:
         """One notification of ``election`` (a job's name in a group) ended with ``result``."""
@@ -223,7 +316,7 @@ class Metrics:
         so that "no leader" alerts see a job nobody leads."""
         for metric in self._per_job():
             metric.labels(job)
-        self._notifications_at_zero(job)
+        self._counters_at_zero(job)
 
     def forget(self, job: str) -> None:
         """The per-job series of ``job`` (or of the group's own name, which no job uses) go:
@@ -231,6 +324,10 @@ class Metrics:
         for metric in self._per_job():
             with contextlib.suppress(KeyError):
                 metric.remove(job)
+        for counter, values in self._job_counters():
+            for labels in values:
+                with contextlib.suppress(KeyError):
+                    counter.remove(job, *labels)
 
     def set_leader(self, token: int | None, election: str | None = None) -> None:
         """Leading (with ``token``) or not; ``election``: a job of a group (its own series)."""
