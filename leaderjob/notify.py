@@ -33,7 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from leaderjob.config import job_environment
@@ -107,7 +107,7 @@ class NotifySettings:
 
     on_failure: str | None = None  # a shell command
     on_failure_timeout: float = 30.0
-    ping_url: str | None = None  # a secret: never logged in full
+    ping_url: str | None = field(default=None, repr=False)  # a secret: never logged in full
 
     @property
     def enabled(self) -> bool:

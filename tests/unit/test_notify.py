@@ -61,6 +61,10 @@ def test_a_ping_url_is_shown_as_scheme_and_host_only() -> None:
     assert SECRET not in redact_url(f"http://h/{SECRET}")
 
 
+def test_a_ping_url_is_not_in_the_settings_repr() -> None:
+    assert SECRET not in repr(NotifySettings(ping_url=f"https://hc-ping.com/{SECRET}"))
+
+
 def test_failures_are_the_outcomes_nobody_asked_for() -> None:
     for outcome in ("failed", "timed_out", "killed_at_deadline", "killed_on_leadership_loss",
                     "failed_to_start", "watchdog_failed"):  # fmt: skip
