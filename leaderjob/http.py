@@ -22,12 +22,13 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
 
 Snapshot = Mapping[str, Any]
 
@@ -125,7 +126,7 @@ class Server:
     def metrics(self, accept: str = "", accept_encoding: str = "") -> tuple[str, bytes, bool]:
         """/metrics: (content type, body, gzipped)."""
         encoder, content_type = choose_encoder(accept)
-        body = encoder(self.registry)
+        body = encoder(_WithoutCreated(self.registry))
         if gzip_accepted(accept_encoding):
             return content_type, gzip.compress(body), True
         return content_type, body, False
@@ -154,6 +155,23 @@ class Server:
         if path == "/status":
             return _json(200, public_view(snap, now))
         return _json(404, {"error": f"no such endpoint {path}"})
+
+
+class _WithoutCreated:
+    """The registry without the ``_created`` series of counters and histograms: they double the
+    series for a value nobody graphs. Filtered here rather than with prometheus-client's
+    process-wide ``disable_created_metrics()``, which would also change the counters of an
+    application that hosts an in-process ``Leadership`` on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if family.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                created = f"{family.name}_created"
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family
 
 
 class _Listener(ThreadingHTTPServer):

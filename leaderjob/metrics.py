@@ -16,7 +16,6 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
 )
 
 from leaderjob.notify import KINDS, RESULTS
@@ -97,10 +96,6 @@ class Metrics:
         self, registry: CollectorRegistry, election: str, *, process_metrics: bool = False
     ) -> None:
         self.registry = registry
-        # No `_created` series: they double the counters' series for a value nobody graphs. The
-        # switch is process-wide in prometheus-client; only the daemon, which owns its process,
-        # builds a Metrics.
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         if process_metrics:  # the standard process_* and python_* series
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)

@@ -81,12 +81,21 @@ def test_every_outcome_and_reason_is_documented() -> None:
         assert not missing, f"docs/metrics.md, {name}: {missing} not listed"
 
 
-def test_no_created_series() -> None:
+def test_no_created_series_on_metrics_and_the_registry_left_alone() -> None:
+    """/metrics has no `_created` series, in either format; the registry itself (which an
+    application hosting an in-process Leadership may share) still has them."""
     m = Metrics(CollectorRegistry(), "e")
     m.job_runs.labels("e", "failed").inc()
-    text = generate_latest(m.registry).decode()
-    assert "leaderjob_job_runs_total" in text
-    assert "_created" not in text
+    snapshot: dict[str, Any] = {}
+    server = Server(("127.0.0.1", 0), m.registry, lambda: snapshot)
+    try:
+        for accept in ("", "application/openmetrics-text;version=1.0.0"):
+            _, text, _ = server.metrics(accept)
+            assert b"leaderjob_job_runs_total" in text
+            assert b"_created" not in text, accept
+    finally:
+        server.httpd.server_close()  # never started: nothing to shut down
+    assert "leaderjob_job_runs_created" in generate_latest(m.registry).decode()
 
 
 def test_build_info_names_the_version_python_and_etcd_client() -> None:
