@@ -3,7 +3,11 @@
 judged per job), then the history checker's verdict and the failover
 distribution. Exit status 1 if any safety property (S1-S6) was violated.
 
-    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N]
+    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N] [--store postgres]
+
+--store postgres: the jobs write through the SQL fence to a real PostgreSQL server (started in a
+temp dir; Debian's postgresql package and psycopg), so stale writes are refused by PostgreSQL
+itself, not only by the toy fenced store (the default, --store http).
 """
 
 from __future__ import annotations
@@ -29,12 +33,29 @@ def main() -> int:
     p.add_argument(
         "--jobs", type=int, default=0, help="jobs per daemon (a jobs file); 0: one --schedule job"
     )
+    p.add_argument(
+        "--store",
+        choices=("http", "postgres"),
+        default="http",
+        help="the fenced resource: the toy HTTP store, or the SQL fence on a real PostgreSQL",
+    )
     a = p.parse_args()
+    if a.store == "postgres":
+        from tests.faults.pgstore import MissingPostgres, require
+
+        try:
+            require()
+        except MissingPostgres as exc:
+            print(f"soak: {exc}", file=sys.stderr)
+            return 2
     out = Path(a.out or tempfile.mkdtemp(prefix="leaderjob-soak-"))
     jobs = f", {a.jobs} jobs per daemon" if a.jobs else ""
+    jobs += ", writing to PostgreSQL" if a.store == "postgres" else ""
     print(f"soak: {a.duration} of faults{jobs}, output in {out}", flush=True)
     t0 = time.time()
-    verdict, info = run_soak(parse_duration(a.duration), out, seed=a.seed, jobs=a.jobs)
+    verdict, info = run_soak(
+        parse_duration(a.duration), out, seed=a.seed, jobs=a.jobs, store=a.store
+    )
     print(verdict.report())
     print(
         json.dumps(

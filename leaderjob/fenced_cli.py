@@ -9,7 +9,10 @@
 etcd Txn guarded by the leader's key (:mod:`leaderjob.fencing.etcd`). Credentials are never
 handed down by the daemon: give ``--user``/``--password-file`` or the TLS options as for any
 other command. Exit status: 0 written; 3 stale (the leader key is gone or has another revision:
-this run is deposed, nothing was written); 2 usage error; 1 etcd unreachable or refusing us.
+this run is deposed, nothing was written); 5 outcome unknown (the Txn may have been applied, but
+no answer came: a timeout or a connection lost mid-call — re-read the key, or treat it as failed
+and let the guard decide the next write); 2 usage error; 1 etcd unreachable (no connection was
+ever made, so nothing was written) or refusing us.
 
 Registered on the command group by ``cli.py``, which passes in its shared connection options, so
 this module does not import ``cli``.
@@ -24,7 +27,9 @@ from typing import Any
 import click
 
 from leaderjob.config import Connection
-from leaderjob.fencing import EXIT_STALE, FencingError, StaleToken, parse_token
+from leaderjob.election.store import StoreError, StoreUnavailable
+from leaderjob.fencing import EXIT_STALE, EXIT_UNKNOWN, FencingError, StaleToken, parse_token
+from leaderjob.fencing.etcd import outcome_unknown
 
 
 def job_endpoints(conn: Connection) -> tuple[str, ...]:
@@ -33,6 +38,46 @@ def job_endpoints(conn: Connection) -> tuple[str, ...]:
     handed down)."""
     tls = conn.cacert is not None or conn.cert is not None
     return tuple(f"https://{host}" if tls else host for host in conn.endpoints)
+
+
+def apply_fenced(
+    fence: Any, endpoints: int, puts: list[tuple[str, bytes]], deletes: list[str]
+) -> None:
+    """Apply the fenced write, trying each of ``endpoints`` once; exit 3 when stale, 5 when
+    its outcome is unknown, 1 when etcd was unreachable (nothing written)."""
+    unknown = False  # an earlier attempt may have been applied
+    try:
+        # Each endpoint once: the store moves to the next one after an unavailable answer.
+        # Repeating the Txn is safe: it applies only while the leader key stands.
+        for _ in range(endpoints - 1):
+            try:
+                fence.apply(puts=puts, deletes=deletes)
+                return
+            except StoreUnavailable as exc:
+                unknown = unknown or outcome_unknown(exc)
+                click.echo(f"leaderjob: {exc}; trying the next endpoint", err=True)
+        fence.apply(puts=puts, deletes=deletes)  # the last endpoint: its error is final
+    except StaleToken as exc:
+        earlier = (
+            " (an earlier attempt got no answer: it may have been applied while the key "
+            "still stood)"
+            if unknown
+            else ""
+        )
+        click.echo(
+            f"leaderjob: rejected: {exc}: this run is no longer the leader{earlier}", err=True
+        )
+        sys.exit(EXIT_STALE)
+    except StoreError as exc:
+        if unknown or outcome_unknown(exc):
+            click.echo(
+                f"leaderjob: outcome unknown: {exc}: the write may have been applied; "
+                "re-read the key, or treat it as failed",
+                err=True,
+            )
+            sys.exit(EXIT_UNKNOWN)
+        click.echo(f"leaderjob: cannot write to etcd: {exc}", err=True)
+        sys.exit(1)
 
 
 def register(
@@ -62,7 +107,6 @@ def register(
         return connection_options(f)
 
     def write(params: dict[str, Any], puts: list[tuple[str, bytes]], deletes: list[str]) -> None:
-        from leaderjob.election.store import StoreError, StoreUnavailable
         from leaderjob.fencing.etcd import EtcdFence
 
         if not params.get("leader_key"):
@@ -83,22 +127,7 @@ def register(
         store = open_store(conn)
         fence = EtcdFence(store, params["leader_key"], token, conn.rpc_timeout)
         try:
-            # Each endpoint once: the store moves to the next one after an unavailable answer.
-            # Repeating the Txn is safe: it applies only while the leader key stands.
-            for _ in conn.endpoints[1:]:
-                try:
-                    fence.apply(puts=puts, deletes=deletes)
-                    return
-                except StoreUnavailable as exc:
-                    click.echo(f"leaderjob: {exc}; trying the next endpoint", err=True)
-            fence.apply(puts=puts, deletes=deletes)  # the last endpoint: its error is final
-        except StaleToken as exc:
-            click.echo(f"leaderjob: rejected: {exc}: this run is no longer the leader", err=True)
-            sys.exit(EXIT_STALE)
-        except StoreError as exc:
-            # After a timeout the write may or may not have been applied, as for any etcd write.
-            click.echo(f"leaderjob: cannot write to etcd: {exc}", err=True)
-            sys.exit(1)
+            apply_fenced(fence, len(conn.endpoints), puts, deletes)
         finally:
             store.close()
 
@@ -108,14 +137,16 @@ def register(
     @click.argument("value")
     @fence_options
     def put(etcd_key: str, value: str, **params: Any) -> None:
-        """Put KEY=VALUE only while this run's leader key stands (exit 3 if stale)."""
+        """Put KEY=VALUE only while this run's leader key stands (exit 3 if stale, 5 if the
+        outcome is unknown)."""
         write(params, [(etcd_key, value.encode())], [])
 
     @fenced.command()
     @click.argument("etcd_key", metavar="KEY")
     @fence_options
     def delete(etcd_key: str, **params: Any) -> None:
-        """Delete KEY only while this run's leader key stands (exit 3 if stale)."""
+        """Delete KEY only while this run's leader key stands (exit 3 if stale, 5 if the outcome
+        is unknown)."""
         write(params, [], [etcd_key])
 
     @fenced.command()

@@ -166,7 +166,6 @@ class ConfigWatch:
             "timezone": timezone if schedule else None,
         }
         if metrics is not None:
-            metrics.job_info.labels(metrics.election, mode, fp).set(1)
             metrics.config_conflict.labels(metrics.election).set(0)
 
     @property

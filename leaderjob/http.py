@@ -7,7 +7,10 @@
               loop is stuck or a leader's renewal is overdue.
 ``/readyz``   200 while connected to etcd and campaigning or leading; 503 otherwise.
 ``/leader``   200 with ``{identity, token, since}`` on the leader, 503 elsewhere — so a Service
-              or load balancer can route to the current leader.
+              or load balancer can route to the current leader. A daemon of a group of jobs
+              (``--jobs``) has no one token: it answers 200 while it leads any job, with
+              ``jobs`` (job → ``{leading, token}``); ``/leader?job=NAME`` answers for that job
+              alone (200 with its token on its leader, 503 elsewhere, 404 for no such job).
 ``/status``   JSON: this replica's view (what ``leaderjob status`` shows, and more).
 
 The daemon publishes an immutable snapshot after every cycle; handlers only read the latest one,
@@ -22,6 +25,7 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -94,6 +98,35 @@ def public_view(snapshot: Snapshot, now: float) -> dict[str, Any]:
     return view
 
 
+def leader_view(snapshot: Snapshot, job: str | None = None) -> tuple[int, dict[str, Any]]:
+    """``/leader``: (status, body). One job: its token. A group: every job's leadership, or
+    ``job``'s alone."""
+    body: dict[str, Any] = {
+        "leader": bool(snapshot["leader"]),
+        "election": snapshot["election"],
+        "identity": snapshot["identity"],
+        "token": snapshot["token"],
+        "since": snapshot.get("leading_since"),
+    }
+    jobs: Mapping[str, Mapping[str, Any]] | None = snapshot.get("jobs")
+    if jobs is None:
+        if job is not None:
+            return 404, {"error": f"election {snapshot['election']!r} runs no jobs file: drop ?job"}
+        return (200 if body["leader"] else 503), body
+    led = {
+        name: {"leading": bool(j["leader"]), "token": j["token"] if j["leader"] else None}
+        for name, j in sorted(jobs.items())
+    }
+    if job is not None:
+        if job not in led:
+            return 404, {"error": f"no job {job!r} in election {snapshot['election']!r}"}
+        body.update(job=job, leader=led[job]["leading"], token=led[job]["token"], since=None)
+        return (200 if body["leader"] else 503), body
+    # A group's daemon holds one token per job it leads, none of its own.
+    body.update(leader=any(j["leading"] for j in led.values()), token=None, since=None, jobs=led)
+    return (200 if body["leader"] else 503), body
+
+
 class Server:
     def __init__(
         self,
@@ -131,7 +164,8 @@ class Server:
             return content_type, gzip.compress(body), True
         return content_type, body, False
 
-    def route(self, path: str) -> tuple[int, str, bytes]:
+    def route(self, target: str) -> tuple[int, str, bytes]:
+        path, _, query = target.partition("?")
         if path == "/metrics":
             content_type, text, _ = self.metrics()
             return 200, content_type, text
@@ -144,14 +178,8 @@ class Server:
             ok, why = ready(snap, now)
             return _json(200 if ok else 503, {"ok": ok, "reason": why})
         if path == "/leader":
-            body = {
-                "leader": bool(snap["leader"]),
-                "election": snap["election"],
-                "identity": snap["identity"],
-                "token": snap["token"],
-                "since": snap.get("leading_since"),
-            }
-            return _json(200 if snap["leader"] else 503, body)
+            job = urllib.parse.parse_qs(query).get("job", [None])[-1]
+            return _json(*leader_view(snap, job))
         if path == "/status":
             return _json(200, public_view(snap, now))
         return _json(404, {"error": f"no such endpoint {path}"})
@@ -202,14 +230,13 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             gzipped = False
             try:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if self.path.partition("?")[0] == "/metrics":
                     ctype, body, gzipped = server.metrics(
                         self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
                     )
                     code = 200
                 else:
-                    code, ctype, body = server.route(path)
+                    code, ctype, body = server.route(self.path)
             except Exception as exc:
                 code, ctype, body = _json(500, {"error": type(exc).__name__})
                 gzipped = False

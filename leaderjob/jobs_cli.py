@@ -1,4 +1,4 @@
-"""``leaderjob jobs``: commands about a jobs file (the format is leaderjob/jobsfile.py's)."""
+"""``leaderjob jobs``: commands about a jobs file (its format: the leaderjob.jobsfile package)."""
 
 from __future__ import annotations
 

@@ -4,10 +4,13 @@
         while lead.valid():        # False from D − grace on, or once leadership was lost
             lead.fenced_put("/app/cursor", next_cursor())   # StaleToken once deposed
 
-Owns: one background thread that drives the same :class:`~leaderjob.election.elector.Elector`,
-pure :class:`~leaderjob.election.machine.Machine` and etcd adapter as the daemon (no second
-election: the same key layout, token, local deadline and timing budget), and the queries an
-application asks of it. It must not know about jobs, processes or schedules.
+Owns: the application's handle — acquiring (one background thread running a
+:class:`~leaderjob.leadership_driver.Driver`, which drives the same
+:class:`~leaderjob.election.elector.Elector`, pure :class:`~leaderjob.election.machine.Machine`
+and etcd adapter as the daemon: no second election, the same key layout, token, local deadline
+and timing budget), leaving, the fenced writes, the metrics registry, and the queries an
+application asks. The options and errors are :mod:`leaderjob.leadership_options`'s. It must not
+know about jobs, processes or schedules.
 
 Rules (docs/safety.md, docs/inprocess.md):
 
@@ -37,342 +40,67 @@ import asyncio
 import contextlib
 import math
 import threading
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
-from leaderjob.clock import Clock, SystemClock, Waker
+from prometheus_client import CollectorRegistry
+
+from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import (
     DEFAULT_PREFIX,
     Connection,
-    Endpoints,
-    Timing,
     default_identity,
     election_prefix,
     join_errors,
-    system_ca_bundle,
     validate_election_name,
 )
-from leaderjob.election.elector import Elector
-from leaderjob.election.machine import Phase, Reason, Transition
-from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.etcd import EtcdFence
+from leaderjob.leadership_driver import Driver, Tenure
+from leaderjob.leadership_options import (
+    LeadershipError,
+    LeadershipRejected,
+    LeadershipTimeout,
+    LeadershipUnavailable,
+    build_connection,
+    build_timing,
+)
 from leaderjob.log import get_logger
+from leaderjob.metrics import Metrics
 
 __all__ = [
+    "Driver",
     "Leadership",
     "LeadershipError",
     "LeadershipRejected",
     "LeadershipTimeout",
     "LeadershipUnavailable",
+    "Tenure",
     "build_connection",
     "build_timing",
+    "metrics_for",
 ]
 
-
-class LeadershipError(Exception):
-    """Leadership could not be had or used (never led, etcd unreachable or refusing us)."""
-
-
-class LeadershipUnavailable(LeadershipError):
-    """etcd could not be reached for ``etcd_timeout`` seconds while waiting to lead."""
+#: One :class:`Metrics` per registry the application passes in: several elections (and a
+#: singleton's leadership) may share a registry, each under its own ``election`` label; a
+#: second ``Metrics`` on the same registry would register the same names twice.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
+_METRICS_LOCK = threading.Lock()
 
 
-class LeadershipRejected(LeadershipError):
-    """etcd refused us (credentials, permissions, TLS): retrying will not help."""
-
-
-class LeadershipTimeout(LeadershipError, TimeoutError):
-    """Another candidate led for the whole ``timeout``."""
-
-
-# -- options, validated like the CLI's ---------------------------------------------------------
-
-
-def build_timing(
-    ttl: float,
-    *,
-    renew_interval: float | None = None,
-    renew_deadline: float | None = None,
-    grace: float | None = None,
-    margin: float | None = None,
-) -> Timing:
-    """The timing budget from the same options as ``leaderjob run``; :class:`ValueError` with the
-    CLI's one-line message when it cannot be met."""
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise ValueError(f"--ttl must be a positive duration, e.g. 15s (got {ttl:g})")
-    timing = Timing.from_ttl(
-        ttl,
-        renew_interval=renew_interval,
-        renew_deadline=renew_deadline,
-        grace=grace,
-        margin=margin,
-    )
-    errors = timing.validate()
-    if errors:
-        raise ValueError(join_errors(errors))
-    return timing
-
-
-def build_connection(
-    endpoints: Sequence[str] | str,
-    *,
-    cacert: str | None = None,
-    cert: str | None = None,
-    key: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-    tls_server_name: str | None = None,
-    rpc_timeout: float = 5.0,
-) -> Connection:
-    """How to reach etcd, read like ``--endpoints`` and the TLS and auth options;
-    :class:`ValueError` with the CLI's one-line message when something is wrong."""
-    text = endpoints if isinstance(endpoints, str) else ",".join(endpoints)
-    parsed = Endpoints.parse(text)
-    errors = list(parsed.errors)
-    if parsed.tls is False and (cacert or cert):
-        errors.append(
-            "--endpoints http:// means plain text, but --cacert/--cert ask for TLS: "
-            "write https:// (or drop the scheme)"
-        )
-    if parsed.tls and cacert is None:
-        cacert = system_ca_bundle()
-        if cacert is None:
-            errors.append("--endpoints https://: no system CA bundle found; give --cacert FILE")
-    if not (math.isfinite(rpc_timeout) and rpc_timeout > 0):
-        errors.append(f"--rpc-timeout must be a positive duration, got {rpc_timeout!r}")
-    if errors:
-        raise ValueError(join_errors(errors))
-    conn = Connection(
-        endpoints=parsed.hosts,
-        cacert=cacert,
-        cert=cert,
-        key=key,
-        user=user,
-        password=password,
-        rpc_timeout=rpc_timeout,
-        server_name=tls_server_name,
-    )
-    errors = conn.validate()
-    if errors:
-        raise ValueError(join_errors(errors))
-    return conn
-
-
-# -- the driver: one elector, stepped by one thread ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tenure:
-    """What one term of leadership hands the application: the fencing token and the leader key."""
-
-    token: int
-    key: str
-
-
-class Driver:
-    """The elector's loop for one acquisition: campaign, lead, leave. Not thread-safe: one thread
-    calls :meth:`cycle` and :meth:`wait`; other threads only read, or call :meth:`request_leave`
-    and :meth:`deposed`, which set a flag and wake it.
-
-    Each cycle returns one word saying what it decided (``campaigning``, ``leading``, ``lost``,
-    ``left``, ``fatal``, ``idle``).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        timing: Timing,
-        prefix: str,
-        identity: str,
-        *,
-        clock: Clock,
-        rpc_timeout: float,
-        etcd_timeout: float,
-        log: Any,
-        on_lost: Callable[[str], None] | None = None,
-        lost: threading.Event | None = None,
-    ) -> None:
-        self.timing = timing
-        self.clock = clock
-        self.waker = Waker()
-        self.elector = Elector(store, timing, prefix, identity, clock, self.waker, rpc_timeout)
-        self.etcd_timeout = etcd_timeout
-        self.log = log
-        self.on_lost = on_lost
-        self.tenure: Tenure | None = None
-        self.lost = threading.Event() if lost is None else lost
-        #: Set once leading, on a fatal error, or after leaving: what ``acquire`` waits for.
-        self.settled = threading.Event()
-        self.fatal: LeadershipError | None = None
-        self.done = False
-        self.lost_reason: str | None = None
-        self._campaign = True  # one tenure per acquisition: no campaign once it began or ended
-        self._leave = False
-        self._deposed = False
-        #: Monotonic time since which every etcd call failed (None: etcd answers).
-        self._failing_since: float | None = clock.monotonic()
-        self._last_error: StoreError | None = None
-        self._said: tuple[str, float] | None = None
-
-    # -- queries (any thread) ---------------------------------------------------------------
-
-    def valid(self) -> bool:
-        """Leading, and the clock is before ``D − grace``: read here, not from the thread."""
-        tenure = self.tenure
-        if tenure is None or self.lost.is_set() or self._deposed:
-            return False
-        now = self.clock.monotonic()
-        # is_leader(t) is "leading and t < D"; at t = now + grace that is now < D − grace, the
-        # moment the machine itself steps down (a job would get SIGTERM there).
-        return self.elector.token == tenure.token and self.elector.machine.is_leader(
-            now + self.timing.grace
-        )
-
-    def remaining(self) -> float:
-        """Seconds until :meth:`valid` turns False unless a renewal extends ``D`` first."""
-        if not self.valid():
-            return 0.0
-        deadline = self.elector.machine.deadline
-        if deadline is None:
-            return 0.0
-        return max(0.0, deadline - self.timing.grace - self.clock.monotonic())
-
-    # -- requests (any thread) --------------------------------------------------------------
-
-    def request_leave(self) -> None:
-        self._leave = True
-        self.waker.set()
-
-    def deposed(self) -> None:
-        """A fenced write was refused: our key is gone or re-created, so this tenure is over."""
-        self._deposed = True
-        self.waker.set()
-
-    # -- the loop (the driver thread) -------------------------------------------------------
-
-    def cycle(self) -> str:
-        self.waker.clear()
-        # The deadline first: after a wait or a freeze, step down before any other I/O.
-        self._transition(self.elector.check(self.clock.monotonic()))
-        if self._leave:
-            return self._depart()
-        if self._deposed and self.tenure is not None and not self.lost.is_set():
-            self._transition(self.elector.resign(), reason="stale_token")
-        out = self.elector.step(may_campaign=self._campaign)
-        now = self.clock.monotonic()
-        for err in out.errors:
-            self._error(err)
-        if not out.errors and self.elector.phase is not Phase.IDLE:
-            if self._failing_since is not None or self._last_error is not None:
-                self.log.info("etcd.connected")
-            self._failing_since = None
-            self._last_error = None
-        elif out.errors and self._failing_since is None:
-            self._failing_since = now
-        for t in out.transitions:
-            self._transition(t)
-        if self.fatal is not None:
-            self.settled.set()
-            return "fatal"
-        if self.lost.is_set():
-            return "lost"
-        if self.elector.phase is Phase.LEADING:
-            return "leading"
-        if (
-            self.tenure is None
-            and self._failing_since is not None
-            and now - self._failing_since >= self.etcd_timeout
-        ):
-            detail = "" if self._last_error is None else f": {self._last_error}"
-            self.fatal = LeadershipUnavailable(
-                f"etcd unreachable for {self.etcd_timeout:g}s{detail}"
-            )
-            self.settled.set()
-            return "fatal"
-        return str(self.elector.phase.value)
-
-    def unreachable(self) -> LeadershipUnavailable | None:
-        """The error to raise when the caller stops waiting while etcd does not answer."""
-        since = self._failing_since
-        if since is None or self.tenure is not None:
-            return None
-        detail = "" if self._last_error is None else f": {self._last_error}"
-        took = self.clock.monotonic() - since
-        return LeadershipUnavailable(f"etcd unreachable for {took:.1f}s{detail}")
-
-    def wait(self) -> None:
-        if self._leave or self.done:
-            return
-        now = self.clock.monotonic()
-        until = self.elector.next_wakeup(now, self._campaign)
-        if self.tenure is None and self._failing_since is not None and self.fatal is None:
-            until = min(until, self._failing_since + self.etcd_timeout)  # give up on time
-        self.clock.wait(self.waker, max(0.0, until - now))
-
-    def close(self) -> None:
-        self.waker.close()
-
-    # -- internals ----------------------------------------------------------------------------
-
-    def _depart(self) -> str:
-        """Leave: the caller's code has returned, so resign, then revoke (L2)."""
-        self._campaign = False
-        self._transition(self.elector.resign(), reason="resigned")
-        for err in self.elector.release():
-            self._error(err)
-        self.elector.close()
-        self.done = True
-        self.settled.set()
-        return "left"
-
-    def _error(self, err: StoreError) -> None:
-        self._last_error = err
-        if isinstance(err, StoreRejected) and self.tenure is None and self.fatal is None:
-            self.fatal = LeadershipRejected(f"etcd rejected leaderjob: {err}")
-            self.log.error("etcd.rejected", operation=err.operation, error=err.detail)
-            return
-        now = self.clock.monotonic()
-        said = f"{err.operation}:{err.detail}"
-        if self._said is None or self._said[0] != said or now - self._said[1] > 5.0:
-            self._said = (said, now)  # one line per distinct error per 5 s, as the daemon
-            self.log.warning("etcd.unavailable", operation=err.operation, error=err.detail)
-
-    def _transition(self, t: Transition | None, reason: str | None = None) -> None:
-        if t is None:
-            return
-        why = reason or (t.reason.value if t.reason is not None else None)
-        lease = None if t.lease_id is None else f"{t.lease_id:x}"
-        if t.event == "lease.granted":
-            self.log.info("lease.granted", lease_id=lease)
-        elif t.event == "election.acquired":
-            key = self.elector.key
-            assert t.token is not None and key is not None
-            self.tenure = Tenure(t.token, key)
-            self._campaign = False
-            self.log = self.log.bind(token=t.token)
-            self.log.info("election.acquired", lease_id=lease, key=key)
-            self.settled.set()
-        elif t.event == "election.lost":
-            self._campaign = False
-            planned = self._leave and t.reason is Reason.RESIGNED and reason == "resigned"
-            (self.log.info if planned else self.log.warning)(
-                "election.lost", reason=why, lease_id=lease
-            )
-            self.lost_reason = why
-            self.lost.set()
-            if not planned and self.on_lost is not None:
-                try:
-                    self.on_lost(why or "lost")
-                except Exception as exc:  # the loop must survive the application's callback
-                    self.log.error("leadership.callback_failed", error=repr(exc))
-        elif t.event == "lease.lost":
-            if self._leave and t.reason is Reason.RESIGNED:
-                self.log.info("election.withdrawn", reason="resigned", lease_id=lease)
-            else:
-                self.log.warning("lease.lost", reason=why, lease_id=lease)
+def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
+    """The daemon's metric set on ``registry``, with ``election``'s series present from the
+    start (0)."""
+    with _METRICS_LOCK:
+        metrics = _METRICS.get(registry)
+        if metrics is None:
+            metrics = _METRICS[registry] = Metrics(registry, election)
+        metrics.track(election, mode="inprocess", fingerprint="", election=election)
+        for result in ("ok", "failed", "expired"):
+            metrics.keepalives.labels(election, result)
+        return metrics
 
 
 # -- the application's handle --------------------------------------------------------------------
@@ -387,8 +115,9 @@ class Leadership:
     etcd answers); ``etcd_timeout`` (default: the TTL) bounds how long an unreachable etcd is
     waited for before :class:`LeadershipUnavailable`. ``on_lost(reason)`` is called from the
     driver thread when leadership ends other than by leaving; keep it short and thread-safe (set
-    a flag, cancel a task). ``store`` and ``clock`` replace the etcd adapter and the system clock
-    (tests).
+    a flag, cancel a task). ``registry`` (a ``prometheus_client.CollectorRegistry``) gets the
+    daemon's leadership metrics under ``election="<election>"``; without it there are none.
+    ``store`` and ``clock`` replace the etcd adapter and the system clock (tests).
     """
 
     def __init__(
@@ -415,6 +144,7 @@ class Leadership:
         rpc_timeout: float = 5.0,
         store: Store | None = None,
         clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         errors = validate_election_name(election)
         if errors:
@@ -458,6 +188,11 @@ class Leadership:
         self._aborted = False
         self._lock = threading.Lock()
         self._log = get_logger(election=election, identity=self.identity)
+        #: The daemon's metrics on the application's ``registry`` (None: no metrics; never the
+        #: global registry unasked).
+        self.metrics: Metrics | None = (
+            None if registry is None else metrics_for(registry, election)
+        )
 
     # -- what the application asks ------------------------------------------------------------
 
@@ -578,6 +313,8 @@ class Leadership:
                 log=self._log,
                 on_lost=self._lost,
                 lost=self.lost,
+                metrics=self.metrics,
+                label=self.election,
             )
             self._driver = driver
             self._thread = threading.Thread(

@@ -1,7 +1,13 @@
 """Prometheus metrics on an injected registry.
 
 Names are part of the interface and documented in docs/metrics.md. Every series carries an
-``election`` label. Tests build ``Metrics(CollectorRegistry())``; nothing here is a module global.
+``election`` label: the daemon's ``--election`` (a group's name with ``--jobs``). The series of one
+job carry ``job_name`` too: the job's name in a jobs file, the election's name for a daemon of one
+job. (Not ``job``: Prometheus sets ``job`` on every scraped series from its scrape config, and
+renames a clashing label to ``exported_job``; kube-state-metrics chose ``job_name`` for the same
+clash.) Per-job series exist from :meth:`Metrics.track` until :meth:`Metrics.forget`: a job removed
+by a reload leaves no series behind. Tests build ``Metrics(CollectorRegistry())``; nothing here is
+a module global.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-#: Every label value a counter carries besides ``election``: each series exists at zero from the
-#: start, so that ``increase()`` and ``rate()`` see the first event (a series born at 1 has no
-#: increase). docs/metrics.md lists the same values.
+#: Every label value a counter carries besides ``election`` (and ``job_name``): each series exists
+#: at zero from the start (a job's from track()), so that ``increase()`` and ``rate()`` see the
+#: first event (a series born at 1 has no increase). docs/metrics.md lists the same values.
 OUTCOMES = (
     "succeeded",
     "failed",
@@ -100,23 +106,24 @@ class Metrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
         self.election = election
-        e = ["election"]
+        e = ["election"]  # the daemon's series
+        j = [*e, "job_name"]  # one job's series (see the module doc)
         self.is_leader = Gauge(
             "leaderjob_is_leader",
             "1 while this replica leads the election, else 0",
-            e,
+            j,
             registry=registry,
         )
         self.fencing_token = Gauge(
             "leaderjob_fencing_token",
             "Fencing token (create revision of the leader key) while leading, else 0",
-            e,
+            j,
             registry=registry,
         )
         self.transitions = Counter(
             "leaderjob_leader_transitions",
             "Leadership changes of this replica, by direction (acquired, lost)",
-            [*e, "direction"],
+            [*j, "direction"],
             registry=registry,
         )
         self.keepalives = Counter(
@@ -135,65 +142,65 @@ class Metrics:
         self.deadline_remaining = Gauge(
             "leaderjob_lease_deadline_remaining_seconds",
             "Time left to the local deadline while leading, else 0",
-            e,
+            j,
             registry=registry,
         )
         self.job_runs = Counter(
             "leaderjob_job_runs",
             "Finished job runs by outcome",
-            [*e, "outcome"],
+            [*j, "outcome"],
             registry=registry,
         )
         self.job_duration = Histogram(
             "leaderjob_job_duration_seconds",
             "Job run duration",
-            e,
+            j,
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
         self.job_running = Gauge(
             "leaderjob_job_running",
             "1 while a job run is in progress",
-            e,
+            j,
             registry=registry,
         )
         self.last_success = Gauge(
             "leaderjob_job_last_success_timestamp_seconds",
             "Unix time of the last successful run seen by this replica",
-            e,
+            j,
             registry=registry,
         )
         self.schedule_lag = Histogram(
             "leaderjob_schedule_lag_seconds",
             "Fire time to job process started",
-            e,
+            j,
             buckets=_LAG_BUCKETS,
             registry=registry,
         )
         self.slots_skipped = Counter(
             "leaderjob_slots_skipped",
             "Schedule slots not run, by reason",
-            [*e, "reason"],
+            [*j, "reason"],
             registry=registry,
         )
         self.clock_skew = Gauge(
             "leaderjob_schedule_clock_skew_seconds",
             "While leading: how far the newest slot claim lies ahead of this replica's clock "
             "(a replica whose clock ran fast claimed it; no slot runs until then), else 0",
-            e,
+            j,
             registry=registry,
         )
         self.clock_step = Gauge(
             "leaderjob_schedule_clock_step_seconds",
             "While leading: how far a wall-clock jump is held back (slots follow the monotonic "
             "clock until it is undone or has held for 10 minutes), else 0",
-            e,
+            j,
             registry=registry,
         )
         self.job_kills = Counter(
             "leaderjob_job_kills",
             "Signals sent to a job's process group, by signal and reason",
-            [*e, "signal", "reason"],
+            [*j, "signal", "reason"],
             registry=registry,
         )
         self.config_reload_failures = Counter(
@@ -230,7 +237,7 @@ class Metrics:
         self.job_info = Gauge(
             "leaderjob_job_info",
             "Always 1; labels: this replica's mode (schedule, service, once) and job fingerprint",
-            [*e, "mode", "fingerprint"],
+            [*j, "mode", "fingerprint"],
             registry=registry,
         )
         self.build_info = Gauge(
@@ -243,28 +250,14 @@ class Metrics:
         self.notifications = Counter(
             "leaderjob_notifications",
             "Notifications by kind (on_failure, ping) and result (ok, failed, timed_out, dropped)",
-            [*e, "kind", "result"],
+            [*j, "kind", "result"],
             registry=registry,
         )
-        # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
-        # see the series before the first event.
-        for metric in (
-            self.is_leader,
-            self.fencing_token,
-            self.deadline_remaining,
-            self.job_running,
-            self.last_success,
-            self.keepalive_latency,
-            self.job_duration,
-            self.schedule_lag,
-            self.clock_skew,
-            self.clock_step,
-            self.config_conflict,
-        ):
+        # Make the daemon's plain gauges and histograms exist from the start (0), so alerts and
+        # dashboards see the series before the first event; a job's come with track().
+        for metric in (self.keepalive_latency, self.config_conflict):
             metric.labels(election)
         self.healthy.labels(election).set(1)
-        for direction in ("acquired", "lost"):
-            self.transitions.labels(election, direction)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
         for state in ("healthy", "unhealthy"):
@@ -272,10 +265,30 @@ class Metrics:
         for operation in ETCD_OPERATIONS:
             self.etcd_errors.labels(election, operation)
         self.config_reload_failures.labels(election)
-        self._counters_at_zero(election)
+        #: job → the label values of its leaderjob_job_info series (replaced when it changes).
+        self._info: dict[str, tuple[str, ...]] = {}
+
+    def _per_job(self) -> tuple[Any, ...]:
+        return (
+            self.is_leader,
+            self.fencing_token,
+            self.transitions,
+            self.deadline_remaining,
+            self.job_runs,
+            self.job_duration,
+            self.job_running,
+            self.last_success,
+            self.schedule_lag,
+            self.slots_skipped,
+            self.clock_skew,
+            self.clock_step,
+            self.job_kills,
+            self.job_info,
+            self.notifications,
+        )
 
     def _job_counters(self) -> list[tuple[Counter, tuple[tuple[str, ...], ...]]]:
-        """The counters a job's own series carry, each with every label value it takes."""
+        """The counters of one job, each with every label value it takes."""
         return [
             (self.transitions, (("acquired",), ("lost",))),
             (self.job_runs, tuple((o,) for o in OUTCOMES)),
@@ -284,17 +297,18 @@ class Metrics:
             (self.notifications, tuple((k, r) for k in KINDS for r in RESULTS)),
         ]
 
-    def _counters_at_zero(self, election: str) -> None:
-        for counter, values in self._job_counters():
-            for labels in values:
-                counter.labels(election, *labels)
+    def count_notification(self, job: str, kind: str, result: str) -> None:
+        """One notification about a run of ``job`` ended with ``result``."""
+        self.notifications.labels(self.election, job, kind, result).inc()
 
-    def count_notification(self, election: str, kind: str, result: str) -> None:
-        """One notification of ``election`` (a job's name in a group) ended with ``result``."""
-        self.notifications.labels(election, kind, result).inc()
-
-    def _per_job(self) -> tuple[Any, ...]:
-        return (
+    def track(
+        self, job: str, *, mode: str, fingerprint: str, election: str | None = None
+    ) -> None:
+        """``job``'s series exist from now on (0), so that "no leader" alerts see a job nobody
+        leads; ``leaderjob_job_info`` says what it runs (called again when that changes).
+        ``election``: another election sharing this registry (in-process leadership)."""
+        e = self.election if election is None else election
+        for metric in (
             self.is_leader,
             self.fencing_token,
             self.deadline_remaining,
@@ -304,32 +318,51 @@ class Metrics:
             self.schedule_lag,
             self.clock_skew,
             self.clock_step,
-        )
-
-    def track(self, job: str) -> None:
-        """A daemon running a group: the per-job series exist for ``job`` from the start (0),
-        so that "no leader" alerts see a job nobody leads."""
-        for metric in self._per_job():
-            metric.labels(job)
-        self._counters_at_zero(job)
-
-    def forget(self, job: str) -> None:
-        """The per-job series of ``job`` (or of the group's own name, which no job uses) go:
-        a job removed from the jobs file must not look leaderless for ever."""
-        for metric in self._per_job():
-            with contextlib.suppress(KeyError):
-                metric.remove(job)
+        ):
+            metric.labels(e, job)
         for counter, values in self._job_counters():
             for labels in values:
-                with contextlib.suppress(KeyError):
-                    counter.remove(job, *labels)
+                counter.labels(e, job, *labels)
+        info = (e, job, mode, fingerprint)
+        old = self._info.get(job)
+        if old is not None and old != info:
+            self.job_info.remove(*old)
+        self.job_info.labels(*info).set(1)
+        self._info[job] = info
 
-    def set_leader(self, token: int | None, election: str | None = None) -> None:
-        """Leading (with ``token``) or not; ``election``: a job of a group (its own series)."""
+    def forget(self, job: str) -> None:
+        """Every series of ``job`` goes: a job removed from the jobs file must not look
+        leaderless, or keep its last outcome, for ever."""
+        self._info.pop(job, None)
+        for metric in self._per_job():
+            for values in _label_sets(metric, {"election": self.election, "job_name": job}):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*values)
+
+    def set_leader(
+        self, token: int | None, job: str | None = None, *, election: str | None = None
+    ) -> None:
+        """``job`` (default: the daemon's one job, named like the election) is led with
+        ``token``, or not led. ``election``: another election sharing this registry."""
         e = self.election if election is None else election
-        self.is_leader.labels(e).set(1 if token else 0)
-        self.fencing_token.labels(e).set(token or 0)
+        labels = (e, e if job is None else job)
+        self.is_leader.labels(*labels).set(1 if token else 0)
+        self.fencing_token.labels(*labels).set(token or 0)
         if not token:
-            self.deadline_remaining.labels(e).set(0)
-            self.clock_skew.labels(e).set(0)
-            self.clock_step.labels(e).set(0)
+            self.deadline_remaining.labels(*labels).set(0)
+            self.clock_skew.labels(*labels).set(0)
+            self.clock_step.labels(*labels).set(0)
+
+
+def _label_sets(metric: Any, match: dict[str, str]) -> set[tuple[str, ...]]:
+    """The label values (in the metric's label order) of its series that carry ``match``.
+
+    ``_labelnames`` is where prometheus_client keeps a metric's label names; its own
+    ``remove_by_labels`` does this too, but only from 0.22 on, and 0.19 is still supported."""
+    found: set[tuple[str, ...]] = set()
+    for family in metric.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if all(labels.get(k) == v for k, v in match.items()):
+                found.add(tuple(labels[name] for name in metric._labelnames))
+    return found

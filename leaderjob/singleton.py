@@ -9,59 +9,43 @@
     report.stop()                 # leave: resign, revoke
 
 Owns: one background thread that holds :class:`~leaderjob.leadership.Leadership` and, while
-leading, plans slots with the daemon's :class:`~leaderjob.planner.Planner` and claims each one
-with the daemon's fenced claim (:meth:`~leaderjob.records.ElectionData.claim_slot`, S3), then
-runs the function in that thread and writes one history record per run or skip, as the daemon
-does, so ``leaderjob history`` and ``leaderjob status`` show them. Slots run one at a time: a
-slot that comes due while the function still runs waits for it, and is skipped (``deadline``)
-once its starting deadline has passed.
+leading, steps a :class:`~leaderjob.singleton_tenure.SingletonTenure` — the daemon's planner,
+fenced slot and trigger claims (S3), suspension, overlap policy, timeout, retries, history
+records and metrics, for a function run in a thread of its own per run. A tenure is left (and
+its lease revoked) only once every run of it has returned: a new campaign never overlaps one.
 
 The function is called with a :class:`SlotRun` if it takes an argument, else with none. It is
 in-process work, so the honest guarantees of docs/inprocess.md apply: it is not killed at the
-deadline; ``run.valid()`` is the cooperative check and fenced writes keep a deposed run out.
+deadline, at its timeout or when replaced; ``run.valid()`` and ``run.cancelled`` are the
+cooperative checks, and fenced writes keep a deposed run out.
 
-Not here (the daemon's only): ``--concurrency replace|allow``, retries, ``--timeout``, "run now"
-triggers, the published schedule for ``status``.
+Not here (the daemon's only): the published schedule for ``status``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 import threading
 import time
 import types
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import DEFAULT_PREFIX, join_errors, validate_slot_timing
 from leaderjob.election.store import StoreError
 from leaderjob.leadership import Leadership, LeadershipError
 from leaderjob.log import get_logger
-from leaderjob.planner import CatchUp, Planner, Slot
-from leaderjob.records import ElectionData, iso
+from leaderjob.planner import CatchUp, Planner
+from leaderjob.records import ElectionData
 from leaderjob.schedule import ScheduleError, parse_schedule
+from leaderjob.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
 
 __all__ = ["Singleton", "SlotRun", "singleton"]
-
-
-@dataclass(frozen=True)
-class SlotRun:
-    """One run of the function: which slot, under which token."""
-
-    slot: str
-    scheduled: datetime
-    token: int
-    run_id: str
-    leadership: Leadership
-
-    def valid(self) -> bool:
-        """Still leading with deadline to spare: check it between steps of the work."""
-        return self.leadership.valid()
 
 
 class Singleton:
@@ -78,6 +62,9 @@ class Singleton:
         catch_up: CatchUp = "once",
         starting_deadline: float | None = None,
         jitter: float = 0.0,
+        concurrency: Concurrency = "forbid",
+        timeout: float | None = None,
+        retries: int = 0,
         prefix: str = DEFAULT_PREFIX,
         **leadership: Any,
     ) -> None:
@@ -90,11 +77,18 @@ class Singleton:
         )
         if catch_up not in ("once", "skip"):
             errors.append(f"--catch-up {catch_up!r}: use once or skip")
+        if concurrency not in ("forbid", "replace", "allow"):
+            errors.append(f"--concurrency {concurrency!r}: use forbid, replace or allow")
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            errors.append(f"--timeout must be a positive duration, e.g. 10m (got {timeout!r})")
+        if not (isinstance(retries, int) and retries >= 0):
+            errors.append(f"--retries must be a whole number of 0 or more (got {retries!r})")
         if errors:
             raise ValueError(join_errors(errors))
         self.fn = fn
         self.election = election
         self.prefix = prefix
+        self.policy = Policy(concurrency, timeout, retries)
         self.planner = Planner(
             self.schedule,
             election,
@@ -104,13 +98,21 @@ class Singleton:
             ),
             jitter=jitter,
         )
+        self.clock: Clock = leadership.get("clock") or SystemClock()
+        self._wake = threading.Event()
+        user_on_lost = leadership.pop("on_lost", None)
+
+        def on_lost(reason: str) -> None:
+            self._wake.set()  # the tenure ends now, not at the next wake-up
+            if user_on_lost is not None:
+                user_on_lost(reason)
+
         # Built once here, so that a wrong option fails at decoration, not in the thread.
-        self._options = {"prefix": prefix, **leadership}
-        self.leadership = Leadership(election, **self._options)
+        self.leadership = Leadership(election, prefix=prefix, on_lost=on_lost, **leadership)
         self._takes_run = bool(inspect.signature(fn).parameters)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_claimed: datetime | None = None
+        self.tenure: SingletonTenure | None = None
         self.log = get_logger(election=election, identity=self.leadership.identity)
         functools.update_wrapper(self, fn)
 
@@ -130,8 +132,10 @@ class Singleton:
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop after the current run (if any) returns; resign and revoke if leading."""
+        """Stop: cancel the running runs (their ``cancelled`` is set, reason ``stopping``),
+        wait for them to return, then resign and revoke if leading."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         end = None if timeout is None else time.monotonic() + timeout
         while thread is not None and thread.is_alive():
@@ -145,7 +149,7 @@ class Singleton:
         while not self._stop.is_set():
             try:
                 with self.leadership as lead:
-                    self._tenure(lead)
+                    self._lead(lead)
             except LeadershipError as exc:
                 if not isinstance(exc, TimeoutError):  # a timeout here is stop()'s cancel
                     self.log.warning("etcd.unavailable", operation="lead", error=str(exc))
@@ -153,116 +157,45 @@ class Singleton:
             except StoreError as exc:  # a bookkeeping call failed: leave, campaign again
                 self.log.warning("etcd.unavailable", operation=exc.operation, error=exc.detail)
 
-    def _tenure(self, lead: Leadership) -> None:
-        data = ElectionData(lead.store, self.prefix, self.election)
-        timeout = lead.connection.rpc_timeout
-        # Catch-up from the newest slot anyone claimed (the daemon's rule, a linearizable read).
-        self._last_claimed = data.last_slot(timeout=min(timeout, max(0.05, lead.remaining())))
-        plan = self.planner.begin_tenure(self._last_claimed, datetime.now(UTC))
-        if plan.run is not None:
-            self._fire(lead, data, plan.run)
-        while lead.valid() and not self._stop.is_set():
-            slot, expired = self.planner.due(datetime.now(UTC))
-            if expired:
-                self._skip(lead, data, expired[-1], "deadline")
-            if slot is not None:
-                self._fire(lead, data, slot)
-                continue
-            nxt = self.planner.peek()
-            wait = lead.timing.renew_interval
-            if nxt is not None:
-                wait = min(wait, (nxt.start_time - datetime.now(UTC)).total_seconds())
-            self._stop.wait(max(0.0, wait))
+    def tenure_for(self, lead: Any, data: ElectionData | None = None) -> SingletonTenure:
+        """The tenure object for one term of ``lead`` (a :class:`Leadership`, or any seat with
+        its ``key``, ``token``, ``identity``, ``valid()`` and ``remaining()``)."""
         self.planner.end_tenure()
-
-    def _claim(self, lead: Leadership, data: ElectionData, slot: Slot, status: str) -> bool:
-        key, token = lead.key, lead.token
-        if key is None or token is None or not lead.valid():
-            return False
-        if self._last_claimed is not None and slot.fire_time <= self._last_claimed:
-            self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
-            return False
-        claim = {
-            "slot": slot.id,
-            "scheduled_time": iso(slot.fire_time),
-            "token": token,
-            "identity": lead.identity,
-            "status": status,
-            "claimed_at": iso(datetime.now(UTC)),
-        }
-        ok = data.claim_slot(
-            key,
-            token,
-            slot.id,
-            claim,
-            run=status == "running",
-            timeout=min(lead.connection.rpc_timeout, max(0.05, lead.remaining())),
+        return SingletonTenure(
+            seat=lead,
+            data=data or ElectionData(lead.store, self.prefix, self.election),
+            planner=self.planner,
+            policy=self.policy,
+            call=self._call,
+            clock=self.clock,
+            wake=self._wake,
+            log=self.log,
+            election=self.election,
+            rpc_timeout=self.leadership.connection.rpc_timeout,
+            renew_interval=self.leadership.timing.renew_interval,
+            metrics=self.leadership.metrics,
         )
-        if ok:
-            self._last_claimed = max(self._last_claimed or slot.fire_time, slot.fire_time)
-        else:
-            self.log.warning("slot.claim_rejected", slot=slot.id)
-        return ok
 
-    def _skip(self, lead: Leadership, data: ElectionData, slot: Slot, reason: str) -> None:
-        if not self._claim(lead, data, slot, f"skipped_{reason}"):
-            return
-        self.log.info("slot.skipped", slot=slot.id, reason=reason)
-        record = {
-            "run_id": None,
-            "slot": slot.id,
-            "scheduled_time": iso(slot.fire_time),
-            "token": lead.token,
-            "identity": lead.identity,
-            "outcome": f"skipped_{reason}",
-        }
-        data.record(record, datetime.now(UTC), timeout=lead.connection.rpc_timeout)
-
-    def _fire(self, lead: Leadership, data: ElectionData, slot: Slot) -> None:
-        if not self._claim(lead, data, slot, "running"):
-            return
-        token = lead.token
-        assert token is not None
-        run = SlotRun(slot.id, slot.fire_time, token, uuid.uuid4().hex[:12], lead)
-        lag = (datetime.now(UTC) - slot.start_time).total_seconds()
-        self.log.info("job.started", run_id=run.run_id, slot=slot.id, lag_seconds=round(lag, 4))
-        started, started_wall = time.monotonic(), datetime.now(UTC)
-        error: str | None = None
+    def _lead(self, lead: Leadership) -> None:
+        tenure = self.tenure = self.tenure_for(lead)
         try:
-            if self._takes_run:
-                self.fn(run)
-            else:
-                self.fn()
-        except Exception as exc:  # the function's failure is recorded, not fatal to the thread
-            error = repr(exc)
-        duration = time.monotonic() - started
-        outcome = "succeeded" if error is None else "failed"
-        record = {
-            "run_id": run.run_id,
-            "slot": slot.id,
-            "scheduled_time": iso(slot.fire_time),
-            "token": token,
-            "identity": lead.identity,
-            "attempt": 0,
-            "started_at": iso(started_wall),
-            "finished_at": iso(datetime.now(UTC)),
-            "duration_seconds": round(duration, 3),
-            "exit_code": 0 if error is None else 1,
-            "signal": None,
-            "outcome": outcome,
-            "error": error,
-        }
-        self.log.info(
-            "job.finished",
-            run_id=run.run_id,
-            slot=slot.id,
-            token=token,
-            outcome=outcome,
-            duration_seconds=record["duration_seconds"],
-            error=error,
-        )
-        # History is informational: written with the plain put, as the daemon's.
-        data.record(record, datetime.now(UTC), timeout=lead.connection.rpc_timeout)
+            while lead.valid() and not self._stop.is_set():
+                self._wake.clear()
+                tenure.cycle()
+                now = self.clock.monotonic()
+                # valid() turns False at D − grace without an event: wake for it too.
+                until = min(tenure.next_wakeup(now), now + max(0.01, lead.remaining()))
+                self.clock.wait(self._wake, max(0.0, until - now))
+        finally:
+            # Leave only once every run of this tenure returned: its work must not overlap a
+            # successor's more than the cooperative checks allow, nor a new tenure of ours.
+            tenure.end("stopping" if self._stop.is_set() else "leadership_lost")
+
+    def _call(self, run: SlotRun) -> None:
+        if self._takes_run:
+            self.fn(run)
+        else:
+            self.fn()
 
 
 def singleton(
@@ -274,8 +207,9 @@ def singleton(
 ) -> Callable[[Callable[..., Any]], Singleton]:
     """Decorate a function to run on each slot of ``schedule``, once across every replica that
     runs it with the same etcd, prefix and election. Options: those of
-    :class:`~leaderjob.leadership.Leadership`, plus ``timezone``, ``catch_up``,
-    ``starting_deadline`` and ``jitter`` as for ``leaderjob run``. Call ``.start()``."""
+    :class:`~leaderjob.leadership.Leadership` (``registry`` for metrics among them), plus
+    ``timezone``, ``catch_up``, ``starting_deadline``, ``jitter``, ``concurrency``,
+    ``timeout`` (seconds) and ``retries`` as for ``leaderjob run``. Call ``.start()``."""
 
     def decorate(fn: Callable[..., Any]) -> Singleton:
         return Singleton(fn, election=election, schedule=schedule, endpoints=endpoints, **options)

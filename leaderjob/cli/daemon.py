@@ -91,10 +91,11 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
-    settings = _settings(params, command, mode, timing, schedule, conn.rpc_timeout)
+    settings = _settings(params, command, mode, timing, conn.rpc_timeout)
     settings = replace(settings, endpoints=fenced_cli.job_endpoints(conn), notify=notify)
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
+        settings = _one_job(params, settings, schedule, health)
         return _serve(settings, conn, health, addr, params["metrics_addr"])
     reload, spreader = _group_parts(params, settings, str(jobs_path), health)
     return _serve(
@@ -154,15 +155,47 @@ def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, l
     return specs, errors
 
 
-def _job_settings(daemon: Any, spec: Any, health: Any) -> Any:
-    """One job of a jobs file as its runner's settings: its queue and records live under
-    ``<prefix>/<group>/jobs/<job>/``; identity, timing and connection are the daemon's."""
+def _one_job(params: dict[str, Any], daemon: Any, schedule: Any, health: Any) -> Any:
+    """``run [--schedule …] -- CMD`` and ``lock -- CMD``: a jobs file of one job, named like the
+    election, made into settings by the same function as each job of a file (its keys stay the
+    election's own). The options were judged above, with the flags' own messages; the job's
+    rules are the same ones, so they hold."""
+    from leaderjob.jobsfile import JobsFileError, single_job
+
+    try:
+        (spec,) = single_job(
+            daemon.election,
+            daemon.command,
+            schedule,
+            catch_up=params.get("catch_up") or "once",
+            starting_deadline=params.get("starting_deadline"),
+            jitter=params.get("jitter") or 0.0,
+            concurrency=params.get("concurrency") or "forbid",
+            timeout=params.get("timeout"),
+            retries=params.get("retries") or 0,
+            history_limit=params.get("history_limit") or 50,
+        ).jobs
+    except JobsFileError as exc:  # not expected: the same rules passed as flags
+        raise click.UsageError(join_errors(exc.problems)) from None
+    return _job_settings(daemon, spec, health, group=False)
+
+
+def _job_settings(daemon: Any, spec: Any, health: Any, *, group: bool = True) -> Any:
+    """One job as its runner's settings. Of a jobs file (``group``): its queue and records live
+    under ``<prefix>/<group>/jobs/<job>/``. The one job of ``run -- CMD`` or ``lock -- CMD``: under
+    the election's own ``<prefix>/<election>/``, in the daemon's mode (``lock`` runs it once).
+    Identity, timing and connection are the daemon's."""
+    if group:
+        prefix = f"{daemon.prefix.rstrip('/')}/{daemon.election}/jobs"
+        mode = "schedule" if spec.schedule is not None else "service"
+    else:
+        prefix, mode = daemon.prefix, daemon.mode
     return replace(
         daemon,
         election=spec.name,
-        prefix=f"{daemon.prefix.rstrip('/')}/{daemon.election}/jobs",
+        prefix=prefix,
         command=spec.command,
-        mode="schedule" if spec.schedule is not None else "service",
+        mode=mode,
         schedule=spec.schedule,
         catch_up=spec.catch_up,
         starting_deadline=spec.starting_deadline,
@@ -244,9 +277,9 @@ def _settings(
     command: tuple[str, ...],
     mode: str,
     timing: Timing,
-    schedule: Any,
     rpc_timeout: float,
 ) -> Any:
+    """The daemon's own settings; a job's options come from its JobSpec (:func:`_job_settings`)."""
     from leaderjob.daemon import Settings
 
     return Settings(
@@ -256,15 +289,7 @@ def _settings(
         timing=timing,
         command=command,
         mode=mode,  # type: ignore[arg-type]
-        schedule=schedule,
         rpc_timeout=rpc_timeout,
-        catch_up=params.get("catch_up") or "once",
-        starting_deadline=params.get("starting_deadline"),
-        jitter=params.get("jitter") or 0.0,
-        concurrency=params.get("concurrency") or "forbid",
-        timeout=params.get("timeout"),
-        retries=params.get("retries") or 0,
-        history_limit=params.get("history_limit") or 50,
     )
 
 

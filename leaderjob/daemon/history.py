@@ -46,6 +46,7 @@ class History:
     data: ElectionData
     clock: Clock
     metrics: Metrics | None
+    election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
     runs: list[ActiveRun]
     tenure: Tenure | None
@@ -54,7 +55,6 @@ class History:
     last_run: dict[str, Any] | None
     on_done: Callable[[], None]
     notifier: Notifier | None
-    election: str
     _backlog: list[tuple[dict[str, Any], datetime]]
 
     def _finished(self, active: ActiveRun) -> None:
@@ -91,11 +91,13 @@ class History:
         )
         if self.metrics is not None:
             m = self.metrics
-            m.job_running.labels(self.s.election).set(1 if self.runs else 0)
-            m.job_runs.labels(self.s.election, outcome).inc()
-            m.job_duration.labels(self.s.election).observe(duration)
+            m.job_running.labels(self.election, self.s.election).set(1 if self.runs else 0)
+            m.job_runs.labels(self.election, self.s.election, outcome).inc()
+            m.job_duration.labels(self.election, self.s.election).observe(duration)
             if outcome == "succeeded":
-                m.last_success.labels(self.s.election).set(self.clock.wall().timestamp())
+                m.last_success.labels(self.election, self.s.election).set(
+                    self.clock.wall().timestamp()
+                )
         self._record(record)
         self._notify(record)
         self.restart_at = now + SERVICE_RESTART_DELAY

@@ -100,10 +100,6 @@ class Daemon:
         for job in jobs if jobs is not None else [settings]:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
         self.runner = next(iter(self.runners.values()))
-        if metrics is not None and self.grouped:
-            metrics.forget(settings.election)  # the group's name is no job: no series of its own
-            for name in self.runners:
-                metrics.track(name)
         self.reloader = Reloader(self, reload, watch) if reload is not None else None
         #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
         self.gates = Gates(self)
@@ -355,7 +351,7 @@ class Daemon:
             r.begin(t.token)
             r.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
             if self.metrics is not None:
-                self.metrics.transitions.labels(r.s.election, "acquired").inc()
+                self.metrics.transitions.labels(self.s.election, r.s.election, "acquired").inc()
                 self.metrics.set_leader(t.token, r.s.election)
         elif t.event == "election.lost" and self.grouped:
             assert t.reason is not None
@@ -365,7 +361,7 @@ class Daemon:
                 level("election.lost", job=job, reason=t.reason.value, lease_id=f"{t.lease_id:x}")
                 r.log = r.log.try_unbind("token")
                 if self.metrics is not None:
-                    self.metrics.transitions.labels(r.s.election, "lost").inc()
+                    self.metrics.transitions.labels(self.s.election, r.s.election, "lost").inc()
                     self.metrics.set_leader(None, r.s.election)
                 r.end()
         elif t.event == "election.acquired":
@@ -375,7 +371,7 @@ class Daemon:
             self.runner.begin(t.token)
             self.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
             if self.metrics is not None:
-                self.metrics.transitions.labels(self.s.election, "acquired").inc()
+                self.metrics.transitions.labels(self.s.election, self.s.election, "acquired").inc()
                 self.metrics.set_leader(t.token)
         elif t.event == "election.lost":
             assert t.reason is not None
@@ -386,7 +382,7 @@ class Daemon:
             self._set_log(self.log.unbind("token"))
             self.leading_since = None
             if self.metrics is not None:
-                self.metrics.transitions.labels(self.s.election, "lost").inc()
+                self.metrics.transitions.labels(self.s.election, self.s.election, "lost").inc()
                 self.metrics.set_leader(None)
             self.runner.end()
         elif t.event == "lease.lost":

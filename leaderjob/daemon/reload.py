@@ -77,9 +77,7 @@ class Reloader:
         for name, spec in jobs.items():
             r = d.runners.get(name)
             if r is None:
-                d._add_runner(name, spec)
-                if d.metrics is not None:
-                    d.metrics.track(name)
+                d._add_runner(name, spec)  # its series exist from now (Runner)
                 d.session.group.want(name, spec.election_prefix)
                 added.append(name)
                 continue

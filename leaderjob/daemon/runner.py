@@ -32,6 +32,7 @@ from leaderjob.daemon.model import (
 from leaderjob.daemon.scheduling import Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
+from leaderjob.fingerprint import job_fingerprint
 from leaderjob.health import HealthChecker
 from leaderjob.metrics import Metrics
 from leaderjob.notify import Notifier
@@ -91,6 +92,15 @@ class Runner(History, Scheduling):
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
+        self._describe()
+
+    def _describe(self) -> None:
+        """This job's series exist, and leaderjob_job_info says what it runs."""
+        if self.metrics is not None:
+            s = self.s
+            expr, zone = (s.schedule.expr, s.schedule.timezone) if s.schedule else (None, None)
+            fingerprint = job_fingerprint(s.command, s.mode, expr, zone)
+            self.metrics.track(s.election, mode=s.mode, fingerprint=fingerprint)
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings from a reloaded jobs file, between runs: a new planner, and while
@@ -98,6 +108,7 @@ class Runner(History, Scheduling):
         (slots already claimed are never run again)."""
         self.s = settings
         self.planner = self._planner(settings)
+        self._describe()
         if self.tenure is not None:
             self.tenure.ready = False
             self.tenure.published = False
@@ -191,7 +202,7 @@ class Runner(History, Scheduling):
                 active.run.stop("timed_out")
         if self.metrics is not None and deadline is not None:
             remaining = max(0.0, deadline - now) if self.seat.leading else 0.0
-            self.metrics.deadline_remaining.labels(self.s.election).set(remaining)
+            self.metrics.deadline_remaining.labels(self.election, self.s.election).set(remaining)
 
     def _collect_runs(self) -> bool:
         """Absorb the watchdogs' reports; True if a run finished."""
@@ -205,7 +216,7 @@ class Runner(History, Scheduling):
                     )
                     if self.metrics is not None:
                         self.metrics.job_kills.labels(
-                            self.s.election, ev["signal"], ev["reason"]
+                            self.election, self.s.election, ev["signal"], ev["reason"]
                         ).inc()
             if run.done:
                 self.runs.remove(active)
@@ -254,7 +265,7 @@ class Runner(History, Scheduling):
         if not seat.can_start_work(now) or token is None or self.seat.lease_id is None:
             self.log.warning("job.skipped", reason="deadline", slot=slot)
             if self.metrics is not None:
-                self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+                self.metrics.slots_skipped.labels(self.election, self.s.election, "deadline").inc()
             return Report("job_skipped", {"reason": "deadline"})
         deadline, term_at = seat.deadline, seat.term_at
         assert deadline is not None and term_at is not None
@@ -296,7 +307,9 @@ class Runner(History, Scheduling):
             run.close()  # already closed by start(); said again here because S1 rests on it
             self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
             if self.metrics is not None:
-                self.metrics.job_runs.labels(self.s.election, "failed_to_start").inc()
+                self.metrics.job_runs.labels(
+                    self.election, self.s.election, "failed_to_start"
+                ).inc()
             self.restart_at = now + SERVICE_RESTART_DELAY
             if self.s.mode == "once":
                 self.exit_code = 127
@@ -327,7 +340,9 @@ class Runner(History, Scheduling):
         )
         self._notify(None)
         if self.metrics is not None:
-            self.metrics.job_running.labels(self.s.election).set(1)
+            self.metrics.job_running.labels(self.election, self.s.election).set(1)
             if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:
-                self.metrics.schedule_lag.labels(self.s.election).observe(max(0.0, lag))
+                self.metrics.schedule_lag.labels(self.election, self.s.election).observe(
+                    max(0.0, lag)
+                )
         return Report("job_started", {"run_id": run_id, "pid": run.pid, "slot": slot})

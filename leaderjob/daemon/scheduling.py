@@ -35,6 +35,7 @@ class Scheduling:
     planner: Planner | None
     clock: Clock
     metrics: Metrics | None
+    election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
     runs: list[ActiveRun]
 
@@ -72,7 +73,7 @@ class Scheduling:
         now = self.clock.monotonic()
         wall, jumped = tenure.slot_clock.observe(self.clock.wall(), now)
         if self.metrics is not None:
-            self.metrics.clock_step.labels(self.s.election).set(jumped)
+            self.metrics.clock_step.labels(self.election, self.s.election).set(jumped)
         if jumped:
             self.log.warning(
                 "schedule.clock_step",
@@ -164,9 +165,11 @@ class Scheduling:
             )
         if self.metrics is not None:
             reason = "catch_up_skip"
-            self.metrics.slots_skipped.labels(self.s.election, reason).inc(plan.skipped)
+            self.metrics.slots_skipped.labels(self.election, self.s.election, reason).inc(
+                plan.skipped
+            )
             if plan.expired is not None:
-                self.metrics.slots_skipped.labels(self.s.election, "deadline").inc()
+                self.metrics.slots_skipped.labels(self.election, self.s.election, "deadline").inc()
         if plan.run is not None:
             tenure.pending.append(
                 Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
@@ -183,7 +186,7 @@ class Scheduling:
         if tenure.last_claimed is not None:
             ahead = max(0.0, (tenure.last_claimed - wall).total_seconds())
         if self.metrics is not None:
-            self.metrics.clock_skew.labels(self.s.election).set(ahead)
+            self.metrics.clock_skew.labels(self.election, self.s.election).set(ahead)
         if ahead > self.planner.deadline.total_seconds():
             self.log.warning(
                 "schedule.clock_skew",
@@ -340,7 +343,9 @@ class Scheduling:
             # Either we were deposed (our key changed) or the slot was claimed before us.
             self.log.warning("slot.claim_rejected", slot=slot.id)
             if self.metrics is not None:
-                self.metrics.slots_skipped.labels(self.s.election, "claim_rejected").inc()
+                self.metrics.slots_skipped.labels(
+                    self.election, self.s.election, "claim_rejected"
+                ).inc()
             self.seat.recheck()
         return result
 
@@ -391,7 +396,7 @@ class Scheduling:
         else:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
-            self.metrics.slots_skipped.labels(self.s.election, reason).inc(1 + also)
+            self.metrics.slots_skipped.labels(self.election, self.s.election, reason).inc(1 + also)
         self._record(
             {
                 "run_id": None,

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "EXIT_STALE",
+    "EXIT_UNKNOWN",
     "TOKEN_ENV",
     "FencingError",
     "StaleToken",
@@ -35,6 +36,10 @@ __all__ = [
 
 TOKEN_ENV = "LEADERJOB_FENCING_TOKEN"  # noqa: S105  # a variable name, not a secret
 EXIT_STALE = 3  # what `leaderjob fenced` and the examples exit with when the token is stale
+#: What `leaderjob fenced` exits with when the write's outcome is unknown: the request may have
+#: reached etcd and been applied, but no answer came back (a timeout, a connection lost
+#: mid-call). Distinct from 1 (etcd unreachable: certainly nothing written).
+EXIT_UNKNOWN = 5
 
 
 class FencingError(Exception):

@@ -23,10 +23,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from leaderjob.election.store import Store
+from leaderjob.election.store import Store, StoreError, StoreUnavailable
 from leaderjob.fencing import FencingError, StaleToken, parse_token, token_from_env
 
-__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence"]
+__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence", "outcome_unknown"]
 
 LEADER_KEY_ENV = "LEADERJOB_LEADER_KEY"
 ENDPOINTS_ENV = "LEADERJOB_ENDPOINTS"
@@ -74,3 +74,17 @@ class EtcdFence:
     def delete(self, key: str) -> None:
         """Delete ``key`` (deleting a key that does not exist is not an error)."""
         self.apply(deletes=[key])
+
+
+#: gRPC's words for a call that never got a connection: it sends a request only on a connection
+#: whose handshake finished, so nothing was written. Every other unavailability of a write (a
+#: deadline exceeded, above all) leaves its outcome unknown: etcd may have applied the Txn.
+_NOT_SENT = ("failed to connect to all addresses",)
+
+
+def outcome_unknown(exc: StoreError) -> bool:
+    """True when a failed write may nevertheless have been applied by etcd."""
+    if not isinstance(exc, StoreUnavailable):
+        return False  # refused (credentials, permissions, TLS): etcd applied nothing
+    detail = exc.detail.lower()
+    return not any(words in detail for words in _NOT_SENT)

@@ -347,10 +347,11 @@ def test_manifest_command_leads_and_runs_its_job(
         assert status == 200, body
         status, metrics = http_get(port, "/metrics")
         assert status == 200
-        # A group's per-job series carry the job's name in `election` (docs/metrics.md).
+        # Per-job series carry the job's name in `job_name` (a daemon of one job: the
+        # election's name), next to `election` (docs/metrics.md).
         for label in [name or election for name in jobs]:
             assert re.search(
-                rb'^leaderjob_is_leader\{[^}]*election="' + label.encode() + rb'"[^}]*\} 1\.0$',
+                rb'^leaderjob_is_leader\{[^}]*job_name="' + label.encode() + rb'"[^}]*\} 1\.0$',
                 metrics,
                 re.M,
             ), (label, metrics[:2000])

@@ -23,6 +23,7 @@ GRAFANA_VARIABLES = {
     "$__interval": "15s",
     "$__range": "1h",
     "$election": ".*",
+    "$job_name": ".*",
 }
 
 
@@ -83,9 +84,42 @@ def test_panels_cover_the_documented_views() -> None:
     ):
         assert metric in used, f"no panel shows {metric}"
     leader_queries = [e for _, e in _queries() if "leaderjob_is_leader" in e]
-    assert any(re.search(r"by \(election, instance\b", e) for e in leader_queries), (
-        "leader over time must be per election and instance"
+    assert any(re.search(r"by \(election, job_name, instance\b", e) for e in leader_queries), (
+        "leader over time must be per job and instance"
     )
+
+
+#: The series of one job (docs/metrics.md: they carry ``job_name``).
+PER_JOB = (
+    "leaderjob_is_leader",
+    "leaderjob_fencing_token",
+    "leaderjob_leader_transitions_total",
+    "leaderjob_lease_deadline_remaining_seconds",
+    "leaderjob_job_runs_total",
+    "leaderjob_job_duration_seconds_bucket",
+    "leaderjob_job_running",
+    "leaderjob_job_last_success_timestamp_seconds",
+    "leaderjob_schedule_lag_seconds_bucket",
+    "leaderjob_slots_skipped_total",
+    "leaderjob_job_kills_total",
+)
+
+
+def test_panels_of_a_job_follow_the_job_variable_and_split_by_job() -> None:
+    """With a group of jobs, every panel about a job shows each job apart and follows the
+    dashboard's Job variable (the replica panels only select replicas by election)."""
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    assert "job_name" in variables["job_name"]["query"]["query"]
+    assert any("by (election, job_name, instance)" in e for _, e in _queries()), (
+        "a panel says which replica leads each job"
+    )
+    for title, expr in _queries():
+        if title in ("CPU", "Resident memory"):
+            continue  # they only pick the replicas of the election
+        for metric in PER_JOB:
+            if f"{metric}{{" in expr:
+                assert f'{metric}{{election=~"$election", job_name=~"$job_name"}}' in expr, title
+                assert "by (election, job_name" in expr, title
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:

@@ -181,7 +181,13 @@ def parse_duration(text: str) -> float:
 
 
 def run_soak(
-    duration: float, out: Path, *, seed: int | None = None, pods: int = 3, jobs: int = 0
+    duration: float,
+    out: Path,
+    *,
+    seed: int | None = None,
+    pods: int = 3,
+    jobs: int = 0,
+    store: str = "http",
 ) -> tuple[Verdict, dict[str, Any]]:
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
@@ -206,6 +212,7 @@ def run_soak(
             pods=pods,
             misbehaving=(pods - 1,),
             faketime=faketime_available(),
+            store=store,
             **({"jobs": jobs, "writes": 3, "interval": 0.2} if jobs else {}),
         ).start()
         world.wait_leader(20)
@@ -236,6 +243,7 @@ def run_soak(
     info = {
         "seed": seed,
         "jobs": jobs or 1,
+        "store": store,
         "duration_s": round(time.monotonic() - started, 1),
         "etcd_version": ".".join(map(str, cluster.version)),
         "faults_injected": nemesis.counts,

@@ -12,6 +12,10 @@ With ``jobs=N`` every pod runs ``leaderjob run --jobs FILE`` instead: N jobs ``j
 ``j<N-1>``, each the same writer on the same schedule, each writing to a resource of its own
 (``fault/<job>``), so fencing, slots and leadership are judged per job by the checker.
 
+With ``store="postgres"`` the resource is a real PostgreSQL server instead of the toy store:
+the jobs write through the SQL fence (:mod:`tests.faults.pgstore`), each pod through its own
+fault proxy to PostgreSQL, and PostgreSQL's decisions feed the checker as the toy store's do.
+
 Usable from pytest (give it the ``procs`` registry and the module's ``etcd_cluster``) and from
 a script (``bench/soak.py``).
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.faults import pgstore
 from tests.faults.checker import Verdict, check
 from tests.faults.recorder import Recorder, _has_token, read_jsonl
 from tests.harness.daemons import leaderjob
@@ -209,6 +214,7 @@ class World:
         extra: Sequence[str] = (),
         election: str = "job",
         jobs: int = 0,
+        store: str = "http",
     ) -> None:
         self.cluster = cluster
         self.procs = procs
@@ -225,22 +231,31 @@ class World:
         self.base = f"{prefix.rstrip('/')}/{election}"
         self.leader_prefix = f"{self.base}/leader"
         tmp.mkdir(parents=True, exist_ok=True)
-        self.store_port = free_port()
-        self.store_url = f"http://127.0.0.1:{self.store_port}"
-        with open(tmp / "fencestore.log", "ab") as store_log:
-            self.store = procs.spawn(
-                [
-                    sys.executable,
-                    str(FENCESTORE),
-                    "serve",
-                    "--listen",
-                    f"127.0.0.1:{self.store_port}",
-                    "--db",
-                    str(tmp / "fence.db"),
-                ],
-                stderr=store_log,
-            )
-        self._wait_store()
+        if store not in ("http", "postgres"):
+            raise ValueError(f"store {store!r}: use http or postgres")
+        #: The PostgreSQL server behind the resource (``store="postgres"``), else None.
+        self.pg: Any = pgstore.start(tmp) if store == "postgres" else None
+        self.store: Any = None
+        self.store_url: str | None = None
+        if self.pg is not None:
+            self.store_port = int(self.pg.port)
+        else:
+            self.store_port = free_port()
+            self.store_url = f"http://127.0.0.1:{self.store_port}"
+            with open(tmp / "fencestore.log", "ab") as store_log:
+                self.store = procs.spawn(
+                    [
+                        sys.executable,
+                        str(FENCESTORE),
+                        "serve",
+                        "--listen",
+                        f"127.0.0.1:{self.store_port}",
+                        "--db",
+                        str(tmp / "fence.db"),
+                    ],
+                    stderr=store_log,
+                )
+            self._wait_store()
         self.recorder = Recorder(
             endpoints=cluster.endpoints,
             base=self.base,
@@ -257,10 +272,11 @@ class World:
             if i in misbehaving:
                 # Ignores SIGTERM, forks a grandchild, and one that escapes the group (setsid).
                 job_args += ["--ignore-term", "--grandchild", "--escape"]
-            env = {
-                "LJ_STORE_URL": f"http://{store_proxy.endpoint}",
-                "PYTHONFAULTHANDLER": "1",  # SIGABRT dumps every thread's stack into the log
-            }
+            env = {"PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack into the log
+            if self.pg is not None:
+                env["LJ_STORE_DSN"] = pgstore.dsn_via(store_proxy.port)
+            else:
+                env["LJ_STORE_URL"] = f"http://{store_proxy.endpoint}"
             if not jobs:
                 env["LJ_RESOURCE"] = "fault"  # else fault/<job>: a resource per job
             pod = Pod(self, name, proxies, store_proxy, job_args, env)
@@ -402,10 +418,13 @@ class World:
         return found[0]
 
     def store_log(self) -> list[dict[str, Any]]:
-        """The fenced store's decisions so far (``GET /log``)."""
+        """The fenced store's decisions so far (``GET /log``, or PostgreSQL's table)."""
         import json
         import urllib.request
 
+        if self.pg is not None:
+            return pgstore.decisions(self.pg.dsn)
+        assert self.store_url is not None
         with urllib.request.urlopen(self.store_url + "/log", timeout=10) as resp:
             return [json.loads(line) for line in resp.read().decode().splitlines() if line]
 
@@ -495,6 +514,21 @@ class World:
                     pod.daemon.signal(signal.SIGKILL)
         wait_until(lambda: not any(pid_alive(r["pid"]) for r in self.journal_records("start")), 5)
         self.recorder.close(self.store_url)
+        if self.pg is not None:  # PostgreSQL's decisions, as the recorder reads the toy store's
+            for d in pgstore.decisions(self.pg.dsn):
+                self.recorder.add(
+                    "store",
+                    t=float(d["mono"]),
+                    seq=d["seq"],
+                    op=d["op"],
+                    resource=d["resource"],
+                    token=d["token"],
+                    accepted=d["accepted"],
+                    high_water=d["high_water"],
+                    writer=d["writer"],
+                    slot=d["slot"],
+                    data=json.loads(d["data"]) if d.get("data") else None,
+                )
         self.recorder.dump(self.history_path)
         for pod in self.pods:
             pod.proxies.close()
@@ -502,6 +536,8 @@ class World:
         with contextlib.suppress(Exception):
             self.store.kill()
             self.store.wait(5)
+        if self.pg is not None:
+            self.pg.close()
         return check(self.recorder.history())
 
     def close(self) -> None:
@@ -515,6 +551,8 @@ class World:
                 pod.proxies.close()
                 pod.store_proxy.close()
             self._kill_leftover_jobs()
+            if self.pg is not None:
+                self.pg.close()
 
     def _kill_leftover_jobs(self) -> None:
         """Kill, by pid, every job process the journal names that is still alive with its token

@@ -9,7 +9,10 @@ overlap as accepted or rejected writes after the successor's first; ``--writes N
 after N writes (for scenarios about slots, which need runs that end).
 
 The store URL comes from ``LJ_STORE_URL`` (each pod gets its own proxy to the store, so a test
-can delay one pod's writes), the resource from ``LJ_RESOURCE``, else ``fault/<job>`` under a jobs
+can delay one pod's writes); with ``LJ_STORE_DSN`` instead, each write is a PostgreSQL
+transaction through the SQL fence (:mod:`tests.faults.pgstore`: ``advance``, then the write,
+then ``COMMIT``; a stale token is rejected by PostgreSQL). The resource comes from
+``LJ_RESOURCE``, else ``fault/<job>`` under a jobs
 file (``LEADERJOB_JOB``: fencing is per job), else ``fault``. Every write
 is journaled twice, as an ``attempt`` before it is sent and an ``answer`` after, with
 ``time.monotonic()``; the journal also gets ``start``, ``end``, ``term`` and ``grandchild``
@@ -25,6 +28,7 @@ Sleeps use ``select``, not ``time.sleep``: under libfaketime with FAKETIME_DONT_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -33,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(_REPO, "examples"))  # the fenced store's client: an example
@@ -71,6 +76,62 @@ def pause(seconds: float) -> None:
         select.select([], [], [], left)  # PEP 475: retried after a signal
 
 
+#: A job frozen inside its fenced transaction loses its session after this long (docs/fencing.md):
+#: it holds the fence row's lock, which the successor's fenced write waits for.
+IDLE_IN_TRANSACTION = "2s"
+
+
+class PgWriter:
+    """Writes through the SQL fence on one PostgreSQL session, reconnecting after an error."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn: Any = None
+
+    def write(self, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+        """200 with ``accepted`` and the mark, or 409 when PostgreSQL refused the token; raises
+        OSError when the outcome is unknown (the session broke, a commit unanswered)."""
+        import psycopg
+
+        from leaderjob.fencing import StaleToken
+        from leaderjob.fencing.sql import advance
+
+        resource, token = str(body["resource"]), int(str(body["token"]))
+        row = (body.get("writer"), body.get("slot"), json.dumps(body.get("data")))
+        try:
+            if self.conn is None:
+                self.conn = psycopg.connect(self.dsn)
+                self.conn.execute(
+                    f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
+                )
+                self.conn.commit()
+            conn = self.conn
+            try:
+                with conn.transaction():
+                    advance(conn, resource, token)
+                    conn.execute(
+                        "INSERT INTO soak_decisions (mono, wall, op, resource, token, writer, "
+                        "slot, data, accepted, high_water) VALUES "
+                        "(%s, now()::text, 'write', %s, %s, %s, %s, %s, true, %s)",
+                        (time.monotonic(), resource, token, *row, token),
+                    )
+            except StaleToken as exc:
+                with conn.transaction():
+                    conn.execute(
+                        "INSERT INTO soak_decisions (mono, wall, op, resource, token, writer, "
+                        "slot, data, accepted, high_water) VALUES "
+                        "(%s, now()::text, 'write', %s, %s, %s, %s, %s, false, %s)",
+                        (time.monotonic(), resource, token, *row, exc.high_water),
+                    )
+                return 409, {"accepted": False, "high_water": exc.high_water}
+            return 200, {"accepted": True, "high_water": token}
+        except psycopg.Error as exc:
+            conn_, self.conn = self.conn, None
+            with contextlib.suppress(Exception):
+                conn_.close()
+            raise OSError(f"postgres: {exc}".strip()) from None
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("journal")
@@ -80,7 +141,9 @@ def main() -> int:
     p.add_argument("--grandchild", action="store_true")
     p.add_argument("--escape", action="store_true", help="a grandchild that leaves the group")
     a = p.parse_args()
-    url = os.environ["LJ_STORE_URL"]
+    dsn = os.environ.get("LJ_STORE_DSN")
+    pg = PgWriter(dsn) if dsn else None
+    url = "" if dsn else os.environ["LJ_STORE_URL"]
     resource = os.environ.get("LJ_RESOURCE") or (f"fault/{JOB}" if JOB else "fault")
 
     def on_term(signum: int, frame: object) -> None:
@@ -109,7 +172,10 @@ def main() -> int:
         }
         journal(a.journal, ev="attempt", seq=seq)
         try:
-            code, answer = request(url, "write", body, timeout=30)
+            if pg is not None:
+                code, answer = pg.write(body)
+            else:
+                code, answer = request(url, "write", body, timeout=30)
         except OSError as exc:
             journal(a.journal, ev="answer", seq=seq, status=None, error=str(exc))
             continue

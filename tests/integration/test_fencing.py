@@ -281,6 +281,35 @@ def test_s1_fenced_put_and_delete_cli_exit_codes(etcd: EtcdServer, prefix: str) 
     assert fenced("put", f"{prefix}/k", "v4", endpoints="127.0.0.1:1").returncode == 1
 
 
+def test_s1_a_fenced_put_whose_answer_is_lost_is_reported_unknown_and_did_land(
+    etcd: EtcdServer, prefix: str
+) -> None:
+    """The case docs/fencing.md warns about, on a real etcd: the Txn reaches etcd, the answer is
+    blackholed (a proxy drops etcd→client bytes), the call times out — and the write is there.
+    `leaderjob fenced` classifies that error as "outcome unknown" (exit 5), not "nothing written"
+    (exit 1). Budget: ~2 s."""
+    from leaderjob.config import Connection
+    from leaderjob.election.etcd import EtcdStore
+    from leaderjob.election.store import StoreUnavailable
+    from leaderjob.fencing.etcd import EtcdFence, outcome_unknown
+    from tests.harness.proxy import FaultProxy
+
+    leader = f"{prefix}/job/1"
+    token = _etcd_leader_key(etcd, leader)
+    with FaultProxy(etcd.endpoint) as proxy:
+        store = EtcdStore(Connection(endpoints=(proxy.endpoint,), rpc_timeout=1.0))
+        try:
+            fence = EtcdFence(store, leader, token, timeout=1.0)
+            fence.put(f"{prefix}/k", "before")  # the connection is up
+            proxy.blackhole_responses()
+            with pytest.raises(StoreUnavailable) as lost:
+                fence.put(f"{prefix}/k", "during")
+        finally:
+            store.close()
+    assert outcome_unknown(lost.value), lost.value
+    assert etcdctl(etcd.endpoint, "get", "--print-value-only", f"{prefix}/k").strip() == "during"
+
+
 # --------------------------------------------------------------------------------------------
 # the examples, run as a user would
 

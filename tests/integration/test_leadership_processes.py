@@ -293,3 +293,46 @@ def test_unreachable_etcd_raises_in_time_and_never_hangs() -> None:
     took = time.monotonic() - started
     print(f"gave up on an unreachable etcd after {took:.3f}s")
     assert 2.0 <= took < 2.0 + SLACK, took
+
+
+def test_singleton_obeys_suspend_trigger_and_timeout_from_the_cli(
+    etcd: EtcdServer, prefix: str
+) -> None:
+    """@leaderjob.singleton on a real etcd takes the daemon's operator switches: while
+    `leaderjob suspend` holds, a `leaderjob trigger` waits (S3: the switch is in the claim);
+    after `leaderjob resume` the trigger runs once, its cooperative `timeout` cancels it, and the
+    history and the application's registry say `timed_out`. Budget: ~5 s."""
+    from prometheus_client import CollectorRegistry
+
+    import leaderjob
+
+    registry = CollectorRegistry()
+    ran: list[tuple[str, str | None]] = []
+
+    @leaderjob.singleton(election="ops", schedule="@yearly", endpoints=[etcd.endpoint],
+                         prefix=prefix, ttl=2, timeout=0.5, registry=registry)  # fmt: skip
+    def work(run: Any) -> None:
+        run.cancelled.wait(10)  # a function that watches its cancel event
+        ran.append((run.slot, run.cancel_reason))
+
+    work.start()
+    try:
+        labels = {"election": "ops", "job_name": "ops"}
+        assert wait_for(lambda: registry.get_sample_value("leaderjob_is_leader", labels), 10)
+        cli(etcd.endpoint, prefix, "suspend", "--election", "ops")
+        cli(etcd.endpoint, prefix, "trigger", "--election", "ops")
+        time.sleep(2 * work.leadership.timing.renew_interval + 0.2)  # two control polls
+        assert ran == []
+        cli(etcd.endpoint, prefix, "resume", "--election", "ops")
+        assert wait_for(lambda: ran, 5 + SLACK), "the trigger never ran after resume"
+    finally:
+        work.stop(10)
+    assert ran[0][0].startswith("trigger-") and ran[0][1] == "timed_out"
+    records = json.loads(cli(etcd.endpoint, prefix, "history", "--election", "ops", "--json"))
+    assert [(r["slot"], r["outcome"]) for r in records] == [(ran[0][0], "timed_out")]
+    runs = {"election": "ops", "job_name": "ops", "outcome": "timed_out"}
+    assert registry.get_sample_value("leaderjob_job_runs_total", runs) == 1
+    acquired = {**labels, "direction": "acquired"}
+    assert registry.get_sample_value("leaderjob_leader_transitions_total", acquired) == 1
+    assert (registry.get_sample_value("leaderjob_lease_keepalives_total",
+                                      {"election": "ops", "result": "ok"}) or 0) >= 1  # fmt: skip

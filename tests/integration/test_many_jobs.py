@@ -176,6 +176,46 @@ def test_reload_on_a_configmap_swap_adds_and_removes_a_job_s3(etcd, prefix, proc
         assert not twice, f"S3: {name} ran slots {twice} twice"
 
 
+def test_sighup_reloads_the_jobs_file_adding_and_removing_a_job_s3(etcd, prefix, procs, tmp_path):
+    """Reload on SIGHUP: the file is rewritten in place with the same size and modification
+    time, so the file watch cannot see it; only the signal makes the daemons read it. The added
+    job runs, the removed one stops, and no (job, slot) runs twice."""
+    import os
+
+    path = _jobs_file(tmp_path)
+    v1 = path.read_text()
+    path.write_text(v1.replace("[jobs.j5]", "[jobs.j9]").replace("journal-j5", "journal-j9"))
+    daemons = {f"r{i}": _replica(procs, tmp_path, f"r{i}", etcd, prefix) for i in range(2)}
+    assert wait_for(lambda: _starts(tmp_path, "j0") and _starts(tmp_path, "j9"), 15.0)
+    before = path.stat()
+    # j0 out, j5 in: the same length, written into the same inode, the old mtime put back.
+    path.write_text(v1.replace("[jobs.j0]", "[jobs.j9]").replace("journal-j0", "journal-j9"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    time.sleep(1.5)  # more than one check of the file: the watch saw nothing
+    assert not any(d.events("config.reloaded") for d in daemons.values())
+    for d in daemons.values():
+        d.signal(signal.SIGHUP)
+    hupped = time.monotonic()
+    assert wait_for(lambda: _starts(tmp_path, "j5"), 10.0), "\n".join(
+        d.tail(10) for d in daemons.values()
+    )
+    assert all(wait_for(lambda d=d: d.events("config.reloaded"), 5.0) for d in daemons.values())
+    time.sleep(2.0)
+    settled = hupped + 1.5  # j0 stops starting runs at once; its run then ends
+    assert not [r for r in _starts(tmp_path, "j0") if r["t"] > settled], "j0 still runs"
+    reloaded = [e for d in daemons.values() for e in d.events("config.reloaded")]
+    assert all(e["added"] == ["j5"] and e["removed"] == ["j0"] for e in reloaded), reloaded
+    for name in ("j0", "j5", "j9"):
+        twice = [s for s, n in Counter(r["slot"] for r in _starts(tmp_path, name)).items() if n > 1]
+        assert not twice, f"S3: {name} ran slots {twice} twice"
+
+
 def _leaders_now(tmp_path: Path, since: float) -> dict[str, str]:
     """job → identity of its newest run started after ``since``."""
     out = {}
@@ -195,8 +235,9 @@ def test_jobs_spread_2_2_2_survive_a_crash_3_3_and_take_in_a_newcomer_s3(
     etcd, prefix, procs, tmp_path
 ):
     """Spreading (--spread-pace 1s): three daemons settle at 2-2-2; kill -9 one: its jobs move
-    within TTL + 1.5 s and the two survivors end at 3-3; a new daemon joins: at most 2 each.
-    Across all of it no (job, slot) runs twice."""
+    within TTL + 1.5 s and the two survivors end at 3-3; a new daemon joins: at most 2 each; a
+    fourth live daemon joins: at most 2 each still, and no job moves for it. Across all of it no
+    (job, slot) runs twice."""
     _jobs_file(tmp_path)
     extra = ["--jobs", str(tmp_path / "jobs.toml"), "--spread-pace", "1s"]
 
@@ -221,4 +262,14 @@ def test_jobs_spread_2_2_2_survive_a_crash_3_3_and_take_in_a_newcomer_s3(
     assert wait_for(lambda: _spread(tmp_path) == [3, 3], 20.0, interval=0.5), _spread(tmp_path)
     daemons["r3"] = start("r3")
     assert wait_for(lambda: _spread(tmp_path) == [2, 2, 2], 40.0, interval=0.5), _spread(tmp_path)
+    # A fourth live daemon: the share is still ⌈6/4⌉ = 2, which every replica already keeps, so
+    # nothing may move (hysteresis); the newcomer waits in every queue.
+    moves = sum(len(d.events("spread.released")) for d in daemons.values())
+    daemons["r4"] = start("r4")
+    assert wait_for(lambda: daemons["r4"].events("lease.granted"), 10.0), daemons["r4"].tail(10)
+    time.sleep(4.0)  # settle 1 s + pace 1 s + a turn of up to 1 s, and a count each second
+    assert sum(len(d.events("spread.released")) for d in daemons.values()) == moves
+    assert max(_spread(tmp_path)) <= 2, _spread(tmp_path)
+    # Every job still runs (a wider window than _spread's: a loaded machine starts late).
+    assert wait_for(lambda: len(_leaders_now(tmp_path, time.monotonic() - 3.0)) == len(JOBS), 5.0)
     _no_slot_twice(tmp_path)

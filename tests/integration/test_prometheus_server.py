@@ -60,6 +60,7 @@ GRAFANA_VARIABLES = {
     "$__interval": "1s",
     "$__range": "1m",
     "$election": ELECTION,
+    "$job_name": ".*",
 }
 #: Dashboard queries that may rightly return nothing in this test, and why.
 NO_DATA_EXPECTED = {

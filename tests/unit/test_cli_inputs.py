@@ -715,3 +715,60 @@ def test_grace_hint_names_a_value_that_is_accepted(
     assert m, error
     result = invoke([*BASE, "--ttl", f"{ttl}s", "--grace", m.group(1), *COMMAND])
     assert result.exit_code == 0, (m.group(1), result.output)
+
+
+def test_run_of_one_command_is_a_jobs_file_of_one_job(started: list[Any]) -> None:
+    """`run --schedule … -- CMD` goes the way of a jobs file: a JobSpec of one job, named like
+    the election, made into settings by the function that makes each job of a file - with the
+    flags' values, the election's own keys, and the daemon's mode."""
+    from dataclasses import replace
+
+    from leaderjob.cli.daemon import _job_settings
+    from leaderjob.jobsfile import single_job
+    from leaderjob.schedule import parse_schedule
+
+    flags = ["--catch-up", "skip", "--jitter", "10s", "--starting-deadline", "30s"]
+    flags += ["--concurrency", "replace", "--timeout", "1m", "--retries", "2"]
+    flags += ["--history-limit", "7", "--timezone", "Europe/Berlin"]
+    args = ["run", "--election", "cleanup", "--schedule", "*/5 * * * *", *flags, *COMMAND]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    settings = started[0][0]
+    schedule = parse_schedule("*/5 * * * *", "Europe/Berlin")
+    (spec,) = single_job(
+        "cleanup",
+        ("true",),
+        schedule,
+        catch_up="skip",
+        jitter=10.0,
+        starting_deadline=30.0,
+        concurrency="replace",
+        timeout=60.0,
+        retries=2,
+        history_limit=7,
+    ).jobs
+    daemon = replace(
+        settings,
+        schedule=None,
+        catch_up="once",
+        starting_deadline=None,
+        jitter=0.0,
+        concurrency="forbid",
+        timeout=None,
+        retries=0,
+        history_limit=50,
+    )
+    assert settings == _job_settings(daemon, spec, None, group=False)
+    assert (settings.election, settings.prefix, settings.mode) == (
+        "cleanup",
+        "/leaderjob",
+        "schedule",
+    )
+    assert (settings.jitter, settings.retries, settings.history_limit) == (10.0, 2, 7)
+
+    started.clear()
+    assert invoke(["lock", "--election", "cleanup", *COMMAND]).exit_code == 0
+    assert (started[0][0].mode, started[0][0].schedule) == ("once", None)
+    started.clear()
+    assert invoke(["run", "--election", "cleanup", *COMMAND]).exit_code == 0
+    assert (started[0][0].mode, started[0][0].schedule) == ("service", None)

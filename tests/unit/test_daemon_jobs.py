@@ -228,6 +228,16 @@ def _job(identity: str, name: str, expr: str = "@every 1s") -> Settings:
     )
 
 
+def _series_of(metrics: Any, job: str) -> dict[str, list[dict[str, str]]]:
+    """Every series in the registry of ``job`` (by ``job_name``): name → label sets."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.labels.get("job_name") == job:
+                out.setdefault(sample.name, []).append(sample.labels)
+    return out
+
+
 def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world: Any) -> None:
     """Reload: an added job campaigns and runs; a removed one resigns (its key goes, so its
     queue moves on); a changed one runs on its new schedule; an invalid file is refused, counted,
@@ -261,6 +271,8 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
     g.daemons["a"] = d
     g.run(2.0)
     assert set(g.leaders()) == {"a", "b"}
+    assert {"leaderjob_job_info", "leaderjob_job_runs_total"} <= set(_series_of(metrics, "b"))
+    info_before = _series_of(metrics, "a")["leaderjob_job_info"]
     files.append([_job("a", "a", "@every 2s"), _job("a", "c")])
     assert d.reloader is not None
     before = d.config.fingerprint
@@ -269,7 +281,12 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
     assert d.config.fingerprint != before, "the fingerprint follows the jobs (no false conflict)"
     assert set(d.runners) == {"a", "c"}
     assert set(g.leaders()) == {"a", "c"}
-    assert metrics.registry.get_sample_value("leaderjob_is_leader", {"election": "b"}) is None
+    # A removed job's series go with it (its "no leader" and "not succeeding" would page for
+    # ever); a changed job's leaderjob_job_info is replaced, not doubled.
+    assert not _series_of(metrics, "b"), "a removed job leaves no series"
+    info_after = _series_of(metrics, "a")["leaderjob_job_info"]
+    assert len(info_after) == 1 and info_after != info_before
+    assert _series_of(metrics, "c")["leaderjob_is_leader"], "an added job has its series"
     assert g.store.candidates(f"{PREFIX}/{GROUP}/jobs/b/leader", timeout=1) == []
     reloaded = g.clock.monotonic()
     g.run(4.0)
@@ -398,8 +415,9 @@ def test_every_command_has_its_help_text() -> None:
 
 def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None:
     """Alerts on leaderjob_is_leader work per job: a group's daemon exports one series per job
-    (the job's name in the election label), from the start, set while it leads that job, cleared
-    when it ends - and none for the group's own name, which "no leader" would flag for ever."""
+    (the group in ``election``, the job in ``job_name``), from the start, set while it leads that
+    job, cleared when it ends - and none for the group's own name, which "no leader" would flag
+    for ever."""
     from prometheus_client import CollectorRegistry
 
     from leaderjob.metrics import Metrics
@@ -409,9 +427,10 @@ def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None
     d = group_daemon(g.store, g.clock, "a", metrics=metrics)
 
     def sample(name: str, job: str) -> float | None:
-        return metrics.registry.get_sample_value(name, {"election": job})
+        return metrics.registry.get_sample_value(name, {"election": GROUP, "job_name": job})
 
     assert sample("leaderjob_is_leader", GROUP) is None, "the group is no job: no series"
+    assert metrics.registry.get_sample_value("leaderjob_is_leader", {"election": GROUP}) is None
     assert all(sample("leaderjob_is_leader", job) == 0 for job in JOBS), "exist from the start"
     g.daemons["a"] = d
     g.run(1.0)
@@ -424,3 +443,45 @@ def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None
     g.run(TIMING.renew_interval + 0.2)
     assert sample("leaderjob_is_leader", "b") == 0 and sample("leaderjob_fencing_token", "b") == 0
     assert sample("leaderjob_is_leader", "a") == 1
+
+
+def test_leader_endpoint_of_a_group_gives_each_job_s_leadership_and_token_s2(world: Any) -> None:
+    """/leader on a group's daemon: no one token (a group holds one per job, S2), so it lists
+    job → {leading, token}; 200 while it leads any job. ``?job=NAME`` answers for one job, so a
+    load balancer can route to that job's leader."""
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.http import Server
+
+    g, _ = world
+    a = g.add("a")
+    g.run(1.0)
+    b = g.add("b")  # queues behind a in every job (no spreading here)
+    g.run(1.0)
+
+    def leader(d: Daemon, target: str) -> tuple[int, dict[str, Any]]:
+        d._publish("test")
+        server = Server(("127.0.0.1", 0), CollectorRegistry(), lambda: d.snapshot)
+        try:
+            code, _, body = server.route(target)
+        finally:
+            server.httpd.server_close()  # never started: nothing to shut down
+        return code, json.loads(body)
+
+    code, body = leader(a, "/leader")
+    assert code == 200 and body["leader"] is True and body["token"] is None
+    assert body["jobs"] == {
+        job: {"leading": True, "token": a.runners[job].seat.token} for job in JOBS
+    }
+    assert all(isinstance(j["token"], int) and j["token"] > 0 for j in body["jobs"].values())
+    code, body = leader(b, "/leader")
+    assert code == 503 and body["leader"] is False
+    assert body["jobs"] == {job: {"leading": False, "token": None} for job in JOBS}
+
+    code, body = leader(a, "/leader?job=c")
+    assert (code, body["job"], body["token"]) == (200, "c", a.runners["c"].seat.token)
+    code, body = leader(b, "/leader?job=c")
+    assert (code, body["leader"], body["token"]) == (503, False, None)
+    assert leader(a, "/leader?job=nope")[0] == 404

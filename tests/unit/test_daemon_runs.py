@@ -145,7 +145,7 @@ def _events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 def _runs_total(d: Daemon, outcome: str) -> float:
     assert d.metrics is not None
     value = d.metrics.registry.get_sample_value(
-        "leaderjob_job_runs_total", {"election": "job", "outcome": outcome}
+        "leaderjob_job_runs_total", {"election": "job", "job_name": "job", "outcome": outcome}
     )
     return value or 0.0
 

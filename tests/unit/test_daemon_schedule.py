@@ -230,7 +230,10 @@ def slot_at(seconds: float) -> str:
 
 def metric(d: Daemon, name: str, **labels: str) -> float:
     assert d.metrics is not None
-    value = d.metrics.registry.get_sample_value(name, {"election": ELECTION, **labels})
+    # A daemon of one job: its job's series are named like the election (job_name).
+    value = d.metrics.registry.get_sample_value(
+        name, {"election": ELECTION, "job_name": ELECTION, **labels}
+    )
     return 0.0 if value is None else value
 
 

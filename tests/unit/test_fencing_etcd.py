@@ -3,11 +3,13 @@ tests/integration/test_fencing.py): S1 without a high-water mark."""
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.fencing import FencingError, StaleToken
+from leaderjob.election.store import StoreUnavailable
+from leaderjob.fencing import EXIT_UNKNOWN, FencingError, StaleToken
 from leaderjob.fencing.etcd import EtcdFence
 
 KEY = "/leaderjob/e/abc"
@@ -77,3 +79,48 @@ def test_the_job_gets_https_endpoints_when_the_daemon_speaks_tls() -> None:
     assert job_endpoints(plain) == ("a:2379", "b:2379")
     tls = Connection(endpoints=("a:2379",), cacert="/etc/ssl/certs/ca-certificates.crt")
     assert job_endpoints(tls) == ("https://a:2379",)
+
+
+def _fenced_cli(store: MemoryStore) -> click.Group:
+    """`leaderjob fenced` wired to ``store`` instead of etcd."""
+    from leaderjob import fenced_cli
+    from leaderjob.cli.options import build_connection, connection_options
+
+    group = click.Group()
+    fenced_cli.register(group, connection_options, build_connection, lambda conn: store)
+    return group
+
+
+def test_a_fenced_put_without_an_answer_exits_5_outcome_unknown_and_may_have_landed() -> None:
+    """A Txn applied by etcd whose answer was lost (a timeout): `leaderjob fenced put` must not
+    say "nothing written" (1) — it exits 5, outcome unknown; a re-read shows it landed."""
+    from click.testing import CliRunner
+
+    store = MemoryStore(FakeClock())
+    key, token = KEY, _leader(store)
+    env = {"LEADERJOB_LEADER_KEY": key, "LEADERJOB_FENCING_TOKEN": str(token)}
+    store.lose_reply_next(1, "guarded_put")
+    out = CliRunner().invoke(_fenced_cli(store), ["fenced", "put", "/app/k", "v"], env=env)
+    assert out.exit_code == EXIT_UNKNOWN, out.output
+    assert "outcome unknown" in out.output and "re-read" in out.output
+    got = store.get("/app/k", timeout=1)
+    assert got is not None and got.value == b"v"
+
+
+def test_a_fenced_put_that_never_connected_exits_1_nothing_written() -> None:
+    """gRPC's "failed to connect to all addresses": no request was sent — exit 1, not 5."""
+    from click.testing import CliRunner
+
+    store = MemoryStore(FakeClock())
+    key, token = KEY, _leader(store)
+
+    def refuse(*args: object, **kwargs: object) -> bool:
+        raise StoreUnavailable(
+            "guarded_put", "failed to connect to all addresses; last error: Connection refused"
+        )
+
+    store.guarded_put = refuse  # type: ignore[method-assign]
+    env = {"LEADERJOB_LEADER_KEY": key, "LEADERJOB_FENCING_TOKEN": str(token)}
+    out = CliRunner().invoke(_fenced_cli(store), ["fenced", "put", "/app/k", "v"], env=env)
+    assert out.exit_code == 1, out.output
+    assert "cannot write to etcd" in out.output

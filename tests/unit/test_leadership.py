@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from leaderjob.clock import FakeClock, SystemClock
 from leaderjob.config import Timing
@@ -26,15 +27,21 @@ from leaderjob.leadership import (
     LeadershipError,
     LeadershipTimeout,
     LeadershipUnavailable,
+    metrics_for,
 )
 from leaderjob.log import get_logger
+from leaderjob.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/leaderjob/app/leader"
 
 
 def driver(
-    store: MemoryStore, clock: FakeClock, name: str = "a", etcd_timeout: float = 3.0
+    store: MemoryStore,
+    clock: FakeClock,
+    name: str = "a",
+    etcd_timeout: float = 3.0,
+    metrics: Metrics | None = None,
 ) -> tuple[Driver, list[str]]:
     calls: list[str] = []
     d = Driver(
@@ -47,6 +54,8 @@ def driver(
         etcd_timeout=etcd_timeout,
         log=get_logger(identity=name),
         on_lost=calls.append,
+        metrics=metrics,
+        label="app",
     )
     return d, calls
 
@@ -334,3 +343,52 @@ def test_unreachable_etcd_raises_after_the_callers_timeout() -> None:
     assert time.monotonic() - started < 0.3 + 1.5  # the timeout, then resign and join
     with pytest.raises(LeadershipUnavailable):
         Leadership("app", ttl=3, store=store, timeout=0.3).acquire()
+
+
+def test_the_daemons_leadership_metrics_on_the_applications_registry(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """Observability parity: is_leader, fencing_token, transitions, keepalives and the deadline
+    left, as the daemon exports them, under election="app"; back to 0 once the tenure is lost."""
+    clock, store = world
+    registry = CollectorRegistry()
+    d, _ = driver(store, clock, metrics=metrics_for(registry, "app"))
+
+    def value(name: str, **labels: str) -> float | None:
+        # Keepalives are the session's (election only); the rest are the job's, named like
+        # the election, as for a daemon of one job.
+        job = {} if "keepalives" in name else {"job_name": "app"}
+        return registry.get_sample_value(name, {"election": "app", **job, **labels})
+
+    assert value("leaderjob_is_leader") == 0
+    d.cycle()
+    assert d.tenure is not None
+    assert value("leaderjob_is_leader") == 1
+    assert value("leaderjob_fencing_token") == d.tenure.token
+    assert value("leaderjob_leader_transitions_total", direction="acquired") == 1
+    run(clock, 2.5, d)
+    assert (value("leaderjob_lease_keepalives_total", result="ok") or 0) >= 2
+    assert 0 < (value("leaderjob_lease_deadline_remaining_seconds") or 0) <= TIMING.ttl
+    store.partition()
+    run(clock, 3.0, d)
+    assert d.lost.is_set()
+    assert value("leaderjob_is_leader") == 0 and value("leaderjob_fencing_token") == 0
+    assert value("leaderjob_leader_transitions_total", direction="lost") == 1
+    assert (value("leaderjob_lease_keepalives_total", result="failed") or 0) >= 1
+    assert value("leaderjob_lease_deadline_remaining_seconds") == 0
+
+
+def test_leaderships_share_a_registry_and_never_touch_the_global_one() -> None:
+    """Two elections (or a singleton and a Leadership) on one registry: one metric set, a label
+    each. Without a registry, nothing is registered anywhere."""
+    before = set(REGISTRY._names_to_collectors)
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    store = MemoryStore(clock)
+    a = Leadership("one", store=store, clock=clock, ttl=3, registry=registry)
+    b = Leadership("two", store=store, clock=clock, ttl=3, registry=registry)
+    assert a.metrics is b.metrics is not None
+    two = {"election": "two", "job_name": "two"}
+    assert registry.get_sample_value("leaderjob_is_leader", two) == 0
+    assert Leadership("three", store=store, clock=clock, ttl=3).metrics is None
+    assert set(REGISTRY._names_to_collectors) == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,11 @@ from leaderjob.planner import Slot
 from leaderjob.records import ElectionData
 from leaderjob.schedule import slot_id
 from leaderjob.singleton import Singleton, SlotRun
+
+
+def inline(target: Callable[[], None], name: str) -> None:
+    """Run a run's body in the calling thread (the test's), at once."""
+    target()
 
 
 def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
@@ -63,14 +69,16 @@ def test_a_deposed_leaders_claim_fails_and_its_function_never_runs() -> None:
     data = ElectionData(store, "/leaderjob", "rep")
     now = datetime.now(UTC).replace(microsecond=0)
     with s.leadership as lead:
-        s._fire(lead, data, Slot(now, now, slot_id(now)))
+        tenure = s.tenure_for(lead, data)
+        tenure.spawn = inline
+        tenure._fire(Slot(now, now, slot_id(now)))
         assert called == ["ran"]
         assert lead.key is not None
         own = store.get(lead.key, timeout=1)
         assert own is not None
         store.expire(own.lease_id)
         later = now.replace(year=now.year + 1)
-        s._fire(lead, data, Slot(later, later, slot_id(later)))
+        tenure._fire(Slot(later, later, slot_id(later)))
     assert called == ["ran"]
     assert data.last_slot(timeout=1) == now
 

@@ -27,14 +27,18 @@ def _value(m: Metrics, name: str, **labels: str) -> float | None:
 
 
 def test_counters_exist_at_zero_for_every_label_value_they_carry() -> None:
+    """The daemon's counters from the start; a job's from track() (a daemon of one job tracks
+    it at once, named like the election)."""
     m = Metrics(CollectorRegistry(), "e")
+    m.track("e", mode="schedule", fingerprint="f")
+    job = {"election": "e", "job_name": "e"}
     for outcome in metrics_module.OUTCOMES:
-        assert _value(m, "leaderjob_job_runs_total", election="e", outcome=outcome) == 0, outcome
+        assert _value(m, "leaderjob_job_runs_total", **job, outcome=outcome) == 0, outcome
     for reason in metrics_module.SKIP_REASONS:
-        assert _value(m, "leaderjob_slots_skipped_total", election="e", reason=reason) == 0
+        assert _value(m, "leaderjob_slots_skipped_total", **job, reason=reason) == 0
     for signal in metrics_module.KILL_SIGNALS:
         for reason in metrics_module.KILL_REASONS:
-            labels = {"election": "e", "signal": signal, "reason": reason}
+            labels = {**job, "signal": signal, "reason": reason}
             assert _value(m, "leaderjob_job_kills_total", **labels) == 0
     for operation in metrics_module.ETCD_OPERATIONS:
         assert _value(m, "leaderjob_etcd_errors_total", election="e", operation=operation) == 0
@@ -44,8 +48,9 @@ def test_counters_exist_at_zero_for_every_label_value_they_carry() -> None:
 
 
 def test_every_counter_has_its_series_from_the_start() -> None:
-    """No counter of the daemon is born at its first event."""
+    """No counter of the daemon or of a tracked job is born at its first event."""
     m = Metrics(CollectorRegistry(), "e")
+    m.track("e", mode="schedule", fingerprint="f")
     for family in m.registry.collect():
         if family.type == "counter" and family.name.startswith("leaderjob_"):
             assert family.samples, f"{family.name}_total has no series before its first event"
@@ -53,13 +58,16 @@ def test_every_counter_has_its_series_from_the_start() -> None:
 
 def test_a_jobs_counters_exist_at_zero_and_go_with_it() -> None:
     m = Metrics(CollectorRegistry(), "group")
-    m.track("cleanup")
-    assert _value(m, "leaderjob_job_runs_total", election="cleanup", outcome="failed") == 0
-    assert _value(m, "leaderjob_slots_skipped_total", election="cleanup", reason="overlap") == 0
-    labels = {"election": "cleanup", "direction": "lost"}
-    assert _value(m, "leaderjob_leader_transitions_total", **labels) == 0
+    m.track("cleanup", mode="schedule", fingerprint="f")
+    job = {"election": "group", "job_name": "cleanup"}
+    assert _value(m, "leaderjob_job_runs_total", **job, outcome="failed") == 0
+    assert _value(m, "leaderjob_slots_skipped_total", **job, reason="overlap") == 0
+    assert _value(m, "leaderjob_leader_transitions_total", **job, direction="lost") == 0
+    labels = {**job, "kind": "on_failure", "result": "failed"}
+    assert _value(m, "leaderjob_notifications_total", **labels) == 0
     m.forget("cleanup")
-    assert _value(m, "leaderjob_job_runs_total", election="cleanup", outcome="failed") is None
+    assert _value(m, "leaderjob_job_runs_total", **job, outcome="failed") is None
+    assert _value(m, "leaderjob_notifications_total", **labels) is None
 
 
 def test_every_outcome_and_reason_is_documented() -> None:
@@ -85,7 +93,7 @@ def test_no_created_series_on_metrics_and_the_registry_left_alone() -> None:
     """/metrics has no `_created` series, in either format; the registry itself (which an
     application hosting an in-process Leadership may share) still has them."""
     m = Metrics(CollectorRegistry(), "e")
-    m.job_runs.labels("e", "failed").inc()
+    m.job_runs.labels("e", "e", "failed").inc()
     snapshot: dict[str, Any] = {}
     server = Server(("127.0.0.1", 0), m.registry, lambda: snapshot)
     try:

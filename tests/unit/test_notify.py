@@ -359,12 +359,11 @@ def test_pings_are_off_the_loop_and_their_queue_is_bounded(
 
 def test_notification_counters_exist_at_zero_for_every_kind_and_result() -> None:
     m = Metrics(CollectorRegistry(), "e")
-    m.track("job1")
-    for election in ("e", "job1"):
-        for kind in notify.KINDS:
-            for result in notify.RESULTS:
-                labels = {"election": election, "kind": kind, "result": result}
-                assert m.registry.get_sample_value("leaderjob_notifications_total", labels) == 0
+    m.track("job1", mode="schedule", fingerprint="f")
+    for kind in notify.KINDS:
+        for result in notify.RESULTS:
+            labels = {"election": "e", "job_name": "job1", "kind": kind, "result": result}
+            assert m.registry.get_sample_value("leaderjob_notifications_total", labels) == 0
 
 
 # --- in the daemon ----------------------------------------------------------------------------
@@ -415,7 +414,7 @@ def test_a_daemon_keeps_renewing_and_leading_while_its_on_failure_command_runs_s
     assert len(started) >= 3, "the loop stopped starting runs while the command ran"
     dropped = metrics.registry.get_sample_value(
         "leaderjob_notifications_total",
-        {"election": "notify", "kind": "on_failure", "result": "dropped"},
+        {"election": "notify", "job_name": "notify", "kind": "on_failure", "result": "dropped"},
     )
     assert dropped and dropped >= 1  # later failures, while the first command still ran
 

@@ -1,0 +1,453 @@
+"""One tenure of ``@leaderjob.singleton``: slots, triggers, overlap, timeouts and retries.
+
+Owns what the daemon's runner and scheduling own for a command, for a Python function run in a
+thread of the application: while one replica leads, plan slots with the daemon's
+:class:`~leaderjob.planner.Planner`, claim each one with the daemon's fenced claim (S3), claim
+"run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones, and
+write the daemon's history records (runs and skipped slots) and metrics.
+
+It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
+``valid()`` of the current tenure — :class:`~leaderjob.leadership.Leadership` is one), a store, a
+clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`), which
+waits until :meth:`SingletonTenure.next_wakeup` between steps.
+
+Rules that differ from the daemon's, because a thread cannot be killed:
+
+* Stopping a run (``--timeout``, ``replace``, a lost tenure, ``stop()``) sets the run's cancel
+  event with a reason; the function is expected to watch it (``run.valid()``,
+  ``run.cancelled``). Until it returns, the run counts as active: a ``replace`` waits for it (and
+  is skipped once its starting deadline passed), and the tenure is not left (so not revoked, and
+  no new campaign overlaps the run — the daemon's rule too).
+* A run stopped for a timeout or a replacement is recorded ``timed_out`` / ``replaced`` however
+  it then returned; otherwise ``succeeded`` or ``failed`` (the exception).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from leaderjob.clock import Clock, Wakeable
+from leaderjob.election.store import StoreError
+from leaderjob.metrics import Metrics
+from leaderjob.planner import Planner, Slot
+from leaderjob.records import ElectionData, iso
+from leaderjob.singleton_run import (
+    RETRY_BASE,
+    RETRY_CAP,
+    Active,
+    Concurrency,
+    Pending,
+    Policy,
+    Seat,
+    SlotRun,
+)
+
+__all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass
+class SingletonTenure:
+    seat: Seat
+    data: ElectionData
+    planner: Planner
+    policy: Policy
+    call: Callable[[SlotRun], None]
+    clock: Clock
+    wake: Wakeable
+    log: Any
+    election: str
+    rpc_timeout: float
+    renew_interval: float
+    metrics: Metrics | None = None
+    #: Starts a run's thread; replaced in tests to run the function where they want.
+    spawn: Callable[[Callable[[], None], str], threading.Thread | None] = _thread
+    runs: list[Active] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
+    ready: bool = False
+    suspended: bool | None = None
+    last_claimed: datetime | None = None
+    control_at: float = 0.0
+
+    @property
+    def series(self) -> tuple[str, str]:
+        """The labels of this function's per-job series: a job named like its election."""
+        return (self.election, self.election)
+
+    # -- the step -----------------------------------------------------------------------------
+
+    def cycle(self) -> str:
+        """One step: collect finished runs, enforce timeouts, then start what is due. Returns
+        one word saying what it did."""
+        self._collect()
+        self._timeouts()
+        if not self.seat.valid():
+            return "not_leading"
+        if not self.ready:
+            self._begin()
+            if not self.ready:
+                return "catching_up"
+        now = self.clock.monotonic()
+        if now >= self.control_at:
+            said = self._poll_control()
+            if said is not None:
+                return said
+        for p in list(self.pending):
+            if now >= p.not_before and not self._blocked():
+                self.pending.remove(p)
+                return self._start_pending(p)
+        slot, expired = self.planner.due(self.clock.wall())
+        if expired:
+            self._skip(expired[-1], "deadline", claim=True, also=len(expired) - 1)
+        if slot is None:
+            return "idle"
+        return self._fire(slot)
+
+    def next_wakeup(self, now: float) -> float:
+        """Monotonic time of the next thing to do (a run ending wakes the owner by itself)."""
+        times = [self.control_at, now + self.renew_interval]
+        times += [a.timeout_at for a in self.runs if a.timeout_at is not None and not a.done]
+        times += [p.not_before for p in self.pending if not self._blocked()]
+        nxt = self.planner.peek()
+        if nxt is not None:
+            times.append(now + (nxt.start_time - self.clock.wall()).total_seconds())
+        if not self.ready:
+            times.append(now + 0.2)
+        return max(now, min(times))
+
+    def end(self, reason: str, *, wait: float | None = None) -> None:
+        """The tenure ends: cancel every run and wait for each to return (``wait``: at most so
+        long, for tests), recording its outcome. Pending retries and replacements are dropped."""
+        self.planner.end_tenure()
+        self.pending.clear()
+        for a in self.runs:
+            a.run.cancel(reason)
+        for a in list(self.runs):
+            if a.thread is not None:
+                a.thread.join(wait)
+        self._collect()
+
+    @property
+    def idle(self) -> bool:
+        return not self.runs and not self.pending
+
+    # -- catch-up, control --------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        """Catch-up from the newest slot anyone claimed (the daemon's rule, a linearizable
+        read)."""
+        try:
+            last = self.data.last_slot(timeout=self._io())
+        except StoreError as exc:
+            self._store_error(exc)
+            return
+        plan = self.planner.begin_tenure(last, self.clock.wall())
+        self.ready, self.last_claimed = True, last
+        if plan.skipped or plan.expired or plan.run:
+            self.log.info(
+                "schedule.catch_up",
+                policy=self.planner.catch_up,
+                last_claimed=iso(last),
+                missed_skipped=plan.skipped,
+                expired=plan.expired.id if plan.expired else None,
+                run=plan.run.id if plan.run else None,
+            )
+        if self.metrics is not None:
+            self.metrics.slots_skipped.labels(*self.series, "catch_up_skip").inc(plan.skipped)
+            if plan.expired is not None:
+                self.metrics.slots_skipped.labels(*self.series, "deadline").inc()
+        if plan.run is not None:
+            self._fire(plan.run)
+
+    def _poll_control(self) -> str | None:
+        """The trigger and suspend switches, once per renew interval (the daemon's rhythm)."""
+        self.control_at = self.clock.monotonic() + self.renew_interval
+        try:
+            control = self.data.control(timeout=self._io())
+        except StoreError as exc:
+            self._store_error(exc)
+            return None
+        self._note_suspended(control.suspended)
+        if not control.triggers or control.suspended or self._blocked():
+            return None  # a trigger waits for resume, or for the current run: it is not lost
+        key, request = control.triggers[0]
+        own, token = self.seat.key, self.seat.token
+        if own is None or token is None:
+            return None
+        claim = {
+            "token": token,
+            "identity": self.seat.identity,
+            "request": request,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        try:
+            ok, slot = self.data.claim_trigger(own, token, key, claim, timeout=self._io())
+        except StoreError as exc:
+            self._store_error(exc)
+            return None
+        if not ok:
+            self.log.warning("trigger.claim_failed", trigger=key)
+            return "claim_failed"
+        self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
+        self.control_at = self.clock.monotonic()  # look for more triggers soon
+        return self._start(slot, self.clock.wall(), 0)
+
+    def _note_suspended(self, suspended: bool) -> None:
+        if suspended != self.suspended:
+            if suspended or self.suspended is not None:
+                self.log.info("election.suspended" if suspended else "election.resumed")
+            self.suspended = suspended
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def _blocked(self) -> bool:
+        return bool(self.runs) and self.policy.concurrency != "allow"
+
+    def _fire(self, slot: Slot) -> str:
+        """A slot is due: the overlap policy, the claim (refused while suspended), the start."""
+        if self.last_claimed is not None and slot.fire_time <= self.last_claimed:
+            self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
+            return "skipped"
+        if self.runs and self.policy.concurrency == "forbid":
+            return self._skip(slot, "overlap", claim=True)
+        replacing = bool(self.runs) and self.policy.concurrency == "replace"
+        result = self._claim(slot, "replacing" if replacing else "running")
+        if result == "suspended":
+            self._note_suspended(True)
+            return self._skip(slot, "suspended", claim=True)
+        if result != "claimed":
+            return "claim_failed"
+        if replacing:
+            for a in self.runs:
+                a.run.cancel("replaced")
+            for p in [p for p in self.pending if p.replacing is not None]:
+                self.pending.remove(p)  # only the newest replacement waits
+                assert p.replacing is not None
+                self._skip(p.replacing, "superseded", claim=False)
+            self.pending.append(Pending(slot.id, slot.fire_time, 0, 0.0, replacing=slot))
+            return "replacing"
+        return self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+
+    def _start_pending(self, p: Pending) -> str:
+        """A retry or a replacement: not while suspended (read now), and a replacement only
+        within its starting deadline."""
+        late = p.replacing is not None and (
+            self.clock.wall() - p.replacing.start_time > self.planner.deadline
+        )
+        if late:
+            assert p.replacing is not None
+            return self._skip(p.replacing, "deadline", claim=False)
+        try:
+            suspended = self.data.is_suspended(timeout=self._io())
+        except StoreError as exc:
+            self._store_error(exc)  # unknown means "don't start": try again shortly
+            p.not_before = self.clock.monotonic() + self.renew_interval
+            self.pending.append(p)
+            return "unknown"
+        self._note_suspended(suspended)
+        if suspended:
+            if p.replacing is not None:
+                return self._skip(p.replacing, "suspended", claim=False)
+            self.log.info("slot.skipped", slot=p.slot, attempt=p.attempt, reason="suspended")
+            return "skipped"
+        lag_from = None if p.replacing is None else p.replacing.start_time
+        return self._start(p.slot, p.scheduled, p.attempt, lag_from=lag_from)
+
+    def _claim(self, slot: Slot, status: str) -> str:
+        """S3: "claimed", "suspended" (a run refused while suspended), "rejected" (deposed, or
+        claimed before) or "unknown" (the call failed: never run — at most once per slot)."""
+        key, token = self.seat.key, self.seat.token
+        if key is None or token is None or not self.seat.valid():
+            return "rejected"
+        claim = {
+            "slot": slot.id,
+            "scheduled_time": iso(slot.fire_time),
+            "token": token,
+            "identity": self.seat.identity,
+            "status": status,
+            "claimed_at": iso(self.clock.wall()),
+        }
+        run = status in ("running", "replacing")
+        try:
+            ok = self.data.claim_slot(key, token, slot.id, claim, run=run, timeout=self._io())
+            suspended = not ok and run and self.data.is_suspended(timeout=self._io())
+        except StoreError as exc:
+            self._store_error(exc)
+            self.log.warning("slot.claim_unknown", slot=slot.id)
+            self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
+            return "unknown"
+        if ok:
+            self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
+            return "claimed"
+        if suspended:
+            return "suspended"
+        self.log.warning("slot.claim_rejected", slot=slot.id)
+        if self.metrics is not None:
+            self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
+        return "rejected"
+
+    def _skip(self, slot: Slot, reason: str, *, claim: bool, also: int = 0) -> str:
+        """Skip ``slot`` (with ``claim``: only once the claim made it ours — a deposed leader
+        records nothing for a slot its successor may have run) and record it as the daemon
+        does."""
+        if claim and self._claim(slot, f"skipped_{reason}") != "claimed":
+            return "claim_failed"
+        if also:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
+        else:
+            self.log.info("slot.skipped", slot=slot.id, reason=reason)
+        if self.metrics is not None:
+            self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
+        # The daemon's skip record (records.py has no shared helper for not-run records yet).
+        self._record(
+            {
+                "run_id": None,
+                "slot": slot.id,
+                "scheduled_time": iso(slot.fire_time),
+                "token": self.seat.token,
+                "identity": self.seat.identity,
+                "outcome": f"skipped_{reason}",
+            }
+        )
+        return "skipped"
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def _start(
+        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+    ) -> str:
+        token = self.seat.token
+        if token is None or not self.seat.valid():
+            self.log.warning("job.skipped", reason="deadline", slot=slot)
+            return "skipped"
+        now = self.clock.monotonic()
+        timeout_at = None if self.policy.timeout is None else now + self.policy.timeout
+        run = SlotRun(
+            slot,
+            scheduled,
+            token,
+            uuid.uuid4().hex[:12],
+            self.seat,
+            attempt=attempt,
+            clock=self.clock,
+            timeout_at=timeout_at,
+        )
+        active = Active(run, now, self.clock.wall(), timeout_at)
+        lag = (self.clock.wall() - (lag_from or scheduled)).total_seconds()
+        self.log.info(
+            "job.started", run_id=run.run_id, slot=slot, attempt=attempt, lag_seconds=round(lag, 4)
+        )
+        if self.metrics is not None:
+            self.metrics.job_running.labels(*self.series).set(1)
+            if attempt == 0 and lag_from is not None:
+                self.metrics.schedule_lag.labels(*self.series).observe(max(0.0, lag))
+        self.runs.append(active)
+
+        def body() -> None:
+            try:
+                self.call(run)
+            except Exception as exc:  # the function's failure is recorded, not fatal
+                active.error = repr(exc)
+            finally:
+                active.done = True
+                self.wake.set()
+
+        active.thread = self.spawn(body, f"leaderjob-run-{run.run_id}")
+        return "job_started"
+
+    def _timeouts(self) -> None:
+        now = self.clock.monotonic()
+        for a in self.runs:
+            if a.timeout_at is not None and now >= a.timeout_at and not a.run.cancelled.is_set():
+                self.log.warning("job.timed_out", run_id=a.run.run_id, slot=a.run.slot)
+                a.run.cancel("timed_out")
+
+    def _collect(self) -> None:
+        for a in [a for a in self.runs if a.done]:
+            self.runs.remove(a)
+            self._finished(a)
+
+    def _finished(self, a: Active) -> None:
+        run = a.run
+        duration = self.clock.monotonic() - a.started
+        if run.cancel_reason in ("timed_out", "replaced"):
+            outcome = run.cancel_reason
+        else:
+            outcome = "succeeded" if a.error is None else "failed"
+        record = {
+            "run_id": run.run_id,
+            "slot": run.slot,
+            "scheduled_time": iso(run.scheduled),
+            "token": run.token,
+            "identity": self.seat.identity,
+            "attempt": run.attempt,
+            "started_at": iso(a.started_wall),
+            "finished_at": iso(self.clock.wall()),
+            "duration_seconds": round(duration, 3),
+            "exit_code": 0 if a.error is None else 1,
+            "signal": None,
+            "outcome": outcome,
+            "error": a.error,
+        }
+        self.log.info(
+            "job.finished",
+            run_id=run.run_id,
+            slot=run.slot,
+            token=run.token,
+            outcome=outcome,
+            duration_seconds=record["duration_seconds"],
+            attempt=run.attempt,
+            error=a.error,
+        )
+        if self.metrics is not None:
+            m = self.metrics
+            m.job_running.labels(*self.series).set(1 if self.runs else 0)
+            m.job_runs.labels(*self.series, outcome).inc()
+            m.job_duration.labels(*self.series).observe(duration)
+            if outcome == "succeeded":
+                m.last_success.labels(*self.series).set(self.clock.wall().timestamp())
+        self._record(record)
+        if (
+            outcome in ("failed", "timed_out")
+            and run.attempt < self.policy.retries
+            and self.seat.valid()
+            and self.seat.token == run.token
+        ):
+            backoff = min(RETRY_CAP, RETRY_BASE * 2**run.attempt)
+            self.pending.append(
+                Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
+            )
+            self.log.info(
+                "job.retry_scheduled",
+                slot=run.slot,
+                attempt=run.attempt + 1,
+                backoff_seconds=backoff,
+            )
+
+    # -- etcd ---------------------------------------------------------------------------------
+
+    def _io(self) -> float:
+        return min(self.rpc_timeout, max(0.05, self.seat.remaining()))
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """History is informational: the plain put, best-effort, as the daemon's."""
+        try:
+            self.data.record(entry, self.clock.wall(), timeout=self.rpc_timeout)
+        except StoreError as exc:
+            self._store_error(exc)
+            self.log.warning("history.dropped", slot=entry.get("slot"))
+
+    def _store_error(self, exc: StoreError) -> None:
+        self.log.warning("etcd.unavailable", operation=exc.operation, error=exc.detail)
+        if self.metrics is not None:
+            self.metrics.etcd_errors.labels(self.election, exc.operation).inc()
