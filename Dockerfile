@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # leaderjob: the daemon image. Used as a Kubernetes native sidecar (deploy/kubernetes/), by the
-# compose demo (docker-compose.yml), and for the fenced-store example (python -m leaderjob.fencestore).
+# compose demo (docker-compose.yml), and for the fenced-store example (examples/fencestore.py, which
+# compose mounts: it is not part of the image).
 #
 #   docker build -t leaderjob:dev .
 #   docker run --rm leaderjob:dev run --help

@@ -23,8 +23,9 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
 
+# `make demo PROMETHEUS=1`: a real Prometheus scrapes the replicas too (needs the binary).
 demo: $(DEMO_STAMP)
-	$(BIN)/leaderjob demo
+	$(BIN)/leaderjob demo $(if $(PROMETHEUS),--prometheus)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

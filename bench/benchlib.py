@@ -147,7 +147,7 @@ def children(pid: int) -> list[int]:
 
 
 class FenceStore:
-    """``python -m leaderjob.fencestore serve`` on a free port with its DB in /dev/shm."""
+    """``python examples/fencestore.py serve`` on a free port with its DB in /dev/shm."""
 
     def __init__(self, procs: ProcessGroup, name: str) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -157,8 +157,7 @@ class FenceStore:
         self.proc = procs.spawn(
             [
                 PYTHON,
-                "-m",
-                "leaderjob.fencestore",
+                str(ROOT / "examples" / "fencestore.py"),
                 "serve",
                 "--listen",
                 f"127.0.0.1:{self.port}",

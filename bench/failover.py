@@ -241,7 +241,7 @@ def render_doc(data: dict[str, Any]) -> str:
             "",
             "## Failover, overlap, orphans, stale writes",
             "",
-            "The job writes to a fenced store (`leaderjob.fencestore`) every 20 ms with its "
+            "The job writes to a fenced store (`examples/fencestore.py`) every 20 ms with its "
             "runner's token: `LEADERJOB_FENCING_TOKEN` for leaderjob, `ETCD_LOCK_REV` for "
             "`etcdctl lock`, `lock.revision` for python-etcd3 (it has no token). Each runner "
             "reaches etcd through its own TCP proxy; faults hit the leading runner's *process* "

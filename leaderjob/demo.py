@@ -169,6 +169,8 @@ class Demo:
         self.pending: list[_Pending] = []
         self.moves: list[Move] = []
         self.skips: list[Skip] = []
+        #: Each replica's /metrics port, chosen up front so that Prometheus can be told them.
+        self.ports = {f"replica-{i}": free_port() for i in range(1, REPLICAS + 1)}
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.2f}s] {text}", flush=True)
@@ -194,7 +196,7 @@ class Demo:
             "--log-format",
             "json",
             "--metrics-addr",
-            f"127.0.0.1:{free_port()}",
+            f"127.0.0.1:{self.ports.get(name) or free_port()}",
         ]
         proc = subprocess.Popen(
             argv,
@@ -396,8 +398,34 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run_demo(ttl: float = 3.0, duration: float = 30.0) -> int:
-    """`duration` is how long the jobs run after each step (a third before the crash, ...)."""
+def _start_prometheus(demo: Demo, home: Path) -> Any:
+    """A Prometheus scraping the demo's replicas, or None (with one line saying why)."""
+    from leaderjob.demo_prometheus import DemoPrometheus, find_binary
+
+    binary = find_binary()
+    if binary is None:
+        print(
+            "leaderjob demo: --prometheus: no prometheus binary (install Debian's `prometheus` "
+            "package or set LEADERJOB_PROMETHEUS_BIN); the demo runs without it",
+            flush=True,
+        )
+        return None
+    home.mkdir()
+    targets = [f"127.0.0.1:{port}" for port in demo.ports.values()]
+    prom = DemoPrometheus(binary, home, targets, free_port())
+    if not prom.ready(30):
+        print(f"leaderjob demo: Prometheus did not start; its log ends:\n{prom.tail()}", flush=True)
+        prom.stop()
+        return None
+    rules = "with the shipped alert rules" if prom.with_rules else "without alert rules"
+    demo.say(f"Prometheus is up at {prom.url} (pid {prom.proc.pid}), {rules}; try")
+    print(f"    {prom.url}/graph?g0.expr=sum%20by%20(election)%20(leaderjob_is_leader)", flush=True)
+    return prom
+
+
+def run_demo(ttl: float = 3.0, duration: float = 30.0, prometheus: bool = False) -> int:
+    """`duration` is how long the jobs run after each step (a third before the crash, ...).
+    With `prometheus`, a real Prometheus scrapes the replicas meanwhile."""
     try:
         etcd = LocalEtcd()
     except EtcdNotFound as exc:
@@ -408,6 +436,7 @@ def run_demo(ttl: float = 3.0, duration: float = 30.0) -> int:
     with etcd, tempfile.TemporaryDirectory(prefix="leaderjob-demo-") as tmp:
         demo = Demo(ttl, Path(tmp))
         demo.say(f"etcd is up at {etcd.endpoint}")
+        prom = _start_prometheus(demo, Path(tmp) / "prometheus") if prometheus else None
         print(
             f"Three replicas of `leaderjob run --election demo --ttl {ttl:g}s --jobs jobs.toml "
             f"--spread-pace 1s`,\njobs.toml: {', '.join(JOBS)}, each `@every {EVERY:g}s`.\n"
@@ -438,4 +467,7 @@ def run_demo(ttl: float = 3.0, duration: float = 30.0) -> int:
             demo.say("stopping the replicas and etcd")
             demo.close_pending()
             demo.stop_all()
+            if prom is not None:
+                prom.stop()
+                demo.say(f"Prometheus (pid {prom.proc.pid}) stopped")
     return demo.summary()

@@ -1,6 +1,8 @@
 """HTTP endpoints for Prometheus and Kubernetes probes.
 
-``/metrics``  Prometheus text format from the daemon's own registry.
+``/metrics``  the daemon's own registry, in the format the scraper's ``Accept`` asks for (Prometheus
+              text, or OpenMetrics), gzipped when ``Accept-Encoding`` allows — prometheus-client's
+              own exposition helpers, as its ``MetricsHandler`` uses them.
 ``/healthz``  liveness: 200 while the loop turns and, on a leader, renewals are on time; 500 if the
               loop is stuck or a leader's renewal is overdue.
 ``/readyz``   200 while connected to etcd and campaigning or leading; 503 otherwise.
@@ -18,17 +20,19 @@ so a slow scrape never touches the loop.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # prometheus_client is imported only once /metrics is served
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 
 Snapshot = Mapping[str, Any]
@@ -153,12 +157,21 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def metrics(self, accept: str = "", accept_encoding: str = "") -> tuple[str, bytes, bool]:
+        """/metrics: (content type, body, gzipped)."""
+        from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(_WithoutCreated(self.registry))
+        if gzip_accepted(accept_encoding):
+            return content_type, gzip.compress(body), True
+        return content_type, body, False
+
     def route(self, target: str) -> tuple[int, str, bytes]:
         path, _, query = target.partition("?")
         if path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            content_type, text, _ = self.metrics()
+            return 200, content_type, text
         snap = self.snapshot()
         now = self.clock()
         if path == "/healthz":
@@ -173,6 +186,23 @@ class Server:
         if path == "/status":
             return _json(200, public_view(snap, now))
         return _json(404, {"error": f"no such endpoint {path}"})
+
+
+class _WithoutCreated:
+    """The registry without the ``_created`` series of counters and histograms: they double the
+    series for a value nobody graphs. Filtered here rather than with prometheus-client's
+    process-wide ``disable_created_metrics()``, which would also change the counters of an
+    application that hosts an in-process ``Leadership`` on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if family.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                created = f"{family.name}_created"
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family
 
 
 class _Listener(ThreadingHTTPServer):
@@ -201,12 +231,23 @@ def _json(code: int, body: Any) -> tuple[int, str, bytes]:
 def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            gzipped = False
             try:
-                code, ctype, body = server.route(self.path)
+                if self.path.partition("?")[0] == "/metrics":
+                    ctype, body, gzipped = server.metrics(
+                        self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                    )
+                    code = 200
+                else:
+                    code, ctype, body = server.route(self.path)
             except Exception as exc:
                 code, ctype, body = _json(500, {"error": type(exc).__name__})
+                gzipped = False
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept, Accept-Encoding")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -24,11 +24,78 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from leaderjob.notify import KINDS, RESULTS
 from leaderjob.records import NOT_RUN_REASONS
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+#: Every label value a counter carries besides ``election`` (and ``job_name``): each series exists
+#: at zero from the start (a job's from track()), so that ``increase()`` and ``rate()`` see the
+#: first event (a series born at 1 has no increase). docs/metrics.md lists the same values.
+OUTCOMES = (
+    "succeeded",
+    "failed",
+    "timed_out",
+    "replaced",
+    "killed_on_leadership_loss",
+    "killed_at_deadline",
+    "shutdown",
+    "unhealthy",
+    "failed_to_start",
+    "watchdog_failed",
+)
+SKIP_REASONS = (
+    "overlap",
+    "suspended",
+    "catch_up_skip",
+    "deadline",
+    "superseded",
+    "claim_rejected",
+)
+KILL_SIGNALS = ("SIGTERM", "SIGKILL")
+KILL_REASONS = (
+    "deadline",
+    "grace",
+    "daemon_gone",
+    "watchdog_failed",
+    "killed_on_leadership_loss",
+    "shutdown",
+    "timed_out",
+    "replaced",
+    "unhealthy",
+)
+ETCD_OPERATIONS = (
+    "grant",
+    "keepalive",
+    "revoke",
+    "create",
+    "standing",
+    "guarded_put",
+    "get",
+    "get_prefix",
+    "put",
+    "delete",
+)
+
+
+def build_labels() -> tuple[str, str, str]:
+    """(version, python, etcd_client) of this process, without importing the etcd client
+    (only election/etcd.py does): the installed distribution's metadata."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import leaderjob
+
+    client = "none"
+    for dist in ("python3-etcd3", "etcd3"):
+        try:
+            client = f"{dist}/{version(dist)}"
+            break
+        except PackageNotFoundError:
+            continue
+    return leaderjob.__version__, platform.python_version(), client
 
 
 class Metrics:
@@ -181,6 +248,19 @@ class Metrics:
             [*j, "mode", "fingerprint"],
             registry=registry,
         )
+        self.build_info = Gauge(
+            "leaderjob_build_info",
+            "Always 1; labels: leaderjob's version, Python's, and the etcd client library's",
+            [*e, "version", "python", "etcd_client"],
+            registry=registry,
+        )
+        self.build_info.labels(election, *build_labels()).set(1)
+        self.notifications = Counter(
+            "leaderjob_notifications",
+            "Notifications by kind (on_failure, ping) and result (ok, failed, timed_out, dropped)",
+            [*j, "kind", "result"],
+            registry=registry,
+        )
         # Make the daemon's plain gauges and histograms exist from the start (0), so alerts and
         # dashboards see the series before the first event; a job's come with track().
         for metric in (self.keepalive_latency, self.config_conflict):
@@ -188,6 +268,11 @@ class Metrics:
         self.healthy.labels(election).set(1)
         for result in ("ok", "failed", "expired"):
             self.keepalives.labels(election, result)
+        for state in ("healthy", "unhealthy"):
+            self.health_transitions.labels(election, state)
+        for operation in ETCD_OPERATIONS:
+            self.etcd_errors.labels(election, operation)
+        self.config_reload_failures.labels(election)
         #: job → the label values of its leaderjob_job_info series (replaced when it changes).
         self._info: dict[str, tuple[str, ...]] = {}
 
@@ -208,7 +293,23 @@ class Metrics:
             self.clock_step,
             self.job_kills,
             self.job_info,
+            self.notifications,
         )
+
+    def _job_counters(self) -> list[tuple[Counter, tuple[tuple[str, ...], ...]]]:
+        """The counters of one job, each with every label value it takes."""
+        return [
+            (self.transitions, (("acquired",), ("lost",))),
+            (self.job_runs, tuple((o,) for o in OUTCOMES)),
+            (self.slots_skipped, tuple((r,) for r in SKIP_REASONS)),
+            (self.slots_not_run, tuple((r,) for r in NOT_RUN_REASONS)),
+            (self.job_kills, tuple((s, r) for s in KILL_SIGNALS for r in KILL_REASONS)),
+            (self.notifications, tuple((k, r) for k in KINDS for r in RESULTS)),
+        ]
+
+    def count_notification(self, job: str, kind: str, result: str) -> None:
+        """One notification about a run of ``job`` ended with ``result``."""
+        self.notifications.labels(self.election, job, kind, result).inc()
 
     def track(
         self, job: str, *, mode: str, fingerprint: str, election: str | None = None
@@ -229,11 +330,9 @@ class Metrics:
             self.clock_step,
         ):
             metric.labels(e, job)
-        for direction in ("acquired", "lost"):
-            self.transitions.labels(e, job, direction)
-        # At zero from the start, so that increase() sees the first missed slot of a new leader.
-        for reason in NOT_RUN_REASONS:
-            self.slots_not_run.labels(e, job, reason)
+        for counter, values in self._job_counters():
+            for labels in values:
+                counter.labels(e, job, *labels)
         info = (e, job, mode, fingerprint)
         old = self._info.get(job)
         if old is not None and old != info:

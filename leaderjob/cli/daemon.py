@@ -36,6 +36,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     from leaderjob import log
     from leaderjob.health import HealthSettings
     from leaderjob.http import parse_addr
+    from leaderjob.notify import NotifySettings
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     errors = validate_election_name(params["election"])
@@ -52,6 +53,12 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
         failures=params["health_failures"],
     )
     errors += health.validate()
+    notify = NotifySettings(
+        on_failure=params.get("on_failure") or None,
+        on_failure_timeout=params["on_failure_timeout"],
+        ping_url=params.get("ping_url") or None,
+    )
+    errors += notify.validate()
     schedule = None
     expr = params.get("schedule")
     if expr:
@@ -86,7 +93,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     settings = _settings(params, command, mode, timing, conn.rpc_timeout)
     from leaderjob.fenced_cli import job_endpoints
 
-    settings = replace(settings, endpoints=job_endpoints(conn))
+    settings = replace(settings, endpoints=job_endpoints(conn), notify=notify)
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
         settings = _one_job(params, settings, schedule, health)
@@ -202,6 +209,15 @@ def _job_settings(daemon: Any, spec: Any, health: Any, *, group: bool = True) ->
         health=replace(health, command=spec.health_cmd, url=spec.health_url)
         if spec.health_cmd or spec.health_url
         else None,
+        # A job's own notifications replace the daemon's flags key by key.
+        notify=replace(
+            daemon.notify,
+            **{
+                key: getattr(spec, key)
+                for key in ("on_failure", "on_failure_timeout", "ping_url")
+                if getattr(spec, key) is not None
+            },
+        ),
         timing=daemon.timing
         if spec.grace is None
         else dataclasses.replace(daemon.timing, grace=spec.grace),

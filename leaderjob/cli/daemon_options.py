@@ -129,6 +129,29 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             help="Consecutive failures after which a leader resigns and a follower stops "
             "campaigning; one success re-enables it.",
         ),
+        click.option(
+            "--on-failure",
+            envvar=_env("on_failure"),
+            help="Shell command run when a run fails, times out or is killed (not when it is "
+            "stopped on purpose), on the replica that ran it, with the run's context in "
+            "LEADERJOB_* variables and its output tail on stdin. Never delays the lease; one at "
+            "a time per job (a failure meanwhile is dropped and counted).",
+        ),
+        click.option(
+            "--on-failure-timeout",
+            envvar=_env("on_failure_timeout"),
+            type=DURATION,
+            default="30s",
+            show_default=True,
+            help="Kill the --on-failure command's process group after this long.",
+        ),
+        click.option(
+            "--ping-url",
+            envvar=_env("ping_url"),
+            help="Dead-man's switch (healthchecks.io convention): GET URL/start when a run "
+            "starts, URL on success, URL/fail on failure; retried within the slot's interval. "
+            "A secret: prefer LEADERJOB_PING_URL; logs show only its host.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)

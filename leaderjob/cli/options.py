@@ -71,6 +71,7 @@ HELP_SECTIONS: dict[str, tuple[str, ...]] = {
         "history_limit",
     ),
     "Health": ("health_cmd", "health_url", "health_interval", "health_failures"),
+    "Notifications": ("on_failure", "on_failure_timeout", "ping_url"),
     "etcd connection": (
         "endpoints",
         "prefix",

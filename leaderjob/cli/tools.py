@@ -70,7 +70,13 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
     show_default=True,
     help="How long the jobs run after each step.",
 )
-def demo(ttl: float, duration: float) -> None:
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Also start a real Prometheus (the `prometheus` binary) scraping the replicas with the "
+    "shipped config, and print its URL.",
+)
+def demo(ttl: float, duration: float, prometheus: bool) -> None:
     """Show leaderjob working: a throwaway local etcd, three replicas sharing a three-job file
     (leadership spread one job per replica), a crash that moves one job and a graceful stop that
     hands the others over, then a verdict.
@@ -79,7 +85,7 @@ def demo(ttl: float, duration: float) -> None:
     """
     from leaderjob.demo import run_demo
 
-    sys.exit(run_demo(ttl=ttl, duration=duration))
+    sys.exit(run_demo(ttl=ttl, duration=duration, prometheus=prometheus))
 
 
 @click.command(cls=LeaderjobCommand)

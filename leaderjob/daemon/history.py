@@ -28,6 +28,7 @@ from leaderjob.records import ElectionData, iso
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
+    from leaderjob.notify import Notifier
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
 OUTPUT = "_output"
@@ -60,6 +61,7 @@ class History:
     #: The record of the last run this replica saw succeed (for `/status`).
     last_success: dict[str, Any] | None = None
     on_done: Callable[[], None]
+    notifier: Notifier | None
     _backlog: list[tuple[dict[str, Any], datetime]]
 
     def _finished(self, active: ActiveRun) -> None:
@@ -106,8 +108,10 @@ class History:
                 m.last_success.labels(self.election, self.s.election).set(now)
         if outcome == "succeeded":
             self.last_success = record
-        # The output tails go to etcd beside the record, never into a log or /status.
+        # The output tails go to etcd beside the record, never into a log or /status; a
+        # notification gets them too (on stdin, in the ping's body).
         self._record({**record, OUTPUT: run.tails} if run.tails else record)
+        self._notify({**record, **run.tails})
         self.restart_at = now + SERVICE_RESTART_DELAY
         if self.s.mode == "once":
             if run.stop_reason == "killed_on_leadership_loss":
@@ -160,6 +164,22 @@ class History:
                 **extra,
             }
         )
+
+    def _notify(self, record: dict[str, Any] | None) -> None:
+        """Tell the notifier that a run started (``record`` None) or ended; it returns at once
+        (the lease is renewed while a notification runs). Pings are retried within the slot's
+        interval (a minute for a service or a lock, at most an hour)."""
+        notifier, settings = self.notifier, self.s.notify
+        if notifier is None or not settings.enabled:
+            return
+        interval = self.s.schedule.interval().total_seconds() if self.s.schedule else 60.0
+        window = min(max(interval, 10.0), 3600.0)
+        if record is None:
+            notifier.started(settings, job=self.s.election, window=window)
+        else:
+            notifier.finished(
+                settings, record, job=self.s.election, election=self.election, window=window
+            )
 
     def _record(self, entry: dict[str, Any]) -> None:
         """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""

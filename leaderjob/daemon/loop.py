@@ -37,6 +37,7 @@ from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
+from leaderjob.notify import Notifier
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
@@ -88,6 +89,13 @@ class Daemon:
             jobs=None if jobs is None else {j.election: j.election_prefix for j in jobs},
         )
         self.elector = self.session.elector
+        #: --on-failure and --ping-url of every job: threads of their own, started when needed.
+        self.notifier = Notifier(
+            self.log,
+            metrics.count_notification if metrics is not None else lambda *_: None,
+            environ=self.environ,
+            clock=self.clock.monotonic,
+        )
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
@@ -180,6 +188,7 @@ class Daemon:
             metrics=self.metrics,
             on_done=self._lock_done,
             election=self.s.election,
+            notifier=self.notifier,
         )
         return self.runners[name]
 
@@ -227,6 +236,7 @@ class Daemon:
                 active.run.wait(2.0)
             if self.health is not None:
                 self.health.stop()
+            self.notifier.close()
             self.gates.stop()
             self.elector.close()
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
 from leaderjob.health import HealthSettings
+from leaderjob.notify import NotifySettings
 from leaderjob.planner import CatchUp, Slot, SlotClock
 from leaderjob.records import Control
 from leaderjob.schedule import Schedule
@@ -51,6 +52,8 @@ class Settings:
     endpoints: tuple[str, ...] = ()  # handed to the job for fenced writes, never credentials
     #: A job's own health gate (jobs file: health-cmd / health-url); the daemon's is separate.
     health: HealthSettings | None = None
+    #: What to tell when a run starts, fails or succeeds (--on-failure, --ping-url).
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def election_prefix(self) -> str:

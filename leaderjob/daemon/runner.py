@@ -40,6 +40,7 @@ from leaderjob.supervisor import Run
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
+    from leaderjob.notify import Notifier
 
 
 class Runner(History, Scheduling):
@@ -56,6 +57,7 @@ class Runner(History, Scheduling):
         metrics: Metrics | None = None,
         on_done: Callable[[], None] = lambda: None,
         election: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.s = settings
         self.session = session
@@ -65,6 +67,8 @@ class Runner(History, Scheduling):
         self.environ = environ
         self.log = log
         self.metrics = metrics
+        #: --on-failure and --ping-url (shared by the daemon's jobs; never blocks).
+        self.notifier = notifier
         #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
         self.on_done = on_done
         #: The daemon's election (a group's name when the daemon runs a jobs file).
@@ -314,18 +318,18 @@ class Runner(History, Scheduling):
             if self.s.mode == "once":
                 self.exit_code = 127
                 self.on_done()
-            self._record(
-                {
-                    "run_id": run_id,
-                    "slot": slot,
-                    "scheduled_time": iso(scheduled),
-                    "token": token,
-                    "identity": self.s.identity,
-                    "outcome": "failed_to_start",
-                    "not_run": "failed_to_start",
-                    "error": run.error,
-                }
-            )
+            record = {
+                "run_id": run_id,
+                "slot": slot,
+                "scheduled_time": iso(scheduled),
+                "token": token,
+                "identity": self.s.identity,
+                "outcome": "failed_to_start",
+                "not_run": "failed_to_start",
+                "error": run.error,
+            }
+            self._record(record)
+            self._notify(record)
             return Report("job_failed_to_start", {"error": run.error})
         timeout_at = now + self.s.timeout if self.s.timeout else None
         self.runs.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
@@ -339,6 +343,7 @@ class Runner(History, Scheduling):
             attempt=attempt,
             lag_seconds=round(lag, 4),
         )
+        self._notify(None)
         if self.metrics is not None:
             self.metrics.job_running.labels(self.election, self.s.election).set(1)
             if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:

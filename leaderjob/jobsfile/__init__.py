@@ -41,6 +41,7 @@ from leaderjob.jobsfile.spec import (
     _job_problems,
 )
 from leaderjob.jobsfile.toml_form import _parse_toml
+from leaderjob.notify import redact_url
 from leaderjob.schedule import Schedule
 
 __all__ = [
@@ -140,5 +141,7 @@ def iter_options(spec: JobSpec) -> Iterator[tuple[str, object]]:
         if f.name in ("name", "command", "schedule", "line"):
             continue
         value = getattr(spec, f.name)
+        if f.name == "ping_url" and value is not None:
+            value = redact_url(value)  # a secret, shown as its host only
         if value != f.default:
             yield f.name.replace("_", "-"), value

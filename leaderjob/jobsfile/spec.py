@@ -40,6 +40,9 @@ class JobSpec:
     grace: float | None = None  # None: the daemon's; else must fit the daemon's budget
     health_cmd: str | None = None  # per-job gate (the daemon's own health gate stays global)
     health_url: str | None = None
+    on_failure: str | None = None  # None: the daemon's --on-failure
+    on_failure_timeout: float | None = None
+    ping_url: str | None = None  # a secret: shown redacted
     line: int = dataclasses.field(default=0, compare=False)  # where the job is defined
 
 
@@ -118,6 +121,13 @@ def _url(value: object) -> str:
     return url
 
 
+def _secret_url(value: object) -> str:
+    # The URL is a secret (a dead-man's-switch check): no message repeats it.
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _Bad("give an http:// or https:// URL")
+    return value
+
+
 def _zone(value: object) -> str:
     name = _text(value)
     try:
@@ -140,6 +150,9 @@ _OPTIONS: dict[str, Callable[[object], object]] = {
     "grace": _positive_duration,
     "health-cmd": _text,
     "health-url": _url,
+    "on-failure": _text,
+    "on-failure-timeout": _positive_duration,
+    "ping-url": _secret_url,
 }
 _JOB_KEYS = ("schedule", "command", *_OPTIONS)
 _ZONE_PREFIX = re.compile(r"\s*(CRON_TZ|TZ)=")

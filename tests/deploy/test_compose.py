@@ -20,10 +20,12 @@ from tests.deploy._support import (
 )
 
 FENCESTORE_WRITE = (
-    'python -m leaderjob.fencestore write --url http://store:8080 --resource "$LEADERJOB_JOB" '
+    'python /opt/examples/fencestore.py write --url http://store:8080 --resource "$LEADERJOB_JOB" '
     '--token "$LEADERJOB_FENCING_TOKEN" --slot "$LEADERJOB_SLOT"'
 )
-FENCESTORE_SERVE = "python -m leaderjob.fencestore serve --listen 0.0.0.0:8080 --db /data/store.db"
+FENCESTORE_SERVE = (
+    "python /opt/examples/fencestore.py serve --listen 0.0.0.0:8080 --db /data/store.db"
+)
 
 
 def _compose() -> dict[str, Any]:

@@ -34,6 +34,7 @@ from tests.deploy._support import (
     COMPOSE_FILE,
     DOCKERFILE,
     K8S,
+    REPO,
     compose_jobs_file,
     deployment_sidecar,
     find_tool,
@@ -42,6 +43,9 @@ from tests.deploy._support import (
     load_yaml_docs,
     unescape,
 )
+
+#: Where the compose file mounts examples/fencestore.py in the store and the replicas.
+STORE_SCRIPT = "/opt/examples/fencestore.py"
 
 # The tests that start etcd carry the project's `etcd` marker (`-m "not etcd"` skips them).
 needs_etcd = pytest.mark.etcd
@@ -397,15 +401,21 @@ def test_compose_demo_job_writes_to_the_fenced_store(
         {
             "0.0.0.0:8080": f"127.0.0.1:{store_port}",
             "/data/store.db": str(tmp_path / "store.db"),
+            STORE_SCRIPT: str(REPO / "examples" / "fencestore.py"),
         }.get(a, a)
         for a in store_cmd
     ]
-    assert store_cmd[:3] == ["python", "-m", "leaderjob.fencestore"], store_cmd
+    assert store_cmd[:2] == ["python", str(REPO / "examples" / "fencestore.py")], store_cmd
     inv = compose_replica()
     jobs = inv.jobs()
 
     def local_store(command: list[str]) -> list[str]:
-        local = [a.replace("http://store:8080", f"http://127.0.0.1:{store_port}") for a in command]
+        local = [
+            a.replace("http://store:8080", f"http://127.0.0.1:{store_port}").replace(
+                STORE_SCRIPT, str(REPO / "examples" / "fencestore.py")
+            )
+            for a in command
+        ]
         assert local != command, f"the job no longer targets http://store:8080: {command}"
         return local
 

@@ -7,7 +7,7 @@ decision is PostgreSQL's: the fence row's upsert (``WHERE fence.token <= EXCLUDE
 the write are one transaction, committed or rolled back together.
 
 Every decision is kept in ``soak_decisions``, in the same shape as the toy store's log
-(``leaderjob.fencestore``), so the recorder and the checker read both alike:
+(``examples/fencestore.py``), so the recorder and the checker read both alike:
 
 * an accepted write is inserted *inside* the fenced transaction, after ``advance`` took the fence
   row's lock, so ``seq`` (a sequence) orders the accepted writes of one resource as PostgreSQL

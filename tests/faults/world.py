@@ -49,6 +49,8 @@ from tests.harness.procs import (
 from tests.harness.proxy import FaultProxy, MultiProxy
 
 WRITER = str(Path(__file__).with_name("writer_job.py"))
+#: The fenced resource the writers write to (an example, not part of the package).
+FENCESTORE = Path(__file__).resolve().parents[2] / "examples" / "fencestore.py"
 #: Debian's `faketime` package (any architecture's multiarch directory), or
 #: LEADERJOB_LIBFAKETIME.
 LIBFAKETIME = os.environ.get("LEADERJOB_LIBFAKETIME") or next(
@@ -244,8 +246,7 @@ class World:
                 self.store = procs.spawn(
                     [
                         sys.executable,
-                        "-m",
-                        "leaderjob.fencestore",
+                        str(FENCESTORE),
                         "serve",
                         "--listen",
                         f"127.0.0.1:{self.store_port}",

@@ -39,9 +39,10 @@ import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(_REPO, "examples"))  # the fenced store's client: an example
 
-from leaderjob.fencestore import request
+from fencestore import request  # noqa: E402
 
 #: A grandchild that ignores SIGTERM and writes nothing: only SIGKILL of the group ends it.
 GRANDCHILD = (

@@ -274,4 +274,71 @@ def test_a_password_never_reaches_logs_or_errors(etcd, prefix, procs, tmp_path):
     assert "rejected" in out
 
 
+def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
+    """--ping-url and --on-failure on a real daemon against a real etcd (a few seconds): a run
+    that succeeds pings URL/start then URL; the next, which fails, pings URL/start then URL/fail
+    and runs the on-failure command with its context; the URL (a secret) is in no log line and
+    the notifications are counted."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    secret = "0d9a3c0e-ping-secret"
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/{secret}"
+    flag, told = tmp_path / "ran-once", tmp_path / "told"
+    try:
+        d, port = _start_with_env(procs, tmp_path, etcd.endpoint, prefix, flag, told, url)
+        assert wait_for(lambda: told.exists() and told.read_text().strip(), 15), d.tail()
+        assert wait_for(lambda: f"/{secret}/fail" in paths, 10), paths
+        families = scrape(port)
+        d.signal(signal.SIGTERM)
+        assert d.wait(10) == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert told.read_text().split() == ["failed", "3"]
+    assert paths[:4] == [f"/{secret}/start", f"/{secret}", f"/{secret}/start", f"/{secret}/fail"]
+    assert value(families, "leaderjob_notifications", kind="ping", result="ok") >= 3
+    assert value(families, "leaderjob_notifications", kind="on_failure", result="ok") >= 1
+    assert secret not in "\n".join(d.lines()) + Path(f"{d.log_path}.stdout").read_text()
+
+
+def _start_with_env(procs, tmp_path, endpoint, prefix, flag, told, url):
+    port = free_port()
+    d = leaderjob(
+        procs,
+        tmp_path,
+        "a",
+        endpoint,
+        prefix,
+        ["sh", "-c", f"test -e {flag} && exit 3; touch {flag}"],
+        schedule="@every 1s",
+        extra=[
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+            "--on-failure",
+            f'echo "$LEADERJOB_OUTCOME $LEADERJOB_EXIT_CODE" > {told}',
+        ],
+        env={"LEADERJOB_PING_URL": url},  # a secret: from the environment, not argv
+    )
+    assert wait_for(lambda: _up(port), 10), d.tail()
+    return d, port
+
+
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -303,3 +303,50 @@ def test_a_crash_of_the_loop_kills_the_runs_and_closes_their_pipes_s6(
     assert {"kill": "daemon_exit"} in run.sent
     assert run.closed
     assert store.revokes == 0
+
+
+class RecordingNotifier:
+    """Stands in for the daemon's Notifier: what the runner told it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def started(self, settings: Any, *, job: str, window: float) -> None:
+        self.calls.append(("started", None))
+
+    def finished(
+        self, settings: Any, record: Any, *, job: str, election: str, window: float
+    ) -> None:
+        self.calls.append(("finished", record["outcome"]))
+
+    def close(self, timeout: float = 2.0) -> None:
+        pass
+
+
+def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store, fake_runs):
+    """--on-failure and --ping-url hear of every run: its start, and its outcome — a failure
+    and a start that was never confirmed (failed_to_start) included."""
+    from dataclasses import replace
+
+    from leaderjob.notify import NotifySettings
+
+    d = _daemon("service", store, clock)
+    recorder = RecordingNotifier()
+    for r in d.runners.values():
+        r.notifier = recorder  # type: ignore[assignment]
+        r.s = replace(r.s, notify=NotifySettings(on_failure="true"))
+    for _ in range(200):
+        _step(d)
+        if fake_runs.made:
+            break
+    fake_runs.made[0].finish(1)
+    fake_runs.behaviour = "slow"
+    for _ in range(400):
+        _step(d)
+        if len(fake_runs.made) == 2:
+            break
+    assert recorder.calls == [
+        ("started", None),
+        ("finished", "failed"),
+        ("finished", "failed_to_start"),
+    ]

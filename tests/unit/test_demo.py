@@ -5,6 +5,9 @@ outside a leaderless window, a move slower than its bound (L1, L2) — and stay 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from leaderjob.demo import Move, Run, Skip, judge
 
@@ -95,3 +98,74 @@ def test_l3_a_slot_the_daemon_declared_skipped_is_accounted_for() -> None:
     del runs[1]
     assert judge(runs, moves, TTL, [Skip("cleanup", slot(1), "overlap")]) == []
     assert judge(runs, moves, TTL, [Skip("report", slot(1), "overlap")]) != [], "other job"
+
+
+# --- demo --prometheus: the config it writes ---------------------------------------------------
+
+
+def _shipped() -> dict[str, object]:
+    import yaml
+
+    from leaderjob.demo_prometheus import SHIPPED
+
+    loaded = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+TARGETS = ["127.0.0.1:40001", "127.0.0.1:40002", "127.0.0.1:40003"]
+
+
+def test_demo_prometheus_runs_the_shipped_config_pointed_at_the_replicas() -> None:
+    from leaderjob.demo_prometheus import demo_config
+
+    shipped = _shipped()
+    config = demo_config(shipped, TARGETS, "127.0.0.1:49090")
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert jobs["leaderjob"]["static_configs"] == [{"targets": TARGETS}]
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:49090"]}]
+    # One host, three ports: the shipped host-only instance label would merge the replicas.
+    assert "relabel_configs" not in jobs["leaderjob"]
+    assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "1s"
+    assert config["rule_files"] == shipped["rule_files"] == ["alerts.yml"]
+    assert _shipped() == shipped, "the shipped config was changed in place"
+
+
+def test_demo_prometheus_builtin_jobs_match_the_shipped_ones() -> None:
+    """An installed package has no deploy/: the built-in scrape jobs must be the shipped ones."""
+    from leaderjob.demo_prometheus import BUILTIN, demo_config
+
+    def essentials(config: dict[str, object]) -> object:
+        jobs = config["scrape_configs"]
+        assert isinstance(jobs, list)
+        return [
+            (j["job_name"], j.get("metrics_path", "/metrics"), j["static_configs"]) for j in jobs
+        ]
+
+    built = demo_config(None, TARGETS, "127.0.0.1:49090")
+    assert essentials(built) == essentials(demo_config(_shipped(), TARGETS, "127.0.0.1:49090"))
+    assert "rule_files" not in built and BUILTIN["scrape_configs"][0]["static_configs"] == []
+
+
+def test_demo_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
+    """The config is written as JSON, which Prometheus must read as YAML."""
+    import json
+    import shutil
+    import subprocess
+
+    from leaderjob.demo_prometheus import SHIPPED, demo_config
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    (tmp_path / "prometheus.yml").write_text(
+        json.dumps(demo_config(_shipped(), TARGETS, "127.0.0.1:49090"))
+    )
+    (tmp_path / "alerts.yml").write_text((SHIPPED / "alerts.yml").read_text())
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,13 +1,14 @@
-"""A tiny fenced store: the resource side of a fencing token, as an example and a test fixture.
+"""A tiny fenced store: the resource side of a fencing token, as an example and a test fixture
+(not part of the leaderjob package: the compose demo mounts this file, the tests run it).
 
 It keeps a durable high-water mark (HWM) per resource and accepts a write iff its token is at least
 the mark, raising the mark in the same SQLite transaction (docs/safety.md §5). Every decision is
 logged in order, with the machine's monotonic time, so a checker can line it up with daemon logs.
 
-    python -m leaderjob.fencestore serve --listen 127.0.0.1:8080 --db store.db
-    python -m leaderjob.fencestore write --url http://127.0.0.1:8080 --resource cleanup \\
+    python examples/fencestore.py serve --listen 127.0.0.1:8080 --db store.db
+    python examples/fencestore.py write --url http://127.0.0.1:8080 --resource cleanup \\
         --token "$LEADERJOB_FENCING_TOKEN" --slot "$LEADERJOB_SLOT"      # exit 0, or 3 if stale
-    python -m leaderjob.fencestore seal --url ... --resource cleanup --token "$TOKEN"
+    python examples/fencestore.py seal --url ... --resource cleanup --token "$TOKEN"
 
 HTTP: ``POST /write`` and ``POST /seal`` take JSON ``{resource, token, writer?, slot?, data?}``
 and answer 200 (accepted) or 409 (stale token) with ``{accepted, high_water}``; ``GET /log``
@@ -172,7 +173,7 @@ def request(url: str, op: str, body: dict[str, Any], timeout: float = 5.0) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leaderjob.fencestore", description=__doc__)
+    p = argparse.ArgumentParser(prog="fencestore.py", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     serve = sub.add_parser("serve", help="run the store")
     serve.add_argument("--listen", default="127.0.0.1:8080")
