@@ -17,14 +17,23 @@ in the daemon, which has gRPC threads), which:
 * when the job's main process exits, SIGKILLs everything it left behind;
 * if it fails itself (a malformed message, a bug), SIGKILLs everything before it exits.
 
+It may be started ahead of its first run (a *spare*: the daemon starts one while it follows, so a
+handover or a slot does not wait for an interpreter to start), and it may serve several runs one
+after another (a start request with ``"reuse": true``): after reporting a run's exit it waits for
+the next start request. Between runs no job exists, so there is nothing to stop at ``D``; the
+control pipe's EOF (the daemon gone) still ends it at once. Control messages that arrive between
+runs belong to the finished run (the daemon sends the next start request only after it read the
+exit report, and the pipe keeps order), so they are ignored.
+
 "The job" is its process group *and* every descendant of this process (found in ``/proc``); a
 SIGKILL is repeated until no descendant is left and all are reaped, and only then is the exit
 reported: the daemon revokes the lease after that report, so no part of the run outlives it.
 
 It imports only the standard library and is run as ``python -S watchdog.py CTL_FD STATUS_FD`` so
-it starts in milliseconds. Protocol: JSON lines. Daemon → watchdog: the first line
-``{"argv", "env", "deadline", "grace"}``, then ``{"deadline": D}``, ``{"stop": reason}`` or
-``{"kill": reason}``. Watchdog → daemon: ``{"started": pid}`` or ``{"error": text}``, then
+it starts in milliseconds. Protocol: JSON lines. Daemon → watchdog: a start request
+``{"argv", "env", "deadline", "grace", "reuse"?}``, then ``{"deadline": D}``, ``{"stop": reason}``
+or ``{"kill": reason}``. Watchdog → daemon: ``{"ready": pid}`` once, when it can take a start
+request, then per run ``{"started": pid}`` or ``{"error": text}``, then
 ``{"signal": name, "reason": why}`` for each signal sent, and finally ``{"exited": returncode}``
 (after an ``{"error": text}`` if the watchdog itself failed).
 """
@@ -89,6 +98,17 @@ class Watchdog:
         self.status = status_fd
         self.me = os.getpid()
         self.buf = b""
+        self.ctl_open = True
+        self.reset()
+        # SIGCHLD wakes the select below through this pipe (the handler itself does nothing).
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def reset(self) -> None:
+        """Forget the previous run: every field below is one run's."""
         self.job: subprocess.Popen[bytes] | None = None
         self.job_pid = 0  # also the job's process group id
         self.returncode: int | None = None
@@ -97,13 +117,6 @@ class Watchdog:
         self.kill_at: float | None = None  # set once a stop was requested
         self.termed = False
         self.killed = False
-        self.ctl_open = True
-        # SIGCHLD wakes the select below through this pipe (the handler itself does nothing).
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -183,16 +196,21 @@ class Watchdog:
         return msgs
 
     def first_message(self) -> dict[str, Any] | None:
-        while b"\n" not in self.buf:
-            chunk = os.read(self.ctl, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        msg = json.loads(line)
-        if not isinstance(msg, dict):
-            raise ValueError(f"not a start request: {line!r}")
-        return msg
+        """The next start request; None on EOF. Controls meant for a finished run are skipped."""
+        while True:
+            while b"\n" not in self.buf:
+                chunk = os.read(self.ctl, 65536)
+                if not chunk:
+                    return None
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if not isinstance(msg, dict):
+                raise ValueError(f"not a start request: {line!r}")
+            if "argv" in msg:
+                return msg
 
     def ctl_closed(self) -> bool:
         """True once the daemon's end of the control pipe is closed; reads nothing."""
@@ -286,11 +304,20 @@ class Watchdog:
 
     def _run(self) -> int:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        first = self.first_message()
-        if first is None:
-            return 0
-        if not self.start(first):
-            return 0
+        self.send(ready=self.me)
+        while True:
+            first = self.first_message()
+            if first is None:
+                return 0
+            if not self.start(first):
+                return 0
+            self.supervise()
+            if not first.get("reuse"):
+                return 0
+            self.reset()
+
+    def supervise(self) -> None:
+        """Supervise the started job until it and everything it left behind are gone; report."""
         for msg in self.complete_lines():  # sent together with the start request
             self.handle(msg, time.monotonic())
         while True:
@@ -325,7 +352,6 @@ class Watchdog:
         # The main process is gone; nothing it started may outlive the run.
         self.kill_everything()
         self.send(exited=self.returncode)
-        return 0
 
 
 def main() -> int:

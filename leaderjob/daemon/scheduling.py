@@ -39,7 +39,12 @@ class Scheduling:
     runs: list[ActiveRun]
 
     def _start(
-        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+        self,
+        slot: str,
+        scheduled: datetime,
+        attempt: int,
+        lag_from: datetime | None = None,
+        claimed_at: float | None = None,
     ) -> Report:
         raise NotImplementedError
 
@@ -304,7 +309,9 @@ class Scheduling:
             )
             self._prune_slots(tenure)
             return Report("job_replacing", {"slot": slot.id})
-        report = self._start(slot.id, slot.fire_time, 0, lag_from=slot.start_time)
+        report = self._start(
+            slot.id, slot.fire_time, 0, lag_from=slot.start_time, claimed_at=self.clock.monotonic()
+        )
         self._prune_slots(tenure)
         return report
 

@@ -86,6 +86,9 @@ class FakeRun:
     job: Job
     started: list[FakeRun]
     _pids = itertools.count(1000)
+    # What the runner reads of a real run's start (no watchdog here: none started ahead).
+    watchdog_ready_at: float | None = None
+    exec_at: float | None = None
 
     def __init__(
         self,

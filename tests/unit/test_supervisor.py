@@ -209,3 +209,49 @@ def test_stop_ends_the_job_and_reports_the_signal(runs):
     assert run.returncode == -signal.SIGTERM
     assert run.outcome == "shutdown"
     assert [(s.name, s.reason) for s in run.signals] == [("SIGTERM", "shutdown")]
+
+
+def test_a_kept_watchdog_serves_the_next_run_and_a_finished_runs_controls_go_nowhere(runs):
+    """Reuse within a tenure: the pool's watchdog, started ahead, serves one run, is given back,
+    and serves the next run of the same owner (no interpreter start). A control the daemon sends
+    to the finished run (a late stop) must not reach the run the watchdog serves now."""
+    pool = supervisor.WatchdogPool()
+    pool.enabled = True
+    try:
+        assert pool.fill(time.monotonic()) is None
+        wd = pool.take(("job", 7))
+        assert wd is not None and wd.idle
+        first = _run([SH, "-c", "exit 0"])
+        first.reuse, first.watchdog = True, wd
+        runs.append(first)
+        first.start(time.monotonic(), wait=10.0)
+        assert first.confirmed and first.wait(10) and first.returncode == 0
+        kept = first.release()
+        assert kept is wd
+        pool.give(("job", 7), kept)
+        assert pool.take(("job", 8)) is not wd  # another tenure's run never gets it
+        again = pool.take(("job", 7))
+        assert again is wd
+        second = _run([SH, "-c", "sleep 0.5; exit 4"])
+        second.reuse, second.watchdog = True, again
+        runs.append(second)
+        second.start(time.monotonic(), wait=10.0)
+        assert second.confirmed and second._proc is first._proc
+        first.stop("late")  # the finished run: nothing may be sent for it any more
+        assert second.wait(10)
+        assert second.returncode == 4 and not second.signals, second.signals
+    finally:
+        pool.close()
+
+
+def test_a_discarded_watchdog_exits(runs):
+    """S6: the pool closes the watchdogs of a tenure that ended; each exits at once (EOF)."""
+    pool = supervisor.WatchdogPool()
+    pool.enabled = True
+    pool.fill(time.monotonic())
+    wd = pool.take("owner")
+    assert wd is not None
+    pool.give("owner", wd)
+    assert pool.discard("owner") == 1
+    assert wd.ended.wait(10), "a discarded watchdog did not exit"
+    assert wd.proc is not None and wd.proc.wait(5) == 0
