@@ -29,7 +29,7 @@ from leaderjob.daemon.model import (
     Settings,
     Tenure,
 )
-from leaderjob.daemon.scheduling import Scheduling
+from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
 from leaderjob.health import HealthChecker
@@ -171,7 +171,10 @@ class Runner(History, Scheduling):
             slot = self.planner.peek()
             if slot is not None:
                 planning = tenure.slot_clock.peek(self.clock.wall(), now)
-                times.append(now + (slot.start_time - planning).total_seconds())
+                start = now + (slot.start_time - planning).total_seconds()
+                times.append(start)
+                if self.may_claim_ahead(tenure):  # claimed ahead, once: no busy wake-ups
+                    times.append(start - CLAIM_AHEAD.total_seconds())
         if not tenure.ready:
             times.append(now + 0.2)
         return min(times)
