@@ -79,6 +79,7 @@ HANDOVER_STEPS = [
 ]
 SLOT_STEPS = [
     ("claimed", "claim committed"),
+    ("sent", "start request sent"),
     ("ready", "watchdog ready"),
     ("exec", "job exec'd"),
     ("write", "first write"),
@@ -129,10 +130,13 @@ def start_steps(started: dict[str, Any]) -> dict[str, float]:
     claimed = started.get("claimed_seconds")
     if claimed is not None:
         out["claimed"] = requested + float(claimed)
+    sent = started.get("requested_seconds")
+    if sent is not None:
+        out["sent"] = requested + float(sent)
     ready = started.get("watchdog_ready_seconds")
     if ready is not None:
-        # Started ahead: ready no later than the request (or the claim, on the fire path).
-        out["ready"] = max(out.get("claimed", requested), requested + float(ready))
+        # Started ahead: ready when the request was sent (the watchdog waited for it).
+        out["ready"] = max(out.get("sent", requested), requested + float(ready))
     exec_s = started.get("exec_seconds")
     if exec_s is not None:
         out["exec"] = requested + float(exec_s)
@@ -259,28 +263,34 @@ class Bench:
         with contextlib.suppress(subprocess.TimeoutExpired):
             d.wait(10)
         self.procs.cleanup()
-        return {"rows": rows, "cpu_per_hour": (cpu1 - cpu0) / (t1 - t0) * 3600}
+        per_hour = {k: (cpu1[k] - cpu0[k]) / (t1 - t0) * 3600 for k in cpu0}
+        return {"rows": rows, "cpu_per_hour": per_hour}
 
     @staticmethod
-    def cpu(pid: int) -> float:
-        """The daemon, its reaped children (watchdogs, and through them jobs), and its live
-        children (idle or running watchdogs, with what they reaped)."""
-        total = Bench._cpu_total(pid)
+    def cpu(pid: int) -> dict[str, float]:
+        """CPU seconds so far: the daemon itself; its watchdogs (live ones, and the reaped ones
+        with whatever they reaped); the jobs its live watchdogs reaped."""
+        own, reaped = Bench._cpu_split(pid)
+        out = {"daemon": own, "watchdogs": reaped, "jobs": 0.0}
         with contextlib.suppress(OSError):
             for task in Path(f"/proc/{pid}/task").iterdir():
                 with contextlib.suppress(OSError):
                     for child in (task / "children").read_text().split():
-                        total += Bench._cpu_total(int(child))
-        return total
+                        wd_own, wd_reaped = Bench._cpu_split(int(child))
+                        out["watchdogs"] += wd_own
+                        out["jobs"] += wd_reaped
+        return out
 
     @staticmethod
-    def _cpu_total(pid: int) -> float:
+    def _cpu_split(pid: int) -> tuple[float, float]:
+        """(own, reaped children's) CPU seconds of ``pid``."""
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
-            return 0.0
-        f = stat[stat.rfind(")") + 2 :].split()
-        return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+            return 0.0, 0.0
+        f = [int(x) for x in stat[stat.rfind(")") + 2 :].split()[11:15]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return (f[0] + f[1]) / tick, (f[2] + f[3]) / tick
 
 
 def ms(v: float | None) -> str:
@@ -324,9 +334,15 @@ def render(data: dict[str, Any]) -> str:
             "",
         ]
     n = ", ".join(str(len(data["trees"][lab]["slots"]["rows"])) for lab in labels)
-    cpu = "; ".join(
-        f"{lab}: {data['trees'][lab]['slots']['cpu_per_hour']:.0f} s per hour" for lab in labels
-    )
+
+    def cpu(lab: str) -> str:
+        c = data["trees"][lab]["slots"]["cpu_per_hour"]
+        return (
+            f"{lab}: {c['daemon'] + c['watchdogs']:.0f} s per hour (daemon {c['daemon']:.0f}, "
+            f"watchdogs {c['watchdogs']:.0f}), jobs {c['jobs']:.0f}"
+        )
+
+    cpu_text = "; ".join(map(cpu, labels))
     lines += [
         "### A slot firing, `leaderjob run --schedule '@every 1s'` "
         f"(ms after the fire time; slots: {n})",
@@ -335,7 +351,8 @@ def render(data: dict[str, Any]) -> str:
             headers, summary([data["trees"][lab]["slots"]["rows"] for lab in labels], SLOT_STEPS)
         ),
         "",
-        f"CPU of the daemon + its watchdogs (+ the `sh`/`date` jobs they reaped): {cpu}.",
+        "CPU of the daemon and its watchdogs, and of the `sh`/`date` jobs apart (a watchdog "
+        f"that exits takes its jobs' CPU into the watchdogs' figure): {cpu_text}.",
         "",
         "Reproduce: `.venv/bin/python bench/anatomy.py --doc docs/benchmarks.md` (`make bench`); "
         "`--quick` is a smoke run (`make bench-quick`); `--compare DIR --compare-label NAME` "
@@ -380,7 +397,10 @@ def main() -> int:
     if a.compare:
         trees = {a.compare_label: Path(a.compare).resolve(), **trees}
     results: dict[str, Any] = {
-        lab: {"handover": {k: [] for k in kinds}, "slots": {"rows": [], "cpu_per_hour": 0.0}}
+        lab: {
+            "handover": {k: [] for k in kinds},
+            "slots": {"rows": [], "cpu_per_hour": {"daemon": 0.0, "watchdogs": 0.0, "jobs": 0.0}},
+        }
         for lab in trees
     }
     load0 = os.getloadavg()
@@ -400,7 +420,8 @@ def main() -> int:
             for lab, bench in benches.items():
                 got = bench.slots(seconds / chunks, tag=f"{lab}-{c}")
                 results[lab]["slots"]["rows"] += got.get("rows", [])
-                results[lab]["slots"]["cpu_per_hour"] += got.get("cpu_per_hour", 0.0) / chunks
+                for k, v in got.get("cpu_per_hour", {}).items():
+                    results[lab]["slots"]["cpu_per_hour"][k] += v / chunks
     for lab in trees:
         if lab != a.label:
             results[lab]["handover"]["python-etcd3"] = results[a.label]["handover"]["python-etcd3"]

@@ -355,6 +355,7 @@ class Runner(History, Scheduling):
             attempt=attempt,
             lag_seconds=round(lag, 4),
             claimed_seconds=since(claimed_at),
+            requested_seconds=since(run.started_at),
             watchdog_ready_seconds=since(run.watchdog_ready_at),
             exec_seconds=since(run.exec_at),
         )
