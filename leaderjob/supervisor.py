@@ -366,8 +366,10 @@ class Run:
 
 #: Idle watchdogs a pool keeps for the next runs of their tenures (beyond this, they exit).
 KEEP_IDLE = 4
-#: After a spare could not be started (no pipe, no process), the pool tries again this much later.
+#: After a spare could not be started (no pipe, no process), the pool tries again this much later,
+#: doubled after each failure in a row up to SPARE_RETRY_MAX (runs meanwhile start their own).
 SPARE_RETRY = 1.0
+SPARE_RETRY_MAX = 60.0
 
 
 class WatchdogPool:
@@ -395,6 +397,7 @@ class WatchdogPool:
         self.spares: list[WatchdogProcess] = []
         self.kept: list[tuple[Hashable, WatchdogProcess]] = []
         self.retry_at = 0.0
+        self.failures = 0
 
     def fill(self, now: float) -> str | None:
         """Keep one spare ready; the error text if one could not be started."""
@@ -408,8 +411,10 @@ class WatchdogPool:
         try:
             self.spares.append(self.spawn(self.wakeup))
         except OSError as exc:
-            self.retry_at = now + SPARE_RETRY
+            self.retry_at = now + min(SPARE_RETRY_MAX, SPARE_RETRY * 2**self.failures)
+            self.failures += 1
             return f"cannot start a spare watchdog: {exc.strerror or exc}"
+        self.failures = 0
         return None
 
     def take(self, owner: Hashable) -> WatchdogProcess | None:

@@ -255,3 +255,18 @@ def test_a_discarded_watchdog_exits(runs):
     assert pool.discard("owner") == 1
     assert wd.ended.wait(10), "a discarded watchdog did not exit"
     assert wd.proc is not None and wd.proc.wait(5) == 0
+
+
+def test_a_spare_that_cannot_be_started_is_retried_later_and_less_often():
+    """A spare that cannot be started (EAGAIN at the process limit) is no failed run — the run
+    starts its own watchdog — and is retried 1 s later, then 2 s, 4 s… (one log line each)."""
+
+    def no_fork(wakeup: object) -> supervisor.WatchdogProcess:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    pool = supervisor.WatchdogPool(spawn=no_fork)
+    assert pool.fill(0.0) is None  # disabled until the loop serves
+    pool.enabled = True
+    tried = [t for t in (0.0, 0.5, 1.0, 2.0, 2.9, 3.0, 6.9, 7.0) if pool.fill(t) is not None]
+    assert tried == [0.0, 1.0, 3.0, 7.0]
+    assert pool.take("owner") is None
