@@ -322,14 +322,18 @@ def render(data: dict[str, Any]) -> str:
         'table; "—": a step the runner does not log.',
         "",
     ]
+    if data.get("note"):
+        lines += [str(data["note"]), ""]
     for kind in data["kinds"]:
-        n = ", ".join(f"{len(data['trees'][lab]['handover'][kind])}" for lab in labels)
+        # python-etcd3 is the same in every tree: measured once, under the last label.
+        labs = labels[-1:] if kind == "python-etcd3" else labels
+        n = ", ".join(f"{len(data['trees'][lab]['handover'][kind])}" for lab in labs)
+        hdr = ["step"] + [f"{lab}: {q}" for lab in labs for q in ("median", "p99")]
         lines += [
             f"### Graceful handover, `{kind}` (TTL 3 s; ms after SIGTERM; trials: {n})",
             "",
             table(
-                headers,
-                summary([data["trees"][lab]["handover"][kind] for lab in labels], HANDOVER_STEPS),
+                hdr, summary([data["trees"][lab]["handover"][kind] for lab in labs], HANDOVER_STEPS)
             ),
             "",
         ]
@@ -356,7 +360,8 @@ def render(data: dict[str, Any]) -> str:
         "",
         "Reproduce: `.venv/bin/python bench/anatomy.py --doc docs/benchmarks.md` (`make bench`); "
         "`--quick` is a smoke run (`make bench-quick`); `--compare DIR --compare-label NAME` "
-        "runs another checkout's daemons alongside, trial for trial.",
+        "runs another checkout's daemons alongside, trial for trial; `--json FILE` saves the "
+        "results and `--render FILE --doc docs/benchmarks.md` rewrites this section from them.",
         END,
     ]
     return "\n".join(lines)
@@ -389,7 +394,15 @@ def main() -> int:
     p.add_argument("--compare", default=None, help="another leaderjob checkout, run alongside")
     p.add_argument("--compare-label", default="other", help="its name in the tables")
     p.add_argument("--json", default=None, help="also write the raw results here")
+    p.add_argument("--render", default=None, help="only render a saved --json file")
+    p.add_argument("--note", default=None, help="a line under the heading (what the trees are)")
     a = p.parse_args()
+    if a.render:
+        text = render(json.loads(Path(a.render).read_text()))
+        print(text)
+        if a.doc:
+            write_doc(Path(a.doc), text)
+        return 0
     trials = a.trials or (3 if a.quick else 15)
     seconds = a.seconds or (10.0 if a.quick else 60.0)
     kinds = ["leaderjob lock", "leaderjob run", "python-etcd3"]
@@ -433,6 +446,7 @@ def main() -> int:
         "labels": list(trees),
         "kinds": kinds,
         "trees": results,
+        "note": a.note,
     }
     text = render(data)
     print(text)
