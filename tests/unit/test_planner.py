@@ -475,3 +475,19 @@ def test_slot_clock_trusts_a_jump_held_for_exactly_step_trust_after_L3() -> None
     c.observe(at(1) + timedelta(hours=1), 101.0)
     wall = at(1 + STEP_TRUST_AFTER) + timedelta(hours=1)
     assert c.observe(wall, 101.0 + STEP_TRUST_AFTER) == (wall, 0.0)
+
+
+def test_a_slot_may_be_claimed_ahead_only_within_the_lead_and_before_its_start_L3() -> None:
+    """L3 without a round trip on the fire path: the next slot may be claimed at most ``lead``
+    before its (jittered) start, not earlier, and not once its start has come (then it is
+    ``due``, claimed on the fire path as before). Peeking does not consume it."""
+    p = Planner(parse_schedule("@every 10s", "UTC"), "job")
+    p.begin_tenure(None, at(0.5))
+    lead = timedelta(milliseconds=50)
+    assert p.claimable(at(9.9), lead) is None  # too early
+    slot = p.claimable(at(9.95), lead)
+    assert slot is not None and slot.fire_time == at(10)
+    assert p.claimable(at(9.999), lead) == slot
+    assert p.claimable(at(10), lead) is None  # its start has come: due() yields it
+    assert p.due(at(10)) == (slot, [])
+    assert p.claimable(at(19.96), lead) == p.slot(at(20))
