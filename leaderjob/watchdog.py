@@ -150,15 +150,16 @@ class Watchdog:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def reap(self) -> None:
-        """Collect every child that ended (orphans re-parented to us included)."""
+    def reap(self) -> bool:
+        """Collect every child that ended (orphans re-parented to us included). True if no
+        child is left at all."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return True
             if pid == 0:
-                return
+                return False
             if pid == self.job_pid and self.job is not None:
                 # Reaped here, not by Popen: as a subreaper we collect every orphan anyway.
                 self.returncode = self.job.returncode = os.waitstatus_to_exitcode(status)
@@ -167,6 +168,12 @@ class Watchdog:
         """SIGKILL the group and all descendants until none is left, reaping them all."""
         pause = SWEEP_PAUSE
         while True:
+            # No child at all (the kernel's answer, no race): then nothing is below us either —
+            # every descendant is a child's descendant, and an orphan is re-parented to us (we
+            # are its subreaper) — so nothing of the job's group is left. The common end of a
+            # run, answered without scanning /proc (a scan costs ~1 ms CPU per 100 processes).
+            if self.reap():
+                return
             self._signal_tree(signal.SIGKILL)
             self.reap()
             if not descendants(self.me):
