@@ -116,6 +116,11 @@ class WatchdogProcess:
         return None if self.proc is None else self.proc.pid
 
     @property
+    def alive(self) -> bool:
+        """Running, with its control pipe open (idle, or serving a run)."""
+        return self.ctl is not None and not self.ended.is_set()
+
+    @property
     def idle(self) -> bool:
         """Alive, its control pipe open, serving no run: it can take a start request."""
         with self.lock:
@@ -398,10 +403,18 @@ class WatchdogPool:
         self.kept: list[tuple[Hashable, WatchdogProcess]] = []
         self.retry_at = 0.0
         self.failures = 0
+        #: Every watchdog a spare became, with its owner, until it exits (kept or serving).
+        self.served: list[tuple[Hashable, WatchdogProcess]] = []
 
-    def fill(self, now: float) -> str | None:
-        """Keep one spare ready; the error text if one could not be started."""
+    def fill(self, now: float, owners: Sequence[Hashable | None] = (None,)) -> str | None:
+        """Keep one spare ready for ``owners`` (each job's tenure, None for a job that does not
+        lead); the error text if one could not be started. No spare is needed while every
+        owner has its own watchdog (kept, or serving its run): a leader of one job then holds
+        one idle watchdog, not two."""
         if not self.enabled:
+            return None
+        self.served = [(o, w) for o, w in self.served if w.alive]
+        if all(o is not None and any(o == s for s, _ in self.served) for o in owners):
             return None
         for wd in [w for w in self.spares if not w.idle]:
             wd.close()  # died meanwhile (killed from outside): replaced below
@@ -426,6 +439,7 @@ class WatchdogPool:
         while self.spares:
             wd = self.spares.pop(0)
             if wd.idle:
+                self.served.append((owner, wd))
                 return wd
             wd.close()
         return None
@@ -440,11 +454,14 @@ class WatchdogPool:
             wd.close()
             return
         self.kept.append((owner, wd))
+        if not any(w is wd for _, w in self.served):
+            self.served.append((owner, wd))
 
     def discard(self, owner: Hashable) -> int:
         """``owner``'s tenure ended: its kept watchdogs exit. Returns how many."""
         gone = [wd for o, wd in self.kept if o == owner]
         self.kept = [(o, wd) for o, wd in self.kept if o != owner]
+        self.served = [(o, wd) for o, wd in self.served if o != owner]
         for wd in gone:
             wd.close()
         return len(gone)
@@ -453,4 +470,4 @@ class WatchdogPool:
         """Every idle watchdog exits (the daemon is leaving)."""
         for wd in self.spares + [wd for _, wd in self.kept]:
             wd.close()
-        self.spares, self.kept = [], []
+        self.spares, self.kept, self.served = [], [], []

@@ -319,7 +319,11 @@ class Daemon:
         if self.leaving is None and not (self.s.mode == "once" and self.runner.ran_once):
             # A spare watchdog, while following too: a handover or a slot does not wait for an
             # interpreter to start. Started here, off the fire path, before the loop sleeps.
-            error = self.watchdogs.fill(now)
+            owners = [
+                None if r.tenure is None else (r.seat.job, r.tenure.token)
+                for r in self.runners.values()
+            ]
+            error = self.watchdogs.fill(now, owners)
             if error is not None:
                 self.log.warning("watchdog.spare_failed", error=error)
         until = self.elector.next_wakeup(now, self._may_campaign())

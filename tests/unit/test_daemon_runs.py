@@ -320,6 +320,8 @@ class FakeWatchdog:
     def idle(self) -> bool:
         return not self.closed
 
+    alive = idle  # serving a run or not, as the pool sees it
+
     def close(self) -> None:
         self.closed = True
 

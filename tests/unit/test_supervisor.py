@@ -270,3 +270,46 @@ def test_a_spare_that_cannot_be_started_is_retried_later_and_less_often():
     tried = [t for t in (0.0, 0.5, 1.0, 2.0, 2.9, 3.0, 6.9, 7.0) if pool.fill(t) is not None]
     assert tried == [0.0, 1.0, 3.0, 7.0]
     assert pool.take("owner") is None
+
+
+class _Puppet:
+    """A watchdog process as the pool sees it (no process): alive and idle until closed."""
+
+    def __init__(self, wakeup: object = None) -> None:
+        self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.closed
+
+    alive = idle
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_spare_is_kept_only_for_a_job_without_a_watchdog_of_its_own():
+    """One idle watchdog per job, not two: a follower (owner None) keeps a spare; a leader whose
+    spare became its watchdog (kept between runs, or serving one) gets no second spare until
+    its tenure ends."""
+    made: list[_Puppet] = []
+
+    def spawn(wakeup: object) -> _Puppet:
+        made.append(_Puppet())
+        return made[-1]
+
+    pool = supervisor.WatchdogPool(spawn=spawn)  # type: ignore[arg-type]
+    pool.enabled = True
+    pool.fill(0.0, [None])  # following
+    assert len(made) == 1
+    owner = ("job", 7)
+    wd = pool.take(owner)
+    assert wd is made[0]
+    pool.fill(1.0, [owner])  # leading, its run on that watchdog
+    pool.give(owner, wd)  # type: ignore[arg-type]
+    pool.fill(2.0, [owner])  # leading, between runs
+    assert len(made) == 1, "a second idle watchdog for a job that has one"
+    pool.discard(owner)
+    assert made[0].closed
+    pool.fill(3.0, [None])  # following again
+    assert len(made) == 2 and not made[1].closed
