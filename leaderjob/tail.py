@@ -138,6 +138,10 @@ class Tails:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
+    def finished(self) -> bool:
+        """Every copy reached EOF: no thread of ours is left running."""
+        return not any(c.thread.is_alive() for c in self.copiers.values())
+
     def report(self, timeout: float) -> dict[str, Any]:
         """Wait up to ``timeout`` for the copies to reach EOF; the tails, for the record:
         ``{"stdout_tail": text, "stdout_truncated": bool, …}`` (a stream that wrote nothing is

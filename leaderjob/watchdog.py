@@ -17,19 +17,29 @@ in the daemon, which has gRPC threads), which:
 * when the job's main process exits, SIGKILLs everything it left behind;
 * if it fails itself (a malformed message, a bug), SIGKILLs everything before it exits.
 
+It may be started ahead of its first run (a *spare*: the daemon starts one while it follows, so a
+handover or a slot does not wait for an interpreter to start), and it may serve several runs one
+after another (a start request with ``"reuse": true``): after reporting a run's exit it waits for
+the next start request. Between runs no job exists, so there is nothing to stop at ``D``; the
+control pipe's EOF (the daemon gone) still ends it at once. Control messages that arrive between
+runs belong to the finished run (the daemon sends the next start request only after it read the
+exit report, and the pipe keeps order), so they are ignored.
+
 "The job" is its process group *and* every descendant of this process (found in ``/proc``); a
 SIGKILL is repeated until no descendant is left and all are reaped, and only then is the exit
 reported: the daemon revokes the lease after that report, so no part of the run outlives it.
 
 It imports only the standard library (and :mod:`leaderjob.tail`, which does too) and is run as
 ``python -S watchdog.py CTL_FD STATUS_FD`` so it starts in milliseconds. Protocol: JSON lines.
-Daemon → watchdog: the first line ``{"argv", "env", "deadline", "grace"}``, then
+Daemon → watchdog: a start request ``{"argv", "env", "deadline", "grace", "reuse"?}``, then
 ``{"deadline": D}``, ``{"stop": reason}`` or ``{"kill": reason}``. Watchdog → daemon:
-``{"started": pid}`` or ``{"error": text}``, then ``{"signal": name, "reason": why}`` for each
-signal sent, the tail of the job's output in parts (``{"tail": stream, "part": text}``,
-``{"tail": stream, "truncated": true}``: leaderjob.tail), and finally ``{"exited": returncode}``
-(after an ``{"error": text}`` if the watchdog itself failed). The job's stdout and stderr pass
-through this process to the daemon's own.
+``{"ready": pid}`` once, when it can take a start request, then per run ``{"started": pid}`` or
+``{"error": text}``, then ``{"signal": name, "reason": why}`` for each signal sent, the tail of
+the job's output in parts (``{"tail": stream, "part": text}``, ``{"tail": stream, "truncated":
+true}``: leaderjob.tail), and finally ``{"exited": returncode}`` (after an ``{"error": text}`` if
+the watchdog itself failed), with ``"last": true`` when this watchdog will not serve another run
+although asked to (see :meth:`Watchdog.reusable`). The job's stdout and stderr pass through this
+process to the daemon's own.
 """
 
 from __future__ import annotations
@@ -106,6 +116,17 @@ class Watchdog:
         self.status = status_fd
         self.me = os.getpid()
         self.buf = b""
+        self.ctl_open = True
+        self.reset()
+        # SIGCHLD wakes the select below through this pipe (the handler itself does nothing).
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def reset(self) -> None:
+        """Forget the previous run: every field below is one run's."""
         self.job: subprocess.Popen[bytes] | None = None
         self.job_pid = 0  # also the job's process group id
         self.returncode: int | None = None
@@ -114,14 +135,8 @@ class Watchdog:
         self.kill_at: float | None = None  # set once a stop was requested
         self.termed = False
         self.killed = False
-        self.ctl_open = True
+        self.reuse = False  # the daemon asked this watchdog to serve another run afterwards
         self.tails: tail.Tails | None = None  # the job's stdout/stderr, passed through
-        # SIGCHLD wakes the select below through this pipe (the handler itself does nothing).
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -155,15 +170,16 @@ class Watchdog:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def reap(self) -> None:
-        """Collect every child that ended (orphans re-parented to us included)."""
+    def reap(self) -> bool:
+        """Collect every child that ended (orphans re-parented to us included). True if no
+        child is left at all."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return True
             if pid == 0:
-                return
+                return False
             if pid == self.job_pid and self.job is not None:
                 # Reaped here, not by Popen: as a subreaper we collect every orphan anyway.
                 self.returncode = self.job.returncode = os.waitstatus_to_exitcode(status)
@@ -172,6 +188,12 @@ class Watchdog:
         """SIGKILL the group and all descendants until none is left, reaping them all."""
         pause = SWEEP_PAUSE
         while True:
+            # No child at all (the kernel's answer, no race): then nothing is below us either —
+            # every descendant is a child's descendant, and an orphan is re-parented to us (we
+            # are its subreaper) — so nothing of the job's group is left. The common end of a
+            # run, answered without scanning /proc (a scan costs ~1 ms CPU per 100 processes).
+            if self.reap():
+                return
             self._signal_tree(signal.SIGKILL)
             self.reap()
             if not descendants(self.me):
@@ -201,16 +223,21 @@ class Watchdog:
         return msgs
 
     def first_message(self) -> dict[str, Any] | None:
-        while b"\n" not in self.buf:
-            chunk = os.read(self.ctl, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        msg = json.loads(line)
-        if not isinstance(msg, dict):
-            raise ValueError(f"not a start request: {line!r}")
-        return msg
+        """The next start request; None on EOF. Controls meant for a finished run are skipped."""
+        while True:
+            while b"\n" not in self.buf:
+                chunk = os.read(self.ctl, 65536)
+                if not chunk:
+                    return None
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if not isinstance(msg, dict):
+                raise ValueError(f"not a start request: {line!r}")
+            if "argv" in msg:
+                return msg
 
     def ctl_closed(self) -> bool:
         """True once the daemon's end of the control pipe is closed; reads nothing."""
@@ -267,6 +294,7 @@ class Watchdog:
     def start(self, first: dict[str, Any]) -> bool:
         self.deadline = float(first["deadline"])
         self.grace = float(first["grace"])
+        self.reuse = bool(first.get("reuse"))
         argv = [str(a) for a in first["argv"]]
         env = {str(k): str(v) for k, v in dict(first["env"]).items()}
         tails = tail.Tails()
@@ -278,7 +306,8 @@ class Watchdog:
                 stdout=tails.child_fds[0],
                 stderr=tails.child_fds[1],
                 start_new_session=True,
-                preexec_fn=self.prepare_child,  # noqa: PLW1509 - no threads in this process yet
+                # No threads here: a previous run's copies have ended (reusable()).
+                preexec_fn=self.prepare_child,  # noqa: PLW1509
             )
         except subprocess.SubprocessError:  # prepare_child refused; the reason still holds
             tails.close()
@@ -288,7 +317,7 @@ class Watchdog:
             tails.close()
             self.send(error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
             return False
-        tails.started()  # copy threads from here on: no fork follows
+        tails.started()  # copy threads from here on, until the run's output ends
         self.job, self.job_pid, self.tails = job, job.pid, tails
         self.send(started=job.pid)
         return True
@@ -303,20 +332,30 @@ class Watchdog:
                 self.killed = False
                 self.signal_all(signal.SIGKILL, "watchdog_failed")
                 self.kill_everything()
-            self.send(error=f"watchdog failed: {exc!r}")
-            if self.job_pid:
                 with contextlib.suppress(Exception):
                     self.send_tails()
+            self.send(error=f"watchdog failed: {exc!r}")
+            if self.job_pid:
                 self.send(exited=self.returncode)
             return 1
 
     def _run(self) -> int:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        first = self.first_message()
-        if first is None:
-            return 0
-        if not self.start(first):
-            return 0
+        self.send(ready=self.me)
+        while True:
+            first = self.first_message()
+            if first is None:
+                return 0
+            if not self.start(first):
+                return 0
+            last = self.supervise()
+            if last:
+                return 0
+            self.reset()
+
+    def supervise(self) -> bool:
+        """Supervise the started job until it and everything it left behind are gone; report.
+        True if this was the last run this watchdog serves."""
         for msg in self.complete_lines():  # sent together with the start request
             self.handle(msg, time.monotonic())
         while True:
@@ -351,8 +390,11 @@ class Watchdog:
         # The main process is gone; nothing it started may outlive the run.
         self.kill_everything()
         self.send_tails()
-        self.send(exited=self.returncode)
-        return 0
+        if self.reusable():
+            self.send(exited=self.returncode)
+            return False
+        self.send(exited=self.returncode, **({"last": True} if self.reuse else {}))
+        return True
 
     def send_tails(self) -> None:
         """The last output of the job, before the exit report (every writer is dead now, so
@@ -360,6 +402,11 @@ class Watchdog:
         if self.tails is not None:
             for msg in tail.messages(self.tails.report(timeout=TAIL_WAIT)):
                 self.send(**msg)
+
+    def reusable(self) -> bool:
+        """Asked to serve another run, and able to: the next job is forked from this process,
+        which must then have no thread — a copy blocked on a stuck stdout would still run."""
+        return self.reuse and (self.tails is None or self.tails.finished())
 
 
 def main() -> int:

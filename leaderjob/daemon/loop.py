@@ -41,6 +41,7 @@ from leaderjob.notify import Notifier
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
+from leaderjob.supervisor import WatchdogPool
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -96,6 +97,8 @@ class Daemon:
             environ=self.environ,
             clock=self.clock.monotonic,
         )
+        #: Watchdogs started ahead and reused within a tenure, for every job (enabled by serve).
+        self.watchdogs = WatchdogPool(self.wakeup)
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
@@ -189,6 +192,7 @@ class Daemon:
             on_done=self._lock_done,
             election=self.s.election,
             notifier=self.notifier,
+            watchdogs=self.watchdogs,
         )
         return self.runners[name]
 
@@ -218,6 +222,8 @@ class Daemon:
         )
         if self.health is not None:
             self.health.start()
+        self.watchdogs.enabled = True
+        self.watchdogs.fill(self.clock.monotonic())  # for the first run too, if it can
         try:
             while True:
                 report = self.cycle()
@@ -232,6 +238,7 @@ class Daemon:
             for active in self.runs:
                 active.run.kill("daemon_exit")
                 active.run.close()
+            self.watchdogs.close()  # idle ones exit on EOF
             for active in self.runs:
                 active.run.wait(2.0)
             if self.health is not None:
@@ -320,6 +327,16 @@ class Daemon:
 
     def _wait(self) -> None:
         now = self.clock.monotonic()
+        if self.leaving is None and not (self.s.mode == "once" and self.runner.ran_once):
+            # A spare watchdog, while following too: a handover or a slot does not wait for an
+            # interpreter to start. Started here, off the fire path, before the loop sleeps.
+            owners = [
+                None if r.tenure is None else (r.seat.job, r.tenure.token)
+                for r in self.runners.values()
+            ]
+            error = self.watchdogs.fill(now, owners)
+            if error is not None:
+                self.log.warning("watchdog.spare_failed", error=error)
         until = self.elector.next_wakeup(now, self._may_campaign())
         for r in self.runners.values():
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))

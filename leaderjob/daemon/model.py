@@ -116,3 +116,9 @@ class Tenure:
     last_claimed: datetime | None = None
     #: The time slots are planned by: the wall clock, held back after a jump (planner.SlotClock).
     slot_clock: SlotClock = field(default_factory=SlotClock)
+    #: The next slot, claimed ahead of its start (Scheduling._claim_ahead), and the monotonic
+    #: time its claim committed; ``ahead_tried``: the slot last tried (claimed or not), so a
+    #: refused claim is not retried before its start.
+    ahead: Slot | None = None
+    ahead_claimed_at: float = 0.0
+    ahead_tried: str | None = None

@@ -29,14 +29,14 @@ from leaderjob.daemon.model import (
     Settings,
     Tenure,
 )
-from leaderjob.daemon.scheduling import Scheduling
+from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.machine import DEFAULT
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.health import HealthChecker
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
-from leaderjob.supervisor import Run
+from leaderjob.supervisor import Run, WatchdogPool
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -58,6 +58,7 @@ class Runner(History, Scheduling):
         on_done: Callable[[], None] = lambda: None,
         election: str | None = None,
         notifier: Notifier | None = None,
+        watchdogs: WatchdogPool | None = None,
     ) -> None:
         self.s = settings
         self.session = session
@@ -69,6 +70,8 @@ class Runner(History, Scheduling):
         self.metrics = metrics
         #: --on-failure and --ping-url (shared by the daemon's jobs; never blocks).
         self.notifier = notifier
+        #: Watchdogs started ahead and kept between runs (the daemon's, shared by its jobs).
+        self.watchdogs = watchdogs or WatchdogPool(wakeup)
         #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
         self.on_done = on_done
         #: The daemon's election (a group's name when the daemon runs a jobs file).
@@ -139,7 +142,10 @@ class Runner(History, Scheduling):
         self.restart_at = 0.0
 
     def end(self) -> None:
-        """The term ended (``election.lost``): drop it, and stop every run of it."""
+        """The term ended (``election.lost``): drop it, and stop every run of it. Its idle
+        watchdogs exit: the next tenure starts its runs on fresh ones."""
+        if self.tenure is not None:
+            self.watchdogs.discard((self.seat.job, self.tenure.token))
         self.tenure = None
         if self.planner is not None:
             self.planner.end_tenure()
@@ -182,7 +188,10 @@ class Runner(History, Scheduling):
             slot = self.planner.peek()
             if slot is not None:
                 planning = tenure.slot_clock.peek(self.clock.wall(), now)
-                times.append(now + (slot.start_time - planning).total_seconds())
+                start = now + (slot.start_time - planning).total_seconds()
+                times.append(start)
+                if self.may_claim_ahead(tenure):  # claimed ahead, once: no busy wake-ups
+                    times.append(start - CLAIM_AHEAD.total_seconds())
         if not tenure.ready:
             times.append(now + 0.2)
         return min(times)
@@ -222,7 +231,7 @@ class Runner(History, Scheduling):
                         ).inc()
             if run.done:
                 self.runs.remove(active)
-                run.close()
+                self._release(run)
                 if run.confirmed:
                     self._finished(active)
                     finished = True
@@ -237,6 +246,16 @@ class Runner(History, Scheduling):
                         error=run.error,
                     )
         return finished
+
+    def _release(self, run: Run) -> None:
+        """A run is over: its watchdog serves this tenure's next run, or exits."""
+        wd = run.release() if self.watchdogs.enabled else None
+        tenure = self.tenure
+        ours = tenure is not None and run.token == tenure.token and not self.retiring
+        if wd is not None and tenure is not None and ours:
+            self.watchdogs.give((self.seat.job, tenure.token), wd)
+            return
+        run.close()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -259,8 +278,14 @@ class Runner(History, Scheduling):
         return self._start_scheduled(tenure)
 
     def _start(
-        self, slot: str, scheduled: datetime, attempt: int, lag_from: datetime | None = None
+        self,
+        slot: str,
+        scheduled: datetime,
+        attempt: int,
+        lag_from: datetime | None = None,
+        claimed_at: float | None = None,
     ) -> Report:
+        """Start a run now. ``claimed_at``: monotonic time its slot's claim was committed."""
         now = self.clock.monotonic()
         seat = self.seat
         token = seat.token
@@ -300,6 +325,9 @@ class Runner(History, Scheduling):
             run_id=run_id,
             token=token,
         )
+        # A watchdog started ahead, if one is idle: no interpreter start on the fire path.
+        run.reuse = self.watchdogs.enabled and self.s.mode != "once"
+        run.watchdog = self.watchdogs.take((self.seat.job, token))
         # The wait is bounded by the lease budget: at D − grace the watchdog refuses to exec.
         run.start(now, wait=term_at - now)
         if not run.confirmed:
@@ -334,6 +362,12 @@ class Runner(History, Scheduling):
         timeout_at = now + self.s.timeout if self.s.timeout else None
         self.runs.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
         lag = (self.clock.wall() - (lag_from or scheduled)).total_seconds()
+        logged = self.clock.monotonic()
+
+        def since(t: float | None) -> float | None:
+            # A step of the start, in seconds after the intended start (as lag_seconds is).
+            return None if t is None else round(lag - (logged - t), 4)
+
         self.log.info(
             "job.started",
             run_id=run_id,
@@ -342,6 +376,10 @@ class Runner(History, Scheduling):
             scheduled_time=env["LEADERJOB_SCHEDULED_TIME"],
             attempt=attempt,
             lag_seconds=round(lag, 4),
+            claimed_seconds=since(claimed_at),
+            requested_seconds=since(run.started_at),
+            watchdog_ready_seconds=since(run.watchdog_ready_at),
+            exec_seconds=since(run.exec_at),
         )
         self._notify(None)
         if self.metrics is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.daemons import leaderjob, wait_for
-from tests.harness.procs import pid_alive
+from tests.harness.procs import pid_alive, stop_when_idle
 
 JOB = ["sh", "-c", "setsid sleep 300 & sleep 300"]
 
@@ -130,3 +130,57 @@ def test_kill9_of_the_watchdog_kills_the_job_group_and_the_lock_reports_it_s6(
     assert wait_for(lambda: not _running(in_group[0]), 5) is not None
     assert daemon.wait(15) == 137
     assert daemon.events("job.finished")[0]["outcome"] == "watchdog_failed"
+
+
+def _watchdogs(root: int) -> list[Proc]:
+    return [p for p in _descendants(root) if any("watchdog.py" in a for a in _cmdline(p[0]))]
+
+
+def test_kill9_of_the_daemon_ends_its_spare_watchdog_s6(etcd, prefix, procs, tmp_path):
+    """§3: a watchdog started ahead (no run yet: the schedule's next slot is an hour away)
+    belongs to its daemon like any other: after `kill -9` of the daemon its control pipe
+    closes, and it exits at once."""
+    daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, ["true"], schedule="@hourly")
+    daemon.wait_event("election.acquired", 15)
+    assert wait_for(lambda: len(_watchdogs(daemon.pid)) == 1, 10), "no spare watchdog"
+    [spare] = _watchdogs(daemon.pid)
+    try:
+        killed_at = time.monotonic()
+        daemon.signal(signal.SIGKILL)
+        gone = wait_for(lambda: not _running(spare), 5)
+        assert gone is not None, "the spare watchdog outlived its daemon's kill -9"
+        assert gone - killed_at < 2.0
+    finally:
+        if _running(spare):
+            os.kill(spare[0], signal.SIGKILL)
+
+
+def test_a_frozen_daemons_reused_watchdog_kills_the_job_by_its_deadline_s6(
+    etcd, prefix, procs, tmp_path
+):
+    """S6 + §3 with reuse: the first slot's job exits at once and its watchdog is kept; the next
+    slot's job (`sleep 300`) runs on that same watchdog (both jobs record their parent). With the
+    daemon SIGSTOPped, that watchdog alone kills the job by the local deadline (< TTL)."""
+    parents = tmp_path / "parents"
+    marker = tmp_path / "ran-once"
+    script = f"echo $PPID >> {parents}; [ -e {marker} ] && exec sleep 300; touch {marker}"
+    job = ["sh", "-c", script]
+    daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, job, schedule="@every 1s")
+    assert wait_for(lambda: parents.exists() and len(parents.read_text().split()) >= 2, 20)
+    first, second = parents.read_text().split()[:2]
+    assert first == second, "the second run did not reuse the first run's watchdog"
+    sleepers = [p for p in _descendants(daemon.pid) if _cmdline(p[0]) == ["sleep", "300"]]
+    assert len(sleepers) == 1
+    try:
+        assert stop_when_idle(daemon.pid), "never caught the daemon idle"
+        frozen_at = time.monotonic()
+        try:
+            dead = wait_for(lambda: not _running(sleepers[0]), 3.0 + 1.0)
+            assert dead is not None, "the job outlived its frozen daemon's deadline"
+            assert dead - frozen_at < 3.0, f"killed {dead - frozen_at:.2f}s after the freeze"
+        finally:
+            daemon.signal(signal.SIGCONT)
+        daemon.wait_event("election.lost", 5)
+    finally:
+        if _running(sleepers[0]):
+            os.kill(sleepers[0][0], signal.SIGKILL)

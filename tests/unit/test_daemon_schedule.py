@@ -87,6 +87,9 @@ class FakeRun:
     job: Job
     started: list[FakeRun]
     _pids = itertools.count(1000)
+    # What the runner reads of a real run's start (no watchdog here: none started ahead).
+    watchdog_ready_at: float | None = None
+    exec_at: float | None = None
 
     def __init__(
         self,
@@ -690,3 +693,51 @@ def test_a_leader_without_a_schedule_does_not_spin_L4(world: World, mode: str) -
     assert len(world.started) == 1
     reports = run_for(d, 20, max_cycles=2000)
     assert len(reports) / 20 < 10
+
+
+# -- claims made ahead of the start --------------------------------------------------------------
+
+
+def run_until(d: Daemon, seconds_after_t0: float) -> None:
+    """Cycle until ``seconds_after_t0`` of fake time after T0 (monotonic 1000.0)."""
+    run_for(d, seconds_after_t0 - (d.clock.monotonic() - 1000.0))
+
+
+def test_a_slot_is_claimed_ahead_and_starts_on_time_without_another_round_trip_L3(
+    world: World,
+) -> None:
+    """L3: the claim's round trip is taken off the fire path — the next slot is claimed up to
+    CLAIM_AHEAD before its start (fenced as ever, S3), and started at its start time."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_until(d, 9.99)
+    assert world.store.get(world.data.slot_key(slot_at(10)), timeout=1) is not None
+    assert not world.started, "started before its time"
+    run_for(d, 0.5)
+    assert [r.slot for r in world.started] == [slot_at(10)]
+    [started] = world.events("job.started", slot=slot_at(10))
+    assert started["lag_seconds"] <= 0.001
+    assert started["claimed_seconds"] < 0  # committed before the start time
+
+
+def test_a_slot_claimed_ahead_runs_nowhere_if_leadership_is_lost_before_its_start_S3(
+    world: World,
+) -> None:
+    """S3: a leader claims the next slot ahead, then is frozen past its lease (its loop stops
+    while only the successor's runs). The successor leads once the lease expires and runs only
+    the slots after the newest claim; the old leader, on resume, steps down first thing (its
+    deadline passed) and drops its tenure with the claim made ahead. The slot runs nowhere,
+    and certainly not twice."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_until(d, 9.97)
+    assert world.store.get(world.data.slot_key(slot_at(10)), timeout=1) is not None
+    assert not world.started
+    # d is frozen from here on: only the successor's loop runs.
+    successor = world.daemon("@every 10s", identity="b")
+    run_for(successor, 15)
+    assert successor.tenure is not None, "the successor never led"
+    run_for(d, 0.5)  # d resumes
+    assert d.tenure is None
+    assert world.events("election.lost", reason="deadline_passed")
+    assert [r.slot for r in world.started] == [slot_at(20)]

@@ -535,3 +535,19 @@ def test_a_new_election_and_a_fresh_claim_list_nothing_missed() -> None:
     p = planner("@every 10s")
     assert p.begin_tenure(None, at(35)).missed == []
     assert p.begin_tenure(at(30), at(35)).missed == []
+
+
+def test_a_slot_may_be_claimed_ahead_only_within_the_lead_and_before_its_start_L3() -> None:
+    """L3 without a round trip on the fire path: the next slot may be claimed at most ``lead``
+    before its (jittered) start, not earlier, and not once its start has come (then it is
+    ``due``, claimed on the fire path as before). Peeking does not consume it."""
+    p = Planner(parse_schedule("@every 10s", "UTC"), "job")
+    p.begin_tenure(None, at(0.5))
+    lead = timedelta(milliseconds=50)
+    assert p.claimable(at(9.9), lead) is None  # too early
+    slot = p.claimable(at(9.95), lead)
+    assert slot is not None and slot.fire_time == at(10)
+    assert p.claimable(at(9.999), lead) == slot
+    assert p.claimable(at(10), lead) is None  # its start has come: due() yields it
+    assert p.due(at(10)) == (slot, [])
+    assert p.claimable(at(19.96), lead) == p.slot(at(20))

@@ -209,3 +209,107 @@ def test_stop_ends_the_job_and_reports_the_signal(runs):
     assert run.returncode == -signal.SIGTERM
     assert run.outcome == "shutdown"
     assert [(s.name, s.reason) for s in run.signals] == [("SIGTERM", "shutdown")]
+
+
+def test_a_kept_watchdog_serves_the_next_run_and_a_finished_runs_controls_go_nowhere(runs):
+    """Reuse within a tenure: the pool's watchdog, started ahead, serves one run, is given back,
+    and serves the next run of the same owner (no interpreter start). A control the daemon sends
+    to the finished run (a late stop) must not reach the run the watchdog serves now."""
+    pool = supervisor.WatchdogPool()
+    pool.enabled = True
+    try:
+        assert pool.fill(time.monotonic()) is None
+        wd = pool.take(("job", 7))
+        assert wd is not None and wd.idle
+        first = _run([SH, "-c", "exit 0"])
+        first.reuse, first.watchdog = True, wd
+        runs.append(first)
+        first.start(time.monotonic(), wait=10.0)
+        assert first.confirmed and first.wait(10) and first.returncode == 0
+        kept = first.release()
+        assert kept is wd
+        pool.give(("job", 7), kept)
+        assert pool.take(("job", 8)) is not wd  # another tenure's run never gets it
+        again = pool.take(("job", 7))
+        assert again is wd
+        second = _run([SH, "-c", "sleep 0.5; exit 4"])
+        second.reuse, second.watchdog = True, again
+        runs.append(second)
+        second.start(time.monotonic(), wait=10.0)
+        assert second.confirmed and second._proc is first._proc
+        first.stop("late")  # the finished run: nothing may be sent for it any more
+        assert second.wait(10)
+        assert second.returncode == 4 and not second.signals, second.signals
+    finally:
+        pool.close()
+
+
+def test_a_discarded_watchdog_exits(runs):
+    """S6: the pool closes the watchdogs of a tenure that ended; each exits at once (EOF)."""
+    pool = supervisor.WatchdogPool()
+    pool.enabled = True
+    pool.fill(time.monotonic())
+    wd = pool.take("owner")
+    assert wd is not None
+    pool.give("owner", wd)
+    assert pool.discard("owner") == 1
+    assert wd.ended.wait(10), "a discarded watchdog did not exit"
+    assert wd.proc is not None and wd.proc.wait(5) == 0
+
+
+def test_a_spare_that_cannot_be_started_is_retried_later_and_less_often():
+    """A spare that cannot be started (EAGAIN at the process limit) is no failed run — the run
+    starts its own watchdog — and is retried 1 s later, then 2 s, 4 s… (one log line each)."""
+
+    def no_fork(wakeup: object) -> supervisor.WatchdogProcess:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    pool = supervisor.WatchdogPool(spawn=no_fork)
+    assert pool.fill(0.0) is None  # disabled until the loop serves
+    pool.enabled = True
+    tried = [t for t in (0.0, 0.5, 1.0, 2.0, 2.9, 3.0, 6.9, 7.0) if pool.fill(t) is not None]
+    assert tried == [0.0, 1.0, 3.0, 7.0]
+    assert pool.take("owner") is None
+
+
+class _Puppet:
+    """A watchdog process as the pool sees it (no process): alive and idle until closed."""
+
+    def __init__(self, wakeup: object = None) -> None:
+        self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.closed
+
+    alive = idle
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_spare_is_kept_only_for_a_job_without_a_watchdog_of_its_own():
+    """One idle watchdog per job, not two: a follower (owner None) keeps a spare; a leader whose
+    spare became its watchdog (kept between runs, or serving one) gets no second spare until
+    its tenure ends."""
+    made: list[_Puppet] = []
+
+    def spawn(wakeup: object) -> _Puppet:
+        made.append(_Puppet())
+        return made[-1]
+
+    pool = supervisor.WatchdogPool(spawn=spawn)  # type: ignore[arg-type]
+    pool.enabled = True
+    pool.fill(0.0, [None])  # following
+    assert len(made) == 1
+    owner = ("job", 7)
+    wd = pool.take(owner)
+    assert wd is made[0]
+    pool.fill(1.0, [owner])  # leading, its run on that watchdog
+    pool.give(owner, wd)  # type: ignore[arg-type]
+    pool.fill(2.0, [owner])  # leading, between runs
+    assert len(made) == 1, "a second idle watchdog for a job that has one"
+    pool.discard(owner)
+    assert made[0].closed
+    pool.fill(3.0, [None])  # following again
+    assert len(made) == 2 and not made[1].closed

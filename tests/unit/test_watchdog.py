@@ -282,3 +282,46 @@ def test_orphans_that_end_during_the_run_are_reaped_at_once(driven, escaped):
     while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
         time.sleep(0.01)
     assert not Path(f"/proc/{pid}").exists(), "an orphan that ended was left a zombie"
+
+
+def _next_run(d: Driven) -> None:
+    """Forget the reports of the run that ended (the watchdog serves another)."""
+    d.events = []
+
+
+def test_a_reused_watchdog_ignores_a_finished_runs_controls_and_kills_the_next_at_d_s6(
+    driven, tmp_path
+):
+    """S6 with reuse: a watchdog that served a run (ended by a kill) serves the next one as if
+    it were new — a control meant for the finished run does not touch it, and the next run is
+    still SIGTERMed at D − grace and SIGKILLed before D."""
+    assert driven.until("ready") is not None  # started ahead, waiting for a start request
+    driven.send(argv=_sh("sleep 300"), env=dict(os.environ),
+                deadline=time.monotonic() + 60, grace=1.0, reuse=True)  # fmt: skip
+    driven.until("started")
+    driven.send(kill="test")
+    assert driven.until("exited")["exited"] == -signal.SIGKILL
+    _next_run(driven)
+    driven.send(stop="late")  # for the run that ended: must not reach the next one
+    t0 = time.monotonic()
+    driven.send(argv=_sh("trap '' TERM; sleep 300"), env=dict(os.environ),
+                deadline=t0 + 1.5, grace=0.5, reuse=True)  # fmt: skip
+    driven.until("started")
+    report = driven.until("exited", timeout=10)
+    took = time.monotonic() - t0
+    assert report is not None and report["exited"] == -signal.SIGKILL
+    signals = [(e["signal"], e["reason"]) for e in driven.events if "signal" in e]
+    assert signals == [("SIGTERM", "deadline"), ("SIGKILL", "deadline")], signals
+    assert took < 1.5 + 0.5, f"killed {took:.2f}s after the start, D was 1.5 s"
+
+
+def test_an_idle_watchdog_exits_when_the_daemon_is_gone_s6(driven):
+    """S6/§3: a watchdog waiting between runs (or started ahead) exits as soon as the daemon's
+    end of its control pipe closes: nothing of a dead daemon is left behind."""
+    driven.until("ready")
+    driven.send(argv=_sh("exit 0"), env=dict(os.environ),
+                deadline=time.monotonic() + 60, grace=1.0, reuse=True)  # fmt: skip
+    assert driven.until("exited")["exited"] == 0
+    assert driven.proc.poll() is None  # kept for the next run
+    driven.close_ctl()
+    assert driven.finish(timeout=5) == 0
