@@ -165,6 +165,20 @@ class Metrics:
             [*e, "mode", "fingerprint"],
             registry=registry,
         )
+        self.etcd_db_size = Gauge(
+            "leaderjob_etcd_db_size_bytes",
+            "etcd's backend database size as its Maintenance Status reports it (polled about "
+            "once a minute; 0 until the first answer)",
+            e,
+            registry=registry,
+        )
+        self.etcd_db_quota = Gauge(
+            "leaderjob_etcd_db_quota_bytes",
+            "The etcd backend quota this replica was told (--etcd-quota); at it, etcd raises "
+            "NOSPACE and refuses every write",
+            e,
+            registry=registry,
+        )
         # Make the plain gauges and histograms exist from the start (0), so alerts and dashboards
         # see the series before the first event.
         for metric in (

@@ -4,6 +4,7 @@ output. Parsed into typed settings by :mod:`leaderjob.cli.daemon`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,6 +17,23 @@ from leaderjob.cli.options import (
 from leaderjob.config import (
     MIN_TTL,
 )
+from leaderjob.units import parse_size
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.5
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            size = value if isinstance(value, int) else parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r} must be a positive size, e.g. 2GiB", param, ctx)
+        return size
+
+
+SIZE = Size()
 
 
 def daemon_options(*, metrics_default: str) -> Callable[[F], F]:
@@ -101,6 +119,16 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             show_default=True,
             help="Serve /metrics, /healthz, /readyz, /leader and /status on HOST:PORT "
             "([::]:9102 for IPv6 and IPv4); 'off' disables.",
+        ),
+        click.option(
+            "--etcd-quota",
+            envvar=_env("etcd_quota"),
+            type=SIZE,
+            default="2GiB",
+            show_default=True,
+            help="etcd's --quota-backend-bytes, published as leaderjob_etcd_db_quota_bytes next "
+            "to the database size read from etcd once a minute (only while --metrics-addr "
+            "serves), so that an alert fires before etcd raises NOSPACE.",
         ),
         click.option(
             "--health-cmd",

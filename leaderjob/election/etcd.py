@@ -584,3 +584,12 @@ class EtcdStore:
         md, timeout = self._prepare(timeout)
         stub = etcdrpc.MaintenanceStub(self._channel())
         return str(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).version)
+
+    @_rpc("status")
+    def db_size(self, *, timeout: float) -> int:
+        """The backend database size, in bytes, of the member this client talks to (Maintenance
+        Status). It grows with every revision until compaction and defragmentation; at etcd's
+        ``--quota-backend-bytes`` the cluster raises NOSPACE and refuses every write."""
+        md, timeout = self._prepare(timeout)
+        stub = etcdrpc.MaintenanceStub(self._channel())
+        return int(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).dbSize)

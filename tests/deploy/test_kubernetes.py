@@ -371,3 +371,16 @@ def test_kustomize_build_carries_the_jobs_file_in_the_configmap() -> None:
     ]
     assert len(maps) == 1, [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
     assert maps[0]["data"][path.name] == path.read_text()
+
+
+def test_etcd_statefulset_compacts_so_revisions_never_fill_the_quota() -> None:
+    """Every claim and run record is a revision; without periodic compaction the database grows
+    until etcd refuses every write (NOSPACE), keepalives included (L1 needs writes)."""
+    sts = load_yaml(K8S / "etcd" / "statefulset.yaml")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.get("ETCD_AUTO_COMPACTION_MODE") == "periodic"
+    assert env.get("ETCD_AUTO_COMPACTION_RETENTION"), "a retention is needed"
+    assert int(env.get("ETCD_QUOTA_BACKEND_BYTES") or 0) == 2 * 1024**3, (
+        "the daemons' --etcd-quota default (2GiB) must match etcd's quota"
+    )
