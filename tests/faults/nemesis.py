@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +181,17 @@ def parse_duration(text: str) -> float:
 
 
 def run_soak(
-    duration: float, out: Path, *, seed: int | None = None, pods: int = 3, jobs: int = 0
+    duration: float,
+    out: Path,
+    *,
+    seed: int | None = None,
+    pods: int = 3,
+    jobs: int = 0,
+    etcd_args: Sequence[str] = (),
+    on_cluster: Callable[[IsolatableCluster], None] | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
+    """``etcd_args``: extra flags for every member (e.g. a small quota and auto-compaction);
+    ``on_cluster`` is called once the cluster is up (e.g. to sample its database size)."""
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +204,9 @@ def run_soak(
 
     started = time.monotonic()
     procs = ProcessGroup()
-    cluster = IsolatableCluster(3)
+    cluster = IsolatableCluster(3, extra_args=etcd_args)
+    if on_cluster is not None:
+        on_cluster(cluster)
     world: World | None = None
     try:
         world = World(
