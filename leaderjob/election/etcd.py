@@ -593,3 +593,12 @@ class EtcdStore:
         md, timeout = self._prepare(timeout)
         stub = etcdrpc.MaintenanceStub(self._channel())
         return int(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).dbSize)
+
+    @_rpc("member_list")
+    def member_count(self, *, timeout: float) -> int:
+        """How many members the cluster has (Cluster MemberList). With more than one, an etcd
+        leader's failure costs an election: up to twice the election timeout without a leader."""
+        md, timeout = self._prepare(timeout)
+        stub = etcdrpc.ClusterStub(self._channel())
+        resp = stub.MemberList(etcdrpc.MemberListRequest(), timeout=timeout, metadata=md)
+        return len(resp.members)

@@ -18,6 +18,10 @@ from leaderjob.selftest.candidate import Candidate
 from leaderjob.selftest.proxy import CutProxy, SelftestError, TrackingStore
 from leaderjob.selftest.report import verdict
 
+#: etcd's default ``--election-timeout`` (1 s). A member without word from its leader for a
+#: randomised 1-2 election timeouts starts an election.
+ETCD_ELECTION_TIMEOUT = 1.0
+
 #: The probe job: ignores SIGTERM (the worst case), so only the watchdog's SIGKILL ends it.
 PROBE = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(86400)\n"
 
@@ -53,9 +57,15 @@ def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.005
 
 class _Selftest:
     def __init__(
-        self, conn: Connection, ttl: float, prefix: str, progress: Callable[[str], None]
+        self,
+        conn: Connection,
+        ttl: float,
+        prefix: str,
+        progress: Callable[[str], None],
+        election_timeout: float = ETCD_ELECTION_TIMEOUT,
     ) -> None:
         self.conn = conn
+        self.election_timeout = election_timeout
         self.timing = Timing.from_ttl(ttl)
         self.ttl = ttl
         self.progress = progress
@@ -218,9 +228,15 @@ class _Selftest:
             f"etcd {version} at {','.join(self.conn.endpoints)}; TTL {self.ttl:g}s; "
             f"keys under {self.root}/"
         )
+        try:
+            members: int | None = self.observer.member_count(timeout=self.rpc())
+        except StoreError:
+            members = None  # a user without the cluster permission: the check is skipped
         report: dict[str, Any] = {
             "endpoints": list(self.conn.endpoints),
             "etcd_version": version,
+            "etcd_members": members,
+            "etcd_election_timeout": self.election_timeout,
             "ttl": self.ttl,
             "timing": dataclasses.asdict(self.timing),
             "scenarios": [],
@@ -250,6 +266,10 @@ def run_selftest(
     ttl: float,
     prefix: str,
     progress: Callable[[str], None] | None = None,
+    election_timeout: float = ETCD_ELECTION_TIMEOUT,
 ) -> dict[str, Any]:
-    """Run the self-test; returns the report (see :func:`format_report`)."""
-    return _Selftest(conn, ttl, prefix, progress or (lambda _msg: None)).run()
+    """Run the self-test; returns the report (see :func:`format_report`). ``election_timeout``
+    is etcd's ``--election-timeout``: no client call reveals it."""
+    return _Selftest(
+        conn, ttl, prefix, progress or (lambda _msg: None), election_timeout
+    ).run()

@@ -53,6 +53,10 @@ def verdict(report: dict[str, Any], timing: Timing) -> None:
                 f"({timing.renew_interval:g}s): etcd or the network is slow for TTL {ttl:g}s; "
                 "raise --ttl or look at etcd's disk latency."
             )
+    problem = etcd_election_problem(report, timing)
+    if problem:
+        level = "WARN" if level == "PASS" else level
+        advice.append(problem)
     cleanup = report.get("cleanup") or {}
     if cleanup and not cleanup.get("clean"):
         advice.append(
@@ -62,6 +66,45 @@ def verdict(report: dict[str, Any], timing: Timing) -> None:
     report["advice"] = advice
 
 
+
+
+def etcd_election_budget(timing: Timing, election_timeout: float, rtt: float) -> float:
+    """What an etcd leader's failure may cost a leader's renewals, in the worst phase, minus what
+    the renew budget leaves: positive means leadership can be lost with no fault aimed at it.
+
+    The etcd leader dies just before our next keepalive is due (one renew interval after the
+    last answered one); its followers wait up to two election timeouts (raft randomises the
+    timeout in [E, 2E)) before they elect a new leader in a few round trips; our keepalive must
+    then get through before the renew deadline. A new etcd leader extends every lease by a full
+    TTL, so if the daemon renews within its budget the election costs nothing (SAFETY.md §4).
+    """
+    needed = timing.renew_interval + 2 * election_timeout + 3 * rtt
+    return needed - timing.renew_deadline
+
+
+def etcd_election_problem(report: dict[str, Any], timing: Timing) -> str | None:
+    """Advice when the TTL is too short to ride out an etcd election (only on a cluster of
+    more than one member: a single member that fails is an outage, not an election)."""
+    members = report.get("etcd_members")
+    if not members or members < 2:
+        return None
+    election = float(report.get("etcd_election_timeout") or 1.0)
+    rtt = float((report.get("keepalive_rtt") or {}).get("p99") or 0.0)
+    over = etcd_election_budget(timing, election, rtt)
+    if over <= 0:
+        return None
+    # The smallest whole-second TTL whose default budget absorbs the election.
+    ttl = int(timing.ttl)
+    while etcd_election_budget(Timing.from_ttl(ttl), election, rtt) > 0 and ttl < 3600:
+        ttl += 1
+    return (
+        f"TTL {timing.ttl:g}s is too short to ride out an etcd leader election on this "
+        f"{members}-member cluster: a renew interval ({timing.renew_interval:g}s) plus up to "
+        f"2 × the election timeout ({election:g}s, etcd's --election-timeout; give yours with "
+        f"--etcd-election-timeout) plus 3 round trips (p99 {rtt * 1000:.0f} ms) exceeds the "
+        f"renew deadline ({timing.renew_deadline:.2f}s) by {over:.2f}s, so the leader can lose "
+        f"leadership when etcd's leader fails. Use --ttl {ttl}s or more."
+    )
 
 
 def _ms(seconds: float | None) -> str:
@@ -76,7 +119,8 @@ def format_report(report: dict[str, Any]) -> str:
     rtt = report.get("keepalive_rtt") or {}
     lines = [
         f"leaderjob selftest: etcd {report['etcd_version']} at {','.join(report['endpoints'])}, "
-        f"TTL {report['ttl']:g}s",
+        f"TTL {report['ttl']:g}s"
+        + (f", {report['etcd_members']} members" if report.get("etcd_members") else ""),
         f"  keepalive round trip: p50 {_ms(rtt.get('p50'))}, p90 {_ms(rtt.get('p90'))}, "
         f"p99 {_ms(rtt.get('p99'))}, max {_ms(rtt.get('max'))} (n={rtt.get('n', 0)})",
     ]

@@ -1,0 +1,63 @@
+"""selftest's verdict on the TTL against the measured etcd: an etcd leader election must fit in
+the renew budget, or a leader loses leadership with no fault aimed at it (L4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leaderjob.config import Timing
+from leaderjob.selftest import format_report, verdict
+
+
+def _report(ttl: float, members: int | None, p99: float = 0.002, election: float = 1.0) -> Any:
+    return {
+        "endpoints": ["127.0.0.1:2379"],
+        "etcd_version": "3.4.23",
+        "etcd_members": members,
+        "etcd_election_timeout": election,
+        "ttl": ttl,
+        "scenarios": [
+            {
+                "fault": f,
+                "margin_seconds": 0.4,
+                "failover_seconds": ttl,
+                "job_died_after": 1.0,
+                "key_deleted_after": 1.4,
+                "old_token": 1,
+                "new_token": 2,
+            }
+            for f in ("freeze", "cut")
+        ],
+        "keepalive_rtt": {"n": 50, "p50": p99 / 2, "p90": p99, "p99": p99, "max": p99},
+        "cleanup": {},
+    }
+
+
+def test_l4_a_ttl_too_short_for_an_etcd_election_warns_and_names_the_smallest_that_fits():
+    report = _report(3, members=3)
+    verdict(report, Timing.from_ttl(3))
+    assert report["verdict"] == "WARN"
+    (advice,) = [a for a in report["advice"] if "etcd leader election" in a]
+    assert "3-member cluster" in advice and "Use --ttl 4s or more" in advice
+    assert "3 members" in format_report(report)
+
+
+def test_l4_the_default_budget_of_a_long_enough_ttl_absorbs_the_election():
+    for ttl in (4, 5, 15):
+        report = _report(ttl, members=3)
+        verdict(report, Timing.from_ttl(ttl))
+        assert report["verdict"] == "PASS", report["advice"]
+
+
+def test_a_slower_etcd_election_timeout_needs_a_longer_ttl():
+    report = _report(5, members=3, election=2.0)
+    verdict(report, Timing.from_ttl(5))
+    assert report["verdict"] == "WARN"
+    assert any("Use --ttl 8s or more" in a for a in report["advice"])
+
+
+def test_a_single_member_or_an_unknown_cluster_has_no_election_to_ride_out():
+    for members in (1, None):
+        report = _report(2, members=members)
+        verdict(report, Timing.from_ttl(2))
+        assert not [a for a in report["advice"] if "etcd leader election" in a]
