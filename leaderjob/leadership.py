@@ -45,6 +45,7 @@ from typing import Any
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.config import (
     DEFAULT_PREFIX,
+    DEFAULT_TTL,
     Connection,
     Endpoints,
     Timing,
@@ -396,7 +397,7 @@ class Leadership:
         election: str,
         *,
         endpoints: Sequence[str] | str = ("127.0.0.1:2379",),
-        ttl: float = 15.0,
+        ttl: float = DEFAULT_TTL,
         renew_interval: float | None = None,
         renew_deadline: float | None = None,
         grace: float | None = None,

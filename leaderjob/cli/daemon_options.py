@@ -15,6 +15,7 @@ from leaderjob.cli.options import (
     _not_from_parent_job,
 )
 from leaderjob.config import (
+    DEFAULT_TTL,
     MIN_TTL,
 )
 from leaderjob.units import parse_size
@@ -67,7 +68,7 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             "--ttl",
             envvar=_env("ttl"),
             type=DURATION,
-            default="15s",
+            default=f"{DEFAULT_TTL}s",
             show_default=True,
             help=f"Lease TTL: how long a dead leader blocks the election. Whole seconds, at "
             f"least {MIN_TTL}s. Crash failover takes about TTL + 1.5 s.",

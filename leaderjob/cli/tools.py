@@ -17,6 +17,7 @@ from leaderjob.cli.options import (
     connection_options,
 )
 from leaderjob.config import (
+    DEFAULT_TTL,
     join_errors,
 )
 
@@ -86,7 +87,7 @@ def demo(ttl: float, duration: float) -> None:
 @click.option(
     "--ttl",
     type=DURATION,
-    default="15s",
+    default=f"{DEFAULT_TTL}s",
     show_default=True,
     help="The lease TTL you run leaderjob with. The test takes about 5·TTL.",
 )
