@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -348,7 +349,8 @@ def render_svg(cells: Sequence[Cell]) -> str:
         f'<rect width="{W}" height="{H}" fill="white"/>',
     ]
     tmax = max(ttls) if ttls else 1
-    fo_max = max([tmax + 3.0] + [max(c.failovers) for c in cells if c.failovers])
+    fo_max = float(math.ceil(max([tmax + 3.0] + [max(c.failovers) for c in cells if c.failovers])))
+    fo_max += -fo_max % 2
     loss_max = max([3] + [c.spurious for c in cells])
 
     def panel(x0: float, title: str, ymax: float, ylabel: str, value: Callable[[Cell], float | None]
@@ -370,9 +372,9 @@ def render_svg(cells: Sequence[Cell]) -> str:
             out.append(f'<text x="{X(t)}" y="{PAD + ph + 16}" text-anchor="middle">{t}</text>')
         out.append(f'<text x="{x0 + pw / 2}" y="{PAD + ph + 34}" text-anchor="middle">'
                    "TTL (s)</text>")  # fmt: skip
-        steps = 5
-        for i in range(steps + 1):
-            v = ymax * i / steps
+        step = next(x for x in (1, 2, 5, 10, 20, 50, 100) if ymax / x <= 6)
+        for i in range(int(ymax // step) + 1):
+            v = float(i * step)
             out.append(f'<line x1="{x0 - 4}" y1="{Y(v)}" x2="{x0 + pw}" y2="{Y(v)}" '
                        'stroke="#ddd"/>' if i else "")  # fmt: skip
             out.append(f'<text x="{x0 - 6}" y="{Y(v) + 4}" text-anchor="end">'
@@ -396,6 +398,16 @@ def render_svg(cells: Sequence[Cell]) -> str:
 
     panel(PAD, "crash failover after kill -9 (median)", fo_max, "seconds",
           lambda c: median(c.failovers))  # fmt: skip
+    for k, ver in enumerate(versions):
+        # the worst of each TTL, as open circles
+        for c in cells:
+            if c.etcd == ver and c.failovers:
+                x = PAD + c.ttl / tmax * pw
+                y = PAD + ph - max(c.failovers) / fo_max * ph
+                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="none" '
+                           f'stroke="{colours[k % len(colours)]}"/>')  # fmt: skip
+    out.append(f'<text x="{PAD + 10}" y="{PAD + 12 + 16 * len(versions)}" fill="#555">'
+               "○ worst of the kills</text>")  # fmt: skip
     if ttls:
         # the floor: a dead leader's lease lives one TTL
         x0 = PAD
