@@ -65,16 +65,22 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/many_jobs.py --doc docs/benchmarks.md
+	$(BIN)/python bench/ttl_sweep.py $(TTL_SWEEP_RUNS) --doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg
+	$(BIN)/python bench/capacity.py --render docs/data/capacity.json --doc docs/benchmarks.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 	$(BIN)/python bench/many_jobs.py --quick
 
 # The TTL sweep (about 30 minutes: five TTLs, five conditions, etcd 3.5 and 3.4 when present)
-# adds its section "TTL sweep" to docs/benchmarks.md and redraws docs/img/ttl-sweep.svg.
+# keeps its results in docs/data/ttl-sweep.json, then `make bench` (which rewrites
+# docs/benchmarks.md) and this target render the section "TTL sweep" and docs/img/ttl-sweep.svg
+# from the saved runs (the sweep and a run of extra etcd leader kills and stalls).
 # QUICK=1: a smoke run, tables on stdout only.
+TTL_SWEEP_RUNS := --render docs/data/ttl-sweep.json --render docs/data/ttl-sweep-extra.json
 bench-ttl: $(STAMP)
-	$(BIN)/python bench/ttl_sweep.py $(if $(QUICK),--quick,--doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg)
+	$(BIN)/python bench/ttl_sweep.py $(if $(QUICK),--quick,--json docs/data/ttl-sweep.json)
+	$(if $(QUICK),,$(BIN)/python bench/ttl_sweep.py $(TTL_SWEEP_RUNS) --doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg)
 
 DURATION ?= 5m
 # JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).

@@ -38,7 +38,9 @@ import math
 import os
 import platform
 import random
+import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -87,6 +89,7 @@ class Cell:
     req_per_min_per_replica: float | None = None
     req_by_method: dict[str, float] = field(default_factory=dict)
     etcd_election_seconds: list[float] = field(default_factory=list)
+    stalls_done: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -201,6 +204,8 @@ def sweep_one(binary: str, ttl: int, p: Params, logdir: Path, log: Callable[[str
             time.sleep(3.0)  # every daemon queued, the first runs done
 
             def quiet() -> None:
+                if p.quiet <= 0:
+                    return
                 r0, t0 = _requests(w.cluster), time.monotonic()
                 time.sleep(p.quiet)
                 r1, t1 = _requests(w.cluster), time.monotonic()
@@ -232,11 +237,14 @@ def sweep_one(binary: str, ttl: int, p: Params, logdir: Path, log: Callable[[str
                     victim.pause()
                     time.sleep(p.stall)
                     victim.resume()
+                    cell.stalls_done += 1
                     _settle(w, t0, p.stall + 3.0)
 
             def jitter() -> None:
                 rng = random.Random(ttl)
                 t0 = time.monotonic()
+                if p.jitter <= 0:
+                    return
                 try:
                     while time.monotonic() < t0 + p.jitter:
                         for multi in w.proxies:
@@ -315,9 +323,10 @@ def _f(v: float | None, digits: int = 2) -> str:
 def render_table(cells: Sequence[Cell]) -> str:
     head = (
         "| etcd | TTL | crash failover median / max (n) | spurious losses: etcd leader kill "
-        "/ stall / jitter / quiet | etcd requests/min per replica | etcd re-election |"
+        "/ stall / jitter / quiet | etcd leader kills / stalls tried "
+        "| etcd requests/min per replica | etcd re-election |"
     )
-    rows = [head, "|---|---|---|---|---|---|"]
+    rows = [head, "|---|---|---|---|---|---|---|"]
     for c in cells:
         fo = c.failovers
         n = f"{len(fo)}" + (f", {c.failover_misses} missed" if c.failover_misses else "")
@@ -327,7 +336,8 @@ def render_table(cells: Sequence[Cell]) -> str:
         el = c.etcd_election_seconds
         rows.append(
             f"| {c.etcd} | {c.ttl} s | {_f(median(fo))} / {_f(max(fo) if fo else None)} s ({n}) "
-            f"| {losses} | {_f(c.req_per_min_per_replica, 1)} "
+            f"| {losses} | {len(c.etcd_election_seconds)} / {c.stalls_done} "
+            f"| {_f(c.req_per_min_per_replica, 1)} "
             f"| {_f(median(el), 1)} s |"
         )
     return "\n".join(rows)
@@ -424,6 +434,34 @@ def render_svg(cells: Sequence[Cell]) -> str:
     return "\n".join(x for x in out if x) + "\n"
 
 
+def smallest_clean_ttl(cells: Sequence[Cell]) -> int | None:
+    """The smallest TTL with no spurious loss on any etcd version, nor at any larger TTL."""
+    ttls = sorted({c.ttl for c in cells})
+    clean = [t for t in ttls if all(c.spurious == 0 for c in cells if c.ttl >= t)]
+    return clean[0] if clean else None
+
+
+def _findings(cells: Sequence[Cell]) -> list[str]:
+    out = []
+    best = smallest_clean_ttl(cells)
+    for c in cells:
+        if c.spurious:
+            why = sorted({r.split(": ", 1)[-1] for k, v in c.loss_reasons.items()
+                          if k != "daemon-kill" for r in v})  # fmt: skip
+            where = ", ".join(f"{k} {n}" for k, n in c.losses.items() if n and k != "daemon-kill")
+            out.append(
+                f"- etcd {c.etcd}, TTL {c.ttl} s: {c.spurious} spurious loss(es) ({where}; "
+                f"reason {', '.join(why)})."
+            )
+    out.append(
+        f"- **The smallest TTL with no spurious loss in any condition on either etcd, nor at any "
+        f"longer TTL: {best} s** — the default (docs/configuration.md says why). Losses are "
+        "counted per fault tried, not per hour: a few minutes of each fault per TTL make an "
+        "hourly rate meaningless." if best is not None else "- Every TTL lost leadership."
+    )
+    return out
+
+
 def render_doc(cells: Sequence[Cell], meta: dict[str, Any]) -> str:
     return "\n".join([
         BEGIN,
@@ -446,8 +484,11 @@ def render_doc(cells: Sequence[Cell], meta: dict[str, Any]) -> str:
         "minute are every member's `grpc_server_msg_received_total` over the quiet window, "
         "divided by the three replicas (leader and followers together).",
         "",
-        f"Command: `{meta['command']}`. A smoke run: `.venv/bin/python bench/ttl_sweep.py "
-        "--quick`. `--render results.json --doc FILE --svg FILE` redraws from a saved run.",
+        *_findings(cells),
+        "",
+        f"Command: `{meta['command']}` (`make bench-ttl`). A smoke run: `.venv/bin/python "
+        "bench/ttl_sweep.py --quick`. `--render results.json [--render more.json] --doc FILE "
+        "--svg FILE` redraws from saved runs (docs/data/ttl-sweep*.json; `make bench` does).",
         END,
     ])  # fmt: skip
 
@@ -479,6 +520,36 @@ def _load(path: Path) -> tuple[list[Cell], dict[str, Any]]:
     return [Cell(**c) for c in data], meta
 
 
+def merge(runs: Sequence[tuple[list[Cell], dict[str, Any]]]) -> tuple[list[Cell], dict[str, Any]]:
+    """One cell per (etcd, TTL): repeats add up; the first run's meta, with the others' plans."""
+    cells: dict[tuple[str, int], Cell] = {}
+    for run, _ in runs:
+        for c in run:
+            m = cells.get((c.etcd, c.ttl))
+            if m is None:
+                cells[(c.etcd, c.ttl)] = c
+                continue
+            m.failovers += c.failovers
+            m.failover_misses += c.failover_misses
+            m.etcd_election_seconds += c.etcd_election_seconds
+            m.stalls_done += c.stalls_done
+            m.errors += c.errors
+            for k, n in c.losses.items():
+                m.losses[k] = m.losses.get(k, 0) + n
+                m.loss_reasons.setdefault(k, []).extend(c.loss_reasons.get(k, []))
+                m.exposure[k] = m.exposure.get(k, 0.0) + c.exposure.get(k, 0.0)
+            if m.req_per_min_per_replica is None:
+                m.req_per_min_per_replica = c.req_per_min_per_replica
+    meta = dict(runs[0][1]) if runs else {}
+    for _, extra in runs[1:]:
+        if extra:
+            meta["plan"] = f"{meta.get('plan', '')} Then: {extra.get('plan', '')}"
+            meta["command"] = f"{meta.get('command', '')}`, then `{extra.get('command', '')}"
+            meta["minutes"] = meta.get("minutes", 0.0) + extra.get("minutes", 0.0)
+    order = sorted(cells.values(), key=lambda c: (c.etcd, c.ttl))
+    return order, meta
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ttls", default="2,3,5,10,15", help="TTLs in whole seconds")
@@ -493,12 +564,19 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="TTL 2 and 5, one of each, short windows")
     p.add_argument("--doc", default=None, help="replace the 'TTL sweep' section of this file")
     p.add_argument("--svg", default=None, help="write the plot here (e.g. docs/img/ttl-sweep.svg)")
+    p.add_argument("--json", default=None, help="also keep the results here (for --render)")
     p.add_argument("--shared", default="", help="what else ran on the machine, for the report")
-    p.add_argument("--render", metavar="RESULTS_JSON", help="only render a saved run")
+    p.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        action="append",
+        help="only render saved runs (repeatable: the cells of one etcd version and TTL are "
+        "merged, e.g. a sweep and a run of extra etcd leader kills)",
+    )
     a = p.parse_args()
 
     if a.render:
-        cells, meta = _load(Path(a.render))
+        cells, meta = merge([_load(Path(r)) for r in a.render])
     else:
         if a.quick:
             a.ttls, a.quiet, a.member_kills, a.stalls, a.jitter, a.daemon_kills = (
@@ -541,14 +619,12 @@ def main() -> int:
                 f"(100 ± 50 ms each way on every daemon↔member path); `kill -9` of the leading "
                 f"daemon ×{params.daemon_kills}. At least one TTL of waiting after each fault."
             ),
-            "command": ".venv/bin/python bench/ttl_sweep.py"
-            + (f" --ttls {a.ttls}" if a.ttls != "2,3,5,10,15" else "")
-            + (f" --jitter {a.jitter:g}" if a.jitter != 60.0 else "")
-            + " --doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg",
+            "command": shlex.join([".venv/bin/python", "bench/ttl_sweep.py", *sys.argv[1:]]),
         }
-        (logdir / "results.json").write_text(
-            json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=1)
-        )
+        saved = json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=1)
+        (logdir / "results.json").write_text(saved)
+        if a.json:
+            Path(a.json).write_text(saved)
     print(render_table(cells))
     for c in cells:
         for e in c.errors:

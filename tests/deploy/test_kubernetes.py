@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from leaderjob.config import DEFAULT_TTL
 from tests.deploy._support import (
     ALERTS,
     K8S,
@@ -138,9 +139,8 @@ def test_leaderjob_is_a_native_sidecar_of_a_three_replica_deployment() -> None:
     assert opts.get("--metrics-addr", "0.0.0.0:9102").endswith(":9102")
 
     # Graceful stop fits in the pod's grace period (default --grace is TTL/5).
-    grace = (
-        _seconds(opts["--grace"]) if "--grace" in opts else _seconds(opts.get("--ttl", "15s")) / 5
-    )
+    ttl = _seconds(opts.get("--ttl", f"{DEFAULT_TTL}s"))
+    grace = _seconds(opts["--grace"]) if "--grace" in opts else ttl / 5
     assert pod["terminationGracePeriodSeconds"] > grace + 5
 
     env = {e["name"]: e for e in sidecar["env"]}
