@@ -8,7 +8,9 @@ the size (``leaderjob_etcd_db_size_bytes``) next to the quota the daemon was tol
 
 Rules:
 
-* One Maintenance Status call per ``interval`` (a minute by default), from a thread of its own.
+* One Maintenance Status call per ``interval`` (5 minutes by default: a database grows towards
+  its quota over hours, and an idle daemon's requests stay a keepalive and a confirmation per
+  renew interval), from a thread of its own.
   It never runs on the leader's path: it takes no lock the elector takes, and it waits on an
   event, so stopping it is prompt.
 * A failed call is counted (``leaderjob_etcd_errors_total{operation="status"}``) and logged
@@ -40,7 +42,7 @@ class DbQuotaProbe:
         metrics: Any,
         *,
         quota_bytes: int = DEFAULT_QUOTA_BYTES,
-        interval: float = 60.0,
+        interval: float = 300.0,
         timeout: float = 5.0,
     ) -> None:
         self.store = store

@@ -168,7 +168,7 @@ class Metrics:
         self.etcd_db_size = Gauge(
             "leaderjob_etcd_db_size_bytes",
             "etcd's backend database size as its Maintenance Status reports it (polled about "
-            "once a minute; 0 until the first answer)",
+            "every 5 minutes; 0 until the first answer)",
             e,
             registry=registry,
         )

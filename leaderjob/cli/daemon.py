@@ -309,7 +309,7 @@ def _serve(
                     "pick a free port or 'off'"
                 ) from None
             server.start()
-            # etcd's DB size against its quota: its own thread, once a minute, off the renew
+            # etcd's DB size against its quota: its own thread, every 5 minutes, off the renew
             # path; only when someone can scrape it.
             from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
 

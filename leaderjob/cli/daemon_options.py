@@ -128,7 +128,7 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             default="2GiB",
             show_default=True,
             help="etcd's --quota-backend-bytes, published as leaderjob_etcd_db_quota_bytes next "
-            "to the database size read from etcd once a minute (only while --metrics-addr "
+            "to the database size read from etcd every 5 minutes (only while --metrics-addr "
             "serves), so that an alert fires before etcd raises NOSPACE.",
         ),
         click.option(
