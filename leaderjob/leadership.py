@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry
 from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import (
     DEFAULT_PREFIX,
+    DEFAULT_TTL,
     Connection,
     default_identity,
     election_prefix,
@@ -125,7 +126,7 @@ class Leadership:
         election: str,
         *,
         endpoints: Sequence[str] | str = ("127.0.0.1:2379",),
-        ttl: float = 15.0,
+        ttl: float = DEFAULT_TTL,
         renew_interval: float | None = None,
         renew_deadline: float | None = None,
         grace: float | None = None,

@@ -77,6 +77,7 @@ ETCD_OPERATIONS = (
     "get_prefix",
     "put",
     "delete",
+    "status",
 )
 
 
@@ -259,6 +260,20 @@ class Metrics:
             "leaderjob_notifications",
             "Notifications by kind (on_failure, ping) and result (ok, failed, timed_out, dropped)",
             [*j, "kind", "result"],
+            registry=registry,
+        )
+        self.etcd_db_size = Gauge(
+            "leaderjob_etcd_db_size_bytes",
+            "etcd's backend database size as its Maintenance Status reports it (polled about "
+            "every 5 minutes; 0 until the first answer)",
+            e,
+            registry=registry,
+        )
+        self.etcd_db_quota = Gauge(
+            "leaderjob_etcd_db_quota_bytes",
+            "The etcd backend quota this replica was told (--etcd-quota); at it, etcd raises "
+            "NOSPACE and refuses every write",
+            e,
             registry=registry,
         )
         # Make the daemon's plain gauges and histograms exist from the start (0), so alerts and

@@ -51,3 +51,31 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m"
     hours, rest = divmod(minutes, 60)
     return f"{hours}h{rest}m" if rest else f"{hours}h"
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_size(text: str) -> int:
+    """Bytes for ``text``: ``8589934592``, ``2GiB``, ``8G``, ``512MiB`` (powers of 1024 with
+    ``i``, of 1000 without); raise :class:`ValueError` with a readable message."""
+    m = _SIZE.fullmatch(text.strip().lower())
+    if m is None or m.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"cannot read size {text!r}; write it like 2GiB, 8G or 536870912")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])

@@ -97,10 +97,21 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
     if not jobs_path:
         settings = _one_job(params, settings, schedule, health)
-        return _serve(settings, conn, health, addr, params["metrics_addr"])
+        return _serve(
+            settings, conn, health, addr, params["metrics_addr"], etcd_quota=params["etcd_quota"]
+        )
     reload, spreader = _group_parts(params, settings, str(jobs_path), health)
     return _serve(
-        settings, conn, health, addr, params["metrics_addr"], jobs, reload, str(jobs_path), spreader
+        settings,
+        conn,
+        health,
+        addr,
+        params["metrics_addr"],
+        jobs,
+        reload,
+        str(jobs_path),
+        spreader,
+        etcd_quota=params["etcd_quota"],
     )
 
 
@@ -304,6 +315,8 @@ def _serve(
     reload: Any = None,
     watch: str | None = None,
     spreader: Any = None,
+    *,
+    etcd_quota: int | None = None,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from leaderjob.daemon import Daemon
@@ -345,6 +358,12 @@ def _serve(
                     "pick a free port or 'off'"
                 ) from None
             server.start()
+            # etcd's DB size against its quota: its own thread, every 5 minutes, off the renew
+            # path; only when someone can scrape it.
+            from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
+
+            probe = DbQuotaProbe(store, metrics, quota_bytes=etcd_quota or DEFAULT_QUOTA_BYTES)
+            probe.start()
         code = daemon.serve()
         if daemon.fatal:
             click.echo(f"leaderjob: {daemon.fatal}", err=True)

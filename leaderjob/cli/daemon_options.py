@@ -4,6 +4,7 @@ output. Parsed into typed settings by :mod:`leaderjob.cli.daemon`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -14,8 +15,26 @@ from leaderjob.cli.options import (
     _not_from_parent_job,
 )
 from leaderjob.config import (
+    DEFAULT_TTL,
     MIN_TTL,
 )
+from leaderjob.units import parse_size
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.5
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            size = value if isinstance(value, int) else parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r} must be a positive size, e.g. 2GiB", param, ctx)
+        return size
+
+
+SIZE = Size()
 
 
 def daemon_options(*, metrics_default: str) -> Callable[[F], F]:
@@ -49,7 +68,7 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             "--ttl",
             envvar=_env("ttl"),
             type=DURATION,
-            default="15s",
+            default=f"{DEFAULT_TTL}s",
             show_default=True,
             help=f"Lease TTL: how long a dead leader blocks the election. Whole seconds, at "
             f"least {MIN_TTL}s. Crash failover takes about TTL + 1.5 s.",
@@ -101,6 +120,16 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             show_default=True,
             help="Serve /metrics, /healthz, /readyz, /leader and /status on HOST:PORT "
             "([::]:9102 for IPv6 and IPv4); 'off' disables.",
+        ),
+        click.option(
+            "--etcd-quota",
+            envvar=_env("etcd_quota"),
+            type=SIZE,
+            default="2GiB",
+            show_default=True,
+            help="etcd's --quota-backend-bytes, published as leaderjob_etcd_db_quota_bytes next "
+            "to the database size read from etcd every 5 minutes (only while --metrics-addr "
+            "serves), so that an alert fires before etcd raises NOSPACE.",
         ),
         click.option(
             "--health-cmd",

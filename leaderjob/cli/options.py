@@ -87,6 +87,7 @@ HELP_SECTIONS: dict[str, tuple[str, ...]] = {
         "log_format",
         "log_level",
         "metrics_addr",
+        "etcd_quota",
         "as_json",
         "limit",
         "wait",

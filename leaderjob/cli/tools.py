@@ -17,6 +17,7 @@ from leaderjob.cli.options import (
     connection_options,
 )
 from leaderjob.config import (
+    DEFAULT_TTL,
     join_errors,
 )
 
@@ -92,13 +93,21 @@ def demo(ttl: float, duration: float, prometheus: bool) -> None:
 @click.option(
     "--ttl",
     type=DURATION,
-    default="15s",
+    default=f"{DEFAULT_TTL}s",
     show_default=True,
     help="The lease TTL you run leaderjob with. The test takes about 5·TTL.",
 )
+@click.option(
+    "--etcd-election-timeout",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="etcd's --election-timeout (no client call reveals it): on a cluster of several "
+    "members, warn when the TTL cannot ride out an etcd leader election.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @connection_options
-def selftest(ttl: float, as_json: bool, **params: Any) -> None:
+def selftest(ttl: float, etcd_election_timeout: float, as_json: bool, **params: Any) -> None:
     """Measure the safety margin against your etcd: two candidates in this process, a probe
     job, a freeze and a cut of the leader.
 
@@ -117,7 +126,13 @@ def selftest(ttl: float, as_json: bool, **params: Any) -> None:
         click.echo(f"selftest: {msg}", err=True)
 
     try:
-        report = run_selftest(conn, ttl, params["prefix"], None if as_json else progress)
+        report = run_selftest(
+            conn,
+            ttl,
+            params["prefix"],
+            None if as_json else progress,
+            election_timeout=etcd_election_timeout,
+        )
     except SelftestError as exc:
         click.echo(f"leaderjob selftest: {exc}", err=True)
         sys.exit(1)

@@ -473,3 +473,21 @@ class EtcdStore:
         md, timeout = self._prepare(timeout)
         stub = etcdrpc.MaintenanceStub(self._channel())
         return str(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).version)
+
+    @_rpc("status")
+    def db_size(self, *, timeout: float) -> int:
+        """The backend database size, in bytes, of the member this client talks to (Maintenance
+        Status). It grows with every revision until compaction and defragmentation; at etcd's
+        ``--quota-backend-bytes`` the cluster raises NOSPACE and refuses every write."""
+        md, timeout = self._prepare(timeout)
+        stub = etcdrpc.MaintenanceStub(self._channel())
+        return int(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).dbSize)
+
+    @_rpc("member_list")
+    def member_count(self, *, timeout: float) -> int:
+        """How many members the cluster has (Cluster MemberList). With more than one, an etcd
+        leader's failure costs an election: up to twice the election timeout without a leader."""
+        md, timeout = self._prepare(timeout)
+        stub = etcdrpc.ClusterStub(self._channel())
+        resp = stub.MemberList(etcdrpc.MemberListRequest(), timeout=timeout, metadata=md)
+        return len(resp.members)

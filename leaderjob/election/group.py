@@ -306,7 +306,8 @@ class Group:
         except StoreError as exc:
             out.errors.append(exc)
             out.keepalive_result = "failed"
-            self._note(out, self._after(self.machine.renew_failed(self.clock.monotonic())))
+            failed_at = self.clock.monotonic()
+            self._note(out, self._after(self.machine.renew_failed(failed_at, sent_at=sent_at)))
             return
         now = self.clock.monotonic()
         self.last_contact = now

@@ -221,13 +221,25 @@ class Machine:
         )
         return self.check(now)
 
-    def renew_failed(self, now: float) -> Transition | None:
+    def renew_failed(self, now: float, sent_at: float | None = None) -> Transition | None:
+        """A keepalive (sent at ``sent_at``, if known) failed: retry a quarter interval after it
+        was sent, or at once if it took longer than that to fail. A keepalive that waited out its
+        timeout on a member without a leader (etcd electing a new one) is followed at once by
+        the next, on the next endpoint: an etcd election costs nothing if a renewal gets through
+        within the renew deadline (a new etcd leader extends every lease by a full TTL), and a
+        further wait would only spend that budget. A fast failure (a member that refuses) still
+        waits, so a dead cluster is not called in a tight loop."""
         if self.lease is None:
             return None
         retry = max(0.05, self.timing.renew_interval / 4)
+        start = now if sent_at is None else min(sent_at, now)
         lease = self.lease
         self.lease = Lease(
-            lease.lease_id, lease.ttl, lease.last_ok_sent, now + retry, lease.failures + 1
+            lease.lease_id,
+            lease.ttl,
+            lease.last_ok_sent,
+            max(now, start + retry),
+            lease.failures + 1,
         )
         return self.check(now)
 

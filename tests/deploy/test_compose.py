@@ -180,3 +180,14 @@ def test_replicas_run_three_jobs_that_write_to_the_fenced_store() -> None:
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "3 jobs, no problems" in result.stdout, result.stdout
+
+
+def test_demo_etcd_compacts_so_revisions_never_fill_the_quota() -> None:
+    """Every claim and run record is a revision; without periodic compaction the database grows
+    until etcd refuses every write (NOSPACE), keepalives included (L1 needs writes)."""
+    services = _compose()["services"]
+    for name in ("etcd-1", "etcd-2", "etcd-3"):
+        env = services[name]["environment"]
+        assert env.get("ETCD_AUTO_COMPACTION_MODE") == "periodic", name
+        assert env.get("ETCD_AUTO_COMPACTION_RETENTION"), name
+        assert int(env.get("ETCD_QUOTA_BACKEND_BYTES") or 0) == 2 * 1024**3, name

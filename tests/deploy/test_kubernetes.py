@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from leaderjob.config import DEFAULT_TTL
 from tests.deploy._support import (
     ALERTS,
     K8S,
@@ -138,9 +139,8 @@ def test_leaderjob_is_a_native_sidecar_of_a_three_replica_deployment() -> None:
     assert opts.get("--metrics-addr", "0.0.0.0:9102").endswith(":9102")
 
     # Graceful stop fits in the pod's grace period (default --grace is TTL/5).
-    grace = (
-        _seconds(opts["--grace"]) if "--grace" in opts else _seconds(opts.get("--ttl", "15s")) / 5
-    )
+    ttl = _seconds(opts.get("--ttl", f"{DEFAULT_TTL}s"))
+    grace = _seconds(opts["--grace"]) if "--grace" in opts else ttl / 5
     assert pod["terminationGracePeriodSeconds"] > grace + 5
 
     env = {e["name"]: e for e in sidecar["env"]}
@@ -371,3 +371,16 @@ def test_kustomize_build_carries_the_jobs_file_in_the_configmap() -> None:
     ]
     assert len(maps) == 1, [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
     assert maps[0]["data"][path.name] == path.read_text()
+
+
+def test_etcd_statefulset_compacts_so_revisions_never_fill_the_quota() -> None:
+    """Every claim and run record is a revision; without periodic compaction the database grows
+    until etcd refuses every write (NOSPACE), keepalives included (L1 needs writes)."""
+    sts = load_yaml(K8S / "etcd" / "statefulset.yaml")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.get("ETCD_AUTO_COMPACTION_MODE") == "periodic"
+    assert env.get("ETCD_AUTO_COMPACTION_RETENTION"), "a retention is needed"
+    assert int(env.get("ETCD_QUOTA_BACKEND_BYTES") or 0) == 2 * 1024**3, (
+        "the daemons' --etcd-quota default (2GiB) must match etcd's quota"
+    )

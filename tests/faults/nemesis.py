@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,11 @@ def run_soak(
     pods: int = 3,
     jobs: int = 0,
     store: str = "http",
+    etcd_args: Sequence[str] = (),
+    on_cluster: Callable[[IsolatableCluster], None] | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
+    """``etcd_args``: extra flags for every member (e.g. a small quota and auto-compaction);
+    ``on_cluster`` is called once the cluster is up (e.g. to sample its database size)."""
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +205,9 @@ def run_soak(
 
     started = time.monotonic()
     procs = ProcessGroup()
-    cluster = IsolatableCluster(3)
+    cluster = IsolatableCluster(3, extra_args=etcd_args)
+    if on_cluster is not None:
+        on_cluster(cluster)
     world: World | None = None
     try:
         world = World(

@@ -38,6 +38,9 @@ def test_selftest_reports_positive_margin_and_cleans_up(etcd, prefix):
 
     assert report["verdict"] in ("PASS", "WARN"), report["advice"]
     assert [s["fault"] for s in report["scenarios"]] == ["freeze", "cut"]
+    # A single member: no etcd election to ride out, so no advice about one (MemberList works).
+    assert report["etcd_members"] == 1
+    assert not [a for a in report["advice"] if "etcd leader election" in a]
     for s in report["scenarios"]:
         # S6: the old job died before etcd released the old leader's key.
         assert s["margin_seconds"] is not None and s["margin_seconds"] > 0, s

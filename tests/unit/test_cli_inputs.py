@@ -36,7 +36,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             monkeypatch.delenv(name)
     calls: list[Any] = []
 
-    def fake_serve(*args: Any) -> int:
+    def fake_serve(*args: Any, **kwargs: Any) -> int:
         calls.append(args)
         return 0
 

@@ -338,7 +338,7 @@ def test_run_with_a_jobs_file_builds_one_settings_per_job_and_checks_grace(
     from leaderjob import cli
 
     calls: list[Any] = []
-    monkeypatch.setattr("leaderjob.cli.daemon._serve", lambda *args: calls.append(args) or 0)
+    monkeypatch.setattr("leaderjob.cli.daemon._serve", lambda *a, **_: calls.append(a) or 0)
     monkeypatch.setattr("leaderjob.log.configure", lambda *a, **k: None)
     for name in [n for n in os.environ if n.startswith("LEADERJOB_")]:
         monkeypatch.delenv(name)

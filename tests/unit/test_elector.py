@@ -602,3 +602,32 @@ def test_l1_after_an_etcd_outage_someone_leads_within_ttl_of_its_end(world: Worl
     while not world.leaders():
         assert world.clock.monotonic() - back < TIMING.ttl + 1.5, "no leader in TTL + 1.5 s"
         world.run(0.1)
+
+
+def test_l4_a_leader_renews_through_an_etcd_election_that_fits_its_budget(world: World) -> None:
+    """L4 (SAFETY.md §4): while etcd elects a new leader, keepalives to the leaderless members
+    wait out their timeout. Each failed one is followed at once by the next (on the next
+    endpoint), so a leader whose renewals fail for most of its renew deadline — timeout after
+    timeout — still renews once etcd answers again, and keeps leading."""
+    slow = SlowStore(world.store, world.clock)
+    leader = world.add(slow)
+    world.step_all()
+    assert world.leader() is leader
+    assert leader.machine.lease is not None
+    # Up to the next keepalive; from then on every keepalive times out (half an interval each).
+    world.clock.advance(leader.machine.lease.next_renew_at - world.clock.monotonic())
+    timeout = TIMING.renew_interval / 2
+    attempts: list[float] = []
+    outage_end = leader.machine.lease.last_ok_sent + TIMING.renew_deadline - 0.1
+    while world.clock.monotonic() + timeout < outage_end:
+        slow.slow_next("keepalive", 10.0)
+        attempts.append(world.clock.monotonic())
+        leader.step(may_campaign=True)  # sends, waits out the timeout, fails
+        assert leader.machine.renew_due(world.clock.monotonic()), "the retry waits for a tick"
+    assert len(attempts) >= 2
+    # etcd has a leader again: the very next step renews.
+    leader.step(may_campaign=True)
+    assert leader.machine.lease.failures == 0
+    assert leader.phase is Phase.LEADING
+    world.run(2 * TIMING.renew_interval)
+    assert world.leader() is leader

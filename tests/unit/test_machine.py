@@ -515,3 +515,23 @@ def test_s6_a_leader_with_a_short_granted_ttl_wakes_at_d_minus_grace() -> None:
             assert m.renew_failed(now=now) is None
     assert leader.next_wakeup(1.5) == leader.term_at
     assert candidate.next_wakeup(1.55) == 1.75
+
+
+def test_l4_a_keepalive_that_timed_out_is_retried_at_once() -> None:
+    """A keepalive that waited out its timeout (a member without a leader while etcd elects
+    one) is followed at once by the next, on the next endpoint: the renew budget is for getting
+    through the etcd election, not for waiting (SAFETY.md §4: a new etcd leader extends every
+    lease, so an election need not cost leadership)."""
+    m = leading()
+    m.renew_failed(now=1.5, sent_at=1.0)  # timed out after half an interval
+    assert m.lease is not None
+    assert m.lease.next_renew_at == 1.5
+    assert m.renew_due(1.5)
+
+
+def test_l4_a_keepalive_refused_at_once_is_retried_a_quarter_interval_after_its_send() -> None:
+    """A member that refuses at once (killed) is not called in a tight loop."""
+    m = leading()
+    m.renew_failed(now=1.01, sent_at=1.0)
+    assert m.lease is not None
+    assert m.lease.next_renew_at == pytest.approx(1.0 + TIMING.renew_interval / 4)
