@@ -182,6 +182,19 @@ class ElectionData:
             timeout=timeout,
         )
 
+    def unclaim_slot(
+        self, own_key: str, token: int, slot: str, previous: str, *, timeout: float
+    ) -> bool:
+        """Give back a slot claimed ahead and not started: delete its claim and move
+        ``state/last_slot`` back to ``previous``, fenced by our own key."""
+        return self.store.guarded_put(
+            own_key,
+            token,
+            [(self.last_slot_key, previous.encode())],
+            deletes=[self.slot_key(slot)],
+            timeout=timeout,
+        )
+
     def claim_trigger(
         self, own_key: str, token: int, trigger_key: str, claim: dict[str, Any], *, timeout: float
     ) -> tuple[bool, str]:

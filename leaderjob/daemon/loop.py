@@ -447,6 +447,8 @@ class Daemon:
             for r in self.runners.values():
                 r._reconcile_runs()
             return Report("stopping_job", {"reason": reason})
+        for r in self.runners.values():
+            r.give_back_ahead()  # before the key goes: the successor runs that slot
         gone = self.elector.resign()
         if gone is not None and gone.event == "election.lost":
             self._on_transition(gone)

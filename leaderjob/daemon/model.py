@@ -118,7 +118,9 @@ class Tenure:
     slot_clock: SlotClock = field(default_factory=SlotClock)
     #: The next slot, claimed ahead of its start (Scheduling._claim_ahead), and the monotonic
     #: time its claim committed; ``ahead_tried``: the slot last tried (claimed or not), so a
-    #: refused claim is not retried before its start.
+    #: refused claim is not retried before its start; ``ahead_previous``: the newest claim
+    #: before it (what ``state/last_slot`` goes back to if the claim is given back).
     ahead: Slot | None = None
     ahead_claimed_at: float = 0.0
     ahead_tried: str | None = None
+    ahead_previous: datetime | None = None

@@ -102,6 +102,8 @@ class Reloader:
         for name, r in list(d.runners.items()):
             if r.runs:
                 continue
+            if r.pending_settings is not None or r.retiring:
+                r.give_back_ahead()  # claimed under the old settings, or by a job that goes
             if r.pending_settings is not None:
                 r.reconfigure(r.pending_settings)
                 r.pending_settings = None

@@ -154,8 +154,11 @@ class Runner(History, Scheduling):
 
     @property
     def idle(self) -> bool:
-        """Between runs: nothing running, no retry or replacement waiting (a job may move)."""
-        return not self.runs and (self.tenure is None or not self.tenure.pending)
+        """Between runs: nothing running, no retry or replacement waiting, no slot claimed
+        ahead (a job may move)."""
+        return not self.runs and (
+            self.tenure is None or (not self.tenure.pending and self.tenure.ahead is None)
+        )
 
     def may_campaign(self) -> bool:
         # Never campaign while a job of a lost tenure still runs: a new tenure would overlap it.

@@ -56,6 +56,7 @@ class Scheduling:
     election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
     runs: list[ActiveRun]
+    tenure: Tenure | None
     #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
     #: before any new claim) finds the same missed slots again and must not record them twice.
     _missed_upto: datetime | None = None
@@ -172,7 +173,9 @@ class Scheduling:
         begins and plans only the slots after it, and ``_fire`` skips any slot at or before
         ``last_claimed``: it never runs that slot, so the slot runs at most once. The price is
         on liveness, not safety: such a slot runs nowhere (as a slot whose claim's outcome is
-        unknown); the window is :data:`CLAIM_AHEAD` per slot.
+        unknown); the window is :data:`CLAIM_AHEAD` per slot. A leader that leaves on purpose
+        (a graceful stop, a move, a reload) gives the claim back first (:meth:`give_back_ahead`),
+        so only a crash or a lost lease in that window costs the slot.
         """
         assert self.planner is not None
         if not self.may_claim_ahead(tenure) or not self.session.may_call():
@@ -181,11 +184,46 @@ class Scheduling:
         if slot is None:
             return
         tenure.ahead_tried = slot.id
+        previous = tenure.last_claimed
         if self._claim(tenure, slot, "running") == "claimed":
             tenure.ahead = slot
             tenure.ahead_claimed_at = self.clock.monotonic()
+            tenure.ahead_previous = previous
         # Refused (suspended, deposed) or unknown: at its start the slot takes the usual path —
         # claimed again (and refused), or skipped as already claimed (an unknown outcome).
+
+    def give_back_ahead(self) -> None:
+        """Leaving this job on purpose while its next slot is claimed ahead and not started:
+        delete the claim and move ``state/last_slot`` back, fenced by our key — so only while we
+        still lead, and nothing of ours runs the slot afterwards (S3) — and the successor plans
+        and runs it (L2: a graceful handover costs no slot). If the give-back fails, the slot
+        is lost as in a crash, and a not-run record says so."""
+        tenure = self.tenure
+        if tenure is None or tenure.ahead is None:
+            return
+        slot, tenure.ahead = tenure.ahead, None
+        own = self.seat.key
+        # No claim before it (a new election): a second before it, not nothing — a successor
+        # that finds no claim at all plans from its own clock and would not see this slot.
+        previous = tenure.ahead_previous or slot.fire_time - timedelta(seconds=1)
+        ok = False
+        if own is not None and self.session.may_call():
+            try:
+                ok = self.data.unclaim_slot(
+                    own,
+                    tenure.token,
+                    slot.id,
+                    slot_id(previous),
+                    timeout=self.session.io_timeout(),
+                )
+            except StoreError as exc:
+                self.session.store_error(exc)
+        if ok:
+            tenure.last_claimed = tenure.ahead_previous
+            self.log.info("slot.given_back", slot=slot.id)
+        else:
+            self.log.warning("slot.give_back_failed", slot=slot.id)
+            self._not_run(slot.id, slot.fire_time, "missed", "skipped_leaving", tenure.token)
 
     def _blocked(self) -> bool:
         """A pending run must wait: another run is active and runs may not overlap."""

@@ -741,3 +741,39 @@ def test_a_slot_claimed_ahead_runs_nowhere_if_leadership_is_lost_before_its_star
     assert d.tenure is None
     assert world.events("election.lost", reason="deadline_passed")
     assert [r.slot for r in world.started] == [slot_at(20)]
+
+
+def test_a_graceful_stop_gives_back_a_slot_claimed_ahead_and_the_successor_runs_it_L2(
+    world: World,
+) -> None:
+    """L2/L3: a graceful stop never costs a slot. SIGTERM lands after the next slot was claimed
+    ahead and before its start: the leader gives the claim back (fenced by its key, so only
+    while it still leads) before it resigns, and the successor runs that slot — once (S3)."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_until(d, 9.97)
+    assert world.store.get(world.data.slot_key(slot_at(10)), timeout=1) is not None
+    d.request_stop("signal")
+    run_for(d, 1.0)
+    assert d.tenure is None and not world.started
+    assert world.store.get(world.data.slot_key(slot_at(10)), timeout=1) is None
+    assert world.events("slot.given_back", slot=slot_at(10))
+    successor = world.daemon("@every 10s", identity="b")
+    run_for(successor, 2.0)
+    assert [r.slot for r in world.started] == [slot_at(10)]
+
+
+def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2() -> None:
+    """L2: spreading and reloads move a job only between runs; a slot claimed ahead is as good
+    as started — a job holding one is not idle."""
+    from leaderjob.daemon.model import Tenure
+    from leaderjob.daemon.runner import Runner
+    from leaderjob.planner import Slot
+
+    r = Runner.__new__(Runner)
+    r.runs = []
+    r.tenure = Tenure(token=7)
+    assert r.idle
+    fire = T0 + timedelta(seconds=10)
+    r.tenure.ahead = Slot(fire_time=fire, start_time=fire, id=slot_at(10))
+    assert not r.idle
