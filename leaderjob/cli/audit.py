@@ -22,9 +22,8 @@ from leaderjob.cli.options import (
     _open_data,
     connection_options,
     election_option,
-    group_jobs,
     job_option,
-    scoped,
+    targets,
 )
 
 #: The newest history records read: far more than the default --history-limit (50), and a reply
@@ -95,7 +94,7 @@ def audit(
     now = datetime.now(UTC)
     reports = [
         _check(name, scope, now - window, now - recent, schedule, timezone)
-        for name, scope in _targets(election, params)
+        for name, scope in targets(election, params)
     ]
     missing = sum(r["counts"].get("missing", 0) for r in reports)
     if as_json:
@@ -104,24 +103,6 @@ def audit(
         for r in reports:
             _print(r)
     sys.exit(1 if missing else 0)
-
-
-def _targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The --job; else every job of a group; else the election."""
-    from leaderjob.election.store import StoreError
-
-    if params.get("job"):
-        return [scoped(election, params)]
-    store, _, timeout = _open_data(election, params)
-    try:
-        names = group_jobs(store, election, params, timeout)
-    except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
-    finally:
-        store.close()
-    if not names:
-        return [(election, params)]
-    return [scoped(election, {**params, "job": name}) for name in names]
 
 
 def _check(

@@ -326,3 +326,22 @@ def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float
     under = jobs_prefix(params["prefix"], election) + "/"
     names = {k.key[len(under) :].split("/", 1)[0] for k in store.get_prefix(under, timeout=timeout)}
     return sorted(n for n in names if n)
+
+
+def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What a command that acts per job acts on (audit, suspend, resume): the --job, else every
+    job of a group, else the election — each as :func:`scoped` gives it."""
+    from leaderjob.election.store import StoreError
+
+    if params.get("job"):
+        return [scoped(election, params)]
+    store, _, timeout = _open_data(election, params)
+    try:
+        names = group_jobs(store, election, params, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if not names:
+        return [(election, params)]
+    return [scoped(election, {**params, "job": name}) for name in names]
