@@ -15,9 +15,7 @@ from click.core import ParameterSource
 from leaderjob.config import (
     DEFAULT_PREFIX,
     Connection,
-    Endpoints,
     join_errors,
-    system_ca_bundle,
     validate_election_name,
 )
 from leaderjob.units import DurationError, parse_duration
@@ -230,36 +228,24 @@ def build_connection(params: dict[str, Any]) -> Connection:
             raise click.UsageError(
                 f"--password-file {pwfile}: cannot read it ({exc.strerror})"
             ) from None
-    parsed = Endpoints.parse(str(params["endpoints"]))
-    errors = list(parsed.errors)
-    cacert = params.get("cacert")
-    if parsed.tls is False and (cacert or params.get("cert")):
-        errors.append(
-            "--endpoints http:// means plain text, but --cacert/--cert ask for TLS: "
-            "write https:// (or drop the scheme)"
+    from leaderjob.leadership_options import build_connection as connection
+
+    user = params.get("user")
+    try:
+        conn = connection(
+            str(params["endpoints"]),
+            cacert=params.get("cacert"),
+            cert=params.get("cert"),
+            key=params.get("key"),
+            user=user,
+            password=password if user else None,
+            tls_server_name=params.get("tls_server_name"),
+            rpc_timeout=params["rpc_timeout"],
         )
-    if parsed.tls and cacert is None:
-        # https:// means TLS even without --cacert: verify against the system's CA bundle.
-        cacert = system_ca_bundle()
-        if cacert is None:
-            errors.append("--endpoints https://: no system CA bundle found; give --cacert FILE")
-    if errors:
-        raise click.UsageError(join_errors(errors))
-    conn = Connection(
-        endpoints=parsed.hosts,
-        cacert=cacert,
-        cert=params.get("cert"),
-        key=params.get("key"),
-        user=params.get("user"),
-        password=password if params.get("user") else None,
-        rpc_timeout=params["rpc_timeout"],
-        server_name=params.get("tls_server_name"),
-    )
-    if params.get("user") is None and password is not None and pwfile:
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if user is None and password is not None and pwfile:
         raise click.UsageError("--password-file given without --user")
-    errors = conn.validate()
-    if errors:
-        raise click.UsageError(join_errors(errors))
     return conn
 
 
