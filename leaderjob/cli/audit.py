@@ -23,6 +23,7 @@ from leaderjob.cli.options import (
     connection_options,
     election_option,
     job_option,
+    json_option,
     targets,
 )
 
@@ -62,9 +63,7 @@ AUDIT_RECORDS = 2000
     help="The --schedule's time zone [default: UTC]; without --schedule, the published "
     "schedule's own zone applies.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
-)
+@json_option
 @connection_options
 def audit(
     election: str,

@@ -255,6 +255,12 @@ def open_store(conn: Connection) -> Any:
     return EtcdStore(conn)
 
 
+#: ``--json`` of the read commands (status, history, audit).
+json_option = click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
+
+
 def election_option(help_text: str) -> Callable[[F], F]:
     return click.option(
         "--election",
