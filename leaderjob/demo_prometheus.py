@@ -97,19 +97,7 @@ class DemoPrometheus:
         self.with_rules = rules is not None
         (home / "prometheus.yml").write_text(json.dumps(config, indent=2), encoding="utf-8")
         self.log = home / "prometheus.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={home / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={home / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
+        self.proc = spawn(binary, home, port, self.log)
 
     def ready(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -129,13 +117,35 @@ class DemoPrometheus:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:
-        """SIGTERM by pid, then SIGKILL after 10 s; reaped."""
-        if self.proc.poll() is None:
+        stop(self.proc)
+
+
+def spawn(binary: str, home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start Prometheus on 127.0.0.1:``port`` with ``home``'s ``prometheus.yml`` and its data in
+    ``home/data``, in its own session, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM by pid, then SIGKILL after ``grace`` seconds; reaped."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()

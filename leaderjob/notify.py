@@ -83,18 +83,15 @@ def ping_url(base: str, event: str) -> str:
 
 
 def output_tail(record: Mapping[str, Any]) -> bytes:
-    """The run's output tail from its history record, if the record carries one (``output_tail``
-    as text or as ``{stdout, stderr}``, or ``stdout_tail``/``stderr_tail``); else nothing."""
-    tail = record.get("output_tail")
+    """The run's output as the watchdog reported it (``stdout_tail``/``stderr_tail``, each cut
+    to its last 4 KiB when ``*_truncated``: leaderjob.tail), one headed part per stream that has
+    any; else nothing."""
     parts: list[str] = []
-    if isinstance(tail, str):
-        parts.append(tail)
-    elif isinstance(tail, Mapping):
-        parts += [f"--- {k} ---\n{v}" for k, v in tail.items() if isinstance(v, str) and v]
-    for key in ("stdout_tail", "stderr_tail"):
-        value = record.get(key)
+    for stream in ("stdout", "stderr"):
+        value = record.get(f"{stream}_tail")
         if isinstance(value, str) and value:
-            parts.append(f"--- {key.removesuffix('_tail')} ---\n{value}")
+            cut = " (cut: the last 4 KiB)" if record.get(f"{stream}_truncated") else ""
+            parts.append(f"--- {stream}{cut} ---\n{value}")
     data = "\n".join(parts).encode("utf-8", "replace")
     return data[-TAIL_LIMIT:]
 

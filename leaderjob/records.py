@@ -55,6 +55,14 @@ TRIGGER_SLOT = "trigger-"
 #: suspended; late: past its starting deadline (or too little lease left to start it safely);
 #: failed_to_start: the command could not be started.
 NOT_RUN_REASONS = ("skipped", "missed", "suspended", "late", "failed_to_start")
+#: A skip's reason (``leaderjob_slots_skipped_total``) → why the slot did not run (its record's
+#: ``not_run``). Skips that record nothing (already_claimed, claim_rejected) have no entry.
+SKIP_NOT_RUN = {
+    "overlap": "skipped",
+    "superseded": "skipped",
+    "suspended": "suspended",
+    "deadline": "late",
+}
 #: History reads that look for something (runs among not-run records, a run id) grow their page
 #: up to this many records: a record and its key are well under 1 KiB (output tails live
 #: elsewhere), so a reply stays below gRPC's default 4 MiB message limit.
@@ -102,6 +110,34 @@ def in_progress(
 
 def iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def not_run_record(
+    slot: str,
+    scheduled: datetime | None,
+    reason: str,
+    *,
+    outcome: str,
+    token: int | None,
+    identity: str,
+    first_slot: str | None = None,
+    count: int | None = None,
+) -> dict[str, Any]:
+    """The history record of a slot that did not run (``reason``: one of
+    :data:`NOT_RUN_REASONS`), the daemon's and ``@leaderjob.singleton``'s alike. With
+    ``first_slot`` and ``count`` it stands for every fire time from ``first_slot`` to ``slot``."""
+    record: dict[str, Any] = {
+        "run_id": None,
+        "slot": slot,
+        "scheduled_time": iso(scheduled),
+        "token": token,
+        "identity": identity,
+        "outcome": outcome,
+        "not_run": reason,
+    }
+    if first_slot is not None and count is not None:
+        record.update(first_slot=first_slot, count=count)
+    return record
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,7 @@ class Singleton:
         """The tenure object for one term of ``lead`` (a :class:`Leadership`, or any seat with
         its ``key``, ``token``, ``identity``, ``valid()`` and ``remaining()``)."""
         self.planner.end_tenure()
+        previous = self.tenure
         return SingletonTenure(
             seat=lead,
             data=data or ElectionData(lead.store, self.prefix, self.election),
@@ -174,6 +175,7 @@ class Singleton:
             rpc_timeout=self.leadership.connection.rpc_timeout,
             renew_interval=self.leadership.timing.renew_interval,
             metrics=self.leadership.metrics,
+            missed_upto=None if previous is None else previous.missed_upto,
         )
 
     def _lead(self, lead: Leadership) -> None:

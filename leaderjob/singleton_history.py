@@ -1,5 +1,6 @@
 """What one ``@leaderjob.singleton`` tenure leaves behind: the log line, metrics and history
-record of each finished run and skipped slot, and a retry when one is due.
+record of each finished run and of each slot that did not run (skipped, or missed while
+nobody led), and a retry when one is due.
 
 The outcome half of :class:`~leaderjob.singleton_tenure.SingletonTenure`, as
 :mod:`leaderjob.daemon.history` is the daemon runner's. The decisions (outcome, retry, the
@@ -12,14 +13,16 @@ identity and validity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from leaderjob.clock import Clock
 from leaderjob.election.store import StoreError
 from leaderjob.metrics import Metrics
-from leaderjob.planner import Slot
-from leaderjob.records import ElectionData
-from leaderjob.singleton_rules import outcome, retry_backoff, run_record, skip_record
+from leaderjob.planner import CatchUpPlan, Slot
+from leaderjob.records import SKIP_NOT_RUN, ElectionData, not_run_record
+from leaderjob.schedule import slot_id
+from leaderjob.singleton_rules import outcome, retry_backoff, run_record
 from leaderjob.singleton_run import Active, Pending, Seat
 
 __all__ = ["SingletonHistory"]
@@ -85,16 +88,62 @@ class SingletonHistory:
         )
         return Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
 
-    def skipped(self, slot: Slot, reason: str, *, also: int = 0) -> None:
-        """A slot skipped for ``reason`` (and ``also`` older ones with it): its ``slot.skipped``
-        line, metrics and history record, as the daemon's."""
+    def skipped(
+        self, slot: Slot, reason: str, *, also: int = 0, first: Slot | None = None
+    ) -> None:
+        """A slot skipped for ``reason`` (and ``also`` older ones with it, from ``first`` on):
+        its ``slot.skipped`` line, metrics and not-run record, as the daemon's."""
         if also:
             self.log.info("slot.skipped", slot=slot.id, reason=reason, also_skipped=also)
         else:
             self.log.info("slot.skipped", slot=slot.id, reason=reason)
         if self.metrics is not None:
             self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
-        self.record(skip_record(slot, reason, token=self.seat.token, identity=self.seat.identity))
+        span = (first.id, 1 + also) if also and first is not None else (None, None)
+        self.not_run(
+            slot.id, slot.fire_time, SKIP_NOT_RUN[reason], f"skipped_{reason}", *span
+        )
+
+    def missed(self, plan: CatchUpPlan, *, after: datetime | None) -> datetime | None:
+        """The slots a catch-up ``plan`` does not run: a not-run record each (``missed``), the
+        newest one by one and the older as one range, as the daemon's. Slots up to ``after``
+        were recorded by an earlier tenure of this function (a re-plan records none twice).
+        Returns the newest slot recorded so far."""
+        upto = after
+        for slot in plan.missed:
+            if after is None or slot.fire_time > after:
+                self.not_run(slot.id, slot.fire_time, "missed", "missed")
+                upto = max(upto or slot.fire_time, slot.fire_time)
+        if plan.missed_range is not None and (after is None or plan.missed_range[1] > after):
+            first, last = plan.missed_range
+            self.not_run(slot_id(last), last, "missed", "missed", slot_id(first), plan.missed_more)
+            upto = max(upto or last, last)
+        return upto
+
+    def not_run(
+        self,
+        slot: str,
+        scheduled: datetime,
+        reason: str,
+        outcome: str,
+        first_slot: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        """A slot (or ``count`` slots from ``first_slot`` on) did not run for ``reason``:
+        ``leaderjob_slots_not_run_total`` and its record."""
+        if self.metrics is not None:
+            self.metrics.slots_not_run.labels(*self.series, reason).inc(count or 1)
+        record = not_run_record(
+            slot,
+            scheduled,
+            reason,
+            outcome=outcome,
+            token=self.seat.token,
+            identity=self.seat.identity,
+            first_slot=first_slot,
+            count=count,
+        )
+        self.record(record)
 
     def record(self, entry: dict[str, Any]) -> None:
         """History is informational: the plain put, best-effort, as the daemon's."""

@@ -1,11 +1,12 @@
 """The decisions of one ``@leaderjob.singleton`` tenure, as pure functions.
 
 What a due slot does while a run is active (the overlap policy), when a waiting run may start,
-what a finished run's outcome is and whether it is retried, what the history records of a run and
-of a skipped slot hold, and when the tenure next needs a step. Everything comes in as arguments:
-no clock, no etcd, no threads, no logging. :class:`~leaderjob.singleton_tenure.SingletonTenure`
-drives them (claims, threads, log lines, metrics, records); the rules are the daemon's, restated
-for a function run in a thread (see that module's doc for where they differ).
+what a finished run's outcome is and whether it is retried, what the history record of a run
+holds (a slot that did not run has the daemon's: :func:`~leaderjob.records.not_run_record`), and
+when the tenure next needs a step. Everything comes in as arguments: no clock, no etcd, no
+threads, no logging. :class:`~leaderjob.singleton_tenure.SingletonTenure` drives them
+(claims, threads, log lines, metrics, records); the rules are the daemon's, restated for a
+function run in a thread (see that module's doc for where they differ).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leaderjob.planner import Slot
 from leaderjob.records import iso
 from leaderjob.singleton_run import RETRY_BASE, RETRY_CAP, Concurrency, SlotRun
 
@@ -26,7 +26,6 @@ __all__ = [
     "replacement_late",
     "retry_backoff",
     "run_record",
-    "skip_record",
     "wakeup",
 ]
 
@@ -105,19 +104,6 @@ def run_record(
         "signal": None,
         "outcome": outcome,
         "error": error,
-    }
-
-
-def skip_record(slot: Slot, reason: str, *, token: int | None, identity: str) -> dict[str, Any]:
-    """The history record of a slot skipped for ``reason``, in the daemon's shape."""
-    # records.py has no shared helper for not-run records yet.
-    return {
-        "run_id": None,
-        "slot": slot.id,
-        "scheduled_time": iso(slot.fire_time),
-        "token": token,
-        "identity": identity,
-        "outcome": f"skipped_{reason}",
     }
 
 

@@ -4,7 +4,8 @@ Owns what the daemon's runner and scheduling own for a command, for a Python fun
 thread of the application: while one replica leads, plan slots with the daemon's
 :class:`~leaderjob.planner.Planner`, claim each one with the daemon's fenced claim (S3), claim
 "run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones, and
-write the daemon's history records (runs and skipped slots) and metrics.
+write the daemon's history records (runs, and slots that did not run: skipped, or missed
+while nobody led) and metrics.
 
 It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
 ``valid()`` of the current tenure — :class:`~leaderjob.leadership.Leadership` is one), a store, a
@@ -73,6 +74,8 @@ class SingletonTenure:
     ready: bool = False
     suspended: bool | None = None
     last_claimed: datetime | None = None
+    #: The newest missed slot recorded (by this tenure or an earlier one of the same function).
+    missed_upto: datetime | None = None
     control_at: float = 0.0
     history: SingletonHistory = field(init=False)
 
@@ -116,7 +119,9 @@ class SingletonTenure:
                 return self._start_pending(p)
         slot, expired = self.planner.due(self.clock.wall())
         if expired:
-            self._skip(expired[-1], "deadline", claim=True, also=len(expired) - 1)
+            self._skip(
+                expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0]
+            )
         if slot is None:
             return "idle"
         return self._fire(slot)
@@ -178,6 +183,8 @@ class SingletonTenure:
             self.metrics.slots_skipped.labels(*self.series, "catch_up_skip").inc(plan.skipped)
             if plan.expired is not None:
                 self.metrics.slots_skipped.labels(*self.series, "deadline").inc()
+        # Every missed slot that does not run gets a not-run record (the daemon's rule).
+        self.missed_upto = self.history.missed(plan, after=self.missed_upto)
         if plan.run is not None:
             self._fire(plan.run)
 
@@ -307,13 +314,15 @@ class SingletonTenure:
             self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
         return "rejected"
 
-    def _skip(self, slot: Slot, reason: str, *, claim: bool, also: int = 0) -> str:
+    def _skip(
+        self, slot: Slot, reason: str, *, claim: bool, also: int = 0, first: Slot | None = None
+    ) -> str:
         """Skip ``slot`` (with ``claim``: only once the claim made it ours — a deposed leader
         records nothing for a slot its successor may have run) and record it as the daemon
         does."""
         if claim and self._claim(slot, f"skipped_{reason}") != "claimed":
             return "claim_failed"
-        self.history.skipped(slot, reason, also=also)
+        self.history.skipped(slot, reason, also=also, first=first)
         return "skipped"
 
     # -- runs ---------------------------------------------------------------------------------
@@ -324,6 +333,10 @@ class SingletonTenure:
         token = self.seat.token
         if token is None or not self.seat.valid():
             self.log.warning("job.skipped", reason="deadline", slot=slot)
+            if self.metrics is not None:
+                self.metrics.slots_skipped.labels(*self.series, "deadline").inc()
+            if attempt == 0:  # its slot was claimed to run: say why it did not (a retry's ran)
+                self.history.not_run(slot, scheduled, "late", "skipped_deadline")
             return "skipped"
         now = self.clock.monotonic()
         timeout_at = None if self.policy.timeout is None else now + self.policy.timeout

@@ -22,9 +22,9 @@ from leaderjob.cli.options import (
     _open_data,
     connection_options,
     election_option,
-    group_jobs,
     job_option,
-    scoped,
+    json_option,
+    targets,
 )
 
 #: The newest history records read: far more than the default --history-limit (50), and a reply
@@ -63,9 +63,7 @@ AUDIT_RECORDS = 2000
     help="The --schedule's time zone [default: UTC]; without --schedule, the published "
     "schedule's own zone applies.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
-)
+@json_option
 @connection_options
 def audit(
     election: str,
@@ -95,7 +93,7 @@ def audit(
     now = datetime.now(UTC)
     reports = [
         _check(name, scope, now - window, now - recent, schedule, timezone)
-        for name, scope in _targets(election, params)
+        for name, scope in targets(election, params)
     ]
     missing = sum(r["counts"].get("missing", 0) for r in reports)
     if as_json:
@@ -104,24 +102,6 @@ def audit(
         for r in reports:
             _print(r)
     sys.exit(1 if missing else 0)
-
-
-def _targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The --job; else every job of a group; else the election."""
-    from leaderjob.election.store import StoreError
-
-    if params.get("job"):
-        return [scoped(election, params)]
-    store, _, timeout = _open_data(election, params)
-    try:
-        names = group_jobs(store, election, params, timeout)
-    except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
-    finally:
-        store.close()
-    if not names:
-        return [(election, params)]
-    return [scoped(election, {**params, "job": name}) for name in names]
 
 
 def _check(

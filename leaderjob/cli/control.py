@@ -18,9 +18,9 @@ from leaderjob.cli.options import (
     _open_data,
     connection_options,
     election_option,
-    group_jobs,
     job_option,
     scoped,
+    targets,
 )
 from leaderjob.config import (
     default_identity,
@@ -158,7 +158,7 @@ def suspend(election: str, force: bool, **params: Any) -> None:
     """Suspend an election cluster-wide: it keeps its leader but starts no runs. For a group of
     jobs, every job (or the one --job names)."""
     timeout = params["rpc_timeout"]
-    for name, scope in _targets(election, params):
+    for name, scope in targets(election, params):
         _control(
             name,
             scope,
@@ -177,24 +177,6 @@ def suspend(election: str, force: bool, **params: Any) -> None:
 def resume(election: str, force: bool, **params: Any) -> None:
     """Resume a suspended election (for a group of jobs, every job or the one --job names)."""
     timeout = params["rpc_timeout"]
-    for name, scope in _targets(election, params):
+    for name, scope in targets(election, params):
         was = _control(name, scope, force, "resume", lambda data: data.resume(timeout=timeout))
         click.echo(f"resumed {name}" if was else f"{name} was not suspended")
-
-
-def _targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """What suspend/resume act on: the --job, else every job of a group, else the election."""
-    from leaderjob.election.store import StoreError
-
-    if params.get("job"):
-        return [scoped(election, params)]
-    store, _, timeout = _open_data(election, params)
-    try:
-        names = group_jobs(store, election, params, timeout)
-    except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
-    finally:
-        store.close()
-    if not names:
-        return [(election, params)]
-    return [scoped(election, {**params, "job": name}) for name in names]

@@ -15,9 +15,7 @@ from click.core import ParameterSource
 from leaderjob.config import (
     DEFAULT_PREFIX,
     Connection,
-    Endpoints,
     join_errors,
-    system_ca_bundle,
     validate_election_name,
 )
 from leaderjob.units import DurationError, parse_duration
@@ -231,36 +229,24 @@ def build_connection(params: dict[str, Any]) -> Connection:
             raise click.UsageError(
                 f"--password-file {pwfile}: cannot read it ({exc.strerror})"
             ) from None
-    parsed = Endpoints.parse(str(params["endpoints"]))
-    errors = list(parsed.errors)
-    cacert = params.get("cacert")
-    if parsed.tls is False and (cacert or params.get("cert")):
-        errors.append(
-            "--endpoints http:// means plain text, but --cacert/--cert ask for TLS: "
-            "write https:// (or drop the scheme)"
+    from leaderjob.leadership_options import build_connection as connection
+
+    user = params.get("user")
+    try:
+        conn = connection(
+            str(params["endpoints"]),
+            cacert=params.get("cacert"),
+            cert=params.get("cert"),
+            key=params.get("key"),
+            user=user,
+            password=password if user else None,
+            tls_server_name=params.get("tls_server_name"),
+            rpc_timeout=params["rpc_timeout"],
         )
-    if parsed.tls and cacert is None:
-        # https:// means TLS even without --cacert: verify against the system's CA bundle.
-        cacert = system_ca_bundle()
-        if cacert is None:
-            errors.append("--endpoints https://: no system CA bundle found; give --cacert FILE")
-    if errors:
-        raise click.UsageError(join_errors(errors))
-    conn = Connection(
-        endpoints=parsed.hosts,
-        cacert=cacert,
-        cert=params.get("cert"),
-        key=params.get("key"),
-        user=params.get("user"),
-        password=password if params.get("user") else None,
-        rpc_timeout=params["rpc_timeout"],
-        server_name=params.get("tls_server_name"),
-    )
-    if params.get("user") is None and password is not None and pwfile:
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if user is None and password is not None and pwfile:
         raise click.UsageError("--password-file given without --user")
-    errors = conn.validate()
-    if errors:
-        raise click.UsageError(join_errors(errors))
     return conn
 
 
@@ -268,6 +254,12 @@ def open_store(conn: Connection) -> Any:
     from leaderjob.election.etcd import EtcdStore
 
     return EtcdStore(conn)
+
+
+#: ``--json`` of the read commands (status, history, audit).
+json_option = click.option(
+    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
+)
 
 
 def election_option(help_text: str) -> Callable[[F], F]:
@@ -327,3 +319,22 @@ def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float
     under = jobs_prefix(params["prefix"], election) + "/"
     names = {k.key[len(under) :].split("/", 1)[0] for k in store.get_prefix(under, timeout=timeout)}
     return sorted(n for n in names if n)
+
+
+def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What a command that acts per job acts on (audit, suspend, resume): the --job, else every
+    job of a group, else the election — each as :func:`scoped` gives it."""
+    from leaderjob.election.store import StoreError
+
+    if params.get("job"):
+        return [scoped(election, params)]
+    store, _, timeout = _open_data(election, params)
+    try:
+        names = group_jobs(store, election, params, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if not names:
+        return [(election, params)]
+    return [scoped(election, {**params, "job": name}) for name in names]

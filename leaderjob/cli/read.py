@@ -20,6 +20,7 @@ from leaderjob.cli.options import (
     group_jobs,
     job_option,
     jobs_prefix,
+    json_option,
     scoped,
 )
 from leaderjob.config import (
@@ -207,9 +208,7 @@ def _print_group(doc: dict[str, Any]) -> None:
 @click.command(cls=LeaderjobCommand)
 @election_option("Election (or group of jobs) to show.")
 @job_option("With a group (`run --jobs`): show this job's election in full.")
-@click.option(
-    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
-)
+@json_option
 @connection_options
 def status(election: str, as_json: bool, **params: Any) -> None:
     """Show who leads an election (identity, token, lease, TTL left), who waits, whether it is
@@ -363,9 +362,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     help="Show one run in full (who, token, slot, times, outcome, signals, attempts, output "
     "tail); any unique prefix of its id, as the RUN column shows it.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, envvar=_env("json"), help="Print JSON for scripts."
-)
+@json_option
 @connection_options
 def history(
     election: str, limit: int, show_all: bool, run_id: str | None, as_json: bool, **params: Any

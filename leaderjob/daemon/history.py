@@ -24,7 +24,7 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.records import ElectionData, iso
+from leaderjob.records import ElectionData, iso, not_run_record
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -153,16 +153,15 @@ class History:
             series = self.metrics.slots_not_run.labels(self.election, self.s.election, reason)
             series.inc(extra.get("count", 1))
         self._record(
-            {
-                "run_id": None,
-                "slot": slot,
-                "scheduled_time": iso(scheduled),
-                "token": token,
-                "identity": self.s.identity,
-                "outcome": outcome,
-                "not_run": reason,
+            not_run_record(
+                slot,
+                scheduled,
+                reason,
+                outcome=outcome,
+                token=token,
+                identity=self.s.identity,
                 **extra,
-            }
+            )
         )
 
     def _notify(self, record: dict[str, Any] | None) -> None:

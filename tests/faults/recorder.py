@@ -49,22 +49,13 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
+from leaderjob.election.etcd_wire import _prefix_end  # the adapter's own range rule
 from tests.faults.checker import job_of_leader_key
 from tests.harness.procs import pid_alive, process_state
 
 _PUT, _DELETE = 0, 1
 #: How often the revision is read for the deletions' lower bounds (seconds).
 REVISION_POLL = 0.02
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    b = bytearray(prefix)
-    while b:
-        if b[-1] < 0xFF:
-            b[-1] += 1
-            return bytes(b)
-        b.pop()
-    return b"\0"
 
 
 def current_revision(endpoints: Sequence[str], timeout: float = 5.0) -> int:

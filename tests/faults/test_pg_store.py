@@ -5,16 +5,11 @@ stale writer. TTL 3 s, two pods; ~20 s with the module's etcd cluster up.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.faults.test_scenarios import freeze_whole_pod_through_handover
 from tests.faults.world import World
 from tests.harness.postgres import postgres_or_skip
-from tests.harness.procs import wait_until
-
-TTL = 3.0
-SLACK = 1.0
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,19 +24,7 @@ def test_whole_pod_frozen_stale_write_rejected_by_postgres_S1(make_world):
     world: World = make_world(pods=2, store="postgres")
     pod, token = world.wait_leader(15)
     world.wait_accepted(token, 10)
-    world.running_job(pod, 5)
-    with world.fault("pod_freeze", pod.name, seconds=2 * TTL):
-        pod.freeze(whole_pod=True)
-        frozen_at = time.monotonic()
-        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
-        world.wait_accepted(new, 5)
-        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
-        pod.thaw_jobs()
-        rejected = wait_until(
-            lambda: world.journal_records("answer", token=token, status=409), 5, 0.02
-        )
-        pod.thaw()
-    assert rejected, "the old job never wrote after thaw: the dangerous window was not reached"
+    new = freeze_whole_pod_through_handover(world, pod, token)
     refused = [d for d in world.store_log() if d["token"] == token and not d["accepted"]]
     assert refused and refused[0]["high_water"] >= new  # PostgreSQL's mark, as it reported it
     pod.daemon.wait_event("election.lost", 10)

@@ -42,6 +42,27 @@ def _leader_with_writes(world: World) -> tuple:
     return pod, token
 
 
+def freeze_whole_pod_through_handover(world: World, pod, token: int) -> int:
+    """S1's dangerous window: freeze the whole leader pod (daemon, watchdog, job) for 2·TTL
+    while a successor takes over and writes; on thaw let the old job run first (the worst
+    order) so it writes with its old token, and see that write answered 409. Returns the
+    successor's token. Used by the PostgreSQL store's scenario too."""
+    world.running_job(pod, 5)
+    with world.fault("pod_freeze", pod.name, seconds=2 * TTL):
+        pod.freeze(whole_pod=True)
+        frozen_at = time.monotonic()
+        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
+        world.wait_accepted(new, 5)
+        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
+        pod.thaw_jobs()
+        rejected = wait_until(
+            lambda: world.journal_records("answer", token=token, status=409), 5, 0.02
+        )
+        pod.thaw()
+    assert rejected, "the old job never wrote after thaw: the dangerous window was not reached"
+    return int(new)
+
+
 def test_leader_kill9_L1_S6(make_world):
     """L1 + §3: `kill -9` of the leader daemon: its job dies within a fraction of a second (the
     watchdog sees the pipe close), a successor leads within TTL + 1.5 s; no stale write."""
@@ -69,19 +90,7 @@ def test_whole_pod_frozen_stale_write_rejected_S1(make_world):
     writes with its old token: the fenced store must reject it."""
     world = make_world()
     pod, token = _leader_with_writes(world)
-    world.running_job(pod, 5)
-    with world.fault("pod_freeze", pod.name, seconds=2 * TTL):
-        pod.freeze(whole_pod=True)
-        frozen_at = time.monotonic()
-        _, new = world.wait_leader(2 * TTL + SLACK, exclude=pod.name, above=token)
-        world.wait_accepted(new, 5)
-        time.sleep(max(0.0, frozen_at + 2 * TTL - time.monotonic()))
-        pod.thaw_jobs()
-        rejected = wait_until(
-            lambda: world.journal_records("answer", token=token, status=409), 5, 0.02
-        )
-        pod.thaw()
-    assert rejected, "the old job never wrote after thaw: the dangerous window was not reached"
+    freeze_whole_pod_through_handover(world, pod, token)
     pod.daemon.wait_event("election.lost", 10)
     verdict = _finish(world)
     assert verdict.stats["writes_rejected_stale"] >= 1

@@ -41,10 +41,11 @@ from typing import Any
 
 import pytest
 
+from leaderjob import demo_prometheus
 from tests.deploy._support import ALERTS, DASHBOARD, PROMETHEUS_CONFIG, yaml_module
 from tests.harness.daemons import leaderjob, wait_for
 from tests.harness.etcd import free_port
-from tests.harness.procs import JsonLogProcess, ProcessGroup, pid_alive
+from tests.harness.procs import JsonLogProcess, ProcessGroup
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -159,20 +160,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
         (home / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         (home / "alerts.yml").write_text(shortened_rules(ALERTS.read_text()))
         log = home / "prometheus.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [
-                    PROMETHEUS_BIN,
-                    f"--config.file={home / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={home / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-        server = Prometheus(proc, port, log)
+        server = Prometheus(demo_prometheus.spawn(PROMETHEUS_BIN, home, port, log), port, log)
         started.append(server)
         ready = wait_for(lambda: _ready(port), 30, interval=0.2)
         assert ready, f"Prometheus did not become ready:\n{server.tail()}"
@@ -182,13 +170,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
         yield start
     finally:
         for server in started:
-            if pid_alive(server.proc.pid):
-                os.kill(server.proc.pid, signal.SIGTERM)
-            try:
-                server.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(server.proc.pid, signal.SIGKILL)
-                server.proc.wait(timeout=15)
+            demo_prometheus.stop(server.proc, grace=15)
 
 
 def _ready(port: int) -> bool:

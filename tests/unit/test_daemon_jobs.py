@@ -10,6 +10,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.schedule import parse_schedule
+from leaderjob.spread import Spreader
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 
 TIMING = Timing.from_ttl(3)
@@ -30,8 +32,14 @@ TICK = 0.05
 
 
 def group_daemon(
-    store: MemoryStore, clock: Clock, identity: str, jobs=JOBS, metrics: Any = None
+    store: MemoryStore,
+    clock: Clock,
+    identity: str,
+    jobs=JOBS,
+    metrics: Any = None,
+    spreader: Spreader | None = None,
 ) -> Daemon:
+    """A replica of the group: one daemon running every job of ``jobs`` (``@every 1s``)."""
     settings = Settings(
         election=GROUP, prefix=PREFIX, identity=identity, timing=TIMING, command=(), rpc_timeout=1.0
     )
@@ -47,7 +55,15 @@ def group_daemon(
         )
         for job in jobs
     ]
-    return Daemon(settings, store.client(), clock=clock, environ={}, jobs=specs, metrics=metrics)
+    return Daemon(
+        settings,
+        store.client(),
+        clock=clock,
+        environ={},
+        jobs=specs,
+        metrics=metrics,
+        spreader=spreader,
+    )
 
 
 class Group:
@@ -86,13 +102,21 @@ class Group:
         return out
 
 
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Group, list[FakeRun]]]:
+@contextmanager
+def fake_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Clock, list[FakeRun]]]:
+    """The fake clock, and every run started while it lasts: the daemons' runs are FakeRuns on
+    that clock (logs captured, not printed)."""
     clock = Clock()
     started: list[FakeRun] = []
     FakeRun.clock, FakeRun.job, FakeRun.started = clock, Job(), started
     monkeypatch.setattr(runner_mod, "Run", FakeRun)
     with structlog.testing.capture_logs():
+        yield clock, started
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Group, list[FakeRun]]]:
+    with fake_runs(monkeypatch) as (clock, started):
         yield Group(clock, MemoryStore(clock)), started
 
 

@@ -15,15 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
-import leaderjob.daemon.runner as runner_mod
-from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon import Daemon
 from leaderjob.election.memory import MemoryStore
-from leaderjob.schedule import parse_schedule
 from leaderjob.spread import Decision, Spreader, View
-from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, Group
-from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
+from tests.unit.test_daemon_jobs import Group, fake_runs, group_daemon
+from tests.unit.test_daemon_schedule import Clock
 
 JOBS = tuple(f"j{i}" for i in range(6))
 
@@ -37,34 +34,8 @@ class SpreadGroup(Group):
         self.releases: list[tuple[float, str, str, int]] = []
 
     def add(self, identity: str) -> Daemon:
-        settings = Settings(
-            election=GROUP,
-            prefix=PREFIX,
-            identity=identity,
-            timing=TIMING,
-            command=(),
-            rpc_timeout=1.0,
-        )
-        specs = [
-            Settings(
-                election=job,
-                prefix=f"{PREFIX}/{GROUP}/jobs",
-                identity=identity,
-                timing=TIMING,
-                command=("job", job),
-                schedule=parse_schedule("@every 1s", "UTC"),
-                rpc_timeout=1.0,
-            )
-            for job in JOBS
-        ]
-        d = Daemon(
-            settings,
-            self.store.client(),
-            clock=self.clock,
-            environ={},
-            jobs=specs,
-            spreader=Spreader(pace=1.0, settle=1.0),
-        )
+        spreader = Spreader(pace=1.0, settle=1.0)
+        d = group_daemon(self.store, self.clock, identity, jobs=JOBS, spreader=spreader)
         assert d.spreading is not None
         spreader = d.spreading.spreader
         decide = spreader.decide
@@ -103,10 +74,7 @@ class SpreadGroup(Group):
 
 @pytest.fixture
 def group(monkeypatch: pytest.MonkeyPatch) -> Iterator[SpreadGroup]:
-    clock = Clock()
-    FakeRun.clock, FakeRun.job, FakeRun.started = clock, Job(), []
-    monkeypatch.setattr(runner_mod, "Run", FakeRun)
-    with structlog.testing.capture_logs():
+    with fake_runs(monkeypatch) as (clock, _):
         yield SpreadGroup(clock, MemoryStore(clock))
 
 

@@ -15,16 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
-import leaderjob.daemon.runner as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.records import ElectionData
 from leaderjob.schedule import parse_schedule
 from leaderjob.spread import Spreader
-from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
+from tests.unit.test_daemon_jobs import fake_runs
+from tests.unit.test_daemon_schedule import Clock, FakeRun
 
 TIMING = Timing.from_ttl(15)
 PREFIX = "/lj"
@@ -57,10 +56,7 @@ class Counting:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    c = Clock()
-    FakeRun.clock, FakeRun.job, FakeRun.started = c, Job(), []
-    monkeypatch.setattr(runner_mod, "Run", FakeRun)
-    with structlog.testing.capture_logs():
+    with fake_runs(monkeypatch) as (c, _):
         yield c
 
 

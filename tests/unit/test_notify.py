@@ -73,12 +73,19 @@ def test_failures_are_the_outcomes_nobody_asked_for() -> None:
         assert not notify.is_failure(outcome), outcome
 
 
-def test_output_tail_is_taken_from_the_record_when_it_has_one() -> None:
+def test_output_tail_is_the_watchdogs_stdout_and_stderr_tails() -> None:
+    """The record a notification gets carries the run's tails as the watchdog reports them
+    (``stdout_tail``/``stderr_tail``, ``*_truncated``: leaderjob.tail.absorb); nothing else is
+    read as output."""
     assert output_tail({"outcome": "failed"}) == b""
-    assert output_tail({"output_tail": "boom"}) == b"boom"
-    both = output_tail({"output_tail": {"stdout": "out", "stderr": "err"}})
-    assert b"out" in both and b"err" in both
-    assert len(output_tail({"output_tail": "x" * 100_000})) == notify.TAIL_LIMIT
+    assert output_tail({"stdout_tail": "", "stdout_truncated": False}) == b""
+    assert output_tail({"stdout_tail": "out\n"}) == b"--- stdout ---\nout\n"
+    both = output_tail(
+        {"stdout_tail": "out\n", "stderr_tail": "err\n", "stderr_truncated": True}
+    )
+    assert both == b"--- stdout ---\nout\n\n--- stderr (cut: the last 4 KiB) ---\nerr\n"
+    assert output_tail({"output_tail": "guessed", "tail": {"stdout": "x"}}) == b""
+    assert len(output_tail({"stdout_tail": "x" * 100_000})) == notify.TAIL_LIMIT
 
 
 # --- on-failure -------------------------------------------------------------------------------
@@ -110,8 +117,11 @@ RECORD = {
     "identity": "replica-a",
     "duration_seconds": 1.5,
     "attempt": 0,
-    "output_tail": "last words\n",
+    "stdout_tail": "last words\n",
+    "stdout_truncated": False,
 }
+#: What a notification gets of RECORD's output (stdin, the ping's body).
+TAIL = b"--- stdout ---\nlast words\n"
 
 
 @pytest.fixture
@@ -147,7 +157,7 @@ def test_on_failure_gets_the_runs_context_and_its_output_tail_never_a_credential
     assert env["LEADERJOB_FENCING_TOKEN"] == "42" and env["LEADERJOB_IDENTITY"] == "replica-a"
     assert env["LEADERJOB_DURATION_SECONDS"] == "1.5" and env["LEADERJOB_SLOT"] == RECORD["slot"]
     assert "LEADERJOB_PASSWORD" not in env
-    assert got["stdin"] == "last words\n"
+    assert got["stdin"] == TAIL.decode()
 
 
 def test_on_failure_runs_for_failures_only(tmp_path: Path) -> None:
@@ -281,7 +291,7 @@ def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, 
         n.started(s, job="j", window=10)
         n.finished(
             s,
-            {**RECORD, "outcome": "succeeded", "output_tail": ""},
+            {**RECORD, "outcome": "succeeded", "stdout_tail": ""},
             job="j",
             election="j",
             window=10,
@@ -297,7 +307,7 @@ def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, 
         ("GET", f"/{SECRET}"),
         ("POST", f"/{SECRET}/fail"),
     ]  # a planned stop (shutdown) sends nothing
-    assert server.requests[2][2] == b"last words\n"
+    assert server.requests[2][2] == TAIL
     assert not any(SECRET in json.dumps(e, default=str) for e in logs)
 
 

@@ -101,3 +101,28 @@ def test_a_record_etcd_did_not_take_is_dropped_and_counted_never_raised() -> Non
     assert [e["event"] for e in logs] == ["etcd.unavailable", "history.dropped"]
     assert w.data.history(10, timeout=1) == []
     assert w.election_value("leaderjob_etcd_errors_total", operation="put") == 1
+
+
+def test_a_skipped_slot_is_a_not_run_record_counted_as_the_daemon_counts_it() -> None:
+    """L3: a skip leaves the daemon's not-run record — ``not_run`` says why (a ``deadline``
+    skip is ``late``), a skip that stands for older slots too names the first and the count —
+    and ``leaderjob_slots_not_run_total`` counts every slot in it."""
+    w = World()
+    first = T0.replace(second=10)
+    last = T0.replace(second=40)
+    w.history.skipped(
+        Slot(last, last, slot_id(last)),
+        "deadline",
+        also=3,
+        first=Slot(first, first, slot_id(first)),
+    )
+    w.history.skipped(Slot(T0, T0, slot_id(T0)), "overlap")
+    records = w.data.history(10, timeout=1)
+    assert [(r["slot"], r["outcome"], r["not_run"]) for r in records] == [
+        (slot_id(T0), "skipped_overlap", "skipped"),
+        (slot_id(last), "skipped_deadline", "late"),
+    ]
+    assert (records[1]["first_slot"], records[1]["count"]) == (slot_id(first), 4)
+    assert "first_slot" not in records[0]
+    assert w.value("leaderjob_slots_not_run_total", reason="late") == 4
+    assert w.value("leaderjob_slots_not_run_total", reason="skipped") == 1

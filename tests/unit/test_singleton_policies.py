@@ -11,15 +11,18 @@ wall clock starts at 2026-01-01T00:00:00Z, so slots fire at :10, :20, …
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 import leaderjob
+from leaderjob.audit import audit, fire_times
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
 from leaderjob.records import ElectionData
+from leaderjob.schedule import parse_schedule
 from leaderjob.singleton import Singleton, SlotRun
 from leaderjob.singleton_tenure import SingletonTenure
 
@@ -55,11 +58,22 @@ class Seat:
 
 
 class World:
-    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
-        self.clock = FakeClock()
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        wall: datetime | None = None,
+        last_slot: str | None = None,
+        **options: Any,
+    ) -> None:
+        """``wall``: the fake wall clock's start; ``last_slot``: the newest slot a previous
+        leader claimed (a leaderless window follows it, until ``wall``)."""
+        self.clock = FakeClock(wall=wall)
         self.store = MemoryStore(self.clock)
         self.seat = Seat(self.store)
         self.data = ElectionData(self.store, "/leaderjob", "rep")
+        if last_slot is not None:
+            self.store.put(self.data.last_slot_key, last_slot.encode(), timeout=1)
         self.singleton = Singleton(
             fn,
             election="rep",
@@ -304,3 +318,58 @@ def test_bad_policy_options_fail_at_decoration_with_the_clis_message() -> None:
         leaderjob.singleton(election="rep", schedule="@daily", timeout=0)(print)
     with pytest.raises(ValueError, match=r"--retries must be a whole number"):
         leaderjob.singleton(election="rep", schedule="@daily", retries=-1)(print)
+
+
+def test_slots_missed_while_nobody_led_are_recorded_as_the_daemon_records_them() -> None:
+    """L3: slots that fell in a leaderless window follow the catch-up policy and each leaves a
+    record saying why it did not run (``not_run: missed``: the newest one by one, the older as
+    one range), counted in ``leaderjob_slots_not_run_total`` — so ``leaderjob audit`` finds no
+    slot missing and ``history --all`` shows the window."""
+    registry = CollectorRegistry()
+    start = datetime(2026, 1, 1, 0, 3, tzinfo=UTC)
+    w = World(lambda run: None, wall=start, last_slot="20260101T000000Z", registry=registry)
+    missed = [r for r in w.history() if r.get("not_run") == "missed"]
+    singles = [r for r in missed if "first_slot" not in r]
+    ranges = [r for r in missed if "first_slot" in r]
+    assert len(singles) == 10
+    assert [(r["first_slot"], r["slot"], r["count"]) for r in ranges] == [
+        ("20260101T000010Z", "20260101T000110Z", 7)
+    ]
+    assert all(r["token"] == w.seat.token and r["outcome"] == "missed" for r in missed)
+    labels = {"election": "rep", "job_name": "rep", "reason": "missed"}
+    assert registry.get_sample_value("leaderjob_slots_not_run_total", labels) == 17
+    w.finish()  # catch-up "once": the newest missed slot ran
+    w.at(1)
+    claims = w.data.claims(timeout=1)
+    records = w.data.history(100, timeout=1)
+    fires = fire_times(parse_schedule("@every 10s", "UTC"), start.replace(minute=0), start)
+    verdicts = audit(fires, records, claims, leader_token=w.seat.token, complete=True)
+    assert [v.slot for v in verdicts if v.status != "not_run"] == ["20260101T000300Z"]
+    assert {v.status for v in verdicts if v.status != "not_run"} == {"ran"}
+
+
+def test_a_slot_claimed_to_run_that_can_no_longer_start_is_recorded_late() -> None:
+    """S5/L3: a run is not started once the tenure is no longer valid (too little lease left);
+    its slot, claimed to run, gets the daemon's not-run record (``late``) so no audit finds it
+    missing. A retry's slot ran already: it records nothing."""
+    w = World(lambda run: None)
+    w.seat.leading = False
+    fire = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+    assert w.tenure._start("20260101T000010Z", fire, 1) == "skipped"
+    assert w.tenure._start("20260101T000010Z", fire, 0) == "skipped"
+    assert [(r["slot"], r["outcome"], r["not_run"]) for r in w.history()] == [
+        ("20260101T000010Z", "skipped_deadline", "late")
+    ]
+
+
+def test_a_new_tenure_of_the_same_function_records_no_missed_slot_twice() -> None:
+    """L3: slots never claimed stay "missed" for the next catch-up too (nothing moved
+    ``state/last_slot``); a second tenure of the same function records none of them again."""
+    start = datetime(2026, 1, 1, 0, 3, tzinfo=UTC)
+    w = World(lambda run: None, wall=start, last_slot="20260101T000000Z", catch_up="skip")
+    before = len(w.history())
+    w.store.put(w.data.last_slot_key, b"20260101T000000Z", timeout=1)  # as if nothing claimed
+    w.singleton.tenure = w.tenure
+    second = w.singleton.tenure_for(w.seat, w.data)
+    assert second.cycle() in ("idle", "job_started")
+    assert len(w.history()) == before

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaderjob.planner import Slot
 from leaderjob.singleton_rules import (
     blocked,
     outcome,
@@ -21,7 +20,6 @@ from leaderjob.singleton_rules import (
     replacement_late,
     retry_backoff,
     run_record,
-    skip_record,
     wakeup,
 )
 from leaderjob.singleton_run import RETRY_CAP, Concurrency, SlotRun
@@ -93,7 +91,7 @@ def test_a_run_is_retried_only_in_the_tenure_that_claimed_its_slot() -> None:
     assert retry_backoff("failed", 0, 3, same_tenure=False) is None
 
 
-def test_run_and_skip_records_have_the_daemons_shape() -> None:
+def test_run_records_have_the_daemons_shape() -> None:
     run = SlotRun("20260101T000000Z", T0, 7, "abc", None, attempt=1)
     record = run_record(
         run,
@@ -114,11 +112,6 @@ def test_run_and_skip_records_have_the_daemons_shape() -> None:
         )["exit_code"]
         == 0
     )
-    slot = Slot(T0, T0, "20260101T000000Z")
-    skipped = skip_record(slot, "overlap", token=7, identity="a")
-    assert skipped["outcome"] == "skipped_overlap"
-    assert skipped["run_id"] is None
-    assert skipped["slot"] == slot.id
 
 
 def test_wakeup_is_the_earliest_thing_to_do_and_never_in_the_past() -> None:
