@@ -23,16 +23,8 @@ from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Planner, Slot
-from leaderjob.records import ElectionData, iso
+from leaderjob.records import SKIP_NOT_RUN, ElectionData, iso
 from leaderjob.schedule import slot_id
-
-#: A skip's reason → why the slot did not run (records.NOT_RUN_REASONS).
-NOT_RUN = {
-    "overlap": "skipped",
-    "superseded": "skipped",
-    "suspended": "suspended",
-    "deadline": "late",
-}
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -591,7 +583,6 @@ class Scheduling:
         extra: dict[str, Any] = {}
         if also and first is not None:
             extra = {"first_slot": first.id, "count": 1 + also}
-        self._not_run(
-            slot.id, slot.fire_time, NOT_RUN[reason], f"skipped_{reason}", tenure.token, **extra
-        )
+        why = SKIP_NOT_RUN[reason]
+        self._not_run(slot.id, slot.fire_time, why, f"skipped_{reason}", tenure.token, **extra)
         return Report("slot_skipped", {"slot": slot.id, "reason": reason})
