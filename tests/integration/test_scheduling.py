@@ -29,14 +29,15 @@ def test_repeated_failover_never_runs_a_slot_twice_and_follows_catch_up(
 ):
     """S3 + L3: three daemons on `@every 1s`; the leader is killed (-9) and stopped (SIGTERM) in
     turn for half a minute. No slot ever runs twice; inside each tenure every slot runs; across a
-    failover at most one missed slot is caught up (policy `once`), never a burst."""
+    failover at most one missed slot is caught up (policy `once`), never a burst. TTL 2 s
+    (etcd's minimum): each failover after kill -9 waits out the lease, still more than one slot."""
     journal = tmp_path / "journal"
     cmd = job(journal, "--duration", "0.1")
     names = iter(f"r{i}" for i in range(100))
 
     def start() -> JsonLogProcess:
         return leaderjob(
-            procs, tmp_path, next(names), etcd.endpoint, prefix, cmd, schedule="@every 1s"
+            procs, tmp_path, next(names), etcd.endpoint, prefix, cmd, schedule="@every 1s", ttl="2s"
         )
 
     daemons = [start() for _ in range(3)]
