@@ -14,10 +14,11 @@ lease (it goes when the candidate goes), written once per lease. The candidate k
 `leaderjob lock` takes no part: a lock is a mutex, and different commands taking it is its
 normal use.
 
-Cost while idle: the leader compares the fingerprints once per :data:`CHECK_INTERVAL`, as read in
-the confirmation of its key (one operation in that Txn, no request of its own); a follower
-reads them once when it publishes (so a newcomer sees a conflict at once), and again at every
-check only while it sees a conflict (so its flag clears when the conflict does). The command is
+Cost while idle: the leader compares the fingerprints once per check interval (the daemon's renew
+interval; :data:`CHECK_INTERVAL` by default), as read in the confirmation of its key (one
+operation in that Txn, no request of its own); a follower reads them once when it publishes (so a
+newcomer sees a conflict at once), and again at every check only while it sees a conflict (so
+its flag clears when the conflict does). The command is
 hashed, never stored: an argv can carry secrets.
 
 :class:`Checker` holds the rules (pure: time and readings come in, decisions go out);

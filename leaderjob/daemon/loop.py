@@ -177,6 +177,9 @@ class Daemon:
             timezone=s.schedule.timezone if s.schedule else None,
             log=self.log,
             metrics=self.metrics,
+            # The leader's comparison reads nothing of its own (the fingerprints come with each
+            # confirmation), so it compares at each one: a conflict shows within a renewal.
+            interval=s.timing.renew_interval,
         )
 
     def _add_runner(self, name: str, job: Settings) -> Runner:
