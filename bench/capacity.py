@@ -199,8 +199,9 @@ class Model:
         # What leading one job adds on top of a follower: nothing, if the control read rides in
         # the confirmation (measured, not assumed: a separate read would show here).
         self.leader_extra: float = sum(u["leader_req_s"].values()) * t0 - self.follower
-        # Per run, once history and claims are at their limits (every run then prunes one old
-        # record and one old claim): what a deployment pays, so what the plan uses.
+        # Per run, once history and claims are at their limits (every claim then deletes one old
+        # claim, every record one old record, in their own Txns): what a deployment pays, so
+        # what the plan uses.
         busy, early = u["busy"]["steady"], u["busy"]["early"]
         self.per_run = float(busy["requests_per_run"] or 0.0)
         self.txn_per_run = float(busy["txn_per_run"] or 0.0)
@@ -554,8 +555,9 @@ def render_doc(u: dict[str, Any], c: dict[str, Any], w: dict[str, Any], meta: st
         "pod per renew interval, a local read on the member that answers (the Txn's "
         "linearizable ReadIndex round is paid once per Txn, not per range).",
         "- **revisions/s** = J·f·w — only runs write: the claim (with `state/last_slot`, one "
-        "Txn), the record (with its output tails, one Txn) and, once the job has that many, a "
-        "fenced delete of its oldest record and one of its oldest claim. Keepalives and "
+        "Txn), the record (with its output tails, one Txn); once the job has that many, the "
+        "claim also deletes the oldest claim and the record the oldest record, in the same "
+        "Txns (no revision of their own). Keepalives and "
         "confirmations (with the control reads in them) create no revision. Leadership changes "
         "add a delete and a create each.",
         "- **leases** = P (one per daemon, shared by its jobs); **watchers** = (2P − 1)·J (a "
@@ -640,11 +642,15 @@ def _revisions_text(u: dict[str, Any], m: Model) -> str:
     )
     if m.writes_per_run > goal:
         text += (
-            f"**Goal (≤ {goal:.0f}) missed once a job prunes:** after each run the leader "
-            "deletes the one record and the one claim that fell past the limit, each in a "
-            "fenced Txn of its own, so every run costs two more revisions. Pruning only when a "
-            "batch has gathered (up to 64 keys in one Txn) would bring it near the "
-            f"{m.writes_per_run_early:.0f} of the first runs. "
+            f"**Goal (≤ {goal:.0f}) missed once a job prunes:** pruning costs revisions of its "
+            "own. "
+        )
+    else:
+        text += (
+            f"**Goal (≤ {goal:.0f}) met:** pruning rides on the writes a run makes anyway — "
+            "after each write the leader finds the key the next write pushes out of the limit, "
+            "and that write (the next claim, the next record) deletes it in its own Txn; only a "
+            "backlog (after a suspension, a lowered limit) is deleted in Txns of its own. "
         )
     out = u.get("output")
     if out:

@@ -30,8 +30,15 @@ stays far below gRPC's 4 MiB message limit, and only ``history --run`` reads a r
 
 Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
 begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
-their own time, at most :data:`PRUNE_BATCH` keys per call in one fenced Txn, so a backlog of any
-size drains over several cycles without holding up a renewal.
+their own time. etcd keeps every revision until it is compacted, and a Txn is one revision
+however many operations it holds, so pruning rides on the writes that happen anyway: after a
+write, the leader finds (off the fire path) the keys the *next* write pushes out of the bound, and
+that write deletes them in its own Txn (:meth:`ElectionData.claim_slot`,
+:meth:`ElectionData.record`). A run costs two revisions, its claim and its record, before and
+after the bounds are reached, and the bounds hold exactly between writes. Only keys already beyond
+the bound (a backlog: after a suspension, a leaderless stretch, a lowered limit) go in a prune Txn
+of their own, at most :data:`PRUNE_BATCH` keys per call, so a backlog of any size drains over
+several cycles without holding up a renewal.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ from leaderjob.election.store import KeyInfo, Store
 SLOT_FORMAT = "%Y%m%dT%H%M%SZ"
 #: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
 PRUNE_BATCH = 64
+#: etcd's default limit of operations in one Txn (``--max-txn-ops``): a write that carries
+#: deletes counts its own puts and deletes against it.
+MAX_TXN_OPS = 128
 TRIGGER_SLOT = "trigger-"
 #: Why a slot did not run: a history record's ``not_run`` and the ``reason`` of
 #: ``leaderjob_slots_not_run_total``. skipped: the overlap policy (forbid, or a replacement
@@ -201,20 +211,24 @@ class ElectionData:
         claim: dict[str, Any],
         *,
         run: bool = True,
+        deletes: Sequence[str] = (),
         timeout: float,
     ) -> bool:
         """S3: claim one slot, fenced by our own key; moves ``state/last_slot`` forward.
 
         A claim to ``run`` the slot also requires the election not to be suspended (a refused
         claim's cause is then read with :meth:`is_suspended`); a claim that records a skip does
-        not.
+        not. ``deletes``: old claims this claim pushes out of the bound, deleted in the same Txn
+        (one revision, fenced like the claim; never the claimed slot nor ``state/last_slot``).
         """
         key = self.slot_key(slot)
+        puts = [(key, _dump(claim)), (self.last_slot_key, slot.encode())]
         return self.store.guarded_put(
             own_key,
             token,
-            [(key, _dump(claim)), (self.last_slot_key, slot.encode())],
+            puts,
             absent=[key, self.suspended_key] if run else [key],
+            deletes=_carried(deletes, puts),
             timeout=timeout,
         )
 
@@ -276,16 +290,31 @@ class ElectionData:
             old.append(k.key)
         return old
 
-    def old_history(self, limit: int, *, timeout: float) -> list[str]:
-        """Keys of history records beyond the newest ``limit``, at most :data:`PRUNE_BATCH`,
-        with their output keys (at most as many again: 128 operations, etcd's limit per Txn)."""
+    def fire_time(self, claim_key: str) -> datetime | None:
+        """The fire time of a timed claim's key (None for a trigger claim)."""
+        return parse_slot_id(claim_key.rsplit("/", 1)[-1])
+
+    def old_history(self, limit: int, *, timeout: float) -> tuple[list[str], list[str]]:
+        """Keys of old history records, each with its output key: ``(beyond, next)``.
+
+        ``beyond``: the records beyond the newest ``limit`` (a backlog), at most
+        :data:`PRUNE_BATCH` and as many output keys (128 operations, etcd's limit per Txn).
+        ``next``: the oldest record kept, which the next record pushes out of the bound (that
+        record deletes it in its own Txn: :meth:`record`).
+        """
+        keep = max(1, limit) - 1
         keys = self.store.get_prefix(
-            self.history_prefix, timeout=timeout, limit=limit + PRUNE_BATCH, newest_first=True
+            self.history_prefix, timeout=timeout, limit=keep + 1 + PRUNE_BATCH, newest_first=True
         )
-        old = list(reversed(keys[limit:]))
-        return [k.key for k in old] + [
-            self.output_key(k.key) for k in old if _load(k.value).get("output")
-        ]
+        if len(keys) <= keep:
+            return [], []
+
+        def with_output(records: Sequence[KeyInfo]) -> list[str]:
+            return [k.key for k in records] + [
+                self.output_key(k.key) for k in records if _load(k.value).get("output")
+            ]
+
+        return with_output(list(reversed(keys[keep + 1 :]))), with_output([keys[keep]])
 
     def delete_fenced(self, own_key: str, token: int, keys: list[str], *, timeout: float) -> bool:
         """Delete ``keys`` in one Txn, only while we still hold our key (a deposed leader's
@@ -318,21 +347,44 @@ class ElectionData:
         *,
         timeout: float,
         output: dict[str, Any] | None = None,
-    ) -> None:
+        fence: tuple[str, int] | None = None,
+        deletes: Sequence[str] = (),
+    ) -> bool:
         """Append one history record, keyed by ``at``: when it completed, so a long run's
         outcome sorts after the skips made while it ran, and is pruned after them. A run's
-        ``output`` (its tails) goes beside it in the same Txn: one write."""
+        ``output`` (its tails) goes beside it in the same Txn: one write.
+
+        ``deletes`` (old records this one pushes out of the bound) go in the same Txn too, only
+        fenced by our key (``fence``: own key, token): a deposed leader's bookkeeping changes
+        nothing. If the fence fails, the record is still written, without the deletes. Returns
+        whether the deletes were applied.
+        """
         stamp = int(at.timestamp() * 1000)
         key = f"{self.history_prefix}{stamp:013d}-{entry.get('run_id') or uuid.uuid4().hex[:12]}"
+        out = self.output_key(key)
+        puts = (
+            [(key, _dump({**entry, "output": True})), (out, _dump(output))]
+            if output
+            else [(key, _dump(entry))]
+        )
+        if fence is not None and deletes:
+            own, token = fence
+            if self.store.guarded_put(
+                own,
+                token,
+                puts,
+                absent=[out] if output else [],
+                deletes=_carried(deletes, puts),
+                timeout=timeout,
+            ):
+                return True
         if not output:
             self.store.put(key, _dump(entry), timeout=timeout)
-            return
-        out = self.output_key(key)
+            return False
         # Not fenced (history is written after a tenure too): the Txn's only compare is that
         # the output key is new, which a unique name always is.
-        self.store.guarded_put(
-            out, 0, [(key, _dump({**entry, "output": True})), (out, _dump(output))], timeout=timeout
-        )
+        self.store.guarded_put(out, 0, puts, timeout=timeout)
+        return False
 
     # -- anyone's side (CLI) -------------------------------------------------------------------
 
@@ -429,6 +481,13 @@ class ElectionData:
         body = {"by": who, "requested_at": iso(datetime.now(UTC)), "id": trigger_id}
         self.store.put(self.trigger_prefix + trigger_id, _dump(body), timeout=timeout)
         return trigger_id
+
+
+def _carried(deletes: Sequence[str], puts: Sequence[tuple[str, bytes]]) -> list[str]:
+    """The deletes a write may carry: never a key it writes, and with its puts within
+    :data:`MAX_TXN_OPS` (what does not fit is found again after this write)."""
+    written = {k for k, _ in puts}
+    return [k for k in deletes if k not in written][: MAX_TXN_OPS - len(puts)]
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

@@ -63,6 +63,8 @@ class History:
     on_done: Callable[[], None]
     notifier: Notifier | None
     _backlog: list[tuple[dict[str, Any], datetime]]
+    #: Keys the next history record pushes out of the bound, found under this token.
+    _history_carry: tuple[int, list[str]] | None = None
 
     def _finished(self, active: ActiveRun) -> None:
         run = active.run
@@ -192,35 +194,64 @@ class History:
             self._flush()  # no leader path to protect
 
     def _flush(self) -> None:
-        """Write queued history records while the budget allows; the leader then prunes the
-        oldest beyond the limit (a bounded batch per cycle)."""
+        """Write queued history records while the budget allows. While we lead, a record
+        carries the deletes of the records it pushes out of the bound (one Txn, one revision,
+        fenced); then the leader finds those the next record pushes out (:meth:`_prune`)."""
         wrote = False
         while self._backlog and self.session.may_bookkeep():
             entry, at = self._backlog[0]
             output = entry.get(OUTPUT)
             if output is not None:
                 entry = {k: v for k, v in entry.items() if k != OUTPUT}
+            fence, deletes = self._carry(self._history_carry)
             try:
-                self.data.record(entry, at, timeout=self.session.io_timeout(), output=output)
+                carried = self.data.record(
+                    entry,
+                    at,
+                    timeout=self.session.io_timeout(),
+                    output=output,
+                    fence=fence,
+                    deletes=deletes,
+                )
             except StoreError as exc:
                 self.session.store_error(exc)
                 return
+            if carried:
+                self._history_carry = None
             self._backlog.pop(0)
             wrote = True
         if wrote and self.seat.leading:
-            self._delete_old(
+            carry = self._prune(
                 lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
             )
+            if carry is not None:
+                self._history_carry = carry
 
-    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
-        """Bookkeeping: find old keys, delete them fenced — each call only while the cycle has
-        time to spare (what is left waits for a later cycle)."""
+    def _carry(
+        self, carried: tuple[int, list[str]] | None
+    ) -> tuple[tuple[str, int] | None, list[str]]:
+        """The fence and the deletes a write may carry: only keys found in this tenure (by our
+        token), and only while we lead (a deposed leader deletes nothing)."""
+        own, token = self.seat.key, self.seat.token
+        if carried is None or own is None or token != carried[0] or not self.seat.leading:
+            return None, []
+        return (own, token), carried[1]
+
+    def _prune(
+        self, find: Callable[[float], tuple[list[str], list[str]]]
+    ) -> tuple[int, list[str]] | None:
+        """Bookkeeping, only while the cycle has time to spare: find old keys; delete those
+        already beyond the bound now, fenced, in one Txn (a backlog); return those the next
+        write pushes out, with our token, for that write to delete in its own Txn (None: not
+        looked)."""
         own, token = self.seat.key, self.seat.token
         if own is None or token is None or not self.session.may_bookkeep():
-            return
+            return None
         try:
-            old = find(self.session.io_timeout())
-            if old and self.session.may_bookkeep():
-                self.data.delete_fenced(own, token, old, timeout=self.session.io_timeout())
+            beyond, nxt = find(self.session.io_timeout())
+            if beyond and self.session.may_bookkeep():
+                self.data.delete_fenced(own, token, beyond, timeout=self.session.io_timeout())
         except StoreError as exc:
             self.session.store_error(exc)
+            return None
+        return token, nxt

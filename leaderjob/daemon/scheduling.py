@@ -8,7 +8,7 @@ a claim whose outcome is unknown counts as "do not run" (at most once per slot).
 (publishing the schedule, pruning old claims) only runs while the cycle has time to spare.
 
 This is the scheduling half of :class:`~leaderjob.daemon.runner.Runner`: it starts runs and
-records outcomes through the runner (``_start``, ``_record``, ``_delete_old``).
+records outcomes through the runner (``_start``, ``_record``, ``_prune``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class Scheduling:
     #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
     #: before any new claim) finds the same missed slots again and must not record them twice.
     _missed_upto: datetime | None = None
+    #: Timed claims the next claim pushes out of the bound, found under this token.
+    _slot_carry: tuple[int, list[str]] | None = None
 
     def _start(
         self,
@@ -80,7 +82,14 @@ class Scheduling:
     ) -> None:
         raise NotImplementedError
 
-    def _delete_old(self, find: Callable[[float], list[str]]) -> None:
+    def _prune(
+        self, find: Callable[[float], tuple[list[str], list[str]]]
+    ) -> tuple[int, list[str]] | None:
+        raise NotImplementedError
+
+    def _carry(
+        self, carried: tuple[int, list[str]] | None
+    ) -> tuple[tuple[str, int] | None, list[str]]:
         raise NotImplementedError
 
     def _start_scheduled(self, tenure: Tenure) -> Report | None:
@@ -501,9 +510,17 @@ class Scheduling:
             "claimed_at": iso(self.clock.wall()),
         }
         run = status in ("running", "replacing")
+        # The claims this one pushes out of the bound go in its Txn: one revision, fenced.
+        _, carry = self._carry(self._slot_carry)
         try:
             ok = self.data.claim_slot(
-                own, tenure.token, slot.id, claim, run=run, timeout=self.session.io_timeout()
+                own,
+                tenure.token,
+                slot.id,
+                claim,
+                run=run,
+                deletes=carry,
+                timeout=self.session.io_timeout(),
             )
         except StoreError as exc:
             # Unknown whether it applied: do not run (at most once per slot).
@@ -511,6 +528,8 @@ class Scheduling:
             self.log.warning("slot.claim_unknown", slot=slot.id)
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
+        if ok:
+            self._slot_carry = None
         result = "claimed" if ok else (self._why_refused() if run else "rejected")
         if result == "claimed":
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
@@ -540,19 +559,37 @@ class Scheduling:
             return "rejected"
 
     def _prune_slots(self, tenure: Tenure, *, triggers: bool = False) -> None:
-        """Keep the slot claims bounded: after every claim, each kind by its own time, a bounded
-        batch, fenced — bookkeeping, so only while the cycle has time to spare."""
+        """Keep the slot claims bounded, each kind by its own time — bookkeeping, so only while
+        the cycle has time to spare. After every claim: timed claims already beyond the bound
+        go now, a bounded batch in one fenced Txn (a backlog); the one the next claim pushes out
+        (a schedule's interval later) is deleted in that claim's Txn (no revision of its own).
+        Trigger claims are rare: theirs go at once."""
         keep = max(10, self.s.history_limit)
+        if triggers:
+            now = self.clock.wall()
+            self._prune(
+                lambda timeout: (
+                    self.data.old_claims(now, keep, triggers=True, timeout=timeout),
+                    [],
+                )
+            )
+            return
         cutoff = tenure.last_claimed
         if cutoff is None:
-            if not triggers:
-                return
-            cutoff = self.clock.wall()
-        elif self.s.schedule is not None:
-            cutoff -= self.s.schedule.interval() * keep
-        self._delete_old(
-            lambda timeout: self.data.old_claims(cutoff, keep, triggers=triggers, timeout=timeout)
-        )
+            return
+        step = timedelta(0)
+        if self.s.schedule is not None:
+            step = self.s.schedule.interval()
+            cutoff -= step * keep
+
+        def find(timeout: float) -> tuple[list[str], list[str]]:
+            old = self.data.old_claims(cutoff + step, keep, triggers=False, timeout=timeout)
+            beyond = [k for k in old if (self.data.fire_time(k) or cutoff) < cutoff]
+            return beyond, old[len(beyond) :]
+
+        carry = self._prune(find)
+        if carry is not None:
+            self._slot_carry = carry
 
     def _skip(
         self,

@@ -195,7 +195,9 @@ def test_a_runs_output_tail_is_kept_beside_its_record_in_one_write_and_pruned_wi
                 original = getattr(d.data.store, name)
 
                 def counted(*a: Any, _n: str = name, _f: Any = original, **k: Any) -> Any:
-                    if str(a[0]).startswith(w.data.base + "/history/") or "/output/" in str(a[0]):
+                    # What is written: a put's key, a Txn's puts (its guard may be our key).
+                    keys = [str(a[0])] if _n == "put" else [str(key) for key, _ in a[2]]
+                    if any(key.startswith(w.data.base + "/history/") for key in keys):
                         writes[_n] += 1
                     return _f(*a, **k)
 
