@@ -55,6 +55,7 @@ from benchlib import (
     percentile,
     table,
     wait_for,
+    write_section,
 )
 
 BEGIN = "<!-- anatomy.py: begin -->"
@@ -368,13 +369,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def write_doc(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    write_section(path, text, BEGIN, END)
 
 
 @contextlib.contextmanager

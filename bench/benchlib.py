@@ -230,3 +230,15 @@ def stop_group(pid: int) -> None:
     """SIGCONT then SIGKILL a process group we started (it may be stopped)."""
     kill_group(pid, signal.SIGCONT)
     kill_group(pid, signal.SIGKILL)
+
+
+def write_section(path: Path, text: str, begin: str, end: str) -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) in place of the section
+    between those markers in ``path``, or append it when the file has none yet."""
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + text + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)

@@ -34,7 +34,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchlib import PYTHON, ROOT, ProcessGroup, delta, etcd_requests, etcd_server, table
+from benchlib import (
+    PYTHON,
+    ROOT,
+    ProcessGroup,
+    delta,
+    etcd_requests,
+    etcd_server,
+    table,
+    write_section,
+)
 
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
@@ -704,13 +713,7 @@ def render_check(m: Model, c: dict[str, Any]) -> str:
 
 
 def write_doc(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    write_section(path, text, BEGIN, END)
 
 
 def main() -> int:

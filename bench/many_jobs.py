@@ -52,6 +52,7 @@ from benchlib import (
     proc_rss_bytes,
     table,
     wait_for,
+    write_section,
 )
 
 BEGIN = "<!-- many_jobs.py: begin -->"
@@ -545,13 +546,7 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 
 def write_doc(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    write_section(path, text, BEGIN, END)
 
 
 # -- main ------------------------------------------------------------------------------------------

@@ -49,7 +49,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import PYTHON, ROOT, ProcessGroup, etcd_requests, etcd_version, find_etcd, median
+from benchlib import (
+    PYTHON,
+    ROOT,
+    ProcessGroup,
+    etcd_requests,
+    etcd_version,
+    find_etcd,
+    median,
+    write_section,
+)
 
 from tests.harness.etcd import EtcdCluster
 from tests.harness.procs import JsonLogProcess
@@ -494,13 +503,7 @@ def render_doc(cells: Sequence[Cell], meta: dict[str, Any]) -> str:
 
 
 def write_doc(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    write_section(path, text, BEGIN, END)
 
 
 def _binaries(given: Sequence[str]) -> list[str]:
