@@ -433,7 +433,8 @@ def render(u: dict[str, Any], c: dict[str, Any], w: dict[str, Any]) -> str:
         for r in w.get("reads", [])
     ]
     return "\n\n".join([
-        f"Unit costs (measured at TTL {u['ttl']} s; {u['runs']} runs at `@every 1s`):",
+        f"Unit costs (measured at TTL {u['ttl']} s; {u['busy']['steady']['runs']} runs at "
+        "`@every 1s` once pruning started):",
         table(["cost", "measured (T = TTL in s)"], _unit_rows(m)),
         f"Check: {c['pods']} daemons × a jobs file of {c['jobs']} jobs at `@every {c['every']}s`, "
         f"TTL {c['ttl']} s ({c['runs_s']:.2f} runs/s measured):",
