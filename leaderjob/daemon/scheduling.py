@@ -35,6 +35,7 @@ from leaderjob.schedule import slot_id
 CLAIM_AHEAD = timedelta(seconds=0.05)
 
 
+# CatchUp before Switches: its _skewed must come before the placeholder in Switches.
 class Scheduling(CatchUp, Switches):
     # Set by the runner (see Runner.__init__); the settings, session, seat, data, planner,
     # clock, metrics, election and log are declared in the parts (CatchUp, Switches).
