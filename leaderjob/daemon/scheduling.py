@@ -1,4 +1,4 @@
-"""Scheduling, for one job while it is led: slots, claims, control switches, catch-up, skew.
+"""Scheduling, for one job while it is led: what happens to one slot, from due to claimed to run.
 
 One leading cycle gives the schedule one budget of etcd time (:meth:`Scheduling._start_scheduled`):
 catch-up once per tenure from the newest slot anyone claimed (a linearizable read), then the
@@ -7,27 +7,26 @@ that is due. A slot runs only after its claim, a Txn guarded by our leader key, 
 a claim whose outcome is unknown counts as "do not run" (at most once per slot). Bookkeeping
 (publishing the schedule, pruning old claims) only runs while the cycle has time to spare.
 
-This is the scheduling half of :class:`~leaderjob.daemon.runner.Runner`: it starts runs and
-records outcomes through the runner (``_start``, ``_record``, ``_prune``).
+This module keeps one slot's path: due, claimed (ahead or at its start), the overlap policy,
+started or skipped, old claims pruned. It builds on the tenure's start (catch-up, skew, the
+schedule published: :mod:`.catchup`) and the trigger and suspend switches (:mod:`.switches`).
+It is the scheduling half of :class:`~leaderjob.daemon.runner.Runner`: it starts runs and
+records outcomes through the runner (``_start``, ``_not_run``, ``_prune``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from leaderjob.clock import Clock
-from leaderjob.daemon.model import ActiveRun, Pending, Report, Settings, Tenure
-from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.catchup import CatchUp
+from leaderjob.daemon.model import ActiveRun, Pending, Report, Tenure
+from leaderjob.daemon.switches import Switches
 from leaderjob.election.store import StoreError
-from leaderjob.planner import Planner, Slot
-from leaderjob.records import SKIP_NOT_RUN, ElectionData, iso
+from leaderjob.planner import Slot
+from leaderjob.records import SKIP_NOT_RUN, iso
 from leaderjob.schedule import slot_id
-
-if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
 
 #: The next slot is claimed this long before its start, so that the claim's round trip is not on
 #: the fire path. Long enough for a claim under load (its p99 on a busy 2-CPU machine: ~25 ms),
@@ -36,50 +35,17 @@ if TYPE_CHECKING:  # prometheus_client only where metrics are served
 CLAIM_AHEAD = timedelta(seconds=0.05)
 
 
-class Scheduling:
-    # Set by the runner (see Runner.__init__).
-    s: Settings
-    session: Session
-    seat: Seat
-    data: ElectionData
-    planner: Planner | None
-    clock: Clock
-    metrics: Metrics | None
-    election: str  # the daemon's (a group's name): the metrics' election label
-    log: Any
+# CatchUp before Switches: its _skewed must come before the placeholder in Switches.
+class Scheduling(CatchUp, Switches):
+    # Set by the runner (see Runner.__init__); the settings, session, seat, data, planner,
+    # clock, metrics, election and log are declared in the parts (CatchUp, Switches).
     runs: list[ActiveRun]
     tenure: Tenure | None
-    #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
-    #: before any new claim) finds the same missed slots again and must not record them twice.
-    _missed_upto: datetime | None = None
     #: Timed claims the next claim pushes out of the bound, found under this token.
     _slot_carry: tuple[int, list[str]] | None = None
 
-    def _start(
-        self,
-        slot: str,
-        scheduled: datetime,
-        attempt: int,
-        lag_from: datetime | None = None,
-        claimed_at: float | None = None,
-    ) -> Report:
-        raise NotImplementedError
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        raise NotImplementedError
-
+    # The runner's; _start and _not_run are declared in the parts (Switches, CatchUp).
     def _flush(self) -> None:
-        raise NotImplementedError
-
-    def _not_run(
-        self,
-        slot: str,
-        scheduled: datetime | None,
-        reason: str,
-        outcome: str,
-        token: int | None,
-        **extra: Any,
-    ) -> None:
         raise NotImplementedError
 
     def _prune(
@@ -253,199 +219,6 @@ class Scheduling:
         if p.replacing is not None:
             return self._start(p.slot, p.scheduled, 0, lag_from=p.replacing.start_time)
         return self._start(p.slot, p.scheduled, p.attempt)
-
-    def _note_suspended(self, tenure: Tenure, suspended: bool) -> None:
-        if suspended != tenure.suspended:
-            if suspended or tenure.suspended is not None:
-                self.log.info("election.suspended" if suspended else "election.resumed")
-            tenure.suspended = suspended
-
-    def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
-        """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
-        assert self.planner is not None
-        try:
-            last = self.data.last_slot(timeout=self.session.io_timeout())
-        except StoreError as exc:
-            self.session.store_error(exc)
-            return False
-        plan = self.planner.begin_tenure(last, wall)
-        tenure.ready = True
-        tenure.last_claimed = last
-        tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
-        if plan.skipped or plan.expired or plan.run:
-            self.log.info(
-                "schedule.catch_up",
-                policy=self.s.catch_up,
-                last_claimed=iso(last),
-                missed_skipped=plan.skipped,
-                expired=plan.expired.id if plan.expired else None,
-                run=plan.run.id if plan.run else None,
-            )
-        if self.metrics is not None:
-            reason = "catch_up_skip"
-            self.metrics.slots_skipped.labels(self.election, self.s.election, reason).inc(
-                plan.skipped
-            )
-            if plan.expired is not None:
-                self.metrics.slots_skipped.labels(self.election, self.s.election, "deadline").inc()
-        # Every missed slot that does not run gets a not-run record: the newest few one by one,
-        # the rest as one range (a day of a per-second schedule is one record, not 86 400).
-        upto = self._missed_upto
-        for missed in plan.missed:
-            if upto is None or missed.fire_time > upto:
-                self._not_run(missed.id, missed.fire_time, "missed", "missed", tenure.token)
-        if plan.missed:
-            self._missed_upto = max(upto or plan.missed[0].fire_time, plan.missed[0].fire_time)
-        if plan.missed_range is not None and (upto is None or plan.missed_range[1] > upto):
-            first, last = plan.missed_range
-            self._not_run(
-                slot_id(last),
-                last,
-                "missed",
-                "missed",
-                tenure.token,
-                first_slot=slot_id(first),
-                count=plan.missed_more,
-            )
-        if plan.run is not None:
-            tenure.pending.append(
-                Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
-            )
-        return True
-
-    def _check_skew(self, tenure: Tenure, wall: datetime) -> None:
-        """A newest claim ahead of our clock: a replica whose clock ran fast claimed it, and no
-        slot runs until our clock gets there (slots only move forward past the newest claim —
-        the alternative, trusting our own clock, would re-run pruned slots if *ours* is slow).
-        Logged every cycle and exported; ``leaderjob repair-schedule`` moves it back."""
-        assert self.planner is not None
-        ahead = 0.0
-        if tenure.last_claimed is not None:
-            ahead = max(0.0, (tenure.last_claimed - wall).total_seconds())
-        if self.metrics is not None:
-            self.metrics.clock_skew.labels(self.election, self.s.election).set(ahead)
-        if ahead > self.planner.deadline.total_seconds():
-            self.log.warning(
-                "schedule.clock_skew",
-                last_claimed=iso(tenure.last_claimed),
-                ahead_seconds=round(ahead, 3),
-                hint="a replica's clock ran ahead; fix it, then `leaderjob repair-schedule`",
-            )
-
-    def _skewed(self, tenure: Tenure) -> bool:
-        assert self.planner is not None
-        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
-        return tenure.last_claimed is not None and (
-            tenure.last_claimed - planning > self.planner.deadline
-        )
-
-    def _publish_schedule(self, tenure: Tenure) -> None:
-        if self.s.schedule is None or self.seat.key is None:
-            return
-        info = {
-            "expr": self.s.schedule.expr,
-            "timezone": self.s.schedule.timezone,
-            "leader": self.s.identity,
-            "token": tenure.token,
-            "concurrency": self.s.concurrency,
-            "catch_up": self.s.catch_up,
-            "jitter": self.s.jitter,
-        }
-        try:
-            tenure.published = self.data.publish_schedule(
-                self.seat.key, tenure.token, info, timeout=self.session.io_timeout()
-            )
-        except StoreError as exc:
-            self.session.store_error(exc)
-
-    def _poll_control(self, tenure: Tenure) -> Report | None:
-        """Act on the trigger and suspend switches as last read; no request of their own.
-
-        They are read in the confirmation of our key, once per renew interval (one Txn for every
-        job the daemon leads: :meth:`Seat.read_along`), so a trigger runs within one renew
-        interval and ``status`` shows a suspension as fast. Only the first look of a tenure
-        reads them directly: a trigger that waited for a leader runs at once. Triggers of one
-        read run one at a time; one that did not run shows up again in the next read.
-
-        While the newest claim lies ahead of our clock, also re-read it once per renew interval:
-        an operator's repair takes effect at once (a re-plan from the repaired claim).
-        """
-        now = self.clock.monotonic()
-        interval = self.s.timing.renew_interval
-        self.seat.read_along(self.data.control_prefix)
-        reading = self.seat.reading()
-        if tenure.control is None:
-            if now < tenure.control_at or not self.session.may_call():
-                return None
-            tenure.control_at = now + interval  # a failed read is tried again an interval on
-            try:
-                tenure.control = self.data.control(timeout=self.session.io_timeout())
-            except StoreError as exc:
-                self.session.store_error(exc)
-                return None
-            tenure.control_read_at = now
-            self._note_suspended(tenure, tenure.control.suspended)
-        elif reading is not None and reading.sent_at > tenure.control_read_at:
-            tenure.control = self.data.parse_control(reading.keys)
-            tenure.control_read_at = reading.sent_at
-            self._note_suspended(tenure, tenure.control.suspended)
-        report = self._repair_or_trigger(tenure, now)
-        # Wake for the switches only while a trigger can run now, or a skewed claim is re-read;
-        # otherwise the next confirmation (and the end of a blocking run) wakes the loop.
-        ready = bool(tenure.control.triggers) and not tenure.suspended and not self._blocked()
-        tenure.control_at = now if ready else (tenure.skew_read_at if self._skewed(tenure) else
-                                              math.inf)  # fmt: skip
-        return report
-
-    def _repair_or_trigger(self, tenure: Tenure, now: float) -> Report | None:
-        if self._skewed(tenure) and now >= tenure.skew_read_at and self.session.may_call():
-            tenure.skew_read_at = now + self.s.timing.renew_interval
-            try:
-                last = self.data.last_slot(timeout=self.session.io_timeout())
-            except StoreError as exc:
-                self.session.store_error(exc)
-                return None
-            if last != tenure.last_claimed:
-                self.log.info("schedule.repaired", last_claimed=iso(last))
-                tenure.ready = False
-                return None
-        control = tenure.control
-        if control is None or not control.triggers or tenure.suspended:
-            return None
-        if self._blocked() or not self.session.may_call():
-            return None  # a trigger waits for the current run; it is not lost
-        key, request = control.triggers.pop(0)
-        return self._run_trigger(tenure, key, request)
-
-    def _run_trigger(self, tenure: Tenure, key: str, request: dict[str, Any]) -> Report | None:
-        own = self.seat.key
-        if own is None:
-            return None
-        claim = {
-            "token": tenure.token,
-            "identity": self.s.identity,
-            "request": request,
-            "claimed_at": iso(self.clock.wall()),
-        }
-        try:
-            ok, slot = self.data.claim_trigger(
-                own, tenure.token, key, claim, timeout=self.session.io_timeout()
-            )
-            result = "claimed" if ok else self._why_refused()
-        except StoreError as exc:
-            self.session.store_error(exc)
-            return None
-        if result == "suspended":
-            self._note_suspended(tenure, True)  # the trigger waits for `resume`
-            return None
-        if result == "rejected":
-            self.log.warning("trigger.claim_failed", trigger=key)
-            self.seat.recheck()
-            return None
-        self.log.info("trigger.claimed", slot=slot, requested_by=request.get("by"))
-        report = self._start(slot, self.clock.wall(), 0)
-        self._prune_slots(tenure, triggers=True)
-        return report
 
     def _fire(self, tenure: Tenure, slot: Slot) -> Report | None:
         """A slot is due: apply the overlap policy, claim it (the claim itself is refused while
