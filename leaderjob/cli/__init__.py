@@ -28,7 +28,7 @@ _COMMANDS = {
     "lock": ("leaderjob.cli.daemon", "lock"),
     # read, control
     "status": ("leaderjob.cli.read", "status"),
-    "history": ("leaderjob.cli.read", "history"),
+    "history": ("leaderjob.cli.run_history", "history"),
     "repair-schedule": ("leaderjob.cli.read", "repair_schedule"),
     "trigger": ("leaderjob.cli.control", "trigger"),
     "suspend": ("leaderjob.cli.control", "suspend"),
@@ -54,8 +54,8 @@ _EXPORTS = {
     "http_snapshot": "leaderjob.cli.daemon",
     "lock": "leaderjob.cli.daemon",
     "run": "leaderjob.cli.daemon",
-    "format_history": "leaderjob.cli.read",
-    "history": "leaderjob.cli.read",
+    "format_history": "leaderjob.cli.run_history",
+    "history": "leaderjob.cli.run_history",
     "read_status": "leaderjob.cli.read",
 }
 

@@ -21,6 +21,7 @@ NOT_FOR_RUN = [
     "leaderjob.singleton",
     "leaderjob.localetcd",
     "leaderjob.cli.read",
+    "leaderjob.cli.run_history",
     "leaderjob.cli.control",
     "leaderjob.cli.tools",
     "tomllib",
