@@ -198,6 +198,9 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
     keys: dict[int, _Key] = {}
     latest_by_name: dict[str, _Key] = {}
     claims: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    #: Revisions at which a slot's claim key was deleted: a claim given back by a leader that
+    #: left on purpose before the slot started (or pruned, long after it ran).
+    claim_deletes: dict[tuple[str, str], list[int]] = defaultdict(list)
     for r in hist:
         if r["kind"] not in ("key.put", "key.delete"):
             continue
@@ -229,6 +232,8 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         ):
             doc = r.get("value") if isinstance(r.get("value"), dict) else {}
             claims[job_slot].append({"revision": int(r["create_revision"]), "t": r["t"], **doc})
+        elif r["kind"] == "key.delete" and (job_slot := job_slot_of_key(base, r["key"])):
+            claim_deletes[job_slot].append(int(r["revision"]))
 
     # -- faults: whole-pod freezes exempt S6 ----------------------------------------------------
     freezes: list[tuple[str, float, float]] = []
@@ -438,6 +443,20 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
 
     # -- S3: one claim and one run per slot --------------------------------------------------------
     for (job, slot), cs in claims.items():
+        # A claim given back (deleted, fenced, by a leader leaving before the slot started)
+        # lets the successor claim the slot again; it is still run at most once (below). Only
+        # a claim whose key was deleted before the next one, by a token that never ran the
+        # slot, was given back.
+        ran_by = {int(r["token"]) for r in runs_by_slot.get((job, slot), [])}
+        cs = [
+            c
+            for c, after in zip(cs, [*cs[1:], None], strict=True)
+            if after is None
+            or c.get("token") in ran_by
+            or not any(
+                c["revision"] < d < after["revision"] for d in claim_deletes.get((job, slot), [])
+            )
+        ]
         if len(cs) > 1:
             v.violations.append(
                 Violation(

@@ -146,6 +146,30 @@ def test_s3_slot_claimed_twice():
     assert _props(h) == {"S3"}
 
 
+def _slot_delete(t: float, slot: str, rev: int) -> dict[str, Any]:
+    return {"t": t, "kind": "key.delete", "key": f"{BASE}/slots/{slot}", "revision": rev}
+
+
+def test_s3_a_claim_given_back_before_its_slot_ran_may_be_claimed_again():
+    """A leader leaving on purpose with its next slot claimed ahead gives the claim back (a
+    fenced delete) and the successor claims it again: one run, no violation."""
+    given_back = [_claim(2.5, "s9", 13, 10), _slot_delete(2.6, "s9", 14)]
+    h = [*clean(), *given_back, _claim(7.2, "s9", 22, 20)]
+    assert _props(h) == set()
+
+
+def test_s3_a_slot_run_then_deleted_then_claimed_again_is_a_violation():
+    """Positive control: a deleted claim whose token ran the slot does not excuse a second."""
+    h = [
+        *clean(),
+        _claim(2.5, "s9", 13, 10),
+        _job(2.55, "start", 10, "p0", "s9", "r9"),
+        _slot_delete(2.6, "s9", 14),
+        _claim(7.2, "s9", 22, 20),
+    ]
+    assert "S3" in _props(h)
+
+
 def test_s3_slot_run_twice():
     h = [*clean(), _job(7.6, "start", 20, "p1", "s2", "r3")]
     assert "S3" in _props(h)
