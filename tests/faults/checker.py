@@ -442,7 +442,7 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                 )
 
     # -- S3: one claim and one run per slot --------------------------------------------------------
-    for (job, slot), cs in claims.items():
+    for (job, slot), all_claims in claims.items():
         # A claim given back (deleted, fenced, by a leader leaving before the slot started)
         # lets the successor claim the slot again; it is still run at most once (below). Only
         # a claim whose key was deleted before the next one, by a token that never ran the
@@ -450,7 +450,7 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         ran_by = {int(r["token"]) for r in runs_by_slot.get((job, slot), [])}
         cs = [
             c
-            for c, after in zip(cs, [*cs[1:], None], strict=True)
+            for c, after in zip(all_claims, [*all_claims[1:], None], strict=True)
             if after is None
             or c.get("token") in ran_by
             or not any(
