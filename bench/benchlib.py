@@ -242,3 +242,37 @@ def write_section(path: Path, text: str, begin: str, end: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(new)
+
+
+def leader_then_follower(
+    client_url: str, start: Callable[[str], int], *, settle: float, window: float
+) -> dict[str, Any]:
+    """What an idle runner costs: ``start("L")`` (a pid) alone for ``window`` seconds, then
+    ``start("F")`` beside it for as long (the follower is the difference). RSS, CPU seconds per
+    hour and etcd requests per minute (by method) of each; ``settle`` seconds before each window
+    for start-up, campaign and the first confirmation."""
+    out: dict[str, Any] = {}
+    leader = start("L")
+    time.sleep(settle)
+    r0, c0 = etcd_requests(client_url), proc_cpu_seconds(leader)
+    time.sleep(window)
+    r1, c1 = etcd_requests(client_url), proc_cpu_seconds(leader)
+    out["leader_rss"] = proc_rss_bytes(leader)
+    out["leader_cpu_per_hour"] = (c1 - c0) / window * 3600
+    lead = delta(r1, r0)
+    out["leader_req_per_min"] = sum(lead.values()) / window * 60
+    out["leader_by_method"] = {k: v / window * 60 for k, v in lead.items()}
+    follower = start("F")
+    time.sleep(settle)
+    r2, f0 = etcd_requests(client_url), proc_cpu_seconds(follower)
+    time.sleep(window)
+    r3, f1 = etcd_requests(client_url), proc_cpu_seconds(follower)
+    out["follower_rss"] = proc_rss_bytes(follower)
+    out["follower_cpu_per_hour"] = (f1 - f0) / window * 3600
+    both = delta(r3, r2)
+    follow = {k: both.get(k, 0.0) / window * 60 - out["leader_by_method"].get(k, 0.0)
+              for k in both}  # fmt: skip
+    # Differences under one request a minute are the leader's jitter, not the follower.
+    out["follower_by_method"] = {k: round(v, 2) for k, v in follow.items() if v >= 1.0}
+    out["follower_req_per_min"] = sum(both.values()) / window * 60 - out["leader_req_per_min"]
+    return out

@@ -33,6 +33,7 @@ from benchlib import (
     etcd_server,
     find_etcdctl,
     fmt,
+    leader_then_follower,
     median,
     percentile,
     proc_cpu_seconds,
@@ -80,31 +81,13 @@ def idle(kind: str, ttl: int, window: float, logdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": kind, "ttl": ttl, "window": window}
     with etcd_server() as etcd, ProcessGroup() as procs:
         logs = [open(logdir / f"fp-{kind}-{ttl}-{w}.log", "ab") for w in ("L", "F")]  # noqa: SIM115
-        leader = procs.spawn(_argv(kind, "L", etcd.endpoint, ttl), stderr=logs[0], stdout=logs[0],
-                             cwd=str(ROOT))  # fmt: skip
-        time.sleep(5.0)  # start-up, campaign, first confirm
-        r0, c0 = etcd_requests(etcd.client_url), proc_cpu_seconds(leader.pid)
-        time.sleep(window)
-        r1, c1 = etcd_requests(etcd.client_url), proc_cpu_seconds(leader.pid)
-        out["leader_rss"] = proc_rss_bytes(leader.pid)
-        out["leader_cpu_per_hour"] = (c1 - c0) / window * 3600
-        lead_req = delta(r1, r0)
-        out["leader_req_per_min"] = sum(lead_req.values()) / window * 60
-        out["leader_by_method"] = {k: v / window * 60 for k, v in lead_req.items()}
-        follower = procs.spawn(_argv(kind, "F", etcd.endpoint, ttl), stderr=logs[1],
-                               stdout=logs[1], cwd=str(ROOT))  # fmt: skip
-        time.sleep(5.0)
-        r2, f0 = etcd_requests(etcd.client_url), proc_cpu_seconds(follower.pid)
-        time.sleep(window)
-        r3, f1 = etcd_requests(etcd.client_url), proc_cpu_seconds(follower.pid)
-        out["follower_rss"] = proc_rss_bytes(follower.pid)
-        out["follower_cpu_per_hour"] = (f1 - f0) / window * 3600
-        both = delta(r3, r2)
-        follow = {k: both.get(k, 0.0) / window * 60 - out["leader_by_method"].get(k, 0.0)
-                  for k in both}  # fmt: skip
-        # Differences under one request a minute are the leader's jitter, not the follower.
-        out["follower_by_method"] = {k: round(v, 2) for k, v in follow.items() if v >= 1.0}
-        out["follower_req_per_min"] = sum(both.values()) / window * 60 - out["leader_req_per_min"]
+
+        def start(who: str) -> int:
+            log = logs[0 if who == "L" else 1]
+            return procs.spawn(_argv(kind, who, etcd.endpoint, ttl), stderr=log, stdout=log,
+                               cwd=str(ROOT)).pid  # fmt: skip
+
+        out.update(leader_then_follower(etcd.client_url, start, settle=5.0, window=window))
         for f in logs:
             f.close()
     return out

@@ -42,14 +42,11 @@ from benchlib import (
     PYTHON,
     ROOT,
     ProcessGroup,
-    delta,
-    etcd_requests,
     etcd_server,
     etcd_version,
     find_etcd,
     kill_group,
-    proc_cpu_seconds,
-    proc_rss_bytes,
+    leader_then_follower,
     table,
     wait_for,
     write_section,
@@ -85,31 +82,13 @@ def idle(n: int, ttl: int, window: float, logdir: Path) -> dict[str, Any]:
     jobs = _jobs_file(logdir / f"idle-{n}.toml", n, IDLE_SCHEDULE)
     with etcd_server() as etcd, ProcessGroup() as procs, contextlib.ExitStack() as files:
         logs = [files.enter_context((logdir / f"idle-{n}-{w}.log").open("ab")) for w in "LF"]
-        leader = procs.spawn(_argv("L", etcd.endpoint, jobs, ttl, ["--spread", "off"]),
-                             stdout=logs[0], stderr=logs[0], cwd=str(ROOT))  # fmt: skip
-        time.sleep(8.0)  # start-up, campaigns, first confirmations
-        r0, c0 = etcd_requests(etcd.client_url), proc_cpu_seconds(leader.pid)
-        time.sleep(window)
-        r1, c1 = etcd_requests(etcd.client_url), proc_cpu_seconds(leader.pid)
-        out["leader_rss"] = proc_rss_bytes(leader.pid)
-        out["leader_cpu_per_hour"] = (c1 - c0) / window * 3600
-        lead = delta(r1, r0)
-        out["leader_req_per_min"] = sum(lead.values()) / window * 60
-        out["leader_by_method"] = {k: v / window * 60 for k, v in lead.items()}
-        follower = procs.spawn(_argv("F", etcd.endpoint, jobs, ttl, ["--spread", "off"]),
-                               stdout=logs[1], stderr=logs[1], cwd=str(ROOT))  # fmt: skip
-        time.sleep(8.0)
-        r2, f0 = etcd_requests(etcd.client_url), proc_cpu_seconds(follower.pid)
-        time.sleep(window)
-        r3, f1 = etcd_requests(etcd.client_url), proc_cpu_seconds(follower.pid)
-        out["follower_rss"] = proc_rss_bytes(follower.pid)
-        out["follower_cpu_per_hour"] = (f1 - f0) / window * 3600
-        both = delta(r3, r2)
-        follow = {k: both.get(k, 0.0) / window * 60 - out["leader_by_method"].get(k, 0.0)
-                  for k in both}  # fmt: skip
-        # Differences under one request a minute are the leader's jitter, not the follower.
-        out["follower_by_method"] = {k: v for k, v in follow.items() if v >= 1.0}
-        out["follower_req_per_min"] = sum(both.values()) / window * 60 - out["leader_req_per_min"]
+
+        def start(who: str) -> int:
+            log = logs[0 if who == "L" else 1]
+            return procs.spawn(_argv(who, etcd.endpoint, jobs, ttl, ["--spread", "off"]),
+                               stdout=log, stderr=log, cwd=str(ROOT)).pid  # fmt: skip
+
+        out.update(leader_then_follower(etcd.client_url, start, settle=8.0, window=window))
     return out
 
 
