@@ -19,6 +19,7 @@ from leaderjob.cli.options import (
     connection_options,
     election_option,
     job_option,
+    one_job_of,
     scoped,
     targets,
 )
@@ -96,6 +97,7 @@ def trigger(
     """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
     slot; it waits for a running run to finish (unless --concurrency allow). Scheduled elections
     only (a service-mode command already runs)."""
+    one_job_of(election, params, "trigger")
     election, params = scoped(election, params)
     timeout = params["rpc_timeout"]
     trigger_id = _control(

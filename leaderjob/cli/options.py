@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -321,20 +321,75 @@ def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float
     return sorted(n for n in names if n)
 
 
+def where(params: dict[str, Any]) -> str:
+    """Where a command looked, for its hints: the prefix and the endpoints."""
+    return f"under prefix {params['prefix']!r} at {params['endpoints']}"
+
+
+def nobody_there(election: str, params: dict[str, Any]) -> NoReturn:
+    """An election with no candidate and no record: nothing to show is never an answer (exit 1),
+    and the usual causes are a name, a prefix or endpoints other than the daemons'."""
+    click.echo(
+        f"leaderjob: election {election}: nobody campaigns in it {where(params)} and it has no "
+        "records; check --election, --prefix (LEADERJOB_PREFIX) and --endpoints "
+        "(LEADERJOB_ENDPOINTS) against the daemons' own",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def one_job_of(election: str, params: dict[str, Any], what: str) -> None:
+    """A command that acts on one job (trigger, repair-schedule) given a group's name without
+    --job, or a --job the group does not have: a usage error that names the group's jobs
+    (exit 2)."""
+    from leaderjob.election.store import StoreError
+
+    store, _, timeout = _open_data(election, params)
+    try:
+        wrong = unknown_job(election, params, timeout, store)
+        names = [] if params.get("job") else group_jobs(store, election, params, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    if names:
+        raise click.UsageError(
+            f"election {election!r} is a group of jobs ({', '.join(names)}): give --job to "
+            f"{what} one of them"
+        )
+
+
+def unknown_job(election: str, params: dict[str, Any], timeout: float, store: Any) -> str | None:
+    """With --job: a message naming the group's jobs when the job is not one of them (None when
+    it is, or when the group has none at all)."""
+    job = params.get("job")
+    if not job:
+        return None
+    names = group_jobs(store, election, params, timeout)
+    if not names or job in names:
+        return None
+    return f"election {election!r} has no job {job!r}; its jobs: {', '.join(names)}"
+
+
 def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """What a command that acts per job acts on (audit, suspend, resume): the --job, else every
     job of a group, else the election — each as :func:`scoped` gives it."""
     from leaderjob.election.store import StoreError
 
-    if params.get("job"):
-        return [scoped(election, params)]
     store, _, timeout = _open_data(election, params)
     try:
-        names = group_jobs(store, election, params, timeout)
+        wrong = unknown_job(election, params, timeout, store)
+        names = [] if params.get("job") else group_jobs(store, election, params, timeout)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
         store.close()
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    if params.get("job"):
+        return [scoped(election, params)]
     if not names:
         return [(election, params)]
     return [scoped(election, {**params, "job": name}) for name in names]

@@ -4,6 +4,7 @@ after a clock ran ahead). `history` is in :mod:`leaderjob.cli.run_history`."""
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,11 @@ from leaderjob.cli.options import (
     job_option,
     jobs_prefix,
     json_option,
+    nobody_there,
+    one_job_of,
     scoped,
+    unknown_job,
+    where,
 )
 
 # format_run is re-exported: callers that render `history --run` import it from here too.
@@ -179,6 +184,7 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "job": name,
                 "leader": leader["identity"] if leader else None,
                 "token": leader["token"] if leader else None,
+                "candidates": len(doc["candidates"]),
                 "next_fire": doc["next_fire"],
                 "last_outcome": last.get("outcome") if last else None,
                 "suspended": doc["suspended"],
@@ -221,21 +227,57 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     from leaderjob.election.store import StoreError
 
     grouped = not params.get("job")
-    election, params = scoped(election, params)
-    store, data, timeout = _open_data(election, params)
+    asked, unscoped = (
+        (f"{election} --job {params['job']}" if params.get("job") else election),
+        params,
+    )
+    store, _, timeout = _open_data(election, params)
     try:
-        group = _group_status(store, election, params, timeout) if grouped else None
-        doc = group or read_status(store, data, election, params["prefix"], timeout)
+        wrong = unknown_job(election, params, timeout, store)
+        group = None if wrong or not grouped else _group_status(store, election, params, timeout)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
         store.close()
-    if group is not None and not as_json:
-        _print_group(group)
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    election, params = scoped(election, params)
+    if group is not None:
+        if as_json:
+            click.echo(json.dumps(group, indent=2))
+        else:
+            _print_group(group)
+        if not any(row["candidates"] for row in group["jobs"]):
+            _nobody_campaigns(asked, unscoped)
         return
+    store, data, timeout = _open_data(election, params)
+    try:
+        doc = read_status(store, data, election, params["prefix"], timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc)
+    finally:
+        store.close()
+    if not doc["candidates"] and not (doc["last_run"] or doc["schedule"] or doc["last_claimed"]):
+        nobody_there(asked, unscoped)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-        return
+    else:
+        _print_status(election, doc)
+    if not doc["candidates"]:
+        _nobody_campaigns(asked, unscoped)
+
+
+def _nobody_campaigns(election: str, params: dict[str, Any]) -> None:
+    """Records but no candidate: every replica is down, unhealthy, or looking elsewhere."""
+    click.echo(
+        f"leaderjob: nobody campaigns in election {election} {where(params)}: its replicas are "
+        "down or unhealthy, or they use another --prefix or --endpoints",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _print_status(election: str, doc: dict[str, Any]) -> None:
     leader = doc["leader"]
     if leader is None:
         click.echo(f"election {election}: no leader")
@@ -317,6 +359,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
     leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
     claimed keep their claims and do not run a second time."""
+    one_job_of(election, params, "repair the schedule of")
     election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
     from leaderjob.records import iso
@@ -329,7 +372,9 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
         _etcd_failed(f"repair the schedule of {election!r}", exc)
     finally:
         store.close()
-    if last is None or last <= when:
+    if last is None:
+        click.echo(f"{election}: no slot claimed yet; nothing to do")
+    elif last <= when:
         click.echo(f"{election}: newest claim {iso(last)} is not after {iso(when)}; nothing to do")
     else:
         click.echo(
