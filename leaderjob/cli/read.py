@@ -114,6 +114,7 @@ def read_status(
     return {
         "fingerprints": fingerprint.distinct(published),
         "config_conflict": len(fingerprint.distinct(published)) > 1,
+        "config_differences": fingerprint.differences(published),
         "election": election,
         "leader": leader,
         "candidates": candidates,
@@ -192,7 +193,40 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "last_success": doc["last_success"],
             }
         )
-    return {"election": group, "jobs": rows}
+    differences = group_differences(store, group, params, timeout)
+    for row in rows:
+        row["config_conflict"] = sorted({d["field"] for d in differences if d["job"] == row["job"]})
+    return {
+        "election": group,
+        "jobs": rows,
+        "config_conflict": bool(differences),
+        "config_differences": differences,
+    }
+
+
+def group_differences(
+    store: Any, group: str, params: dict[str, Any], timeout: float
+) -> list[dict[str, Any]]:
+    """What the candidates of a group publish differently, job by job and field by field (a
+    group publishes one fingerprint per candidate, under the group's own election)."""
+    from leaderjob import fingerprint
+
+    keys = store.get_prefix(
+        fingerprint.fingerprints_prefix(params["prefix"], group), timeout=timeout
+    )
+    return fingerprint.differences(fingerprint.parse_published(keys))
+
+
+def _print_conflicts(differences: list[dict[str, Any]]) -> None:
+    from leaderjob.fingerprint import describe_difference
+
+    for diff in differences:
+        click.echo(f"  CONFIG CONFLICT: {describe_difference(diff)}")
+    if differences:
+        click.echo(
+            "  (candidates of one election run different jobs: two deployments share this etcd, "
+            "--prefix and --election, or a rollout is half-way)"
+        )
 
 
 def _print_group(doc: dict[str, Any]) -> None:
@@ -212,6 +246,7 @@ def _print_group(doc: dict[str, Any]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    _print_conflicts(doc["config_differences"])
 
 
 @click.command(cls=LeaderjobCommand)
@@ -227,10 +262,8 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     from leaderjob.election.store import StoreError
 
     grouped = not params.get("job")
-    asked, unscoped = (
-        (f"{election} --job {params['job']}" if params.get("job") else election),
-        params,
-    )
+    asked = f"{election} --job {params['job']}" if params.get("job") else election
+    unscoped_election, unscoped = election, params
     store, _, timeout = _open_data(election, params)
     try:
         wrong = unknown_job(election, params, timeout, store)
@@ -253,6 +286,13 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     store, data, timeout = _open_data(election, params)
     try:
         doc = read_status(store, data, election, params["prefix"], timeout)
+        if unscoped.get("job"):  # a group's fingerprints are the group's: this job's part
+            mine = [
+                d
+                for d in group_differences(store, unscoped_election, unscoped, timeout)
+                if d["job"] == election
+            ]
+            doc.update(config_conflict=bool(mine), config_differences=mine)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
@@ -291,13 +331,7 @@ def _print_status(election: str, doc: dict[str, Any]) -> None:
     if doc["suspended"]:
         click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
     if doc["config_conflict"]:
-        groups = "; ".join(
-            f"{fp} ({', '.join(sorted(ids))})" for fp, ids in sorted(doc["fingerprints"].items())
-        )
-        click.echo(
-            f"  CONFIG CONFLICT: candidates run different jobs (command, schedule or zone): "
-            f"{groups}. Two deployments share this etcd, --prefix and --election?"
-        )
+        _print_conflicts(doc["config_differences"])
     if doc["schedule"]:
         sched = doc["schedule"]
         click.echo(

@@ -103,3 +103,66 @@ def test_repair_schedule_with_no_claim_says_so_in_words(store: MemoryStore) -> N
     out = invoke("repair-schedule", "--election", "job")
     assert out.exit_code == 0, out.output
     assert "None" not in out.output and "no slot claimed yet" in out.output, out.output
+
+
+def _publish(store: MemoryStore, identity: str, jobs: dict[str, str]) -> None:
+    """A group candidate's fingerprint, as the daemon publishes it: each job's fields."""
+    from leaderjob.fingerprint import ConfigWatch, job_fields
+    from tests.unit.test_cli_inputs import cli_log
+
+    lease = store.grant(15, timeout=1).lease_id
+    fields = {name: job_fields(["true"], "schedule", expr, "UTC") for name, expr in jobs.items()}
+    watch = ConfigWatch(
+        store, "/leaderjob", "grp", identity, command=(json.dumps(jobs),), mode="schedule",
+        schedule=None, timezone=None, log=cli_log(), jobs=fields,
+    )  # fmt: skip
+    watch.tick(0.0, lease, leading=False, timeout=1, on_error=lambda exc: None)
+
+
+def test_group_status_names_the_job_and_the_field_of_a_config_conflict(
+    store: MemoryStore,
+) -> None:
+    """S3 across deployments, in a group: the table, its JSON and the job's own JSON name the job
+    and the field that differs (not the mode, which agrees), and a job only one side runs."""
+    _election(store, GROUP_PREFIX, "backup", running=False)
+    _election(store, GROUP_PREFIX, "report", running=False)
+    _publish(store, "prod-0", {"backup": "@daily", "report": "@hourly"})
+    _publish(store, "staging-0", {"backup": "@weekly", "report": "@hourly", "extra": "@daily"})
+    out = invoke("status", "--election", "grp")
+    assert out.exit_code == 0, out.output
+    assert (
+        "CONFIG CONFLICT: job backup: schedule '@daily' (prod-0) vs '@weekly' (staging-0)"
+        in out.output
+    ), out.output
+    assert "CONFIG CONFLICT: job extra: in the jobs of staging-0, not of prod-0" in out.output
+    assert "job report" not in out.output and "mode" not in out.output
+    doc = json.loads(invoke("status", "--election", "grp", "--json").output)
+    assert doc["config_conflict"] is True
+    assert {(d["job"], d["field"]) for d in doc["config_differences"]} == {
+        ("backup", "schedule"),
+        ("extra", "present"),
+    }
+    rows = {r["job"]: r["config_conflict"] for r in doc["jobs"]}
+    assert rows == {"backup": ["schedule"], "report": []}
+    one = json.loads(invoke("status", "--election", "grp", "--job", "backup", "--json").output)
+    assert one["config_conflict"] is True
+    assert [d["field"] for d in one["config_differences"]] == ["schedule"]
+    other = json.loads(invoke("status", "--election", "grp", "--job", "report", "--json").output)
+    assert other["config_conflict"] is False
+
+
+def test_a_group_daemon_publishes_each_jobs_own_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller of `differences`: a group's daemon publishes every job's real command hash,
+    mode, schedule and zone beside its fingerprint, so `status` can name what differs."""
+    from leaderjob.fingerprint import fingerprints_prefix, job_fields, parse_published
+    from tests.unit.test_daemon_jobs import GROUP, JOBS, PREFIX, Group, fake_runs
+
+    with fake_runs(monkeypatch) as (clock, _):
+        g = Group(clock, MemoryStore(clock))
+        g.add("a")
+        g.run(1.0)
+        keys = g.store.client().get_prefix(fingerprints_prefix(PREFIX, GROUP), timeout=1)
+    [published] = parse_published(keys)
+    assert published.jobs == {
+        job: job_fields(("job", job), "schedule", "@every 1s", "UTC") for job in JOBS
+    }
