@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,10 +92,10 @@ class Published:
         jobs = f" jobs={','.join(sorted(self.jobs))}" if self.jobs is not None else ""
         return f"{self.identity}: {self.fingerprint} mode={self.mode or '?'}{when}{jobs}"
 
-    def fields(self) -> dict[str | None, dict[str, Any]]:
+    def fields(self) -> Mapping[str | None, dict[str, Any]]:
         """job (None: the election itself) → the fields it published."""
         if self.jobs is not None:
-            return self.jobs
+            return dict(self.jobs.items())
         own = {"mode": self.mode, "schedule": self.schedule, "timezone": self.timezone}
         return {None: own}
 
@@ -143,8 +143,9 @@ def differences(published: Sequence[Published]) -> list[dict[str, Any]]:
         seen = per_job[job]
         if job is not None and len(seen) < len(everyone):
             missing = [i for i in everyone if i not in seen]
-            values = {"yes": sorted(seen), "no": missing}
-            out.append({"job": job, "field": "present", "values": values})
+            out.append(
+                {"job": job, "field": "present", "values": {"yes": sorted(seen), "no": missing}}
+            )
             continue
         for name in FIELDS:
             values: dict[str, list[str]] = {}

@@ -498,6 +498,6 @@ class Daemon:
 def _fields(job: Settings) -> dict[str, Any]:
     """A job's fields in its group's fingerprint (a conflict names the one that differs)."""
     sched = job.schedule
-    return job_fields(
-        job.command, job.mode, sched.expr if sched else None, sched and sched.timezone
-    )
+    if sched is None:
+        return job_fields(job.command, job.mode, None, None)
+    return job_fields(job.command, job.mode, sched.expr, sched.timezone)
