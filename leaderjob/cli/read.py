@@ -55,9 +55,12 @@ def read_status(
         for k in keys
     ]
     leader = candidates[0] if candidates else None
+    schedule = data.schedule_info(timeout=timeout)
     if leader is not None:
         leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
-    schedule = data.schedule_info(timeout=timeout)
+        # The leader publishes its schedule, with when its tenure began, at the tenure's start.
+        same = schedule is not None and schedule.get("token") == leader["token"]
+        leader["since"] = schedule.get("since") if same and schedule else None
     # What the leader will actually run next: slots only move forward past the newest claim, so
     # a claim made by a clock that ran ahead holds every slot back until then.
     now = datetime.now(UTC)
@@ -163,6 +166,14 @@ def _current_text(current: dict[str, Any] | None) -> str:
     return f"{current['slot']} ({_ago(current['running_for_seconds'])})"
 
 
+def _since_text(since: str | None) -> str:
+    """How long a leader has led, from the ``since`` it published (``-``: not known)."""
+    started = _parse_time(since)
+    if started is None:
+        return "-"
+    return _ago((datetime.now(UTC) - started).total_seconds())
+
+
 def _success_text(success: dict[str, Any] | None) -> str:
     return "-" if success is None else f"{_ago(success['seconds_ago'])} ago"
 
@@ -185,6 +196,7 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "job": name,
                 "leader": leader["identity"] if leader else None,
                 "token": leader["token"] if leader else None,
+                "since": leader["since"] if leader else None,
                 "candidates": len(doc["candidates"]),
                 "next_fire": doc["next_fire"],
                 "last_outcome": last.get("outcome") if last else None,
@@ -230,12 +242,16 @@ def _print_conflicts(differences: list[dict[str, Any]]) -> None:
 
 
 def _print_group(doc: dict[str, Any]) -> None:
-    header = ("JOB", "LEADER", "TOKEN", "NEXT FIRE", "RUNNING", "LAST SUCCESS", "LAST OUTCOME")
+    header = (
+        "JOB", "LEADER", "TOKEN", "LEADS FOR", "NEXT FIRE", "RUNNING", "LAST SUCCESS",
+        "LAST OUTCOME",
+    )  # fmt: skip
     rows = [
         (
             r["job"],
             r["leader"] or "-",
             str(r["token"] or "-"),
+            _since_text(r["since"]),
             to_the_second(r["next_fire"] or "-"),
             _current_text(r["current_run"]),
             _success_text(r["last_success"]),
@@ -322,8 +338,13 @@ def _print_status(election: str, doc: dict[str, Any]) -> None:
     if leader is None:
         click.echo(f"election {election}: no leader")
     else:
+        since = (
+            f" since {to_the_second(leader['since'])} ({_since_text(leader['since'])})"
+            if leader.get("since")
+            else ""
+        )
         click.echo(
-            f"election {election}: leader {leader['identity']} token {leader['token']} "
+            f"election {election}: leader {leader['identity']} token {leader['token']}{since} "
             f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
         )
     for pos, c in enumerate(doc["candidates"][1:], start=1):

@@ -140,6 +140,7 @@ class CatchUp:
             "timezone": self.s.schedule.timezone,
             "leader": self.s.identity,
             "token": tenure.token,
+            "since": iso(tenure.since),
             "concurrency": self.s.concurrency,
             "catch_up": self.s.catch_up,
             "jitter": self.s.jitter,

@@ -97,6 +97,8 @@ class Tenure:
     """What belongs to one term of leadership, dropped as a whole when it ends."""
 
     token: int
+    #: The wall time it began: `status` and `/leader` say since when this replica leads.
+    since: datetime | None = None
     ready: bool = False  # catch-up decided
     published: bool = False  # the schedule is in state/schedule
     #: When the control switches next need this job's attention (a wake-up time).

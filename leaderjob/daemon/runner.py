@@ -138,7 +138,7 @@ class Runner(History, Scheduling):
 
     def begin(self, token: int) -> None:
         """A term of leadership begins (``election.acquired``)."""
-        self.tenure = Tenure(token=token)
+        self.tenure = Tenure(token=token, since=self.clock.wall())
         self.restart_at = 0.0
 
     def end(self) -> None:

@@ -166,3 +166,30 @@ def test_a_group_daemon_publishes_each_jobs_own_fields(monkeypatch: pytest.Monke
     assert published.jobs == {
         job: job_fields(("job", job), "schedule", "@every 1s", "UTC") for job in JOBS
     }
+
+
+def test_status_says_since_when_the_leader_leads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3 a.m. question "who leads job X, since when": the leader publishes its tenure's start
+    with its schedule, and `status` (table, --json, --job) shows it, not null."""
+    from leaderjob.records import ElectionData, iso
+    from tests.unit.test_daemon_jobs import GROUP, PREFIX, Group, fake_runs
+
+    with fake_runs(monkeypatch) as (clock, _):
+        g = Group(clock, MemoryStore(clock))
+        d = g.add("a")
+        g.run(1.0)
+        client = g.store.client()
+        tenure = d.runners["b"].tenure
+        assert tenure is not None and tenure.since is not None
+        info = ElectionData(client, f"{PREFIX}/{GROUP}/jobs", "b").schedule_info(timeout=1)
+        assert info is not None and info["since"] == iso(tenure.since)
+        monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: client)
+        args = ["--election", GROUP, "--prefix", PREFIX]
+        doc = json.loads(invoke("status", *args, "--json").stdout)
+        assert {r["job"]: r["since"] for r in doc["jobs"]}["b"] == iso(tenure.since)
+        one = json.loads(invoke("status", *args, "--job", "b", "--json").stdout)
+        assert one["leader"]["since"] == iso(tenure.since)
+        text = invoke("status", *args, "--job", "b").stdout
+        assert f"since {iso(tenure.since)[:19]}" in text, text
+        table = invoke("status", *args).stdout
+        assert "LEADS FOR" in table.splitlines()[0]
