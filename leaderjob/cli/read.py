@@ -102,6 +102,7 @@ def read_status(
                 # Not in etcd (a run costs no write at its start): the leader's /status has it.
                 "pid": None,
             }
+    suspension = data.suspension(timeout=timeout)
     success = next((r for r in history if r.get("outcome") == "succeeded"), None)
     last_success = None
     if success is not None:
@@ -121,7 +122,8 @@ def read_status(
         "election": election,
         "leader": leader,
         "candidates": candidates,
-        "suspended": data.is_suspended(timeout=timeout),
+        "suspended": suspension is not None,
+        "suspension": suspension,
         "schedule": schedule,
         "next_fire": next_fire,
         "next_start": next_start,
@@ -174,6 +176,15 @@ def _since_text(since: str | None) -> str:
     return _ago((datetime.now(UTC) - started).total_seconds())
 
 
+def _suspension_text(body: dict[str, Any] | None) -> str:
+    """`` by ops@host at 2026-…Z: reason`` (what the switch says; empty when it says nothing)."""
+    if not body:
+        return ""
+    text = f" by {body['by']}" if body.get("by") else ""
+    text += f" at {to_the_second(str(body['at']))}" if body.get("at") else ""
+    return text + (f": {body['reason']}" if body.get("reason") else "")
+
+
 def _success_text(success: dict[str, Any] | None) -> str:
     return "-" if success is None else f"{_ago(success['seconds_ago'])} ago"
 
@@ -201,6 +212,7 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "next_fire": doc["next_fire"],
                 "last_outcome": last.get("outcome") if last else None,
                 "suspended": doc["suspended"],
+                "suspension": doc["suspension"],
                 "current_run": doc["current_run"],
                 "last_success": doc["last_success"],
             }
@@ -262,6 +274,9 @@ def _print_group(doc: dict[str, Any]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for r in doc["jobs"]:
+        if r["suspended"]:
+            click.echo(f"  SUSPENDED job {r['job']}{_suspension_text(r['suspension'])}")
     _print_conflicts(doc["config_differences"])
 
 
@@ -350,7 +365,10 @@ def _print_status(election: str, doc: dict[str, Any]) -> None:
     for pos, c in enumerate(doc["candidates"][1:], start=1):
         click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
     if doc["suspended"]:
-        click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
+        click.echo(
+            f"  SUSPENDED{_suspension_text(doc['suspension'])}: no runs start until "
+            "`leaderjob resume`"
+        )
     if doc["config_conflict"]:
         _print_conflicts(doc["config_differences"])
     if doc["schedule"]:

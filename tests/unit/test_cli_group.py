@@ -193,3 +193,54 @@ def test_status_says_since_when_the_leader_leads(monkeypatch: pytest.MonkeyPatch
         assert f"since {iso(tenure.since)[:19]}" in text, text
         table = invoke("status", *args).stdout
         assert "LEADS FOR" in table.splitlines()[0]
+
+
+def test_suspend_reason_is_shown_by_status_with_who_and_when(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who suspended a job, when and why: one command each (`suspend --reason`, `status`)."""
+    _election(store, GROUP_PREFIX, "backup", running=False)
+    _election(store, GROUP_PREFIX, "report", running=False)
+    monkeypatch.setenv("USER", "alice")
+    out = invoke(
+        "suspend", "--election", "grp", "--job", "backup", "--reason", "db migration", "--json"
+    )
+    assert out.exit_code == 0, out.output
+    [body] = json.loads(out.output)
+    assert body["election"] == "backup" and body["reason"] == "db migration"
+    assert body["by"].startswith("alice@") and body["at"]
+    table = invoke("status", "--election", "grp").output
+    assert f"SUSPENDED job backup by {body['by']} at {body['at'][:19]}" in table, table
+    assert table.rstrip().endswith(": db migration"), table
+    one = invoke("status", "--election", "grp", "--job", "backup")
+    assert f"SUSPENDED by {body['by']}" in one.output and "db migration" in one.output
+    doc = json.loads(invoke("status", "--election", "grp", "--job", "backup", "--json").output)
+    assert doc["suspension"]["reason"] == "db migration"
+    resumed = json.loads(invoke("resume", "--election", "grp", "--json").output)
+    assert resumed == [
+        {"election": "backup", "resumed": True},
+        {"election": "report", "resumed": False},
+    ]
+
+
+def test_trigger_json_names_the_request_and_its_slot(store: MemoryStore) -> None:
+    _election(store, GROUP_PREFIX, "backup", running=False)
+    out = invoke("trigger", "--election", "grp", "--job", "backup", "--json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["election"] == "backup" and doc["slot"] == f"trigger-{doc['request']}"
+
+
+@pytest.mark.parametrize(
+    ("run", "words"),
+    [
+        ({"exit_code": 3, "duration_seconds": 1.5}, "exit 3, 1.50s"),
+        ({"exit_code": None, "signal": "SIGKILL"}, "signal SIGKILL"),
+        ({"exit_code": None, "error": "no such file"}, "no exit code: no such file"),
+    ],
+)
+def test_a_waited_runs_summary_never_says_exit_none(run: dict[str, object], words: str) -> None:
+    from leaderjob.cli.control import run_summary
+
+    text = run_summary({"token": 7, "identity": "a", **run})
+    assert text.startswith(words) and "None" not in text, text
