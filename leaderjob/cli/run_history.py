@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from leaderjob.cli import slot_history
 from leaderjob.cli.options import (
     LeaderjobCommand,
     _env,
@@ -56,10 +57,24 @@ from leaderjob.cli.options import (
     "tail); any unique prefix of its id, as the RUN column shows it, or `last` for the newest "
     "run. In a group, the run is looked for in every job.",
 )
+@click.option(
+    "--slot",
+    envvar=_env("slot"),
+    metavar="SLOT",
+    help="Why a slot did or did not run: its claim, its records and whether the schedule fires "
+    "then; a slot id (20261130T020000Z) or a time with a zone (2026-11-30T02:00:00Z). Exit 1 "
+    "when etcd knows nothing of it.",
+)
 @json_option
 @connection_options
 def history(
-    election: str, limit: int, show_all: bool, run_id: str | None, as_json: bool, **params: Any
+    election: str,
+    limit: int,
+    show_all: bool,
+    run_id: str | None,
+    slot: str | None,
+    as_json: bool,
+    **params: Any,
 ) -> None:
     """Show the newest runs of an election, from any machine; with --all also the slots that did
     not run and why; with --run one run in full. For a group of jobs (`run --jobs`) without
@@ -68,6 +83,11 @@ def history(
 
     if run_id is not None and not run_id.strip():
         raise click.UsageError("--run: give a run id (the RUN column of `leaderjob history`)")
+    if run_id is not None and slot is not None:
+        raise click.UsageError("--run and --slot: give one of them")
+    if slot is not None:
+        _why_slot(election, slot_history.slot_of(slot), as_json, params)
+        return
     store, _, timeout = _open_data(election, params)
     try:
         sources = _sources(store, election, params, timeout)
@@ -97,6 +117,26 @@ def history(
         click.echo(f"election {election}: no runs recorded yet")
         return
     click.echo(format_history(records, jobs=len(sources) > 1 or sources[0][0] is not None))
+
+
+def _why_slot(election: str, slot: str, as_json: bool, params: dict[str, Any]) -> None:
+    from leaderjob.election.store import StoreError
+
+    store, _, timeout = _open_data(election, params)
+    try:
+        sources = _sources(store, election, params, timeout)
+        docs = [slot_history.explain(job, data, slot, timeout) for job, data in sources]
+    except StoreError as exc:
+        _etcd_failed(f"read the history of {election!r}", exc)
+    finally:
+        store.close()
+    shown = [d for d in docs if slot_history.known(d)] or docs
+    if as_json:
+        click.echo(json.dumps(shown if len(sources) > 1 else shown[0], indent=2))
+    else:
+        slot_history.show(shown)
+    if not any(slot_history.known(d) for d in docs):
+        sys.exit(1)
 
 
 Source = tuple[str | None, Any]  # (the job's name in a group listing, its ElectionData)

@@ -244,3 +244,39 @@ def test_a_waited_runs_summary_never_says_exit_none(run: dict[str, object], word
 
     text = run_summary({"token": 7, "identity": "a", **run})
     assert text.startswith(words) and "None" not in text, text
+
+
+def test_history_slot_says_why_a_slot_did_or_did_not_run(store: MemoryStore) -> None:
+    """ "Why didn't it run at 02:00": one command, by slot id or by a time in any zone; a slot in
+    a range of missed slots finds the range; a time the schedule never fires at says so, exit 1."""
+    from datetime import UTC, datetime
+
+    from leaderjob.records import ElectionData
+
+    data = ElectionData(store, "/leaderjob", "nightly")
+    store.put(data.schedule_key, b'{"expr": "0 * * * *", "timezone": "UTC"}', timeout=1)
+    t = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    data.record(
+        {"run_id": "aaaa1111bbbb", "slot": "20261130T020000Z", "outcome": "failed",
+         "exit_code": 1, "identity": "app-1", "token": 5},
+        t,
+        timeout=1,
+    )  # fmt: skip
+    data.record(
+        {"run_id": None, "slot": "20261130T060000Z", "first_slot": "20261130T030000Z",
+         "count": 4, "outcome": "missed", "not_run": "missed", "token": 9},
+        t,
+        timeout=1,
+    )  # fmt: skip
+    ran = invoke("history", "--election", "nightly", "--slot", "2026-11-30T03:00:00+01:00")
+    assert ran.exit_code == 0, ran.output
+    assert ran.output.startswith("slot 20261130T020000Z: recorded: failed (by app-1)"), ran.output
+    assert "fires then" in ran.output and "aaaa1111" in ran.output
+    missed = invoke("history", "--election", "nightly", "--slot", "20261130T040000Z", "--json")
+    doc = json.loads(missed.output)
+    assert [r["outcome"] for r in doc["records"]] == ["missed"] and doc["fires_then"] is True
+    never = invoke("history", "--election", "nightly", "--slot", "2026-11-30T02:30:00Z")
+    assert never.exit_code == 1
+    assert "does NOT fire then" in never.output and "time zone" in never.output, never.output
+    bad = invoke("history", "--election", "nightly", "--slot", "2am")
+    assert bad.exit_code == 2 and "time with a zone" in bad.output
