@@ -241,6 +241,47 @@ def group_differences(
     return fingerprint.differences(fingerprint.parse_published(keys))
 
 
+#: Where `status` calls etcd's database near its quota (the shipped alert's threshold).
+NEAR_QUOTA = 0.8
+
+
+def db_usage(store: Any, timeout: float) -> dict[str, Any] | None:
+    """etcd's database size against its quota: etcd's own where it reports it (3.6 on), else
+    etcd's default. None when it cannot be read (the rest of `status` does not need it)."""
+    from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, read_db
+    from leaderjob.election.store import StoreError
+
+    try:
+        size, quota = read_db(store, timeout)
+    except (StoreError, AttributeError):
+        return None
+    return {
+        "size_bytes": size,
+        "quota_bytes": quota or DEFAULT_QUOTA_BYTES,
+        "quota_from": "etcd" if quota else "default",
+        "used": round(size / (quota or DEFAULT_QUOTA_BYTES), 4),
+    }
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+
+
+def _print_db(db: dict[str, Any] | None) -> None:
+    if db is None:
+        return
+    near = "NEAR ITS QUOTA: " if db["used"] >= NEAR_QUOTA else ""
+    whose = (
+        "etcd's own quota"
+        if db["quota_from"] == "etcd"
+        else "etcd's default quota; this etcd does not report its own"
+    )
+    click.echo(
+        f"  etcd database: {near}{_mib(db['size_bytes'])} of {_mib(db['quota_bytes'])} "
+        f"({db['size_bytes'] / db['quota_bytes']:.1%}, {whose})"
+    )
+
+
 def _print_conflicts(differences: list[dict[str, Any]]) -> None:
     from leaderjob.fingerprint import describe_difference
 
@@ -278,6 +319,7 @@ def _print_group(doc: dict[str, Any]) -> None:
         if r["suspended"]:
             click.echo(f"  SUSPENDED job {r['job']}{_suspension_text(r['suspension'])}")
     _print_conflicts(doc["config_differences"])
+    _print_db(doc["etcd_db"])
 
 
 @click.command(cls=LeaderjobCommand)
@@ -299,6 +341,8 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     try:
         wrong = unknown_job(election, params, timeout, store)
         group = None if wrong or not grouped else _group_status(store, election, params, timeout)
+        if group is not None:
+            group["etcd_db"] = db_usage(store, timeout)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
@@ -324,6 +368,7 @@ def status(election: str, as_json: bool, **params: Any) -> None:
                 if d["job"] == election
             ]
             doc.update(config_conflict=bool(mine), config_differences=mine)
+        doc["etcd_db"] = db_usage(store, timeout)
     except StoreError as exc:
         _etcd_failed(f"read election {election!r} from etcd", exc)
     finally:
@@ -398,11 +443,13 @@ def _print_status(election: str, doc: dict[str, Any]) -> None:
         )
     elif doc["schedule"]:
         click.echo(f"  last success: none in the newest {STATUS_RECORDS} records")
+    _print_db(doc["etcd_db"])
     last = doc["last_run"]
     if last:
         click.echo(
-            f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')} "
-            f"by {last.get('identity')} at {last.get('started_at') or last.get('scheduled_time')}"
+            f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')}"
+            + (f" by {last['identity']}" if last.get("identity") else "")
+            + f" at {last.get('started_at') or last.get('scheduled_time')}"
         )
 
 

@@ -135,7 +135,7 @@ def test_documented_commands_answer_in_the_sidecars_environment(
             verb = argv[0]
             if verb == "status":
                 assert all(name in result.stdout for name in inv.jobs()), shown
-                assert pod in result.stdout, shown
+                assert pod in result.stdout and "etcd database:" in result.stdout, shown
             elif verb == "history" and "--run" in argv:
                 assert f"run {run_id}" in result.stdout and pod in result.stdout, shown
             elif verb == "history":

@@ -280,3 +280,20 @@ def test_history_slot_says_why_a_slot_did_or_did_not_run(store: MemoryStore) -> 
     assert "does NOT fire then" in never.output and "time zone" in never.output, never.output
     bad = invoke("history", "--election", "nightly", "--slot", "2am")
     assert bad.exit_code == 2 and "time with a zone" in bad.output
+
+
+def test_status_shows_the_database_against_etcds_own_quota(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _election(store, "/leaderjob", "job", running=False)
+    monkeypatch.setattr(store, "db_status", lambda timeout: (60 * 1024**2, 64 * 1024**2), False)
+    out = invoke("status", "--election", "job")
+    assert "etcd database: NEAR ITS QUOTA: 60.0 MiB of 64.0 MiB (93.8%, etcd's own quota)" in (
+        out.output
+    ), out.output
+    doc = json.loads(invoke("status", "--election", "job", "--json").output)
+    assert doc["etcd_db"]["quota_from"] == "etcd" and doc["etcd_db"]["used"] == 0.9375
+    monkeypatch.setattr(store, "db_status", lambda timeout: (1024**2, None), False)
+    out = invoke("status", "--election", "job")
+    assert "1.0 MiB of 2.0 GiB (0.0%, etcd's default quota; this etcd does not" in out.output
+    assert "None" not in out.output, "a record without an identity leaves `by` out"
