@@ -71,7 +71,7 @@ def _control(
         _require_candidates(store, election, params["prefix"], timeout, force, what)
         return act(data)
     except StoreError as exc:
-        _etcd_failed(f"{what} {election!r}", exc)
+        _etcd_failed(f"{what} {election!r}", exc, params)
     finally:
         store.close()
 

@@ -232,6 +232,12 @@ def build_connection(params: dict[str, Any]) -> Connection:
     from leaderjob.leadership_options import build_connection as connection
 
     user = params.get("user")
+    if user is None and password is not None and not pwfile:
+        raise click.UsageError(
+            "LEADERJOB_PASSWORD is set but no etcd user: give --user (LEADERJOB_USER), or unset "
+            "LEADERJOB_PASSWORD"
+        )
+    _check_key_pair(params.get("cert"), params.get("key"))
     try:
         conn = connection(
             str(params["endpoints"]),
@@ -248,6 +254,30 @@ def build_connection(params: dict[str, Any]) -> Connection:
     if user is None and password is not None and pwfile:
         raise click.UsageError("--password-file given without --user")
     return conn
+
+
+def _check_key_pair(cert: str | None, key: str | None) -> None:
+    """A client key that does not match its certificate, said in one line before gRPC's TLS
+    layer prints its own lines about it."""
+    if not cert or not key:
+        return
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise click.UsageError(
+                f"--key {key} does not belong to --cert {cert}: give the key the certificate "
+                "was issued for"
+            ) from None
+        raise click.UsageError(
+            f"--cert {cert} / --key {key}: not a PEM certificate and its key ({exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise click.UsageError(
+            f"--cert {cert} / --key {key}: cannot read ({exc.strerror})"
+        ) from None
 
 
 def open_store(conn: Connection) -> Any:
@@ -283,9 +313,22 @@ def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
     return store, ElectionData(store, params["prefix"], election), conn.rpc_timeout
 
 
-def _etcd_failed(what: str, exc: Exception) -> None:
-    click.echo(f"leaderjob: cannot {what}: {exc}", err=True)
+def _etcd_failed(what: str, exc: Exception, params: dict[str, Any] | None = None) -> NoReturn:
+    click.echo(f"leaderjob: cannot {what}: {exc}{tls_hint(str(exc), params)}", err=True)
     sys.exit(1)
+
+
+def tls_hint(error: str, params: dict[str, Any] | None) -> str:
+    """A plain-text connection to a TLS port ends in "Socket closed": suggest https://."""
+    if "socket closed" not in error.lower():
+        return ""
+    endpoints = str((params or {}).get("endpoints") or os.environ.get(_env("endpoints")) or "")
+    if (params or {}).get("cacert") or "https://" in endpoints:
+        return ""
+    return (
+        " (a plain-text client at a TLS port? write the endpoints as https://host:port, with "
+        "--cacert if etcd's CA is not in the system bundle)"
+    )
 
 
 def job_option(help_text: str) -> Callable[[F], F]:
@@ -349,7 +392,7 @@ def one_job_of(election: str, params: dict[str, Any], what: str) -> None:
         wrong = unknown_job(election, params, timeout, store)
         names = [] if params.get("job") else group_jobs(store, election, params, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
     if wrong is not None:
@@ -383,7 +426,7 @@ def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, 
         wrong = unknown_job(election, params, timeout, store)
         names = [] if params.get("job") else group_jobs(store, election, params, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
     if wrong is not None:

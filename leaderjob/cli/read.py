@@ -344,7 +344,7 @@ def status(election: str, as_json: bool, **params: Any) -> None:
         if group is not None:
             group["etcd_db"] = db_usage(store, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
     if wrong is not None:
@@ -370,7 +370,7 @@ def status(election: str, as_json: bool, **params: Any) -> None:
             doc.update(config_conflict=bool(mine), config_differences=mine)
         doc["etcd_db"] = db_usage(store, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
     if not doc["candidates"] and not (doc["last_run"] or doc["schedule"] or doc["last_claimed"]):
@@ -489,7 +489,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     try:
         last, later = data.repair_last_slot(when, timeout=timeout)
     except StoreError as exc:
-        _etcd_failed(f"repair the schedule of {election!r}", exc)
+        _etcd_failed(f"repair the schedule of {election!r}", exc, params)
     finally:
         store.close()
     if last is None:

@@ -102,7 +102,7 @@ def history(
         else:
             records = _newest(sources, limit, show_all, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read the history of {election!r}", exc)
+        _etcd_failed(f"read the history of {election!r}", exc, params)
     finally:
         store.close()
     if run_id is not None:
@@ -127,7 +127,7 @@ def _why_slot(election: str, slot: str, as_json: bool, params: dict[str, Any]) -
         sources = _sources(store, election, params, timeout)
         docs = [slot_history.explain(job, data, slot, timeout) for job, data in sources]
     except StoreError as exc:
-        _etcd_failed(f"read the history of {election!r}", exc)
+        _etcd_failed(f"read the history of {election!r}", exc, params)
     finally:
         store.close()
     shown = [d for d in docs if slot_history.known(d)] or docs

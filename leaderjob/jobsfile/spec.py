@@ -89,9 +89,10 @@ def _positive_duration(value: object) -> float:
 
 def _choice(*allowed: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
-        if value not in allowed:
+        # Any case: `Forbid` is how a Kubernetes CronJob spells it.
+        if not isinstance(value, str) or value.lower() not in allowed:
             raise _Bad(f"expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-        return value
+        return value.lower()
 
     return parse
 
