@@ -19,6 +19,7 @@ from leaderjob.cli.options import (
 from leaderjob.config import (
     DEFAULT_TTL,
     join_errors,
+    validate_election_name,
 )
 
 
@@ -105,19 +106,31 @@ def demo(ttl: float, duration: float, prometheus: bool) -> None:
     help="etcd's --election-timeout (no client call reveals it): on a cluster of several "
     "members, warn when the TTL cannot ride out an etcd leader election.",
 )
+@click.option(
+    "--election",
+    help="Run inside this election's own keys (<prefix>/<election>/_selftest-<hex>/), which "
+    "the etcd role docs/security.md recommends (read-write on the election's prefix only) "
+    "covers [default: directly under --prefix].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @connection_options
-def selftest(ttl: float, etcd_election_timeout: float, as_json: bool, **params: Any) -> None:
+def selftest(
+    ttl: float, etcd_election_timeout: float, election: str | None, as_json: bool, **params: Any
+) -> None:
     """Measure the safety margin against your etcd: two candidates in this process, a probe
     job, a freeze and a cut of the leader.
 
     Reports the margin between the old job's death and etcd releasing its key (must be
     positive), the failover times and the keepalive round trip, with a verdict. Every key and
-    lease it creates (under <prefix>/_selftest-<hex>/) is removed at the end. Exits 1 on FAIL.
+    lease it creates (under <prefix>/[<election>/]_selftest-<hex>/) is removed at the end. Exits 1
+    on FAIL.
     """
+    from leaderjob.election.store import StoreError
     from leaderjob.selftest import SelftestError, format_report, run_selftest
 
     _, errors = build_timing({"ttl": ttl})
+    if election is not None:
+        errors += validate_election_name(election)
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
@@ -126,15 +139,27 @@ def selftest(ttl: float, etcd_election_timeout: float, as_json: bool, **params: 
         click.echo(f"selftest: {msg}", err=True)
 
     try:
+        root = params["prefix"].rstrip("/") + (f"/{election}" if election else "")
         report = run_selftest(
             conn,
             ttl,
-            params["prefix"],
+            root,
             None if as_json else progress,
             election_timeout=etcd_election_timeout,
         )
     except SelftestError as exc:
         click.echo(f"leaderjob selftest: {exc}", err=True)
+        sys.exit(1)
+    except StoreError as exc:
+        hint = (
+            ""
+            if election
+            else "; with a role limited to one election's prefix, give --election NAME to test "
+            "inside it"
+        )
+        click.echo(
+            f"leaderjob selftest: etcd refused the test under {root}/: {exc}{hint}", err=True
+        )
         sys.exit(1)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     sys.exit(1 if report["verdict"] == "FAIL" else 0)
