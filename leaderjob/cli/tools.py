@@ -38,7 +38,10 @@ from leaderjob.config import (
     help="Start from this ISO 8601 time instead of now; without an offset it is read in the "
     "schedule's time zone.",
 )
-def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: each fire time in UTC, local, its zone."
+)
+def next_(expr: str, timezone: str, count: int, after: str | None, as_json: bool) -> None:
     """Print the next fire times of a schedule expression, to check it before deploying."""
     from leaderjob.schedule import ScheduleError, parse_instant, parse_schedule
 
@@ -52,13 +55,21 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
         t = parse_instant(after, zone)
     except ValueError as exc:
         raise click.UsageError(f"--after {exc}") from None
+    fires = []
     for _ in range(count):
         try:
             t = schedule.next_after(t)
         except ScheduleError as exc:
             raise click.UsageError(f"--after {after or 'now'}: {exc}") from None
         local = t.astimezone(zone)
-        click.echo(f"{t.isoformat().replace('+00:00', 'Z')}  {local.isoformat()} {local.tzname()}")
+        utc = t.isoformat().replace("+00:00", "Z")
+        fires.append({"utc": utc, "local": local.isoformat(), "zone": local.tzname()})
+        if not as_json:
+            click.echo(f"{utc}  {local.isoformat()} {local.tzname()}")
+    if as_json:
+        click.echo(
+            json.dumps({"schedule": expr, "timezone": schedule.timezone, "fires": fires}, indent=2)
+        )
 
 
 @click.command(cls=LeaderjobCommand)

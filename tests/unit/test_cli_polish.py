@@ -52,3 +52,20 @@ def test_the_kubernetes_spelling_of_a_concurrency_policy_is_accepted() -> None:
     # Refused for its --ttl (before any connection), not for its --concurrency.
     assert out.exit_code == 2 and "--ttl 1s" in out.output, out.output
     assert "Invalid value for '--concurrency'" not in out.output, out.output
+
+
+def test_next_json_gives_each_fire_time_in_utc_and_local() -> None:
+    import json
+
+    out = CliRunner().invoke(
+        cli.main,
+        ["next", "30 2 * * *", "--timezone", "Europe/Berlin", "--after",
+         "2026-03-28T00:00:00Z", "--count", "2", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["timezone"] == "Europe/Berlin"
+    assert doc["fires"] == [
+        {"utc": "2026-03-28T01:30:00Z", "local": "2026-03-28T02:30:00+01:00", "zone": "CET"},
+        {"utc": "2026-03-29T01:00:00Z", "local": "2026-03-29T03:00:00+02:00", "zone": "CEST"},
+    ]
