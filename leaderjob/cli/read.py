@@ -103,6 +103,8 @@ def read_status(
                 "pid": None,
             }
     suspension = data.suspension(timeout=timeout)
+    if suspension is None and schedule is not None and schedule.get("paused"):
+        suspension = {"by": "its jobs file", "reason": "suspend = true"}
     success = next((r for r in history if r.get("outcome") == "succeeded"), None)
     last_success = None
     if success is not None:

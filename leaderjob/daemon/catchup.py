@@ -141,6 +141,7 @@ class CatchUp:
             "leader": self.s.identity,
             "token": tenure.token,
             "since": iso(tenure.since),
+            "paused": self.s.paused,  # suspended by the jobs file (status says so)
             "concurrency": self.s.concurrency,
             "catch_up": self.s.catch_up,
             "jitter": self.s.jitter,

@@ -54,6 +54,10 @@ class Settings:
     health: HealthSettings | None = None
     #: What to tell when a run starts, fails or succeeds (--on-failure, --ping-url).
     notify: NotifySettings = field(default_factory=NotifySettings)
+    #: A job's own environment (jobs file: env), under its LEADERJOB_* context.
+    job_env: tuple[tuple[str, str], ...] = ()
+    #: Suspended by its jobs file (suspend = true): leads, starts no run.
+    paused: bool = False
 
     @property
     def election_prefix(self) -> str:

@@ -303,6 +303,7 @@ class Runner(History, Scheduling):
         assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
         env = job_environment(self.environ)
+        env.update(self.s.job_env)  # the file's env for this job; the context below wins
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.election,

@@ -43,6 +43,10 @@ class JobSpec:
     on_failure: str | None = None  # None: the daemon's --on-failure
     on_failure_timeout: float | None = None
     ping_url: str | None = None  # a secret: shown redacted
+    #: Extra environment of the job's command (its LEADERJOB_* context still wins).
+    env: tuple[tuple[str, str], ...] = ()
+    #: Paused by the file itself (a GitOps pause): no slot or trigger starts a run.
+    suspend: bool = False
     line: int = dataclasses.field(default=0, compare=False)  # where the job is defined
 
 
@@ -122,6 +126,31 @@ def _url(value: object) -> str:
     return url
 
 
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {value!r}")
+    return value
+
+
+#: Names a job's ``env`` may not set: the run's context, which leaderjob sets itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _environment(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _Bad(f'expected a table of NAME = "value", got {value!r}')
+    out = []
+    for name, text in value.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise _Bad(f"{name!r} is not a variable name (letters, digits, _)")
+        if name.startswith("LEADERJOB_"):
+            raise _Bad(f"{name}: LEADERJOB_* is the run's context, set by leaderjob itself")
+        if not isinstance(text, str):
+            raise _Bad(f'{name}: expected a string, got {text!r} (write "{text}")')
+        out.append((name, text))
+    return tuple(sorted(out))
+
+
 def _secret_url(value: object) -> str:
     # The URL is a secret (a dead-man's-switch check): no message repeats it.
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
@@ -154,6 +183,8 @@ _OPTIONS: dict[str, Callable[[object], object]] = {
     "on-failure": _text,
     "on-failure-timeout": _positive_duration,
     "ping-url": _secret_url,
+    "env": _environment,
+    "suspend": _bool,
 }
 _JOB_KEYS = ("schedule", "command", *_OPTIONS)
 _ZONE_PREFIX = re.compile(r"\s*(CRON_TZ|TZ)=")
