@@ -58,6 +58,8 @@ class Settings:
     job_env: tuple[tuple[str, str], ...] = ()
     #: Suspended by its jobs file (suspend = true): leads, starts no run.
     paused: bool = False
+    #: The directory its command runs in (jobs file: workdir; None: the daemon's).
+    workdir: str | None = None
 
     @property
     def election_prefix(self) -> str:

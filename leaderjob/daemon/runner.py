@@ -328,6 +328,7 @@ class Runner(History, Scheduling):
             wakeup=self.wakeup,
             run_id=run_id,
             token=token,
+            cwd=self.s.workdir,
         )
         # A watchdog started ahead, if one is idle: no interpreter start on the fire path.
         run.reuse = self.watchdogs.enabled and self.s.mode != "once"

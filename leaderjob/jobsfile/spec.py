@@ -47,6 +47,8 @@ class JobSpec:
     env: tuple[tuple[str, str], ...] = ()
     #: Paused by the file itself (a GitOps pause): no slot or trigger starts a run.
     suspend: bool = False
+    #: The directory the command runs in (None: the daemon's own).
+    workdir: str | None = None
     line: int = dataclasses.field(default=0, compare=False)  # where the job is defined
 
 
@@ -151,6 +153,13 @@ def _environment(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
+def _workdir(value: object) -> str:
+    path = _text(value)
+    if not path.startswith("/"):
+        raise _Bad(f"{path!r}: give an absolute path (the daemon's own directory is not yours)")
+    return path
+
+
 def _secret_url(value: object) -> str:
     # The URL is a secret (a dead-man's-switch check): no message repeats it.
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
@@ -185,6 +194,7 @@ _OPTIONS: dict[str, Callable[[object], object]] = {
     "ping-url": _secret_url,
     "env": _environment,
     "suspend": _bool,
+    "workdir": _workdir,
 }
 _JOB_KEYS = ("schedule", "command", *_OPTIONS)
 _ZONE_PREFIX = re.compile(r"\s*(CRON_TZ|TZ)=")

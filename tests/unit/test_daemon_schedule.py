@@ -100,8 +100,10 @@ class FakeRun:
         wakeup: Wakeable,
         run_id: str = "",
         token: int = 0,
+        cwd: str | None = None,
     ) -> None:
         self.env = dict(env)
+        self.cwd = cwd
         self.deadline = deadline
         self.wakeup = wakeup
         self.run_id = run_id

@@ -114,3 +114,46 @@ def test_reloading_a_file_that_unpauses_a_job_lets_it_run(
     runner.reconfigure(replace(runner.s, paused=False))
     g.run(3.0)
     assert any(r.env["LEADERJOB_JOB"] == "paused" for r in started)
+
+
+def test_a_jobs_workdir_is_where_its_command_runs(tmp_path: Any) -> None:
+    """Through the real watchdog: the command runs in `workdir`; a workdir that does not exist
+    fails the start with a message naming it."""
+    import os
+    import threading
+    import time
+
+    from leaderjob.supervisor import Run
+
+    def run_in(cwd: str) -> Run:
+        run = Run(
+            argv=["sh", "-c", "pwd"], env=dict(os.environ), deadline=time.monotonic() + 60,
+            grace=1.0, wakeup=threading.Event(), cwd=cwd,
+        )  # fmt: skip
+        run.start(time.monotonic(), wait=10.0)
+        return run
+
+    ok = run_in(str(tmp_path))
+    try:
+        assert ok.confirmed and ok.wait(10) and ok.returncode == 0, ok.error
+        assert ok.tails["stdout_tail"].strip() == str(tmp_path)
+    finally:
+        ok.close()
+    missing = run_in(str(tmp_path / "nope"))
+    try:
+        assert not missing.confirmed
+        assert f"in {tmp_path / 'nope'}" in str(missing.error), missing.error
+    finally:
+        missing.close()
+        missing.wait(10)
+
+
+def test_the_file_hands_workdir_to_the_run(group: tuple[Group, list[Any], Daemon]) -> None:
+    g, started, d = group
+    runner = d.runners["live"]
+    runner.reconfigure(replace(runner.s, workdir="/srv/app"))
+    g.run(2.5)
+    assert {r.cwd for r in started if r.env["LEADERJOB_JOB"] == "live"} == {"/srv/app"}
+    assert parse_jobs(FILE.replace("suspend = true", 'workdir = "/srv"'), "f").jobs[0].workdir
+    with pytest.raises(JobsFileError, match="give an absolute path"):
+        parse_jobs(FILE.replace("suspend = true", 'workdir = "srv"'), "f")
