@@ -39,7 +39,7 @@ TTL = 2.0
 
 # The job: open its write, journal "opened", wait for go-<token>, finish the write, journal the
 # outcome, exit 0 (written) or 3 (refused as stale).
-JOB = r"""
+JOB = r'''
 import json, os, subprocess, sys, time, urllib.error, urllib.request
 mode, workdir, target = sys.argv[1:4]
 token = int(os.environ["LEADERJOB_FENCING_TOKEN"])
@@ -92,7 +92,7 @@ elif mode == "http":
         rc = 3 if exc.code == 409 else 1
 journal(step="done", rc=rc)
 sys.exit(rc)
-"""
+'''
 
 
 @pytest.fixture(scope="module")
