@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +125,11 @@ def test_documented_commands_answer_in_the_sidecars_environment(
         assert runs and all(r.get("job") for r in runs), runs
         run_id = str(runs[0]["run_id"])
 
-        for command in commands:
-            argv = substituted(command, run_id)[1:]
-            result = in_container(leaderjob, argv, exec_env)
+        # Independent commands, run side by side (each is a fresh interpreter).
+        argvs = [substituted(command, run_id)[1:] for command in commands]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda a: in_container(leaderjob, a, exec_env), argvs))
+        for command, argv, result in zip(commands, argvs, results, strict=True):
             shown = f"{command}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
             assert result.returncode == 0, shown
             assert result.stdout.strip(), shown
