@@ -210,3 +210,24 @@ def test_the_rollout_comment_says_what_the_strategy_does() -> None:
     update = load_yaml(K8S / "base" / "deployment.yaml")["spec"]["strategy"]["rollingUpdate"]
     if update["maxUnavailable"] and update["maxSurge"]:
         assert "One pod at a time" not in text, "maxSurge 1 + maxUnavailable 1 is up to two"
+
+
+def test_every_jobs_check_the_docs_and_shipped_files_name_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`leaderjob jobs check PATH` as the docs, the shipped jobs files and the examples write it
+    (inline): each file exists and is valid."""
+    monkeypatch.chdir(ROOT)
+    sources = [*PAGES, *(ROOT / "deploy").rglob("jobs.toml"), *(ROOT / "examples").glob("*")]
+    found = set()
+    for path in sources:
+        if path.is_file():
+            found |= set(re.findall(r"`leaderjob (jobs check [\w./-]+\.?\w*|fenced sql)`",
+                                    path.read_text(errors="ignore")))  # fmt: skip
+    checks = {f for f in found if f.startswith("jobs check ")}
+    assert {"jobs check deploy/kubernetes/base/jobs.toml", "jobs check examples/crontab"} <= checks
+    for words in sorted(found):
+        if words.endswith("FILE"):
+            continue
+        result = CliRunner().invoke(cli.main, words.split())
+        assert result.exit_code == 0, f"leaderjob {words}\n{result.output}"
