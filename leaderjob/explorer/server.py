@@ -34,21 +34,13 @@ from typing import Any
 from leaderjob.explorer import assets, render
 from leaderjob.explorer.data import Source, fire_json
 from leaderjob.explorer.model import to_json
+from leaderjob.http import PAGE_HEADERS
 
 Response = tuple[int, str, bytes]
 HTML = "text/html; charset=utf-8"
 #: The longest window a timeline shows (a week of a per-minute job is about 10 000 runs).
 MAX_WINDOW = 7 * 86400.0
 DEFAULT_WINDOW = "6h"
-#: Sent with every page: nothing but this server's own script and style, never framed.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 API_INDEX = {
     "/api/jobs": "every job's status (as `leaderjob status --json`, plus `upcoming`)",
     "/api/jobs/<job>": "one job's status",
@@ -222,7 +214,7 @@ def handler(route: Callable[[str], Response], listen_host: str) -> type[BaseHTTP
                     code, ctype, body = _json(500, {"error": type(exc).__name__})
             self.send_response(code)
             self.send_header("Content-Type", ctype)
-            for name, value in SECURITY_HEADERS.items():
+            for name, value in PAGE_HEADERS.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -5,7 +5,8 @@ Three replicas of `leaderjob run --schedule '@every 1s'` (a job that prints a li
 little). The first leads and runs; it is killed (`kill -9`): nobody leads for about a TTL, the
 successor records the slots nobody ran as missed and leads with a new token; then the successor
 gets SIGTERM and hands over at once (a graceful handover) to the third replica, with a third
-token. Every daemon is started through the test's process registry.
+token. The two survivors also serve the explorer on their metrics port (`--ui`). Every daemon is
+started through the test's process registry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness.daemons import Above, leader_of, leaderjob
+from tests.harness.etcd import free_port
 from tests.harness.procs import JsonLogProcess, ProcessGroup
 
 ELECTION = "nightly-report"
@@ -29,6 +31,7 @@ class Story:
     stopped: str  # the replica stopped with SIGTERM
     last: str  # the replica that leads at the end
     tokens: list[int]  # the three leaderships' tokens, in order
+    ports: dict[str, int]  # the survivors' metrics ports, which serve the explorer too
 
 
 def runs_of(d: JsonLogProcess) -> int:
@@ -44,7 +47,10 @@ def crash_and_handover(
     ttl: str = "2s",
     runs_each: int = 3,
 ) -> Story:
+    ports = {"replica-b": free_port(), "replica-c": free_port()}
+
     def start(name: str) -> JsonLogProcess:
+        ui = ["--metrics-addr", f"127.0.0.1:{ports[name]}", "--ui"] if name in ports else []
         return leaderjob(
             procs,
             tmp_path,
@@ -55,7 +61,7 @@ def crash_and_handover(
             election=ELECTION,
             ttl=ttl,
             schedule="@every 1s",
-            extra=["--catch-up", "skip"],
+            extra=["--catch-up", "skip", *ui],
         )
 
     first = start("replica-a")
@@ -79,7 +85,12 @@ def crash_and_handover(
     _wait_runs(third, runs_each)
     name_of = {d: n for n, d in replicas.items()}
     return Story(
-        replicas, "replica-a", name_of[second], name_of[third], [token_a, token_b, token_c]
+        replicas,
+        "replica-a",
+        name_of[second],
+        name_of[third],
+        [token_a, token_b, token_c],
+        ports,
     )
 
 

@@ -6,7 +6,8 @@ crash (`kill -9`) and a graceful handover in the window. The test checks what a 
 * the slot nobody ran while the crashed leader's lease ran out, as a tick saying `missed` (L3);
 * a click on a run opens its detail with its output tail (the job printed its token);
 * overlapping runs in red (forged records: real daemons never overlap, S3);
-* a documented subset of accessibility rules (tests/integration/a11y.js) on both pages.
+* a documented subset of accessibility rules (tests/integration/a11y.js) on both pages;
+* the leading daemon serves the same page on its metrics port (`run --ui`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ def test_the_page_shows_each_run_the_handovers_and_a_missed_slot_L3_S2(
     row = browser.evaluate(f"document.querySelector('#jobs tr[data-job=\"{ELECTION}\"]').innerText")
     assert story.last in row and str(story.tokens[2]) in row
     assert browser.evaluate(A11Y) == []
+
+    # The same page from the leading daemon itself (`run --ui`), beside its own endpoints.
+    daemon = f"http://127.0.0.1:{story.ports[story.last]}"
+    browser.load(daemon + "/")
+    row = browser.evaluate(f"document.querySelector('#jobs tr[data-job=\"{ELECTION}\"]').innerText")
+    assert story.last in row and str(story.tokens[2]) in row
+    assert urllib.request.urlopen(daemon + "/leader", timeout=5).status == 200
     browser.close()
 
 

@@ -9,6 +9,7 @@ and any overlap of two runs in red (S3 and the deadline rule say it never happen
 from __future__ import annotations
 
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -262,3 +263,50 @@ def test_a_loopback_page_answers_to_loopback_names_only() -> None:
     assert allowed_host("[::1]:8080", "::1")
     assert not allowed_host("evil.example:8080", "127.0.0.1")
     assert allowed_host("anything:8080", "0.0.0.0")
+
+
+# -- the daemon's --ui -----------------------------------------------------------------------
+
+
+def test_the_daemons_server_hands_other_paths_to_the_pages_with_their_headers() -> None:
+    import http.client
+
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.http import Server
+
+    def pages(target: str) -> tuple[int, str, bytes]:
+        return 200, "text/html; charset=utf-8", f"<p>{target}</p>".encode()
+
+    server = Server(("127.0.0.1", 0), CollectorRegistry(), lambda: {}, pages=pages)
+    server.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", "/jobs/x?window=1h")
+        reply = conn.getresponse()
+        assert reply.read() == b"<p>/jobs/x?window=1h</p>"
+        assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        conn.close()
+    finally:
+        server.close()
+    # Without pages (the default), an unknown path is still the daemon's own 404.
+    plain = Server(("127.0.0.1", 0), CollectorRegistry(), lambda: {})
+    try:
+        assert plain.route("/jobs/x")[0] == 404
+    finally:
+        plain.httpd.server_close()
+
+
+def test_ui_on_the_daemon_needs_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("LEADERJOB_")]:
+        monkeypatch.delenv(name)
+
+    def no_etcd(conn: object) -> None:
+        raise AssertionError("validation passed: leaderjob tried to open etcd")
+
+    monkeypatch.setattr("leaderjob.cli.options.open_store", no_etcd)
+    args = ["run", "--election", "e", "--metrics-addr", "off", "--ui", "--schedule", "@every 1m"]
+    result = CliRunner().invoke(cli.main, [*args, "--", "true"])
+    assert result.exit_code == 2, result.output
+    assert "--ui serves on --metrics-addr" in result.output
