@@ -25,6 +25,10 @@ from leaderjob.records import ElectionData
 #: Fire times at most this recent are not judged missing yet: their claim and record may be a
 #: cycle away (`audit --settle`).
 SETTLE = 10.0
+#: The slot ledger check (`audit`) looks at no more than this many of a window's newest fire
+#: times: finding fire times costs far more than drawing runs (a week of a per-minute job is
+#: 10 080 of them), and a hole is looked for where it matters most, recently.
+MISSING_MAX = 1500
 #: A window's runs are read up to this far past its end: a run is recorded when it ends.
 RUN_SLACK = 3600.0
 
@@ -124,7 +128,7 @@ class Source:
             datetime.fromtimestamp(read_until, UTC),
             timeout=self.timeout,
         )
-        missing = self._missing(job, status, records, since, min(until, now - SETTLE))
+        checked, missing = self._missing(job, status, records, since, min(until, now - SETTLE))
         return model.build(
             job.name,
             since,
@@ -133,6 +137,7 @@ class Source:
             missing=missing,
             current=status.get("current_run"),
             now=now,
+            checked_since=checked,
         )
 
     def _missing(
@@ -142,17 +147,19 @@ class Source:
         records: list[tuple[str, dict[str, Any]]],
         since: float,
         until: float,
-    ) -> list[tuple[float, str, str]]:
+    ) -> tuple[float | None, list[tuple[float, str, str]]]:
         """Fire times of the window with no record and no claim, or a claim to run whose run
-        left no record (`audit`'s "missing")."""
+        left no record (`audit`'s "missing"), from when they were looked for (None: not at
+        all, no schedule)."""
         from leaderjob.audit import WindowTooLarge, audit, fire_times
         from leaderjob.schedule import ScheduleError, parse_schedule
 
         info = status.get("schedule") or {}
         if not info.get("expr") or until <= since:
-            return []
+            return None, []
         try:
             schedule = parse_schedule(str(info["expr"]), str(info.get("timezone") or "UTC"))
+            since = max(since, until - MISSING_MAX * schedule.interval().total_seconds())
             jitter = timedelta(seconds=float(info.get("jitter") or 0.0))
             fires = fire_times(
                 schedule,
@@ -160,7 +167,7 @@ class Source:
                 datetime.fromtimestamp(until, UTC) - jitter,
             )
         except (ScheduleError, WindowTooLarge, ValueError):
-            return []
+            return None, []
         leader = status.get("leader") or {}
         verdicts = audit(
             fires,
@@ -168,7 +175,7 @@ class Source:
             job.data.claims(timeout=self.timeout),
             leader_token=leader.get("token"),
         )
-        return [
+        return since, [
             (v.fire_time.timestamp(), v.slot, v.detail) for v in verdicts if v.status == "missing"
         ]
 

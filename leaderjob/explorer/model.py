@@ -13,9 +13,10 @@ Times are seconds since the epoch (floats). No etcd, no clock, no HTML here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from leaderjob.history_records import is_run
 
@@ -23,9 +24,9 @@ from leaderjob.history_records import is_run
 NOT_RUN_LANE = "not run"
 
 
-@dataclass(frozen=True)
-class Bar:
-    """One run: a bar from its start to its end, in its replica's lane."""
+class Bar(NamedTuple):
+    """One run: a bar from its start to its end, in its replica's lane. (A named tuple, not a
+    dataclass: a week of a per-minute job builds ten thousand of them.)"""
 
     name: str  # the record's name: the run's detail is found by it
     run_id: str
@@ -40,8 +41,7 @@ class Bar:
     overlap: bool = False
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """A slot that did not run (or a range of them: ``until`` and ``count``)."""
 
     at: float
@@ -50,14 +50,13 @@ class Tick:
     slot: str
     detail: str = ""
     until: float | None = None
-    count: int = 1
+    slots: int = 1  # how many slots it stands for
     name: str | None = None  # a record to open (failed_to_start is also a run)
     token: int | None = None  # who recorded it
     identity: str = ""
 
 
-@dataclass(frozen=True)
-class Marker:
+class Marker(NamedTuple):
     """A leadership of the job first seen at ``at``: its token and who held it."""
 
     at: float
@@ -76,6 +75,8 @@ class Timeline:
     markers: list[Marker]
     overlaps: list[tuple[float, float]]
     counts: dict[str, int] = field(default_factory=dict)
+    #: Fire times with no record were looked for from here on (None: not at all).
+    checked_since: float | None = None
 
 
 def seconds(text: Any) -> float | None:
@@ -83,7 +84,7 @@ def seconds(text: Any) -> float | None:
     if not text:
         return None
     try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        t = datetime.fromisoformat(str(text))  # with a Z too, since Python 3.11
     except ValueError:
         return None
     return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
@@ -105,6 +106,7 @@ def build(
     missing: Sequence[tuple[float, str, str]] = (),
     current: dict[str, Any] | None = None,
     now: float | None = None,
+    checked_since: float | None = None,
 ) -> Timeline:
     """The timeline of ``job`` from ``since`` to ``until``.
 
@@ -127,7 +129,8 @@ def build(
     for at, slot, detail in missing:
         if since <= at <= until:
             ticks.append(Tick(at, "missing", "missing", slot, detail))
-    if current is not None:
+    # The run in progress, unless its record was read too (it ended between the two reads).
+    if current is not None and not any(b.slot == current.get("slot") for b in bars):
         start = seconds(current.get("claimed_at"))
         end = until if now is None else min(until, now)
         if start is not None and start <= until:
@@ -145,14 +148,14 @@ def build(
                     running=True,
                 )
             )
-    bars.sort(key=lambda b: (b.start, b.end))
-    ticks.sort(key=lambda t: t.at)
+    bars.sort(key=attrgetter("start", "end"))
+    ticks.sort(key=attrgetter("at"))
     overlaps = find_overlaps(bars)
     if overlaps:
         bars = [_flag(b, overlaps) for b in bars]
     counts: dict[str, int] = {"runs": sum(1 for b in bars if not b.running)}
     for t in ticks:
-        counts[t.reason] = counts.get(t.reason, 0) + t.count
+        counts[t.reason] = counts.get(t.reason, 0) + t.slots
     return Timeline(
         job=job,
         since=since,
@@ -163,6 +166,7 @@ def build(
         markers=markers(bars, ticks),
         overlaps=overlaps,
         counts=counts,
+        checked_since=checked_since,
     )
 
 
@@ -194,7 +198,7 @@ def _flag(bar: Bar, overlaps: list[tuple[float, float]]) -> Bar:
     hit = any(bar.start < hi and lo < bar.end for lo, hi in overlaps)
     if not hit:
         return bar
-    return replace(bar, overlap=True)
+    return bar._replace(overlap=True)
 
 
 def markers(bars: list[Bar], ticks: list[Tick]) -> list[Marker]:
@@ -215,12 +219,13 @@ def _at(m: Marker) -> float:
 
 def _bar(name: str, r: dict[str, Any]) -> Bar | None:
     start = seconds(r.get("started_at")) or seconds(r.get("scheduled_time"))
-    end = seconds(r.get("finished_at"))
     if start is None:
         return None
-    if end is None:
-        duration = r.get("duration_seconds")
-        end = start + float(duration) if isinstance(duration, int | float) else start
+    duration = r.get("duration_seconds")
+    if isinstance(duration, int | float) and r.get("started_at"):
+        end = start + float(duration)
+    else:
+        end = seconds(r.get("finished_at")) or start
     return Bar(
         name=name,
         run_id=str(r.get("run_id") or ""),
@@ -292,7 +297,7 @@ def to_json(t: Timeline) -> dict[str, Any]:
                 "reason": k.reason,
                 "outcome": k.outcome,
                 "slot": k.slot,
-                "count": k.count,
+                "count": k.slots,
                 "detail": k.detail,
                 "name": k.name,
             }
@@ -302,4 +307,5 @@ def to_json(t: Timeline) -> dict[str, Any]:
             {"at": iso(m.at), "token": m.token, "identity": m.identity} for m in t.markers
         ],
         "overlaps": [{"from": iso(lo), "to": iso(hi)} for lo, hi in t.overlaps],
+        "missing_checked_since": iso(t.checked_since),
     }

@@ -175,6 +175,19 @@ def job_page(
         if timeline.overlaps
         else ""
     )
+    checked = timeline.checked_since
+    notes = []
+    if checked is not None and checked > timeline.since + 1:
+        notes.append(
+            f"Fire times with no record at all (missing) are looked for from {when(_iso(checked))}"
+            " on: a shorter window looks further back."
+        )
+    if len(timeline.bars) > svg.LINK_LIMIT:
+        notes.append(
+            f"{len(timeline.bars)} runs: the succeeded ones are bare bars here; choose a shorter "
+            "window to open one."
+        )
+    note = "".join(f"<p class=muted>{escape(n)}</p>" for n in notes)
     sched = (
         f"{escape(str(schedule.get('expr')))} ({escape(str(schedule.get('timezone') or 'UTC'))})"
         if schedule
@@ -183,7 +196,7 @@ def job_page(
     body = (
         f"<h2>{escape(job)}</h2><p>Schedule {sched}. {escape(summary)} from "
         f"{escape(when(_iso(timeline.since)))} to {escape(when(_iso(timeline.until)))}.</p>"
-        f"{_window_form(job, window, until)}{overlap}"
+        f"{_window_form(job, window, until)}{overlap}{note}"
         "<div class=layout><div class=main>"
         f"{svg.render(timeline, href)}{legend()}"
         f"{_not_run_table(timeline)}{_upcoming(upcoming, schedule)}</div>"
@@ -199,7 +212,7 @@ def _not_run_table(t: Timeline) -> str:
         return "<h3>Slots that did not run</h3><p>None in this window.</p>"
     rows = "".join(
         f"<tr><td>{escape(when(_iso(k.at)))}</td><td>{escape(k.slot)}</td>"
-        f"<td>{escape(k.reason)}</td><td>{k.count}</td><td>{escape(k.detail)}</td></tr>"
+        f"<td>{escape(k.reason)}</td><td>{k.slots}</td><td>{escape(k.detail)}</td></tr>"
         for k in reversed(t.ticks[-TABLE_ROWS:])
     )
     more = (

@@ -10,6 +10,7 @@ and a red outline on the runs in it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
@@ -26,6 +27,9 @@ LANE = 28
 BAR = 18
 #: Axis steps, in seconds: the first that gives at most ~10 labels across the window.
 STEPS = (1, 2, 5, 10, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
+#: Above this many runs in a window (a bar is then well under a pixel wide), a succeeded run is
+#: drawn as a bare bar: no link, no tooltip — a shorter window opens it. Other runs keep theirs.
+LINK_LIMIT = 1500
 #: Outcomes drawn in the successful colour; anything else not listed below is a failure.
 OUTCOME_CLASS = {
     "succeeded": "ok",
@@ -80,7 +84,19 @@ def render(t: Timeline, run_href: str) -> str:
         )
     y_not = y_of[NOT_RUN_LANE]
     out.extend(_tick(k, x, y_not, run_href) for k in t.ticks)
-    out.extend(_bar(b, x, y_of[b.lane], run_href) for b in t.bars)
+    linked = len(t.bars) <= LINK_LIMIT
+    lane_attr = {lane: escape(lane) for lane in t.lanes}
+    for b in t.bars:
+        y = y_of[b.lane]
+        if linked or b.outcome != "succeeded" or b.overlap or b.running:
+            out.append(_bar(b, x, y, run_href))
+        else:
+            x0 = x(b.start)
+            out.append(
+                f'<rect class="bar o-ok" x="{x0:.1f}" y="{y + (LANE - BAR) // 2}" '
+                f'width="{max(x(b.end) - x0, 1.5):.1f}" height="{BAR}" '
+                f'data-replica="{lane_attr[b.lane]}"/>'
+            )
     for m in t.markers:
         mx = x(m.at)
         out.append(
@@ -115,29 +131,25 @@ def _axis(t: Timeline, x: Callable[[float], float], height: int) -> list[str]:
 def _bar(b: Bar, x: Callable[[float], float], y: int, run_href: str) -> str:
     x0, x1 = x(b.start), x(b.end)
     cls = f"bar o-{outcome_class(b.outcome)}" + (" overlapping" if b.overlap else "")
-    duration = b.end - b.start
     what = "running" if b.running else b.outcome
-    title = (
+    title = escape(
         f"{what}: slot {b.slot}, {_hms(b.start)}"
         + ("" if b.running else f" to {_hms(b.end)}")
-        + f" ({duration:.1f}s) on {b.lane}, token {b.token}"
+        + f" ({b.end - b.start:.1f}s) on {b.lane}, token {b.token}"
         + (f", attempt {b.attempt}" if b.attempt else "")
         + (" — OVERLAPS another run" if b.overlap else "")
     )
     rect = (
         f'<rect class="{cls}" x="{x0:.2f}" y="{y + (LANE - BAR) // 2}" '
-        f'width="{max(x1 - x0, 1.5):.2f}" height="{BAR}"/><title>{escape(title)}</title>'
+        f'width="{max(x1 - x0, 1.5):.2f}" height="{BAR}"/><title>{title}</title>'
     )
-    data = (
-        f'data-replica="{escape(b.lane)}" data-outcome="{escape(b.outcome)}" '
-        f'data-slot="{escape(b.slot)}" data-token="{b.token}"'
-    )
+    replica = escape(b.lane)
     if b.running or not b.name:
-        return f'<g class="run running" {data}>{rect}</g>'
+        return f'<g class="run running" data-replica="{replica}">{rect}</g>'
     href = escape(run_href.replace("{name}", quote(b.name)))
     return (
-        f'<a class="run" href="{href}" data-run="{escape(b.run_id)}" {data} '
-        f'aria-label="{escape(title)}">{rect}</a>'
+        f'<a class="run" href="{href}" data-run="{escape(b.run_id)}" '
+        f'data-replica="{replica}">{rect}</a>'
     )
 
 
@@ -157,12 +169,12 @@ def _tick(k: Tick, x: Callable[[float], float], y: int, run_href: str) -> str:
     )
     if k.name:
         href = escape(run_href.replace("{name}", quote(k.name)))
-        return f'<a class="run" href="{href}" aria-label="{escape(title)}">{body}</a>'
+        return f'<a class="run" href="{href}">{body}</a>'
     return body
 
 
 def _hms(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%SZ")
+    return time.strftime("%H:%M:%SZ", time.gmtime(at))
 
 
 def _short(text: str, n: int) -> str:

@@ -42,6 +42,7 @@ SEEN = """(() => ({
   ticks: [...document.querySelectorAll('svg .tick')].map(g => [g.dataset.reason,
     g.querySelector('title').textContent]),
   notRun: [...document.querySelectorAll('#not-run tbody tr')].map(tr => tr.textContent),
+  overlaps: document.querySelectorAll('svg .overlap, svg .overlapping').length,
 }))()"""
 
 
@@ -97,6 +98,8 @@ def test_the_page_shows_each_run_the_handovers_and_a_missed_slot_L3_S2(
     missed = [title for reason, title in seen["ticks"] if reason == "missed"]
     assert missed and all(t.startswith("missed: slot ") for t in missed), seen["ticks"]
     assert any("missed" in row for row in seen["notRun"])
+    # Real daemons never overlap (S3, the deadline rule): nothing red.
+    assert seen["overlaps"] == 0
 
     # A click on one of the stopped replica's runs: its detail, with the output tail.
     browser.click(f'svg a.run[data-replica="{story.stopped}"]')

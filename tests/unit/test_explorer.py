@@ -81,7 +81,7 @@ def test_a_range_record_is_one_band_standing_for_its_count_L3() -> None:
                          first_slot=first, count=21)  # fmt: skip
     t = build([("x", rec)])
     (tick,) = t.ticks
-    assert (tick.at, tick.until, tick.count) == (
+    assert (tick.at, tick.until, tick.slots) == (
         (T0 + timedelta(seconds=10)).timestamp(),
         (T0 + timedelta(seconds=30)).timestamp(),
         21,
@@ -135,6 +135,11 @@ def test_missing_fire_times_and_the_run_in_progress() -> None:
     assert t.counts["runs"] == 1
     doc = model.to_json(t)
     assert doc["runs"][1]["end"] is None and doc["runs"][1]["running"]
+    # A run in progress when `status` read the claims, ended (and recorded) by the time the
+    # window was read: one bar, not a run overlapping itself.
+    ended = run(48, "c", 12, secs=1, slot="s")
+    t = build([ended], current=current, now=now)
+    assert [(b.lane, b.running) for b in t.bars] == [("c", False)] and t.overlaps == []
 
 
 # -- the SVG ---------------------------------------------------------------------------------
