@@ -82,7 +82,7 @@ class App:
         rest = parts[1:] if api else parts
         if api and not rest:
             return _json(200, API_INDEX)
-        if not rest:
+        if rest in ([], ["jobs"]):
             docs = [self.source.status(j) for j in self.source.jobs()]
             if api:
                 return _json(200, docs)

@@ -229,6 +229,10 @@ def app() -> App:
 def test_app_serves_the_jobs_the_timeline_and_a_run_with_its_output(app: App) -> None:
     code, ctype, body = app.route("/")
     assert code == 200 and ctype.startswith("text/html") and b'href="/jobs/e"' in body
+    code, _, body = app.route("/api/jobs")
+    (job,) = json.loads(body)
+    assert code == 200 and job["job"] == "e" and job["last_run"]["outcome"] == "succeeded"
+    assert json.loads(app.route("/api/jobs/e")[2])["schedule"]["expr"] == "@every 1m"
     code, _, body = app.route("/api/jobs/e/timeline?window=1h")
     doc = json.loads(body)
     assert code == 200 and doc["lanes"] == ["r-1"] and len(doc["runs"]) == 5
