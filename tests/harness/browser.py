@@ -185,6 +185,12 @@ class Browser:
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
+    def press_enter(self) -> None:
+        """The Enter key, on whatever has the keyboard focus."""
+        common = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+        self.send("Input.dispatchKeyEvent", type="keyDown", text="\r", **common)
+        self.send("Input.dispatchKeyEvent", type="keyUp", **common)
+
     def wait_for(self, expression: str, timeout: float = 10.0) -> Any:
         """Wait until ``expression`` is truthy in the page; its value."""
         found: list[Any] = []

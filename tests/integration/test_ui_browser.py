@@ -17,6 +17,7 @@ import math
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +47,19 @@ SEEN = """(() => ({
 }))()"""
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module's tests (its start costs a couple of seconds)."""
+    assert CHROMIUM is not None
+    group = ProcessGroup()
+    try:
+        chromium = Browser(group, CHROMIUM)
+        yield chromium
+        chromium.close()
+    finally:
+        group.cleanup()
+
+
 def start_ui(procs: ProcessGroup, tmp_path: Path, endpoint: str, prefix: str, election: str) -> str:
     port = free_port()
     with (tmp_path / f"ui-{election}.log").open("wb") as log:
@@ -68,20 +82,19 @@ def start_ui(procs: ProcessGroup, tmp_path: Path, endpoint: str, prefix: str, el
 
 
 def test_the_page_shows_each_run_the_handovers_and_a_missed_slot_L3_S2(
-    etcd: EtcdServer, prefix: str, procs: ProcessGroup, tmp_path: Path
+    etcd: EtcdServer, prefix: str, procs: ProcessGroup, tmp_path: Path, browser: Browser
 ) -> None:
     began = time.time()
     story = crash_and_handover(procs, tmp_path, etcd.endpoint, prefix)
     url = start_ui(procs, tmp_path, etcd.endpoint, prefix, ELECTION)
-    assert CHROMIUM is not None
-    browser = Browser(procs, CHROMIUM)
+    window = math.ceil(time.time() - began + 5)
+    browser.load(f"{url}/jobs/{ELECTION}?window={window}s")
+    seen = browser.evaluate(SEEN)
+    # Read after the page: the leader still runs, and logs each run before its record is read.
     finished = {
         name: {str(e["run_id"]) for e in d.events("job.finished")}
         for name, d in story.replicas.items()
     }
-    window = math.ceil(time.time() - began + 5)
-    browser.load(f"{url}/jobs/{ELECTION}?window={window}s")
-    seen = browser.evaluate(SEEN)
 
     # One bar per run, in its replica's lane: every run of the two replicas that are gone, and
     # the runs recorded so far of the one still leading (its newest record may be a cycle away).
@@ -109,6 +122,16 @@ def test_the_page_shows_each_run_the_handovers_and_a_missed_slot_L3_S2(
     assert f"report token={story.tokens[1]}" in detail
     assert f"by\n{story.stopped}" in detail or story.stopped in detail
     assert browser.evaluate(A11Y) == []
+    # With the keyboard: focus the last run of the third leader, Enter opens its detail.
+    last_run = browser.evaluate(
+        f"(() => {{ const a = [...document.querySelectorAll("
+        f"'svg a.run[data-replica=\"{story.last}\"]')].pop(); a.focus();"
+        " return a.dataset.run; })()"
+    )
+    browser.press_enter()
+    browser.wait_for(
+        f"document.querySelector('#detail .run-id').textContent === {json.dumps(last_run)}"
+    )
 
     browser.load(url + "/")
     row = browser.evaluate(f"document.querySelector('#jobs tr[data-job=\"{ELECTION}\"]').innerText")
@@ -121,13 +144,14 @@ def test_the_page_shows_each_run_the_handovers_and_a_missed_slot_L3_S2(
     row = browser.evaluate(f"document.querySelector('#jobs tr[data-job=\"{ELECTION}\"]').innerText")
     assert story.last in row and str(story.tokens[2]) in row
     assert urllib.request.urlopen(daemon + "/leader", timeout=5).status == 200
-    browser.close()
 
 
 def test_overlapping_runs_are_red_on_the_page_S3(
-    etcd: EtcdServer, prefix: str, procs: ProcessGroup, tmp_path: Path
+    etcd: EtcdServer, prefix: str, browser: Browser
 ) -> None:
     from leaderjob.election.etcd import EtcdStore
+    from leaderjob.explorer.data import Source
+    from leaderjob.explorer.server import App, serve
     from leaderjob.leadership_options import build_connection
     from leaderjob.records import ElectionData, iso
 
@@ -140,10 +164,8 @@ def test_overlapping_runs_are_red_on_the_page_S3(
                   "started_at": iso(at), "finished_at": iso(at + timedelta(seconds=secs)),
                   "identity": who, "token": 5 + i, "outcome": "succeeded"}  # fmt: skip
         data.record(record, at + timedelta(seconds=secs), timeout=5)
-    store.close()
-    url = start_ui(procs, tmp_path, etcd.endpoint, prefix, "forged")
-    assert CHROMIUM is not None
-    browser = Browser(procs, CHROMIUM)
+    httpd = serve(App(Source(store, prefix, "forged", 5.0)), ("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
     browser.load(f"{url}/jobs/forged?window=5m")
     fills = browser.evaluate(
         "[...document.querySelectorAll('svg rect.overlap')].map(r => getComputedStyle(r).fill)"
@@ -161,7 +183,6 @@ def test_overlapping_runs_are_red_on_the_page_S3(
         " document.body.append(document.createElement('input')); })()"
     )
     findings = browser.evaluate(A11Y)
-    browser.close()
     assert [f.split(" ")[0] for f in findings] == ["no", "contrast"], findings
     assert fills == ["rgb(213, 0, 0)"]
     assert outlined == ["rgb(213, 0, 0)"] * 2
