@@ -157,9 +157,10 @@ def main() -> int:
             f"writer; the median of {REPEAT} requests to the explorer's app in one process "
             "(server time: etcd reads, the timeline's view model, the SVG, the whole page with "
             "the status, the slot ledger check and the upcoming fire times). A page must "
-            "render in under a second of server time. *its CPU* is the CPU time of this process for the "
-            "whole page (etcd's own work is in its process); on a shared machine the wall times "
-            "include waiting for a CPU, and the load average says how much.\n\n"
+            "render in under a second of server time. *its CPU* is the CPU time of this "
+            "process for the whole page (etcd's own work is in its process); on a shared "
+            "machine the wall times include waiting for a CPU, and the load average says how "
+            "much.\n\n"
             f"{table}\n\n{END}"
         )
         write_section(args.doc, text, BEGIN, END)
