@@ -319,3 +319,23 @@ def test_ui_on_the_daemon_needs_its_port(monkeypatch: pytest.MonkeyPatch) -> Non
     result = CliRunner().invoke(cli.main, [*args, "--", "true"])
     assert result.exit_code == 2, result.output
     assert "--ui serves on --metrics-addr" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["--listen", "nowhere"], "--listen 'nowhere': write HOST:PORT"),
+        (["--listen", "off"], "--listen: give HOST:PORT"),
+        (["--election", "a/b"], "election"),
+    ],
+)
+def test_leaderjob_ui_refuses_bad_input_before_touching_etcd(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], hint: str
+) -> None:
+    def no_etcd(conn: object) -> None:
+        raise AssertionError("leaderjob ui opened etcd")
+
+    monkeypatch.setattr("leaderjob.cli.options.open_store", no_etcd)
+    result = CliRunner().invoke(cli.main, ["ui", "--election", "e", *args])
+    assert result.exit_code == 2, result.output
+    assert hint in result.output
