@@ -60,9 +60,9 @@ class Scheduling(CatchUp, Switches):
 
     def _start_scheduled(self, tenure: Tenure) -> Report | None:
         """The schedule's share of one leading cycle, all its etcd calls within one budget."""
-        own = self.session.budget_end is None  # else the loop gave all jobs one budget
+        own = self.session.deadline is None  # else the cycle's election step made it
         if own:
-            self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
+            self.session.deadline = self.session.group.step_deadline()
         try:
             report = self._schedule_step(tenure)
             if not tenure.published and tenure.ready and self.session.may_bookkeep():
@@ -71,7 +71,7 @@ class Scheduling(CatchUp, Switches):
             return report
         finally:
             if own:
-                self.session.budget_end = None
+                self.session.deadline = None
 
     def _schedule_step(self, tenure: Tenure) -> Report | None:
         assert self.planner is not None
