@@ -157,6 +157,11 @@ class ElectionData(RunHistory):
             timeout=timeout,
         )
 
+    def claim(self, slot: str, *, timeout: float) -> dict[str, Any] | None:
+        """The claim of ``slot`` (status, token, identity, claimed_at), None if there is none."""
+        info = self.store.get(self.slot_key(slot), timeout=timeout)
+        return None if info is None else _load(info.value)
+
     def unclaim_slot(
         self, own_key: str, token: int, slot: str, previous: str, *, timeout: float
     ) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import Pending, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
@@ -38,6 +39,7 @@ class CatchUp:
     metrics: Metrics | None
     election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
+    unknown_claims: UnknownClaims
     #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
     #: before any new claim) finds the same missed slots again and must not record them twice.
     _missed_upto: datetime | None = None
@@ -61,7 +63,9 @@ class CatchUp:
         except StoreError as exc:
             self.session.store_error(exc)
             return False
-        plan = self.planner.begin_tenure(last, wall)
+        # A slot whose claim's outcome is unknown, after the newest claim, is caught up like
+        # any missed slot (in a new election too: the plan starts just before it).
+        plan = self.planner.begin_tenure(self.unknown_claims.plan_from(last), wall)
         tenure.ready = True
         tenure.last_claimed = last
         tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
