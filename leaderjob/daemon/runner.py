@@ -384,7 +384,7 @@ class Runner(History, Scheduling):
             watchdog_ready_seconds=since(run.watchdog_ready_at),
             exec_seconds=since(run.exec_at),
         )
-        self._notify(None)
+        self._notify(None, run_id)
         if self.metrics is not None:
             self.metrics.job_running.labels(self.election, self.s.election).set(1)
             if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:

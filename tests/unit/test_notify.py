@@ -30,7 +30,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import notify
+from leaderjob import notify, pings
 from leaderjob.clock import SystemClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
@@ -279,19 +279,23 @@ class PingServer:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notify, "PING_RETRY_BASE", 0.05)
+    monkeypatch.setattr(pings, "PING_RETRY_BASE", 0.05)
 
 
 def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, Any]]) -> None:
+    """The healthchecks.io convention, each ping with its run's ``rid`` (a UUID ending in the
+    run id), so that the monitor pairs a run's start with its end."""
     server = PingServer()
     counts = Counts()
     n = _notifier(counts)
     s = NotifySettings(ping_url=server.url)
+    ok, bad = "0123456789ab", RECORD["run_id"]
     try:
-        n.started(s, job="j", window=10)
+        n.started(s, job="j", window=10, run_id=ok)
+        assert counts.wait_for(1) == [("j", "ping", "ok")]  # sent before its run ends
         n.finished(
             s,
-            {**RECORD, "outcome": "succeeded", "stdout_tail": ""},
+            {**RECORD, "run_id": ok, "outcome": "succeeded", "stdout_tail": ""},
             job="j",
             election="j",
             window=10,
@@ -302,13 +306,29 @@ def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, 
         n.close()
     finally:
         server.close()
+    rid_ok = "rid=00000000-0000-4000-8000-0123456789ab"
+    rid_bad = f"rid={pings.run_uuid(bad)}"
     assert [(m, p) for m, p, _ in server.requests] == [
-        ("GET", f"/{SECRET}/start"),
-        ("GET", f"/{SECRET}"),
-        ("POST", f"/{SECRET}/fail"),
+        ("GET", f"/{SECRET}/start?{rid_ok}"),
+        ("GET", f"/{SECRET}?{rid_ok}"),
+        ("POST", f"/{SECRET}/fail?{rid_bad}"),
     ]  # a planned stop (shutdown) sends nothing
     assert server.requests[2][2] == TAIL
     assert not any(SECRET in json.dumps(e, default=str) for e in logs)
+
+
+def test_the_rid_is_a_uuid_that_names_the_run() -> None:
+    import uuid
+
+    assert pings.run_uuid("0123456789ab") == "00000000-0000-4000-8000-0123456789ab"
+    other = pings.run_uuid("abc123")  # another form of id: a UUID derived from it, stable
+    assert other == pings.run_uuid("abc123") != pings.run_uuid("abc124")
+    for rid in (pings.run_uuid("0123456789ab"), other):
+        assert str(uuid.UUID(rid)) == rid
+    base = f"https://hc-ping.com/{SECRET}?create=1"
+    assert ping_url(base, "fail", "0123456789ab") == (
+        f"https://hc-ping.com/{SECRET}/fail?create=1&rid=00000000-0000-4000-8000-0123456789ab"
+    )
 
 
 def test_a_ping_is_retried_with_backoff_until_answered(fast_retries: None) -> None:
@@ -347,8 +367,9 @@ def test_a_ping_gives_up_when_its_window_closes_and_never_logs_the_url(
 def test_pings_are_off_the_loop_and_their_queue_is_bounded(
     monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]
 ) -> None:
-    """S6: a hanging ping service delays nothing; pings beyond the queue are dropped, counted."""
-    monkeypatch.setattr(notify, "PING_QUEUE", 2)
+    """S6: a hanging ping service delays nothing; pings beyond the job's lane are dropped,
+    counted."""
+    monkeypatch.setattr(pings, "LANE_CAP", 2)
     server = PingServer(delay=1.0)
     counts = Counts()
     n = _notifier(counts)
