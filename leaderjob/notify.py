@@ -214,6 +214,7 @@ class Notifier:
                 self.log.warning(
                     "notify.dropped",
                     kind="on_failure",
+                    job=job,
                     run_id=record.get("run_id"),
                     reason="the previous on-failure command still runs",
                 )

@@ -228,6 +228,32 @@ def test_at_most_one_on_failure_in_flight_per_job(
     assert len([e for e in logs if e["event"] == "notify.dropped"]) == 2
 
 
+def test_an_on_failure_command_that_hangs_holds_back_no_other_jobs(tmp_path: Path) -> None:
+    """Isolation: job a's command hangs until its timeout; job b's commands meanwhile run at
+    once, one after another, each told its own run (one thread per command, none shared)."""
+    counts = Counts()
+    n = _notifier(counts)
+    hang = NotifySettings(on_failure="sleep 30", on_failure_timeout=20)
+    n.finished(hang, RECORD, job="a", election="g", window=10)
+    told = tmp_path / "told"
+    quick = NotifySettings(on_failure=f'echo "$LEADERJOB_RUN_ID" >> {told}')
+    t0 = time.monotonic()
+    for i in range(3):
+        n.finished(quick, {**RECORD, "run_id": f"b{i}"}, job="b", election="g", window=10)
+        assert _wait_count(counts, ("b", "on_failure", "ok"), i + 1, 5)
+    assert time.monotonic() - t0 < 3, "b's commands waited for a's"
+    assert told.read_text().split() == ["b0", "b1", "b2"]
+    assert ("a", "on_failure", "timed_out") not in counts.seen  # a's still runs
+    t1 = time.monotonic()
+    n.close(timeout=0.2)  # kills a's process group
+    assert time.monotonic() - t1 < 2.5
+
+
+def _wait_count(counts: Counts, item: tuple[str, str, str], n: int, timeout: float) -> bool:
+    with counts.cond:
+        return counts.cond.wait_for(lambda: counts.seen.count(item) >= n, timeout)
+
+
 def test_a_failing_on_failure_command_is_logged_and_counted(logs: list[dict[str, Any]]) -> None:
     counts = Counts()
     n = _notifier(counts)
