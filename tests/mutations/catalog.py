@@ -1,0 +1,67 @@
+"""The hand-written mutations (``run.py``): each breaks one promise of the process and driver
+code, or of a caller of a pure rule, with the tests that must then fail.
+
+``old`` must occur exactly once in ``file`` (else the mutation is reported "n/a": the code moved
+on and the mutation must be rewritten). Keep ``tests`` to the cheapest tests that defend the
+promise, so that the whole run stays in minutes. A new promise gets a mutation here in the same
+commit as its test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str  # the property it breaks (S1-S6, L1-L5)
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+GIVE_BACK = "tests/unit/test_give_back.py"
+SPREAD_DRIVER = "tests/unit/test_spread_driver.py"
+SEND_TIME = "tests/unit/test_send_time.py"
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # -- claims made ahead and their give-back (S3, L2) -------------------------------------
+    Mutation(
+        "give_back_unfenced",
+        "S3",
+        "leaderjob/records.py",
+        """        return self.store.guarded_put(
+            own_key,
+            token,
+            [(self.last_slot_key, previous.encode())],
+            deletes=[self.slot_key(slot)],
+            timeout=timeout,
+        )""",
+        """        self.store.delete(self.slot_key(slot), timeout=timeout)
+        self.store.put(self.last_slot_key, previous.encode(), timeout=timeout)
+        return True""",
+        (GIVE_BACK,),
+    ),
+    Mutation(
+        "give_back_refused_unrecorded",
+        "L3",
+        "leaderjob/daemon/scheduling.py",
+        "            self._not_run(slot.id, slot.fire_time, "
+        '"missed", "skipped_leaving", tenure.token)\n',
+        "",
+        (GIVE_BACK,),
+    ),
+    Mutation(
+        "give_back_of_a_started_slot",
+        "S3",
+        "leaderjob/daemon/scheduling.py",
+        """        ahead = tenure.ahead
+        tenure.ahead = None
+""",
+        """        ahead = tenure.ahead
+""",
+        (GIVE_BACK,),
+    ),
+)
