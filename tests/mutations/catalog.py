@@ -64,4 +64,37 @@ MUTATIONS: tuple[Mutation, ...] = (
 """,
         (GIVE_BACK,),
     ),
+    # -- the election's driver hands the machine its send times and token (S6, S2) ----------
+    Mutation(
+        "keepalive_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.renewed(sent_at, ttl, now)",
+        "self.machine.renewed(now, ttl, now)",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "grant_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.granted(grant.lease_id, grant.ttl, sent_at)",
+        "self.machine.granted(grant.lease_id, grant.ttl, self.clock.monotonic())",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "confirm_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.confirmed(sent_at)",
+        "self.machine.confirmed(now)",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "token_not_the_create_revision",
+        "S2",
+        "leaderjob/election/group.py",
+        "self.machine.won(self.revisions[job], now, job)",
+        "self.machine.won(self.revisions[job] + 1, now, job)",
+        (SEND_TIME,),
+    ),
 )
