@@ -97,4 +97,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         "self.machine.won(self.revisions[job] + 1, now, job)",
         (SEND_TIME,),
     ),
+    # -- spreading's driver hands the rule the idle set and the member count (L2) ------------
+    Mutation(
+        "spread_every_led_job_idle",
+        "L2",
+        "leaderjob/daemon/spreading.py",
+        "idle = frozenset(n for n in leading if runners[n].idle)",
+        "idle = leading",
+        (SPREAD_DRIVER,),
+    ),
+    Mutation(
+        "spread_members_never_counted",
+        "L2",
+        "leaderjob/daemon/spreading.py",
+        "self.members = max(1, len({k.lease_id for k in reading.keys}))",
+        "self.members = 1",
+        (SPREAD_DRIVER,),
+    ),
 )
