@@ -25,6 +25,7 @@ class Mutation:
 GIVE_BACK = "tests/unit/test_give_back.py"
 SPREAD_DRIVER = "tests/unit/test_spread_driver.py"
 SEND_TIME = "tests/unit/test_send_time.py"
+CALLERS = "tests/unit/test_callers.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- claims made ahead and their give-back (S3, L2) -------------------------------------
@@ -113,5 +114,63 @@ MUTATIONS: tuple[Mutation, ...] = (
         "self.members = max(1, len({k.lease_id for k in reading.keys}))",
         "self.members = 1",
         (SPREAD_DRIVER,),
+    ),
+    # -- the runner hands the run its fence and its deadline (S1, S2, S6) ---------------------
+    Mutation(
+        "run_token_not_the_keys_revision",
+        "S2",
+        "leaderjob/daemon/runner.py",
+        "LEADERJOB_FENCING_TOKEN=str(token),",
+        "LEADERJOB_FENCING_TOKEN=str(token + 1),",
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_key_not_the_leaders",
+        "S1",
+        "leaderjob/daemon/runner.py",
+        'LEADERJOB_LEADER_KEY=self.seat.key or "",',
+        'LEADERJOB_LEADER_KEY=(self.seat.key or "").rsplit("/", 1)[0],',
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_handed_a_later_deadline",
+        "S6",
+        "leaderjob/daemon/runner.py",
+        "            deadline=deadline,\n",
+        "            deadline=deadline + self.s.timing.grace,\n",
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_deadline_never_extended",
+        "S6",
+        "leaderjob/daemon/runner.py",
+        "active.run.extend(deadline)",
+        "pass",
+        (CALLERS,),
+    ),
+    Mutation(
+        "grant_asked_ttl_not_granted",
+        "S6",
+        "leaderjob/election/group.py",
+        "grant.ttl, sent_at)",
+        "self.timing.ttl, sent_at)",
+        (CALLERS,),
+    ),
+    # -- the planner is handed the job's settings (L3) ----------------------------------------
+    Mutation(
+        "planner_jitter_dropped",
+        "L3",
+        "leaderjob/daemon/runner.py",
+        "jitter=settings.jitter,",
+        "jitter=0.0,",
+        (CALLERS,),
+    ),
+    Mutation(
+        "planner_starting_deadline_dropped",
+        "L3",
+        "leaderjob/daemon/runner.py",
+        "if settings.starting_deadline is None",
+        "if True",
+        (CALLERS,),
     ),
 )
