@@ -26,6 +26,8 @@ GIVE_BACK = "tests/unit/test_give_back.py"
 SPREAD_DRIVER = "tests/unit/test_spread_driver.py"
 SEND_TIME = "tests/unit/test_send_time.py"
 CALLERS = "tests/unit/test_callers.py"
+SCHEDULE = "tests/unit/test_daemon_schedule.py"
+CONTRACT = "tests/integration/test_store_contract.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- claims made ahead and their give-back (S3, L2) -------------------------------------
@@ -172,5 +174,113 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if settings.starting_deadline is None",
         "if True",
         (CALLERS,),
+    ),
+    # -- leaving: stop the run, give back, resign, revoke (L2, S6) ----------------------------
+    Mutation(
+        "leave_resigns_while_the_run_goes_on",
+        "S6",
+        "leaderjob/daemon/loop.py",
+        '        reason = self.leaving or "shutdown"\n        if self.runs:\n',
+        '        reason = self.leaving or "shutdown"\n        if False:\n',
+        (CALLERS,),
+    ),
+    Mutation(
+        "leave_without_revoke",
+        "L2",
+        "leaderjob/daemon/loop.py",
+        "        self.session.release()\n        # History records queued",
+        "        # History records queued",
+        (CALLERS,),
+    ),
+    # -- the loop: the deadline first (S6) ----------------------------------------------------
+    Mutation(
+        "cycle_deadline_not_checked_first",
+        "S6",
+        "leaderjob/daemon/loop.py",
+        """        t = self.elector.check(self.clock.monotonic())
+        if t is not None:
+            self._on_transition(t)
+        # 2.""",
+        "        # 2.",
+        (CALLERS,),
+    ),
+    # -- slots: one claim, one run (S3) -------------------------------------------------------
+    Mutation(
+        "claim_without_absent_slot",
+        "S3",
+        "leaderjob/records.py",
+        "absent=[key, self.suspended_key] if run else [key],",
+        "absent=[self.suspended_key] if run else [],",
+        (SCHEDULE, "tests/unit/test_daemon_jobs.py"),
+    ),
+    Mutation(
+        "fire_ignores_an_older_claim",
+        "S3",
+        "leaderjob/daemon/scheduling.py",
+        "if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:",
+        "if False:",
+        (SCHEDULE,),
+    ),
+    Mutation(
+        "catch_up_ignores_the_newest_claim",
+        "S3",
+        "leaderjob/daemon/catchup.py",
+        "plan = self.planner.begin_tenure(last, wall)",
+        "plan = self.planner.begin_tenure(None, wall)",
+        (SCHEDULE,),
+    ),
+    # -- the fences (S1) ------------------------------------------------------------------------
+    Mutation(
+        "etcd_guard_any_revision",
+        "S1",
+        "leaderjob/election/etcd.py",
+        """                result=etcdrpc.Compare.EQUAL,
+                create_revision=guard_revision,""",
+        """                result=etcdrpc.Compare.GREATER,
+                create_revision=0,""",
+        (CONTRACT,),
+    ),
+    Mutation(
+        "etcd_fence_refusal_ignored",
+        "S1",
+        "leaderjob/fencing/etcd.py",
+        """        if not applied:
+            raise StaleToken(self.leader_key, self.token)""",
+        """        if not applied:
+            pass""",
+        ("tests/unit/test_fencing_etcd.py",),
+    ),
+    Mutation(
+        "sql_fence_accepts_one_lower",
+        "S1",
+        "leaderjob/fencing/sql.py",
+        '"WHERE fence.token <= EXCLUDED.token "',
+        '"WHERE fence.token <= EXCLUDED.token + 1 "',
+        ("tests/unit/test_fencing_sql.py",),
+    ),
+    Mutation(
+        "http_fence_accepts_one_lower",
+        "S1",
+        "leaderjob/fencing/http.py",
+        "            if token < mark:",
+        "            if token < mark - 1:",
+        ("tests/unit/test_fencing_http.py",),
+    ),
+    # -- the watchdog process (S6) --------------------------------------------------------------
+    Mutation(
+        "watchdog_kills_after_D",
+        "S6",
+        "leaderjob/watchdog.py",
+        "kill_at = self.deadline - min(KILL_RESERVE, self.grace / 4)",
+        "kill_at = self.deadline + 0.5",
+        ("tests/unit/test_watchdog.py",),
+    ),
+    Mutation(
+        "watchdog_ignores_the_daemon_gone",
+        "S6",
+        "leaderjob/watchdog.py",
+        '                    self.signal_all(signal.SIGKILL, "daemon_gone")',
+        "                    pass",
+        ("tests/unit/test_watchdog.py",),
     ),
 )

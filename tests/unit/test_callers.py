@@ -140,3 +140,57 @@ def test_the_planner_is_handed_the_jobs_starting_deadline_L3(world: World) -> No
     assert [r.slot for r in world.started] == [slot_at(10), slot_at(30)]
     late = [r for r in world.data.history(10, timeout=1) if r.get("slot") == slot_at(20)]
     assert [r.get("not_run") for r in late] == ["missed"], late
+
+
+def test_a_graceful_stop_stops_the_run_then_revokes_the_lease_L2(world: World) -> None:
+    """L2 and S6: SIGTERM while a run goes on (its job takes 0.5 s to die after SIGTERM): the
+    daemon stops the run and keeps leading (and renewing) until it ended, then revokes its
+    lease at once — the key goes within a cycle of the run's end, not a TTL later."""
+    FakeRun.job = Job(duration=None, term_delay=0.5)
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_until(d, 10.2)
+    [run] = world.started
+    key, lease_id = d.runner.seat.key, d.session.group.lease_id
+    assert key is not None and lease_id is not None
+    d.request_stop("signal")
+    ended_at = gone_at = None
+    while gone_at is None and world.clock.monotonic() < 1020.0:
+        d.cycle()
+        now = world.clock.monotonic()
+        if run.done and ended_at is None:
+            ended_at = now
+        if world.store.get(key, timeout=1) is None:
+            gone_at = now
+        d._wait()
+    assert ended_at is not None and gone_at is not None, "the run never ended or the key stayed"
+    assert run.stopped_at is not None, "the run was not stopped"
+    assert ended_at <= gone_at, "the key went while the run still ran"
+    assert gone_at - run.stopped_at < 0.5 + 0.2, "no revoke: the key waited for its lease"
+    assert world.store.lease_expiry(lease_id) is None, "the lease was not revoked"
+
+
+def test_after_a_freeze_past_D_the_loop_steps_down_before_any_other_act_S6(world: World) -> None:
+    """S6: the daemon issues nothing under the old token after D. It is frozen past D with the
+    next slot claimed ahead, and SIGTERM arrives meanwhile: on resume its first act is to hand
+    the machine the clock and step down, so the graceful stop finds no tenure and sends no
+    fenced give-back under the expired lease."""
+    d = world.daemon("@every 10s")
+    lead(world, d)
+    run_until(d, 9.97)
+    assert world.store.get(world.data.slot_key(slot_at(10)), timeout=1) is not None
+    deadline = d.session.machine.deadline
+    assert deadline is not None
+    world.clock.advance(deadline - world.clock.monotonic() + 0.05)  # frozen just past D
+    d.request_stop("signal")
+    calls: list[str] = []
+    unclaim = d.runner.data.unclaim_slot
+
+    def spy(own_key: str, token: int, slot: str, previous: str, *, timeout: float) -> bool:
+        calls.append(slot)
+        return unclaim(own_key, token, slot, previous, timeout=timeout)
+
+    d.runner.data.unclaim_slot = spy  # type: ignore[method-assign]
+    d.cycle()
+    assert world.events("election.lost", reason="deadline_passed")
+    assert calls == [], "a fenced write under a lease past its deadline"
