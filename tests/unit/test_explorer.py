@@ -339,3 +339,15 @@ def test_leaderjob_ui_refuses_bad_input_before_touching_etcd(
     result = CliRunner().invoke(cli.main, ["ui", "--election", "e", *args])
     assert result.exit_code == 2, result.output
     assert hint in result.output
+
+
+def test_a_crowded_window_links_only_the_runs_worth_opening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(svg, "LINK_LIMIT", 3)
+    records = [run(n, "a", 5) for n in range(1, 6)] + [run(8, "a", 5, outcome="failed")]
+    out = svg.render(build(records), "/r/{name}")
+    # Six runs over the limit of three: the five succeeded ones are bare bars, the failed one
+    # keeps its link and tooltip; every run is still one bar in its lane.
+    assert out.count('<a class="run"') == 1 and 'data-run="000000000008"' in out
+    assert out.count('class="bar o-ok"') == 5 and out.count('data-replica="a"') == 6
