@@ -41,11 +41,10 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
 
     errors = validate_election_name(params["election"])
     jobs_path = params.get("jobs")
-    specs, jobs_errors = _load_jobs(params, command)
-    errors += jobs_errors
     timing, timing_errors = build_timing(params)
+    specs, jobs_errors = _load_jobs(params, command, None if timing_errors else timing)
+    errors += jobs_errors
     errors += timing_errors
-    errors += _grace_problems(str(params.get("jobs")), specs or (), timing)
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -117,37 +116,25 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
 
 def _group_parts(params: dict[str, Any], settings: Any, path: str, health: Any) -> tuple[Any, Any]:
     """For --jobs: how to read the file again (reload), and the spreading rules."""
-    from leaderjob.jobsfile import JobsFileError, load_jobs
+    from leaderjob.jobsfile import load_jobs
     from leaderjob.spread import Spreader
 
     zone = params.get("timezone") or "UTC"
 
     def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
-        jobs = load_jobs(path, default_timezone=zone).jobs
-        problems = _grace_problems(path, jobs, settings.timing)
-        if problems:
-            raise JobsFileError(problems)
+        # The validator of the start and of `jobs check`: a reload that would fail is refused.
+        jobs = load_jobs(path, default_timezone=zone, timing=settings.timing).jobs
         return [_job_settings(settings, s, health) for s in jobs]
 
     pace = params.get("spread_pace") or 5.0
     return reload, Spreader(enabled=params.get("spread") != "off", pace=pace, settle=pace)
 
 
-def _grace_problems(path: str, specs: Any, timing: Timing) -> list[str]:
-    """A job's own grace (TERM to KILL) must fit the lease budget like the daemon's: renew
-    deadline + grace + margin < TTL, so that its job is dead before etcd can expire the lease."""
-    return [
-        f"{path}:{spec.line}: job {spec.name}: grace {format_duration(spec.grace)} does not fit "
-        f"the daemon's budget (renew deadline {format_duration(timing.renew_deadline)} + grace "
-        f"+ margin {format_duration(timing.margin)} must stay under --ttl "
-        f"{format_duration(timing.ttl)}): lower it, or raise --ttl"
-        for spec in specs
-        if spec.grace is not None and dataclasses.replace(timing, grace=spec.grace).validate()
-    ]
-
-
-def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
-    """The jobs of --jobs FILE (None without it), and every problem with them or the command."""
+def _load_jobs(
+    params: dict[str, Any], command: tuple[str, ...], timing: Timing | None = None
+) -> tuple[Any, list[str]]:
+    """The jobs of --jobs FILE (None without it), and every problem with them (judged against
+    ``timing``, the daemon's, when it is valid) or the command."""
     path = params.get("jobs")
     if not path:
         if command:
@@ -161,7 +148,8 @@ def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, l
     if params.get("schedule"):
         errors.append("--jobs and --schedule: each job's schedule is in the jobs file")
     try:
-        specs = load_jobs(path, default_timezone=params.get("timezone") or "UTC").jobs
+        zone = params.get("timezone") or "UTC"
+        specs = load_jobs(path, default_timezone=zone, timing=timing).jobs
     except JobsFileError as exc:
         return None, errors + exc.problems
     return specs, errors
