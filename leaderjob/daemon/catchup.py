@@ -58,6 +58,8 @@ class CatchUp:
     def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
         """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
         assert self.planner is not None
+        if not self.session.may_call():
+            return False  # at the next cycle, with time for the read
         try:
             last = self.data.last_slot(timeout=self.session.io_timeout())
         except StoreError as exc:

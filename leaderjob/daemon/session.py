@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
-from leaderjob.election.deadline import MIN_CALL, Deadline
+from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.group import Group, Reading
 from leaderjob.election.machine import DEFAULT, Machine, Phase
@@ -103,16 +103,19 @@ class Session:
             self.last_contact = self.elector.last_contact
 
     def store_error(self, err: StoreError) -> None:
+        # A call the step's deadline left no time for was not sent: not a failed call, but a
+        # cycle that ran out of etcd time (a slow etcd), counted apart.
+        deferred = isinstance(err, DeadlinePassed)
         if self.metrics is not None:
-            self.metrics.etcd_errors.labels(self.label, err.operation).inc()
+            operation = "deadline" if deferred else err.operation
+            self.metrics.etcd_errors.labels(self.label, operation).inc()
         now = self.clock.monotonic()
         key = f"{err.operation}:{err.detail}"
         if self._last_error is None or self._last_error[0] != key or now - self._last_error[1] > 5:
             self._last_error = (key, now)
+            event = "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable"
             self.log.warning(
-                "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable",
-                operation=err.operation,
-                error=err.detail,
+                "etcd.deferred" if deferred else event, operation=err.operation, error=err.detail
             )
 
     def release(self) -> None:
