@@ -12,7 +12,7 @@ cycle; it records not-run slots through the runner (``_not_run``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
@@ -67,7 +67,11 @@ class CatchUp:
             return False
         # A slot whose claim's outcome is unknown, after the newest claim, is caught up like
         # any missed slot (in a new election too: the plan starts just before it).
-        plan = self.planner.begin_tenure(self.unknown_claims.plan_from(last), wall)
+        start = self.unknown_claims.plan_from(last)
+        plan = self.planner.begin_tenure(start, wall)
+        if last is None and not self._mark_start(tenure, start, wall):
+            return False
+        self.unknown_claims.forget_caught_up(last)
         tenure.ready = True
         tenure.last_claimed = last
         tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
@@ -111,6 +115,28 @@ class CatchUp:
                 Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
             )
         return True
+
+    def _mark_start(self, tenure: Tenure, start: datetime | None, wall: datetime) -> bool:
+        """A new election (no claim yet): before its first claim, ``state/last_slot`` is set to
+        just before its first slot, and never ahead of our clock (fenced, only if still absent).
+        Whoever leads next — after a crash, or a claim whose outcome was unknown and a lost
+        lease — then catches that slot up like any other, instead of finding "nothing to catch
+        up on". False: not written (read and planned again at the next cycle)."""
+        assert self.planner is not None
+        own, first = self.seat.key, self.planner.peek()
+        if own is None:
+            return False
+        if start is None:
+            if first is None:
+                return True
+            start = first.fire_time - timedelta(seconds=1)
+        try:
+            return self.data.mark_start(
+                own, tenure.token, slot_id(min(start, wall)), timeout=self.session.io_timeout()
+            )  # refused: written meanwhile, or deposed
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return False
 
     def _check_skew(self, tenure: Tenure, wall: datetime) -> None:
         """A newest claim ahead of our clock: a replica whose clock ran fast claimed it, and no

@@ -13,7 +13,8 @@ guess either (L3): it is settled by reading the claim back.
 
 This module keeps the set and the rules; the runner reads the claims and applies them. Only the
 replica that made a claim knows its outcome is unknown: another one that takes over plans from
-what etcd holds.
+what etcd holds — the newest claim, or where a new election's first leader began
+(:meth:`~leaderjob.daemon.catchup.CatchUp._mark_start`), so a first slot is caught up there too.
 """
 
 from __future__ import annotations
@@ -50,19 +51,18 @@ class UnknownClaims:
         return self._slots.pop(slot_id, None)
 
     def plan_from(self, last_claimed: datetime | None) -> datetime | None:
-        """Where a new tenure's catch-up starts, given the newest claim it read: the slots after
-        it are the catch-up's (forgotten here). With no claim at all (a new election), just before
-        the oldest unknown slot, so that catch-up sees it."""
-        later = [
-            u
-            for u in self._slots.values()
-            if last_claimed is None or u.slot.fire_time > last_claimed
-        ]
-        for u in later:
-            del self._slots[u.slot.id]
-        if last_claimed is None and later:
-            return min(u.slot.fire_time for u in later) - timedelta(seconds=1)
+        """Where a new tenure's catch-up starts, given the newest claim it read: there, or with
+        no claim at all (a new election), just before the oldest unknown slot, so that catch-up
+        sees it."""
+        if last_claimed is None and self._slots:
+            return min(u.slot.fire_time for u in self._slots.values()) - timedelta(seconds=1)
         return last_claimed
+
+    def forget_caught_up(self, last_claimed: datetime | None) -> None:
+        """The slots after the newest claim are the catch-up's now: forget them."""
+        for u in list(self._slots.values()):
+            if last_claimed is None or u.slot.fire_time > last_claimed:
+                del self._slots[u.slot.id]
 
     def settle_now(self, skip: str | None) -> list[Unknown]:
         """Those to read back now, oldest first (``skip``: the slot the planner still holds;

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.test_daemon_schedule import World, lead, run_until, slot_at, world
+from tests.unit.test_daemon_schedule import T0, World, lead, run_until, slot_at, world
 
 __all__ = ["world"]
 
@@ -80,3 +80,20 @@ def test_a_slot_claimed_by_a_lost_tenure_gets_a_not_run_record_l3(world: World) 
     assert not world.started
     [rec] = [r for r in records(world) if r.get("slot") == slot_at(20)]
     assert rec["not_run"] == "missed"
+
+
+def test_another_replica_that_takes_over_catches_the_first_slot_up_too_l3(world: World) -> None:
+    """Only the replica that made a claim knows its answer was lost. A new election therefore
+    marks where it starts (state/last_slot just before its first slot) before any claim: the
+    replica that takes over after the outage plans from there and catches the slot up."""
+    d = world.daemon("@every 20s")
+    lead(world, d)
+    assert world.data.last_slot(timeout=1) == T0  # where the tenure began, never ahead
+    run_until(d, 19.0)
+    d.store.partition()  # type: ignore[attr-defined]  # d is cut off for good
+    run_until(d, 21.0)
+    assert world.events("slot.claim_unknown", slot=slot_at(20))
+    successor = world.daemon("@every 20s", identity="b")
+    run_until(successor, 28.0)
+    assert successor.tenure is not None
+    assert [r.slot for r in world.started] == [slot_at(20)]
