@@ -271,7 +271,7 @@ class Group:
             return
         self.last_contact = self.clock.monotonic()
         out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
-        # Until the first read, each call within the RPC timeout, and all before D.
+        # The keys: each call within the RPC timeout, and all before D.
         deadline = self.machine.deadline
         assert deadline is not None
         dl = Deadline(deadline, deadline - sent_at, self.clock.monotonic)
@@ -280,7 +280,8 @@ class Group:
         self._backoff = 0.0
         self._recheck = True
         if self.keys:
-            self._read_standing(out, dl)
+            # A renewal's budget: a read lost in a blackhole must not hold up the first renewal.
+            self._read_standing(out, self.step_deadline())
 
     def _join_missing(self, out: Outcome, dl: Deadline) -> None:
         lease = self.machine.lease
