@@ -347,7 +347,7 @@ class Scheduling(CatchUp, Switches):
         except StoreError as exc:
             self.session.store_error(exc)
             self.unknown_claims.add(u.slot, u.token)  # read again at a later cycle
-            return Report("claim_failed", {"slot": slot_id})
+            return None
         planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
         slot, last = u.slot, tenure.last_claimed
         late = planning - slot.start_time > self.planner.deadline
