@@ -35,7 +35,6 @@ from leaderjob.units import format_duration
 def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
     from leaderjob import log
     from leaderjob.health import HealthSettings
-    from leaderjob.http import parse_addr
     from leaderjob.notify import NotifySettings
     from leaderjob.schedule import ScheduleError, parse_schedule
 
@@ -81,10 +80,8 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
                 errors.append(f"--timezone: {exc}")
     if params.get("timeout") is not None and params["timeout"] <= 0:
         errors.append("--timeout must be positive")
-    try:
-        addr = parse_addr(params["metrics_addr"])
-    except ValueError as exc:
-        errors.append(str(exc))
+    addr, problems = _listen_addr(params)
+    errors += problems
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
@@ -97,7 +94,13 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     if not jobs_path:
         settings = _one_job(params, settings, schedule, health)
         return _serve(
-            settings, conn, health, addr, params["metrics_addr"], etcd_quota=params["etcd_quota"]
+            settings,
+            conn,
+            health,
+            addr,
+            params["metrics_addr"],
+            etcd_quota=params["etcd_quota"],
+            ui=bool(params.get("ui")),
         )
     reload, spreader = _group_parts(params, settings, str(jobs_path), health)
     return _serve(
@@ -111,6 +114,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
         str(jobs_path),
         spreader,
         etcd_quota=params["etcd_quota"],
+        ui=bool(params.get("ui")),
     )
 
 
@@ -305,6 +309,7 @@ def _serve(
     spreader: Any = None,
     *,
     etcd_quota: int | None = None,
+    ui: bool = False,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from leaderjob.daemon import Daemon
@@ -339,7 +344,9 @@ def _serve(
 
             assert registry is not None
             try:
-                server = Server(addr, registry, lambda: http_snapshot(daemon))
+                server = Server(
+                    addr, registry, lambda: http_snapshot(daemon), pages=_pages(ui, settings, conn)
+                )
             except OSError as exc:
                 raise click.UsageError(
                     f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
@@ -364,6 +371,30 @@ def _serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _listen_addr(params: dict[str, Any]) -> tuple[tuple[str, int] | None, list[str]]:
+    """--metrics-addr, and whether --ui has it to serve on: (address, problems)."""
+    from leaderjob.http import parse_addr
+
+    try:
+        addr = parse_addr(params["metrics_addr"])
+    except ValueError as exc:
+        return None, [str(exc)]
+    if params.get("ui") and addr is None:
+        return None, ["--ui serves on --metrics-addr: give it HOST:PORT, not off"]
+    return addr, []
+
+
+def _pages(ui: bool, settings: Any, conn: Connection) -> Any:
+    """With ``--ui``: the run explorer's routes, reading etcd on a connection of their own."""
+    if not ui:
+        return None
+    from leaderjob.explorer.data import Source
+    from leaderjob.explorer.server import App
+
+    store = options.open_store(conn)
+    return App(Source(store, settings.prefix, settings.election, conn.rpc_timeout)).route
 
 
 def http_snapshot(daemon: Any) -> dict[str, Any]:
