@@ -76,6 +76,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "self.machine.renewed(now, ttl, now)",
         (SEND_TIME,),
     ),
+    Mutation(  # the same mutation, judged by the stateful search alone: it must find it
+        "keepalive_reply_time_found_by_search",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.renewed(sent_at, ttl, now)",
+        "self.machine.renewed(now, ttl, now)",
+        ("tests/unit/test_election_stateful.py",),
+    ),
     Mutation(
         "grant_reply_time",
         "S6",
