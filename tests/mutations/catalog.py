@@ -57,6 +57,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         (GIVE_BACK,),
     ),
     Mutation(
+        "give_back_under_another_token",
+        "S3",
+        "leaderjob/daemon/scheduling.py",
+        """                ok = self.data.unclaim_slot(
+                    own,
+                    tenure.token,""",
+        """                ok = self.data.unclaim_slot(
+                    own,
+                    tenure.token + 1,""",
+        (GIVE_BACK,),
+    ),
+    Mutation(
         "give_back_of_a_started_slot",
         "S3",
         "leaderjob/daemon/scheduling.py",
