@@ -13,6 +13,9 @@
               alone (200 with its token on its leader, 503 elsewhere, 404 for no such job).
 ``/status``   JSON: this replica's view (what ``leaderjob status`` shows, and more).
 
+With ``--ui``, every other path goes to the read-only run explorer (``leaderjob ui``'s pages and
+``/api``; :mod:`leaderjob.explorer`), handed in as ``pages``.
+
 The daemon publishes an immutable snapshot after every cycle; handlers only read the latest one,
 so a slow scrape never touches the loop.
 """
@@ -36,6 +39,16 @@ if TYPE_CHECKING:  # prometheus_client is imported only once /metrics is served
 
 
 Snapshot = Mapping[str, Any]
+#: Sent with every HTML page (the run explorer's): nothing but the server's own script and
+#: style, never framed, nothing sniffed, nothing kept.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def parse_addr(addr: str) -> tuple[str, int] | None:
@@ -135,10 +148,12 @@ class Server:
         registry: CollectorRegistry,
         snapshot: Callable[[], Snapshot],
         clock: Callable[[], float] = time.monotonic,
+        pages: Callable[[str], tuple[int, str, bytes]] | None = None,
     ) -> None:
         self.registry = registry
         self.snapshot = snapshot
         self.clock = clock
+        self.pages = pages
         handler = _make_handler(self)
         self.httpd = _Listener(addr, handler)
         self.httpd.daemon_threads = True
@@ -185,6 +200,8 @@ class Server:
             return _json(*leader_view(snap, job))
         if path == "/status":
             return _json(200, public_view(snap, now))
+        if self.pages is not None:
+            return self.pages(target)
         return _json(404, {"error": f"no such endpoint {path}"})
 
 
@@ -245,6 +262,9 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 gzipped = False
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            if ctype.startswith("text/html"):
+                for name, value in PAGE_HEADERS.items():
+                    self.send_header(name, value)
             if gzipped:
                 self.send_header("Content-Encoding", "gzip")
             self.send_header("Vary", "Accept, Accept-Encoding")
