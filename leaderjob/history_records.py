@@ -339,7 +339,7 @@ def _dump(doc: dict[str, Any]) -> bytes:
 
 def _load(raw: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode())  # str, not bytes: no encoding to detect per record
     except ValueError:
         return {"raw": raw.decode(errors="replace")}
     return doc if isinstance(doc, dict) else {"value": doc}

@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # prometheus_client is imported only once /metrics is served
 
 
 Snapshot = Mapping[str, Any]
+#: The daemon's own endpoints; with ``pages``, every other path is theirs.
+OWN_PATHS = ("/metrics", "/healthz", "/readyz", "/leader", "/status")
 #: Sent with every HTML page (the run explorer's): nothing but the server's own script and
 #: style, never framed, nothing sniffed, nothing kept.
 PAGE_HEADERS = {
@@ -72,6 +74,18 @@ def parse_addr(addr: str) -> tuple[str, int] | None:
             "IPv6 and IPv4) or off"
         )
     return (host or "0.0.0.0", int(port))  # noqa: S104 - a sidecar serves the pod IP
+
+
+def allowed_host(host_header: str, listen_host: str) -> bool:
+    """A page served on loopback answers only to a loopback name: a web site the operator
+    visits cannot point a name of its own at 127.0.0.1 and read the page (DNS rebinding).
+    Served on any other address, every Host is accepted."""
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    if listen_host not in loopback:
+        return True
+    host = host_header.strip().lower()
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+    return name in loopback
 
 
 def health(snapshot: Snapshot, now: float) -> tuple[bool, str]:
@@ -154,6 +168,7 @@ class Server:
         self.snapshot = snapshot
         self.clock = clock
         self.pages = pages
+        self.listen_host = addr[0]
         handler = _make_handler(self)
         self.httpd = _Listener(addr, handler)
         self.httpd.daemon_threads = True
@@ -250,7 +265,14 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             gzipped = False
             try:
-                if self.path.partition("?")[0] == "/metrics":
+                path = self.path.partition("?")[0]
+                if (
+                    server.pages is not None
+                    and path not in OWN_PATHS
+                    and not allowed_host(self.headers.get("Host", ""), server.listen_host)
+                ):
+                    code, ctype, body = 421, "text/plain", b"this page answers to localhost only\n"
+                elif self.path.partition("?")[0] == "/metrics":
                     ctype, body, gzipped = server.metrics(
                         self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
                     )

@@ -17,8 +17,10 @@ class DurationError(ValueError):
     """A duration string that cannot be read."""
 
 
-def parse_duration(text: str) -> float:
-    """Return seconds for ``text``; raise :class:`DurationError` with a readable message."""
+def parse_duration(text: str, *, bounded: bool = True) -> float:
+    """Return seconds for ``text``; raise :class:`DurationError` with a readable message.
+    ``bounded``: at most :data:`MAX_DURATION` (a caller with a tighter bound of its own, and
+    a message to match, reads it unbounded)."""
     s = text.strip().lower()
     if not s:
         raise DurationError("empty duration; write it like 500ms, 3s, 2m or 1h")
@@ -31,7 +33,7 @@ def parse_duration(text: str) -> float:
             raise DurationError(f"duration {text!r} is not a finite number of seconds")
         if value < 0:
             raise DurationError(f"duration {text!r} is negative")
-        return check_duration(value, text)
+        return check_duration(value, text) if bounded else value
     pos = 0
     total = 0.0
     for m in _PART.finditer(s):
@@ -41,7 +43,7 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if pos != len(s):
         raise DurationError(f"cannot read duration {text!r}; write it like 500ms, 3s, 2m or 1h30m")
-    return check_duration(total, text)
+    return check_duration(total, text) if bounded else total
 
 
 def check_duration(seconds: float, text: object) -> float:

@@ -28,7 +28,7 @@ SETTLE = 10.0
 #: The slot ledger check (`audit`) looks at no more than this many of a window's newest fire
 #: times: finding fire times costs far more than drawing runs (a week of a per-minute job is
 #: 10 080 of them), and a hole is looked for where it matters most, recently.
-MISSING_MAX = 1500
+MISSING_MAX = 1000
 #: A window's runs are read up to this far past its end: a run is recorded when it ends.
 RUN_SLACK = 3600.0
 
@@ -152,7 +152,7 @@ class Source:
         left no record (`audit`'s "missing"), from when they were looked for (None: not at
         all, no schedule)."""
         from leaderjob.audit import WindowTooLarge, audit, fire_times
-        from leaderjob.schedule import ScheduleError, parse_schedule
+        from leaderjob.schedule import ScheduleError, parse_schedule, slot_id
 
         info = status.get("schedule") or {}
         if not info.get("expr") or until <= since:
@@ -169,9 +169,12 @@ class Source:
         except (ScheduleError, WindowTooLarge, ValueError):
             return None, []
         leader = status.get("leader") or {}
+        # Only the records that can name these fire times (slot ids sort as time; a range
+        # record's slot is its last).
+        first = slot_id(datetime.fromtimestamp(since, UTC))
         verdicts = audit(
             fires,
-            [r for _, r in records],
+            [r for _, r in records if str(r.get("slot") or "") >= first],
             job.data.claims(timeout=self.timeout),
             leader_token=leader.get("token"),
         )

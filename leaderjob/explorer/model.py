@@ -218,24 +218,28 @@ def _at(m: Marker) -> float:
 
 
 def _bar(name: str, r: dict[str, Any]) -> Bar | None:
-    start = seconds(r.get("started_at")) or seconds(r.get("scheduled_time"))
+    started = r.get("started_at")
+    start = seconds(started) if started else None
     if start is None:
-        return None
+        start = seconds(r.get("scheduled_time"))
+        if start is None:
+            return None
     duration = r.get("duration_seconds")
-    if isinstance(duration, int | float) and r.get("started_at"):
-        end = start + float(duration)
+    if started and isinstance(duration, float | int):
+        end = start + duration
     else:
         end = seconds(r.get("finished_at")) or start
+    token, attempt = r.get("token"), r.get("attempt")
     return Bar(
-        name=name,
-        run_id=str(r.get("run_id") or ""),
-        lane=str(r.get("identity") or "?"),
-        start=start,
-        end=max(start, end),
-        outcome=str(r.get("outcome") or "?"),
-        slot=str(r.get("slot") or ""),
-        token=_int(r.get("token")),
-        attempt=_int(r.get("attempt")) or 0,
+        name,
+        str(r.get("run_id") or ""),
+        str(r.get("identity") or "?"),
+        start,
+        end if end > start else start,
+        str(r.get("outcome") or "?"),
+        str(r.get("slot") or ""),
+        token if type(token) is int else None,
+        attempt if type(attempt) is int else 0,
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from leaderjob.explorer import assets, render
 from leaderjob.explorer.data import Source, fire_json
 from leaderjob.explorer.model import to_json
-from leaderjob.http import PAGE_HEADERS
+from leaderjob.http import PAGE_HEADERS, allowed_host
 
 Response = tuple[int, str, bytes]
 HTML = "text/html; charset=utf-8"
@@ -188,18 +188,6 @@ def _error(parts: list[str], code: int, text: str, election: str) -> Response:
         return _json(code, {"error": text})
     title = {400: "Bad request", 404: "Not found", 503: "etcd unavailable"}.get(code, "Error")
     return code, HTML, render.message_page(election, title, text).encode()
-
-
-def allowed_host(host_header: str, listen_host: str) -> bool:
-    """A page served on loopback answers only to a loopback name: a web site the operator
-    visits cannot point a name of its own at 127.0.0.1 and read the page (DNS rebinding).
-    Served on any other address, every Host is accepted."""
-    loopback = {"localhost", "127.0.0.1", "::1"}
-    if listen_host not in loopback:
-        return True
-    host = host_header.strip().lower()
-    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
-    return name in loopback
 
 
 def handler(route: Callable[[str], Response], listen_host: str) -> type[BaseHTTPRequestHandler]:

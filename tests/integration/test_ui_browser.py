@@ -29,9 +29,8 @@ from tests.harness.explorer import ELECTION, crash_and_handover
 from tests.harness.procs import ProcessGroup, wait_until
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium binary (Debian's chromium package)"
-)
+SKIP_REASON = "no chromium binary (Debian's chromium package)"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 A11Y = Path(__file__).with_name("a11y.js").read_text()
 
 #: What the page shows, read in the browser: the lanes, the bars, the markers, the ticks.

@@ -339,3 +339,46 @@ def test_leaderjob_ui_refuses_bad_input_before_touching_etcd(
     result = CliRunner().invoke(cli.main, ["ui", "--election", "e", *args])
     assert result.exit_code == 2, result.output
     assert hint in result.output
+
+
+def test_a_crowded_window_links_only_the_runs_worth_opening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(svg, "LINK_LIMIT", 3)
+    records = [run(n, "a", 5) for n in range(1, 6)] + [run(8, "a", 5, outcome="failed")]
+    out = svg.render(build(records), "/r/{name}")
+    # Six runs over the limit of three: the five succeeded ones are bare bars, the failed one
+    # keeps its link and tooltip; every run is still one bar in its lane.
+    assert out.count('<a class="run"') == 1 and 'data-run="000000000008"' in out
+    assert out.count('class="bar o-ok"') == 5 and out.count('data-replica="a"') == 6
+
+
+def test_the_daemons_pages_on_loopback_answer_to_loopback_names_only() -> None:
+    import http.client
+
+    from prometheus_client import CollectorRegistry
+
+    from leaderjob.http import Server
+
+    def pages(target: str) -> tuple[int, str, bytes]:
+        return 200, "text/html; charset=utf-8", b"<p>output tail</p>"
+
+    server = Server(("127.0.0.1", 0), CollectorRegistry(), lambda: {}, pages=pages)
+    server.start()
+
+    def get(path: str, host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            reply = conn.getresponse()
+            reply.read()
+            return reply.status
+        finally:
+            conn.close()
+
+    try:
+        assert get("/jobs/x", f"localhost:{server.port}") == 200
+        assert get("/jobs/x", "rebound.example") == 421  # DNS rebinding
+        assert get("/metrics", "rebound.example") == 200  # the daemon's own: unchanged
+    finally:
+        server.close()
