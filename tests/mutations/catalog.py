@@ -311,4 +311,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                    pass",
         ("tests/unit/test_watchdog.py",),
     ),
+    # -- the in-process singleton hands its run the token (S2) -------------------------------
+    Mutation(
+        "singleton_run_token_off",
+        "S2",
+        "leaderjob/singleton_tenure.py",
+        """            scheduled,
+            token,
+            uuid.uuid4().hex[:12],""",
+        """            scheduled,
+            token + 1,
+            uuid.uuid4().hex[:12],""",
+        ("tests/unit/test_singleton_callers.py",),
+    ),
 )
