@@ -31,6 +31,7 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.health import HealthChecker
@@ -98,6 +99,7 @@ class Runner(History, Scheduling):
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
+        self.unknown_claims = UnknownClaims()  # slots whose claim may or may not have applied
         self._describe()
 
     def _describe(self) -> None:
