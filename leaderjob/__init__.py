@@ -9,6 +9,12 @@ That is why ``__version__`` is looked up on first use (importlib.metadata alone 
 milliseconds at start-up, on every run).
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers see; at run time each is loaded on first use
+    from leaderjob.singleton import singleton as singleton
+    from leaderjob.leadership import Leadership as Leadership
+
 #: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
 __version__: str
 

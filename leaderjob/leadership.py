@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -60,6 +62,7 @@ from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.etcd import EtcdFence
 from leaderjob.leadership_driver import Driver, Tenure
+from leaderjob.leadership_lifecycle import Signal, register
 from leaderjob.leadership_options import (
     LeadershipError,
     LeadershipRejected,
@@ -102,6 +105,15 @@ def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
         for result in ("ok", "failed", "expired"):
             metrics.keepalives.labels(election, result)
         return metrics
+
+
+class Default(enum.Enum):
+    """The constructor's ``timeout``, when ``acquire`` is given none."""
+
+    TIMEOUT = 0
+
+
+DEFAULT = Default.TIMEOUT
 
 
 # -- the application's handle --------------------------------------------------------------------
@@ -180,7 +192,13 @@ class Leadership:
         self.timeout = timeout
         self.etcd_timeout = self.timing.ttl if etcd_timeout is None else etcd_timeout
         self.on_lost = on_lost
-        self.lost = threading.Event()
+        #: Set when the tenure ends (lost, or left); one event for the handle's whole life,
+        #: cleared when an acquire begins. ``await lead.lost.wait_async()`` from asyncio.
+        self.lost = Signal()
+        self._ended = Signal()
+        self._ended.set()
+        self._left = False
+        self._forked_from: threading.Thread | None = None
         self._given_store = store
         self._store: Store | None = None
         self._clock = clock or SystemClock()
@@ -191,9 +209,8 @@ class Leadership:
         self._log = get_logger(election=election, identity=self.identity)
         #: The daemon's metrics on the application's ``registry`` (None: no metrics; never the
         #: global registry unasked).
-        self.metrics: Metrics | None = (
-            None if registry is None else metrics_for(registry, election)
-        )
+        self.metrics: Metrics | None = None if registry is None else metrics_for(registry, election)
+        register(self)
 
     # -- what the application asks ------------------------------------------------------------
 
@@ -214,7 +231,7 @@ class Leadership:
         loss, a refused fenced write, or a deadline passed (even if the driver thread was
         starved or the process frozen). Cooperative: check it before each step of work."""
         d = self._driver
-        return d is not None and d.valid()
+        return d is not None and not self._left and d.valid()
 
     def remaining(self) -> float:
         """Seconds until :meth:`valid` turns False unless a renewal extends the deadline."""
@@ -258,53 +275,99 @@ class Leadership:
 
     # -- acquiring and leaving ------------------------------------------------------------------
 
-    def acquire(self, timeout: float | None = None) -> None:
-        """Block until leading; :class:`LeadershipTimeout` after ``timeout`` seconds (default:
-        the constructor's), :class:`LeadershipUnavailable` / :class:`LeadershipRejected` when
-        etcd cannot be used."""
-        if not self._acquire(self.timeout if timeout is None else timeout):
-            raise LeadershipTimeout(
-                f"election {self.election!r}: another candidate led for the whole "
-                f"{self.timeout if timeout is None else timeout:g}s timeout"
-            )
+    def acquire(self, timeout: float | Default | None = DEFAULT) -> None:
+        """Block until leading; :class:`LeadershipTimeout` after ``timeout`` seconds (``None``:
+        wait for ever, as ``threading.Lock``; left out: the constructor's),
+        :class:`LeadershipUnavailable` / :class:`LeadershipRejected` when etcd cannot be used.
+        Interrupted (Ctrl-C, any exception while waiting): the candidacy is withdrawn first."""
+        wait = self._timeout(timeout)
+        if not self._acquire(wait):
+            raise self._timed_out(wait)
 
     def try_acquire(self, timeout: float) -> bool:
-        """Lead within ``timeout`` seconds, or return False (and leave the queue) when another
-        candidate leads; :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
+        """Lead within ``timeout`` seconds (0: one look, never less than etcd's first answer),
+        or return False (and leave the queue) when another candidate leads;
+        :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
         return self._acquire(timeout)
 
-    def release(self) -> None:
-        """Resign, then revoke the lease; stop the driver thread. Idempotent."""
-        with self._lock:
-            driver, thread = self._driver, self._thread
-            self._thread = None
-        if driver is None or thread is None:
-            return
-        driver.request_leave()
-        # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
-        thread.join(self.connection.rpc_timeout + 2.0)
-        if not thread.is_alive():
-            driver.close()
-        if self._given_store is None and self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
-            self._store = None
-        self.lost.set()
+    async def acquire_async(self, timeout: float | Default | None = DEFAULT) -> None:
+        """:meth:`acquire` for asyncio. Holds no thread of the event loop's pool while waiting,
+        and is cancellation-safe like ``asyncio.Lock``: a cancelled wait withdraws the candidacy
+        (resign, revoke) even if etcd had already made it leader."""
+        wait = self._timeout(timeout)
+        if not await self._acquire_async(wait):
+            raise self._timed_out(wait)
 
-    def _acquire(self, timeout: float | None) -> bool:
+    async def try_acquire_async(self, timeout: float) -> bool:
+        """:meth:`try_acquire` for asyncio (cancellation-safe, no pool thread)."""
+        return await self._acquire_async(timeout)
+
+    def release(self) -> None:
+        """Resign, then revoke the lease; stop the driver thread. Idempotent, and callable from
+        anywhere — an ``on_lost`` callback, another thread — without deadlock (from the driver
+        thread itself it does not wait: the thread leaves once the callback returns)."""
+        thread = self._leave_soon()
+        if thread is not None and thread is not threading.current_thread():
+            # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
+            thread.join(self.connection.rpc_timeout + 2.0)
+
+    async def release_async(self) -> None:
+        """:meth:`release` for asyncio: waits for the revoke without a pool thread."""
+        ended = self._ended
+        self._leave_soon()
+        await ended.wait_async()
+
+    async def wait_lost(self) -> str | None:
+        """Wait (from a coroutine, holding no thread) until this tenure ends; the reason
+        (``None`` when it was left on purpose)."""
+        await self.lost.wait_async()
+        d = self._driver
+        return None if d is None or self._left else d.lost_reason
+
+    def cancel(self) -> None:
+        """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
+        False (``try_acquire``) or raises :class:`LeadershipTimeout`. Once leading, it is
+        :meth:`release` without the wait."""
+        self._aborted = True
+        d = self._driver
+        if d is not None:
+            d.settled.set()
+
+    def _timeout(self, timeout: float | Default | None) -> float | None:
+        return self.timeout if isinstance(timeout, Default) else timeout
+
+    def _timed_out(self, wait: float | None) -> LeadershipTimeout:
+        return LeadershipTimeout(
+            f"election {self.election!r}: another candidate led for the whole {wait:g}s timeout"
+            if wait is not None
+            else f"election {self.election!r}: the wait to lead was cancelled"
+        )
+
+    def _begin(self) -> Driver:
+        """Start one acquisition's driver thread; never waits."""
         with self._lock:
             if self._thread is not None:
                 raise LeadershipError(f"election {self.election!r}: already acquired")
+            if self._forked_from is not None:
+                self._forked_from = None  # a child may campaign for itself, with a lease of its own
             self._aborted = False
-            self.lost = threading.Event()
+            self._left = False
+            self.lost.clear()
+            self._ended = Signal()
             if self._given_store is not None:
-                self._store = self._given_store
+                store = self._store = self._given_store
             else:
                 from leaderjob.election.etcd import EtcdStore  # etcd and grpc: only when used
 
-                self._store = EtcdStore(self.connection)
+                store = self._store = EtcdStore(self.connection)
+            driver: Driver
+
+            def ended() -> None:  # forward the tenure's end while this driver is the current one
+                if self._driver is driver and not self._left:
+                    self.lost.set()
+
             driver = Driver(
-                self._store,
+                store,
                 self.timing,
                 self.prefix,
                 self.identity,
@@ -313,50 +376,120 @@ class Leadership:
                 etcd_timeout=self.etcd_timeout,
                 log=self._log,
                 on_lost=self._lost,
-                lost=self.lost,
                 metrics=self.metrics,
                 label=self.election,
+                on_ended=ended,
             )
             self._driver = driver
             self._thread = threading.Thread(
-                target=self._run, args=(driver,), name=f"leaderjob-{self.election}", daemon=True
+                target=self._run,
+                args=(driver, store, self._ended),
+                name=f"leaderjob-{self.election}",
+                daemon=True,
             )
             self._thread.start()
-        driver.settled.wait(timeout)
+            return driver
+
+    def _acquire(self, timeout: float | None) -> bool:
+        driver = self._begin()
+        try:
+            end = None if timeout is None else time.monotonic() + timeout
+            # In slices: a signal (Ctrl-C) is handled at once, whichever thread it hit.
+            while not driver.settled.wait(_SLICE if end is None else min(_SLICE, end - now())):
+                if end is not None and now() >= end and driver.answered.is_set():
+                    break
+        except BaseException:
+            self.release()  # withdraw before anything else: no candidacy outlives its caller
+            raise
+        return self._outcome(driver, self.release)
+
+    async def _acquire_async(self, timeout: float | None) -> bool:
+        driver = self._begin()
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    await driver.settled.wait_async()
+            except TimeoutError:
+                await driver.answered.wait_async()  # at least one look, as try_acquire(0)
+        except BaseException:
+            # Cancelled (or interrupted) at any await: withdraw at once, whether or not etcd
+            # already made us leader; the driver thread resigns and revokes by itself.
+            self._leave_soon()
+            raise
+        ended = self._ended
+
+        def release() -> None:
+            self._leave_soon()
+
+        leading = self._outcome(driver, release)
+        if not leading:
+            await ended.wait_async()
+        return leading
+
+    def _outcome(self, driver: Driver, release: Callable[[], None]) -> bool:
         if driver.fatal is not None:
-            self.release()
+            release()
             raise driver.fatal
         if driver.tenure is None or self._aborted:
             # Stopped waiting while etcd did not answer: that is no "another candidate leads".
             unreachable = None if self._aborted else driver.unreachable()
-            self.release()
+            release()
             if unreachable is not None:
                 raise unreachable
             return False
         return True
 
-    def _run(self, driver: Driver) -> None:
-        while True:
-            driver.cycle()
-            if driver.done:
-                return
-            driver.wait()
+    def _leave_soon(self) -> threading.Thread | None:
+        """Ask the driver thread to resign and revoke; returns it (None: nothing held)."""
+        with self._lock:
+            driver, thread = self._driver, self._thread
+            self._thread = None
+            if thread is not None:
+                self._left = True
+        if driver is None or thread is None:
+            return None
+        driver.request_leave()
+        self.lost.set()
+        return thread
+
+    def _run(self, driver: Driver, store: Store, ended: Signal) -> None:
+        try:
+            while not driver.forked:
+                driver.cycle()
+                if driver.done:
+                    return
+                driver.wait()
+        finally:
+            driver.close()
+            if store is not self._given_store and not driver.forked:
+                with contextlib.suppress(Exception):
+                    store.close()
+                with self._lock:
+                    if self._store is store and self._thread is None:
+                        self._store = None
+            ended.set()
 
     def _lost(self, reason: str) -> None:
         if self.on_lost is not None:
             self.on_lost(reason)
 
-    def cancel(self) -> None:
-        """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
-        False (``try_acquire``) or raises :class:`LeadershipTimeout`. No effect once leading."""
-        self._abort()
+    # -- the process's own events (leaderjob.leadership_lifecycle) --------------------------
 
-    def _abort(self) -> None:
-        """Stop waiting to lead (a cancelled ``async with``): the waiting thread cleans up."""
-        self._aborted = True
+    def _after_fork_in_child(self) -> None:
+        """In a child of ``os.fork()``: no driver thread, no keepalive — never leading."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
         d = self._driver
         if d is not None:
-            d.settled.set()
+            d.forked = True
+            self._forked_from = self._thread
+        self._thread = None
+        self._store = None  # the parent's connection: never used (nor closed) here
+        self.lost.set()
+
+    def _at_exit(self) -> None:
+        if self._thread is not None:
+            self._log.info("leadership.released_at_exit")
+            self.release()
 
     def __enter__(self) -> Leadership:
         self.acquire()
@@ -371,11 +504,7 @@ class Leadership:
         self.release()
 
     async def __aenter__(self) -> Leadership:
-        try:
-            await asyncio.to_thread(self.acquire)
-        except asyncio.CancelledError:
-            self._abort()
-            raise
+        await self.acquire_async()
         return self
 
     async def __aexit__(
@@ -384,4 +513,11 @@ class Leadership:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.to_thread(self.release)
+        await self.release_async()
+
+
+_SLICE = 0.2
+
+
+def now() -> float:
+    return time.monotonic()
