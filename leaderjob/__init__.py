@@ -12,8 +12,8 @@ milliseconds at start-up, on every run).
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers see; at run time each is loaded on first use
-    from leaderjob.singleton import singleton as singleton
     from leaderjob.leadership import Leadership as Leadership
+    from leaderjob.singleton import singleton as singleton
 
 #: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
 __version__: str
