@@ -259,6 +259,21 @@ class Leadership:
         :class:`~leaderjob.fencing.StaleToken` (and ends the tenure) when it does not."""
         self._fenced(lambda f: f.put(key, value))
 
+    def proclaim(self, value: bytes | str) -> None:
+        """Set the leader key's value, keeping its lease (etcd's ``Election.Proclaim``): what
+        ``leaderjob status`` and ``etcdctl elect -l`` show. Guarded like :meth:`fenced_put`:
+        :class:`~leaderjob.fencing.StaleToken` (and the tenure ends) once deposed."""
+        d = self._driver
+        lease = None if d is None else d.elector.lease_id
+        if d is None or d.tenure is None or self._store is None or lease is None:
+            raise LeadershipError(f"not leading election {self.election!r}: nothing to proclaim")
+        data = value.encode() if isinstance(value, str) else value
+        key, token = d.tenure.key, d.tenure.token
+        guard = self._store.guarded_put
+        if not guard(key, token, [(key, data)], timeout=self.connection.rpc_timeout, lease=lease):
+            d.deposed()
+            raise StaleToken(key, token)
+
     def fenced_delete(self, key: str) -> None:
         """Delete ``key`` under the same guard as :meth:`fenced_put`."""
         self._fenced(lambda f: f.delete(key))

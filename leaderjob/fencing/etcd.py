@@ -58,9 +58,24 @@ class EtcdFence:
             raise FencingError(f"{LEADER_KEY_ENV} is not set: run this under leaderjob")
         return cls(store, key, token_from_env(env), timeout)
 
+    @property
+    def election_keys(self) -> str:
+        """The election's own keys (``<prefix>/<election>/``: the candidates, slot claims,
+        history): no fenced write may touch them."""
+        return self.leader_key.rsplit("/", 2)[0] + "/"
+
     def apply(self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()) -> None:
         """Apply every put and delete in one Txn, or none: :class:`StaleToken` when the leader
-        key is gone or has another create revision. Store errors pass through unchanged."""
+        key is gone or has another create revision. Store errors pass through unchanged.
+        :class:`FencingError` (nothing sent) for a key among the election's own keys."""
+        own = self.election_keys
+        for key in [k for k, _ in puts] + list(deletes):
+            if key.startswith(own) or key == own.rstrip("/"):
+                raise FencingError(
+                    f"{key}: inside the election's own keys ({own}); a write there breaks the "
+                    "election (a put on the leader key drops its lease). Write outside it; "
+                    "to advertise a value on the leader key use Leadership.proclaim()"
+                )
         applied = self.store.guarded_put(
             self.leader_key, self.token, puts, deletes=deletes, timeout=self.timeout
         )

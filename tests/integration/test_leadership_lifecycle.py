@@ -20,6 +20,7 @@ import pytest
 
 import leaderjob
 from leaderjob import Leadership
+from leaderjob.fencing import FencingError
 from leaderjob.leadership import LeadershipError
 from leaderjob.singleton import Singleton, SlotRun
 from tests.harness.etcd import EtcdServer
@@ -245,3 +246,29 @@ def test_stop_with_a_timeout_revokes_even_if_the_run_ignores_cancel(
         release.set()
         single.stop(5)
     assert seen == [False]
+
+
+# -- 4. the election's own keys ---------------------------------------------------------------
+
+
+def test_a_fenced_write_inside_the_elections_keys_is_refused_and_proclaim_keeps_the_lease(
+    new: type[Leadership], etcd: EtcdServer
+) -> None:
+    """A ``fenced_put`` on the leader key used to pass the guard and drop the key's lease: the
+    key outlived the revoke and no candidate could ever lead again. Refused now, nothing sent;
+    ``proclaim`` re-puts the value with the lease, so leaving still hands over."""
+    lead = new(identity="a")
+    lead.acquire()
+    key = lead.key
+    assert key is not None
+    for target in (key, f"{lead.prefix}/other", lead.prefix.rsplit("/", 1)[0] + "/slots/x"):
+        with pytest.raises(FencingError, match="inside the election's own keys"):
+            lead.fenced_put(target, "mine")
+    assert lead.valid()
+    lead.proclaim("serving on :8080")
+    store = lead.store
+    info = store.get(key, timeout=2)
+    assert info is not None and info.value == b"serving on :8080"
+    assert info.lease_id == lead._driver.elector.lease_id  # type: ignore[union-attr]
+    lead.release()
+    assert others_lead_at_once(new)
