@@ -39,7 +39,7 @@ TTL = 2.0
 
 # The job: open its write, journal "opened", wait for go-<token>, finish the write, journal the
 # outcome, exit 0 (written) or 3 (refused as stale).
-JOB = r'''
+JOB = r"""
 import json, os, subprocess, sys, time, urllib.error, urllib.request
 mode, workdir, target = sys.argv[1:4]
 token = int(os.environ["LEADERJOB_FENCING_TOKEN"])
@@ -92,7 +92,7 @@ elif mode == "http":
         rc = 3 if exc.code == 409 else 1
 journal(step="done", rc=rc)
 sys.exit(rc)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -457,6 +457,62 @@ def test_s1_stale_token_inside_a_psycopg_transaction_block_commits_nothing_even_
             with contextlib.suppress(StaleToken):
                 advance(conn, "work", 9)  # a careless caller swallows it
         assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+
+
+def test_s1_stale_token_in_a_savepoint_of_an_implicit_transaction_commits_nothing(
+    pg_dsn: str,
+) -> None:
+    """psycopg 3: ``conn.transaction()`` inside an implicit transaction is a SAVEPOINT. The
+    refusal used to fail only the savepoint, and the caller's earlier INSERT committed on the
+    next ``commit()``. Now the whole transaction is rolled back."""
+    import psycopg
+
+    from leaderjob.fencing import StaleToken
+    from leaderjob.fencing.sql import advance
+
+    with psycopg.connect(pg_dsn) as conn, conn.transaction():
+        advance(conn, "work", 10)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO work (token, note) VALUES (9, 'before the block')")
+
+        def block() -> None:
+            with conn.transaction():
+                conn.execute("INSERT INTO work (token, note) VALUES (9, 'in the block')")
+                advance(conn, "work", 9)
+
+        with pytest.raises(StaleToken):
+            block()
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+
+
+def test_sql_fence_refuses_autocommit_and_nested_savepoints_with_a_clear_error(
+    pg_dsn: str,
+) -> None:
+    """S4: on an autocommit connection the mark used to commit alone, and the old leader's
+    later write landed; a fence two blocks deep cannot roll back the outer transaction. Both
+    are refused before anything is written."""
+    import psycopg
+
+    from leaderjob.fencing import FencingError
+    from leaderjob.fencing.sql import advance, high_water
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with pytest.raises(FencingError, match="autocommit"):
+            advance(conn, "work", 7)
+        assert high_water(conn, "work") is None
+    with psycopg.connect(pg_dsn) as conn:
+
+        def nested() -> None:
+            with conn.transaction():
+                conn.execute("INSERT INTO work (token) VALUES (7)")
+                with conn.transaction():
+                    advance(conn, "work", 7)
+
+        with pytest.raises(FencingError, match="savepoint"):
+            nested()
+        assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+        assert high_water(conn, "work") is None
 
 
 def test_s1_read_committed_fencers_wait_on_the_row_lock_and_recheck_the_committed_mark(
