@@ -24,6 +24,8 @@ Not here (the daemon's only): the published schedule for ``status``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import math
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -229,10 +231,26 @@ class Singleton:
             tenure.end("stopping" if stop.is_set() else "leadership_lost")
 
     def _call(self, run: SlotRun) -> None:
-        if self._takes_run:
-            self.fn(run)
-        else:
-            self.fn()
+        result = self.fn(run) if self._takes_run else self.fn()
+        if inspect.isawaitable(result):  # an async def: run it on a loop in the run's thread
+            asyncio.run(_until_cancelled(result, run))
+
+
+async def _until_cancelled(work: Awaitable[Any], run: SlotRun) -> None:
+    """Await ``work``; cancel it (``asyncio.CancelledError`` at its current await) once the
+    run is cancelled. A cancelled coroutine that lets the cancellation out has returned."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.wait({task}, timeout=_POLL)
+        if run.cancelled.is_set() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()
+
+
+_POLL = 0.05
 
 
 def singleton(
