@@ -392,3 +392,36 @@ def test_leaderships_share_a_registry_and_never_touch_the_global_one() -> None:
     assert registry.get_sample_value("leaderjob_is_leader", two) == 0
     assert Leadership("three", store=store, clock=clock, ttl=3).metrics is None
     assert set(REGISTRY._names_to_collectors) == before
+
+
+def test_a_suspend_of_the_host_counts_against_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SAFETY §5b: deadlines are kept on CLOCK_BOOTTIME, which counts a suspend of the host
+    (CLOCK_MONOTONIC stops meanwhile, and etcd's lease does not). A suspend is faked as
+    CLOCK_BOOTTIME jumping 60 s while CLOCK_MONOTONIC does not: ``valid()`` must turn False,
+    and the watchdog reads the same clock. Before: time.monotonic(), valid() stayed True."""
+    import leaderjob.clock
+    from leaderjob import watchdog
+
+    real = time.clock_gettime
+    before = real(time.CLOCK_BOOTTIME)
+    assert before <= SystemClock().monotonic() <= real(time.CLOCK_BOOTTIME)
+    store = MemoryStore(SystemClock())
+    lead = Leadership("app", ttl=3, store=store)
+    lead.acquire(timeout=2)
+    try:
+        assert lead.valid()
+        watchdog_before = watchdog._now()
+        monkeypatch.setattr(
+            time,
+            "clock_gettime",
+            lambda c: real(c) + (60.0 if c == time.CLOCK_BOOTTIME else 0.0),
+        )
+        assert not lead.valid()
+        assert lead.remaining() == 0.0
+        assert watchdog._now() - watchdog_before >= 60.0
+        assert leaderjob.clock.SOURCE == "CLOCK_BOOTTIME"  # Linux
+    finally:
+        monkeypatch.undo()
+        lead.release()
