@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from leaderjob.election.store import Store, StoreError, StoreUnavailable
 from leaderjob.fencing import FencingError, StaleToken, parse_token, token_from_env
 
-__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence", "outcome_unknown"]
+__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence", "LeaderTokens", "outcome_unknown"]
 
 LEADER_KEY_ENV = "LEADERJOB_LEADER_KEY"
 ENDPOINTS_ENV = "LEADERJOB_ENDPOINTS"
@@ -103,3 +103,27 @@ def outcome_unknown(exc: StoreError) -> bool:
         return False  # refused (credentials, permissions, TLS): etcd applied nothing
     detail = exc.detail.lower()
     return not any(words in detail for words in _NOT_SENT)
+
+
+@dataclass(frozen=True)
+class LeaderTokens:
+    """``verify`` for the HTTP middleware: True only for the token of the election's leader
+    now — the create revision of the live candidate key with the lowest one (a waiting
+    candidate's larger token would lock the leader out). One linearizable read per call; an
+    unreachable etcd verifies nothing."""
+
+    store: Store
+    prefix: str  # the daemon's --prefix, e.g. /leaderjob
+    election: str
+    timeout: float = 2.0
+
+    def __call__(self, token: int) -> bool:
+        from leaderjob.config import election_prefix
+
+        try:
+            keys = self.store.candidates(
+                election_prefix(self.prefix, self.election), timeout=self.timeout
+            )
+        except StoreError:
+            return False
+        return bool(keys) and min(k.create_revision for k in keys) == token
