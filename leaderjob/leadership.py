@@ -61,6 +61,7 @@ from leaderjob.config import (
 from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.etcd import EtcdFence
+from leaderjob.leadership_api import Conveniences, Leader
 from leaderjob.leadership_driver import Driver, Tenure
 from leaderjob.leadership_lifecycle import Signal, register
 from leaderjob.leadership_options import (
@@ -76,6 +77,7 @@ from leaderjob.metrics import Metrics
 
 __all__ = [
     "Driver",
+    "Leader",
     "Leadership",
     "LeadershipError",
     "LeadershipRejected",
@@ -119,7 +121,7 @@ DEFAULT = Default.TIMEOUT
 # -- the application's handle --------------------------------------------------------------------
 
 
-class Leadership:
+class Leadership(Conveniences):
     """Leadership of one election, held in-process by a background thread.
 
     ``with`` (or :meth:`acquire`) blocks until leading; leaving the block resigns and revokes.
@@ -405,13 +407,16 @@ class Leadership:
             self._thread.start()
             return driver
 
-    def _acquire(self, timeout: float | None) -> bool:
+    def _acquire(self, timeout: float | None, stop: threading.Event | None = None) -> bool:
         driver = self._begin()
         try:
             end = None if timeout is None else time.monotonic() + timeout
             # In slices: a signal (Ctrl-C) is handled at once, whichever thread it hit.
             while not driver.settled.wait(_SLICE if end is None else min(_SLICE, end - now())):
                 if end is not None and now() >= end and driver.answered.is_set():
+                    break
+                if stop is not None and stop.is_set():
+                    self._aborted = True
                     break
         except BaseException:
             self.release()  # withdraw before anything else: no candidacy outlives its caller

@@ -17,6 +17,7 @@ from leaderjob.config import (
     join_errors,
     system_ca_bundle,
 )
+from leaderjob.errors import Error
 
 __all__ = [
     "LeadershipError",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class LeadershipError(Exception):
+class LeadershipError(Error):
     """Leadership could not be had or used (never led, etcd unreachable or refusing us)."""
 
 

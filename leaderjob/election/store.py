@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from leaderjob.errors import Error
 
-class StoreError(Exception):
+
+class StoreError(Error):
     def __init__(self, operation: str, detail: str) -> None:
         super().__init__(f"{operation}: {detail}")
         self.operation = operation

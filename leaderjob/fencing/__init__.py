@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from leaderjob.errors import Error
+
 __all__ = [
     "EXIT_STALE",
     "EXIT_UNKNOWN",
@@ -45,7 +47,7 @@ EXIT_UNKNOWN = 5
 MAX_TOKEN = 2**63 - 1
 
 
-class FencingError(Exception):
+class FencingError(Error):
     """The fence could not be checked (bad token, unusable table name): nothing was written."""
 
 

@@ -12,6 +12,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +49,11 @@ def new(etcd: EtcdServer, prefix: str) -> Iterator[type[Leadership]]:
     yield make  # type: ignore[misc]
     for lead in made:
         lead.release()
+
+
+def outside(lead: Leadership, name: str) -> str:
+    """A key of the test's prefix outside the election's own keys."""
+    return lead.prefix.rsplit("/app/", 1)[0] + f"/data/{name}"
 
 
 def others_lead_at_once(new: type[Leadership]) -> bool:
@@ -182,7 +189,7 @@ def test_a_forked_child_never_believes_it_leads_and_cannot_depose_the_parent(
     assert said == {"valid": False, "lost": True, "fenced": "LeadershipError"}
     time.sleep(0.3)
     assert lead.valid() and lead.token == token
-    lead.fenced_put(f"{lead.prefix}-data/parent", "still leading")  # the parent's key stands
+    lead.fenced_put(outside(lead, "parent"), "still leading")  # the parent's key stands
 
 
 # -- 2. stop from anywhere ----------------------------------------------------------------------
@@ -272,3 +279,71 @@ def test_a_fenced_write_inside_the_elections_keys_is_refused_and_proclaim_keeps_
     assert info.lease_id == lead._driver.elector.lease_id  # type: ignore[union-attr]
     lead.release()
     assert others_lead_at_once(new)
+
+
+# -- what a Python developer expects ------------------------------------------------------------
+
+
+def test_an_exiting_interpreter_hands_over_without_a_ttl_wait(
+    new: type[Leadership], etcd: EtcdServer, prefix: str
+) -> None:
+    """atexit: a process that ends while leading (no release, TTL 10 s) revokes on the way out;
+    another candidate leads at once instead of after the TTL."""
+    code = (
+        "import sys\n"
+        "from leaderjob import Leadership\n"
+        "lead = Leadership('app', endpoints=[sys.argv[1]], prefix=sys.argv[2], ttl=10)\n"
+        "lead.acquire(timeout=5)\n"
+        "print(lead.token, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, etcd.endpoint, prefix],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert int(out.stdout.strip()) > 0
+    assert others_lead_at_once(new)
+
+
+def test_leader_observe_and_run_forever_with_client_go_callbacks(new: type[Leadership]) -> None:
+    """leader()/observe() as etcd's Election and kazoo; run_forever campaigns again after each
+    tenure (a new lease, a larger token: L5), calling on_started/on_stopped/on_new_leader."""
+    looper = new(identity="looper")
+    watcher = new(identity="watcher")
+    assert watcher.leader() is None
+    tokens: list[int] = []
+    stopped: list[bool] = []
+    seen: list[object] = []
+    stop = threading.Event()
+
+    def on_started(lead: Leadership) -> None:
+        assert lead.token is not None and lead.valid()
+        now = watcher.leader()
+        assert now is not None and now.token == lead.token and now.value == "looper"
+        tokens.append(lead.token)
+        end = time.monotonic() + 3
+        while not any(getattr(x, "token", 0) == lead.token for x in seen):
+            assert time.monotonic() < end, seen
+            time.sleep(0.02)  # on_new_leader reports us, from its own thread
+        if len(tokens) == 3:
+            stop.set()
+
+    looper.run_forever(
+        on_started, lambda: stopped.append(True), on_new_leader=seen.append, stop=stop
+    )
+    assert len(tokens) == 3 and tokens == sorted(set(tokens)), tokens
+    assert stopped == [True, True, True]
+    assert watcher.leader() is None
+
+    async def main() -> str | None:
+        async with looper:
+            await looper.fenced_put_async(outside(looper, "x"), "1")
+            waiting = asyncio.create_task(looper.wait_lost())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await looper.release_async()
+            return await asyncio.wait_for(waiting, 2)
+
+    assert asyncio.run(main()) is None  # left on purpose: no loss reason
