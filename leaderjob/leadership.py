@@ -36,9 +36,7 @@ Rules (docs/safety.md, docs/inprocess.md):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import enum
 import math
 import threading
 import time
@@ -62,9 +60,12 @@ from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.etcd import EtcdFence
 from leaderjob.leadership_api import Conveniences, Leader
+from leaderjob.leadership_async import AsyncLeadership
 from leaderjob.leadership_driver import Driver, Tenure
 from leaderjob.leadership_lifecycle import Signal, register
 from leaderjob.leadership_options import (
+    DEFAULT,
+    Default,
     LeadershipError,
     LeadershipRejected,
     LeadershipTimeout,
@@ -109,19 +110,10 @@ def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
         return metrics
 
 
-class Default(enum.Enum):
-    """The constructor's ``timeout``, when ``acquire`` is given none."""
-
-    TIMEOUT = 0
-
-
-DEFAULT = Default.TIMEOUT
-
-
 # -- the application's handle --------------------------------------------------------------------
 
 
-class Leadership(Conveniences):
+class Leadership(AsyncLeadership, Conveniences):
     """Leadership of one election, held in-process by a background thread.
 
     ``with`` (or :meth:`acquire`) blocks until leading; leaving the block resigns and revokes.
@@ -307,18 +299,6 @@ class Leadership(Conveniences):
         :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
         return self._acquire(timeout)
 
-    async def acquire_async(self, timeout: float | Default | None = DEFAULT) -> None:
-        """:meth:`acquire` for asyncio. Holds no thread of the event loop's pool while waiting,
-        and is cancellation-safe like ``asyncio.Lock``: a cancelled wait withdraws the candidacy
-        (resign, revoke) even if etcd had already made it leader."""
-        wait = self._timeout(timeout)
-        if not await self._acquire_async(wait):
-            raise self._timed_out(wait)
-
-    async def try_acquire_async(self, timeout: float) -> bool:
-        """:meth:`try_acquire` for asyncio (cancellation-safe, no pool thread)."""
-        return await self._acquire_async(timeout)
-
     def release(self) -> None:
         """Resign, then revoke the lease; stop the driver thread. Idempotent, and callable from
         anywhere — an ``on_lost`` callback, another thread — without deadlock (from the driver
@@ -327,19 +307,6 @@ class Leadership(Conveniences):
         if thread is not None and thread is not threading.current_thread():
             # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
             thread.join(self.connection.rpc_timeout + 2.0)
-
-    async def release_async(self) -> None:
-        """:meth:`release` for asyncio: waits for the revoke without a pool thread."""
-        ended = self._ended
-        self._leave_soon()
-        await ended.wait_async()
-
-    async def wait_lost(self) -> str | None:
-        """Wait (from a coroutine, holding no thread) until this tenure ends; the reason
-        (``None`` when it was left on purpose)."""
-        await self.lost.wait_async()
-        d = self._driver
-        return None if d is None or self._left else d.lost_reason
 
     def cancel(self) -> None:
         """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
@@ -423,29 +390,6 @@ class Leadership(Conveniences):
             raise
         return self._outcome(driver, self.release)
 
-    async def _acquire_async(self, timeout: float | None) -> bool:
-        driver = self._begin()
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await driver.settled.wait_async()
-            except TimeoutError:
-                await driver.answered.wait_async()  # at least one look, as try_acquire(0)
-        except BaseException:
-            # Cancelled (or interrupted) at any await: withdraw at once, whether or not etcd
-            # already made us leader; the driver thread resigns and revokes by itself.
-            self._leave_soon()
-            raise
-        ended = self._ended
-
-        def release() -> None:
-            self._leave_soon()
-
-        leading = self._outcome(driver, release)
-        if not leading:
-            await ended.wait_async()
-        return leading
-
     def _outcome(self, driver: Driver, release: Callable[[], None]) -> bool:
         if driver.fatal is not None:
             release()
@@ -522,18 +466,6 @@ class Leadership(Conveniences):
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-    async def __aenter__(self) -> Leadership:
-        await self.acquire_async()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.release_async()
 
 
 _SLICE = 0.2

@@ -7,6 +7,7 @@ one-line messages (as :class:`ValueError`), and the exceptions the handle raises
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ from leaderjob.config import (
 from leaderjob.errors import Error
 
 __all__ = [
+    "DEFAULT",
+    "Default",
     "LeadershipError",
     "LeadershipRejected",
     "LeadershipTimeout",
@@ -43,6 +46,15 @@ class LeadershipRejected(LeadershipError):
 
 class LeadershipTimeout(LeadershipError, TimeoutError):
     """Another candidate led for the whole ``timeout``."""
+
+
+class Default(enum.Enum):
+    """The constructor's ``timeout``, when ``acquire`` is given none."""
+
+    TIMEOUT = 0
+
+
+DEFAULT = Default.TIMEOUT
 
 
 def build_timing(
