@@ -128,6 +128,8 @@ def register(
         fence = EtcdFence(store, params["leader_key"], token, conn.rpc_timeout)
         try:
             apply_fenced(fence, len(conn.endpoints), puts, deletes)
+        except FencingError as exc:  # a key the fence refuses: nothing was sent
+            raise click.UsageError(str(exc)) from None
         finally:
             store.close()
 

@@ -58,7 +58,7 @@ from leaderjob.config import (
 )
 from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
-from leaderjob.fencing.etcd import EtcdFence
+from leaderjob.fencing.etcd import EtcdFence, refuse_own_keys
 from leaderjob.leadership_api import Conveniences, Leader
 from leaderjob.leadership_async import AsyncLeadership
 from leaderjob.leadership_driver import Driver, Tenure
@@ -251,7 +251,7 @@ class Leadership(AsyncLeadership, Conveniences):
     def fenced_put(self, key: str, value: bytes | str) -> None:
         """Put ``key`` only while etcd still holds our leader key with our token; raises
         :class:`~leaderjob.fencing.StaleToken` (and ends the tenure) when it does not."""
-        self._fenced(lambda f: f.put(key, value))
+        self._fenced(lambda f: f.put(key, value), key)
 
     def proclaim(self, value: bytes | str) -> None:
         """Set the leader key's value, keeping its lease (etcd's ``Election.Proclaim``): what
@@ -270,9 +270,11 @@ class Leadership(AsyncLeadership, Conveniences):
 
     def fenced_delete(self, key: str) -> None:
         """Delete ``key`` under the same guard as :meth:`fenced_put`."""
-        self._fenced(lambda f: f.delete(key))
+        self._fenced(lambda f: f.delete(key), key)
 
-    def _fenced(self, write: Callable[[EtcdFence], None]) -> None:
+    def _fenced(self, write: Callable[[EtcdFence], None], key: str) -> None:
+        # The whole election (<prefix>/<election>/: candidates, slot claims, history).
+        refuse_own_keys([key], self.prefix.rsplit("/", 1)[0] + "/")
         fence = self.fence
         try:
             write(fence)

@@ -26,10 +26,30 @@ from dataclasses import dataclass
 from leaderjob.election.store import Store, StoreError, StoreUnavailable
 from leaderjob.fencing import FencingError, StaleToken, parse_token, token_from_env
 
-__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence", "LeaderTokens", "outcome_unknown"]
+__all__ = [
+    "ENDPOINTS_ENV",
+    "LEADER_KEY_ENV",
+    "EtcdFence",
+    "LeaderTokens",
+    "outcome_unknown",
+    "refuse_own_keys",
+]
 
 LEADER_KEY_ENV = "LEADERJOB_LEADER_KEY"
 ENDPOINTS_ENV = "LEADERJOB_ENDPOINTS"
+
+
+def refuse_own_keys(keys: Sequence[str], own: str) -> None:
+    """:class:`FencingError` for a key under ``own`` (an election's own keys): a write there
+    breaks the election — a put on a candidate key drops its lease, and the key then outlives
+    every revoke, so no candidate can ever lead again."""
+    for key in keys:
+        if key.startswith(own) or key == own.rstrip("/"):
+            raise FencingError(
+                f"{key}: inside the election's own keys ({own}); a write there breaks the "
+                "election (a put on the leader key drops its lease). Write outside it; "
+                "to advertise a value on the leader key use Leadership.proclaim()"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,23 +79,16 @@ class EtcdFence:
         return cls(store, key, token_from_env(env), timeout)
 
     @property
-    def election_keys(self) -> str:
-        """The election's own keys (``<prefix>/<election>/``: the candidates, slot claims,
-        history): no fenced write may touch them."""
-        return self.leader_key.rsplit("/", 2)[0] + "/"
+    def candidate_keys(self) -> str:
+        """The election's candidate keys (the leader key's directory, ``<prefix>/<election>/
+        leader/``): no fenced write may touch them."""
+        return self.leader_key.rsplit("/", 1)[0] + "/"
 
     def apply(self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()) -> None:
         """Apply every put and delete in one Txn, or none: :class:`StaleToken` when the leader
         key is gone or has another create revision. Store errors pass through unchanged.
-        :class:`FencingError` (nothing sent) for a key among the election's own keys."""
-        own = self.election_keys
-        for key in [k for k, _ in puts] + list(deletes):
-            if key.startswith(own) or key == own.rstrip("/"):
-                raise FencingError(
-                    f"{key}: inside the election's own keys ({own}); a write there breaks the "
-                    "election (a put on the leader key drops its lease). Write outside it; "
-                    "to advertise a value on the leader key use Leadership.proclaim()"
-                )
+        :class:`FencingError` (nothing sent) for a key among the election's candidates."""
+        refuse_own_keys([k for k, _ in puts] + list(deletes), self.candidate_keys)
         applied = self.store.guarded_put(
             self.leader_key, self.token, puts, deletes=deletes, timeout=self.timeout
         )
