@@ -165,6 +165,10 @@ class Singleton:
                 return
             thread.join(left)
 
+    async def stop_async(self, timeout: float | None = None) -> None:
+        """:meth:`stop` from a coroutine (the wait runs in a worker thread)."""
+        await asyncio.to_thread(self.stop, timeout)
+
     def _inside(self, thread: threading.Thread) -> bool:
         """Called from the singleton's own thread, a run of it, or the election's callback."""
         me = threading.current_thread()
