@@ -93,6 +93,7 @@ class Driver:
         self._campaign = True  # one tenure per acquisition: no campaign once it began or ended
         self._leave = False
         self._deposed = False
+        self._expired = False  # valid() saw D − grace pass: this tenure is over
         #: Monotonic time since which every etcd call failed (None: etcd answers).
         self._failing_since: float | None = clock.monotonic()
         self._last_error: StoreError | None = None
@@ -103,14 +104,24 @@ class Driver:
     def valid(self) -> bool:
         """Leading, and the clock is before ``D − grace``: read here, not from the thread."""
         tenure = self.tenure
-        if tenure is None or self.forked or self.lost.is_set() or self._deposed:
+        if tenure is None or self.forked or self.lost.is_set() or self._deposed or self._expired:
             return False
         now = self.clock.monotonic()
         # is_leader(t) is "leading and t < D"; at t = now + grace that is now < D − grace, the
         # moment the machine itself steps down (a job would get SIGTERM there).
-        return self.elector.token == tenure.token and self.elector.machine.is_leader(
+        if self.elector.token == tenure.token and self.elector.machine.is_leader(
             now + self.timing.grace
-        )
+        ):
+            return True
+        # Once False, for good: a late renewal never makes a tenure valid again, and the
+        # tenure ends now — ``lost`` is set no later than the first valid() that says False,
+        # even while the driver thread is held up (an RPC in flight across a freeze).
+        self._expired = True
+        self.lost.set()
+        if self.on_ended is not None:
+            self.on_ended()
+        self._wake()
+        return False
 
     def remaining(self) -> float:
         """Seconds until :meth:`valid` turns False unless a renewal extends ``D`` first."""
@@ -156,6 +167,9 @@ class Driver:
             return self._depart()
         if self._deposed and self.tenure is not None and not self.lost.is_set():
             self._transition(self.elector.resign(), reason="stale_token")
+        if self._expired and self.elector.phase is Phase.LEADING:
+            # valid() saw D − grace pass: end the tenure the machine still holds.
+            self._transition(self.elector.resign(), reason="deadline_passed")
         out = self.elector.step(may_campaign=self._campaign)
         now = self.clock.monotonic()
         for err in out.errors:

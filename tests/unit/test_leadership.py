@@ -496,3 +496,22 @@ def test_try_acquire_zero_takes_one_look() -> None:
     first.release()
     assert second.try_acquire(0)
     second.release()
+
+
+def test_lost_is_set_by_the_first_valid_that_says_false(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """After a thaw the driver thread may be held up (an RPC in flight until its deadline):
+    ``lost`` fired up to a grace after ``valid()`` said False. Now the first False sets it, and
+    a tenure never turns valid again."""
+    clock, store = world
+    d, calls = driver(store, clock)
+    d.cycle()
+    deadline = d.elector.machine.deadline
+    assert d.valid() and deadline is not None
+    clock.advance(deadline - TIMING.grace - clock.monotonic() + 0.01)  # frozen past D − grace
+    assert not d.lost.is_set()
+    assert not d.valid()
+    assert d.lost.is_set()  # at once, before the driver thread ran
+    d.cycle()
+    assert not d.valid() and calls and calls[0] in ("deadline_passed", "renew_deadline")
