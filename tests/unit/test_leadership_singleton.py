@@ -156,3 +156,36 @@ def test_a_run_that_raises_systemexit_is_recorded_failed() -> None:
     outcome, error = _outcomes(store, "exits")[0]
     assert outcome == "failed"
     assert error is not None and "SystemExit" in error
+
+
+def test_start_after_a_timed_out_stop_serves_again_and_concurrent_starts_make_one_thread() -> None:
+    """``stop(t)`` timing out then ``start()`` used to leave it stopped (the old thread was
+    still alive); two concurrent ``start()``s made two scheduler threads."""
+    store = MemoryStore(SystemClock())
+    release = threading.Event()
+    runs: list[int] = []
+
+    def work(run: SlotRun) -> None:
+        runs.append(run.token)
+        if len(runs) == 1:
+            release.wait(5)  # ignores its cancel event
+
+    single = leaderjob.singleton(election="again", schedule="@every 1s", ttl=3, store=store)(work)
+    starters = [threading.Thread(target=single.start) for _ in range(4)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("leaderjob-singleton-again") == 1, names
+    deadline = time.monotonic() + 5
+    while not runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    single.stop(0.2)  # the run ignores it: the lease is revoked, the thread lives on
+    single.start()
+    release.set()
+    deadline = time.monotonic() + 6
+    while len(runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    single.stop(5)
+    assert len(runs) >= 2 and runs[1] > runs[0], runs  # a new tenure, a larger token (L5)
