@@ -32,6 +32,11 @@ Rules (docs/safety.md, docs/inprocess.md):
 * Nothing waits for ever: etcd unreachable for ``etcd_timeout`` (default: the TTL) while waiting
   to lead raises :class:`LeadershipUnavailable`; a rejection (credentials, TLS) raises
   :class:`LeadershipRejected` at once.
+* No lease outlives its owner's interest (SAFETY.md §5b): an acquire that is cancelled or
+  interrupted withdraws (resign, revoke) whatever etcd decided meanwhile; a forked child never
+  leads (:mod:`leaderjob.leadership_lifecycle`); the interpreter's exit releases; the driver
+  thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
+  callbacks included.
 """
 
 from __future__ import annotations
@@ -312,8 +317,8 @@ class Leadership(AsyncLeadership, Conveniences):
 
     def cancel(self) -> None:
         """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
-        False (``try_acquire``) or raises :class:`LeadershipTimeout`. Once leading, it is
-        :meth:`release` without the wait."""
+        False (``try_acquire``) or raises :class:`LeadershipTimeout` — even if etcd made it
+        leader meanwhile. Once ``acquire`` returned, use :meth:`release`."""
         self._aborted = True
         d = self._driver
         if d is not None:
