@@ -84,10 +84,12 @@ class MemoryMarks:
     def advance(self, resource: str, token: int) -> None:
         with self._lock:
             mark = self._marks.get(resource)
-            if mark is not None and token < mark:
+            if mark is None:
+                if len(self._marks) >= self.limit:
+                    raise MarksFull(f"{self.limit} fenced resources already: {resource!r} refused")
+                mark = 0
+            if token < mark:
                 raise StaleToken(resource, token, mark)
-            if mark is None and len(self._marks) >= self.limit:
-                raise MarksFull(f"{self.limit} fenced resources already: {resource!r} refused")
             self._marks[resource] = token
 
     def get(self, resource: str) -> int | None:
