@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint unit wheel bench bench-quick bench-ttl soak mutation mutation-hand screenshot clean
+.PHONY: demo test lint unit wheel bench bench-quick bench-ttl soak mutation mutation-hand screenshot stateful-inprocess clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -124,6 +124,11 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/mutmut results $(if $(MODULE),| grep -F 'leaderjob.$(MODULE).' || true)
+
+# The in-process lifecycle state machine (tests/unit/test_leadership_stateful.py), randomised and
+# longer than in `make test` (60 examples of 12 steps: about a minute).
+stateful-inprocess: $(STAMP)
+	LEADERJOB_STATEFUL_LONG=1 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_leadership_stateful.py
 
 # Hand-written mutations of the process and driver code and of the callers of the pure rules
 # (tests/mutations/catalog.py; docs/testing.md): each is applied to a scratch copy of the tree

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 from wsgiref.simple_server import make_server
 
-from leaderjob.fencing.http import REQUEST_KEY, Marks, MemoryMarks, WsgiFencing
+from leaderjob.fencing.http import REQUEST_KEY, Marks, MemoryMarks, WsgiFencing, trusted
 from leaderjob.fencing.sql import SqlMarks, ddl
 
 
@@ -40,7 +40,15 @@ def build(sqlite_path: str | None) -> WsgiFencing:
         with sqlite3.connect(sqlite_path) as conn:
             conn.executescript(ddl())
         marks = SqlMarks(lambda: sqlite3.connect(sqlite_path))
-    return WsgiFencing(app, marks, resource="cleanup")
+    # Only the job's calls are fenced (/healthz is not). `trusted`: in this example the endpoint
+    # is reached only over the pod's loopback; elsewhere check tokens against etcd
+    # (leaderjob.fencing.etcd.LeaderTokens) or authenticate callers in front.
+    return WsgiFencing(
+        app,
+        marks,
+        resource=lambda path: "cleanup" if path.startswith("/internal/jobs/") else None,
+        verify=trusted,
+    )
 
 
 def main() -> None:

@@ -57,24 +57,24 @@ class Worker:
         cur.execute(ddl())
         cur.execute(SCHEMA)
         conn.commit()
-        while not self.stop.is_set():
-            lead = Leadership(
-                self.args.election,
-                endpoints=self.args.endpoints.split(","),
-                ttl=self.args.ttl,
-                prefix=self.args.prefix,
-                timeout=1.0,  # wake now and then to notice a stop while another replica leads
-            )
-            self.lead = lead
-            try:
-                with lead:
-                    while lead.valid() and not self.stop.is_set():
-                        self.tick(conn, p, lead)
-                        self.stop.wait(self.args.every)
-            except LeadershipError as exc:  # not leading within the timeout, or etcd down
-                if not isinstance(exc, TimeoutError):
-                    print(f"leadership: {exc}", flush=True)
-                    self.stop.wait(1.0)
+        lead = self.lead = Leadership(
+            self.args.election,
+            endpoints=self.args.endpoints.split(","),
+            ttl=self.args.ttl,
+            prefix=self.args.prefix,
+        )
+
+        def work(lead: Leadership) -> None:  # while leading; a new tenure after each loss
+            while lead.valid() and not self.stop.is_set():
+                self.tick(conn, p, lead)
+                self.stop.wait(self.args.every)
+
+        try:
+            # Campaign, lead, campaign again after a loss, until stop: it waits in the queue
+            # (no lease churn) and notices the stop within a fraction of a second.
+            lead.run_forever(work, stop=self.stop)
+        except LeadershipError as exc:  # etcd refused us (credentials, TLS)
+            print(f"leadership: {exc}", flush=True)
         conn.close()
 
     def tick(self, conn: Any, p: str, lead: Leadership) -> None:

@@ -9,8 +9,28 @@ That is why ``__version__`` is looked up on first use (importlib.metadata alone 
 milliseconds at start-up, on every run).
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers see; at run time each is loaded on first use
+    from leaderjob.errors import Error as Error
+    from leaderjob.fencing import FencingError as FencingError
+    from leaderjob.fencing import StaleToken as StaleToken
+    from leaderjob.leadership import Leadership as Leadership
+    from leaderjob.leadership_options import LeadershipError as LeadershipError
+    from leaderjob.leadership_options import LeadershipTimeout as LeadershipTimeout
+    from leaderjob.singleton import singleton as singleton
+
 #: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
 __version__: str
+
+
+_ERRORS = {
+    "Error": "leaderjob.errors",
+    "FencingError": "leaderjob.fencing",
+    "StaleToken": "leaderjob.fencing",
+    "LeadershipError": "leaderjob.leadership_options",
+    "LeadershipTimeout": "leaderjob.leadership_options",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -29,6 +49,10 @@ def __getattr__(name: str) -> object:
         from leaderjob.leadership import Leadership
 
         return Leadership
+    if name in _ERRORS:
+        import importlib
+
+        return getattr(importlib.import_module(_ERRORS[name]), name)
     if name == "singleton":
         import leaderjob.singleton as module  # a callable module: @leaderjob.singleton(...)
 

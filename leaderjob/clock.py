@@ -1,8 +1,11 @@
 """Two clocks, two types.
 
-Deadlines are monotonic floats (seconds, ``CLOCK_MONOTONIC``, shared by every process on the
-machine, so the per-run watchdog can be handed an absolute deadline). Cron fire times are aware
-UTC datetimes. Wall-clock time never decides a deadline: NTP may step it.
+Deadlines are monotonic floats (seconds on ``CLOCK_BOOTTIME`` where the system has it — Linux —
+else ``time.monotonic()``; shared by every process on the machine, so the per-run watchdog can be
+handed an absolute deadline). ``CLOCK_MONOTONIC`` stops while the host is suspended (a laptop's
+lid, a paused VM) and an etcd lease does not: a deadline on it could say "valid" for a lease that
+expired meanwhile. ``CLOCK_BOOTTIME`` counts the suspend. Cron fire times are aware UTC
+datetimes. Wall-clock time never decides a deadline: NTP may step it.
 
 The shell owns the clock; pure modules take ``now`` as an argument.
 """
@@ -15,6 +18,18 @@ import select
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+#: The name of the clock deadlines are kept on (logged at start, shown in tests).
+SOURCE = "CLOCK_BOOTTIME" if _BOOTTIME is not None else "CLOCK_MONOTONIC"
+
+
+def now() -> float:
+    """Seconds on the deadline clock: ``CLOCK_BOOTTIME`` (counts suspend) where available."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
 
 
 class Wakeable(Protocol):
@@ -84,7 +99,8 @@ class Clock(Protocol):
 
 class SystemClock:
     def monotonic(self) -> float:
-        return time.monotonic()
+        """The deadline clock (:func:`now`): it keeps counting while the host is suspended."""
+        return now()
 
     def wall(self) -> datetime:
         return datetime.now(UTC)

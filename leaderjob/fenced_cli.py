@@ -58,15 +58,15 @@ def apply_fenced(
                 click.echo(f"leaderjob: {exc}; trying the next endpoint", err=True)
         fence.apply(puts=puts, deletes=deletes)  # the last endpoint: its error is final
     except StaleToken as exc:
-        earlier = (
-            " (an earlier attempt got no answer: it may have been applied while the key "
-            "still stood)"
-            if unknown
-            else ""
-        )
-        click.echo(
-            f"leaderjob: rejected: {exc}: this run is no longer the leader{earlier}", err=True
-        )
+        if unknown:  # an earlier attempt may have landed while the key still stood
+            click.echo(
+                f"leaderjob: outcome unknown: an earlier attempt got no answer and may have "
+                f"been applied while the key still stood; then: {exc}: this run is no longer "
+                "the leader",
+                err=True,
+            )
+            sys.exit(EXIT_UNKNOWN)
+        click.echo(f"leaderjob: rejected: {exc}: this run is no longer the leader", err=True)
         sys.exit(EXIT_STALE)
     except StoreError as exc:
         if unknown or outcome_unknown(exc):
@@ -128,6 +128,8 @@ def register(
         fence = EtcdFence(store, params["leader_key"], token, conn.rpc_timeout)
         try:
             apply_fenced(fence, len(conn.endpoints), puts, deletes)
+        except FencingError as exc:  # a key the fence refuses: nothing was sent
+            raise click.UsageError(str(exc)) from None
         finally:
             store.close()
 

@@ -32,14 +32,19 @@ Rules (docs/safety.md, docs/inprocess.md):
 * Nothing waits for ever: etcd unreachable for ``etcd_timeout`` (default: the TTL) while waiting
   to lead raises :class:`LeadershipUnavailable`; a rejection (credentials, TLS) raises
   :class:`LeadershipRejected` at once.
+* No lease outlives its owner's interest (SAFETY.md §5b): an acquire that is cancelled or
+  interrupted withdraws (resign, revoke) whatever etcd decided meanwhile; a forked child never
+  leads (:mod:`leaderjob.leadership_lifecycle`); the interpreter's exit releases; the driver
+  thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
+  callbacks included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -58,9 +63,14 @@ from leaderjob.config import (
 )
 from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
-from leaderjob.fencing.etcd import EtcdFence
+from leaderjob.fencing.etcd import EtcdFence, refuse_own_keys
+from leaderjob.leadership_api import Conveniences, Leader
+from leaderjob.leadership_async import AsyncLeadership
 from leaderjob.leadership_driver import Driver, Tenure
+from leaderjob.leadership_lifecycle import Signal, register
 from leaderjob.leadership_options import (
+    DEFAULT,
+    Default,
     LeadershipError,
     LeadershipRejected,
     LeadershipTimeout,
@@ -73,6 +83,7 @@ from leaderjob.metrics import Metrics
 
 __all__ = [
     "Driver",
+    "Leader",
     "Leadership",
     "LeadershipError",
     "LeadershipRejected",
@@ -107,7 +118,7 @@ def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
 # -- the application's handle --------------------------------------------------------------------
 
 
-class Leadership:
+class Leadership(AsyncLeadership, Conveniences):
     """Leadership of one election, held in-process by a background thread.
 
     ``with`` (or :meth:`acquire`) blocks until leading; leaving the block resigns and revokes.
@@ -180,7 +191,13 @@ class Leadership:
         self.timeout = timeout
         self.etcd_timeout = self.timing.ttl if etcd_timeout is None else etcd_timeout
         self.on_lost = on_lost
-        self.lost = threading.Event()
+        #: Set when the tenure ends (lost, or left); one event for the handle's whole life,
+        #: cleared when an acquire begins. ``await lead.lost.wait_async()`` from asyncio.
+        self.lost = Signal()
+        self._ended = Signal()
+        self._ended.set()
+        self._left = False
+        self._forked_from: threading.Thread | None = None
         self._given_store = store
         self._store: Store | None = None
         self._clock = clock or SystemClock()
@@ -191,9 +208,8 @@ class Leadership:
         self._log = get_logger(election=election, identity=self.identity)
         #: The daemon's metrics on the application's ``registry`` (None: no metrics; never the
         #: global registry unasked).
-        self.metrics: Metrics | None = (
-            None if registry is None else metrics_for(registry, election)
-        )
+        self.metrics: Metrics | None = None if registry is None else metrics_for(registry, election)
+        register(self)
 
     # -- what the application asks ------------------------------------------------------------
 
@@ -214,7 +230,7 @@ class Leadership:
         loss, a refused fenced write, or a deadline passed (even if the driver thread was
         starved or the process frozen). Cooperative: check it before each step of work."""
         d = self._driver
-        return d is not None and d.valid()
+        return d is not None and not self._left and d.valid()
 
     def remaining(self) -> float:
         """Seconds until :meth:`valid` turns False unless a renewal extends the deadline."""
@@ -240,13 +256,30 @@ class Leadership:
     def fenced_put(self, key: str, value: bytes | str) -> None:
         """Put ``key`` only while etcd still holds our leader key with our token; raises
         :class:`~leaderjob.fencing.StaleToken` (and ends the tenure) when it does not."""
-        self._fenced(lambda f: f.put(key, value))
+        self._fenced(lambda f: f.put(key, value), key)
+
+    def proclaim(self, value: bytes | str) -> None:
+        """Set the leader key's value, keeping its lease (etcd's ``Election.Proclaim``): what
+        ``leaderjob status`` and ``etcdctl elect -l`` show. Guarded like :meth:`fenced_put`:
+        :class:`~leaderjob.fencing.StaleToken` (and the tenure ends) once deposed."""
+        d = self._driver
+        lease = None if d is None else d.elector.lease_id
+        if d is None or d.tenure is None or self._store is None or lease is None:
+            raise LeadershipError(f"not leading election {self.election!r}: nothing to proclaim")
+        data = value.encode() if isinstance(value, str) else value
+        key, token = d.tenure.key, d.tenure.token
+        guard = self._store.guarded_put
+        if not guard(key, token, [(key, data)], timeout=self.connection.rpc_timeout, lease=lease):
+            d.deposed()
+            raise StaleToken(key, token)
 
     def fenced_delete(self, key: str) -> None:
         """Delete ``key`` under the same guard as :meth:`fenced_put`."""
-        self._fenced(lambda f: f.delete(key))
+        self._fenced(lambda f: f.delete(key), key)
 
-    def _fenced(self, write: Callable[[EtcdFence], None]) -> None:
+    def _fenced(self, write: Callable[[EtcdFence], None], key: str) -> None:
+        # The whole election (<prefix>/<election>/: candidates, slot claims, history).
+        refuse_own_keys([key], self.prefix.rsplit("/", 1)[0] + "/")
         fence = self.fence
         try:
             write(fence)
@@ -258,53 +291,74 @@ class Leadership:
 
     # -- acquiring and leaving ------------------------------------------------------------------
 
-    def acquire(self, timeout: float | None = None) -> None:
-        """Block until leading; :class:`LeadershipTimeout` after ``timeout`` seconds (default:
-        the constructor's), :class:`LeadershipUnavailable` / :class:`LeadershipRejected` when
-        etcd cannot be used."""
-        if not self._acquire(self.timeout if timeout is None else timeout):
-            raise LeadershipTimeout(
-                f"election {self.election!r}: another candidate led for the whole "
-                f"{self.timeout if timeout is None else timeout:g}s timeout"
-            )
+    def acquire(self, timeout: float | Default | None = DEFAULT) -> None:
+        """Block until leading; :class:`LeadershipTimeout` after ``timeout`` seconds (``None``:
+        wait for ever, as ``threading.Lock``; left out: the constructor's),
+        :class:`LeadershipUnavailable` / :class:`LeadershipRejected` when etcd cannot be used.
+        Interrupted (Ctrl-C, any exception while waiting): the candidacy is withdrawn first."""
+        wait = self._timeout(timeout)
+        if not self._acquire(wait):
+            raise self._timed_out(wait)
 
     def try_acquire(self, timeout: float) -> bool:
-        """Lead within ``timeout`` seconds, or return False (and leave the queue) when another
-        candidate leads; :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
+        """Lead within ``timeout`` seconds (0: one look, never less than etcd's first answer),
+        or return False (and leave the queue) when another candidate leads;
+        :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
         return self._acquire(timeout)
 
     def release(self) -> None:
-        """Resign, then revoke the lease; stop the driver thread. Idempotent."""
-        with self._lock:
-            driver, thread = self._driver, self._thread
-            self._thread = None
-        if driver is None or thread is None:
-            return
-        driver.request_leave()
-        # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
-        thread.join(self.connection.rpc_timeout + 2.0)
-        if not thread.is_alive():
-            driver.close()
-        if self._given_store is None and self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
-            self._store = None
-        self.lost.set()
+        """Resign, then revoke the lease; stop the driver thread. Idempotent, and callable from
+        anywhere — an ``on_lost`` callback, another thread — without deadlock (from the driver
+        thread itself it does not wait: the thread leaves once the callback returns)."""
+        thread = self._leave_soon()
+        if thread is not None and thread is not threading.current_thread():
+            # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
+            thread.join(self.connection.rpc_timeout + 2.0)
 
-    def _acquire(self, timeout: float | None) -> bool:
+    def cancel(self) -> None:
+        """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
+        False (``try_acquire``) or raises :class:`LeadershipTimeout` — even if etcd made it
+        leader meanwhile. Once ``acquire`` returned, use :meth:`release`."""
+        self._aborted = True
+        d = self._driver
+        if d is not None:
+            d.settled.set()
+
+    def _timeout(self, timeout: float | Default | None) -> float | None:
+        return self.timeout if isinstance(timeout, Default) else timeout
+
+    def _timed_out(self, wait: float | None) -> LeadershipTimeout:
+        return LeadershipTimeout(
+            f"election {self.election!r}: another candidate led for the whole {wait:g}s timeout"
+            if wait is not None
+            else f"election {self.election!r}: the wait to lead was cancelled"
+        )
+
+    def _begin(self) -> Driver:
+        """Start one acquisition's driver thread; never waits."""
         with self._lock:
             if self._thread is not None:
                 raise LeadershipError(f"election {self.election!r}: already acquired")
+            if self._forked_from is not None:
+                self._forked_from = None  # a child may campaign for itself, with a lease of its own
             self._aborted = False
-            self.lost = threading.Event()
+            self._left = False
+            self.lost.clear()
+            self._ended = Signal()
             if self._given_store is not None:
-                self._store = self._given_store
+                store = self._store = self._given_store
             else:
                 from leaderjob.election.etcd import EtcdStore  # etcd and grpc: only when used
 
-                self._store = EtcdStore(self.connection)
+                store = self._store = EtcdStore(self.connection)
+            driver: Driver
+
+            def ended() -> None:  # forward the tenure's end while this driver is the current one
+                if self._driver is driver and not self._left:
+                    self.lost.set()
+
             driver = Driver(
-                self._store,
+                store,
                 self.timing,
                 self.prefix,
                 self.identity,
@@ -313,50 +367,100 @@ class Leadership:
                 etcd_timeout=self.etcd_timeout,
                 log=self._log,
                 on_lost=self._lost,
-                lost=self.lost,
                 metrics=self.metrics,
                 label=self.election,
+                on_ended=ended,
             )
             self._driver = driver
             self._thread = threading.Thread(
-                target=self._run, args=(driver,), name=f"leaderjob-{self.election}", daemon=True
+                target=self._run,
+                args=(driver, store, self._ended),
+                name=f"leaderjob-{self.election}",
+                daemon=True,
             )
             self._thread.start()
-        driver.settled.wait(timeout)
+            return driver
+
+    def _acquire(self, timeout: float | None, stop: threading.Event | None = None) -> bool:
+        driver = self._begin()
+        try:
+            end = None if timeout is None else time.monotonic() + timeout
+            # In slices: a signal (Ctrl-C) is handled at once, whichever thread it hit.
+            while not driver.settled.wait(_SLICE if end is None else min(_SLICE, end - now())):
+                if end is not None and now() >= end and driver.answered.is_set():
+                    break
+                if stop is not None and stop.is_set():
+                    self._aborted = True
+                    break
+        except BaseException:
+            self.release()  # withdraw before anything else: no candidacy outlives its caller
+            raise
+        return self._outcome(driver, self.release)
+
+    def _outcome(self, driver: Driver, release: Callable[[], None]) -> bool:
         if driver.fatal is not None:
-            self.release()
+            release()
             raise driver.fatal
         if driver.tenure is None or self._aborted:
             # Stopped waiting while etcd did not answer: that is no "another candidate leads".
             unreachable = None if self._aborted else driver.unreachable()
-            self.release()
+            release()
             if unreachable is not None:
                 raise unreachable
             return False
         return True
 
-    def _run(self, driver: Driver) -> None:
-        while True:
-            driver.cycle()
-            if driver.done:
-                return
-            driver.wait()
+    def _leave_soon(self) -> threading.Thread | None:
+        """Ask the driver thread to resign and revoke; returns it (None: nothing held)."""
+        with self._lock:
+            driver, thread = self._driver, self._thread
+            self._thread = None
+            if thread is not None:
+                self._left = True
+        if driver is None or thread is None:
+            return None
+        driver.request_leave()
+        self.lost.set()
+        return thread
+
+    def _run(self, driver: Driver, store: Store, ended: Signal) -> None:
+        try:
+            while not driver.forked:
+                driver.cycle()
+                if driver.done:
+                    return
+                driver.wait()
+        finally:
+            driver.close()
+            if store is not self._given_store and not driver.forked:
+                with contextlib.suppress(Exception):
+                    store.close()
+                with self._lock:
+                    if self._store is store and self._thread is None:
+                        self._store = None
+            ended.set()
 
     def _lost(self, reason: str) -> None:
         if self.on_lost is not None:
             self.on_lost(reason)
 
-    def cancel(self) -> None:
-        """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
-        False (``try_acquire``) or raises :class:`LeadershipTimeout`. No effect once leading."""
-        self._abort()
+    # -- the process's own events (leaderjob.leadership_lifecycle) --------------------------
 
-    def _abort(self) -> None:
-        """Stop waiting to lead (a cancelled ``async with``): the waiting thread cleans up."""
-        self._aborted = True
+    def _after_fork_in_child(self) -> None:
+        """In a child of ``os.fork()``: no driver thread, no keepalive — never leading."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
         d = self._driver
         if d is not None:
-            d.settled.set()
+            d.forked = True
+            self._forked_from = self._thread
+        self._thread = None
+        self._store = None  # the parent's connection: never used (nor closed) here
+        self.lost.set()
+
+    def _at_exit(self) -> None:
+        if self._thread is not None:
+            self._log.info("leadership.released_at_exit")
+            self.release()
 
     def __enter__(self) -> Leadership:
         self.acquire()
@@ -370,18 +474,9 @@ class Leadership:
     ) -> None:
         self.release()
 
-    async def __aenter__(self) -> Leadership:
-        try:
-            await asyncio.to_thread(self.acquire)
-        except asyncio.CancelledError:
-            self._abort()
-            raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.release)
+_SLICE = 0.2
+
+
+def now() -> float:
+    return time.monotonic()

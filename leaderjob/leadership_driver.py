@@ -22,6 +22,7 @@ from leaderjob.config import Timing
 from leaderjob.election.elector import Elector
 from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
+from leaderjob.leadership_lifecycle import Signal
 from leaderjob.leadership_options import LeadershipError, LeadershipRejected, LeadershipUnavailable
 from leaderjob.metrics import Metrics
 
@@ -60,6 +61,7 @@ class Driver:
         lost: threading.Event | None = None,
         metrics: Metrics | None = None,
         label: str = "",
+        on_ended: Callable[[], None] | None = None,
     ) -> None:
         self.timing = timing
         self.clock = clock
@@ -75,13 +77,23 @@ class Driver:
         self.tenure: Tenure | None = None
         self.lost = threading.Event() if lost is None else lost
         #: Set once leading, on a fatal error, or after leaving: what ``acquire`` waits for.
-        self.settled = threading.Event()
+        self.settled = Signal()
+        #: Set once the first cycle finished: the candidate knows where it stands (or that etcd
+        #: did not answer). ``try_acquire(0)`` waits for it, never less.
+        self.answered = Signal()
+        #: Set when the tenure ends (lost or left): the handle forwards it while current.
+        self.on_ended = on_ended
+        #: Set in a child process after ``os.fork()``: it holds no keepalive, so it never leads.
+        self.forked = False
+        self._wlock = threading.Lock()  # request_leave/deposed vs. close: never a closed fd
+        self._closed = False
         self.fatal: LeadershipError | None = None
         self.done = False
         self.lost_reason: str | None = None
         self._campaign = True  # one tenure per acquisition: no campaign once it began or ended
         self._leave = False
         self._deposed = False
+        self._expired = False  # valid() saw D − grace pass: this tenure is over
         #: Monotonic time since which every etcd call failed (None: etcd answers).
         self._failing_since: float | None = clock.monotonic()
         self._last_error: StoreError | None = None
@@ -92,14 +104,24 @@ class Driver:
     def valid(self) -> bool:
         """Leading, and the clock is before ``D − grace``: read here, not from the thread."""
         tenure = self.tenure
-        if tenure is None or self.lost.is_set() or self._deposed:
+        if tenure is None or self.forked or self.lost.is_set() or self._deposed or self._expired:
             return False
         now = self.clock.monotonic()
         # is_leader(t) is "leading and t < D"; at t = now + grace that is now < D − grace, the
         # moment the machine itself steps down (a job would get SIGTERM there).
-        return self.elector.token == tenure.token and self.elector.machine.is_leader(
+        if self.elector.token == tenure.token and self.elector.machine.is_leader(
             now + self.timing.grace
-        )
+        ):
+            return True
+        # Once False, for good: a late renewal never makes a tenure valid again, and the
+        # tenure ends now — ``lost`` is set no later than the first valid() that says False,
+        # even while the driver thread is held up (an RPC in flight across a freeze).
+        self._expired = True
+        self.lost.set()
+        if self.on_ended is not None:
+            self.on_ended()
+        self._wake()
+        return False
 
     def remaining(self) -> float:
         """Seconds until :meth:`valid` turns False unless a renewal extends ``D`` first."""
@@ -114,16 +136,30 @@ class Driver:
 
     def request_leave(self) -> None:
         self._leave = True
-        self.waker.set()
+        self._wake()
 
     def deposed(self) -> None:
         """A fenced write was refused: our key is gone or re-created, so this tenure is over."""
         self._deposed = True
-        self.waker.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._wlock:
+            if not self._closed:
+                self.waker.set()
+
+    def _settle(self) -> None:
+        self.settled.set()
 
     # -- the loop (the driver thread) -------------------------------------------------------
 
     def cycle(self) -> str:
+        try:
+            return self._cycle()
+        finally:
+            self.answered.set()
+
+    def _cycle(self) -> str:
         self.waker.clear()
         # The deadline first: after a wait or a freeze, step down before any other I/O.
         self._transition(self.elector.check(self.clock.monotonic()))
@@ -131,6 +167,9 @@ class Driver:
             return self._depart()
         if self._deposed and self.tenure is not None and not self.lost.is_set():
             self._transition(self.elector.resign(), reason="stale_token")
+        if self._expired and self.elector.phase is Phase.LEADING:
+            # valid() saw D − grace pass: end the tenure the machine still holds.
+            self._transition(self.elector.resign(), reason="deadline_passed")
         out = self.elector.step(may_campaign=self._campaign)
         now = self.clock.monotonic()
         for err in out.errors:
@@ -146,7 +185,7 @@ class Driver:
             self._transition(t)
         self._measure(out.keepalive_result, out.keepalive_latency)
         if self.fatal is not None:
-            self.settled.set()
+            self._settle()
             return "fatal"
         if self.lost.is_set():
             return "lost"
@@ -161,7 +200,7 @@ class Driver:
             self.fatal = LeadershipUnavailable(
                 f"etcd unreachable for {self.etcd_timeout:g}s{detail}"
             )
-            self.settled.set()
+            self._settle()
             return "fatal"
         return str(self.elector.phase.value)
 
@@ -184,7 +223,9 @@ class Driver:
         self.clock.wait(self.waker, max(0.0, until - now))
 
     def close(self) -> None:
-        self.waker.close()
+        with self._wlock:
+            self._closed = True
+            self.waker.close()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -196,7 +237,7 @@ class Driver:
             self._error(err)
         self.elector.close()
         self.done = True
-        self.settled.set()
+        self._settle()
         return "left"
 
     def _measure(self, keepalive: str | None, latency: float | None) -> None:
@@ -243,7 +284,7 @@ class Driver:
             if self.metrics is not None:
                 self.metrics.transitions.labels(self.label, self.label, "acquired").inc()
                 self.metrics.set_leader(t.token, election=self.label)
-            self.settled.set()
+            self._settle()
         elif t.event == "election.lost":
             self._campaign = False
             planned = self._leave and t.reason is Reason.RESIGNED and reason == "resigned"
@@ -252,6 +293,8 @@ class Driver:
             )
             self.lost_reason = why
             self.lost.set()
+            if self.on_ended is not None:
+                self.on_ended()
             if self.metrics is not None:
                 self.metrics.transitions.labels(self.label, self.label, "lost").inc()
                 self.metrics.set_leader(None, election=self.label)

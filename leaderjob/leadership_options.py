@@ -7,6 +7,7 @@ one-line messages (as :class:`ValueError`), and the exceptions the handle raises
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 
@@ -17,8 +18,11 @@ from leaderjob.config import (
     join_errors,
     system_ca_bundle,
 )
+from leaderjob.errors import Error
 
 __all__ = [
+    "DEFAULT",
+    "Default",
     "LeadershipError",
     "LeadershipRejected",
     "LeadershipTimeout",
@@ -28,7 +32,7 @@ __all__ = [
 ]
 
 
-class LeadershipError(Exception):
+class LeadershipError(Error):
     """Leadership could not be had or used (never led, etcd unreachable or refusing us)."""
 
 
@@ -43,6 +47,14 @@ class LeadershipRejected(LeadershipError):
 class LeadershipTimeout(LeadershipError, TimeoutError):
     """Another candidate led for the whole ``timeout``."""
 
+
+class Default(enum.Enum):
+    """The constructor's ``timeout``, when ``acquire`` is given none."""
+
+    TIMEOUT = 0
+
+
+DEFAULT = Default.TIMEOUT
 
 
 def build_timing(

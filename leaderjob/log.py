@@ -96,5 +96,25 @@ def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
     logging.captureWarnings(True)  # a Python warning is a library.log event too
 
 
+#: Where the library logs until someone configures structlog: the standard library's
+#: ``leaderjob`` logger, with a ``NullHandler`` — nowhere, until the application configures
+#: logging (the convention for libraries), never to stdout.
+LIBRARY_LOGGER = "leaderjob"
+logging.getLogger(LIBRARY_LOGGER).addHandler(logging.NullHandler())
+
+
 def get_logger(**bound: Any) -> Any:
-    return structlog.get_logger().bind(**bound)
+    """A bound logger: structlog's configuration when the daemon (:func:`configure`) or the
+    application configured structlog, else the standard library's ``leaderjob`` logger."""
+    if structlog.is_configured():
+        return structlog.get_logger().bind(**bound)
+    return structlog.wrap_logger(
+        logging.getLogger(LIBRARY_LOGGER),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+    ).bind(**bound)

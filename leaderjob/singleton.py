@@ -24,6 +24,8 @@ Not here (the daemon's only): the published schedule for ``status``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import math
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -111,6 +113,7 @@ class Singleton:
         self.leadership = Leadership(election, prefix=prefix, on_lost=on_lost, **leadership)
         self._takes_run = bool(inspect.signature(fn).parameters)
         self._stop = threading.Event()
+        self._start_lock = threading.Lock()  # two start()s never make two threads
         self._thread: threading.Thread | None = None
         self.tenure: SingletonTenure | None = None
         self.log = get_logger(election=election, identity=self.leadership.identity)
@@ -122,38 +125,76 @@ class Singleton:
     # -- the thread ---------------------------------------------------------------------------
 
     def start(self) -> Singleton:
-        """Start the background thread (idempotent)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
+        """Start the background thread (idempotent; after a :meth:`stop` whose runs have not
+        returned yet, the new thread campaigns once they have)."""
+        with self._start_lock:
+            previous = self._thread
+            if previous is not None and previous.is_alive() and not self._stop.is_set():
+                return self
+            stop = self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._serve, name=f"leaderjob-singleton-{self.election}", daemon=True
+                target=self._serve,
+                args=(stop, previous),
+                name=f"leaderjob-singleton-{self.election}",
+                daemon=True,
             )
             self._thread.start()
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop: cancel the running runs (their ``cancelled`` is set, reason ``stopping``),
-        wait for them to return, then resign and revoke if leading."""
-        self._stop.set()
+        wait for them to return, then resign and revoke if leading.
+
+        From inside the scheduled function (or a callback) it does not wait — it cannot wait
+        for itself: the singleton leaves once the function returns. With ``timeout``, a run
+        that has not returned by then is left behind: the lease is revoked anyway (the run's
+        ``valid()`` is False from then on), so that another replica can lead."""
+        with self._start_lock:
+            stop, thread = self._stop, self._thread
+        stop.set()
         self._wake.set()
-        thread = self._thread
+        if thread is None or self._inside(thread):
+            return
         end = None if timeout is None else time.monotonic() + timeout
-        while thread is not None and thread.is_alive():
+        while thread.is_alive():
             self.leadership.cancel()  # a pending acquire leaves the queue (again, if it raced)
             left = 0.1 if end is None else min(0.1, end - time.monotonic())
             if left <= 0:
+                self.log.warning("singleton.stop_timed_out", runs=self._running())
+                self.leadership.release()  # the runs are the application's; the lease is not
                 return
             thread.join(left)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    async def stop_async(self, timeout: float | None = None) -> None:
+        """:meth:`stop` from a coroutine (the wait runs in a worker thread)."""
+        await asyncio.to_thread(self.stop, timeout)
+
+    def _inside(self, thread: threading.Thread) -> bool:
+        """Called from the singleton's own thread, a run of it, or the election's callback."""
+        me = threading.current_thread()
+        if me is thread or me.name == f"leaderjob-{self.election}":
+            return True
+        tenure = self.tenure
+        # By name: a run may call stop() before its Active learned its thread.
+        return tenure is not None and any(
+            me.name == f"leaderjob-run-{a.run.run_id}" for a in list(tenure.runs)
+        )
+
+    def _running(self) -> int:
+        tenure = self.tenure
+        return 0 if tenure is None else len(tenure.runs)
+
+    def _serve(self, stop: threading.Event, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()  # a new tenure never overlaps a run of the old one
+        while not stop.is_set():
             try:
                 with self.leadership as lead:
-                    self._lead(lead)
+                    self._lead(lead, stop)
             except LeadershipError as exc:
                 if not isinstance(exc, TimeoutError):  # a timeout here is stop()'s cancel
                     self.log.warning("etcd.unavailable", operation="lead", error=str(exc))
-                    self._stop.wait(1.0)
+                    stop.wait(1.0)
             except StoreError as exc:  # a bookkeeping call failed: leave, campaign again
                 self.log.warning("etcd.unavailable", operation=exc.operation, error=exc.detail)
 
@@ -178,10 +219,10 @@ class Singleton:
             missed_upto=None if previous is None else previous.missed_upto,
         )
 
-    def _lead(self, lead: Leadership) -> None:
+    def _lead(self, lead: Leadership, stop: threading.Event) -> None:
         tenure = self.tenure = self.tenure_for(lead)
         try:
-            while lead.valid() and not self._stop.is_set():
+            while lead.valid() and not stop.is_set():
                 self._wake.clear()
                 tenure.cycle()
                 now = self.clock.monotonic()
@@ -191,13 +232,29 @@ class Singleton:
         finally:
             # Leave only once every run of this tenure returned: its work must not overlap a
             # successor's more than the cooperative checks allow, nor a new tenure of ours.
-            tenure.end("stopping" if self._stop.is_set() else "leadership_lost")
+            tenure.end("stopping" if stop.is_set() else "leadership_lost")
 
     def _call(self, run: SlotRun) -> None:
-        if self._takes_run:
-            self.fn(run)
-        else:
-            self.fn()
+        result = self.fn(run) if self._takes_run else self.fn()
+        if inspect.isawaitable(result):  # an async def: run it on a loop in the run's thread
+            asyncio.run(_until_cancelled(result, run))
+
+
+async def _until_cancelled(work: Awaitable[Any], run: SlotRun) -> None:
+    """Await ``work``; cancel it (``asyncio.CancelledError`` at its current await) once the
+    run is cancelled. A cancelled coroutine that lets the cancellation out has returned."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.wait({task}, timeout=_POLL)
+        if run.cancelled.is_set() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()
+
+
+_POLL = 0.05
 
 
 def singleton(

@@ -119,9 +119,7 @@ class SingletonTenure:
                 return self._start_pending(p)
         slot, expired = self.planner.due(self.clock.wall())
         if expired:
-            self._skip(
-                expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0]
-            )
+            self._skip(expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0])
         if slot is None:
             return "idle"
         return self._fire(slot)
@@ -364,8 +362,11 @@ class SingletonTenure:
         def body() -> None:
             try:
                 self.call(run)
-            except Exception as exc:  # the function's failure is recorded, not fatal
+            except BaseException as exc:  # sys.exit() and Ctrl-C too: recorded, not fatal
                 active.error = repr(exc)
+                self.log.error(
+                    "job.raised", run_id=run.run_id, slot=slot, error=repr(exc), exc_info=exc
+                )
             finally:
                 active.done = True
                 self.wake.set()

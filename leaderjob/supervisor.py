@@ -44,6 +44,7 @@ from typing import Any
 
 from leaderjob import tail
 from leaderjob.clock import Wakeable
+from leaderjob.clock import now as clock_now
 
 _WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
 #: Linux's F_SETPIPE_SZ (the fallback is its value, for a fcntl module built without it).
@@ -171,7 +172,7 @@ class WatchdogProcess:
                 if not isinstance(msg, dict):
                     continue
                 if "ready" in msg:
-                    self.ready_at = time.monotonic()
+                    self.ready_at = clock_now()  # the daemon's clock: compared with its own
                 with self.lock:
                     run = self.run
                     if run is not None and run._apply(msg):
@@ -277,7 +278,7 @@ class Run:
             return False  # data for the record, not an event
         if "started" in msg:
             self.pid = int(msg["started"])
-            self.exec_at = time.monotonic()
+            self.exec_at = clock_now()
         if "error" in msg:
             self.error = str(msg["error"])
         if "signal" in msg:

@@ -55,6 +55,15 @@ import sys
 import time
 from typing import Any
 
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _now() -> float:
+    """The daemon's deadline clock (leaderjob.clock.now, which this file may not import):
+    CLOCK_BOOTTIME where available, so a suspend of the host counts against the deadline."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
 if __package__:
     from leaderjob import tail
 else:  # run as a script (python -S): the package may not be importable; load the file beside us
@@ -261,7 +270,7 @@ class Watchdog:
         """Why the job must not be started now, or None."""
         if self.ctl_closed():
             return "not started: the daemon closed the control pipe (it gave up or is gone)"
-        left = self.deadline - time.monotonic()
+        left = self.deadline - _now()
         if left <= 0:
             return f"not started: the local deadline passed {-left:.3f}s ago"
         if left <= self.grace:
@@ -360,12 +369,12 @@ class Watchdog:
         """Supervise the started job until it and everything it left behind are gone; report.
         True if this was the last run this watchdog serves."""
         for msg in self.complete_lines():  # sent together with the start request
-            self.handle(msg, time.monotonic())
+            self.handle(msg, _now())
         while True:
             self.reap()
             if self.returncode is not None:
                 break
-            now = time.monotonic()
+            now = _now()
             term_at = self.deadline - self.grace
             kill_at = self.deadline - min(KILL_RESERVE, self.grace / 4)
             if self.kill_at is not None:
@@ -389,7 +398,7 @@ class Watchdog:
                     self.signal_all(signal.SIGKILL, "daemon_gone")
                 else:
                     for msg in msgs:
-                        self.handle(msg, time.monotonic())
+                        self.handle(msg, _now())
         # The main process is gone; nothing it started may outlive the run.
         self.kill_everything()
         self.send_tails()

@@ -436,6 +436,7 @@ class EtcdStore:
         absent: Sequence[str] = (),
         deletes: Sequence[str] = (),
         timeout: float,
+        lease: int = 0,
     ) -> bool:
         compare = [
             etcdrpc.Compare(
@@ -455,7 +456,7 @@ class EtcdStore:
             for k in absent
         ]
         ops = [
-            etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k.encode(), value=v))
+            etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k.encode(), value=v, lease=lease))
             for k, v in puts
         ]
         ops += [

@@ -320,6 +320,7 @@ class MemoryStore:
         absent: Sequence[str] = (),
         deletes: Sequence[str] = (),
         timeout: float,
+        lease: int = 0,
     ) -> bool:
         with self._access("guarded_put") as s:
             guard = s.keys.get(guard_key)
@@ -328,7 +329,7 @@ class MemoryStore:
                 return False
             revision = s.revision + 1
             for key, value in puts:
-                s.put(key, value, 0, revision)
+                s.put(key, value, lease, revision)
             s.delete(deletes, revision)
             return True
 

@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from leaderjob.errors import Error
 
-class StoreError(Exception):
+
+class StoreError(Error):
     def __init__(self, operation: str, detail: str) -> None:
         super().__init__(f"{operation}: {detail}")
         self.operation = operation
@@ -180,9 +182,11 @@ class Store(Protocol):
         absent: Sequence[str] = (),
         deletes: Sequence[str] = (),
         timeout: float,
+        lease: int = 0,
     ) -> bool:
         """Fenced write: apply only if ``guard_key`` still has create revision ``guard_revision``
-        and every key in ``absent`` does not exist. Returns whether it was applied."""
+        and every key in ``absent`` does not exist. Returns whether it was applied. ``lease``:
+        the puts are attached to that lease (etcd's Proclaim re-puts the leader key so)."""
         ...
 
     def close(self) -> None: ...

@@ -24,9 +24,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from leaderjob.errors import Error
+
 __all__ = [
     "EXIT_STALE",
     "EXIT_UNKNOWN",
+    "MAX_TOKEN",
     "TOKEN_ENV",
     "FencingError",
     "StaleToken",
@@ -40,9 +43,11 @@ EXIT_STALE = 3  # what `leaderjob fenced` and the examples exit with when the to
 #: reached etcd and been applied, but no answer came back (a timeout, a connection lost
 #: mid-call). Distinct from 1 (etcd unreachable: certainly nothing written).
 EXIT_UNKNOWN = 5
+#: etcd revisions are signed 64-bit: no token is larger (and SQL's BIGINT holds every one).
+MAX_TOKEN = 2**63 - 1
 
 
-class FencingError(Exception):
+class FencingError(Error):
     """The fence could not be checked (bad token, unusable table name): nothing was written."""
 
 
@@ -69,6 +74,8 @@ def parse_token(text: str, *, source: str = TOKEN_ENV) -> int:
         raise FencingError(f"{source}: {text!r} is not an integer fencing token") from None
     if token <= 0:
         raise FencingError(f"{source}: fencing tokens are positive, got {token}")
+    if token > MAX_TOKEN:
+        raise FencingError(f"{source}: {token} is beyond etcd's revisions (at most 2^63 - 1)")
     return token
 
 

@@ -26,10 +26,30 @@ from dataclasses import dataclass
 from leaderjob.election.store import Store, StoreError, StoreUnavailable
 from leaderjob.fencing import FencingError, StaleToken, parse_token, token_from_env
 
-__all__ = ["ENDPOINTS_ENV", "LEADER_KEY_ENV", "EtcdFence", "outcome_unknown"]
+__all__ = [
+    "ENDPOINTS_ENV",
+    "LEADER_KEY_ENV",
+    "EtcdFence",
+    "LeaderTokens",
+    "outcome_unknown",
+    "refuse_own_keys",
+]
 
 LEADER_KEY_ENV = "LEADERJOB_LEADER_KEY"
 ENDPOINTS_ENV = "LEADERJOB_ENDPOINTS"
+
+
+def refuse_own_keys(keys: Sequence[str], own: str) -> None:
+    """:class:`FencingError` for a key under ``own`` (an election's own keys): a write there
+    breaks the election — a put on a candidate key drops its lease, and the key then outlives
+    every revoke, so no candidate can ever lead again."""
+    for key in keys:
+        if key.startswith(own) or key == own.rstrip("/"):
+            raise FencingError(
+                f"{key}: inside the election's own keys ({own}); a write there breaks the "
+                "election (a put on the leader key drops its lease). Write outside it; "
+                "to advertise a value on the leader key use Leadership.proclaim()"
+            )
 
 
 @dataclass(frozen=True)
@@ -58,9 +78,17 @@ class EtcdFence:
             raise FencingError(f"{LEADER_KEY_ENV} is not set: run this under leaderjob")
         return cls(store, key, token_from_env(env), timeout)
 
+    @property
+    def candidate_keys(self) -> str:
+        """The election's candidate keys (the leader key's directory, ``<prefix>/<election>/
+        leader/``): no fenced write may touch them."""
+        return self.leader_key.rsplit("/", 1)[0] + "/"
+
     def apply(self, puts: Sequence[tuple[str, bytes]] = (), deletes: Sequence[str] = ()) -> None:
         """Apply every put and delete in one Txn, or none: :class:`StaleToken` when the leader
-        key is gone or has another create revision. Store errors pass through unchanged."""
+        key is gone or has another create revision. Store errors pass through unchanged.
+        :class:`FencingError` (nothing sent) for a key among the election's candidates."""
+        refuse_own_keys([k for k, _ in puts] + list(deletes), self.candidate_keys)
         applied = self.store.guarded_put(
             self.leader_key, self.token, puts, deletes=deletes, timeout=self.timeout
         )
@@ -88,3 +116,27 @@ def outcome_unknown(exc: StoreError) -> bool:
         return False  # refused (credentials, permissions, TLS): etcd applied nothing
     detail = exc.detail.lower()
     return not any(words in detail for words in _NOT_SENT)
+
+
+@dataclass(frozen=True)
+class LeaderTokens:
+    """``verify`` for the HTTP middleware: True only for the token of the election's leader
+    now — the create revision of the live candidate key with the lowest one (a waiting
+    candidate's larger token would lock the leader out). One linearizable read per call; an
+    unreachable etcd verifies nothing."""
+
+    store: Store
+    prefix: str  # the daemon's --prefix, e.g. /leaderjob
+    election: str
+    timeout: float = 2.0
+
+    def __call__(self, token: int) -> bool:
+        from leaderjob.config import election_prefix
+
+        try:
+            keys = self.store.candidates(
+                election_prefix(self.prefix, self.election), timeout=self.timeout
+            )
+        except StoreError:
+            return False
+        return bool(keys) and min(k.create_revision for k in keys) == token

@@ -71,10 +71,33 @@ class Connection(Protocol):
     def rollback(self) -> None: ...
 
 
+#: Words PostgreSQL (and SQL:2016) reserve: unquoted, they are no table name (``user`` is a
+#: function there, ``SELECT token FROM user`` fails or reads the wrong thing).
+# fmt: off
+_RESERVED = frozenset((
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
+    "authorization", "binary", "both", "case", "cast", "check", "collate", "collation", "column",
+    "concurrently", "constraint", "create", "cross", "current_catalog", "current_date",
+    "current_role", "current_schema", "current_time", "current_timestamp", "current_user",
+    "default", "deferrable", "desc", "distinct", "do", "else", "end", "except", "false", "fetch",
+    "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "ilike", "in",
+    "initially", "inner", "intersect", "into", "is", "isnull", "join", "lateral", "leading",
+    "left", "like", "limit", "localtime", "localtimestamp", "natural", "not", "notnull", "null",
+    "offset", "on", "only", "or", "order", "outer", "overlaps", "placing", "primary",
+    "references", "returning", "right", "select", "session_user", "similar", "some", "symmetric",
+    "system_user", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
+    "user", "using", "variadic", "verbose", "when", "where", "window", "with",
+))
+# fmt: on
+
+
 def _table(table: str) -> str:
     # The name is spliced into SQL: only plain (optionally schema-qualified) identifiers.
-    if not _IDENT.fullmatch(table):
-        raise FencingError(f"fence table {table!r}: use a plain identifier such as {DEFAULT_TABLE}")
+    if not _IDENT.fullmatch(table) or any(p.lower() in _RESERVED for p in table.split(".")):
+        raise FencingError(
+            f"fence table {table!r}: use a plain identifier that is not an SQL reserved word, "
+            f"such as {DEFAULT_TABLE}"
+        )
     return table
 
 
@@ -136,6 +159,7 @@ def advance(conn: Connection, resource: str, token: int, *, table: str = DEFAULT
     if isinstance(token, bool) or not isinstance(token, int) or token <= 0:
         raise FencingError(f"fencing token must be a positive integer, got {token!r}")
     name = _table(table)
+    _refuse_unsafe(conn)
     p_resource, p_token = _placeholders(conn, 2)
     row = _fetch(
         conn,
@@ -152,11 +176,41 @@ def advance(conn: Connection, resource: str, token: int, *, table: str = DEFAULT
     raise StaleToken(resource, token, mark)
 
 
+def _refuse_unsafe(conn: Connection) -> None:
+    """Refuse, before writing anything, a connection where a refusal could not keep the
+    caller's writes from committing."""
+    if getattr(conn, "autocommit", False) is True or (
+        getattr(conn, "isolation_level", "") is None  # sqlite3's legacy autocommit
+        and getattr(conn, "in_transaction", True) is False
+    ):
+        raise FencingError(
+            "the connection is in autocommit mode: the fence's mark would commit alone and "
+            "the writes it protects would not be fenced; fence inside a transaction "
+            "(psycopg: with conn.transaction(): ...)"
+        )
+    # psycopg 3 counts its transaction() blocks; from the second on, each is a SAVEPOINT, and a
+    # refusal could only roll back the savepoint while the outer transaction still commits.
+    if getattr(conn, "_num_transactions", 0) > 1:
+        raise FencingError(
+            "fencing inside a savepoint (a nested conn.transaction() block): a refusal could "
+            "not stop the outer transaction from committing; fence in the outermost block"
+        )
+
+
 def _abort(conn: Connection) -> None:
     """Make sure the caller's transaction cannot commit."""
     try:
         conn.rollback()
     except Exception:  # psycopg forbids rollback() inside conn.transaction()
+        # The block may be a SAVEPOINT of an implicit transaction (a statement ran before the
+        # block): failing it would fail only the savepoint, and the caller's earlier writes
+        # would commit. Roll back the whole transaction on the wire, under psycopg's feet; the
+        # block's own rollback then finds none in progress, and nothing can commit.
+        pgconn = getattr(conn, "pgconn", None)
+        if pgconn is not None:
+            with contextlib.suppress(Exception):
+                pgconn.exec_(b"ROLLBACK")
+                return
         # Fail the transaction instead: PostgreSQL answers any later COMMIT with a rollback.
         # The text shows up in the server log and in the error of the caller's next statement.
         with contextlib.suppress(Exception):

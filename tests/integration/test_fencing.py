@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from leaderjob.fencing.http import MemoryMarks, WsgiFencing
+from leaderjob.fencing.http import HEADER, MemoryMarks, WsgiFencing, trusted
 from tests.harness.daemons import leaderjob, read_journal, wait_for
 from tests.harness.etcd import EtcdServer, etcdctl
 from tests.harness.postgres import PostgresServer, postgres_or_skip
@@ -39,7 +39,7 @@ TTL = 2.0
 
 # The job: open its write, journal "opened", wait for go-<token>, finish the write, journal the
 # outcome, exit 0 (written) or 3 (refused as stale).
-JOB = r'''
+JOB = r"""
 import json, os, subprocess, sys, time, urllib.error, urllib.request
 mode, workdir, target = sys.argv[1:4]
 token = int(os.environ["LEADERJOB_FENCING_TOKEN"])
@@ -92,7 +92,7 @@ elif mode == "http":
         rc = 3 if exc.code == 409 else 1
 journal(step="done", rc=rc)
 sys.exit(rc)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_s1_http_middleware_refuses_a_deposed_leaders_call_with_409(
         return [b"done"]
 
     server: WSGIServer = make_server(
-        "127.0.0.1", 0, WsgiFencing(app, MemoryMarks(), resource="cleanup"),
+        "127.0.0.1", 0, WsgiFencing(app, MemoryMarks(), resource="cleanup", verify=trusted),
         handler_class=_Quiet,
     )  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -459,6 +459,62 @@ def test_s1_stale_token_inside_a_psycopg_transaction_block_commits_nothing_even_
         assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
 
 
+def test_s1_stale_token_in_a_savepoint_of_an_implicit_transaction_commits_nothing(
+    pg_dsn: str,
+) -> None:
+    """psycopg 3: ``conn.transaction()`` inside an implicit transaction is a SAVEPOINT. The
+    refusal used to fail only the savepoint, and the caller's earlier INSERT committed on the
+    next ``commit()``. Now the whole transaction is rolled back."""
+    import psycopg
+
+    from leaderjob.fencing import StaleToken
+    from leaderjob.fencing.sql import advance
+
+    with psycopg.connect(pg_dsn) as conn, conn.transaction():
+        advance(conn, "work", 10)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO work (token, note) VALUES (9, 'before the block')")
+
+        def block() -> None:
+            with conn.transaction():
+                conn.execute("INSERT INTO work (token, note) VALUES (9, 'in the block')")
+                advance(conn, "work", 9)
+
+        with pytest.raises(StaleToken):
+            block()
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+
+
+def test_sql_fence_refuses_autocommit_and_nested_savepoints_with_a_clear_error(
+    pg_dsn: str,
+) -> None:
+    """S4: on an autocommit connection the mark used to commit alone, and the old leader's
+    later write landed; a fence two blocks deep cannot roll back the outer transaction. Both
+    are refused before anything is written."""
+    import psycopg
+
+    from leaderjob.fencing import FencingError
+    from leaderjob.fencing.sql import advance, high_water
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with pytest.raises(FencingError, match="autocommit"):
+            advance(conn, "work", 7)
+        assert high_water(conn, "work") is None
+    with psycopg.connect(pg_dsn) as conn:
+
+        def nested() -> None:
+            with conn.transaction():
+                conn.execute("INSERT INTO work (token) VALUES (7)")
+                with conn.transaction():
+                    advance(conn, "work", 7)
+
+        with pytest.raises(FencingError, match="savepoint"):
+            nested()
+        assert conn.execute("SELECT count(*) FROM work").fetchone() == (0,)
+        assert high_water(conn, "work") is None
+
+
 def test_s1_read_committed_fencers_wait_on_the_row_lock_and_recheck_the_committed_mark(
     pg_dsn: str,
 ) -> None:
@@ -506,3 +562,72 @@ def test_repeatable_read_fencer_behind_a_concurrent_update_gets_a_serialization_
             advance(second, "work", 7)  # larger, but the snapshot predates token 6
         second.rollback()
         assert high_water(second, "work") == 6
+
+
+def test_http_marks_rise_only_for_the_live_leaders_token_on_postgres(
+    etcd: EtcdServer, prefix: str, pg_dsn: str
+) -> None:
+    """The mark is durable (SqlMarks on PostgreSQL) and rises only for a token etcd vouches
+    for (LeaderTokens: the create revision of the live leader key): a made-up 10**15 gets 403
+    and leaves the mark alone; 2**63 is 400, not the 500 of a BIGINT overflow; a deposed
+    leader's token is refused once its key is gone."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import psycopg
+
+    from leaderjob import Leadership
+    from leaderjob.fencing.etcd import LeaderTokens
+    from leaderjob.fencing.sql import SqlMarks, high_water
+
+    first = Leadership("web", endpoints=[etcd.endpoint], prefix=prefix, ttl=3, identity="a")
+    first.acquire(timeout=5)
+    from leaderjob.election.etcd import EtcdStore
+    from leaderjob.leadership_options import build_connection
+
+    store = EtcdStore(build_connection([etcd.endpoint]))
+    verify = LeaderTokens(store, prefix, "web")
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    marks = SqlMarks(lambda: psycopg.connect(pg_dsn))
+    server: WSGIServer = make_server(
+        "127.0.0.1", 0, WsgiFencing(app, marks, resource="jobs", verify=verify),
+        handler_class=_Quiet,
+    )  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/jobs/run"
+
+    def call(token: int) -> int:
+        req = urllib.request.Request(url, method="POST", headers={HEADER: str(token)})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            json.loads(exc.read())  # every refusal says why, in JSON
+            return exc.code
+
+    second = Leadership("web", endpoints=[etcd.endpoint], prefix=prefix, ttl=3, identity="b")
+    try:
+        old = first.token
+        assert old is not None
+        assert call(old) == 200
+        assert call(10**15) == 403
+        assert call(2**63) == 400
+        with psycopg.connect(pg_dsn) as conn:
+            assert high_water(conn, "jobs") == old
+        first.release()
+        second.acquire(timeout=5)
+        assert second.token is not None and second.token > old
+        assert call(old) == 403  # its key is gone: no longer vouched for
+        assert call(second.token) == 200
+        assert call(old) in (403, 409)
+    finally:
+        server.shutdown()
+        server.server_close()
+        first.release()
+        second.release()
+        store.close()

@@ -124,3 +124,39 @@ def test_a_fenced_put_that_never_connected_exits_1_nothing_written() -> None:
     out = CliRunner().invoke(_fenced_cli(store), ["fenced", "put", "/app/k", "v"], env=env)
     assert out.exit_code == 1, out.output
     assert "cannot write to etcd" in out.output
+
+
+def test_unknown_then_stale_on_the_next_endpoint_exits_5_not_3() -> None:
+    """The first endpoint applied the write but lost the answer; the second then saw the key
+    gone (stale). "Nothing written" (3) would be a lie: the outcome is unknown (5)."""
+    from leaderjob.fenced_cli import apply_fenced
+
+    class Fence:
+        calls = 0
+
+        def apply(self, puts: object = (), deletes: object = ()) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise StoreUnavailable("txn", "Deadline Exceeded")
+            raise StaleToken("/k", 5)
+
+    with pytest.raises(SystemExit) as exit_:
+        apply_fenced(Fence(), 2, [("/app/x", b"1")], [])
+    assert exit_.value.code == EXIT_UNKNOWN
+
+
+def test_a_fenced_write_among_the_candidate_keys_is_refused_before_sending() -> None:
+    """A put on the leader key passed the guard and dropped the key's lease: the election was
+    broken for good. The fence refuses the candidates' directory; Leadership refuses its whole
+    election (tests/integration/test_leadership_lifecycle.py)."""
+    store = MemoryStore(FakeClock())
+    lease = store.grant(10, timeout=1).lease_id
+    key = "/lj/app/leader/1f"
+    token = store.create(key, b"me", lease, timeout=1).create_revision
+    fence = EtcdFence(store, key, token)
+    for target in (key, "/lj/app/leader/2a"):
+        with pytest.raises(FencingError, match="inside the election's own keys"):
+            fence.put(target, "x")
+    info = store.get(key, timeout=1)
+    assert info is not None and info.lease_id == lease and info.value == b"me"
+    fence.put("/lj/app/data", "ok")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from leaderjob.fencing.http import REQUEST_KEY, AsgiFencing, MemoryMarks, WsgiFencing
+from leaderjob.fencing.http import REQUEST_KEY, AsgiFencing, MemoryMarks, WsgiFencing, trusted
 
 CALLS: list[Any] = []
 
@@ -61,6 +61,7 @@ def call(request: pytest.FixtureRequest) -> Any:
     marks = MemoryMarks()
 
     def make(**kw: Any) -> Any:
+        kw.setdefault("verify", trusted)
         if request.param == "wsgi":
             app = WsgiFencing(wsgi_app, marks, **kw)
             return lambda token, path="/jobs/cleanup": wsgi_call(app, token, path)
@@ -101,14 +102,15 @@ def test_each_path_has_its_own_mark_unless_one_resource_is_named(call: Any) -> N
     assert one("8", "/d")[0] == 409
 
 
-def test_bad_tokens_are_400_and_missing_ones_pass_unless_required(call: Any) -> None:
+def test_bad_tokens_are_400_and_missing_ones_428_unless_allowed(call: Any) -> None:
     c = call()
     assert c("abc")[0] == 400
     assert c("0")[0] == 400
-    assert c(None) == (200, b"done")
+    assert c(str(2**63))[0] == 400  # beyond etcd's revisions (SqlMarks answered 500)
+    assert c(None)[0] == 428  # required by default
+    lax = call(require_token=False)
+    assert lax(None) == (200, b"done")
     assert CALLS == [None]
-    strict = call(require_token=True)
-    assert strict(None)[0] == 428
 
 
 def test_asgi_passes_other_scopes_through() -> None:
@@ -117,6 +119,49 @@ def test_asgi_passes_other_scopes_through() -> None:
     async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
-    mw = AsgiFencing(app, MemoryMarks())
+    mw = AsgiFencing(app, MemoryMarks(), verify=trusted)
     asyncio.run(mw({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert seen == ["lifespan"]
+
+
+def test_resource_names_are_normalised_so_slashes_do_not_bypass_the_mark(call: Any) -> None:
+    """``/cleanup/``, ``//cleanup`` and ``/x/../cleanup`` used to be marks of their own."""
+    c = call()
+    assert c("9", "/cleanup")[0] == 200
+    for path in ("/cleanup/", "//cleanup", "/x/../cleanup", "/./cleanup"):
+        code, body = c("7", path)
+        assert code == 409 and body["resource"] == "/cleanup", (path, body)
+
+
+def test_a_resource_function_may_leave_paths_unfenced(call: Any) -> None:
+    c = call(resource=lambda path: "jobs" if path.startswith("/jobs/") else None)
+    assert c(None, "/healthz") == (200, b"done")
+    assert c(None, "/jobs/cleanup")[0] == 428
+
+
+def test_an_unverified_token_gets_403_and_never_raises_the_mark(call: Any) -> None:
+    """Any client could send token 10**30 and lock the real leader out for good."""
+    c = call(verify=lambda token: token == 9)
+    assert c("9")[0] == 200
+    code, body = c(str(10**18))
+    assert code == 403 and body["error"] == "unverified fencing token"
+    assert c("9")[0] == 200  # the mark is still 9
+    assert CALLS == [9, 9]
+
+
+def test_verify_must_be_chosen() -> None:
+    with pytest.raises(ValueError, match="verify=LeaderTokens"):
+        WsgiFencing(wsgi_app, MemoryMarks())
+
+
+def test_memory_marks_are_bounded_and_never_evict(call: Any) -> None:
+    from leaderjob.fencing.http import MarksFull
+
+    marks = MemoryMarks(limit=2)
+    marks.advance("/a", 5)
+    marks.advance("/b", 5)
+    with pytest.raises(MarksFull):
+        marks.advance("/c", 5)
+    marks.advance("/a", 6)  # known resources go on
+    app = WsgiFencing(wsgi_app, marks, verify=trusted)
+    assert wsgi_call(app, "7", "/d")[0] == 503

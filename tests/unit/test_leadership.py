@@ -392,3 +392,126 @@ def test_leaderships_share_a_registry_and_never_touch_the_global_one() -> None:
     assert registry.get_sample_value("leaderjob_is_leader", two) == 0
     assert Leadership("three", store=store, clock=clock, ttl=3).metrics is None
     assert set(REGISTRY._names_to_collectors) == before
+
+
+def test_a_suspend_of_the_host_counts_against_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SAFETY §5b: deadlines are kept on CLOCK_BOOTTIME, which counts a suspend of the host
+    (CLOCK_MONOTONIC stops meanwhile, and etcd's lease does not). A suspend is faked as
+    CLOCK_BOOTTIME jumping 60 s while CLOCK_MONOTONIC does not: ``valid()`` must turn False,
+    and the watchdog reads the same clock. Before: time.monotonic(), valid() stayed True."""
+    import leaderjob.clock
+    from leaderjob import watchdog
+
+    real = time.clock_gettime
+    before = real(time.CLOCK_BOOTTIME)
+    assert before <= SystemClock().monotonic() <= real(time.CLOCK_BOOTTIME)
+    store = MemoryStore(SystemClock())
+    lead = Leadership("app", ttl=3, store=store)
+    lead.acquire(timeout=2)
+    try:
+        assert lead.valid()
+        watchdog_before = watchdog._now()
+        monkeypatch.setattr(
+            time,
+            "clock_gettime",
+            lambda c: real(c) + (60.0 if c == time.CLOCK_BOOTTIME else 0.0),
+        )
+        assert not lead.valid()
+        assert lead.remaining() == 0.0
+        assert watchdog._now() - watchdog_before >= 60.0
+        assert leaderjob.clock.SOURCE == "CLOCK_BOOTTIME"  # Linux
+    finally:
+        monkeypatch.undo()
+        lead.release()
+
+
+def test_the_library_logs_nowhere_until_the_application_configures_logging() -> None:
+    """A library must not print: without ``leaderjob.log.configure()`` (or the application's
+    own logging set-up) a Leadership's events go to the standard library's ``leaderjob``
+    logger, which has only a NullHandler. Before: INFO lines on stdout."""
+    code = (
+        "from leaderjob.clock import SystemClock\n"
+        "from leaderjob.election.memory import MemoryStore\n"
+        "from leaderjob.leadership import Leadership\n"
+        "with Leadership('app', ttl=3, store=MemoryStore(SystemClock())) as lead:\n"
+        "    assert lead.valid()\n"
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "with Leadership('app', ttl=3, store=MemoryStore(SystemClock())) as lead:\n"
+        "    pass\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    assert lines and all(line.startswith("INFO:leaderjob:") for line in lines), out.stdout
+    assert any("election.acquired" in line for line in lines)
+
+
+def test_a_reserved_word_is_no_fence_table_name() -> None:
+    from leaderjob.fencing import FencingError
+    from leaderjob.fencing.sql import ddl
+
+    for name in ("user", "public.order", "SELECT"):
+        with pytest.raises(FencingError, match="reserved word"):
+            ddl(name)
+    assert "app.leaderjob_fence" in ddl("app.leaderjob_fence")
+
+
+def test_release_inside_on_lost_and_lost_kept_across_acquires() -> None:
+    """``release()`` from the ``on_lost`` callback (the driver thread) used to raise; ``lost``
+    was a new Event on every acquire, so a reference taken before acquiring never fired."""
+    store = MemoryStore(SystemClock())
+    errors: list[BaseException] = []
+    lead: list[Leadership] = []
+
+    def on_lost(reason: str) -> None:
+        try:
+            lead[0].release()
+        except BaseException as exc:
+            errors.append(exc)
+
+    lead.append(Leadership("app", ttl=3, store=store, on_lost=on_lost))
+    lost = lead[0].lost
+    lead[0].acquire(timeout=2)
+    store.expire(lead[0]._driver.elector.lease_id)  # type: ignore[union-attr,arg-type]
+    assert lost.wait(5)
+    time.sleep(0.2)
+    assert errors == []
+    assert not lead[0].valid()
+    lead[0].acquire(timeout=2)  # the handle is free again: a new tenure
+    assert not lost.is_set() and lead[0].valid()
+    lead[0].release()
+    assert lost.is_set()
+
+
+def test_try_acquire_zero_takes_one_look() -> None:
+    """``try_acquire(0)`` on a healthy etcd used to raise LeadershipUnavailable."""
+    store = MemoryStore(SystemClock())
+    first = Leadership("app", ttl=3, store=store)
+    assert first.try_acquire(0)
+    second = Leadership("app", ttl=3, store=store.client())
+    assert not second.try_acquire(0)
+    first.release()
+    assert second.try_acquire(0)
+    second.release()
+
+
+def test_lost_is_set_by_the_first_valid_that_says_false(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """After a thaw the driver thread may be held up (an RPC in flight until its deadline):
+    ``lost`` fired up to a grace after ``valid()`` said False. Now the first False sets it, and
+    a tenure never turns valid again."""
+    clock, store = world
+    d, calls = driver(store, clock)
+    d.cycle()
+    deadline = d.elector.machine.deadline
+    assert d.valid() and deadline is not None
+    clock.advance(deadline - TIMING.grace - clock.monotonic() + 0.01)  # frozen past D − grace
+    assert not d.lost.is_set()
+    assert not d.valid()
+    assert d.lost.is_set()  # at once, before the driver thread ran
+    d.cycle()
+    assert not d.valid() and calls and calls[0] in ("deadline_passed", "renew_deadline")

@@ -111,3 +111,81 @@ def test_decorated_function_still_calls_directly_and_bad_options_fail_at_decorat
         leaderjob.singleton(election="rep", schedule="61 * * * *")(double.fn)
     with pytest.raises(ValueError, match=r"--ttl 2\.5s"):
         leaderjob.singleton(election="rep", schedule="@daily", ttl=2.5)(double.fn)
+
+
+def _outcomes(store: MemoryStore, election: str) -> list[tuple[str, str | None]]:
+    history = ElectionData(store, "/leaderjob", election).history(50, timeout=1)
+    return [(r["outcome"], r.get("error")) for r in history]
+
+
+def _first_run(store: MemoryStore, fn: Callable[..., object], election: str) -> Singleton:
+    single = leaderjob.singleton(election=election, schedule="@every 1s", ttl=3, store=store)(fn)
+    single.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _outcomes(store, election):
+        time.sleep(0.05)
+    single.stop(5)
+    return single
+
+
+def test_an_async_def_function_is_awaited_on_a_loop_of_its_own() -> None:
+    """An ``async def`` used to be called, never awaited (a RuntimeWarning) and recorded
+    ``succeeded``; now it runs to completion on an event loop in the run's thread."""
+    store = MemoryStore(SystemClock())
+    done: list[int] = []
+
+    async def work(run: SlotRun) -> None:
+        import asyncio
+
+        await asyncio.sleep(0.01)
+        done.append(run.token)
+
+    _first_run(store, work, "coro")
+    assert done
+    assert _outcomes(store, "coro")[0][0] == "succeeded"
+
+
+def test_a_run_that_raises_systemexit_is_recorded_failed() -> None:
+    """``sys.exit(1)`` escaped ``except Exception`` and was recorded ``succeeded``."""
+    store = MemoryStore(SystemClock())
+
+    def work() -> None:
+        raise SystemExit(1)
+
+    _first_run(store, work, "exits")
+    outcome, error = _outcomes(store, "exits")[0]
+    assert outcome == "failed"
+    assert error is not None and "SystemExit" in error
+
+
+def test_start_after_a_timed_out_stop_serves_again_and_concurrent_starts_make_one_thread() -> None:
+    """``stop(t)`` timing out then ``start()`` used to leave it stopped (the old thread was
+    still alive); two concurrent ``start()``s made two scheduler threads."""
+    store = MemoryStore(SystemClock())
+    release = threading.Event()
+    runs: list[int] = []
+
+    def work(run: SlotRun) -> None:
+        runs.append(run.token)
+        if len(runs) == 1:
+            release.wait(5)  # ignores its cancel event
+
+    single = leaderjob.singleton(election="again", schedule="@every 1s", ttl=3, store=store)(work)
+    starters = [threading.Thread(target=single.start) for _ in range(4)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("leaderjob-singleton-again") == 1, names
+    deadline = time.monotonic() + 5
+    while not runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    single.stop(0.2)  # the run ignores it: the lease is revoked, the thread lives on
+    single.start()
+    release.set()
+    deadline = time.monotonic() + 6
+    while len(runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    single.stop(5)
+    assert len(runs) >= 2 and runs[1] > runs[0], runs  # a new tenure, a larger token (L5)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from leaderjob import supervisor
+from leaderjob.clock import now as deadline_clock  # the watchdog's clock
 from leaderjob.supervisor import Run
 from tests.harness.procs import pid_alive
 
@@ -32,7 +33,7 @@ def _run(argv: list[str], *, left: float = 60.0, grace: float = 1.0) -> Run:
     return Run(
         argv=argv,
         env=dict(os.environ),
-        deadline=time.monotonic() + left,
+        deadline=deadline_clock() + left,
         grace=grace,
         wakeup=threading.Event(),
         run_id="test",
@@ -188,7 +189,7 @@ def test_a_start_request_larger_than_the_pipe_is_delivered_whole(runs, monkeypat
     run = Run(
         argv=[SH, "-c", 'test "${#LEADERJOB_TEST_BIG_2}" -eq 100000'],
         env=env,
-        deadline=time.monotonic() + 60,
+        deadline=deadline_clock() + 60,
         grace=1.0,
         wakeup=threading.Event(),
     )

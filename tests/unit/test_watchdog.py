@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from leaderjob import watchdog as watchdog_module
+from leaderjob.clock import now as deadline_clock  # the watchdog's clock
 from tests.harness.procs import pid_alive
 
 WATCHDOG = watchdog_module.__file__
@@ -63,7 +64,7 @@ class Driven:
         os.write(self.ctl, data)
 
     def first(self, argv: list[str], *, left: float = 60.0, grace: float = 1.0) -> None:
-        self.send(argv=argv, env=dict(os.environ), deadline=time.monotonic() + left, grace=grace)
+        self.send(argv=argv, env=dict(os.environ), deadline=deadline_clock() + left, grace=grace)
 
     def close_ctl(self) -> None:
         if self.ctl >= 0:
@@ -297,7 +298,7 @@ def test_a_reused_watchdog_ignores_a_finished_runs_controls_and_kills_the_next_a
     still SIGTERMed at D − grace and SIGKILLed before D."""
     assert driven.until("ready") is not None  # started ahead, waiting for a start request
     driven.send(argv=_sh("sleep 300"), env=dict(os.environ),
-                deadline=time.monotonic() + 60, grace=1.0, reuse=True)  # fmt: skip
+                deadline=deadline_clock() + 60, grace=1.0, reuse=True)  # fmt: skip
     driven.until("started")
     driven.send(kill="test")
     assert driven.until("exited")["exited"] == -signal.SIGKILL
@@ -320,7 +321,7 @@ def test_an_idle_watchdog_exits_when_the_daemon_is_gone_s6(driven):
     end of its control pipe closes: nothing of a dead daemon is left behind."""
     driven.until("ready")
     driven.send(argv=_sh("exit 0"), env=dict(os.environ),
-                deadline=time.monotonic() + 60, grace=1.0, reuse=True)  # fmt: skip
+                deadline=deadline_clock() + 60, grace=1.0, reuse=True)  # fmt: skip
     assert driven.until("exited")["exited"] == 0
     assert driven.proc.poll() is None  # kept for the next run
     driven.close_ctl()
