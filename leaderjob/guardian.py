@@ -406,8 +406,6 @@ class Guardian:
         if self.ctl_closed():
             return "not started: the daemon closed the control channel (it is gone)"
         now = self.now()
-        if now >= run.start_by:
-            return "not started: the daemon gave up waiting for the start"
         left = run.deadline - now
         if left <= 0:
             return f"not started: the local deadline passed {-left:.3f}s ago"
@@ -416,6 +414,8 @@ class Guardian:
                 f"not started: {left:.3f}s left before the local deadline, "
                 f"less than the grace of {run.grace:g}s"
             )
+        if now >= run.start_by:
+            return "not started: the daemon gave up waiting for the start"
         return None
 
     def prepare_child(self, run: Run) -> None:
