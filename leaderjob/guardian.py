@@ -46,29 +46,35 @@ import json
 import os
 import select
 import signal
-import stat
 import subprocess
 import sys
 import time
 from typing import Any
 
+if __package__:
+    from leaderjob import proctree, tail
+else:  # run as a script (python -S): the package may not be importable; load the files beside us
+    import importlib.util
+
+    def _load(name: str) -> Any:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    proctree = _load("proctree")
+    tail = _load("tail")
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1
-#: Pause between SIGKILL sweeps of a run whose descendants are still dying.
-SWEEP_PAUSE = 0.01
+#: Pause between SIGKILL sweeps of a run whose processes are still dying.
+SWEEP_PAUSE = proctree.SWEEP_PAUSE
 #: After a run's processes are all gone, its output pipes get this long to reach EOF.
 TAIL_WAIT = 0.5
-#: The last bytes of each stream kept for the run's history record.
-TAIL_BYTES = 4096
-#: Bytes read from one stream of one job per turn of the loop.
-CHUNK = 65536
-#: Output waiting for a stuck stdout/stderr, per sink; beyond it the jobs' pipes are not read.
-SINK_BUFFER = 1 << 18
-#: The environment variable that marks a job's processes with its run (orphans are found by it).
-MARKER = "LEADERJOB_GUARDIAN_RUN"
-STREAMS = ("stdout", "stderr")
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -81,138 +87,6 @@ def clock_id(name: str | None) -> int:
     if name == "monotonic" or not hasattr(time, "CLOCK_BOOTTIME"):
         return time.CLOCK_MONOTONIC
     return time.CLOCK_BOOTTIME
-
-
-def processes() -> dict[int, tuple[int, int]]:
-    """Every process of the machine (from ``/proc``): pid → (parent pid, process group)."""
-    out: dict[int, tuple[int, int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        # The command name is in parentheses and may contain anything: split after the last ')'.
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 2:
-            out[int(name)] = (int(fields[1]), int(fields[2]))
-    return out
-
-
-def marker_of(pid: int) -> str | None:
-    """The run marker in a process's environment, if it has one."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read()
-    except OSError:
-        return None
-    key = MARKER.encode() + b"="
-    for item in env.split(b"\0"):
-        if item.startswith(key):
-            return item[len(key) :].decode(errors="replace")
-    return None
-
-
-def kill_marked(keys: set[str], groups: list[int], rounds: int = 3) -> None:
-    """SIGKILL the process groups of runs whose guardian is gone, and every process marked as
-    one of those runs (a ``setsid`` grandchild re-parented away from the dead guardian). Run by
-    the daemon; repeated a few times for a process that forks meanwhile."""
-    for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    if not keys:
-        return
-    me = os.getpid()
-    for _ in range(rounds):
-        found = [p for p in processes() if p != me and marker_of(p) in keys]
-        if not found:
-            return
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(SWEEP_PAUSE)
-
-
-class Ring:
-    """The last ``limit`` bytes written to it, and whether anything before them was cut."""
-
-    def __init__(self, limit: int = TAIL_BYTES) -> None:
-        self.limit = limit
-        self.data = b""
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.data = (self.data + chunk[-self.limit :])[-self.limit :]
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.data)
-
-    def text(self) -> str:
-        # Cutting may split a multi-byte character at the front: it becomes U+FFFD.
-        return self.data.decode("utf-8", errors="replace")
-
-
-class Sink:
-    """The daemon's stdout or stderr, written without ever blocking the loop.
-
-    A pipe is opened again (a description of our own, made non-blocking, so the daemon's writes
-    stay blocking), a socket is sent to with ``MSG_DONTWAIT``, a file or a device is written as
-    it is (they do not block for long). A terminal is left to the jobs themselves (no tail)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
-        self.tty = False
-        self.sock: Any = None
-        self.pending = bytearray()
-        try:
-            mode = os.fstat(fd).st_mode
-            self.tty = os.isatty(fd)
-        except OSError:
-            self.fd = None
-            return
-        if self.tty:
-            return
-        if stat.S_ISFIFO(mode):
-            try:
-                self.fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                self.fd = None  # cannot write it without blocking: no pass-through
-        elif stat.S_ISSOCK(mode):
-            import socket
-
-            try:
-                self.sock = socket.socket(fileno=os.dup(fd))
-            except OSError:
-                self.fd = None
-
-    @property
-    def full(self) -> bool:
-        return len(self.pending) >= SINK_BUFFER
-
-    def put(self, chunk: bytes) -> None:
-        if self.fd is not None and not self.full:
-            self.pending += chunk
-
-    def flush(self) -> None:
-        while self.pending and self.fd is not None:
-            try:
-                if self.sock is not None:
-                    import socket
-
-                    n = self.sock.send(self.pending, socket.MSG_DONTWAIT)
-                else:
-                    n = os.write(self.fd, self.pending)
-            except BlockingIOError:
-                return
-            except OSError:  # closed, EPIPE: no more pass-through; tails are still kept
-                self.fd = None
-                self.pending.clear()
-                return
-            del self.pending[:n]
 
 
 class Run:
@@ -231,7 +105,7 @@ class Run:
         self.killed = False
         self.ended_at: float | None = None  # every process of the run reaped
         self.pipes: dict[str, int] = {}  # stream → read end, until EOF
-        self.rings = {name: Ring() for name in STREAMS}
+        self.rings = {name: tail.Ring() for name in tail.STREAMS}
         self.members: set[int] = set()  # orphans known to be the run's
 
     def tails(self) -> dict[str, Any]:
@@ -255,7 +129,7 @@ class Guardian:
         self.out = bytearray()  # reports the daemon has not read yet: never dropped
         self.ctl_open = True
         self.runs: dict[str, Run] = {}
-        self.sinks = (Sink(1), Sink(2))
+        self.sinks = (tail.Sink(1), tail.Sink(2))
         #: A test-only pause in the job's process between fork and exec (never set by the daemon).
         self.stall_before_exec = stall_before_exec
         # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
@@ -301,13 +175,15 @@ class Guardian:
             if pid in run.members or procs[pid][1] == run.pid:
                 roots.append(pid)
                 continue
-            owner = marker_of(pid)
+            owner = proctree.marker_of(pid)
             if owner == run.key:
                 run.members.add(pid)
                 roots.append(pid)
             elif strays and (owner is None or owner not in self.runs):
                 roots.append(pid)
-        below = set(self._below(procs))  # a group id matches only below us (pids are reused)
+        below = set(
+            proctree.below(self.me, procs)
+        )  # a group id matches only below us (pids are reused)
         found = [p for p in below if run.pid and procs[p][1] == run.pid]
         todo = list(roots)
         while todo:
@@ -334,7 +210,7 @@ class Guardian:
         if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, sig)
-        found = self.members(run, processes(), strays)
+        found = self.members(run, proctree.processes(), strays)
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -362,7 +238,7 @@ class Guardian:
     def read_ctl(self) -> list[dict[str, Any]] | None:
         """Read what the daemon sent (one bounded read); None on EOF (the daemon is gone)."""
         try:
-            chunk = os.read(self.ctl, CHUNK)
+            chunk = os.read(self.ctl, tail.CHUNK)
         except BlockingIOError:
             return []
         except OSError:
@@ -445,7 +321,7 @@ class Guardian:
         run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
         argv = [str(a) for a in msg["argv"]]
         env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
-        env[MARKER] = key
+        env[proctree.MARKER] = key
         pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
         child = [p[1] if p else n + 1 for n, p in enumerate(pipes)]
         try:
@@ -469,7 +345,7 @@ class Guardian:
                 why = self.refusal(run) or "not started: the guardian is dying"
             self.send(run=key, error=why, exited=None)
             return
-        for name, p in zip(STREAMS, pipes, strict=True):
+        for name, p in zip(tail.STREAMS, pipes, strict=True):
             if p is not None:
                 os.close(p[1])  # EOF comes when the job and all it started are gone
                 os.set_blocking(p[0], False)
@@ -484,11 +360,11 @@ class Guardian:
         """One bounded read of one stream: passed through, and its tail kept. A run that is
         ending reads even when the sink is stuck (what does not fit is not passed through)."""
         fd = run.pipes[name]
-        sink = self.sinks[STREAMS.index(name)]
+        sink = self.sinks[tail.STREAMS.index(name)]
         if sink.full and not ending:
             return
         try:
-            chunk = os.read(fd, CHUNK)
+            chunk = os.read(fd, tail.CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -597,7 +473,7 @@ class Guardian:
                 ending = True
                 continue
             for name, fd in run.pipes.items():
-                if not self.sinks[STREAMS.index(name)].full:
+                if not self.sinks[tail.STREAMS.index(name)].full:
                     poller.register(fd, select.POLLIN)
                     streams[fd] = (run, name)
         for sink in self.sinks:
@@ -619,6 +495,8 @@ class Guardian:
                     return
                 for msg in msgs:
                     self.handle(msg)
+                    if "start" in msg:  # a burst of starts does not hold up a kill that is due
+                        self.deadlines()
             elif fd == self.status:
                 self.flush_out()
             elif fd in streams:
@@ -634,8 +512,8 @@ class Guardian:
         pause = SWEEP_PAUSE
         while True:
             self.reap()
-            procs = processes()
-            below = [p for p in self._below(procs) if p != self.me]
+            procs = proctree.processes()
+            below = [p for p in proctree.below(self.me, procs) if p != self.me]
             if not below:
                 self.reap()
                 return
@@ -648,18 +526,6 @@ class Guardian:
                         os.killpg(run.pid, signal.SIGKILL)
             time.sleep(pause)  # a process in uninterruptible sleep dies when it wakes
             pause = min(0.2, pause * 2)
-
-    def _below(self, procs: dict[int, tuple[int, int]]) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
-        found: list[int] = []
-        todo = [self.me]
-        while todo:
-            for pid in children.get(todo.pop(), ()):
-                found.append(pid)
-                todo.append(pid)
-        return found
 
     def drain_out(self, limit: float) -> None:
         """Last reports before exiting: written while the daemon reads, for at most ``limit``."""

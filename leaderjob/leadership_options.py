@@ -44,7 +44,6 @@ class LeadershipTimeout(LeadershipError, TimeoutError):
     """Another candidate led for the whole ``timeout``."""
 
 
-
 def build_timing(
     ttl: float,
     *,

@@ -326,9 +326,7 @@ class Metrics:
         """One notification about a run of ``job`` ended with ``result``."""
         self.notifications.labels(self.election, job, kind, result).inc()
 
-    def track(
-        self, job: str, *, mode: str, fingerprint: str, election: str | None = None
-    ) -> None:
+    def track(self, job: str, *, mode: str, fingerprint: str, election: str | None = None) -> None:
         """``job``'s series exist from now on (0), so that "no leader" alerts see a job nobody
         leads; ``leaderjob_job_info`` says what it runs (called again when that changes).
         ``election``: another election sharing this registry (in-process leadership)."""

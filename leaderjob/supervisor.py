@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leaderjob import guardian as guardian_module
+from leaderjob import clock as clock_module
+from leaderjob import proctree
 from leaderjob.clock import Wakeable
 
 _GUARDIAN = str(Path(__file__).with_name("guardian.py"))
@@ -51,8 +52,14 @@ _PIPE_MAX = 1 << 20
 #: failure in a row up to RETRY_MAX (a start meanwhile tries on its own).
 RETRY = 1.0
 RETRY_MAX = 60.0
-#: The clock the daemon reads its deadlines on (time.monotonic): the guardian reads the same.
-CLOCK = "monotonic"
+#: The clock the daemon reads its deadlines on: the guardian reads the same one (CLOCK_BOOTTIME
+#: once leaderjob.clock says it reads that, by its CLOCK_ID).
+CLOCK = (
+    "boottime"
+    if getattr(clock_module, "CLOCK_ID", time.CLOCK_MONOTONIC)
+    == getattr(time, "CLOCK_BOOTTIME", -1)
+    else "monotonic"
+)
 
 
 @dataclass
@@ -198,7 +205,7 @@ class GuardianProcess:
                 self.ctl = None
         # The guardian is gone without reporting these runs' ends: every job's main process
         # died of PDEATHSIG; the rest of each run dies here.
-        guardian_module.kill_marked({r.key for r in runs}, [r.pid for r in runs if r.pid])
+        proctree.kill_marked({r.key for r in runs}, [r.pid for r in runs if r.pid])
         with self.lock:
             for run in runs:
                 run._ended()

@@ -206,4 +206,3 @@ def format_history(records: list[dict[str, Any]]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
-

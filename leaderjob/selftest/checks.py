@@ -259,8 +259,6 @@ class _Selftest:
         return report
 
 
-
-
 def run_selftest(
     conn: Connection,
     ttl: float,
@@ -270,6 +268,4 @@ def run_selftest(
 ) -> dict[str, Any]:
     """Run the self-test; returns the report (see :func:`format_report`). ``election_timeout``
     is etcd's ``--election-timeout``: no client call reveals it."""
-    return _Selftest(
-        conn, ttl, prefix, progress or (lambda _msg: None), election_timeout
-    ).run()
+    return _Selftest(conn, ttl, prefix, progress or (lambda _msg: None), election_timeout).run()

@@ -66,8 +66,6 @@ def verdict(report: dict[str, Any], timing: Timing) -> None:
     report["advice"] = advice
 
 
-
-
 def etcd_election_budget(timing: Timing, election_timeout: float, rtt: float) -> float:
     """What an etcd leader's failure may cost a leader's renewals, in the worst phase, minus what
     the renew budget leaves: positive means leadership can be lost with no fault aimed at it.

@@ -375,3 +375,14 @@ def test_no_exit_report_is_dropped_when_the_daemon_does_not_read_for_a_while():
             assert report["tails"]["stdout_truncated"] is True
     finally:
         d.cleanup()
+
+
+def test_the_guardian_loads_no_grpc_nor_etcd3(driven):
+    """The guardian is standard library only (started as ``python -S``): no gRPC threads to
+    fork under, no etcd client, a few MiB of memory."""
+    assert driven.until("ready") is not None
+    maps = Path(f"/proc/{driven.proc.pid}/maps").read_text()
+    for lib in ("grpc", "etcd3", "protobuf", "structlog", "prometheus"):
+        assert lib not in maps, f"the guardian loaded {lib}"
+    threads = len(os.listdir(f"/proc/{driven.proc.pid}/task"))
+    assert threads == 1, f"the guardian runs {threads} threads: it forks jobs"
