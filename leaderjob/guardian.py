@@ -443,7 +443,7 @@ class Guardian:
             if run.returncode is None:
                 continue
             if run.ended_at is None:
-                if self._signal(run, signal.SIGKILL, strays=True):
+                if self.orphans() and self._signal(run, signal.SIGKILL, strays=True):
                     continue  # swept again next turn, SWEEP_PAUSE later
                 run.ended_at = self.now()
             for name in list(run.pipes):
@@ -451,6 +451,17 @@ class Guardian:
             if run.pipes and self.now() - run.ended_at < TAIL_WAIT:
                 continue
             self.report(run)
+
+    def orphans(self) -> bool:
+        """Whether any child of ours is no live run's main process. Whatever a run whose main
+        process was reaped left behind is among those (re-parented to us, its subreaper): none
+        at all is the common end of a run, known from one small read instead of a scan of
+        ``/proc`` (the scan is the answer where the kernel lacks that read)."""
+        found = proctree.children(self.me)
+        if found is None:
+            return True
+        mains = {r.pid for r in self.runs.values() if r.returncode is None}
+        return any(c not in mains for c in found)
 
     def report(self, run: Run) -> None:
         for fd in run.pipes.values():

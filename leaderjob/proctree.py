@@ -39,6 +39,19 @@ def processes() -> dict[int, tuple[int, int]]:
     return out
 
 
+def children(pid: int) -> list[int] | None:
+    """The direct children of ``pid`` (``/proc/PID/task/*/children``: no scan of ``/proc``);
+    None where the kernel does not offer that file (then only a scan can tell)."""
+    try:
+        out: list[int] = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        return None
+    return out
+
+
 def marker_of(pid: int) -> str | None:
     """The run marker in a process's environment, if it has one."""
     try:
