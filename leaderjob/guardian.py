@@ -49,7 +49,11 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+
+#: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if __package__:
     from leaderjob import proctree, tail

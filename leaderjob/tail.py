@@ -23,8 +23,11 @@ Standard library only: the guardian runs as ``python -S`` and loads this file be
 from __future__ import annotations
 
 import os
-import socket
 import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 #: The last bytes of each stream kept for the run's history record.
 TAIL_BYTES = 4096
@@ -83,6 +86,8 @@ class Sink:
                 self.fd = None  # cannot write it without blocking: no pass-through
         elif stat.S_ISSOCK(mode):
             try:
+                import socket  # only for a socket (journald's stdout): not loaded otherwise
+
                 self.sock = socket.socket(fileno=os.dup(fd))
             except OSError:
                 self.fd = None
@@ -99,6 +104,8 @@ class Sink:
         while self.pending and self.fd is not None:
             try:
                 if self.sock is not None:
+                    import socket  # loaded already: self.sock is one
+
                     n = self.sock.send(self.pending, socket.MSG_DONTWAIT)
                 else:
                     n = os.write(self.fd, self.pending)
