@@ -241,7 +241,7 @@ class Guardian:
             self.lost += 1
             self.current = None
         if now < self.retry_at:
-            return "no guardian: the last start failed"
+            return None  # the failure was reported when it happened; tried again at retry_at
         try:
             self.current = GuardianProcess.spawn(self.wakeup, args=self.args)
         except OSError as exc:

@@ -231,3 +231,22 @@ def test_a_run_handed_to_a_guardian_that_just_died_is_over_not_wedged_s1(runs, m
     assert not run.confirmed and run.pid is None
     assert run.outcome == "failed_to_start"
     assert run.error is not None and "guardian ended" in run.error
+
+
+def test_a_guardian_that_cannot_be_started_is_retried_later_and_less_often(monkeypatch):
+    """No pipe, no process: the failure is reported once, then the daemon tries again 1 s
+    later, doubling while it fails (each run meanwhile tries a guardian of its own)."""
+    calls: list[float] = []
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        calls.append(time.monotonic())
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(supervisor.GuardianProcess, "spawn", no_fork)
+    g = supervisor.Guardian()
+    error = g.ensure(100.0)
+    assert error is not None and os.strerror(errno.EAGAIN) in error
+    assert g.ensure(100.5) is None and len(calls) == 1  # waits for its retry, says nothing
+    assert g.ensure(101.0) is not None and len(calls) == 2
+    assert g.ensure(102.5) is None and len(calls) == 2  # 2 s after the second failure
+    assert g.ensure(103.0) is not None and len(calls) == 3
