@@ -326,12 +326,14 @@ class Guardian:
         argv = [str(a) for a in msg["argv"]]
         env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
         env[proctree.MARKER] = key
+        cwd = msg.get("cwd")
         pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
         child = [p[1] if p else n + 1 for n, p in enumerate(pipes)]
         try:
             job = subprocess.Popen(
                 argv,
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=child[0],
                 stderr=child[1],
@@ -344,7 +346,8 @@ class Guardian:
                 for fd in p or ():
                     os.close(fd)
             if isinstance(exc, OSError):
-                why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
+                why = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
             else:  # prepare_child refused; the reason still holds
                 why = self.refusal(run) or "not started: the guardian is dying"
             self.send(run=key, error=why, exited=None)

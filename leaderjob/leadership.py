@@ -191,7 +191,9 @@ class Leadership:
         self._log = get_logger(election=election, identity=self.identity)
         #: The daemon's metrics on the application's ``registry`` (None: no metrics; never the
         #: global registry unasked).
-        self.metrics: Metrics | None = None if registry is None else metrics_for(registry, election)
+        self.metrics: Metrics | None = (
+            None if registry is None else metrics_for(registry, election)
+        )
 
     # -- what the application asks ------------------------------------------------------------
 

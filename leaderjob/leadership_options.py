@@ -44,6 +44,7 @@ class LeadershipTimeout(LeadershipError, TimeoutError):
     """Another candidate led for the whole ``timeout``."""
 
 
+
 def build_timing(
     ttl: float,
     *,

@@ -157,6 +157,22 @@ class ElectionData(RunHistory):
             timeout=timeout,
         )
 
+    def mark_start(self, own_key: str, token: int, slot: str, *, timeout: float) -> bool:
+        """A new election's start: ``state/last_slot`` set to ``slot`` (just before the first
+        slot) if it is still absent, fenced by our own key; catch-up then starts there."""
+        return self.store.guarded_put(
+            own_key,
+            token,
+            [(self.last_slot_key, slot.encode())],
+            absent=[self.last_slot_key],
+            timeout=timeout,
+        )
+
+    def claim(self, slot: str, *, timeout: float) -> dict[str, Any] | None:
+        """The claim of ``slot`` (status, token, identity, claimed_at), None if there is none."""
+        info = self.store.get(self.slot_key(slot), timeout=timeout)
+        return None if info is None else _load(info.value)
+
     def unclaim_slot(
         self, own_key: str, token: int, slot: str, previous: str, *, timeout: float
     ) -> bool:
@@ -281,9 +297,17 @@ class ElectionData(RunHistory):
     def is_suspended(self, *, timeout: float) -> bool:
         return self.store.get(self.suspended_key, timeout=timeout) is not None
 
-    def suspend(self, who: str, *, timeout: float) -> None:
-        body = {"by": who, "at": iso(datetime.now(UTC))}
+    def suspension(self, *, timeout: float) -> dict[str, Any] | None:
+        """Who suspended the election, when and why (None: not suspended)."""
+        info = self.store.get(self.suspended_key, timeout=timeout)
+        return None if info is None else _load(info.value)
+
+    def suspend(self, who: str, *, timeout: float, reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"by": who, "at": iso(datetime.now(UTC))}
+        if reason:
+            body["reason"] = reason
         self.store.put(self.suspended_key, _dump(body), timeout=timeout)
+        return body
 
     def resume(self, *, timeout: float) -> bool:
         return self.store.delete(self.suspended_key, timeout=timeout) > 0

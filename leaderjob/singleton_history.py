@@ -88,7 +88,9 @@ class SingletonHistory:
         )
         return Pending(run.slot, run.scheduled, run.attempt + 1, a.started + duration + backoff)
 
-    def skipped(self, slot: Slot, reason: str, *, also: int = 0, first: Slot | None = None) -> None:
+    def skipped(
+        self, slot: Slot, reason: str, *, also: int = 0, first: Slot | None = None
+    ) -> None:
         """A slot skipped for ``reason`` (and ``also`` older ones with it, from ``first`` on):
         its ``slot.skipped`` line, metrics and not-run record, as the daemon's."""
         if also:
@@ -98,7 +100,9 @@ class SingletonHistory:
         if self.metrics is not None:
             self.metrics.slots_skipped.labels(*self.series, reason).inc(1 + also)
         span = (first.id, 1 + also) if also and first is not None else (None, None)
-        self.not_run(slot.id, slot.fire_time, SKIP_NOT_RUN[reason], f"skipped_{reason}", *span)
+        self.not_run(
+            slot.id, slot.fire_time, SKIP_NOT_RUN[reason], f"skipped_{reason}", *span
+        )
 
     def missed(self, plan: CatchUpPlan, *, after: datetime | None) -> datetime | None:
         """The slots a catch-up ``plan`` does not run: a not-run record each (``missed``), the

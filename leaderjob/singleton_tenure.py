@@ -119,7 +119,9 @@ class SingletonTenure:
                 return self._start_pending(p)
         slot, expired = self.planner.due(self.clock.wall())
         if expired:
-            self._skip(expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0])
+            self._skip(
+                expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0]
+            )
         if slot is None:
             return "idle"
         return self._fire(slot)

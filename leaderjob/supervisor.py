@@ -273,6 +273,7 @@ class Run:
     wakeup: Wakeable
     run_id: str = ""
     token: int = 0
+    cwd: str | None = None  # the job's directory (None: the daemon's)
     started_at: float = 0.0  # monotonic
     pid: int | None = None
     returncode: int | None = None
@@ -316,6 +317,7 @@ class Run:
             "env": dict(self.env),
             "deadline": self.deadline,
             "grace": self.grace,
+            "cwd": self.cwd,
             # Past this the guardian refuses to exec: a start given up on never happens later.
             "start_by": until,
         }

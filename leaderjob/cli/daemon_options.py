@@ -122,6 +122,15 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             "([::]:9102 for IPv6 and IPv4); 'off' disables.",
         ),
         click.option(
+            "--ui",
+            "ui",
+            is_flag=True,
+            envvar=_env("ui"),
+            help="Also serve the read-only run explorer (`leaderjob ui`: pages and /api) on "
+            "--metrics-addr. Off by default: it shows the jobs' output tails to anyone who can "
+            "reach that port (docs/security.md).",
+        ),
+        click.option(
             "--etcd-quota",
             envvar=_env("etcd_quota"),
             type=SIZE,
@@ -257,7 +266,7 @@ def schedule_options(f: F) -> F:
         click.option(
             "--concurrency",
             envvar=_env("concurrency"),
-            type=click.Choice(["forbid", "replace", "allow"]),
+            type=click.Choice(["forbid", "replace", "allow"], case_sensitive=False),
             default="forbid",
             show_default=True,
             help="A slot that fires while the previous run still goes: skip it, stop the old "

@@ -34,7 +34,7 @@ from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
 from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
 from leaderjob.election.store import Store
-from leaderjob.fingerprint import ConfigWatch
+from leaderjob.fingerprint import ConfigWatch, job_fields
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.notify import Notifier
@@ -180,6 +180,7 @@ class Daemon:
             # The leader's comparison reads nothing of its own (the fingerprints come with each
             # confirmation), so it compares at each one: a conflict shows within a renewal.
             interval=s.timing.renew_interval,
+            jobs=None if jobs is None else {j.election: _fields(j) for j in jobs},
         )
 
     def _add_runner(self, name: str, job: Settings) -> Runner:
@@ -269,6 +270,7 @@ class Daemon:
 
     def cycle(self) -> Report:
         self.wakeup.clear()
+        self.session.deadline = None  # each cycle's calls end by the deadline of its own step
         # 1. The deadline first: after a freeze, step down before any other I/O.
         t = self.elector.check(self.clock.monotonic())
         if t is not None:
@@ -288,7 +290,7 @@ class Daemon:
         if self.leaving is not None:
             return self._leave()
         # 4. Election: campaign, renew, confirm.
-        out = self.elector.step(may_campaign=self._may_campaign(), hold=self._held())
+        out = self.session.step(may_campaign=self._may_campaign(), hold=self._held())
         self.session.note(out)
         if self.fatal is not None:
             self.leaving = "fatal"
@@ -324,15 +326,11 @@ class Daemon:
         self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
         reports: dict[str, Report] = {}
-        self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
-        try:
-            for r in order:
-                if r.seat.leading and not r.retiring:
-                    report = r._start_due()
-                    if report is not None:
-                        reports[r.seat.job] = report
-        finally:
-            self.session.budget_end = None
+        for r in order:  # within what the election step left of the cycle's deadline
+            if r.seat.leading and not r.retiring:
+                report = r._start_due()
+                if report is not None:
+                    reports[r.seat.job] = report
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")
@@ -446,7 +444,7 @@ class Daemon:
                 active.run.stop(reason)
                 if self.stop_signals > 1:
                     active.run.kill(reason)
-            out = self.elector.step(may_campaign=False)
+            out = self.session.step(may_campaign=False)
             self.session.note(out)
             for t in out.transitions:
                 self._on_transition(t)
@@ -495,3 +493,11 @@ class Daemon:
         reloader = self.reloader
         if reloader is not None:
             signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
+
+
+def _fields(job: Settings) -> dict[str, Any]:
+    """A job's fields in its group's fingerprint (a conflict names the one that differs)."""
+    sched = job.schedule
+    if sched is None:
+        return job_fields(job.command, job.mode, None, None)
+    return job_fields(job.command, job.mode, sched.expr, sched.timezone)

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from leaderjob.config import validate_election_name, validate_slot_timing
+from leaderjob.config import Timing, validate_election_name, validate_slot_timing
 from leaderjob.planner import CatchUp
 from leaderjob.schedule import Schedule, ScheduleError, parse_schedule
-from leaderjob.units import DurationError, parse_duration
+from leaderjob.units import DurationError, check_duration, format_duration, parse_duration
 
 Concurrency = Literal["forbid", "replace", "allow"]
 
@@ -43,6 +43,12 @@ class JobSpec:
     on_failure: str | None = None  # None: the daemon's --on-failure
     on_failure_timeout: float | None = None
     ping_url: str | None = None  # a secret: shown redacted
+    #: Extra environment of the job's command (its LEADERJOB_* context still wins).
+    env: tuple[tuple[str, str], ...] = ()
+    #: Paused by the file itself (a GitOps pause): no slot or trigger starts a run.
+    suspend: bool = False
+    #: The directory the command runs in (None: the daemon's own).
+    workdir: str | None = None
     line: int = dataclasses.field(default=0, compare=False)  # where the job is defined
 
 
@@ -77,7 +83,10 @@ def _duration(value: object) -> float:
             raise _Bad(str(exc)) from None
     if not 0 <= value < float("inf"):
         raise _Bad(f'expected a duration like "30s" or a number of seconds >= 0, got {value!r}')
-    return float(value)
+    try:
+        return check_duration(float(value), value)
+    except DurationError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _positive_duration(value: object) -> float:
@@ -89,9 +98,10 @@ def _positive_duration(value: object) -> float:
 
 def _choice(*allowed: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
-        if value not in allowed:
+        # Any case: `Forbid` is how a Kubernetes CronJob spells it.
+        if not isinstance(value, str) or value.lower() not in allowed:
             raise _Bad(f"expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-        return value
+        return value.lower()
 
     return parse
 
@@ -119,6 +129,38 @@ def _url(value: object) -> str:
     if not url.startswith(("http://", "https://")):
         raise _Bad(f"{url!r}: give an http:// or https:// URL")
     return url
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {value!r}")
+    return value
+
+
+#: Names a job's ``env`` may not set: the run's context, which leaderjob sets itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _environment(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _Bad(f'expected a table of NAME = "value", got {value!r}')
+    out = []
+    for name, text in value.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise _Bad(f"{name!r} is not a variable name (letters, digits, _)")
+        if name.startswith("LEADERJOB_"):
+            raise _Bad(f"{name}: LEADERJOB_* is the run's context, set by leaderjob itself")
+        if not isinstance(text, str):
+            raise _Bad(f'{name}: expected a string, got {text!r} (write "{text}")')
+        out.append((name, text))
+    return tuple(sorted(out))
+
+
+def _workdir(value: object) -> str:
+    path = _text(value)
+    if not path.startswith("/"):
+        raise _Bad(f"{path!r}: give an absolute path (the daemon's own directory is not yours)")
+    return path
 
 
 def _secret_url(value: object) -> str:
@@ -153,6 +195,9 @@ _OPTIONS: dict[str, Callable[[object], object]] = {
     "on-failure": _text,
     "on-failure-timeout": _positive_duration,
     "ping-url": _secret_url,
+    "env": _environment,
+    "suspend": _bool,
+    "workdir": _workdir,
 }
 _JOB_KEYS = ("schedule", "command", *_OPTIONS)
 _ZONE_PREFIX = re.compile(r"\s*(CRON_TZ|TZ)=")
@@ -173,9 +218,23 @@ def _name_problems(name: str) -> list[str]:
     ]
 
 
-def _job_problems(spec: JobSpec) -> list[str]:
-    """Cross-field rules of one job, each message saying what to change."""
+def _job_problems(spec: JobSpec, timing: Timing | None = None) -> list[str]:
+    """Cross-field rules of one job, each message saying what to change; with ``timing`` (the
+    daemon's, at its start and at each reload), the job's options against its lease budget too."""
     problems = _name_problems(spec.name)
+    # A job's own grace (TERM to KILL) must fit the lease budget like the daemon's, so that its
+    # job is dead before etcd can expire the lease.
+    if (
+        timing is not None
+        and spec.grace is not None
+        and dataclasses.replace(timing, grace=spec.grace).validate()
+    ):
+        problems.append(
+            f"job {spec.name}: grace {format_duration(spec.grace)} does not fit the daemon's "
+            f"budget (renew deadline {format_duration(timing.renew_deadline)} + grace + "
+            f"margin {format_duration(timing.margin)} must stay under --ttl "
+            f"{format_duration(timing.ttl)}): lower it, or raise --ttl"
+        )
     if not spec.command or not any(word.strip() for word in spec.command):
         problems.append(f"job {spec.name!r} has an empty command: give the program to run")
     if spec.schedule is not None:

@@ -118,7 +118,11 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"leaderjob selftest: etcd {report['etcd_version']} at {','.join(report['endpoints'])}, "
         f"TTL {report['ttl']:g}s"
-        + (f", {report['etcd_members']} members" if report.get("etcd_members") else ""),
+        + (
+            f", {report['etcd_members']} member{'s' if report['etcd_members'] != 1 else ''}"
+            if report.get("etcd_members")
+            else ""
+        ),
         f"  keepalive round trip: p50 {_ms(rtt.get('p50'))}, p90 {_ms(rtt.get('p90'))}, "
         f"p99 {_ms(rtt.get('p99'))}, max {_ms(rtt.get('max'))} (n={rtt.get('n', 0)})",
     ]

@@ -203,7 +203,7 @@ def test_http_endpoint_example_calls_the_app_on_localhost_with_the_token() -> No
     )
     assert "curl" not in " ".join(job)
     opts = _options(args)  # same --name=value style as the base
-    assert opts["--prefix"] == "/leaderjob/$(POD_NAMESPACE)", "args are replaced whole"
+    assert "--prefix" not in opts, "the prefix is the base's LEADERJOB_PREFIX, merged by name"
 
 
 # --- Prometheus Operator objects ------------------------------------------------------------
@@ -330,11 +330,14 @@ def test_prefix_carries_the_namespace_from_the_downward_api() -> None:
     one etcd with the same election name must not share a leader."""
     sidecar = deployment_sidecar()
     opts = _options(sidecar["args"])
-    assert opts["--prefix"] == "/leaderjob/$(POD_NAMESPACE)"
+    # In the environment, not in args: `kubectl exec … leaderjob status` reads it too.
+    assert "--prefix" not in opts
     env = {e["name"]: e for e in sidecar["env"]}
+    assert env["LEADERJOB_PREFIX"]["value"] == "/leaderjob/$(POD_NAMESPACE)"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     names = [e["name"] for e in sidecar["env"]]
-    assert names.index("POD_NAMESPACE") >= 0  # defined in this container, so $(...) expands
+    # Kubernetes expands $(VAR) in a value only from variables defined before it.
+    assert names.index("POD_NAMESPACE") < names.index("LEADERJOB_PREFIX")
 
 
 def test_sidecar_reads_its_jobs_file_from_a_configmap_it_can_reload() -> None:

@@ -100,8 +100,10 @@ class FakeRun:
         wakeup: Wakeable,
         run_id: str = "",
         token: int = 0,
+        cwd: str | None = None,
     ) -> None:
         self.env = dict(env)
+        self.cwd = cwd
         self.deadline = deadline
         self.wakeup = wakeup
         self.run_id = run_id
@@ -547,16 +549,20 @@ def test_deposed_leader_records_no_skip_for_a_slot_it_did_not_claim(world: World
     assert metric(d, "leaderjob_slots_skipped_total", reason="overlap") == len(overlap)
 
 
-def test_claim_of_unknown_outcome_never_runs_the_slot(world: World) -> None:
-    """S3: a claim whose reply is lost may have applied: the slot is not run, nor claimed again."""
+@pytest.mark.parametrize("fault", ["fail_next", "lose_reply_next"])
+def test_claim_of_unknown_outcome_is_read_back_and_the_slot_runs_once(
+    world: World, fault: str
+) -> None:
+    """S3/L3: a claim whose reply is lost may have applied: the slot never runs on a guess. Its
+    claim is read back (test_unknown_claims.py): not applied, it is claimed again; applied, it
+    is ours. Either way the slot runs once, on time."""
     d = world.daemon("@every 10s")
     lead(world, d)
-    d.store.fail_next(1, "guarded_put")  # type: ignore[attr-defined]
+    getattr(d.store, fault)(1, "guarded_put")
     run_for(d, 15)
     assert world.events("slot.claim_unknown", slot=slot_at(10))
-    assert not world.started
     run_for(d, 10)
-    assert [r.slot for r in world.started] == [slot_at(20)]
+    assert [r.slot for r in world.started] == [slot_at(10), slot_at(20)]
 
 
 # -- the loop's own cost ------------------------------------------------------------------------
@@ -646,7 +652,8 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A claim a day ahead: `status` shows the next slot after it (not "in 5 minutes" from the
-    caller's clock) and the skew; `repair-schedule` moves it back and deletes the later claims."""
+    caller's clock) and the skew; `repair-schedule` moves it back and deletes the later claims.
+    (Nobody campaigns here: `status` also says so on stderr, and exits 1.)"""
     import json
 
     from click.testing import CliRunner
@@ -664,7 +671,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
     runner = CliRunner()
 
-    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).stdout)
     assert doc["next_fire"] > ahead.isoformat().replace("+00:00", "Z")
     assert doc["claims_ahead_seconds"] > 86_000
     text = runner.invoke(cli.main, ["status", "--election", ELECTION]).output
@@ -673,7 +680,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     result = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION])
     assert result.exit_code == 0, result.output
     assert "1 claim(s) of later slots stay" in result.output
-    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).stdout)
     assert doc["claims_ahead_seconds"] == 0
     next_fire = datetime.fromisoformat(doc["next_fire"].replace("Z", "+00:00"))
     assert next_fire - now <= timedelta(minutes=5)
