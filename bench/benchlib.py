@@ -33,6 +33,7 @@ __all__ = [
     "EtcdServer",
     "FenceStore",
     "ProcessGroup",
+    "children",
     "etcd_cpu_seconds",
     "etcd_requests",
     "etcd_server",

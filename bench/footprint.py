@@ -11,7 +11,7 @@ follower joins for another ``window`` (follower = the second window's rate minus
 Requests are etcd's ``grpc_server_msg_received_total`` deltas: every unary call and every message
 on a stream (a Go client's long-lived LeaseKeepAlive stream counts each keepalive).
 Busy: ``leaderjob run --schedule '@every 1s' -- true`` for ``busy`` seconds: RSS, CPU of the
-daemon alone and with its per-run watchdogs and jobs, and the lag of each start (job.started
+daemon alone and with its guardian and jobs, and the lag of each start (job.started
 ``lag_seconds``: fire time → process started).
 """
 
@@ -191,7 +191,7 @@ def render(fp: dict[str, Any]) -> str:
             ["daemon RSS (median / max)",
              f"{(b['rss_median'] or 0) / 2**20:.0f} / {b['rss_max'] / 2**20:.0f} MiB"],
             ["daemon CPU per hour", f"{b['cpu_per_hour']:.0f} s"],
-            ["… with its per-run watchdogs and jobs", f"{b['cpu_per_hour_with_runs']:.0f} s"],
+            ["… with its guardian and jobs", f"{b['cpu_per_hour_with_runs']:.0f} s"],
             ["etcd requests per minute", f"{b['req_per_min']:.0f}"],
             [f"schedule lag p50 / p99 / max ({b['runs']} runs)",
              f"{fmt(b['lag_p50'], 'ms', 1)} / {fmt(b['lag_p99'], 'ms', 1)} / "

@@ -4,7 +4,7 @@ Each replica campaigns for leadership on an etcd lease; only the leader runs the
 hands the command a fencing token (the create revision of its election key). The safety model is
 in docs/safety.md.
 
-This module stays import-light on purpose: the per-run watchdog process imports nothing from it.
+This module stays import-light on purpose: the guardian process imports nothing from it.
 That is why ``__version__`` is looked up on first use (importlib.metadata alone costs tens of
 milliseconds at start-up, on every run).
 """
@@ -34,7 +34,7 @@ _ERRORS = {
 
 
 def __getattr__(name: str) -> object:
-    # Lazy, so that `import leaderjob` stays cheap (the daemon and the watchdog import no etcd
+    # Lazy, so that `import leaderjob` stays cheap (the daemon and the guardian import no etcd
     # client through it, and importlib.metadata alone costs tens of milliseconds).
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

@@ -23,6 +23,8 @@ _BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 #: The name of the clock deadlines are kept on (logged at start, shown in tests).
 SOURCE = "CLOCK_BOOTTIME" if _BOOTTIME is not None else "CLOCK_MONOTONIC"
+#: Its id for ``time.clock_gettime``: the guardian process reads the same clock (supervisor.py).
+CLOCK_ID: int = _BOOTTIME if _BOOTTIME is not None else time.CLOCK_MONOTONIC
 
 
 def now() -> float:

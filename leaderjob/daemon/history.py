@@ -86,7 +86,7 @@ class History:
             "signal": _signal_name(rc) if rc is not None else None,
             "outcome": outcome,
         }
-        if run.signals:  # what the watchdog sent the job's group, and why
+        if run.signals:  # what the guardian sent the job's group, and why
             record["signals"] = [{"signal": s.name, "reason": s.reason} for s in run.signals]
         self.last_run = record
         self.log.info(
@@ -121,7 +121,7 @@ class History:
             elif rc is not None:
                 self.exit_code = rc if rc >= 0 else 128 - rc
             elif outcome == "watchdog_failed":
-                self.exit_code = 128 + signal.SIGKILL  # the command was killed with its watchdog
+                self.exit_code = 128 + signal.SIGKILL  # the command was killed with the guardian
             self.on_done()
         elif (
             outcome in ("failed", "timed_out")

@@ -3,7 +3,7 @@ leadership → control switches → schedule → wait.
 
 Each :meth:`Daemon.cycle` returns a :class:`Report` that says what it decided; the log and the
 tests read those. The loop waits on one :class:`~leaderjob.clock.Waker` that everything wakes:
-the predecessor watch, the watchdog's reports, the health checker, the signal handlers (which
+the predecessor watch, the guardian's reports, the health checker, the signal handlers (which
 must take no lock). Stop is therefore prompt, and no thread but the main one decides anything.
 
 Modes: ``schedule`` (run the command for each slot of the schedule while leading), ``service`` (no
@@ -41,7 +41,7 @@ from leaderjob.notify import Notifier
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
-from leaderjob.supervisor import WatchdogPool
+from leaderjob.supervisor import Guardian
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -97,8 +97,8 @@ class Daemon:
             environ=self.environ,
             clock=self.clock.monotonic,
         )
-        #: Watchdogs started ahead and reused within a tenure, for every job (enabled by serve).
-        self.watchdogs = WatchdogPool(self.wakeup)
+        #: One guardian process for every run of every job (started by serve).
+        self.guardian = Guardian(self.wakeup)
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
@@ -196,7 +196,7 @@ class Daemon:
             on_done=self._lock_done,
             election=self.s.election,
             notifier=self.notifier,
-            watchdogs=self.watchdogs,
+            guardian=self.guardian,
         )
         return self.runners[name]
 
@@ -226,8 +226,8 @@ class Daemon:
         )
         if self.health is not None:
             self.health.start()
-        self.watchdogs.enabled = True
-        self.watchdogs.fill(self.clock.monotonic())  # for the first run too, if it can
+        self.guardian.enabled = True
+        self._keep_guardian(self.clock.monotonic())  # up before the first run
         try:
             while True:
                 report = self.cycle()
@@ -236,13 +236,12 @@ class Daemon:
                     return self.exit_code
                 self._wait()
         finally:
-            # Only reached with runs on a crash: kill them, and close the control pipes so that
-            # each watchdog kills its job even if the message did not get through. The lease is
-            # not revoked: it expires after the job is dead (S6).
+            # Only reached with runs on a crash: kill them, and close the control pipe so that
+            # the guardian kills every job even if the message did not get through. The lease
+            # is not revoked: it expires after the job is dead (S6).
             for active in self.runs:
                 active.run.kill("daemon_exit")
-                active.run.close()
-            self.watchdogs.close()  # idle ones exit on EOF
+            self.guardian.close()  # it kills whatever still runs, and exits
             for active in self.runs:
                 active.run.wait(2.0)
             if self.health is not None:
@@ -250,6 +249,16 @@ class Daemon:
             self.notifier.close()
             self.gates.stop()
             self.elector.close()
+
+    def _keep_guardian(self, now: float) -> None:
+        """The guardian is up; one that died (its runs ended as failed) is replaced."""
+        error = self.guardian.ensure(now)
+        seen = getattr(self, "_guardians_lost", 0)
+        if self.guardian.lost > seen:
+            self._guardians_lost = self.guardian.lost
+            self.log.error("guardian.lost", lost=self.guardian.lost, restarted=error is None)
+        if error is not None:
+            self.log.warning("guardian.start_failed", error=error)
 
     def request_stop(self, reason: str = "signal") -> None:
         """Graceful stop: stop the job, release leadership, exit 0. Safe in a signal handler."""
@@ -266,7 +275,7 @@ class Daemon:
         t = self.elector.check(self.clock.monotonic())
         if t is not None:
             self._on_transition(t)
-        # 2. What the watchdogs reported.
+        # 2. What the guardian reported.
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
             finished = r._collect_runs() or finished
@@ -300,7 +309,7 @@ class Daemon:
             if not self.runs and self.elector.to_revoke:
                 self.session.release()
             return Report("job_finished" if finished else self.elector.phase.value)
-        # 5. Leading: keep the watchdogs' deadline in step with the lease; enforce timeouts.
+        # 5. Leading: keep the guardian's deadlines in step with the lease; enforce timeouts.
         for r in self.runners.values():
             r._reconcile_runs()
         # 6. Start what is due: every job within one etcd budget for the cycle (the keepalive
@@ -329,15 +338,9 @@ class Daemon:
     def _wait(self) -> None:
         now = self.clock.monotonic()
         if self.leaving is None and not (self.s.mode == "once" and self.runner.ran_once):
-            # A spare watchdog, while following too: a handover or a slot does not wait for an
-            # interpreter to start. Started here, off the fire path, before the loop sleeps.
-            owners = [
-                None if r.tenure is None else (r.seat.job, r.tenure.token)
-                for r in self.runners.values()
-            ]
-            error = self.watchdogs.fill(now, owners)
-            if error is not None:
-                self.log.warning("watchdog.spare_failed", error=error)
+            # The guardian is up while following too: a handover or a slot does not wait for
+            # an interpreter to start. Started again here, off the fire path, if it died.
+            self._keep_guardian(now)
         until = self.elector.next_wakeup(now, self._may_campaign())
         for r in self.runners.values():
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))

@@ -1,9 +1,9 @@
 """One job's tenure: what happens to one job while this replica leads it.
 
-The runner starts runs (each under a watchdog that kills it by the lease's deadline), collects
-the watchdogs' reports, keeps their deadline in step with the lease, enforces timeouts, schedules
-retries, and writes history records. Its scheduling half (slots, claims, control switches,
-catch-up) is :class:`~leaderjob.daemon.scheduling.Scheduling`.
+The runner starts runs (under the daemon's guardian, which kills each by the lease's
+deadline), collects the guardian's reports, keeps their deadline in step with the lease,
+enforces timeouts, schedules retries, and writes history records. Its scheduling half (slots,
+claims, control switches, catch-up) is :class:`~leaderjob.daemon.scheduling.Scheduling`.
 
 It does not decide leadership: the loop tells it when a tenure begins (:meth:`Runner.begin`) and
 ends (:meth:`Runner.end`), and the session says how much etcd time the cycle has left. It never
@@ -38,7 +38,7 @@ from leaderjob.health import HealthChecker
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
-from leaderjob.supervisor import Run, WatchdogPool
+from leaderjob.supervisor import Guardian, Run
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -60,7 +60,7 @@ class Runner(History, Scheduling):
         on_done: Callable[[], None] = lambda: None,
         election: str | None = None,
         notifier: Notifier | None = None,
-        watchdogs: WatchdogPool | None = None,
+        guardian: Guardian | None = None,
     ) -> None:
         self.s = settings
         self.session = session
@@ -72,8 +72,8 @@ class Runner(History, Scheduling):
         self.metrics = metrics
         #: --on-failure and --ping-url (shared by the daemon's jobs; never blocks).
         self.notifier = notifier
-        #: Watchdogs started ahead and kept between runs (the daemon's, shared by its jobs).
-        self.watchdogs = watchdogs or WatchdogPool(wakeup)
+        #: The daemon's guardian process, shared by its jobs (None: each run starts its own).
+        self.guardian = guardian
         #: Called when a ``once`` run is over (``leaderjob lock`` is done): the loop leaves.
         self.on_done = on_done
         #: The daemon's election (a group's name when the daemon runs a jobs file).
@@ -149,10 +149,7 @@ class Runner(History, Scheduling):
         self.restart_at = 0.0
 
     def end(self) -> None:
-        """The term ended (``election.lost``): drop it, and stop every run of it. Its idle
-        watchdogs exit: the next tenure starts its runs on fresh ones."""
-        if self.tenure is not None:
-            self.watchdogs.discard((self.seat.job, self.tenure.token))
+        """The term ended (``election.lost``): drop it, and stop every run of it."""
         self.tenure = None
         if self.planner is not None:
             self.planner.end_tenure()
@@ -226,7 +223,7 @@ class Runner(History, Scheduling):
             self.metrics.deadline_remaining.labels(self.election, self.s.election).set(remaining)
 
     def _collect_runs(self) -> bool:
-        """Absorb the watchdogs' reports; True if a run finished."""
+        """Absorb the guardian's reports; True if a run finished."""
         finished = False
         for active in list(self.runs):
             run = active.run
@@ -241,7 +238,6 @@ class Runner(History, Scheduling):
                         ).inc()
             if run.done:
                 self.runs.remove(active)
-                self._release(run)
                 if run.confirmed:
                     self._finished(active)
                     finished = True
@@ -256,16 +252,6 @@ class Runner(History, Scheduling):
                         error=run.error,
                     )
         return finished
-
-    def _release(self, run: Run) -> None:
-        """A run is over: its watchdog serves this tenure's next run, or exits."""
-        wd = run.release() if self.watchdogs.enabled else None
-        tenure = self.tenure
-        ours = tenure is not None and run.token == tenure.token and not self.retiring
-        if wd is not None and tenure is not None and ours:
-            self.watchdogs.give((self.seat.job, tenure.token), wd)
-            return
-        run.close()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -337,16 +323,16 @@ class Runner(History, Scheduling):
             token=token,
             cwd=self.s.workdir,
         )
-        # A watchdog started ahead, if one is idle: no interpreter start on the fire path.
-        run.reuse = self.watchdogs.enabled and self.s.mode != "once"
-        run.watchdog = self.watchdogs.take((self.seat.job, token))
-        # The wait is bounded by the lease budget: at D − grace the watchdog refuses to exec.
+        # The daemon's guardian is already up: a start is one fork + exec.
+        run.guardian = self.guardian.take() if self.guardian is not None else None
+        # The wait is bounded by the lease budget: at D − grace the guardian refuses to exec.
         run.start(now, wait=term_at - now)
         if not run.confirmed:
             if not run.done:
-                # Given up for certain (the watchdog can no longer exec it), but its watchdog
-                # still exists and may have just started the job: track it until it exits, so
-                # that nothing overlaps it — no second copy, no campaign, no revoke (S1, S6).
+                # Given up for certain (the guardian can no longer exec it), but it may have
+                # just started the job: track the run until the guardian reports its end (or
+                # is gone), so that nothing overlaps it — no second copy, no campaign, no
+                # revoke (S1, S6).
                 self.runs.append(ActiveRun(run, slot, scheduled, attempt, None))
             run.close()  # already closed by start(); said again here because S1 rests on it
             self.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)

@@ -3,8 +3,8 @@
 Two candidates run in this process, each an :class:`~leaderjob.election.elector.Elector` with its
 own :class:`~leaderjob.election.etcd.EtcdStore`, each reaching etcd through a small in-process TCP
 proxy (:class:`CutProxy`) so that one of them can be cut off. The leader runs a probe job under
-the real per-run watchdog (:class:`leaderjob.supervisor.Run`); the probe ignores SIGTERM, like the
-worst job a user could write, so it dies only by the watchdog's SIGKILL just before the local
+the real guardian (:class:`leaderjob.supervisor.Run`); the probe ignores SIGTERM, like the
+worst job a user could write, so it dies only by the guardian's SIGKILL just before the local
 deadline ``D``. Then:
 
 1. **freeze**: the leader's loop stops (no keepalives, no extensions, as under SIGSTOP or a long

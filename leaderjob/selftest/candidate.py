@@ -1,5 +1,5 @@
 """One in-process candidate: an Elector driven by its own thread, with an optional job per tenure
-run under the real watchdog. The self-test runs two; ``bench/scale.py`` runs hundreds."""
+run under the real guardian. The self-test runs two; ``bench/scale.py`` runs hundreds."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class JobRecord:
 
 class Candidate:
     """One candidate: an Elector driven by its own thread, with an optional job per tenure run
-    under the real watchdog (started on winning, extended on renewal, stopped on loss).
+    under the real guardian (started on winning, extended on renewal, stopped on loss).
 
     Faults: :meth:`freeze`/:meth:`thaw` stop and resume the loop (no keepalives meanwhile, like
     SIGSTOP); :meth:`crash` ends the loop without resigning (the lease expires on its own).
@@ -149,7 +149,7 @@ class Candidate:
                 self.wakeup.clear()
                 if self._crashed:
                     if self.run is not None:
-                        self.run.close()  # the watchdog sees the pipe close and kills the job
+                        self.run.close()  # its guardian sees the pipe close and kills the job
                     self.elector.close()
                     return
                 now = self.clock.monotonic()
@@ -216,7 +216,7 @@ class Candidate:
         )
         now = self.clock.monotonic()
         run.start(now, wait=deadline - self.timing.grace - now)
-        if not run.confirmed or run.pid is None:  # given up: the watchdog cannot start it now
+        if not run.confirmed or run.pid is None:  # given up: the guardian cannot start it now
             self._event("job.failed_to_start", error=run.error)
             return
         self.run = run

@@ -22,7 +22,7 @@ from leaderjob.selftest.report import verdict
 #: randomised 1-2 election timeouts starts an election.
 ETCD_ELECTION_TIMEOUT = 1.0
 
-#: The probe job: ignores SIGTERM (the worst case), so only the watchdog's SIGKILL ends it.
+#: The probe job: ignores SIGTERM (the worst case), so only the guardian's SIGKILL ends it.
 PROBE = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(86400)\n"
 
 

@@ -24,7 +24,7 @@ def verdict(report: dict[str, Any], timing: Timing) -> None:
                 advice.append(
                     f"{s['fault']}: the old job was still alive {-m:.3f}s after etcd released "
                     f"its key. Raise --margin (now {timing.margin:g}s) or --ttl, and look for "
-                    "CPU throttling or a slow machine (the watchdog could not kill in time)."
+                    "CPU throttling or a slow machine (the guardian could not kill in time)."
                 )
             elif s.get("error") or m is None:
                 why = s.get("error") or "no key deletion or job end seen"

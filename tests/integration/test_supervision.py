@@ -103,7 +103,7 @@ def test_sigterm_kills_a_descendant_that_left_the_group_before_the_lock_exits_s6
 def test_kill9_of_the_lock_kills_a_descendant_that_left_the_group_s6(
     etcd, prefix, procs, tmp_path, survivors
 ):
-    """S6: after `kill -9` of the daemon the watchdog sees its control pipe close and kills every
+    """S6: after `kill -9` of the daemon the guardian sees its control pipe close and kills every
     descendant, the one that left the job's group included, within a fraction of a second."""
     daemon = _start_lock(procs, tmp_path, etcd, prefix, survivors)
     killed_at = time.monotonic()
@@ -114,53 +114,49 @@ def test_kill9_of_the_lock_kills_a_descendant_that_left_the_group_s6(
     assert gone - killed_at < 2.0
 
 
-def test_kill9_of_the_watchdog_kills_the_job_group_and_the_lock_reports_it_s6(
+def _guardians(root: int) -> list[Proc]:
+    return [p for p in _descendants(root) if any("guardian.py" in a for a in _cmdline(p[0]))]
+
+
+def test_kill9_of_the_guardian_kills_the_job_and_its_setsid_child_and_lock_reports_it_s6(
     etcd, prefix, procs, tmp_path, survivors
 ):
-    """S6: if the watchdog itself is killed, the daemon notices (its status pipe ends without an
-    exit report) and kills the job's process group; `lock` then releases and exits 137 (the
-    command was killed), with the run's outcome watchdog_failed."""
+    """S6: if the guardian itself is killed, the daemon notices (its status pipe ends without an
+    exit report) and kills the job's process group and every process marked as the run's (the
+    `setsid` child too); `lock` then releases and exits 137 (the command was killed), with the
+    run's outcome watchdog_failed."""
     daemon = _start_lock(procs, tmp_path, etcd, prefix, survivors)
-    [watchdog] = [
-        p for p in _descendants(daemon.pid) if any("watchdog.py" in a for a in _cmdline(p[0]))
-    ]
+    [guardian] = _guardians(daemon.pid)
     in_group = [p for p in survivors if os.getpgid(p[0]) != p[0]]
     assert len(in_group) == 1  # the `sleep 300` that stayed in the job's group
-    os.kill(watchdog[0], signal.SIGKILL)
-    assert wait_for(lambda: not _running(in_group[0]), 5) is not None
+    os.kill(guardian[0], signal.SIGKILL)
+    assert wait_for(lambda: not any(_running(p) for p in survivors), 5) is not None
     assert daemon.wait(15) == 137
     assert daemon.events("job.finished")[0]["outcome"] == "watchdog_failed"
 
 
-def _watchdogs(root: int) -> list[Proc]:
-    return [p for p in _descendants(root) if any("watchdog.py" in a for a in _cmdline(p[0]))]
-
-
-def test_kill9_of_the_daemon_ends_its_spare_watchdog_s6(etcd, prefix, procs, tmp_path):
-    """§3: a watchdog started ahead (no run yet: the schedule's next slot is an hour away)
-    belongs to its daemon like any other: after `kill -9` of the daemon its control pipe
-    closes, and it exits at once."""
+def test_kill9_of_the_daemon_ends_its_idle_guardian_s6(etcd, prefix, procs, tmp_path):
+    """§3: the guardian, up with no run (the schedule's next slot is an hour away), belongs to
+    its daemon: after `kill -9` of the daemon its control pipe closes, and it exits at once."""
     daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, ["true"], schedule="@hourly")
     daemon.wait_event("election.acquired", 15)
-    assert wait_for(lambda: len(_watchdogs(daemon.pid)) == 1, 10), "no spare watchdog"
-    [spare] = _watchdogs(daemon.pid)
+    assert wait_for(lambda: len(_guardians(daemon.pid)) == 1, 10), "no guardian"
+    [spare] = _guardians(daemon.pid)
     try:
         killed_at = time.monotonic()
         daemon.signal(signal.SIGKILL)
         gone = wait_for(lambda: not _running(spare), 5)
-        assert gone is not None, "the spare watchdog outlived its daemon's kill -9"
+        assert gone is not None, "the guardian outlived its daemon's kill -9"
         assert gone - killed_at < 2.0
     finally:
         if _running(spare):
             os.kill(spare[0], signal.SIGKILL)
 
 
-def test_a_frozen_daemons_reused_watchdog_kills_the_job_by_its_deadline_s6(
-    etcd, prefix, procs, tmp_path
-):
-    """S6 + §3 with reuse: the first slot's job exits at once and its watchdog is kept; the next
-    slot's job (`sleep 300`) runs on that same watchdog (both jobs record their parent). With the
-    daemon SIGSTOPped, that watchdog alone kills the job by the local deadline (< TTL)."""
+def test_a_frozen_daemons_guardian_kills_the_job_by_its_deadline_s6(etcd, prefix, procs, tmp_path):
+    """S6 + §3: the first slot's job exits at once; the next slot's job (`sleep 300`) runs under
+    the same guardian (both jobs record their parent). With the daemon SIGSTOPped, the guardian
+    alone kills the job by the local deadline (< TTL)."""
     parents = tmp_path / "parents"
     marker = tmp_path / "ran-once"
     script = f"echo $PPID >> {parents}; [ -e {marker} ] && exec sleep 300; touch {marker}"
@@ -168,7 +164,7 @@ def test_a_frozen_daemons_reused_watchdog_kills_the_job_by_its_deadline_s6(
     daemon = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, job, schedule="@every 1s")
     assert wait_for(lambda: parents.exists() and len(parents.read_text().split()) >= 2, 20)
     first, second = parents.read_text().split()[:2]
-    assert first == second, "the second run did not reuse the first run's watchdog"
+    assert first == second, "the second run had another parent than the first"
     sleepers = [p for p in _descendants(daemon.pid) if _cmdline(p[0]) == ["sleep", "300"]]
     assert len(sleepers) == 1
     try:
@@ -184,3 +180,39 @@ def test_a_frozen_daemons_reused_watchdog_kills_the_job_by_its_deadline_s6(
     finally:
         if _running(sleepers[0]):
             os.kill(sleepers[0][0], signal.SIGKILL)
+
+
+def test_kill9_of_the_guardian_kills_every_job_and_the_daemon_recovers_s6(
+    etcd, prefix, procs, tmp_path, survivors
+):
+    """S6 with one guardian for every job: three jobs of one daemon each run a `sleep` in their
+    group and one that left it (setsid). `kill -9` of the guardian kills all six at once; the
+    daemon notices, counts the three runs as failed (watchdog_failed), starts a fresh guardian
+    and runs the jobs again under it, leadership kept."""
+    argv = ", ".join(f'"{a}"' for a in JOB)
+    lines = []
+    for name in ("a1", "a2", "a3"):
+        lines += [f"[jobs.{name}]", 'schedule = "@every 1s"', f"command = [{argv}]", ""]
+    (tmp_path / "jobs.toml").write_text("\n".join(lines))
+    daemon = leaderjob(
+        procs, tmp_path, "a", etcd.endpoint, prefix, [], election="grp",
+        extra=["--jobs", str(tmp_path / "jobs.toml"), "--spread", "off"],
+    )  # fmt: skip
+    assert wait_for(lambda: len(_sleepers(daemon.pid)) == 6, 20), "the jobs never all ran"
+    survivors += _sleepers(daemon.pid)
+    [guardian] = _guardians(daemon.pid)
+    killed_at = time.monotonic()
+    os.kill(guardian[0], signal.SIGKILL)
+    gone = wait_for(lambda: not any(_running(p) for p in survivors), 5)
+    alive = [p for p in survivors if _running(p)]
+    assert gone is not None, f"outlived the guardian's kill -9: {alive}"
+    assert gone - killed_at < 2.0
+    assert wait_for(lambda: len(daemon.events("job.finished")) >= 3, 10)
+    assert {e["outcome"] for e in daemon.events("job.finished")} == {"watchdog_failed"}
+    assert wait_for(lambda: daemon.events("guardian.lost"), 5)
+    # Recovered: a fresh guardian runs every job again; leadership was never given up.
+    assert wait_for(lambda: len(_sleepers(daemon.pid)) == 6, 20), "the jobs never ran again"
+    survivors += _sleepers(daemon.pid)
+    [fresh] = _guardians(daemon.pid)
+    assert fresh != guardian
+    assert not daemon.events("election.lost")

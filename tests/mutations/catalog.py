@@ -294,22 +294,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            if token < mark - 1:",
         ("tests/unit/test_fencing_http.py",),
     ),
-    # -- the watchdog process (S6) --------------------------------------------------------------
+    # -- the guardian process (S6) --------------------------------------------------------------
     Mutation(
-        "watchdog_kills_after_D",
+        "guardian_kills_after_D",
         "S6",
-        "leaderjob/watchdog.py",
-        "kill_at = self.deadline - min(KILL_RESERVE, self.grace / 4)",
-        "kill_at = self.deadline + 0.5",
-        ("tests/unit/test_watchdog.py",),
+        "leaderjob/guardian.py",
+        "kill_at = run.deadline - min(KILL_RESERVE, run.grace / 4)",
+        "kill_at = run.deadline + 0.5",
+        ("tests/unit/test_guardian.py",),
     ),
     Mutation(
-        "watchdog_ignores_the_daemon_gone",
+        "guardian_ignores_the_daemon_gone",
         "S6",
-        "leaderjob/watchdog.py",
-        '                    self.signal_all(signal.SIGKILL, "daemon_gone")',
-        "                    pass",
-        ("tests/unit/test_watchdog.py",),
+        "leaderjob/guardian.py",
+        '        self.kill_everything("daemon_gone")',
+        "        pass",
+        ("tests/unit/test_guardian.py",),
     ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -285,8 +284,9 @@ def test_a_watchdog_that_cannot_be_started_is_a_failed_run_retried_not_a_crash(
 def test_a_crash_of_the_loop_kills_the_runs_and_closes_their_pipes_s6(
     clock, store, logs, fake_runs, monkeypatch
 ):
-    """S6: if the loop itself fails, every watchdog is told to kill and its pipe is closed (the
-    watchdog kills on EOF too); the lease is left to expire, never revoked under a live job."""
+    """S6: if the loop itself fails, the guardian is told to kill every run and its control
+    pipe is closed (it kills everything on EOF too); the lease is left to expire, never revoked
+    under a live job."""
     d = _daemon("service", store, clock)
     monkeypatch.setattr(d, "_install_signal_handlers", lambda: None)
     real_cycle = d.cycle
@@ -298,73 +298,15 @@ def test_a_crash_of_the_loop_kills_the_runs_and_closes_their_pipes_s6(
 
     monkeypatch.setattr(d, "cycle", cycle)
     monkeypatch.setattr(daemon_module.Run, "wait", lambda self, timeout=None: True)
+    closed: list[bool] = []
+    monkeypatch.setattr(d.guardian, "ensure", lambda now: None)  # no process in this test
+    monkeypatch.setattr(d.guardian, "close", lambda: closed.append(True))
     with pytest.raises(RuntimeError):
         d.serve()
     [run] = fake_runs.made
     assert {"kill": "daemon_exit"} in run.sent
-    assert run.closed
+    assert closed
     assert store.revokes == 0
-
-
-class FakeWatchdog:
-    """A watchdog process started ahead, as the pool sees it: idle until closed."""
-
-    made: ClassVar[list[FakeWatchdog]] = []
-
-    def __init__(self, wakeup: object = None) -> None:
-        self.closed = False
-        self.lock = threading.Lock()
-        FakeWatchdog.made.append(self)
-
-    @property
-    def idle(self) -> bool:
-        return not self.closed
-
-    alive = idle  # serving a run or not, as the pool sees it
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_a_watchdog_kept_within_a_tenure_is_discarded_when_leadership_is_lost_s6(
-    clock, store, logs, fake_runs
-):
-    """S6/S1: watchdogs are started ahead (a spare, while following too) and a finished run's
-    watchdog serves its tenure's next run; when the tenure is lost, its kept watchdogs exit and
-    are never handed to a run of a later tenure — that run gets a spare that served no tenure."""
-    FakeWatchdog.made = []
-    d = _daemon("service", store, clock)
-    d.watchdogs.spawn = FakeWatchdog  # type: ignore[assignment]
-    d.watchdogs.enabled = True
-    d.watchdogs.fill(clock.monotonic())  # as serve() does before its first cycle
-    for _ in range(200):
-        _step(d)
-        if fake_runs.made:
-            break
-    [run] = fake_runs.made
-    spare = FakeWatchdog.made[0]
-    assert run.watchdog is spare and run.reuse  # the spare started ahead served the first run
-    run.finish(0)
-    _step(d)  # the run is collected: its watchdog is kept for this tenure's next run
-    assert not spare.closed and d.watchdogs.kept
-    lease = d.elector.lease_id
-    assert lease is not None
-    store.expire(lease)
-    for _ in range(200):
-        _step(d)
-        if d.elector.phase is not Phase.LEADING:
-            break
-    assert d.elector.phase is not Phase.LEADING
-    assert spare.closed, "a watchdog of the lost tenure was kept"
-    assert not d.watchdogs.kept
-    for _ in range(400):
-        _step(d)
-        if len(fake_runs.made) == 2:
-            break
-    assert len(fake_runs.made) == 2, "the next tenure never ran the job"
-    later = fake_runs.made[1]
-    assert later.watchdog is not spare and later.watchdog is not None
-    assert not later.watchdog.closed  # a fresh spare, started while following
 
 
 class RecordingNotifier:

@@ -1,9 +1,9 @@
-"""The per-run watchdog on its own: real pipes, a real short-lived child, the real clock.
+"""The guardian on its own: real pipes, real short-lived children, the real clock.
 
-The watchdog is standard library only, so it is driven here exactly as the daemon drives it:
-``python -S watchdog.py CTL STATUS`` with the first JSON line on the control pipe. Each test names
-the promise it defends (docs/safety.md §3): the job must not outlive the run (S6), must not start
-once the deadline is near or the daemon has given up on it, and inherits nothing odd from us.
+The guardian is standard library only, so it is driven here exactly as the daemon drives it:
+``python -S guardian.py CTL STATUS monotonic`` with JSON lines on the control pipe. Each test
+names the promise it defends (docs/safety.md §3): no job outlives its run (S6), none starts once
+its deadline is near or the daemon has given up on it, none inherits anything odd from us.
 Escaped processes are found by pid (written by the job itself) and killed by pid at the end,
 whether the test passed or not.
 """
@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 
-from leaderjob import watchdog as watchdog_module
-from leaderjob.clock import now as deadline_clock  # the watchdog's clock
+from leaderjob import guardian as guardian_module
 from tests.harness.procs import pid_alive
 
-WATCHDOG = watchdog_module.__file__
+GUARDIAN = guardian_module.__file__
 #: A command that leaves its process group: the inner shell writes its pid, then becomes sleep.
 ESCAPE = 'setsid sh -c "echo \\$\\$ > {pidfile}; exec sleep 300" &'
 #: The same, ignoring SIGTERM (an ignored disposition survives exec): only SIGKILL ends it.
@@ -37,15 +36,15 @@ WAIT_PIDFILE = "while [ ! -s {pidfile} ]; do sleep 0.01; done"
 
 
 class Driven:
-    """One watchdog process, the test playing the daemon."""
+    """One guardian process, the test playing the daemon. Runs are keyed "1", "2", …"""
 
-    def __init__(self, *, preexec: Any = None, stdout: Any = None) -> None:
+    def __init__(self, *, preexec: Any = None, stdout: Any = None, args: tuple[str, ...] = ()):
         ctl_r, self.ctl = os.pipe()
         self.status, st_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", WATCHDOG, str(ctl_r), str(st_w)],
+            [sys.executable, "-S", GUARDIAN, str(ctl_r), str(st_w), "monotonic", *args],
             stdin=subprocess.DEVNULL,
-            stdout=stdout,  # the job's stdout is the watchdog's
+            stdout=stdout,  # the jobs' stdout is the guardian's
             pass_fds=(ctl_r, st_w),
             start_new_session=True,
             preexec_fn=preexec,  # noqa: PLW1509 - the test process starts no threads
@@ -56,6 +55,7 @@ class Driven:
             stdout.close()
         self.buf = b""
         self.events: list[dict[str, Any]] = []
+        self.keys = 0
 
     def send(self, **msg: Any) -> None:
         self.send_raw((json.dumps(msg) + "\n").encode())
@@ -63,20 +63,30 @@ class Driven:
     def send_raw(self, data: bytes) -> None:
         os.write(self.ctl, data)
 
-    def first(self, argv: list[str], *, left: float = 60.0, grace: float = 1.0) -> None:
-        self.send(argv=argv, env=dict(os.environ), deadline=deadline_clock() + left, grace=grace)
+    def first(self, argv: list[str], *, left: float = 60.0, grace: float = 1.0) -> str:
+        """Start a run; its key."""
+        self.keys += 1
+        key = str(self.keys)
+        self.send(start=key, argv=argv, env=dict(os.environ),
+                  deadline=time.monotonic() + left, grace=grace)  # fmt: skip
+        return key
+
+    def control(self, key: str = "1", **msg: Any) -> None:
+        self.send(run=key, **msg)
 
     def close_ctl(self) -> None:
         if self.ctl >= 0:
             os.close(self.ctl)
             self.ctl = -1
 
-    def until(self, key: str, timeout: float = 10.0) -> dict[str, Any] | None:
-        """Read reports until one has ``key``; None if the watchdog ended first."""
+    def until(
+        self, key: str, timeout: float = 10.0, run: str | None = None
+    ) -> dict[str, Any] | None:
+        """Read reports until one has ``key`` (of run ``run``); None if the guardian ended."""
         end = time.monotonic() + timeout
         while True:
             for ev in self.events:
-                if key in ev:
+                if key in ev and (run is None or ev.get("run") == run):
                     return ev
             left = end - time.monotonic()
             assert left > 0, f"no {key!r} report in {timeout} s: {self.events}"
@@ -91,8 +101,8 @@ class Driven:
             self.events += [json.loads(line) for line in lines if line.strip()]
 
     def cleanup(self) -> None:
-        """Close the pipe (the watchdog then kills its job) and wait for it; if it does not
-        exit, kill it and the job's group by pid."""
+        """Close the pipe (the guardian then kills every job) and wait for it; if it does not
+        exit, kill it and the jobs' groups by pid."""
         self.close_ctl()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
@@ -103,11 +113,16 @@ class Driven:
         self.proc.wait(10)
 
     def finish(self, timeout: float = 10.0) -> int:
-        rc = self.proc.wait(timeout)
         self.close_ctl()
+        rc = self.proc.wait(timeout)
         with contextlib.suppress(OSError):
             os.close(self.status)
         return rc
+
+
+def _exit(ev: dict[str, Any] | None) -> Any:
+    assert ev is not None
+    return ev["exited"]
 
 
 @pytest.fixture
@@ -142,12 +157,12 @@ def _sh(script: str) -> list[str]:
 def test_runs_the_job_and_reports_its_exit(driven):
     driven.first(_sh("exit 3"))
     assert driven.until("started") is not None
-    assert driven.until("exited") == {"exited": 3}
+    assert _exit(driven.until("exited")) == 3
     assert driven.finish() == 0
 
 
 def test_refuses_to_exec_once_the_deadline_has_passed_s6(driven, tmp_path):
-    """S6: the watchdog checks D itself, on its own clock, just before exec: a job is never
+    """S6: the guardian checks D itself, on its own clock, just before exec: a job is never
     started after its deadline, however late the start request reached it."""
     marker = tmp_path / "ran"
     driven.first(_sh(f"touch {marker}"), left=-0.5, grace=0.1)
@@ -171,15 +186,15 @@ def test_refuses_to_exec_with_less_than_the_grace_left_s6(driven, tmp_path):
 
 
 def test_does_not_start_once_the_control_pipe_has_closed_s1_s6(tmp_path):
-    """S1/S6: a daemon that gave up waiting closes the control pipe; a watchdog that reads its
+    """S1/S6: a daemon that gave up waiting closes the control pipe; a guardian that reads its
     start request only afterwards must not start the job (a late, untracked copy)."""
     marker = tmp_path / "ran"
     d = Driven()
     try:
         d.first(_sh(f"touch {marker}; sleep 300"))
-        d.close_ctl()  # before the watchdog (still starting Python) has read anything
+        d.close_ctl()  # before the guardian (still starting Python) has read anything
         report = d.until("error")
-        assert report is not None and "control pipe" in report["error"]
+        assert report is not None and "control channel" in report["error"]
         assert d.finish() == 0
         assert not any("started" in ev for ev in d.events)
         assert not marker.exists()
@@ -188,13 +203,13 @@ def test_does_not_start_once_the_control_pipe_has_closed_s1_s6(tmp_path):
 
 
 def test_stop_kills_a_descendant_that_left_the_group_s6(driven, escaped):
-    """S6: a job that calls setsid() leaves its process group; the watchdog is its subreaper and
+    """S6: a job that calls setsid() leaves its process group; the guardian is its subreaper and
     kills every descendant at stop, not only the group — before it reports the exit."""
     driven.first(_sh(f"{ESCAPE.format(pidfile=escaped)} sleep 300"))
     driven.until("started")
     pid = _escaped_pid(escaped)
     assert pid_alive(pid)
-    driven.send(stop="test")
+    driven.control(stop="test")
     assert driven.until("exited", timeout=15) is not None
     assert not pid_alive(pid), "a setsid() descendant survived the stop"
 
@@ -205,7 +220,7 @@ def test_main_exit_kills_what_the_job_left_behind_s6(driven, escaped):
     driven.first(
         _sh(f"{ESCAPE.format(pidfile=escaped)} {WAIT_PIDFILE.format(pidfile=escaped)}; exit 0")
     )
-    assert driven.until("exited", timeout=15) == {"exited": 0}
+    assert _exit(driven.until("exited", timeout=15)) == 0
     assert not pid_alive(_escaped_pid(escaped))
 
 
@@ -220,7 +235,7 @@ def test_daemon_gone_kills_a_descendant_that_left_the_group_s6(driven, escaped):
 
 
 def test_malformed_message_still_kills_the_job_and_its_descendants_s6(driven, escaped):
-    """S6: a watchdog that fails (here: a line that is not JSON) still kills everything it
+    """S6: a guardian that fails (here: a line that is not JSON) still kills everything it
     started, and says why."""
     driven.first(_sh(f"{ESCAPE.format(pidfile=escaped)} sleep 300"))
     started = driven.until("started")
@@ -229,14 +244,14 @@ def test_malformed_message_still_kills_the_job_and_its_descendants_s6(driven, es
     driven.send_raw(b"{this is not json\n")
     assert driven.until("exited", timeout=15) is not None
     error = driven.until("error")
-    assert error is not None and "watchdog failed" in error["error"]
+    assert error is not None and "guardian failed" in error["error"]
     assert not pid_alive(pid)
     assert not pid_alive(started["started"])
     assert driven.finish() != 0
 
 
 def test_deadline_kills_a_descendant_that_left_the_group_s6(driven, escaped):
-    """S6: at D the watchdog kills the whole tree on its own, with no word from the daemon —
+    """S6: at D the guardian kills the whole tree on its own, with no word from the daemon —
     a descendant that left the group and ignores SIGTERM included."""
     script = f"trap '' TERM; {STUBBORN.format(pidfile=escaped)} sleep 300"
     driven.first(_sh(script), left=5.0, grace=0.5)
@@ -244,7 +259,7 @@ def test_deadline_kills_a_descendant_that_left_the_group_s6(driven, escaped):
     pid = _escaped_pid(escaped)
     assert driven.until("exited", timeout=15) is not None
     assert not pid_alive(pid)
-    assert {"signal": "SIGKILL", "reason": "deadline"} in driven.events
+    assert {"run": "1", "signal": "SIGKILL", "reason": "deadline"} in driven.events
 
 
 def _block_usr1_ignore_usr2() -> None:
@@ -253,14 +268,14 @@ def _block_usr1_ignore_usr2() -> None:
 
 
 def test_job_starts_with_default_signal_dispositions_and_an_empty_mask(tmp_path):
-    """The job inherits no ignored signal (the watchdog ignores SIGINT; a daemon started under
+    """The job inherits no ignored signal (the guardian ignores SIGINT; a daemon started under
     nohup ignores SIGHUP) and no blocked one: Ctrl-C semantics and `kill` work as in a shell."""
     out = tmp_path / "status"
     d = Driven(preexec=_block_usr1_ignore_usr2, stdout=out.open("wb"))
     try:
         # grep itself, with no shell or Python in between: both change dispositions or the mask.
         d.first(["grep", "-E", "^(SigIgn|SigBlk)", "/proc/self/status"])
-        assert d.until("exited") == {"exited": 0}
+        assert _exit(d.until("exited")) == 0
         d.finish()
     finally:
         d.cleanup()
@@ -273,7 +288,7 @@ def test_job_starts_with_default_signal_dispositions_and_an_empty_mask(tmp_path)
 
 
 def test_orphans_that_end_during_the_run_are_reaped_at_once(driven, escaped):
-    """As a subreaper the watchdog inherits every orphan of the job; one that ends while the job
+    """As a subreaper the guardian inherits every orphan of the job; one that ends while the job
     runs is reaped at once (SIGCHLD wakes the loop), so a long job leaves no zombies behind."""
     orphan = f'(setsid sh -c "echo \\$\\$ > {escaped}; sleep 0.2" &)'
     driven.first(_sh(f"{orphan}; sleep 300"))
@@ -285,44 +300,89 @@ def test_orphans_that_end_during_the_run_are_reaped_at_once(driven, escaped):
     assert not Path(f"/proc/{pid}").exists(), "an orphan that ended was left a zombie"
 
 
-def _next_run(d: Driven) -> None:
-    """Forget the reports of the run that ended (the watchdog serves another)."""
-    d.events = []
+def test_the_deadline_is_checked_immediately_before_exec_not_before_fork_s6(tmp_path):
+    """S6: D is checked in the job's process just before exec. A fork that takes long (here a
+    test-only pause between fork and exec, as on a loaded machine) must not turn a start that
+    was in time at the fork into a job that runs past its deadline. Checking before the fork
+    instead passes the check here (1 s left, grace 0.2 s) and execs after D."""
+    marker = tmp_path / "ran"
+    d = Driven(args=("--test-stall-before-exec", "1.2"))
+    try:
+        d.first(_sh(f"touch {marker}; sleep 300"), left=1.0, grace=0.2)
+        report = d.until("exited", timeout=15)
+        assert report is not None and report["exited"] is None
+        assert "deadline" in report["error"], report
+        assert not any("started" in ev for ev in d.events)
+        time.sleep(0.2)
+        assert not marker.exists(), "the job was exec'd after its deadline"
+    finally:
+        d.cleanup()
 
 
-def test_a_reused_watchdog_ignores_a_finished_runs_controls_and_kills_the_next_at_d_s6(
-    driven, tmp_path
-):
-    """S6 with reuse: a watchdog that served a run (ended by a kill) serves the next one as if
-    it were new — a control meant for the finished run does not touch it, and the next run is
-    still SIGTERMed at D − grace and SIGKILLed before D."""
-    assert driven.until("ready") is not None  # started ahead, waiting for a start request
-    driven.send(argv=_sh("sleep 300"), env=dict(os.environ),
-                deadline=deadline_clock() + 60, grace=1.0, reuse=True)  # fmt: skip
-    driven.until("started")
-    driven.send(kill="test")
-    assert driven.until("exited")["exited"] == -signal.SIGKILL
-    _next_run(driven)
-    driven.send(stop="late")  # for the run that ended: must not reach the next one
-    t0 = time.monotonic()
-    driven.send(argv=_sh("trap '' TERM; sleep 300"), env=dict(os.environ),
-                deadline=t0 + 1.5, grace=0.5, reuse=True)  # fmt: skip
-    driven.until("started")
-    report = driven.until("exited", timeout=10)
-    took = time.monotonic() - t0
-    assert report is not None and report["exited"] == -signal.SIGKILL
-    signals = [(e["signal"], e["reason"]) for e in driven.events if "signal" in e]
-    assert signals == [("SIGTERM", "deadline"), ("SIGKILL", "deadline")], signals
-    assert took < 1.5 + 0.5, f"killed {took:.2f}s after the start, D was 1.5 s"
+def _drain(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(fd, 1 << 16):
+            pass
 
 
-def test_an_idle_watchdog_exits_when_the_daemon_is_gone_s6(driven):
-    """S6/§3: a watchdog waiting between runs (or started ahead) exits as soon as the daemon's
-    end of its control pipe closes: nothing of a dead daemon is left behind."""
-    driven.until("ready")
-    driven.send(argv=_sh("exit 0"), env=dict(os.environ),
-                deadline=deadline_clock() + 60, grace=1.0, reuse=True)  # fmt: skip
-    assert driven.until("exited")["exited"] == 0
-    assert driven.proc.poll() is None  # kept for the next run
-    driven.close_ctl()
-    assert driven.finish(timeout=5) == 0
+@pytest.mark.parametrize("stdout", ["drained", "never_read"])
+def test_each_run_is_killed_at_its_own_deadline_while_one_floods_s6(tmp_path, stdout):
+    """S6 with one guardian for every run: four runs of different jobs with different
+    deadlines, each ignoring SIGTERM, are each SIGKILLed by their own D — while another job
+    floods stdout as fast as it can, and whether the daemon's stdout is drained or never read
+    at all (a stuck log collector). Deadlines come first; copying never delays a kill."""
+    import threading
+
+    out_r, out_w = os.pipe()
+    if stdout == "drained":
+        threading.Thread(target=_drain, args=(out_r,), daemon=True).start()
+    d = Driven(stdout=os.fdopen(out_w, "wb"))
+    try:
+        flood = d.first(["sh", "-c", "trap '' TERM; exec yes flood"], left=60, grace=1.0)
+        t0 = time.monotonic()
+        lefts = {d.first(_sh("trap '' TERM; echo hi; sleep 300"), left=left, grace=0.3): left
+                 for left in (1.0, 1.6, 2.2, 2.8)}  # fmt: skip
+        for key, left in lefts.items():
+            report = d.until("exited", timeout=15, run=key)
+            assert report is not None and report["exited"] == -signal.SIGKILL
+            took = time.monotonic() - t0
+            assert took < left + 0.3, f"run {key} killed {took:.2f}s after its start, D {left}"
+            signals = [(e["signal"], e["reason"]) for e in d.events if e.get("run") == key
+                       and "signal" in e]  # fmt: skip
+            assert signals == [("SIGTERM", "deadline"), ("SIGKILL", "deadline")], signals
+        assert d.until("started", run=flood) is not None
+        assert not any(e.get("run") == flood and "exited" in e for e in d.events)
+    finally:
+        d.cleanup()
+        os.close(out_r)
+
+
+def test_no_exit_report_is_dropped_when_the_daemon_does_not_read_for_a_while():
+    """A daemon that does not read (frozen, slow) while many runs end with full tails: more
+    than a pipe holds. Every exit report still arrives, in full and after its run's start —
+    the reports wait in the guardian, they are never dropped (and the kills never wait)."""
+    d = Driven(stdout=open(os.devnull, "wb"))  # noqa: SIM115 - Driven closes it
+    try:
+        keys = [
+            d.first(_sh("head -c 6000 /dev/zero | tr '\\0' x; head -c 6000 /dev/zero >&2"))
+            for _ in range(24)
+        ]
+        time.sleep(3.0)  # the status pipe (64 KiB) fills long before all of them ended
+        for key in keys:
+            report = d.until("exited", timeout=15, run=key)
+            assert report is not None and report["exited"] == 0
+            assert report["tails"]["stdout_tail"] == "x" * 4096
+            assert report["tails"]["stdout_truncated"] is True
+    finally:
+        d.cleanup()
+
+
+def test_the_guardian_loads_no_grpc_nor_etcd3(driven):
+    """The guardian is standard library only (started as ``python -S``): no gRPC threads to
+    fork under, no etcd client, a few MiB of memory."""
+    assert driven.until("ready") is not None
+    maps = Path(f"/proc/{driven.proc.pid}/maps").read_text()
+    for lib in ("grpc", "etcd3", "protobuf", "structlog", "prometheus"):
+        assert lib not in maps, f"the guardian loaded {lib}"
+    threads = len(os.listdir(f"/proc/{driven.proc.pid}/task"))
+    assert threads == 1, f"the guardian runs {threads} threads: it forks jobs"

@@ -1,0 +1,107 @@
+"""Many jobs on one fire time: how late the last one starts, and the tree's memory meanwhile.
+
+    python bench/burst.py [--jobs 100] [--every 20s] [--slots 3] [--command "sleep 5"]
+
+One daemon on an etcd of its own leads a jobs file of ``jobs`` jobs, all ``@every EVERY`` (their
+slots fall on the same instants), each running ``command``, TTL 10 s. For ``slots`` fire times
+after the first (the first comes with the tenure's catch-up): each job's ``exec_seconds`` from its
+``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
+job exec'd); the peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
+guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; and whether
+the daemon kept leading. Each figure is the median over the slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchlib import PYTHON, ProcessGroup, etcd_server, median, percentile, table, wait_for
+from tree import _tree, sample
+
+
+def _jobs(path: Path, n: int, every: str, command: str) -> Path:
+    argv = ", ".join(json.dumps(a) for a in shlex.split(command))
+    lines = []
+    for i in range(n):
+        lines += [f"[jobs.j{i:04d}]", f'schedule = "@every {every}"', f"command = [{argv}]", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[str, Any]:
+    with etcd_server() as etcd, ProcessGroup() as procs:
+        path = _jobs(logdir / "burst.toml", jobs, every, command)
+        log = logdir / "burst.log"
+        with log.open("wb") as f:
+            d = procs.spawn(
+                [PYTHON, "-m", "leaderjob", "run", "--election", "burst", "--identity", "b",
+                 "--endpoints", etcd.endpoint, "--prefix", "/bench", "--ttl", "10s",
+                 "--jobs", str(path), "--spread", "off", "--log-format", "json",
+                 "--metrics-addr", "off"],
+                stdout=f, stderr=f, cwd=str(logdir),
+            )  # fmt: skip
+        wait_for(lambda: log.read_bytes().count(b'"job.started"') >= jobs, 120, 0.2)
+        peak: dict[str, float] = {"pss": 0.0, "rss": 0.0, "procs": 0.0}
+        end = time.monotonic() + (slots + 0.5) * float(every.rstrip("s"))
+        while time.monotonic() < end:
+            s = sample(d.pid)
+            peak["pss"] = max(peak["pss"], s["pss"])
+            peak["rss"] = max(peak["rss"], s["rss"])
+            peak["procs"] = max(peak["procs"], len(_tree(d.pid)))
+            time.sleep(0.1)
+        by_slot: dict[str, list[float]] = defaultdict(list)
+        lost = False
+        for line in log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if ev.get("event") == "job.started" and ev.get("exec_seconds") is not None:
+                    by_slot[ev["slot"]].append(float(ev["exec_seconds"]))
+                lost = lost or ev.get("event") == "election.lost"
+        full = [v for _, v in sorted(by_slot.items()) if len(v) == jobs][1:]  # after catch-up
+        return {
+            "slots": len(full),
+            "last_exec": median(max(v) for v in full),
+            "p50_exec": median(percentile(v, 0.5) or 0.0 for v in full),
+            "first_exec": median(min(v) for v in full),
+            "peak_pss": peak["pss"],
+            "peak_rss": peak["rss"],
+            "peak_procs": peak["procs"],
+            "kept_leading": not lost,
+        }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=100)
+    ap.add_argument("--every", default="20s")
+    ap.add_argument("--slots", type=int, default=3)
+    ap.add_argument("--command", default="sleep 5")
+    args = ap.parse_args()
+    logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"leaderjob-burst-{os.getpid()}"
+    logdir.mkdir(parents=True, exist_ok=True)
+    r = run(args.jobs, args.every, args.slots, args.command, logdir)
+
+    def ms(v: float | None) -> str:
+        return "—" if v is None else f"{v * 1000:.0f} ms"
+
+    print(table(["at one fire time", "measured"], [
+        ["jobs", f"{args.jobs} × @every {args.every} `{args.command}` ({r['slots']} slots)"],
+        ["first / p50 / last job exec'd after the fire time",
+         f"{ms(r['first_exec'])} / {ms(r['p50_exec'])} / {ms(r['last_exec'])}"],
+        ["peak PSS / RSS of the tree, jobs excluded",
+         f"{r['peak_pss']:.0f} / {r['peak_rss']:.0f} MiB"],
+        ["most processes in the tree (jobs included)", f"{r['peak_procs']:.0f}"],
+        ["leadership", "kept" if r["kept_leading"] else "LOST"],
+    ]))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,571 @@
+"""The guardian: one small process per daemon that starts every run and guarantees its end.
+
+It exists because the daemon can be frozen (SIGSTOP, a GC pause, a throttled cgroup) or killed
+outright (``kill -9``): the daemon's own timers then cannot fire, yet each job must be dead by its
+local deadline ``D``. One guardian serves every run of every job of its daemon. It is started
+plainly (no ``preexec_fn`` in the daemon, which has gRPC threads) and:
+
+* is a child subreaper (``PR_SET_CHILD_SUBREAPER``): whatever a job forks stays below it, even a
+  process that left the job's group with ``setsid()`` (a daemonizing script, ``setsid cmd &``);
+* holds a table of runs, each with its process group, ``D``, grace and output tails;
+* starts a job in a new session, with default signal dispositions and an empty signal mask, only
+  if the control channel is still open and more than ``grace`` is left before that run's ``D`` —
+  checked on its own clock in the job's process immediately before exec, not before the fork;
+* SIGTERMs each run at its ``D − grace`` and SIGKILLs it shortly before ``D``, whatever the daemon
+  is doing (the daemon moves ``D`` forward after each renewal);
+* SIGKILLs every run and every descendant at once when the control channel closes (the daemon is
+  gone) or when it fails itself, then exits;
+* when a job's main process exits, SIGKILLs everything the run left behind, and only once all of
+  it is reaped reports the exit — the daemon revokes the lease after that report.
+
+One event loop, deadlines first: each turn signals what is due, then reaps, then copies at most
+one bounded read per stream. Nothing blocks it: the job's output is passed through to the daemon's
+stdout/stderr by non-blocking writes (a stuck reader stalls the *jobs* that write, through their
+own full pipes, as if they wrote there directly, never a kill), and reports to the daemon wait in
+a queue of their own when the daemon is not reading — never dropped, never blocking.
+
+Which run a descendant belongs to: the run's main process and everything below it; its process
+group; and an orphan (re-parented to us) whose environment carries the run's marker
+(``LEADERJOB_GUARDIAN_RUN``) or whose group is the run's. An orphan of no known run is killed at
+the end of any run: nothing unknown outlives a run's end.
+
+Standard library only: the daemon starts it as ``python -S guardian.py CTL_FD STATUS_FD [CLOCK]``.
+Protocol: JSON lines. Daemon → guardian: ``{"start": id, "argv", "env", "deadline", "grace"}``,
+then ``{"run": id, "deadline": D}``, ``{"run": id, "stop": reason}``, ``{"run": id, "kill":
+reason}``. Guardian → daemon: ``{"ready": pid}`` once, then per run ``{"run": id, "started":
+pid}`` or ``{"run": id, "error": text}``, ``{"run": id, "signal": name, "reason": why}`` for each
+signal kind sent, and last ``{"run": id, "exited": returncode, "tails": {...}}`` (``exited`` is
+null when the job never started or the guardian failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+#: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+if __package__:
+    from leaderjob import proctree, tail
+else:  # run as a script (python -S): the package may not be importable; load the files beside us
+    import importlib.util
+
+    def _load(name: str) -> Any:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    proctree = _load("proctree")
+    tail = _load("tail")
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+#: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
+KILL_RESERVE = 0.1
+#: Pause between SIGKILL sweeps of a run whose processes are still dying.
+SWEEP_PAUSE = proctree.SWEEP_PAUSE
+#: After a run's processes are all gone, its output pipes get this long to reach EOF.
+TAIL_WAIT = 0.5
+
+
+def _prctl(option: int, arg: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+
+
+def clock_id(name: str | None) -> int:
+    """The clock deadlines are read on: the daemon names it (both must read the same one)."""
+    if name == "monotonic" or not hasattr(time, "CLOCK_BOOTTIME"):
+        return time.CLOCK_MONOTONIC
+    return time.CLOCK_BOOTTIME
+
+
+class Run:
+    """One run in the table."""
+
+    def __init__(self, key: str, deadline: float, grace: float, start_by: float) -> None:
+        self.key = key
+        self.deadline = deadline
+        self.grace = grace
+        self.start_by = start_by  # the daemon gives up on the start then: no exec after it
+        self.job: subprocess.Popen[bytes] | None = None
+        self.pid = 0  # also its process group id
+        self.returncode: int | None = None
+        self.stop_kill: float | None = None  # set once a stop was requested
+        self.termed = False
+        self.killed = False
+        self.ended_at: float | None = None  # every process of the run reaped
+        self.pipes: dict[str, int] = {}  # stream → read end, until EOF
+        self.rings = {name: tail.Ring() for name in tail.STREAMS}
+        self.members: set[int] = set()  # orphans known to be the run's
+
+    def tails(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, ring in self.rings.items():
+            if ring.total:
+                out[f"{name}_tail"] = ring.text()
+                out[f"{name}_truncated"] = ring.truncated
+        return out
+
+
+class Guardian:
+    def __init__(
+        self, ctl_fd: int, status_fd: int, clock: int, stall_before_exec: float = 0.0
+    ) -> None:
+        self.ctl = ctl_fd
+        self.status = status_fd
+        self.clock = clock
+        self.me = os.getpid()
+        self.buf = b""
+        self.out = bytearray()  # reports the daemon has not read yet: never dropped
+        self.ctl_open = True
+        self.runs: dict[str, Run] = {}
+        self.sinks = (tail.Sink(1), tail.Sink(2))
+        #: A test-only pause in the job's process between fork and exec (never set by the daemon).
+        self.stall_before_exec = stall_before_exec
+        # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def now(self) -> float:
+        return time.clock_gettime(self.clock)
+
+    # -- reports ------------------------------------------------------------------------------
+
+    def send(self, **msg: Any) -> None:
+        self.out += (json.dumps(msg) + "\n").encode()
+        self.flush_out()
+
+    def flush_out(self) -> None:
+        while self.out:
+            try:
+                n = os.write(self.status, self.out)
+            except BlockingIOError:
+                return  # the daemon is not reading now: the rest waits, in order
+            except OSError:
+                self.out.clear()  # the daemon is gone; its control channel says so too
+                return
+            del self.out[:n]
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def members(self, run: Run, procs: dict[int, tuple[int, int]], strays: bool) -> list[int]:
+        """The run's processes now: its main process and everything below it, its group, and
+        orphans marked as the run's or in its group (``strays``: unknown orphans too)."""
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        roots = [run.pid] if run.pid in procs else []
+        mains = {r.pid for r in self.runs.values()}
+        for pid in children.get(self.me, ()):
+            if pid in mains:
+                continue
+            if pid in run.members or procs[pid][1] == run.pid:
+                roots.append(pid)
+                continue
+            owner = proctree.marker_of(pid)
+            if owner == run.key:
+                run.members.add(pid)
+                roots.append(pid)
+            elif strays and (owner is None or owner not in self.runs):
+                roots.append(pid)
+        below = set(
+            proctree.below(self.me, procs)
+        )  # a group id matches only below us (pids are reused)
+        found = [p for p in below if run.pid and procs[p][1] == run.pid]
+        todo = list(roots)
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, ())
+        return [p for p in dict.fromkeys(found) if p != self.me]
+
+    def signal_run(self, run: Run, sig: signal.Signals, reason: str | None) -> None:
+        """Signal the run's group and every process of it; report it once per signal kind."""
+        if sig is signal.SIGKILL:
+            if run.killed:
+                return
+            run.killed = True
+        elif sig is signal.SIGTERM:
+            if run.termed or run.killed:
+                return
+            run.termed = True
+        self._signal(run, sig, strays=False)
+        if reason is not None:
+            self.send(run=run.key, signal=sig.name, reason=reason)
+
+    def _signal(self, run: Run, sig: signal.Signals, strays: bool) -> int:
+        if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, sig)
+        found = self.members(run, proctree.processes(), strays)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        return len(found)
+
+    def reap(self) -> None:
+        """Collect every child that ended (orphans re-parented to us included)."""
+        mains = {r.pid: r for r in self.runs.values() if r.pid}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = mains.get(pid)
+            if run is not None and run.job is not None:
+                # Reaped here, not by Popen: as a subreaper we collect every orphan anyway.
+                run.returncode = run.job.returncode = os.waitstatus_to_exitcode(status)
+            for r in self.runs.values():
+                r.members.discard(pid)
+
+    # -- the control channel ------------------------------------------------------------------
+
+    def read_ctl(self) -> list[dict[str, Any]] | None:
+        """Read what the daemon sent (one bounded read); None on EOF (the daemon is gone)."""
+        try:
+            chunk = os.read(self.ctl, tail.CHUNK)
+        except BlockingIOError:
+            return []
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return None
+        self.buf += chunk
+        # A line that is not a JSON object raises: the caller treats it as its own failure.
+        *lines, self.buf = self.buf.split(b"\n")
+        msgs = [json.loads(line) for line in lines if line.strip()]
+        if not all(isinstance(m, dict) for m in msgs):
+            raise ValueError(f"not a message: {lines!r}")
+        return msgs
+
+    def ctl_closed(self) -> bool:
+        """True once the daemon's end of the control channel is closed; reads nothing."""
+        poller = select.poll()
+        poller.register(self.ctl, select.POLLIN)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        if "start" in msg:
+            self.start(msg)
+            return
+        run = self.runs.get(str(msg.get("run")))
+        if run is None or run.returncode is not None:
+            return  # a finished run's controls go nowhere
+        if "deadline" in msg:
+            run.deadline = max(run.deadline, float(msg["deadline"]))
+        if "stop" in msg:
+            self.signal_run(run, signal.SIGTERM, str(msg["stop"]))
+            stop_kill = self.now() + run.grace
+            run.stop_kill = stop_kill if run.stop_kill is None else min(run.stop_kill, stop_kill)
+        if "kill" in msg:
+            self.signal_run(run, signal.SIGKILL, str(msg["kill"]))
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def refusal(self, run: Run) -> str | None:
+        """Why the run's job must not be started now, or None."""
+        if self.ctl_closed():
+            return "not started: the daemon closed the control channel (it is gone)"
+        now = self.now()
+        left = run.deadline - now
+        if left <= 0:
+            return f"not started: the local deadline passed {-left:.3f}s ago"
+        if left <= run.grace:
+            return (
+                f"not started: {left:.3f}s left before the local deadline, "
+                f"less than the grace of {run.grace:g}s"
+            )
+        if now >= run.start_by:
+            return "not started: the daemon gave up waiting for the start"
+        return None
+
+    def prepare_child(self, run: Run) -> None:
+        """Runs in the job's process between fork and exec (this process has no threads)."""
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.me:
+            raise RuntimeError("the guardian died")  # before PDEATHSIG was armed
+        # Nothing of ours is inherited: dispositions back to default (we ignore SIGINT and
+        # handle SIGCHLD; the daemon may have been started ignoring SIGHUP), no wake-up fd.
+        signal.set_wakeup_fd(-1)
+        for sig in signal.valid_signals():
+            if sig in (signal.SIGKILL, signal.SIGSTOP):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+        if self.stall_before_exec:  # tests only: a slow fork (a loaded machine) made long
+            time.sleep(self.stall_before_exec)
+        # The last check, as close to exec as Python gets: a start request that arrived late
+        # (the daemon gone, or D near) or a fork that took long never becomes a job.
+        if self.refusal(run) is not None:
+            raise RuntimeError("refused")
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+    def start(self, msg: dict[str, Any]) -> None:
+        key = str(msg["start"])
+        deadline = float(msg["deadline"])
+        run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
+        argv = [str(a) for a in msg["argv"]]
+        env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
+        env[proctree.MARKER] = key
+        cwd = msg.get("cwd")
+        pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
+        child = [p[1] if p else n + 1 for n, p in enumerate(pipes)]
+        try:
+            job = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=child[0],
+                stderr=child[1],
+                start_new_session=True,
+                # This process has no threads: forking with a preexec_fn is safe here.
+                preexec_fn=lambda: self.prepare_child(run),  # noqa: PLW1509
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            for p in pipes:
+                for fd in p or ():
+                    os.close(fd)
+            if isinstance(exc, OSError):
+                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
+                why = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
+            else:  # prepare_child refused; the reason still holds
+                why = self.refusal(run) or "not started: the guardian is dying"
+            self.send(run=key, error=why, exited=None)
+            return
+        for name, p in zip(tail.STREAMS, pipes, strict=True):
+            if p is not None:
+                os.close(p[1])  # EOF comes when the job and all it started are gone
+                os.set_blocking(p[0], False)
+                run.pipes[name] = p[0]
+        run.job, run.pid = job, job.pid
+        self.runs[key] = run
+        self.send(run=key, started=job.pid)
+
+    # -- copying ------------------------------------------------------------------------------
+
+    def copy(self, run: Run, name: str, ending: bool) -> None:
+        """One bounded read of one stream: passed through, and its tail kept. A run that is
+        ending reads even when the sink is stuck (what does not fit is not passed through)."""
+        fd = run.pipes[name]
+        sink = self.sinks[tail.STREAMS.index(name)]
+        if sink.full and not ending:
+            return
+        try:
+            chunk = os.read(fd, tail.CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            os.close(fd)
+            del run.pipes[name]
+            return
+        run.rings[name].add(chunk)
+        sink.put(chunk)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            return self._run()
+        except BaseException as exc:  # a malformed message, a bug: every job must still die
+            self.kill_everything("guardian_failed")
+            self.send(error=f"guardian failed: {exc!r}")
+            for run in list(self.runs.values()):
+                self.send(
+                    run=run.key,
+                    error=f"guardian failed: {exc!r}",
+                    exited=run.returncode,
+                    tails=run.tails(),
+                )
+            self.drain_out(1.0)
+            return 1
+
+    def _run(self) -> int:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        os.set_blocking(self.ctl, False)
+        self.send(ready=self.me)
+        while True:
+            timeout = self.deadlines()
+            self.reap()
+            self.finish()
+            if not self.ctl_open:
+                break
+            for sink in self.sinks:
+                sink.flush()
+            self.wait(timeout)
+        self.kill_everything("daemon_gone")
+        for run in list(self.runs.values()):
+            self.report(run)
+        self.drain_out(1.0)
+        return 0
+
+    def deadlines(self) -> float:
+        """Signal what is due; the time until the next thing is due."""
+        now = self.now()
+        until = 3600.0
+        for run in self.runs.values():
+            if run.returncode is not None:
+                continue
+            term_at = run.deadline - run.grace
+            kill_at = run.deadline - min(KILL_RESERVE, run.grace / 4)
+            if run.stop_kill is not None:
+                kill_at = min(kill_at, run.stop_kill)
+            if now >= kill_at:
+                self.signal_run(
+                    run, signal.SIGKILL, "deadline" if run.stop_kill is None else "grace"
+                )
+                until = min(until, 0.05)  # until it is reaped
+            elif now >= term_at:
+                self.signal_run(run, signal.SIGTERM, "deadline")
+            if not run.killed:
+                nxt = kill_at if run.termed or now >= term_at else term_at
+                until = min(until, max(0.0, nxt - now))
+        return until
+
+    def finish(self) -> None:
+        """Runs whose main process exited: SIGKILL what they left behind; report once all of
+        it is reaped and the output reached EOF (or TAIL_WAIT passed)."""
+        for run in list(self.runs.values()):
+            if run.returncode is None:
+                continue
+            if run.ended_at is None:
+                if self.orphans() and self._signal(run, signal.SIGKILL, strays=True):
+                    continue  # swept again next turn, SWEEP_PAUSE later
+                run.ended_at = self.now()
+            for name in list(run.pipes):
+                self.copy(run, name, ending=True)
+            if run.pipes and self.now() - run.ended_at < TAIL_WAIT:
+                continue
+            self.report(run)
+
+    def orphans(self) -> bool:
+        """Whether any child of ours is no live run's main process. Whatever a run whose main
+        process was reaped left behind is among those (re-parented to us, its subreaper): none
+        at all is the common end of a run, known from one small read instead of a scan of
+        ``/proc`` (the scan is the answer where the kernel lacks that read)."""
+        found = proctree.children(self.me)
+        if found is None:
+            return True
+        mains = {r.pid for r in self.runs.values() if r.returncode is None}
+        return any(c not in mains for c in found)
+
+    def report(self, run: Run) -> None:
+        for fd in run.pipes.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        run.pipes.clear()
+        self.runs.pop(run.key, None)
+        self.send(run=run.key, exited=run.returncode, tails=run.tails())
+
+    def wait(self, timeout: float) -> None:
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        poller.register(self.ctl, select.POLLIN)
+        if self.out:
+            poller.register(self.status, select.POLLOUT)
+        ending = False
+        streams: dict[int, tuple[Run, str]] = {}
+        for run in self.runs.values():
+            if run.returncode is not None:
+                ending = True
+                continue
+            for name, fd in run.pipes.items():
+                if not self.sinks[tail.STREAMS.index(name)].full:
+                    poller.register(fd, select.POLLIN)
+                    streams[fd] = (run, name)
+        for sink in self.sinks:
+            if sink.pending:
+                timeout = min(timeout, 0.05)  # a sink's readiness is polled by trying
+        if ending:
+            timeout = min(timeout, SWEEP_PAUSE)
+        ready = poller.poll(max(0.0, timeout) * 1000)
+        for fd, _ev in ready:
+            if fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 4096):
+                        pass
+            elif fd == self.ctl:
+                # A bounded read; a message waits for the next turn, after the deadlines.
+                msgs = self.read_ctl()
+                if msgs is None:
+                    self.ctl_open = False
+                    return
+                for msg in msgs:
+                    self.handle(msg)
+                    if "start" in msg:  # a burst of starts does not hold up a kill that is due
+                        self.deadlines()
+            elif fd == self.status:
+                self.flush_out()
+            elif fd in streams:
+                run, name = streams[fd]
+                if name in run.pipes:
+                    self.copy(run, name, ending=False)
+
+    def kill_everything(self, reason: str) -> None:
+        """SIGKILL every run and every descendant until none is left, reaping them all."""
+        for run in self.runs.values():
+            if run.returncode is None:
+                self.signal_run(run, signal.SIGKILL, reason)
+        pause = SWEEP_PAUSE
+        while True:
+            self.reap()
+            procs = proctree.processes()
+            below = [p for p in proctree.below(self.me, procs) if p != self.me]
+            if not below:
+                self.reap()
+                return
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            for run in self.runs.values():
+                if run.pid and run.returncode is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(run.pid, signal.SIGKILL)
+            time.sleep(pause)  # a process in uninterruptible sleep dies when it wakes
+            pause = min(0.2, pause * 2)
+
+    def drain_out(self, limit: float) -> None:
+        """Last reports before exiting: written while the daemon reads, for at most ``limit``."""
+        end = time.monotonic() + limit
+        while self.out and time.monotonic() < end:
+            self.flush_out()
+            if self.out:
+                with contextlib.suppress(OSError):
+                    select.select([], [self.status], [], max(0.0, end - time.monotonic()))
+
+
+def main(argv: list[str]) -> int:
+    ctl_fd, status_fd = int(argv[1]), int(argv[2])
+    clock = clock_id(argv[3] if len(argv) > 3 else None)
+    stall = 0.0
+    if "--test-stall-before-exec" in argv:  # tests only; the daemon never passes it
+        stall = float(argv[argv.index("--test-stall-before-exec") + 1])
+    # The daemon's SIGINT (Ctrl-C at a terminal) must not reach us before it decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.set_blocking(status_fd, False)
+    return Guardian(ctl_fd, status_fd, clock, stall).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
