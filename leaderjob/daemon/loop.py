@@ -392,12 +392,16 @@ class Daemon:
             error = self.watchdogs.fill(now, owners)
             if error is not None:
                 self.log.warning("watchdog.spare_failed", error=error)
+        self.clock.wait(self.wakeup, max(0.0, self.next_wakeup(now) - now))
+
+    def next_wakeup(self, now: float) -> float:
+        """Monotonic time the next cycle is due, unless something wakes the loop first."""
         until = self.elector.next_wakeup(now, self._may_campaign())
         for r in self.runners.values():
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
         if self.leaving is not None:
             until = min(until, now + 0.05)
-        self.clock.wait(self.wakeup, max(0.0, until - now))
+        return until
 
     # -- election -----------------------------------------------------------------------------
 
