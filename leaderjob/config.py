@@ -29,6 +29,8 @@ from leaderjob.units import format_duration
 
 #: etcd's minimum lease TTL at default settings; shorter requests are silently raised.
 MIN_TTL = 2
+#: etcd's maximum lease TTL (``MaxLeaseTTL``); a grant above it is refused, every time.
+MAX_TTL = 9_000_000_000
 #: Bound on the relative drift between our monotonic clock and the etcd leader's.
 CLOCK_DRIFT = 1e-3
 #: The default lease TTL, in seconds (docs/configuration.md says why this value).
@@ -109,6 +111,11 @@ class Timing:
         ttl = format_duration(self.ttl)
         if self.ttl != int(self.ttl):
             errors.append(f"--ttl {ttl}: etcd leases are granted in whole seconds; use e.g. 3s")
+        if self.ttl > MAX_TTL:
+            errors.append(
+                f"--ttl {ttl} is above etcd's maximum lease TTL of {MAX_TTL}s (etcd would refuse "
+                "every grant); use e.g. --ttl 10s"
+            )
         if self.ttl < MIN_TTL:
             errors.append(
                 f"--ttl {ttl} is below etcd's minimum lease TTL of {MIN_TTL}s "

@@ -423,9 +423,38 @@ def _start_prometheus(demo: Demo, home: Path) -> Any:
     return prom
 
 
-def run_demo(ttl: float = 3.0, duration: float = 30.0, prometheus: bool = False) -> int:
+def _start_ui(demo: Demo, endpoint: str) -> tuple[Any, Any, str]:
+    """The run explorer (`leaderjob ui`) on the demo's etcd: (server, store, URL)."""
+    from leaderjob.election.etcd import EtcdStore
+    from leaderjob.explorer.data import Source
+    from leaderjob.explorer.server import App, serve
+    from leaderjob.leadership_options import build_connection
+
+    store = EtcdStore(build_connection(endpoint))
+    httpd = serve(App(Source(store, "/leaderjob", "demo", 5.0)), ("127.0.0.1", free_port()))
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    demo.say(
+        f"the run explorer is up at {url} (`leaderjob ui --election demo --endpoints {endpoint}`)"
+    )
+    return httpd, store, url
+
+
+def _hold_ui(explorer: tuple[Any, Any, str], code: int) -> int:
+    """After the summary: the explorer (and the demo's etcd) stay up until Ctrl-C."""
+    print(f"\nThe run explorer stays up at {explorer[2]} until Ctrl-C.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    explorer[0].shutdown()
+    explorer[1].close()
+    return code
+
+
+def run_demo(
+    ttl: float = 3.0, duration: float = 30.0, prometheus: bool = False, ui: bool = False
+) -> int:
     """`duration` is how long the jobs run after each step (a third before the crash, ...).
-    With `prometheus`, a real Prometheus scrapes the replicas meanwhile."""
+    With `prometheus`, a real Prometheus scrapes the replicas meanwhile. With `ui`, the run
+    explorer serves the demo's etcd, and stays up after the summary until Ctrl-C."""
     try:
         etcd = LocalEtcd()
     except EtcdNotFound as exc:
@@ -437,6 +466,7 @@ def run_demo(ttl: float = 3.0, duration: float = 30.0, prometheus: bool = False)
         demo = Demo(ttl, Path(tmp))
         demo.say(f"etcd is up at {etcd.endpoint}")
         prom = _start_prometheus(demo, Path(tmp) / "prometheus") if prometheus else None
+        explorer = _start_ui(demo, etcd.endpoint) if ui else None
         print(
             f"Three replicas of `leaderjob run --election demo --ttl {ttl:g}s --jobs jobs.toml "
             f"--spread-pace 1s`,\njobs.toml: {', '.join(JOBS)}, each `@every {EVERY:g}s`.\n"
@@ -470,4 +500,6 @@ def run_demo(ttl: float = 3.0, duration: float = 30.0, prometheus: bool = False)
             if prom is not None:
                 prom.stop()
                 demo.say(f"Prometheus (pid {prom.proc.pid}) stopped")
+        if explorer is not None:
+            return _hold_ui(explorer, demo.summary())
     return demo.summary()

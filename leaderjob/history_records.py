@@ -264,6 +264,67 @@ class RunHistory:
                 doc = {**doc, **_load(info.value)}
         return [doc]
 
+    def window(
+        self, since: datetime, until: datetime, *, timeout: float
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The records completed from ``since`` to ``until`` (give or take :data:`WINDOW_GRAIN`:
+        the caller trims), oldest first, each with its name (its key's last part, which also
+        names its output: :meth:`named`).
+
+        Read in key ranges, not in pages of the newest records: history keys begin with the
+        completion time in milliseconds, so a window is a handful of decimal prefixes of that
+        stamp (:func:`stamp_blocks`), each read whole; a prefix that holds more than
+        :data:`READ_MAX` records (a reply near gRPC's 4 MiB limit) is read as its ten
+        sub-prefixes instead.
+        """
+        lo = int(since.timestamp() * 1000) // WINDOW_GRAIN * WINDOW_GRAIN
+        hi = -(-int(until.timestamp() * 1000) // WINDOW_GRAIN) * WINDOW_GRAIN
+        todo = stamp_blocks(max(0, lo), max(0, hi))
+        found: list[tuple[str, dict[str, Any]]] = []
+        while todo:
+            block = todo.pop(0)
+            keys = self.store.get_prefix(
+                self.history_prefix + block, timeout=timeout, limit=READ_MAX + 1
+            )
+            if len(keys) > READ_MAX and len(block) < STAMP_DIGITS:
+                todo[:0] = [block + str(d) for d in range(10)]
+                continue
+            found.extend((k.key.rsplit("/", 1)[-1], _load(k.value)) for k in keys)
+        return found
+
+    def named(self, name: str, *, timeout: float) -> dict[str, Any] | None:
+        """One record by its name (as :meth:`window` gives it), with its output tails."""
+        info = self.store.get(self.history_prefix + name, timeout=timeout)
+        if info is None:
+            return None
+        doc = _load(info.value)
+        if doc.get("output"):
+            out = self.store.get(self.output_prefix + name, timeout=timeout)
+            if out is not None:
+                doc = {**doc, **_load(out.value)}
+        return doc
+
+
+#: A history key's stamp: the completion time in milliseconds, 13 digits (until the year 2286).
+STAMP_DIGITS = 13
+#: :meth:`RunHistory.window` reads whole blocks of this many milliseconds (100 s): a window's
+#: edges are rounded out to it, so that it is a few prefixes rather than one per digit.
+WINDOW_GRAIN = 100_000
+
+
+def stamp_blocks(lo: int, hi: int, digits: int = STAMP_DIGITS) -> list[str]:
+    """The fewest decimal prefixes of ``digits``-digit numbers that together hold exactly the
+    numbers of ``[lo, hi)``, in ascending order: ``stamp_blocks(1200, 1500, 4)`` is
+    ``["12", "13", "14"]``."""
+    blocks: list[str] = []
+    while lo < hi:
+        size = 1
+        while size < 10**digits and lo % (size * 10) == 0 and lo + size * 10 <= hi:
+            size *= 10
+        blocks.append(f"{lo:0{digits}d}"[: digits - len(str(size)) + 1])
+        lo += size
+    return blocks
+
 
 def _carried(deletes: Sequence[str], puts: Sequence[tuple[str, bytes]]) -> list[str]:
     """The deletes a write may carry: never a key it writes, and with its puts within
@@ -278,7 +339,7 @@ def _dump(doc: dict[str, Any]) -> bytes:
 
 def _load(raw: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode())  # str, not bytes: no encoding to detect per record
     except ValueError:
         return {"raw": raw.decode(errors="replace")}
     return doc if isinstance(doc, dict) else {"value": doc}

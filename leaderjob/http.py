@@ -13,6 +13,9 @@
               alone (200 with its token on its leader, 503 elsewhere, 404 for no such job).
 ``/status``   JSON: this replica's view (what ``leaderjob status`` shows, and more).
 
+With ``--ui``, every other path goes to the read-only run explorer (``leaderjob ui``'s pages and
+``/api``; :mod:`leaderjob.explorer`), handed in as ``pages``.
+
 The daemon publishes an immutable snapshot after every cycle; handlers only read the latest one,
 so a slow scrape never touches the loop.
 """
@@ -36,6 +39,18 @@ if TYPE_CHECKING:  # prometheus_client is imported only once /metrics is served
 
 
 Snapshot = Mapping[str, Any]
+#: The daemon's own endpoints; with ``pages``, every other path is theirs.
+OWN_PATHS = ("/metrics", "/healthz", "/readyz", "/leader", "/status")
+#: Sent with every HTML page (the run explorer's): nothing but the server's own script and
+#: style, never framed, nothing sniffed, nothing kept.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def parse_addr(addr: str) -> tuple[str, int] | None:
@@ -59,6 +74,18 @@ def parse_addr(addr: str) -> tuple[str, int] | None:
             "IPv6 and IPv4) or off"
         )
     return (host or "0.0.0.0", int(port))  # noqa: S104 - a sidecar serves the pod IP
+
+
+def allowed_host(host_header: str, listen_host: str) -> bool:
+    """A page served on loopback answers only to a loopback name: a web site the operator
+    visits cannot point a name of its own at 127.0.0.1 and read the page (DNS rebinding).
+    Served on any other address, every Host is accepted."""
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    if listen_host not in loopback:
+        return True
+    host = host_header.strip().lower()
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+    return name in loopback
 
 
 def health(snapshot: Snapshot, now: float) -> tuple[bool, str]:
@@ -135,10 +162,13 @@ class Server:
         registry: CollectorRegistry,
         snapshot: Callable[[], Snapshot],
         clock: Callable[[], float] = time.monotonic,
+        pages: Callable[[str], tuple[int, str, bytes]] | None = None,
     ) -> None:
         self.registry = registry
         self.snapshot = snapshot
         self.clock = clock
+        self.pages = pages
+        self.listen_host = addr[0]
         handler = _make_handler(self)
         self.httpd = _Listener(addr, handler)
         self.httpd.daemon_threads = True
@@ -185,6 +215,8 @@ class Server:
             return _json(*leader_view(snap, job))
         if path == "/status":
             return _json(200, public_view(snap, now))
+        if self.pages is not None:
+            return self.pages(target)
         return _json(404, {"error": f"no such endpoint {path}"})
 
 
@@ -233,7 +265,14 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             gzipped = False
             try:
-                if self.path.partition("?")[0] == "/metrics":
+                path = self.path.partition("?")[0]
+                if (
+                    server.pages is not None
+                    and path not in OWN_PATHS
+                    and not allowed_host(self.headers.get("Host", ""), server.listen_host)
+                ):
+                    code, ctype, body = 421, "text/plain", b"this page answers to localhost only\n"
+                elif self.path.partition("?")[0] == "/metrics":
                     ctype, body, gzipped = server.metrics(
                         self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
                     )
@@ -245,6 +284,9 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 gzipped = False
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            if ctype.startswith("text/html"):
+                for name, value in PAGE_HEADERS.items():
+                    self.send_header(name, value)
             if gzipped:
                 self.send_header("Content-Encoding", "gzip")
             self.send_header("Vary", "Accept, Accept-Encoding")

@@ -13,6 +13,7 @@ a module global.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -172,6 +173,13 @@ class Metrics:
             j,
             registry=registry,
         )
+        self.job_due = Gauge(
+            "leaderjob_job_due_timestamp_seconds",
+            "Scheduled jobs: the fire time before the newest one (a run should have succeeded "
+            "since); 0 until this replica has seen two fire times, and for other modes",
+            j,
+            registry=registry,
+        )
         self.schedule_lag = Histogram(
             "leaderjob_schedule_lag_seconds",
             "Fire time to job process started",
@@ -301,6 +309,7 @@ class Metrics:
             self.job_duration,
             self.job_running,
             self.last_success,
+            self.job_due,
             self.schedule_lag,
             self.slots_skipped,
             self.slots_not_run,
@@ -327,12 +336,23 @@ class Metrics:
         self.notifications.labels(self.election, job, kind, result).inc()
 
     def track(
-        self, job: str, *, mode: str, fingerprint: str, election: str | None = None
+        self,
+        job: str,
+        *,
+        mode: str,
+        fingerprint: str,
+        election: str | None = None,
+        due: Callable[[], float] | None = None,
     ) -> None:
         """``job``'s series exist from now on (0), so that "no leader" alerts see a job nobody
         leads; ``leaderjob_job_info`` says what it runs (called again when that changes).
-        ``election``: another election sharing this registry (in-process leadership)."""
+        ``election``: another election sharing this registry (in-process leadership). ``due``:
+        read at each scrape, ``leaderjob_job_due_timestamp_seconds`` (a scheduled job's)."""
         e = self.election if election is None else election
+        if due is not None:
+            self.job_due.labels(e, job).set_function(due)
+        else:
+            self.job_due.labels(e, job).set(0)
         for metric in (
             self.is_leader,
             self.fencing_token,

@@ -11,9 +11,11 @@ runs (S6, L4):
   tail on stdin, waits at most ``--on-failure-timeout``, then kills its process group (SIGTERM,
   one second, SIGKILL). At most one is in flight per job: a failure while one still runs is
   dropped and counted, never queued without bound.
-* Pings go through one worker thread with a bounded queue; each is retried with backoff until
-  its window (the run's slot interval) closes, with a short timeout per request. A full queue
-  drops the ping and counts it.
+  One job's command never waits for another's: each is a thread of its own, so a command that
+  hangs until its timeout holds back only its own job's next one.
+* Pings go through per-job lanes served by a bounded pool of threads (leaderjob.pings): a
+  slow or dead endpoint delays and drops only its own job's pings; a ping that can no longer
+  matter is dropped, not sent late.
 
 Only the replica that ran the job notifies: the calls come from its runner.
 
@@ -24,18 +26,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from leaderjob.config import job_environment
+from leaderjob.pings import Ping, Pinger, Sender, ping_url, redact_url
 from leaderjob.units import format_duration
+
+__all__ = ["KINDS", "RESULTS", "Notifier", "NotifySettings", "ping_url", "redact_url"]
 
 #: Outcomes that are not a failure: the run succeeded, or it was stopped on purpose (a graceful
 #: stop or rolling update, a failing health gate, a replacement by the next slot).
@@ -43,12 +46,6 @@ NOT_FAILURES = frozenset({"succeeded", "shutdown", "unhealthy", "replaced", "loc
 #: Every kind and result of ``leaderjob_notifications_total`` (the series exist from the start).
 KINDS = ("on_failure", "ping")
 RESULTS = ("ok", "failed", "timed_out", "dropped")
-#: One ping request's timeout: a dead-man's-switch service answers in milliseconds.
-PING_TIMEOUT = 5.0
-#: Retry backoff of a ping: 1 s, 2 s, 4 s … capped; no retry after its window closed.
-PING_RETRY_BASE, PING_RETRY_CAP = 1.0, 30.0
-#: Pings waiting for the worker; beyond this a new one is dropped.
-PING_QUEUE = 64
 #: Output tail sent to a notification (stdin, ping body), at most.
 TAIL_LIMIT = 16 * 1024
 #: SIGTERM to SIGKILL for an on-failure command past its timeout.
@@ -57,29 +54,6 @@ KILL_GRACE = 1.0
 
 def is_failure(outcome: str) -> bool:
     return outcome not in NOT_FAILURES
-
-
-def redact_url(url: str) -> str:
-    """A URL as logs may show it: scheme and host only (path, query and user info may hold the
-    secret, as a healthchecks.io check's UUID does)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid url>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}/…" if parts.scheme else "<invalid url>"
-
-
-def ping_url(base: str, event: str) -> str:
-    """``start`` → ``BASE/start``, ``success`` → ``BASE``, ``fail`` → ``BASE/fail`` (a query
-    string stays at the end)."""
-    if event == "success":
-        return base
-    parts = urllib.parse.urlsplit(base)
-    return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{event}"))
 
 
 def output_tail(record: Mapping[str, Any]) -> bytes:
@@ -147,19 +121,21 @@ def failure_environment(
 
 class Notifier:
     """The daemon's notifications: on-failure commands (a thread each, one per job at a time)
-    and pings (one worker). Every call returns at once.
+    and pings (per-job lanes, leaderjob.pings). Every call returns at once.
 
-    ``count(election, kind, result)`` counts a notification (the metric); ``log`` is the
-    daemon's logger; ``clock`` a monotonic clock (for the pings' windows).
+    ``count(job, kind, result)`` counts a notification (the metric); ``log`` is the daemon's
+    logger; ``clock`` a monotonic clock (for the pings' windows); ``send`` one ping request (a
+    test's stand-in for HTTP).
     """
 
     def __init__(
         self,
         log: Any,
-        count: Callable[[str, str, str], None] = lambda election, kind, result: None,
+        count: Callable[[str, str, str], None] = lambda job, kind, result: None,
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        send: Sender | None = None,
     ) -> None:
         self.log = log
         self.count = count
@@ -167,16 +143,16 @@ class Notifier:
         self.clock = clock
         self._running: dict[str, _FailureCommand] = {}
         self._lock = threading.Lock()
-        self._pings: queue.Queue[_Ping | None] = queue.Queue(PING_QUEUE)
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
+        self.pinger = Pinger(log, count, clock, send)
 
     # -- what the runner calls -----------------------------------------------------------------
 
-    def started(self, settings: NotifySettings, *, job: str, window: float) -> None:
+    def started(
+        self, settings: NotifySettings, *, job: str, window: float, run_id: str | None = None
+    ) -> None:
         """A run started: ``BASE/start``."""
         if settings.ping_url:
-            self._ping(settings.ping_url, "start", job, window, b"")
+            self._ping(settings.ping_url, "start", job, run_id, window, b"")
 
     def finished(
         self,
@@ -189,29 +165,37 @@ class Notifier:
     ) -> None:
         """A run ended (or failed to start) with ``record['outcome']``."""
         outcome = str(record.get("outcome"))
+        run_id = record.get("run_id")
+        run = None if run_id is None else str(run_id)
         if outcome in NOT_FAILURES and outcome != "succeeded":
+            if settings.ping_url:
+                self.pinger.ended(job, run)  # its /start, if still queued, is stale now
             return  # a planned stop is neither a success nor a failure
         failed = is_failure(outcome)
         tail = output_tail(record)
         if settings.ping_url:
-            self._ping(settings.ping_url, "fail" if failed else "success", job, window, tail)
+            event = "fail" if failed else "success"
+            self._ping(settings.ping_url, event, job, run, window, tail)
         if failed and settings.on_failure:
             self._on_failure(settings, record, job, election, tail)
 
     def close(self, timeout: float = 2.0) -> None:
-        """At exit: give queued pings and running commands ``timeout`` to finish, then kill
-        the commands' process groups (nothing a daemon started outlives it for long)."""
+        """At exit: give queued pings (one try each) and running commands ``timeout`` to
+        finish, then kill the commands' process groups (nothing a daemon started outlives it
+        for long)."""
         end = self.clock() + timeout
-        self._stop.set()
-        if self._worker is not None:
-            with contextlib.suppress(queue.Full):
-                self._pings.put_nowait(None)
-            self._worker.join(max(0.0, end - self.clock()))
+        self.pinger.close(timeout)
         with self._lock:
             running = list(self._running.values())
         for command in running:
             command.thread.join(max(0.0, end - self.clock()))
             command.kill()
+
+    def _ping(
+        self, base: str, event: str, job: str, run: str | None, window: float, body: bytes
+    ) -> None:
+        url = ping_url(base, event, run)
+        self.pinger.add(Ping(job, event, run, url, body, self.clock() + window))
 
     # -- on-failure ----------------------------------------------------------------------------
 
@@ -230,6 +214,7 @@ class Notifier:
                 self.log.warning(
                     "notify.dropped",
                     kind="on_failure",
+                    job=job,
                     run_id=record.get("run_id"),
                     reason="the previous on-failure command still runs",
                 )
@@ -239,89 +224,6 @@ class Notifier:
             command = _FailureCommand(self, settings, env, tail, job, record.get("run_id"))
             self._running[job] = command
         command.thread.start()
-
-    # -- pings ---------------------------------------------------------------------------------
-
-    def _ping(self, base: str, event: str, job: str, window: float, body: bytes) -> None:
-        item = _Ping(ping_url(base, event), event, job, self.clock() + window, body)
-        try:
-            self._pings.put_nowait(item)
-        except queue.Full:
-            self.log.warning(
-                "notify.dropped", kind="ping", ping=event, url=redact_url(base), reason="queue full"
-            )
-            self.count(job, "ping", "dropped")
-            return
-        with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._ping_loop, name="leaderjob-ping", daemon=True
-                )
-                self._worker.start()
-
-    def _ping_loop(self) -> None:
-        while True:
-            item = self._pings.get()
-            if item is None:
-                return
-            self._send(item)
-
-    def _send(self, item: _Ping) -> None:
-        attempt = 0
-        while True:
-            error = _request(
-                item.url, item.body, min(PING_TIMEOUT, max(0.5, item.until - self.clock()))
-            )
-            if error is None:
-                self.count(item.job, "ping", "ok")
-                return
-            delay = min(PING_RETRY_CAP, PING_RETRY_BASE * 2**attempt)
-            attempt += 1
-            if self._stop.is_set() or self.clock() + delay >= item.until:
-                self.log.warning(
-                    "notify.failed",
-                    kind="ping",
-                    job=item.job,
-                    ping=item.event,
-                    url=redact_url(item.url),
-                    attempts=attempt,
-                    error=error,
-                )
-                self.count(item.job, "ping", "failed")
-                return
-            if self._stop.wait(delay):
-                continue  # stopping: one last try, then give up (above)
-
-
-@dataclass
-class _Ping:
-    url: str
-    event: str  # start | success | fail
-    job: str
-    until: float  # monotonic: no retry after this
-    body: bytes
-
-
-def _request(url: str, body: bytes, timeout: float) -> str | None:
-    """One ping; None on a 2xx answer, else what went wrong (without the URL: it is secret)."""
-    import urllib.error  # with the first ping: a daemon without --ping-url never loads them
-    import urllib.request
-
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked at start-up
-        url,
-        data=body or None,
-        method="POST" if body else "GET",
-        headers={"User-Agent": "leaderjob"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
-            return None if 200 <= resp.status < 300 else f"answered {resp.status}"
-    except urllib.error.HTTPError as exc:
-        return f"answered {exc.code}"
-    except urllib.error.URLError as exc:
-        return f"unreachable: {type(exc.reason).__name__}"
-    except (OSError, ValueError) as exc:
-        return f"unreachable: {type(exc).__name__}"
 
 
 class _FailureCommand:

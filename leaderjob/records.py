@@ -157,6 +157,22 @@ class ElectionData(RunHistory):
             timeout=timeout,
         )
 
+    def mark_start(self, own_key: str, token: int, slot: str, *, timeout: float) -> bool:
+        """A new election's start: ``state/last_slot`` set to ``slot`` (just before the first
+        slot) if it is still absent, fenced by our own key; catch-up then starts there."""
+        return self.store.guarded_put(
+            own_key,
+            token,
+            [(self.last_slot_key, slot.encode())],
+            absent=[self.last_slot_key],
+            timeout=timeout,
+        )
+
+    def claim(self, slot: str, *, timeout: float) -> dict[str, Any] | None:
+        """The claim of ``slot`` (status, token, identity, claimed_at), None if there is none."""
+        info = self.store.get(self.slot_key(slot), timeout=timeout)
+        return None if info is None else _load(info.value)
+
     def unclaim_slot(
         self, own_key: str, token: int, slot: str, previous: str, *, timeout: float
     ) -> bool:

@@ -6,6 +6,10 @@ import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: The longest duration leaderjob takes, whatever it is for: etcd's maximum lease TTL
+#: (9 000 000 000 s, about 285 years). Anything longer is a slip of the keyboard, and would
+#: overflow a date's range (``timedelta``) or etcd's TTL range further on, long after start.
+MAX_DURATION = 9_000_000_000.0
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
@@ -13,8 +17,10 @@ class DurationError(ValueError):
     """A duration string that cannot be read."""
 
 
-def parse_duration(text: str) -> float:
-    """Return seconds for ``text``; raise :class:`DurationError` with a readable message."""
+def parse_duration(text: str, *, bounded: bool = True) -> float:
+    """Return seconds for ``text``; raise :class:`DurationError` with a readable message.
+    ``bounded``: at most :data:`MAX_DURATION` (a caller with a tighter bound of its own, and
+    a message to match, reads it unbounded)."""
     s = text.strip().lower()
     if not s:
         raise DurationError("empty duration; write it like 500ms, 3s, 2m or 1h")
@@ -27,7 +33,7 @@ def parse_duration(text: str) -> float:
             raise DurationError(f"duration {text!r} is not a finite number of seconds")
         if value < 0:
             raise DurationError(f"duration {text!r} is negative")
-        return value
+        return check_duration(value, text) if bounded else value
     pos = 0
     total = 0.0
     for m in _PART.finditer(s):
@@ -37,7 +43,16 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if pos != len(s):
         raise DurationError(f"cannot read duration {text!r}; write it like 500ms, 3s, 2m or 1h30m")
-    return total
+    return check_duration(total, text) if bounded else total
+
+
+def check_duration(seconds: float, text: object) -> float:
+    """``seconds``, if it is at most :data:`MAX_DURATION`; else a :class:`DurationError`."""
+    if seconds > MAX_DURATION:
+        raise DurationError(
+            f"duration {text!r} is too long: at most {MAX_DURATION:.0f}s (about 285 years)"
+        )
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

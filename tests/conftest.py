@@ -15,7 +15,7 @@ and when a test fails, the tails of their etcd logs are added to its report. Tes
 either fixture as an argument get the ``etcd`` marker automatically (``-m "not etcd"``).
 
 Skips hide holes. In CI (``CI=true``), a test skipped for want of something ``.ci/run``
-installs (promtool, libfaketime, etcd 3.4, PostgreSQL) fails instead. Every run prints its
+installs (promtool, libfaketime, etcd 3.4, PostgreSQL, Chromium) fails instead. Every run prints its
 per-suite durations (``tests/<suite>``, setup + call + teardown); with ``LEADERJOB_TEST_REPORT``
 set to a file, the durations and every skip are appended to it, so that ``make test`` can list
 them once at the very end of its passes.
@@ -38,7 +38,9 @@ from tests.harness.procs import ProcessGroup
 _ETCD_FIXTURES = ("etcd", "etcd_cluster")
 
 #: What .ci/run installs: in CI, a skip whose reason names one of these is a failure.
-CI_INSTALLS = re.compile(r"promtool|prometheus|faketime|etcd[ -]?3\.4|postgres", re.IGNORECASE)
+CI_INSTALLS = re.compile(
+    r"promtool|prometheus|faketime|etcd[ -]?3\.4|postgres|chromium", re.IGNORECASE
+)
 
 
 def in_ci() -> bool:

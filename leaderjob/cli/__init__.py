@@ -35,6 +35,8 @@ _COMMANDS = {
     "resume": ("leaderjob.cli.control", "resume"),
     # the slot ledger check
     "audit": ("leaderjob.cli.audit", "audit"),
+    # the run explorer in the browser
+    "ui": ("leaderjob.cli.ui", "ui"),
     # the tools
     "next": ("leaderjob.cli.tools", "next_"),
     "demo": ("leaderjob.cli.tools", "demo"),

@@ -35,17 +35,15 @@ from leaderjob.units import format_duration
 def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
     from leaderjob import log
     from leaderjob.health import HealthSettings
-    from leaderjob.http import parse_addr
     from leaderjob.notify import NotifySettings
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     errors = validate_election_name(params["election"])
     jobs_path = params.get("jobs")
-    specs, jobs_errors = _load_jobs(params, command)
-    errors += jobs_errors
     timing, timing_errors = build_timing(params)
+    specs, jobs_errors = _load_jobs(params, command, None if timing_errors else timing)
+    errors += jobs_errors
     errors += timing_errors
-    errors += _grace_problems(str(params.get("jobs")), specs or (), timing)
     health = HealthSettings(
         command=params.get("health_cmd"),
         url=params.get("health_url"),
@@ -82,10 +80,8 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
                 errors.append(f"--timezone: {exc}")
     if params.get("timeout") is not None and params["timeout"] <= 0:
         errors.append("--timeout must be positive")
-    try:
-        addr = parse_addr(params["metrics_addr"])
-    except ValueError as exc:
-        errors.append(str(exc))
+    addr, problems = _listen_addr(params)
+    errors += problems
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
@@ -98,7 +94,13 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     if not jobs_path:
         settings = _one_job(params, settings, schedule, health)
         return _serve(
-            settings, conn, health, addr, params["metrics_addr"], etcd_quota=params["etcd_quota"]
+            settings,
+            conn,
+            health,
+            addr,
+            params["metrics_addr"],
+            etcd_quota=params["etcd_quota"],
+            ui=bool(params.get("ui")),
         )
     reload, spreader = _group_parts(params, settings, str(jobs_path), health)
     return _serve(
@@ -112,42 +114,31 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
         str(jobs_path),
         spreader,
         etcd_quota=params["etcd_quota"],
+        ui=bool(params.get("ui")),
     )
 
 
 def _group_parts(params: dict[str, Any], settings: Any, path: str, health: Any) -> tuple[Any, Any]:
     """For --jobs: how to read the file again (reload), and the spreading rules."""
-    from leaderjob.jobsfile import JobsFileError, load_jobs
+    from leaderjob.jobsfile import load_jobs
     from leaderjob.spread import Spreader
 
     zone = params.get("timezone") or "UTC"
 
     def reload() -> list[Any]:  # raises JobsFileError (a ValueError with problems)
-        jobs = load_jobs(path, default_timezone=zone).jobs
-        problems = _grace_problems(path, jobs, settings.timing)
-        if problems:
-            raise JobsFileError(problems)
+        # The validator of the start and of `jobs check`: a reload that would fail is refused.
+        jobs = load_jobs(path, default_timezone=zone, timing=settings.timing).jobs
         return [_job_settings(settings, s, health) for s in jobs]
 
     pace = params.get("spread_pace") or 5.0
     return reload, Spreader(enabled=params.get("spread") != "off", pace=pace, settle=pace)
 
 
-def _grace_problems(path: str, specs: Any, timing: Timing) -> list[str]:
-    """A job's own grace (TERM to KILL) must fit the lease budget like the daemon's: renew
-    deadline + grace + margin < TTL, so that its job is dead before etcd can expire the lease."""
-    return [
-        f"{path}:{spec.line}: job {spec.name}: grace {format_duration(spec.grace)} does not fit "
-        f"the daemon's budget (renew deadline {format_duration(timing.renew_deadline)} + grace "
-        f"+ margin {format_duration(timing.margin)} must stay under --ttl "
-        f"{format_duration(timing.ttl)}): lower it, or raise --ttl"
-        for spec in specs
-        if spec.grace is not None and dataclasses.replace(timing, grace=spec.grace).validate()
-    ]
-
-
-def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, list[str]]:
-    """The jobs of --jobs FILE (None without it), and every problem with them or the command."""
+def _load_jobs(
+    params: dict[str, Any], command: tuple[str, ...], timing: Timing | None = None
+) -> tuple[Any, list[str]]:
+    """The jobs of --jobs FILE (None without it), and every problem with them (judged against
+    ``timing``, the daemon's, when it is valid) or the command."""
     path = params.get("jobs")
     if not path:
         if command:
@@ -161,7 +152,8 @@ def _load_jobs(params: dict[str, Any], command: tuple[str, ...]) -> tuple[Any, l
     if params.get("schedule"):
         errors.append("--jobs and --schedule: each job's schedule is in the jobs file")
     try:
-        specs = load_jobs(path, default_timezone=params.get("timezone") or "UTC").jobs
+        zone = params.get("timezone") or "UTC"
+        specs = load_jobs(path, default_timezone=zone, timing=timing).jobs
     except JobsFileError as exc:
         return None, errors + exc.problems
     return specs, errors
@@ -317,6 +309,7 @@ def _serve(
     spreader: Any = None,
     *,
     etcd_quota: int | None = None,
+    ui: bool = False,
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from leaderjob.daemon import Daemon
@@ -351,7 +344,9 @@ def _serve(
 
             assert registry is not None
             try:
-                server = Server(addr, registry, lambda: http_snapshot(daemon))
+                server = Server(
+                    addr, registry, lambda: http_snapshot(daemon), pages=_pages(ui, settings, conn)
+                )
             except OSError as exc:
                 raise click.UsageError(
                     f"--metrics-addr {addr_text}: cannot listen ({exc.strerror}); "
@@ -376,6 +371,30 @@ def _serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _listen_addr(params: dict[str, Any]) -> tuple[tuple[str, int] | None, list[str]]:
+    """--metrics-addr, and whether --ui has it to serve on: (address, problems)."""
+    from leaderjob.http import parse_addr
+
+    try:
+        addr = parse_addr(params["metrics_addr"])
+    except ValueError as exc:
+        return None, [str(exc)]
+    if params.get("ui") and addr is None:
+        return None, ["--ui serves on --metrics-addr: give it HOST:PORT, not off"]
+    return addr, []
+
+
+def _pages(ui: bool, settings: Any, conn: Connection) -> Any:
+    """With ``--ui``: the run explorer's routes, reading etcd on a connection of their own."""
+    if not ui:
+        return None
+    from leaderjob.explorer.data import Source
+    from leaderjob.explorer.server import App
+
+    store = options.open_store(conn)
+    return App(Source(store, settings.prefix, settings.election, conn.rpc_timeout)).route
 
 
 def http_snapshot(daemon: Any) -> dict[str, Any]:

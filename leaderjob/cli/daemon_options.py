@@ -122,6 +122,15 @@ def _daemon_options(f: F, metrics_default: str) -> F:
             "([::]:9102 for IPv6 and IPv4); 'off' disables.",
         ),
         click.option(
+            "--ui",
+            "ui",
+            is_flag=True,
+            envvar=_env("ui"),
+            help="Also serve the read-only run explorer (`leaderjob ui`: pages and /api) on "
+            "--metrics-addr. Off by default: it shows the jobs' output tails to anyone who can "
+            "reach that port (docs/security.md).",
+        ),
+        click.option(
             "--etcd-quota",
             envvar=_env("etcd_quota"),
             type=SIZE,

@@ -18,7 +18,7 @@ from leaderjob.config import (
     join_errors,
     validate_election_name,
 )
-from leaderjob.units import DurationError, parse_duration
+from leaderjob.units import DurationError, check_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,9 +29,9 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in cl
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
         try:
+            if isinstance(value, int | float):
+                return check_duration(float(value), value)
             return parse_duration(str(value))
         except DurationError as exc:
             self.fail(str(exc), param, ctx)

@@ -77,7 +77,13 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
     help="Also start a real Prometheus (the `prometheus` binary) scraping the replicas with the "
     "shipped config, and print its URL.",
 )
-def demo(ttl: float, duration: float, prometheus: bool) -> None:
+@click.option(
+    "--ui",
+    is_flag=True,
+    help="Also serve the run explorer (`leaderjob ui`) on the demo's etcd and print its URL; it "
+    "stays up after the summary until Ctrl-C.",
+)
+def demo(ttl: float, duration: float, prometheus: bool, ui: bool) -> None:
     """Show leaderjob working: a throwaway local etcd, three replicas sharing a three-job file
     (leadership spread one job per replica), a crash that moves one job and a graceful stop that
     hands the others over, then a verdict.
@@ -86,7 +92,7 @@ def demo(ttl: float, duration: float, prometheus: bool) -> None:
     """
     from leaderjob.demo import run_demo
 
-    sys.exit(run_demo(ttl=ttl, duration=duration, prometheus=prometheus))
+    sys.exit(run_demo(ttl=ttl, duration=duration, prometheus=prometheus, ui=ui))
 
 
 @click.command(cls=LeaderjobCommand)

@@ -12,12 +12,13 @@ cycle; it records not-run slots through the runner (``_not_run``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import Pending, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
@@ -38,6 +39,7 @@ class CatchUp:
     metrics: Metrics | None
     election: str  # the daemon's (a group's name): the metrics' election label
     log: Any
+    unknown_claims: UnknownClaims
     #: The newest fire time recorded as missed: a re-plan (a reload, a repair, the next tenure
     #: before any new claim) finds the same missed slots again and must not record them twice.
     _missed_upto: datetime | None = None
@@ -56,12 +58,20 @@ class CatchUp:
     def _begin_tenure(self, tenure: Tenure, wall: datetime) -> bool:
         """Catch-up, once per tenure, from the newest slot anyone claimed (a linearizable read)."""
         assert self.planner is not None
+        if not self.session.may_call():
+            return False  # at the next cycle, with time for the read
         try:
             last = self.data.last_slot(timeout=self.session.io_timeout())
         except StoreError as exc:
             self.session.store_error(exc)
             return False
-        plan = self.planner.begin_tenure(last, wall)
+        # A slot whose claim's outcome is unknown, after the newest claim, is caught up like
+        # any missed slot (in a new election too: the plan starts just before it).
+        start = self.unknown_claims.plan_from(last)
+        plan = self.planner.begin_tenure(start, wall)
+        if last is None and not self._mark_start(tenure, start, wall):
+            return False
+        self.unknown_claims.forget_caught_up(last)
         tenure.ready = True
         tenure.last_claimed = last
         tenure.pending = [p for p in tenure.pending if p.fire is None]  # a re-plan replaces these
@@ -105,6 +115,28 @@ class CatchUp:
                 Pending(plan.run.id, plan.run.fire_time, 0, 0.0, tenure.token, plan.run)
             )
         return True
+
+    def _mark_start(self, tenure: Tenure, start: datetime | None, wall: datetime) -> bool:
+        """A new election (no claim yet): before its first claim, ``state/last_slot`` is set to
+        just before its first slot, and never ahead of our clock (fenced, only if still absent).
+        Whoever leads next — after a crash, or a claim whose outcome was unknown and a lost
+        lease — then catches that slot up like any other, instead of finding "nothing to catch
+        up on". False: not written (read and planned again at the next cycle)."""
+        assert self.planner is not None
+        own, first = self.seat.key, self.planner.peek()
+        if own is None:
+            return False
+        if start is None:
+            if first is None:
+                return True
+            start = first.fire_time - timedelta(seconds=1)
+        try:
+            return self.data.mark_start(
+                own, tenure.token, slot_id(min(start, wall)), timeout=self.session.io_timeout()
+            )  # refused: written meanwhile, or deposed
+        except StoreError as exc:
+            self.session.store_error(exc)
+            return False
 
     def _check_skew(self, tenure: Tenure, wall: datetime) -> None:
         """A newest claim ahead of our clock: a replica whose clock ran fast claimed it, and no

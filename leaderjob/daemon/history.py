@@ -166,17 +166,17 @@ class History:
             )
         )
 
-    def _notify(self, record: dict[str, Any] | None) -> None:
-        """Tell the notifier that a run started (``record`` None) or ended; it returns at once
-        (the lease is renewed while a notification runs). Pings are retried within the slot's
-        interval (a minute for a service or a lock, at most an hour)."""
+    def _notify(self, record: dict[str, Any] | None, run_id: str | None = None) -> None:
+        """Tell the notifier that run ``run_id`` started (``record`` None) or ended; it returns
+        at once (the lease is renewed while a notification runs). Pings are retried within the
+        slot's interval (a minute for a service or a lock, at most an hour)."""
         notifier, settings = self.notifier, self.s.notify
         if notifier is None or not settings.enabled:
             return
         interval = self.s.schedule.interval().total_seconds() if self.s.schedule else 60.0
         window = min(max(interval, 10.0), 3600.0)
         if record is None:
-            notifier.started(settings, job=self.s.election, window=window)
+            notifier.started(settings, job=self.s.election, window=window, run_id=run_id)
         else:
             notifier.finished(
                 settings, record, job=self.s.election, election=self.election, window=window

@@ -299,6 +299,7 @@ class Daemon:
 
     def cycle(self) -> Report:
         self.wakeup.clear()
+        self.session.deadline = None  # each cycle's calls end by the deadline of its own step
         # 1. The deadline first: after a freeze, step down before any other I/O.
         t = self.elector.check(self.clock.monotonic())
         if t is not None:
@@ -314,7 +315,7 @@ class Daemon:
         if self.leaving is not None:
             return self._leave()
         # 4. Election: campaign, renew, confirm.
-        out = self.elector.step(may_campaign=self._may_campaign(), hold=self._held())
+        out = self.session.step(may_campaign=self._may_campaign(), hold=self._held())
         self.session.note(out)
         if self.fatal is not None:
             self.leaving = "fatal"
@@ -367,15 +368,11 @@ class Daemon:
         self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
         reports: dict[str, Report] = {}
-        self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
-        try:
-            for r in order:
-                if r.seat.leading and not self.applier.holds(r.seat.job):
-                    report = r._start_due()
-                    if report is not None:
-                        reports[r.seat.job] = report
-        finally:
-            self.session.budget_end = None
+        for r in order:  # within what the election step left of the cycle's deadline
+            if r.seat.leading and not self.applier.holds(r.seat.job):
+                report = r._start_due()
+                if report is not None:
+                    reports[r.seat.job] = report
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")
@@ -495,7 +492,7 @@ class Daemon:
         """Stop the job while still renewing, then resign and revoke, then exit or idle."""
         reason = self.leaving or "shutdown"
         if not self.applier.leave_all(reason, kill=self.stop_signals > 1):
-            out = self.elector.step(may_campaign=False)
+            out = self.session.step(may_campaign=False)
             self.session.note(out)
             for t in out.transitions:
                 self._on_transition(t)

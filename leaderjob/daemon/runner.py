@@ -31,10 +31,12 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
+from leaderjob.schedule.due import DueWatch
 from leaderjob.supervisor import Run, WatchdogPool
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
@@ -88,6 +90,7 @@ class Runner(History, Scheduling):
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
+        self.unknown_claims = UnknownClaims()  # slots whose claim may or may not have applied
         self._describe()
 
     def _describe(self) -> None:
@@ -96,7 +99,11 @@ class Runner(History, Scheduling):
             s = self.s
             expr, zone = (s.schedule.expr, s.schedule.timezone) if s.schedule else (None, None)
             fingerprint = job_fingerprint(s.command, s.mode, expr, zone)
-            self.metrics.track(s.election, mode=s.mode, fingerprint=fingerprint)
+            due = None
+            if s.mode == "schedule" and s.schedule is not None:
+                watch, wall = DueWatch(s.schedule, self.clock.wall()), self.clock.wall
+                due = lambda: watch.timestamp(wall())  # noqa: E731 - read at each scrape
+            self.metrics.track(s.election, mode=s.mode, fingerprint=fingerprint, due=due)
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings from a reloaded jobs file, between runs: a new planner, and while
@@ -375,7 +382,7 @@ class Runner(History, Scheduling):
             watchdog_ready_seconds=since(run.watchdog_ready_at),
             exec_seconds=since(run.exec_at),
         )
-        self._notify(None)
+        self._notify(None, run_id)
         if self.metrics is not None:
             self.metrics.job_running.labels(self.election, self.s.election).set(1)
             if self.s.mode == "schedule" and attempt == 0 and lag_from is not None:

@@ -4,8 +4,9 @@ One leading cycle gives the schedule one budget of etcd time (:meth:`Scheduling.
 catch-up once per tenure from the newest slot anyone claimed (a linearizable read), then the
 trigger and suspend switches once per renew interval, then retries and replacements, then the slot
 that is due. A slot runs only after its claim, a Txn guarded by our leader key, made it ours (S3);
-a claim whose outcome is unknown counts as "do not run" (at most once per slot). Bookkeeping
-(publishing the schedule, pruning old claims) only runs while the cycle has time to spare.
+a claim whose outcome is unknown never runs on a guess: it is read back first (:mod:`.unknown`).
+Bookkeeping (publishing the schedule, pruning old claims) only runs while the cycle has time to
+spare.
 
 This module keeps one slot's path: due, claimed (ahead or at its start), the overlap policy,
 started or skipped, old claims pruned. It builds on the tenure's start (catch-up, skew, the
@@ -23,6 +24,7 @@ from typing import Any
 from leaderjob.daemon.catchup import CatchUp
 from leaderjob.daemon.model import ActiveRun, Pending, Report, Tenure
 from leaderjob.daemon.switches import Switches
+from leaderjob.daemon.unknown import UnknownClaims, settle
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Slot
 from leaderjob.records import SKIP_NOT_RUN, iso
@@ -43,6 +45,8 @@ class Scheduling(CatchUp, Switches):
     tenure: Tenure | None
     #: Timed claims the next claim pushes out of the bound, found under this token.
     _slot_carry: tuple[int, list[str]] | None = None
+    #: Slots whose claim's outcome is unknown, across tenures (set by the runner).
+    unknown_claims: UnknownClaims
 
     # The runner's; _start and _not_run are declared in the parts (Switches, CatchUp).
     def _flush(self) -> None:
@@ -60,9 +64,9 @@ class Scheduling(CatchUp, Switches):
 
     def _start_scheduled(self, tenure: Tenure) -> Report | None:
         """The schedule's share of one leading cycle, all its etcd calls within one budget."""
-        own = self.session.budget_end is None  # else the loop gave all jobs one budget
+        own = self.session.deadline is None  # else the cycle's election step made it
         if own:
-            self.session.budget_end = self.clock.monotonic() + self.session.cycle_budget()
+            self.session.deadline = self.session.group.step_deadline()
         try:
             report = self._schedule_step(tenure)
             if not tenure.published and tenure.ready and self.session.may_bookkeep():
@@ -71,7 +75,7 @@ class Scheduling(CatchUp, Switches):
             return report
         finally:
             if own:
-                self.session.budget_end = None
+                self.session.deadline = None
 
     def _schedule_step(self, tenure: Tenure) -> Report | None:
         assert self.planner is not None
@@ -90,7 +94,7 @@ class Scheduling(CatchUp, Switches):
         if not tenure.ready and not self._begin_tenure(tenure, wall):
             return None
         self._check_skew(tenure, wall)
-        report = self._poll_control(tenure)
+        report = self._poll_control(tenure) or self._settle_unknown(tenure)
         if report is not None:
             return report
         # Retries and replacements waiting for their time.
@@ -157,7 +161,7 @@ class Scheduling(CatchUp, Switches):
             tenure.ahead_claimed_at = self.clock.monotonic()
             tenure.ahead_previous = previous
         # Refused (suspended, deposed) or unknown: at its start the slot takes the usual path —
-        # claimed again (and refused), or skipped as already claimed (an unknown outcome).
+        # claimed again (and refused), or read back (an unknown outcome: see _settle).
 
     def give_back_ahead(self) -> None:
         """Leaving this job on purpose while its next slot is claimed ahead and not started:
@@ -227,10 +231,15 @@ class Scheduling(CatchUp, Switches):
         tenure.ahead = None
         if ahead is not None and ahead.id == slot.id:
             return self._fire_claimed(tenure, slot, tenure.ahead_claimed_at)
+        if slot.id in self.unknown_claims:  # its claim ahead failed: read it back first
+            return self._settle(tenure, slot.id)
         if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:
             # Claimed before (its key may since have been pruned): never a second run.
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return Report("slot_skipped", {"slot": slot.id, "reason": "already_claimed"})
+        return self._fire_unclaimed(tenure, slot)
+
+    def _fire_unclaimed(self, tenure: Tenure, slot: Slot) -> Report | None:
         if self.runs and self.s.concurrency == "forbid":
             return self._skip(tenure, slot, "overlap", claim=True)
         replacing = bool(self.runs) and self.s.concurrency == "replace"
@@ -299,6 +308,8 @@ class Scheduling(CatchUp, Switches):
             # Unknown whether it applied: do not run (at most once per slot).
             self.session.store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
+            if run:  # read back later: it runs, or it gets a record (unknown.py)
+                self.unknown_claims.add(slot, tenure.token)
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
         if ok:
@@ -315,6 +326,43 @@ class Scheduling(CatchUp, Switches):
                 ).inc()
             self.seat.recheck()
         return result
+
+    def _settle_unknown(self, tenure: Tenure) -> Report | None:
+        """Read back the claims whose outcome was unknown (budget permitting), one a cycle."""
+        assert self.planner is not None
+        nxt = self.planner.peek()
+        for u in self.unknown_claims.settle_now(nxt.id if nxt is not None else None):
+            if not self.session.may_call():
+                return None
+            return self._settle(tenure, u.slot.id)
+        return None
+
+    def _settle(self, tenure: Tenure, slot_id: str) -> Report | None:
+        """Settle one slot whose claim's outcome was unknown (:mod:`.unknown`)."""
+        assert self.planner is not None
+        u = self.unknown_claims.pop(slot_id)
+        assert u is not None
+        try:
+            claim = self.data.claim(slot_id, timeout=self.session.io_timeout())
+        except StoreError as exc:
+            self.session.store_error(exc)
+            self.unknown_claims.add(u.slot, u.token)  # read again at a later cycle
+            return None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        slot, last = u.slot, tenure.last_claimed
+        late = planning - slot.start_time > self.planner.deadline
+        newest = last is None or last <= slot.fire_time
+        what = settle(u, claim, tenure.token, late=late, newest=newest)
+        self.log.info("slot.claim_settled", slot=slot_id, outcome=what)
+        if what == "run":
+            return self._fire_claimed(tenure, slot, self.clock.monotonic())
+        if what == "claim":
+            return self._fire_unclaimed(tenure, slot)
+        if what == "late":
+            return self._skip(tenure, slot, "deadline", claim=True)
+        if what == "not_run":
+            self._not_run(slot_id, slot.fire_time, "missed", "claim_unknown", tenure.token)
+        return Report("slot_skipped", {"slot": slot_id, "reason": f"claim_{what}"})
 
     def _why_refused(self) -> str:
         """A claim to run was refused: "suspended", or "rejected" (deposed, or claimed before).

@@ -1,21 +1,24 @@
 """The session: one lease and its local deadline ``D``, shared by everything the daemon runs.
 
 It drives the :class:`~leaderjob.election.elector.Elector` (campaign, renew, confirm) and owns
-what every etcd call of a cycle has to respect: a call never holds up the next renewal
-(:meth:`Session.io_timeout`), and on the leader path all of a cycle's calls together fit in half a
-renew interval (the cycle's budget). It also remembers the contact with etcd (for ``/healthz``)
-and turns store errors into one rate-limited log line and a metric.
+what every etcd call of a cycle has to respect: one deadline per step (:meth:`Session.step`), made
+when the step starts — half a renew interval, never past ``D − grace`` — that the keepalive, the
+confirmation, the creates of keys, and then the cycle's claims and records all spend
+(:meth:`Session.io_timeout`), so that no call holds up the next renewal. Bookkeeping yields when
+less than half of it is left. It also remembers the contact with etcd (for ``/healthz``) and
+turns store errors into one rate-limited log line and a metric.
 
 It does not know jobs, schedules or processes: the runner asks it whether there is time left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
+from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.elector import Elector, Outcome
 from leaderjob.election.group import Group, Reading
 from leaderjob.election.machine import DEFAULT, Machine, Phase
@@ -67,8 +70,8 @@ class Session:
         #: Set when etcd rejects us before we ever got through: the daemon exits.
         self.fatal: str | None = None
         self._last_error: tuple[str, float] | None = None
-        #: End of this cycle's etcd budget on the leader path (None outside it).
-        self.budget_end: float | None = None
+        #: The deadline of this cycle's etcd calls, from its election step on (None before).
+        self.deadline: Deadline | None = None
 
     @property
     def machine(self) -> Machine:
@@ -100,49 +103,62 @@ class Session:
             self.last_contact = self.elector.last_contact
 
     def store_error(self, err: StoreError) -> None:
+        # A call the step's deadline left no time for was not sent: not a failed call, but a
+        # cycle that ran out of etcd time (a slow etcd), counted apart.
+        deferred = isinstance(err, DeadlinePassed)
         if self.metrics is not None:
-            self.metrics.etcd_errors.labels(self.label, err.operation).inc()
+            operation = "deadline" if deferred else err.operation
+            self.metrics.etcd_errors.labels(self.label, operation).inc()
         now = self.clock.monotonic()
         key = f"{err.operation}:{err.detail}"
         if self._last_error is None or self._last_error[0] != key or now - self._last_error[1] > 5:
             self._last_error = (key, now)
+            event = "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable"
             self.log.warning(
-                "etcd.rejected" if isinstance(err, StoreRejected) else "etcd.unavailable",
-                operation=err.operation,
-                error=err.detail,
+                "etcd.deferred" if deferred else event, operation=err.operation, error=err.detail
             )
 
     def release(self) -> None:
         for err in self.elector.release():
             self.store_error(err)
 
-    # -- the budget of a cycle ------------------------------------------------------------------
+    # -- the deadline of a step ----------------------------------------------------------------
+
+    def step(self, may_campaign: bool, hold: Collection[str] = ()) -> Outcome:
+        """The election's step, under this cycle's deadline; the rest of the cycle (claims,
+        records) spends what the step left of it. After a campaign (bounded by the new lease's
+        deadline, not by a renewal's budget) the rest of the cycle gets a budget of its own."""
+        campaign = self.machine.lease is None
+        self.deadline = None if campaign else self.group.step_deadline()
+        out = self.elector.step(may_campaign=may_campaign, hold=hold, deadline=self.deadline)
+        if campaign:
+            self.deadline = self.group.step_deadline()
+        return out
 
     def io_timeout(self, ceiling: float | None = None) -> float:
-        """A timeout for a non-critical call: it must never hold up the next renewal.
-
-        On the leader path every call also fits in what is left of the cycle's budget, so all of
-        a cycle's calls together (claims, reads, bookkeeping) end by then.
-        """
-        now = self.clock.monotonic()
+        """A timeout for a call of this cycle: what is left of the step's deadline (at most
+        ``ceiling`` and the RPC timeout), so that all of a cycle's calls together (keepalive,
+        confirmation, claims, reads, bookkeeping) end by then. Callers ask :meth:`may_call`
+        first; one that does not gets the shortest call (it is not refused here)."""
         cap = min(ceiling if ceiling is not None else self.cycle_budget(), self.rpc_timeout)
-        if self.budget_end is not None:
-            cap = min(cap, max(0.0, self.budget_end - now))
-        return self.elector.machine.rpc_deadline(now, cap)
+        dl = self.deadline
+        if dl is None:
+            return self.elector.machine.rpc_deadline(self.clock.monotonic(), cap)
+        return max(MIN_CALL, min(cap, dl.remaining()))
 
     def cycle_budget(self) -> float:
         """etcd time one cycle may spend on the leader path: half a renew interval, so the next
         keepalive is never more than that late."""
-        return max(0.2, self.timing.renew_interval / 2)
+        return self.group.step_budget
 
     def budget_left(self) -> float:
-        if self.budget_end is None:
+        if self.deadline is None:
             return self.cycle_budget()
-        return self.budget_end - self.clock.monotonic()
+        return self.deadline.remaining()
 
     def may_call(self) -> bool:
         """Enough budget left for one more call this cycle (else it waits for the next)."""
-        return self.budget_left() >= 0.05
+        return self.budget_left() >= MIN_CALL
 
     def may_bookkeep(self) -> bool:
         """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while

@@ -30,6 +30,7 @@ from collections.abc import Collection
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
+from leaderjob.election.deadline import Deadline
 from leaderjob.election.group import Group, Outcome
 from leaderjob.election.machine import DEFAULT, Machine, Phase, Transition
 from leaderjob.election.store import Store, StoreError
@@ -101,8 +102,10 @@ class Elector:
         """Deadline rules only, no I/O: the first thing after any wait or freeze."""
         return self.group.check(now)
 
-    def step(self, may_campaign: bool, hold: Collection[str] = ()) -> Outcome:
-        return self.group.step(may_campaign, hold)
+    def step(
+        self, may_campaign: bool, hold: Collection[str] = (), deadline: Deadline | None = None
+    ) -> Outcome:
+        return self.group.step(may_campaign, hold, deadline)
 
     def recheck(self) -> None:
         """Re-read our standing at the next step (e.g. after a fenced write was refused)."""

@@ -20,6 +20,11 @@ docs/safety.md asks for:
    (:meth:`Group.read_along`) is read in the same Txn — two operations per job, so one request
    per period for up to :data:`MAX_PER_READ` jobs. Its result waits in :attr:`Group.readings`.
 
+One step on the renew path spends one budget (:meth:`Group.step_deadline`: half a renew
+interval, never past ``D − grace``): the keepalive, the keys of jobs that rejoin their queue and
+each Txn of a split confirmation take what is left of it, so the next keepalive is never held up.
+A confirmation the budget cut short reads the rest first at the next step.
+
 A lost lease, a passed deadline or a failed confirm ends every tenure; a lost key ends one (that
 job campaigns again with a new key: a new, larger token). Abandoned leases are never renewed
 again; their revoke is deferred until the caller says the jobs of that lease are dead
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
+from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import (
     MAX_TXN_OPS,
@@ -109,6 +115,8 @@ class Group:
         self.shared_readings: dict[str, Reading] = {}
         self._watch: Watch | None = None
         self._watched: list[str] = []
+        #: Jobs a confirmation cut short by the step's deadline did not read: read first next.
+        self._unread: set[str] = set()
         self._recheck = False
         self._hold: Collection[str] = ()
         self._confirm_at = 0.0
@@ -160,6 +168,18 @@ class Group:
     def leading(self) -> list[str]:
         return self.machine.leading()
 
+    @property
+    def step_budget(self) -> float:
+        """etcd time one step may spend on the renew path: half a renew interval, so the next
+        keepalive is never more than that late."""
+        return max(0.2, self.timing.renew_interval / 2)
+
+    def step_deadline(self) -> Deadline:
+        """The deadline of a step on the renew path, from now: :attr:`step_budget`, and never
+        past the point where we must act on loss (``D − grace`` while leading, ``D`` otherwise)."""
+        limit = self.machine.term_at if self.phase is Phase.LEADING else self.machine.deadline
+        return Deadline.after(self.clock.monotonic, self.step_budget, limit=limit)
+
     def next_wakeup(self, now: float, may_campaign: bool) -> float:
         times = [now + self.timing.renew_interval]
         t = self.machine.next_wakeup(now)
@@ -177,9 +197,13 @@ class Group:
         """Deadline rules only, no I/O: the first thing after any wait or freeze."""
         return self._after(self.machine.check(now))
 
-    def step(self, may_campaign: bool, hold: Collection[str] = ()) -> Outcome:
+    def step(
+        self, may_campaign: bool, hold: Collection[str] = (), deadline: Deadline | None = None
+    ) -> Outcome:
         """One step: deadline rules, campaign or renew, confirm. Jobs in ``hold`` do not join
-        their queue now (a run of their lost tenure still lives)."""
+        their queue now (a run of their lost tenure still lives). On the renew path every call
+        of the step ends by ``deadline`` (default: :meth:`step_deadline`); a campaign, which no
+        running job relies on, is bounded by the deadline of the lease it is granted."""
         self._hold = hold
         out = Outcome()
         now = self.clock.monotonic()
@@ -188,12 +212,13 @@ class Group:
             if may_campaign and now >= self._next_campaign_at:
                 self._campaign(out)
             return out
+        dl = deadline or self.step_deadline()
         if self.machine.renew_due(now):
-            self._renew(out)
+            self._renew(out, dl)
         if self.machine.lease is not None and self.to_delete:
-            self._delete_dropped(out)
+            self._delete_dropped(out, dl)
         if self.machine.lease is not None and may_campaign and not self.single:
-            self._join_missing(out)
+            self._join_missing(out, dl)
         phase = self.machine.phase
         now = self.clock.monotonic()
         # A candidate re-reads its standing at least once per renew interval, watch or not: a
@@ -204,7 +229,7 @@ class Group:
             (phase is Phase.CAMPAIGNING and (self._recheck or due))
             or (phase is Phase.LEADING and due)
         ):
-            self._read_standing(out)
+            self._read_standing(out, dl)
         return out
 
     def recheck(self) -> None:
@@ -246,14 +271,19 @@ class Group:
             return
         self.last_contact = self.clock.monotonic()
         out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
-        if not self._create_keys(out, [j for j in self.prefixes if j not in self._hold]):
+        # The keys: each call within the RPC timeout, and all before D.
+        deadline = self.machine.deadline
+        assert deadline is not None
+        dl = Deadline(deadline, deadline - sent_at, self.clock.monotonic)
+        if not self._create_keys(out, [j for j in self.prefixes if j not in self._hold], dl):
             return
         self._backoff = 0.0
         self._recheck = True
         if self.keys:
-            self._read_standing(out)
+            # A renewal's budget: a read lost in a blackhole must not hold up the first renewal.
+            self._read_standing(out, self.step_deadline())
 
-    def _join_missing(self, out: Outcome) -> None:
+    def _join_missing(self, out: Outcome, dl: Deadline) -> None:
         lease = self.machine.lease
         assert lease is not None
         missing = [
@@ -265,23 +295,32 @@ class Group:
             # make a new one at the back, and its delete would then remove our new candidacy.
             and f"{self.prefixes[j]}/{lease.lease_id:x}" not in self.to_delete
         ]
-        if missing and self._create_keys(out, missing):
+        # Half the step's budget at most: the confirmation of the keys we hold comes after,
+        # and a create lost in a blackhole must leave it time (the job joins at a later step).
+        if missing and self._create_keys(out, missing, dl, reserve=dl.budget / 2):
             self._recheck = True
 
-    def _create_keys(self, out: Outcome, jobs: Iterable[str]) -> bool:
-        """Create our key in each job's queue; False if the lease is gone meanwhile."""
+    def _create_keys(
+        self, out: Outcome, jobs: Iterable[str], dl: Deadline, reserve: float = 0.0
+    ) -> bool:
+        """Create our key in each job's queue, each call by ``dl`` less ``reserve`` (the jobs
+        left over join at a later step); False if the lease is gone meanwhile."""
         lease = self.machine.lease
         assert lease is not None
         for job in jobs:
             key = f"{self.prefixes[job]}/{lease.lease_id:x}"
             try:
+                if not dl.fits(reserve + MIN_CALL):
+                    raise DeadlinePassed("create", "no time left in this step")
                 info = self.store.create(
                     key,
                     self.identity.encode(),
                     lease.lease_id,
-                    timeout=self.machine.rpc_deadline(self.clock.monotonic(), self.rpc_timeout),
+                    timeout=min(self.rpc_timeout, dl.remaining() - reserve),
                 )
             except StoreError as exc:
+                if not self.single and isinstance(exc, DeadlinePassed):
+                    return True  # the rest join at a later step
                 out.errors.append(exc)
                 if self.single:
                     self.keys[job] = key  # as a lost key: the lease is abandoned
@@ -295,14 +334,16 @@ class Group:
                 self.machine.join(job)
         return True
 
-    def _renew(self, out: Outcome) -> None:
+    def _renew(self, out: Outcome, dl: Deadline) -> None:
         lease = self.machine.lease
         assert lease is not None
         sent_at = self.clock.monotonic()  # read just before sending: the deadline counts from here
-        # Half an interval: a keepalive lost in a blackhole leaves time for a retry.
-        timeout = self.machine.rpc_deadline(sent_at, self.timing.renew_interval / 2)
         try:
-            ttl = self.store.keepalive(lease.lease_id, timeout=timeout)
+            # The step's budget, half an interval: a keepalive lost in a blackhole leaves time
+            # for a retry.
+            ttl = self.store.keepalive(
+                lease.lease_id, timeout=dl.timeout("keepalive", self.rpc_timeout)
+            )
         except StoreError as exc:
             out.errors.append(exc)
             out.keepalive_result = "failed"
@@ -326,10 +367,14 @@ class Group:
             also=self.along.get(job) if leading else None,
         )
 
-    def _read(self, queries: list[Query], timeout: float) -> list[Standing]:
-        """Every candidacy's standing in one linearizable read (the single form: one key)."""
+    def _read(self, queries: list[Query], dl: Deadline, out: Outcome) -> list[Standing]:
+        """Every candidacy's standing in one linearizable read (the single form: one key); a
+        group too large for one Txn in as many as it takes, each by the step's deadline and
+        only while one more fits. Returns the standings of the first queries, as many as were
+        read: all of them, unless the deadline or an error cut the read short."""
         if self.single and len(queries) == 1:
             q = queries[0]
+            timeout = dl.timeout("standing", self.rpc_timeout)
             return [
                 self.store.standing(
                     q.prefix, q.key, q.create_revision, timeout=timeout, first=q.first, also=q.also
@@ -337,40 +382,57 @@ class Group:
             ]
         # As few Txns as etcd's cap on a Txn's operations allows: for the groups this is made
         # for (up to MAX_PER_READ jobs), one read.
-        out: list[Standing] = []
-        chunk: list[Query] = []
+        chunks: list[list[Query]] = [[]]
         for q in queries:
-            if chunk and sum(c.ops for c in chunk) + q.ops > MAX_TXN_OPS:
-                out += self.store.standings(chunk, timeout=timeout)
-                chunk = []
-            chunk.append(q)
-        if chunk:
-            out += self.store.standings(chunk, timeout=timeout)
-        return out
+            if chunks[-1] and sum(c.ops for c in chunks[-1]) + q.ops > MAX_TXN_OPS:
+                chunks.append([])
+            chunks[-1].append(q)
+        read: list[Standing] = []
+        for chunk in chunks:
+            try:
+                read += self.store.standings(
+                    chunk, timeout=dl.timeout("standings", self.rpc_timeout)
+                )
+            except StoreError as exc:
+                if not read:
+                    raise
+                out.errors.append(exc)  # what was read stands; the rest is read first next step
+                break
+        return read
 
-    def _read_standing(self, out: Outcome) -> None:
-        jobs = list(self.keys)
+    def _read_keys(
+        self, jobs: list[str], dl: Deadline, out: Outcome, sent_at: float
+    ) -> tuple[list[Standing], dict[str, bool]]:
+        """The standings of ``jobs``' keys, in order, as many as were read (what rides along
+        too), and per job whether its read carried the job's control prefix."""
+        queries = [self._query(j) for j in jobs]
+        # Only a read that carried a job's control prefix says what is under it.
+        read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
+        leads = any(q.first for q in queries)
+        shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
+        standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], dl, out)
+        for (name, _), extra in zip(shared, standings[len(jobs) :], strict=False):
+            self.shared_readings[name] = Reading(sent_at, extra.also)
+        return standings[: len(jobs)], read_along
+
+    def _read_standing(self, out: Outcome, dl: Deadline) -> None:
+        # Jobs a read cut short did not reach go first: each is confirmed within a step or two.
+        jobs = sorted(self.keys, key=lambda j: j not in self._unread)
         now = sent_at = self.clock.monotonic()
-        # Capped like a keepalive: a read lost in a blackhole must not block the next renewal.
-        timeout = self.machine.rpc_deadline(
-            now, min(self.rpc_timeout, self.timing.renew_interval / 2)
-        )
         try:
-            queries = [self._query(j) for j in jobs]
-            # Only a read that carried a job's control prefix says what is under it.
-            read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
-            leads = any(q.first for q in queries)
-            shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
-            standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], timeout)
-            for (name, _), extra in zip(shared, standings[len(jobs) :], strict=True):
-                self.shared_readings[name] = Reading(sent_at, extra.also)
-            standings = standings[: len(jobs)]
+            standings, read_along = self._read_keys(jobs, dl, out, sent_at)
         except StoreError as exc:
             out.errors.append(exc)
             self.machine.confirm_failed()
-            self._confirm_at = self.clock.monotonic() + self.timing.renew_interval / 4
+            # Not sent (the step's budget went to the keepalive): read at the next step.
+            wait = 0.0 if isinstance(exc, DeadlinePassed) else self.timing.renew_interval / 4
+            self._confirm_at = self.clock.monotonic() + wait
             return
-        self._recheck = False
+        complete = len(standings) == len(jobs)
+        self._unread = set(jobs[len(standings) :])
+        jobs = jobs[: len(standings)]
+        if complete:
+            self._recheck = False
         now = self.clock.monotonic()
         self.last_contact = now
         self._note(out, self.check(now))
@@ -413,9 +475,12 @@ class Group:
                     # without a re-read our key would stay first, kept alive, nobody leading.
                     self._recheck = True
             watch.append(self.keys[job])
+        if not complete:
+            self._confirm_at = now  # the rest at the next step, with a budget of its own
+            return  # the watch stays as it is until a read has seen every key
         if self.machine.lease is not None and watch:
             # From the oldest read: a deletion between two reads of a large group is seen.
-            self._watch_keys(watch, min(s.revision for s in standings))
+            self._watch_keys(watch, min(s.revision for s in standings), dl)
 
     def _lose_key(self, job: str) -> Transition | None:
         self.readings.pop(job, None)
@@ -433,34 +498,25 @@ class Group:
             self.to_delete.append(key)
         return self.machine.drop(job, reason)
 
-    def _delete_dropped(self, out: Outcome) -> None:
+    def _delete_dropped(self, out: Outcome, dl: Deadline) -> None:
         # A key of ours left behind on a lease we keep alive would hold its queue for ever.
-        while self.to_delete:
+        while self.to_delete and dl.fits():
             key = self.to_delete[0]
             try:
-                self.store.delete(
-                    key,
-                    timeout=self.machine.rpc_deadline(
-                        self.clock.monotonic(),
-                        min(self.rpc_timeout, self.timing.renew_interval / 2),
-                    ),
-                )
+                self.store.delete(key, timeout=dl.timeout("delete", self.rpc_timeout))
             except StoreError as exc:
                 out.errors.append(exc)
                 return
             self.to_delete.pop(0)
 
-    def _watch_keys(self, keys: list[str], revision: int) -> None:
+    def _watch_keys(self, keys: list[str], revision: int, dl: Deadline) -> None:
         if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
             return  # the live watch already covers these keys since an earlier revision
         self._cancel_watch()
         self._watched = keys
-        timeout = self.machine.rpc_deadline(
-            self.clock.monotonic(), min(self.rpc_timeout, self.timing.renew_interval / 2)
-        )
         try:
             self._watch = self.store.watch_deletes(
-                keys, revision + 1, self.wakeup.set, timeout=timeout
+                keys, revision + 1, self.wakeup.set, timeout=dl.timeout("watch", self.rpc_timeout)
             )
         except StoreError:
             self._watch = None

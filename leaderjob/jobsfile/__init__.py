@@ -21,6 +21,10 @@ Rules:
   split it (``shlex.split``: quotes group words; no variables, globs or pipes). A crontab command is
   run as cron runs it: ``/bin/sh -c "<rest of the line>"``.
 * A job without ``schedule`` is a service: kept running while its replica leads.
+* One validator: ``leaderjob jobs check``, a daemon's start and each reload all judge a file with
+  :func:`load_jobs` (the daemon adds its ``timing``, against which a job's own ``grace`` is
+  judged). What passes here, the daemon can build: no value overflows later (a duration is at
+  most :data:`~leaderjob.units.MAX_DURATION`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from leaderjob.config import Timing
 from leaderjob.jobsfile.crontab import _parse_crontab
 from leaderjob.jobsfile.spec import (
     _JOB_KEYS,
@@ -77,8 +82,12 @@ def single_job(
 # --- reading ----------------------------------------------------------------------------------
 
 
-def load_jobs(path: str | os.PathLike[str], *, default_timezone: str = "UTC") -> JobsFile:
-    """Read and parse the file at ``path``; an unreadable file is a :class:`JobsFileError`."""
+def load_jobs(
+    path: str | os.PathLike[str], *, default_timezone: str = "UTC", timing: Timing | None = None
+) -> JobsFile:
+    """Read and judge the file at ``path``: the one validator of ``jobs check``, a daemon's start
+    and its reloads (with the daemon's ``timing``). An unreadable file is a
+    :class:`JobsFileError` too."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
@@ -86,7 +95,7 @@ def load_jobs(path: str | os.PathLike[str], *, default_timezone: str = "UTC") ->
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise JobsFileError([f"{name}:1: cannot read the jobs file: {reason}"]) from None
-    return parse_jobs(text, name, default_timezone=default_timezone)
+    return parse_jobs(text, name, default_timezone=default_timezone, timing=timing)
 
 
 def is_toml(text: str, path: str) -> bool:
@@ -100,10 +109,13 @@ def is_toml(text: str, path: str) -> bool:
     return False
 
 
-def parse_jobs(text: str, path: str, *, default_timezone: str = "UTC") -> JobsFile:
+def parse_jobs(
+    text: str, path: str, *, default_timezone: str = "UTC", timing: Timing | None = None
+) -> JobsFile:
     """Parse a jobs file; raise :class:`JobsFileError` with every problem at once.
 
-    ``default_timezone`` is the zone of jobs that set none (the daemon's ``--timezone``).
+    ``default_timezone`` is the zone of jobs that set none (the daemon's ``--timezone``);
+    ``timing``: the daemon's, whose lease budget each job's options must fit.
     """
     if not text.strip():
         raise JobsFileError(
@@ -125,7 +137,7 @@ def parse_jobs(text: str, path: str, *, default_timezone: str = "UTC") -> JobsFi
             )
         else:
             seen[spec.name] = spec.line
-        problems += [(spec.line, message) for message in _job_problems(spec)]
+        problems += [(spec.line, message) for message in _job_problems(spec, timing)]
     if problems:
         raise JobsFileError([f"{path}:{line}: {msg}" for line, msg in sorted(problems, key=_first)])
     return JobsFile(path=path, jobs=tuple(jobs))

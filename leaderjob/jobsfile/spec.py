@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from leaderjob.config import validate_election_name, validate_slot_timing
+from leaderjob.config import Timing, validate_election_name, validate_slot_timing
 from leaderjob.planner import CatchUp
 from leaderjob.schedule import Schedule, ScheduleError, parse_schedule
-from leaderjob.units import DurationError, parse_duration
+from leaderjob.units import DurationError, check_duration, format_duration, parse_duration
 
 Concurrency = Literal["forbid", "replace", "allow"]
 
@@ -77,7 +77,10 @@ def _duration(value: object) -> float:
             raise _Bad(str(exc)) from None
     if not 0 <= value < float("inf"):
         raise _Bad(f'expected a duration like "30s" or a number of seconds >= 0, got {value!r}')
-    return float(value)
+    try:
+        return check_duration(float(value), value)
+    except DurationError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _positive_duration(value: object) -> float:
@@ -173,9 +176,23 @@ def _name_problems(name: str) -> list[str]:
     ]
 
 
-def _job_problems(spec: JobSpec) -> list[str]:
-    """Cross-field rules of one job, each message saying what to change."""
+def _job_problems(spec: JobSpec, timing: Timing | None = None) -> list[str]:
+    """Cross-field rules of one job, each message saying what to change; with ``timing`` (the
+    daemon's, at its start and at each reload), the job's options against its lease budget too."""
     problems = _name_problems(spec.name)
+    # A job's own grace (TERM to KILL) must fit the lease budget like the daemon's, so that its
+    # job is dead before etcd can expire the lease.
+    if (
+        timing is not None
+        and spec.grace is not None
+        and dataclasses.replace(timing, grace=spec.grace).validate()
+    ):
+        problems.append(
+            f"job {spec.name}: grace {format_duration(spec.grace)} does not fit the daemon's "
+            f"budget (renew deadline {format_duration(timing.renew_deadline)} + grace + "
+            f"margin {format_duration(timing.margin)} must stay under --ttl "
+            f"{format_duration(timing.ttl)}): lower it, or raise --ttl"
+        )
     if not spec.command or not any(word.strip() for word in spec.command):
         problems.append(f"job {spec.name!r} has an empty command: give the program to run")
     if spec.schedule is not None:

@@ -40,7 +40,7 @@ def parse_every(args: list[str], horizon_years: int) -> Every:
         )
     text = args[0]
     try:
-        seconds = parse_duration(text)
+        seconds = parse_duration(text, bounded=False)  # bounded below, with its own message
     except DurationError as exc:
         raise ScheduleError(f"@every duration {text!r}: {exc}") from None
     whole = round(seconds)

@@ -3,7 +3,9 @@
 :meth:`SlowStore.slow_next` makes the next call of one operation take ``seconds``: the fake clock
 jumps by them before the server sees the request (``where="request"``) or after it applied it
 (``where="reply"``). A call slower than its timeout waits out the timeout and fails, as a gRPC
-call does. In a single-threaded world a slow call is time passing for everyone.
+call does. In a single-threaded world a slow call is time passing for everyone. With
+``answer_at`` set (a fraction), every call is answered at that fraction of its own timeout (an
+etcd that is slow in proportion to what it is given), and :attr:`spent` adds up the time taken.
 
 With ``silent_watches`` set, watches are made but never fire: a watch on a member that lost its
 peers (without require-leader) or froze, whose stream stays open and says nothing.
@@ -28,6 +30,9 @@ class SlowStore:
         self.clock = clock
         self.slow: dict[str, tuple[float, str]] = {}
         self.silent_watches = False
+        self.answer_at: float | None = None
+        self.spent = 0.0
+        self.calls: list[tuple[str, float]] = []  # (operation, timeout) of every call
 
     def slow_next(self, operation: str, seconds: float, where: str = "request") -> None:
         self.slow[operation] = (seconds, where)
@@ -39,7 +44,16 @@ class SlowStore:
         self.inner.clear_failures()
 
     def _call(self, operation: str, timeout: float, call: Callable[[], R]) -> R:
-        seconds, where = self.slow.pop(operation, (0.0, "request"))
+        self.calls.append((operation, timeout))
+        started = self.clock.monotonic()
+        try:
+            return self._slow_call(operation, timeout, call)
+        finally:
+            self.spent += self.clock.monotonic() - started
+
+    def _slow_call(self, operation: str, timeout: float, call: Callable[[], R]) -> R:
+        default = (0.0 if self.answer_at is None else self.answer_at * timeout, "reply")
+        seconds, where = self.slow.pop(operation, default)
         if seconds >= timeout:
             if where == "request":  # never reached the server
                 self.clock.advance(timeout)
@@ -54,6 +68,19 @@ class SlowStore:
         finally:
             if where == "reply":
                 self.clock.advance(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other operation of the store, slow in the same way (``timeout`` given)."""
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name in ("heal", "partition", "clear_failures"):
+            return attr
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            if "timeout" not in kwargs:
+                return attr(*args, **kwargs)
+            return self._call(name, kwargs["timeout"], lambda: attr(*args, **kwargs))
+
+        return slow
 
     def grant(self, ttl: int, *, timeout: float) -> Grant:
         return self._call("grant", timeout, lambda: self.inner.grant(ttl, timeout=timeout))

@@ -58,6 +58,15 @@ def test_in_ci_the_clock_step_scenario_without_libfaketime_fails():
     assert "needs libfaketime" in failed.stdout, failed.stdout
 
 
+def test_in_ci_the_browser_tests_without_chromium_fail():
+    """The run explorer's browser tests skip without Chromium with a skipif, like the clock-step
+    scenario above (whose path through the hook is proven for real): its reason names what CI
+    installs."""
+    from tests.integration.test_ui_browser import SKIP_REASON
+
+    assert CI_INSTALLS.search(SKIP_REASON)
+
+
 @pytest.mark.parametrize(
     "reason",
     [
@@ -65,6 +74,7 @@ def test_in_ci_the_clock_step_scenario_without_libfaketime_fails():
         "needs libfaketime (apt-get install faketime)",
         "needs etcd 3.4 (ETCD34_BIN)",
         "needs PostgreSQL (initdb not found)",
+        "no chromium binary (Debian's chromium package)",
     ],
 )
 def test_the_ci_rule_names_everything_ci_installs(reason):

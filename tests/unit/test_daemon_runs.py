@@ -372,14 +372,17 @@ class RecordingNotifier:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
+        self.run_ids: list[str | None] = []  # of each call, in order
 
-    def started(self, settings: Any, *, job: str, window: float) -> None:
+    def started(self, settings: Any, *, job: str, window: float, run_id: str | None) -> None:
         self.calls.append(("started", None))
+        self.run_ids.append(run_id)
 
     def finished(
         self, settings: Any, record: Any, *, job: str, election: str, window: float
     ) -> None:
         self.calls.append(("finished", record["outcome"]))
+        self.run_ids.append(record["run_id"])
 
     def close(self, timeout: float = 2.0) -> None:
         pass
@@ -412,3 +415,6 @@ def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store,
         ("finished", "failed"),
         ("finished", "failed_to_start"),
     ]
+    # The start and the end of one run carry its id (the ping's rid pairs them), each run its own.
+    started, ended, unstarted = recorder.run_ids
+    assert started is not None and started == ended and unstarted not in (None, started)

@@ -547,16 +547,20 @@ def test_deposed_leader_records_no_skip_for_a_slot_it_did_not_claim(world: World
     assert metric(d, "leaderjob_slots_skipped_total", reason="overlap") == len(overlap)
 
 
-def test_claim_of_unknown_outcome_never_runs_the_slot(world: World) -> None:
-    """S3: a claim whose reply is lost may have applied: the slot is not run, nor claimed again."""
+@pytest.mark.parametrize("fault", ["fail_next", "lose_reply_next"])
+def test_claim_of_unknown_outcome_is_read_back_and_the_slot_runs_once(
+    world: World, fault: str
+) -> None:
+    """S3/L3: a claim whose reply is lost may have applied: the slot never runs on a guess. Its
+    claim is read back (test_unknown_claims.py): not applied, it is claimed again; applied, it
+    is ours. Either way the slot runs once, on time."""
     d = world.daemon("@every 10s")
     lead(world, d)
-    d.store.fail_next(1, "guarded_put")  # type: ignore[attr-defined]
+    getattr(d.store, fault)(1, "guarded_put")
     run_for(d, 15)
     assert world.events("slot.claim_unknown", slot=slot_at(10))
-    assert not world.started
     run_for(d, 10)
-    assert [r.slot for r in world.started] == [slot_at(20)]
+    assert [r.slot for r in world.started] == [slot_at(10), slot_at(20)]
 
 
 # -- the loop's own cost ------------------------------------------------------------------------

@@ -3,7 +3,11 @@
 think to combine.
 
 Rules: slow grants, creates, reads and keepalives (the fake clock jumps inside the store call,
-before the server applies it or after, while the reply is on its way); failed calls; calls
+before the server applies it or after, while the reply is on its way); late replies that still
+come back in time — any delay in (0, the call's timeout), so the caller uses the answer (the
+window where a deadline counted from the reply instead of the send overshoots etcd's expiry),
+followed by one renew interval of every candidate stepping, so the invariants are checked
+after the late answer is used and before the next keepalive could hide it; failed calls; calls
 applied at the server whose reply is lost; watches
 that stay open and silent (a member that lost its peers); one candidate paused while the others
 run; the whole host frozen (a monotonic jump with nobody
@@ -54,6 +58,16 @@ DELAYS = st.one_of(
 )
 
 OPS = ("grant", "create", "standing", "keepalive", "revoke")
+
+#: A keepalive's timeout (the group's: half a renew interval). A reply later than this is a
+#: failed call; one earlier is used, and a reply-time deadline would overshoot etcd's expiry by
+#: more than the margin leaves once the reply takes longer than ttl·2ρ + margin (0.126 s).
+KEEPALIVE_TIMEOUT = TIMING.renew_interval / 2
+_OVERSHOOT = TIMING.ttl - TIMING.deadline_after(0.0)
+IN_TIME = st.one_of(
+    st.floats(0.0, KEEPALIVE_TIMEOUT, exclude_max=True),
+    st.sampled_from([round(b, 3) for b in (_OVERSHOOT + 0.01, KEEPALIVE_TIMEOUT - 0.01)]),
+)
 
 
 class ElectionSearch(RuleBasedStateMachine):
@@ -128,6 +142,18 @@ class ElectionSearch(RuleBasedStateMachine):
     )
     def slow_call(self, i: int, operation: str, seconds: float, where: str) -> None:
         self.stores[i].slow_next(operation, seconds, where)
+
+    @rule(
+        i=st.integers(0, CANDIDATES - 1),
+        operation=st.sampled_from(("grant", "keepalive", "standing")),
+        seconds=IN_TIME,
+    )
+    def late_reply_in_time(self, i: int, operation: str, seconds: float) -> None:
+        # Applied at the server at once, answered ``seconds`` later, inside the timeout: then
+        # a renew interval passes, so the late answer is used and the invariants see it.
+        self.joined[i] = True
+        self.stores[i].slow_next(operation, seconds, "reply")
+        self._run(TIMING.renew_interval)
 
     @rule(i=st.integers(0, CANDIDATES - 1), operation=st.sampled_from(OPS), n=st.integers(1, 8))
     def failed_calls(self, i: int, operation: str, n: int) -> None:

@@ -15,10 +15,11 @@ import pytest
 
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
-from leaderjob.election.group import Group, Outcome
+from leaderjob.election.group import MAX_PER_READ, Group, Outcome
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Watch
+from tests.unit.slowstore import SlowStore
 
 TIMING = Timing.from_ttl(3)
 GROUP = "/leaderjob/shop"
@@ -243,8 +244,6 @@ def test_a_group_larger_than_one_read_confirms_in_as_few_reads_as_fit(world: Any
     """etcd caps a Txn's operations: 130 jobs are confirmed in two reads per interval (a
     leader's key is one range: the lowest under its prefix must be ours), and all of them
     lead."""
-    from leaderjob.election.group import MAX_PER_READ
-
     jobs = [f"job{i:03d}" for i in range(2 * MAX_PER_READ + 2)]
     g = world.replica(jobs)
     world.step(g)
@@ -252,3 +251,61 @@ def test_a_group_larger_than_one_read_confirms_in_as_few_reads_as_fit(world: Any
     world.clients[0].calls.clear()
     world.run(TIMING.renew_interval + TICK)
     assert world.clients[0].calls["standings"] == 2
+
+
+def slow_replica(world: World, jobs: Sequence[str]) -> tuple[Group, SlowStore]:
+    slow = SlowStore(world.store, world.clock)
+    g = Group(slow, TIMING, "slow", world.clock, threading.Event())
+    for job in jobs:
+        g.want(job, prefix(job))
+    world.replicas.append(g)
+    return g, slow
+
+
+def test_a_blackholed_create_for_a_rejoining_job_costs_one_step_budget_not_the_tenures_l4(
+    world: World,
+) -> None:
+    """L4: the key of a job that joins its queue while others lead (added by a reload, handed
+    back, its key lost) is created within the step's budget, like the keepalive: a blackhole
+    that catches that create delays the job, and no tenure of the lease ends."""
+    g, slow = slow_replica(world, ["a", "b"])
+    world.step(g)
+    assert g.leading() == ["a", "b"]
+    world.run(TIMING.renew_interval)
+    g.want("c", prefix("c"))
+    slow.slow_next("create", 10.0)  # lost in a blackhole: waits out whatever timeout it has
+    started = world.clock.monotonic()
+    out = world.step(g)
+    assert world.clock.monotonic() - started <= TIMING.renew_interval / 2 + 1e-9
+    assert not any(t.lost_leadership for t in out.transitions)
+    assert sorted(g.leading()) == ["a", "b"]
+    world.run(2 * TIMING.renew_interval)
+    assert sorted(g.leading()) == ["a", "b", "c"], "c joins at a later step, and leads"
+
+
+def test_a_confirmation_split_into_several_txns_shares_the_steps_budget_l4(world: World) -> None:
+    """L4: a group too large for one Txn confirms in several; on an etcd that answers each call
+    at 90 % of its timeout, the step still ends within its budget (the chunks share it, with a
+    check between them), the rest of the confirmation is read first at the next steps, and
+    every job keeps leading through several TTLs."""
+    jobs = [f"job{i:03d}" for i in range(5 * MAX_PER_READ)]
+    g, slow = slow_replica(world, jobs)
+    for job in jobs:
+        g.read_along(job, f"{GROUP}/jobs/{job}/control/")
+    world.step(g)
+    world.run(TIMING.renew_interval)
+    assert len(g.leading()) == len(jobs)
+    slow.answer_at = 0.9
+    reads = 0
+    until = world.clock.monotonic() + 3 * TIMING.ttl
+    while world.clock.monotonic() < until:
+        world.clock.advance(TICK)
+        started = world.clock.monotonic()
+        before = len(slow.calls)
+        out = world.step(g)
+        took = world.clock.monotonic() - started
+        assert took <= TIMING.renew_interval / 2 + 1e-9, slow.calls[before:]
+        assert not any(t.lost_leadership for t in out.transitions), out.transitions
+        reads += sum(op == "standings" for op, _ in slow.calls[before:])
+    assert len(g.leading()) == len(jobs)
+    assert reads >= 3 * TIMING.ttl / TIMING.renew_interval, "a confirming read each interval"

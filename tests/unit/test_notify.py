@@ -30,7 +30,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import notify
+from leaderjob import notify, pings
 from leaderjob.clock import SystemClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
@@ -228,6 +228,32 @@ def test_at_most_one_on_failure_in_flight_per_job(
     assert len([e for e in logs if e["event"] == "notify.dropped"]) == 2
 
 
+def test_an_on_failure_command_that_hangs_holds_back_no_other_jobs(tmp_path: Path) -> None:
+    """Isolation: job a's command hangs until its timeout; job b's commands meanwhile run at
+    once, one after another, each told its own run (one thread per command, none shared)."""
+    counts = Counts()
+    n = _notifier(counts)
+    hang = NotifySettings(on_failure="sleep 30", on_failure_timeout=20)
+    n.finished(hang, RECORD, job="a", election="g", window=10)
+    told = tmp_path / "told"
+    quick = NotifySettings(on_failure=f'echo "$LEADERJOB_RUN_ID" >> {told}')
+    t0 = time.monotonic()
+    for i in range(3):
+        n.finished(quick, {**RECORD, "run_id": f"b{i}"}, job="b", election="g", window=10)
+        assert _wait_count(counts, ("b", "on_failure", "ok"), i + 1, 5)
+    assert time.monotonic() - t0 < 3, "b's commands waited for a's"
+    assert told.read_text().split() == ["b0", "b1", "b2"]
+    assert ("a", "on_failure", "timed_out") not in counts.seen  # a's still runs
+    t1 = time.monotonic()
+    n.close(timeout=0.2)  # kills a's process group
+    assert time.monotonic() - t1 < 2.5
+
+
+def _wait_count(counts: Counts, item: tuple[str, str, str], n: int, timeout: float) -> bool:
+    with counts.cond:
+        return counts.cond.wait_for(lambda: counts.seen.count(item) >= n, timeout)
+
+
 def test_a_failing_on_failure_command_is_logged_and_counted(logs: list[dict[str, Any]]) -> None:
     counts = Counts()
     n = _notifier(counts)
@@ -279,19 +305,23 @@ class PingServer:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notify, "PING_RETRY_BASE", 0.05)
+    monkeypatch.setattr(pings, "PING_RETRY_BASE", 0.05)
 
 
 def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, Any]]) -> None:
+    """The healthchecks.io convention, each ping with its run's ``rid`` (a UUID ending in the
+    run id), so that the monitor pairs a run's start with its end."""
     server = PingServer()
     counts = Counts()
     n = _notifier(counts)
     s = NotifySettings(ping_url=server.url)
+    ok, bad = "0123456789ab", RECORD["run_id"]
     try:
-        n.started(s, job="j", window=10)
+        n.started(s, job="j", window=10, run_id=ok)
+        assert counts.wait_for(1) == [("j", "ping", "ok")]  # sent before its run ends
         n.finished(
             s,
-            {**RECORD, "outcome": "succeeded", "stdout_tail": ""},
+            {**RECORD, "run_id": ok, "outcome": "succeeded", "stdout_tail": ""},
             job="j",
             election="j",
             window=10,
@@ -302,13 +332,29 @@ def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, 
         n.close()
     finally:
         server.close()
+    rid_ok = "rid=00000000-0000-4000-8000-0123456789ab"
+    rid_bad = f"rid={pings.run_uuid(bad)}"
     assert [(m, p) for m, p, _ in server.requests] == [
-        ("GET", f"/{SECRET}/start"),
-        ("GET", f"/{SECRET}"),
-        ("POST", f"/{SECRET}/fail"),
+        ("GET", f"/{SECRET}/start?{rid_ok}"),
+        ("GET", f"/{SECRET}?{rid_ok}"),
+        ("POST", f"/{SECRET}/fail?{rid_bad}"),
     ]  # a planned stop (shutdown) sends nothing
     assert server.requests[2][2] == TAIL
     assert not any(SECRET in json.dumps(e, default=str) for e in logs)
+
+
+def test_the_rid_is_a_uuid_that_names_the_run() -> None:
+    import uuid
+
+    assert pings.run_uuid("0123456789ab") == "00000000-0000-4000-8000-0123456789ab"
+    other = pings.run_uuid("abc123")  # another form of id: a UUID derived from it, stable
+    assert other == pings.run_uuid("abc123") != pings.run_uuid("abc124")
+    for rid in (pings.run_uuid("0123456789ab"), other):
+        assert str(uuid.UUID(rid)) == rid
+    base = f"https://hc-ping.com/{SECRET}?create=1"
+    assert ping_url(base, "fail", "0123456789ab") == (
+        f"https://hc-ping.com/{SECRET}/fail?create=1&rid=00000000-0000-4000-8000-0123456789ab"
+    )
 
 
 def test_a_ping_is_retried_with_backoff_until_answered(fast_retries: None) -> None:
@@ -347,8 +393,9 @@ def test_a_ping_gives_up_when_its_window_closes_and_never_logs_the_url(
 def test_pings_are_off_the_loop_and_their_queue_is_bounded(
     monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]
 ) -> None:
-    """S6: a hanging ping service delays nothing; pings beyond the queue are dropped, counted."""
-    monkeypatch.setattr(notify, "PING_QUEUE", 2)
+    """S6: a hanging ping service delays nothing; pings beyond the job's lane are dropped,
+    counted."""
+    monkeypatch.setattr(pings, "LANE_CAP", 2)
     server = PingServer(delay=1.0)
     counts = Counts()
     n = _notifier(counts)

@@ -1,0 +1,286 @@
+"""The hand-written mutations (``run.py``): each breaks one promise of the process and driver
+code, or of a caller of a pure rule, with the tests that must then fail.
+
+``old`` must occur exactly once in ``file`` (else the mutation is reported "n/a": the code moved
+on and the mutation must be rewritten). Keep ``tests`` to the cheapest tests that defend the
+promise, so that the whole run stays in minutes. A new promise gets a mutation here in the same
+commit as its test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str  # the property it breaks (S1-S6, L1-L5)
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+GIVE_BACK = "tests/unit/test_give_back.py"
+SPREAD_DRIVER = "tests/unit/test_spread_driver.py"
+SEND_TIME = "tests/unit/test_send_time.py"
+CALLERS = "tests/unit/test_callers.py"
+SCHEDULE = "tests/unit/test_daemon_schedule.py"
+CONTRACT = "tests/integration/test_store_contract.py"
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # -- claims made ahead and their give-back (S3, L2) -------------------------------------
+    Mutation(
+        "give_back_unfenced",
+        "S3",
+        "leaderjob/records.py",
+        """        return self.store.guarded_put(
+            own_key,
+            token,
+            [(self.last_slot_key, previous.encode())],
+            deletes=[self.slot_key(slot)],
+            timeout=timeout,
+        )""",
+        """        self.store.delete(self.slot_key(slot), timeout=timeout)
+        self.store.put(self.last_slot_key, previous.encode(), timeout=timeout)
+        return True""",
+        (GIVE_BACK,),
+    ),
+    Mutation(
+        "give_back_refused_unrecorded",
+        "L3",
+        "leaderjob/daemon/scheduling.py",
+        "            self._not_run(slot.id, slot.fire_time, "
+        '"missed", "skipped_leaving", tenure.token)\n',
+        "",
+        (GIVE_BACK,),
+    ),
+    Mutation(
+        "give_back_of_a_started_slot",
+        "S3",
+        "leaderjob/daemon/scheduling.py",
+        """        ahead = tenure.ahead
+        tenure.ahead = None
+""",
+        """        ahead = tenure.ahead
+""",
+        (GIVE_BACK,),
+    ),
+    # -- the election's driver hands the machine its send times and token (S6, S2) ----------
+    Mutation(
+        "keepalive_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.renewed(sent_at, ttl, now)",
+        "self.machine.renewed(now, ttl, now)",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "grant_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.granted(grant.lease_id, grant.ttl, sent_at)",
+        "self.machine.granted(grant.lease_id, grant.ttl, self.clock.monotonic())",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "confirm_reply_time",
+        "S6",
+        "leaderjob/election/group.py",
+        "self.machine.confirmed(sent_at)",
+        "self.machine.confirmed(now)",
+        (SEND_TIME,),
+    ),
+    Mutation(
+        "token_not_the_create_revision",
+        "S2",
+        "leaderjob/election/group.py",
+        "self.machine.won(self.revisions[job], now, job)",
+        "self.machine.won(self.revisions[job] + 1, now, job)",
+        (SEND_TIME,),
+    ),
+    # -- spreading's driver hands the rule the idle set and the member count (L2) ------------
+    Mutation(
+        "spread_every_led_job_idle",
+        "L2",
+        "leaderjob/daemon/spreading.py",
+        "idle = frozenset(n for n in leading if runners[n].idle)",
+        "idle = leading",
+        (SPREAD_DRIVER,),
+    ),
+    Mutation(
+        "spread_members_never_counted",
+        "L2",
+        "leaderjob/daemon/spreading.py",
+        "self.members = max(1, len({k.lease_id for k in reading.keys}))",
+        "self.members = 1",
+        (SPREAD_DRIVER,),
+    ),
+    # -- the runner hands the run its fence and its deadline (S1, S2, S6) ---------------------
+    Mutation(
+        "run_token_not_the_keys_revision",
+        "S2",
+        "leaderjob/daemon/runner.py",
+        "LEADERJOB_FENCING_TOKEN=str(token),",
+        "LEADERJOB_FENCING_TOKEN=str(token + 1),",
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_key_not_the_leaders",
+        "S1",
+        "leaderjob/daemon/runner.py",
+        'LEADERJOB_LEADER_KEY=self.seat.key or "",',
+        'LEADERJOB_LEADER_KEY=(self.seat.key or "").rsplit("/", 1)[0],',
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_handed_a_later_deadline",
+        "S6",
+        "leaderjob/daemon/runner.py",
+        "            deadline=deadline,\n",
+        "            deadline=deadline + self.s.timing.grace,\n",
+        (CALLERS,),
+    ),
+    Mutation(
+        "run_deadline_never_extended",
+        "S6",
+        "leaderjob/daemon/runner.py",
+        "active.run.extend(deadline)",
+        "pass",
+        (CALLERS,),
+    ),
+    Mutation(
+        "grant_asked_ttl_not_granted",
+        "S6",
+        "leaderjob/election/group.py",
+        "grant.ttl, sent_at)",
+        "self.timing.ttl, sent_at)",
+        (CALLERS,),
+    ),
+    # -- the planner is handed the job's settings (L3) ----------------------------------------
+    Mutation(
+        "planner_jitter_dropped",
+        "L3",
+        "leaderjob/daemon/runner.py",
+        "jitter=settings.jitter,",
+        "jitter=0.0,",
+        (CALLERS,),
+    ),
+    Mutation(
+        "planner_starting_deadline_dropped",
+        "L3",
+        "leaderjob/daemon/runner.py",
+        "if settings.starting_deadline is None",
+        "if True",
+        (CALLERS,),
+    ),
+    # -- leaving: stop the run, give back, resign, revoke (L2, S6) ----------------------------
+    Mutation(
+        "leave_resigns_while_the_run_goes_on",
+        "S6",
+        "leaderjob/daemon/loop.py",
+        '        reason = self.leaving or "shutdown"\n        if self.runs:\n',
+        '        reason = self.leaving or "shutdown"\n        if False:\n',
+        (CALLERS,),
+    ),
+    Mutation(
+        "leave_without_revoke",
+        "L2",
+        "leaderjob/daemon/loop.py",
+        "        self.session.release()\n        # History records queued",
+        "        # History records queued",
+        (CALLERS,),
+    ),
+    # -- the loop: the deadline first (S6) ----------------------------------------------------
+    Mutation(
+        "cycle_deadline_not_checked_first",
+        "S6",
+        "leaderjob/daemon/loop.py",
+        """        t = self.elector.check(self.clock.monotonic())
+        if t is not None:
+            self._on_transition(t)
+        # 2.""",
+        "        # 2.",
+        (CALLERS,),
+    ),
+    # -- slots: one claim, one run (S3) -------------------------------------------------------
+    Mutation(
+        "claim_without_absent_slot",
+        "S3",
+        "leaderjob/records.py",
+        "absent=[key, self.suspended_key] if run else [key],",
+        "absent=[self.suspended_key] if run else [],",
+        (SCHEDULE, "tests/unit/test_daemon_jobs.py"),
+    ),
+    Mutation(
+        "fire_ignores_an_older_claim",
+        "S3",
+        "leaderjob/daemon/scheduling.py",
+        "if tenure.last_claimed is not None and slot.fire_time <= tenure.last_claimed:",
+        "if False:",
+        (SCHEDULE,),
+    ),
+    Mutation(
+        "catch_up_ignores_the_newest_claim",
+        "S3",
+        "leaderjob/daemon/catchup.py",
+        "plan = self.planner.begin_tenure(last, wall)",
+        "plan = self.planner.begin_tenure(None, wall)",
+        (SCHEDULE,),
+    ),
+    # -- the fences (S1) ------------------------------------------------------------------------
+    Mutation(
+        "etcd_guard_any_revision",
+        "S1",
+        "leaderjob/election/etcd.py",
+        """                result=etcdrpc.Compare.EQUAL,
+                create_revision=guard_revision,""",
+        """                result=etcdrpc.Compare.GREATER,
+                create_revision=0,""",
+        (CONTRACT,),
+    ),
+    Mutation(
+        "etcd_fence_refusal_ignored",
+        "S1",
+        "leaderjob/fencing/etcd.py",
+        """        if not applied:
+            raise StaleToken(self.leader_key, self.token)""",
+        """        if not applied:
+            pass""",
+        ("tests/unit/test_fencing_etcd.py",),
+    ),
+    Mutation(
+        "sql_fence_accepts_one_lower",
+        "S1",
+        "leaderjob/fencing/sql.py",
+        '"WHERE fence.token <= EXCLUDED.token "',
+        '"WHERE fence.token <= EXCLUDED.token + 1 "',
+        ("tests/unit/test_fencing_sql.py",),
+    ),
+    Mutation(
+        "http_fence_accepts_one_lower",
+        "S1",
+        "leaderjob/fencing/http.py",
+        "            if token < mark:",
+        "            if token < mark - 1:",
+        ("tests/unit/test_fencing_http.py",),
+    ),
+    # -- the watchdog process (S6) --------------------------------------------------------------
+    Mutation(
+        "watchdog_kills_after_D",
+        "S6",
+        "leaderjob/watchdog.py",
+        "kill_at = self.deadline - min(KILL_RESERVE, self.grace / 4)",
+        "kill_at = self.deadline + 0.5",
+        ("tests/unit/test_watchdog.py",),
+    ),
+    Mutation(
+        "watchdog_ignores_the_daemon_gone",
+        "S6",
+        "leaderjob/watchdog.py",
+        '                    self.signal_all(signal.SIGKILL, "daemon_gone")',
+        "                    pass",
+        ("tests/unit/test_watchdog.py",),
+    ),
+)
