@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint unit bench bench-quick bench-ttl soak mutation mutation-hand screenshot model clean
+.PHONY: demo test lint unit wheel bench bench-quick bench-ttl soak mutation mutation-hand screenshot model clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ test: lint
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# The README's install path: sdist and wheel built, the wheel installed into a fresh venv,
+# `leaderjob --version` and `leaderjob demo` run from it (minutes: not part of `make test`).
+wheel: $(STAMP)
+	LEADERJOB_WHEEL_TEST=1 $(BIN)/pytest -q tests/deploy/test_wheel.py
 
 # bench/many_jobs.py and bench/anatomy.py run after failover.py, which rewrites
 # docs/benchmarks.md: each then puts its own section back into the file.

@@ -27,7 +27,7 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, expired BOOL
 def connect(dsn: str | None) -> tuple[Any, str]:
     """A DB-API connection and its placeholder: psycopg for a DSN, else SQLite."""
     if dsn:
-        import psycopg  # the "postgres" extra: pip install 'leaderjob[postgres]'
+        import psycopg  # the "postgres" extra: pip install '.[postgres]' (README: Install)
 
         return psycopg.connect(dsn), "%s"
     return sqlite3.connect(os.environ.get("CLEANUP_SQLITE", "cleanup.db")), "?"

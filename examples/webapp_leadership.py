@@ -46,7 +46,7 @@ class Worker:
 
     def connect(self) -> tuple[Any, str]:
         if self.args.dsn:
-            import psycopg  # the "postgres" extra: pip install 'leaderjob[postgres]'
+            import psycopg  # the "postgres" extra: pip install '.[postgres]' (README: Install)
 
             return psycopg.connect(self.args.dsn), "%s"
         return sqlite3.connect(self.args.sqlite), "?"

@@ -3,8 +3,9 @@
 Every claim, history record and publish is a write that etcd keeps until it is compacted. An etcd
 whose backend reaches ``--quota-backend-bytes`` raises the NOSPACE alarm and refuses every write,
 keepalives included: every leader loses its lease and nobody can take over. This probe reports
-the size (``leaderjob_etcd_db_size_bytes``) next to the quota the daemon was told
-(``leaderjob_etcd_db_quota_bytes``, ``--etcd-quota``) so that an alert fires long before that.
+the size (``leaderjob_etcd_db_size_bytes``) next to the quota (``leaderjob_etcd_db_quota_bytes``:
+etcd's own where etcd reports it, 3.6 on; else the one the daemon was told, ``--etcd-quota``) so
+that an alert fires long before that.
 
 Rules:
 
@@ -31,6 +32,16 @@ DEFAULT_QUOTA_BYTES = 2 * 1024**3
 
 class SizeSource(Protocol):
     def db_size(self, *, timeout: float) -> int: ...
+
+
+def read_db(store: Any, timeout: float) -> tuple[int, int | None]:
+    """The database size and etcd's own quota (None where etcd does not report it: before 3.6,
+    or a store that only knows the size)."""
+    status = getattr(store, "db_status", None)
+    if status is not None:
+        size, quota = status(timeout=timeout)
+        return int(size), quota
+    return int(store.db_size(timeout=timeout)), None
 
 
 class DbQuotaProbe:
@@ -61,7 +72,7 @@ class DbQuotaProbe:
         """One Status call: the size in bytes, or None if it failed (counted, logged once)."""
         m = self.metrics
         try:
-            size = self.store.db_size(timeout=self.timeout)
+            size, quota = read_db(self.store, self.timeout)
         except StoreError as exc:
             m.etcd_errors.labels(m.election, "status").inc()
             if not self.failing:
@@ -70,6 +81,11 @@ class DbQuotaProbe:
             return None
         self.failing = False
         m.etcd_db_size.labels(m.election).set(size)
+        if quota is not None and quota != self.quota_bytes:
+            # etcd's own quota wins over the one the daemon was told: an alert at 80 % of a
+            # 2 GiB default would never fire before NOSPACE on a 64 MiB quota.
+            self.quota_bytes = quota
+            m.etcd_db_quota.labels(m.election).set(quota)
         return size
 
     def _run(self) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +52,25 @@ def job_fingerprint(
     return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
 
+#: What a fingerprint covers, each a field a conflict can name (the command only as a hash: an
+#: argv can carry secrets).
+FIELDS = ("command", "mode", "schedule", "timezone")
+
+
+def job_fields(
+    command: Sequence[str], mode: str, schedule: str | None, timezone: str | None
+) -> dict[str, str | None]:
+    """One job's published fields, for naming which one differs (a group publishes one set per
+    job beside its fingerprint)."""
+    digest = hashlib.sha256(json.dumps(list(command)).encode()).hexdigest()[:12]
+    return {
+        "command": digest,
+        "mode": mode,
+        "schedule": schedule,
+        "timezone": timezone if schedule else None,
+    }
+
+
 def fingerprints_prefix(prefix: str, election: str) -> str:
     return f"{prefix.rstrip('/')}/{election}/fingerprints/"
 
@@ -65,10 +84,20 @@ class Published:
     mode: str | None = None
     schedule: str | None = None
     timezone: str | None = None
+    #: A group's: job name → its fields (:func:`job_fields`); None for a single job.
+    jobs: dict[str, dict[str, Any]] | None = None
 
     def describe(self) -> str:
-        when = f" {self.schedule} ({self.timezone})" if self.schedule else ""
-        return f"{self.identity}: {self.fingerprint} {self.mode or '?'}{when}"
+        when = f" schedule={self.schedule} ({self.timezone})" if self.schedule else ""
+        jobs = f" jobs={','.join(sorted(self.jobs))}" if self.jobs is not None else ""
+        return f"{self.identity}: {self.fingerprint} mode={self.mode or '?'}{when}{jobs}"
+
+    def fields(self) -> Mapping[str | None, dict[str, Any]]:
+        """job (None: the election itself) → the fields it published."""
+        if self.jobs is not None:
+            return dict(self.jobs.items())
+        own = {"mode": self.mode, "schedule": self.schedule, "timezone": self.timezone}
+        return {None: own}
 
 
 def parse_published(keys: Sequence[KeyInfo]) -> list[Published]:
@@ -78,17 +107,69 @@ def parse_published(keys: Sequence[KeyInfo]) -> list[Published]:
             doc = json.loads(info.value)
         except ValueError:
             continue
-        if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str):
-            out.append(
-                Published(
-                    identity=str(doc.get("identity", "?")),
-                    fingerprint=doc["fingerprint"],
-                    mode=doc.get("mode"),
-                    schedule=doc.get("schedule"),
-                    timezone=doc.get("timezone"),
-                )
-            )
+        published = _published(doc)
+        if published is not None:
+            out.append(published)
     return out
+
+
+def _published(doc: Any) -> Published | None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("fingerprint"), str):
+        return None
+    return Published(
+        identity=str(doc.get("identity", "?")),
+        fingerprint=doc["fingerprint"],
+        mode=doc.get("mode"),
+        schedule=doc.get("schedule"),
+        timezone=doc.get("timezone"),
+        jobs=doc["jobs"] if isinstance(doc.get("jobs"), dict) else None,
+    )
+
+
+def differences(published: Sequence[Published]) -> list[dict[str, Any]]:
+    """What differs between candidates, named: one entry per job (None: a single-job election)
+    and field, with each value and the identities that publish it. A job that only some
+    candidates run is the field ``present``; a single job whose fingerprints differ while its
+    mode, schedule and zone agree differs in its ``command``. Pure."""
+    out: list[dict[str, Any]] = []
+    if len({p.fingerprint for p in published}) < 2:
+        return out
+    per_job: dict[str | None, dict[str, dict[str, Any]]] = {}
+    for p in published:
+        for job, fields in p.fields().items():
+            per_job.setdefault(job, {})[p.identity] = fields
+    everyone = sorted({p.identity for p in published})
+    for job in sorted(per_job, key=lambda j: j or ""):
+        seen = per_job[job]
+        if job is not None and len(seen) < len(everyone):
+            missing = [i for i in everyone if i not in seen]
+            out.append(
+                {"job": job, "field": "present", "values": {"yes": sorted(seen), "no": missing}}
+            )
+            continue
+        for name in FIELDS:
+            values: dict[str, list[str]] = {}
+            for identity, fields in sorted(seen.items()):
+                if name in fields:
+                    values.setdefault(str(fields[name]), []).append(identity)
+            if len(values) > 1:
+                out.append({"job": job, "field": name, "values": values})
+    if not out and None in per_job:
+        by_fp = {fp: sorted(ids) for fp, ids in distinct(published).items()}
+        out.append({"job": None, "field": "command", "values": by_fp})
+    return out
+
+
+def describe_difference(diff: dict[str, Any]) -> str:
+    """One difference in words: ``job backup: schedule '@daily' (a-0) vs '@hourly' (b-0)``."""
+    where = f"job {diff['job']}: " if diff["job"] is not None else ""
+    if diff["field"] == "present":
+        v = diff["values"]
+        return f"{where}in the jobs of {', '.join(v['yes'])}, not of {', '.join(v['no'])}"
+    sides = " vs ".join(
+        f"{value!r} ({', '.join(ids)})" for value, ids in sorted(diff["values"].items())
+    )
+    return f"{where}{diff['field']} {sides}"
 
 
 def distinct(published: Sequence[Published]) -> dict[str, list[str]]:
@@ -153,6 +234,7 @@ class ConfigWatch:
         log: Any,
         metrics: Any = None,
         interval: float = CHECK_INTERVAL,
+        jobs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self.prefix = fingerprints_prefix(prefix, election)
@@ -164,13 +246,15 @@ class ConfigWatch:
         fp = job_fingerprint(command, mode, schedule, timezone)
         self.checker = Checker(fp, interval)
         self._read_at = float("-inf")  # send time of the newest reading compared
-        self.doc = {
+        self.doc: dict[str, Any] = {
             "identity": identity,
             "fingerprint": fp,
             "mode": mode,
             "schedule": schedule,
             "timezone": timezone if schedule else None,
         }
+        if jobs is not None:
+            self.doc["jobs"] = jobs  # a group's: each job's fields, to name what differs
         if metrics is not None:
             metrics.config_conflict.labels(metrics.election).set(0)
 
@@ -224,10 +308,12 @@ class ConfigWatch:
 
     def _report(self, was: bool, others: list[Published]) -> None:
         if others:
+            ours = [p for p in [_published(self.doc)] if p is not None]
             self.log.warning(
                 "election.config_conflict",
                 fingerprint=self.fingerprint,
                 others=[p.describe() for p in others],
+                differences=[describe_difference(d) for d in differences([*ours, *others])],
             )
         elif was:
             self.log.info("election.config_agreed", fingerprint=self.fingerprint)

@@ -142,13 +142,19 @@ def leader_view(snapshot: Snapshot, job: str | None = None) -> tuple[int, dict[s
             return 404, {"error": f"election {snapshot['election']!r} runs no jobs file: drop ?job"}
         return (200 if body["leader"] else 503), body
     led = {
-        name: {"leading": bool(j["leader"]), "token": j["token"] if j["leader"] else None}
+        name: {
+            "leading": bool(j["leader"]),
+            "token": j["token"] if j["leader"] else None,
+            "since": j.get("leading_since") if j["leader"] else None,
+        }
         for name, j in sorted(jobs.items())
     }
     if job is not None:
         if job not in led:
             return 404, {"error": f"no job {job!r} in election {snapshot['election']!r}"}
-        body.update(job=job, leader=led[job]["leading"], token=led[job]["token"], since=None)
+        body.update(
+            job=job, leader=led[job]["leading"], token=led[job]["token"], since=led[job]["since"]
+        )
         return (200 if body["leader"] else 503), body
     # A group's daemon holds one token per job it leads, none of its own.
     body.update(leader=any(j["leading"] for j in led.values()), token=None, since=None, jobs=led)

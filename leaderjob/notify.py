@@ -190,6 +190,7 @@ class Notifier:
         for command in running:
             command.thread.join(max(0.0, end - self.clock()))
             command.kill()
+            command.thread.join(0.5)  # its outcome is logged and counted before close returns
 
     def _ping(
         self, base: str, event: str, job: str, run: str | None, window: float, body: bytes

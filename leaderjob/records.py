@@ -297,9 +297,17 @@ class ElectionData(RunHistory):
     def is_suspended(self, *, timeout: float) -> bool:
         return self.store.get(self.suspended_key, timeout=timeout) is not None
 
-    def suspend(self, who: str, *, timeout: float) -> None:
-        body = {"by": who, "at": iso(datetime.now(UTC))}
+    def suspension(self, *, timeout: float) -> dict[str, Any] | None:
+        """Who suspended the election, when and why (None: not suspended)."""
+        info = self.store.get(self.suspended_key, timeout=timeout)
+        return None if info is None else _load(info.value)
+
+    def suspend(self, who: str, *, timeout: float, reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"by": who, "at": iso(datetime.now(UTC))}
+        if reason:
+            body["reason"] = reason
         self.store.put(self.suspended_key, _dump(body), timeout=timeout)
+        return body
 
     def resume(self, *, timeout: float) -> bool:
         return self.store.delete(self.suspended_key, timeout=timeout) > 0

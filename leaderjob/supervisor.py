@@ -199,6 +199,7 @@ class Run:
     wakeup: Wakeable
     run_id: str = ""
     token: int = 0
+    cwd: str | None = None  # the job's directory (None: the daemon's)
     started_at: float = 0.0  # monotonic
     pid: int | None = None
     returncode: int | None = None
@@ -243,6 +244,7 @@ class Run:
             "deadline": self.deadline,
             "grace": self.grace,
             "reuse": self.reuse,
+            "cwd": self.cwd,
         }
         watchdog.attach(self, request)
         with watchdog.cond:

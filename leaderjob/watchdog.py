@@ -297,11 +297,13 @@ class Watchdog:
         self.reuse = bool(first.get("reuse"))
         argv = [str(a) for a in first["argv"]]
         env = {str(k): str(v) for k, v in dict(first["env"]).items()}
+        cwd = first.get("cwd")
         tails = tail.Tails()
         try:
             job = subprocess.Popen(
                 argv,
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=tails.child_fds[0],
                 stderr=tails.child_fds[1],
@@ -315,7 +317,8 @@ class Watchdog:
             return False
         except OSError as exc:
             tails.close()
-            self.send(error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+            where = f" in {cwd}" if cwd and exc.filename == cwd else ""
+            self.send(error=f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}")
             return False
         tails.started()  # copy threads from here on, until the run's output ends
         self.job, self.job_pid, self.tails = job, job.pid, tails

@@ -125,7 +125,7 @@ def _check(
         claims = data.claims(timeout=timeout)
         leaders = store.candidates(election_prefix(params["prefix"], election), timeout=timeout)
     except StoreError as exc:
-        _etcd_failed(f"read the history of {election!r}", exc)
+        _etcd_failed(f"read the history of {election!r}", exc, params)
     finally:
         store.close()
     info = {"expr": expr, "timezone": timezone or "UTC"} if expr else (published or {})

@@ -3,6 +3,8 @@ and `resume`. Each refuses an election nobody campaigns in, unless --force."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,8 @@ from leaderjob.cli.options import (
     connection_options,
     election_option,
     job_option,
+    json_option,
+    one_job_of,
     scoped,
     targets,
 )
@@ -67,7 +71,7 @@ def _control(
         _require_candidates(store, election, params["prefix"], timeout, force, what)
         return act(data)
     except StoreError as exc:
-        _etcd_failed(f"{what} {election!r}", exc)
+        _etcd_failed(f"{what} {election!r}", exc, params)
     finally:
         store.close()
 
@@ -89,13 +93,20 @@ def _control(
     envvar=_env("wait_timeout"),
     help="With --wait: give up after this long (exit 124) [default: wait for ever].",
 )
+@json_option
 @connection_options
 def trigger(
-    election: str, force: bool, wait: bool, wait_timeout: float | None, **params: Any
+    election: str,
+    force: bool,
+    wait: bool,
+    wait_timeout: float | None,
+    as_json: bool,
+    **params: Any,
 ) -> None:
     """Ask for one immediate run. Only the leader executes it, once, claimed and fenced like a
     slot; it waits for a running run to finish (unless --concurrency allow). Scheduled elections
     only (a service-mode command already runs)."""
+    one_job_of(election, params, "trigger")
     election, params = scoped(election, params)
     timeout = params["rpc_timeout"]
     trigger_id = _control(
@@ -106,13 +117,20 @@ def trigger(
         lambda data: data.trigger(default_identity(), timeout=timeout),
     )
     slot = f"trigger-{trigger_id}"
-    click.echo(f"triggered {election}: request {trigger_id} (slot {slot})")
+    if not as_json:
+        click.echo(f"triggered {election}: request {trigger_id} (slot {slot})")
+    elif not wait:
+        click.echo(json.dumps({"election": election, "request": trigger_id, "slot": slot}))
     if wait:
-        sys.exit(_wait_for_run(election, params, slot, wait_timeout))
+        sys.exit(_wait_for_run(election, params, slot, wait_timeout, as_json))
 
 
 def _wait_for_run(
-    election: str, params: dict[str, Any], slot: str, wait_timeout: float | None
+    election: str,
+    params: dict[str, Any],
+    slot: str,
+    wait_timeout: float | None,
+    as_json: bool = False,
 ) -> int:
     """Poll the history for the run of ``slot``; its outcome becomes the exit code."""
     import time
@@ -132,16 +150,17 @@ def _wait_for_run(
             if done:
                 run = done[-1]  # the oldest record of the slot: its first attempt
                 outcome = str(run["outcome"])
-                click.echo(
-                    f"{slot}: {outcome} (exit {run.get('exit_code')}, "
-                    f"{run.get('duration_seconds')}s, token {run.get('token')}, "
-                    f"by {run.get('identity')})"
-                )
+                if as_json:
+                    click.echo(json.dumps({"election": election, "slot": slot, "run": run}))
+                else:
+                    click.echo(f"{slot}: {outcome} ({run_summary(run)})")
                 if outcome == "succeeded":
                     return 0
                 code = run.get("exit_code")
                 return code if isinstance(code, int) and 0 < code < 256 else 1
             if give_up is not None and time.monotonic() >= give_up:
+                if as_json:
+                    click.echo(json.dumps({"election": election, "slot": slot, "run": None}))
                 click.echo(f"leaderjob: {slot} has not finished; gave up waiting", err=True)
                 return EXIT_WAIT_TIMEOUT
             time.sleep(WAIT_POLL)
@@ -149,34 +168,72 @@ def _wait_for_run(
         store.close()
 
 
+def run_summary(run: dict[str, Any]) -> str:
+    """How a run ended, in words: its exit code or signal (never ``exit None``), how long, by
+    whom."""
+    if run.get("signal"):
+        ended = f"signal {run['signal']}"
+    elif run.get("exit_code") is not None:
+        ended = f"exit {run['exit_code']}"
+    else:
+        ended = "no exit code" + (f": {run['error']}" if run.get("error") else "")
+    took = run.get("duration_seconds")
+    secs = "" if took is None else f", {float(took):.2f}s"
+    return f"{ended}{secs}, token {run.get('token')}, by {run.get('identity')}"
+
+
+def operator_identity() -> str:
+    """Who runs a control command, for the switch it writes: the login name (when the
+    environment has one) at this machine's identity."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    return f"{user}@{default_identity()}" if user else default_identity()
+
+
 @click.command(cls=LeaderjobCommand)
 @election_option("Election to suspend.")
 @job_option("With a group (`run --jobs`): suspend this job only [default: every job].")
+@click.option(
+    "--reason",
+    envvar=_env("reason"),
+    help="Why, for whoever reads `leaderjob status` next (kept with who and when).",
+)
 @force_option
+@json_option
 @connection_options
-def suspend(election: str, force: bool, **params: Any) -> None:
+def suspend(election: str, reason: str | None, force: bool, as_json: bool, **params: Any) -> None:
     """Suspend an election cluster-wide: it keeps its leader but starts no runs. For a group of
-    jobs, every job (or the one --job names)."""
+    jobs, every job (or the one --job names). `status` shows who suspended it, when and why."""
     timeout = params["rpc_timeout"]
+    done = []
     for name, scope in targets(election, params):
-        _control(
+        body = _control(
             name,
             scope,
             force,
             "suspend",
-            lambda data: data.suspend(default_identity(), timeout=timeout),
+            lambda data: data.suspend(operator_identity(), timeout=timeout, reason=reason),
         )
-        click.echo(f"suspended {name}: slots are skipped until `leaderjob resume`")
+        done.append({"election": name, "suspended": True, **body})
+        if not as_json:
+            click.echo(f"suspended {name}: slots are skipped until `leaderjob resume`")
+    if as_json:
+        click.echo(json.dumps(done, indent=2))
 
 
 @click.command(cls=LeaderjobCommand)
 @election_option("Election to resume.")
 @job_option("With a group (`run --jobs`): resume this job only [default: every job].")
 @force_option
+@json_option
 @connection_options
-def resume(election: str, force: bool, **params: Any) -> None:
+def resume(election: str, force: bool, as_json: bool, **params: Any) -> None:
     """Resume a suspended election (for a group of jobs, every job or the one --job names)."""
     timeout = params["rpc_timeout"]
+    done = []
     for name, scope in targets(election, params):
         was = _control(name, scope, force, "resume", lambda data: data.resume(timeout=timeout))
-        click.echo(f"resumed {name}" if was else f"{name} was not suspended")
+        done.append({"election": name, "resumed": bool(was)})
+        if not as_json:
+            click.echo(f"resumed {name}" if was else f"{name} was not suspended")
+    if as_json:
+        click.echo(json.dumps(done, indent=2))

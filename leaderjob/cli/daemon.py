@@ -208,6 +208,9 @@ def _job_settings(daemon: Any, spec: Any, health: Any, *, group: bool = True) ->
         timeout=spec.timeout,
         retries=spec.retries,
         history_limit=spec.history_limit,
+        job_env=getattr(spec, "env", ()),
+        paused=getattr(spec, "suspend", False),
+        workdir=getattr(spec, "workdir", None),
         # The job's own gate checks as often, and fails after as many tries, as the daemon's.
         health=replace(health, command=spec.health_cmd, url=spec.health_url)
         if spec.health_cmd or spec.health_url

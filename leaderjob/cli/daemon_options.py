@@ -266,7 +266,7 @@ def schedule_options(f: F) -> F:
         click.option(
             "--concurrency",
             envvar=_env("concurrency"),
-            type=click.Choice(["forbid", "replace", "allow"]),
+            type=click.Choice(["forbid", "replace", "allow"], case_sensitive=False),
             default="forbid",
             show_default=True,
             help="A slot that fires while the previous run still goes: skip it, stop the old "

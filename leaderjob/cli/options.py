@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -232,6 +232,12 @@ def build_connection(params: dict[str, Any]) -> Connection:
     from leaderjob.leadership_options import build_connection as connection
 
     user = params.get("user")
+    if user is None and password is not None and not pwfile:
+        raise click.UsageError(
+            "LEADERJOB_PASSWORD is set but no etcd user: give --user (LEADERJOB_USER), or unset "
+            "LEADERJOB_PASSWORD"
+        )
+    _check_key_pair(params.get("cert"), params.get("key"))
     try:
         conn = connection(
             str(params["endpoints"]),
@@ -248,6 +254,30 @@ def build_connection(params: dict[str, Any]) -> Connection:
     if user is None and password is not None and pwfile:
         raise click.UsageError("--password-file given without --user")
     return conn
+
+
+def _check_key_pair(cert: str | None, key: str | None) -> None:
+    """A client key that does not match its certificate, said in one line before gRPC's TLS
+    layer prints its own lines about it."""
+    if not cert or not key:
+        return
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise click.UsageError(
+                f"--key {key} does not belong to --cert {cert}: give the key the certificate "
+                "was issued for"
+            ) from None
+        raise click.UsageError(
+            f"--cert {cert} / --key {key}: not a PEM certificate and its key ({exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise click.UsageError(
+            f"--cert {cert} / --key {key}: cannot read ({exc.strerror})"
+        ) from None
 
 
 def open_store(conn: Connection) -> Any:
@@ -283,9 +313,22 @@ def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
     return store, ElectionData(store, params["prefix"], election), conn.rpc_timeout
 
 
-def _etcd_failed(what: str, exc: Exception) -> None:
-    click.echo(f"leaderjob: cannot {what}: {exc}", err=True)
+def _etcd_failed(what: str, exc: Exception, params: dict[str, Any] | None = None) -> NoReturn:
+    click.echo(f"leaderjob: cannot {what}: {exc}{tls_hint(str(exc), params)}", err=True)
     sys.exit(1)
+
+
+def tls_hint(error: str, params: dict[str, Any] | None) -> str:
+    """A plain-text connection to a TLS port ends in "Socket closed": suggest https://."""
+    if "socket closed" not in error.lower():
+        return ""
+    endpoints = str((params or {}).get("endpoints") or os.environ.get(_env("endpoints")) or "")
+    if (params or {}).get("cacert") or "https://" in endpoints:
+        return ""
+    return (
+        " (a plain-text client at a TLS port? write the endpoints as https://host:port, with "
+        "--cacert if etcd's CA is not in the system bundle)"
+    )
 
 
 def job_option(help_text: str) -> Callable[[F], F]:
@@ -321,20 +364,75 @@ def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float
     return sorted(n for n in names if n)
 
 
+def where(params: dict[str, Any]) -> str:
+    """Where a command looked, for its hints: the prefix and the endpoints."""
+    return f"under prefix {params['prefix']!r} at {params['endpoints']}"
+
+
+def nobody_there(election: str, params: dict[str, Any]) -> NoReturn:
+    """An election with no candidate and no record: nothing to show is never an answer (exit 1),
+    and the usual causes are a name, a prefix or endpoints other than the daemons'."""
+    click.echo(
+        f"leaderjob: election {election}: nobody campaigns in it {where(params)} and it has no "
+        "records; check --election, --prefix (LEADERJOB_PREFIX) and --endpoints "
+        "(LEADERJOB_ENDPOINTS) against the daemons' own",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def one_job_of(election: str, params: dict[str, Any], what: str) -> None:
+    """A command that acts on one job (trigger, repair-schedule) given a group's name without
+    --job, or a --job the group does not have: a usage error that names the group's jobs
+    (exit 2)."""
+    from leaderjob.election.store import StoreError
+
+    store, _, timeout = _open_data(election, params)
+    try:
+        wrong = unknown_job(election, params, timeout, store)
+        names = [] if params.get("job") else group_jobs(store, election, params, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
+    finally:
+        store.close()
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    if names:
+        raise click.UsageError(
+            f"election {election!r} is a group of jobs ({', '.join(names)}): give --job to "
+            f"{what} one of them"
+        )
+
+
+def unknown_job(election: str, params: dict[str, Any], timeout: float, store: Any) -> str | None:
+    """With --job: a message naming the group's jobs when the job is not one of them (None when
+    it is, or when the group has none at all)."""
+    job = params.get("job")
+    if not job:
+        return None
+    names = group_jobs(store, election, params, timeout)
+    if not names or job in names:
+        return None
+    return f"election {election!r} has no job {job!r}; its jobs: {', '.join(names)}"
+
+
 def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """What a command that acts per job acts on (audit, suspend, resume): the --job, else every
     job of a group, else the election — each as :func:`scoped` gives it."""
     from leaderjob.election.store import StoreError
 
-    if params.get("job"):
-        return [scoped(election, params)]
     store, _, timeout = _open_data(election, params)
     try:
-        names = group_jobs(store, election, params, timeout)
+        wrong = unknown_job(election, params, timeout, store)
+        names = [] if params.get("job") else group_jobs(store, election, params, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    if params.get("job"):
+        return [scoped(election, params)]
     if not names:
         return [(election, params)]
     return [scoped(election, {**params, "job": name}) for name in names]

@@ -4,6 +4,7 @@ after a clock ran ahead). `history` is in :mod:`leaderjob.cli.run_history`."""
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +20,16 @@ from leaderjob.cli.options import (
     job_option,
     jobs_prefix,
     json_option,
+    nobody_there,
+    one_job_of,
     scoped,
+    unknown_job,
+    where,
 )
 
 # format_run is re-exported: callers that render `history --run` import it from here too.
-from leaderjob.cli.run_history import format_run, to_the_second
+from leaderjob.cli.run_history import format_run
+from leaderjob.cli.status_text import STATUS_RECORDS, parse_time, print_group, print_status
 from leaderjob.config import (
     election_prefix,
 )
@@ -50,9 +56,12 @@ def read_status(
         for k in keys
     ]
     leader = candidates[0] if candidates else None
+    schedule = data.schedule_info(timeout=timeout)
     if leader is not None:
         leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
-    schedule = data.schedule_info(timeout=timeout)
+        # The leader publishes its schedule, with when its tenure began, at the tenure's start.
+        same = schedule is not None and schedule.get("token") == leader["token"]
+        leader["since"] = schedule.get("since") if same and schedule else None
     # What the leader will actually run next: slots only move forward past the newest claim, so
     # a claim made by a clock that ran ahead holds every slot back until then.
     now = datetime.now(UTC)
@@ -81,7 +90,7 @@ def read_status(
         found = in_progress(claims, history, leader["token"], full=len(history) >= STATUS_RECORDS)
         if found is not None:
             slot, claim = found
-            started = _parse_time(claim.get("claimed_at"))
+            started = parse_time(claim.get("claimed_at"))
             current = {
                 "slot": slot,
                 "status": claim.get("status", "running"),
@@ -94,10 +103,13 @@ def read_status(
                 # Not in etcd (a run costs no write at its start): the leader's /status has it.
                 "pid": None,
             }
+    suspension = data.suspension(timeout=timeout)
+    if suspension is None and schedule is not None and schedule.get("paused"):
+        suspension = {"by": "its jobs file", "reason": "suspend = true"}
     success = next((r for r in history if r.get("outcome") == "succeeded"), None)
     last_success = None
     if success is not None:
-        finished = _parse_time(success.get("finished_at"))
+        finished = parse_time(success.get("finished_at"))
         last_success = {
             "run_id": success.get("run_id"),
             "slot": success.get("slot"),
@@ -109,10 +121,12 @@ def read_status(
     return {
         "fingerprints": fingerprint.distinct(published),
         "config_conflict": len(fingerprint.distinct(published)) > 1,
+        "config_differences": fingerprint.differences(published),
         "election": election,
         "leader": leader,
         "candidates": candidates,
-        "suspended": data.is_suspended(timeout=timeout),
+        "suspended": suspension is not None,
+        "suspension": suspension,
         "schedule": schedule,
         "next_fire": next_fire,
         "next_start": next_start,
@@ -122,43 +136,6 @@ def read_status(
         "current_run": current,
         "last_success": last_success,
     }
-
-
-#: How many of the newest history records `status` reads (the last run, the last success, and
-#: whether the leader's newest claim has ended).
-STATUS_RECORDS = 100
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else None
-
-
-def _ago(seconds: float | None) -> str:
-    """A duration for tables: ``42s``, ``3m20s``, ``5h07m``, ``2d03h``."""
-    if seconds is None:
-        return "?"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _current_text(current: dict[str, Any] | None) -> str:
-    if current is None:
-        return "-"
-    return f"{current['slot']} ({_ago(current['running_for_seconds'])})"
-
-
-def _success_text(success: dict[str, Any] | None) -> str:
-    return "-" if success is None else f"{_ago(success['seconds_ago'])} ago"
 
 
 def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:
@@ -179,33 +156,56 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
                 "job": name,
                 "leader": leader["identity"] if leader else None,
                 "token": leader["token"] if leader else None,
+                "since": leader["since"] if leader else None,
+                "candidates": len(doc["candidates"]),
                 "next_fire": doc["next_fire"],
                 "last_outcome": last.get("outcome") if last else None,
                 "suspended": doc["suspended"],
+                "suspension": doc["suspension"],
                 "current_run": doc["current_run"],
                 "last_success": doc["last_success"],
             }
         )
-    return {"election": group, "jobs": rows}
+    differences = group_differences(store, group, params, timeout)
+    for row in rows:
+        row["config_conflict"] = sorted({d["field"] for d in differences if d["job"] == row["job"]})
+    return {
+        "election": group,
+        "jobs": rows,
+        "config_conflict": bool(differences),
+        "config_differences": differences,
+    }
 
 
-def _print_group(doc: dict[str, Any]) -> None:
-    header = ("JOB", "LEADER", "TOKEN", "NEXT FIRE", "RUNNING", "LAST SUCCESS", "LAST OUTCOME")
-    rows = [
-        (
-            r["job"],
-            r["leader"] or "-",
-            str(r["token"] or "-"),
-            to_the_second(r["next_fire"] or "-"),
-            _current_text(r["current_run"]),
-            _success_text(r["last_success"]),
-            (r["last_outcome"] or "-") + (" (suspended)" if r["suspended"] else ""),
-        )
-        for r in doc["jobs"]
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+def group_differences(
+    store: Any, group: str, params: dict[str, Any], timeout: float
+) -> list[dict[str, Any]]:
+    """What the candidates of a group publish differently, job by job and field by field (a
+    group publishes one fingerprint per candidate, under the group's own election)."""
+    from leaderjob import fingerprint
+
+    keys = store.get_prefix(
+        fingerprint.fingerprints_prefix(params["prefix"], group), timeout=timeout
+    )
+    return fingerprint.differences(fingerprint.parse_published(keys))
+
+
+def db_usage(store: Any, timeout: float) -> dict[str, Any] | None:
+    """etcd's database size against its quota: etcd's own where it reports it (3.6 on), else
+    etcd's default. None when it cannot be read (the rest of `status` does not need it)."""
+    from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, read_db
+    from leaderjob.election.store import StoreError
+
+    try:
+        size, quota = read_db(store, timeout)
+    except (StoreError, AttributeError):
+        return None
+    return {
+        "size_bytes": size,
+        "quota_bytes": quota or DEFAULT_QUOTA_BYTES,
+        "quota_from": "etcd" if quota else "default",
+        "used": round(size / (quota or DEFAULT_QUOTA_BYTES), 4),
+    }
 
 
 @click.command(cls=LeaderjobCommand)
@@ -221,74 +221,62 @@ def status(election: str, as_json: bool, **params: Any) -> None:
     from leaderjob.election.store import StoreError
 
     grouped = not params.get("job")
-    election, params = scoped(election, params)
-    store, data, timeout = _open_data(election, params)
+    asked = f"{election} --job {params['job']}" if params.get("job") else election
+    unscoped_election, unscoped = election, params
+    store, _, timeout = _open_data(election, params)
     try:
-        group = _group_status(store, election, params, timeout) if grouped else None
-        doc = group or read_status(store, data, election, params["prefix"], timeout)
+        wrong = unknown_job(election, params, timeout, store)
+        group = None if wrong or not grouped else _group_status(store, election, params, timeout)
+        if group is not None:
+            group["etcd_db"] = db_usage(store, timeout)
     except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc)
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
     finally:
         store.close()
-    if group is not None and not as_json:
-        _print_group(group)
+    if wrong is not None:
+        raise click.UsageError(wrong)
+    election, params = scoped(election, params)
+    if group is not None:
+        if as_json:
+            click.echo(json.dumps(group, indent=2))
+        else:
+            print_group(group)
+        if not any(row["candidates"] for row in group["jobs"]):
+            _nobody_campaigns(asked, unscoped)
         return
+    store, data, timeout = _open_data(election, params)
+    try:
+        doc = read_status(store, data, election, params["prefix"], timeout)
+        if unscoped.get("job"):  # a group's fingerprints are the group's: this job's part
+            mine = [
+                d
+                for d in group_differences(store, unscoped_election, unscoped, timeout)
+                if d["job"] == election
+            ]
+            doc.update(config_conflict=bool(mine), config_differences=mine)
+        doc["etcd_db"] = db_usage(store, timeout)
+    except StoreError as exc:
+        _etcd_failed(f"read election {election!r} from etcd", exc, params)
+    finally:
+        store.close()
+    if not doc["candidates"] and not (doc["last_run"] or doc["schedule"] or doc["last_claimed"]):
+        nobody_there(asked, unscoped)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-        return
-    leader = doc["leader"]
-    if leader is None:
-        click.echo(f"election {election}: no leader")
     else:
-        click.echo(
-            f"election {election}: leader {leader['identity']} token {leader['token']} "
-            f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
-        )
-    for pos, c in enumerate(doc["candidates"][1:], start=1):
-        click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
-    if doc["suspended"]:
-        click.echo("  SUSPENDED: no runs start until `leaderjob resume`")
-    if doc["config_conflict"]:
-        groups = "; ".join(
-            f"{fp} ({', '.join(sorted(ids))})" for fp, ids in sorted(doc["fingerprints"].items())
-        )
-        click.echo(
-            f"  CONFIG CONFLICT: candidates run different jobs (command, schedule or zone): "
-            f"{groups}. Two deployments share this etcd, --prefix and --election?"
-        )
-    if doc["schedule"]:
-        sched = doc["schedule"]
-        click.echo(
-            f"  schedule {sched.get('expr')} ({sched.get('timezone')}), next slot "
-            f"{doc['next_fire']}"
-            + (f" (starts {doc['next_start']})" if doc["next_start"] != doc["next_fire"] else "")
-        )
-    if doc["claims_ahead_seconds"] > 1:
-        click.echo(
-            f"  CLOCK SKEW: the newest claim ({doc['last_claimed']}) lies "
-            f"{doc['claims_ahead_seconds']:g}s ahead of this machine's clock; no slot runs "
-            "before then. Fix the fast clock, then `leaderjob repair-schedule`"
-        )
-    current = doc["current_run"]
-    if current:
-        click.echo(
-            f"  running: slot {current['slot']} by {current['identity']} for "
-            f"{_ago(current['running_for_seconds'])} (pid: the leader's /status)"
-        )
-    success = doc["last_success"]
-    if success:
-        click.echo(
-            f"  last success: {_ago(success['seconds_ago'])} ago (slot {success['slot']}, run "
-            f"{success['run_id']})"
-        )
-    elif doc["schedule"]:
-        click.echo(f"  last success: none in the newest {STATUS_RECORDS} records")
-    last = doc["last_run"]
-    if last:
-        click.echo(
-            f"  last run: {last.get('outcome')} slot {last.get('slot')} token {last.get('token')} "
-            f"by {last.get('identity')} at {last.get('started_at') or last.get('scheduled_time')}"
-        )
+        print_status(election, doc)
+    if not doc["candidates"]:
+        _nobody_campaigns(asked, unscoped)
+
+
+def _nobody_campaigns(election: str, params: dict[str, Any]) -> None:
+    """Records but no candidate: every replica is down, unhealthy, or looking elsewhere."""
+    click.echo(
+        f"leaderjob: nobody campaigns in election {election} {where(params)}: its replicas are "
+        "down or unhealthy, or they use another --prefix or --endpoints",
+        err=True,
+    )
+    sys.exit(1)
 
 
 def _aware_time(flag: str, text: str) -> datetime:
@@ -317,6 +305,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     """Undo a clock that ran ahead: move the newest slot claim back to now (or --to), so the
     leader runs the next slot on time. Fix the fast clock first. Slots the fast clock already
     claimed keep their claims and do not run a second time."""
+    one_job_of(election, params, "repair the schedule of")
     election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
     from leaderjob.records import iso
@@ -326,10 +315,12 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     try:
         last, later = data.repair_last_slot(when, timeout=timeout)
     except StoreError as exc:
-        _etcd_failed(f"repair the schedule of {election!r}", exc)
+        _etcd_failed(f"repair the schedule of {election!r}", exc, params)
     finally:
         store.close()
-    if last is None or last <= when:
+    if last is None:
+        click.echo(f"{election}: no slot claimed yet; nothing to do")
+    elif last <= when:
         click.echo(f"{election}: newest claim {iso(last)} is not after {iso(when)}; nothing to do")
     else:
         click.echo(

@@ -19,6 +19,7 @@ from leaderjob.cli.options import (
 from leaderjob.config import (
     DEFAULT_TTL,
     join_errors,
+    validate_election_name,
 )
 
 
@@ -37,7 +38,10 @@ from leaderjob.config import (
     help="Start from this ISO 8601 time instead of now; without an offset it is read in the "
     "schedule's time zone.",
 )
-def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: each fire time in UTC, local, its zone."
+)
+def next_(expr: str, timezone: str, count: int, after: str | None, as_json: bool) -> None:
     """Print the next fire times of a schedule expression, to check it before deploying."""
     from leaderjob.schedule import ScheduleError, parse_instant, parse_schedule
 
@@ -51,13 +55,21 @@ def next_(expr: str, timezone: str, count: int, after: str | None) -> None:
         t = parse_instant(after, zone)
     except ValueError as exc:
         raise click.UsageError(f"--after {exc}") from None
+    fires = []
     for _ in range(count):
         try:
             t = schedule.next_after(t)
         except ScheduleError as exc:
             raise click.UsageError(f"--after {after or 'now'}: {exc}") from None
         local = t.astimezone(zone)
-        click.echo(f"{t.isoformat().replace('+00:00', 'Z')}  {local.isoformat()} {local.tzname()}")
+        utc = t.isoformat().replace("+00:00", "Z")
+        fires.append({"utc": utc, "local": local.isoformat(), "zone": local.tzname()})
+        if not as_json:
+            click.echo(f"{utc}  {local.isoformat()} {local.tzname()}")
+    if as_json:
+        click.echo(
+            json.dumps({"schedule": expr, "timezone": schedule.timezone, "fires": fires}, indent=2)
+        )
 
 
 @click.command(cls=LeaderjobCommand)
@@ -111,19 +123,31 @@ def demo(ttl: float, duration: float, prometheus: bool, ui: bool) -> None:
     help="etcd's --election-timeout (no client call reveals it): on a cluster of several "
     "members, warn when the TTL cannot ride out an etcd leader election.",
 )
+@click.option(
+    "--election",
+    help="Run inside this election's own keys (<prefix>/<election>/_selftest-<hex>/), which "
+    "the etcd role docs/security.md recommends (read-write on the election's prefix only) "
+    "covers [default: directly under --prefix].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @connection_options
-def selftest(ttl: float, etcd_election_timeout: float, as_json: bool, **params: Any) -> None:
+def selftest(
+    ttl: float, etcd_election_timeout: float, election: str | None, as_json: bool, **params: Any
+) -> None:
     """Measure the safety margin against your etcd: two candidates in this process, a probe
     job, a freeze and a cut of the leader.
 
     Reports the margin between the old job's death and etcd releasing its key (must be
     positive), the failover times and the keepalive round trip, with a verdict. Every key and
-    lease it creates (under <prefix>/_selftest-<hex>/) is removed at the end. Exits 1 on FAIL.
+    lease it creates (under <prefix>/[<election>/]_selftest-<hex>/) is removed at the end. Exits 1
+    on FAIL.
     """
+    from leaderjob.election.store import StoreError
     from leaderjob.selftest import SelftestError, format_report, run_selftest
 
     _, errors = build_timing({"ttl": ttl})
+    if election is not None:
+        errors += validate_election_name(election)
     if errors:
         raise click.UsageError(join_errors(errors))
     conn = build_connection(params)
@@ -132,15 +156,27 @@ def selftest(ttl: float, etcd_election_timeout: float, as_json: bool, **params: 
         click.echo(f"selftest: {msg}", err=True)
 
     try:
+        root = params["prefix"].rstrip("/") + (f"/{election}" if election else "")
         report = run_selftest(
             conn,
             ttl,
-            params["prefix"],
+            root,
             None if as_json else progress,
             election_timeout=etcd_election_timeout,
         )
     except SelftestError as exc:
         click.echo(f"leaderjob selftest: {exc}", err=True)
+        sys.exit(1)
+    except StoreError as exc:
+        hint = (
+            ""
+            if election
+            else "; with a role limited to one election's prefix, give --election NAME to test "
+            "inside it"
+        )
+        click.echo(
+            f"leaderjob selftest: etcd refused the test under {root}/: {exc}{hint}", err=True
+        )
         sys.exit(1)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     sys.exit(1 if report["verdict"] == "FAIL" else 0)

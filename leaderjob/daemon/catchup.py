@@ -172,6 +172,8 @@ class CatchUp:
             "timezone": self.s.schedule.timezone,
             "leader": self.s.identity,
             "token": tenure.token,
+            "since": iso(tenure.since),
+            "paused": self.s.paused,  # suspended by the jobs file (status says so)
             "concurrency": self.s.concurrency,
             "catch_up": self.s.catch_up,
             "jitter": self.s.jitter,

@@ -36,7 +36,7 @@ from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
 from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
 from leaderjob.election.store import Store
-from leaderjob.fingerprint import ConfigWatch
+from leaderjob.fingerprint import ConfigWatch, job_fields
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.notify import Notifier
@@ -214,6 +214,7 @@ class Daemon:
             # The leader's comparison reads nothing of its own (the fingerprints come with each
             # confirmation), so it compares at each one: a conflict shows within a renewal.
             interval=s.timing.renew_interval,
+            jobs=None if jobs is None else {j.election: _fields(j) for j in jobs},
         )
 
     def _add_runner(self, name: str, job: Settings) -> Runner:
@@ -541,3 +542,11 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
         else:  # nothing to reload: a hang-up is a graceful stop (a handover, not a TTL wait)
             signal.signal(signal.SIGHUP, handler)
+
+
+def _fields(job: Settings) -> dict[str, Any]:
+    """A job's fields in its group's fingerprint (a conflict names the one that differs)."""
+    sched = job.schedule
+    if sched is None:
+        return job_fields(job.command, job.mode, None, None)
+    return job_fields(job.command, job.mode, sched.expr, sched.timezone)

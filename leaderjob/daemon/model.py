@@ -54,6 +54,12 @@ class Settings:
     health: HealthSettings | None = None
     #: What to tell when a run starts, fails or succeeds (--on-failure, --ping-url).
     notify: NotifySettings = field(default_factory=NotifySettings)
+    #: A job's own environment (jobs file: env), under its LEADERJOB_* context.
+    job_env: tuple[tuple[str, str], ...] = ()
+    #: Suspended by its jobs file (suspend = true): leads, starts no run.
+    paused: bool = False
+    #: The directory its command runs in (jobs file: workdir; None: the daemon's).
+    workdir: str | None = None
 
     @property
     def election_prefix(self) -> str:
@@ -97,6 +103,8 @@ class Tenure:
     """What belongs to one term of leadership, dropped as a whole when it ends."""
 
     token: int
+    #: The wall time it began: `status` and `/leader` say since when this replica leads.
+    since: datetime | None = None
     ready: bool = False  # catch-up decided
     published: bool = False  # the schedule is in state/schedule
     #: When the control switches next need this job's attention (a wake-up time).

@@ -136,7 +136,7 @@ class Runner(History, Scheduling):
 
     def begin(self, token: int) -> None:
         """A term of leadership begins (``election.acquired``)."""
-        self.tenure = Tenure(token=token)
+        self.tenure = Tenure(token=token, since=self.clock.wall())
         self.restart_at = 0.0
 
     def end(self) -> None:
@@ -301,6 +301,7 @@ class Runner(History, Scheduling):
         assert deadline is not None and term_at is not None
         run_id = uuid.uuid4().hex[:12]
         env = job_environment(self.environ)
+        env.update(self.s.job_env)  # the file's env for this job; the context below wins
         env.update(
             LEADERJOB_FENCING_TOKEN=str(token),
             LEADERJOB_ELECTION=self.election,
@@ -325,6 +326,7 @@ class Runner(History, Scheduling):
             wakeup=self.wakeup,
             run_id=run_id,
             token=token,
+            cwd=self.s.workdir,
         )
         # A watchdog started ahead, if one is idle: no interpreter start on the fire path.
         run.reuse = self.watchdogs.enabled and self.s.mode != "once"

@@ -149,7 +149,7 @@ class Scheduling(CatchUp, Switches):
         so only a crash or a lost lease in that window costs the slot.
         """
         assert self.planner is not None
-        if not self.may_claim_ahead(tenure) or not self.session.may_call():
+        if self.s.paused or not self.may_claim_ahead(tenure) or not self.session.may_call():
             return
         slot = self.planner.claimable(wall, CLAIM_AHEAD)
         if slot is None:
@@ -208,7 +208,7 @@ class Scheduling(CatchUp, Switches):
         if p.replacing is not None and planning - p.replacing.start_time > self.planner.deadline:
             return self._skip(tenure, p.replacing, "deadline", claim=False)
         try:
-            suspended = self.data.is_suspended(timeout=self.session.io_timeout())
+            suspended = self.s.paused or self.data.is_suspended(timeout=self.session.io_timeout())
         except StoreError as exc:
             self.session.store_error(exc)  # unknown means "don't start": try again shortly
             p.not_before = self.clock.monotonic() + self.session.cycle_budget()
@@ -240,6 +240,9 @@ class Scheduling(CatchUp, Switches):
         return self._fire_unclaimed(tenure, slot)
 
     def _fire_unclaimed(self, tenure: Tenure, slot: Slot) -> Report | None:
+        if self.s.paused:  # suspended by its jobs file: the slot is skipped, as by `suspend`
+            self._note_suspended(tenure, True)
+            return self._skip(tenure, slot, "suspended", claim=True)
         if self.runs and self.s.concurrency == "forbid":
             return self._skip(tenure, slot, "overlap", claim=True)
         replacing = bool(self.runs) and self.s.concurrency == "replace"

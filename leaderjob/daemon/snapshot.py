@@ -108,6 +108,7 @@ def snapshot(daemon: Observed, action: str) -> dict[str, Any]:
             name: {
                 "leader": r.seat.leading,
                 "token": r.seat.token,
+                "leading_since": iso(r.tenure.since) if r.tenure is not None else None,
                 "running": [a.run.run_id for a in r.runs],
                 "last_outcome": (r.last_run or {}).get("outcome"),
                 "current_runs": [

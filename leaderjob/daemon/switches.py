@@ -145,6 +145,7 @@ class Switches:
         return report
 
     def _note_suspended(self, tenure: Tenure, suspended: bool) -> None:
+        suspended = suspended or self.s.paused  # the jobs file's `suspend = true` too
         if suspended != tenure.suspended:
             if suspended or tenure.suspended is not None:
                 self.log.info("election.suspended" if suspended else "election.resumed")

@@ -32,12 +32,14 @@ from leaderjob.config import Connection
 from leaderjob.election.etcd_wire import (
     _DELETE,  # noqa: F401  (the adapter's names, as tests and callers know them)
     _REQUIRE_LEADER,
+    DB_SIZE_QUOTA_FIELD,
     _DeleteWatch,
     _kv,
     _prefix_end,
     _range,
     _TLSUnavailable,
     _translate,
+    varint_field,
 )
 from leaderjob.election.store import (
     MAX_TXN_OPS,
@@ -482,6 +484,16 @@ class EtcdStore:
         md, timeout = self._prepare(timeout)
         stub = etcdrpc.MaintenanceStub(self._channel())
         return int(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).dbSize)
+
+    @_rpc("status")
+    def db_status(self, *, timeout: float) -> tuple[int, int | None]:
+        """The backend database size and etcd's own quota (``--quota-backend-bytes``), in
+        bytes; the quota is None where etcd does not report it (before 3.6)."""
+        md, timeout = self._prepare(timeout)
+        stub = etcdrpc.MaintenanceStub(self._channel())
+        resp = stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md)
+        quota = varint_field(resp.SerializeToString(), DB_SIZE_QUOTA_FIELD)
+        return int(resp.dbSize), (quota or None)
 
     @_rpc("member_list")
     def member_count(self, *, timeout: float) -> int:

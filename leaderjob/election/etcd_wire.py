@@ -95,6 +95,48 @@ def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
     return StoreUnavailable(operation, detail)
 
 
+#: StatusResponse.dbSizeQuota: etcd's own --quota-backend-bytes, reported since etcd 3.6 (the
+#: bundled protobuf predates it, so it is read from the message's wire form).
+DB_SIZE_QUOTA_FIELD = 12
+
+
+def varint_field(raw: bytes, number: int) -> int | None:
+    """The value of varint field ``number`` in a serialised protobuf message (None: absent).
+    Pure; only what the wire format needs to skip the other fields."""
+
+    def varint(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = raw[i]
+            value |= (byte & 0x7F) << shift
+            i += 1
+            if not byte & 0x80:
+                return value, i
+            shift += 7
+
+    i, found = 0, None
+    try:
+        while i < len(raw):
+            tag, i = varint(i)
+            kind = tag & 7
+            if kind == 0:
+                value, i = varint(i)
+                if tag >> 3 == number:
+                    found = value
+            elif kind == 1:
+                i += 8
+            elif kind == 2:
+                size, i = varint(i)
+                i += size
+            elif kind == 5:
+                i += 4
+            else:
+                return found
+    except IndexError:
+        return found
+    return found
+
+
 def _kv(kv: Any) -> KeyInfo:
     return KeyInfo(
         key=kv.key.decode(),

@@ -43,6 +43,12 @@ class JobSpec:
     on_failure: str | None = None  # None: the daemon's --on-failure
     on_failure_timeout: float | None = None
     ping_url: str | None = None  # a secret: shown redacted
+    #: Extra environment of the job's command (its LEADERJOB_* context still wins).
+    env: tuple[tuple[str, str], ...] = ()
+    #: Paused by the file itself (a GitOps pause): no slot or trigger starts a run.
+    suspend: bool = False
+    #: The directory the command runs in (None: the daemon's own).
+    workdir: str | None = None
     line: int = dataclasses.field(default=0, compare=False)  # where the job is defined
 
 
@@ -92,9 +98,10 @@ def _positive_duration(value: object) -> float:
 
 def _choice(*allowed: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
-        if value not in allowed:
+        # Any case: `Forbid` is how a Kubernetes CronJob spells it.
+        if not isinstance(value, str) or value.lower() not in allowed:
             raise _Bad(f"expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-        return value
+        return value.lower()
 
     return parse
 
@@ -122,6 +129,38 @@ def _url(value: object) -> str:
     if not url.startswith(("http://", "https://")):
         raise _Bad(f"{url!r}: give an http:// or https:// URL")
     return url
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {value!r}")
+    return value
+
+
+#: Names a job's ``env`` may not set: the run's context, which leaderjob sets itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _environment(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _Bad(f'expected a table of NAME = "value", got {value!r}')
+    out = []
+    for name, text in value.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise _Bad(f"{name!r} is not a variable name (letters, digits, _)")
+        if name.startswith("LEADERJOB_"):
+            raise _Bad(f"{name}: LEADERJOB_* is the run's context, set by leaderjob itself")
+        if not isinstance(text, str):
+            raise _Bad(f'{name}: expected a string, got {text!r} (write "{text}")')
+        out.append((name, text))
+    return tuple(sorted(out))
+
+
+def _workdir(value: object) -> str:
+    path = _text(value)
+    if not path.startswith("/"):
+        raise _Bad(f"{path!r}: give an absolute path (the daemon's own directory is not yours)")
+    return path
 
 
 def _secret_url(value: object) -> str:
@@ -156,6 +195,9 @@ _OPTIONS: dict[str, Callable[[object], object]] = {
     "on-failure": _text,
     "on-failure-timeout": _positive_duration,
     "ping-url": _secret_url,
+    "env": _environment,
+    "suspend": _bool,
+    "workdir": _workdir,
 }
 _JOB_KEYS = ("schedule", "command", *_OPTIONS)
 _ZONE_PREFIX = re.compile(r"\s*(CRON_TZ|TZ)=")

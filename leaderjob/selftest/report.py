@@ -66,8 +66,6 @@ def verdict(report: dict[str, Any], timing: Timing) -> None:
     report["advice"] = advice
 
 
-
-
 def etcd_election_budget(timing: Timing, election_timeout: float, rtt: float) -> float:
     """What an etcd leader's failure may cost a leader's renewals, in the worst phase, minus what
     the renew budget leaves: positive means leadership can be lost with no fault aimed at it.
@@ -120,7 +118,11 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"leaderjob selftest: etcd {report['etcd_version']} at {','.join(report['endpoints'])}, "
         f"TTL {report['ttl']:g}s"
-        + (f", {report['etcd_members']} members" if report.get("etcd_members") else ""),
+        + (
+            f", {report['etcd_members']} member{'s' if report['etcd_members'] != 1 else ''}"
+            if report.get("etcd_members")
+            else ""
+        ),
         f"  keepalive round trip: p50 {_ms(rtt.get('p50'))}, p90 {_ms(rtt.get('p90'))}, "
         f"p99 {_ms(rtt.get('p99'))}, max {_ms(rtt.get('max'))} (n={rtt.get('n', 0)})",
     ]

@@ -161,13 +161,21 @@ def deployment_sidecar() -> dict[str, Any]:
 
 
 def compose_jobs_file(service: str = "leaderjob-1") -> Path:
-    """The repository file a compose replica reads as its `--jobs` (a bind mount)."""
+    """The repository file a compose replica reads as its `--jobs`, through a read-only bind
+    mount of its directory (never of the file alone: that pins the inode, and an editor that
+    replaces the file would never reach the replica)."""
     svc = load_yaml(COMPOSE_FILE)["services"][service]
     target = next(a.partition("=")[2] for a in svc["command"] if str(a).startswith("--jobs="))
     for volume in svc.get("volumes", []):
-        if isinstance(volume, dict) and volume.get("target") == target:
+        if not isinstance(volume, dict):
+            continue
+        mounted = str(volume.get("target", "")).rstrip("/")
+        if target.startswith(mounted + "/"):
             assert volume.get("type") == "bind" and volume.get("read_only") is True, volume
-            return REPO / volume["source"]
+            source = REPO / volume["source"] / target[len(mounted) + 1 :]
+            assert (REPO / volume["source"]).is_dir(), f"{service}: mount the directory"
+            return source
+        assert mounted != target, f"{service}: {target} is bind-mounted alone; mount its directory"
     raise AssertionError(f"{service}: nothing is mounted at its --jobs path {target}")
 
 

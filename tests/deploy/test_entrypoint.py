@@ -99,13 +99,18 @@ class Invocation:
         return None
 
 
-def kubernetes_sidecar() -> Invocation:
-    sidecar = deployment_sidecar()
+def kubernetes_sidecar(sidecar: dict[str, Any] | None = None) -> Invocation:
+    """The sidecar of base/deployment.yaml (or ``sidecar``, e.g. from a rendered
+    kustomization), with the values the cluster would give its environment."""
+    sidecar = sidecar or deployment_sidecar()
     env: dict[str, str] = {}
     for entry in sidecar.get("env", []):
         name = entry["name"]
         if "value" in entry:
-            env[name] = str(entry["value"])
+            # Kubernetes expands $(VAR) in a value from the variables defined before it.
+            env[name] = re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(entry["value"])
+            )
             continue
         source = entry["valueFrom"]
         if source.get("fieldRef", {}).get("fieldPath") == "metadata.name":

@@ -22,6 +22,7 @@ GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "15s",
     "$__range": "1h",
+    "$namespace": ".*",
     "$election": ".*",
     "$job_name": ".*",
 }
@@ -84,7 +85,9 @@ def test_panels_cover_the_documented_views() -> None:
     ):
         assert metric in used, f"no panel shows {metric}"
     leader_queries = [e for _, e in _queries() if "leaderjob_is_leader" in e]
-    assert any(re.search(r"by \(election, job_name, instance\b", e) for e in leader_queries), (
+    assert any(
+        re.search(r"by \(namespace, election, job_name, instance\b", e) for e in leader_queries
+    ), (
         "leader over time must be per job and instance"
     )
 
@@ -110,7 +113,7 @@ def test_panels_of_a_job_follow_the_job_variable_and_split_by_job() -> None:
     dashboard's Job variable (the replica panels only select replicas by election)."""
     variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
     assert "job_name" in variables["job_name"]["query"]["query"]
-    assert any("by (election, job_name, instance)" in e for _, e in _queries()), (
+    assert any("by (namespace, election, job_name, instance)" in e for _, e in _queries()), (
         "a panel says which replica leads each job"
     )
     for title, expr in _queries():
@@ -118,8 +121,21 @@ def test_panels_of_a_job_follow_the_job_variable_and_split_by_job() -> None:
             continue  # they only pick the replicas of the election
         for metric in PER_JOB:
             if f"{metric}{{" in expr:
-                assert f'{metric}{{election=~"$election", job_name=~"$job_name"}}' in expr, title
-                assert "by (election, job_name" in expr, title
+                selector = 'namespace=~"$namespace", election=~"$election", job_name=~"$job_name"'
+                assert f"{metric}{{{selector}}}" in expr, title
+                assert "by (namespace, election, job_name" in expr, title
+
+
+def test_every_query_keeps_namespaces_apart() -> None:
+    """Two namespaces may run elections of the same name: every query selects by the Namespace
+    variable and every aggregation or match keeps namespaces apart."""
+    variables = [v["name"] for v in _dashboard()["templating"]["list"]]
+    assert variables.index("namespace") < variables.index("election") < variables.index("job_name")
+    for title, expr in _queries():
+        assert 'namespace=~"$namespace"' in expr, title
+        for keyword, labels in re.findall(r"\b(by|on|without|ignoring)\s*\(([^)]*)\)", expr):
+            names = {label.strip() for label in labels.split(",")}
+            assert "namespace" in names, (title, keyword, labels)
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:

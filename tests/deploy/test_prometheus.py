@@ -20,6 +20,8 @@ from tests.deploy._support import (
 )
 
 ALERT_TESTS = ALERTS.with_name("alerts.test.yml")
+#: The freshness alert's cases, which span days: evaluated every 5 minutes, not every 15 s.
+FRESHNESS_TESTS = ALERTS.with_name("alerts.freshness.test.yml")
 REQUIRED_ALERTS = {
     "LeaderjobNoLeader",
     "LeaderjobMultipleLeaders",
@@ -54,12 +56,14 @@ def test_promtool_check_config() -> None:
 
 def test_promtool_alert_unit_tests() -> None:
     """deploy/prometheus/alerts.test.yml: each alert fires on its fault and not on the normal
-    events that resemble it (a handover, a rolling update, a fresh deployment)."""
-    _promtool("test", "rules", str(ALERT_TESTS))
+    events that resemble it (a handover, a rolling update, a fresh deployment); and
+    alerts.freshness.test.yml: the freshness alert from each job's own schedule (a weekday job
+    over a weekend, an hourly job that misses two runs)."""
+    _promtool("test", "rules", str(ALERT_TESTS), str(FRESHNESS_TESTS))
 
 
 def test_every_alert_is_unit_tested() -> None:
-    tests = load_yaml(ALERT_TESTS)["tests"]
+    tests = load_yaml(ALERT_TESTS)["tests"] + load_yaml(FRESHNESS_TESTS)["tests"]
     tested = {c["alertname"] for t in tests for c in t.get("alert_rule_test", [])}
     fired = {
         c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c.get("exp_alerts")
@@ -77,6 +81,21 @@ def test_required_alerts_exist_with_annotations() -> None:
         for key in ("summary", "description", "runbook_url"):
             assert annotations.get(key), f"{rule['alert']}: missing annotation {key}"
         assert rule.get("labels", {}).get("severity") in {"critical", "warning", "info"}
+
+
+#: PromQL's grouping clauses and the labels they list.
+GROUPING = re.compile(r"\b(by|on|without|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+
+
+def test_every_rule_aggregates_by_namespace() -> None:
+    """Two namespaces may run elections of the same name (each with its own --prefix): every
+    aggregation and match keeps them apart (the promtool cases show the alerts that follow)."""
+    for rule in _rules():
+        clauses = GROUPING.findall(rule["expr"])
+        assert clauses, f"{rule['alert']}: no aggregation"
+        for keyword, labels in clauses:
+            names = {label.strip() for label in labels.split(",")}
+            assert "namespace" in names, f"{rule['alert']}: {keyword} ({labels}) without namespace"
 
 
 def _github_anchor(heading: str) -> str:

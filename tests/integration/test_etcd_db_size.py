@@ -18,11 +18,15 @@ def test_db_size_is_what_etcd_status_reports(etcd):
     store = EtcdStore(Connection(endpoints=(etcd.endpoint,)))
     try:
         size = store.db_size(timeout=2.0)
+        sized, quota = store.db_status(timeout=2.0)
     finally:
         store.close()
     status = json.loads(etcd.etcdctl("endpoint", "status", "-w", "json"))[0]["Status"]
     assert size > 0
     assert size == int(status["dbSize"])
+    # etcd's own quota where it reports it (3.6 on: dbSizeQuota); None from 3.4 and 3.5.
+    assert abs(sized - size) < 1024**2
+    assert quota == (int(status["dbSizeQuota"]) if "dbSizeQuota" in status else None)
 
 
 def test_daemon_publishes_db_size_and_quota(etcd, prefix, procs, tmp_path):

@@ -277,8 +277,8 @@ def test_a_password_never_reaches_logs_or_errors(etcd, prefix, procs, tmp_path):
 def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
     """--ping-url and --on-failure on a real daemon against a real etcd (a few seconds): a run
     that succeeds pings URL/start then URL; the next, which fails, pings URL/start then URL/fail
-    and runs the on-failure command with its context; the URL (a secret) is in no log line and
-    the notifications are counted."""
+    (each run's two pings with the same rid) and runs the on-failure command with its context;
+    the URL (a secret) is in no log line and the notifications are counted."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -305,7 +305,7 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
     try:
         d, port = _start_with_env(procs, tmp_path, etcd.endpoint, prefix, flag, told, url)
         assert wait_for(lambda: told.exists() and told.read_text().strip(), 15), d.tail()
-        assert wait_for(lambda: f"/{secret}/fail" in paths, 10), paths
+        assert wait_for(lambda: f"/{secret}/fail" in _paths(paths), 10), paths
         families = scrape(port)
         d.signal(signal.SIGTERM)
         assert d.wait(10) == 0
@@ -313,10 +313,19 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
         httpd.shutdown()
         httpd.server_close()
     assert told.read_text().split() == ["failed", "3"]
-    assert paths[:4] == [f"/{secret}/start", f"/{secret}", f"/{secret}/start", f"/{secret}/fail"]
+    assert _paths(paths)[:4] == [
+        f"/{secret}/start", f"/{secret}", f"/{secret}/start", f"/{secret}/fail"
+    ]  # fmt: skip
+    rids = [path.partition("?rid=")[2] for path in paths[:4]]
+    assert rids[0] == rids[1] != rids[2] == rids[3], paths  # each run's start and end pair up
     assert value(families, "leaderjob_notifications", kind="ping", result="ok") >= 3
     assert value(families, "leaderjob_notifications", kind="on_failure", result="ok") >= 1
     assert secret not in "\n".join(d.lines()) + Path(f"{d.log_path}.stdout").read_text()
+
+
+def _paths(paths: list[str]) -> list[str]:
+    """The ping paths without their query (``?rid=`` the run's UUID)."""
+    return [path.partition("?")[0] for path in paths]
 
 
 def _start_with_env(procs, tmp_path, endpoint, prefix, flag, told, url):

@@ -60,6 +60,7 @@ GRAFANA_VARIABLES = {
     "$__rate_interval": "5s",
     "$__interval": "1s",
     "$__range": "1m",
+    "$namespace": ".*",  # no namespace label outside Kubernetes: the variable's "All"
     "$election": ELECTION,
     "$job_name": ".*",
 }

@@ -13,6 +13,7 @@ first, child processes included). The verdict:
 
 * ``killed``   — a test failed (or the run timed out): the promise is defended;
 * ``survived`` — every test passed: the promise can break with the suite green;
+* ``equivalent`` — it survived, and the catalog says why it cannot change a result today;
 * ``n/a``      — the snippet is no longer in the file (the code moved on): the mutation needs
   rewriting, it is not counted in the score.
 
@@ -130,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         print(f"no mutation's name contains {args.match!r}; see --list")
         return 1
-    verdicts: dict[str, list[str]] = {"killed": [], "survived": [], "n/a": [], "error": []}
+    verdicts: dict[str, list[str]] = {
+        "killed": [],
+        "survived": [],
+        "equivalent": [],
+        "n/a": [],
+        "error": [],
+    }
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="leaderjob-mutation-") as tmp:
         copy = Path(tmp)
@@ -145,15 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                     verdict, took, tail = _run_tests(copy, m)
                 finally:
                     (copy / m.file).write_text(original)
+                if verdict == "survived" and m.equivalent:
+                    verdict, tail = "equivalent", m.equivalent
             verdicts[verdict].append(m.name)
-            print(f"{verdict:8} {took:6.1f}s  {m.promise:8} {m.name}: {tail}", flush=True)
+            print(f"{verdict:10} {took:6.1f}s  {m.promise:8} {m.name}: {tail}", flush=True)
     judged = len(verdicts["killed"]) + len(verdicts["survived"])
     print(
         f"\n{datetime.now(UTC):%Y-%m-%d}: {len(verdicts['killed'])} of {judged} killed, "
-        f"{len(verdicts['survived'])} survived, {len(verdicts['n/a'])} not applicable, "
-        f"{len(verdicts['error'])} errors ({time.monotonic() - began:.0f} s)"
+        f"{len(verdicts['survived'])} survived, {len(verdicts['equivalent'])} equivalent, "
+        f"{len(verdicts['n/a'])} not applicable, {len(verdicts['error'])} errors "
+        f"({time.monotonic() - began:.0f} s)"
     )
-    for kind in ("survived", "n/a", "error"):
+    for kind in ("survived", "equivalent", "n/a", "error"):
         if verdicts[kind]:
             print(f"{kind}: " + ", ".join(verdicts[kind]))
     return 1 if verdicts["survived"] or verdicts["error"] else 0

@@ -4,7 +4,10 @@ Each pure rule has careful tests of its own (test_machine, test_planner, test_sc
 These check the other half, on the daemon over the in-memory etcd and the fake clock: the run is
 handed the leader's key and its create revision (S2, for the fences), and the local deadline D
 the machine computed, then every later D (S6); the machine is handed the TTL etcd granted, not
-the one asked for (S6); the planner is handed the job's jitter and starting deadline (L3).
+the one asked for (S6), and the clock first thing after a freeze (S6); the planner is handed
+the job's jitter and starting deadline (L3); leaving stops the run, then revokes (L2).
+
+The one-line mutation of each caller that these tests catch is in tests/mutations/catalog.py.
 """
 
 from __future__ import annotations

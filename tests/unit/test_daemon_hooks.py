@@ -105,4 +105,4 @@ def test_http_status_shows_the_fingerprint_and_a_conflict() -> None:
     assert view["fingerprint"] == daemon.config.fingerprint and view["config_conflict"] == []
     daemon.config.checker.conflict = [Published("staging-0", "abc", "schedule", "@daily", "UTC")]
     view = public_view(cli.http_snapshot(daemon), clock.monotonic())
-    assert view["config_conflict"] == ["staging-0: abc schedule @daily (UTC)"]
+    assert view["config_conflict"] == ["staging-0: abc mode=schedule schedule=@daily (UTC)"]

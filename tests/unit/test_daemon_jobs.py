@@ -20,6 +20,7 @@ import leaderjob.daemon.runner as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
+from leaderjob.records import iso
 from leaderjob.schedule import parse_schedule
 from leaderjob.spread import Spreader
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
@@ -217,7 +218,8 @@ def test_status_shows_a_group_as_a_table_and_suspend_acts_on_every_job(
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0].split() == [
-        "JOB", "LEADER", "TOKEN", "NEXT", "FIRE", "RUNNING", "LAST", "SUCCESS", "LAST", "OUTCOME"
+        "JOB", "LEADER", "TOKEN", "LEADS", "FOR", "NEXT", "FIRE", "RUNNING", "LAST", "SUCCESS",
+        "LAST", "OUTCOME",
     ]  # fmt: skip
     assert [line.split()[:2] for line in lines[1:]] == [[job, "a"] for job in JOBS]
     doc = json.loads(
@@ -498,16 +500,21 @@ def test_leader_endpoint_of_a_group_gives_each_job_s_leadership_and_token_s2(wor
 
     code, body = leader(a, "/leader")
     assert code == 200 and body["leader"] is True and body["token"] is None
+    # Since when: the wall time each tenure began (the fake clock's, here).
+    since = {job: iso(a.runners[job].tenure.since) for job in JOBS}  # type: ignore[union-attr]
+    assert all(since.values())
     assert body["jobs"] == {
-        job: {"leading": True, "token": a.runners[job].seat.token} for job in JOBS
+        job: {"leading": True, "token": a.runners[job].seat.token, "since": since[job]}
+        for job in JOBS
     }
     assert all(isinstance(j["token"], int) and j["token"] > 0 for j in body["jobs"].values())
     code, body = leader(b, "/leader")
     assert code == 503 and body["leader"] is False
-    assert body["jobs"] == {job: {"leading": False, "token": None} for job in JOBS}
+    assert body["jobs"] == {job: {"leading": False, "token": None, "since": None} for job in JOBS}
 
     code, body = leader(a, "/leader?job=c")
     assert (code, body["job"], body["token"]) == (200, "c", a.runners["c"].seat.token)
+    assert body["since"] == since["c"], "group mode says since when, not null"
     code, body = leader(b, "/leader?job=c")
     assert (code, body["leader"], body["token"]) == (503, False, None)
     assert leader(a, "/leader?job=nope")[0] == 404

@@ -100,8 +100,10 @@ class FakeRun:
         wakeup: Wakeable,
         run_id: str = "",
         token: int = 0,
+        cwd: str | None = None,
     ) -> None:
         self.env = dict(env)
+        self.cwd = cwd
         self.deadline = deadline
         self.wakeup = wakeup
         self.run_id = run_id
@@ -650,7 +652,8 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A claim a day ahead: `status` shows the next slot after it (not "in 5 minutes" from the
-    caller's clock) and the skew; `repair-schedule` moves it back and deletes the later claims."""
+    caller's clock) and the skew; `repair-schedule` moves it back and deletes the later claims.
+    (Nobody campaigns here: `status` also says so on stderr, and exits 1.)"""
     import json
 
     from click.testing import CliRunner
@@ -668,7 +671,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: store)
     runner = CliRunner()
 
-    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).stdout)
     assert doc["next_fire"] > ahead.isoformat().replace("+00:00", "Z")
     assert doc["claims_ahead_seconds"] > 86_000
     text = runner.invoke(cli.main, ["status", "--election", ELECTION]).output
@@ -677,7 +680,7 @@ def test_status_shows_the_slot_the_leader_will_run_and_repair_schedule_fixes_it(
     result = runner.invoke(cli.main, ["repair-schedule", "--election", ELECTION])
     assert result.exit_code == 0, result.output
     assert "1 claim(s) of later slots stay" in result.output
-    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).output)
+    doc = json.loads(runner.invoke(cli.main, ["status", "--election", ELECTION, "--json"]).stdout)
     assert doc["claims_ahead_seconds"] == 0
     next_fire = datetime.fromisoformat(doc["next_fire"].replace("Z", "+00:00"))
     assert next_fire - now <= timedelta(minutes=5)

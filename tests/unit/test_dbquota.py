@@ -62,3 +62,45 @@ def test_sizes_as_people_write_them():
     for bad in ("", "2 GB of disk", "-1", "2XB"):
         with pytest.raises(ValueError, match="2GiB"):
             parse_size(bad)
+
+
+class Status:
+    """A store that reports etcd's own quota (etcd 3.6 on)."""
+
+    def __init__(self, size: int, quota: int | None) -> None:
+        self.answer = (size, quota)
+
+    def db_status(self, *, timeout: float) -> tuple[int, int | None]:
+        return self.answer
+
+
+def test_etcds_own_quota_replaces_the_assumed_one():
+    """A 64 MiB etcd under a daemon told nothing: the quota gauge says 64 MiB, not 2 GiB, so the
+    80 % alert fires before NOSPACE."""
+    registry = CollectorRegistry()
+    probe = DbQuotaProbe(Status(60 * 1024**2, 64 * 1024**2), Metrics(registry, "e"))
+    assert _value(registry, "leaderjob_etcd_db_quota_bytes") == DEFAULT_QUOTA_BYTES
+    assert probe.poll_once() == 60 * 1024**2
+    assert _value(registry, "leaderjob_etcd_db_quota_bytes") == 64 * 1024**2
+    DbQuotaProbe(Status(1, None), Metrics(CollectorRegistry(), "f"), quota_bytes=123).poll_once()
+
+
+def test_the_quota_field_is_read_from_the_status_wire_form():
+    from etcd3 import etcdrpc
+
+    from leaderjob.election.etcd_wire import DB_SIZE_QUOTA_FIELD, varint_field
+
+    plain = etcdrpc.StatusResponse(version="3.5.1", dbSize=20480, leader=7).SerializeToString()
+    assert varint_field(plain, DB_SIZE_QUOTA_FIELD) is None
+    quota = 64 * 1024**2
+    tag, value = bytes([DB_SIZE_QUOTA_FIELD << 3]), bytearray()
+    n = quota
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        value.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    # A field after it, of another wire type, is skipped.
+    assert varint_field(plain + tag + bytes(value) + b"\x12\x01x", DB_SIZE_QUOTA_FIELD) == quota
+    assert varint_field(plain + tag, DB_SIZE_QUOTA_FIELD) is None  # cut short: not a value
+    assert varint_field(plain, 3) == 20480

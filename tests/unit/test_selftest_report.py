@@ -89,3 +89,9 @@ def test_the_default_ttl_is_the_one_the_ttl_sweep_measured():
     text = (bench.parent / "docs/configuration.md").read_text()
     assert f"| `--ttl D` | `{DEFAULT_TTL}s` |" in text
     assert f"### Why the default TTL is {DEFAULT_TTL} s" in text
+
+
+def test_one_member_is_not_written_members() -> None:
+    report = _report(10, members=1)
+    verdict(report, Timing.from_ttl(10))
+    assert ", 1 member," in format_report(report).splitlines()[0] + ","
