@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint unit wheel bench bench-quick bench-ttl soak mutation mutation-hand screenshot stateful-inprocess clean
+.PHONY: demo test lint unit wheel bench bench-quick bench-ttl soak mutation mutation-hand screenshot stateful-inprocess model clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +110,16 @@ QUOTA ?=
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(QUOTA),--quota-backend-bytes $(QUOTA))
+
+# The model of the whole daemon (tests/unit/test_daemon_model.py, docs/testing.md), searched
+# longer than the few seeded examples `make test` runs: about 1 s per example of 25 steps.
+MODEL_EXAMPLES ?= 300
+MODEL_STEPS ?= 25
+
+model: $(STAMP)
+	LEADERJOB_MODEL_EXAMPLES=$(MODEL_EXAMPLES) LEADERJOB_MODEL_STEPS=$(MODEL_STEPS) \
+		$(BIN)/pytest -q -p no:cacheprovider --timeout 0 --hypothesis-show-statistics \
+		tests/unit/test_daemon_model.py
 
 # The run explorer's screenshot in the README (docs/img/ui-timeline.png), from a real history: three
 # replicas on a throwaway etcd, a crash and a graceful handover, a headless Chromium (docs/ui.md).

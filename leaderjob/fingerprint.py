@@ -290,7 +290,12 @@ class ConfigWatch:
             if action == "publish":
                 key = f"{self.prefix}{lease_id:x}"
                 value = json.dumps(self.doc, sort_keys=True, separators=(",", ":")).encode()
-                self.store.create(key, value, lease_id, timeout=timeout)
+                found = self.store.create(key, value, lease_id, timeout=timeout)
+                if found.value != value and found.lease_id == lease_id:
+                    # Ours, from before a reload: replaced, else the others compare against
+                    # what we no longer run (and we against ourselves).
+                    self.store.delete(key, timeout=timeout)
+                    self.store.create(key, value, lease_id, timeout=timeout)
                 self.checker.published(lease_id)  # then the one read every newcomer makes
             keys = self.store.get_prefix(self.prefix, timeout=timeout)
         except StoreError as exc:

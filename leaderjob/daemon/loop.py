@@ -25,7 +25,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
-from leaderjob.daemon.gates import Gates
+from leaderjob.daemon.applier import Applier
+from leaderjob.daemon.decisions import Decision
+from leaderjob.daemon.gates import Checkers, Gates
 from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
@@ -104,12 +106,39 @@ class Daemon:
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
-        self.runner = next(iter(self.runners.values()))
-        self.reloader = Reloader(self, reload, watch) if reload is not None else None
+        #: Each gated job's health checker (a jobs file's health-cmd / health-url).
+        self.checkers = Checkers(self.wakeup.set)
+        #: Carries out what the policies (reload, gates, spreading) decide, one path for all.
+        self.applier = Applier(
+            self.runners,
+            self._add_runner,
+            self.session.group,
+            self._on_transition,
+            self.checkers,
+            log=self.log,
+            metrics=metrics,
+        )
+        self.reloader = (
+            Reloader(
+                reload,
+                watch,
+                clock=self.clock,
+                wake=self.wakeup.set,
+                log=self.log,
+                on_failure=self._count_reload_failure,
+            )
+            if reload is not None
+            else None
+        )
+        self.gates = Gates(self.checkers, self.log)
+        if self.grouped:
+            for name, r in self.runners.items():
+                self.checkers.sync(name, r.s.health)
         #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
-        self.gates = Gates(self)
         self.spreading = (
-            Spreading(self, spreader) if spreader is not None and self.grouped else None
+            Spreading(self.session.group, spreader, clock=self.clock, log=self.log)
+            if spreader is not None and self.grouped
+            else None
         )
         self.config = self._config_watch(jobs)
         if self.config.enabled:  # compared from the leader's confirmations: no read of its own
@@ -121,6 +150,11 @@ class Daemon:
         self._publish("starting")
 
     # -- what the tests and the HTTP endpoints read of the job and the session --------------------
+
+    @property
+    def runner(self) -> Runner:
+        """The single-job form's one runner (a group's: its first current job, for tests)."""
+        return self.runners.get(DEFAULT) or next(iter(self.runners.values()))
 
     @property
     def runs(self) -> list[ActiveRun]:
@@ -204,6 +238,10 @@ class Daemon:
         """Rebind the daemon's logger (a tenure's token) in the session and the runner too."""
         self.log = self.session.log = self.runner.log = log
 
+    def _count_reload_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.config_reload_failures.labels(self.s.election).inc()
+
     def _lock_done(self) -> None:
         if self.leaving is None:
             self.leaving = "lock_done"
@@ -226,6 +264,7 @@ class Daemon:
         )
         if self.health is not None:
             self.health.start()
+        self.checkers.start()
         self.guardian.enabled = True
         self._keep_guardian(self.clock.monotonic())  # up before the first run
         try:
@@ -247,7 +286,7 @@ class Daemon:
             if self.health is not None:
                 self.health.stop()
             self.notifier.close()
-            self.gates.stop()
+            self.checkers.stop()
             self.elector.close()
 
     def _keep_guardian(self, now: float) -> None:
@@ -279,12 +318,8 @@ class Daemon:
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
             finished = r._collect_runs() or finished
-        if self.reloader is not None:
-            self.reloader.tick()
         if self.grouped:
-            self.gates.tick()
-        if self.spreading is not None and self.leaving is None:
-            self.spreading.tick()
+            self._decide()
         # 3. Health: an unhealthy replica hands over and does not campaign.
         self._apply_health()
         if self.leaving is not None:
@@ -321,13 +356,30 @@ class Daemon:
             return Report("job_finished" if finished else "leading")
         return self._start_jobs(finished)
 
+    def _decide(self) -> None:
+        """The policies decide about the jobs; the applier carries it out (one path)."""
+        a = self.applier
+        self.checkers.start()
+        if self.reloader is not None:
+            decisions = self.reloader.tick(a.settings())
+            if decisions is not None:
+                a.apply(decisions)
+                if decisions:  # compared anew with the others', republished under our lease
+                    self.config = self._config_watch(list(a.settings().values()))
+        moves: list[Decision] = list(self.gates.decide(a.views()))
+        if self.spreading is not None and self.leaving is None:
+            move = self.spreading.decide(a.views())
+            if move is not None:
+                moves.append(move)
+        a.apply(moves)
+
     def _start_jobs(self, finished: bool) -> Report:
         order = list(self.runners.values())
         self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
         reports: dict[str, Report] = {}
         for r in order:  # within what the election step left of the cycle's deadline
-            if r.seat.leading and not r.retiring:
+            if r.seat.leading and not self.applier.holds(r.seat.job):
                 report = r._start_due()
                 if report is not None:
                     reports[r.seat.job] = report
@@ -341,12 +393,16 @@ class Daemon:
             # The guardian is up while following too: a handover or a slot does not wait for
             # an interpreter to start. Started again here, off the fire path, if it died.
             self._keep_guardian(now)
+        self.clock.wait(self.wakeup, max(0.0, self.next_wakeup(now) - now))
+
+    def next_wakeup(self, now: float) -> float:
+        """Monotonic time the next cycle is due, unless something wakes the loop first."""
         until = self.elector.next_wakeup(now, self._may_campaign())
         for r in self.runners.values():
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
         if self.leaving is not None:
             until = min(until, now + 0.05)
-        self.clock.wait(self.wakeup, max(0.0, until - now))
+        return until
 
     # -- election -----------------------------------------------------------------------------
 
@@ -359,9 +415,9 @@ class Daemon:
         """Jobs that may not campaign now: a run of their lost tenure still lives (S1)."""
         if not self.grouped:
             return []
-        return [
-            job for job, r in self.runners.items() if not r.may_campaign() or job in self.gates.down
-        ]
+        return [job for job, r in self.runners.items() if not r.may_campaign()] + self.gates.held(
+            self.runners
+        )
 
     def _on_transition(self, t: Transition) -> None:
         self._transition(t)
@@ -439,11 +495,7 @@ class Daemon:
     def _leave(self) -> Report:
         """Stop the job while still renewing, then resign and revoke, then exit or idle."""
         reason = self.leaving or "shutdown"
-        if self.runs:
-            for active in self.runs:
-                active.run.stop(reason)
-                if self.stop_signals > 1:
-                    active.run.kill(reason)
+        if not self.applier.leave_all(reason, kill=self.stop_signals > 1):
             out = self.session.step(may_campaign=False)
             self.session.note(out)
             for t in out.transitions:
@@ -451,8 +503,6 @@ class Daemon:
             for r in self.runners.values():
                 r._reconcile_runs()
             return Report("stopping_job", {"reason": reason})
-        for r in self.runners.values():
-            r.give_back_ahead()  # before the key goes: the successor runs that slot
         gone = self.elector.resign()
         if gone is not None and gone.event == "election.lost":
             self._on_transition(gone)
@@ -493,6 +543,8 @@ class Daemon:
         reloader = self.reloader
         if reloader is not None:
             signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
+        else:  # nothing to reload: a hang-up is a graceful stop (a handover, not a TTL wait)
+            signal.signal(signal.SIGHUP, handler)
 
 
 def _fields(job: Settings) -> dict[str, Any]:

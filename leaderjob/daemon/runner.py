@@ -34,7 +34,6 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.fingerprint import job_fingerprint
-from leaderjob.health import HealthChecker
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
@@ -86,16 +85,8 @@ class Runner(History, Scheduling):
         self.ran_once = False
         self.exit_code = 0
         self.last_run: dict[str, Any] | None = None
-        #: This job's own health gate, if its settings have one (started by the loop's gates).
-        self.health = (
-            HealthChecker(settings.health, wakeup.set)
-            if settings.health is not None and settings.health.enabled
-            else None
-        )
-        #: Removed from the jobs file: starts nothing more, resigns once its runs are over.
+        #: Removed from the jobs file and on its way out (set by the applier).
         self.retiring = False
-        #: Changed in the jobs file: applied between runs (:meth:`reconfigure`).
-        self.pending_settings: Settings | None = None
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []

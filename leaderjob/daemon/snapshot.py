@@ -2,22 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from leaderjob.clock import Clock
+from leaderjob.daemon.model import ActiveRun, Settings, Tenure
+from leaderjob.daemon.runner import Runner
+from leaderjob.election.elector import Elector
+from leaderjob.election.group import Group
 from leaderjob.election.machine import Phase
+from leaderjob.health import HealthChecker
+from leaderjob.planner import Planner
 from leaderjob.records import iso
 
-if TYPE_CHECKING:
-    from leaderjob.daemon.loop import Daemon
+
+class Observed(Protocol):
+    """What the snapshot reads of the daemon (the loop's :class:`Daemon`)."""
+
+    s: Settings
+    clock: Clock
+    elector: Elector | Group
+    health: HealthChecker | None
+    leaving: str | None
+    leading_since: datetime | None
+    grouped: bool
+
+    @property
+    def runners(self) -> Mapping[str, Runner]: ...
+
+    @property
+    def runner(self) -> Runner: ...
+
+    @property
+    def runs(self) -> list[ActiveRun]: ...
+
+    @property
+    def tenure(self) -> Tenure | None: ...
+
+    @property
+    def planner(self) -> Planner | None: ...
+
+    @property
+    def last_contact(self) -> float | None: ...
 
 
-def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
+def snapshot(daemon: Observed, action: str) -> dict[str, Any]:
     """What the HTTP endpoints show (swapped in whole: read from other threads)."""
     machine = daemon.elector.machine
     lease = machine.lease
     leader = daemon.elector.phase is Phase.LEADING
+    last_run, last_success = daemon.runner.last_run, daemon.runner.last_success
     next_slot = daemon.planner.peek() if daemon.planner is not None and leader else None
+    if daemon.grouped:  # the group as a whole: the current jobs' newest run, next fire time
+        runners = list(daemon.runners.values())
+        last_run = _newest([r.last_run for r in runners])
+        last_success = _newest([r.last_success for r in runners])
+        slots = [
+            r.planner.peek() for r in runners if r.planner is not None and r.seat.leading
+        ]
+        next_slot = min(
+            (slot for slot in slots if slot is not None),
+            key=lambda slot: slot.start_time,
+            default=None,
+        )
     snap: dict[str, Any] = {
         "election": daemon.s.election,
         "identity": daemon.s.identity,
@@ -35,7 +83,9 @@ def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
         "schedule": daemon.s.schedule.expr if daemon.s.schedule else None,
         "timezone": daemon.s.schedule.timezone if daemon.s.schedule else None,
         "next_fire": iso(next_slot.start_time) if next_slot is not None else None,
-        "suspended": daemon.tenure.suspended if daemon.tenure is not None else None,
+        "suspended": (
+            daemon.tenure.suspended if daemon.tenure is not None and not daemon.grouped else None
+        ),
         "running": [
             {
                 "run_id": a.run.run_id,
@@ -46,8 +96,8 @@ def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
             }
             for a in daemon.runs
         ],
-        "last_run": daemon.runner.last_run,
-        "last_success": _last_success(daemon.runner.last_success, daemon.clock.wall()),
+        "last_run": last_run,
+        "last_success": _last_success(last_success, daemon.clock.wall()),
         "loop_at": daemon.clock.monotonic(),
         "renewed_at": lease.last_ok_sent if lease is not None else None,
         "deadline": machine.deadline,
@@ -77,6 +127,12 @@ def snapshot(daemon: Daemon, action: str) -> dict[str, Any]:
             for name, r in daemon.runners.items()
         }
     return snap
+
+
+def _newest(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The record that finished last (records of one replica: ISO times in UTC sort)."""
+    found = [r for r in records if r is not None]
+    return max(found, key=lambda r: str(r.get("finished_at") or ""), default=None)
 
 
 def _last_success(record: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:

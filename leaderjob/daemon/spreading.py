@@ -20,17 +20,23 @@ delays moves, it never adds one.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
+from leaderjob.clock import Clock
+from leaderjob.daemon.decisions import HandOver, JobView
+from leaderjob.election.group import Group
 from leaderjob.spread import Spreader, View
-
-if TYPE_CHECKING:
-    from leaderjob.daemon.loop import Daemon
 
 
 class Spreading:
-    def __init__(self, daemon: Daemon, spreader: Spreader) -> None:
-        self.daemon = daemon
+    """The policy: which job to hand over (or which standby key to step back), if any. It reads
+    the group's member count through the confirmations of our keys; the applier moves the job."""
+
+    def __init__(self, group: Group, spreader: Spreader, *, clock: Clock, log: Any) -> None:
+        self.group = group
+        self.clock = clock
+        self.log = log
         self.spreader = spreader
         self.members = 1
         self._read_at = float("-inf")  # send time of the newest reading counted
@@ -38,14 +44,13 @@ class Spreading:
         #: When a job last came to us: no move until a count sent after it was read.
         self._stale_since: float | None = None
 
-    def tick(self) -> None:
-        d = self.daemon
-        group = d.session.group
+    def decide(self, jobs: Mapping[str, JobView]) -> HandOver | None:
+        group = self.group
         if group.lease_id is None or not self.spreader.enabled:
-            return
-        now = d.clock.monotonic()
-        runners = {n: r for n, r in d.runners.items() if not r.retiring}
-        leading = frozenset(n for n, r in runners.items() if r.seat.leading)
+            return None
+        now = self.clock.monotonic()
+        current = {n: v for n, v in jobs.items() if not v.leaving}
+        leading = frozenset(n for n, v in current.items() if v.leading)
         if leading - self._leading:
             self._stale_since = now  # a failover to us: the count may still hold the one that left
             group.recheck()  # so count again now, in a confirmation of its own
@@ -53,24 +58,22 @@ class Spreading:
         self._count_members()
         if self._stale_since is not None:
             if self._read_at < self._stale_since:
-                return  # no move on a member count that may be one leave behind
+                return None  # no move on a member count that may be one leave behind
             self._stale_since = None
-        idle = frozenset(n for n in leading if runners[n].idle)
-        standby = frozenset(n for n in runners if n in group.keys and n not in leading)
-        view = View(self.members, frozenset(runners), leading, idle, standby)
+        idle = frozenset(n for n in leading if current[n].idle)
+        standby = frozenset(n for n, v in current.items() if v.queued and n not in leading)
+        view = View(self.members, frozenset(current), leading, idle, standby)
         decision = self.spreader.decide(view, now)
         if decision.release is not None:
-            d.log.info("spread.released", job=decision.release, reason=decision.reason)
-            t = group.requeue(decision.release)
-            if t is not None:
-                d._on_transition(t)
-        elif decision.step_back is not None:
-            d.log.info("spread.stepped_back", job=decision.step_back, reason=decision.reason)
-            group.requeue(decision.step_back)
+            self.log.info("spread.released", job=decision.release, reason=decision.reason)
+            return HandOver(decision.release, "spread")
+        if decision.step_back is not None:
+            self.log.info("spread.stepped_back", job=decision.step_back, reason=decision.reason)
+            return HandOver(decision.step_back, "spread_step_back")
+        return None
 
     def _count_members(self) -> None:
-        d = self.daemon
-        group = d.session.group
+        group = self.group
         queued = sorted(n for n in group.keys if n in group.prefixes)
         if not queued:
             return

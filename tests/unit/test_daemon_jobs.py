@@ -414,7 +414,7 @@ def test_a_failing_job_gate_hands_that_job_over_and_only_that_one(world: Any) ->
     g.add("b")
     g.run(1.0)
     gate = _Gate()
-    a.runners["b"].health = gate  # type: ignore[assignment]
+    a.checkers.by_job["b"] = gate
     g.run(0.5)
     gate.healthy = False
     g.run(1.0)
