@@ -97,31 +97,28 @@ def _check_dist(dist: Path) -> Path:
     return wheel
 
 
-def _demo_until_first_table(exe: Path, cwd: Path, timeout: float) -> str:
-    """`leaderjob demo` until its first table of runs per replica (replicas started from the
-    installed package ran jobs under their guardians), then Ctrl-C; its own cleanup runs."""
-    proc = subprocess.Popen(
+def _start_demo(exe: Path, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [str(exe), "demo", "--duration", "1s"], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
+
+
+def _until_first_table(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The demo's output until its first table of runs per replica (replicas started from the
+    installed package ran jobs under their guardians), then Ctrl-C; its own cleanup runs."""
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "runs per replica" in line or time.monotonic() > deadline:
-                break
-        # The table's three rows follow its header.
-        lines.extend(proc.stdout.readline() for _ in range(3))
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return "".join(lines)
+    for line in proc.stdout:
+        lines.append(line)
+        if "runs per replica" in line or time.monotonic() > deadline:
+            break
+    # The table's three rows follow its header.
+    lines.extend(proc.stdout.readline() for _ in range(3))
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    return "".join(lines) + rest
 
 
 def test_the_wheel_built_offline_runs_from_a_fresh_venv(tmp_path: Path) -> None:
@@ -139,12 +136,18 @@ def test_the_wheel_built_offline_runs_from_a_fresh_venv(tmp_path: Path) -> None:
                      30).strip())  # fmt: skip
     (site / "dev-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
 
-    where = _run([py, "-c", "import leaderjob, leaderjob.guardian as g; "
-                  "print(leaderjob.__file__); print(g.__file__)"], work, 30)  # fmt: skip
-    assert all(Path(f).is_relative_to(site) for f in where.split()), where
     exe = target / "bin" / "leaderjob"
-    assert _run([exe, "--version"], work, 60).split()[-1] == __version__
-    out = _demo_until_first_table(exe, work, 60)
+    demo = _start_demo(exe, work)  # the checks below run meanwhile
+    try:
+        where = _run([py, "-c", "import leaderjob, leaderjob.guardian as g; "
+                      "print(leaderjob.__file__); print(g.__file__)"], work, 30)  # fmt: skip
+        assert all(Path(f).is_relative_to(site) for f in where.split()), where
+        assert _run([exe, "--version"], work, 60).split()[-1] == __version__
+        out = _until_first_table(demo, 60)
+    finally:
+        if demo.poll() is None:  # its replicas and etcd are in its process group
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
     assert "runs per replica" in out, out[-3000:]
     assert "leads cleanup (token" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
