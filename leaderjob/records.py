@@ -7,7 +7,7 @@ Layout under ``<prefix>/<election>/``::
     slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
-    state/tenure               since when the leader of a service leads, for `status`
+    state/tenure               since when the leader of a service or lock leads, for `status`
     history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
     output/<ms>-<run-id>       a run's output tails, written with its record (one Txn)
     control/suspended          present while the election is suspended
@@ -113,7 +113,7 @@ class ElectionData(RunHistory):
 
     @property
     def tenure_key(self) -> str:
-        """Since when the leader of a job without a schedule leads (a schedule carries its own)."""
+        """Since when the leader of a service or a lock leads (a schedule carries its own)."""
         return f"{self.base}/state/tenure"
 
     @property

@@ -253,6 +253,8 @@ class Runner(History, Scheduling):
             return None
         if self.s.mode == "once":
             if self.ran_once:
+                if not tenure.published and self.session.may_bookkeep():
+                    self._publish_tenure(tenure)
                 return None
             report = self._start("lock", self.clock.wall(), 0)
             # A start skipped for the deadline did not happen: the tenure is ending (D − grace
@@ -268,8 +270,9 @@ class Runner(History, Scheduling):
         return self._start_scheduled(tenure)
 
     def _publish_tenure(self, tenure: Tenure) -> None:
-        """Since when this replica leads a service (a schedule publishes it with the schedule),
-        for `status`; once per tenure, after the service started, fenced by our key."""
+        """Since when this replica leads a service or holds a lock (a schedule publishes it with
+        the schedule), for `status`; once per tenure, after the command started, fenced by our
+        key."""
         if self.seat.key is None:
             return
         info = {"leader": self.s.identity, "token": tenure.token, "since": iso(tenure.since)}

@@ -1,7 +1,8 @@
-"""`status` says since when the leader of a service-mode job leads (the 3 a.m. question "who leads
-job X, since when"). A service publishes no schedule, which is where a scheduled job's leader puts
-its tenure's start: the leader of a service publishes that start on its own (state/tenure),
-fenced by its key, and `status` reads it when no schedule of the same token is there."""
+"""`status` says since when the leader of a service-mode job (or a lock's holder) leads: the 3
+a.m. question "who leads job X, since when". Neither publishes a schedule, which is where a
+scheduled job's leader puts its tenure's start: their leader publishes that start on its own
+(state/tenure), fenced by its key, and `status` reads it when no schedule is there, for the
+present leader's token only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from leaderjob.election.memory import MemoryStore
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import parse_schedule
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, Group, fake_runs
+from tests.unit.test_daemon_schedule import FakeRun, Job
 
 JOBS_PREFIX = f"{PREFIX}/{GROUP}/jobs"
 
@@ -77,3 +79,24 @@ def test_a_tenure_of_another_token_is_not_shown(monkeypatch: pytest.MonkeyPatch)
         args = ["--election", GROUP, "--prefix", PREFIX, "--job", "web", "--json"]
         one = json.loads(CliRunner().invoke(cli.main, ["status", *args]).stdout)
         assert one["leader"]["since"] is None
+
+
+def test_status_says_since_when_a_locks_holder_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`leaderjob lock` (mode once) publishes no schedule either."""
+    with fake_runs(monkeypatch) as (clock, started):
+        FakeRun.job = Job(duration=None)  # holds the lock until stopped
+        g = Group(clock, MemoryStore(clock))
+        settings = Settings(
+            election="lk", prefix=PREFIX, identity="a", timing=TIMING, command=("job",),
+            rpc_timeout=1.0, mode="once",
+        )  # fmt: skip
+        d = g.daemons["a"] = Daemon(settings, g.store.client(), clock=clock, environ={})
+        g.run(1.0)
+        assert started, "the command runs"
+        tenure = d.runner.tenure
+        assert tenure is not None and tenure.since is not None
+        client = g.store.client()
+        monkeypatch.setattr("leaderjob.cli.options.open_store", lambda conn: client)
+        args = ["--election", "lk", "--prefix", PREFIX, "--json"]
+        doc = json.loads(CliRunner().invoke(cli.main, ["status", *args]).stdout)
+        assert doc["leader"]["since"] == iso(tenure.since)
