@@ -145,8 +145,16 @@ class Lifecycle(RuleBasedStateMachine):
         if self.lead._thread is None:
             return
         self._abandon(self._lease())
+        d, parent = self.lead._driver, self.lead._thread
         self.lead._after_fork_in_child()
         assert not self.lead.valid() and self.lead.lost.is_set()
+        # Here the parent's driver thread shares this process: it sees ``forked`` and ends,
+        # closing its waker. The parent is gone with it, so is its watch (in a real child there
+        # is neither; left open here, a later fire would write to the closed waker).
+        if d is not None and parent is not None:
+            d._wake()  # under its lock: never a closed waker
+            parent.join(TTL)
+            d.elector.close()
 
     @rule(seconds=st.sampled_from([0.3, 1.0]))
     def etcd_stall(self, seconds: float) -> None:
