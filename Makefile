@@ -71,7 +71,8 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 # The README's install path: sdist and wheel built, the wheel installed into a fresh venv,
-# `leaderjob --version` and `leaderjob demo` run from it (minutes: not part of `make test`).
+# `leaderjob --version` and `leaderjob demo` run from it (minutes: not part of `make test`, which runs
+# the fast variant: built offline, dependencies borrowed from the dev venv).
 wheel: $(STAMP)
 	LEADERJOB_WHEEL_TEST=1 $(BIN)/pytest -q tests/deploy/test_wheel.py
 

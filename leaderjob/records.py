@@ -7,6 +7,7 @@ Layout under ``<prefix>/<election>/``::
     slots/trigger-<id>         one claim per "run now" request
     state/last_slot            id of the newest claimed slot (catch-up starts after it)
     state/schedule             the leader's schedule, for `status` on any machine
+    state/tenure               since when the leader of a service or lock leads, for `status`
     history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
     output/<ms>-<run-id>       a run's output tails, written with its record (one Txn)
     control/suspended          present while the election is suspended
@@ -109,6 +110,11 @@ class ElectionData(RunHistory):
     @property
     def schedule_key(self) -> str:
         return f"{self.base}/state/schedule"
+
+    @property
+    def tenure_key(self) -> str:
+        """Since when the leader of a service or a lock leads (a schedule carries its own)."""
+        return f"{self.base}/state/tenure"
 
     @property
     def control_prefix(self) -> str:
@@ -247,6 +253,13 @@ class ElectionData(RunHistory):
             own_key, token, [(self.schedule_key, _dump(info))], timeout=timeout
         )
 
+    def publish_tenure(
+        self, own_key: str, token: int, info: dict[str, Any], *, timeout: float
+    ) -> bool:
+        return self.store.guarded_put(
+            own_key, token, [(self.tenure_key, _dump(info))], timeout=timeout
+        )
+
     def control(self, *, timeout: float) -> Control:
         return self.parse_control(self.store.get_prefix(self.control_prefix, timeout=timeout))
 
@@ -292,6 +305,10 @@ class ElectionData(RunHistory):
 
     def schedule_info(self, *, timeout: float) -> dict[str, Any] | None:
         info = self.store.get(self.schedule_key, timeout=timeout)
+        return None if info is None else _load(info.value)
+
+    def tenure_info(self, *, timeout: float) -> dict[str, Any] | None:
+        info = self.store.get(self.tenure_key, timeout=timeout)
         return None if info is None else _load(info.value)
 
     def is_suspended(self, *, timeout: float) -> bool:

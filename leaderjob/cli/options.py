@@ -385,6 +385,17 @@ def one_job_of(election: str, params: dict[str, Any], what: str) -> None:
     """A command that acts on one job (trigger, repair-schedule) given a group's name without
     --job, or a --job the group does not have: a usage error that names the group's jobs
     (exit 2)."""
+    names = _jobs_checked(election, params)
+    if names:
+        raise click.UsageError(
+            f"election {election!r} is a group of jobs ({', '.join(names)}): give --job to "
+            f"{what} one of them"
+        )
+
+
+def _jobs_checked(election: str, params: dict[str, Any]) -> list[str]:
+    """The group's job names when no --job is given (empty for a single-job election); a --job
+    the group does not have is a usage error that names its jobs (exit 2)."""
     from leaderjob.election.store import StoreError
 
     store, _, timeout = _open_data(election, params)
@@ -397,11 +408,7 @@ def one_job_of(election: str, params: dict[str, Any], what: str) -> None:
         store.close()
     if wrong is not None:
         raise click.UsageError(wrong)
-    if names:
-        raise click.UsageError(
-            f"election {election!r} is a group of jobs ({', '.join(names)}): give --job to "
-            f"{what} one of them"
-        )
+    return names
 
 
 def unknown_job(election: str, params: dict[str, Any], timeout: float, store: Any) -> str | None:
@@ -419,18 +426,7 @@ def unknown_job(election: str, params: dict[str, Any], timeout: float, store: An
 def targets(election: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """What a command that acts per job acts on (audit, suspend, resume): the --job, else every
     job of a group, else the election — each as :func:`scoped` gives it."""
-    from leaderjob.election.store import StoreError
-
-    store, _, timeout = _open_data(election, params)
-    try:
-        wrong = unknown_job(election, params, timeout, store)
-        names = [] if params.get("job") else group_jobs(store, election, params, timeout)
-    except StoreError as exc:
-        _etcd_failed(f"read election {election!r} from etcd", exc, params)
-    finally:
-        store.close()
-    if wrong is not None:
-        raise click.UsageError(wrong)
+    names = _jobs_checked(election, params)
     if params.get("job"):
         return [scoped(election, params)]
     if not names:

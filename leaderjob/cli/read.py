@@ -62,6 +62,11 @@ def read_status(
         # The leader publishes its schedule, with when its tenure began, at the tenure's start.
         same = schedule is not None and schedule.get("token") == leader["token"]
         leader["since"] = schedule.get("since") if same and schedule else None
+        if leader["since"] is None and schedule is None:
+            # A job without a schedule (a service) publishes its tenure's start on its own.
+            tenure = data.tenure_info(timeout=timeout)
+            if tenure is not None and tenure.get("token") == leader["token"]:
+                leader["since"] = tenure.get("since")
     # What the leader will actually run next: slots only move forward past the newest claim, so
     # a claim made by a clock that ran ahead holds every slot back until then.
     now = datetime.now(UTC)

@@ -104,6 +104,10 @@ def demo(ttl: float, duration: float, prometheus: bool, ui: bool) -> None:
     """
     from leaderjob.demo import run_demo
 
+    # The replicas are `leaderjob run --ttl TTL`: refuse now what each of them would refuse.
+    _, errors = build_timing({"ttl": ttl})
+    if errors:
+        raise click.UsageError(join_errors(errors))
     sys.exit(run_demo(ttl=ttl, duration=duration, prometheus=prometheus, ui=ui))
 
 

@@ -106,7 +106,7 @@ class Tenure:
     #: The wall time it began: `status` and `/leader` say since when this replica leads.
     since: datetime | None = None
     ready: bool = False  # catch-up decided
-    published: bool = False  # the schedule is in state/schedule
+    published: bool = False  # state/schedule published (a service's or lock's: state/tenure)
     #: When the control switches next need this job's attention (a wake-up time).
     control_at: float = 0.0
     #: The switches as last read (triggers not yet acted on), and when that read was sent: by

@@ -33,6 +33,7 @@ from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
+from leaderjob.election.store import StoreError
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
@@ -252,6 +253,8 @@ class Runner(History, Scheduling):
             return None
         if self.s.mode == "once":
             if self.ran_once:
+                if not tenure.published and self.session.may_bookkeep():
+                    self._publish_tenure(tenure)
                 return None
             report = self._start("lock", self.clock.wall(), 0)
             # A start skipped for the deadline did not happen: the tenure is ending (D − grace
@@ -260,9 +263,25 @@ class Runner(History, Scheduling):
             return report
         if self.s.mode == "service":
             if self.runs or self.clock.monotonic() < self.restart_at:
+                if not tenure.published and self.session.may_bookkeep():
+                    self._publish_tenure(tenure)
                 return None
             return self._start("service", self.clock.wall(), 0)
         return self._start_scheduled(tenure)
+
+    def _publish_tenure(self, tenure: Tenure) -> None:
+        """Since when this replica leads a service or holds a lock (a schedule publishes it with
+        the schedule), for `status`; once per tenure, after the command started, fenced by our
+        key."""
+        if self.seat.key is None:
+            return
+        info = {"leader": self.s.identity, "token": tenure.token, "since": iso(tenure.since)}
+        try:
+            tenure.published = self.data.publish_tenure(
+                self.seat.key, tenure.token, info, timeout=self.session.io_timeout()
+            )
+        except StoreError as exc:
+            self.session.store_error(exc)
 
     def _start(
         self,

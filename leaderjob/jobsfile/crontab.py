@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from leaderjob.jobsfile.spec import JobSpec, Problems, _Bad, _zone
+from leaderjob.jobsfile.userfield import Names, system_names, user_field_problem
 from leaderjob.schedule import ScheduleError, parse_schedule
 
 _ENV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
@@ -21,7 +22,12 @@ _MACRO = re.compile(r"(@\S+)(?:\s+(.*))?")
 _UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
 
 
-def _parse_crontab(text: str, default_timezone: str) -> tuple[list[JobSpec], Problems]:
+def _parse_crontab(
+    text: str, default_timezone: str, names: Names | None = None
+) -> tuple[list[JobSpec], Problems]:
+    """``names``: what the system knows of users and programs (the running system's by default),
+    for the rule that refuses /etc/crontab's user field."""
+    names = names or system_names()
     problems: Problems = []
     jobs: list[JobSpec] = []
     zone = default_timezone
@@ -51,7 +57,7 @@ def _parse_crontab(text: str, default_timezone: str) -> tuple[list[JobSpec], Pro
         if env is not None:
             zone = _crontab_env(env.group(1), env.group(2), zone, number, problems)
             continue
-        spec = _cron_line(line, number, pending or f"line-{number}", zone, problems)
+        spec = _cron_line(line, number, pending or f"line-{number}", zone, problems, names)
         if spec is not None:
             jobs.append(spec)
     return jobs, problems
@@ -78,7 +84,9 @@ def _crontab_env(key: str, value: str, zone: str, number: int, problems: Problem
         return zone
 
 
-def _cron_line(line: str, number: int, name: str, zone: str, problems: Problems) -> JobSpec | None:
+def _cron_line(
+    line: str, number: int, name: str, zone: str, problems: Problems, names: Names
+) -> JobSpec | None:
     match = _EVERY.fullmatch(line) or _MACRO.fullmatch(line) or _FIELDS.fullmatch(line)
     if match is None:
         problems.append(
@@ -108,6 +116,9 @@ def _cron_line(line: str, number: int, name: str, zone: str, problems: Problems)
         problems.append((number, f"schedule {expr!r}: {exc}"))
         schedule = None
     command = (rest or "").strip()
+    user_field = user_field_problem(command, names)
+    if user_field is not None:
+        problems.append((number, user_field))
     if _UNESCAPED_PERCENT.search(command):
         # cron turns an unescaped % into a newline and feeds the rest to stdin; leaderjob does not
         # feed stdin, so a silent difference would change what the command does.

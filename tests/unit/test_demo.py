@@ -169,3 +169,21 @@ def test_demo_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("ttl", "phrase"), [("1s", "below etcd's minimum"), ("2.5s", "whole")])
+def test_a_ttl_the_replicas_would_refuse_is_refused_before_anything_starts(
+    ttl: str, phrase: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not three replicas failing to start and a traceback 25 s later: one line, exit 2."""
+    from click.testing import CliRunner
+
+    from leaderjob import cli
+
+    def no_demo(**kwargs: object) -> int:
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr("leaderjob.demo.run_demo", no_demo)
+    result = CliRunner().invoke(cli.main, ["demo", "--ttl", ttl])
+    assert result.exit_code == 2, result.output
+    assert phrase in result.output and "Traceback" not in result.output, result.output
