@@ -18,8 +18,8 @@ middleware checks the header before the application sees the request:
 
 Resources are named from the normalised path (``//cleanup/`` and ``/cleanup`` are one), or by
 ``resource`` (a name, or a function of the path; ``None`` from it: not fenced, e.g. ``/healthz``).
-:class:`MemoryMarks` holds at most ``limit`` resources (a new one beyond it: **503**, never an
-eviction, which would forget a mark).
+:class:`MemoryMarks` and :class:`~leaderjob.fencing.sql.SqlMarks` hold at most ``limit`` resources
+(a new one beyond it: **503**, never an eviction, which would forget a mark).
 
 The mark lives in a :class:`Marks` store: :class:`MemoryMarks` for one process, or
 :class:`leaderjob.fencing.sql.SqlMarks` (the SQL fence, shared by every replica). The check at the

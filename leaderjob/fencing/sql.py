@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from leaderjob.fencing import FencingError, StaleToken
+from leaderjob.fencing.http import MarksFull
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_TABLE = "leaderjob_fence"
+_LOCK = "leaderjob fence marks: "  # the advisory lock's name, with the table's
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
@@ -238,16 +240,44 @@ def fenced(
 
 class SqlMarks:
     """A high-water-mark store for the HTTP middleware on the SQL fence: each check is its own
-    committed transaction on a connection from ``connect`` (opened and closed per call)."""
+    committed transaction on a connection from ``connect`` (opened and closed per call).
 
-    def __init__(self, connect: Any, *, table: str = DEFAULT_TABLE) -> None:
+    Like :class:`~leaderjob.fencing.http.MemoryMarks`, it holds at most ``limit`` resources:
+    the fence table's rows, whoever fenced them. A new resource beyond that raises
+    :class:`~leaderjob.fencing.http.MarksFull` (the middleware answers 503); no row is ever
+    evicted, since an eviction would forget a mark. On PostgreSQL the count and the insert of a
+    new resource are serialised by a transaction-level advisory lock, so replicas adding
+    resources at once cannot overshoot the bound.
+    """
+
+    def __init__(self, connect: Any, *, table: str = DEFAULT_TABLE, limit: int = 1024) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise FencingError(f"SqlMarks limit must be a positive integer, got {limit!r}")
         self._connect = connect
         self._table = _table(table)
+        self.limit = limit
 
     def advance(self, resource: str, token: int) -> None:
         conn = self._connect()
         try:
+            if not self._room_for(conn, resource):
+                with contextlib.suppress(Exception):
+                    conn.rollback()  # ends the transaction and its advisory lock
+                raise MarksFull(f"{self.limit} fenced resources already: {resource!r} refused")
             with fenced(conn, resource, token, table=self._table):
                 pass
         finally:
             conn.close()
+
+    def _room_for(self, conn: Connection, resource: str) -> bool:
+        """Whether ``resource`` has a row already or may have one without passing the bound."""
+        if high_water(conn, resource, table=self._table) is not None:
+            return True
+        if type(conn).__module__.split(".")[0] in ("psycopg", "psycopg2"):
+            # One adder at a time, until its commit; READ COMMITTED's next statement then sees
+            # every row the adders before it committed.
+            (p,) = _placeholders(conn, 1)
+            _fetch(conn, f"SELECT pg_advisory_xact_lock(hashtext({p}))", (_LOCK + self._table,))
+        # The table name passed _table().
+        (count,) = _fetch(conn, f"SELECT count(*) FROM {self._table}", ())  # noqa: S608
+        return int(count) < self.limit

@@ -631,3 +631,74 @@ def test_http_marks_rise_only_for_the_live_leaders_token_on_postgres(
         first.release()
         second.release()
         store.close()
+
+
+def test_sql_marks_are_bounded_like_memory_marks_503_never_an_eviction(pg_dsn: str) -> None:
+    """``SqlMarks(limit=…)`` holds at most ``limit`` resources in the fence table: a new one
+    beyond it is refused (503 from the middleware), no mark is dropped, and the resources it
+    holds still advance and still refuse stale tokens (S1). Without a bound any path a client
+    invents would add a row for ever."""
+    import psycopg
+
+    from leaderjob.fencing import StaleToken
+    from leaderjob.fencing.http import MarksFull
+    from leaderjob.fencing.sql import SqlMarks, high_water
+
+    marks = SqlMarks(lambda: psycopg.connect(pg_dsn), limit=3)
+    for i, name in enumerate(("/a", "/b", "/c")):
+        marks.advance(name, 10 + i)
+    with pytest.raises(MarksFull):
+        marks.advance("/d", 20)
+    marks.advance("/a", 30)  # a resource it holds still advances
+    with pytest.raises(StaleToken):
+        marks.advance("/b", 5)
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT resource, token FROM leaderjob_fence ORDER BY 1").fetchall()
+        assert rows == [("/a", 30), ("/b", 11), ("/c", 12)], "no eviction, nothing added"
+        assert high_water(conn, "/d") is None
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"done"]
+
+    statuses: list[str] = []
+    wsgi = WsgiFencing(app, marks, verify=trusted)
+    for path in ("/e", "/c"):
+        environ = {"PATH_INFO": path, "HTTP_" + HEADER.upper().replace("-", "_"): "40"}
+        body = b"".join(wsgi(environ, lambda status, _headers: statuses.append(status)))
+        assert body
+    assert [s.split()[0] for s in statuses] == ["503", "200"]
+
+
+def test_sql_marks_bound_holds_for_new_resources_added_at_once_by_many_replicas(
+    pg_dsn: str,
+) -> None:
+    """Replicas adding new resources at the same moment do not overshoot the bound: the count
+    and the insert of a new resource are serialised (READ COMMITTED alone would let each see
+    ``limit - 1`` rows and all insert)."""
+    import psycopg
+
+    from leaderjob.fencing.http import MarksFull
+    from leaderjob.fencing.sql import SqlMarks
+
+    limit, writers = 2, 8
+    marks = SqlMarks(lambda: psycopg.connect(pg_dsn), limit=limit)
+    start = threading.Barrier(writers)
+    outcomes: list[str] = []
+
+    def add(i: int) -> None:
+        start.wait()
+        try:
+            marks.advance(f"/r{i}", 1)
+            outcomes.append("ok")
+        except MarksFull:
+            outcomes.append("full")
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(outcomes) == ["full"] * (writers - limit) + ["ok"] * limit
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM leaderjob_fence").fetchone() == (limit,)
