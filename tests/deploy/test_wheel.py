@@ -35,9 +35,10 @@ from leaderjob import __version__
 from tests.deploy._support import REPO
 
 # What the wheel must hold beyond the modules: the typing marker, and the guardian, which the
-# daemon starts as a script by its path and which loads the two files beside it.
-MUST_SHIP = {"leaderjob/py.typed", "leaderjob/guardian.py", "leaderjob/proctree.py",
-             "leaderjob/tail.py", "leaderjob/explorer/assets.py"}  # fmt: skip
+# daemon starts as a script by its path and which loads the three files beside it.
+MUST_SHIP = {"leaderjob/py.typed", "leaderjob/guardian.py", "leaderjob/guardian_runs.py",
+             "leaderjob/proctree.py", "leaderjob/tail.py",
+             "leaderjob/explorer/assets.py"}  # fmt: skip
 
 
 def _env() -> dict[str, str]:

@@ -1,0 +1,226 @@
+"""The guardian's runs: one run's record, which processes are its, its signals, its output tail
+and its end (:mod:`leaderjob.guardian` holds the event loop and the control protocol).
+
+Which run a descendant belongs to: the run's main process and everything below it; its process
+group; and an orphan (re-parented to us) whose environment carries the run's marker
+(``LEADERJOB_GUARDIAN_RUN``) or whose group is the run's. An orphan of no known run is killed at
+the end of any run: nothing unknown outlives a run's end.
+
+Standard library only: the guardian runs as ``python -S`` and loads this file beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+#: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+if __package__:
+    from leaderjob import proctree, tail
+else:  # run as a script (python -S): the package may not be importable; load the files beside us
+    import importlib.util
+
+    def _load(name: str) -> Any:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    proctree = _load("proctree")
+    tail = _load("tail")
+
+#: proctree and tail too: the guardian run as a script takes them from here (loaded once).
+__all__ = ["SWEEP_PAUSE", "Run", "RunTable", "proctree", "tail"]
+
+#: Pause between SIGKILL sweeps of a run whose processes are still dying.
+SWEEP_PAUSE = proctree.SWEEP_PAUSE
+
+
+class Run:
+    """One run in the table."""
+
+    def __init__(self, key: str, deadline: float, grace: float, start_by: float) -> None:
+        self.key = key
+        self.deadline = deadline
+        self.grace = grace
+        self.start_by = start_by  # the daemon gives up on the start then: no exec after it
+        self.job: subprocess.Popen[bytes] | None = None
+        self.pid = 0  # also its process group id
+        self.returncode: int | None = None
+        self.stop_kill: float | None = None  # set once a stop was requested
+        self.termed = False
+        self.killed = False
+        self.ended_at: float | None = None  # every process of the run reaped
+        self.pipes: dict[str, int] = {}  # stream → read end, until EOF
+        self.rings = {name: tail.Ring() for name in tail.STREAMS}
+        self.members: set[int] = set()  # orphans known to be the run's
+
+    def tails(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, ring in self.rings.items():
+            if ring.total:
+                out[f"{name}_tail"] = ring.text()
+                out[f"{name}_truncated"] = ring.truncated
+        return out
+
+
+class RunTable:
+    """The guardian's table of runs and what it does to them; the guardian is one."""
+
+    me: int
+    runs: dict[str, Run]
+    sinks: tuple[tail.Sink, tail.Sink]
+    if TYPE_CHECKING:
+
+        def send(self, **msg: Any) -> None: ...
+
+        def now(self) -> float: ...
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def members(self, run: Run, procs: dict[int, tuple[int, int]], strays: bool) -> list[int]:
+        """The run's processes now: its main process and everything below it, its group, and
+        orphans marked as the run's or in its group (``strays``: unknown orphans too)."""
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        roots = [run.pid] if run.pid in procs else []
+        mains = {r.pid for r in self.runs.values()}
+        for pid in children.get(self.me, ()):
+            if pid in mains:
+                continue
+            if pid in run.members or procs[pid][1] == run.pid:
+                roots.append(pid)
+                continue
+            owner = proctree.marker_of(pid)
+            if owner == run.key:
+                run.members.add(pid)
+                roots.append(pid)
+            elif strays and (owner is None or owner not in self.runs):
+                roots.append(pid)
+        below = set(
+            proctree.below(self.me, procs)
+        )  # a group id matches only below us (pids are reused)
+        found = [p for p in below if run.pid and procs[p][1] == run.pid]
+        todo = list(roots)
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, ())
+        return [p for p in dict.fromkeys(found) if p != self.me]
+
+    def signal_run(self, run: Run, sig: signal.Signals, reason: str | None) -> None:
+        """Signal the run's group and every process of it; report it once per signal kind."""
+        if sig is signal.SIGKILL:
+            if run.killed:
+                return
+            run.killed = True
+        elif sig is signal.SIGTERM:
+            if run.termed or run.killed:
+                return
+            run.termed = True
+        self._signal(run, sig, strays=False)
+        if reason is not None:
+            self.send(run=run.key, signal=sig.name, reason=reason)
+
+    def _signal(self, run: Run, sig: signal.Signals, strays: bool) -> int:
+        if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, sig)
+        found = self.members(run, proctree.processes(), strays)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        return len(found)
+
+    def reap(self) -> None:
+        """Collect every child that ended (orphans re-parented to us included)."""
+        mains = {r.pid: r for r in self.runs.values() if r.pid}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = mains.get(pid)
+            if run is not None and run.job is not None:
+                # Reaped here, not by Popen: as a subreaper we collect every orphan anyway.
+                run.returncode = run.job.returncode = os.waitstatus_to_exitcode(status)
+            for r in self.runs.values():
+                r.members.discard(pid)
+
+    # -- copying ------------------------------------------------------------------------------
+
+    def copy(self, run: Run, name: str, ending: bool) -> None:
+        """One bounded read of one stream: passed through, and its tail kept. A run that is
+        ending reads even when the sink is stuck (what does not fit is not passed through)."""
+        fd = run.pipes[name]
+        sink = self.sinks[tail.STREAMS.index(name)]
+        if sink.full and not ending:
+            return
+        try:
+            chunk = os.read(fd, tail.CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            os.close(fd)
+            del run.pipes[name]
+            return
+        run.rings[name].add(chunk)
+        sink.put(chunk)
+
+    # -- a run's end --------------------------------------------------------------------------
+
+    def orphans(self) -> bool:
+        """Whether any child of ours is no live run's main process. Whatever a run whose main
+        process was reaped left behind is among those (re-parented to us, its subreaper): none
+        at all is the common end of a run, known from one small read instead of a scan of
+        ``/proc`` (the scan is the answer where the kernel lacks that read)."""
+        found = proctree.children(self.me)
+        if found is None:
+            return True
+        mains = {r.pid for r in self.runs.values() if r.returncode is None}
+        return any(c not in mains for c in found)
+
+    def report(self, run: Run) -> None:
+        for fd in run.pipes.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        run.pipes.clear()
+        self.runs.pop(run.key, None)
+        self.send(run=run.key, exited=run.returncode, tails=run.tails())
+
+    def kill_everything(self, reason: str) -> None:
+        """SIGKILL every run and every descendant until none is left, reaping them all."""
+        for run in self.runs.values():
+            if run.returncode is None:
+                self.signal_run(run, signal.SIGKILL, reason)
+        pause = SWEEP_PAUSE
+        while True:
+            self.reap()
+            procs = proctree.processes()
+            below = [p for p in proctree.below(self.me, procs) if p != self.me]
+            if not below:
+                self.reap()
+                return
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            for run in self.runs.values():
+                if run.pid and run.returncode is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(run.pid, signal.SIGKILL)
+            time.sleep(pause)  # a process in uninterruptible sleep dies when it wakes
+            pause = min(0.2, pause * 2)
