@@ -34,7 +34,8 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
-from leaderjob.election.machine import DEFAULT, Phase, Reason, Transition
+from leaderjob.daemon.transitions import Transitions
+from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
 from leaderjob.fingerprint import ConfigWatch, job_fields
 from leaderjob.health import HealthChecker
@@ -106,6 +107,17 @@ class Daemon:
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
+        #: Begins and ends the jobs' tenures as the election's transitions say.
+        self.transitions = Transitions(
+            self.runners,
+            lambda: self.runner,
+            grouped=self.grouped,
+            election=settings.election,
+            clock=self.clock,
+            log=lambda: self.log,
+            set_log=self._set_log,
+            metrics=metrics,
+        )
         #: Each gated job's health checker (a jobs file's health-cmd / health-url).
         self.checkers = Checkers(self.wakeup.set)
         #: Carries out what the policies (reload, gates, spreading) decide, one path for all.
@@ -145,7 +157,6 @@ class Daemon:
             self.session.group.read_while_leading("fingerprints", self.config.prefix)
         self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
         self.stop_signals = 0
-        self.leading_since: datetime | None = None
         self.snapshot: dict[str, Any] = {}
         self._publish("starting")
 
@@ -182,6 +193,10 @@ class Daemon:
     @exit_code.setter
     def exit_code(self, code: int) -> None:
         self.runner.exit_code = code
+
+    @property
+    def leading_since(self) -> datetime | None:
+        return self.transitions.leading_since
 
     @property
     def fatal(self) -> str | None:
@@ -424,52 +439,7 @@ class Daemon:
         self._publish(t.event)  # probes see a leadership change at once, not after the cycle
 
     def _transition(self, t: Transition) -> None:
-        if t.event == "lease.granted":
-            self.log.info("lease.granted", lease_id=f"{t.lease_id:x}")
-        elif t.event == "election.acquired" and self.grouped:
-            assert t.token is not None
-            r = self.runners[t.job]  # a job acquires only while it campaigns: it has a runner
-            r.log = r.log.bind(token=t.token)
-            r.begin(t.token)
-            r.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
-            if self.metrics is not None:
-                self.metrics.transitions.labels(self.s.election, r.s.election, "acquired").inc()
-                self.metrics.set_leader(t.token, r.s.election)
-        elif t.event == "election.lost" and self.grouped:
-            assert t.reason is not None
-            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
-            for job in [j for j, _ in t.ended] or [t.job]:
-                r = self.runners[job]  # removed only after its tenure ended
-                level("election.lost", job=job, reason=t.reason.value, lease_id=f"{t.lease_id:x}")
-                r.log = r.log.try_unbind("token")
-                if self.metrics is not None:
-                    self.metrics.transitions.labels(self.s.election, r.s.election, "lost").inc()
-                    self.metrics.set_leader(None, r.s.election)
-                r.end()
-        elif t.event == "election.acquired":
-            assert t.token is not None
-            self._set_log(self.log.bind(token=t.token))
-            self.leading_since = self.clock.wall()
-            self.runner.begin(t.token)
-            self.log.info("election.acquired", lease_id=f"{t.lease_id:x}")
-            if self.metrics is not None:
-                self.metrics.transitions.labels(self.s.election, self.s.election, "acquired").inc()
-                self.metrics.set_leader(t.token)
-        elif t.event == "election.lost":
-            assert t.reason is not None
-            # A planned handover (shutdown, lock done, unhealthy) is routine: a rolling deploy must
-            # not look like trouble to log-based alerting. Only an unplanned loss warns.
-            level = self.log.info if t.reason is Reason.RESIGNED else self.log.warning
-            level("election.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
-            self._set_log(self.log.unbind("token"))
-            self.leading_since = None
-            if self.metrics is not None:
-                self.metrics.transitions.labels(self.s.election, self.s.election, "lost").inc()
-                self.metrics.set_leader(None)
-            self.runner.end()
-        elif t.event == "lease.lost":
-            assert t.reason is not None
-            self.log.warning("lease.lost", reason=t.reason.value, lease_id=f"{t.lease_id:x}")
+        self.transitions.apply(t)
 
     # -- health -------------------------------------------------------------------------------
 

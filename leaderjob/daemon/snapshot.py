@@ -25,8 +25,10 @@ class Observed(Protocol):
     elector: Elector | Group
     health: HealthChecker | None
     leaving: str | None
-    leading_since: datetime | None
     grouped: bool
+
+    @property
+    def leading_since(self) -> datetime | None: ...
 
     @property
     def runners(self) -> Mapping[str, Runner]: ...
