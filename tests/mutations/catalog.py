@@ -203,9 +203,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "leave_resigns_while_the_run_goes_on",
         "S6",
-        "leaderjob/daemon/loop.py",
-        '        reason = self.leaving or "shutdown"\n        if self.runs:\n',
-        '        reason = self.leaving or "shutdown"\n        if False:\n',
+        "leaderjob/daemon/applier.py",
+        "            done = done and not r.runs\n",
+        "            done = done\n",
         (CALLERS,),
     ),
     Mutation(
