@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -52,6 +51,7 @@ from leaderjob.metrics import Metrics
 from leaderjob.records import ElectionData
 from leaderjob.schedule import parse_schedule, slot_id
 from leaderjob.spread import Spreader
+from tests.unit.test_daemon_reload import FakeChecker
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 
 TIMING = Timing.from_ttl(3)
@@ -86,32 +86,8 @@ class ModelRun(FakeRun):
         self.spec = Job(duration=None if service else 0.3)
 
 
-class ModelChecker:
-    """A job's health check without a thread: the model flips it."""
-
-    made: ClassVar[list[ModelChecker]] = []
-
-    def __init__(self, settings: HealthSettings, on_change: Callable[[], None]) -> None:
-        self.settings = settings
-        self.on_change = on_change
-        self.healthy = True
-        self.consecutive_failures = 0
-        self.last_error: str | None = None
-        self.started = False
-        self.stopped = False
-        ModelChecker.made.append(self)
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def set(self, healthy: bool) -> None:
-        self.healthy = healthy
-        self.consecutive_failures = 0 if healthy else 3
-        self.last_error = None if healthy else "command exited 1"
-        self.on_change()
+#: A job's health check without a thread: the model flips it (``set``).
+ModelChecker = FakeChecker
 
 
 class DaemonModel(RuleBasedStateMachine):

@@ -51,11 +51,14 @@ class FakeChecker:
     def stop(self) -> None:
         self.stopped = True
 
-    def fail(self) -> None:
-        self.healthy = False
-        self.consecutive_failures = 3
-        self.last_error = "command exited 1"
+    def set(self, healthy: bool) -> None:
+        self.healthy = healthy
+        self.consecutive_failures = 0 if healthy else 3
+        self.last_error = None if healthy else "command exited 1"
         self.on_change()
+
+    def fail(self) -> None:
+        self.set(False)
 
 
 @pytest.fixture
