@@ -34,7 +34,9 @@ from leaderjob.election.etcd_wire import (
     _REQUIRE_LEADER,
     DB_SIZE_QUOTA_FIELD,
     _DeleteWatch,
+    _guarded,
     _kv,
+    _nested,
     _prefix_end,
     _range,
     _TLSUnavailable,
@@ -44,6 +46,7 @@ from leaderjob.election.etcd_wire import (
 from leaderjob.election.store import (
     MAX_TXN_OPS,
     Grant,
+    Guarded,
     KeyInfo,
     Query,
     Standing,
@@ -51,6 +54,7 @@ from leaderjob.election.store import (
     StoreRejected,
     StoreUnavailable,
     as_query,
+    batch_ops,
 )
 
 _T = TypeVar("_T")
@@ -438,36 +442,20 @@ class EtcdStore:
         timeout: float,
         lease: int = 0,
     ) -> bool:
-        compare = [
-            etcdrpc.Compare(
-                key=guard_key.encode(),
-                target=etcdrpc.Compare.CREATE,
-                result=etcdrpc.Compare.EQUAL,
-                create_revision=guard_revision,
-            )
-        ]
-        compare += [
-            etcdrpc.Compare(
-                key=k.encode(),
-                target=etcdrpc.Compare.CREATE,
-                result=etcdrpc.Compare.EQUAL,
-                create_revision=0,
-            )
-            for k in absent
-        ]
-        ops = [
-            etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k.encode(), value=v, lease=lease))
-            for k, v in puts
-        ]
-        ops += [
-            etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=k.encode()))
-            for k in deletes
-        ]
+        w = Guarded(guard_key, guard_revision, tuple(puts), tuple(absent), tuple(deletes))
         stub, md, timeout = self._kvs(timeout)
-        resp = stub.Txn(
-            etcdrpc.TxnRequest(compare=compare, success=ops), timeout=timeout, metadata=md
-        )
-        return bool(resp.succeeded)
+        return bool(stub.Txn(_guarded(w, lease), timeout=timeout, metadata=md).succeeded)
+
+    @_rpc("guarded_puts")
+    def guarded_puts(self, writes: Sequence[Guarded], *, timeout: float) -> list[bool]:
+        ops = batch_ops(writes)
+        if ops > MAX_TXN_OPS:  # etcd would refuse it (--max-txn-ops): not sent
+            raise StoreUnavailable("guarded_puts", f"{ops} operations; at most {MAX_TXN_OPS}")
+        if not writes:
+            return []
+        stub, md, timeout = self._kvs(timeout)
+        resp = stub.Txn(_nested(writes), timeout=timeout, metadata=md)
+        return [bool(r.response_txn.succeeded) for r in resp.responses]
 
     # -- cluster -------------------------------------------------------------------------------
 

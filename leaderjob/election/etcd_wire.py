@@ -16,7 +16,13 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
-from leaderjob.election.store import KeyInfo, StoreError, StoreRejected, StoreUnavailable
+from leaderjob.election.store import (
+    Guarded,
+    KeyInfo,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+)
 
 _DELETE = 1  # mvccpb.Event.EventType.DELETE
 #: etcd's rpctypes.MetadataRequireLeaderKey: a member without a leader cancels the stream.
@@ -149,6 +155,35 @@ def _kv(kv: Any) -> KeyInfo:
 
 def _range(req: Any) -> Any:
     return etcdrpc.RequestOp(request_range=req)
+
+
+def _guarded(w: Guarded, lease: int = 0) -> Any:
+    """The Txn of one fenced write: ``If(CreateRevision(guard) == revision AND
+    CreateRevision(k) == 0 for k in absent) Then puts, deletes``."""
+    compare = [
+        etcdrpc.Compare(
+            key=k.encode(),
+            target=etcdrpc.Compare.CREATE,
+            result=etcdrpc.Compare.EQUAL,
+            create_revision=rev,
+        )
+        for k, rev in [(w.guard_key, w.guard_revision), *((k, 0) for k in w.absent)]
+    ]
+    ops = [
+        etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k.encode(), value=v, lease=lease))
+        for k, v in w.puts
+    ]
+    ops += [
+        etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=k.encode()))
+        for k in w.deletes
+    ]
+    return etcdrpc.TxnRequest(compare=compare, success=ops)
+
+
+def _nested(writes: Sequence[Guarded]) -> Any:
+    """One Txn without a compare whose writes are nested Txns, one per fenced write: each is
+    decided by its own compare (etcd decides them all on the keys as they were before)."""
+    return etcdrpc.TxnRequest(success=[etcdrpc.RequestOp(request_txn=_guarded(w)) for w in writes])
 
 
 def _prefix_end(prefix: bytes) -> bytes:

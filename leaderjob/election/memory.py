@@ -34,11 +34,13 @@ from leaderjob.config import MIN_TTL
 from leaderjob.election.store import (
     MAX_TXN_OPS,
     Grant,
+    Guarded,
     KeyInfo,
     Query,
     Standing,
     StoreUnavailable,
     as_query,
+    batch_ops,
 )
 
 
@@ -174,7 +176,8 @@ class MemoryStore:
         """The next ``n`` calls (of ``operation`` only, if given) raise StoreUnavailable.
 
         Operations are named as in EtcdStore's errors: grant, keepalive, revoke, lease_remaining,
-        create, standing, standings, candidates, watch, get, get_prefix, put, delete, guarded_put.
+        create, standing, standings, candidates, watch, get, get_prefix, put, delete, guarded_put,
+        guarded_puts.
         """
         if n > 0:
             self._failures.append(_Failure(n, operation))
@@ -332,6 +335,30 @@ class MemoryStore:
                 s.put(key, value, lease, revision)
             s.delete(deletes, revision)
             return True
+
+    def guarded_puts(self, writes: Sequence[Guarded], *, timeout: float) -> list[bool]:
+        ops = batch_ops(writes)
+        if ops > MAX_TXN_OPS:  # etcd: "too many operations in txn request"
+            raise StoreUnavailable("guarded_puts", f"{ops} operations; at most {MAX_TXN_OPS}")
+        written = [k for w in writes for k in w.written]
+        if len(written) != len(set(written)):  # etcd: "duplicate key given in txn request"
+            raise StoreUnavailable("guarded_puts", "two writes of one key in one batch")
+        with self._access("guarded_puts") as s:
+            # etcd decides every nested compare on the keys as they were before the Txn.
+            applied = [self._holds(s, w) for w in writes]
+            revision = s.revision + 1
+            for w, ok in zip(writes, applied, strict=True):
+                if ok:
+                    for key, value in w.puts:
+                        s.put(key, value, 0, revision)
+                    s.delete(w.deletes, revision)
+            return applied
+
+    @staticmethod
+    def _holds(s: _Server, w: Guarded) -> bool:
+        guard = s.keys.get(w.guard_key)
+        guard_rev = 0 if guard is None else guard.create_revision
+        return guard_rev == w.guard_revision and not any(k in s.keys for k in w.absent)
 
     def close(self) -> None:
         pass

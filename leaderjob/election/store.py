@@ -92,6 +92,54 @@ class Standing:
     also: tuple[KeyInfo, ...] = ()  # the keys under the query's ``also`` prefix, in key order
 
 
+@dataclass(frozen=True)
+class Guarded:
+    """One fenced write: :meth:`Store.guarded_put`'s arguments, for a batch of them
+    (:meth:`Store.guarded_puts`). Applied only if ``guard_key`` still has create revision
+    ``guard_revision`` and no key in ``absent`` exists."""
+
+    guard_key: str
+    guard_revision: int
+    puts: tuple[tuple[str, bytes], ...]
+    absent: tuple[str, ...] = ()
+    deletes: tuple[str, ...] = ()
+
+    @property
+    def ops(self) -> int:
+        """Operations of its own Txn: etcd counts the larger of the compares and the writes."""
+        return max(1 + len(self.absent), len(self.puts) + len(self.deletes), 1)
+
+    @property
+    def written(self) -> frozenset[str]:
+        return frozenset(k for k, _ in self.puts) | frozenset(self.deletes)
+
+
+def batches(writes: Sequence[Guarded], limit: int = MAX_TXN_OPS) -> list[list[int]]:
+    """Split ``writes`` (their indices, in order) into the batches of :meth:`Store.guarded_puts`:
+    one Txn of one nested Txn per write, which etcd takes only if the writes plus the largest
+    write's own operations stay within ``limit`` (--max-txn-ops) and no two writes write the
+    same key. Pure."""
+    out: list[list[int]] = []
+    chunk: list[int] = []
+    widest = 0
+    keys: set[str] = set()
+    for i, w in enumerate(writes):
+        if chunk and (len(chunk) + 1 + max(widest, w.ops) > limit or keys & w.written):
+            out.append(chunk)
+            chunk, widest, keys = [], 0, set()
+        chunk.append(i)
+        widest = max(widest, w.ops)
+        keys |= w.written
+    if chunk:
+        out.append(chunk)
+    return out
+
+
+def batch_ops(writes: Sequence[Guarded]) -> int:
+    """The operations etcd counts for a batch (see :func:`batches`)."""
+    return len(writes) + max((w.ops for w in writes), default=0)
+
+
 def as_query(q: Query | tuple[str, str, int]) -> Query:
     return q if isinstance(q, Query) else Query(*q)
 
@@ -187,6 +235,16 @@ class Store(Protocol):
         """Fenced write: apply only if ``guard_key`` still has create revision ``guard_revision``
         and every key in ``absent`` does not exist. Returns whether it was applied. ``lease``:
         the puts are attached to that lease (etcd's Proclaim re-puts the leader key so)."""
+        ...
+
+    def guarded_puts(self, writes: Sequence[Guarded], *, timeout: float) -> list[bool]:
+        """Many fenced writes in one request: each applied if and only if its own guard holds,
+        as if each were its own :meth:`guarded_put` — one write refused leaves the others as
+        they are. One Txn, each write a nested Txn of its own (one revision for every write
+        that applied; each compare sees the keys as they were before the Txn). Returns whether
+        each write applied, in order. At most one batch of :func:`batches` (more operations:
+        StoreUnavailable, nothing sent); a StoreError leaves the outcome of every write
+        unknown."""
         ...
 
     def close(self) -> None: ...

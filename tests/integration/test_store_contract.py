@@ -21,12 +21,14 @@ from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import (
     MAX_TXN_OPS,
+    Guarded,
     KeyInfo,
     Query,
     Store,
     StoreError,
     StoreUnavailable,
     Watch,
+    batches,
 )
 from tests.harness.proxy import FaultProxy
 
@@ -407,6 +409,69 @@ def test_guarded_put_applies_puts_and_deletes_together(
     assert store.get(f"{prefix}/old", timeout=T) is None
 
 
+def _claims(store: Store, election: str, prefix: str, n: int) -> list[Guarded]:
+    """``n`` jobs on one lease, each claiming its slot as the daemon does: fenced by its own
+    leader key, the slot and the suspend switch absent, ``last_slot`` moved on."""
+    lease = store.grant(30, timeout=T).lease_id
+    out = []
+    for i in range(n):
+        me = store.create(f"{election}/jobs/{i}/leader/{lease:x}", b"me", lease, timeout=T)
+        slot, base = f"{prefix}/jobs/{i}/slots/0001", f"{prefix}/jobs/{i}"
+        out.append(Guarded(
+            me.key, me.create_revision, ((slot, b"mine"), (f"{base}/last_slot", b"0001")),
+            absent=(slot, f"{base}/suspended"),
+        ))  # fmt: skip
+    return out
+
+
+def test_s3_guarded_puts_fences_each_write_by_its_own_guard(
+    store: Store, election: str, prefix: str
+) -> None:
+    """S3 in a batch: a write whose guard changed (deposed), whose slot was claimed before, or
+    whose job is suspended is refused alone; the others apply, in one revision."""
+    w = _claims(store, election, prefix, 5)
+    store.put(w[1].absent[0], b"theirs", timeout=T)  # claimed before
+    store.put(w[2].absent[1], b"", timeout=T)  # suspended
+    stale = Guarded(w[3].guard_key, w[3].guard_revision + 1, w[3].puts, w[3].absent)  # deposed
+    assert store.guarded_puts([w[0], w[1], w[2], stale, w[4]], timeout=T) == [
+        True, False, False, False, True,
+    ]  # fmt: skip
+    mine = [store.get(x.puts[0][0], timeout=T) for x in w]
+    assert mine[0] is not None and mine[4] is not None
+    assert mine[0].value == mine[4].value == b"mine"
+    assert mine[0].mod_revision == mine[4].mod_revision  # one Txn, one revision
+    assert mine[1] is not None and mine[1].value == b"theirs"
+    assert mine[2] is None and mine[3] is None
+    assert store.get(w[3].puts[1][0], timeout=T) is None  # nothing of a refused write
+    # Claimed once: the same batch again applies nothing, and moves no revision.
+    before = store.get(w[0].puts[0][0], timeout=T)
+    assert store.guarded_puts([w[0], w[4]], timeout=T) == [False, False]
+    assert store.get(w[0].puts[0][0], timeout=T) == before
+
+
+def test_guarded_puts_deletes_with_its_own_write(store: Store, election: str, prefix: str) -> None:
+    (w,) = _claims(store, election, prefix, 1)
+    store.put(f"{prefix}/old", b"x", timeout=T)
+    with_delete = Guarded(w.guard_key, w.guard_revision, w.puts, w.absent, (f"{prefix}/old",))
+    assert store.guarded_puts([with_delete], timeout=T) == [True]
+    assert store.get(f"{prefix}/old", timeout=T) is None
+
+
+def test_guarded_puts_batches_are_what_etcd_takes(store: Store, election: str, prefix: str) -> None:
+    """etcd's --max-txn-ops (128) counts the nested writes plus the largest one's operations:
+    the largest batch :func:`batches` makes is taken, one more write is not (refused before
+    it is sent)."""
+    w = _claims(store, election, prefix, MAX_TXN_OPS)
+    chunks = batches(w)
+    assert [len(c) for c in chunks] == [MAX_TXN_OPS - 3, 3]
+    first = [w[i] for i in chunks[0]]
+    with pytest.raises(StoreUnavailable):
+        store.guarded_puts([*first, w[-1]], timeout=T)
+    assert store.get(w[0].puts[0][0], timeout=T) is None  # nothing applied
+    assert store.guarded_puts(first, timeout=T) == [True] * len(first)
+    assert store.guarded_puts([w[i] for i in chunks[1]], timeout=T) == [True] * 3
+
+
 # --- applied, but the reply was lost ---------------------------------------------------------
 #
 # A call that times out after the server committed it: the caller sees an error, yet the write
@@ -478,6 +543,20 @@ def test_s3_slot_claim_applied_but_reply_lost_is_not_claimed_twice(
     again = store.get(slot, timeout=T)
     assert again is not None
     assert again.mod_revision == claimed.mod_revision  # never claimed twice
+
+
+def test_s3_batch_applied_but_reply_lost_is_not_claimed_twice(
+    lossy: Lossy, election: str, prefix: str
+) -> None:
+    """S3: a batch whose reply was lost applied every write whose guard held; sent again,
+    each is refused (its slot is taken), so each claim's outcome must be read back."""
+    store = lossy.store
+    w = _claims(store, election, prefix, 3)
+    with lossy.reply_lost("guarded_puts"), pytest.raises(StoreUnavailable):
+        store.guarded_puts(w, timeout=LOST_T)
+    claimed = [store.get(x.puts[0][0], timeout=T) for x in w]
+    assert all(c is not None and c.value == b"mine" for c in claimed)
+    assert store.guarded_puts(w, timeout=T) == [False, False, False]
 
 
 def test_revoke_applied_but_reply_lost_and_the_retry_is_harmless(
