@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from leaderjob.election.store import KeyInfo
+from leaderjob.election.store import Guarded, KeyInfo
 from leaderjob.history_records import (
     NOT_RUN_REASONS,
     PRUNE_BATCH,
@@ -152,15 +152,33 @@ class ElectionData(RunHistory):
         not. ``deletes``: old claims this claim pushes out of the bound, deleted in the same Txn
         (one revision, fenced like the claim; never the claimed slot nor ``state/last_slot``).
         """
-        key = self.slot_key(slot)
-        puts = [(key, _dump(claim)), (self.last_slot_key, slot.encode())]
+        w = self.claim_write(own_key, token, slot, claim, run=run, deletes=deletes)
         return self.store.guarded_put(
+            w.guard_key, w.guard_revision, w.puts, absent=w.absent, deletes=w.deletes,
+            timeout=timeout,
+        )  # fmt: skip
+
+    def claim_write(
+        self,
+        own_key: str,
+        token: int,
+        slot: str,
+        claim: dict[str, Any],
+        *,
+        run: bool = True,
+        deletes: Sequence[str] = (),
+    ) -> Guarded:
+        """The fenced write of :meth:`claim_slot`, to be sent with other jobs' claims in one
+        request (:meth:`~leaderjob.election.store.Store.guarded_puts`): the same compares and
+        writes, decided on its own."""
+        key = self.slot_key(slot)
+        puts = ((key, _dump(claim)), (self.last_slot_key, slot.encode()))
+        return Guarded(
             own_key,
             token,
             puts,
-            absent=[key, self.suspended_key] if run else [key],
-            deletes=_carried(deletes, puts),
-            timeout=timeout,
+            absent=(key, self.suspended_key) if run else (key,),
+            deletes=tuple(_carried(deletes, list(puts))),
         )
 
     def mark_start(self, own_key: str, token: int, slot: str, *, timeout: float) -> bool:

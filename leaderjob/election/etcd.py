@@ -454,6 +454,8 @@ class EtcdStore:
         if not writes:
             return []
         stub, md, timeout = self._kvs(timeout)
+        if len(writes) == 1:  # a Txn of its own, as guarded_put sends it
+            return [bool(stub.Txn(_guarded(writes[0]), timeout=timeout, metadata=md).succeeded)]
         resp = stub.Txn(_nested(writes), timeout=timeout, metadata=md)
         return [bool(r.response_txn.succeeded) for r in resp.responses]
 

@@ -118,7 +118,7 @@ def batches(writes: Sequence[Guarded], limit: int = MAX_TXN_OPS) -> list[list[in
     """Split ``writes`` (their indices, in order) into the batches of :meth:`Store.guarded_puts`:
     one Txn of one nested Txn per write, which etcd takes only if the writes plus the largest
     write's own operations stay within ``limit`` (--max-txn-ops) and no two writes write the
-    same key. Pure."""
+    same key (a write alone is a Txn of its own: its operations within ``limit``). Pure."""
     out: list[list[int]] = []
     chunk: list[int] = []
     widest = 0
@@ -137,6 +137,8 @@ def batches(writes: Sequence[Guarded], limit: int = MAX_TXN_OPS) -> list[list[in
 
 def batch_ops(writes: Sequence[Guarded]) -> int:
     """The operations etcd counts for a batch (see :func:`batches`)."""
+    if len(writes) == 1:
+        return writes[0].ops
     return len(writes) + max((w.ops for w in writes), default=0)
 
 

@@ -455,6 +455,10 @@ def test_guarded_puts_deletes_with_its_own_write(store: Store, election: str, pr
     with_delete = Guarded(w.guard_key, w.guard_revision, w.puts, w.absent, (f"{prefix}/old",))
     assert store.guarded_puts([with_delete], timeout=T) == [True]
     assert store.get(f"{prefix}/old", timeout=T) is None
+    # Alone, a write is a Txn of its own: as many operations as guarded_put takes.
+    gone = tuple(f"{prefix}/gone/{i}" for i in range(MAX_TXN_OPS - len(w.puts)))
+    wide = Guarded(w.guard_key, w.guard_revision, w.puts, (), gone)
+    assert store.guarded_puts([wide], timeout=T) == [True]
 
 
 def test_guarded_puts_batches_are_what_etcd_takes(store: Store, election: str, prefix: str) -> None:

@@ -45,3 +45,11 @@ def test_two_writes_of_one_key_never_share_a_batch() -> None:
 
 def test_nothing_to_write_is_no_batch() -> None:
     assert batches([]) == []
+
+
+def test_a_write_alone_is_a_txn_of_its_own() -> None:
+    """A claim carrying many deletes fits alone (its own Txn, within 128), never nested."""
+    wide = claim(0, deletes=MAX_TXN_OPS - 2)
+    assert wide.ops == MAX_TXN_OPS
+    assert batch_ops([wide]) == MAX_TXN_OPS
+    assert batches([claim(1), wide, claim(2)]) == [[0], [1], [2]]
