@@ -34,6 +34,7 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
+from leaderjob.daemon.together import claim_together
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
@@ -393,14 +394,19 @@ class Daemon:
         self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
         reports: dict[str, Report] = {}
+        # The jobs whose next slot comes at once claim it together; then each in turn.
+        claim_together([r for r in order if self._may_start(r)], self.session, self.log)
         for r in order:  # within what the election step left of the cycle's deadline
-            if r.seat.leading and not self.applier.holds(r.seat.job):
+            if self._may_start(r):
                 report = r._start_due()
                 if report is not None:
                     reports[r.seat.job] = report
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")
+
+    def _may_start(self, r: Runner) -> bool:
+        return r.seat.leading and not self.applier.holds(r.seat.job)
 
     def _wait(self) -> None:
         now = self.clock.monotonic()

@@ -25,7 +25,7 @@ from leaderjob.daemon.catchup import CatchUp
 from leaderjob.daemon.model import ActiveRun, Pending, Report, Tenure
 from leaderjob.daemon.switches import Switches
 from leaderjob.daemon.unknown import UnknownClaims, settle
-from leaderjob.election.store import StoreError
+from leaderjob.election.store import Guarded, StoreError
 from leaderjob.planner import Slot
 from leaderjob.records import SKIP_NOT_RUN, iso
 from leaderjob.schedule import slot_id
@@ -154,14 +154,46 @@ class Scheduling(CatchUp, Switches):
         slot = self.planner.claimable(wall, CLAIM_AHEAD)
         if slot is None:
             return
-        tenure.ahead_tried = slot.id
         previous = tenure.last_claimed
-        if self._claim(tenure, slot, "running") == "claimed":
+        self._took_ahead(tenure, slot, previous, self._claim(tenure, slot, "running"))
+        # Refused (suspended, deposed) or unknown: at its start the slot takes the usual path —
+        # claimed again (and refused), or read back (an unknown outcome: see _settle).
+
+    def _took_ahead(
+        self, tenure: Tenure, slot: Slot, previous: datetime | None, result: str
+    ) -> None:
+        tenure.ahead_tried = slot.id
+        if result == "claimed":
             tenure.ahead = slot
             tenure.ahead_claimed_at = self.clock.monotonic()
             tenure.ahead_previous = previous
-        # Refused (suspended, deposed) or unknown: at its start the slot takes the usual path —
-        # claimed again (and refused), or read back (an unknown outcome: see _settle).
+
+    def claim_wanted(self) -> tuple[Slot, Guarded] | None:
+        """The claim ahead this job would make now (:meth:`_claim_ahead`), as a write to send
+        with other jobs' claims in one request (:mod:`.together`); None: none now. The same
+        conditions and the same write: fenced by this job's own key, refused while suspended;
+        its outcome comes back through :meth:`claimed_together`."""
+        tenure, planner, own = self.tenure, self.planner, self.seat.key
+        if tenure is None or planner is None or own is None or self.s.mode != "schedule":
+            return None
+        if not tenure.ready or self.s.paused or not self.may_claim_ahead(tenure):
+            return None
+        planning = tenure.slot_clock.peek(self.clock.wall(), self.clock.monotonic())
+        slot = planner.claimable(planning, CLAIM_AHEAD)
+        if slot is None or slot.id in self.unknown_claims:
+            return None
+        _, carry = self._carry(self._slot_carry)
+        doc = self._claim_doc(tenure, slot, "running")
+        return slot, self.data.claim_write(own, tenure.token, slot.id, doc, run=True, deletes=carry)
+
+    def claimed_together(self, slot: Slot, outcome: bool | StoreError) -> None:
+        """The outcome of the claim :meth:`claim_wanted` gave, sent with others: applied, refused,
+        or unknown (the request failed: the slot joins the unknown claims, read back before it
+        could run)."""
+        tenure = self.tenure
+        assert tenure is not None
+        previous = tenure.last_claimed
+        self._took_ahead(tenure, slot, previous, self._claimed(tenure, slot, True, outcome))
 
     def give_back_ahead(self) -> None:
         """Leaving this job on purpose while its next slot is claimed ahead and not started:
@@ -280,13 +312,8 @@ class Scheduling(CatchUp, Switches):
         self._prune_slots(tenure)
         return report
 
-    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> str:
-        """Claim ``slot`` (S3). "claimed", "suspended" (a run refused while suspended),
-        "rejected" (deposed, or claimed before) or "unknown" (the call failed)."""
-        own = self.seat.key
-        if own is None:
-            return "rejected"
-        claim = {
+    def _claim_doc(self, tenure: Tenure, slot: Slot, status: str) -> dict[str, Any]:
+        return {
             "slot": slot.id,
             "scheduled_time": iso(slot.fire_time),
             "token": tenure.token,
@@ -294,6 +321,13 @@ class Scheduling(CatchUp, Switches):
             "status": status,
             "claimed_at": iso(self.clock.wall()),
         }
+
+    def _claim(self, tenure: Tenure, slot: Slot, status: str) -> str:
+        """Claim ``slot`` (S3). "claimed", "suspended" (a run refused while suspended),
+        "rejected" (deposed, or claimed before) or "unknown" (the call failed)."""
+        own = self.seat.key
+        if own is None:
+            return "rejected"
         run = status in ("running", "replacing")
         # The claims this one pushes out of the bound go in its Txn: one revision, fenced.
         _, carry = self._carry(self._slot_carry)
@@ -302,22 +336,28 @@ class Scheduling(CatchUp, Switches):
                 own,
                 tenure.token,
                 slot.id,
-                claim,
+                self._claim_doc(tenure, slot, status),
                 run=run,
                 deletes=carry,
                 timeout=self.session.io_timeout(),
             )
         except StoreError as exc:
+            return self._claimed(tenure, slot, run, exc)
+        return self._claimed(tenure, slot, run, ok)
+
+    def _claimed(self, tenure: Tenure, slot: Slot, run: bool, outcome: bool | StoreError) -> str:
+        """What a claim's outcome means (:meth:`_claim`): applied, refused, or the call failed."""
+        if isinstance(outcome, StoreError):
             # Unknown whether it applied: do not run (at most once per slot).
-            self.session.store_error(exc)
+            self.session.store_error(outcome)
             self.log.warning("slot.claim_unknown", slot=slot.id)
             if run:  # read back later: it runs, or it gets a record (unknown.py)
                 self.unknown_claims.add(slot, tenure.token)
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
-        if ok:
+        if outcome:
             self._slot_carry = None
-        result = "claimed" if ok else (self._why_refused() if run else "rejected")
+        result = "claimed" if outcome else (self._why_refused() if run else "rejected")
         if result == "claimed":
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
         elif result == "rejected":
