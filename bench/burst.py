@@ -8,13 +8,17 @@ after the first (the first comes with the tenure's catch-up): each job's ``exec_
 ``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
 job exec'd); the peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
 guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; and whether
-the daemon kept leading. Each figure is the median over the slots.
+the daemon kept leading. Each figure is the median over the slots. Per run (from the timing fields
+of ``job.started``): the gap between one exec and the next, the guardian's round trip (start
+request → exec reported), the time from the claim's commit to the start request, and how many
+claims were committed before the fire time (claimed ahead).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -58,14 +62,21 @@ def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[s
             peak["procs"] = max(peak["procs"], len(_tree(d.pid)))
             time.sleep(0.1)
         by_slot: dict[str, list[float]] = defaultdict(list)
+        steps: dict[str, list[dict[str, float]]] = defaultdict(list)
         lost = False
         for line in log.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)
                 if ev.get("event") == "job.started" and ev.get("exec_seconds") is not None:
                     by_slot[ev["slot"]].append(float(ev["exec_seconds"]))
+                    steps[ev["slot"]].append(
+                        {k: float(ev[k] or 0.0) for k in ("claimed_seconds", "requested_seconds",
+                                                          "exec_seconds")}
+                    )  # fmt: skip
                 lost = lost or ev.get("event") == "election.lost"
-        full = [v for _, v in sorted(by_slot.items()) if len(v) == jobs][1:]  # after catch-up
+        done = [s for s, v in sorted(by_slot.items()) if len(v) == jobs][1:]  # after catch-up
+        full = [by_slot[s] for s in done]
+        anatomy = [_anatomy(steps[s]) for s in done]
         return {
             "slots": len(full),
             "last_exec": median(max(v) for v in full),
@@ -75,7 +86,26 @@ def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[s
             "peak_rss": peak["rss"],
             "peak_procs": peak["procs"],
             "kept_leading": not lost,
+            "per_run": {k: median(a[k] for a in anatomy) or 0.0 for k in anatomy[0]}
+            if anatomy
+            else {},
         }
+
+
+def _anatomy(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Where one slot's runs spent their time (seconds, medians over its runs): the gap between
+    one exec and the next (runs in exec order), the guardian's round trip (start request → exec
+    reported), the claim ahead of the fire time or not (claim committed → start request), and
+    how many claims were committed before the fire time."""
+    runs = sorted(runs, key=lambda r: r["exec_seconds"])
+    gaps = [b["exec_seconds"] - a["exec_seconds"] for a, b in itertools.pairwise(runs)]
+    return {
+        "gap": median(gaps) or 0.0,
+        "round_trip": median(r["exec_seconds"] - r["requested_seconds"] for r in runs) or 0.0,
+        "claim_to_request": median(r["requested_seconds"] - r["claimed_seconds"] for r in runs)
+        or 0.0,
+        "claimed_ahead": float(sum(r["claimed_seconds"] < 0 for r in runs)),
+    }
 
 
 def main() -> None:
@@ -100,6 +130,12 @@ def main() -> None:
          f"{r['peak_pss']:.0f} / {r['peak_rss']:.0f} MiB"],
         ["most processes in the tree (jobs included)", f"{r['peak_procs']:.0f}"],
         ["leadership", "kept" if r["kept_leading"] else "LOST"],
+        *([
+            ["per run: exec → next exec (median)", ms(a["gap"])],
+            ["per run: start request → exec reported (guardian round trip)", ms(a["round_trip"])],
+            ["per run: claim committed → start request", ms(a["claim_to_request"])],
+            ["claims committed before the fire time", f"{a['claimed_ahead']:.0f} of {args.jobs}"],
+        ] if (a := r["per_run"]) else []),
     ]))  # fmt: skip
 
 
