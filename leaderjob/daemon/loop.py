@@ -34,6 +34,7 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
 from leaderjob.daemon.spreading import Spreading
+from leaderjob.daemon.starts import GuardianStarter
 from leaderjob.daemon.together import claim_together
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
@@ -103,6 +104,8 @@ class Daemon:
         )
         #: One guardian process for every run of every job (started by serve).
         self.guardian = Guardian(self.wakeup)
+        #: How every job's runs start: under that guardian.
+        self.starter = GuardianStarter(self.wakeup, self.guardian)
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
@@ -239,14 +242,13 @@ class Daemon:
             self.session,
             Seat(self.session, name),
             clock=self.clock,
-            wakeup=self.wakeup,
+            starter=self.starter,
             environ=self.environ,
             log=self.log.bind(job=name) if self.grouped else self.log,
             metrics=self.metrics,
             on_done=self._lock_done,
             election=self.s.election,
             notifier=self.notifier,
-            guardian=self.guardian,
         )
         return self.runners[name]
 
@@ -333,7 +335,7 @@ class Daemon:
         # 2. What the guardian reported.
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
-            finished = r._collect_runs() or finished
+            finished = r.collect_runs() or finished
         if self.grouped:
             self._decide()
         # 3. Health: an unhealthy replica hands over and does not campaign.
@@ -362,11 +364,11 @@ class Daemon:
             return Report("job_finished" if finished else self.elector.phase.value)
         # 5. Leading: keep the guardian's deadlines in step with the lease; enforce timeouts.
         for r in self.runners.values():
-            r._reconcile_runs()
+            r.reconcile_runs()
         # 6. Start what is due: every job within one etcd budget for the cycle (the keepalive
         # comes first), in turn, so that no job keeps the others waiting cycle after cycle.
         if not self.grouped:
-            started = self.runner._start_due()
+            started = self.runner.start_due()
             if started is not None:
                 return started
             return Report("job_finished" if finished else "leading")
@@ -398,7 +400,7 @@ class Daemon:
         claim_together([r for r in order if self._may_start(r)], self.session, self.log)
         for r in order:  # within what the election step left of the cycle's deadline
             if self._may_start(r):
-                report = r._start_due()
+                report = r.start_due()
                 if report is not None:
                     reports[r.seat.job] = report
         if reports:
@@ -477,7 +479,7 @@ class Daemon:
             for t in out.transitions:
                 self._on_transition(t)
             for r in self.runners.values():
-                r._reconcile_runs()
+                r.reconcile_runs()
             return Report("stopping_job", {"reason": reason})
         gone = self.elector.resign()
         if gone is not None and gone.event == "election.lost":
@@ -488,7 +490,7 @@ class Daemon:
         # History records queued while leading (the stopped run's outcome) are written now, after
         # the handover: else that slot stays claimed with no record.
         for r in self.runners.values():
-            r._flush()
+            r.flush()
         if reason == "unhealthy":
             return Report("unhealthy")
         if reason == "fatal":
