@@ -336,6 +336,7 @@ class Daemon:
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
             finished = r.collect_runs() or finished
+        self.starter.pump(self.clock.monotonic())  # answers came: more starts may go
         if self.grouped:
             self._decide()
         # 3. Health: an unhealthy replica hands over and does not campaign.
@@ -369,6 +370,7 @@ class Daemon:
         # comes first), in turn, so that no job keeps the others waiting cycle after cycle.
         if not self.grouped:
             started = self.runner.start_due()
+            self.runner.after_starts()
             if started is not None:
                 return started
             return Report("job_finished" if finished else "leading")
@@ -403,6 +405,8 @@ class Daemon:
                 report = r.start_due()
                 if report is not None:
                     reports[r.seat.job] = report
+        for r in order:  # the pass's starts are out: the bookkeeping they left
+            r.after_starts()
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")

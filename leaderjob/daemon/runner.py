@@ -241,8 +241,9 @@ class Runner:
         return not self.runs and not (self.job.s.mode == "once" and self.ran_once)
 
     def next_wakeup(self, now: float, leading: bool) -> float:
-        """Monotonic time the loop must wake for this job: a timeout, or (leading) a start."""
-        until = math.inf
+        """Monotonic time the loop must wake for this job: a timeout, a start's answer, or
+        (leading) a start."""
+        until = self._runs.confirm_by()  # a start's answer, due by its limit at the latest
         for active in self.runs:
             if active.timeout_at is not None and active.run.stop_reason is None:
                 until = min(until, active.timeout_at)
@@ -284,6 +285,10 @@ class Runner:
     def reconcile_runs(self) -> None:
         """Keep the runs' deadline in step with the lease; enforce timeouts."""
         self._runs.reconcile()
+
+    def after_starts(self) -> None:
+        """Bookkeeping left until every start of the pass was requested (old claims)."""
+        self.scheduling.after_starts(self.tenure)
 
     def flush(self) -> None:
         """Write the queued history records the cycle has time for."""

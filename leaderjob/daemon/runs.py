@@ -2,6 +2,13 @@
 until the guardian reports their end, their deadline kept in step with the lease, their timeouts
 enforced.
 
+A start is requested and its answer read later (:meth:`Runs.confirm`, at every collection of
+the guardian's reports), so that a pass of the loop requests every due run's start before any
+answer is awaited, and the loop keeps renewing the lease meanwhile. A run is tracked from its
+request on: while its start is not answered yet it counts as running for every overlap,
+hand-over and campaign decision (S1, S6); ``job.started`` is logged when the guardian confirms
+the exec.
+
 A start happens only while the seat's lease leaves time for it (before ``D − grace``); a start
 that is not confirmed is a ``failed_to_start`` record, and the run it gave up on is still
 tracked until the guardian says it ended, so that nothing overlaps it (S1, S6). The outcome of a
@@ -11,9 +18,11 @@ the runner (``retry``), which owns the tenure.
 
 from __future__ import annotations
 
+import math
 import signal
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from leaderjob.config import job_environment
@@ -23,7 +32,17 @@ from leaderjob.daemon.model import EXIT_LOST, SERVICE_RESTART_DELAY, ActiveRun, 
 from leaderjob.daemon.starts import Starter, StartRequest
 from leaderjob.election.machine import DEFAULT
 from leaderjob.records import iso
-from leaderjob.supervisor import Run
+
+
+@dataclass(eq=False)
+class _Starting:
+    """A start requested whose answer has not been read yet."""
+
+    active: ActiveRun
+    request: StartRequest
+    now: float  # monotonic time of the request
+    lag_from: datetime | None
+    claimed_at: float | None
 
 
 class Runs:
@@ -47,6 +66,8 @@ class Runs:
         self.retry = retry
         #: Started and not yet reported ended (confirmed or not).
         self.active: list[ActiveRun] = []
+        #: Of those, the ones whose start was requested and not answered yet.
+        self.starting: list[_Starting] = []
         #: A service's next run starts no earlier (after an exit or a failed start).
         self.restart_at = 0.0
         #: ``leaderjob lock``'s exit code: its run's.
@@ -79,6 +100,7 @@ class Runs:
 
     def collect(self) -> bool:
         """Absorb the guardian's reports; True if a run finished."""
+        self.confirm()  # a start answered first: a run that ended had started, or had not
         finished = False
         for active in list(self.active):
             run = active.run
@@ -176,27 +198,45 @@ class Runs:
             cwd=s.workdir,
             wait=term_at - now,
         )
-        run = self.starter.start(request, now)
-        if not run.confirmed:
-            return self._failed_to_start(run, request, slot, scheduled, attempt, now)
-        return self._started(run, request, slot, scheduled, attempt, now, lag_from, claimed_at)
+        run = self.starter.request(request, now)
+        # Running from the request on (S1, S6): every overlap and campaign decision sees it.
+        active = ActiveRun(run, slot, scheduled, attempt, None)
+        self.active.append(active)
+        start = _Starting(active, request, now, lag_from, claimed_at)
+        self.starting.append(start)
+        report = self._answer(start)  # already known (a start that failed at once)?
+        return report or Report("job_starting", {"run_id": run_id, "slot": slot})
 
-    def _failed_to_start(
-        self,
-        run: Run,
-        request: StartRequest,
-        slot: str,
-        scheduled: datetime,
-        attempt: int,
-        now: float,
-    ) -> Report:
+    def confirm(self) -> None:
+        """Read the answers that came to the starts requested (never waits): each confirmed
+        run is started (``job.started``), each failed one recorded as ``failed_to_start``."""
+        for start in list(self.starting):
+            self._answer(start)
+
+    def confirm_by(self) -> float:
+        """When the loop must look again at the starts still waiting for their answer: the
+        first one's limit (the guardian's report wakes it earlier)."""
+        return min((st.now + st.request.wait for st in self.starting), default=math.inf)
+
+    def _answer(self, start: _Starting) -> Report | None:
+        answer = start.active.run.confirm()
+        if answer is None:
+            return None
+        self.starting.remove(start)
+        a, r = start.active, start.request
+        if not answer:
+            return self._failed_to_start(a, r, start.now)
+        return self._started(a, r, start.now, start.lag_from, start.claimed_at)
+
+    def _failed_to_start(self, active: ActiveRun, request: StartRequest, now: float) -> Report:
         """The guardian did not confirm the start: a ``failed_to_start`` record."""
         job, s, run_id = self.job, self.job.s, request.run_id
-        if not run.done:
-            # Given up for certain (the guardian can no longer exec it), but it may have just
-            # started the job: track the run until the guardian reports its end (or is gone),
-            # so that nothing overlaps it — no second copy, no campaign, no revoke (S1, S6).
-            self.active.append(ActiveRun(run, slot, scheduled, attempt, None))
+        run, slot, scheduled = active.run, active.slot, active.scheduled
+        if run.done:
+            self.active.remove(active)
+        # Else given up for certain (the guardian can no longer exec it), but it may have just
+        # started the job: it stays tracked until the guardian reports its end (or is gone),
+        # so that nothing overlaps it — no second copy, no campaign, no revoke (S1, S6).
         run.close()  # already closed by start(); said again here because S1 rests on it
         job.log.error("job.failed_to_start", run_id=run_id, slot=slot, error=run.error)
         if job.metrics is not None:
@@ -223,19 +263,17 @@ class Runs:
 
     def _started(
         self,
-        run: Run,
+        active: ActiveRun,
         request: StartRequest,
-        slot: str,
-        scheduled: datetime,
-        attempt: int,
         now: float,
         lag_from: datetime | None,
         claimed_at: float | None,
     ) -> Report:
-        """The guardian confirmed the start: the run is tracked, ``job.started`` logged."""
+        """The guardian confirmed the start: ``job.started`` logged, the timeout counted from
+        the request."""
         job, s, run_id = self.job, self.job.s, request.run_id
-        timeout_at = now + s.timeout if s.timeout else None
-        self.active.append(ActiveRun(run, slot, scheduled, attempt, timeout_at))
+        run, slot, scheduled, attempt = active.run, active.slot, active.scheduled, active.attempt
+        active.timeout_at = now + s.timeout if s.timeout else None
         lag = (job.clock.wall() - (lag_from or scheduled)).total_seconds()
         logged = job.clock.monotonic()
 

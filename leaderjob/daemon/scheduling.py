@@ -59,6 +59,8 @@ class Scheduling:
         self.switches = switches  # trigger, suspend, repair
         #: Slots whose claim's outcome is unknown, across tenures (shared with the claims).
         self.unknown = unknown
+        #: A run started in this pass: its claims are pruned once the pass's starts are out.
+        self._prune_after: Tenure | None = None
 
     def start_scheduled(self, tenure: Tenure) -> Report | None:
         """The schedule's share of one leading cycle, all its etcd calls within one budget."""
@@ -304,8 +306,17 @@ class Scheduling:
         report = self.runs.start(
             slot.id, slot.fire_time, 0, lag_from=slot.start_time, claimed_at=claimed_at
         )
-        self.claims.prune_slots(tenure)
+        # Bookkeeping after every start of the pass (:meth:`after_starts`): other jobs due at
+        # the same time are requested first.
+        self._prune_after = tenure
         return report
+
+    def after_starts(self, tenure: Tenure | None) -> None:
+        """The pass has requested every start due: now the old claims a start of ``tenure``
+        (the current one) left behind."""
+        started, self._prune_after = self._prune_after, None
+        if started is not None and started is tenure:
+            self.claims.prune_slots(tenure)
 
     def _settle_unknown(self, tenure: Tenure) -> Report | None:
         """Read back the claims whose outcome was unknown (budget permitting), one a cycle."""

@@ -2,17 +2,18 @@
 
 A start is two steps: the request (the command, its environment, the local deadline ``D`` and
 grace, handed to the daemon's guardian) and its confirmation (the guardian's report that the job
-was exec'd, awaited at most ``wait`` seconds: the time left before ``D − grace``, after which the
-guardian refuses to exec anyway). :meth:`Starter.start` does both and returns the :class:`Run`,
-confirmed or not; the caller (:mod:`.runs`) decides what a confirmed or a failed start means.
-Both steps sit here, in one place, so that they can be told apart later (request many starts,
-read their confirmations after) without touching the slot path.
+was exec'd, at most ``wait`` seconds later: the time left before ``D − grace``, after which the
+guardian refuses to exec anyway). :meth:`Starter.request` sends the request and returns the
+:class:`Run` at once; its answer is read later (``run.confirm()``), so that many jobs due at
+once are all requested before any confirmation is awaited. The caller (:mod:`.runs`) decides
+what a confirmed or a failed start means.
 
 A test hands in a starter of its own instead of the guardian's.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,20 +38,31 @@ class StartRequest:
 
 
 class Starter(Protocol):
-    def start(self, request: StartRequest, now: float) -> Run:
-        """Request the start and wait at most ``request.wait`` for its confirmation: the run,
-        ``confirmed`` or not (an unconfirmed run may still be ending: track it until ``done``)."""
+    def request(self, request: StartRequest, now: float) -> Run:
+        """Request the start and return at once: the run, its answer read later with
+        ``run.confirm()`` (None until it comes; False past ``now + request.wait``, after which
+        the guardian refuses to exec). The run counts as running from now on."""
         ...
 
 
+#: Start requests in the guardian's control pipe at once, at most. The guardian reads its pipe
+#: in order: a deadline extension or a stop sent during a burst waits behind every start request
+#: sent before it (and the guardian reaps nothing while it works through them). The other
+#: requests wait here, their runs already tracked as starting, and go as answers come.
+IN_FLIGHT = 16
+
+
 class GuardianStarter:
-    """Starts runs under the daemon's guardian (None: each run starts a guardian of its own)."""
+    """Starts runs under the daemon's guardian (None: each run starts a guardian of its own),
+    at most :data:`IN_FLIGHT` unanswered at once."""
 
     def __init__(self, wakeup: Wakeable, guardian: Guardian | None = None) -> None:
         self.wakeup = wakeup
         self.guardian = guardian
+        self.in_flight: list[Run] = []
+        self.waiting: deque[tuple[Run, float]] = deque()  # a run, its limit (monotonic)
 
-    def start(self, request: StartRequest, now: float) -> Run:
+    def request(self, request: StartRequest, now: float) -> Run:
         run = Run(
             argv=request.argv,
             env=request.env,
@@ -61,8 +73,21 @@ class GuardianStarter:
             token=request.token,
             cwd=request.cwd,
         )
-        # The daemon's guardian is already up: a start is one fork + exec.
-        run.guardian = self.guardian.take() if self.guardian is not None else None
         # The wait is bounded by the lease budget: at D − grace the guardian refuses to exec.
-        run.start(now, wait=request.wait)
+        self.waiting.append((run, now + request.wait))
+        self.pump(now)
         return run
+
+    def pump(self, now: float) -> None:
+        """Send the waiting start requests the guardian has room for (the loop calls this at
+        every cycle: the guardian's answers make room)."""
+        self.in_flight = [r for r in self.in_flight if r.pid is None and not r.done]
+        while self.waiting and len(self.in_flight) < IN_FLIGHT:
+            run, limit = self.waiting.popleft()
+            # The daemon's guardian is already up: a start is one fork + exec.
+            run.guardian = self.guardian.take() if self.guardian is not None else None
+            # A run stopped while it waited (its tenure ended) is sent with no time left: the
+            # guardian refuses it and reports its end, as for any start given up on. Its D is
+            # the newest one (extended while it waited).
+            run.request(now, wait=0.0 if run.stop_reason is not None else max(0.0, limit - now))
+            self.in_flight.append(run)

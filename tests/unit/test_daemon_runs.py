@@ -37,14 +37,14 @@ TIMING = Timing.from_ttl(3)
 
 
 class FakeRun(Run):
-    """A run whose watchdog is a puppet: ``behaviour`` says what start() does."""
+    """A run whose watchdog is a puppet: ``behaviour`` says what request() does."""
 
     behaviour: ClassVar[str] = "confirm"  # confirm | slow (never confirms; the clock runs out)
     made: ClassVar[list[FakeRun]] = []
     clock: ClassVar[FakeClock]
     daemon: ClassVar[Daemon]
 
-    def start(self, started_at: float, wait: float) -> None:
+    def request(self, started_at: float, wait: float, guardian: Any = None) -> None:
         self.started_at = started_at
         self.waited = wait
         self.term_at_seen = FakeRun.daemon.elector.machine.term_at
@@ -56,6 +56,10 @@ class FakeRun(Run):
         else:  # the watchdog is slow to start: the whole budget passes without a word
             FakeRun.clock.advance(wait)
             self.error = "the watchdog did not confirm the start in time"
+
+    def confirm(self, wait: float = 0.0) -> bool | None:
+        """Answered at once: confirmed, or (slow) the limit passed while the request waited."""
+        return self.confirmed
 
     def _send(self, msg: dict[str, Any]) -> None:
         if not self.closed:

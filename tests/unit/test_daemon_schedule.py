@@ -123,6 +123,13 @@ class FakeRun:
     def slot(self) -> str:
         return str(self.env["LEADERJOB_SLOT"])
 
+    def request(self, now: float, wait: float = 0.0) -> None:
+        self.start(now, wait)
+
+    def confirm(self, wait: float = 0.0) -> bool | None:
+        """The start's answer: a fake run answers at once (``start`` says which)."""
+        return True if self.confirmed else False if self.error or self.done else None
+
     def start(self, now: float, wait: float = 0.0) -> None:
         del wait  # a fake run confirms its start at once
         self.started_at = now
