@@ -211,7 +211,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "leave_without_revoke",
         "L2",
-        "leaderjob/daemon/loop.py",
+        "leaderjob/daemon/leaving.py",
         "        self.session.release()\n        # History records queued",
         "        # History records queued",
         (CALLERS,),
