@@ -7,11 +7,13 @@ slots fall on the same instants), each running ``command``, TTL 10 s. For ``slot
 after the first (the first comes with the tenure's catch-up): each job's ``exec_seconds`` from its
 ``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
 job exec'd); the peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
-guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; and whether
-the daemon kept leading. Each figure is the median over the slots. Per run (from the timing fields
-of ``job.started``): the gap between one exec and the next, the guardian's round trip (start
-request → exec reported), the time from the claim's commit to the start request, and how many
-claims were committed before the fire time (claimed ahead).
+guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; whether the
+daemon kept leading, and how many of its ``/healthz`` answers, polled every 0.1 s, said a renewal
+was late (a leader's last answered keepalive older than 1.5 renew intervals). Each figure is the
+median over the slots. Per run (from the timing fields of ``job.started``): the gap between one
+exec and the next, the guardian's round trip (start request → exec reported), the time from the
+claim's commit to the start request, and how many claims were committed before the fire time
+(claimed ahead).
 """
 
 from __future__ import annotations
@@ -23,11 +25,22 @@ import json
 import os
 import shlex
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchlib import PYTHON, ProcessGroup, etcd_server, median, percentile, table, wait_for
+from benchlib import (
+    PYTHON,
+    ProcessGroup,
+    etcd_server,
+    free_port,
+    median,
+    percentile,
+    table,
+    wait_for,
+)
 from tree import _tree, sample
 
 
@@ -40,7 +53,22 @@ def _jobs(path: Path, n: int, every: str, command: str) -> Path:
     return path
 
 
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _healthy(port: int) -> bool | None:
+    """``/healthz``: True (200), False (500: a leader's renewal is late), None (no answer)."""
+    try:
+        with _NO_PROXY.open(f"http://127.0.0.1:{port}/healthz", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False
+    except OSError:
+        return None
+
+
 def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[str, Any]:
+    port = free_port()
     with etcd_server() as etcd, ProcessGroup() as procs:
         path = _jobs(logdir / "burst.toml", jobs, every, command)
         log = logdir / "burst.log"
@@ -49,17 +77,21 @@ def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[s
                 [PYTHON, "-m", "leaderjob", "run", "--election", "burst", "--identity", "b",
                  "--endpoints", etcd.endpoint, "--prefix", "/bench", "--ttl", "10s",
                  "--jobs", str(path), "--spread", "off", "--log-format", "json",
-                 "--metrics-addr", "off"],
+                 "--metrics-addr", f"127.0.0.1:{port}"],
                 stdout=f, stderr=f, cwd=str(logdir),
             )  # fmt: skip
         wait_for(lambda: log.read_bytes().count(b'"job.started"') >= jobs, 120, 0.2)
         peak: dict[str, float] = {"pss": 0.0, "rss": 0.0, "procs": 0.0}
+        late = polls = 0
         end = time.monotonic() + (slots + 0.5) * float(every.rstrip("s"))
         while time.monotonic() < end:
             s = sample(d.pid)
             peak["pss"] = max(peak["pss"], s["pss"])
             peak["rss"] = max(peak["rss"], s["rss"])
             peak["procs"] = max(peak["procs"], len(_tree(d.pid)))
+            healthy = _healthy(port)
+            polls += healthy is not None
+            late += healthy is False
             time.sleep(0.1)
         by_slot: dict[str, list[float]] = defaultdict(list)
         steps: dict[str, list[dict[str, float]]] = defaultdict(list)
@@ -86,6 +118,8 @@ def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[s
             "peak_rss": peak["rss"],
             "peak_procs": peak["procs"],
             "kept_leading": not lost,
+            "late_polls": late,
+            "polls": polls,
             "per_run": {k: median(a[k] for a in anatomy) or 0.0 for k in anatomy[0]}
             if anatomy
             else {},
@@ -130,6 +164,7 @@ def main() -> None:
          f"{r['peak_pss']:.0f} / {r['peak_rss']:.0f} MiB"],
         ["most processes in the tree (jobs included)", f"{r['peak_procs']:.0f}"],
         ["leadership", "kept" if r["kept_leading"] else "LOST"],
+        ["`/healthz` polls saying a renewal was late", f"{r['late_polls']} of {r['polls']}"],
         *([
             ["per run: exec → next exec (median)", ms(a["gap"])],
             ["per run: start request → exec reported (guardian round trip)", ms(a["round_trip"])],
