@@ -1,19 +1,19 @@
 """Many jobs on one fire time: how late the last one starts, and the tree's memory meanwhile.
 
-    python bench/burst.py [--jobs 100] [--every 20s] [--slots 3] [--command "sleep 5"]
+    python bench/burst.py [--jobs 100] [--every 20s] [--slots 3] [--command "sleep 5"] [--ttl 10s]
 
 One daemon on an etcd of its own leads a jobs file of ``jobs`` jobs, all ``@every EVERY`` (their
-slots fall on the same instants), each running ``command``, TTL 10 s. For ``slots`` fire times
-after the first (the first comes with the tenure's catch-up): each job's ``exec_seconds`` from its
-``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
+slots fall on the same instants), each running ``command``, TTL ``--ttl`` (10 s). For ``slots`` fire
+times after the first (the first comes with the tenure's catch-up): each job's ``exec_seconds`` from
+its ``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
 job exec'd); the peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
 guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; whether the
 daemon kept leading, and how many of its ``/healthz`` answers, polled every 0.1 s, said a renewal
 was late (a leader's last answered keepalive older than 1.5 renew intervals). Each figure is the
-median over the slots. Per run (from the timing fields of ``job.started``): the gap between one
-exec and the next, the guardian's round trip (start request → exec reported), the time from the
-claim's commit to the start request, and how many claims were committed before the fire time
-(claimed ahead).
+median over the slots. Per run (from the timing fields of ``job.started``): the gap between one exec
+and the next, the guardian's round trip (start request → exec reported), the time from the claim's
+commit to the start request, and how many claims were committed before the fire time (claimed
+ahead).
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def _healthy(port: int) -> bool | None:
         return None
 
 
-def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[str, Any]:
+def run(
+    jobs: int, every: str, slots: int, command: str, logdir: Path, ttl: str = "10s"
+) -> dict[str, Any]:
     port = free_port()
     with etcd_server() as etcd, ProcessGroup() as procs:
         path = _jobs(logdir / "burst.toml", jobs, every, command)
@@ -75,7 +77,7 @@ def run(jobs: int, every: str, slots: int, command: str, logdir: Path) -> dict[s
         with log.open("wb") as f:
             d = procs.spawn(
                 [PYTHON, "-m", "leaderjob", "run", "--election", "burst", "--identity", "b",
-                 "--endpoints", etcd.endpoint, "--prefix", "/bench", "--ttl", "10s",
+                 "--endpoints", etcd.endpoint, "--prefix", "/bench", "--ttl", ttl,
                  "--jobs", str(path), "--spread", "off", "--log-format", "json",
                  "--metrics-addr", f"127.0.0.1:{port}"],
                 stdout=f, stderr=f, cwd=str(logdir),
@@ -148,16 +150,18 @@ def main() -> None:
     ap.add_argument("--every", default="20s")
     ap.add_argument("--slots", type=int, default=3)
     ap.add_argument("--command", default="sleep 5")
+    ap.add_argument("--ttl", default="10s")
     args = ap.parse_args()
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"leaderjob-burst-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
-    r = run(args.jobs, args.every, args.slots, args.command, logdir)
+    r = run(args.jobs, args.every, args.slots, args.command, logdir, args.ttl)
 
     def ms(v: float | None) -> str:
         return "—" if v is None else f"{v * 1000:.0f} ms"
 
     print(table(["at one fire time", "measured"], [
-        ["jobs", f"{args.jobs} × @every {args.every} `{args.command}` ({r['slots']} slots)"],
+        ["jobs", f"{args.jobs} × @every {args.every} `{args.command}` ({r['slots']} slots), "
+                 f"TTL {args.ttl}"],
         ["first / p50 / last job exec'd after the fire time",
          f"{ms(r['first_exec'])} / {ms(r['p50_exec'])} / {ms(r['last_exec'])}"],
         ["peak PSS / RSS of the tree, jobs excluded",
