@@ -44,6 +44,10 @@ class Starter(Protocol):
         the guardian refuses to exec). The run counts as running from now on."""
         ...
 
+    def pump(self, now: float) -> None:
+        """Send what waits to be sent (the loop calls this at every cycle)."""
+        ...
+
 
 #: Start requests in the guardian's control pipe at once, at most. The guardian reads its pipe
 #: in order: a deadline extension or a stop sent during a burst waits behind every start request
