@@ -319,6 +319,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        pass",
         ("tests/unit/test_guardian.py",),
     ),
+    # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
+    Mutation(
+        "batch_of_unknown_outcome_taken_as_claimed",
+        "S3",
+        "leaderjob/daemon/together.py",
+        "outcomes = [exc] * len(batch)",
+        "outcomes = [True] * len(batch)",
+        ("tests/unit/test_claims_together.py",),
+    ),
+    Mutation(
+        "batched_claim_without_the_suspend_compare",
+        "S3",
+        "leaderjob/daemon/claims.py",
+        "return self.job.data.claim_write(own, tenure.token, slot.id, doc, run=True, deletes=carry)",
+        "return self.job.data.claim_write(own, tenure.token, slot.id, doc, run=False, deletes=carry)",
+        ("tests/unit/test_claims_together.py",),
+    ),
+    Mutation(
+        "start_not_answered_not_tracked",
+        "S1",
+        "leaderjob/daemon/runs.py",
+        "        self.active.append(active)\n        start = _Starting(",
+        "        start = _Starting(",
+        ("tests/unit/test_starts_together.py",),
+    ),
+    Mutation(
+        "every_start_request_in_the_guardian_s_pipe_at_once",
+        "S6",
+        "leaderjob/daemon/starts.py",
+        "while self.waiting and len(self.in_flight) < IN_FLIGHT:",
+        "while self.waiting:",
+        ("tests/unit/test_starts_together.py",),
+    ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(
         "singleton_run_token_off",
