@@ -241,8 +241,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "claim_without_absent_slot",
         "S3",
         "leaderjob/records.py",
-        "absent=[key, self.suspended_key] if run else [key],",
-        "absent=[self.suspended_key] if run else [],",
+        "absent=(key, self.suspended_key) if run else (key,),",
+        "absent=(self.suspended_key,) if run else (),",
         (SCHEDULE, "tests/unit/test_daemon_jobs.py"),
     ),
     Mutation(
@@ -269,11 +269,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "etcd_guard_any_revision",
         "S1",
-        "leaderjob/election/etcd.py",
-        """                result=etcdrpc.Compare.EQUAL,
-                create_revision=guard_revision,""",
-        """                result=etcdrpc.Compare.GREATER,
-                create_revision=0,""",
+        "leaderjob/election/etcd_wire.py",
+        "for k, rev in [(w.guard_key, w.guard_revision), *((k, 0) for k in w.absent)]",
+        "for k, rev in [*((k, 0) for k in w.absent)]",
         (CONTRACT,),
     ),
     Mutation(
@@ -332,8 +330,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "batched_claim_without_the_suspend_compare",
         "S3",
         "leaderjob/daemon/claims.py",
-        "return self.job.data.claim_write(own, tenure.token, slot.id, doc, run=True, deletes=carry)",
-        "return self.job.data.claim_write(own, tenure.token, slot.id, doc, run=False, deletes=carry)",
+        "doc, run=True, deletes=carry)",
+        "doc, run=False, deletes=carry)",
         ("tests/unit/test_claims_together.py",),
     ),
     Mutation(
