@@ -10,8 +10,10 @@ few hundred milliseconds apart, as a ConfigMap reaches pods one by one):
 * ``reload_service`` changes the service job (``svc``, no schedule, a writer that runs until
   it is stopped): its write interval, so it is stopped and started again with the new one.
 
-And health gates, flipped by a file the check looks for (``test ! -e "$LJ_SICK/<pod>..."``,
-checked every second, one failure closes the gate):
+And health gates, flipped by a small HTTP server of the soak that each gate's ``health-url``
+asks (``/<pod>`` for the replica, ``/<pod>.<job>`` for one job: 503 while flipped, else 200;
+checked every second, one failure closes the gate; a URL, not a command, because the pods run
+under libfaketime, where a sleeping ``subprocess.run(timeout=...)`` fails):
 
 * ``health_job`` closes one gated job's gate (``health-cmd`` in the jobs file) on one pod for
   1-3·TTL: that job alone must be handed over, the pod's other jobs carry on;
@@ -24,11 +26,13 @@ The checker (:mod:`tests.faults.checker_features`) judges what these must do.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -66,26 +70,26 @@ class Features:
         self.spec[SERVICE] = JobSpec(None, 0, 0.25, gated=False)
         self.removed: dict[str, JobSpec] = {}
         self.added = 0
+        self.server = _HealthServer(self.sick)
+
+    def close(self) -> None:
+        self.server.close()
 
     # -- what a pod runs ------------------------------------------------------------------------
 
-    @staticmethod
-    def env(pod_name: str, sick: Path) -> dict[str, str]:
-        return {"LJ_SICK": str(sick), "LJ_POD": pod_name}
-
-    @staticmethod
-    def daemon_args() -> list[str]:
+    def daemon_args(self, pod_name: str) -> list[str]:
         return [
-            "--health-cmd",
-            'test ! -e "$LJ_SICK/$LJ_POD"',
+            "--health-url",
+            self.server.url(pod_name),
             "--health-interval",
             HEALTH_INTERVAL,
             "--health-failures",
             "1",
         ]
 
-    def render(self, flags: list[str]) -> str:
-        """The jobs file (the same on every pod but for the misbehaving pod's job ``flags``)."""
+    def render(self, pod_name: str, flags: list[str]) -> str:
+        """The jobs file (the same on every pod but for its gates' URLs and the misbehaving
+        pod's job ``flags``)."""
         out = []
         for name, s in sorted(self.spec.items()):
             cmd = [sys.executable, WRITER, str(self.w.journal)]
@@ -95,8 +99,8 @@ class Features:
                 out.append(f'schedule = "{s.schedule}"\n')
             out.append(f"command = {json.dumps(cmd)}\n")
             if s.gated:
-                check = f'test ! -e "$LJ_SICK/$LJ_POD.{name}"'
-                out.append(f"health-cmd = {json.dumps(check)}\n")
+                url = self.server.url(f"{pod_name}.{name}")
+                out.append(f"health-url = {json.dumps(url)}\n")
             out.append("\n")
         return "".join(out)
 
@@ -105,7 +109,7 @@ class Features:
         for pod in self.w.pods:
             path = pod.jobs_file_path
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(self.render(pod.flags))
+            tmp.write_text(self.render(pod.name, pod.flags))
             os.replace(tmp, path)
 
     def heal(self) -> None:
@@ -187,3 +191,31 @@ class Features:
 
     #: The nemesis's random source (set by the nemesis: one seed replays the whole run).
     w_rng: random.Random = random.Random(0)
+
+
+class _HealthServer:
+    """Answers ``GET /<flag>``: 503 while the file ``<sick>/<flag>`` exists, else 200."""
+
+    def __init__(self, sick: Path) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                flag = self.path.strip("/")
+                ill = "/" in flag or (sick / flag).exists()
+                self.send_response(503 if ill else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, name="health-server", daemon=True).start()
+
+    def url(self, flag: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{flag}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -109,7 +109,7 @@ class Pod:
         path = self.jobs_file_path
         if w.features is not None:  # the file as the last reload left it
             if not path.exists():
-                path.write_text(w.features.render(self.flags))
+                path.write_text(w.features.render(self.name, self.flags))
             return path
         cmd = json.dumps([sys.executable, WRITER, str(w.journal), *self.job_args])
         path.write_text(
@@ -139,7 +139,7 @@ class Pod:
             extra=[
                 *jobs,
                 *w.extra,
-                *(w.features.daemon_args() if w.features is not None else []),
+                *(w.features.daemon_args(self.name) if w.features is not None else []),
                 *(["--metrics-addr", f"127.0.0.1:{self.status_port}"] if self.status_port else []),
             ],
             env=self.env,
@@ -295,8 +295,6 @@ class World:
                 env["LJ_STORE_URL"] = f"http://{store_proxy.endpoint}"
             if not jobs:
                 env["LJ_RESOURCE"] = "fault"  # else fault/<job>: a resource per job
-            if self.features is not None:
-                env.update(self.features.env(name, self.features.sick))
             pod = Pod(self, name, proxies, store_proxy, job_args, env, flags=flags)
             if status:
                 pod.status_port = free_port()
@@ -567,6 +565,8 @@ class World:
             self.store.wait(5)
         if self.pg is not None:
             self.pg.close()
+        if self.features is not None:
+            self.features.close()
         return check(self.recorder.history())
 
     def close(self) -> None:
@@ -582,6 +582,8 @@ class World:
             self._kill_leftover_jobs()
             if self.pg is not None:
                 self.pg.close()
+            if self.features is not None:
+                self.features.close()
 
     def _leftover_jobs(self) -> list[tuple[int, int, str]]:
         """(pid, token, ev) of every job process the journal names that is still alive with
