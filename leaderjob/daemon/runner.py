@@ -92,6 +92,7 @@ class Runner(History, Scheduling):
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
         self.unknown_claims = UnknownClaims()  # slots whose claim may or may not have applied
+        self.suspended_seen = 0.0  # see suspended_timestamp
         self._describe()
 
     def _describe(self) -> None:
@@ -104,12 +105,27 @@ class Runner(History, Scheduling):
             if s.mode == "schedule" and s.schedule is not None:
                 watch, wall = DueWatch(s.schedule, self.clock.wall()), self.clock.wall
                 due = lambda: watch.timestamp(wall())  # noqa: E731 - read at each scrape
-            self.metrics.track(s.election, mode=s.mode, fingerprint=fingerprint, due=due)
+            self.metrics.track(
+                s.election,
+                mode=s.mode,
+                fingerprint=fingerprint,
+                due=due,
+                suspended=self.suspended_timestamp,
+            )
+
+    def suspended_timestamp(self) -> float:
+        """Unix time this replica last saw the job suspended (now while it is: by its jobs
+        file, or by the switch its tenure read), 0 if never: a slot due no later than this owes
+        no success (the freshness alert)."""
+        if self.s.paused or (self.tenure is not None and self.tenure.suspended):
+            self.suspended_seen = self.clock.wall().timestamp()
+        return self.suspended_seen
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings from a reloaded jobs file, between runs: a new planner, and while
         leading a new catch-up from the newest claim — the change takes effect at the next slot
         (slots already claimed are never run again)."""
+        self.suspended_timestamp()  # a suspension by the old file ends now
         self.s = settings
         self.planner = self._planner(settings)
         self._describe()
@@ -142,6 +158,7 @@ class Runner(History, Scheduling):
 
     def end(self) -> None:
         """The term ended (``election.lost``): drop it, and stop every run of it."""
+        self.suspended_timestamp()  # what it saw of a suspension is kept past the tenure
         self.tenure = None
         if self.planner is not None:
             self.planner.end_tenure()

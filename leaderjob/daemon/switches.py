@@ -31,6 +31,7 @@ class Switches:
     data: ElectionData
     clock: Clock
     log: Any
+    suspended_seen: float
 
     # The runner's (_start), the tenure start's (_skewed) and the slot path's (the others).
     def _start(
@@ -147,6 +148,8 @@ class Switches:
     def _note_suspended(self, tenure: Tenure, suspended: bool) -> None:
         suspended = suspended or self.s.paused  # the jobs file's `suspend = true` too
         if suspended != tenure.suspended:
+            if tenure.suspended:  # resumed: the last moment seen suspended (the freshness alert)
+                self.suspended_seen = self.clock.wall().timestamp()
             if suspended or tenure.suspended is not None:
                 self.log.info("election.suspended" if suspended else "election.resumed")
             tenure.suspended = suspended
