@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import Pending, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
-from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import slot_id
+from leaderjob.unknown_claims import UnknownClaims
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics

@@ -31,7 +31,6 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
-from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.election.store import StoreError
 from leaderjob.fingerprint import job_fingerprint
@@ -39,6 +38,7 @@ from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
 from leaderjob.supervisor import Guardian, Run
+from leaderjob.unknown_claims import UnknownClaims
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
