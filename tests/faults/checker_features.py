@@ -3,8 +3,9 @@
 
 * **overlap** -- no two runs of one job are alive at once, whichever pods and tokens ran them
   (across a reload, a reconfigured service, a hand-over): a run's start (its journal line, when
-  it was executing) must come after every earlier run of the job was last seen alive. A run whose
-  pod was wholly frozen in the TTL before is exempt (as for S6: only fencing protects then).
+  it was executing) must come after every earlier run of the job was last seen alive. Two runs
+  either of whose pods was wholly frozen in the TTL before are exempt (as for S6: a run started
+  just before a freeze executes its first line after the thaw; only fencing protects then).
 * **R1** a removed job's runs end: after ``config.reloaded`` removes job J, the daemon logs
   ``job.retired`` for J (unless J came back or the daemon stopped first; a daemon that lives
   on for a minute without retiring it is a violation), no run of J it started is seen alive after
@@ -90,7 +91,11 @@ def check_features(
         for b in runs:
             live = [(u, a) for u, a in live if u > b["t"]]
             for _, a in live:
-                if frozen_pod_before(a.get("identity"), b["t"]):
+                # Either pod wholly frozen: its run outlived its key, or began only after the
+                # thaw although started before the freeze (S6's exemption; fencing protects).
+                if frozen_pod_before(a.get("identity"), b["t"]) or frozen_pod_before(
+                    b.get("identity"), b["t"]
+                ):
                     overlaps_exempt += 1
                     continue
                 violation(

@@ -153,3 +153,21 @@ def test_the_replica_gate_hands_over_every_job_G1():
 def test_a_process_left_after_the_daemons_orphan():
     h = [*clean(), {"t": 9.0, "kind": "orphan", "pid": 7, "token": 10, "ev": "grandchild"}]
     assert "orphan" in _props(h), check(h).report()
+
+
+def test_a_run_started_before_a_whole_pod_freeze_and_executing_after_it_is_exempt() -> None:
+    """As for S6: p2's run, started just before its pod was frozen whole, executes its first
+    line after the thaw, while its successor's run goes on; only fencing protects then."""
+    h = [
+        *clean(),
+        {"t": 2.25, "kind": "fault", "phase": "start", "fault": "pod_freeze", "target": "p2",
+         "id": "f"},
+        {"t": 2.5, "kind": "fault", "phase": "end", "fault": "pod_freeze", "target": "p2",
+         "id": "f"},
+        _key(2.0, "ja", "d", 5, "p2"),
+        _claim(2.05, "ja", "s0", 6, 5),
+        _job(2.45, "start", "ja", 5, "p2", "s0", "r0"),
+    ]  # fmt: skip
+    v = check(h)
+    assert not v.by_prop("overlap"), v.report()
+    assert v.stats["features"]["overlaps_exempt_frozen"] == 1
