@@ -60,7 +60,9 @@ def snapshot(daemon: Observed, action: str) -> dict[str, Any]:
         runners = list(daemon.runners.values())
         last_run = _newest([r.last_run for r in runners])
         last_success = _newest([r.last_success for r in runners])
-        slots = [r.planner.peek() for r in runners if r.planner is not None and r.seat.leading]
+        slots = [
+            r.planner.peek() for r in runners if r.planner is not None and r.seat.leading
+        ]
         next_slot = min(
             (slot for slot in slots if slot is not None),
             key=lambda slot: slot.start_time,

@@ -18,6 +18,7 @@ class SelftestError(RuntimeError):
     """The self-test could not run (etcd unreachable, refused, or a step never happened)."""
 
 
+
 # -- a cuttable TCP proxy --------------------------------------------------------------------
 
 

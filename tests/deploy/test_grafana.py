@@ -87,7 +87,9 @@ def test_panels_cover_the_documented_views() -> None:
     leader_queries = [e for _, e in _queries() if "leaderjob_is_leader" in e]
     assert any(
         re.search(r"by \(namespace, election, job_name, instance\b", e) for e in leader_queries
-    ), "leader over time must be per job and instance"
+    ), (
+        "leader over time must be per job and instance"
+    )
 
 
 #: The series of one job (docs/metrics.md: they carry ``job_name``).

@@ -30,7 +30,7 @@ TTL = 2.0
 #: Scheduling slack on a loaded machine (2 cores shared by several test runs).
 SLACK = 1.0
 
-APP = r"""
+APP = r'''
 import json, os, sys, time
 from leaderjob import Leadership
 from leaderjob.fencing import StaleToken
@@ -77,7 +77,7 @@ with lead:
             break
         time.sleep(0.02)
 journal(step="left")
-"""
+'''
 
 
 def _start(
@@ -234,7 +234,7 @@ def test_webapp_example_ticks_while_leading_and_hands_over_on_sigterm(
     assert etcd.etcdctl("get", "--prefix", f"{prefix}/webapp/leader/", "--keys-only").strip() == ""
 
 
-SINGLETON_APP = r"""
+SINGLETON_APP = r'''
 import sys, time
 import leaderjob
 
@@ -248,7 +248,7 @@ def report(run):
 report.start()
 time.sleep(3.5)
 report.stop(10)
-"""
+'''
 
 
 def test_singleton_runs_show_in_leaderjob_history(

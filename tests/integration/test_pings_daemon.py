@@ -87,7 +87,6 @@ def test_a_dead_ping_endpoint_silences_no_other_job_end_to_end(etcd, prefix, pro
             and arrived[p] - t > BOUND]  # fmt: skip
     assert not late, late
     assert exit_took < 2.0 + 3.0, exit_took  # the notification grace, and a handover's slack
-
     def pings(job: str, *results: str) -> float:
         return sum(
             value(families, "leaderjob_notifications", job_name=job, kind="ping", result=r)

@@ -118,11 +118,9 @@ def test_slot_ids_stay_unique_for_the_two_passes_of_a_repeated_wall_time(
     first = schedule.next_after(after)
     second = schedule.next_after(first)
     assert [slot_id(first), slot_id(second)] == expected
-    assert (
-        first.astimezone(schedule.zone).replace(tzinfo=None)
-        == second.astimezone(schedule.zone).replace(tzinfo=None)
-        or expr == "30 2 * * *"
-    )
+    assert first.astimezone(schedule.zone).replace(tzinfo=None) == second.astimezone(
+        schedule.zone
+    ).replace(tzinfo=None) or expr == "30 2 * * *"
 
 
 def test_the_worked_example_of_the_docs() -> None:

@@ -42,10 +42,9 @@ def test_an_hourly_job_is_due_the_success_of_the_run_before_the_newest() -> None
     watch = DueWatch(parse_schedule("@hourly", "UTC"), start)
     assert watch.due(start + timedelta(hours=1)) is None  # 01:00 passed: one fire time
     assert watch.due(FRIDAY + timedelta(hours=2)) == FRIDAY + timedelta(hours=1)
-    assert (
-        watch.timestamp(FRIDAY + timedelta(hours=5, minutes=59))
-        == (FRIDAY + timedelta(hours=4)).timestamp()
-    )
+    assert watch.timestamp(FRIDAY + timedelta(hours=5, minutes=59)) == (
+        FRIDAY + timedelta(hours=4)
+    ).timestamp()
     assert DueWatch(parse_schedule("@hourly", "UTC"), start).timestamp(start) == 0.0
 
 

@@ -50,7 +50,9 @@ def test_after_without_an_offset_is_read_in_the_schedule_zone() -> None:
     assert firsts(invoke([*args, "--after", "2026-01-01T02:00:00Z"])) == ["2026-01-02T01:30:00Z"]
     # The zone of a CRON_TZ= prefix counts the same.
     prefixed = ["CRON_TZ=Europe/Berlin 30 2 * * *", "--count", "1"]
-    assert firsts(invoke([*prefixed, "--after", "2026-01-01T02:00:00"])) == ["2026-01-01T01:30:00Z"]
+    assert firsts(invoke([*prefixed, "--after", "2026-01-01T02:00:00"])) == [
+        "2026-01-01T01:30:00Z"
+    ]
 
 
 def test_the_help_says_how_after_is_read() -> None:

@@ -80,7 +80,9 @@ def test_output_tail_is_the_watchdogs_stdout_and_stderr_tails() -> None:
     assert output_tail({"outcome": "failed"}) == b""
     assert output_tail({"stdout_tail": "", "stdout_truncated": False}) == b""
     assert output_tail({"stdout_tail": "out\n"}) == b"--- stdout ---\nout\n"
-    both = output_tail({"stdout_tail": "out\n", "stderr_tail": "err\n", "stderr_truncated": True})
+    both = output_tail(
+        {"stdout_tail": "out\n", "stderr_tail": "err\n", "stderr_truncated": True}
+    )
     assert both == b"--- stdout ---\nout\n\n--- stderr (cut: the last 4 KiB) ---\nerr\n"
     assert output_tail({"output_tail": "guessed", "tail": {"stdout": "x"}}) == b""
     assert len(output_tail({"stdout_tail": "x" * 100_000})) == notify.TAIL_LIMIT

@@ -79,7 +79,9 @@ def test_a_start_whose_run_ended_and_a_success_overtaken_by_the_next_start_are_d
     assert taken is blocker
     assert lanes.add(_ping("j", "start", "r1")) == []
     drops = lanes.add(_ping("j", "success", "r1"))
-    assert [(d.ping.event, d.ping.run, d.reason) for d in drops] == [("start", "r1", "superseded")]
+    assert [(d.ping.event, d.ping.run, d.reason) for d in drops] == [
+        ("start", "r1", "superseded")
+    ]
     drops = lanes.add(_ping("j", "start", "r2"))
     assert [(d.ping.event, d.ping.run) for d in drops] == [("success", "r1")]
     lanes.add(_ping("j", "fail", "r2"))  # drops r2's /start

@@ -173,7 +173,9 @@ def test_day_rule_wildcards_follow_robfig_cron(expr: str, days: list[int]) -> No
     ("with_question_mark", "with_star"),
     [("0 0 ? * MON", "0 0 * * MON"), ("0 0 1 * ?", "0 0 1 * *"), ("0 0 ?/2 * ?", "0 0 */2 * *")],
 )
-def test_question_mark_is_a_star_in_the_day_fields(with_question_mark: str, with_star: str) -> None:
+def test_question_mark_is_a_star_in_the_day_fields(
+    with_question_mark: str, with_star: str
+) -> None:
     after = utc(2026, 1, 1)
     assert fires(with_question_mark, after, 20) == fires(with_star, after, 20)
 
@@ -221,9 +223,9 @@ def test_the_end_of_the_calendar_is_a_schedule_error(expr: str, zone: str, after
 
 
 def test_the_last_fire_times_before_the_end_of_the_calendar() -> None:
-    assert parse_schedule("0 0 * * *", "America/New_York").next_after(utc(9999, 12, 30, 6)) == utc(
-        9999, 12, 31, 5
-    )
+    assert parse_schedule("0 0 * * *", "America/New_York").next_after(
+        utc(9999, 12, 30, 6)
+    ) == utc(9999, 12, 31, 5)
     assert parse_schedule("@every 1h").next_after(utc(9999, 12, 31, 22, 30)) == utc(
         9999, 12, 31, 23
     )
