@@ -58,8 +58,8 @@ def is_failure(outcome: str) -> bool:
 
 def output_tail(record: Mapping[str, Any]) -> bytes:
     """The run's output as the guardian reported it (``stdout_tail``/``stderr_tail``, each cut
-    to its last 4 KiB when ``*_truncated``: leaderjob.tail), one headed part per stream that has
-    any; else nothing."""
+    to its last 4 KiB when ``*_truncated``: leaderjob.guard.tail), one headed part per stream
+    that has any; else nothing."""
     parts: list[str] = []
     for stream in ("stdout", "stderr"):
         value = record.get(f"{stream}_tail")

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
+from leaderjob.guard.supervisor import Run
 from leaderjob.health import HealthSettings
 from leaderjob.notify import NotifySettings
 from leaderjob.planner import CatchUp, Slot, SlotClock
 from leaderjob.records import Control
 from leaderjob.schedule import Schedule
-from leaderjob.supervisor import Run
 
 Mode = Literal["schedule", "service", "once"]
 Concurrency = Literal["forbid", "replace", "allow"]

@@ -35,10 +35,10 @@ from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.election.store import StoreError
 from leaderjob.fingerprint import job_fingerprint
+from leaderjob.guard.supervisor import Guardian, Run
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
-from leaderjob.supervisor import Guardian, Run
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics

@@ -298,7 +298,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "guardian_kills_after_D",
         "S6",
-        "leaderjob/guardian.py",
+        "leaderjob/guard/guardian.py",
         "kill_at = run.deadline - min(KILL_RESERVE, run.grace / 4)",
         "kill_at = run.deadline + 0.5",
         ("tests/unit/test_guardian.py",),
@@ -306,7 +306,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "guardian_ignores_the_daemon_gone",
         "S6",
-        "leaderjob/guardian.py",
+        "leaderjob/guard/guardian.py",
         '        self.kill_everything("daemon_gone")',
         "        pass",
         ("tests/unit/test_guardian.py",),

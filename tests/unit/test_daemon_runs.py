@@ -23,15 +23,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import supervisor
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.daemon import SERVICE_RESTART_DELAY, Daemon, Mode, Report, Settings
 from leaderjob.daemon import runner as daemon_module
 from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
+from leaderjob.guard import supervisor
+from leaderjob.guard.supervisor import Run
 from leaderjob.metrics import Metrics
-from leaderjob.supervisor import Run
 
 TIMING = Timing.from_ttl(3)
 

@@ -28,10 +28,10 @@ from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Report, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import StoreUnavailable
+from leaderjob.guard.supervisor import Signal
 from leaderjob.metrics import Metrics
 from leaderjob.records import SLOT_FORMAT, ElectionData
 from leaderjob.schedule import parse_schedule
-from leaderjob.supervisor import Signal
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TIMING = Timing.from_ttl(3)

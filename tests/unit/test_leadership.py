@@ -403,7 +403,7 @@ def test_a_suspend_of_the_host_counts_against_the_deadline(
     and the daemon names that clock to its guardian process, which reads it too. Before:
     time.monotonic(), valid() stayed True."""
     import leaderjob.clock
-    from leaderjob import guardian, supervisor
+    from leaderjob.guard import guardian, supervisor
 
     assert supervisor.CLOCK == "boottime"  # what the daemon hands the guardian (Linux)
     guardian_clock = guardian.clock_id(supervisor.CLOCK)

@@ -75,7 +75,7 @@ def test_failures_are_the_outcomes_nobody_asked_for() -> None:
 
 def test_output_tail_is_the_watchdogs_stdout_and_stderr_tails() -> None:
     """The record a notification gets carries the run's tails as the watchdog reports them
-    (``stdout_tail``/``stderr_tail``, ``*_truncated``: leaderjob.tail.absorb); nothing else is
+    (``stdout_tail``/``stderr_tail``, ``*_truncated``: leaderjob.guard.tail.absorb); nothing else is
     read as output."""
     assert output_tail({"outcome": "failed"}) == b""
     assert output_tail({"stdout_tail": "", "stdout_truncated": False}) == b""
