@@ -29,7 +29,7 @@ from benchlib import write_section
 from leaderjob.explorer import model, svg
 from leaderjob.explorer.data import Job, Source
 from leaderjob.explorer.server import App
-from leaderjob.records import ElectionData, iso, not_run_record
+from leaderjob.history.records import ElectionData, iso, not_run_record
 from leaderjob.schedule import slot_id
 from tests.harness.etcd import EtcdServer
 

@@ -79,7 +79,7 @@ from leaderjob.leadership_options import (
     build_timing,
 )
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 __all__ = [
     "Driver",

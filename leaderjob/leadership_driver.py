@@ -24,7 +24,7 @@ from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
 from leaderjob.leadership_lifecycle import Signal
 from leaderjob.leadership_options import LeadershipError, LeadershipRejected, LeadershipUnavailable
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 __all__ = ["Driver", "Tenure"]
 

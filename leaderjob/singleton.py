@@ -40,10 +40,10 @@ from typing import Any
 from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import DEFAULT_PREFIX, join_errors, validate_slot_timing
 from leaderjob.election.store import StoreError
+from leaderjob.history.records import ElectionData
 from leaderjob.leadership import Leadership, LeadershipError
 from leaderjob.log import get_logger
 from leaderjob.planner import CatchUp, Planner
-from leaderjob.records import ElectionData
 from leaderjob.schedule import ScheduleError, parse_schedule
 from leaderjob.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
 

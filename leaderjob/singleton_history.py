@@ -18,9 +18,9 @@ from typing import Any
 
 from leaderjob.clock import Clock
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
+from leaderjob.history.records import SKIP_NOT_RUN, ElectionData, not_run_record
+from leaderjob.ops.metrics import Metrics
 from leaderjob.planner import CatchUpPlan, Slot
-from leaderjob.records import SKIP_NOT_RUN, ElectionData, not_run_record
 from leaderjob.schedule import slot_id
 from leaderjob.singleton_rules import outcome, retry_backoff, run_record
 from leaderjob.singleton_run import Active, Pending, Seat

@@ -37,9 +37,9 @@ from typing import Any
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
+from leaderjob.history.records import ElectionData, iso
+from leaderjob.ops.metrics import Metrics
 from leaderjob.planner import Planner, Slot
-from leaderjob.records import ElectionData, iso
 from leaderjob.singleton_history import SingletonHistory
 from leaderjob.singleton_rules import blocked, overlap, replacement_late, wakeup
 from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun

@@ -34,8 +34,8 @@ from leaderjob.units import format_duration
 
 def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -> int:
     from leaderjob import log
-    from leaderjob.health import HealthSettings
-    from leaderjob.notify import NotifySettings
+    from leaderjob.ops.health import HealthSettings
+    from leaderjob.ops.notify import NotifySettings
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     errors = validate_election_name(params["election"])
@@ -316,7 +316,7 @@ def _serve(
 ) -> int:
     """Build the adapters, serve until stopped, and tear everything down."""
     from leaderjob.daemon import Daemon
-    from leaderjob.health import HealthChecker
+    from leaderjob.ops.health import HealthChecker
 
     # Metrics exist to be scraped: with --metrics-addr off nothing could read them, and
     # prometheus_client is not even imported.
@@ -324,7 +324,7 @@ def _serve(
     if addr is not None:
         from prometheus_client import CollectorRegistry
 
-        from leaderjob.metrics import Metrics
+        from leaderjob.ops.metrics import Metrics
 
         registry = CollectorRegistry()
         metrics = Metrics(registry, settings.election, process_metrics=True)
@@ -343,7 +343,7 @@ def _serve(
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)
         if addr is not None:
-            from leaderjob.http import Server
+            from leaderjob.ops.http import Server
 
             assert registry is not None
             try:
@@ -358,7 +358,7 @@ def _serve(
             server.start()
             # etcd's DB size against its quota: its own thread, every 5 minutes, off the renew
             # path; only when someone can scrape it.
-            from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
+            from leaderjob.ops.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
 
             probe = DbQuotaProbe(store, metrics, quota_bytes=etcd_quota or DEFAULT_QUOTA_BYTES)
             probe.start()
@@ -378,7 +378,7 @@ def _serve(
 
 def _listen_addr(params: dict[str, Any]) -> tuple[tuple[str, int] | None, list[str]]:
     """--metrics-addr, and whether --ui has it to serve on: (address, problems)."""
-    from leaderjob.http import parse_addr
+    from leaderjob.ops.http import parse_addr
 
     try:
         addr = parse_addr(params["metrics_addr"])

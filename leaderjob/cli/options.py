@@ -303,7 +303,7 @@ def election_option(help_text: str) -> Callable[[F], F]:
 
 
 def _open_data(election: str, params: dict[str, Any]) -> tuple[Any, Any, float]:
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     errors = validate_election_name(election)
     if errors:

@@ -42,7 +42,7 @@ def read_status(
 ) -> dict[str, Any]:
     """What `status` shows: the queue, the leader's lease, the schedule, the run in progress,
     the last success and the last run."""
-    from leaderjob.records import in_progress, iso
+    from leaderjob.history.records import in_progress, iso
     from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
 
     keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
@@ -83,7 +83,7 @@ def read_status(
             next_fire, next_start = iso(fire), iso(start)
         except (ScheduleError, KeyError, ValueError, OverflowError):
             next_fire = next_start = None
-    from leaderjob import fingerprint
+    from leaderjob.ops import fingerprint
 
     published = fingerprint.parse_published(
         store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
@@ -146,7 +146,7 @@ def read_status(
 def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:
     """One row per job of a group: job, leader, token, next fire, last outcome (None: not a
     group)."""
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     names = group_jobs(store, group, params, timeout)
     if not names:
@@ -187,7 +187,7 @@ def group_differences(
 ) -> list[dict[str, Any]]:
     """What the candidates of a group publish differently, job by job and field by field (a
     group publishes one fingerprint per candidate, under the group's own election)."""
-    from leaderjob import fingerprint
+    from leaderjob.ops import fingerprint
 
     keys = store.get_prefix(
         fingerprint.fingerprints_prefix(params["prefix"], group), timeout=timeout
@@ -198,8 +198,8 @@ def group_differences(
 def db_usage(store: Any, timeout: float) -> dict[str, Any] | None:
     """etcd's database size against its quota: etcd's own where it reports it (3.6 on), else
     etcd's default. None when it cannot be read (the rest of `status` does not need it)."""
-    from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, read_db
     from leaderjob.election.store import StoreError
+    from leaderjob.ops.dbquota import DEFAULT_QUOTA_BYTES, read_db
 
     try:
         size, quota = read_db(store, timeout)
@@ -313,7 +313,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     one_job_of(election, params, "repair the schedule of")
     election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
-    from leaderjob.records import iso
+    from leaderjob.history.records import iso
 
     when = datetime.now(UTC) if to is None else _aware_time("--to", to)
     store, data, timeout = _open_data(election, params)

@@ -145,7 +145,7 @@ Source = tuple[str | None, Any]  # (the job's name in a group listing, its Elect
 def _sources(store: Any, election: str, params: dict[str, Any], timeout: float) -> list[Source]:
     """Where to read: the --job's election, else every job of a group (each named), else the
     election itself."""
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     wrong = unknown_job(election, params, timeout, store)
     if wrong is not None:

@@ -88,7 +88,7 @@ def _print_db(db: dict[str, Any] | None) -> None:
 
 
 def _print_conflicts(differences: list[dict[str, Any]]) -> None:
-    from leaderjob.fingerprint import describe_difference
+    from leaderjob.ops.fingerprint import describe_difference
 
     for diff in differences:
         click.echo(f"  CONFIG CONFLICT: {describe_difference(diff)}")

@@ -35,7 +35,7 @@ def ui(election: str, listen: str, **params: Any) -> None:
     output tail, the next fire times; and the same as JSON under /api."""
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.http import parse_addr
+    from leaderjob.ops.http import parse_addr
 
     try:
         addr = parse_addr(listen)

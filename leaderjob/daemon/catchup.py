@@ -20,12 +20,12 @@ from leaderjob.daemon.model import Pending, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
+from leaderjob.history.records import ElectionData, iso
 from leaderjob.planner import Planner
-from leaderjob.records import ElectionData, iso
 from leaderjob.schedule import slot_id
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class CatchUp:

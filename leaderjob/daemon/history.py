@@ -24,11 +24,11 @@ from leaderjob.daemon.model import (
 )
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.records import ElectionData, iso, not_run_record
+from leaderjob.history.records import ElectionData, iso, not_run_record
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
-    from leaderjob.notify import Notifier
+    from leaderjob.ops.metrics import Metrics
+    from leaderjob.ops.notify import Notifier
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
 OUTPUT = "_output"

@@ -37,17 +37,17 @@ from leaderjob.daemon.spreading import Spreading
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
-from leaderjob.fingerprint import ConfigWatch, job_fields
 from leaderjob.guard.supervisor import Guardian
-from leaderjob.health import HealthChecker
+from leaderjob.history.records import ElectionData
 from leaderjob.log import get_logger
-from leaderjob.notify import Notifier
+from leaderjob.ops.fingerprint import ConfigWatch, job_fields
+from leaderjob.ops.health import HealthChecker
+from leaderjob.ops.notify import Notifier
 from leaderjob.planner import Planner
-from leaderjob.records import ElectionData
 from leaderjob.spread import Spreader
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Daemon:

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
 from leaderjob.guard.supervisor import Run
-from leaderjob.health import HealthSettings
-from leaderjob.notify import NotifySettings
+from leaderjob.history.records import Control
+from leaderjob.ops.health import HealthSettings
+from leaderjob.ops.notify import NotifySettings
 from leaderjob.planner import CatchUp, Slot, SlotClock
-from leaderjob.records import Control
 from leaderjob.schedule import Schedule
 
 Mode = Literal["schedule", "service", "once"]

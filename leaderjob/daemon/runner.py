@@ -34,15 +34,15 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.machine import DEFAULT
 from leaderjob.election.store import StoreError
-from leaderjob.fingerprint import job_fingerprint
 from leaderjob.guard.supervisor import Guardian, Run
+from leaderjob.history.records import ElectionData, iso
+from leaderjob.ops.fingerprint import job_fingerprint
 from leaderjob.planner import Planner
-from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
-    from leaderjob.notify import Notifier
+    from leaderjob.ops.metrics import Metrics
+    from leaderjob.ops.notify import Notifier
 
 
 class Runner(History, Scheduling):

@@ -26,8 +26,8 @@ from leaderjob.daemon.model import ActiveRun, Pending, Report, Tenure
 from leaderjob.daemon.switches import Switches
 from leaderjob.daemon.unknown import UnknownClaims, settle
 from leaderjob.election.store import StoreError
+from leaderjob.history.records import SKIP_NOT_RUN, iso
 from leaderjob.planner import Slot
-from leaderjob.records import SKIP_NOT_RUN, iso
 from leaderjob.schedule import slot_id
 
 #: The next slot is claimed this long before its start, so that the claim's round trip is not on

@@ -20,7 +20,7 @@ from leaderjob.clock import Clock
 from leaderjob.daemon.model import Report, Settings, Tenure
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.election.store import StoreError
-from leaderjob.records import ElectionData, iso
+from leaderjob.history.records import ElectionData, iso
 
 
 class Switches:

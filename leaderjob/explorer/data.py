@@ -2,11 +2,11 @@
 
 The jobs of an election (a group's, or the election itself), each one's `status`
 (:func:`leaderjob.cli.read.read_status`), its history over a window
-(:meth:`~leaderjob.history_records.RunHistory.window`), the slot ledger's verdicts for the
-window's fire times (:mod:`leaderjob.audit`, as `audit` gives them), one run in full
-(:meth:`~leaderjob.history_records.RunHistory.named`, as `history --run`) and the next fire times
+(:meth:`~leaderjob.history.runs.RunHistory.window`), the slot ledger's verdicts for the
+window's fire times (:mod:`leaderjob.history.audit`, as `audit` gives them), one run in full
+(:meth:`~leaderjob.history.runs.RunHistory.named`, as `history --run`) and the next fire times
 (:mod:`leaderjob.explorer.upcoming`, as `next`). Nothing here knows the etcd layout: the keys are
-:mod:`leaderjob.records`'.
+:mod:`leaderjob.history.records`'.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from leaderjob.explorer import model
 from leaderjob.explorer.upcoming import Fire, upcoming
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 
 #: Fire times at most this recent are not judged missing yet: their claim and record may be a
 #: cycle away (`audit --settle`).
@@ -151,7 +151,7 @@ class Source:
         """Fire times of the window with no record and no claim, or a claim to run whose run
         left no record (`audit`'s "missing"), from when they were looked for (None: not at
         all, no schedule)."""
-        from leaderjob.audit import WindowTooLarge, audit, fire_times
+        from leaderjob.history.audit import WindowTooLarge, audit, fire_times
         from leaderjob.schedule import ScheduleError, parse_schedule, slot_id
 
         info = status.get("schedule") or {}

@@ -38,7 +38,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "give_back_unfenced",
         "S3",
-        "leaderjob/records.py",
+        "leaderjob/history/records.py",
         """        return self.store.guarded_put(
             own_key,
             token,
@@ -232,7 +232,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "claim_without_absent_slot",
         "S3",
-        "leaderjob/records.py",
+        "leaderjob/history/records.py",
         "absent=[key, self.suspended_key] if run else [key],",
         "absent=[self.suspended_key] if run else [],",
         (SCHEDULE, "tests/unit/test_daemon_jobs.py"),

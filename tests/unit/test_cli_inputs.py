@@ -508,7 +508,7 @@ def test_status_shows_candidates_running_different_jobs(
 
     from leaderjob.clock import FakeClock
     from leaderjob.election.memory import MemoryStore
-    from leaderjob.fingerprint import ConfigWatch
+    from leaderjob.ops.fingerprint import ConfigWatch
 
     store = MemoryStore(FakeClock())
     for identity, schedule in (("prod-0", "@hourly"), ("staging-0", "@daily")):
@@ -578,7 +578,7 @@ def _leader_answers(store: Any, outcome: str, exit_code: int | None) -> Any:
     import threading
     import time
 
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     data = ElectionData(store, "/leaderjob", "cleanup")
 

@@ -31,7 +31,7 @@ from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
 from leaderjob.guard import supervisor
 from leaderjob.guard.supervisor import Run
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)
 
@@ -335,7 +335,7 @@ def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store,
     and a start that was never confirmed (failed_to_start) included."""
     from dataclasses import replace
 
-    from leaderjob.notify import NotifySettings
+    from leaderjob.ops.notify import NotifySettings
 
     d = _daemon("service", store, clock)
     recorder = RecordingNotifier()

@@ -29,8 +29,8 @@ from leaderjob.daemon import Daemon, Report, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import StoreUnavailable
 from leaderjob.guard.supervisor import Signal
-from leaderjob.metrics import Metrics
-from leaderjob.records import SLOT_FORMAT, ElectionData
+from leaderjob.history.records import SLOT_FORMAT, ElectionData
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import parse_schedule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from leaderjob import cli
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -55,8 +55,8 @@ def test_the_run_command_loads_only_what_run_uses() -> None:
         "import click\n"
         "from leaderjob.cli import main\n"
         "main.get_command(click.Context(main), 'run')\n"
-        "import leaderjob.daemon, leaderjob.election.etcd, leaderjob.http, leaderjob.metrics\n"
-        "import leaderjob.log, leaderjob.health"
+        "import leaderjob.daemon, leaderjob.election.etcd, leaderjob.log\n"
+        "import leaderjob.ops.http, leaderjob.ops.metrics, leaderjob.ops.health"
     )
     assert "leaderjob.cli.daemon" in mods
     heavy = [m for m in NOT_FOR_RUN if m in mods]
@@ -68,7 +68,7 @@ def test_a_daemon_without_a_metrics_endpoint_does_not_load_prometheus_client() -
     daemon's modules import prometheus_client (about 4 MiB) only to type-check."""
     mods = loaded(
         "import leaderjob.cli.daemon, leaderjob.daemon, leaderjob.election.etcd\n"
-        "import leaderjob.http, leaderjob.log, leaderjob.health"
+        "import leaderjob.ops.http, leaderjob.log, leaderjob.ops.health"
     )
     assert "prometheus_client" not in mods
     assert "urllib.request" not in mods, "only --health-url needs urllib"

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from leaderjob import cli
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
+from leaderjob.history.records import ElectionData
 from leaderjob.jobsfile import JobsFileError, parse_jobs
-from leaderjob.records import ElectionData
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, Group, fake_runs
 
 FILE = """\

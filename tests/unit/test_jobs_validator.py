@@ -17,7 +17,7 @@ from leaderjob import cli
 from leaderjob.cli.daemon import _group_parts
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
-from leaderjob.health import HealthSettings
+from leaderjob.ops.health import HealthSettings
 from tests.unit.test_cli_inputs import BASE, COMMAND, assert_usage_error, invoke, started
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, world
 

@@ -30,7 +30,7 @@ from leaderjob.leadership import (
     metrics_for,
 )
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/leaderjob/app/leader"

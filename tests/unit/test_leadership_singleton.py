@@ -17,8 +17,8 @@ import pytest
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
+from leaderjob.history.records import ElectionData
 from leaderjob.planner import Slot
-from leaderjob.records import ElectionData
 from leaderjob.schedule import slot_id
 from leaderjob.singleton import Singleton, SlotRun
 

@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 import leaderjob
-from leaderjob import metrics as metrics_module
-from leaderjob.http import Server
-from leaderjob.metrics import Metrics
+from leaderjob.ops import metrics as metrics_module
+from leaderjob.ops.http import Server
+from leaderjob.ops.metrics import Metrics
 
 
 def _value(m: Metrics, name: str, **labels: str) -> float | None:

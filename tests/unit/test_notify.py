@@ -30,13 +30,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import notify, pings
 from leaderjob.clock import SystemClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
-from leaderjob.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
+from leaderjob.ops import notify, pings
+from leaderjob.ops.metrics import Metrics
+from leaderjob.ops.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
 from leaderjob.schedule import parse_schedule
 
 SECRET = "6f1c1d7e-0b0a-4b55-9d2b-secretcheck"
@@ -483,8 +483,8 @@ def test_jobs_file_sets_notifications_per_job_and_keeps_the_ping_url_secret() ->
     from dataclasses import replace
 
     from leaderjob.cli.daemon import _job_settings
-    from leaderjob.health import HealthSettings
     from leaderjob.jobsfile import JobsFileError, iter_options, parse_jobs
+    from leaderjob.ops.health import HealthSettings
 
     text = f"""
 [defaults]

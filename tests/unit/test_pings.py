@@ -1,5 +1,5 @@
-"""Pings isolated per job (leaderjob.pings): a slow or dead endpoint delays and drops only its own
-job's pings.
+"""Pings isolated per job (leaderjob.ops.pings): a slow or dead endpoint delays and drops only its
+own job's pings.
 
 What is defended:
 
@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import structlog
 
-from leaderjob import pings
-from leaderjob.notify import Notifier, NotifySettings
-from leaderjob.pings import Lanes, Ping
+from leaderjob.ops import pings
+from leaderjob.ops.notify import Notifier, NotifySettings
+from leaderjob.ops.pings import Lanes, Ping
 
 #: A healthy job's ping leaves within this of its event, whatever other endpoints do.
 BOUND = 1.0

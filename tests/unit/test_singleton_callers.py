@@ -13,7 +13,7 @@ import time
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 from leaderjob.singleton import SlotRun
 
 

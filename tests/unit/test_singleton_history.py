@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
+from leaderjob.history.records import ElectionData
+from leaderjob.ops.metrics import Metrics
 from leaderjob.planner import Slot
-from leaderjob.records import ElectionData
 from leaderjob.schedule import slot_id
 from leaderjob.singleton_history import SingletonHistory
 from leaderjob.singleton_run import Active, SlotRun

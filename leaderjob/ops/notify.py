@@ -13,7 +13,7 @@ runs (S6, L4):
   dropped and counted, never queued without bound.
   One job's command never waits for another's: each is a thread of its own, so a command that
   hangs until its timeout holds back only its own job's next one.
-* Pings go through per-job lanes served by a bounded pool of threads (leaderjob.pings): a
+* Pings go through per-job lanes served by a bounded pool of threads (leaderjob.ops.pings): a
   slow or dead endpoint delays and drops only its own job's pings; a ping that can no longer
   matter is dropped, not sent late.
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leaderjob.config import job_environment
-from leaderjob.pings import Ping, Pinger, Sender, ping_url, redact_url
+from leaderjob.ops.pings import Ping, Pinger, Sender, ping_url, redact_url
 from leaderjob.units import format_duration
 
 __all__ = ["KINDS", "RESULTS", "Notifier", "NotifySettings", "ping_url", "redact_url"]
@@ -121,7 +121,7 @@ def failure_environment(
 
 class Notifier:
     """The daemon's notifications: on-failure commands (a thread each, one per job at a time)
-    and pings (per-job lanes, leaderjob.pings). Every call returns at once.
+    and pings (per-job lanes, leaderjob.ops.pings). Every call returns at once.
 
     ``count(job, kind, result)`` counts a notification (the metric); ``log`` is the daemon's
     logger; ``clock`` a monotonic clock (for the pings' windows); ``send`` one ping request (a

@@ -25,8 +25,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from leaderjob.notify import KINDS, RESULTS
-from leaderjob.records import NOT_RUN_REASONS
+from leaderjob.history.records import NOT_RUN_REASONS
+from leaderjob.ops.notify import KINDS, RESULTS
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
