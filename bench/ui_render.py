@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, help="put the table into this Markdown file")
     args = parser.parse_args()
     from leaderjob.election.etcd import EtcdStore
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
 
     etcd = EtcdServer()
     try:

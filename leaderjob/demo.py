@@ -428,7 +428,7 @@ def _start_ui(demo: Demo, endpoint: str) -> tuple[Any, Any, str]:
     from leaderjob.election.etcd import EtcdStore
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
 
     store = EtcdStore(build_connection(endpoint))
     httpd = serve(App(Source(store, "/leaderjob", "demo", 5.0)), ("127.0.0.1", free_port()))

@@ -229,7 +229,7 @@ def build_connection(params: dict[str, Any]) -> Connection:
             raise click.UsageError(
                 f"--password-file {pwfile}: cannot read it ({exc.strerror})"
             ) from None
-    from leaderjob.leadership_options import build_connection as connection
+    from leaderjob.inprocess.leadership_options import build_connection as connection
 
     user = params.get("user")
     if user is None and password is not None and not pwfile:

@@ -315,7 +315,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "singleton_run_token_off",
         "S2",
-        "leaderjob/singleton_tenure.py",
+        "leaderjob/inprocess/singleton_tenure.py",
         """            scheduled,
             token,
             uuid.uuid4().hex[:12],""",

@@ -21,7 +21,7 @@ from leaderjob.clock import FakeClock, SystemClock
 from leaderjob.config import Timing
 from leaderjob.election.memory import MemoryStore
 from leaderjob.fencing import StaleToken
-from leaderjob.leadership import (
+from leaderjob.inprocess.leadership import (
     Driver,
     Leadership,
     LeadershipError,
@@ -302,11 +302,12 @@ def test_import_leaderjob_stays_cheap() -> None:
     """The export is lazy: importing the package loads neither the driver nor gRPC."""
     code = (
         "import sys, leaderjob\n"
-        "assert 'leaderjob.leadership' not in sys.modules and 'grpc' not in sys.modules\n"
-        "assert 'leaderjob.singleton' not in sys.modules\n"
+        "assert 'leaderjob.inprocess' not in sys.modules and 'grpc' not in sys.modules\n"
         "from leaderjob import Leadership\n"
-        "assert Leadership.__module__ == 'leaderjob.leadership'\n"
+        "assert Leadership.__module__ == 'leaderjob.inprocess.leadership'\n"
         "assert callable(leaderjob.singleton) and leaderjob.singleton.SlotRun\n"
+        "assert leaderjob.SlotRun is leaderjob.singleton.SlotRun and leaderjob.Leader\n"
+        "assert leaderjob.Singleton is leaderjob.singleton.Singleton\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -438,7 +439,7 @@ def test_the_library_logs_nowhere_until_the_application_configures_logging() -> 
     code = (
         "from leaderjob.clock import SystemClock\n"
         "from leaderjob.election.memory import MemoryStore\n"
-        "from leaderjob.leadership import Leadership\n"
+        "from leaderjob.inprocess.leadership import Leadership\n"
         "with Leadership('app', ttl=3, store=MemoryStore(SystemClock())) as lead:\n"
         "    assert lead.valid()\n"
         "import logging, sys\n"

@@ -14,7 +14,7 @@ import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import ElectionData
-from leaderjob.singleton import SlotRun
+from leaderjob.inprocess.singleton import SlotRun
 
 
 def test_each_run_is_handed_the_create_revision_of_its_leaders_key_S2() -> None:

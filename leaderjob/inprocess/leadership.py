@@ -5,12 +5,12 @@
             lead.fenced_put("/app/cursor", next_cursor())   # StaleToken once deposed
 
 Owns: the application's handle — acquiring (one background thread running a
-:class:`~leaderjob.leadership_driver.Driver`, which drives the same
+:class:`~leaderjob.inprocess.leadership_driver.Driver`, which drives the same
 :class:`~leaderjob.election.elector.Elector`, pure :class:`~leaderjob.election.machine.Machine`
 and etcd adapter as the daemon: no second election, the same key layout, token, local deadline
 and timing budget), leaving, the fenced writes, the metrics registry, and the queries an
-application asks. The options and errors are :mod:`leaderjob.leadership_options`'s. It must not
-know about jobs, processes or schedules.
+application asks. The options and errors are :mod:`leaderjob.inprocess.leadership_options`'s. It
+must not know about jobs, processes or schedules.
 
 Rules (docs/safety.md, docs/inprocess.md):
 
@@ -34,8 +34,8 @@ Rules (docs/safety.md, docs/inprocess.md):
   :class:`LeadershipRejected` at once.
 * No lease outlives its owner's interest (SAFETY.md §5b): an acquire that is cancelled or
   interrupted withdraws (resign, revoke) whatever etcd decided meanwhile; a forked child never
-  leads (:mod:`leaderjob.leadership_lifecycle`); the interpreter's exit releases; the driver
-  thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
+  leads (:mod:`leaderjob.inprocess.leadership_lifecycle`); the interpreter's exit releases; the
+  driver thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
   callbacks included.
 """
 
@@ -64,11 +64,11 @@ from leaderjob.config import (
 from leaderjob.election.store import Store
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.etcd import EtcdFence, refuse_own_keys
-from leaderjob.leadership_api import Conveniences, Leader
-from leaderjob.leadership_async import AsyncLeadership
-from leaderjob.leadership_driver import Driver, Tenure
-from leaderjob.leadership_lifecycle import Signal, register
-from leaderjob.leadership_options import (
+from leaderjob.inprocess.leadership_api import Conveniences, Leader
+from leaderjob.inprocess.leadership_async import AsyncLeadership
+from leaderjob.inprocess.leadership_driver import Driver, Tenure
+from leaderjob.inprocess.leadership_lifecycle import Signal, register
+from leaderjob.inprocess.leadership_options import (
     DEFAULT,
     Default,
     LeadershipError,
@@ -444,7 +444,7 @@ class Leadership(AsyncLeadership, Conveniences):
         if self.on_lost is not None:
             self.on_lost(reason)
 
-    # -- the process's own events (leaderjob.leadership_lifecycle) --------------------------
+    # -- the process's own events (leaderjob.inprocess.leadership_lifecycle) ---------------------
 
     def _after_fork_in_child(self) -> None:
         """In a child of ``os.fork()``: no driver thread, no keepalive — never leading."""

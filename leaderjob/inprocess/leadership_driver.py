@@ -3,7 +3,7 @@
 Owns: the loop of one acquisition — campaign, lead, leave — over the daemon's
 :class:`~leaderjob.election.elector.Elector`, its log events and metrics, and the queries
 (``valid``, ``remaining``) any thread may ask of it. It must not know about threads of the
-application, asyncio, or the fencing helpers: :mod:`leaderjob.leadership` is the handle.
+application, asyncio, or the fencing helpers: :mod:`leaderjob.inprocess.leadership` is the handle.
 
 Rules (docs/safety.md, docs/inprocess.md): every cycle checks the deadline first, then steps the
 elector; :meth:`Driver.valid` reads the monotonic clock itself, so it turns False at ``D − grace``
@@ -22,8 +22,12 @@ from leaderjob.config import Timing
 from leaderjob.election.elector import Elector
 from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
-from leaderjob.leadership_lifecycle import Signal
-from leaderjob.leadership_options import LeadershipError, LeadershipRejected, LeadershipUnavailable
+from leaderjob.inprocess.leadership_lifecycle import Signal
+from leaderjob.inprocess.leadership_options import (
+    LeadershipError,
+    LeadershipRejected,
+    LeadershipUnavailable,
+)
 from leaderjob.ops.metrics import Metrics
 
 __all__ = ["Driver", "Tenure"]
