@@ -87,7 +87,7 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
     conn = build_connection(params)
     log.configure(params["log_format"], params["log_level"])
     settings = _settings(params, command, mode, timing, conn.rpc_timeout)
-    from leaderjob.fenced_cli import job_endpoints
+    from leaderjob.cli.fenced import job_endpoints
 
     settings = replace(settings, endpoints=job_endpoints(conn), notify=notify)
     jobs = None if specs is None else [_job_settings(settings, spec, health) for spec in specs]
@@ -120,8 +120,8 @@ def _start_daemon(params: dict[str, Any], command: tuple[str, ...], mode: str) -
 
 def _group_parts(params: dict[str, Any], settings: Any, path: str, health: Any) -> tuple[Any, Any]:
     """For --jobs: how to read the file again (reload), and the spreading rules."""
+    from leaderjob.daemon.spread import Spreader
     from leaderjob.jobsfile import load_jobs
-    from leaderjob.spread import Spreader
 
     zone = params.get("timezone") or "UTC"
 

@@ -21,8 +21,8 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.history.records import ElectionData, iso
-from leaderjob.planner import Planner
 from leaderjob.schedule import slot_id
+from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.metrics import Metrics

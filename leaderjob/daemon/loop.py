@@ -33,6 +33,7 @@ from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
+from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.spreading import Spreading
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
@@ -43,8 +44,7 @@ from leaderjob.log import get_logger
 from leaderjob.ops.fingerprint import ConfigWatch, job_fields
 from leaderjob.ops.health import HealthChecker
 from leaderjob.ops.notify import Notifier
-from leaderjob.planner import Planner
-from leaderjob.spread import Spreader
+from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.metrics import Metrics

@@ -14,8 +14,8 @@ from leaderjob.guard.supervisor import Run
 from leaderjob.history.records import Control
 from leaderjob.ops.health import HealthSettings
 from leaderjob.ops.notify import NotifySettings
-from leaderjob.planner import CatchUp, Slot, SlotClock
 from leaderjob.schedule import Schedule
+from leaderjob.schedule.planner import CatchUp, Slot, SlotClock
 
 Mode = Literal["schedule", "service", "once"]
 Concurrency = Literal["forbid", "replace", "allow"]

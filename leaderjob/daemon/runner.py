@@ -37,8 +37,8 @@ from leaderjob.election.store import StoreError
 from leaderjob.guard.supervisor import Guardian, Run
 from leaderjob.history.records import ElectionData, iso
 from leaderjob.ops.fingerprint import job_fingerprint
-from leaderjob.planner import Planner
 from leaderjob.schedule.due import DueWatch
+from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.metrics import Metrics

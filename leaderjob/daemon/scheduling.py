@@ -27,8 +27,8 @@ from leaderjob.daemon.switches import Switches
 from leaderjob.daemon.unknown import UnknownClaims, settle
 from leaderjob.election.store import StoreError
 from leaderjob.history.records import SKIP_NOT_RUN, iso
-from leaderjob.planner import Slot
 from leaderjob.schedule import slot_id
+from leaderjob.schedule.planner import Slot
 
 #: The next slot is claimed this long before its start, so that the claim's round trip is not on
 #: the fire path. Long enough for a claim under load (its p99 on a busy 2-CPU machine: ~25 ms),

@@ -14,7 +14,7 @@ from leaderjob.election.group import Group
 from leaderjob.election.machine import Phase
 from leaderjob.history.records import iso
 from leaderjob.ops.health import HealthChecker
-from leaderjob.planner import Planner
+from leaderjob.schedule.planner import Planner
 
 
 class Observed(Protocol):

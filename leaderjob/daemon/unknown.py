@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leaderjob.planner import Slot
+from leaderjob.schedule.planner import Slot
 
 Settle = Literal["run", "claim", "late", "not_run", "theirs"]
 

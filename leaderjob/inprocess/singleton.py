@@ -44,8 +44,8 @@ from leaderjob.history.records import ElectionData
 from leaderjob.inprocess.leadership import Leadership, LeadershipError
 from leaderjob.inprocess.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
 from leaderjob.log import get_logger
-from leaderjob.planner import CatchUp, Planner
 from leaderjob.schedule import ScheduleError, parse_schedule
+from leaderjob.schedule.planner import CatchUp, Planner
 
 __all__ = ["Singleton", "SlotRun", "singleton"]
 

@@ -22,8 +22,8 @@ from leaderjob.history.records import SKIP_NOT_RUN, ElectionData, not_run_record
 from leaderjob.inprocess.singleton_rules import outcome, retry_backoff, run_record
 from leaderjob.inprocess.singleton_run import Active, Pending, Seat
 from leaderjob.ops.metrics import Metrics
-from leaderjob.planner import CatchUpPlan, Slot
 from leaderjob.schedule import slot_id
+from leaderjob.schedule.planner import CatchUpPlan, Slot
 
 __all__ = ["SingletonHistory"]
 

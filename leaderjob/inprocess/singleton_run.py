@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from leaderjob.clock import Clock
-from leaderjob.planner import Slot
+from leaderjob.schedule.planner import Slot
 
 __all__ = [
     "RETRY_BASE",

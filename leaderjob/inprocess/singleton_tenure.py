@@ -2,9 +2,9 @@
 
 Owns what the daemon's runner and scheduling own for a command, for a Python function run in a
 thread of the application: while one replica leads, plan slots with the daemon's
-:class:`~leaderjob.planner.Planner`, claim each one with the daemon's fenced claim (S3), claim
-"run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones, and
-write the daemon's history records (runs, and slots that did not run: skipped, or missed
+:class:`~leaderjob.schedule.planner.Planner`, claim each one with the daemon's fenced claim (S3),
+claim "run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones,
+and write the daemon's history records (runs, and slots that did not run: skipped, or missed
 while nobody led) and metrics.
 
 It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
@@ -43,7 +43,7 @@ from leaderjob.inprocess.singleton_history import SingletonHistory
 from leaderjob.inprocess.singleton_rules import blocked, overlap, replacement_late, wakeup
 from leaderjob.inprocess.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
 from leaderjob.ops.metrics import Metrics
-from leaderjob.planner import Planner, Slot
+from leaderjob.schedule.planner import Planner, Slot
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 

@@ -19,10 +19,10 @@ import structlog
 import leaderjob.daemon.runner as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import iso
 from leaderjob.schedule import parse_schedule
-from leaderjob.spread import Spreader
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 
 TIMING = Timing.from_ttl(3)

@@ -775,7 +775,7 @@ def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2() ->
     as started — a job holding one is not idle."""
     from leaderjob.daemon.model import Tenure
     from leaderjob.daemon.runner import Runner
-    from leaderjob.planner import Slot
+    from leaderjob.schedule.planner import Slot
 
     r = Runner.__new__(Runner)
     r.runs = []

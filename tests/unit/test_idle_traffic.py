@@ -18,10 +18,10 @@ import pytest
 
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import ElectionData
 from leaderjob.schedule import parse_schedule
-from leaderjob.spread import Spreader
 from tests.unit.test_daemon_jobs import fake_runs
 from tests.unit.test_daemon_schedule import Clock, FakeRun
 

@@ -10,15 +10,15 @@ import sys
 
 #: What `leaderjob run` (without --jobs) never uses.
 NOT_FOR_RUN = [
-    "leaderjob.fenced_cli",
+    "leaderjob.cli.fenced",
     "leaderjob.fencing",
     "leaderjob.fencestore",
-    "leaderjob.jobs_cli",
+    "leaderjob.cli.jobs",
     "leaderjob.jobsfile",
     "leaderjob.selftest",
-    "leaderjob.demo",
+    "leaderjob.demo.scenario",
     "leaderjob.inprocess",
-    "leaderjob.localetcd",
+    "leaderjob.demo.localetcd",
     "leaderjob.cli.read",
     "leaderjob.cli.run_history",
     "leaderjob.cli.control",

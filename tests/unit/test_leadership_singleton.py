@@ -19,8 +19,8 @@ from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import ElectionData
 from leaderjob.inprocess.singleton import Singleton, SlotRun
-from leaderjob.planner import Slot
 from leaderjob.schedule import slot_id
+from leaderjob.schedule.planner import Slot
 
 
 def inline(target: Callable[[], None], name: str) -> None:

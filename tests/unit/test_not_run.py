@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from leaderjob.history.records import NOT_RUN_REASONS, is_run
-from leaderjob.planner import MISSED_RECORDS
+from leaderjob.schedule.planner import MISSED_RECORDS
 from tests.unit.test_daemon_schedule import (
     T0,
     FakeRun,

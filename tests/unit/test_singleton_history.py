@@ -19,8 +19,8 @@ from leaderjob.history.records import ElectionData
 from leaderjob.inprocess.singleton_history import SingletonHistory
 from leaderjob.inprocess.singleton_run import Active, SlotRun
 from leaderjob.ops.metrics import Metrics
-from leaderjob.planner import Slot
 from leaderjob.schedule import slot_id
+from leaderjob.schedule.planner import Slot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from leaderjob.localetcd import EtcdNotFound, LocalEtcd, free_port
+from leaderjob.demo.localetcd import EtcdNotFound, LocalEtcd, free_port
 
 REPLICAS = 3
 JOBS = ("cleanup", "report", "reindex")
@@ -400,7 +400,7 @@ def _alive(pid: int) -> bool:
 
 def _start_prometheus(demo: Demo, home: Path) -> Any:
     """A Prometheus scraping the demo's replicas, or None (with one line saying why)."""
-    from leaderjob.demo_prometheus import DemoPrometheus, find_binary
+    from leaderjob.demo.prometheus import DemoPrometheus, find_binary
 
     binary = find_binary()
     if binary is None:

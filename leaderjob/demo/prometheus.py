@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 #: The shipped monitoring config, present in a source checkout (not in an installed package).
-SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 INTERVAL = "1s"
 
 #: The shipped scrape jobs, for an installed package (tests/unit/test_demo.py keeps them equal).
