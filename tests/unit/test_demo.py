@@ -1,6 +1,7 @@
-"""The demo's verdict (`leaderjob.demo.judge`): it must call out every broken promise it claims to
-check — a slot run twice (S3), two runs of a job at once, a token going down (S2), a slot lost
-outside a leaderless window, a move slower than its bound (L1, L2) — and stay quiet otherwise."""
+"""The demo's verdict (`leaderjob.demo.verdict.judge`): it must call out every broken promise it
+claims to check — a slot run twice (S3), two runs of a job at once, a token going down (S2), a slot
+lost outside a leaderless window, a move slower than its bound (L1, L2) — and stay quiet
+otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderjob.demo.scenario import Move, Run, Skip, judge
+from leaderjob.demo.verdict import Move, Run, Skip, judge
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL = 3.0
@@ -183,7 +184,7 @@ def test_a_ttl_the_replicas_would_refuse_is_refused_before_anything_starts(
     def no_demo(**kwargs: object) -> int:
         raise AssertionError("the demo started")
 
-    monkeypatch.setattr("leaderjob.demo.run_demo", no_demo)
+    monkeypatch.setattr("leaderjob.demo.scenario.run_demo", no_demo)
     result = CliRunner().invoke(cli.main, ["demo", "--ttl", ttl])
     assert result.exit_code == 2, result.output
     assert phrase in result.output and "Traceback" not in result.output, result.output
