@@ -4,13 +4,12 @@ who leads now, a stream of changes, and a run-forever mode with callbacks.
 Owns: :class:`Conveniences`, a mixin of :class:`~leaderjob.inprocess.leadership.Leadership` built
 only on its public surface and its storage port: :meth:`~Conveniences.leader` (etcd's ``Leader``),
 :meth:`~Conveniences.observe` (``Observe``), :meth:`~Conveniences.run_forever` (client-go's
-``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``), and the async
-fenced writes. It must not know the election rules.
+``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``). It must not
+know the election rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -116,16 +115,6 @@ class Conveniences:
             halt.set() if stop is None else None
             if watcher is not None and stop is None:
                 watcher.join(1.0)
-
-    async def fenced_put_async(self, key: str, value: bytes | str) -> None:
-        """:meth:`fenced_put` from a coroutine (the etcd call runs in a worker thread)."""
-        me = cast("Leadership", self)
-        await asyncio.to_thread(me.fenced_put, key, value)
-
-    async def fenced_delete_async(self, key: str) -> None:
-        """:meth:`fenced_delete` from a coroutine."""
-        me = cast("Leadership", self)
-        await asyncio.to_thread(me.fenced_delete, key)
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Store]:
