@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leaderjob.config import job_environment
-from leaderjob.ops.pings import Ping, Pinger, Sender, ping_url, redact_url
+from leaderjob.ops.ping_lanes import Ping
+from leaderjob.ops.pings import Pinger, Sender, ping_url, redact_url
 from leaderjob.units import format_duration
 
 __all__ = ["KINDS", "RESULTS", "Notifier", "NotifySettings", "ping_url", "redact_url"]
