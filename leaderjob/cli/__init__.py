@@ -52,7 +52,7 @@ _EXPORTS = {
     "EXIT_WAIT_TIMEOUT": "leaderjob.cli.control",
     "WAIT_POLL": "leaderjob.cli.control",
     "_serve": "leaderjob.cli.daemon",
-    "build_timing": "leaderjob.cli.daemon",
+    "build_timing": "leaderjob.cli.daemon_settings",
     "http_snapshot": "leaderjob.cli.daemon",
     "lock": "leaderjob.cli.daemon",
     "run": "leaderjob.cli.daemon",

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.daemon import build_timing
+from leaderjob.cli.daemon_settings import build_timing
 from leaderjob.cli.options import (
     DURATION,
     LeaderjobCommand,

@@ -729,7 +729,7 @@ def test_run_of_one_command_is_a_jobs_file_of_one_job(started: list[Any]) -> Non
     flags' values, the election's own keys, and the daemon's mode."""
     from dataclasses import replace
 
-    from leaderjob.cli.daemon import _job_settings
+    from leaderjob.cli.daemon_settings import job_settings
     from leaderjob.jobsfile import single_job
     from leaderjob.schedule import parse_schedule
 
@@ -764,7 +764,7 @@ def test_run_of_one_command_is_a_jobs_file_of_one_job(started: list[Any]) -> Non
         retries=0,
         history_limit=50,
     )
-    assert settings == _job_settings(daemon, spec, None, group=False)
+    assert settings == job_settings(daemon, spec, None, group=False)
     assert (settings.election, settings.prefix, settings.mode) == (
         "cleanup",
         "/leaderjob",

@@ -85,7 +85,7 @@ def test_every_command_is_still_there() -> None:
 def test_a_single_command_daemon_does_not_load_the_jobs_file_reader() -> None:
     """`run --schedule … -- CMD`: the jobs-file reader (and tomllib) load only with --jobs."""
     mods = loaded(
-        "from leaderjob.cli import daemon\n"
-        "assert daemon._load_jobs({'jobs': None}, ('true',)) == (None, [])"
+        "from leaderjob.cli import daemon, daemon_settings\n"
+        "assert daemon_settings.jobs_of({'jobs': None}, ('true',)) == (None, [])"
     )
     assert "leaderjob.jobsfile" not in mods and "tomllib" not in mods

@@ -482,7 +482,7 @@ def test_a_daemon_keeps_renewing_and_leading_while_its_on_failure_command_runs_s
 def test_jobs_file_sets_notifications_per_job_and_keeps_the_ping_url_secret() -> None:
     from dataclasses import replace
 
-    from leaderjob.cli.daemon import _job_settings
+    from leaderjob.cli.daemon_settings import job_settings
     from leaderjob.jobsfile import JobsFileError, iter_options, parse_jobs
     from leaderjob.ops.health import HealthSettings
 
@@ -510,7 +510,7 @@ command = "true"
         notify=NotifySettings(on_failure="daemon-cmd", ping_url="https://daemon/x"),
     )  # fmt: skip
     health = HealthSettings()
-    sa, sb = (_job_settings(daemon, spec, health) for spec in (a, b))
+    sa, sb = (job_settings(daemon, spec, health) for spec in (a, b))
     assert sa.notify == NotifySettings("notify-team", 5.0, f"https://hc-ping.com/{SECRET}")
     assert sb.notify == replace(daemon.notify, on_failure="notify-team")
     with pytest.raises(JobsFileError) as bad:
