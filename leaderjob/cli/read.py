@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    LeaderjobCommand,
+from leaderjob.cli.options import LeaderjobCommand, connection_options
+
+# format_run is re-exported: callers that render `history --run` import it from here too.
+from leaderjob.cli.run_history import format_run
+from leaderjob.cli.scope import (
     _etcd_failed,
     _open_data,
-    connection_options,
     election_option,
     group_jobs,
     job_option,
@@ -26,9 +28,6 @@ from leaderjob.cli.options import (
     unknown_job,
     where,
 )
-
-# format_run is re-exported: callers that render `history --run` import it from here too.
-from leaderjob.cli.run_history import format_run
 from leaderjob.cli.status_text import STATUS_RECORDS, parse_time, print_group, print_status
 from leaderjob.config import (
     election_prefix,

@@ -9,13 +9,8 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    LeaderjobCommand,
-    _env,
-    _open_data,
-    connection_options,
-    election_option,
-)
+from leaderjob.cli.options import LeaderjobCommand, _env, connection_options
+from leaderjob.cli.scope import _open_data, election_option
 
 
 @click.command(cls=LeaderjobCommand)

@@ -60,7 +60,7 @@ class Source:
 
     def jobs(self) -> list[Job]:
         """The jobs of a group (`run --jobs`), or the election itself as its one job."""
-        from leaderjob.cli.options import group_jobs, jobs_prefix
+        from leaderjob.cli.scope import group_jobs, jobs_prefix
 
         params = {"prefix": self.prefix}
         names = group_jobs(self.store, self.election, params, self.timeout)
