@@ -34,7 +34,7 @@ from leaderjob.clock import SystemClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.ops import notify, pings
+from leaderjob.ops import notify, ping_lanes, pings
 from leaderjob.ops.metrics import Metrics
 from leaderjob.ops.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
 from leaderjob.schedule import parse_schedule
@@ -305,7 +305,7 @@ class PingServer:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pings, "PING_RETRY_BASE", 0.05)
+    monkeypatch.setattr(ping_lanes, "PING_RETRY_BASE", 0.05)
 
 
 def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, Any]]) -> None:
@@ -395,7 +395,7 @@ def test_pings_are_off_the_loop_and_their_queue_is_bounded(
 ) -> None:
     """S6: a hanging ping service delays nothing; pings beyond the job's lane are dropped,
     counted."""
-    monkeypatch.setattr(pings, "LANE_CAP", 2)
+    monkeypatch.setattr(ping_lanes, "LANE_CAP", 2)
     server = PingServer(delay=1.0)
     counts = Counts()
     n = _notifier(counts)
