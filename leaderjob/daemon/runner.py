@@ -77,15 +77,15 @@ class Runner:
         when a ``once`` run is over (``leaderjob lock`` is done: the loop leaves); ``election``
         is the daemon's (a group's name when the daemon runs a jobs file)."""
         self.job = JobContext(
-            settings,
-            session,
-            seat,
-            ElectionData(session.store, settings.prefix, settings.election),
-            clock,
-            log,
-            election or settings.election,
-            self._planner(settings),
-            metrics,
+            s=settings,
+            session=session,
+            seat=seat,
+            data=ElectionData(session.store, settings.prefix, settings.election),
+            clock=clock,
+            log=log,
+            election=election or settings.election,
+            planner=self._planner(settings),
+            metrics=metrics,
         )
         self.tenure: Tenure | None = None
         self.ran_once = False
