@@ -31,7 +31,7 @@ from leaderjob.daemon.history import History
 from leaderjob.daemon.model import EXIT_LOST, SERVICE_RESTART_DELAY, ActiveRun, Report
 from leaderjob.daemon.starts import Starter, StartRequest
 from leaderjob.election.machine import DEFAULT
-from leaderjob.records import iso
+from leaderjob.history.records import iso
 
 
 @dataclass(eq=False)

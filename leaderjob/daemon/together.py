@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from leaderjob.daemon.session import Session
 from leaderjob.election.store import Guarded, StoreError, batches
-from leaderjob.planner import Slot
+from leaderjob.schedule.planner import Slot
 
 
 class Claimant(Protocol):

@@ -19,7 +19,7 @@ import pytest
 from leaderjob.daemon import together
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Guarded, batches
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, Group, fake_runs, group_daemon, runs_by_slot
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from leaderjob import guardian as guardian_module
+from leaderjob.guard import guardian as guardian_module
 from tests.harness.procs import pid_alive
 
 GUARDIAN = guardian_module.__file__

@@ -15,7 +15,7 @@ import pytest
 
 from leaderjob.daemon import starts
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, Group, fake_runs, group_daemon
 from tests.unit.test_daemon_schedule import FakeRun
 

@@ -1,4 +1,4 @@
-"""The daemon's side of a run (:class:`leaderjob.supervisor.Run`), with the real guardian.
+"""The daemon's side of a run (:class:`leaderjob.guard.supervisor.Run`), with the real guardian.
 
 What it promises (docs/safety.md §3): starting never blocks the leader path longer than the
 lease budget it is given; a run that did not confirm its start in that time can no longer start
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from leaderjob import supervisor
 from leaderjob.clock import now as deadline_clock  # the watchdog's clock
-from leaderjob.supervisor import Run
+from leaderjob.guard import supervisor
+from leaderjob.guard.supervisor import Run
 from tests.harness.procs import pid_alive
 
 SH = "/bin/sh"

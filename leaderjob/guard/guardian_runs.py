@@ -1,5 +1,5 @@
 """The guardian's runs: one run's record, which processes are its, its signals, its output tail
-and its end (:mod:`leaderjob.guardian` holds the event loop and the control protocol).
+and its end (:mod:`leaderjob.guard.guardian` holds the event loop and the control protocol).
 
 Which run a descendant belongs to: the run's main process and everything below it; its process
 group; and an orphan (re-parented to us) whose environment carries the run's marker
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from leaderjob import proctree, tail
+    from leaderjob.guard import proctree, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 

@@ -25,7 +25,7 @@ own full pipes, as if they wrote there directly, never a kill), and reports to t
 a queue of their own when the daemon is not reading — never dropped, never blocking.
 
 This file holds the event loop and the control protocol; one run's record, its signals, its
-output tail and its end are in :mod:`leaderjob.guardian_runs`.
+output tail and its end are in :mod:`leaderjob.guard.guardian_runs`.
 
 Standard library only: the daemon starts it as ``python -S guardian.py CTL_FD STATUS_FD [CLOCK]``.
 Protocol: JSON lines. Daemon → guardian: ``{"start": id, "argv", "env", "deadline", "grace"}``,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from leaderjob import guardian_runs, proctree, tail
+    from leaderjob.guard import guardian_runs, proctree, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 

@@ -1,7 +1,7 @@
 """Runs jobs under the daemon's guardian process, and reports how each ended.
 
-The daemon side of :mod:`leaderjob.guardian`. A :class:`GuardianProcess` is the one guardian of a
-daemon, with its two pipes (control in, status out) and the thread that reads its reports; a
+The daemon side of :mod:`leaderjob.guard.guardian`. A :class:`GuardianProcess` is a daemon's one
+guardian, with its two pipes (control in, status out) and the thread that reads its reports; a
 :class:`Run` hands it the command, environment, local deadline and grace, then moves the deadline
 forward after each renewal. :class:`Guardian` is the daemon's handle: it keeps one guardian up
 (started with the daemon, so a start is one fork + exec), and starts a fresh one when it died.
@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from leaderjob import clock as clock_module
-from leaderjob import proctree
 from leaderjob.clock import Wakeable
 from leaderjob.clock import now as clock_now
+from leaderjob.guard import proctree
 
 _GUARDIAN = str(Path(__file__).with_name("guardian.py"))
 #: Linux's F_SETPIPE_SZ (the fallback is its value, for a fcntl module built without it).
