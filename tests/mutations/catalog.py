@@ -307,7 +307,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "guardian_ignores_the_daemon_gone",
         "S6",
         "leaderjob/guardian.py",
-        '        self.kill_everything("daemon_gone")',
+        '        self.table.kill_everything("daemon_gone")',
         "        pass",
         ("tests/unit/test_guardian.py",),
     ),
