@@ -23,6 +23,7 @@ Standard library only: the guardian runs as ``python -S`` and loads this file be
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C functions: no enum conversions
 import contextlib
 import ctypes
 import errno
@@ -61,7 +62,7 @@ def prctl(option: int, arg: int) -> None:
         _PRCTL(option, arg, 0, 0, 0)
 
 
-def not_default() -> list[signal.Signals]:
+def not_default() -> list[int]:
     """The signals whose disposition is not the default now: the job's process sets them back
     (an ignored one would survive exec; a caught one is reset by exec, but not before it)."""
     out = []
@@ -70,7 +71,7 @@ def not_default() -> list[signal.Signals]:
             continue
         with contextlib.suppress(OSError, ValueError):
             if signal.getsignal(sig) not in (signal.SIG_DFL, None):
-                out.append(signal.Signals(sig))
+                out.append(int(sig))
     return out
 
 
@@ -81,7 +82,7 @@ def spawn(
     out: tuple[int | None, int | None],
     *,
     check: Callable[[], bool],
-    reset: list[signal.Signals],
+    reset: list[int],
     stall: float = 0.0,
 ) -> int:
     """Start ``argv``; its pid once it was exec'd. ``out``: the descriptors for the job's stdout
@@ -89,6 +90,7 @@ def spawn(
     raises :class:`Refused`. OSError: the fork failed, or the job's directory (``filename`` is
     then ``cwd``) or its exec did. ``stall``: a pause before the last check (tests only)."""
     parent = os.getpid()
+    path = _resolve(argv[0], env)
     err_r, err_w = os.pipe()  # both close on exec
     # Every descriptor of ours is close-on-exec already; the job's process closes any other
     # anyway, up to the highest open now (a loop to the limit is slow where close_range is not).
@@ -103,7 +105,7 @@ def spawn(
         os.close(err_w)
         raise
     if pid == 0:
-        _child(argv, env, cwd, out, check, reset, stall, parent, err_w, top)
+        _child(path, argv, env, cwd, out, check, reset, stall, parent, err_w, top)
     os.close(err_w)
     failed = b""
     try:
@@ -122,13 +124,27 @@ def spawn(
     raise OSError(code, os.strerror(code), cwd if step == b"cwd" else argv[0])
 
 
+def _resolve(name: str, env: dict[str, str]) -> str | None:
+    """The file ``PATH`` (the job's) gives for ``name``, found here rather than by failed execs
+    in the job's process (each step there costs pages copied); None: let exec search and say
+    what is wrong."""
+    if os.sep in name:
+        return name
+    for d in os.get_exec_path(env):
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
 def _child(
+    path: str | None,
     argv: list[str],
     env: dict[str, str],
     cwd: str | None,
     out: tuple[int | None, int | None],
     check: Callable[[], bool],
-    reset: list[signal.Signals],
+    reset: list[int],
     stall: float,
     parent: int,
     err_w: int,
@@ -150,10 +166,10 @@ def _child(
             step = b"cwd"
             os.chdir(cwd)
             step = b"exec"
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
         for sig in reset:
             with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
+                _signal.signal(sig, _signal.SIG_DFL)
         if stall:
             time.sleep(stall)
         step = b"refused"
@@ -162,8 +178,10 @@ def _child(
         step = b"exec"
         os.closerange(3, err_w)
         os.closerange(err_w + 1, top)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.execvpe(argv[0], argv, env)  # noqa: S606 - the job's own command, no shell
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+        if path is not None:
+            os.execve(path, argv, env)  # noqa: S606 - the job's own command, no shell
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - not found above: the error, from exec
     except OSError as exc:
         step += b" %d" % (exc.errno or 0)
     except ValueError:  # a NUL byte in the command or its environment
