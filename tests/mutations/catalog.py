@@ -311,6 +311,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        pass",
         ("tests/unit/test_guardian.py",),
     ),
+    Mutation(
+        "guardian_no_check_before_exec",
+        "S6",
+        "leaderjob/guardian_spawn.py",
+        "        if not check():\n            raise Refused\n",
+        "",
+        ("tests/unit/test_guardian.py",),
+    ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(
         "singleton_run_token_off",
