@@ -313,8 +313,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "guardian_ignores_the_daemon_gone",
         "S6",
         "leaderjob/guard/guardian.py",
-        '        self.kill_everything("daemon_gone")',
+        '        self.table.kill_everything("daemon_gone")',
         "        pass",
+        ("tests/unit/test_guardian.py",),
+    ),
+    Mutation(
+        "guardian_no_check_before_exec",
+        "S6",
+        "leaderjob/guard/guardian_spawn.py",
+        "        if not check():\n            raise Refused\n",
+        "",
         ("tests/unit/test_guardian.py",),
     ),
     # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
