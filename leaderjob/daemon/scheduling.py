@@ -180,6 +180,14 @@ class Scheduling:
             return None
         planning = tenure.slot_clock.peek(job.clock.wall(), job.clock.monotonic())
         slot = job.planner.claimable(planning, CLAIM_AHEAD)
+        if slot is None:
+            # A pass that comes after the start (many jobs make a pass long): the slot due now,
+            # claimed as if ahead, while far from its starting deadline (the pass starts it).
+            due = job.planner.peek()
+            if due is not None and timedelta(0) <= planning - due.start_time <= (
+                job.planner.deadline / 2
+            ):
+                slot = due
         if slot is None or slot.id in self.unknown:
             return None
         write = self.claims.write(tenure, slot)
