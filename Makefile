@@ -40,7 +40,9 @@ lint: $(STAMP)
 # installs). Most of the suite waits (TTLs, schedules, handovers) rather than computes, so the
 # two passes run side by side, and the 3.5 pass spreads its test files over TEST_WORKERS
 # pytest-xdist workers (--dist loadfile: a file's tests run in order on one worker, sharing its
-# module fixtures; each worker has its own etcd, ports and temp dirs). The 3.4 pass writes to
+# module fixtures; each worker has its own etcd, ports and temp dirs; files are handed out in
+# the order of collection -- faults and integration before the many short unit files, so no
+# long file is left for the end -- rather than by their number of tests). The 3.4 pass writes to
 # ETCD34_LOG, printed once the 3.5 pass is over; either pass failing fails the run. Each pass
 # prints its slowest tests and its per-suite durations; the durations and the skips of both
 # passes are listed once more at the very end. In CI (CI=true) a skip of anything .ci/run
@@ -76,7 +78,8 @@ test: lint
 		echo "== CI: no etcd 3.4 binary (ETCD34_BIN): the 3.4 pass cannot run"; status=1; \
 	else echo "== no etcd 3.4 binary (set ETCD34_BIN): the 3.4 pass is skipped"; fi; \
 	LEADERJOB_TEST_REPORT="$(TEST_REPORT)" $(BIN)/pytest --durations=15 \
-		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) || status=1; \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) \
+		|| status=1; \
 	if [ -n "$$pid34" ]; then \
 		wait $$pid34 || status=1; \
 		echo "== the etcd 3.4 pass: $$("$(ETCD34_BIN)" --version | head -1) ($(ETCD34_BIN))"; \
