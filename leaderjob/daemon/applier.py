@@ -167,7 +167,7 @@ class Applier:
             self.on_transition(t)
         if isinstance(d, Retire):
             self.checkers.drop(name)
-            r._flush()  # its last records: nobody writes them once it is forgotten
+            r.flush()  # its last records: nobody writes them once it is forgotten
             del self.runners[name]
             if self.metrics is not None:
                 self.metrics.forget(name)

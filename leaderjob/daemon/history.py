@@ -1,6 +1,11 @@
-"""The records of one job's runs: the outcome of each finished run (its log line, metrics,
-history record, and a retry if one is due), and the history written to etcd while the cycle has
-time to spare. The outcome half of :class:`~leaderjob.daemon.runner.Runner`.
+"""The records of one job's runs: the outcome of each run that ended (its ``job.finished`` line,
+metrics, history record and notification), a slot that did not run (its not-run record), and the
+history written to etcd while the cycle has time to spare, with the fenced pruning that keeps it
+bounded (:meth:`History.carry`, :meth:`History.prune`; the slot claims are pruned the same way).
+
+The runner's recorder: :mod:`.runs` hands it each run's end and start, the slot path
+(:mod:`.scheduling`, :mod:`.catchup`, :mod:`.claims`) the slots that did not run. It decides
+nothing about the job (a retry, an exit code): it records.
 """
 
 from __future__ import annotations
@@ -10,24 +15,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from leaderjob.clock import Clock
-from leaderjob.daemon.model import (
-    EXIT_LOST,
-    MAX_BACKLOG,
-    RETRY_BASE,
-    RETRY_CAP,
-    SERVICE_RESTART_DELAY,
-    ActiveRun,
-    Pending,
-    Settings,
-    Tenure,
-)
-from leaderjob.daemon.session import Seat, Session
+from leaderjob.daemon.context import JobContext
+from leaderjob.daemon.model import MAX_BACKLOG, ActiveRun
 from leaderjob.election.store import StoreError
-from leaderjob.records import ElectionData, iso, not_run_record
+from leaderjob.records import iso, not_run_record
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
     from leaderjob.notify import Notifier
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
@@ -44,31 +37,25 @@ def _signal_name(returncode: int) -> str | None:
 
 
 class History:
-    # Set by the runner (see Runner.__init__).
-    s: Settings
-    session: Session
-    seat: Seat
-    data: ElectionData
-    clock: Clock
-    metrics: Metrics | None
-    election: str  # the daemon's (a group's name): the metrics' election label
-    log: Any
-    runs: list[ActiveRun]
-    tenure: Tenure | None
-    restart_at: float
-    exit_code: int
-    last_run: dict[str, Any] | None
-    #: The record of the last run this replica saw succeed (for `/status`).
-    last_success: dict[str, Any] | None = None
-    on_done: Callable[[], None]
-    notifier: Notifier | None
-    _backlog: list[tuple[dict[str, Any], datetime]]
-    #: Keys the next history record pushes out of the bound, found under this token.
-    _history_carry: tuple[int, list[str]] | None = None
+    def __init__(self, job: JobContext, notifier: Notifier | None = None) -> None:
+        self.job = job
+        #: --on-failure and --ping-url (shared by the daemon's jobs; never blocks).
+        self.notifier = notifier
+        #: The record of the last run this replica saw end, and of the last it saw succeed
+        #: (for `/status`).
+        self.last_run: dict[str, Any] | None = None
+        self.last_success: dict[str, Any] | None = None
+        #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
+        #: with time to spare, so it never delays a renewal.
+        self._backlog: list[tuple[dict[str, Any], datetime]] = []
+        #: Keys the next history record pushes out of the bound, found under this token.
+        self._history_carry: tuple[int, list[str]] | None = None
 
-    def _finished(self, active: ActiveRun) -> None:
+    def finished(self, active: ActiveRun, now: float, *, running: bool) -> str:
+        """A run ended (``now``; ``running``: another run of the job still goes on): its
+        ``job.finished`` line, metrics, history record (its output tails beside it) and
+        notification. Returns its outcome."""
         run = active.run
-        now = self.clock.monotonic()
         duration = now - run.started_at
         rc = run.returncode
         outcome = run.outcome
@@ -77,10 +64,10 @@ class History:
             "slot": active.slot,
             "scheduled_time": iso(active.scheduled),
             "token": run.token,
-            "identity": self.s.identity,
+            "identity": self.job.s.identity,
             "attempt": active.attempt,
-            "started_at": iso(self.clock.wall() - timedelta(seconds=duration)),
-            "finished_at": iso(self.clock.wall()),
+            "started_at": iso(self.job.clock.wall() - timedelta(seconds=duration)),
+            "finished_at": iso(self.job.clock.wall()),
             "duration_seconds": round(duration, 3),
             "exit_code": rc if rc is not None and rc >= 0 else None,
             "signal": _signal_name(rc) if rc is not None else None,
@@ -89,7 +76,7 @@ class History:
         if run.signals:  # what the guardian sent the job's group, and why
             record["signals"] = [{"signal": s.name, "reason": s.reason} for s in run.signals]
         self.last_run = record
-        self.log.info(
+        self.job.log.info(
             "job.finished",
             run_id=run.run_id,
             slot=active.slot,
@@ -100,47 +87,23 @@ class History:
             duration_seconds=record["duration_seconds"],
             attempt=active.attempt,
         )
-        if self.metrics is not None:
-            m = self.metrics
-            m.job_running.labels(self.election, self.s.election).set(1 if self.runs else 0)
-            m.job_runs.labels(self.election, self.s.election, outcome).inc()
-            m.job_duration.labels(self.election, self.s.election).observe(duration)
+        if self.job.metrics is not None:
+            m = self.job.metrics
+            m.job_running.labels(self.job.election, self.job.s.election).set(1 if running else 0)
+            m.job_runs.labels(self.job.election, self.job.s.election, outcome).inc()
+            m.job_duration.labels(self.job.election, self.job.s.election).observe(duration)
             if outcome == "succeeded":
-                now = self.clock.wall().timestamp()
-                m.last_success.labels(self.election, self.s.election).set(now)
+                now = self.job.clock.wall().timestamp()
+                m.last_success.labels(self.job.election, self.job.s.election).set(now)
         if outcome == "succeeded":
             self.last_success = record
         # The output tails go to etcd beside the record, never into a log or /status; a
         # notification gets them too (on stdin, in the ping's body).
-        self._record({**record, OUTPUT: run.tails} if run.tails else record)
-        self._notify({**record, **run.tails})
-        self.restart_at = now + SERVICE_RESTART_DELAY
-        if self.s.mode == "once":
-            if run.stop_reason == "killed_on_leadership_loss":
-                self.exit_code = EXIT_LOST
-            elif rc is not None:
-                self.exit_code = rc if rc >= 0 else 128 - rc
-            elif outcome == "watchdog_failed":
-                self.exit_code = 128 + signal.SIGKILL  # the command was killed with the guardian
-            self.on_done()
-        elif (
-            outcome in ("failed", "timed_out")
-            and active.attempt < self.s.retries
-            and self.tenure is not None
-            and self.tenure.token == run.token
-        ):
-            backoff = min(RETRY_CAP, RETRY_BASE * 2**active.attempt)
-            self.tenure.pending.append(
-                Pending(active.slot, active.scheduled, active.attempt + 1, now + backoff, run.token)
-            )
-            self.log.info(
-                "job.retry_scheduled",
-                slot=active.slot,
-                attempt=active.attempt + 1,
-                backoff_seconds=backoff,
-            )
+        self.record({**record, OUTPUT: run.tails} if run.tails else record)
+        self.notify({**record, **run.tails})
+        return outcome
 
-    def _not_run(
+    def not_run(
         self,
         slot: str,
         scheduled: datetime | None,
@@ -151,107 +114,111 @@ class History:
     ) -> None:
         """A slot did not run: count it and record why (``reason``: one of NOT_RUN_REASONS).
         ``extra``: ``first_slot`` and ``count`` when the record stands for a range of slots."""
-        if self.metrics is not None:
-            series = self.metrics.slots_not_run.labels(self.election, self.s.election, reason)
+        if self.job.metrics is not None:
+            series = self.job.metrics.slots_not_run.labels(
+                self.job.election, self.job.s.election, reason
+            )
             series.inc(extra.get("count", 1))
-        self._record(
+        self.record(
             not_run_record(
                 slot,
                 scheduled,
                 reason,
                 outcome=outcome,
                 token=token,
-                identity=self.s.identity,
+                identity=self.job.s.identity,
                 **extra,
             )
         )
 
-    def _notify(self, record: dict[str, Any] | None, run_id: str | None = None) -> None:
+    def notify(self, record: dict[str, Any] | None, run_id: str | None = None) -> None:
         """Tell the notifier that run ``run_id`` started (``record`` None) or ended; it returns
         at once (the lease is renewed while a notification runs). Pings are retried within the
         slot's interval (a minute for a service or a lock, at most an hour)."""
-        notifier, settings = self.notifier, self.s.notify
+        notifier, settings = self.notifier, self.job.s.notify
         if notifier is None or not settings.enabled:
             return
-        interval = self.s.schedule.interval().total_seconds() if self.s.schedule else 60.0
+        interval = self.job.s.schedule.interval().total_seconds() if self.job.s.schedule else 60.0
         window = min(max(interval, 10.0), 3600.0)
         if record is None:
-            notifier.started(settings, job=self.s.election, window=window, run_id=run_id)
+            notifier.started(settings, job=self.job.s.election, window=window, run_id=run_id)
         else:
             notifier.finished(
-                settings, record, job=self.s.election, election=self.election, window=window
+                settings, record, job=self.job.s.election, election=self.job.election, window=window
             )
 
-    def _record(self, entry: dict[str, Any]) -> None:
-        """Queue a history record, keyed by now (its completion); written by :meth:`_flush`."""
-        if self.s.mode != "schedule":
+    def record(self, entry: dict[str, Any]) -> None:
+        """Queue a history record, keyed by now (its completion); written by :meth:`flush`."""
+        if self.job.s.mode != "schedule":
             return
-        self._backlog.append((entry, self.clock.wall()))
+        self._backlog.append((entry, self.job.clock.wall()))
         if len(self._backlog) > MAX_BACKLOG:
             dropped = self._backlog.pop(0)[0]
-            self.log.warning("history.dropped", slot=dropped.get("slot"))
-        if not self.seat.leading:
-            self._flush()  # no leader path to protect
+            self.job.log.warning("history.dropped", slot=dropped.get("slot"))
+        if not self.job.seat.leading:
+            self.flush()  # no leader path to protect
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write queued history records while the budget allows. While we lead, a record
         carries the deletes of the records it pushes out of the bound (one Txn, one revision,
-        fenced); then the leader finds those the next record pushes out (:meth:`_prune`)."""
+        fenced); then the leader finds those the next record pushes out (:meth:`prune`)."""
         wrote = False
-        while self._backlog and self.session.may_bookkeep():
+        while self._backlog and self.job.session.may_bookkeep():
             entry, at = self._backlog[0]
             output = entry.get(OUTPUT)
             if output is not None:
                 entry = {k: v for k, v in entry.items() if k != OUTPUT}
-            fence, deletes = self._carry(self._history_carry)
+            fence, deletes = self.carry(self._history_carry)
             try:
-                carried = self.data.record(
+                carried = self.job.data.record(
                     entry,
                     at,
-                    timeout=self.session.io_timeout(),
+                    timeout=self.job.session.io_timeout(),
                     output=output,
                     fence=fence,
                     deletes=deletes,
                 )
             except StoreError as exc:
-                self.session.store_error(exc)
+                self.job.session.store_error(exc)
                 return
             if carried:
                 self._history_carry = None
             self._backlog.pop(0)
             wrote = True
-        if wrote and self.seat.leading:
-            carry = self._prune(
-                lambda timeout: self.data.old_history(self.s.history_limit, timeout=timeout)
+        if wrote and self.job.seat.leading:
+            carry = self.prune(
+                lambda timeout: self.job.data.old_history(self.job.s.history_limit, timeout=timeout)
             )
             if carry is not None:
                 self._history_carry = carry
 
-    def _carry(
+    def carry(
         self, carried: tuple[int, list[str]] | None
     ) -> tuple[tuple[str, int] | None, list[str]]:
         """The fence and the deletes a write may carry: only keys found in this tenure (by our
         token), and only while we lead (a deposed leader deletes nothing)."""
-        own, token = self.seat.key, self.seat.token
-        if carried is None or own is None or token != carried[0] or not self.seat.leading:
+        own, token = self.job.seat.key, self.job.seat.token
+        if carried is None or own is None or token != carried[0] or not self.job.seat.leading:
             return None, []
         return (own, token), carried[1]
 
-    def _prune(
+    def prune(
         self, find: Callable[[float], tuple[list[str], list[str]]]
     ) -> tuple[int, list[str]] | None:
         """Bookkeeping, only while the cycle has time to spare: find old keys; delete those
         already beyond the bound now, fenced, in one Txn (a backlog); return those the next
         write pushes out, with our token, for that write to delete in its own Txn (None: not
         looked)."""
-        own, token = self.seat.key, self.seat.token
-        if own is None or token is None or not self.session.may_bookkeep():
+        own, token = self.job.seat.key, self.job.seat.token
+        if own is None or token is None or not self.job.session.may_bookkeep():
             return None
         try:
-            beyond, nxt = find(self.session.io_timeout())
-            if beyond and self.session.may_bookkeep():
-                self.data.delete_fenced(own, token, beyond, timeout=self.session.io_timeout())
+            beyond, nxt = find(self.job.session.io_timeout())
+            if beyond and self.job.session.may_bookkeep():
+                self.job.data.delete_fenced(
+                    own, token, beyond, timeout=self.job.session.io_timeout()
+                )
         except StoreError as exc:
-            self.session.store_error(exc)
+            self.job.session.store_error(exc)
             return None
         return token, nxt

@@ -10,34 +10,33 @@ Modes: ``schedule`` (run the command for each slot of the schedule while leading
 schedule: keep the command running while leading, restart it when it exits), and ``once``
 (``leaderjob lock``: run it once under leadership, release, exit with its exit code).
 
-Leaving leadership on purpose (shutdown, failing health check, lock done) always goes in this
-order: stop the job (renewing the lease meanwhile) → resign → revoke. The successor can only start
-after our job is dead (docs/safety.md L2, S6).
+Leaving on purpose (shutdown, a failing health check, lock done) is :mod:`.leaving`'s: stop the
+job (renewing the lease meanwhile) → resign → revoke. What lives as long as the process (the
+guardian, the health checkers, the signal handlers) is :mod:`.process`'s.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.applier import Applier
-from leaderjob.daemon.decisions import Decision
-from leaderjob.daemon.gates import Checkers, Gates
-from leaderjob.daemon.model import EXIT_REJECTED, ActiveRun, Report, Settings, Tenure
-from leaderjob.daemon.reload import Reloader
+from leaderjob.daemon.fingerprints import config_watch
+from leaderjob.daemon.gates import Checkers
+from leaderjob.daemon.leaving import Leaving
+from leaderjob.daemon.model import ActiveRun, Report, Settings, Tenure
+from leaderjob.daemon.policies import Policies
+from leaderjob.daemon.process import Process, install_signal_handlers
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
-from leaderjob.daemon.spreading import Spreading
+from leaderjob.daemon.starts import GuardianStarter
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
-from leaderjob.fingerprint import ConfigWatch, job_fields
 from leaderjob.health import HealthChecker
 from leaderjob.log import get_logger
 from leaderjob.notify import Notifier
@@ -102,6 +101,8 @@ class Daemon:
         )
         #: One guardian process for every run of every job (started by serve).
         self.guardian = Guardian(self.wakeup)
+        #: How every job's runs start: under that guardian.
+        self.starter = GuardianStarter(self.wakeup, self.guardian)
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
@@ -130,33 +131,43 @@ class Daemon:
             log=self.log,
             metrics=metrics,
         )
-        self.reloader = (
-            Reloader(
-                reload,
-                watch,
-                clock=self.clock,
-                wake=self.wakeup.set,
-                log=self.log,
-                on_failure=self._count_reload_failure,
-            )
-            if reload is not None
-            else None
+        #: What moves a group's jobs (a reload, the jobs' gates, spreading), decided each cycle.
+        self.policies = Policies(
+            self.applier,
+            self.checkers,
+            self.session.group,
+            grouped=self.grouped,
+            reload=reload,
+            watch=watch,
+            spreader=spreader,
+            on_change=self._jobs_changed,
+            clock=self.clock,
+            wake=self.wakeup.set,
+            election=settings.election,
+            log=self.log,
+            metrics=metrics,
         )
-        self.gates = Gates(self.checkers, self.log)
-        if self.grouped:
-            for name, r in self.runners.items():
-                self.checkers.sync(name, r.s.health)
-        #: Only a group spreads (``--spread off``: a disabled spreader never moves a job).
-        self.spreading = (
-            Spreading(self.session.group, spreader, clock=self.clock, log=self.log)
-            if spreader is not None and self.grouped
-            else None
-        )
-        self.config = self._config_watch(jobs)
+        p = self.policies
+        self.reloader, self.gates, self.spreading = p.reloader, p.gates, p.spreading
+        self.config = config_watch(store, settings, jobs, log=self.log, metrics=metrics)
         if self.config.enabled:  # compared from the leader's confirmations: no read of its own
             self.session.group.read_while_leading("fingerprints", self.config.prefix)
-        self.leaving: str | None = None  # why we are handing over: shutdown, unhealthy, ...
-        self.stop_signals = 0
+        #: Why and how this replica leaves on purpose (the health gate among the reasons).
+        self.departure = Leaving(
+            self.applier,
+            self.session,
+            self.runners,
+            lambda: self.runner,
+            self._on_transition,
+            self.wakeup.set,
+            election=settings.election,
+            log=lambda: self.log,
+            metrics=metrics,
+        )
+        #: What starts with the process and is torn down with it.
+        self.process = Process(
+            self.guardian, self.checkers, self.notifier, self.elector, health, log=lambda: self.log
+        )
         self.snapshot: dict[str, Any] = {}
         self._publish("starting")
 
@@ -195,6 +206,15 @@ class Daemon:
         self.runner.exit_code = code
 
     @property
+    def leaving(self) -> str | None:
+        """Why we are handing over: shutdown, unhealthy, lock_done, fatal (None: we stay)."""
+        return self.departure.reason
+
+    @leaving.setter
+    def leaving(self, reason: str | None) -> None:
+        self.departure.reason = reason
+
+    @property
     def leading_since(self) -> datetime | None:
         return self.transitions.leading_since
 
@@ -206,46 +226,19 @@ class Daemon:
     def last_contact(self) -> float | None:
         return self.session.last_contact
 
-    def _config_watch(self, jobs: Sequence[Settings] | None) -> ConfigWatch:
-        """This replica's job fingerprint (a group's: every job's name and command, so that
-        replicas running different jobs files under one group are flagged)."""
-        s = self.s
-        if jobs is not None:
-            command = tuple(
-                f"{j.election}={' '.join(j.command)}@{j.schedule.expr if j.schedule else ''}"
-                for j in sorted(jobs, key=lambda j: j.election)
-            )
-        return ConfigWatch(
-            self.store,
-            s.prefix,
-            s.election,
-            s.identity,
-            command=s.command if jobs is None else command,
-            mode=s.mode,
-            schedule=s.schedule.expr if s.schedule else None,
-            timezone=s.schedule.timezone if s.schedule else None,
-            log=self.log,
-            metrics=self.metrics,
-            # The leader's comparison reads nothing of its own (the fingerprints come with each
-            # confirmation), so it compares at each one: a conflict shows within a renewal.
-            interval=s.timing.renew_interval,
-            jobs=None if jobs is None else {j.election: _fields(j) for j in jobs},
-        )
-
     def _add_runner(self, name: str, job: Settings) -> Runner:
         self.runners[name] = Runner(
             job,
             self.session,
             Seat(self.session, name),
             clock=self.clock,
-            wakeup=self.wakeup,
+            starter=self.starter,
             environ=self.environ,
             log=self.log.bind(job=name) if self.grouped else self.log,
             metrics=self.metrics,
             on_done=self._lock_done,
             election=self.s.election,
             notifier=self.notifier,
-            guardian=self.guardian,
         )
         return self.runners[name]
 
@@ -253,35 +246,15 @@ class Daemon:
         """Rebind the daemon's logger (a tenure's token) in the session and the runner too."""
         self.log = self.session.log = self.runner.log = log
 
-    def _count_reload_failure(self) -> None:
-        if self.metrics is not None:
-            self.metrics.config_reload_failures.labels(self.s.election).inc()
-
     def _lock_done(self) -> None:
-        if self.leaving is None:
-            self.leaving = "lock_done"
+        self.departure.lock_done()
 
     # -- the loop ---------------------------------------------------------------------------
 
     def serve(self) -> int:
         """Run until stopped; returns the process exit code."""
         self._install_signal_handlers()
-        self.log.info(
-            "daemon.started",
-            mode=self.s.mode,
-            ttl=self.s.timing.ttl,
-            renew_interval=round(self.s.timing.renew_interval, 3),
-            grace=round(self.s.timing.grace, 3),
-            schedule=self.s.schedule.expr if self.s.schedule else None,
-            timezone=self.s.schedule.timezone if self.s.schedule else None,
-            concurrency=self.s.concurrency,
-            prefix=self.s.election_prefix,
-        )
-        if self.health is not None:
-            self.health.start()
-        self.checkers.start()
-        self.guardian.enabled = True
-        self._keep_guardian(self.clock.monotonic())  # up before the first run
+        self.process.start(self.s, self.clock.monotonic())
         try:
             while True:
                 report = self.cycle()
@@ -290,37 +263,11 @@ class Daemon:
                     return self.exit_code
                 self._wait()
         finally:
-            # Only reached with runs on a crash: kill them, and close the control pipe so that
-            # the guardian kills every job even if the message did not get through. The lease
-            # is not revoked: it expires after the job is dead (S6).
-            for active in self.runs:
-                active.run.kill("daemon_exit")
-            self.guardian.close()  # it kills whatever still runs, and exits
-            for active in self.runs:
-                active.run.wait(2.0)
-            if self.health is not None:
-                self.health.stop()
-            self.notifier.close()
-            self.checkers.stop()
-            self.elector.close()
-
-    def _keep_guardian(self, now: float) -> None:
-        """The guardian is up; one that died (its runs ended as failed) is replaced."""
-        error = self.guardian.ensure(now)
-        seen = getattr(self, "_guardians_lost", 0)
-        if self.guardian.lost > seen:
-            self._guardians_lost = self.guardian.lost
-            self.log.error("guardian.lost", lost=self.guardian.lost, restarted=error is None)
-        if error is not None:
-            self.log.warning("guardian.start_failed", error=error)
+            self.process.stop(lambda: self.runs)
 
     def request_stop(self, reason: str = "signal") -> None:
         """Graceful stop: stop the job, release leadership, exit 0. Safe in a signal handler."""
-        self.stop_signals += 1
-        if self.leaving not in ("shutdown", "fatal"):
-            self.leaving = "shutdown"
-            self.stop_reason = reason
-        self.wakeup.set()
+        self.departure.request_stop(reason)
 
     def cycle(self) -> Report:
         self.wakeup.clear()
@@ -332,19 +279,19 @@ class Daemon:
         # 2. What the guardian reported.
         finished = False
         for r in self.runners.values():  # every runner, not up to the first that finished
-            finished = r._collect_runs() or finished
+            finished = r.collect_runs() or finished
         if self.grouped:
-            self._decide()
+            self.policies.decide(leaving=self.leaving is not None)
         # 3. Health: an unhealthy replica hands over and does not campaign.
-        self._apply_health()
+        self.departure.apply_health(self.health, bool(self.runs))
         if self.leaving is not None:
-            return self._leave()
+            return self.departure.step()
         # 4. Election: campaign, renew, confirm.
         out = self.session.step(may_campaign=self._may_campaign(), hold=self._held())
         self.session.note(out)
         if self.fatal is not None:
             self.leaving = "fatal"
-            return self._leave()
+            return self.departure.step()
         for t in out.transitions:
             self._on_transition(t)
         self.config.tick(
@@ -361,32 +308,19 @@ class Daemon:
             return Report("job_finished" if finished else self.elector.phase.value)
         # 5. Leading: keep the guardian's deadlines in step with the lease; enforce timeouts.
         for r in self.runners.values():
-            r._reconcile_runs()
+            r.reconcile_runs()
         # 6. Start what is due: every job within one etcd budget for the cycle (the keepalive
         # comes first), in turn, so that no job keeps the others waiting cycle after cycle.
         if not self.grouped:
-            started = self.runner._start_due()
+            started = self.runner.start_due()
             if started is not None:
                 return started
             return Report("job_finished" if finished else "leading")
         return self._start_jobs(finished)
 
-    def _decide(self) -> None:
-        """The policies decide about the jobs; the applier carries it out (one path)."""
-        a = self.applier
-        self.checkers.start()
-        if self.reloader is not None:
-            decisions = self.reloader.tick(a.settings())
-            if decisions is not None:
-                a.apply(decisions)
-                if decisions:  # compared anew with the others', republished under our lease
-                    self.config = self._config_watch(list(a.settings().values()))
-        moves: list[Decision] = list(self.gates.decide(a.views()))
-        if self.spreading is not None and self.leaving is None:
-            move = self.spreading.decide(a.views())
-            if move is not None:
-                moves.append(move)
-        a.apply(moves)
+    def _jobs_changed(self, jobs: list[Settings]) -> None:
+        """A reload changed the jobs: their fingerprint is compared anew with the others'."""
+        self.config = config_watch(self.store, self.s, jobs, log=self.log, metrics=self.metrics)
 
     def _start_jobs(self, finished: bool) -> Report:
         order = list(self.runners.values())
@@ -395,7 +329,7 @@ class Daemon:
         reports: dict[str, Report] = {}
         for r in order:  # within what the election step left of the cycle's deadline
             if r.seat.leading and not self.applier.holds(r.seat.job):
-                report = r._start_due()
+                report = r.start_due()
                 if report is not None:
                     reports[r.seat.job] = report
         if reports:
@@ -407,7 +341,7 @@ class Daemon:
         if self.leaving is None and not (self.s.mode == "once" and self.runner.ran_once):
             # The guardian is up while following too: a handover or a slot does not wait for
             # an interpreter to start. Started again here, off the fire path, if it died.
-            self._keep_guardian(now)
+            self.process.keep_guardian(now)
         self.clock.wait(self.wakeup, max(0.0, self.next_wakeup(now) - now))
 
     def next_wakeup(self, now: float) -> float:
@@ -441,59 +375,6 @@ class Daemon:
     def _transition(self, t: Transition) -> None:
         self.transitions.apply(t)
 
-    # -- health -------------------------------------------------------------------------------
-
-    def _apply_health(self) -> None:
-        h = self.health
-        if h is None:
-            return
-        if not h.healthy and self.leaving is None:
-            self.log.warning("health.failed", failures=h.consecutive_failures, error=h.last_error)
-            if self.metrics is not None:
-                self.metrics.health_transitions.labels(self.s.election, "unhealthy").inc()
-                self.metrics.healthy.labels(self.s.election).set(0)
-            self.leaving = "unhealthy"
-        elif h.healthy and self.leaving == "unhealthy" and not self.runs:
-            self.log.info("health.recovered")
-            if self.metrics is not None:
-                self.metrics.health_transitions.labels(self.s.election, "healthy").inc()
-                self.metrics.healthy.labels(self.s.election).set(1)
-            self.leaving = None
-
-    # -- leaving ------------------------------------------------------------------------------
-
-    def _leave(self) -> Report:
-        """Stop the job while still renewing, then resign and revoke, then exit or idle."""
-        reason = self.leaving or "shutdown"
-        if not self.applier.leave_all(reason, kill=self.stop_signals > 1):
-            out = self.session.step(may_campaign=False)
-            self.session.note(out)
-            for t in out.transitions:
-                self._on_transition(t)
-            for r in self.runners.values():
-                r._reconcile_runs()
-            return Report("stopping_job", {"reason": reason})
-        gone = self.elector.resign()
-        if gone is not None and gone.event == "election.lost":
-            self._on_transition(gone)
-        elif gone is not None:
-            self.log.info("election.withdrawn", reason=reason, lease_id=f"{gone.lease_id:x}")
-        self.session.release()
-        # History records queued while leading (the stopped run's outcome) are written now, after
-        # the handover: else that slot stays claimed with no record.
-        for r in self.runners.values():
-            r._flush()
-        if reason == "unhealthy":
-            return Report("unhealthy")
-        if reason == "fatal":
-            self.exit_code = EXIT_REJECTED
-        self.log.info(
-            "daemon.stopped",
-            reason=getattr(self, "stop_reason", reason),
-            exit_code=self.exit_code,
-        )
-        return Report("exited", {"reason": reason})
-
     # -- what others see ------------------------------------------------------------------------
 
     def _publish(self, action: str) -> None:
@@ -501,25 +382,4 @@ class Daemon:
         self.snapshot = snapshot(self, action)
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def handler(signum: int, frame: object) -> None:
-            del frame
-            self.request_stop(signal.Signals(signum).name)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, handler)
-        reloader = self.reloader
-        if reloader is not None:
-            signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
-        else:  # nothing to reload: a hang-up is a graceful stop (a handover, not a TTL wait)
-            signal.signal(signal.SIGHUP, handler)
-
-
-def _fields(job: Settings) -> dict[str, Any]:
-    """A job's fields in its group's fingerprint (a conflict names the one that differs)."""
-    sched = job.schedule
-    if sched is None:
-        return job_fields(job.command, job.mode, None, None)
-    return job_fields(job.command, job.mode, sched.expr, sched.timezone)
+        install_signal_handlers(self.request_stop, self.reloader)

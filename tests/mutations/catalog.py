@@ -55,7 +55,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "give_back_refused_unrecorded",
         "L3",
         "leaderjob/daemon/scheduling.py",
-        "            self._not_run(slot.id, slot.fire_time, "
+        "            self.history.not_run(slot.id, slot.fire_time, "
         '"missed", "skipped_leaving", tenure.token)\n',
         "",
         (GIVE_BACK,),
@@ -64,10 +64,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "give_back_under_another_token",
         "S3",
         "leaderjob/daemon/scheduling.py",
-        """                ok = self.data.unclaim_slot(
+        """                ok = self.job.data.unclaim_slot(
                     own,
                     tenure.token,""",
-        """                ok = self.data.unclaim_slot(
+        """                ok = self.job.data.unclaim_slot(
                     own,
                     tenure.token + 1,""",
         (GIVE_BACK,),
@@ -129,7 +129,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "spread_every_led_job_idle",
         "L2",
         "leaderjob/daemon/spreading.py",
-        "idle = frozenset(n for n in leading if runners[n].idle)",
+        "idle = frozenset(n for n in leading if current[n].idle)",
         "idle = leading",
         (SPREAD_DRIVER,),
     ),
@@ -145,7 +145,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "run_token_not_the_keys_revision",
         "S2",
-        "leaderjob/daemon/runner.py",
+        "leaderjob/daemon/runs.py",
         "LEADERJOB_FENCING_TOKEN=str(token),",
         "LEADERJOB_FENCING_TOKEN=str(token + 1),",
         (CALLERS,),
@@ -153,23 +153,23 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "run_key_not_the_leaders",
         "S1",
-        "leaderjob/daemon/runner.py",
-        'LEADERJOB_LEADER_KEY=self.seat.key or "",',
-        'LEADERJOB_LEADER_KEY=(self.seat.key or "").rsplit("/", 1)[0],',
+        "leaderjob/daemon/runs.py",
+        'LEADERJOB_LEADER_KEY=seat.key or "",',
+        'LEADERJOB_LEADER_KEY=(seat.key or "").rsplit("/", 1)[0],',
         (CALLERS,),
     ),
     Mutation(
         "run_handed_a_later_deadline",
         "S6",
-        "leaderjob/daemon/runner.py",
+        "leaderjob/daemon/runs.py",
         "            deadline=deadline,\n",
-        "            deadline=deadline + self.s.timing.grace,\n",
+        "            deadline=deadline + s.timing.grace,\n",
         (CALLERS,),
     ),
     Mutation(
         "run_deadline_never_extended",
         "S6",
-        "leaderjob/daemon/runner.py",
+        "leaderjob/daemon/runs.py",
         "active.run.extend(deadline)",
         "pass",
         (CALLERS,),
@@ -211,7 +211,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "leave_without_revoke",
         "L2",
-        "leaderjob/daemon/loop.py",
+        "leaderjob/daemon/leaving.py",
         "        self.session.release()\n        # History records queued",
         "        # History records queued",
         (CALLERS,),
@@ -253,8 +253,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "catch_up_ignores_the_newest_claim",
         "S3",
         "leaderjob/daemon/catchup.py",
-        "plan = self.planner.begin_tenure(start, wall)",
-        "plan = self.planner.begin_tenure(None, wall)",
+        "plan = self.job.planner.begin_tenure(start, wall)",
+        "plan = self.job.planner.begin_tenure(None, wall)",
         (SCHEDULE, UNKNOWN_CLAIMS),
     ),
     # -- the fences (S1) ------------------------------------------------------------------------

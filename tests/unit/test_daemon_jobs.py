@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import structlog
 
-import leaderjob.daemon.runner as runner_mod
+import leaderjob.daemon.starts as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore

@@ -43,3 +43,23 @@ def test_the_daemon_modules_have_no_import_circle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_a_jobs_runner_is_composed_not_inherited() -> None:
+    """One job's runner and its slot path are built of parts handed in (what starts a run, what
+    records, the claims, the catch-up, the switches): no method's meaning hangs on base order,
+    and no part declares a placeholder for another's method."""
+    from leaderjob.daemon import catchup, claims, history, runner, runs, scheduling, switches
+
+    parts = (
+        runner.Runner,
+        scheduling.Scheduling,
+        catchup.CatchUp,
+        switches.Switches,
+        history.History,
+        claims.Claims,
+        runs.Runs,
+    )
+    assert [c for c in parts if c.__mro__ != (c, object)] == []
+    for module in (runner, scheduling, catchup, switches, history, claims, runs):
+        assert "NotImplementedError" not in Path(str(module.__file__)).read_text(), module

@@ -42,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from prometheus_client import CollectorRegistry
 
 import leaderjob.daemon.gates as gates_mod
-import leaderjob.daemon.runner as runner_mod
+import leaderjob.daemon.starts as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore

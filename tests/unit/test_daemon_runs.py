@@ -27,7 +27,7 @@ from leaderjob import supervisor
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.daemon import SERVICE_RESTART_DELAY, Daemon, Mode, Report, Settings
-from leaderjob.daemon import runner as daemon_module
+from leaderjob.daemon import starts as daemon_module
 from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
 from leaderjob.metrics import Metrics
@@ -340,7 +340,7 @@ def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store,
     d = _daemon("service", store, clock)
     recorder = RecordingNotifier()
     for r in d.runners.values():
-        r.notifier = recorder  # type: ignore[assignment]
+        r.history.notifier = recorder  # type: ignore[assignment]
         r.s = replace(r.s, notify=NotifySettings(on_failure="true"))
     for _ in range(200):
         _step(d)

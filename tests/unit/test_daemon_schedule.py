@@ -22,7 +22,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-import leaderjob.daemon.runner as daemon_mod
+import leaderjob.daemon.starts as daemon_mod
 from leaderjob.clock import FakeClock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Report, Settings
@@ -770,15 +770,14 @@ def test_a_graceful_stop_gives_back_a_slot_claimed_ahead_and_the_successor_runs_
     assert [r.slot for r in world.started] == [slot_at(10)]
 
 
-def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2() -> None:
+def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2(world: World) -> None:
     """L2: spreading and reloads move a job only between runs; a slot claimed ahead is as good
     as started — a job holding one is not idle."""
     from leaderjob.daemon.model import Tenure
-    from leaderjob.daemon.runner import Runner
     from leaderjob.planner import Slot
 
-    r = Runner.__new__(Runner)
-    r.runs = []
+    r = world.daemon().runner
+    assert not r.runs
     r.tenure = Tenure(token=7)
     assert r.idle
     fire = T0 + timedelta(seconds=10)

@@ -144,7 +144,7 @@ def test_a_runs_record_keeps_the_signals_sent_to_it_and_why() -> None:
     """`history --run` shows the signals: the record must carry them (here: --timeout)."""
     import structlog
 
-    import leaderjob.daemon.runner as daemon_mod
+    import leaderjob.daemon.starts as daemon_mod
     from tests.unit.test_daemon_schedule import Clock, FakeRun, Job, World, lead, run_for
 
     clock = Clock()
@@ -169,7 +169,7 @@ def test_a_runs_output_tail_is_kept_beside_its_record_in_one_write_and_pruned_wi
     `history --run` shows them, the table's records stay small, and pruning takes both."""
     import structlog
 
-    import leaderjob.daemon.runner as daemon_mod
+    import leaderjob.daemon.starts as daemon_mod
     from tests.unit.test_daemon_schedule import Clock, FakeRun, Job, World, lead, run_for
 
     tails = {"stdout_tail": "x" * 4096, "stdout_truncated": True, "stderr_tail": "oops\n",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import leaderjob.daemon.runner as runner_mod
+import leaderjob.daemon.starts as runner_mod
 from leaderjob.daemon import Daemon
 from leaderjob.election.memory import MemoryStore
 from leaderjob.spread import Decision, Spreader, View

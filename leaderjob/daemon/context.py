@@ -1,0 +1,37 @@
+"""What every part of one job's runner reads: the job's settings and planner (both replaced
+when a reload changes the job), its seat on the shared session, its records in etcd, the clock,
+its log (rebound with a tenure's token), its metrics and their election label.
+
+Data only, shared by reference: the runner owns it and changes it (``reconfigure``, the log
+rebound by the transitions); its parts (:mod:`.runs`, :mod:`.history`, :mod:`.claims`,
+:mod:`.catchup`, :mod:`.switches`, :mod:`.scheduling`) read it, so a change reaches every part at
+once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from leaderjob.clock import Clock
+from leaderjob.daemon.model import Settings
+from leaderjob.daemon.session import Seat, Session
+from leaderjob.planner import Planner
+from leaderjob.records import ElectionData
+
+if TYPE_CHECKING:  # prometheus_client only where metrics are served
+    from leaderjob.metrics import Metrics
+
+
+@dataclass(eq=False)
+class JobContext:
+    s: Settings
+    session: Session
+    seat: Seat
+    data: ElectionData
+    clock: Clock
+    log: Any
+    #: The daemon's election (a group's name when it runs a jobs file): the metrics' label.
+    election: str
+    planner: Planner | None = None
+    metrics: Metrics | None = None
