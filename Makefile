@@ -126,13 +126,15 @@ bench-ttl: $(STAMP)
 DURATION ?= 5m
 # JOBS=4: every daemon runs a jobs file of that many jobs (the checker judges each on its own).
 JOBS ?=
+# FEATURES=1 (with JOBS): the nemesis also reloads the jobs file and flips health gates.
+FEATURES ?=
 # QUOTA=16MiB: etcd runs with that --quota-backend-bytes and periodic auto-compaction; the soak
 # fails if etcd ever raises NOSPACE.
 QUOTA ?=
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration $(DURATION) $(if $(JOBS),--jobs $(JOBS)) \
-		$(if $(QUOTA),--quota-backend-bytes $(QUOTA))
+		$(if $(FEATURES),--features) $(if $(QUOTA),--quota-backend-bytes $(QUOTA))
 
 # The model of the whole daemon (tests/unit/test_daemon_model.py, docs/testing.md), searched
 # longer than the few seeded examples `make test` runs: about 1 s per example of 25 steps.

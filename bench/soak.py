@@ -3,8 +3,13 @@
 judged per job), then the history checker's verdict and the failover
 distribution. Exit status 1 if any safety property (S1-S6) was violated.
 
-    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N] [--store postgres]
+    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N [--features]]
+                         [--store postgres]
                          [--quota-backend-bytes 16MiB [--compaction-retention 1m]]
+
+--features (with --jobs): the nemesis also reloads the jobs file (SIGHUP after adding a job,
+removing one, changing a schedule, changing the service job) and flips per-job and per-replica
+health gates (tests/faults/features.py); the checker judges what each must do.
 
 --store postgres: the jobs write through the SQL fence to a real PostgreSQL server (started in a
 temp dir; Debian's postgresql package and psycopg), so stale writes are refused by PostgreSQL
@@ -91,6 +96,11 @@ def main() -> int:
         "--jobs", type=int, default=0, help="jobs per daemon (a jobs file); 0: one --schedule job"
     )
     p.add_argument(
+        "--features",
+        action="store_true",
+        help="with --jobs: also reload the jobs file and flip per-job and per-replica health gates",
+    )
+    p.add_argument(
         "--store",
         choices=("http", "postgres"),
         default="http",
@@ -107,6 +117,9 @@ def main() -> int:
         help="with --quota-backend-bytes: etcd's --auto-compaction-retention (periodic)",
     )
     a = p.parse_args()
+    if a.features and not a.jobs:
+        print("soak: --features needs a jobs file: give --jobs N", file=sys.stderr)
+        return 2
     if a.store == "postgres":
         from tests.faults.pgstore import MissingPostgres, require
 
@@ -126,6 +139,7 @@ def main() -> int:
         ]
     out = Path(a.out or tempfile.mkdtemp(prefix="leaderjob-soak-"))
     jobs = f", {a.jobs} jobs per daemon" if a.jobs else ""
+    jobs += ", with reloads and health flips" if a.features else ""
     jobs += ", writing to PostgreSQL" if a.store == "postgres" else ""
     print(f"soak: {a.duration} of faults{jobs}, output in {out}", flush=True)
     t0 = time.time()
@@ -135,6 +149,7 @@ def main() -> int:
         seed=a.seed,
         jobs=a.jobs,
         store=a.store,
+        features=a.features,
         etcd_args=etcd_args,
         on_cluster=watch.start if quota else None,
     )

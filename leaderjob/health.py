@@ -2,7 +2,9 @@
 
 A :class:`HealthChecker` runs the user's check (a shell command, an HTTP URL, or both) every
 ``interval`` in its own thread, so a slow check never delays a lease renewal. After ``failures``
-consecutive failures it reports unhealthy; one success makes it healthy again. The daemon reads
+consecutive failures it reports unhealthy; one success makes it healthy again. A check that
+cannot even run (fork refused, out of memory) counts as a failure: the thread never ends before
+:meth:`HealthChecker.stop`, or the gate would stay where it was for ever. The daemon reads
 :attr:`HealthChecker.healthy` each cycle and is woken when it flips.
 """
 
@@ -50,6 +52,8 @@ def run_check(settings: HealthSettings, timeout: float) -> str | None:
             )
         except subprocess.TimeoutExpired:
             return f"command timed out after {timeout:g}s"
+        except OSError as exc:  # fork refused (a pids limit, no memory): the check failed
+            return f"command could not run: {exc}"
         if proc.returncode != 0:
             return f"command exited {proc.returncode}"
     if settings.url:
@@ -101,6 +105,10 @@ class HealthChecker:
     def _loop(self) -> None:
         timeout = max(0.5, min(self.settings.interval, 10.0))
         while not self._stop.is_set():
-            if self.observe(run_check(self.settings, timeout)):
+            try:
+                error = run_check(self.settings, timeout)
+            except Exception as exc:  # a check that cannot run failed; the gate goes on
+                error = f"check failed to run: {exc!r}"
+            if self.observe(error):
                 self.on_change()
             self._stop.wait(self.settings.interval)

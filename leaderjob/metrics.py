@@ -181,6 +181,13 @@ class Metrics:
             j,
             registry=registry,
         )
+        self.job_suspended = Gauge(
+            "leaderjob_job_suspended_timestamp_seconds",
+            "Unix time this replica last saw the job suspended (now while it is; the leader reads "
+            "`leaderjob suspend`, every replica its jobs file's suspend); 0 if never",
+            j,
+            registry=registry,
+        )
         self.schedule_lag = Histogram(
             "leaderjob_schedule_lag_seconds",
             "Fire time to job process started",
@@ -311,6 +318,7 @@ class Metrics:
             self.job_running,
             self.last_success,
             self.job_due,
+            self.job_suspended,
             self.schedule_lag,
             self.slots_skipped,
             self.slots_not_run,
@@ -344,16 +352,19 @@ class Metrics:
         fingerprint: str,
         election: str | None = None,
         due: Callable[[], float] | None = None,
+        suspended: Callable[[], float] | None = None,
     ) -> None:
         """``job``'s series exist from now on (0), so that "no leader" alerts see a job nobody
         leads; ``leaderjob_job_info`` says what it runs (called again when that changes).
-        ``election``: another election sharing this registry (in-process leadership). ``due``:
-        read at each scrape, ``leaderjob_job_due_timestamp_seconds`` (a scheduled job's)."""
+        ``election``: another election sharing this registry (in-process leadership). ``due``
+        and ``suspended``: read at each scrape, ``leaderjob_job_due_timestamp_seconds`` (a
+        scheduled job's) and ``leaderjob_job_suspended_timestamp_seconds``."""
         e = self.election if election is None else election
-        if due is not None:
-            self.job_due.labels(e, job).set_function(due)
-        else:
-            self.job_due.labels(e, job).set(0)
+        for gauge, read in ((self.job_due, due), (self.job_suspended, suspended)):
+            if read is not None:
+                gauge.labels(e, job).set_function(read)
+            else:
+                gauge.labels(e, job).set(0)
         for metric in (
             self.is_leader,
             self.fencing_token,

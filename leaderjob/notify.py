@@ -212,14 +212,17 @@ class Notifier:
         with self._lock:
             busy = self._running.get(job)
             if busy is not None and busy.thread.is_alive():
-                self.log.warning(
-                    "notify.dropped",
-                    kind="on_failure",
-                    job=job,
-                    run_id=record.get("run_id"),
-                    reason="the previous on-failure command still runs",
-                )
                 self.count(job, "on_failure", "dropped")
+                dropped = self.pinger.throttle.admit(("on_failure", job))
+                if dropped is not None:  # one line per job per interval, with the count
+                    self.log.warning(
+                        "notify.dropped",
+                        kind="on_failure",
+                        job=job,
+                        run_id=record.get("run_id"),
+                        reason="the previous on-failure command still runs",
+                        dropped=dropped,
+                    )
                 return
             env = failure_environment(self.environ, record, job=job, election=election)
             command = _FailureCommand(self, settings, env, tail, job, record.get("run_id"))

@@ -19,7 +19,9 @@ The rules (:class:`Lanes`, pure, driven by the caller's clock):
 * a failed ping is retried with backoff (1 s, 2 s, 4 s … 30 s) until its window (the slot's
   interval) closes, then counted ``failed``;
 * a lane holds at most :data:`LANE_CAP` pings: beyond, the oldest is dropped. Dropped pings are
-  counted (``result="dropped"``) and logged with the reason;
+  counted (``result="dropped"``), each one, and logged with the reason — at most once per
+  destination (a URL's scheme and host) per :data:`~leaderjob.logthrottle.INTERVAL`, with how
+  many were dropped since (``dropped``): a dead endpoint would otherwise log every slot;
 * on stop, every ping still queued gets one try (no backoff) within the stop's grace.
 
 A ping URL is a secret (whoever knows it can report success): logs show its scheme and host only.
@@ -34,6 +36,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from leaderjob.logthrottle import Throttle
 
 #: One ping request's timeout: a dead-man's-switch service answers in milliseconds.
 PING_TIMEOUT = 5.0
@@ -255,6 +259,7 @@ class Pinger:
         self.clock = clock
         self.send: Sender = send or _request
         self.lanes = Lanes()
+        self.throttle = Throttle(clock)  # notify.dropped lines, per destination
         self._cond = threading.Condition()
         self._workers: set[threading.Thread] = set()
         self._free = 0  # workers not sending (waiting, or started and not yet looking)
@@ -383,16 +388,20 @@ class Pinger:
 
     def _dropped(self, drop: Drop) -> None:
         ping = drop.ping
-        self.log.warning(
-            "notify.dropped",
-            kind="ping",
-            job=ping.job,
-            ping=ping.event,
-            run_id=ping.run,
-            url=redact_url(ping.url),
-            reason=drop.reason,
-        )
         self.count(ping.job, "ping", "dropped")
+        url = redact_url(ping.url)
+        dropped = self.throttle.admit(("ping", url))
+        if dropped is not None:
+            self.log.warning(
+                "notify.dropped",
+                kind="ping",
+                job=ping.job,
+                ping=ping.event,
+                run_id=ping.run,
+                url=url,
+                reason=drop.reason,
+                dropped=dropped,
+            )
 
 
 def _request(url: str, body: bytes, timeout: float) -> str | None:

@@ -46,6 +46,7 @@ from leaderjob.planner import CatchUp, Planner
 from leaderjob.records import ElectionData
 from leaderjob.schedule import ScheduleError, parse_schedule
 from leaderjob.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
+from leaderjob.unknown_claims import UnknownClaims
 
 __all__ = ["Singleton", "SlotRun", "singleton"]
 
@@ -217,6 +218,7 @@ class Singleton:
             renew_interval=self.leadership.timing.renew_interval,
             metrics=self.leadership.metrics,
             missed_upto=None if previous is None else previous.missed_upto,
+            unknown=UnknownClaims() if previous is None else previous.unknown,
         )
 
     def _lead(self, lead: Leadership, stop: threading.Event) -> None:

@@ -43,6 +43,7 @@ from leaderjob.records import ElectionData, iso
 from leaderjob.singleton_history import SingletonHistory
 from leaderjob.singleton_rules import blocked, overlap, replacement_late, wakeup
 from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
+from leaderjob.unknown_claims import UnknownClaims, settle
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 
@@ -76,6 +77,9 @@ class SingletonTenure:
     last_claimed: datetime | None = None
     #: The newest missed slot recorded (by this tenure or an earlier one of the same function).
     missed_upto: datetime | None = None
+    #: Slots whose claim's outcome is unknown, read back later (the daemon's rule: unknown.py);
+    #: shared by the tenures of one function.
+    unknown: UnknownClaims = field(default_factory=UnknownClaims)
     control_at: float = 0.0
     history: SingletonHistory = field(init=False)
 
@@ -117,6 +121,9 @@ class SingletonTenure:
             if now >= p.not_before and not self._blocked():
                 self.pending.remove(p)
                 return self._start_pending(p)
+        said = self._settle_unknown()
+        if said is not None:
+            return said
         slot, expired = self.planner.due(self.clock.wall())
         if expired:
             self._skip(expired[-1], "deadline", claim=True, also=len(expired) - 1, first=expired[0])
@@ -166,7 +173,9 @@ class SingletonTenure:
         except StoreError as exc:
             self.history.store_error(exc)
             return
-        plan = self.planner.begin_tenure(last, self.clock.wall())
+        # An unknown slot after the newest claim is caught up like any missed slot.
+        plan = self.planner.begin_tenure(self.unknown.plan_from(last), self.clock.wall())
+        self.unknown.forget_caught_up(last)
         self.ready, self.last_claimed = True, last
         if plan.skipped or plan.expired or plan.run:
             self.log.info(
@@ -235,6 +244,9 @@ class SingletonTenure:
         if self.last_claimed is not None and slot.fire_time <= self.last_claimed:
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return "skipped"
+        return self._fire_unclaimed(slot)
+
+    def _fire_unclaimed(self, slot: Slot) -> str:
         decision = overlap(bool(self.runs), self.policy.concurrency)
         if decision == "skip":
             return self._skip(slot, "overlap", claim=True)
@@ -300,6 +312,8 @@ class SingletonTenure:
         except StoreError as exc:
             self.history.store_error(exc)
             self.log.warning("slot.claim_unknown", slot=slot.id)
+            if run:  # read back at a later step: it runs, or it gets a record
+                self.unknown.add(slot, token)
             self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
         if ok:
@@ -311,6 +325,32 @@ class SingletonTenure:
         if self.metrics is not None:
             self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
         return "rejected"
+
+    def _settle_unknown(self) -> str | None:
+        """Read back one claim whose outcome was unknown, and settle it as the daemon does."""
+        nxt = self.planner.peek()
+        for u in self.unknown.settle_now(nxt.id if nxt is not None else None):
+            self.unknown.pop(u.slot.id)
+            try:
+                claim = self.data.claim(u.slot.id, timeout=self._io())
+            except StoreError as exc:
+                self.history.store_error(exc)
+                self.unknown.add(u.slot, u.token)  # read again at a later step
+                return None
+            late = self.clock.wall() - u.slot.start_time > self.planner.deadline
+            newest = self.last_claimed is None or self.last_claimed <= u.slot.fire_time
+            what = settle(u, claim, self.seat.token or 0, late=late, newest=newest)
+            self.log.info("slot.claim_settled", slot=u.slot.id, outcome=what)
+            if what == "run":
+                return self._start(u.slot.id, u.slot.fire_time, 0, lag_from=u.slot.start_time)
+            if what == "claim":
+                return self._fire_unclaimed(u.slot)
+            if what == "late":
+                return self._skip(u.slot, "deadline", claim=True)
+            if what == "not_run":
+                self.history.not_run(u.slot.id, u.slot.fire_time, "missed", "claim_unknown")
+            return "skipped"
+        return None
 
     def _skip(
         self, slot: Slot, reason: str, *, claim: bool, also: int = 0, first: Slot | None = None

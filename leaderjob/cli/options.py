@@ -12,12 +12,14 @@ from typing import Any, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
+from leaderjob import status_doc
 from leaderjob.config import (
     DEFAULT_PREFIX,
     Connection,
     join_errors,
     validate_election_name,
 )
+from leaderjob.status_doc import jobs_prefix
 from leaderjob.units import DurationError, check_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -340,11 +342,6 @@ def job_option(help_text: str) -> Callable[[F], F]:
     )
 
 
-def jobs_prefix(prefix: str, group: str) -> str:
-    """Where the jobs of a group (`run --jobs`) keep their elections and records."""
-    return f"{prefix.rstrip('/')}/{group}/jobs"
-
-
 def scoped(election: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """With ``--job NAME``: the job's own election inside the group ``election`` (its keys under
     ``<prefix>/<group>/jobs/<job>/``). Without, the election as given."""
@@ -359,9 +356,7 @@ def scoped(election: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def group_jobs(store: Any, election: str, params: dict[str, Any], timeout: float) -> list[str]:
     """The jobs that have keys under the group ``election`` (empty: not a group)."""
-    under = jobs_prefix(params["prefix"], election) + "/"
-    names = {k.key[len(under) :].split("/", 1)[0] for k in store.get_prefix(under, timeout=timeout)}
-    return sorted(n for n in names if n)
+    return status_doc.group_jobs(store, params["prefix"], election, timeout)
 
 
 def where(params: dict[str, Any]) -> str:

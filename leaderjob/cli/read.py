@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -18,7 +18,6 @@ from leaderjob.cli.options import (
     election_option,
     group_jobs,
     job_option,
-    jobs_prefix,
     json_option,
     nobody_there,
     one_job_of,
@@ -27,120 +26,12 @@ from leaderjob.cli.options import (
     where,
 )
 
-# format_run is re-exported: callers that render `history --run` import it from here too.
+# format_run and read_status are re-exported: callers import them from here too.
 from leaderjob.cli.run_history import format_run
-from leaderjob.cli.status_text import STATUS_RECORDS, parse_time, print_group, print_status
-from leaderjob.config import (
-    election_prefix,
-)
+from leaderjob.cli.status_text import print_group, print_status
+from leaderjob.status_doc import jobs_prefix, read_status
 
 __all__ = ["format_run", "read_status", "repair_schedule", "status"]
-
-
-def read_status(
-    store: Any, data: Any, election: str, prefix: str, timeout: float
-) -> dict[str, Any]:
-    """What `status` shows: the queue, the leader's lease, the schedule, the run in progress,
-    the last success and the last run."""
-    from leaderjob.records import in_progress, iso
-    from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
-
-    keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
-    candidates = [
-        {
-            "identity": k.value.decode(errors="replace"),
-            "key": k.key,
-            "token": k.create_revision,
-            "lease_id": f"{k.lease_id:x}",
-        }
-        for k in keys
-    ]
-    leader = candidates[0] if candidates else None
-    schedule = data.schedule_info(timeout=timeout)
-    if leader is not None:
-        leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
-        # The leader publishes its schedule, with when its tenure began, at the tenure's start.
-        same = schedule is not None and schedule.get("token") == leader["token"]
-        leader["since"] = schedule.get("since") if same and schedule else None
-        if leader["since"] is None and schedule is None:
-            # A job without a schedule (a service) publishes its tenure's start on its own.
-            tenure = data.tenure_info(timeout=timeout)
-            if tenure is not None and tenure.get("token") == leader["token"]:
-                leader["since"] = tenure.get("since")
-    # What the leader will actually run next: slots only move forward past the newest claim, so
-    # a claim made by a clock that ran ahead holds every slot back until then.
-    now = datetime.now(UTC)
-    last = data.last_slot(timeout=timeout)
-    ahead = max(0.0, (last - now).total_seconds()) if last is not None else 0.0
-    next_fire = next_start = None
-    if schedule:
-        try:
-            sched = parse_schedule(schedule["expr"], schedule.get("timezone", "UTC"))
-            fire = sched.next_after(max(now, last) if last is not None else now)
-            start = fire + timedelta(
-                seconds=slot_jitter(election, fire, float(schedule.get("jitter") or 0.0))
-            )
-            next_fire, next_start = iso(fire), iso(start)
-        except (ScheduleError, KeyError, ValueError, OverflowError):
-            next_fire = next_start = None
-    from leaderjob import fingerprint
-
-    published = fingerprint.parse_published(
-        store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)
-    )
-    history = data.history(STATUS_RECORDS, timeout=timeout)
-    current = None
-    if leader is not None:
-        claims = data.claims(timeout=timeout, triggers=True)
-        found = in_progress(claims, history, leader["token"], full=len(history) >= STATUS_RECORDS)
-        if found is not None:
-            slot, claim = found
-            started = parse_time(claim.get("claimed_at"))
-            current = {
-                "slot": slot,
-                "status": claim.get("status", "running"),
-                "identity": claim.get("identity"),
-                "token": claim.get("token"),
-                "claimed_at": claim.get("claimed_at"),
-                "running_for_seconds": (
-                    None if started is None else round((now - started).total_seconds(), 3)
-                ),
-                # Not in etcd (a run costs no write at its start): the leader's /status has it.
-                "pid": None,
-            }
-    suspension = data.suspension(timeout=timeout)
-    if suspension is None and schedule is not None and schedule.get("paused"):
-        suspension = {"by": "its jobs file", "reason": "suspend = true"}
-    success = next((r for r in history if r.get("outcome") == "succeeded"), None)
-    last_success = None
-    if success is not None:
-        finished = parse_time(success.get("finished_at"))
-        last_success = {
-            "run_id": success.get("run_id"),
-            "slot": success.get("slot"),
-            "finished_at": success.get("finished_at"),
-            "seconds_ago": (
-                None if finished is None else round((now - finished).total_seconds(), 3)
-            ),
-        }
-    return {
-        "fingerprints": fingerprint.distinct(published),
-        "config_conflict": len(fingerprint.distinct(published)) > 1,
-        "config_differences": fingerprint.differences(published),
-        "election": election,
-        "leader": leader,
-        "candidates": candidates,
-        "suspended": suspension is not None,
-        "suspension": suspension,
-        "schedule": schedule,
-        "next_fire": next_fire,
-        "next_start": next_start,
-        "last_claimed": iso(last),
-        "claims_ahead_seconds": round(ahead, 3),
-        "last_run": history[0] if history else None,
-        "current_run": current,
-        "last_success": last_success,
-    }
 
 
 def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:

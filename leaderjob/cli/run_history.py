@@ -22,12 +22,12 @@ from leaderjob.cli.options import (
     election_option,
     group_jobs,
     job_option,
-    jobs_prefix,
     json_option,
     nobody_there,
     scoped,
     unknown_job,
 )
+from leaderjob.status_doc import jobs_prefix
 
 
 @click.command(cls=LeaderjobCommand)

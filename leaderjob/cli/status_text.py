@@ -10,21 +10,10 @@ from typing import Any
 import click
 
 from leaderjob.cli.run_history import to_the_second
+from leaderjob.status_doc import STATUS_RECORDS, parse_time
 
 #: Where `status` calls etcd's database near its quota (the shipped alert's threshold).
 NEAR_QUOTA = 0.8
-
-#: How many of the newest history records `status` reads (the last run, the last success, and
-#: whether the leader's newest claim has ended).
-STATUS_RECORDS = 100
-
-
-def parse_time(text: Any) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else None
 
 
 def _ago(seconds: float | None) -> str:

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Pending, Tenure
-from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.records import iso
 from leaderjob.schedule import slot_id
+from leaderjob.unknown_claims import UnknownClaims
 
 
 class CatchUp:

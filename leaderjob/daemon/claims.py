@@ -16,10 +16,10 @@ from datetime import timedelta
 from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Tenure
-from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Slot
 from leaderjob.records import iso
+from leaderjob.unknown_claims import UnknownClaims
 
 
 class Claims:

@@ -35,3 +35,5 @@ class JobContext:
     election: str
     planner: Planner | None = None
     metrics: Metrics | None = None
+    #: Unix time this replica last saw the job suspended (0: never); the freshness alert's.
+    suspended_seen: float = 0.0

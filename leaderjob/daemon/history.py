@@ -88,13 +88,12 @@ class History:
             attempt=active.attempt,
         )
         if self.job.metrics is not None:
-            m = self.job.metrics
-            m.job_running.labels(self.job.election, self.job.s.election).set(1 if running else 0)
-            m.job_runs.labels(self.job.election, self.job.s.election, outcome).inc()
-            m.job_duration.labels(self.job.election, self.job.s.election).observe(duration)
+            m, series = self.job.metrics, (self.job.election, self.job.s.election)
+            m.job_running.labels(*series).set(1 if running else 0)
+            m.job_runs.labels(*series, outcome).inc()
+            m.job_duration.labels(*series).observe(duration)
             if outcome == "succeeded":
-                now = self.job.clock.wall().timestamp()
-                m.last_success.labels(self.job.election, self.job.s.election).set(now)
+                m.last_success.labels(*series).set(self.job.clock.wall().timestamp())
         if outcome == "succeeded":
             self.last_success = record
         # The output tails go to etcd beside the record, never into a log or /status; a

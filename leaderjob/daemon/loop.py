@@ -33,7 +33,7 @@ from leaderjob.daemon.process import Process, install_signal_handlers
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
-from leaderjob.daemon.starts import GuardianStarter
+from leaderjob.daemon.starts import GuardianStarter, Starter
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
@@ -63,13 +63,15 @@ class Daemon:
         reload: Callable[[], Sequence[Settings]] | None = None,
         watch: str | None = None,
         spreader: Spreader | None = None,
+        starter: Starter | None = None,
     ) -> None:
         """``settings`` are the daemon's (the election, identity, timing, connection) and, without
         ``jobs``, its one job's too. With ``jobs`` (a jobs file), the election is a group: each
         job's settings name it (``election``) and where its keys live (``prefix``: the group's
         ``<prefix>/<group>/jobs``), and all of them share one lease. ``reload`` reads the jobs
         again (on SIGHUP, and when the file ``watch`` changes); it raises ValueError with
-        ``problems`` for an invalid file, which is then refused and the old jobs kept."""
+        ``problems`` for an invalid file, which is then refused and the old jobs kept.
+        ``starter`` starts every job's runs (None: under the daemon's guardian)."""
         self.s = settings
         self.store = store
         self.clock = clock or SystemClock()
@@ -101,8 +103,8 @@ class Daemon:
         )
         #: One guardian process for every run of every job (started by serve).
         self.guardian = Guardian(self.wakeup)
-        #: How every job's runs start: under that guardian.
-        self.starter = GuardianStarter(self.wakeup, self.guardian)
+        #: How every job's runs start: under that guardian, unless told otherwise.
+        self.starter = starter or GuardianStarter(self.wakeup, self.guardian)
         self.grouped = jobs is not None
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}

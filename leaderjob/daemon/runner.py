@@ -45,12 +45,12 @@ from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.starts import Starter
 from leaderjob.daemon.switches import Switches
-from leaderjob.daemon.unknown import UnknownClaims
 from leaderjob.election.store import StoreError
 from leaderjob.fingerprint import job_fingerprint
 from leaderjob.planner import Planner
 from leaderjob.records import ElectionData, iso
 from leaderjob.schedule.due import DueWatch
+from leaderjob.unknown_claims import UnknownClaims
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.metrics import Metrics
@@ -77,15 +77,15 @@ class Runner:
         when a ``once`` run is over (``leaderjob lock`` is done: the loop leaves); ``election``
         is the daemon's (a group's name when the daemon runs a jobs file)."""
         self.job = JobContext(
-            settings,
-            session,
-            seat,
-            ElectionData(session.store, settings.prefix, settings.election),
-            clock,
-            log,
-            election or settings.election,
-            self._planner(settings),
-            metrics,
+            s=settings,
+            session=session,
+            seat=seat,
+            data=ElectionData(session.store, settings.prefix, settings.election),
+            clock=clock,
+            log=log,
+            election=election or settings.election,
+            planner=self._planner(settings),
+            metrics=metrics,
         )
         self.tenure: Tenure | None = None
         self.ran_once = False
@@ -169,12 +169,27 @@ class Runner:
             if s.mode == "schedule" and s.schedule is not None:
                 watch, wall = DueWatch(s.schedule, self.job.clock.wall()), self.job.clock.wall
                 due = lambda: watch.timestamp(wall())  # noqa: E731 - read at each scrape
-            self.job.metrics.track(s.election, mode=s.mode, fingerprint=fingerprint, due=due)
+            self.job.metrics.track(
+                s.election,
+                mode=s.mode,
+                fingerprint=fingerprint,
+                due=due,
+                suspended=self.suspended_timestamp,
+            )
+
+    def suspended_timestamp(self) -> float:
+        """Unix time this replica last saw the job suspended (now while it is: by its jobs
+        file, or by the switch its tenure read), 0 if never: a slot due no later than this owes
+        no success (the freshness alert)."""
+        if self.job.s.paused or (self.tenure is not None and self.tenure.suspended):
+            self.job.suspended_seen = self.job.clock.wall().timestamp()
+        return self.job.suspended_seen
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings from a reloaded jobs file, between runs: a new planner, and while
         leading a new catch-up from the newest claim — the change takes effect at the next slot
         (slots already claimed are never run again)."""
+        self.suspended_timestamp()  # a suspension by the old file ends now
         self.job.s = settings
         self.job.planner = self._planner(settings)
         self._describe()
@@ -207,6 +222,7 @@ class Runner:
 
     def end(self) -> None:
         """The term ended (``election.lost``): drop it, and stop every run of it."""
+        self.suspended_timestamp()  # what it saw of a suspension is kept past the tenure
         self.tenure = None
         if self.job.planner is not None:
             self.job.planner.end_tenure()

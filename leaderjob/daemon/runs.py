@@ -109,6 +109,8 @@ class Runs:
         return finished
 
     def _finished(self, active: ActiveRun) -> None:
+        """A confirmed run ended: recorded; a service waits before its next run, a lock's exit
+        code is its run's, a failed run is retried while attempts are left."""
         run = active.run
         now = self.job.clock.monotonic()
         outcome = self.history.finished(active, now, running=bool(self.active))

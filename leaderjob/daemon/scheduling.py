@@ -27,11 +27,11 @@ from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Pending, Report, Tenure
 from leaderjob.daemon.runs import Runs
 from leaderjob.daemon.switches import Switches
-from leaderjob.daemon.unknown import UnknownClaims, settle
 from leaderjob.election.store import StoreError
 from leaderjob.planner import Slot
 from leaderjob.records import SKIP_NOT_RUN, iso
 from leaderjob.schedule import slot_id
+from leaderjob.unknown_claims import UnknownClaims, settle
 
 #: The next slot is claimed this long before its start, so that the claim's round trip is not on
 #: the fire path. Long enough for a claim under load (its p99 on a busy 2-CPU machine: ~25 ms),

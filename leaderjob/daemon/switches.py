@@ -128,6 +128,8 @@ class Switches:
     def note_suspended(self, tenure: Tenure, suspended: bool) -> None:
         suspended = suspended or self.job.s.paused  # the jobs file's `suspend = true` too
         if suspended != tenure.suspended:
+            if tenure.suspended:  # resumed: the last moment seen suspended (the freshness alert)
+                self.job.suspended_seen = self.job.clock.wall().timestamp()
             if suspended or tenure.suspended is not None:
                 self.job.log.info("election.suspended" if suspended else "election.resumed")
             tenure.suspended = suspended

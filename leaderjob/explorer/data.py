@@ -1,7 +1,7 @@
 """What the explorer reads from etcd, through the code the CLI reads it with.
 
 The jobs of an election (a group's, or the election itself), each one's `status`
-(:func:`leaderjob.cli.read.read_status`), its history over a window
+(:func:`leaderjob.status_doc.read_status`, as `status --json`), its history over a window
 (:meth:`~leaderjob.history_records.RunHistory.window`), the slot ledger's verdicts for the
 window's fire times (:mod:`leaderjob.audit`, as `audit` gives them), one run in full
 (:meth:`~leaderjob.history_records.RunHistory.named`, as `history --run`) and the next fire times
@@ -21,6 +21,7 @@ from typing import Any
 from leaderjob.explorer import model
 from leaderjob.explorer.upcoming import Fire, upcoming
 from leaderjob.records import ElectionData
+from leaderjob.status_doc import group_jobs, jobs_prefix, read_status
 
 #: Fire times at most this recent are not judged missing yet: their claim and record may be a
 #: cycle away (`audit --settle`).
@@ -60,10 +61,7 @@ class Source:
 
     def jobs(self) -> list[Job]:
         """The jobs of a group (`run --jobs`), or the election itself as its one job."""
-        from leaderjob.cli.options import group_jobs, jobs_prefix
-
-        params = {"prefix": self.prefix}
-        names = group_jobs(self.store, self.election, params, self.timeout)
+        names = group_jobs(self.store, self.prefix, self.election, self.timeout)
         if not names:
             return [
                 Job(
@@ -82,8 +80,6 @@ class Source:
     def status(self, job: Job) -> dict[str, Any]:
         """`leaderjob status --json` of one job, with who suspended it and the next fire
         times."""
-        from leaderjob.cli.read import read_status
-
         doc = read_status(self.store, job.data, job.election, job.prefix, self.timeout)
         doc["job"] = job.name
         doc["suspension"] = self._suspension(job) if doc["suspended"] else None

@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.faults.checker_features import check_features
+
 #: Faults whose takeover time is a liveness bound: name -> bound beyond TTL (seconds).
 L1_EXTRA = 1.5  # crash failover within TTL + 1.5 s
 L2_BOUND = 1.0  # graceful handover within 1 s
@@ -97,7 +99,10 @@ class Verdict:
 
     def report(self) -> str:
         lines = [f"verdict: {'OK' if self.ok else 'VIOLATED'}"]
-        counts = {p: len(self.by_prop(p)) for p in ("S1", "S2", "S3", "S5", "S6")}
+        counts = {
+            p: len(self.by_prop(p))
+            for p in ("S1", "S2", "S3", "S5", "S6", "overlap", "R1", "G1", "orphan")
+        }
         lines.append("  " + "  ".join(f"{p}={n}" for p, n in counts.items()))
         for v in self.violations[:50]:
             lines.append(f"  VIOLATION {v}")
@@ -115,6 +120,7 @@ class Verdict:
             "s6_exempt_frozen",
             "faults",
             "anomalies",
+            "features",
         ):
             if key in s:
                 lines.append(f"  {key}: {s[key]}")
@@ -370,7 +376,9 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         tok = int(s["token"])
         pod = s.get("identity")
         job = str(s.get("job") or "")
-        runs_by_slot[job, str(s.get("slot"))].append(s)
+        service = s.get("slot") == "service"  # a service's run claims no slot
+        if not service:
+            runs_by_slot[job, str(s.get("slot"))].append(s)
         k = keys.get(tok)
         if k is None:
             v.violations.append(
@@ -397,6 +405,8 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
                     s["t"],
                 )
             )
+        if service:
+            continue
         # S3/S5: its slot was claimed as running by this token, at a revision where it led.
         slot = str(s.get("slot"))
         mine = [c for c in claims.get((job, slot), []) if c.get("token") == tok]
@@ -536,6 +546,14 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
             )
         )
 
+    feature_stats = check_features(
+        hist,
+        ttl=ttl,
+        frozen_pod_before=frozen_pod_before,
+        violation=lambda prop, msg, t: v.violations.append(Violation(prop, msg, t)),
+        liveness=lambda prop, msg, t: v.liveness.append(Violation(prop, msg, t)),
+    )
+
     anomalies = [r for r in hist if r["kind"] == "anomaly"]
     for a in anomalies:
         v.liveness.append(
@@ -611,6 +629,7 @@ def check(history: list[dict[str, Any]], *, slack: float = 1.0) -> Verdict:
         "s6_exempt_frozen": exempt,
         "faults": len(fault_starts),
         "anomalies": len(anomalies),
+        "features": feature_stats,
         "failover": failover,
     }
     return v

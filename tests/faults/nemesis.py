@@ -3,11 +3,12 @@ soak``). One fault at a time, mostly aimed at the current leader, each healed be
 after a quiet spell; everything recorded, and the checker's verdict and the failover
 distribution printed at the end.
 
-    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N]
+    python bench/soak.py --duration 30m [--seed N] [--out DIR] [--jobs N] [--features]
 
 With ``jobs`` every pod runs a jobs file of that many jobs (each run: three writes 0.2 s apart,
 so jobs also move between runs as they spread); the fault mix is the same, aimed at a pod that
-leads some jobs, and the checker judges every job on its own.
+leads some jobs, and the checker judges every job on its own. With ``features`` (a jobs file
+only) the mix also reloads the jobs file and flips health gates (:mod:`tests.faults.features`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Nemesis:
             self.faults.append(("member_isolated", lambda p: self.member_isolated(), False))
         if world.pods[0].clock_file is not None:
             self.faults.append(("clock_step", self.clock_step, False))
+        if world.features is not None:  # reloads and health flips, on the same random source
+            world.features.w_rng = rng
+            self.faults.extend(world.features.steps())
 
     # -- choosing ------------------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ def run_soak(
     pods: int = 3,
     jobs: int = 0,
     store: str = "http",
+    features: bool = False,
     etcd_args: Sequence[str] = (),
     on_cluster: Callable[[IsolatableCluster], None] | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
@@ -219,6 +224,7 @@ def run_soak(
             misbehaving=(pods - 1,),
             faketime=faketime_available(),
             store=store,
+            features=features,
             **({"jobs": jobs, "writes": 3, "interval": 0.2} if jobs else {}),
         ).start()
         world.wait_leader(20)
@@ -250,6 +256,7 @@ def run_soak(
         "seed": seed,
         "jobs": jobs or 1,
         "store": store,
+        "features": features,
         "duration_s": round(time.monotonic() - started, 1),
         "etcd_version": ".".join(map(str, cluster.version)),
         "faults_injected": nemesis.counts,

@@ -36,6 +36,7 @@ from typing import Any
 
 from tests.faults import pgstore
 from tests.faults.checker import Verdict, check
+from tests.faults.features import Features
 from tests.faults.recorder import Recorder, _has_token, read_jsonl
 from tests.harness.daemons import leaderjob
 from tests.harness.etcd import EtcdCluster, free_port
@@ -91,16 +92,26 @@ class Pod:
     clock_file: Path | None = None
     status_port: int | None = None  # --metrics-addr, for GET /status
     frozen: list[int] = field(default_factory=list)
+    #: The job's misbehaviour flags (``--ignore-term`` ...), none on a well-behaved pod.
+    flags: list[str] = field(default_factory=list)
 
     @property
     def log_path(self) -> Path:
         return self.world.tmp / f"{self.name}.log"
 
+    @property
+    def jobs_file_path(self) -> Path:
+        return self.world.tmp / f"{self.name}-jobs.toml"
+
     def jobs_file(self) -> Path:
         """This pod's jobs file: the world's jobs, each running this pod's writer."""
         w = self.world
+        path = self.jobs_file_path
+        if w.features is not None:  # the file as the last reload left it
+            if not path.exists():
+                path.write_text(w.features.render(self.name, self.flags))
+            return path
         cmd = json.dumps([sys.executable, WRITER, str(w.journal), *self.job_args])
-        path = w.tmp / f"{self.name}-jobs.toml"
         path.write_text(
             "".join(
                 f'[jobs.{job}]\nschedule = "{w.schedule}"\ncommand = {cmd}\n\n' for job in w.jobs
@@ -128,6 +139,7 @@ class Pod:
             extra=[
                 *jobs,
                 *w.extra,
+                *(w.features.daemon_args(self.name) if w.features is not None else []),
                 *(["--metrics-addr", f"127.0.0.1:{self.status_port}"] if self.status_port else []),
             ],
             env=self.env,
@@ -215,6 +227,7 @@ class World:
         election: str = "job",
         jobs: int = 0,
         store: str = "http",
+        features: bool = False,
     ) -> None:
         self.cluster = cluster
         self.procs = procs
@@ -224,13 +237,16 @@ class World:
         self.schedule = schedule
         self.extra = list(extra)
         self.election = election
-        #: The jobs of the jobs file every pod runs (none: the single-job ``--schedule`` form).
-        self.jobs = [f"j{i}" for i in range(jobs)]
+        self._jobs = [f"j{i}" for i in range(jobs)]
         self.journal = tmp / "journal.jsonl"
+        tmp.mkdir(parents=True, exist_ok=True)
+        if features and not jobs:
+            raise ValueError("reloads and health flips need a jobs file: give jobs")
+        #: Reloads and health flips (:mod:`tests.faults.features`), or None.
+        self.features = Features(self, jobs) if features else None
         self.history_path = tmp / "history.jsonl"
         self.base = f"{prefix.rstrip('/')}/{election}"
         self.leader_prefix = f"{self.base}/leader"
-        tmp.mkdir(parents=True, exist_ok=True)
         if store not in ("http", "postgres"):
             raise ValueError(f"store {store!r}: use http or postgres")
         #: The PostgreSQL server behind the resource (``store="postgres"``), else None.
@@ -269,9 +285,9 @@ class World:
             proxies = MultiProxy(cluster.endpoints)
             store_proxy = FaultProxy(f"127.0.0.1:{self.store_port}").start()
             job_args = ["--writes", str(writes), "--interval", str(interval)]
-            if i in misbehaving:
-                # Ignores SIGTERM, forks a grandchild, and one that escapes the group (setsid).
-                job_args += ["--ignore-term", "--grandchild", "--escape"]
+            # Ignores SIGTERM, forks a grandchild, and one that escapes the group (setsid).
+            flags = ["--ignore-term", "--grandchild", "--escape"] if i in misbehaving else []
+            job_args += flags
             env = {"PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack into the log
             if self.pg is not None:
                 env["LJ_STORE_DSN"] = pgstore.dsn_via(store_proxy.port)
@@ -279,7 +295,7 @@ class World:
                 env["LJ_STORE_URL"] = f"http://{store_proxy.endpoint}"
             if not jobs:
                 env["LJ_RESOURCE"] = "fault"  # else fault/<job>: a resource per job
-            pod = Pod(self, name, proxies, store_proxy, job_args, env)
+            pod = Pod(self, name, proxies, store_proxy, job_args, env, flags=flags)
             if status:
                 pod.status_port = free_port()
             if faketime:
@@ -312,6 +328,12 @@ class World:
         for pod in self.pods:
             pod.start()
         return self
+
+    @property
+    def jobs(self) -> list[str]:
+        """The jobs of the jobs file every pod runs (none: the single-job ``--schedule`` form);
+        with reloads, the jobs of the file as it is now."""
+        return sorted(self.features.spec) if self.features is not None else self._jobs
 
     def pod(self, name: str) -> Pod:
         return next(p for p in self.pods if p.name == name)
@@ -484,6 +506,8 @@ class World:
             pod.store_proxy.heal()
             if pod.clock_file is not None:
                 pod.set_clock("+0")
+        if self.features is not None:
+            self.features.heal()
         if any(not m.running for m in self.cluster.members):
             self.cluster.restore()
 
@@ -513,6 +537,9 @@ class World:
                         pod.daemon.wait(5)
                     pod.daemon.signal(signal.SIGKILL)
         wait_until(lambda: not any(pid_alive(r["pid"]) for r in self.journal_records("start")), 5)
+        for pid, token, ev in self._leftover_jobs():  # every daemon is gone: nothing may live
+            self.recorder.add("orphan", pid=pid, token=token, ev=ev)
+        self._kill_leftover_jobs()
         self.recorder.close(self.store_url)
         if self.pg is not None:  # PostgreSQL's decisions, as the recorder reads the toy store's
             for d in pgstore.decisions(self.pg.dsn):
@@ -538,6 +565,8 @@ class World:
             self.store.wait(5)
         if self.pg is not None:
             self.pg.close()
+        if self.features is not None:
+            self.features.close()
         return check(self.recorder.history())
 
     def close(self) -> None:
@@ -553,14 +582,24 @@ class World:
             self._kill_leftover_jobs()
             if self.pg is not None:
                 self.pg.close()
+            if self.features is not None:
+                self.features.close()
 
-    def _kill_leftover_jobs(self) -> None:
-        """Kill, by pid, every job process the journal names that is still alive with its token
-        (a job or grandchild that escaped its daemon — what a failing test is about)."""
+    def _leftover_jobs(self) -> list[tuple[int, int, str]]:
+        """(pid, token, ev) of every job process the journal names that is still alive with
+        its token."""
+        out = []
         for rec in self.journal_records():
             if rec.get("ev") not in ("start", "grandchild"):
                 continue
             pid = int(rec["child"] if rec["ev"] == "grandchild" else rec["pid"])
             if pid_alive(pid) and _has_token(pid, int(rec["token"])):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+                out.append((pid, int(rec["token"]), str(rec["ev"])))
+        return out
+
+    def _kill_leftover_jobs(self) -> None:
+        """Kill, by pid, every job process the journal names that is still alive with its token
+        (a job or grandchild that escaped its daemon — what a failing test is about)."""
+        for pid, _, _ in self._leftover_jobs():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)

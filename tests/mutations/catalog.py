@@ -175,6 +175,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         (CALLERS,),
     ),
     Mutation(
+        "run_waits_past_D_minus_grace",
+        "S6",
+        "leaderjob/daemon/runs.py",
+        "            wait=term_at - now,\n",
+        "            wait=term_at - now + s.timing.grace,\n",
+        ("tests/unit/test_daemon_runs.py",),
+    ),
+    Mutation(
         "grant_asked_ttl_not_granted",
         "S6",
         "leaderjob/election/group.py",

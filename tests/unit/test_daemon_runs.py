@@ -360,3 +360,39 @@ def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store,
     # The start and the end of one run carry its id (the ping's rid pairs them), each run its own.
     started, ended, unstarted = recorder.run_ids
     assert started is not None and started == ended and unstarted not in (None, started)
+
+
+def test_every_run_starts_through_the_starter_the_daemon_is_handed_S6(
+    clock: FakeClock, store: CountingStore
+) -> None:
+    """S6: the start port is the one way a run starts, and it is handed the lease's D and, as
+    the time to wait for the confirmation, what is left before D - grace. A daemon handed a
+    starter of its own (no guardian, no process) starts its runs through it and tracks them."""
+    from leaderjob.clock import Waker
+    from leaderjob.daemon.starts import StartRequest
+
+    class Recording:
+        def __init__(self) -> None:
+            self.requests: list[tuple[StartRequest, float]] = []
+
+        def start(self, request: StartRequest, now: float) -> Run:
+            self.requests.append((request, now))
+            run = Run(request.argv, request.env, request.deadline, request.grace, Waker())
+            run.pid, run.confirmed = 4242, True
+            return run
+
+    starter = Recording()
+    settings = Settings(
+        election="job", prefix="/lj", identity="a", timing=TIMING, command=("true",), mode="service"
+    )
+    d = Daemon(settings, store, clock=clock, environ={}, starter=starter)
+    for _ in range(200):
+        _step(d)
+        if starter.requests:
+            break
+    (request, now), machine = starter.requests[0], d.elector.machine
+    assert machine.deadline is not None and machine.term_at is not None
+    assert request.deadline == machine.deadline
+    assert request.wait == machine.term_at - now > 0
+    assert request.env["LEADERJOB_FENCING_TOKEN"] == str(d.runner.seat.token)
+    assert [a.run.pid for a in d.runs] == [4242]

@@ -783,3 +783,30 @@ def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2(worl
     fire = T0 + timedelta(seconds=10)
     r.tenure.ahead = Slot(fire_time=fire, start_time=fire, id=slot_at(10))
     assert not r.idle
+
+
+def test_the_daemon_exports_when_it_last_saw_the_job_suspended(world: World) -> None:
+    """The freshness alert's excuse (LeaderjobJobNotSucceeding): a slot due no later than the
+    last moment the job was seen suspended owes no success. The leader exports 0 before any
+    suspension, its wall clock while suspended, and the moment of the resume after it."""
+    d = world.daemon("@every 10s")
+    assert d.metrics is not None
+
+    def seen() -> float | None:
+        labels = {"election": ELECTION, "job_name": ELECTION}
+        assert d.metrics is not None
+        name = "leaderjob_job_suspended_timestamp_seconds"
+        return d.metrics.registry.get_sample_value(name, labels)
+
+    lead(world, d)
+    run_for(d, 2)
+    assert seen() == 0.0
+    world.data.suspend("ops", timeout=1)
+    run_for(d, 5)
+    assert seen() == world.clock.wall().timestamp()  # now, while suspended
+    world.data.resume(timeout=1)
+    run_for(d, 3)
+    resumed = seen()
+    assert resumed is not None and 0 < resumed < world.clock.wall().timestamp()
+    run_for(d, 30)
+    assert seen() == resumed  # kept after the resume

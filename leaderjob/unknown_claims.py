@@ -11,7 +11,8 @@ guess either (L3): it is settled by reading the claim back.
   read back: claimed by us, it never ran (not-run record); absent, the election moved past it
   (not-run record); someone else's, theirs.
 
-This module keeps the set and the rules; the runner reads the claims and applies them. Only the
+This module keeps the set and the rules; the daemon's slot path and the in-process singleton
+(:mod:`leaderjob.singleton_tenure`) read the claims and apply them. Only the
 replica that made a claim knows its outcome is unknown: another one that takes over plans from
 what etcd holds — the newest claim, or where a new election's first leader began
 (:meth:`~leaderjob.daemon.catchup.CatchUp._mark_start`), so a first slot is caught up there too.

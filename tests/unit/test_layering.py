@@ -1,0 +1,38 @@
+"""Which parts may import which: the run explorer reads etcd through neutral modules, not through
+the command line's (``leaderjob.cli``: click, options, printing); the in-process singleton does
+not load the daemon."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.unit.test_imports import loaded
+
+PACKAGE = Path(__file__).resolve().parents[2] / "leaderjob"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+    return out
+
+
+def test_the_explorer_imports_nothing_of_the_command_line() -> None:
+    offenders = {
+        f"{p.relative_to(PACKAGE)}: {m}"
+        for p in sorted((PACKAGE / "explorer").glob("*.py"))
+        for m in _imports(p)
+        if m == "leaderjob.cli" or m.startswith("leaderjob.cli.")
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_the_singleton_does_not_load_the_daemon() -> None:
+    mods = loaded("import leaderjob.singleton")
+    assert "leaderjob.daemon" not in mods and "click" not in mods
