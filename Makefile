@@ -152,7 +152,7 @@ screenshot: $(STAMP)
 	$(BIN)/python docs/tools/ui_screenshot.py --out docs/img/ui-timeline.png
 
 # Mutation testing of the pure core (docs/testing.md). Slow, so not part of `make test`.
-# MODULE=schedule, planner, config or election.machine runs one module's mutants only.
+# MODULE=schedule, schedule.planner, config or election.machine runs one module's mutants only.
 MODULE ?=
 MUTANTS = $(if $(MODULE),'leaderjob.$(MODULE).*')
 

@@ -9,7 +9,8 @@ with N jobs ``@every 2s`` running ``true``; ``settle`` seconds after its start t
 sampled: every process below the daemon whose command line names leaderjob (the daemon, its
 guardian — or, in an older tree, its watchdogs), PSS from ``/proc/PID/smaps_rollup``. Then a
 follower of the one-job file beside it. Then 4 jobs at ``@every 1s`` for ``window`` seconds:
-CPU of the daemon and of what it started (live processes plus reaped children), and
+CPU of the daemon and of what it started (live processes plus reaped children; also per run,
+apart: the daemon itself, its guardian, the jobs the guardian reaped), and
 ``exec_seconds`` of each ``job.started`` (fire time → the guardian reported the exec). Each
 cell is the median of ``rounds`` rounds. ``--compare DIR`` runs the same rounds on another
 checkout's ``leaderjob`` package (``DIR`` holds it) first, as the "before" column.
@@ -67,14 +68,31 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def _cpu_total(pid: int) -> float:
-    """CPU of a process plus its reaped children (cutime, cstime)."""
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU of a process itself, and of its reaped children (cutime, cstime)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
-    f = stat[stat.rfind(")") + 2 :].split()
-    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    f = [int(x) / os.sysconf("SC_CLK_TCK") for x in stat[stat.rfind(")") + 2 :].split()[11:15]]
+    return f[0] + f[1], f[2] + f[3]
+
+
+def _cpu_total(pid: int) -> float:
+    """CPU of a process plus its reaped children."""
+    return sum(_cpu(pid))
+
+
+def cpu_parts(root: int) -> tuple[float, float, float]:
+    """CPU of the daemon itself; of its guardian (or watchdogs), live or reaped; of the jobs
+    they reaped."""
+    daemon, reaped = _cpu(root)
+    guardian, jobs = reaped, 0.0
+    for p in children(root):
+        if _ours(p):
+            own, theirs = _cpu(p)
+            guardian, jobs = guardian + own, jobs + theirs
+    return daemon, guardian, jobs
 
 
 def sample(root: int) -> dict[str, float]:
@@ -137,10 +155,10 @@ def one_round(src: Path, settle: float, window: float, logdir: Path) -> dict[str
         jobs = _jobs(logdir / "jobs-cpu.toml", 4, "1s")
         leader, log = start(procs, "C", etcd.endpoint, jobs)
         time.sleep(5.0)
-        c0, t0 = tree_cpu(leader), time.monotonic()
+        c0, p0, t0 = tree_cpu(leader), cpu_parts(leader), time.monotonic()
         mark = len(log.read_bytes())
         time.sleep(window)
-        c1, t1 = tree_cpu(leader), time.monotonic()
+        c1, p1, t1 = tree_cpu(leader), cpu_parts(leader), time.monotonic()
         out["cpu_per_hour"] = (c1 - c0) / (t1 - t0) * 3600
         lags = []
         for line in log.read_bytes()[mark:].decode(errors="replace").splitlines():
@@ -148,6 +166,8 @@ def one_round(src: Path, settle: float, window: float, logdir: Path) -> dict[str
                 ev = json.loads(line)
                 if ev.get("event") == "job.started" and ev.get("exec_seconds") is not None:
                     lags.append(float(ev["exec_seconds"]))
+        for name, a, b in zip(("daemon", "guardian", "jobs"), p0, p1, strict=True):
+            out[f"cpu_ms_{name}"] = (b - a) / max(1, len(lags)) * 1000
         out["exec_p50"] = percentile(lags, 0.5)
         out["exec_p99"] = percentile(lags, 0.99)
         out["runs"] = len(lags)
@@ -167,7 +187,8 @@ def measure(src: Path, rounds: int, settle: float, window: float, logdir: Path) 
             out[f"leader{n}_{sub}"] = med(f"leader{n}", sub)
     for sub in ("pss", "rss", "procs"):
         out[f"follower_{sub}"] = med("follower", sub)
-    for key in ("cpu_per_hour", "exec_p50", "exec_p99"):
+    for key in ("cpu_per_hour", "cpu_ms_daemon", "cpu_ms_guardian", "cpu_ms_jobs", "exec_p50",
+                "exec_p99"):  # fmt: skip
         out[key] = med(key)
     return out
 
@@ -185,6 +206,9 @@ def render(cols: dict[str, dict[str, Any]]) -> str:
          lambda m: f"{mib(m, 'follower_pss')} / {mib(m, 'follower_rss')}"),
         ("leader CPU, 4 jobs at @every 1s, whole tree (s/h)",
          lambda m: f"{m['cpu_per_hour']:.0f}"),
+        ("CPU per run: daemon / guardian / jobs (ms)",
+         lambda m: " / ".join("—" if m.get(f"cpu_ms_{k}") is None else f"{m[f'cpu_ms_{k}']:.1f}"
+                              for k in ("daemon", "guardian", "jobs"))),
         ("slot fire → exec p50 / p99 (ms)",
          lambda m: f"{m['exec_p50'] * 1000:.0f} / {m['exec_p99'] * 1000:.0f}"),
         ("processes of the leader's tree, 1 / 4 / 16 jobs (jobs excluded)",

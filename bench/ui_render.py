@@ -29,7 +29,7 @@ from benchlib import write_section
 from leaderjob.explorer import model, svg
 from leaderjob.explorer.data import Job, Source
 from leaderjob.explorer.server import App
-from leaderjob.records import ElectionData, iso, not_run_record
+from leaderjob.history.records import ElectionData, iso, not_run_record
 from leaderjob.schedule import slot_id
 from tests.harness.etcd import EtcdServer
 
@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, help="put the table into this Markdown file")
     args = parser.parse_args()
     from leaderjob.election.etcd import EtcdStore
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
 
     etcd = EtcdServer()
     try:

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from leaderjob import Leadership, LeadershipError
 from leaderjob.fencing import StaleToken
 from leaderjob.fencing.sql import advance, ddl
-from leaderjob.leadership import Leadership, LeadershipError
 from leaderjob.log import configure
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS ticks (token BIGINT NOT NULL, at TEXT NOT NULL)"

@@ -15,21 +15,30 @@ if TYPE_CHECKING:  # what type checkers see; at run time each is loaded on first
     from leaderjob.errors import Error as Error
     from leaderjob.fencing import FencingError as FencingError
     from leaderjob.fencing import StaleToken as StaleToken
-    from leaderjob.leadership import Leadership as Leadership
-    from leaderjob.leadership_options import LeadershipError as LeadershipError
-    from leaderjob.leadership_options import LeadershipTimeout as LeadershipTimeout
-    from leaderjob.singleton import singleton as singleton
+    from leaderjob.inprocess.leadership import Leadership as Leadership
+    from leaderjob.inprocess.leadership_api import Leader as Leader
+    from leaderjob.inprocess.leadership_options import LeadershipError as LeadershipError
+    from leaderjob.inprocess.leadership_options import LeadershipTimeout as LeadershipTimeout
+    from leaderjob.inprocess.singleton import Singleton as Singleton
+    from leaderjob.inprocess.singleton import SlotRun as SlotRun
+    from leaderjob.inprocess.singleton import singleton as singleton
 
 #: Declared for type checkers only: no value here, so that reading it goes through __getattr__.
 __version__: str
 
 
+#: The public names other than ``Leadership`` and ``singleton``, each with the module that defines
+#: it: the errors, and the types an application annotates with (``leader()``'s answer, a
+#: singleton function's run and the decorated function).
 _ERRORS = {
     "Error": "leaderjob.errors",
     "FencingError": "leaderjob.fencing",
     "StaleToken": "leaderjob.fencing",
-    "LeadershipError": "leaderjob.leadership_options",
-    "LeadershipTimeout": "leaderjob.leadership_options",
+    "LeadershipError": "leaderjob.inprocess.leadership_options",
+    "LeadershipTimeout": "leaderjob.inprocess.leadership_options",
+    "Leader": "leaderjob.inprocess.leadership_api",
+    "SlotRun": "leaderjob.inprocess.singleton",
+    "Singleton": "leaderjob.inprocess.singleton",
 }
 
 
@@ -46,7 +55,7 @@ def __getattr__(name: str) -> object:
         except PackageNotFoundError:
             return "0+unknown"
     if name == "Leadership":
-        from leaderjob.leadership import Leadership
+        from leaderjob.inprocess.leadership import Leadership
 
         return Leadership
     if name in _ERRORS:
@@ -54,7 +63,8 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_ERRORS[name]), name)
     if name == "singleton":
-        import leaderjob.singleton as module  # a callable module: @leaderjob.singleton(...)
+        # a callable module: @leaderjob.singleton(...)
+        import leaderjob.inprocess.singleton as module
 
         return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

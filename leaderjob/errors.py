@@ -1,7 +1,7 @@
 """The root of every exception leaderjob raises on purpose: ``except leaderjob.Error``.
 
     Error
-    ├── LeadershipError        leadership could not be had or used (leaderjob.leadership)
+    ├── LeadershipError        leadership could not be had or used (leaderjob.inprocess.leadership)
     │   ├── LeadershipUnavailable, LeadershipRejected
     │   └── LeadershipTimeout  (also a TimeoutError)
     ├── FencingError           a fence could not be checked (leaderjob.fencing)

@@ -28,7 +28,7 @@ def main() -> int:
     from leaderjob.election.etcd import EtcdStore
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
     from tests.harness.browser import Browser, find_chromium
     from tests.harness.etcd import EtcdServer
     from tests.harness.explorer import ELECTION, crash_and_handover

@@ -42,9 +42,9 @@ _COMMANDS = {
     "demo": ("leaderjob.cli.tools", "demo"),
     "selftest": ("leaderjob.cli.tools", "selftest"),
     # the jobs file: check
-    "jobs": ("leaderjob.jobs_cli", "jobs"),
+    "jobs": ("leaderjob.cli.jobs", "jobs"),
     # fenced writes: built by fenced_cli.register
-    "fenced": ("leaderjob.fenced_cli", ""),
+    "fenced": ("leaderjob.cli.fenced", ""),
 }
 
 #: Names this package re-exports, each from the module that defines it (imported on first use).
@@ -52,7 +52,7 @@ _EXPORTS = {
     "EXIT_WAIT_TIMEOUT": "leaderjob.cli.control",
     "WAIT_POLL": "leaderjob.cli.control",
     "_serve": "leaderjob.cli.daemon",
-    "build_timing": "leaderjob.cli.daemon",
+    "build_timing": "leaderjob.cli.daemon_settings",
     "http_snapshot": "leaderjob.cli.daemon",
     "lock": "leaderjob.cli.daemon",
     "run": "leaderjob.cli.daemon",

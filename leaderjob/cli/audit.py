@@ -1,7 +1,7 @@
 """`leaderjob audit`: every fire time of the schedule in a window, checked against the history.
 
-The I/O around :mod:`leaderjob.audit`: read the published schedule (or take ``--schedule``), the
-newest history records, the slot claims and the leader; print the fire times with no record.
+The I/O around :mod:`leaderjob.history.audit`: read the published schedule (or take ``--schedule``),
+the newest history records, the slot claims and the leader; print the fire times with no record.
 Exit 0: every fire time accounted for; 1: some missing; 2: usage.
 """
 
@@ -15,12 +15,10 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    LeaderjobCommand,
-    _env,
+from leaderjob.cli.options import LeaderjobCommand, _env, connection_options
+from leaderjob.cli.scope import (
     _etcd_failed,
     _open_data,
-    connection_options,
     election_option,
     job_option,
     json_option,
@@ -112,10 +110,10 @@ def _check(
     expr: str | None,
     timezone: str | None,
 ) -> dict[str, Any]:
-    from leaderjob.audit import WindowTooLarge, audit, fire_times, summary
     from leaderjob.config import election_prefix
     from leaderjob.election.store import StoreError
-    from leaderjob.records import iso
+    from leaderjob.history.audit import WindowTooLarge, audit, fire_times, summary
+    from leaderjob.history.records import iso
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     store, data, timeout = _open_data(election, params)

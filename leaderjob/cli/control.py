@@ -11,14 +11,10 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    DURATION,
-    F,
-    LeaderjobCommand,
-    _env,
+from leaderjob.cli.options import DURATION, F, LeaderjobCommand, _env, connection_options
+from leaderjob.cli.scope import (
     _etcd_failed,
     _open_data,
-    connection_options,
     election_option,
     job_option,
     json_option,

@@ -10,11 +10,14 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    LeaderjobCommand,
+from leaderjob.cli.options import LeaderjobCommand, connection_options
+
+# format_run is re-exported: callers that render `history --run` import it from here too.
+# format_run and read_status are re-exported: callers import them from here too.
+from leaderjob.cli.run_history import format_run
+from leaderjob.cli.scope import (
     _etcd_failed,
     _open_data,
-    connection_options,
     election_option,
     group_jobs,
     job_option,
@@ -25,11 +28,8 @@ from leaderjob.cli.options import (
     unknown_job,
     where,
 )
-
-# format_run and read_status are re-exported: callers import them from here too.
-from leaderjob.cli.run_history import format_run
 from leaderjob.cli.status_text import print_group, print_status
-from leaderjob.status_doc import jobs_prefix, read_status
+from leaderjob.ops.status_doc import jobs_prefix, read_status
 
 __all__ = ["format_run", "read_status", "repair_schedule", "status"]
 
@@ -37,7 +37,7 @@ __all__ = ["format_run", "read_status", "repair_schedule", "status"]
 def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float) -> Any:
     """One row per job of a group: job, leader, token, next fire, last outcome (None: not a
     group)."""
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     names = group_jobs(store, group, params, timeout)
     if not names:
@@ -78,7 +78,7 @@ def group_differences(
 ) -> list[dict[str, Any]]:
     """What the candidates of a group publish differently, job by job and field by field (a
     group publishes one fingerprint per candidate, under the group's own election)."""
-    from leaderjob import fingerprint
+    from leaderjob.ops import fingerprint
 
     keys = store.get_prefix(
         fingerprint.fingerprints_prefix(params["prefix"], group), timeout=timeout
@@ -89,8 +89,8 @@ def group_differences(
 def db_usage(store: Any, timeout: float) -> dict[str, Any] | None:
     """etcd's database size against its quota: etcd's own where it reports it (3.6 on), else
     etcd's default. None when it cannot be read (the rest of `status` does not need it)."""
-    from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, read_db
     from leaderjob.election.store import StoreError
+    from leaderjob.ops.dbquota import DEFAULT_QUOTA_BYTES, read_db
 
     try:
         size, quota = read_db(store, timeout)
@@ -204,7 +204,7 @@ def repair_schedule(election: str, to: str | None, **params: Any) -> None:
     one_job_of(election, params, "repair the schedule of")
     election, params = scoped(election, params)
     from leaderjob.election.store import StoreError
-    from leaderjob.records import iso
+    from leaderjob.history.records import iso
 
     when = datetime.now(UTC) if to is None else _aware_time("--to", to)
     store, data, timeout = _open_data(election, params)

@@ -13,12 +13,10 @@ from typing import Any
 import click
 
 from leaderjob.cli import slot_history
-from leaderjob.cli.options import (
-    LeaderjobCommand,
-    _env,
+from leaderjob.cli.options import LeaderjobCommand, _env, connection_options
+from leaderjob.cli.scope import (
     _etcd_failed,
     _open_data,
-    connection_options,
     election_option,
     group_jobs,
     job_option,
@@ -27,7 +25,7 @@ from leaderjob.cli.options import (
     scoped,
     unknown_job,
 )
-from leaderjob.status_doc import jobs_prefix
+from leaderjob.ops.status_doc import jobs_prefix
 
 
 @click.command(cls=LeaderjobCommand)
@@ -145,7 +143,7 @@ Source = tuple[str | None, Any]  # (the job's name in a group listing, its Elect
 def _sources(store: Any, election: str, params: dict[str, Any], timeout: float) -> list[Source]:
     """Where to read: the --job's election, else every job of a group (each named), else the
     election itself."""
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     wrong = unknown_job(election, params, timeout, store)
     if wrong is not None:

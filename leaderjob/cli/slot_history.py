@@ -12,7 +12,7 @@ import click
 def slot_of(text: str) -> str:
     """A slot id from what an operator types: the id itself (``20261130T020000Z``) or an ISO
     8601 time with a zone (``2026-11-30T02:00:00Z``, ``2026-11-30T03:00+01:00``)."""
-    from leaderjob.records import parse_slot_id
+    from leaderjob.history.records import parse_slot_id
     from leaderjob.schedule import slot_id
 
     text = text.strip()
@@ -41,7 +41,7 @@ def in_record(slot: str, record: dict[str, Any]) -> bool:
 
 def fires_then(schedule: dict[str, Any] | None, slot: str) -> bool | None:
     """Whether the published schedule has a fire time at ``slot`` (None: not known)."""
-    from leaderjob.records import parse_slot_id
+    from leaderjob.history.records import parse_slot_id
     from leaderjob.schedule import ScheduleError, parse_schedule
 
     when = parse_slot_id(slot)
@@ -56,7 +56,7 @@ def fires_then(schedule: dict[str, Any] | None, slot: str) -> bool | None:
 
 def explain(job: str | None, data: Any, slot: str, timeout: float) -> dict[str, Any]:
     """What etcd knows about ``slot`` of one election."""
-    from leaderjob.history_records import READ_MAX
+    from leaderjob.history.runs import READ_MAX
 
     schedule = data.schedule_info(timeout=timeout)
     claim = data.claims(timeout=timeout, triggers=True).get(slot)

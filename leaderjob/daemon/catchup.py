@@ -18,9 +18,9 @@ from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Pending, Tenure
 from leaderjob.election.store import StoreError
-from leaderjob.records import iso
+from leaderjob.history.records import iso
 from leaderjob.schedule import slot_id
-from leaderjob.unknown_claims import UnknownClaims
+from leaderjob.schedule.unknown_claims import UnknownClaims
 
 
 class CatchUp:

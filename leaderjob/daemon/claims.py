@@ -17,9 +17,9 @@ from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Tenure
 from leaderjob.election.store import StoreError
-from leaderjob.planner import Slot
-from leaderjob.records import iso
-from leaderjob.unknown_claims import UnknownClaims
+from leaderjob.history.records import iso
+from leaderjob.schedule.planner import Slot
+from leaderjob.schedule.unknown_claims import UnknownClaims
 
 
 class Claims:

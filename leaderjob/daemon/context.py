@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from leaderjob.clock import Clock
 from leaderjob.daemon.model import Settings
 from leaderjob.daemon.session import Seat, Session
-from leaderjob.planner import Planner
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
+from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 @dataclass(eq=False)

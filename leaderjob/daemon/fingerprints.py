@@ -1,5 +1,5 @@
 """This replica's job fingerprint, published under its lease and compared with the other
-replicas' (:mod:`leaderjob.fingerprint`): the one job's command, mode and schedule, or a group's
+replicas' (:mod:`leaderjob.ops.fingerprint`): the one job's command, mode and schedule, or a group's
 every job by name, so that replicas running different jobs files under one group are flagged.
 Built when the daemon starts, and again when a reload changes the jobs."""
 
@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from leaderjob.daemon.model import Settings
 from leaderjob.election.store import Store
-from leaderjob.fingerprint import ConfigWatch, job_fields
+from leaderjob.ops.fingerprint import ConfigWatch, job_fields
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 def config_watch(

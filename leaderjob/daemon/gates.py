@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from leaderjob.daemon.decisions import HandOver, JobView
-from leaderjob.health import HealthChecker, HealthSettings
+from leaderjob.ops.health import HealthChecker, HealthSettings
 
 
 class Check(Protocol):

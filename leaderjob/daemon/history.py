@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.model import MAX_BACKLOG, ActiveRun
 from leaderjob.election.store import StoreError
-from leaderjob.records import iso, not_run_record
+from leaderjob.history.records import iso, not_run_record
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.notify import Notifier
+    from leaderjob.ops.notify import Notifier
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
 OUTPUT = "_output"

@@ -21,10 +21,10 @@ from leaderjob.daemon.model import EXIT_REJECTED, Report
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Session
 from leaderjob.election.machine import Transition
-from leaderjob.health import HealthChecker
+from leaderjob.ops.health import HealthChecker
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Leaving:

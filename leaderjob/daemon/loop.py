@@ -33,20 +33,20 @@ from leaderjob.daemon.process import Process, install_signal_handlers
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import snapshot
+from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.starts import GuardianStarter, Starter
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
-from leaderjob.health import HealthChecker
+from leaderjob.guard.supervisor import Guardian
+from leaderjob.history.records import ElectionData
 from leaderjob.log import get_logger
-from leaderjob.notify import Notifier
-from leaderjob.planner import Planner
-from leaderjob.records import ElectionData
-from leaderjob.spread import Spreader
-from leaderjob.supervisor import Guardian
+from leaderjob.ops.health import HealthChecker
+from leaderjob.ops.notify import Notifier
+from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Daemon:

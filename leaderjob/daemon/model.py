@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
-from leaderjob.health import HealthSettings
-from leaderjob.notify import NotifySettings
-from leaderjob.planner import CatchUp, Slot, SlotClock
-from leaderjob.records import Control
+from leaderjob.guard.supervisor import Run
+from leaderjob.history.records import Control
+from leaderjob.ops.health import HealthSettings
+from leaderjob.ops.notify import NotifySettings
 from leaderjob.schedule import Schedule
-from leaderjob.supervisor import Run
+from leaderjob.schedule.planner import CatchUp, Slot, SlotClock
 
 Mode = Literal["schedule", "service", "once"]
 Concurrency = Literal["forbid", "replace", "allow"]

@@ -16,12 +16,12 @@ from leaderjob.daemon.decisions import Decision
 from leaderjob.daemon.gates import Checkers, Gates
 from leaderjob.daemon.model import Settings
 from leaderjob.daemon.reload import Reloader
+from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.spreading import Spreading
 from leaderjob.election.group import Group
-from leaderjob.spread import Spreader
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Policies:

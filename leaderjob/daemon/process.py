@@ -22,9 +22,9 @@ from leaderjob.daemon.model import ActiveRun, Settings
 from leaderjob.daemon.reload import Reloader
 from leaderjob.election.elector import Elector
 from leaderjob.election.group import Group
-from leaderjob.health import HealthChecker
-from leaderjob.notify import Notifier
-from leaderjob.supervisor import Guardian
+from leaderjob.guard.supervisor import Guardian
+from leaderjob.ops.health import HealthChecker
+from leaderjob.ops.notify import Notifier
 
 
 class Process:

@@ -46,15 +46,15 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.starts import Starter
 from leaderjob.daemon.switches import Switches
 from leaderjob.election.store import StoreError
-from leaderjob.fingerprint import job_fingerprint
-from leaderjob.planner import Planner
-from leaderjob.records import ElectionData, iso
+from leaderjob.history.records import ElectionData, iso
+from leaderjob.ops.fingerprint import job_fingerprint
 from leaderjob.schedule.due import DueWatch
-from leaderjob.unknown_claims import UnknownClaims
+from leaderjob.schedule.planner import Planner
+from leaderjob.schedule.unknown_claims import UnknownClaims
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
-    from leaderjob.notify import Notifier
+    from leaderjob.ops.metrics import Metrics
+    from leaderjob.ops.notify import Notifier
 
 
 class Runner:

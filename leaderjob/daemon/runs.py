@@ -22,8 +22,8 @@ from leaderjob.daemon.history import History
 from leaderjob.daemon.model import EXIT_LOST, SERVICE_RESTART_DELAY, ActiveRun, Report
 from leaderjob.daemon.starts import Starter, StartRequest
 from leaderjob.election.machine import DEFAULT
-from leaderjob.records import iso
-from leaderjob.supervisor import Run
+from leaderjob.guard.supervisor import Run
+from leaderjob.history.records import iso
 
 
 class Runs:

@@ -28,10 +28,10 @@ from leaderjob.daemon.model import Pending, Report, Tenure
 from leaderjob.daemon.runs import Runs
 from leaderjob.daemon.switches import Switches
 from leaderjob.election.store import StoreError
-from leaderjob.planner import Slot
-from leaderjob.records import SKIP_NOT_RUN, iso
+from leaderjob.history.records import SKIP_NOT_RUN, iso
 from leaderjob.schedule import slot_id
-from leaderjob.unknown_claims import UnknownClaims, settle
+from leaderjob.schedule.planner import Slot
+from leaderjob.schedule.unknown_claims import UnknownClaims, settle
 
 #: The next slot is claimed this long before its start, so that the claim's round trip is not on
 #: the fire path. Long enough for a claim under load (its p99 on a busy 2-CPU machine: ~25 ms),

@@ -25,7 +25,7 @@ from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Session:

@@ -12,9 +12,9 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.election.elector import Elector
 from leaderjob.election.group import Group
 from leaderjob.election.machine import Phase
-from leaderjob.health import HealthChecker
-from leaderjob.planner import Planner
-from leaderjob.records import iso
+from leaderjob.history.records import iso
+from leaderjob.ops.health import HealthChecker
+from leaderjob.schedule.planner import Planner
 
 
 class Observed(Protocol):

@@ -1,5 +1,5 @@
-"""Spreading, the driver: tells the pure :class:`~leaderjob.spread.Spreader` what this replica
-sees, and carries out its decision through the group's queues.
+"""Spreading, the driver: tells the pure :class:`~leaderjob.daemon.spread.Spreader` what this
+replica sees, and carries out its decision through the group's queues.
 
 Membership (M, the live replicas of the group) is the number of candidates in one job's queue —
 every replica queues for every job — read in the confirmation of our keys, once per renew
@@ -25,8 +25,8 @@ from typing import Any
 
 from leaderjob.clock import Clock
 from leaderjob.daemon.decisions import HandOver, JobView
+from leaderjob.daemon.spread import Spreader, View
 from leaderjob.election.group import Group
-from leaderjob.spread import Spreader, View
 
 
 class Spreading:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from leaderjob.clock import Wakeable
-from leaderjob.supervisor import Guardian, Run
+from leaderjob.guard.supervisor import Guardian, Run
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.model import Report, Tenure
 from leaderjob.daemon.runs import Runs
 from leaderjob.election.store import StoreError
-from leaderjob.records import iso
+from leaderjob.history.records import iso
 
 
 class Switches:

@@ -20,7 +20,7 @@ from leaderjob.daemon.runner import Runner
 from leaderjob.election.machine import Reason, Transition
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
 
 class Transitions:

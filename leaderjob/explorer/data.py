@@ -1,12 +1,12 @@
 """What the explorer reads from etcd, through the code the CLI reads it with.
 
 The jobs of an election (a group's, or the election itself), each one's `status`
-(:func:`leaderjob.status_doc.read_status`, as `status --json`), its history over a window
-(:meth:`~leaderjob.history_records.RunHistory.window`), the slot ledger's verdicts for the
-window's fire times (:mod:`leaderjob.audit`, as `audit` gives them), one run in full
-(:meth:`~leaderjob.history_records.RunHistory.named`, as `history --run`) and the next fire times
+(:func:`leaderjob.ops.status_doc.read_status`, as `status --json`), its history over a window
+(:meth:`~leaderjob.history.runs.RunHistory.window`), the slot ledger's verdicts for the
+window's fire times (:mod:`leaderjob.history.audit`, as `audit` gives them), one run in full
+(:meth:`~leaderjob.history.runs.RunHistory.named`, as `history --run`) and the next fire times
 (:mod:`leaderjob.explorer.upcoming`, as `next`). Nothing here knows the etcd layout: the keys are
-:mod:`leaderjob.records`'.
+:mod:`leaderjob.history.records`'.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from leaderjob.explorer import model
 from leaderjob.explorer.upcoming import Fire, upcoming
-from leaderjob.records import ElectionData
-from leaderjob.status_doc import group_jobs, jobs_prefix, read_status
+from leaderjob.history.records import ElectionData
+from leaderjob.ops.status_doc import group_jobs, jobs_prefix, read_status
 
 #: Fire times at most this recent are not judged missing yet: their claim and record may be a
 #: cycle away (`audit --settle`).
@@ -147,7 +147,7 @@ class Source:
         """Fire times of the window with no record and no claim, or a claim to run whose run
         left no record (`audit`'s "missing"), from when they were looked for (None: not at
         all, no schedule)."""
-        from leaderjob.audit import WindowTooLarge, audit, fire_times
+        from leaderjob.history.audit import WindowTooLarge, audit, fire_times
         from leaderjob.schedule import ScheduleError, parse_schedule, slot_id
 
         info = status.get("schedule") or {}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from leaderjob.history_records import is_run
+from leaderjob.history.runs import is_run
 
 #: The lane of ticks for slots that did not run (they belong to no replica's work).
 NOT_RUN_LANE = "not run"
@@ -112,8 +112,8 @@ def build(
 
     ``records``: (name, record) of the history read for the window, any order (those wholly
     outside it are left out). ``missing``: (fire time, slot, detail) of fire times with no record
-    (the slot ledger's verdicts, :mod:`leaderjob.audit`). ``current``: the run in progress, as
-    `status` gives it (``slot``, ``identity``, ``token``, ``claimed_at``), drawn up to ``now``.
+    (the slot ledger's verdicts, :mod:`leaderjob.history.audit`). ``current``: the run in progress,
+    as `status` gives it (``slot``, ``identity``, ``token``, ``claimed_at``), drawn up to ``now``.
     """
     bars: list[Bar] = []
     ticks: list[Tick] = []

@@ -34,7 +34,7 @@ from typing import Any
 from leaderjob.explorer import assets, render
 from leaderjob.explorer.data import Source, fire_json
 from leaderjob.explorer.model import to_json
-from leaderjob.http import PAGE_HEADERS, allowed_host
+from leaderjob.ops.http import PAGE_HEADERS, allowed_host
 
 Response = tuple[int, str, bytes]
 HTML = "text/html; charset=utf-8"
@@ -217,7 +217,7 @@ def handler(route: Callable[[str], Response], listen_host: str) -> type[BaseHTTP
 def serve(app: App, addr: tuple[str, int]) -> Any:
     """Start serving ``app`` on ``addr`` in a thread; returns the server (``server_address``,
     ``shutdown()``)."""
-    from leaderjob.http import _Listener
+    from leaderjob.ops.http import _Listener
 
     httpd = _Listener(addr, handler(app.route, addr[0]))
     threading.Thread(target=httpd.serve_forever, name="leaderjob-ui", daemon=True).start()

@@ -46,7 +46,7 @@ from leaderjob.jobsfile.spec import (
     _job_problems,
 )
 from leaderjob.jobsfile.toml_form import _parse_toml
-from leaderjob.notify import redact_url
+from leaderjob.ops.notify import redact_url
 from leaderjob.schedule import Schedule
 
 __all__ = [

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from leaderjob.config import Timing, validate_election_name, validate_slot_timing
-from leaderjob.planner import CatchUp
 from leaderjob.schedule import Schedule, ScheduleError, parse_schedule
+from leaderjob.schedule.planner import CatchUp
 from leaderjob.units import DurationError, check_duration, format_duration, parse_duration
 
 Concurrency = Literal["forbid", "replace", "allow"]

@@ -164,9 +164,9 @@ def leaderjob() -> str:
 @pytest.fixture(scope="module")
 def etcd_endpoint() -> Iterator[str]:
     try:
-        from leaderjob.localetcd import EtcdNotFound, LocalEtcd
+        from leaderjob.demo.localetcd import EtcdNotFound, LocalEtcd
     except ImportError as exc:  # pragma: no cover - the package ships it
-        pytest.skip(f"leaderjob.localetcd is unavailable: {exc}")
+        pytest.skip(f"leaderjob.demo.localetcd is unavailable: {exc}")
     try:
         etcd = LocalEtcd()
     except EtcdNotFound as exc:
@@ -176,7 +176,7 @@ def etcd_endpoint() -> Iterator[str]:
 
 
 def free_port() -> int:
-    from leaderjob.localetcd import free_port as _free_port
+    from leaderjob.demo.localetcd import free_port as _free_port
 
     return _free_port()
 

@@ -133,10 +133,10 @@ def test_core_metrics_are_documented() -> None:
 
 def test_documented_metrics_are_what_leaderjob_exports() -> None:
     """docs/metrics.md (which the alerts and the dashboard are checked against) against the names
-    and types leaderjob.metrics really registers."""
+    and types leaderjob.ops.metrics really registers."""
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry, "probe")

@@ -36,9 +36,9 @@ from tests.deploy._support import REPO
 
 # What the wheel must hold beyond the modules: the typing marker, and the guardian, which the
 # daemon starts as a script by its path and which loads the three files beside it.
-MUST_SHIP = {"leaderjob/py.typed", "leaderjob/guardian.py", "leaderjob/guardian_runs.py",
-             "leaderjob/proctree.py", "leaderjob/tail.py",
-             "leaderjob/explorer/assets.py"}  # fmt: skip
+MUST_SHIP = {"leaderjob/py.typed", "leaderjob/guard/guardian.py",
+             "leaderjob/guard/guardian_runs.py", "leaderjob/guard/proctree.py",
+             "leaderjob/guard/tail.py", "leaderjob/explorer/assets.py"}  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -140,7 +140,7 @@ def test_the_wheel_built_offline_runs_from_a_fresh_venv(tmp_path: Path) -> None:
     exe = target / "bin" / "leaderjob"
     demo = _start_demo(exe, work)  # the checks below run meanwhile
     try:
-        where = _run([py, "-c", "import leaderjob, leaderjob.guardian as g; "
+        where = _run([py, "-c", "import leaderjob, leaderjob.guard.guardian as g; "
                       "print(leaderjob.__file__); print(g.__file__)"], work, 30)  # fmt: skip
         assert all(Path(f).is_relative_to(site) for f in where.split()), where
         assert _run([exe, "--version"], work, 60).split()[-1] == __version__

@@ -584,7 +584,7 @@ def test_http_marks_rise_only_for_the_live_leaders_token_on_postgres(
     first = Leadership("web", endpoints=[etcd.endpoint], prefix=prefix, ttl=3, identity="a")
     first.acquire(timeout=5)
     from leaderjob.election.etcd import EtcdStore
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
 
     store = EtcdStore(build_connection([etcd.endpoint]))
     verify = LeaderTokens(store, prefix, "web")

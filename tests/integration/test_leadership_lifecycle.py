@@ -23,8 +23,8 @@ import pytest
 import leaderjob
 from leaderjob import Leadership
 from leaderjob.fencing import FencingError
-from leaderjob.leadership import LeadershipError
-from leaderjob.singleton import Singleton, SlotRun
+from leaderjob.inprocess.leadership import LeadershipError
+from leaderjob.inprocess.singleton import Singleton, SlotRun
 from tests.harness.etcd import EtcdServer
 
 TTL = 3

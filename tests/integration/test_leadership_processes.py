@@ -278,7 +278,7 @@ def test_singleton_runs_show_in_leaderjob_history(
 def test_unreachable_etcd_raises_in_time_and_never_hangs() -> None:
     """No etcd behind the endpoint: try_acquire(timeout=1) raises LeadershipUnavailable after
     1 s, and a wait without a timeout gives up after etcd_timeout (2 s) (+ 1 s slack each)."""
-    from leaderjob.leadership import Leadership, LeadershipUnavailable
+    from leaderjob.inprocess.leadership import Leadership, LeadershipUnavailable
 
     endpoint = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import pytest
 
-from leaderjob.pings import run_uuid
+from leaderjob.ops.pings import run_uuid
 from tests.harness.daemons import leaderjob, wait_for
 from tests.harness.etcd import free_port
 from tests.integration.test_observability import scrape, value

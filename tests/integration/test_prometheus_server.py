@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from leaderjob import demo_prometheus
+from leaderjob.demo import prometheus as demo_prometheus
 from tests.deploy._support import ALERTS, DASHBOARD, PROMETHEUS_CONFIG, yaml_module
 from tests.harness.daemons import leaderjob, wait_for
 from tests.harness.etcd import free_port

@@ -14,7 +14,7 @@ from typing import Any
 
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
-from leaderjob.records import ElectionData, parse_slot_id
+from leaderjob.history.records import ElectionData, parse_slot_id
 from leaderjob.schedule import slot_id
 from tests.harness.daemons import cli, job, leader_of, leaderjob, read_journal, wait_for
 from tests.harness.procs import JsonLogProcess, ProcessGroup

@@ -16,7 +16,7 @@ import pytest
 
 from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
-from leaderjob.records import SLOT_FORMAT, ElectionData
+from leaderjob.history.records import SLOT_FORMAT, ElectionData
 from tests.harness.daemons import cli, job, job_starts, leaderjob, wait_for
 
 

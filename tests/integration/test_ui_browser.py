@@ -151,8 +151,8 @@ def test_overlapping_runs_are_red_on_the_page_S3(
     from leaderjob.election.etcd import EtcdStore
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.leadership_options import build_connection
-    from leaderjob.records import ElectionData, iso
+    from leaderjob.history.records import ElectionData, iso
+    from leaderjob.inprocess.leadership_options import build_connection
 
     store = EtcdStore(build_connection(etcd.endpoint))
     data = ElectionData(store, prefix, "forged")

@@ -38,7 +38,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "give_back_unfenced",
         "S3",
-        "leaderjob/records.py",
+        "leaderjob/history/records.py",
         """        return self.store.guarded_put(
             own_key,
             token,
@@ -240,7 +240,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "claim_without_absent_slot",
         "S3",
-        "leaderjob/records.py",
+        "leaderjob/history/records.py",
         "absent=[key, self.suspended_key] if run else [key],",
         "absent=[self.suspended_key] if run else [],",
         (SCHEDULE, "tests/unit/test_daemon_jobs.py"),
@@ -306,7 +306,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "guardian_kills_after_D",
         "S6",
-        "leaderjob/guardian.py",
+        "leaderjob/guard/guardian.py",
         "kill_at = run.deadline - min(KILL_RESERVE, run.grace / 4)",
         "kill_at = run.deadline + 0.5",
         ("tests/unit/test_guardian.py",),
@@ -314,16 +314,24 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "guardian_ignores_the_daemon_gone",
         "S6",
-        "leaderjob/guardian.py",
-        '        self.kill_everything("daemon_gone")',
+        "leaderjob/guard/guardian.py",
+        '        self.table.kill_everything("daemon_gone")',
         "        pass",
+        ("tests/unit/test_guardian.py",),
+    ),
+    Mutation(
+        "guardian_no_check_before_exec",
+        "S6",
+        "leaderjob/guard/guardian_spawn.py",
+        "        if not check():\n            raise Refused\n",
+        "",
         ("tests/unit/test_guardian.py",),
     ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(
         "singleton_run_token_off",
         "S2",
-        "leaderjob/singleton_tenure.py",
+        "leaderjob/inprocess/singleton_tenure.py",
         """            scheduled,
             token,
             uuid.uuid4().hex[:12],""",

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import leaderjob
-from leaderjob import Leadership
-from leaderjob.leadership_api import Leader
-from leaderjob.singleton import Singleton, SlotRun
+from leaderjob import Leader, Leadership, Singleton, SlotRun
 
 
 def work(lead: Leadership) -> int | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from leaderjob.audit import MAX_FIRE_TIMES, WindowTooLarge, audit, fire_times, summary
+from leaderjob.history.audit import MAX_FIRE_TIMES, WindowTooLarge, audit, fire_times, summary
 from leaderjob.schedule import parse_schedule, slot_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from leaderjob import cli
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData, iso
+from leaderjob.history.records import ElectionData, iso
 from leaderjob.schedule import parse_schedule, slot_id
 
 

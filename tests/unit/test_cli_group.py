@@ -107,7 +107,7 @@ def test_repair_schedule_with_no_claim_says_so_in_words(store: MemoryStore) -> N
 
 def _publish(store: MemoryStore, identity: str, jobs: dict[str, str]) -> None:
     """A group candidate's fingerprint, as the daemon publishes it: each job's fields."""
-    from leaderjob.fingerprint import ConfigWatch, job_fields
+    from leaderjob.ops.fingerprint import ConfigWatch, job_fields
     from tests.unit.test_cli_inputs import cli_log
 
     lease = store.grant(15, timeout=1).lease_id
@@ -154,7 +154,7 @@ def test_group_status_names_the_job_and_the_field_of_a_config_conflict(
 def test_a_group_daemon_publishes_each_jobs_own_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     """The caller of `differences`: a group's daemon publishes every job's real command hash,
     mode, schedule and zone beside its fingerprint, so `status` can name what differs."""
-    from leaderjob.fingerprint import fingerprints_prefix, job_fields, parse_published
+    from leaderjob.ops.fingerprint import fingerprints_prefix, job_fields, parse_published
     from tests.unit.test_daemon_jobs import GROUP, JOBS, PREFIX, Group, fake_runs
 
     with fake_runs(monkeypatch) as (clock, _):
@@ -171,7 +171,7 @@ def test_a_group_daemon_publishes_each_jobs_own_fields(monkeypatch: pytest.Monke
 def test_status_says_since_when_the_leader_leads(monkeypatch: pytest.MonkeyPatch) -> None:
     """The 3 a.m. question "who leads job X, since when": the leader publishes its tenure's start
     with its schedule, and `status` (table, --json, --job) shows it, not null."""
-    from leaderjob.records import ElectionData, iso
+    from leaderjob.history.records import ElectionData, iso
     from tests.unit.test_daemon_jobs import GROUP, PREFIX, Group, fake_runs
 
     with fake_runs(monkeypatch) as (clock, _):
@@ -251,7 +251,7 @@ def test_history_slot_says_why_a_slot_did_or_did_not_run(store: MemoryStore) -> 
     a range of missed slots finds the range; a time the schedule never fires at says so, exit 1."""
     from datetime import UTC, datetime
 
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     data = ElectionData(store, "/leaderjob", "nightly")
     store.put(data.schedule_key, b'{"expr": "0 * * * *", "timezone": "UTC"}', timeout=1)

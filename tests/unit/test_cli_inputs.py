@@ -508,7 +508,7 @@ def test_status_shows_candidates_running_different_jobs(
 
     from leaderjob.clock import FakeClock
     from leaderjob.election.memory import MemoryStore
-    from leaderjob.fingerprint import ConfigWatch
+    from leaderjob.ops.fingerprint import ConfigWatch
 
     store = MemoryStore(FakeClock())
     for identity, schedule in (("prod-0", "@hourly"), ("staging-0", "@daily")):
@@ -578,7 +578,7 @@ def _leader_answers(store: Any, outcome: str, exit_code: int | None) -> Any:
     import threading
     import time
 
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     data = ElectionData(store, "/leaderjob", "cleanup")
 
@@ -729,7 +729,7 @@ def test_run_of_one_command_is_a_jobs_file_of_one_job(started: list[Any]) -> Non
     flags' values, the election's own keys, and the daemon's mode."""
     from dataclasses import replace
 
-    from leaderjob.cli.daemon import _job_settings
+    from leaderjob.cli.daemon_settings import job_settings
     from leaderjob.jobsfile import single_job
     from leaderjob.schedule import parse_schedule
 
@@ -764,7 +764,7 @@ def test_run_of_one_command_is_a_jobs_file_of_one_job(started: list[Any]) -> Non
         retries=0,
         history_limit=50,
     )
-    assert settings == _job_settings(daemon, spec, None, group=False)
+    assert settings == job_settings(daemon, spec, None, group=False)
     assert (settings.election, settings.prefix, settings.mode) == (
         "cleanup",
         "/leaderjob",

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from leaderjob import cli
-from leaderjob.cli.options import tls_hint
+from leaderjob.cli.scope import tls_hint
 from leaderjob.jobsfile import parse_jobs
 
 

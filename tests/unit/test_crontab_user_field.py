@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leaderjob.jobs_cli import jobs
+from leaderjob.cli.jobs import jobs
 from leaderjob.jobsfile import JobsFileError, parse_jobs
 from leaderjob.jobsfile.crontab import _parse_crontab
 from leaderjob.jobsfile.userfield import Names

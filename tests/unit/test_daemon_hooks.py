@@ -92,8 +92,8 @@ def test_only_a_planned_loss_is_quiet(reason: str, level: str) -> None:
 
 def test_http_status_shows_the_fingerprint_and_a_conflict() -> None:
     from leaderjob import cli
-    from leaderjob.fingerprint import Published
-    from leaderjob.http import public_view
+    from leaderjob.ops.fingerprint import Published
+    from leaderjob.ops.http import public_view
 
     clock = SystemClock()
     settings = Settings(

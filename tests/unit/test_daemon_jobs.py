@@ -19,10 +19,10 @@ import structlog
 import leaderjob.daemon.starts as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import iso
+from leaderjob.history.records import iso
 from leaderjob.schedule import parse_schedule
-from leaderjob.spread import Spreader
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 
 TIMING = Timing.from_ttl(3)
@@ -207,7 +207,7 @@ def test_status_shows_a_group_as_a_table_and_suspend_acts_on_every_job(
     from click.testing import CliRunner
 
     from leaderjob import cli
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     g, _ = world
     g.add("a")
@@ -272,7 +272,7 @@ def test_reload_adds_removes_and_changes_jobs_and_refuses_an_invalid_file(world:
     and the jobs before it keep running."""
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
     g, started = world
     files: list[Any] = [[_job("a", "a"), _job("a", "b")]]
@@ -448,7 +448,7 @@ def test_each_job_of_a_group_has_its_leader_and_token_series(world: Any) -> None
     for ever."""
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
     g, _ = world
     metrics = Metrics(CollectorRegistry(), GROUP)
@@ -481,7 +481,7 @@ def test_leader_endpoint_of_a_group_gives_each_job_s_leadership_and_token_s2(wor
 
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.http import Server
+    from leaderjob.ops.http import Server
 
     g, _ = world
     a = g.add("a")

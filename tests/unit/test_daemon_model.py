@@ -45,12 +45,12 @@ import leaderjob.daemon.gates as gates_mod
 import leaderjob.daemon.starts as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
-from leaderjob.health import HealthSettings
-from leaderjob.metrics import Metrics
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
+from leaderjob.ops.health import HealthSettings
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import parse_schedule, slot_id
-from leaderjob.spread import Spreader
 from tests.unit.test_daemon_reload import FakeChecker
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 

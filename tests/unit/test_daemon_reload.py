@@ -21,8 +21,8 @@ import leaderjob.daemon.runner as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.health import HealthSettings
-from leaderjob.records import iso
+from leaderjob.history.records import iso
+from leaderjob.ops.health import HealthSettings
 from leaderjob.schedule import parse_schedule
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TICK, TIMING, Group, fake_runs, runs_by_slot
 from tests.unit.test_daemon_schedule import FakeRun, Job
@@ -227,8 +227,8 @@ def test_a_reload_republishes_the_fingerprint_and_flags_no_conflict_with_itself(
     itself and the others compare against what it runs now."""
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.fingerprint import fingerprints_prefix
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.fingerprint import fingerprints_prefix
+    from leaderjob.ops.metrics import Metrics
 
     g, _ = world
     metrics = Metrics(CollectorRegistry(), GROUP)

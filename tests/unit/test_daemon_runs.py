@@ -23,15 +23,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import supervisor
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.daemon import SERVICE_RESTART_DELAY, Daemon, Mode, Report, Settings
 from leaderjob.daemon import starts as daemon_module
 from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
-from leaderjob.supervisor import Run
+from leaderjob.guard import supervisor
+from leaderjob.guard.supervisor import Run
+from leaderjob.ops.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)
 
@@ -335,7 +335,7 @@ def test_the_runner_tells_the_notifier_each_start_and_each_outcome(clock, store,
     and a start that was never confirmed (failed_to_start) included."""
     from dataclasses import replace
 
-    from leaderjob.notify import NotifySettings
+    from leaderjob.ops.notify import NotifySettings
 
     d = _daemon("service", store, clock)
     recorder = RecordingNotifier()

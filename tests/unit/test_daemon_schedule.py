@@ -28,10 +28,10 @@ from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Report, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import StoreUnavailable
-from leaderjob.metrics import Metrics
-from leaderjob.records import SLOT_FORMAT, ElectionData
+from leaderjob.guard.supervisor import Signal
+from leaderjob.history.records import SLOT_FORMAT, ElectionData
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import parse_schedule
-from leaderjob.supervisor import Signal
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TIMING = Timing.from_ttl(3)
@@ -774,7 +774,7 @@ def test_a_job_with_a_slot_claimed_ahead_is_not_idle_so_it_does_not_move_L2(worl
     """L2: spreading and reloads move a job only between runs; a slot claimed ahead is as good
     as started — a job holding one is not idle."""
     from leaderjob.daemon.model import Tenure
-    from leaderjob.planner import Slot
+    from leaderjob.schedule.planner import Slot
 
     r = world.daemon().runner
     assert not r.runs

@@ -1,6 +1,6 @@
 """Spreading, driven by real daemons on the fake clock: 3 daemons × 6 jobs over one in-memory etcd.
 
-The pure rules (leaderjob/spread.py) are proven on a model in test_spread_sim.py, where every
+The pure rules (leaderjob/daemon/spread.py) are proven on a model in test_spread_sim.py, where every
 replica sees the member count change at the instant it changes. A daemon learns it from etcd, a
 little later; these tests check that this lag moves nothing the fair share ⌈N/M⌉ does not require:
 after a crash or a graceful stop, the releases are at most the survivors' excess over their share,
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 from leaderjob.daemon import Daemon
+from leaderjob.daemon.spread import Decision, Spreader, View
 from leaderjob.election.memory import MemoryStore
-from leaderjob.spread import Decision, Spreader, View
 from tests.unit.test_daemon_jobs import Group, fake_runs, group_daemon
 from tests.unit.test_daemon_schedule import Clock
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from leaderjob.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
 from leaderjob.election.store import StoreUnavailable
-from leaderjob.metrics import Metrics
+from leaderjob.ops.dbquota import DEFAULT_QUOTA_BYTES, DbQuotaProbe
+from leaderjob.ops.metrics import Metrics
 from leaderjob.units import parse_size
 
 

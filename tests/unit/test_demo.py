@@ -1,6 +1,7 @@
-"""The demo's verdict (`leaderjob.demo.judge`): it must call out every broken promise it claims to
-check — a slot run twice (S3), two runs of a job at once, a token going down (S2), a slot lost
-outside a leaderless window, a move slower than its bound (L1, L2) — and stay quiet otherwise."""
+"""The demo's verdict (`leaderjob.demo.verdict.judge`): it must call out every broken promise it
+claims to check — a slot run twice (S3), two runs of a job at once, a token going down (S2), a slot
+lost outside a leaderless window, a move slower than its bound (L1, L2) — and stay quiet
+otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderjob.demo import Move, Run, Skip, judge
+from leaderjob.demo.verdict import Move, Run, Skip, judge
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL = 3.0
@@ -106,7 +107,7 @@ def test_l3_a_slot_the_daemon_declared_skipped_is_accounted_for() -> None:
 def _shipped() -> dict[str, object]:
     import yaml
 
-    from leaderjob.demo_prometheus import SHIPPED
+    from leaderjob.demo.prometheus import SHIPPED
 
     loaded = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
     assert isinstance(loaded, dict)
@@ -117,7 +118,7 @@ TARGETS = ["127.0.0.1:40001", "127.0.0.1:40002", "127.0.0.1:40003"]
 
 
 def test_demo_prometheus_runs_the_shipped_config_pointed_at_the_replicas() -> None:
-    from leaderjob.demo_prometheus import demo_config
+    from leaderjob.demo.prometheus import demo_config
 
     shipped = _shipped()
     config = demo_config(shipped, TARGETS, "127.0.0.1:49090")
@@ -133,7 +134,7 @@ def test_demo_prometheus_runs_the_shipped_config_pointed_at_the_replicas() -> No
 
 def test_demo_prometheus_builtin_jobs_match_the_shipped_ones() -> None:
     """An installed package has no deploy/: the built-in scrape jobs must be the shipped ones."""
-    from leaderjob.demo_prometheus import BUILTIN, demo_config
+    from leaderjob.demo.prometheus import BUILTIN, demo_config
 
     def essentials(config: dict[str, object]) -> object:
         jobs = config["scrape_configs"]
@@ -153,7 +154,7 @@ def test_demo_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    from leaderjob.demo_prometheus import SHIPPED, demo_config
+    from leaderjob.demo.prometheus import SHIPPED, demo_config
 
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -183,7 +184,7 @@ def test_a_ttl_the_replicas_would_refuse_is_refused_before_anything_starts(
     def no_demo(**kwargs: object) -> int:
         raise AssertionError("the demo started")
 
-    monkeypatch.setattr("leaderjob.demo.run_demo", no_demo)
+    monkeypatch.setattr("leaderjob.demo.scenario.run_demo", no_demo)
     result = CliRunner().invoke(cli.main, ["demo", "--ttl", ttl])
     assert result.exit_code == 2, result.output
     assert phrase in result.output and "Traceback" not in result.output, result.output

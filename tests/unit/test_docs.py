@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from leaderjob import cli
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -50,3 +50,24 @@ def test_readme_starts_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     first_block = text.split("```", 2)[1]
     assert "make demo" in first_block and "make test" in first_block
+
+
+def test_the_architecture_map_names_every_module_and_no_module_that_is_gone():
+    """docs/architecture.md's map follows the package: each module is named in it (by its path,
+    or by its file name inside its package's row), and each path it names exists."""
+    text = (DOCS / "architecture.md").read_text()
+    package = ROOT / "leaderjob"
+    unnamed = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if path.name == "__main__.py" or (path.name == "__init__.py" and len(rel.parts) > 1):
+            continue
+        if f"`{rel}`" not in text and f"`{path.name}`" not in text:
+            unnamed.append(str(rel))
+    assert not unnamed, f"modules docs/architecture.md does not name: {unnamed}"
+    gone = [
+        name
+        for name in re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.py)`", text)
+        if not (package / name).exists() and not (ROOT / name).exists()
+    ]
+    assert not gone, f"docs/architecture.md names modules that do not exist: {gone}"

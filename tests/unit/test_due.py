@@ -18,7 +18,7 @@ from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import parse_schedule
 from leaderjob.schedule.due import DueWatch
 

@@ -23,8 +23,8 @@ from leaderjob.explorer import model, svg
 from leaderjob.explorer.data import Source
 from leaderjob.explorer.server import App, allowed_host
 from leaderjob.explorer.upcoming import upcoming
-from leaderjob.history_records import stamp_blocks
-from leaderjob.records import ElectionData, iso, not_run_record
+from leaderjob.history.records import ElectionData, iso, not_run_record
+from leaderjob.history.runs import stamp_blocks
 from leaderjob.schedule import parse_schedule, slot_id
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -196,7 +196,7 @@ def test_window_reads_the_records_of_its_time_and_splits_a_full_block(
     for minute in range(0, 600, 3):
         at = T0 + timedelta(minutes=minute)
         data.record({"run_id": f"{minute:012x}", "slot": slot_id(at)}, at, timeout=1)
-    monkeypatch.setattr("leaderjob.history_records.READ_MAX", 7)
+    monkeypatch.setattr("leaderjob.history.runs.READ_MAX", 7)
     got = data.window(T0 + timedelta(hours=2), T0 + timedelta(hours=5), timeout=1)
     slots = [r["slot"] for _, r in got]
     want = [slot_id(T0 + timedelta(minutes=m)) for m in range(120, 300, 3)]
@@ -282,7 +282,7 @@ def test_the_daemons_server_hands_other_paths_to_the_pages_with_their_headers() 
 
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.http import Server
+    from leaderjob.ops.http import Server
 
     def pages(target: str) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", f"<p>{target}</p>".encode()
@@ -358,7 +358,7 @@ def test_the_daemons_pages_on_loopback_answer_to_loopback_names_only() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.http import Server
+    from leaderjob.ops.http import Server
 
     def pages(target: str) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", b"<p>output tail</p>"

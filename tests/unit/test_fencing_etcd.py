@@ -72,8 +72,8 @@ def test_fenced_cli_usage_errors_exit_2_and_sql_prints_the_ddl() -> None:
 
 
 def test_the_job_gets_https_endpoints_when_the_daemon_speaks_tls() -> None:
+    from leaderjob.cli.fenced import job_endpoints
     from leaderjob.config import Connection
-    from leaderjob.fenced_cli import job_endpoints
 
     plain = Connection(endpoints=("a:2379", "b:2379"))
     assert job_endpoints(plain) == ("a:2379", "b:2379")
@@ -83,7 +83,7 @@ def test_the_job_gets_https_endpoints_when_the_daemon_speaks_tls() -> None:
 
 def _fenced_cli(store: MemoryStore) -> click.Group:
     """`leaderjob fenced` wired to ``store`` instead of etcd."""
-    from leaderjob import fenced_cli
+    from leaderjob.cli import fenced as fenced_cli
     from leaderjob.cli.options import build_connection, connection_options
 
     group = click.Group()
@@ -129,7 +129,7 @@ def test_a_fenced_put_that_never_connected_exits_1_nothing_written() -> None:
 def test_unknown_then_stale_on_the_next_endpoint_exits_5_not_3() -> None:
     """The first endpoint applied the write but lost the answer; the second then saw the key
     gone (stale). "Nothing written" (3) would be a lie: the outcome is unknown (5)."""
-    from leaderjob.fenced_cli import apply_fenced
+    from leaderjob.cli.fenced import apply_fenced
 
     class Fence:
         calls = 0

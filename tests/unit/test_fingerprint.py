@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import StoreError
-from leaderjob.fingerprint import CHECK_INTERVAL, Checker, ConfigWatch, job_fingerprint
-from leaderjob.metrics import Metrics
+from leaderjob.ops.fingerprint import CHECK_INTERVAL, Checker, ConfigWatch, job_fingerprint
+from leaderjob.ops.metrics import Metrics
 
 
 class Counting:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from leaderjob import guardian as guardian_module
+from leaderjob.guard import guardian as guardian_module
 from tests.harness.procs import pid_alive
 
 GUARDIAN = guardian_module.__file__
@@ -159,6 +159,24 @@ def test_runs_the_job_and_reports_its_exit(driven):
     assert driven.until("started") is not None
     assert _exit(driven.until("exited")) == 3
     assert driven.finish() == 0
+
+
+def test_a_command_is_found_on_the_jobs_path_and_a_missing_one_is_named(driven, tmp_path):
+    """The command is looked up on the PATH of the job's environment (the guardian finds the
+    file before forking); a name found nowhere is a failed start that says which name."""
+    tool = tmp_path / "bin" / "leaderjob-test-tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\nexit 5\n")
+    tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path / 'nothing'}:{tool.parent}:/usr/bin:/bin"}
+    driven.send(start="1", argv=[tool.name], env=env, deadline=time.monotonic() + 60, grace=1)
+    assert _exit(driven.until("exited", run="1")) == 5
+    driven.send(start="2", argv=["leaderjob-no-such-tool"], env=env,
+                deadline=time.monotonic() + 60, grace=1)  # fmt: skip
+    report = driven.until("error", run="2")
+    assert report is not None and report["exited"] is None
+    assert "'leaderjob-no-such-tool'" in report["error"], report
+    assert "No such file" in report["error"], report
 
 
 def test_refuses_to_exec_once_the_deadline_has_passed_s6(driven, tmp_path):

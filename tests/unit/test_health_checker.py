@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from leaderjob import health
-from leaderjob.health import HealthChecker, HealthSettings, run_check
+from leaderjob.ops import health
+from leaderjob.ops.health import HealthChecker, HealthSettings, run_check
 
 
 def test_a_command_that_cannot_be_started_is_a_failed_check(monkeypatch: pytest.MonkeyPatch):

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from leaderjob import cli
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 
 T0 = datetime(2026, 11, 30, 2, 45, tzinfo=UTC)
 RUN_ID = "1a2b3c4d5e6f"
@@ -227,7 +227,7 @@ def format_run_text(record: dict[str, Any]) -> str:
 def test_a_record_with_the_largest_tails_is_far_below_etcds_request_limit() -> None:
     """etcd refuses requests over 1.5 MiB by default: a run's record and its output, at their
     worst (4 KiB of control characters per stream, 6 bytes each in JSON), stay far below."""
-    from leaderjob.records import _dump
+    from leaderjob.history.records import _dump
 
     worst = {"stdout_tail": "\x01" * 4096, "stdout_truncated": True,
              "stderr_tail": "\x01" * 4096, "stderr_truncated": True}  # fmt: skip
@@ -238,7 +238,7 @@ def test_a_record_with_the_largest_tails_is_far_below_etcds_request_limit() -> N
 def test_runs_only_reads_past_many_not_run_records_in_bounded_pages() -> None:
     """A long suspension leaves hundreds of not-run records after the last runs: `history` still
     finds the runs, reading growing pages (never more than READ_MAX records at once)."""
-    from leaderjob.records import READ_MAX
+    from leaderjob.history.records import READ_MAX
 
     store = MemoryStore(SystemClock())
     d = ElectionData(store, "/leaderjob", "job")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from leaderjob.http import Server, parse_addr
+from leaderjob.ops.http import Server, parse_addr
 
 
 def _get(host: str, port: int) -> int:

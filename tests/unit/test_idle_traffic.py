@@ -18,10 +18,10 @@ import pytest
 
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
 from leaderjob.schedule import parse_schedule
-from leaderjob.spread import Spreader
 from tests.unit.test_daemon_jobs import fake_runs
 from tests.unit.test_daemon_schedule import Clock, FakeRun
 
@@ -172,7 +172,7 @@ def test_the_leader_still_flags_a_replica_running_another_job_without_reading(
     flagged by the leader within one check interval, and the leader made no read for it."""
     import threading
 
-    from leaderjob.fingerprint import CHECK_INTERVAL
+    from leaderjob.ops.fingerprint import CHECK_INTERVAL
 
     store = MemoryStore(clock)
     leader, client = daemon(store, clock, None)

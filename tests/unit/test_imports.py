@@ -10,16 +10,15 @@ import sys
 
 #: What `leaderjob run` (without --jobs) never uses.
 NOT_FOR_RUN = [
-    "leaderjob.fenced_cli",
+    "leaderjob.cli.fenced",
     "leaderjob.fencing",
     "leaderjob.fencestore",
-    "leaderjob.jobs_cli",
+    "leaderjob.cli.jobs",
     "leaderjob.jobsfile",
     "leaderjob.selftest",
-    "leaderjob.demo",
-    "leaderjob.leadership",
-    "leaderjob.singleton",
-    "leaderjob.localetcd",
+    "leaderjob.demo.scenario",
+    "leaderjob.inprocess",
+    "leaderjob.demo.localetcd",
     "leaderjob.cli.read",
     "leaderjob.cli.run_history",
     "leaderjob.cli.control",
@@ -55,8 +54,8 @@ def test_the_run_command_loads_only_what_run_uses() -> None:
         "import click\n"
         "from leaderjob.cli import main\n"
         "main.get_command(click.Context(main), 'run')\n"
-        "import leaderjob.daemon, leaderjob.election.etcd, leaderjob.http, leaderjob.metrics\n"
-        "import leaderjob.log, leaderjob.health"
+        "import leaderjob.daemon, leaderjob.election.etcd, leaderjob.log\n"
+        "import leaderjob.ops.http, leaderjob.ops.metrics, leaderjob.ops.health"
     )
     assert "leaderjob.cli.daemon" in mods
     heavy = [m for m in NOT_FOR_RUN if m in mods]
@@ -68,7 +67,7 @@ def test_a_daemon_without_a_metrics_endpoint_does_not_load_prometheus_client() -
     daemon's modules import prometheus_client (about 4 MiB) only to type-check."""
     mods = loaded(
         "import leaderjob.cli.daemon, leaderjob.daemon, leaderjob.election.etcd\n"
-        "import leaderjob.http, leaderjob.log, leaderjob.health"
+        "import leaderjob.ops.http, leaderjob.log, leaderjob.ops.health"
     )
     assert "prometheus_client" not in mods
     assert "urllib.request" not in mods, "only --health-url needs urllib"
@@ -86,7 +85,7 @@ def test_every_command_is_still_there() -> None:
 def test_a_single_command_daemon_does_not_load_the_jobs_file_reader() -> None:
     """`run --schedule … -- CMD`: the jobs-file reader (and tomllib) load only with --jobs."""
     mods = loaded(
-        "from leaderjob.cli import daemon\n"
-        "assert daemon._load_jobs({'jobs': None}, ('true',)) == (None, [])"
+        "from leaderjob.cli import daemon, daemon_settings\n"
+        "assert daemon_settings.jobs_of({'jobs': None}, ('true',)) == (None, [])"
     )
     assert "leaderjob.jobsfile" not in mods and "tomllib" not in mods

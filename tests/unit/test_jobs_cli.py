@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from leaderjob.jobs_cli import jobs
+from leaderjob.cli.jobs import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 AFTER = "2026-03-28T23:00:00Z"  # an hour before Berlin springs forward

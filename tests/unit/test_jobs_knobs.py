@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from leaderjob import cli
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
+from leaderjob.history.records import ElectionData
 from leaderjob.jobsfile import JobsFileError, parse_jobs
-from leaderjob.records import ElectionData
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, Group, fake_runs
 
 FILE = """\
@@ -57,7 +57,7 @@ def test_bad_knobs_are_refused_with_what_to_write(line: str, message: str) -> No
 
 @pytest.fixture
 def group(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Group, list[Any], Daemon]]:
-    from leaderjob.cli.daemon import _job_settings
+    from leaderjob.cli.daemon_settings import job_settings
 
     with fake_runs(monkeypatch) as (clock, started):
         g = Group(clock, MemoryStore(clock))
@@ -66,7 +66,7 @@ def group(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Group, list[Any], D
             rpc_timeout=1.0,
         )  # fmt: skip
         # The CLI's own mapping from a spec to a runner's settings: the caller hands them over.
-        jobs = [_job_settings(settings, spec, None) for spec in parse_jobs(FILE, "f").jobs]
+        jobs = [job_settings(settings, spec, None) for spec in parse_jobs(FILE, "f").jobs]
         d = Daemon(settings, g.store.client(), clock=clock, environ={"HOME": "/h"}, jobs=jobs)
         g.daemons["a"] = d
         yield g, started, d
@@ -123,7 +123,7 @@ def test_a_jobs_workdir_is_where_its_command_runs(tmp_path: Any) -> None:
     import threading
     import time
 
-    from leaderjob.supervisor import Run
+    from leaderjob.guard.supervisor import Run
 
     def run_in(cwd: str) -> Run:
         run = Run(

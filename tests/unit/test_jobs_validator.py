@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from leaderjob import cli
-from leaderjob.cli.daemon import _group_parts
+from leaderjob.cli.daemon_settings import group_parts
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
-from leaderjob.health import HealthSettings
+from leaderjob.ops.health import HealthSettings
 from tests.unit.test_cli_inputs import BASE, COMMAND, assert_usage_error, invoke, started
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, world
 
@@ -96,7 +96,7 @@ def test_a_reload_to_such_a_file_is_refused_and_the_old_jobs_keep_running(
         election=GROUP, prefix=PREFIX, identity="a", timing=TIMING, command=(), rpc_timeout=1.0
     )
     params = {"timezone": "UTC", "spread": "off", "spread_pace": None}
-    reload, _ = _group_parts(params, settings, str(path), HealthSettings())
+    reload, _ = group_parts(params, settings, str(path), HealthSettings())
     d = Daemon(settings, g.store.client(), clock=g.clock, environ={}, jobs=reload(), reload=reload)
     g.daemons["a"] = d
     g.run(2.0)

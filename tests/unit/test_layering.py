@@ -34,5 +34,5 @@ def test_the_explorer_imports_nothing_of_the_command_line() -> None:
 
 
 def test_the_singleton_does_not_load_the_daemon() -> None:
-    mods = loaded("import leaderjob.singleton")
+    mods = loaded("import leaderjob.inprocess.singleton")
     assert "leaderjob.daemon" not in mods and "click" not in mods

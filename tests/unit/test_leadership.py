@@ -21,7 +21,7 @@ from leaderjob.clock import FakeClock, SystemClock
 from leaderjob.config import Timing
 from leaderjob.election.memory import MemoryStore
 from leaderjob.fencing import StaleToken
-from leaderjob.leadership import (
+from leaderjob.inprocess.leadership import (
     Driver,
     Leadership,
     LeadershipError,
@@ -30,7 +30,7 @@ from leaderjob.leadership import (
     metrics_for,
 )
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/leaderjob/app/leader"
@@ -302,11 +302,12 @@ def test_import_leaderjob_stays_cheap() -> None:
     """The export is lazy: importing the package loads neither the driver nor gRPC."""
     code = (
         "import sys, leaderjob\n"
-        "assert 'leaderjob.leadership' not in sys.modules and 'grpc' not in sys.modules\n"
-        "assert 'leaderjob.singleton' not in sys.modules\n"
+        "assert 'leaderjob.inprocess' not in sys.modules and 'grpc' not in sys.modules\n"
         "from leaderjob import Leadership\n"
-        "assert Leadership.__module__ == 'leaderjob.leadership'\n"
+        "assert Leadership.__module__ == 'leaderjob.inprocess.leadership'\n"
         "assert callable(leaderjob.singleton) and leaderjob.singleton.SlotRun\n"
+        "assert leaderjob.SlotRun is leaderjob.singleton.SlotRun and leaderjob.Leader\n"
+        "assert leaderjob.Singleton is leaderjob.singleton.Singleton\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -403,7 +404,7 @@ def test_a_suspend_of_the_host_counts_against_the_deadline(
     and the daemon names that clock to its guardian process, which reads it too. Before:
     time.monotonic(), valid() stayed True."""
     import leaderjob.clock
-    from leaderjob import guardian, supervisor
+    from leaderjob.guard import guardian, supervisor
 
     assert supervisor.CLOCK == "boottime"  # what the daemon hands the guardian (Linux)
     guardian_clock = guardian.clock_id(supervisor.CLOCK)
@@ -438,7 +439,7 @@ def test_the_library_logs_nowhere_until_the_application_configures_logging() -> 
     code = (
         "from leaderjob.clock import SystemClock\n"
         "from leaderjob.election.memory import MemoryStore\n"
-        "from leaderjob.leadership import Leadership\n"
+        "from leaderjob.inprocess.leadership import Leadership\n"
         "with Leadership('app', ttl=3, store=MemoryStore(SystemClock())) as lead:\n"
         "    assert lead.valid()\n"
         "import logging, sys\n"

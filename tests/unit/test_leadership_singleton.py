@@ -17,10 +17,10 @@ import pytest
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.planner import Slot
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
+from leaderjob.inprocess.singleton import Singleton, SlotRun
 from leaderjob.schedule import slot_id
-from leaderjob.singleton import Singleton, SlotRun
+from leaderjob.schedule.planner import Slot
 
 
 def inline(target: Callable[[], None], name: str) -> None:

@@ -42,8 +42,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.leadership import Leadership, LeadershipError
-from leaderjob.singleton import Singleton, SlotRun
+from leaderjob.inprocess.leadership import Leadership, LeadershipError
+from leaderjob.inprocess.singleton import Singleton, SlotRun
 
 TTL = 2
 SLACK = 0.8  # the fake server's sweep and a loaded machine

@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 import leaderjob
-from leaderjob import metrics as metrics_module
-from leaderjob.http import Server
-from leaderjob.metrics import Metrics
+from leaderjob.ops import metric_labels
+from leaderjob.ops.http import Server
+from leaderjob.ops.metrics import Metrics
 
 
 def _value(m: Metrics, name: str, **labels: str) -> float | None:
@@ -32,15 +32,15 @@ def test_counters_exist_at_zero_for_every_label_value_they_carry() -> None:
     m = Metrics(CollectorRegistry(), "e")
     m.track("e", mode="schedule", fingerprint="f")
     job = {"election": "e", "job_name": "e"}
-    for outcome in metrics_module.OUTCOMES:
+    for outcome in metric_labels.OUTCOMES:
         assert _value(m, "leaderjob_job_runs_total", **job, outcome=outcome) == 0, outcome
-    for reason in metrics_module.SKIP_REASONS:
+    for reason in metric_labels.SKIP_REASONS:
         assert _value(m, "leaderjob_slots_skipped_total", **job, reason=reason) == 0
-    for signal in metrics_module.KILL_SIGNALS:
-        for reason in metrics_module.KILL_REASONS:
+    for signal in metric_labels.KILL_SIGNALS:
+        for reason in metric_labels.KILL_REASONS:
             labels = {**job, "signal": signal, "reason": reason}
             assert _value(m, "leaderjob_job_kills_total", **labels) == 0
-    for operation in metrics_module.ETCD_OPERATIONS:
+    for operation in metric_labels.ETCD_OPERATIONS:
         assert _value(m, "leaderjob_etcd_errors_total", election="e", operation=operation) == 0
     for state in ("healthy", "unhealthy"):
         assert _value(m, "leaderjob_health_transitions_total", election="e", state=state) == 0
@@ -80,10 +80,10 @@ def test_every_outcome_and_reason_is_documented() -> None:
         if "| `leaderjob_" in line
     }
     for name, values in (
-        ("leaderjob_job_runs_total", metrics_module.OUTCOMES),
-        ("leaderjob_slots_skipped_total", metrics_module.SKIP_REASONS),
-        ("leaderjob_job_kills_total", metrics_module.KILL_REASONS),
-        ("leaderjob_etcd_errors_total", metrics_module.ETCD_OPERATIONS),
+        ("leaderjob_job_runs_total", metric_labels.OUTCOMES),
+        ("leaderjob_slots_skipped_total", metric_labels.SKIP_REASONS),
+        ("leaderjob_job_kills_total", metric_labels.KILL_REASONS),
+        ("leaderjob_etcd_errors_total", metric_labels.ETCD_OPERATIONS),
     ):
         missing = [v for v in values if v not in rows[name]]
         assert not missing, f"docs/metrics.md, {name}: {missing} not listed"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from leaderjob.planner import MISSED_RECORDS
-from leaderjob.records import NOT_RUN_REASONS, is_run
+from leaderjob.history.records import NOT_RUN_REASONS, is_run
+from leaderjob.schedule.planner import MISSED_RECORDS
 from tests.unit.test_daemon_schedule import (
     T0,
     FakeRun,
@@ -129,7 +129,7 @@ def test_not_run_series_exist_at_zero_from_the_start_so_the_first_missed_slot_al
     job of a group too."""
     from prometheus_client import CollectorRegistry
 
-    from leaderjob.metrics import Metrics
+    from leaderjob.ops.metrics import Metrics
 
     m = Metrics(CollectorRegistry(), "group")
     for job in ("cleanup", "backup"):

@@ -30,13 +30,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from leaderjob import notify, pings
 from leaderjob.clock import SystemClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
-from leaderjob.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
+from leaderjob.ops import notify, ping_lanes, pings
+from leaderjob.ops.metrics import Metrics
+from leaderjob.ops.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
 from leaderjob.schedule import parse_schedule
 
 SECRET = "6f1c1d7e-0b0a-4b55-9d2b-secretcheck"
@@ -75,7 +75,7 @@ def test_failures_are_the_outcomes_nobody_asked_for() -> None:
 
 def test_output_tail_is_the_watchdogs_stdout_and_stderr_tails() -> None:
     """The record a notification gets carries the run's tails as the watchdog reports them
-    (``stdout_tail``/``stderr_tail``, ``*_truncated``: leaderjob.tail.absorb); nothing else is
+    (``stdout_tail``/``stderr_tail``, ``*_truncated``: leaderjob.guard.tail.absorb); nothing else is
     read as output."""
     assert output_tail({"outcome": "failed"}) == b""
     assert output_tail({"stdout_tail": "", "stdout_truncated": False}) == b""
@@ -306,7 +306,7 @@ class PingServer:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pings, "PING_RETRY_BASE", 0.05)
+    monkeypatch.setattr(ping_lanes, "PING_RETRY_BASE", 0.05)
 
 
 def test_pings_start_success_and_fail_with_the_output_tail(logs: list[dict[str, Any]]) -> None:
@@ -396,7 +396,7 @@ def test_pings_are_off_the_loop_and_their_queue_is_bounded(
 ) -> None:
     """S6: a hanging ping service delays nothing; pings beyond the job's lane are dropped,
     counted."""
-    monkeypatch.setattr(pings, "LANE_CAP", 2)
+    monkeypatch.setattr(ping_lanes, "LANE_CAP", 2)
     server = PingServer(delay=1.0)
     counts = Counts()
     n = _notifier(counts)
@@ -483,9 +483,9 @@ def test_a_daemon_keeps_renewing_and_leading_while_its_on_failure_command_runs_s
 def test_jobs_file_sets_notifications_per_job_and_keeps_the_ping_url_secret() -> None:
     from dataclasses import replace
 
-    from leaderjob.cli.daemon import _job_settings
-    from leaderjob.health import HealthSettings
+    from leaderjob.cli.daemon_settings import job_settings
     from leaderjob.jobsfile import JobsFileError, iter_options, parse_jobs
+    from leaderjob.ops.health import HealthSettings
 
     text = f"""
 [defaults]
@@ -511,7 +511,7 @@ command = "true"
         notify=NotifySettings(on_failure="daemon-cmd", ping_url="https://daemon/x"),
     )  # fmt: skip
     health = HealthSettings()
-    sa, sb = (_job_settings(daemon, spec, health) for spec in (a, b))
+    sa, sb = (job_settings(daemon, spec, health) for spec in (a, b))
     assert sa.notify == NotifySettings("notify-team", 5.0, f"https://hc-ping.com/{SECRET}")
     assert sb.notify == replace(daemon.notify, on_failure="notify-team")
     with pytest.raises(JobsFileError) as bad:

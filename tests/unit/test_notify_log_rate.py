@@ -3,16 +3,17 @@
 A dead endpoint with a job every second drops pings continuously (a superseded success, a full
 lane): one ``notify.dropped`` warning each was about two a second, for as long as the endpoint
 stayed dead. Now each destination (a ping URL's scheme and host; a job's on-failure command)
-logs at most one ``notify.dropped`` per :data:`leaderjob.logthrottle.INTERVAL`, carrying how many
-were dropped since its last line; the metric (``result="dropped"``) still counts every one.
+logs at most one ``notify.dropped`` per :data:`leaderjob.ops.logthrottle.INTERVAL`, carrying
+how many were dropped since its last line; the metric (``result="dropped"``) still counts every one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from leaderjob.logthrottle import INTERVAL, Throttle
-from leaderjob.pings import Ping, Pinger
+from leaderjob.ops.logthrottle import INTERVAL, Throttle
+from leaderjob.ops.ping_lanes import Ping
+from leaderjob.ops.pings import Pinger
 
 
 class Log:

@@ -1,5 +1,5 @@
-"""Pings isolated per job (leaderjob.pings): a slow or dead endpoint delays and drops only its own
-job's pings.
+"""Pings isolated per job (leaderjob.ops.pings): a slow or dead endpoint delays and drops only its
+own job's pings.
 
 What is defended:
 
@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import structlog
 
-from leaderjob import pings
-from leaderjob.notify import Notifier, NotifySettings
-from leaderjob.pings import Lanes, Ping
+from leaderjob.ops import pings
+from leaderjob.ops.notify import Notifier, NotifySettings
+from leaderjob.ops.ping_lanes import LANE_CAP, Lanes, Ping
 
 #: A healthy job's ping leaves within this of its event, whatever other endpoints do.
 BOUND = 1.0
@@ -206,7 +206,7 @@ def test_hours_with_every_endpoint_dead_but_one_stay_bounded_and_on_time() -> No
     # The healthy job: its run's /start and its end are queued together here (the run takes no
     # simulated time), so each /start is superseded: the ends all leave, at once, in order.
     assert healthy == expected
-    assert most <= len(dead) * (pings.LANE_CAP + 1) + 1
+    assert most <= len(dead) * (LANE_CAP + 1) + 1
     assert "ok" not in results
     total_dead = SIMULATED * 2 * len(dead)
     assert results["failed"] + results["dropped"] + lanes.pending() == total_dead
@@ -369,7 +369,7 @@ def test_a_dead_endpoint_delays_and_drops_only_its_own_jobs_pings(
     third = samples[runs // 3 :]
     workers = max(w for w, _, _ in third)
     assert workers <= 4 + 1, f"worker threads grew to {workers}"
-    assert max(q for _, q, _ in third) <= 4 * (pings.LANE_CAP + 1)
+    assert max(q for _, q, _ in third) <= 4 * (LANE_CAP + 1)
     assert max(t for _, _, t in third) - min(t for _, _, t in third) <= 3, "threads kept growing"
 
 

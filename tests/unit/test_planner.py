@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaderjob.planner import (
+from leaderjob.schedule import parse_schedule, slot_id
+from leaderjob.schedule.planner import (
     MAX_COUNTED,
     MAX_STARTING_DEADLINE,
     STEP_THRESHOLD,
@@ -27,7 +28,6 @@ from leaderjob.planner import (
     Slot,
     SlotClock,
 )
-from leaderjob.schedule import parse_schedule, slot_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday, 00:00:00Z; a fire time of every @every
 
@@ -482,7 +482,7 @@ def test_slot_clock_trusts_a_jump_held_for_exactly_step_trust_after_L3() -> None
 
 def _covered(plan: object, p: Planner) -> set[datetime]:
     """Every fire time the plan's not-run records cover: one each, plus the summarised range."""
-    from leaderjob.planner import CatchUpPlan
+    from leaderjob.schedule.planner import CatchUpPlan
 
     assert isinstance(plan, CatchUpPlan)
     fires = {s.fire_time for s in plan.missed}
@@ -518,7 +518,7 @@ def test_catch_up_lists_every_missed_slot_that_does_not_run_L3(
 def test_a_long_outage_lists_the_newest_missed_slots_and_summarises_the_rest_L3() -> None:
     """L3, bounded: a day of a per-minute schedule missed gives MISSED_RECORDS slots one by one and
     one range for the rest, which together cover every missed fire time exactly once."""
-    from leaderjob.planner import MISSED_RECORDS
+    from leaderjob.schedule.planner import MISSED_RECORDS
 
     p = planner("* * * * *", catch_up="skip")
     plan = p.begin_tenure(T0, T0 + timedelta(days=1, seconds=30))

@@ -57,7 +57,7 @@ def test_a_deposed_leaders_record_is_written_and_deletes_nothing_S3() -> None:
 
     from leaderjob.clock import FakeClock
     from leaderjob.election.memory import MemoryStore
-    from leaderjob.records import ElectionData
+    from leaderjob.history.records import ElectionData
 
     store = MemoryStore(FakeClock())
     data = ElectionData(store, "/lj", "job")

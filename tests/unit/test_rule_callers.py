@@ -1,7 +1,8 @@
 """Pure rules, driven through their real callers (as tests/unit/test_callers.py does for the
-daemon's): the in-process singleton's rules (leaderjob/singleton_rules.py) and the fingerprint
-comparison (fingerprint.Checker) must be handed the real time, token, lease and set — a rule
-proven right on the values it is given is wrong in production if its caller hands it others.
+daemon's): the in-process singleton's rules (leaderjob/inprocess/singleton_rules.py) and the
+fingerprint comparison (fingerprint.Checker) must be handed the real time, token, lease and set
+— a rule proven right on the values it is given is wrong in production if its caller hands it
+others.
 Fake clocks and the in-memory store."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from datetime import timedelta
 import pytest
 
 from leaderjob.election.memory import MemoryStore
-from leaderjob.fingerprint import fingerprints_prefix
-from leaderjob.records import iso
+from leaderjob.history.records import iso
+from leaderjob.ops.fingerprint import fingerprints_prefix
 from tests.unit.test_daemon_schedule import ELECTION, PREFIX, lead, run_for, world
 from tests.unit.test_daemon_schedule import World as DaemonWorld
 from tests.unit.test_singleton_policies import World

@@ -13,8 +13,8 @@ import time
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
-from leaderjob.singleton import SlotRun
+from leaderjob.history.records import ElectionData
+from leaderjob.inprocess.singleton import SlotRun
 
 
 def test_each_run_is_handed_the_create_revision_of_its_leaders_key_S2() -> None:

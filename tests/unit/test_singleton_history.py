@@ -1,6 +1,6 @@
-"""What a ``@leaderjob.singleton`` tenure leaves behind (leaderjob/singleton_history.py): the
-series a user alerts on (docs/metrics.md) and the history ``leaderjob history`` shows, on the fake
-clock and MemoryStore with a fresh registry.
+"""What a ``@leaderjob.singleton`` tenure leaves behind (leaderjob/inprocess/singleton_history.py):
+the series a user alerts on (docs/metrics.md) and the history ``leaderjob history`` shows, on the
+fake clock and MemoryStore with a fresh registry.
 
 These are the records of S3's claims and L3's runs: a slot skipped, or a run that ended, must be
 visible as such, in the counts the daemon would show for the same events.
@@ -15,12 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.metrics import Metrics
-from leaderjob.planner import Slot
-from leaderjob.records import ElectionData
+from leaderjob.history.records import ElectionData
+from leaderjob.inprocess.singleton_history import SingletonHistory
+from leaderjob.inprocess.singleton_run import Active, SlotRun
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import slot_id
-from leaderjob.singleton_history import SingletonHistory
-from leaderjob.singleton_run import Active, SlotRun
+from leaderjob.schedule.planner import Slot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

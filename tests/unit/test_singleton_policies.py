@@ -18,13 +18,13 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 import leaderjob
-from leaderjob.audit import audit, fire_times
 from leaderjob.clock import FakeClock
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData
+from leaderjob.history.audit import audit, fire_times
+from leaderjob.history.records import ElectionData
+from leaderjob.inprocess.singleton import Singleton, SlotRun
+from leaderjob.inprocess.singleton_tenure import SingletonTenure
 from leaderjob.schedule import parse_schedule
-from leaderjob.singleton import Singleton, SlotRun
-from leaderjob.singleton_tenure import SingletonTenure
 
 PREFIX = "/leaderjob/rep/leader/"
 

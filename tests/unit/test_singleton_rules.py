@@ -1,6 +1,6 @@
-"""The pure decisions of an ``@leaderjob.singleton`` tenure (leaderjob/singleton_rules.py), each
-checked on its own; tests/unit/test_singleton_policies.py checks them driven, on the fake clock
-and MemoryStore.
+"""The pure decisions of an ``@leaderjob.singleton`` tenure
+(leaderjob/inprocess/singleton_rules.py), each checked on its own;
+tests/unit/test_singleton_policies.py checks them driven, on the fake clock and MemoryStore.
 
 The overlap rule and the retry rule keep a slot from running twice at once or after its tenure
 (the daemon's rules, S3 for the claim that precedes every start); the wake-up rule keeps a due
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaderjob.singleton_rules import (
+from leaderjob.inprocess.singleton_rules import (
     blocked,
     outcome,
     overlap,
@@ -22,7 +22,7 @@ from leaderjob.singleton_rules import (
     run_record,
     wakeup,
 )
-from leaderjob.singleton_run import RETRY_CAP, Concurrency, SlotRun
+from leaderjob.inprocess.singleton_run import RETRY_CAP, Concurrency, SlotRun
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """``@leaderjob.singleton`` settles a slot whose claim's outcome is unknown as the daemon does
-(leaderjob/unknown_claims.py), instead of dropping it: the claim's Txn failed (a timeout, a lost
-reply), so it may or may not have applied. It is read back at a later step: ours → the slot
+(leaderjob/schedule/unknown_claims.py), instead of dropping it: the claim's Txn failed (a timeout,
+a lost reply), so it may or may not have applied. It is read back at a later step: ours → the slot
 runs, once (S3); absent → claimed again and run (late, within its starting deadline); absent
 and too late → a not-run record (L3: no fire time of a tenure is lost without a trace).
 On the fake clock and MemoryStore, stepped by hand (tests/unit/test_singleton_policies.py).

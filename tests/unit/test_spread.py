@@ -1,10 +1,10 @@
-"""The spreading rules one at a time, on a fixed view and a fake time (leaderjob.spread)."""
+"""The spreading rules one at a time, on a fixed view and a fake time (leaderjob.daemon.spread)."""
 
 from __future__ import annotations
 
 import pytest
 
-from leaderjob.spread import Decision, Spreader, View
+from leaderjob.daemon.spread import Decision, Spreader, View
 
 JOBS = frozenset(f"job{i}" for i in range(6))
 

@@ -1,12 +1,12 @@
 """Spreading's driver hands the pure rule what the replica really sees (L2).
 
-``Spreader.decide`` (leaderjob/spread.py) releases only jobs its view calls idle; test_spread.py
-proves that with views written by hand. These tests drive the real caller (``Spreading.tick``,
-through real daemons on the in-memory etcd and the fake clock) and check each view it builds
-against the runners themselves: the idle set is exactly the led jobs with no run in progress, no
-retry waiting and no slot claimed ahead; the member count is the number of live replicas; the
-time is the clock's. A job with a run in progress is never released: a release would hand the
-job to a successor while its run goes on (a move happens only between runs).
+``Spreader.decide`` (leaderjob/daemon/spread.py) releases only jobs its view calls idle;
+test_spread.py proves that with views written by hand. These tests drive the real caller
+(``Spreading.tick``, through real daemons on the in-memory etcd and the fake clock) and check each
+view it builds against the runners themselves: the idle set is exactly the led jobs with no run in
+progress, no retry waiting and no slot claimed ahead; the member count is the number of live
+replicas; the time is the clock's. A job with a run in progress is never released: a release would
+hand the job to a successor while its run goes on (a move happens only between runs).
 
 Three jobs run for ever (``busy``), three briefly; ``@every 1s``; ttl 3 s; spread pace and
 settle 1 s.
@@ -22,8 +22,8 @@ import pytest
 
 import leaderjob.daemon.starts as runner_mod
 from leaderjob.daemon import Daemon
+from leaderjob.daemon.spread import Decision, Spreader, View
 from leaderjob.election.memory import MemoryStore
-from leaderjob.spread import Decision, Spreader, View
 from tests.unit.test_daemon_jobs import Group, fake_runs, group_daemon
 from tests.unit.test_daemon_schedule import Clock, FakeRun, Job
 

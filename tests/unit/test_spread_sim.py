@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leaderjob.spread import Spreader, View
+from leaderjob.daemon.spread import Spreader, View
 
 TICK = 0.5  # seconds between two decide calls of one replica
 PERIOD = 6.0  # every job runs every PERIOD seconds …

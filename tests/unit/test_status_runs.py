@@ -15,7 +15,7 @@ from leaderjob import cli
 from leaderjob.clock import SystemClock
 from leaderjob.daemon.snapshot import snapshot
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData, in_progress, iso
+from leaderjob.history.records import ElectionData, in_progress, iso
 from tests.unit.test_daemon_schedule import FakeRun, Job, World, lead, run_for, world
 
 __all__ = ["world"]  # the fixture

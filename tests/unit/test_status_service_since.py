@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from leaderjob import cli
 from leaderjob.daemon import Daemon, Settings
 from leaderjob.election.memory import MemoryStore
-from leaderjob.records import ElectionData, iso
+from leaderjob.history.records import ElectionData, iso
 from leaderjob.schedule import parse_schedule
 from tests.unit.test_daemon_jobs import GROUP, PREFIX, TIMING, Group, fake_runs
 from tests.unit.test_daemon_schedule import FakeRun, Job

@@ -1,4 +1,4 @@
-"""The daemon's side of a run (:class:`leaderjob.supervisor.Run`), with the real guardian.
+"""The daemon's side of a run (:class:`leaderjob.guard.supervisor.Run`), with the real guardian.
 
 What it promises (docs/safety.md §3): starting never blocks the leader path longer than the
 lease budget it is given; a run that did not confirm its start in that time can no longer start
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from leaderjob import supervisor
 from leaderjob.clock import now as deadline_clock  # the watchdog's clock
-from leaderjob.supervisor import Run
+from leaderjob.guard import supervisor
+from leaderjob.guard.supervisor import Run
 from tests.harness.procs import pid_alive
 
 SH = "/bin/sh"
@@ -105,7 +105,8 @@ def test_a_command_that_cannot_be_executed_fails_to_start(runs, tmp_path):
 
 def test_no_start_with_less_than_the_grace_left_s6(runs):
     """S6: the guardian refuses a start request that leaves it no time to stop the job."""
-    run = _run([SH, "-c", "sleep 300"], left=0.3, grace=1.0)
+    # 1 s left: the refusal is for the grace even while a new guardian starts on a busy machine.
+    run = _run([SH, "-c", "sleep 300"], left=1.0, grace=1.0)
     runs.append(run)
     run.start(time.monotonic(), wait=0.3)
     assert run.wait(10)
@@ -258,3 +259,107 @@ def test_a_guardian_that_cannot_be_started_is_retried_later_and_less_often(monke
     assert g.ensure(101.0) is not None and len(calls) == 2
     assert g.ensure(102.5) is None and len(calls) == 2  # 2 s after the second failure
     assert g.ensure(103.0) is not None and len(calls) == 3
+
+
+# -- a start requested now, its confirmation read later -----------------------------------------
+
+
+@pytest.fixture
+def stalled() -> Iterator[supervisor.GuardianProcess]:
+    """A guardian whose every job pauses 0.5 s between fork and exec (a slow start), ready."""
+    g = supervisor.GuardianProcess.spawn(args=("--test-stall-before-exec", "0.5"))
+    end = time.monotonic() + 10
+    while g.ready_at is None and time.monotonic() < end:
+        time.sleep(0.01)
+    yield g
+    g.close()
+    g.ended.wait(10)
+
+
+def _requested(run: Run, runs: list[Run], wait: float, g: supervisor.GuardianProcess) -> float:
+    runs.append(run)
+    t0 = time.monotonic()
+    run.request(t0, wait=wait, guardian=g)
+    return time.monotonic() - t0
+
+
+def test_a_start_request_returns_at_once_and_its_confirmation_wakes_the_loop(runs, stalled):
+    """The non-blocking start: ``request`` returns before the guardian has exec'd the job (here
+    it takes 0.5 s); ``confirm(0)`` says "not yet" without waiting; the caller's wake-up is set
+    when the guardian reports the exec, and then ``confirm`` answers True."""
+    run = _run([SH, "-c", "sleep 300"])
+    took = _requested(run, runs, 10.0, stalled)
+    assert took < 0.4, f"request() waited {took:.2f}s"
+    assert run.confirm() is None and not run.confirmed and not run.done
+    assert run.wakeup.wait(10), "the confirmation did not wake the caller"
+    assert run.confirm() is True and run.confirmed and run.pid is not None
+    assert pid_alive(run.pid)
+    assert run.confirm() is True  # the answer stays
+
+
+def test_many_start_requests_then_their_confirmations(runs):
+    """Requests sent together (a burst on one fire time), confirmations read afterwards: every
+    job starts once, under the one guardian, and each run ends with its own exit code."""
+    g = supervisor.GuardianProcess.spawn()
+    batch = [_run([SH, "-c", f"exit {i}"]) for i in range(8)]
+    for run in batch:
+        _requested(run, runs, 10.0, g)
+    for run in batch:
+        assert run.confirm(wait=10.0) is True, run.error
+    assert len({run.pid for run in batch}) == len(batch)
+    for i, run in enumerate(batch):
+        assert run.wait(10)
+        assert run.returncode == i and run.outcome == ("succeeded" if i == 0 else "failed")
+    g.close()
+
+
+def test_a_request_not_confirmed_by_its_limit_is_given_up_and_never_starts_later_s1_s6(
+    runs, stalled, tmp_path
+):
+    """S1/S6: a request whose exec is not reported within its ``wait`` is given up by
+    ``confirm`` (False, the run killed should the report be on its way) and the guardian, past
+    that limit, refuses to exec it: no copy of the job the daemon does not know of. The run
+    still ends by itself: the caller tracks it until ``done``."""
+    marker = tmp_path / "ran"
+    run = _run([SH, "-c", f"touch {marker}; sleep 300"])
+    _requested(run, runs, 0.2, stalled)  # the guardian's job is 0.5 s from its exec
+    assert run.confirm() is None
+    assert run.confirm(wait=5.0) is False  # waits no longer than the limit
+    assert not run.confirmed and run.error is not None
+    assert run.wait(10)
+    assert run.pid is None, "the job was started after the daemon gave up on it"
+    assert not marker.exists()
+    assert run.outcome == "failed_to_start"
+
+
+def test_a_confirmation_waited_for_does_not_wake_the_loop(runs):
+    """A blocking start waits for its confirmation itself: the daemon's loop is not woken for
+    it (one cycle fewer per run); a job's exit still wakes it."""
+    woken = threading.Event()
+    g = supervisor.GuardianProcess.spawn(woken)
+    end = time.monotonic() + 10
+    while g.ready_at is None and time.monotonic() < end:
+        time.sleep(0.01)
+    woken.clear()
+    run = _run([SH, "-c", "sleep 0.3"])
+    runs.append(run)
+    run.start(time.monotonic(), wait=10.0, guardian=g)
+    assert run.confirmed
+    assert not woken.is_set() and not run.wakeup.is_set()
+    assert run.wait(10)
+    assert woken.wait(5) and run.wakeup.is_set()
+    g.close()
+
+
+def test_the_start_limit_is_on_the_deadline_clock_not_the_monotonic_clock(runs, monkeypatch):
+    """The limit past which the guardian refuses to exec is read on the guardian's clock (the
+    deadline clock, CLOCK_BOOTTIME where there is one). After a suspend of the host, the
+    monotonic clock lags that one by the suspend's length: a limit taken from it was already
+    past for the guardian, and every start was refused."""
+    real = time.monotonic
+    monkeypatch.setattr(supervisor.time, "monotonic", lambda: real() - 100.0)
+    run = _run([SH, "-c", "exit 0"])
+    runs.append(run)
+    run.start(time.monotonic(), wait=10.0)
+    assert run.confirmed, run.error
+    assert run.wait(10) and run.outcome == "succeeded"

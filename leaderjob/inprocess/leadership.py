@@ -5,12 +5,13 @@
             lead.fenced_put("/app/cursor", next_cursor())   # StaleToken once deposed
 
 Owns: the application's handle — acquiring (one background thread running a
-:class:`~leaderjob.leadership_driver.Driver`, which drives the same
+:class:`~leaderjob.inprocess.leadership_driver.Driver`, which drives the same
 :class:`~leaderjob.election.elector.Elector`, pure :class:`~leaderjob.election.machine.Machine`
 and etcd adapter as the daemon: no second election, the same key layout, token, local deadline
-and timing budget), leaving, the fenced writes, the metrics registry, and the queries an
-application asks. The options and errors are :mod:`leaderjob.leadership_options`'s. It must not
-know about jobs, processes or schedules.
+and timing budget), leaving, the metrics registry, and the queries an application asks. The
+fenced writes are :mod:`leaderjob.inprocess.leadership_fenced`'s; the options and errors,
+:mod:`leaderjob.inprocess.leadership_options`'s. It must not know about jobs, processes or
+schedules.
 
 Rules (docs/safety.md, docs/inprocess.md):
 
@@ -34,8 +35,8 @@ Rules (docs/safety.md, docs/inprocess.md):
   :class:`LeadershipRejected` at once.
 * No lease outlives its owner's interest (SAFETY.md §5b): an acquire that is cancelled or
   interrupted withdraws (resign, revoke) whatever etcd decided meanwhile; a forked child never
-  leads (:mod:`leaderjob.leadership_lifecycle`); the interpreter's exit releases; the driver
-  thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
+  leads (:mod:`leaderjob.inprocess.leadership_lifecycle`); the interpreter's exit releases; the
+  driver thread cleans up after itself, so :meth:`Leadership.release` works from any thread, its own
   callbacks included.
 """
 
@@ -45,7 +46,6 @@ import contextlib
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -62,13 +62,12 @@ from leaderjob.config import (
     validate_election_name,
 )
 from leaderjob.election.store import Store
-from leaderjob.fencing import StaleToken
-from leaderjob.fencing.etcd import EtcdFence, refuse_own_keys
-from leaderjob.leadership_api import Conveniences, Leader
-from leaderjob.leadership_async import AsyncLeadership
-from leaderjob.leadership_driver import Driver, Tenure
-from leaderjob.leadership_lifecycle import Signal, register
-from leaderjob.leadership_options import (
+from leaderjob.inprocess.leadership_api import Conveniences, Leader
+from leaderjob.inprocess.leadership_async import AsyncLeadership
+from leaderjob.inprocess.leadership_driver import Driver, Tenure, metrics_for
+from leaderjob.inprocess.leadership_fenced import FencedWrites
+from leaderjob.inprocess.leadership_lifecycle import Signal, register
+from leaderjob.inprocess.leadership_options import (
     DEFAULT,
     Default,
     LeadershipError,
@@ -79,7 +78,7 @@ from leaderjob.leadership_options import (
     build_timing,
 )
 from leaderjob.log import get_logger
-from leaderjob.metrics import Metrics
+from leaderjob.ops.metrics import Metrics
 
 __all__ = [
     "Driver",
@@ -95,30 +94,10 @@ __all__ = [
     "metrics_for",
 ]
 
-#: One :class:`Metrics` per registry the application passes in: several elections (and a
-#: singleton's leadership) may share a registry, each under its own ``election`` label; a
-#: second ``Metrics`` on the same registry would register the same names twice.
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
-_METRICS_LOCK = threading.Lock()
-
-
-def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
-    """The daemon's metric set on ``registry``, with ``election``'s series present from the
-    start (0)."""
-    with _METRICS_LOCK:
-        metrics = _METRICS.get(registry)
-        if metrics is None:
-            metrics = _METRICS[registry] = Metrics(registry, election)
-        metrics.track(election, mode="inprocess", fingerprint="", election=election)
-        for result in ("ok", "failed", "expired"):
-            metrics.keepalives.labels(election, result)
-        return metrics
-
-
 # -- the application's handle --------------------------------------------------------------------
 
 
-class Leadership(AsyncLeadership, Conveniences):
+class Leadership(AsyncLeadership, Conveniences, FencedWrites):
     """Leadership of one election, held in-process by a background thread.
 
     ``with`` (or :meth:`acquire`) blocks until leading; leaving the block resigns and revokes.
@@ -244,50 +223,6 @@ class Leadership(AsyncLeadership, Conveniences):
         if self._store is None:
             raise LeadershipError(f"election {self.election!r}: not acquired")
         return self._store
-
-    @property
-    def fence(self) -> EtcdFence:
-        """Writes to etcd guarded by our key (etcd's ``IsOwner`` compare, one Txn each)."""
-        d = self._driver
-        if d is None or d.tenure is None or self._store is None:
-            raise LeadershipError(f"not leading election {self.election!r}: nothing to fence with")
-        return EtcdFence(self._store, d.tenure.key, d.tenure.token, self.connection.rpc_timeout)
-
-    def fenced_put(self, key: str, value: bytes | str) -> None:
-        """Put ``key`` only while etcd still holds our leader key with our token; raises
-        :class:`~leaderjob.fencing.StaleToken` (and ends the tenure) when it does not."""
-        self._fenced(lambda f: f.put(key, value), key)
-
-    def proclaim(self, value: bytes | str) -> None:
-        """Set the leader key's value, keeping its lease (etcd's ``Election.Proclaim``): what
-        ``leaderjob status`` and ``etcdctl elect -l`` show. Guarded like :meth:`fenced_put`:
-        :class:`~leaderjob.fencing.StaleToken` (and the tenure ends) once deposed."""
-        d = self._driver
-        lease = None if d is None else d.elector.lease_id
-        if d is None or d.tenure is None or self._store is None or lease is None:
-            raise LeadershipError(f"not leading election {self.election!r}: nothing to proclaim")
-        data = value.encode() if isinstance(value, str) else value
-        key, token = d.tenure.key, d.tenure.token
-        guard = self._store.guarded_put
-        if not guard(key, token, [(key, data)], timeout=self.connection.rpc_timeout, lease=lease):
-            d.deposed()
-            raise StaleToken(key, token)
-
-    def fenced_delete(self, key: str) -> None:
-        """Delete ``key`` under the same guard as :meth:`fenced_put`."""
-        self._fenced(lambda f: f.delete(key), key)
-
-    def _fenced(self, write: Callable[[EtcdFence], None], key: str) -> None:
-        # The whole election (<prefix>/<election>/: candidates, slot claims, history).
-        refuse_own_keys([key], self.prefix.rsplit("/", 1)[0] + "/")
-        fence = self.fence
-        try:
-            write(fence)
-        except StaleToken:
-            d = self._driver
-            if d is not None:
-                d.deposed()
-            raise
 
     # -- acquiring and leaving ------------------------------------------------------------------
 
@@ -444,7 +379,7 @@ class Leadership(AsyncLeadership, Conveniences):
         if self.on_lost is not None:
             self.on_lost(reason)
 
-    # -- the process's own events (leaderjob.leadership_lifecycle) --------------------------
+    # -- the process's own events (leaderjob.inprocess.leadership_lifecycle) ---------------------
 
     def _after_fork_in_child(self) -> None:
         """In a child of ``os.fork()``: no driver thread, no keepalive — never leading."""

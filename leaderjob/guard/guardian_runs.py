@@ -1,5 +1,5 @@
 """The guardian's runs: one run's record, which processes are its, its signals, its output tail
-and its end (:mod:`leaderjob.guardian` holds the event loop and the control protocol).
+and its end (:mod:`leaderjob.guard.guardian` holds the event loop and the control protocol).
 
 Which run a descendant belongs to: the run's main process and everything below it; its process
 group; and an orphan (re-parented to us) whose environment carries the run's marker
@@ -14,16 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 
 #: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 if __package__:
-    from leaderjob import proctree, tail
+    from leaderjob.guard import proctree, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 
@@ -53,8 +53,7 @@ class Run:
         self.deadline = deadline
         self.grace = grace
         self.start_by = start_by  # the daemon gives up on the start then: no exec after it
-        self.job: subprocess.Popen[bytes] | None = None
-        self.pid = 0  # also its process group id
+        self.pid = 0  # also its process group id (0: not started)
         self.returncode: int | None = None
         self.stop_kill: float | None = None  # set once a stop was requested
         self.termed = False
@@ -74,16 +73,16 @@ class Run:
 
 
 class RunTable:
-    """The guardian's table of runs and what it does to them; the guardian is one."""
+    """The guardian's table of runs and what it does to them: signals, reaping, copying their
+    output, their end. ``me`` is the guardian's pid; ``send`` writes one report to the daemon."""
 
-    me: int
-    runs: dict[str, Run]
-    sinks: tuple[tail.Sink, tail.Sink]
-    if TYPE_CHECKING:
-
-        def send(self, **msg: Any) -> None: ...
-
-        def now(self) -> float: ...
+    def __init__(
+        self, me: int, sinks: tuple[tail.Sink, tail.Sink], send: Callable[..., None]
+    ) -> None:
+        self.me = me
+        self.sinks = sinks
+        self.send = send
+        self.runs: dict[str, Run] = {}
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -128,11 +127,13 @@ class RunTable:
             if run.termed or run.killed:
                 return
             run.termed = True
-        self._signal(run, sig, strays=False)
+        self.sweep(run, sig, strays=False)
         if reason is not None:
             self.send(run=run.key, signal=sig.name, reason=reason)
 
-    def _signal(self, run: Run, sig: signal.Signals, strays: bool) -> int:
+    def sweep(self, run: Run, sig: signal.Signals, strays: bool) -> int:
+        """Signal the run's group and every process of it now (``strays``: unknown orphans
+        too); how many processes were found."""
         if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, sig)
@@ -153,9 +154,8 @@ class RunTable:
             if pid == 0:
                 return
             run = mains.get(pid)
-            if run is not None and run.job is not None:
-                # Reaped here, not by Popen: as a subreaper we collect every orphan anyway.
-                run.returncode = run.job.returncode = os.waitstatus_to_exitcode(status)
+            if run is not None:
+                run.returncode = os.waitstatus_to_exitcode(status)
             for r in self.runs.values():
                 r.members.discard(pid)
 

@@ -7,7 +7,7 @@ job. (Not ``job``: Prometheus sets ``job`` on every scraped series from its scra
 renames a clashing label to ``exported_job``; kube-state-metrics chose ``job_name`` for the same
 clash.) Per-job series exist from :meth:`Metrics.track` until :meth:`Metrics.forget`: a job removed
 by a reload leaves no series behind. Tests build ``Metrics(CollectorRegistry())``; nothing here is
-a module global.
+a module global. The label values each counter takes are :mod:`leaderjob.ops.metric_labels`'s.
 """
 
 from __future__ import annotations
@@ -25,63 +25,19 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from leaderjob.notify import KINDS, RESULTS
-from leaderjob.records import NOT_RUN_REASONS
+from leaderjob.history.records import NOT_RUN_REASONS
+from leaderjob.ops.metric_labels import (
+    ETCD_OPERATIONS,
+    KILL_REASONS,
+    KILL_SIGNALS,
+    OUTCOMES,
+    SKIP_REASONS,
+)
+from leaderjob.ops.notify import KINDS, RESULTS
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-#: Every label value a counter carries besides ``election`` (and ``job_name``): each series exists
-#: at zero from the start (a job's from track()), so that ``increase()`` and ``rate()`` see the
-#: first event (a series born at 1 has no increase). docs/metrics.md lists the same values.
-OUTCOMES = (
-    "succeeded",
-    "failed",
-    "timed_out",
-    "replaced",
-    "killed_on_leadership_loss",
-    "killed_at_deadline",
-    "shutdown",
-    "unhealthy",
-    "failed_to_start",
-    "watchdog_failed",
-)
-SKIP_REASONS = (
-    "overlap",
-    "suspended",
-    "catch_up_skip",
-    "deadline",
-    "superseded",
-    "claim_rejected",
-)
-KILL_SIGNALS = ("SIGTERM", "SIGKILL")
-KILL_REASONS = (
-    "deadline",
-    "grace",
-    "daemon_gone",
-    "guardian_failed",
-    "failed_to_start",
-    "killed_on_leadership_loss",
-    "shutdown",
-    "timed_out",
-    "replaced",
-    "unhealthy",
-)
-ETCD_OPERATIONS = (
-    "grant",
-    "keepalive",
-    "revoke",
-    "create",
-    "standing",
-    "guarded_put",
-    "get",
-    "get_prefix",
-    "put",
-    "delete",
-    "status",
-)
-
 
 def build_labels() -> tuple[str, str, str]:
     """(version, python, etcd_client) of this process, without importing the etcd client

@@ -1,8 +1,8 @@
 """The options of in-process leadership, read and checked like ``leaderjob run``'s, and its errors.
 
-Owns: turning :class:`~leaderjob.leadership.Leadership`'s keyword options into the daemon's
-frozen :class:`~leaderjob.config.Timing` and :class:`~leaderjob.config.Connection`, with the CLI's
-one-line messages (as :class:`ValueError`), and the exceptions the handle raises. No I/O.
+Owns: turning :class:`~leaderjob.inprocess.leadership.Leadership`'s keyword options into the
+daemon's frozen :class:`~leaderjob.config.Timing` and :class:`~leaderjob.config.Connection`, with
+the CLI's one-line messages (as :class:`ValueError`), and the exceptions the handle raises. No I/O.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """asyncio's side of in-process leadership: entering, leaving and waiting without a thread of
 the event loop's pool, and cancellation-safe like ``asyncio.Lock``.
 
-Owns: :class:`AsyncLeadership`, a mixin of :class:`~leaderjob.leadership.Leadership`. The driver
-thread signals the loop (:class:`~leaderjob.leadership_lifecycle.Signal`); a wait cancelled at any
-``await`` withdraws the candidacy (resign, revoke) even if etcd had already made it leader
-(SAFETY.md §5b). It must not know the election rules.
+Owns: :class:`AsyncLeadership`, a mixin of :class:`~leaderjob.inprocess.leadership.Leadership`. The
+driver thread signals the loop (:class:`~leaderjob.inprocess.leadership_lifecycle.Signal`); a wait
+cancelled at any ``await`` withdraws the candidacy (resign, revoke) even if etcd had already made it
+leader (SAFETY.md §5b). It must not know the election rules.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
-from leaderjob.leadership_options import DEFAULT, Default
+from leaderjob.inprocess.leadership_options import DEFAULT, Default
 
 if TYPE_CHECKING:
-    from leaderjob.leadership import Leadership
+    from leaderjob.inprocess.leadership import Leadership
 
 __all__ = ["AsyncLeadership"]
 
 
 class AsyncLeadership:
-    """Mixed into :class:`~leaderjob.leadership.Leadership`."""
+    """Mixed into :class:`~leaderjob.inprocess.leadership.Leadership`."""
 
     async def acquire_async(self, timeout: float | Default | None = DEFAULT) -> None:
         """:meth:`acquire` for asyncio. Holds no thread of the event loop's pool while waiting,

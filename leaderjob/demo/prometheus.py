@@ -23,11 +23,12 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 #: The shipped monitoring config, present in a source checkout (not in an installed package).
-SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 INTERVAL = "1s"
 
 #: The shipped scrape jobs, for an installed package (tests/unit/test_demo.py keeps them equal).
@@ -80,6 +81,33 @@ def _shipped() -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     parsed = yaml.safe_load(config.read_text(encoding="utf-8"))
     return parsed, rules.read_text(encoding="utf-8") if rules.is_file() else None
+
+
+def start_beside(
+    ports: Iterable[int], home: Path, say: Callable[[str], None]
+) -> DemoPrometheus | None:
+    """A Prometheus scraping the replicas' ``ports``, or None (with one line saying why)."""
+    from leaderjob.demo.localetcd import free_port
+
+    binary = find_binary()
+    if binary is None:
+        print(
+            "leaderjob demo: --prometheus: no prometheus binary (install Debian's `prometheus` "
+            "package or set LEADERJOB_PROMETHEUS_BIN); the demo runs without it",
+            flush=True,
+        )
+        return None
+    home.mkdir()
+    targets = [f"127.0.0.1:{port}" for port in ports]
+    prom = DemoPrometheus(binary, home, targets, free_port())
+    if not prom.ready(30):
+        print(f"leaderjob demo: Prometheus did not start; its log ends:\n{prom.tail()}", flush=True)
+        prom.stop()
+        return None
+    rules = "with the shipped alert rules" if prom.with_rules else "without alert rules"
+    say(f"Prometheus is up at {prom.url} (pid {prom.proc.pid}), {rules}; try")
+    print(f"    {prom.url}/graph?g0.expr=sum%20by%20(election)%20(leaderjob_is_leader)", flush=True)
+    return prom
 
 
 class DemoPrometheus:

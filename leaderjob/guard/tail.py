@@ -1,6 +1,6 @@
 """The tail of a job's output, and the daemon's stdout and stderr written without blocking.
 
-Used by the guardian (:mod:`leaderjob.guardian`), the parent of every job: each job writes into a
+Used by :mod:`leaderjob.guard.guardian`, the parent of every job: each job writes into a
 pipe per stream; the guardian's loop reads each pipe in bounded chunks, writes every chunk on to
 the daemon's stdout or stderr (a :class:`Sink`) and keeps the last :data:`TAIL_BYTES` in a
 :class:`Ring`. When the run is over, the tails go to the daemon in the exit report and into the

@@ -3,8 +3,9 @@
 leadership (:class:`Seat`).
 
 Data and the run's own cooperative checks only: no etcd, no scheduling, no logging. The rules
-that use them are :mod:`leaderjob.singleton_rules`' (pure), driven by
-:mod:`leaderjob.singleton_tenure` and written out by :mod:`leaderjob.singleton_history`.
+that use them are :mod:`leaderjob.inprocess.singleton_rules`' (pure), driven by
+:mod:`leaderjob.inprocess.singleton_tenure` and written out by
+:mod:`leaderjob.inprocess.singleton_history`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from leaderjob.clock import Clock
-from leaderjob.planner import Slot
+from leaderjob.schedule.planner import Slot
 
 __all__ = [
     "RETRY_BASE",
@@ -34,7 +35,8 @@ RETRY_BASE, RETRY_CAP = 1.0, 60.0
 
 
 class Seat(Protocol):
-    """What a tenure needs of leadership: :class:`~leaderjob.leadership.Leadership` fits."""
+    """What a tenure needs of leadership (:class:`~leaderjob.inprocess.leadership.Leadership`
+    fits)."""
 
     @property
     def key(self) -> str | None: ...

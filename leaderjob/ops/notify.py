@@ -13,7 +13,7 @@ runs (S6, L4):
   dropped and counted, never queued without bound.
   One job's command never waits for another's: each is a thread of its own, so a command that
   hangs until its timeout holds back only its own job's next one.
-* Pings go through per-job lanes served by a bounded pool of threads (leaderjob.pings): a
+* Pings go through per-job lanes served by a bounded pool of threads (leaderjob.ops.pings): a
   slow or dead endpoint delays and drops only its own job's pings; a ping that can no longer
   matter is dropped, not sent late.
 
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leaderjob.config import job_environment
-from leaderjob.pings import Ping, Pinger, Sender, ping_url, redact_url
+from leaderjob.ops.ping_lanes import Ping
+from leaderjob.ops.pings import Pinger, Sender, ping_url, redact_url
 from leaderjob.units import format_duration
 
 __all__ = ["KINDS", "RESULTS", "Notifier", "NotifySettings", "ping_url", "redact_url"]
@@ -58,8 +59,8 @@ def is_failure(outcome: str) -> bool:
 
 def output_tail(record: Mapping[str, Any]) -> bytes:
     """The run's output as the guardian reported it (``stdout_tail``/``stderr_tail``, each cut
-    to its last 4 KiB when ``*_truncated``: leaderjob.tail), one headed part per stream that has
-    any; else nothing."""
+    to its last 4 KiB when ``*_truncated``: leaderjob.guard.tail), one headed part per stream
+    that has any; else nothing."""
     parts: list[str] = []
     for stream in ("stdout", "stderr"):
         value = record.get(f"{stream}_tail")
@@ -121,7 +122,7 @@ def failure_environment(
 
 class Notifier:
     """The daemon's notifications: on-failure commands (a thread each, one per job at a time)
-    and pings (per-job lanes, leaderjob.pings). Every call returns at once.
+    and pings (per-job lanes, leaderjob.ops.pings). Every call returns at once.
 
     ``count(job, kind, result)`` counts a notification (the metric); ``log`` is the daemon's
     logger; ``clock`` a monotonic clock (for the pings' windows); ``send`` one ping request (a

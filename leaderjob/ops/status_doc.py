@@ -41,7 +41,7 @@ def read_status(
 ) -> dict[str, Any]:
     """What `status` shows: the queue, the leader's lease, the schedule, the run in progress,
     the last success and the last run."""
-    from leaderjob.records import in_progress, iso
+    from leaderjob.history.records import in_progress, iso
     from leaderjob.schedule import ScheduleError, parse_schedule, slot_jitter
 
     keys = store.candidates(election_prefix(prefix, election), timeout=timeout)
@@ -82,7 +82,7 @@ def read_status(
             next_fire, next_start = iso(fire), iso(start)
         except (ScheduleError, KeyError, ValueError, OverflowError):
             next_fire = next_start = None
-    from leaderjob import fingerprint
+    from leaderjob.ops import fingerprint
 
     published = fingerprint.parse_published(
         store.get_prefix(fingerprint.fingerprints_prefix(prefix, election), timeout=timeout)

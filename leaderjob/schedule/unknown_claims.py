@@ -12,7 +12,7 @@ guess either (L3): it is settled by reading the claim back.
   (not-run record); someone else's, theirs.
 
 This module keeps the set and the rules; the daemon's slot path and the in-process singleton
-(:mod:`leaderjob.singleton_tenure`) read the claims and apply them. Only the
+(:mod:`leaderjob.inprocess.singleton_tenure`) read the claims and apply them. Only the
 replica that made a claim knows its outcome is unknown: another one that takes over plans from
 what etcd holds — the newest claim, or where a new election's first leader began
 (:meth:`~leaderjob.daemon.catchup.CatchUp._mark_start`), so a first slot is caught up there too.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leaderjob.planner import Slot
+from leaderjob.schedule.planner import Slot
 
 Settle = Literal["run", "claim", "late", "not_run", "theirs"]
 

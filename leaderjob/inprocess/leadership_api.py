@@ -1,16 +1,15 @@
 """What Go's ``concurrency.Election``, kazoo and client-go offer beyond acquire and release:
 who leads now, a stream of changes, and a run-forever mode with callbacks.
 
-Owns: :class:`Conveniences`, a mixin of :class:`~leaderjob.leadership.Leadership` built only on
-its public surface and its storage port: :meth:`~Conveniences.leader` (etcd's ``Leader``),
+Owns: :class:`Conveniences`, a mixin of :class:`~leaderjob.inprocess.leadership.Leadership` built
+only on its public surface and its storage port: :meth:`~Conveniences.leader` (etcd's ``Leader``),
 :meth:`~Conveniences.observe` (``Observe``), :meth:`~Conveniences.run_forever` (client-go's
-``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``), and the async
-fenced writes. It must not know the election rules.
+``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``). It must not
+know the election rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from leaderjob.election.store import Store, StoreError
-from leaderjob.leadership_options import LeadershipRejected, LeadershipUnavailable
+from leaderjob.inprocess.leadership_options import LeadershipRejected, LeadershipUnavailable
 
 if TYPE_CHECKING:
-    from leaderjob.leadership import Leadership
+    from leaderjob.inprocess.leadership import Leadership
 
 __all__ = ["Conveniences", "Leader"]
 
@@ -37,7 +36,7 @@ class Leader:
 
 
 class Conveniences:
-    """Mixed into :class:`~leaderjob.leadership.Leadership`."""
+    """Mixed into :class:`~leaderjob.inprocess.leadership.Leadership`."""
 
     def leader(self) -> Leader | None:
         """Who leads now (one linearizable read; None: nobody). Any process may ask, leading
@@ -116,16 +115,6 @@ class Conveniences:
             halt.set() if stop is None else None
             if watcher is not None and stop is None:
                 watcher.join(1.0)
-
-    async def fenced_put_async(self, key: str, value: bytes | str) -> None:
-        """:meth:`fenced_put` from a coroutine (the etcd call runs in a worker thread)."""
-        me = cast("Leadership", self)
-        await asyncio.to_thread(me.fenced_put, key, value)
-
-    async def fenced_delete_async(self, key: str) -> None:
-        """:meth:`fenced_delete` from a coroutine."""
-        me = cast("Leadership", self)
-        await asyncio.to_thread(me.fenced_delete, key)
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Store]:

@@ -1,9 +1,10 @@
 """The driver of in-process leadership: one elector, stepped by one background thread.
 
 Owns: the loop of one acquisition — campaign, lead, leave — over the daemon's
-:class:`~leaderjob.election.elector.Elector`, its log events and metrics, and the queries
-(``valid``, ``remaining``) any thread may ask of it. It must not know about threads of the
-application, asyncio, or the fencing helpers: :mod:`leaderjob.leadership` is the handle.
+:class:`~leaderjob.election.elector.Elector`, its log events and metrics (one metric set per
+registry: :func:`metrics_for`), and the queries (``valid``, ``remaining``) any thread may ask of it.
+It must not know about threads of the application, asyncio, or the fencing helpers:
+:mod:`leaderjob.inprocess.leadership` is the handle.
 
 Rules (docs/safety.md, docs/inprocess.md): every cycle checks the deadline first, then steps the
 elector; :meth:`Driver.valid` reads the monotonic clock itself, so it turns False at ``D − grace``
@@ -13,20 +14,48 @@ even if the thread is starved or the process was frozen.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
 from leaderjob.election.elector import Elector
 from leaderjob.election.machine import Phase, Reason, Transition
 from leaderjob.election.store import Store, StoreError, StoreRejected
-from leaderjob.leadership_lifecycle import Signal
-from leaderjob.leadership_options import LeadershipError, LeadershipRejected, LeadershipUnavailable
-from leaderjob.metrics import Metrics
+from leaderjob.inprocess.leadership_lifecycle import Signal
+from leaderjob.inprocess.leadership_options import (
+    LeadershipError,
+    LeadershipRejected,
+    LeadershipUnavailable,
+)
+from leaderjob.ops.metrics import Metrics
 
-__all__ = ["Driver", "Tenure"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["Driver", "Tenure", "metrics_for"]
+
+
+#: One :class:`Metrics` per registry the application passes in: several elections (and a
+#: singleton's leadership) may share a registry, each under its own ``election`` label; a
+#: second ``Metrics`` on the same registry would register the same names twice.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
+_METRICS_LOCK = threading.Lock()
+
+
+def metrics_for(registry: CollectorRegistry, election: str) -> Metrics:
+    """The daemon's metric set on ``registry``, with ``election``'s series present from the
+    start (0)."""
+    with _METRICS_LOCK:
+        metrics = _METRICS.get(registry)
+        if metrics is None:
+            metrics = _METRICS[registry] = Metrics(registry, election)
+        metrics.track(election, mode="inprocess", fingerprint="", election=election)
+        for result in ("ok", "failed", "expired"):
+            metrics.keepalives.labels(election, result)
+        return metrics
 
 
 @dataclass(frozen=True)

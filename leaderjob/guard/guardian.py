@@ -24,8 +24,9 @@ stdout/stderr by non-blocking writes (a stuck reader stalls the *jobs* that writ
 own full pipes, as if they wrote there directly, never a kill), and reports to the daemon wait in
 a queue of their own when the daemon is not reading — never dropped, never blocking.
 
-This file holds the event loop and the control protocol; one run's record, its signals, its
-output tail and its end are in :mod:`leaderjob.guardian_runs`.
+This file holds the event loop and the control protocol; the table of runs (one run's record, its
+signals, its output tail and its end) is :mod:`leaderjob.guard.guardian_runs`, a job's fork and exec
+:mod:`leaderjob.guard.guardian_spawn`, the protocol's lines :mod:`leaderjob.guard.guardian_wire`.
 
 Standard library only: the daemon starts it as ``python -S guardian.py CTL_FD STATUS_FD [CLOCK]``.
 Protocol: JSON lines. Daemon → guardian: ``{"start": id, "argv", "env", "deadline", "grace"}``,
@@ -39,12 +40,9 @@ null when the job never started or the guardian failed).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -54,7 +52,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from leaderjob import guardian_runs, proctree, tail
+    from leaderjob.guard import guardian_runs, guardian_spawn, guardian_wire, proctree, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 
@@ -67,10 +65,10 @@ else:  # run as a script (python -S): the package may not be importable; load th
         return module
 
     guardian_runs = _load("guardian_runs")
+    guardian_spawn = _load("guardian_spawn")
+    guardian_wire = _load("guardian_wire")
     proctree, tail = guardian_runs.proctree, guardian_runs.tail  # loaded once, beside us
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1
 #: One run's record, and the pause between SIGKILL sweeps, as the runs' module defines them.
@@ -80,11 +78,6 @@ SWEEP_PAUSE = guardian_runs.SWEEP_PAUSE
 TAIL_WAIT = 0.5
 
 
-def _prctl(option: int, arg: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
-
-
 def clock_id(name: str | None) -> int:
     """The clock deadlines are read on: the daemon names it (both must read the same one)."""
     if name == "monotonic" or not hasattr(time, "CLOCK_BOOTTIME"):
@@ -92,7 +85,10 @@ def clock_id(name: str | None) -> int:
     return time.CLOCK_BOOTTIME
 
 
-class Guardian(guardian_runs.RunTable):
+class Guardian:
+    """The event loop: the control channel in, reports out, deadlines first; what is done to
+    the runs themselves is its table's (:class:`leaderjob.guard.guardian_runs.RunTable`)."""
+
     def __init__(
         self, ctl_fd: int, status_fd: int, clock: int, stall_before_exec: float = 0.0
     ) -> None:
@@ -103,8 +99,8 @@ class Guardian(guardian_runs.RunTable):
         self.buf = b""
         self.out = bytearray()  # reports the daemon has not read yet: never dropped
         self.ctl_open = True
-        self.runs: dict[str, Run] = {}
         self.sinks = (tail.Sink(1), tail.Sink(2))
+        self.table = guardian_runs.RunTable(self.me, self.sinks, self.send)
         #: A test-only pause in the job's process between fork and exec (never set by the daemon).
         self.stall_before_exec = stall_before_exec
         # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
@@ -113,6 +109,11 @@ class Guardian(guardian_runs.RunTable):
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        #: What a job's process sets back to default before exec (known once, not per start).
+        self.not_default = guardian_spawn.not_default()
+        #: Whether the daemon closed its end of the control channel: asked before each exec.
+        self.ctl_poll = select.poll()
+        self.ctl_poll.register(self.ctl, select.POLLIN)
 
     def now(self) -> float:
         return time.clock_gettime(self.clock)
@@ -120,7 +121,7 @@ class Guardian(guardian_runs.RunTable):
     # -- reports ------------------------------------------------------------------------------
 
     def send(self, **msg: Any) -> None:
-        self.out += (json.dumps(msg) + "\n").encode()
+        self.out += guardian_wire.encode(msg)
         self.flush_out()
 
     def flush_out(self) -> None:
@@ -149,32 +150,30 @@ class Guardian(guardian_runs.RunTable):
         self.buf += chunk
         # A line that is not a JSON object raises: the caller treats it as its own failure.
         *lines, self.buf = self.buf.split(b"\n")
-        msgs = [json.loads(line) for line in lines if line.strip()]
+        msgs = [guardian_wire.decode(line) for line in lines if line.strip()]
         if not all(isinstance(m, dict) for m in msgs):
             raise ValueError(f"not a message: {lines!r}")
         return msgs
 
     def ctl_closed(self) -> bool:
         """True once the daemon's end of the control channel is closed; reads nothing."""
-        poller = select.poll()
-        poller.register(self.ctl, select.POLLIN)
-        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in self.ctl_poll.poll(0))
 
     def handle(self, msg: dict[str, Any]) -> None:
         if "start" in msg:
             self.start(msg)
             return
-        run = self.runs.get(str(msg.get("run")))
+        run = self.table.runs.get(str(msg.get("run")))
         if run is None or run.returncode is not None:
             return  # a finished run's controls go nowhere
         if "deadline" in msg:
             run.deadline = max(run.deadline, float(msg["deadline"]))
         if "stop" in msg:
-            self.signal_run(run, signal.SIGTERM, str(msg["stop"]))
+            self.table.signal_run(run, signal.SIGTERM, str(msg["stop"]))
             stop_kill = self.now() + run.grace
             run.stop_kill = stop_kill if run.stop_kill is None else min(run.stop_kill, stop_kill)
         if "kill" in msg:
-            self.signal_run(run, signal.SIGKILL, str(msg["kill"]))
+            self.table.signal_run(run, signal.SIGKILL, str(msg["kill"]))
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -195,27 +194,6 @@ class Guardian(guardian_runs.RunTable):
             return "not started: the daemon gave up waiting for the start"
         return None
 
-    def prepare_child(self, run: Run) -> None:
-        """Runs in the job's process between fork and exec (this process has no threads)."""
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != self.me:
-            raise RuntimeError("the guardian died")  # before PDEATHSIG was armed
-        # Nothing of ours is inherited: dispositions back to default (we ignore SIGINT and
-        # handle SIGCHLD; the daemon may have been started ignoring SIGHUP), no wake-up fd.
-        signal.set_wakeup_fd(-1)
-        for sig in signal.valid_signals():
-            if sig in (signal.SIGKILL, signal.SIGSTOP):
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-        if self.stall_before_exec:  # tests only: a slow fork (a loaded machine) made long
-            time.sleep(self.stall_before_exec)
-        # The last check, as close to exec as Python gets: a start request that arrived late
-        # (the daemon gone, or D near) or a fork that took long never becomes a job.
-        if self.refusal(run) is not None:
-            raise RuntimeError("refused")
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
     def start(self, msg: dict[str, Any]) -> None:
         key = str(msg["start"])
         deadline = float(msg["deadline"])
@@ -225,27 +203,26 @@ class Guardian(guardian_runs.RunTable):
         env[proctree.MARKER] = key
         cwd = msg.get("cwd")
         pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
-        child = [p[1] if p else n + 1 for n, p in enumerate(pipes)]
         try:
-            job = subprocess.Popen(
+            pid = guardian_spawn.spawn(
                 argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=child[0],
-                stderr=child[1],
-                start_new_session=True,
-                # This process has no threads: forking with a preexec_fn is safe here.
-                preexec_fn=lambda: self.prepare_child(run),  # noqa: PLW1509
+                env,
+                cwd,
+                (pipes[0] and pipes[0][1], pipes[1] and pipes[1][1]),
+                # The last check, in the job's process immediately before exec: a start request
+                # that arrived late (the daemon gone, D near) or a slow fork never becomes a job.
+                check=lambda: self.refusal(run) is None,
+                reset=self.not_default,
+                stall=self.stall_before_exec,
             )
-        except (subprocess.SubprocessError, OSError) as exc:
+        except (guardian_spawn.Refused, OSError) as exc:
             for p in pipes:
                 for fd in p or ():
                     os.close(fd)
             if isinstance(exc, OSError):
                 where = f" in {cwd}" if cwd and exc.filename == cwd else ""
                 why = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
-            else:  # prepare_child refused; the reason still holds
+            else:  # the last check refused; the reason still holds
                 why = self.refusal(run) or "not started: the guardian is dying"
             self.send(run=key, error=why, exited=None)
             return
@@ -254,9 +231,9 @@ class Guardian(guardian_runs.RunTable):
                 os.close(p[1])  # EOF comes when the job and all it started are gone
                 os.set_blocking(p[0], False)
                 run.pipes[name] = p[0]
-        run.job, run.pid = job, job.pid
-        self.runs[key] = run
-        self.send(run=key, started=job.pid)
+        run.pid = pid
+        self.table.runs[key] = run
+        self.send(run=key, started=pid)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -264,9 +241,9 @@ class Guardian(guardian_runs.RunTable):
         try:
             return self._run()
         except BaseException as exc:  # a malformed message, a bug: every job must still die
-            self.kill_everything("guardian_failed")
+            self.table.kill_everything("guardian_failed")
             self.send(error=f"guardian failed: {exc!r}")
-            for run in list(self.runs.values()):
+            for run in list(self.table.runs.values()):
                 self.send(
                     run=run.key,
                     error=f"guardian failed: {exc!r}",
@@ -277,21 +254,21 @@ class Guardian(guardian_runs.RunTable):
             return 1
 
     def _run(self) -> int:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        guardian_spawn.prctl(guardian_spawn.PR_SET_CHILD_SUBREAPER, 1)
         os.set_blocking(self.ctl, False)
         self.send(ready=self.me)
         while True:
             timeout = self.deadlines()
-            self.reap()
+            self.table.reap()
             self.finish()
             if not self.ctl_open:
                 break
             for sink in self.sinks:
                 sink.flush()
             self.wait(timeout)
-        self.kill_everything("daemon_gone")
-        for run in list(self.runs.values()):
-            self.report(run)
+        self.table.kill_everything("daemon_gone")
+        for run in list(self.table.runs.values()):
+            self.table.report(run)
         self.drain_out(1.0)
         return 0
 
@@ -299,7 +276,7 @@ class Guardian(guardian_runs.RunTable):
         """Signal what is due; the time until the next thing is due."""
         now = self.now()
         until = 3600.0
-        for run in self.runs.values():
+        for run in self.table.runs.values():
             if run.returncode is not None:
                 continue
             term_at = run.deadline - run.grace
@@ -307,12 +284,12 @@ class Guardian(guardian_runs.RunTable):
             if run.stop_kill is not None:
                 kill_at = min(kill_at, run.stop_kill)
             if now >= kill_at:
-                self.signal_run(
+                self.table.signal_run(
                     run, signal.SIGKILL, "deadline" if run.stop_kill is None else "grace"
                 )
                 until = min(until, 0.05)  # until it is reaped
             elif now >= term_at:
-                self.signal_run(run, signal.SIGTERM, "deadline")
+                self.table.signal_run(run, signal.SIGTERM, "deadline")
             if not run.killed:
                 nxt = kill_at if run.termed or now >= term_at else term_at
                 until = min(until, max(0.0, nxt - now))
@@ -321,18 +298,18 @@ class Guardian(guardian_runs.RunTable):
     def finish(self) -> None:
         """Runs whose main process exited: SIGKILL what they left behind; report once all of
         it is reaped and the output reached EOF (or TAIL_WAIT passed)."""
-        for run in list(self.runs.values()):
+        for run in list(self.table.runs.values()):
             if run.returncode is None:
                 continue
             if run.ended_at is None:
-                if self.orphans() and self._signal(run, signal.SIGKILL, strays=True):
+                if self.table.orphans() and self.table.sweep(run, signal.SIGKILL, strays=True):
                     continue  # swept again next turn, SWEEP_PAUSE later
                 run.ended_at = self.now()
             for name in list(run.pipes):
-                self.copy(run, name, ending=True)
+                self.table.copy(run, name, ending=True)
             if run.pipes and self.now() - run.ended_at < TAIL_WAIT:
                 continue
-            self.report(run)
+            self.table.report(run)
 
     def wait(self, timeout: float) -> None:
         poller = select.poll()
@@ -342,7 +319,7 @@ class Guardian(guardian_runs.RunTable):
             poller.register(self.status, select.POLLOUT)
         ending = False
         streams: dict[int, tuple[Run, str]] = {}
-        for run in self.runs.values():
+        for run in self.table.runs.values():
             if run.returncode is not None:
                 ending = True
                 continue
@@ -376,7 +353,7 @@ class Guardian(guardian_runs.RunTable):
             elif fd in streams:
                 run, name = streams[fd]
                 if name in run.pipes:
-                    self.copy(run, name, ending=False)
+                    self.table.copy(run, name, ending=False)
 
     def drain_out(self, limit: float) -> None:
         """Last reports before exiting: written while the daemon reads, for at most ``limit``."""
@@ -397,6 +374,8 @@ def main(argv: list[str]) -> int:
     # The daemon's SIGINT (Ctrl-C at a terminal) must not reach us before it decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(status_fd, False)
+    for fd in (ctl_fd, status_fd):  # passed to us inheritable: no job inherits them
+        os.set_inheritable(fd, False)
     return Guardian(ctl_fd, status_fd, clock, stall).run()
 
 

@@ -1,16 +1,16 @@
 """``@leaderjob.singleton``: a function run on each slot of a schedule, once across replicas.
 
     @leaderjob.singleton(election="report", schedule="0 6 * * *", endpoints=["etcd-0:2379"])
-    def report(run: leaderjob.singleton.SlotRun) -> None:
+    def report(run: leaderjob.SlotRun) -> None:
         ...                       # run.token, run.valid(), run.leadership.fenced_put(...)
 
     report.start()                # the background thread: lead, claim each slot, run, record
     ...
     report.stop()                 # leave: resign, revoke
 
-Owns: one background thread that holds :class:`~leaderjob.leadership.Leadership` and, while
-leading, steps a :class:`~leaderjob.singleton_tenure.SingletonTenure` — the daemon's planner,
-fenced slot and trigger claims (S3), suspension, overlap policy, timeout, retries, history
+Owns: one background thread that holds :class:`~leaderjob.inprocess.leadership.Leadership` and,
+while leading, steps a :class:`~leaderjob.inprocess.singleton_tenure.SingletonTenure` — the daemon's
+planner, fenced slot and trigger claims (S3), suspension, overlap policy, timeout, retries, history
 records and metrics, for a function run in a thread of its own per run. A tenure is left (and
 its lease revoked) only once every run of it has returned: a new campaign never overlaps one.
 
@@ -40,13 +40,13 @@ from typing import Any
 from leaderjob.clock import Clock, SystemClock
 from leaderjob.config import DEFAULT_PREFIX, join_errors, validate_slot_timing
 from leaderjob.election.store import StoreError
-from leaderjob.leadership import Leadership, LeadershipError
+from leaderjob.history.records import ElectionData
+from leaderjob.inprocess.leadership import Leadership, LeadershipError
+from leaderjob.inprocess.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
 from leaderjob.log import get_logger
-from leaderjob.planner import CatchUp, Planner
-from leaderjob.records import ElectionData
 from leaderjob.schedule import ScheduleError, parse_schedule
-from leaderjob.singleton_tenure import Concurrency, Policy, SingletonTenure, SlotRun
-from leaderjob.unknown_claims import UnknownClaims
+from leaderjob.schedule.planner import CatchUp, Planner
+from leaderjob.schedule.unknown_claims import UnknownClaims
 
 __all__ = ["Singleton", "SlotRun", "singleton"]
 
@@ -268,7 +268,7 @@ def singleton(
 ) -> Callable[[Callable[..., Any]], Singleton]:
     """Decorate a function to run on each slot of ``schedule``, once across every replica that
     runs it with the same etcd, prefix and election. Options: those of
-    :class:`~leaderjob.leadership.Leadership` (``registry`` for metrics among them), plus
+    :class:`~leaderjob.inprocess.leadership.Leadership` (``registry`` for metrics among them), plus
     ``timezone``, ``catch_up``, ``starting_deadline``, ``jitter``, ``concurrency``,
     ``timeout`` (seconds) and ``retries`` as for ``leaderjob run``. Call ``.start()``."""
 

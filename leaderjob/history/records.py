@@ -20,8 +20,8 @@ slot is ever claimed twice. A claim to *run* (a slot or a trigger) also requires
 slot, whatever the leader last read.
 
 The history records (``history/``, ``output/``) — their shape, writing, reading and pruning —
-are :mod:`leaderjob.history_records`: :class:`ElectionData` is its
-:class:`~leaderjob.history_records.RunHistory` with the claims and the switches added, and this
+are :mod:`leaderjob.history.runs`: :class:`ElectionData` is its
+:class:`~leaderjob.history.runs.RunHistory` with the claims and the switches added, and this
 module re-exports the history names (``iso``, ``not_run_record``, ``NOT_RUN_REASONS``, …) that
 the daemon, the singleton and the CLI import from here.
 
@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leaderjob.election.store import KeyInfo
-from leaderjob.history_records import (
+from leaderjob.history.runs import (
     NOT_RUN_REASONS,
     PRUNE_BATCH,
     READ_MAX,

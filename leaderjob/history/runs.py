@@ -1,6 +1,6 @@
 """An election's run history in etcd: the records' shape, and their writing, reading and pruning.
 
-Under ``<prefix>/<election>/`` (the whole layout: :mod:`leaderjob.records`)::
+Under ``<prefix>/<election>/`` (the whole layout: :mod:`leaderjob.history.records`)::
 
     history/<ms>-<run-id>      one record per run or slot not run, keyed by its completion
     output/<ms>-<run-id>       a run's output tails, written with its record (one Txn)
@@ -17,15 +17,15 @@ under ``output/`` with the same name, written in the same Txn (still one write p
 pruned with it: history records stay small, so reading many of them (status, audit, pruning)
 stays far below gRPC's 4 MiB message limit, and only ``history --run`` reads a run's output.
 
-History is bounded like slot claims (:mod:`leaderjob.records`): after a record, the leader finds
-the record the *next* one pushes out of the bound (:meth:`RunHistory.old_history`), and that
+History is bounded like slot claims (:mod:`leaderjob.history.records`): after a record, the leader
+finds the record the *next* one pushes out of the bound (:meth:`RunHistory.old_history`), and that
 record deletes it in its own Txn (:meth:`RunHistory.record`); only a backlog goes in a prune Txn
 of its own, at most :data:`PRUNE_BATCH` keys per call.
 
 This module owns the history keys and the records' shape; it does not know slot claims, the
-control switches, or any leadership rule. :class:`~leaderjob.records.ElectionData` adds the claims
-and switches on top of :class:`RunHistory`. The JSON encoding and the Txn bounds here are shared
-with it.
+control switches, or any leadership rule. :class:`~leaderjob.history.records.ElectionData` adds the
+claims and switches on top of :class:`RunHistory`. The JSON encoding and the Txn bounds here are
+shared with it.
 """
 
 from __future__ import annotations

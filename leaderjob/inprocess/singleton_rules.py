@@ -2,9 +2,9 @@
 
 What a due slot does while a run is active (the overlap policy), when a waiting run may start,
 what a finished run's outcome is and whether it is retried, what the history record of a run
-holds (a slot that did not run has the daemon's: :func:`~leaderjob.records.not_run_record`), and
-when the tenure next needs a step. Everything comes in as arguments: no clock, no etcd, no
-threads, no logging. :class:`~leaderjob.singleton_tenure.SingletonTenure` drives them
+holds (a slot that did not run has the daemon's: :func:`~leaderjob.history.records.not_run_record`),
+and when the tenure next needs a step. Everything comes in as arguments: no clock, no etcd, no
+threads, no logging. :class:`~leaderjob.inprocess.singleton_tenure.SingletonTenure` drives them
 (claims, threads, log lines, metrics, records); the rules are the daemon's, restated for a
 function run in a thread (see that module's doc for where they differ).
 """
@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leaderjob.records import iso
-from leaderjob.singleton_run import RETRY_BASE, RETRY_CAP, Concurrency, SlotRun
+from leaderjob.history.records import iso
+from leaderjob.inprocess.singleton_run import RETRY_BASE, RETRY_CAP, Concurrency, SlotRun
 
 __all__ = [
     "Overlap",

@@ -2,12 +2,12 @@
 record of each finished run and of each slot that did not run (skipped, or missed while
 nobody led), and a retry when one is due.
 
-The outcome half of :class:`~leaderjob.singleton_tenure.SingletonTenure`, as
+The outcome half of :class:`~leaderjob.inprocess.singleton_tenure.SingletonTenure`, as
 :mod:`leaderjob.daemon.history` is the daemon runner's. The decisions (outcome, retry, the
-records' shape) are :mod:`leaderjob.singleton_rules`'; this module writes them out. History is
-informational: a record that cannot be written is dropped with a warning, never retried, and never
-holds up the tenure. It must not know about claims, threads or leadership beyond the seat's
-identity and validity.
+records' shape) are :mod:`leaderjob.inprocess.singleton_rules`'; this module writes them out.
+History is informational: a record that cannot be written is dropped with a warning, never retried,
+and never holds up the tenure. It must not know about claims, threads or leadership beyond the
+seat's identity and validity.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 from leaderjob.clock import Clock
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
-from leaderjob.planner import CatchUpPlan, Slot
-from leaderjob.records import SKIP_NOT_RUN, ElectionData, not_run_record
+from leaderjob.history.records import SKIP_NOT_RUN, ElectionData, not_run_record
+from leaderjob.inprocess.singleton_rules import outcome, retry_backoff, run_record
+from leaderjob.inprocess.singleton_run import Active, Pending, Seat
+from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import slot_id
-from leaderjob.singleton_rules import outcome, retry_backoff, run_record
-from leaderjob.singleton_run import Active, Pending, Seat
+from leaderjob.schedule.planner import CatchUpPlan, Slot
 
 __all__ = ["SingletonHistory"]
 

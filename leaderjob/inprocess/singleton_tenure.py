@@ -2,18 +2,19 @@
 
 Owns what the daemon's runner and scheduling own for a command, for a Python function run in a
 thread of the application: while one replica leads, plan slots with the daemon's
-:class:`~leaderjob.planner.Planner`, claim each one with the daemon's fenced claim (S3), claim
-"run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones, and
-write the daemon's history records (runs, and slots that did not run: skipped, or missed
+:class:`~leaderjob.schedule.planner.Planner`, claim each one with the daemon's fenced claim (S3),
+claim "run now" triggers the same way, apply the overlap policy, time runs out, retry failed ones,
+and write the daemon's history records (runs, and slots that did not run: skipped, or missed
 while nobody led) and metrics.
 
 It must not know how leadership is held: it is handed a :class:`Seat` (the key, token and
-``valid()`` of the current tenure — :class:`~leaderjob.leadership.Leadership` is one), a store, a
-clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`), which
-waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves (overlap,
-outcome, retry, the records' shape, the next wake-up) are pure functions in
-:mod:`leaderjob.singleton_rules`; this module drives them (claims, threads), and
-:mod:`leaderjob.singleton_history` writes out what each run and skipped slot leaves behind.
+``valid()`` of the current tenure — :class:`~leaderjob.inprocess.leadership.Leadership` is one), a
+store, a clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`),
+which waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves
+(overlap, outcome, retry, the records' shape, the next wake-up) are pure functions in
+:mod:`leaderjob.inprocess.singleton_rules`; this module drives them (claims, threads), and
+:mod:`leaderjob.inprocess.singleton_history` writes out what each run and skipped slot leaves
+behind.
 
 Rules that differ from the daemon's, because a thread cannot be killed:
 
@@ -37,13 +38,13 @@ from typing import Any
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.election.store import StoreError
-from leaderjob.metrics import Metrics
-from leaderjob.planner import Planner, Slot
-from leaderjob.records import ElectionData, iso
-from leaderjob.singleton_history import SingletonHistory
-from leaderjob.singleton_rules import blocked, overlap, replacement_late, wakeup
-from leaderjob.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
-from leaderjob.unknown_claims import UnknownClaims, settle
+from leaderjob.history.records import ElectionData, iso
+from leaderjob.inprocess.singleton_history import SingletonHistory
+from leaderjob.inprocess.singleton_rules import blocked, overlap, replacement_late, wakeup
+from leaderjob.inprocess.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
+from leaderjob.ops.metrics import Metrics
+from leaderjob.schedule.planner import Planner, Slot
+from leaderjob.schedule.unknown_claims import UnknownClaims, settle
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 

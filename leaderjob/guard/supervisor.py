@@ -1,7 +1,7 @@
 """Runs jobs under the daemon's guardian process, and reports how each ended.
 
-The daemon side of :mod:`leaderjob.guardian`. A :class:`GuardianProcess` is the one guardian of a
-daemon, with its two pipes (control in, status out) and the thread that reads its reports; a
+The daemon side of :mod:`leaderjob.guard.guardian`. A :class:`GuardianProcess` is a daemon's one
+guardian, with its two pipes (control in, status out) and the thread that reads its reports; a
 :class:`Run` hands it the command, environment, local deadline and grace, then moves the deadline
 forward after each renewal. :class:`Guardian` is the daemon's handle: it keeps one guardian up
 (started with the daemon, so a start is one fork + exec), and starts a fresh one when it died.
@@ -12,12 +12,24 @@ here the rest is SIGKILLed — each run's process group, and every process still
 its runs (a ``setsid`` grandchild re-parented elsewhere). Its runs end as failed
 (``watchdog_failed``); none is left untracked.
 
-Everything here is non-blocking except :meth:`Run.start`, which waits for the guardian to confirm
-that the job started — at most for the budget it is given (the daemon gives the time left before
-``D − grace``, after which the guardian would refuse anyway). The start request carries that same
-limit: past it the guardian refuses to exec, so a start given up on never happens later; one that
-raced the limit is killed on its late confirmation. Such a run still exists until the guardian
-reports its exit (``done``); the caller must keep tracking it until then.
+Starting a run is two steps, so that many runs can be started together:
+
+* :meth:`Run.request` sends the start request and returns at once (a write to a pipe). It
+  carries a limit, ``start_by`` (now + the ``wait`` the caller gives, on the deadline clock):
+  past it the guardian refuses to exec, so a start given up on never happens later. The guardian
+  still checks the run's ``D`` (and that the daemon is alive) itself, immediately before exec.
+* :meth:`Run.confirm` reads the answer: True once the guardian reported the exec (``pid``),
+  False if the start failed or ``start_by`` passed without a report (the run is then killed at
+  once, should that report be on its way), None while the answer may still come. ``confirm()``
+  never blocks; ``confirm(wait=s)`` waits at most ``s`` seconds, never past ``start_by``. The
+  caller's wake-up is set when a report arrives that nobody waits for in ``confirm``; a caller
+  that does not wait asks again by ``start_by`` at the latest (a guardian that says nothing
+  sends no report to wake it).
+
+:meth:`Run.start` is both, waiting for the answer (the daemon gives the time left before
+``D − grace``, after which the guardian would refuse anyway). A requested run counts as running
+from the request on: it still exists, confirmed or not, until the guardian reports its exit
+(``done``); the caller must keep tracking it until then. Nothing else here blocks.
 
 Writes to the control pipe never block: what does not fit waits in a buffer for the next write.
 """
@@ -39,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from leaderjob import clock as clock_module
-from leaderjob import proctree
 from leaderjob.clock import Wakeable
 from leaderjob.clock import now as clock_now
+from leaderjob.guard import proctree
 
 _GUARDIAN = str(Path(__file__).with_name("guardian.py"))
 #: Linux's F_SETPIPE_SZ (the fallback is its value, for a fcntl module built without it).
@@ -187,12 +199,16 @@ class GuardianProcess:
                     run = self.runs.get(str(msg.get("run")))
                     if run is not None and run._apply(msg):
                         del self.runs[str(msg["run"])]
+                    # A confirmation its caller waits for in ``confirm`` wakes only that caller:
+                    # the daemon's loop has nothing more to do about it.
+                    quiet = run is not None and run._waiting and msg.keys() <= {"run", "started"}
                     self.cond.notify_all()
                 if run is not None:
-                    run.wakeup.set()
+                    if not quiet:
+                        run.wakeup.set()
                     if run.own and run.done:
                         self.close()  # a guardian of one run's own exits with it
-                if wakeup is not None:
+                if wakeup is not None and not quiet:
                     wakeup.set()
         if self.proc is not None:
             self.proc.wait()
@@ -276,6 +292,8 @@ class Run:
     token: int = 0
     cwd: str | None = None  # the job's directory (None: the daemon's)
     started_at: float = 0.0  # monotonic
+    #: The guardian execs the job only before this (the deadline clock; set by ``request``).
+    start_by: float = 0.0
     pid: int | None = None
     returncode: int | None = None
     error: str | None = None
@@ -294,21 +312,42 @@ class Run:
     own: bool = False
     _events: list[dict[str, Any]] = field(default_factory=list)
     _done: threading.Event = field(default_factory=threading.Event)
+    _wait: float = 0.0
+    #: The answer to the start request, once known (see ``confirm``).
+    _answer: bool | None = None
+    #: A caller blocks in ``confirm`` (the guardian's lock held when read or written).
+    _waiting: bool = False
 
     def start(
         self, started_at: float, wait: float, guardian: GuardianProcess | None = None
     ) -> None:
         """Start the job through ``guardian`` (the daemon's) or a guardian of its own; wait at
-        most ``wait`` seconds for it to confirm. Sets ``confirmed`` and ``pid``, or ``error``.
-        Never raises for a start that fails; an unconfirmed run may still be ending (``done``)."""
+        most ``wait`` seconds for it to confirm: :meth:`request`, then :meth:`confirm` that
+        waits. Sets ``confirmed`` and ``pid``, or ``error``. Never raises for a start that
+        fails; an unconfirmed run may still be ending (``done``)."""
+        self.request(started_at, wait, guardian)
+        self.confirm(wait=wait)
+
+    def request(
+        self, started_at: float, wait: float, guardian: GuardianProcess | None = None
+    ) -> None:
+        """Ask for the job's start and return at once (a write to a pipe, never a wait).
+
+        The guardian execs the job only within ``wait`` seconds from now (``start_by``, on the
+        deadline clock) and while more than ``grace`` is left before ``deadline``: past that it
+        refuses, so a start the caller gives up on never happens later. The answer is read
+        with :meth:`confirm`; the caller's wake-up is set when it arrives. From now until the
+        run is ``done`` it counts as running (tracked; no second copy, no revoke)."""
         self.started_at = started_at
-        until = time.monotonic() + max(0.0, wait)
+        self._wait = max(0.0, wait)
+        self.start_by = clock_now() + self._wait
         guardian = guardian or self.guardian
         if guardian is None or not guardian.alive:
             try:
                 guardian = GuardianProcess.spawn()
             except OSError as exc:  # no pipe, no process (EMFILE, EAGAIN, ENOMEM): failed start
                 self.error = f"cannot start the guardian: {exc.strerror or exc}"
+                self._answer = False
                 self._done.set()
                 return
             self.own = True
@@ -320,24 +359,45 @@ class Run:
             "grace": self.grace,
             "cwd": self.cwd,
             # Past this the guardian refuses to exec: a start given up on never happens later.
-            "start_by": until,
+            "start_by": self.start_by,
         }
         self.key = guardian.attach(self, request)
-        with guardian.cond:
-            while self.pid is None and not self._done.is_set():
-                left = until - time.monotonic()
-                if left <= 0:
-                    break
-                guardian._flush()
-                # While part of the start request waits to be written, poll for the pipe to drain.
-                guardian.cond.wait(min(left, 0.01) if guardian.out else left)
+
+    def confirm(self, wait: float = 0.0) -> bool | None:
+        """The answer to :meth:`request`: True once the guardian reported the exec
+        (``confirmed``, ``pid``); False if the start failed (``error``) or ``start_by`` passed
+        without a report — then the run is given up on: killed at once should the report be on
+        its way, and ``done`` once the guardian says so; None while the answer may still come.
+        Waits at most ``wait`` seconds for it (0: never blocks). Once given, the answer stays."""
+        g = self.guardian
+        if self._answer is not None or g is None:
+            return self._answer
+        with g.cond:
+            until = min(self.start_by, clock_now() + max(0.0, wait))
+            self._waiting = True  # the reader need not wake the caller's loop: it waits here
+            try:
+                while self.pid is None and not self._done.is_set():
+                    left = until - clock_now()
+                    if left <= 0:
+                        break
+                    g._flush()
+                    # While part of the start request waits to be written, poll for the pipe to
+                    # drain.
+                    g.cond.wait(min(left, 0.01) if g.out else left)
+            finally:
+                self._waiting = False
+            if self.pid is None and not self._done.is_set() and clock_now() < self.start_by:
+                g._flush()
+                return None
             self.confirmed = self.pid is not None
+            self._answer = self.confirmed
         if not self.confirmed:
             # Given up: past ``start_by`` the guardian cannot exec the job any more; if it just
             # did, the kill below ends it at once. "started" from now on is not a confirmation.
             self.kill("failed_to_start")
             if self.error is None:
-                self.error = f"the guardian did not confirm the start within {wait:.3f}s"
+                self.error = f"the guardian did not confirm the start within {self._wait:.3f}s"
+        return self._answer
 
     def _apply(self, msg: dict[str, Any]) -> bool:
         """One report of the guardian (its lock held); True if it ends the run."""

@@ -5,16 +5,15 @@ The replicas run `leaderjob run --election demo --jobs jobs.toml`; leadership of
 spreads one per replica. Then the replica that started first is killed (`kill -9`): its job moves
 to a survivor within TTL + 1.5 s (L1). Then the survivor leading the most jobs gets SIGTERM: its
 jobs move at once (L2). Everything the demo starts it stops, by pid, even when interrupted. The
-summary's verdict (`judge`, pure: the observed runs and moves in, the problems out) checks what
-matters: no (job, slot) ran twice (S3), no two runs of one job at once, tokens of a job only grow
-(S2), every slot of each job ran unless it fell in a leaderless window, and every move within its
-bound.
+summary's verdict (:mod:`leaderjob.demo.verdict`) checks what matters.
+
+This module is the scenario: the replicas started, their log lines read and shown, the faults,
+the summary.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import queue
@@ -29,13 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from leaderjob.localetcd import EtcdNotFound, LocalEtcd, free_port
+from leaderjob.demo.localetcd import EtcdNotFound, LocalEtcd, free_port
+from leaderjob.demo.verdict import EVERY, Move, Run, Skip, judge
 
 REPLICAS = 3
 JOBS = ("cleanup", "report", "reindex")
-EVERY = 2.0  # seconds between the slots of each job
-GRACEFUL_BOUND = 1.0  # L2: a graceful stop hands each job over in under a second
-CRASH_SLACK = 1.5  # L1: a crash moves each job within TTL + this
 LABELS = {"crash": "crash (kill -9)", "graceful": "graceful stop"}
 JOBS_FILE = "".join(
     f"""
@@ -46,97 +43,6 @@ sleep 0.5"]
 """
     for job in JOBS
 )
-
-
-@dataclass(frozen=True)
-class Run:
-    job: str
-    replica: str
-    slot: datetime
-    token: int
-    start: float  # monotonic, as the demo saw the log line
-    end: float | None
-
-
-@dataclass(frozen=True)
-class Move:
-    """A job that changed leader after a fault: `took` from the signal to the new leader."""
-
-    kind: str  # "crash" or "graceful"
-    job: str
-    victim: str
-    to: str | None  # None: nobody led it again before the demo ended
-    took: float | None
-    fault_wall: datetime  # when the fault hit, for the slots that fall in the leaderless window
-    led_wall: datetime | None
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A slot the daemon declared skipped (`slot.skipped`: overlap, suspended, catch-up...)."""
-
-    job: str
-    slot: datetime
-    reason: str
-
-
-def judge(
-    runs: list[Run],
-    moves: list[Move],
-    ttl: float,
-    skips: list[Skip] | None = None,
-    every: float = EVERY,
-) -> list[str]:
-    """Every problem the demo saw; none means the verdict is OK. A slot neither run nor declared
-    skipped counts as lost unless it fell in a leaderless window after a fault (catch-up runs
-    only the newest of those, L3)."""
-    problems: list[str] = []
-    if not runs:
-        problems.append("no job ran")
-    by_job: dict[str, list[Run]] = {}
-    for r in sorted(runs, key=lambda r: r.start):
-        by_job.setdefault(r.job, []).append(r)
-    for job, rs in sorted(by_job.items()):
-        seen: dict[datetime, Run] = {}
-        for r in rs:
-            if r.slot in seen:
-                problems.append(
-                    f"{job}: slot {r.slot:%H:%M:%S} ran twice ({seen[r.slot].replica}, {r.replica})"
-                )
-            seen[r.slot] = r
-        for a, b in itertools.pairwise(rs):
-            if a.end is None or b.start < a.end:
-                problems.append(f"{job}: runs on {a.replica} and {b.replica} overlapped")
-            if b.token < a.token:
-                problems.append(f"{job}: token went down from {a.token} to {b.token}")
-        slots = sorted(seen)
-        declared = [s.slot.timestamp() for s in skips or [] if s.job == job]
-        windows = [
-            (m.fault_wall.timestamp() - every, (m.led_wall or slots[-1]).timestamp())
-            for m in moves
-            if m.job == job
-        ]
-        t = slots[0].timestamp()
-        while t < slots[-1].timestamp():
-            accounted = [s.timestamp() for s in slots] + declared
-            if all(abs(a - t) > every / 4 for a in accounted) and not any(
-                lo <= t <= hi for lo, hi in windows
-            ):
-                lost = datetime.fromtimestamp(t, slots[0].tzinfo)
-                problems.append(f"{job}: slot {lost:%H:%M:%S} never ran")
-            t += every
-    bounds = {"crash": ttl + CRASH_SLACK, "graceful": GRACEFUL_BOUND}
-    for m in moves:
-        if m.took is None:
-            problems.append(f"{m.job}: nobody led it after the {m.kind} of {m.victim}")
-        elif m.took > bounds[m.kind]:
-            problems.append(
-                f"{m.job}: moved {m.took:.2f}s after the {m.kind} of {m.victim} "
-                f"(bound {bounds[m.kind]:.1f}s)"
-            )
-    if {m.kind for m in moves} != {"crash", "graceful"}:
-        problems.append("not every fault moved a job")
-    return problems
 
 
 @dataclass
@@ -398,37 +304,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start_prometheus(demo: Demo, home: Path) -> Any:
-    """A Prometheus scraping the demo's replicas, or None (with one line saying why)."""
-    from leaderjob.demo_prometheus import DemoPrometheus, find_binary
-
-    binary = find_binary()
-    if binary is None:
-        print(
-            "leaderjob demo: --prometheus: no prometheus binary (install Debian's `prometheus` "
-            "package or set LEADERJOB_PROMETHEUS_BIN); the demo runs without it",
-            flush=True,
-        )
-        return None
-    home.mkdir()
-    targets = [f"127.0.0.1:{port}" for port in demo.ports.values()]
-    prom = DemoPrometheus(binary, home, targets, free_port())
-    if not prom.ready(30):
-        print(f"leaderjob demo: Prometheus did not start; its log ends:\n{prom.tail()}", flush=True)
-        prom.stop()
-        return None
-    rules = "with the shipped alert rules" if prom.with_rules else "without alert rules"
-    demo.say(f"Prometheus is up at {prom.url} (pid {prom.proc.pid}), {rules}; try")
-    print(f"    {prom.url}/graph?g0.expr=sum%20by%20(election)%20(leaderjob_is_leader)", flush=True)
-    return prom
-
-
 def _start_ui(demo: Demo, endpoint: str) -> tuple[Any, Any, str]:
     """The run explorer (`leaderjob ui`) on the demo's etcd: (server, store, URL)."""
     from leaderjob.election.etcd import EtcdStore
     from leaderjob.explorer.data import Source
     from leaderjob.explorer.server import App, serve
-    from leaderjob.leadership_options import build_connection
+    from leaderjob.inprocess.leadership_options import build_connection
 
     store = EtcdStore(build_connection(endpoint))
     httpd = serve(App(Source(store, "/leaderjob", "demo", 5.0)), ("127.0.0.1", free_port()))
@@ -465,7 +346,11 @@ def run_demo(
     with etcd, tempfile.TemporaryDirectory(prefix="leaderjob-demo-") as tmp:
         demo = Demo(ttl, Path(tmp))
         demo.say(f"etcd is up at {etcd.endpoint}")
-        prom = _start_prometheus(demo, Path(tmp) / "prometheus") if prometheus else None
+        prom = None
+        if prometheus:
+            from leaderjob.demo.prometheus import start_beside
+
+            prom = start_beside(demo.ports.values(), Path(tmp) / "prometheus", demo.say)
         explorer = _start_ui(demo, etcd.endpoint) if ui else None
         print(
             f"Three replicas of `leaderjob run --election demo --ttl {ttl:g}s --jobs jobs.toml "

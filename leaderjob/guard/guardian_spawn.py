@@ -1,0 +1,192 @@
+"""How the guardian starts one job: a fork of itself, the job's process up to exec, the answer.
+
+In the job's process, between fork and exec, in this order (this process has no threads):
+
+1. ``PR_SET_PDEATHSIG``: the job's main process dies with the guardian; a guardian already gone
+   (before that was armed) means no exec;
+2. a new session (its own process group), stdin from ``/dev/null``, stdout and stderr onto the
+   guardian's pipes (or its own, for a terminal), the job's directory;
+3. signal dispositions back to the default (an ignored signal survives exec), no wake-up fd;
+4. the last check, as close to exec as Python gets: the caller's ``check`` (the run's ``D``, the
+   daemon still there, the start limit) — a start request that arrived late, or a fork that took
+   long, never becomes a job;
+5. every other descriptor closed, the signal mask emptied, exec (``PATH`` searched in the
+   job's environment).
+
+The guardian learns the outcome from a close-on-exec pipe: end of file means the exec happened;
+otherwise one short line says which step failed. Forking by hand and not through
+``subprocess`` keeps that module (and the threading machinery it loads, and the Python code it
+runs in each child) out of the guardian: less memory in every pod, less copied per fork.
+
+Standard library only: the guardian runs as ``python -S`` and loads this file beside it.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # signal's C functions: no enum conversions
+import contextlib
+import ctypes
+import errno
+import os
+import signal
+import time
+
+#: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Refused(Exception):
+    """The last check before exec said no: the job was not started."""
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once (None where there is none)."""
+    try:
+        fn: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_PRCTL = _libc_prctl()
+
+
+def prctl(option: int, arg: int) -> None:
+    if _PRCTL is not None:
+        _PRCTL(option, arg, 0, 0, 0)
+
+
+def not_default() -> list[int]:
+    """The signals whose disposition is not the default now: the job's process sets them back
+    (an ignored one would survive exec; a caught one is reset by exec, but not before it)."""
+    out = []
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) not in (signal.SIG_DFL, None):
+                out.append(int(sig))
+    return out
+
+
+def spawn(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    out: tuple[int | None, int | None],
+    *,
+    check: Callable[[], bool],
+    reset: list[int],
+    stall: float = 0.0,
+) -> int:
+    """Start ``argv``; its pid once it was exec'd. ``out``: the descriptors for the job's stdout
+    and stderr (None: the guardian's own). ``check`` is asked last, in the job's process; a no
+    raises :class:`Refused`. OSError: the fork failed, or the job's directory (``filename`` is
+    then ``cwd``) or its exec did. ``stall``: a pause before the last check (tests only)."""
+    parent = os.getpid()
+    path = _resolve(argv[0], env)
+    err_r, err_w = os.pipe()  # both close on exec
+    # Every descriptor of ours is close-on-exec already; the job's process closes any other
+    # anyway, up to the highest open now (a loop to the limit is slow where close_range is not).
+    try:
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        top = os.sysconf("SC_OPEN_MAX")
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(err_r)
+        os.close(err_w)
+        raise
+    if pid == 0:
+        _child(path, argv, env, cwd, out, check, reset, stall, parent, err_w, top)
+    os.close(err_w)
+    failed = b""
+    try:
+        while chunk := os.read(err_r, 64):  # end of file: exec'd (or the process is gone)
+            failed += chunk
+    finally:
+        os.close(err_r)
+    if not failed:
+        return pid
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # it exits at once: reaped here, never reported as a run
+    step, _, number = failed.partition(b" ")
+    if step == b"refused" or not number:
+        raise Refused
+    code = int(number)
+    raise OSError(code, os.strerror(code), cwd if step == b"cwd" else argv[0])
+
+
+def _resolve(name: str, env: dict[str, str]) -> str | None:
+    """The file ``PATH`` (the job's) gives for ``name``, found here rather than by failed execs
+    in the job's process (each step there costs pages copied); None: let exec search and say
+    what is wrong."""
+    if os.sep in name:
+        return name
+    for d in os.get_exec_path(env):
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
+def _child(
+    path: str | None,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    out: tuple[int | None, int | None],
+    check: Callable[[], bool],
+    reset: list[int],
+    stall: float,
+    parent: int,
+    err_w: int,
+    top: int,
+) -> NoReturn:
+    """The job's process, from fork to exec; a step that fails says which, then exits."""
+    step = b"exec"
+    try:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            raise Refused  # the guardian died before PDEATHSIG was armed
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, target in zip(out, (1, 2), strict=True):
+            if fd is not None:
+                os.dup2(fd, target)
+        if cwd:
+            step = b"cwd"
+            os.chdir(cwd)
+            step = b"exec"
+        _signal.set_wakeup_fd(-1)
+        for sig in reset:
+            with contextlib.suppress(OSError, ValueError):
+                _signal.signal(sig, _signal.SIG_DFL)
+        if stall:
+            time.sleep(stall)
+        step = b"refused"
+        if not check():
+            raise Refused
+        step = b"exec"
+        os.closerange(3, err_w)
+        os.closerange(err_w + 1, top)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+        if path is not None:
+            os.execve(path, argv, env)  # noqa: S606 - the job's own command, no shell
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - not found above: the error, from exec
+    except OSError as exc:
+        step += b" %d" % (exc.errno or 0)
+    except ValueError:  # a NUL byte in the command or its environment
+        step += b" %d" % errno.EINVAL
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(err_w, step)
+        os._exit(127)

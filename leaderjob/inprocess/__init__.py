@@ -1,0 +1,1 @@
+"""In-process leadership for Python applications: `Leadership` and `@leaderjob.singleton`."""
