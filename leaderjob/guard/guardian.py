@@ -175,6 +175,33 @@ class Guardian:
         if "kill" in msg:
             self.table.signal_run(run, signal.SIGKILL, str(msg["kill"]))
 
+    def handle_all(self, msgs: list[dict[str, Any]]) -> None:
+        """What one read brought, the messages that protect runs first: every extension, stop
+        and kill of a run already started is applied before any start of the same read is
+        forked (a burst of starts must not hold up the deadline the daemon just moved), then the
+        deadlines are checked, then the starts in order, the deadlines checked again after each
+        one (a fork + exec never delays another run's TERM or KILL). A control for a run whose
+        start is in the same read follows that start, in the order they came."""
+        starting = {str(m["start"]) for m in msgs if "start" in m}
+        later: dict[str, list[dict[str, Any]]] = {}
+        for msg in msgs:
+            if "start" in msg:
+                continue
+            key = str(msg.get("run"))
+            if key in starting and key not in self.table.runs:
+                later.setdefault(key, []).append(msg)
+            else:
+                self.handle(msg)
+        if not starting:
+            return
+        self.deadlines()
+        for msg in msgs:
+            if "start" in msg:
+                self.start(msg)
+                for control in later.pop(str(msg["start"]), ()):
+                    self.handle(control)
+                self.deadlines()
+
     # -- starting -----------------------------------------------------------------------------
 
     def refusal(self, run: Run) -> str | None:
@@ -344,10 +371,7 @@ class Guardian:
                 if msgs is None:
                     self.ctl_open = False
                     return
-                for msg in msgs:
-                    self.handle(msg)
-                    if "start" in msg:  # a burst of starts does not hold up a kill that is due
-                        self.deadlines()
+                self.handle_all(msgs)
             elif fd == self.status:
                 self.flush_out()
             elif fd in streams:

@@ -337,6 +337,34 @@ def test_the_deadline_is_checked_immediately_before_exec_not_before_fork_s6(tmp_
         d.cleanup()
 
 
+def test_an_extension_behind_a_burst_of_starts_in_one_read_is_applied_first_s6_l1(tmp_path):
+    """S6 without killing early (L1): a deadline extension that arrives in the same read as a
+    burst of start requests, behind them, is applied before any of them is forked. Each start
+    here takes 0.15 s between fork and exec (a test-only pause, as on a loaded machine), so
+    ten of them outlast the first run's old D; handled in arrival order, the first run is
+    TERMed and KILLed at that old D although the daemon had already moved it."""
+    marker = tmp_path / "ran"
+    d = Driven(args=("--test-stall-before-exec", "0.15"))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    try:
+        key = d.first(_sh("trap '' TERM; sleep 300"), left=1.2, grace=0.3)
+        assert d.until("started", run=key) is not None
+        burst = [
+            {"start": f"b{i}", "argv": _sh(f"touch {marker}{i}; sleep 300"), "env": env,
+             "deadline": time.monotonic() + 60, "grace": 1.0}
+            for i in range(10)
+        ]  # fmt: skip
+        extend = {"run": key, "deadline": time.monotonic() + 60}
+        d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in [*burst, extend]))
+        assert d.until("started", run="b9", timeout=15) is not None
+        time.sleep(0.2)
+        signals = [e for e in d.events if e.get("run") == key and "signal" in e]
+        assert signals == [], f"the extension waited behind the starts: {signals}"
+        assert not any(e.get("run") == key and "exited" in e for e in d.events)
+    finally:
+        d.cleanup()
+
+
 def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 1 << 16):
