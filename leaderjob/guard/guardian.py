@@ -74,6 +74,8 @@ KILL_RESERVE = 0.1
 #: One run's record, and the pause between SIGKILL sweeps, as the runs' module defines them.
 Run = guardian_runs.Run
 SWEEP_PAUSE = guardian_runs.SWEEP_PAUSE
+#: What one turn reads of the control pipe at most: the size the daemon grows the pipe to.
+CTL_READ = 1 << 20
 #: After a run's processes are all gone, its output pipes get this long to reach EOF.
 TAIL_WAIT = 0.5
 
@@ -138,16 +140,25 @@ class Guardian:
     # -- the control channel ------------------------------------------------------------------
 
     def read_ctl(self) -> list[dict[str, Any]] | None:
-        """Read what the daemon sent (one bounded read); None on EOF (the daemon is gone)."""
-        try:
-            chunk = os.read(self.ctl, tail.CHUNK)
-        except BlockingIOError:
+        """Read what the daemon sent: all the pipe holds now, up to :data:`CTL_READ`, so that
+        every control waiting behind a burst of starts is applied before them
+        (:meth:`handle_all`); None on EOF (the daemon is gone)."""
+        got = 0
+        while got < CTL_READ:
+            try:
+                chunk = os.read(self.ctl, tail.CHUNK)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                if got:
+                    break  # what came first is handled; the EOF is read again next turn
+                return None
+            self.buf += chunk
+            got += len(chunk)
+        if not got:
             return []
-        except OSError:
-            chunk = b""
-        if not chunk:
-            return None
-        self.buf += chunk
         # A line that is not a JSON object raises: the caller treats it as its own failure.
         *lines, self.buf = self.buf.split(b"\n")
         msgs = [guardian_wire.decode(line) for line in lines if line.strip()]
@@ -366,7 +377,7 @@ class Guardian:
                     while os.read(self.wake_r, 4096):
                         pass
             elif fd == self.ctl:
-                # A bounded read; a message waits for the next turn, after the deadlines.
+                # Controls first, then the starts, the deadlines checked between them.
                 msgs = self.read_ctl()
                 if msgs is None:
                     self.ctl_open = False

@@ -93,11 +93,9 @@ def spawn(
     path = _resolve(argv[0], env)
     err_r, err_w = os.pipe()  # both close on exec
     # Every descriptor of ours is close-on-exec already; the job's process closes any other
-    # anyway, up to the highest open now (a loop to the limit is slow where close_range is not).
-    try:
-        top = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1
-    except (OSError, ValueError):
-        top = os.sysconf("SC_OPEN_MAX")
+    # anyway, up to the highest ever open (a loop to the limit is slow where close_range is
+    # not): listed once, then raised by the descriptors handed in, not listed at every start.
+    top = max(_top(), err_r, err_w, *(fd for fd in out if fd is not None)) + 1
     try:
         pid = os.fork()
     except OSError:
@@ -122,6 +120,20 @@ def spawn(
         raise Refused
     code = int(number)
     raise OSError(code, os.strerror(code), cwd if step == b"cwd" else argv[0])
+
+
+_TOP: list[int] = []
+
+
+def _top() -> int:
+    """The highest descriptor open at the first start (the guardian opens none of its own
+    after that but the pipes it hands in, which the caller adds)."""
+    if not _TOP:
+        try:
+            _TOP.append(max(int(fd) for fd in os.listdir("/proc/self/fd")))
+        except (OSError, ValueError):
+            _TOP.append(os.sysconf("SC_OPEN_MAX") - 1)
+    return _TOP[0]
 
 
 def _resolve(name: str, env: dict[str, str]) -> str | None:
