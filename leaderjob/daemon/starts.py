@@ -49,10 +49,13 @@ class Starter(Protocol):
         ...
 
 
-#: Start requests in the guardian's control pipe at once, at most. The guardian reads its pipe
-#: in order: a deadline extension or a stop sent during a burst waits behind every start request
-#: sent before it (and the guardian reaps nothing while it works through them). The other
-#: requests wait here, their runs already tracked as starting, and go as answers come.
+#: Start requests in the guardian's control pipe at once, at most. The guardian applies every
+#: extension, stop and kill of what one turn reads (the whole pipe, up to 1 MiB) before any start
+#: in it, so the cap no longer keeps a deadline extension from waiting behind a burst; it keeps
+#: the requests in the pipe well within one read. Raised to 64, a 100-job burst was no faster
+#: (last exec 1.02 / 1.07 / 1.34 s against 0.82 s at 16, runs taken alternately): the guardian's
+#: pace, one fork + exec after another, sets it. The other requests wait here, their runs
+#: already tracked as starting, and go as answers come.
 IN_FLIGHT = 16
 
 
