@@ -325,6 +325,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("tests/unit/test_guardian.py",),
     ),
+    Mutation(
+        "guardian_starts_before_the_extension_behind_them",
+        "S6",
+        "leaderjob/guard/guardian.py",
+        "                self.handle_all(msgs)",
+        "                for msg in msgs:\n                    self.handle(msg)\n"
+        "                    if 'start' in msg:\n                        self.deadlines()",
+        ("tests/unit/test_guardian.py",),
+    ),
+    Mutation(
+        "guardian_drops_a_stop_that_came_with_its_start",
+        "S6",
+        "leaderjob/guard/guardian.py",
+        "                later.setdefault(key, []).append(msg)",
+        "                pass",
+        ("tests/unit/test_guardian.py",),
+    ),
     # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
     Mutation(
         "batch_of_unknown_outcome_taken_as_claimed",

@@ -365,6 +365,17 @@ def test_an_extension_behind_a_burst_of_starts_in_one_read_is_applied_first_s6_l
         d.cleanup()
 
 
+def test_a_stop_in_the_same_read_as_its_run_s_start_still_stops_it_s6(driven):
+    """S6: controls go before starts within a read, but a stop for a run whose start is in the
+    same read follows that start: the run is started, then stopped, never left running."""
+    start = {"start": "1", "argv": _sh("sleep 300"), "env": dict(os.environ),
+             "deadline": time.monotonic() + 60, "grace": 1.0}  # fmt: skip
+    driven.send_raw(b"".join((json.dumps(m) + "\n").encode()
+                             for m in [start, {"run": "1", "stop": "asked"}]))  # fmt: skip
+    assert _exit(driven.until("exited", run="1")) == -signal.SIGTERM
+    assert {"run": "1", "signal": "SIGTERM", "reason": "asked"} in driven.events
+
+
 def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 1 << 16):
