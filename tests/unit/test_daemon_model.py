@@ -18,8 +18,8 @@ Invariants after every step:
 * The replica's own health gate, handed to the daemon after it is built (as the CLI does) and
   started with its process: a replica whose check fails hands over from the cycle that sees it
   (every run of it stopped, no campaign), leads no job once its runs have ended, and has
-  withdrawn its keys; healthy again, it campaigns again. A replica that exits has stopped its
-  checker.
+  withdrawn its keys (one that met a fault: within TTL + a renew interval more); healthy again,
+  it campaigns again. A replica that exits has stopped its checker.
 
 And whenever the faults stop (a rule, and at the end of every example):
 
@@ -42,7 +42,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import structlog
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from prometheus_client import CollectorRegistry
@@ -490,8 +490,13 @@ class DaemonModel(RuleBasedStateMachine):
             led = {name for name, r in d.runners.items() if r.seat.leading}
             gained = led - self.led_when_sick.get(identity, set())
             assert not gained, f"{identity}: took {gained} while unhealthy"
-            if now - since < HANDOVER or runs or identity in self.faulted:
+            # A replica that met a fault may first have to retry a call, or wait out a freeze.
+            settled = since + HANDOVER
+            if identity in self.faulted:
+                settled = max(settled, self.frozen_until.get(identity, 0.0)) + LIVENESS
+            if now < settled or runs:
                 continue
+            event("own check failing: handover done and keys withdrawn checked")
             assert not led, f"{identity}: still leads {led}, {now - since:.2f} s unhealthy"
             keys = self._keys_of(identity)
             assert not keys, f"{identity}: keys left {keys}, {now - since:.2f} s unhealthy"
@@ -501,10 +506,14 @@ class DaemonModel(RuleBasedStateMachine):
         now = self.clock.monotonic()
         for identity, since in self.recovered.items():
             d = self.daemons[identity]
-            if identity not in self.live or identity in self.faulted or d.runs:
+            if identity not in self.live or d.runs or d.departure.stop_reason is not None:
+                continue  # gone, or a run of its is still ending, or told to stop
+            settled = since + HANDOVER
+            if identity in self.faulted:
+                settled = max(settled, self.frozen_until.get(identity, 0.0)) + LIVENESS
+            if now < settled:
                 continue
-            if d.departure.stop_reason is not None or now - since < HANDOVER:
-                continue
+            event("own check passing again: campaigning checked")
             assert d.leaving is None, f"{identity}: healthy again, still leaving ({d.leaving})"
             assert self._keys_of(identity), f"{identity}: healthy again, does not campaign"
 
