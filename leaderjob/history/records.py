@@ -34,9 +34,9 @@ path) the keys each of the *next* writes pushes out of the bound, and each write
 in its Txn (:meth:`ElectionData.claim_slot`, :meth:`ElectionData.record`). A run costs two
 revisions, its claim and its record, before and after the bounds are reached, and the bounds hold
 exactly between the leader's writes (what others wrote goes at its next read). Only keys already
-beyond the bound (a backlog: after a suspension, a leaderless stretch, a lowered limit) go in a prune Txn
-of their own, at most :data:`PRUNE_BATCH` keys per call, so a backlog of any size drains over
-several cycles without holding up a renewal.
+beyond the bound (a backlog: after a suspension, a leaderless stretch, a lowered limit) go in a
+prune Txn of their own, at most :data:`PRUNE_BATCH` keys per call, so a backlog of any size
+drains over several cycles without holding up a renewal.
 """
 
 from __future__ import annotations
