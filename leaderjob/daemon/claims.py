@@ -11,14 +11,15 @@ while the cycle has time to spare (through the recorder's :meth:`~.history.Histo
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.history import History
 from leaderjob.daemon.model import Tenure
 from leaderjob.election.store import Guarded, StoreError
-from leaderjob.history.records import iso
+from leaderjob.history.records import PRUNE_BATCH, iso
+from leaderjob.history.runs import PRUNE_EVERY
 from leaderjob.schedule.planner import Slot
 from leaderjob.schedule.unknown_claims import UnknownClaims
 
@@ -29,8 +30,9 @@ class Claims:
         self.history = history
         #: Slots whose claim's outcome is unknown, across tenures (shared with the slot path).
         self.unknown = unknown
-        #: Timed claims the next claim pushes out of the bound, found under this token.
-        self._slot_carry: tuple[int, list[str]] | None = None
+        #: Timed claims the next claims push out of the bound, found under this token: every
+        #: timed claim older than the first time is among the (fire time, key) pairs.
+        self._slot_carry: tuple[int, tuple[datetime, list[tuple[datetime, str]]]] | None = None
 
     def doc(self, tenure: Tenure, slot: Slot, status: str) -> dict[str, Any]:
         """The claim's record: what `status` and `history --slot` read."""
@@ -51,7 +53,7 @@ class Claims:
             return "rejected"
         run = status in ("running", "replacing")
         # The claims this one pushes out of the bound go in its Txn: one revision, fenced.
-        _, carry = self.history.carry(self._slot_carry)
+        carry = self.pushed_out(slot)
         try:
             ok = self.job.data.claim_slot(
                 own,
@@ -73,7 +75,7 @@ class Claims:
         own = self.job.seat.key
         if own is None:
             return None
-        _, carry = self.history.carry(self._slot_carry)
+        carry = self.pushed_out(slot)
         doc = self.doc(tenure, slot, "running")
         return self.job.data.claim_write(own, tenure.token, slot.id, doc, run=True, deletes=carry)
 
@@ -88,8 +90,10 @@ class Claims:
                 self.unknown.add(slot, tenure.token)
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
             return "unknown"
-        if outcome:
-            self._slot_carry = None
+        if outcome and self._slot_carry is not None:
+            gone = set(self.pushed_out(slot))
+            token, (known, old) = self._slot_carry
+            self._slot_carry = token, (known, [o for o in old if o[1] not in gone])
         result = "claimed" if outcome else (self.why_refused() if run else "rejected")
         if result == "claimed":
             tenure.last_claimed = max(tenure.last_claimed or slot.fire_time, slot.fire_time)
@@ -102,6 +106,25 @@ class Claims:
                 ).inc()
             self.job.seat.recheck()
         return result
+
+    def keep(self) -> int:
+        """The bound of timed claims: this many schedule intervals (at least 10)."""
+        return max(10, self.job.s.history_limit)
+
+    def cutoff(self, newest: datetime) -> datetime:
+        """Timed claims older than this fall out of the bound once ``newest`` is claimed."""
+        if self.job.s.schedule is None:
+            return newest
+        return newest - self.job.s.schedule.interval() * self.keep()
+
+    def pushed_out(self, slot: Slot) -> list[str]:
+        """The old timed claims a claim of ``slot`` pushes out of the bound, as found before
+        under our token (those it cannot see are found after it: :meth:`prune_slots`)."""
+        _, found = self.history.carry(self._slot_carry)
+        if found is None:
+            return []
+        cutoff = self.cutoff(slot.fire_time)
+        return [key for fired, key in found[1] if fired < cutoff]
 
     def why_refused(self) -> str:
         """A claim to run was refused: "suspended", or "rejected" (deposed, or claimed before).
@@ -120,11 +143,13 @@ class Claims:
 
     def prune_slots(self, tenure: Tenure, *, triggers: bool = False) -> None:
         """Keep the slot claims bounded, each kind by its own time — bookkeeping, so only while
-        the cycle has time to spare. After every claim: timed claims already beyond the bound
-        go now, a bounded batch in one fenced Txn (a backlog); the one the next claim pushes out
-        (a schedule's interval later) is deleted in that claim's Txn (no revision of its own).
-        Trigger claims are rare: theirs go at once."""
-        keep = max(10, self.job.s.history_limit)
+        the cycle has time to spare. Timed claims already beyond the bound go now, a bounded
+        batch in one fenced Txn (a backlog); those the next :data:`PRUNE_EVERY` claims push out
+        (an interval later each) are found in the same read and deleted each in the Txn of the
+        claim that pushes it out (no revision of its own). So a read is made once every
+        :data:`PRUNE_EVERY` claims, when the next claim's cutoff passes what was read. Trigger
+        claims are rare: theirs go at once."""
+        keep = self.keep()
         if triggers:
             now = self.job.clock.wall()
             self.history.prune(
@@ -134,18 +159,24 @@ class Claims:
                 )
             )
             return
-        cutoff = tenure.last_claimed
-        if cutoff is None:
+        if tenure.last_claimed is None:
             return
-        step = timedelta(0)
-        if self.job.s.schedule is not None:
-            step = self.job.s.schedule.interval()
-            cutoff -= step * keep
+        cutoff = self.cutoff(tenure.last_claimed)
+        step = self.job.s.schedule.interval() if self.job.s.schedule else timedelta(0)
+        _, found = self.history.carry(self._slot_carry)
+        if found is not None and cutoff + step <= found[0]:
+            return  # the next claim's old claims were found already
 
-        def find(timeout: float) -> tuple[list[str], list[str]]:
-            old = self.job.data.old_claims(cutoff + step, keep, triggers=False, timeout=timeout)
-            beyond = [k for k in old if (self.job.data.fire_time(k) or cutoff) < cutoff]
-            return beyond, old[len(beyond) :]
+        def find(timeout: float) -> tuple[list[str], tuple[datetime, list[tuple[datetime, str]]]]:
+            known = cutoff + step * PRUNE_EVERY
+            keys = self.job.data.old_claims(known, keep, triggers=False, timeout=timeout)
+            old = [(self.job.data.fire_time(k) or cutoff, k) for k in keys]
+            beyond = [k for fired, k in old if fired < cutoff]
+            if beyond:  # a backlog: look again after the next claim
+                known = min(known, cutoff + step)
+            if len(keys) >= PRUNE_BATCH:  # maybe more than read: only up to the last one read
+                known = min(known, old[-1][0])
+            return beyond, (known, old[len(beyond) :])
 
         carry = self.history.prune(find)
         if carry is not None:

@@ -13,15 +13,19 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from leaderjob.daemon.context import JobContext
 from leaderjob.daemon.model import MAX_BACKLOG, ActiveRun
 from leaderjob.election.store import StoreError
 from leaderjob.history.records import iso, not_run_record
+from leaderjob.history.runs import PRUNE_EVERY
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.notify import Notifier
+
+#: What a write carries: the keys it pushes out of a bound, as each kind finds them.
+T = TypeVar("T")
 
 #: A queued record's output tails, written beside it (records.ElectionData.record).
 OUTPUT = "_output"
@@ -48,8 +52,9 @@ class History:
         #: History records (entry, completed at) not yet written: bookkeeping waits for a cycle
         #: with time to spare, so it never delays a renewal.
         self._backlog: list[tuple[dict[str, Any], datetime]] = []
-        #: Keys the next history record pushes out of the bound, found under this token.
-        self._history_carry: tuple[int, list[str]] | None = None
+        #: For each of the next history records, in order, the keys it pushes out of the bound,
+        #: found under this token (one read for several records: PRUNE_EVERY).
+        self._history_carry: tuple[int, list[list[str]]] | None = None
 
     def finished(self, active: ActiveRun, now: float, *, running: bool) -> str:
         """A run ended (``now``; ``running``: another run of the job still goes on): its
@@ -159,15 +164,17 @@ class History:
 
     def flush(self) -> None:
         """Write queued history records while the budget allows. While we lead, a record
-        carries the deletes of the records it pushes out of the bound (one Txn, one revision,
-        fenced); then the leader finds those the next record pushes out (:meth:`prune`)."""
+        carries the deletes of the record it pushes out of the bound (one Txn, one revision,
+        fenced); the leader finds those of the next :data:`PRUNE_EVERY` records in one read
+        (:meth:`prune`) once the ones found before are used up."""
         wrote = False
         while self._backlog and self.job.session.may_bookkeep():
             entry, at = self._backlog[0]
             output = entry.get(OUTPUT)
             if output is not None:
                 entry = {k: v for k, v in entry.items() if k != OUTPUT}
-            fence, deletes = self.carry(self._history_carry)
+            fence, upcoming = self.carry(self._history_carry)
+            deletes = upcoming[0] if upcoming else []
             try:
                 carried = self.job.data.record(
                     entry,
@@ -180,34 +187,34 @@ class History:
             except StoreError as exc:
                 self.job.session.store_error(exc)
                 return
-            if carried:
-                self._history_carry = None
+            if deletes and not carried:
+                self._history_carry = None  # deposed: nothing found under this token holds
+            elif upcoming:
+                upcoming.pop(0)
             self._backlog.pop(0)
             wrote = True
-        if wrote and self.job.seat.leading:
+        if wrote and self.job.seat.leading and not self.carry(self._history_carry)[1]:
             carry = self.prune(
-                lambda timeout: self.job.data.old_history(self.job.s.history_limit, timeout=timeout)
+                lambda timeout: self.job.data.old_history(
+                    self.job.s.history_limit, timeout=timeout, ahead=PRUNE_EVERY
+                )
             )
             if carry is not None:
                 self._history_carry = carry
 
-    def carry(
-        self, carried: tuple[int, list[str]] | None
-    ) -> tuple[tuple[str, int] | None, list[str]]:
-        """The fence and the deletes a write may carry: only keys found in this tenure (by our
+    def carry(self, carried: tuple[int, T] | None) -> tuple[tuple[str, int] | None, T | None]:
+        """The fence and what a write may carry: only what was found in this tenure (by our
         token), and only while we lead (a deposed leader deletes nothing)."""
         own, token = self.job.seat.key, self.job.seat.token
         if carried is None or own is None or token != carried[0] or not self.job.seat.leading:
-            return None, []
+            return None, None
         return (own, token), carried[1]
 
-    def prune(
-        self, find: Callable[[float], tuple[list[str], list[str]]]
-    ) -> tuple[int, list[str]] | None:
+    def prune(self, find: Callable[[float], tuple[list[str], T]]) -> tuple[int, T] | None:
         """Bookkeeping, only while the cycle has time to spare: find old keys; delete those
-        already beyond the bound now, fenced, in one Txn (a backlog); return those the next
-        write pushes out, with our token, for that write to delete in its own Txn (None: not
-        looked)."""
+        already beyond the bound now, fenced, in one Txn (a backlog); return what the next
+        writes push out, with our token, for those writes to delete in their own Txns (None:
+        not looked)."""
         own, token = self.job.seat.key, self.job.seat.token
         if own is None or token is None or not self.job.session.may_bookkeep():
             return None

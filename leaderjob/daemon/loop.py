@@ -302,7 +302,11 @@ class Daemon:
             self.leaving = "fatal"
             return self.departure.step()
         for t in out.transitions:
-            self._on_transition(t)
+            self._transition(t)
+        if out.transitions:
+            # One snapshot for the step's changes: it covers every job, so one per transition
+            # would hold up the next renewal when a thousand jobs are acquired at once.
+            self._publish(out.transitions[-1].event)
         self.config.tick(
             self.clock.monotonic(),
             self.elector.lease_id,

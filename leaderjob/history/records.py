@@ -28,14 +28,15 @@ the daemon, the singleton and the CLI import from here.
 Both slot claims and history are bounded: each is pruned by time (slot ids and history keys
 begin with a UTC timestamp, so key order is time order), timed claims and trigger claims each by
 their own time. etcd keeps every revision until it is compacted, and a Txn is one revision
-however many operations it holds, so pruning rides on the writes that happen anyway: after a
-write, the leader finds (off the fire path) the keys the *next* write pushes out of the bound, and
-that write deletes them in its own Txn (:meth:`ElectionData.claim_slot`,
-:meth:`ElectionData.record`). A run costs two revisions, its claim and its record, before and
-after the bounds are reached, and the bounds hold exactly between writes. Only keys already beyond
-the bound (a backlog: after a suspension, a leaderless stretch, a lowered limit) go in a prune Txn
-of their own, at most :data:`PRUNE_BATCH` keys per call, so a backlog of any size drains over
-several cycles without holding up a renewal.
+however many operations it holds, so pruning rides on the writes that happen anyway: once every
+:data:`~leaderjob.history.runs.PRUNE_EVERY` writes, the leader finds in one read (off the fire
+path) the keys each of the *next* writes pushes out of the bound, and each write deletes its own
+in its Txn (:meth:`ElectionData.claim_slot`, :meth:`ElectionData.record`). A run costs two
+revisions, its claim and its record, before and after the bounds are reached, and the bounds hold
+exactly between the leader's writes (what others wrote goes at its next read). Only keys already
+beyond the bound (a backlog: after a suspension, a leaderless stretch, a lowered limit) go in a
+prune Txn of their own, at most :data:`PRUNE_BATCH` keys per call, so a backlog of any size
+drains over several cycles without holding up a renewal.
 """
 
 from __future__ import annotations

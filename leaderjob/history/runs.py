@@ -17,10 +17,11 @@ under ``output/`` with the same name, written in the same Txn (still one write p
 pruned with it: history records stay small, so reading many of them (status, audit, pruning)
 stays far below gRPC's 4 MiB message limit, and only ``history --run`` reads a run's output.
 
-History is bounded like slot claims (:mod:`leaderjob.history.records`): after a record, the leader
-finds the record the *next* one pushes out of the bound (:meth:`RunHistory.old_history`), and that
-record deletes it in its own Txn (:meth:`RunHistory.record`); only a backlog goes in a prune Txn
-of its own, at most :data:`PRUNE_BATCH` keys per call.
+History is bounded like slot claims (:mod:`leaderjob.history.records`): once every
+:data:`PRUNE_EVERY` records, the leader finds the records each of the *next* ones pushes out of
+the bound (:meth:`RunHistory.old_history`), and each record deletes its own in its own Txn
+(:meth:`RunHistory.record`); only a backlog goes in a prune Txn of its own, at most
+:data:`PRUNE_BATCH` keys per call.
 
 This module owns the history keys and the records' shape; it does not know slot claims, the
 control switches, or any leadership rule. :class:`~leaderjob.history.records.ElectionData` adds the
@@ -40,6 +41,9 @@ from leaderjob.election.store import KeyInfo, Store
 
 #: At most this many keys are deleted per prune call, in one Txn (etcd allows 128 operations).
 PRUNE_BATCH = 64
+#: One read for old records (or old claims) serves this many writes: it finds the record (the
+#: claim) each of the next ones pushes out of the bound, which that write deletes in its Txn.
+PRUNE_EVERY = 10
 #: etcd's default limit of operations in one Txn (``--max-txn-ops``): a write that carries
 #: deletes counts its own puts and deletes against it.
 MAX_TXN_OPS = 128
@@ -149,27 +153,35 @@ class RunHistory:
 
     # -- the leader's side ---------------------------------------------------------------------
 
-    def old_history(self, limit: int, *, timeout: float) -> tuple[list[str], list[str]]:
-        """Keys of old history records, each with its output key: ``(beyond, next)``.
+    def old_history(
+        self, limit: int, *, timeout: float, ahead: int = 1
+    ) -> tuple[list[str], list[list[str]]]:
+        """Keys of old history records, each with its output key: ``(beyond, upcoming)``.
 
         ``beyond``: the records beyond the newest ``limit`` (a backlog), at most
         :data:`PRUNE_BATCH` and as many output keys (128 operations, etcd's limit per Txn).
-        ``next``: the oldest record kept, which the next record pushes out of the bound (that
-        record deletes it in its own Txn: :meth:`record`).
+        ``upcoming``: for each of the next ``ahead`` records, in order, the record it pushes out
+        of the bound (the oldest kept, then the next oldest ...; none while fewer than ``limit``
+        are kept), which that record deletes in its own Txn (:meth:`record`). One read serves
+        ``ahead`` writes; after a backlog, only the next (read again once it is written).
         """
-        keep = max(1, limit) - 1
+        keep = max(1, limit)
         keys = self.store.get_prefix(
-            self.history_prefix, timeout=timeout, limit=keep + 1 + PRUNE_BATCH, newest_first=True
+            self.history_prefix, timeout=timeout, limit=keep + PRUNE_BATCH, newest_first=True
         )
-        if len(keys) <= keep:
-            return [], []
 
         def with_output(records: Sequence[KeyInfo]) -> list[str]:
             return [k.key for k in records] + [
                 self.output_key(k.key) for k in records if _load(k.value).get("output")
             ]
 
-        return with_output(list(reversed(keys[keep + 1 :]))), with_output([keys[keep]])
+        beyond = list(reversed(keys[keep:]))
+        if beyond:
+            ahead = 1
+        return with_output(beyond), [
+            with_output([keys[keep - i]]) if keep - i < len(keys) else []
+            for i in range(1, min(ahead, keep) + 1)
+        ]
 
     def record(
         self,

@@ -4,17 +4,22 @@ what happens to them in production, interleaved in orders nobody would write by 
 
 Rules: time passes; the jobs file is edited (a job added, removed or changed — a service among
 them) and reloaded by every replica, one, or none yet (SIGHUP); a job's health gate flips on one
-replica; an operator triggers, suspends or resumes a job; one etcd call of a replica fails or
-loses its reply; a replica freezes; a run's watchdog dies; a replica gets SIGTERM (once or
-twice), is killed -9, or a new one starts. Spreading is on (short pace), so jobs move between
-replicas as well.
+replica; a replica's own health check (``--health-cmd``) starts or stops failing; an operator
+triggers, suspends or resumes a job; one etcd call of a replica fails or loses its reply; a
+replica freezes; a run's watchdog dies; a replica gets SIGTERM (once or twice), is killed -9, or
+a new one starts. Spreading is on (short pace), so jobs move between replicas as well.
 
 Invariants after every step:
 
 * S3: no (job, slot) runs twice, across every replica.
 * A slot claimed to run by a replica that met no fault since ran, or has a history record, or
-  was given back: a replica that hands a job over on purpose (reload, a job's gate, spreading,
-  shutdown) loses no slot.
+  was given back: a replica that hands a job over on purpose (reload, a job's gate, its own
+  gate, spreading, shutdown) loses no slot.
+* The replica's own health gate, handed to the daemon after it is built (as the CLI does) and
+  started with its process: a replica whose check fails hands over from the cycle that sees it
+  (every run of it stopped, no campaign), leads no job once its runs have ended, and has
+  withdrawn its keys (one that met a fault: within TTL + a renew interval more); healthy again,
+  it campaigns again. A replica that exits has stopped its checker.
 
 And whenever the faults stop (a rule, and at the end of every example):
 
@@ -32,11 +37,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
 import structlog
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from prometheus_client import CollectorRegistry
@@ -45,6 +51,7 @@ import leaderjob.daemon.gates as gates_mod
 import leaderjob.daemon.starts as runner_mod
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
+from leaderjob.daemon.model import ActiveRun
 from leaderjob.daemon.spread import Spreader
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import ElectionData
@@ -89,6 +96,55 @@ class ModelRun(FakeRun):
 #: A job's health check without a thread: the model flips it (``set``).
 ModelChecker = FakeChecker
 
+#: From a replica's check failing to its handover done: its runs stop (a scheduled run's ends
+#: within its term delay), then it resigns; a cycle of the loop on top.
+HANDOVER = TIMING.grace + 2 * TICK
+
+
+class ReplicaChecker:
+    """A replica's own health check (``--health-cmd``) without a thread. The model sets what the
+    command answers; like the real checker, it only sees the answer while started (by the
+    daemon's process) and not yet stopped, and then wakes the daemon's loop."""
+
+    def __init__(self, settings: HealthSettings, on_change: Callable[[], None]) -> None:
+        self.settings = settings
+        self.on_change = on_change
+        self.healthy = True
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+        self.started = False
+        self.stopped = False
+        self.answer = True
+
+    def start(self) -> None:
+        self.started = True
+        self._observe()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def answers(self, ok: bool) -> None:
+        self.answer = ok
+        self._observe()
+
+    def _observe(self) -> None:
+        if not self.started or self.stopped or self.healthy == self.answer:
+            return
+        self.healthy = self.answer
+        self.consecutive_failures = 0 if self.answer else self.settings.failures
+        self.last_error = None if self.answer else "command exited 1"
+        self.on_change()
+
+
+def runs_of(d: Daemon) -> Callable[[], list[ActiveRun]]:
+    return lambda: d.runs
+
+
+def _no_guardian(now: float) -> str | None:
+    """The runs are fake: no guardian process to start."""
+    del now
+    return None
+
 
 class DaemonModel(RuleBasedStateMachine):
     def __init__(self) -> None:
@@ -118,6 +174,14 @@ class DaemonModel(RuleBasedStateMachine):
         self.due: dict[str, float] = {}
         #: Replicas that met a fault (their claims may be lost: that is a crash's price).
         self.faulted: set[str] = set()
+        #: Replicas whose own health check fails → since when (monotonic).
+        self.sick: dict[str, float] = {}
+        #: Jobs each sick replica led when its check began to fail.
+        self.led_when_sick: dict[str, set[str]] = {}
+        #: Replicas whose check passes again → since when.
+        self.recovered: dict[str, float] = {}
+        #: Replicas that exited gracefully (their process was torn down).
+        self.exited: list[str] = []
         self._ids = 0
         for _ in range(2):
             self._start()
@@ -168,10 +232,22 @@ class DaemonModel(RuleBasedStateMachine):
             reload=lambda: self.specs(identity),
             spreader=Spreader(enabled=True, pace=1.0, settle=1.0),
         )
+        # As the CLI does: the replica's own checker wakes the daemon's loop, so it is handed
+        # over once the daemon exists; then the process starts as Daemon.serve starts it.
+        d.health = ReplicaChecker(  # type: ignore[assignment]
+            HealthSettings(command="check-replica"), d.wakeup.set
+        )
+        d.guardian.ensure = _no_guardian  # type: ignore[method-assign]
+        d.process.start(d.s, self.clock.monotonic())
         self.daemons[identity], self.clients[identity] = d, client
         self.metrics[identity] = metrics
         self.live.append(identity)
         return identity
+
+    def _checker(self, identity: str) -> ReplicaChecker:
+        checker = self.daemons[identity].health
+        assert isinstance(checker, ReplicaChecker)
+        return checker
 
     def _run(self, seconds: float) -> None:
         """Each live replica cycles when its loop would: at the wake-up it asks for, or when
@@ -188,6 +264,8 @@ class DaemonModel(RuleBasedStateMachine):
                     continue
                 if d.cycle().action == "exited":
                     self.live.remove(name)
+                    d.process.stop(runs_of(d))  # as Daemon.serve, once its loop ends
+                    self.exited.append(name)
                     continue
                 self.due[name] = max(now + MIN_GAP, d.next_wakeup(self.clock.monotonic()))
             if now >= end:
@@ -264,6 +342,30 @@ class DaemonModel(RuleBasedStateMachine):
             checker.set(ok)
         self._run(TICK)
 
+    @rule(i=st.integers(0, MAX_REPLICAS - 1), ok=st.booleans(), on_leader=st.booleans())
+    def a_replica_check_flips(self, i: int, ok: bool, on_leader: bool) -> None:
+        """The replica's own check (``--health-cmd``) starts failing, or passes again."""
+        identity = self._pick(i)
+        if on_leader:
+            identity = next(
+                iter(sorted({n for ns in self._leaders().values() for n in ns})), identity
+            )
+        self._replica_check(identity, ok)
+        self._run(TICK)
+
+    def _replica_check(self, identity: str, ok: bool) -> None:
+        now = self.clock.monotonic()
+        if not ok and identity not in self.sick:
+            self.sick[identity] = now
+            self.led_when_sick[identity] = {
+                name for name, r in self.daemons[identity].runners.items() if r.seat.leading
+            }
+            self.recovered.pop(identity, None)
+        elif ok and identity in self.sick:
+            del self.sick[identity]
+            self.recovered[identity] = now
+        self._checker(identity).answers(ok)
+
     @rule(
         name=st.sampled_from(sorted(POOL)),
         what=st.sampled_from(["trigger", "suspend", "resume"]),
@@ -322,6 +424,8 @@ class DaemonModel(RuleBasedStateMachine):
         identity = staying[i % len(staying)]
         self.live.remove(identity)
         self.faulted.add(identity)
+        self.sick.pop(identity, None)
+        self.recovered.pop(identity, None)
         for r in ModelRun.started:  # its watchdogs kill their jobs when the daemon is gone
             if r.env["LEADERJOB_IDENTITY"] == identity:
                 r.kill("daemon_exit")
@@ -371,12 +475,70 @@ class DaemonModel(RuleBasedStateMachine):
                     "neither run, recorded nor given back"
                 )
 
+    @invariant()
+    def an_unhealthy_replica_hands_over_and_does_not_campaign(self) -> None:
+        now = self.clock.monotonic()
+        for identity, since in self.sick.items():
+            if identity not in self.live or self.frozen_until.get(identity, 0.0) > now:
+                continue  # gone, or its loop has not run since
+            d = self.daemons[identity]
+            assert self._checker(identity).started, f"{identity}: its health check never started"
+            assert d.leaving is not None, f"{identity}: its check fails, it stays ({d.leaving})"
+            assert not d._may_campaign(), f"{identity}: campaigns while unhealthy"
+            runs = [a.run for a in d.runs if not a.run.done]
+            assert all(r.stop_reason is not None for r in runs), f"{identity}: runs on, unhealthy"
+            led = {name for name, r in d.runners.items() if r.seat.leading}
+            gained = led - self.led_when_sick.get(identity, set())
+            assert not gained, f"{identity}: took {gained} while unhealthy"
+            # A replica that met a fault may first have to retry a call, or wait out a freeze.
+            settled = since + HANDOVER
+            if identity in self.faulted:
+                settled = max(settled, self.frozen_until.get(identity, 0.0)) + LIVENESS
+            if now < settled or runs:
+                continue
+            event("own check failing: handover done and keys withdrawn checked")
+            assert not led, f"{identity}: still leads {led}, {now - since:.2f} s unhealthy"
+            keys = self._keys_of(identity)
+            assert not keys, f"{identity}: keys left {keys}, {now - since:.2f} s unhealthy"
+
+    @invariant()
+    def a_healthy_again_replica_campaigns_again(self) -> None:
+        now = self.clock.monotonic()
+        for identity, since in self.recovered.items():
+            d = self.daemons[identity]
+            if identity not in self.live or d.runs or d.departure.stop_reason is not None:
+                continue  # gone, or a run of its is still ending, or told to stop
+            settled = since + HANDOVER
+            if identity in self.faulted:
+                settled = max(settled, self.frozen_until.get(identity, 0.0)) + LIVENESS
+            if now < settled:
+                continue
+            event("own check passing again: campaigning checked")
+            assert d.leaving is None, f"{identity}: healthy again, still leaving ({d.leaving})"
+            assert self._keys_of(identity), f"{identity}: healthy again, does not campaign"
+
+    @invariant()
+    def an_exited_replica_stopped_its_check(self) -> None:
+        for identity in self.exited:
+            checker = self._checker(identity)
+            assert checker.started and checker.stopped, f"{identity}: its health check runs on"
+
+    def _keys_of(self, identity: str) -> list[str]:
+        """The election keys of ``identity``'s leases under the jobs (one per job it campaigns
+        for)."""
+        return [
+            info.key
+            for info in self.store.get_prefix(JOBS_PREFIX + "/", timeout=1)
+            if "/leader/" in info.key and info.value == identity.encode()
+        ]
+
     # -- when the faults stop -------------------------------------------------------------------
 
     def _faults_stop_and_check(self) -> None:
         for identity in self.live:
             self.clients[identity].clear_failures()
             self.frozen_until.pop(identity, None)
+            self._replica_check(identity, True)
             d = self.daemons[identity]
             for name in list(d.checkers.by_job):
                 checker = d.checkers.get(name)

@@ -100,8 +100,10 @@ def test_a_failing_function_is_recorded_and_the_schedule_goes_on() -> None:
     flaky.stop(5)
     assert len(calls) >= 2
     history = ElectionData(store, "/leaderjob", "rep").history(10, timeout=1)
-    assert history and all(r["outcome"] == "failed" for r in history)
-    assert "boom" in history[0]["error"]
+    # Every run is recorded as failed; a slot may also be skipped (overlap) on a slow machine.
+    runs = [r for r in history if r.get("run_id") is not None]
+    assert runs and all(r["outcome"] == "failed" for r in runs)
+    assert "boom" in runs[0]["error"]
 
 
 def test_decorated_function_still_calls_directly_and_bad_options_fail_at_decoration() -> None:
