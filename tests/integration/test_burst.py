@@ -120,8 +120,7 @@ def test_a_hundred_jobs_on_one_fire_time_each_run_once_with_its_own_token_and_d_
     # Each under its own job's token (its key's create revision) and the daemon's one lease.
     tokens = {ev["job"]: str(ev["token"]) for ev in d.events("election.acquired")}
     assert {job: token for job, (token, _) in burst.items()} == tokens
-    # The keys were created in one request: one revision, each token its own job's.
-    assert len(tokens) == N and all(int(t) > 0 for t in tokens.values())
+    assert len(set(tokens.values())) == N
     (lease,) = {ev["lease_id"] for ev in d.events("lease.granted")}
     assert {lease_id for _, lease_id in burst.values()} == {lease}
     # S6: each run within its own D (none refused for it, none killed at it).
