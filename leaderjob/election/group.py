@@ -4,9 +4,8 @@ etcd's election recipe (``concurrency.Election``) run for many jobs on one sessi
 docs/safety.md asks for:
 
 1. Grant one lease (etcd's "session"). For each job, create ``<job prefix>/<lease-id-hex>`` with
-   ``If(CreateRevision == 0) Then Put``; many jobs' keys in one request (a nested Txn each, each
-   decided alone). The key's create revision is the job's place in its queue and, if it wins, the
-   job's fencing token (keys made in one request share it: each token orders its own queue).
+   ``If(CreateRevision == 0) Then Put``. The key's create revision is the job's place in its queue
+   and, if it wins, the job's fencing token.
 2. Read every candidacy's key and the live key created just before it, all in one linearizable
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group, made with require-leader, so a leadership change wakes the next candidate only.
@@ -45,7 +44,6 @@ from leaderjob.config import Timing
 from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import (
-    MAX_CREATES,
     MAX_TXN_OPS,
     KeyInfo,
     Query,
@@ -306,37 +304,7 @@ class Group:
         self, out: Outcome, jobs: Iterable[str], dl: Deadline, reserve: float = 0.0
     ) -> bool:
         """Create our key in each job's queue, each call by ``dl`` less ``reserve`` (the jobs
-        left over join at a later step); False if the lease is gone meanwhile. Many jobs go in
-        batches (:meth:`Store.creates`: one request each, every key decided alone); a batch
-        whose outcome is unknown leaves its jobs to a later step, whose create reads back a key
-        the lost request made."""
-        lease = self.machine.lease
-        assert lease is not None
-        jobs = list(jobs)
-        if self.single or len(jobs) < 2:
-            return self._create_each(out, jobs, dl, reserve)
-        for i in range(0, len(jobs), MAX_CREATES):
-            batch = jobs[i : i + MAX_CREATES]
-            keys = [f"{self.prefixes[job]}/{lease.lease_id:x}" for job in batch]
-            if not dl.fits(reserve + MIN_CALL):
-                return True  # the rest join at a later step
-            try:
-                infos = self.store.creates(
-                    keys,
-                    self.identity.encode(),
-                    lease.lease_id,
-                    timeout=min(self.rpc_timeout, dl.remaining() - reserve),
-                )
-            except StoreError as exc:
-                out.errors.append(exc)
-                continue  # these jobs try again at a later step
-            for job, key, info in zip(batch, keys, infos, strict=True):
-                self.keys[job] = key
-                self.revisions[job] = info.create_revision
-                self.machine.join(job)
-        return True
-
-    def _create_each(self, out: Outcome, jobs: list[str], dl: Deadline, reserve: float) -> bool:
+        left over join at a later step); False if the lease is gone meanwhile."""
         lease = self.machine.lease
         assert lease is not None
         for job in jobs:

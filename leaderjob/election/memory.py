@@ -177,8 +177,8 @@ class MemoryStore:
         """The next ``n`` calls (of ``operation`` only, if given) raise StoreUnavailable.
 
         Operations are named as in EtcdStore's errors: grant, keepalive, revoke, lease_remaining,
-        create, creates, standing, standings, candidates, watch, get, get_prefix, put, delete,
-        guarded_put, guarded_puts.
+        create, standing, standings, candidates, watch, get, get_prefix, put, delete, guarded_put,
+        guarded_puts.
         """
         if n > 0:
             self._failures.append(_Failure(n, operation))

@@ -119,9 +119,7 @@ def test_one_lease_carries_every_candidacy_and_tokens_are_per_job(world: World) 
     assert leases == {g.lease_id}, "one lease for the whole group"
     tokens = [g.machine.token_of(job) for job in JOBS]
     assert tokens == [g.revisions[job] for job in JOBS]  # the create revision of the job's key
-    # Keys created in one batch share its Txn's revision: a token orders its own job's queue.
-    own = [world.store.get(g.keys[job], timeout=T) for job in JOBS]
-    assert tokens == [k.create_revision for k in own if k is not None]
+    assert len(set(tokens)) == len(JOBS)
 
 
 def test_a_deleted_key_ends_one_tenure_and_the_job_rejoins_with_a_larger_token_l5(
