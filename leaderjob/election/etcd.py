@@ -33,8 +33,6 @@ from leaderjob.election.etcd_wire import (
     _DELETE,  # noqa: F401  (the adapter's names, as tests and callers know them)
     _REQUIRE_LEADER,
     DB_SIZE_QUOTA_FIELD,
-    _create,
-    _created,
     _DeleteWatch,
     _guarded,
     _kv,
@@ -57,7 +55,6 @@ from leaderjob.election.store import (
     StoreUnavailable,
     as_query,
     batch_ops,
-    check_creates,
 )
 
 _T = TypeVar("_T")
@@ -244,27 +241,32 @@ class EtcdStore:
 
     @_rpc("create")
     def create(self, key: str, value: bytes, lease_id: int, *, timeout: float) -> KeyInfo:
-        stub, md, timeout = self._kvs(timeout)
-        resp = stub.Txn(_create(key, value, lease_id), timeout=timeout, metadata=md)
-        return _created(key, value, lease_id, resp, resp.header.revision, "create")
-
-    @_rpc("creates")
-    def creates(
-        self, keys: Sequence[str], value: bytes, lease_id: int, *, timeout: float
-    ) -> list[KeyInfo]:
-        check_creates(keys)  # what etcd would refuse is not sent
-        if not keys:
-            return []
-        stub, md, timeout = self._kvs(timeout)
+        k = key.encode()
         txn = etcdrpc.TxnRequest(
-            success=[etcdrpc.RequestOp(request_txn=_create(k, value, lease_id)) for k in keys]
+            compare=[
+                etcdrpc.Compare(
+                    key=k,
+                    target=etcdrpc.Compare.CREATE,
+                    result=etcdrpc.Compare.EQUAL,
+                    create_revision=0,
+                )
+            ],
+            success=[
+                etcdrpc.RequestOp(
+                    request_put=etcdrpc.PutRequest(key=k, value=value, lease=lease_id)
+                )
+            ],
+            failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
         )
+        stub, md, timeout = self._kvs(timeout)
         resp = stub.Txn(txn, timeout=timeout, metadata=md)
-        rev = resp.header.revision  # one revision for every key the Txn made
-        return [
-            _created(k, value, lease_id, r.response_txn, rev, "creates")
-            for k, r in zip(keys, resp.responses, strict=True)
-        ]
+        if resp.succeeded:
+            rev = resp.header.revision
+            return KeyInfo(key, value, rev, rev, lease_id)
+        kvs = resp.responses[0].response_range.kvs
+        if not kvs:  # deleted between compare and read: cannot happen inside one Txn
+            raise StoreUnavailable("create", "key vanished inside a transaction")
+        return _kv(kvs[0])
 
     @_rpc("standing")
     def standing(

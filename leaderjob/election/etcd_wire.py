@@ -157,36 +157,6 @@ def _range(req: Any) -> Any:
     return etcdrpc.RequestOp(request_range=req)
 
 
-def _create(key: str, value: bytes, lease: int) -> Any:
-    """``If(CreateRevision(key) == 0) Then Put(key, value, lease) Else Get(key)``."""
-    k = key.encode()
-    return etcdrpc.TxnRequest(
-        compare=[
-            etcdrpc.Compare(
-                key=k,
-                target=etcdrpc.Compare.CREATE,
-                result=etcdrpc.Compare.EQUAL,
-                create_revision=0,
-            )
-        ],
-        success=[
-            etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k, value=value, lease=lease))
-        ],
-        failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
-    )
-
-
-def _created(key: str, value: bytes, lease: int, resp: Any, revision: int, op: str) -> KeyInfo:
-    """The key as a :func:`_create` Txn's answer shows it: ours, made at ``revision`` (the
-    Txn's), or the one that was there."""
-    if resp.succeeded:
-        return KeyInfo(key, value, revision, revision, lease)
-    kvs = resp.responses[0].response_range.kvs
-    if not kvs:  # deleted between compare and read: cannot happen inside one Txn
-        raise StoreUnavailable(op, "key vanished inside a transaction")
-    return _kv(kvs[0])
-
-
 def _guarded(w: Guarded, lease: int = 0) -> Any:
     """The Txn of one fenced write: ``If(CreateRevision(guard) == revision AND
     CreateRevision(k) == 0 for k in absent) Then puts, deletes``."""

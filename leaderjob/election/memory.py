@@ -41,7 +41,6 @@ from leaderjob.election.store import (
     StoreUnavailable,
     as_query,
     batch_ops,
-    check_creates,
 )
 
 
@@ -249,21 +248,6 @@ class MemoryStore:
                 return existing
             self._check_lease(lease_id, "create")
             return s.put(key, value, lease_id, s.revision + 1)
-
-    def creates(
-        self, keys: Sequence[str], value: bytes, lease_id: int, *, timeout: float
-    ) -> list[KeyInfo]:
-        check_creates(keys)
-        with self._access("creates") as s:
-            # etcd decides every nested compare on the keys as they were before the Txn.
-            found = [s.keys.get(k) for k in keys]
-            if None in found:
-                self._check_lease(lease_id, "creates")  # etcd refuses the whole Txn
-            revision = s.revision + 1
-            return [
-                s.put(k, value, lease_id, revision) if f is None else f
-                for k, f in zip(keys, found, strict=True)
-            ]
 
     def standing(
         self,

@@ -52,10 +52,6 @@ class KeyInfo:
 #: etcd's default --max-txn-ops: the operations one Txn may carry.
 MAX_TXN_OPS = 128
 
-#: Keys one :meth:`Store.creates` takes: etcd counts the nested Txns plus the largest one's
-#: operations (a create is one compare, one write), within --max-txn-ops.
-MAX_CREATES = MAX_TXN_OPS - 1
-
 
 @dataclass(frozen=True)
 class Query:
@@ -146,14 +142,6 @@ def batch_ops(writes: Sequence[Guarded]) -> int:
     return len(writes) + max((w.ops for w in writes), default=0)
 
 
-def check_creates(keys: Sequence[str]) -> None:
-    """Refuse, before it is sent, a :meth:`Store.creates` that etcd would refuse."""
-    if len(keys) > MAX_CREATES:  # etcd: "too many operations in txn request"
-        raise StoreUnavailable("creates", f"{len(keys)} keys; at most {MAX_CREATES}")
-    if len(set(keys)) != len(keys):  # etcd: "duplicate key given in txn request"
-        raise StoreUnavailable("creates", "one key twice in one batch")
-
-
 def as_query(q: Query | tuple[str, str, int]) -> Query:
     return q if isinstance(q, Query) else Query(*q)
 
@@ -179,17 +167,6 @@ class Store(Protocol):
 
     def create(self, key: str, value: bytes, lease_id: int, *, timeout: float) -> KeyInfo:
         """``If(CreateRevision(key) == 0) Then Put(key, value, lease) Else Get(key)``."""
-        ...
-
-    def creates(
-        self, keys: Sequence[str], value: bytes, lease_id: int, *, timeout: float
-    ) -> list[KeyInfo]:
-        """:meth:`create` for each of ``keys`` in one request: one Txn, each key a nested Txn
-        decided by its own compare (absent: put on the lease; present: read), so a key that
-        exists refuses none of the others. Returns each key as it stands after, in order (the
-        keys it made share one create revision). At most :data:`MAX_CREATES` keys, none twice
-        (else StoreUnavailable, nothing sent); a StoreError leaves every key's outcome unknown:
-        create it again, which reads back a key the lost request made."""
         ...
 
     def standing(

@@ -20,7 +20,6 @@ from leaderjob.config import Connection
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import (
-    MAX_CREATES,
     MAX_TXN_OPS,
     Guarded,
     KeyInfo,
@@ -141,50 +140,6 @@ def test_s2_recreated_key_gets_a_larger_revision(store: Store, election: str) ->
     assert store.delete(key, timeout=T) == 1
     new = store.create(key, b"x", lease, timeout=T)
     assert new.create_revision > old.create_revision
-
-
-def test_s2_creates_makes_each_absent_key_and_reads_back_the_others(
-    store: Store, election: str
-) -> None:
-    """S2 in a batch (a group's keys, one per job's queue): each key is decided by its own
-    compare, so one that exists refuses none of the others and keeps its revision; the keys
-    made share the Txn's one revision, on the lease."""
-    lease = store.grant(30, timeout=T).lease_id
-    keys = [f"{election}/jobs/{i}/leader/{lease:x}" for i in range(4)]
-    there = store.create(keys[2], b"before", lease, timeout=T)
-    got = store.creates(keys, b"me", lease, timeout=T)
-    assert [k.key for k in got] == keys
-    assert got[2] == there, "an existing key is read back as it is"
-    made = [got[i] for i in (0, 1, 3)]
-    assert {k.create_revision for k in made} == {made[0].create_revision}
-    assert made[0].create_revision > there.create_revision
-    assert all(k.lease_id == lease and k.value == b"me" for k in made)
-    assert [store.get(k, timeout=T) for k in keys] == got
-    # Again: every key exists, nothing is written, every key read back as it is.
-    assert store.creates(keys, b"again", lease, timeout=T) == got
-    assert store.get(keys[0], timeout=T) == got[0]
-
-
-def test_creates_batches_are_what_etcd_takes(store: Store, election: str) -> None:
-    """etcd's --max-txn-ops (128) counts the nested creates plus one: MAX_CREATES keys are
-    taken in one Txn; one more, or a key twice, is refused before it is sent."""
-    lease = store.grant(30, timeout=T).lease_id
-    keys = [f"{election}/jobs/{i}/leader/{lease:x}" for i in range(MAX_CREATES + 1)]
-    with pytest.raises(StoreUnavailable):
-        store.creates(keys, b"me", lease, timeout=T)
-    with pytest.raises(StoreUnavailable):
-        store.creates([keys[0], keys[0]], b"me", lease, timeout=T)
-    assert store.get(keys[0], timeout=T) is None  # nothing applied
-    got = store.creates(keys[:-1], b"me", lease, timeout=T)
-    assert len({k.create_revision for k in got}) == 1 and len(got) == MAX_CREATES
-
-
-def test_creates_on_a_revoked_lease_fails_whole(store: Store, election: str) -> None:
-    lease = store.grant(30, timeout=T).lease_id
-    store.revoke(lease, timeout=T)
-    with pytest.raises(StoreUnavailable):
-        store.creates([f"{election}/a", f"{election}/b"], b"x", lease, timeout=T)
-    assert store.get(f"{election}/a", timeout=T) is None
 
 
 def test_create_on_a_revoked_lease_fails(store: Store, election: str) -> None:
