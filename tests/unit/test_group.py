@@ -119,6 +119,8 @@ def test_one_lease_carries_every_candidacy_and_tokens_are_per_job(world: World) 
     assert leases == {g.lease_id}, "one lease for the whole group"
     tokens = [g.machine.token_of(job) for job in JOBS]
     assert tokens == [g.revisions[job] for job in JOBS]  # the create revision of the job's key
+    # S2: a token is never reused, not even by another job of the same group — so each job's key
+    # is created in a Txn of its own (keys created together in one Txn would share a revision).
     assert len(set(tokens)) == len(JOBS)
 
 
