@@ -242,6 +242,12 @@ class Lifecycle(RuleBasedStateMachine):
         for _, election in self._handles():
             if not self._closed(election):
                 continue
+            # A handle let go of while its driver thread was still granting or campaigning
+            # withdraws on that thread (resign, revoke): judge the keys once it has ended, as
+            # no_thread_left_after_close bounds it (else a loaded machine sees the key in flight).
+            end = time.monotonic() + TTL
+            while election == "app" and self._threads(election) and time.monotonic() < end:
+                time.sleep(0.01)
             keys = self.observer.candidates(f"/leaderjob/{election}/leader", timeout=1)
             orphans = [k.key for k in keys if k.lease_id not in self.abandoned]
             if orphans and election == "job" and self._threads("job"):
