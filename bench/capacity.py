@@ -559,7 +559,8 @@ def render_doc(u: dict[str, Any], c: dict[str, Any], w: dict[str, Any], meta: st
         "",
         "- **requests/s** = P·(a + c·⌈(2J + 2)/128⌉)/T + J·f·r — per pod a keepalive and one "
         "confirmation `Txn` per 64 jobs per renew interval; per run the claim `Txn`, the run "
-        "record, the reads that look for old records and claims, and their deletes. A led job "
+        "record, the reads that look for old records and claims (one every ten runs), and "
+        "their deletes. A led job "
         "adds no request of its own.",
         "- **range operations/s inside the confirmations** = P·c·(2J + 2)/T — two per job per "
         "pod per renew interval, a local read on the member that answers (the Txn's "
@@ -658,8 +659,8 @@ def _revisions_text(u: dict[str, Any], m: Model) -> str:
     else:
         text += (
             f"**Goal (≤ {goal:.0f}) met:** pruning rides on the writes a run makes anyway — "
-            "after each write the leader finds the key the next write pushes out of the limit, "
-            "and that write (the next claim, the next record) deletes it in its own Txn; only a "
+            "one read every ten writes finds the keys the next writes push out of the limit, "
+            "and each write (the next claim, the next record) deletes its own in its Txn; only a "
             "backlog (after a suspension, a lowered limit) is deleted in Txns of its own. "
         )
     out = u.get("output")
