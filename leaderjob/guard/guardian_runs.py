@@ -137,7 +137,8 @@ class RunTable:
         if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, sig)
-        found = self.members(run, proctree.processes(), strays)
+        # Every process it looks at is below us (we are the jobs' subreaper): no scan of /proc.
+        found = self.members(run, proctree.processes_below(self.me), strays)
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
