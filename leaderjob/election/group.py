@@ -115,6 +115,8 @@ class Group:
         self.shared_readings: dict[str, Reading] = {}
         self._watch: Watch | None = None
         self._watched: list[str] = []
+        #: The watch a read that won a job leaves to the next step (its keys, from a revision).
+        self._watch_later: tuple[list[str], int] | None = None
         #: Jobs a confirmation cut short by the step's deadline did not read: read first next.
         self._unread: set[str] = set()
         self._recheck = False
@@ -219,6 +221,8 @@ class Group:
             self._delete_dropped(out, dl)
         if self.machine.lease is not None and may_campaign and not self.single:
             self._join_missing(out, dl)
+        if self._watch_later is not None and self.machine.lease is not None:
+            self._watch_keys(*self._watch_later, dl)
         phase = self.machine.phase
         now = self.clock.monotonic()
         # A candidate re-reads its standing at least once per renew interval, watch or not: a
@@ -439,6 +443,7 @@ class Group:
         if self.machine.lease is None:
             return
         watch: list[str] = []
+        won = False
         for job, standing in zip(jobs, standings, strict=True):
             lease = self.machine.lease
             if lease is None:
@@ -467,6 +472,7 @@ class Group:
                 continue
             if self.machine.phase_of(job) is Phase.CAMPAIGNING:
                 self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
+                won = won or self.machine.phase_of(job) is Phase.LEADING
                 if self.machine.lease is None or job not in self.keys:
                     return
                 if self.machine.phase_of(job) is Phase.CAMPAIGNING:
@@ -480,7 +486,7 @@ class Group:
             return  # the watch stays as it is until a read has seen every key
         if self.machine.lease is not None and watch:
             # From the oldest read: a deletion between two reads of a large group is seen.
-            self._watch_keys(watch, min(s.revision for s in standings), dl)
+            self._watch_after_read(watch, min(s.revision for s in standings), won, dl)
 
     def _lose_key(self, job: str) -> Transition | None:
         self.readings.pop(job, None)
@@ -509,6 +515,17 @@ class Group:
                 return
             self.to_delete.pop(0)
 
+    def _watch_after_read(self, keys: list[str], revision: int, won: bool, dl: Deadline) -> None:
+        """The watch a complete read asks for. After a read that made a job lead, the job's
+        first start goes before opening a stream (milliseconds of this thread's time on the
+        successor's path, L2): the next step opens it, from this read's revision, so a deletion
+        meanwhile is still seen (and a leader confirms its keys once per renew interval)."""
+        if won:
+            self._cancel_watch()
+            self._watch_later = (keys, revision)
+        else:
+            self._watch_keys(keys, revision, dl)
+
     def _watch_keys(self, keys: list[str], revision: int, dl: Deadline) -> None:
         if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
             return  # the live watch already covers these keys since an earlier revision
@@ -526,6 +543,7 @@ class Group:
         return self._watch is not None and self._watch.fired.is_set()
 
     def _cancel_watch(self) -> None:
+        self._watch_later = None
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
