@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Settings
@@ -101,18 +103,22 @@ class _Started(Run):
 class _NotingStarter:
     def __init__(self, calls: list[tuple[str, str]]) -> None:
         self.calls = calls
+        self.runs: list[Run] = []
 
     def request(self, request: StartRequest, now: float) -> Run:
         self.calls.append(("b", "start"))
-        return _Started(
-            argv=request.argv,
-            env=request.env,
-            deadline=request.deadline,
-            grace=request.grace,
-            wakeup=threading.Event(),
-            run_id=request.run_id,
-            token=request.token,
+        self.runs.append(
+            _Started(
+                argv=request.argv,
+                env=request.env,
+                deadline=request.deadline,
+                grace=request.grace,
+                wakeup=threading.Event(),
+                run_id=request.run_id,
+                token=request.token,
+            )
         )
+        return self.runs[-1]
 
     def pump(self, now: float) -> None:
         pass
@@ -147,3 +153,40 @@ def test_the_successor_requests_its_start_before_it_opens_its_watch_l2() -> None
     clock.advance(0.01)
     d.cycle()
     assert ("b", "watch_deletes") in calls
+
+
+class _RevokeLogged(MemoryStore):
+    """Notes its revokes among the captured log events."""
+
+    logs: list[dict[str, Any]]
+
+    def revoke(self, lease_id: int, *, timeout: float) -> None:
+        self.logs.append({"event": "(revoke)"})
+        super().revoke(lease_id, timeout=timeout)
+
+
+def test_a_stopped_leader_revokes_before_it_logs_and_publishes_the_lost_tenure_l2() -> None:
+    """On SIGTERM, once the job is dead (S1) the revoke is the first thing: the successor waits
+    for our key to go, not for our log line and snapshot."""
+    calls: list[tuple[str, str]] = []
+    clock = FakeClock(start=1000.0)
+    store = _RevokeLogged(clock)
+    settings = Settings(
+        election="job", prefix="/lj", identity="b", timing=TIMING, command=("true",), mode="once"
+    )
+    starter = _NotingStarter(calls)
+    with capture_logs() as logs:
+        d = Daemon(settings, store, clock=clock, environ={}, starter=starter)
+        store.logs = logs
+        d.cycle()
+        assert len(starter.runs) == 1
+        d.request_stop("SIGTERM")
+        clock.advance(0.01)
+        assert d.cycle().action == "stopping_job"
+        run = starter.runs[0]
+        run.returncode = -15
+        run._done.set()  # the guardian reports the job dead
+        clock.advance(0.01)
+        assert d.cycle().action == "exited"
+    events = [e["event"] for e in logs]
+    assert events.index("job.finished") < events.index("(revoke)") < events.index("election.lost")
