@@ -211,8 +211,7 @@ class RunTable:
         pause = SWEEP_PAUSE
         while True:
             self.reap()
-            procs = proctree.processes()
-            below = [p for p in proctree.below(self.me, procs) if p != self.me]
+            below = [p for p in proctree.processes_below(self.me) if p != self.me]
             if not below:
                 self.reap()
                 return

@@ -8,9 +8,11 @@ job's group (S6).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +24,13 @@ from leaderjob.guard.tail import Sink
 from tests.harness.procs import pid_alive
 
 #: A job whose main process has a child in its group and one that left it (setsid); each child
-#: writes its pid, then all of them sleep.
+#: writes its pid, then all of them sleep. The main process ignores SIGTERM (set after its
+#: children started): it stays, so what it started stays below it (the test process is no
+#: subreaper, as the guardian is).
 TREE = (
     'sleep 300 & echo $! > "$1"; '
     'setsid sh -c "echo \\$\\$ > \\"$2\\"; exec sleep 300" & '
-    "exec sleep 300"
+    "trap '' TERM; exec sleep 300"
 )
 
 
@@ -91,9 +95,61 @@ def test_a_stops_sweep_reaches_a_descendant_that_left_the_group_without_a_scan_s
     table.runs[run.key] = run
     table.signal_run(run, signal.SIGTERM, "test")
     assert sent == [{"run": "1", "signal": "SIGTERM", "reason": "test"}]
-    proc.wait(10)
     end = time.monotonic() + 10
     while (pid_alive(inside) or pid_alive(outside)) and time.monotonic() < end:
         time.sleep(0.01)
     assert not pid_alive(inside)
     assert not pid_alive(outside), "the process that left the group was not signalled"
+
+
+#: The guardian with the scan of /proc made to fail: the package's modules, so one patch
+#: reaches every caller.
+NO_SCAN_GUARDIAN = """
+import sys
+from leaderjob.guard import guardian, proctree
+
+def scan():
+    raise AssertionError("the guardian scanned /proc")
+
+proctree.processes = scan
+sys.exit(guardian.main(sys.argv))
+"""
+
+
+def test_the_guardian_s_last_sweep_kills_every_descendant_without_a_scan_s6(tmp_path):
+    """When the daemon is gone (its control pipe closed) the guardian kills everything below it
+    and exits: with no scan of ``/proc`` (it runs while a successor starts its job on the same
+    host), and still reaching a descendant that left the job's group."""
+    ctl_r, ctl_w = os.pipe()
+    st_r, st_w = os.pipe()
+    guardian = subprocess.Popen(
+        [sys.executable, "-c", NO_SCAN_GUARDIAN, str(ctl_r), str(st_w), "monotonic"],
+        pass_fds=(ctl_r, st_w),
+        start_new_session=True,
+    )
+    os.close(ctl_r)
+    os.close(st_w)
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    start = {
+        "start": "1",
+        "argv": ["sh", "-c", TREE, "job", str(inside), str(outside)],
+        "env": dict(os.environ),
+        "deadline": time.monotonic() + 60,
+        "grace": 1.0,
+    }
+    pids: tuple[int, ...] = ()
+    try:
+        os.write(ctl_w, (json.dumps(start) + "\n").encode())
+        pids = (_pid(inside), _pid(outside))
+        os.close(ctl_w)  # the daemon is gone
+        ctl_w = -1
+        assert guardian.wait(10) == 0, "the guardian failed (it scanned /proc)"
+        assert not any(pid_alive(p) for p in pids), "a descendant outlived the guardian"
+    finally:
+        if ctl_w >= 0:
+            os.close(ctl_w)
+        os.close(st_r)
+        for pid in (guardian.pid, *pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        guardian.wait(10)
