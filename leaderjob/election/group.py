@@ -10,7 +10,9 @@ docs/safety.md asks for:
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group, made with require-leader, so a leadership change wakes the next candidate only.
 3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
-   present, with our token, and no lower key exists (etcd #19597).
+   present, with our token, and no lower key exists (etcd #19597). The watch that read asks for
+   is opened at the next step, once the caller has started the job (from the read's revision:
+   a deletion in between is still seen).
 4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
