@@ -10,9 +10,9 @@ docs/safety.md asks for:
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group, made with require-leader, so a leadership change wakes the next candidate only.
 3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
-   present, with our token, and no lower key exists (etcd #19597). The watch that read asks for
-   is opened at the next step, once the caller has started the job (from the read's revision:
-   a deletion in between is still seen).
+   present, with our token, and no lower key exists (etcd #19597). If that read leaves no job of
+   ours waiting, the watch it asks for (our own keys) is opened at the next step, once the
+   caller has started the job (from the read's revision: a deletion in between is still seen).
 4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
@@ -518,11 +518,14 @@ class Group:
             self.to_delete.pop(0)
 
     def _watch_after_read(self, keys: list[str], revision: int, won: bool, dl: Deadline) -> None:
-        """The watch a complete read asks for. After a read that made a job lead, the job's
+        """The watch a complete read asks for. After a read that made a job lead, with no job
+        of ours left waiting behind another key (the watch holds only our own keys), the job's
         first start goes before opening a stream (milliseconds of this thread's time on the
         successor's path, L2): the next step opens it, from this read's revision, so a deletion
-        meanwhile is still seen (and a leader confirms its keys once per renew interval)."""
-        if won:
+        meanwhile is still seen (and a leader confirms its keys once per renew interval). A
+        predecessor's key in it is watched at once: another job's takeover waits on it."""
+        ours = set(self.keys.values())
+        if won and all(key in ours for key in keys):
             self._cancel_watch()
             self._watch_later = (keys, revision)
         else:

@@ -190,3 +190,26 @@ def test_a_stopped_leader_revokes_before_it_logs_and_publishes_the_lost_tenure_l
         assert d.cycle().action == "exited"
     events = [e["event"] for e in logs]
     assert events.index("job.finished") < events.index("(revoke)") < events.index("election.lost")
+
+
+def test_a_win_that_leaves_a_job_waiting_watches_its_predecessor_at_once_l2() -> None:
+    """Only a watch of our own keys waits for the next step: with a job of ours still behind
+    another replica's key, that key's deletion is another takeover, watched at once."""
+    calls: list[tuple[str, str]] = []
+    clock = FakeClock(start=1000.0)
+    store = MemoryStore(clock)
+    a, b = (
+        Group(Recording(store, calls, who), TIMING, who, clock, threading.Event())  # type: ignore[arg-type]
+        for who in "ab"
+    )
+    for g in (a, b):
+        for job in ("x", "y"):
+            g.want(job, f"/lj/{job}/leader")
+        g.step(may_campaign=True)
+    assert sorted(a.leading()) == ["x", "y"]
+    a.withdraw("x")
+    a.step(may_campaign=True)  # its key of x is deleted
+    calls.clear()
+    out = b.step(may_campaign=True)
+    assert [(t.event, t.job) for t in out.transitions] == [("election.acquired", "x")]
+    assert ("b", "watch_deletes") in calls, "a predecessor's key went unwatched"
