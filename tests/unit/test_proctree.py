@@ -71,9 +71,10 @@ def test_processes_below_are_those_a_scan_of_proc_finds_below(job):
 
 
 def test_processes_below_falls_back_to_the_scan_without_the_children_files(monkeypatch):
+    scan = {1: (0, 1), 2: (1, 2)}
     monkeypatch.setattr(proctree, "children", lambda pid: None)
-    scan = proctree.processes()
-    assert proctree.processes_below(os.getpid()).keys() >= set(proctree.below(os.getpid(), scan))
+    monkeypatch.setattr(proctree, "processes", lambda: scan)
+    assert proctree.processes_below(os.getpid()) is scan
 
 
 def test_a_stops_sweep_reaches_a_descendant_that_left_the_group_without_a_scan_s6_l2(
