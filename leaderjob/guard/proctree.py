@@ -28,43 +28,45 @@ def processes() -> dict[int, tuple[int, int]]:
         if name.isdigit():
             found = _stat(int(name))
             if found is not None:
-                out[int(name)] = found
+                out[int(name)] = found[:2]
     return out
 
 
 def processes_below(root: int) -> dict[int, tuple[int, int]]:
     """The processes below ``root`` (``root`` excluded): pid → (parent pid, process group), as
-    :func:`processes` gives them. Found by following each process's children: a few small reads
-    per process below ``root`` instead of one per process of the machine (a scan of ``/proc``
-    takes milliseconds, more on a busy host, and a stop waits for it). Where the kernel does
-    not list a process's children, every process of the machine (the scan)."""
+    :func:`processes` gives them. Found by following each process's children: two small reads
+    per single-threaded process below ``root`` instead of one per process of the machine (a
+    scan of ``/proc`` takes milliseconds on a busy host, and a stop waits for it). Where the
+    kernel does not list a process's children, every process of the machine (the scan)."""
     if children(root) is None:
         return processes()
     out: dict[int, tuple[int, int]] = {}
-    todo = [root]
+    todo = [(root, 0)]  # a process, and its thread count (0: unknown)
     while todo:
-        for pid in _children_now(todo.pop()):
+        for pid in _children_now(*todo.pop()):
             if pid in out:
                 continue
             found = _stat(pid)
             if found is not None:  # None: gone meanwhile
-                out[pid] = found
-                todo.append(pid)
+                out[pid] = found[:2]
+                todo.append((pid, found[2]))
     return out
 
 
-def _children_now(pid: int) -> list[int]:
-    """The direct children of ``pid`` that its live threads list (none once it is gone)."""
+def _children_now(pid: int, threads: int) -> list[int]:
+    """The direct children of ``pid`` that its live threads list (none once it is gone); a
+    process of one thread has one list, its own."""
+    tids = [str(pid)] if threads == 1 else None
     out: list[int] = []
     with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        for tid in tids or os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
                 out += [int(x) for x in f.read().split()]
     return out
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, process group) of ``pid``; None once it is gone."""
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, process group, thread count) of ``pid``; None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -72,7 +74,9 @@ def _stat(pid: int) -> tuple[int, int] | None:
         return None
     # The command name is in parentheses and may contain anything: split after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
-    return (int(fields[1]), int(fields[2])) if len(fields) > 2 else None
+    if len(fields) <= 17:
+        return None
+    return int(fields[1]), int(fields[2]), int(fields[17])
 
 
 def children(pid: int) -> list[int] | None:
