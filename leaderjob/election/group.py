@@ -526,7 +526,8 @@ class Group:
         predecessor's key in it is watched at once: another job's takeover waits on it."""
         ours = set(self.keys.values())
         if won and all(key in ours for key in keys):
-            self._cancel_watch()
+            # The old watch is cancelled then too: a cancel wakes etcd client threads that
+            # would take this thread's turn just as it starts the job.
             self._watch_later = (keys, revision)
         else:
             self._watch_keys(keys, revision, dl)
@@ -545,7 +546,8 @@ class Group:
             self._recheck = True  # read again next cycle
 
     def _watch_fired(self) -> bool:
-        return self._watch is not None and self._watch.fired.is_set()
+        """The watch saw a deletion (one to be replaced at this step does not count)."""
+        return self._watch_later is None and self._watch is not None and self._watch.fired.is_set()
 
     def _cancel_watch(self) -> None:
         self._watch_later = None

@@ -41,9 +41,22 @@ class Recording:
 
         def noted(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((self.who, name))
-            return attr(*args, **kwargs)
+            got = attr(*args, **kwargs)
+            return _NotedWatch(got, self.calls, self.who) if name == "watch_deletes" else got
 
         return noted
+
+
+class _NotedWatch:
+    """A watch whose cancel is noted too."""
+
+    def __init__(self, inner: Any, calls: list[tuple[str, str]], who: str) -> None:
+        self.inner, self.calls, self.who = inner, calls, who
+        self.fired = inner.fired
+
+    def cancel(self) -> None:
+        self.calls.append((self.who, "cancel"))
+        self.inner.cancel()
 
 
 def _pair(calls: list[tuple[str, str]]) -> tuple[FakeClock, MemoryStore, Group, Group]:
@@ -75,8 +88,13 @@ def test_the_step_that_wins_opens_no_watch_the_next_one_does_l2() -> None:
     out = b.step(may_campaign=True)
     assert [t.event for t in out.transitions] == ["election.acquired"]
     assert ("b", "watch_deletes") not in calls, "the winning step opened a stream before the start"
+    assert ("b", "cancel") not in calls, "the winning step cancelled a stream before the start"
+    calls.clear()
     b.step(may_campaign=True)
-    assert calls.count(("b", "watch_deletes")) == 1
+    assert [c for c in calls if c[1] in ("cancel", "watch_deletes")] == [
+        ("b", "cancel"),
+        ("b", "watch_deletes"),
+    ]
 
 
 def test_a_key_deleted_before_the_watch_is_opened_is_still_seen_s6() -> None:
