@@ -39,6 +39,7 @@ null when the job never started or the guardian failed).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import select
@@ -92,7 +93,12 @@ class Guardian:
     the runs themselves is its table's (:class:`leaderjob.guard.guardian_runs.RunTable`)."""
 
     def __init__(
-        self, ctl_fd: int, status_fd: int, clock: int, stall_before_exec: float = 0.0
+        self,
+        ctl_fd: int,
+        status_fd: int,
+        clock: int,
+        stall_before_exec: float = 0.0,
+        stall_after_fork: float = 0.0,
     ) -> None:
         self.ctl = ctl_fd
         self.status = status_fd
@@ -105,6 +111,8 @@ class Guardian:
         self.table = guardian_runs.RunTable(self.me, self.sinks, self.send)
         #: A test-only pause in the job's process between fork and exec (never set by the daemon).
         self.stall_before_exec = stall_before_exec
+        #: A test-only pause in the guardian after each fork (a slow fork, as on a loaded machine).
+        self.stall_after_fork = stall_after_fork
         # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -113,6 +121,10 @@ class Guardian:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         #: What a job's process sets back to default before exec (known once, not per start).
         self.not_default = guardian_spawn.not_default()
+        #: Runs between fork and exec, in the order of their forks (answered ones dropped lazily).
+        self.spawning: collections.deque[Run] = collections.deque()
+        #: Nothing is due before this (a TERM or KILL of some run): :meth:`deadlines` sets it.
+        self.due_at = 0.0
         #: Whether the daemon closed its end of the control channel: asked before each exec.
         self.ctl_poll = select.poll()
         self.ctl_poll.register(self.ctl, select.POLLIN)
@@ -183,6 +195,7 @@ class Guardian:
             self.table.signal_run(run, signal.SIGTERM, str(msg["stop"]))
             stop_kill = self.now() + run.grace
             run.stop_kill = stop_kill if run.stop_kill is None else min(run.stop_kill, stop_kill)
+            self.due_at = min(self.due_at, run.stop_kill)
         if "kill" in msg:
             self.table.signal_run(run, signal.SIGKILL, str(msg["kill"]))
 
@@ -191,8 +204,10 @@ class Guardian:
         and kill of a run already started is applied before any start of the same read is
         forked (a burst of starts must not hold up the deadline the daemon just moved), then the
         deadlines are checked, then the starts in order, the deadlines checked again after each
-        one (a fork + exec never delays another run's TERM or KILL). A control for a run whose
-        start is in the same read follows that start, in the order they came."""
+        one (a fork never delays another run's TERM or KILL; the check is a comparison with the
+        earliest time something is due, the whole table scanned only then), and the execs that
+        happened meanwhile reported as they come. A control for a run whose start is in the same
+        read follows that start, in the order they came."""
         starting = {str(m["start"]) for m in msgs if "start" in m}
         later: dict[str, list[dict[str, Any]]] = {}
         for msg in msgs:
@@ -211,7 +226,9 @@ class Guardian:
                 self.start(msg)
                 for control in later.pop(str(msg["start"]), ()):
                     self.handle(control)
-                self.deadlines()
+                if self.now() >= self.due_at:
+                    self.deadlines()
+                self.answer_execs()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -233,6 +250,8 @@ class Guardian:
         return None
 
     def start(self, msg: dict[str, Any]) -> None:
+        """Fork the run's job and go on: its answer (exec'd, or why not) is read as it comes
+        (:meth:`answered`), so no start waits for another's exec."""
         key = str(msg["start"])
         deadline = float(msg["deadline"])
         run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
@@ -242,7 +261,7 @@ class Guardian:
         cwd = msg.get("cwd")
         pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
         try:
-            pid = guardian_spawn.spawn(
+            pending = guardian_spawn.fork(
                 argv,
                 env,
                 cwd,
@@ -253,15 +272,11 @@ class Guardian:
                 reset=self.not_default,
                 stall=self.stall_before_exec,
             )
-        except (guardian_spawn.Refused, OSError) as exc:
+        except OSError as exc:
             for p in pipes:
                 for fd in p or ():
                     os.close(fd)
-            if isinstance(exc, OSError):
-                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
-                why = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
-            else:  # the last check refused; the reason still holds
-                why = self.refusal(run) or "not started: the guardian is dying"
+            why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"  # the fork itself failed
             self.send(run=key, error=why, exited=None)
             return
         for name, p in zip(tail.STREAMS, pipes, strict=True):
@@ -269,9 +284,55 @@ class Guardian:
                 os.close(p[1])  # EOF comes when the job and all it started are gone
                 os.set_blocking(p[0], False)
                 run.pipes[name] = p[0]
-        run.pid = pid
+        run.pid = pending.pid
+        run.pending = pending
         self.table.runs[key] = run
-        self.send(run=key, started=pid)
+        self.spawning.append(run)
+        self.due_at = min(self.due_at, run.deadline - run.grace)
+        if self.stall_after_fork:
+            time.sleep(self.stall_after_fork)
+
+    def answer_execs(self) -> None:
+        """Report the answers already there, oldest start first, up to the first still on its
+        way to exec (they come roughly in the order of their forks): between the starts of one
+        burst, each costs one read."""
+        while self.spawning and self.answered(self.spawning[0]):
+            self.spawning.popleft()
+
+    def answered(self, run: Run) -> bool:
+        """Read the answer of a run whose job is between fork and exec; once it is complete,
+        report it: ``started``, or the error (the run leaves the table, its process reaped).
+        True once the run has its answer."""
+        pending = run.pending
+        if pending is None:
+            return True
+        if not pending.read():
+            return False
+        run.pending = None
+        try:
+            pending.outcome()
+        except (guardian_spawn.Refused, OSError) as exc:
+            if isinstance(exc, OSError):
+                cwd = pending.cwd
+                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
+                why = f"cannot start {pending.argv0!r}{where}: {exc.strerror or exc}"
+            else:  # the last check refused, or a signal came first
+                why = self.refusal(run) or (
+                    "not started: stopped before exec"
+                    if run.termed or run.killed
+                    else "not started: the job's process died before exec"
+                )
+            if run.returncode is None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(run.pid, 0)  # it is exiting: reaped here, never reported as a run
+            for fd in run.pipes.values():
+                os.close(fd)
+            run.pipes.clear()
+            self.table.runs.pop(run.key, None)
+            self.send(run=run.key, error=why, exited=None)
+            return True
+        self.send(run=run.key, started=run.pid)
+        return True
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -281,6 +342,8 @@ class Guardian:
         except BaseException as exc:  # a malformed message, a bug: every job must still die
             self.table.kill_everything("guardian_failed")
             self.send(error=f"guardian failed: {exc!r}")
+            with contextlib.suppress(Exception):
+                self.settle()
             for run in list(self.table.runs.values()):
                 self.send(
                     run=run.key,
@@ -305,10 +368,17 @@ class Guardian:
                 sink.flush()
             self.wait(timeout)
         self.table.kill_everything("daemon_gone")
+        self.settle()
         for run in list(self.table.runs.values()):
             self.table.report(run)
         self.drain_out(1.0)
         return 0
+
+    def settle(self) -> None:
+        """Every job's process is gone: each run between fork and exec gets its answer."""
+        for run in list(self.table.runs.values()):
+            if run.pending is not None:
+                self.answered(run)
 
     def deadlines(self) -> float:
         """Signal what is due; the time until the next thing is due."""
@@ -331,6 +401,7 @@ class Guardian:
             if not run.killed:
                 nxt = kill_at if run.termed or now >= term_at else term_at
                 until = min(until, max(0.0, nxt - now))
+        self.due_at = now + until
         return until
 
     def finish(self) -> None:
@@ -338,6 +409,9 @@ class Guardian:
         it is reaped and the output reached EOF (or TAIL_WAIT passed)."""
         for run in list(self.table.runs.values()):
             if run.returncode is None:
+                continue
+            # Its process is gone, so its answer is complete: started (reported first) or not.
+            if not self.answered(run) or run.key not in self.table.runs:
                 continue
             if run.ended_at is None:
                 if self.table.orphans() and self.table.sweep(run, signal.SIGKILL, strays=True):
@@ -357,7 +431,11 @@ class Guardian:
             poller.register(self.status, select.POLLOUT)
         ending = False
         streams: dict[int, tuple[Run, str]] = {}
+        spawning: dict[int, Run] = {}
         for run in self.table.runs.values():
+            if run.pending is not None:
+                poller.register(run.pending.fd, select.POLLIN)
+                spawning[run.pending.fd] = run
             if run.returncode is not None:
                 ending = True
                 continue
@@ -385,6 +463,8 @@ class Guardian:
                 self.handle_all(msgs)
             elif fd == self.status:
                 self.flush_out()
+            elif fd in spawning:
+                self.answered(spawning[fd])
             elif fd in streams:
                 run, name = streams[fd]
                 if name in run.pipes:
@@ -403,15 +483,16 @@ class Guardian:
 def main(argv: list[str]) -> int:
     ctl_fd, status_fd = int(argv[1]), int(argv[2])
     clock = clock_id(argv[3] if len(argv) > 3 else None)
-    stall = 0.0
-    if "--test-stall-before-exec" in argv:  # tests only; the daemon never passes it
-        stall = float(argv[argv.index("--test-stall-before-exec") + 1])
+    stalls = []
+    for flag in ("--test-stall-before-exec", "--test-stall-after-fork"):
+        # tests only; the daemon never passes them
+        stalls.append(float(argv[argv.index(flag) + 1]) if flag in argv else 0.0)
     # The daemon's SIGINT (Ctrl-C at a terminal) must not reach us before it decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(status_fd, False)
     for fd in (ctl_fd, status_fd):  # passed to us inheritable: no job inherits them
         os.set_inheritable(fd, False)
-    return Guardian(ctl_fd, status_fd, clock, stall).run()
+    return Guardian(ctl_fd, status_fd, clock, *stalls).run()
 
 
 if __name__ == "__main__":
