@@ -25,7 +25,8 @@ own full pipes, as if they wrote there directly, never a kill), and reports to t
 a queue of their own when the daemon is not reading — never dropped, never blocking.
 
 This file holds the event loop and the control protocol; the table of runs (one run's record, its
-signals, its output tail and its end) is :mod:`leaderjob.guard.guardian_runs`, a job's fork and exec
+signals, its output tail and its end) is :mod:`leaderjob.guard.guardian_runs`, a run's start and
+its answer :mod:`leaderjob.guard.guardian_launch`, a job's fork and exec
 :mod:`leaderjob.guard.guardian_spawn`, the protocol's lines :mod:`leaderjob.guard.guardian_wire`.
 
 Standard library only: the daemon starts it as ``python -S guardian.py CTL_FD STATUS_FD [CLOCK]``.
@@ -39,7 +40,6 @@ null when the job never started or the guardian failed).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import select
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from leaderjob.guard import guardian_runs, guardian_spawn, guardian_wire, proctree, tail
+    from leaderjob.guard import guardian_launch, guardian_runs, guardian_spawn, guardian_wire, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 
@@ -65,10 +65,11 @@ else:  # run as a script (python -S): the package may not be importable; load th
         spec.loader.exec_module(module)
         return module
 
-    guardian_runs = _load("guardian_runs")
-    guardian_spawn = _load("guardian_spawn")
     guardian_wire = _load("guardian_wire")
-    proctree, tail = guardian_runs.proctree, guardian_runs.tail  # loaded once, beside us
+    guardian_launch = _load("guardian_launch")
+    # Loaded once, by the launcher beside us: one copy of each in the guardian.
+    guardian_runs, guardian_spawn = guardian_launch.guardian_runs, guardian_launch.guardian_spawn
+    tail = guardian_runs.tail
 
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1
@@ -109,25 +110,26 @@ class Guardian:
         self.ctl_open = True
         self.sinks = (tail.Sink(1), tail.Sink(2))
         self.table = guardian_runs.RunTable(self.me, self.sinks, self.send)
-        #: A test-only pause in the job's process between fork and exec (never set by the daemon).
-        self.stall_before_exec = stall_before_exec
-        #: A test-only pause in the guardian after each fork (a slow fork, as on a loaded machine).
-        self.stall_after_fork = stall_after_fork
         # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        #: What a job's process sets back to default before exec (known once, not per start).
-        self.not_default = guardian_spawn.not_default()
-        #: Runs between fork and exec, in the order of their forks (answered ones dropped lazily).
-        self.spawning: collections.deque[Run] = collections.deque()
         #: Nothing is due before this (a TERM or KILL of some run): :meth:`deadlines` sets it.
         self.due_at = 0.0
         #: Whether the daemon closed its end of the control channel: asked before each exec.
         self.ctl_poll = select.poll()
         self.ctl_poll.register(self.ctl, select.POLLIN)
+        self.launcher = guardian_launch.Launcher(
+            self.table,
+            self.sinks,
+            self.send,
+            self.now,
+            self.ctl_closed,
+            stall_before_exec=stall_before_exec,
+            stall_after_fork=stall_after_fork,
+        )
 
     def now(self) -> float:
         return time.clock_gettime(self.clock)
@@ -182,6 +184,11 @@ class Guardian:
         """True once the daemon's end of the control channel is closed; reads nothing."""
         return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in self.ctl_poll.poll(0))
 
+    def start(self, msg: dict[str, Any]) -> None:
+        run = self.launcher.start(msg)
+        if run is not None:
+            self.due_at = min(self.due_at, run.deadline - run.grace)
+
     def handle(self, msg: dict[str, Any]) -> None:
         if "start" in msg:
             self.start(msg)
@@ -228,111 +235,7 @@ class Guardian:
                     self.handle(control)
                 if self.now() >= self.due_at:
                     self.deadlines()
-                self.answer_execs()
-
-    # -- starting -----------------------------------------------------------------------------
-
-    def refusal(self, run: Run) -> str | None:
-        """Why the run's job must not be started now, or None."""
-        if self.ctl_closed():
-            return "not started: the daemon closed the control channel (it is gone)"
-        now = self.now()
-        left = run.deadline - now
-        if left <= 0:
-            return f"not started: the local deadline passed {-left:.3f}s ago"
-        if left <= run.grace:
-            return (
-                f"not started: {left:.3f}s left before the local deadline, "
-                f"less than the grace of {run.grace:g}s"
-            )
-        if now >= run.start_by:
-            return "not started: the daemon gave up waiting for the start"
-        return None
-
-    def start(self, msg: dict[str, Any]) -> None:
-        """Fork the run's job and go on: its answer (exec'd, or why not) is read as it comes
-        (:meth:`answered`), so no start waits for another's exec."""
-        key = str(msg["start"])
-        deadline = float(msg["deadline"])
-        run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
-        argv = [str(a) for a in msg["argv"]]
-        env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
-        env[proctree.MARKER] = key
-        cwd = msg.get("cwd")
-        pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
-        try:
-            pending = guardian_spawn.fork(
-                argv,
-                env,
-                cwd,
-                (pipes[0] and pipes[0][1], pipes[1] and pipes[1][1]),
-                # The last check, in the job's process immediately before exec: a start request
-                # that arrived late (the daemon gone, D near) or a slow fork never becomes a job.
-                check=lambda: self.refusal(run) is None,
-                reset=self.not_default,
-                stall=self.stall_before_exec,
-            )
-        except OSError as exc:
-            for p in pipes:
-                for fd in p or ():
-                    os.close(fd)
-            why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"  # the fork itself failed
-            self.send(run=key, error=why, exited=None)
-            return
-        for name, p in zip(tail.STREAMS, pipes, strict=True):
-            if p is not None:
-                os.close(p[1])  # EOF comes when the job and all it started are gone
-                os.set_blocking(p[0], False)
-                run.pipes[name] = p[0]
-        run.pid = pending.pid
-        run.pending = pending
-        self.table.runs[key] = run
-        self.spawning.append(run)
-        self.due_at = min(self.due_at, run.deadline - run.grace)
-        if self.stall_after_fork:
-            time.sleep(self.stall_after_fork)
-
-    def answer_execs(self) -> None:
-        """Report the answers already there, oldest start first, up to the first still on its
-        way to exec (they come roughly in the order of their forks): between the starts of one
-        burst, each costs one read."""
-        while self.spawning and self.answered(self.spawning[0]):
-            self.spawning.popleft()
-
-    def answered(self, run: Run) -> bool:
-        """Read the answer of a run whose job is between fork and exec; once it is complete,
-        report it: ``started``, or the error (the run leaves the table, its process reaped).
-        True once the run has its answer."""
-        pending = run.pending
-        if pending is None:
-            return True
-        if not pending.read():
-            return False
-        run.pending = None
-        try:
-            pending.outcome()
-        except (guardian_spawn.Refused, OSError) as exc:
-            if isinstance(exc, OSError):
-                cwd = pending.cwd
-                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
-                why = f"cannot start {pending.argv0!r}{where}: {exc.strerror or exc}"
-            else:  # the last check refused, or a signal came first
-                why = self.refusal(run) or (
-                    "not started: stopped before exec"
-                    if run.termed or run.killed
-                    else "not started: the job's process died before exec"
-                )
-            if run.returncode is None:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(run.pid, 0)  # it is exiting: reaped here, never reported as a run
-            for fd in run.pipes.values():
-                os.close(fd)
-            run.pipes.clear()
-            self.table.runs.pop(run.key, None)
-            self.send(run=run.key, error=why, exited=None)
-            return True
-        self.send(run=run.key, started=run.pid)
-        return True
+                self.launcher.answer_execs()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -343,7 +246,7 @@ class Guardian:
             self.table.kill_everything("guardian_failed")
             self.send(error=f"guardian failed: {exc!r}")
             with contextlib.suppress(Exception):
-                self.settle()
+                self.launcher.settle()
             for run in list(self.table.runs.values()):
                 self.send(
                     run=run.key,
@@ -368,17 +271,11 @@ class Guardian:
                 sink.flush()
             self.wait(timeout)
         self.table.kill_everything("daemon_gone")
-        self.settle()
+        self.launcher.settle()
         for run in list(self.table.runs.values()):
             self.table.report(run)
         self.drain_out(1.0)
         return 0
-
-    def settle(self) -> None:
-        """Every job's process is gone: each run between fork and exec gets its answer."""
-        for run in list(self.table.runs.values()):
-            if run.pending is not None:
-                self.answered(run)
 
     def deadlines(self) -> float:
         """Signal what is due; the time until the next thing is due."""
@@ -411,7 +308,7 @@ class Guardian:
             if run.returncode is None:
                 continue
             # Its process is gone, so its answer is complete: started (reported first) or not.
-            if not self.answered(run) or run.key not in self.table.runs:
+            if not self.launcher.answered(run) or run.key not in self.table.runs:
                 continue
             if run.ended_at is None:
                 if self.table.orphans() and self.table.sweep(run, signal.SIGKILL, strays=True):
@@ -464,7 +361,7 @@ class Guardian:
             elif fd == self.status:
                 self.flush_out()
             elif fd in spawning:
-                self.answered(spawning[fd])
+                self.launcher.answered(spawning[fd])
             elif fd in streams:
                 run, name = streams[fd]
                 if name in run.pipes:
