@@ -267,8 +267,7 @@ class Daemon:
         try:
             while True:
                 report = self.cycle()
-                # Woken again already (a burst of reports): the next cycle comes at once.
-                self._publish(report.action, busy=self.wakeup.is_set())
+                self._publish(report.action, throttled=True)
                 if report.action == "exited":
                     return self.exit_code
                 self._wait()
@@ -374,7 +373,7 @@ class Daemon:
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
         if self.leaving is not None:
             until = min(until, now + 0.05)
-        return until
+        return min(until, self.publisher.due())
 
     # -- election -----------------------------------------------------------------------------
 
@@ -400,10 +399,10 @@ class Daemon:
 
     # -- what others see ------------------------------------------------------------------------
 
-    def _publish(self, action: str, busy: bool = False) -> None:
-        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads); ``busy``:
-        the loop was woken again during the cycle (see :class:`Publisher`)."""
-        self.snapshot = self.publisher.publish(self, self.snapshot, action, busy)
+    def _publish(self, action: str, throttled: bool = False) -> None:
+        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads);
+        ``throttled``: the one after each cycle (see :class:`Publisher`)."""
+        self.snapshot = self.publisher.publish(self, self.snapshot, action, throttled)
 
     def _install_signal_handlers(self) -> None:
         install_signal_handlers(self.request_stop, self.reloader)

@@ -132,31 +132,36 @@ def snapshot(daemon: Observed, action: str) -> dict[str, Any]:
     return snap
 
 
-#: While the loop cycles without waiting (a burst of a group's runs), a group's snapshot is built
-#: whole at most this often (seconds): with a thousand jobs, building it every cycle took 40 % of
-#: the loop's time in a burst.
+#: A group's snapshot is built whole after a cycle at most this often (seconds): with a thousand
+#: jobs, building it after every cycle took 40 % of the loop's time in a burst of their runs.
 PUBLISH_EVERY = 0.25
 
 
 class Publisher:
-    """When the snapshot is built whole. A group's covers every job: while the loop is busy
-    (woken again before it could wait) it is built whole at most every :data:`PUBLISH_EVERY`,
-    its liveness fields refreshed in between (:func:`refreshed`); the cycle before the loop
-    waits, and every leadership change, build it whole."""
+    """When the snapshot is built whole. A group's covers every job: after a cycle it is built
+    whole at most every :data:`PUBLISH_EVERY`, its liveness fields refreshed in between
+    (:func:`refreshed`), and the loop wakes by :meth:`due` to build it whole should it stay
+    behind; every leadership change builds it whole at once."""
 
     def __init__(self, clock: Clock, *, grouped: bool) -> None:
         self.clock = clock
         self.grouped = grouped
         self.whole_at = -math.inf  # monotonic
+        self.behind = False  # refreshed since it was last built whole
 
     def publish(
-        self, daemon: Observed, previous: Mapping[str, Any], action: str, busy: bool
+        self, daemon: Observed, previous: Mapping[str, Any], action: str, throttled: bool
     ) -> dict[str, Any]:
         now = self.clock.monotonic()
-        if busy and self.grouped and previous and now - self.whole_at < PUBLISH_EVERY:
+        if throttled and self.grouped and previous and now < self.whole_at + PUBLISH_EVERY:
+            self.behind = True
             return refreshed(previous, daemon, action)
-        self.whole_at = now
+        self.whole_at, self.behind = now, False
         return snapshot(daemon, action)
+
+    def due(self) -> float:
+        """When the loop must cycle again for the snapshot to be built whole (monotonic)."""
+        return self.whole_at + PUBLISH_EVERY if self.behind else math.inf
 
 
 def refreshed(previous: Mapping[str, Any], daemon: Observed, action: str) -> dict[str, Any]:

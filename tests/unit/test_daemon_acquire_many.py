@@ -45,12 +45,13 @@ def _counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return built
 
 
-def test_a_busy_loop_builds_a_group_s_snapshot_whole_at_most_every_publish_every_l4(
+def test_after_each_cycle_a_group_s_snapshot_is_built_whole_at_most_every_publish_every_l4(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """L4 in a burst: cycles that follow one another without a wait (the guardian's reports of a
-    thousand starts) refresh the snapshot's liveness fields only; it is built whole once
-    PUBLISH_EVERY has passed, and by the cycle before the loop waits."""
+    """L4 in a burst: cycles that follow one another (the guardian's reports of a thousand
+    starts) refresh the snapshot's liveness fields only; it is built whole once PUBLISH_EVERY
+    has passed, and the loop wakes by then should nothing else wake it. A leadership change, or
+    a caller that asks, builds it whole at once."""
     built = _counted(monkeypatch)
     clock = Clock()
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
@@ -59,23 +60,24 @@ def test_a_busy_loop_builds_a_group_s_snapshot_whole_at_most_every_publish_every
     jobs = d.snapshot["jobs"]
     built.clear()
     clock.advance(0.05)
-    d._publish("busy", busy=True)
+    d._publish("cycled", throttled=True)
     assert built == []
-    assert d.snapshot["action"] == "busy" and d.snapshot["loop_at"] == clock.monotonic()
+    assert d.snapshot["action"] == "cycled" and d.snapshot["loop_at"] == clock.monotonic()
     assert d.snapshot["jobs"] is jobs
+    whole_by = clock.monotonic() - 0.05 + snapshot_mod.PUBLISH_EVERY
+    assert d.next_wakeup(clock.monotonic()) <= whole_by, "the loop would sleep past it"
     clock.advance(snapshot_mod.PUBLISH_EVERY)
-    d._publish("busy again", busy=True)
-    assert built == ["busy again"]
-    d._publish("idle", busy=False)
-    assert built == ["busy again", "idle"]
+    d._publish("cycled again", throttled=True)
+    assert built == ["cycled again"]
+    d._publish("asked")
+    assert built == ["cycled again", "asked"]
 
 
-def test_the_loop_says_it_is_busy_when_it_was_woken_again_during_the_cycle(
+def test_the_loop_throttles_the_snapshot_it_publishes_after_each_cycle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The caller's half: ``serve`` hands ``_publish`` whether the waker is set already. Five
-    cycles each woken again during the cycle build nothing whole; the last, before the loop
-    would wait, does."""
+    """The caller's half: ``serve`` publishes after each cycle through the throttle. Six
+    cycles 0.1 s apart build the snapshot whole twice (at 0.25 s and 0.5 s), not six times."""
     built = _counted(monkeypatch)
     clock = Clock()
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
@@ -85,11 +87,8 @@ def test_the_loop_says_it_is_busy_when_it_was_woken_again_during_the_cycle(
     left = iter(range(5, -1, -1))
 
     def cycle() -> Report:
-        if next(left):
-            d.wakeup.set()
-            return Report("leading")
-        d.wakeup.clear()
-        return Report("exited")
+        clock.advance(0.1)
+        return Report("leading" if next(left) else "exited")
 
     monkeypatch.setattr(d, "cycle", cycle)
     monkeypatch.setattr(d, "_wait", lambda: None)
@@ -97,4 +96,4 @@ def test_the_loop_says_it_is_busy_when_it_was_woken_again_during_the_cycle(
     monkeypatch.setattr(d.process, "stop", lambda *a: None)
     monkeypatch.setattr(d, "_install_signal_handlers", lambda: None)
     d.serve()
-    assert built == ["exited"], built
+    assert len(built) == 2, built
