@@ -14,7 +14,7 @@ still ours (S3) and lets the successor run that slot (L2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from leaderjob.daemon.decisions import Add, Decision, HandOver, JobView, Reconfigure, Retire
@@ -77,8 +77,14 @@ class Applier:
             if not isinstance(self.leaving.get(name), Retire)
         }
 
-    def views(self) -> dict[str, JobView]:
+    def views(self, only: Collection[str] | None = None) -> dict[str, JobView]:
+        """What the policies see of each job (``only``: of those jobs alone, as they exist)."""
         keys = self.queues.keys
+        runners = (
+            self.runners
+            if only is None
+            else {name: self.runners[name] for name in only if name in self.runners}
+        )
         return {
             name: JobView(
                 name=name,
@@ -89,7 +95,7 @@ class Applier:
                 queued=name in keys,
                 leaving=name in self.leaving,
             )
-            for name, r in self.runners.items()
+            for name, r in runners.items()
         }
 
     # -- deciding -----------------------------------------------------------------------------
