@@ -4,8 +4,8 @@ etcd's election recipe (``concurrency.Election``) run for many jobs on one sessi
 docs/safety.md asks for:
 
 1. Grant one lease (etcd's "session"). For each job, create ``<job prefix>/<lease-id-hex>`` with
-   ``If(CreateRevision == 0) Then Put``. The key's create revision is the job's place in its queue
-   and, if it wins, the job's fencing token.
+   ``If(CreateRevision == 0) Then Put`` (the keys are :class:`~.candidacies.Candidacies`'). The
+   key's create revision is the job's place in its queue and, if it wins, the job's fencing token.
 2. Read every candidacy's key and the live key created just before it, all in one linearizable
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group, made with require-leader, so a leadership change wakes the next candidate only.
@@ -36,12 +36,13 @@ lost key abandons the lease, and the standing read is the single-key ``standing`
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
-from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
+from leaderjob.election.candidacies import Candidacies
+from leaderjob.election.deadline import Deadline, DeadlinePassed
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import (
     MAX_TXN_OPS,
@@ -100,11 +101,8 @@ class Group:
         self.machine = Machine(timing, single=single)
         #: The jobs to campaign for, each with its election prefix.
         self.prefixes: dict[str, str] = {}
-        #: Our key and its create revision, per candidacy on the current lease.
-        self.keys: dict[str, str] = {}
-        self.revisions: dict[str, int] = {}
-        #: Keys of candidacies given up on purpose whose delete has not yet succeeded.
-        self.to_delete: list[str] = []
+        #: Our key in each job's queue on the current lease, made and unmade.
+        self.candidacies = Candidacies(store, self.machine, identity, rpc_timeout, single=single)
         #: Per job, a prefix read with each confirmation while the job leads, and its newest
         #: reading (dropped when the job stops leading).
         self.along: dict[str, str] = {}
@@ -162,6 +160,16 @@ class Group:
         return self.machine.phase
 
     @property
+    def keys(self) -> Mapping[str, str]:
+        """Our key per candidacy on the current lease."""
+        return self.candidacies.keys
+
+    @property
+    def revisions(self) -> Mapping[str, int]:
+        """Our key's create revision per candidacy on the current lease."""
+        return self.candidacies.revisions
+
+    @property
     def lease_id(self) -> int | None:
         return None if self.machine.lease is None else self.machine.lease.lease_id
 
@@ -215,8 +223,8 @@ class Group:
         dl = deadline or self.step_deadline()
         if self.machine.renew_due(now):
             self._renew(out, dl)
-        if self.machine.lease is not None and self.to_delete:
-            self._delete_dropped(out, dl)
+        if self.machine.lease is not None and self.candidacies.to_delete:
+            self.candidacies.delete_given_up(dl, out.errors)
         if self.machine.lease is not None and may_campaign and not self.single:
             self._join_missing(out, dl)
         phase = self.machine.phase
@@ -286,52 +294,26 @@ class Group:
     def _join_missing(self, out: Outcome, dl: Deadline) -> None:
         lease = self.machine.lease
         assert lease is not None
-        missing = [
-            j
-            for j in self.prefixes
-            if j not in self.keys
-            and j not in self._hold
-            # Our old key of a re-queued job must be gone first: a create would find it, not
-            # make a new one at the back, and its delete would then remove our new candidacy.
-            and f"{self.prefixes[j]}/{lease.lease_id:x}" not in self.to_delete
-        ]
+        missing = self.candidacies.missing(self.prefixes, self._hold, lease.lease_id)
         # Half the step's budget at most: the confirmation of the keys we hold comes after,
         # and a create lost in a blackhole must leave it time (the job joins at a later step).
         if missing and self._create_keys(out, missing, dl, reserve=dl.budget / 2):
             self._recheck = True
 
     def _create_keys(
-        self, out: Outcome, jobs: Iterable[str], dl: Deadline, reserve: float = 0.0
+        self, out: Outcome, jobs: list[str], dl: Deadline, reserve: float = 0.0
     ) -> bool:
-        """Create our key in each job's queue, each call by ``dl`` less ``reserve`` (the jobs
-        left over join at a later step); False if the lease is gone meanwhile."""
+        """Our keys of ``jobs`` (:meth:`Candidacies.create`); False if the lease is gone
+        meanwhile (the single form's failed create abandons it)."""
         lease = self.machine.lease
         assert lease is not None
-        for job in jobs:
-            key = f"{self.prefixes[job]}/{lease.lease_id:x}"
-            try:
-                if not dl.fits(reserve + MIN_CALL):
-                    raise DeadlinePassed("create", "no time left in this step")
-                info = self.store.create(
-                    key,
-                    self.identity.encode(),
-                    lease.lease_id,
-                    timeout=min(self.rpc_timeout, dl.remaining() - reserve),
-                )
-            except StoreError as exc:
-                if not self.single and isinstance(exc, DeadlinePassed):
-                    return True  # the rest join at a later step
-                out.errors.append(exc)
-                if self.single:
-                    self.keys[job] = key  # as a lost key: the lease is abandoned
-                    self._note(out, self._after(self.machine.key_lost()))
-                    self._back_off(self.clock.monotonic())
-                    return False
-                continue  # this job tries again next step
-            self.keys[job] = key
-            self.revisions[job] = info.create_revision
-            if not self.single:
-                self.machine.join(job)
+        failed = self.candidacies.create(
+            self.prefixes, jobs, lease.lease_id, dl, out.errors, reserve
+        )
+        if failed is not None:
+            self._note(out, self._after(self.machine.key_lost()))
+            self._back_off(self.clock.monotonic())
+            return False
         return True
 
     def _renew(self, out: Outcome, dl: Deadline) -> None:
@@ -486,28 +468,13 @@ class Group:
         self.readings.pop(job, None)
         if self.single:
             return self._after(self.machine.key_lost())
-        self.keys.pop(job, None)
-        self.revisions.pop(job, None)
+        self.candidacies.forget(job)
         return self.machine.key_lost(job)
 
     def _drop(self, job: str, reason: Reason) -> Transition | None:
         self.readings.pop(job, None)
-        key = self.keys.pop(job, None)
-        self.revisions.pop(job, None)
-        if key is not None:
-            self.to_delete.append(key)
+        self.candidacies.give_up(job)
         return self.machine.drop(job, reason)
-
-    def _delete_dropped(self, out: Outcome, dl: Deadline) -> None:
-        # A key of ours left behind on a lease we keep alive would hold its queue for ever.
-        while self.to_delete and dl.fits():
-            key = self.to_delete[0]
-            try:
-                self.store.delete(key, timeout=dl.timeout("delete", self.rpc_timeout))
-            except StoreError as exc:
-                out.errors.append(exc)
-                return
-            self.to_delete.pop(0)
 
     def _watch_keys(self, keys: list[str], revision: int, dl: Deadline) -> None:
         if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
@@ -533,10 +500,8 @@ class Group:
     def _after(self, t: Transition | None) -> Transition | None:
         if t is not None and t.lease_id is not None and self.machine.lease is None:
             self._cancel_watch()
-            self.keys.clear()
-            self.revisions.clear()
+            self.candidacies.clear()
             self.readings.clear()
-            self.to_delete.clear()  # their lease is gone: so are they, or will be within TTL
             if t.reason is not Reason.LEASE_EXPIRED:
                 self.to_revoke.append(t.lease_id)
         return t
