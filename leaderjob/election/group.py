@@ -15,10 +15,10 @@ docs/safety.md asks for:
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
    member that lost its peers, silent, for as long as the partition lasts).
-5. That Txn is the only periodic request besides the keepalive: a led job's key is confirmed
-   with one range (the lowest key under its prefix must be ours), and the job's control prefix
-   (:meth:`Group.read_along`) is read in the same Txn — two operations per job, so one request
-   per period for up to :data:`MAX_PER_READ` jobs. Its result waits in :attr:`Group.readings`.
+5. That Txn is the only periodic request besides the keepalive (:class:`~.confirm_read.ConfirmRead`
+   makes it): two operations per job, each led job's control prefix (:meth:`Group.read_along`)
+   among them, so one request per period for up to ``MAX_PER_READ`` jobs. What rode along waits
+   in :attr:`Group.readings`.
 
 One step on the renew path spends one budget (:meth:`Group.step_deadline`: half a renew
 interval, never past ``D − grace``): the keepalive, the keys of jobs that rejoin their queue and
@@ -42,30 +42,10 @@ from dataclasses import dataclass, field
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
 from leaderjob.election.candidacies import Candidacies
+from leaderjob.election.confirm_read import ConfirmRead, Reading
 from leaderjob.election.deadline import Deadline, DeadlinePassed
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
-from leaderjob.election.store import (
-    MAX_TXN_OPS,
-    KeyInfo,
-    Query,
-    Standing,
-    Store,
-    StoreError,
-    Watch,
-)
-
-#: Candidacies confirmed per read: two range operations each (a waiting candidate's key and its
-#: predecessor; a leader's key and its job's control switches), under etcd's default
-#: --max-txn-ops of 128.
-MAX_PER_READ = MAX_TXN_OPS // 2
-
-
-@dataclass(frozen=True)
-class Reading:
-    """The keys under a prefix that rode along with a confirming read, and when it was sent."""
-
-    sent_at: float
-    keys: tuple[KeyInfo, ...]
+from leaderjob.election.store import Query, Standing, Store, StoreError, Watch
 
 
 @dataclass
@@ -103,14 +83,8 @@ class Group:
         self.prefixes: dict[str, str] = {}
         #: Our key in each job's queue on the current lease, made and unmade.
         self.candidacies = Candidacies(store, self.machine, identity, rpc_timeout, single=single)
-        #: Per job, a prefix read with each confirmation while the job leads, and its newest
-        #: reading (dropped when the job stops leading).
-        self.along: dict[str, str] = {}
-        self.readings: dict[str, Reading] = {}
-        #: The daemon's own prefixes read with each confirmation (the replicas' fingerprints
-        #: while any job leads; a queue's members always), by name, and their newest readings.
-        self.shared: dict[str, tuple[str, bool]] = {}
-        self.shared_readings: dict[str, Reading] = {}
+        #: The confirmation's read, and what rides along with it.
+        self.reads = ConfirmRead(store, rpc_timeout, single=single)
         self._watch: Watch | None = None
         self._watched: list[str] = []
         #: Jobs a confirmation cut short by the step's deadline did not read: read first next.
@@ -134,19 +108,19 @@ class Group:
         """Stop campaigning for ``job``; if it led, its tenure ends (say so only once its run is
         dead: the delete of our key lets the next in line take over at once)."""
         self.prefixes.pop(job, None)
-        self.along.pop(job, None)
+        self.reads.along.pop(job, None)
         return self._drop(job, Reason.RESIGNED)
 
     def read_along(self, job: str, prefix: str) -> None:
         """While ``job`` leads, read ``prefix`` in each confirmation of its key (no request of
         its own); the result is :attr:`readings` ``[job]``."""
-        self.along[job] = prefix
+        self.reads.along[job] = prefix
 
     def read_while_leading(self, name: str, prefix: str, *, always: bool = False) -> None:
         """While any job leads (``always``: in every confirmation, leading or waiting), read
         ``prefix`` in each confirmation (one more operation in its Txn, no request of its own);
         the result is :attr:`shared_readings` ``[name]``."""
-        self.shared[name] = (prefix, always)
+        self.reads.shared[name] = (prefix, always)
 
     def requeue(self, job: str) -> Transition | None:
         """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
@@ -168,6 +142,16 @@ class Group:
     def revisions(self) -> Mapping[str, int]:
         """Our key's create revision per candidacy on the current lease."""
         return self.candidacies.revisions
+
+    @property
+    def readings(self) -> Mapping[str, Reading]:
+        """Per job that leads, the newest reading of its :meth:`read_along` prefix."""
+        return self.reads.readings
+
+    @property
+    def shared_readings(self) -> Mapping[str, Reading]:
+        """Per name, the newest reading of its :meth:`read_while_leading` prefix."""
+        return self.reads.shared_readings
 
     @property
     def lease_id(self) -> int | None:
@@ -341,46 +325,8 @@ class Group:
 
     def _query(self, job: str) -> Query:
         leading = self.machine.phase_of(job) is Phase.LEADING
-        return Query(
-            self.prefixes.get(job, ""),
-            self.keys[job],
-            self.revisions[job],
-            first=leading,
-            also=self.along.get(job) if leading else None,
-        )
-
-    def _read(self, queries: list[Query], dl: Deadline, out: Outcome) -> list[Standing]:
-        """Every candidacy's standing in one linearizable read (the single form: one key); a
-        group too large for one Txn in as many as it takes, each by the step's deadline and
-        only while one more fits. Returns the standings of the first queries, as many as were
-        read: all of them, unless the deadline or an error cut the read short."""
-        if self.single and len(queries) == 1:
-            q = queries[0]
-            timeout = dl.timeout("standing", self.rpc_timeout)
-            return [
-                self.store.standing(
-                    q.prefix, q.key, q.create_revision, timeout=timeout, first=q.first, also=q.also
-                )
-            ]
-        # As few Txns as etcd's cap on a Txn's operations allows: for the groups this is made
-        # for (up to MAX_PER_READ jobs), one read.
-        chunks: list[list[Query]] = [[]]
-        for q in queries:
-            if chunks[-1] and sum(c.ops for c in chunks[-1]) + q.ops > MAX_TXN_OPS:
-                chunks.append([])
-            chunks[-1].append(q)
-        read: list[Standing] = []
-        for chunk in chunks:
-            try:
-                read += self.store.standings(
-                    chunk, timeout=dl.timeout("standings", self.rpc_timeout)
-                )
-            except StoreError as exc:
-                if not read:
-                    raise
-                out.errors.append(exc)  # what was read stands; the rest is read first next step
-                break
-        return read
+        prefix = self.prefixes.get(job, "")
+        return self.reads.query(job, prefix, self.keys[job], self.revisions[job], leading=leading)
 
     def _read_keys(
         self, jobs: list[str], dl: Deadline, out: Outcome, sent_at: float
@@ -390,12 +336,7 @@ class Group:
         queries = [self._query(j) for j in jobs]
         # Only a read that carried a job's control prefix says what is under it.
         read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
-        leads = any(q.first for q in queries)
-        shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
-        standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], dl, out)
-        for (name, _), extra in zip(shared, standings[len(jobs) :], strict=False):
-            self.shared_readings[name] = Reading(sent_at, extra.also)
-        return standings[: len(jobs)], read_along
+        return self.reads.read(queries, dl, out.errors, sent_at), read_along
 
     def _read_standing(self, out: Outcome, dl: Deadline) -> None:
         # Jobs a read cut short did not reach go first: each is confirmed within a step or two.
@@ -439,7 +380,7 @@ class Group:
             self._confirm_at = now + self.timing.renew_interval
             self.machine.confirmed(sent_at)
             if read_along.get(job) and standing.predecessor is None:
-                self.readings[job] = Reading(sent_at, standing.also)
+                self.reads.readings[job] = Reading(sent_at, standing.also)
             if standing.predecessor is not None:
                 if self.machine.phase_of(job) is Phase.LEADING:
                     # Someone sits before the leader: keys were tampered with. Trust the store.
@@ -465,14 +406,14 @@ class Group:
             self._watch_keys(watch, min(s.revision for s in standings), dl)
 
     def _lose_key(self, job: str) -> Transition | None:
-        self.readings.pop(job, None)
+        self.reads.readings.pop(job, None)
         if self.single:
             return self._after(self.machine.key_lost())
         self.candidacies.forget(job)
         return self.machine.key_lost(job)
 
     def _drop(self, job: str, reason: Reason) -> Transition | None:
-        self.readings.pop(job, None)
+        self.reads.readings.pop(job, None)
         self.candidacies.give_up(job)
         return self.machine.drop(job, reason)
 
@@ -501,7 +442,7 @@ class Group:
         if t is not None and t.lease_id is not None and self.machine.lease is None:
             self._cancel_watch()
             self.candidacies.clear()
-            self.readings.clear()
+            self.reads.readings.clear()
             if t.reason is not Reason.LEASE_EXPIRED:
                 self.to_revoke.append(t.lease_id)
         return t

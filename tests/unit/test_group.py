@@ -15,7 +15,8 @@ import pytest
 
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
-from leaderjob.election.group import MAX_PER_READ, Group, Outcome
+from leaderjob.election.confirm_read import MAX_PER_READ
+from leaderjob.election.group import Group, Outcome
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Watch
