@@ -8,7 +8,7 @@ docs/safety.md asks for:
    key's create revision is the job's place in its queue and, if it wins, the job's fencing token.
 2. Read every candidacy's key and the live key created just before it, all in one linearizable
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
-   group, made with require-leader, so a leadership change wakes the next candidate only.
+   group (:class:`~.key_watch.KeyWatch`), so a leadership change wakes the next candidate only.
 3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
    present, with our token, and no lower key exists (etcd #19597).
 4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
@@ -44,8 +44,9 @@ from leaderjob.config import Timing
 from leaderjob.election.candidacies import Candidacies
 from leaderjob.election.confirm_read import ConfirmRead, Reading
 from leaderjob.election.deadline import Deadline, DeadlinePassed
+from leaderjob.election.key_watch import KeyWatch
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
-from leaderjob.election.store import Query, Standing, Store, StoreError, Watch
+from leaderjob.election.store import Query, Standing, Store, StoreError
 
 
 @dataclass
@@ -85,8 +86,7 @@ class Group:
         self.candidacies = Candidacies(store, self.machine, identity, rpc_timeout, single=single)
         #: The confirmation's read, and what rides along with it.
         self.reads = ConfirmRead(store, rpc_timeout, single=single)
-        self._watch: Watch | None = None
-        self._watched: list[str] = []
+        self.watch = KeyWatch(store, wakeup.set, rpc_timeout)
         #: Jobs a confirmation cut short by the step's deadline did not read: read first next.
         self._unread: set[str] = set()
         self._recheck = False
@@ -216,7 +216,7 @@ class Group:
         # A candidate re-reads its standing at least once per renew interval, watch or not: a
         # watch can sit silent on a member that lost its peers (or froze), and that must delay a
         # successor by one renew interval at most, not for as long as the partition lasts.
-        due = now >= self._confirm_at or self._watch_fired()
+        due = now >= self._confirm_at or self.watch.fired
         if self.keys and (
             (phase is Phase.CAMPAIGNING and (self._recheck or due))
             or (phase is Phase.LEADING and due)
@@ -245,7 +245,7 @@ class Group:
         return errors
 
     def close(self) -> None:
-        self._cancel_watch()
+        self.watch.cancel()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -361,7 +361,7 @@ class Group:
         self._note(out, self.check(now))
         if self.machine.lease is None:
             return
-        watch: list[str] = []
+        to_watch: list[str] = []
         for job, standing in zip(jobs, standings, strict=True):
             lease = self.machine.lease
             if lease is None:
@@ -386,7 +386,7 @@ class Group:
                     # Someone sits before the leader: keys were tampered with. Trust the store.
                     self._note(out, self._lose_key(job))
                     continue
-                watch += [standing.predecessor.key, self.keys[job]]
+                to_watch += [standing.predecessor.key, self.keys[job]]
                 continue
             if self.machine.phase_of(job) is Phase.CAMPAIGNING:
                 self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
@@ -397,13 +397,15 @@ class Group:
                     # again after the next renewal (already due: renew_interval < renew_deadline);
                     # without a re-read our key would stay first, kept alive, nobody leading.
                     self._recheck = True
-            watch.append(self.keys[job])
+            to_watch.append(self.keys[job])
         if not complete:
             self._confirm_at = now  # the rest at the next step, with a budget of its own
             return  # the watch stays as it is until a read has seen every key
-        if self.machine.lease is not None and watch:
+        if self.machine.lease is not None and to_watch:
             # From the oldest read: a deletion between two reads of a large group is seen.
-            self._watch_keys(watch, min(s.revision for s in standings), dl)
+            covered = self.watch.cover(to_watch, min(s.revision for s in standings), dl)
+            if not covered:
+                self._recheck = True  # read again next cycle
 
     def _lose_key(self, job: str) -> Transition | None:
         self.reads.readings.pop(job, None)
@@ -417,30 +419,9 @@ class Group:
         self.candidacies.give_up(job)
         return self.machine.drop(job, reason)
 
-    def _watch_keys(self, keys: list[str], revision: int, dl: Deadline) -> None:
-        if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
-            return  # the live watch already covers these keys since an earlier revision
-        self._cancel_watch()
-        self._watched = keys
-        try:
-            self._watch = self.store.watch_deletes(
-                keys, revision + 1, self.wakeup.set, timeout=dl.timeout("watch", self.rpc_timeout)
-            )
-        except StoreError:
-            self._watch = None
-            self._recheck = True  # read again next cycle
-
-    def _watch_fired(self) -> bool:
-        return self._watch is not None and self._watch.fired.is_set()
-
-    def _cancel_watch(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-
     def _after(self, t: Transition | None) -> Transition | None:
         if t is not None and t.lease_id is not None and self.machine.lease is None:
-            self._cancel_watch()
+            self.watch.cancel()
             self.candidacies.clear()
             self.reads.readings.clear()
             if t.reason is not Reason.LEASE_EXPIRED:
