@@ -4,8 +4,8 @@ etcd's election recipe (``concurrency.Election``) run for many jobs on one sessi
 docs/safety.md asks for:
 
 1. Grant one lease (etcd's "session"). For each job, create ``<job prefix>/<lease-id-hex>`` with
-   ``If(CreateRevision == 0) Then Put`` (the keys are :class:`~.candidacies.Candidacies`'). The
-   key's create revision is the job's place in its queue and, if it wins, the job's fencing token.
+   ``If(CreateRevision == 0) Then Put`` (:class:`~.candidacies.Candidacies`). The key's create
+   revision is the job's place in its queue and, if it wins, the job's fencing token.
 2. Read every candidacy's key and the live key created just before it, all in one linearizable
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group (:class:`~.key_watch.KeyWatch`), so a leadership change wakes the next candidate only.
