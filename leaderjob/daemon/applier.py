@@ -14,7 +14,7 @@ still ours (S3) and lets the successor run that slot (L2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from leaderjob.daemon.decisions import Add, Decision, HandOver, JobView, Reconfigure, Retire
@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # prometheus_client only where metrics are served
 class Queues(Protocol):
     """What the applier does to the election: join, leave, or step back in a job's queue."""
 
-    keys: dict[str, str]
+    @property
+    def keys(self) -> Mapping[str, str]: ...
 
     def want(self, job: str, prefix: str) -> None: ...
 
