@@ -91,6 +91,10 @@ class GuardianProcess:
         #: Monotonic time its ``ready`` report was read (None: not yet).
         self.ready_at: float | None = None
         self.runs: dict[str, Run] = {}
+        #: Keys of the runs whose start request has no answer yet (``started`` or ``error``).
+        self.unanswered: set[str] = set()
+        #: Wake-ups held back while a start of the same burst is unanswered (see _read_status).
+        self._held: list[Wakeable] = []
         self.ended = threading.Event()  # its status pipe reached EOF: it has exited
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -151,6 +155,7 @@ class GuardianProcess:
                 run._ended()
                 return key
             self.runs[key] = run
+            self.unanswered.add(key)
         self.send({"start": key, **request})
         return key
 
@@ -184,6 +189,23 @@ class GuardianProcess:
                     os.close(self.ctl)
                 self.ctl = None
 
+    def _wakeups(self, run: Run | None, wakeup: Wakeable | None, quiet: bool) -> list[Wakeable]:
+        """Whom one report wakes now (the lock held). A pass of the loop requests a burst of
+        starts at once and the guardian answers them one by one, a fork and exec apart: a report
+        that comes while another start is unanswered is held until the last answer, which
+        wakes the loop once for them all (one pass, not one per report). The hold lasts no
+        longer than the answers the guardian owes; should one never come, the loop looks at
+        that start by its limit anyway (``Run.confirm``), and the guardian's end wakes all."""
+        if not quiet:
+            if run is not None:
+                self._held.append(run.wakeup)
+            if wakeup is not None:
+                self._held.append(wakeup)
+        if self.unanswered:
+            return []
+        wake, self._held = list({id(w): w for w in self._held}.values()), []
+        return wake
+
     def _read_status(self, fd: int, wakeup: Wakeable | None) -> None:
         with os.fdopen(fd, "rb") as f:
             for line in f:
@@ -196,24 +218,27 @@ class GuardianProcess:
                 if "ready" in msg:
                     self.ready_at = clock_now()  # the daemon's clock: compared with its own
                 with self.lock:
-                    run = self.runs.get(str(msg.get("run")))
+                    key = str(msg.get("run"))
+                    run = self.runs.get(key)
                     if run is not None and run._apply(msg):
-                        del self.runs[str(msg["run"])]
+                        del self.runs[key]
+                    if msg.keys() & {"started", "error", "exited"}:
+                        self.unanswered.discard(key)
                     # A confirmation its caller waits for in ``confirm`` wakes only that caller:
                     # the daemon's loop has nothing more to do about it.
                     quiet = run is not None and run._waiting and msg.keys() <= {"run", "started"}
+                    wake = self._wakeups(run, wakeup, quiet)
                     self.cond.notify_all()
-                if run is not None:
-                    if not quiet:
-                        run.wakeup.set()
-                    if run.own and run.done:
-                        self.close()  # a guardian of one run's own exits with it
-                if wakeup is not None and not quiet:
-                    wakeup.set()
+                for w in wake:
+                    w.set()
+                if run is not None and run.own and run.done:
+                    self.close()  # a guardian of one run's own exits with it
         if self.proc is not None:
             self.proc.wait()
         with self.lock:
             runs, self.runs = list(self.runs.values()), {}
+            self.unanswered.clear()
+            self._held = []  # everyone is woken below
             self.ended.set()
             self.out = b""
             if self.ctl is not None:
