@@ -83,14 +83,20 @@ class Policies:
         a = self.applier
         self.checkers.start()
         if self.reloader is not None:
-            decisions = self.reloader.tick(a.settings())
+            decisions = self.reloader.tick(a.settings)
             if decisions is not None:
                 a.apply(decisions)
                 if decisions:  # compared anew with the others', republished under our lease
                     self.on_change(list(a.settings().values()))
-        moves: list[Decision] = list(self.gates.decide(a.views()))
-        if self.spreading is not None and not leaving:
-            move = self.spreading.decide(a.views())
+        # The jobs' views only for a policy that reads them: a pass woken by a job's report in
+        # a group without health checks or spreading builds none (CPU per pass).
+        moves: list[Decision] = []
+        spreading = self.spreading is not None and not leaving
+        views = a.views() if self.gates.active() or spreading else {}
+        if self.gates.active():
+            moves += self.gates.decide(views)
+        if self.spreading is not None and spreading:
+            move = self.spreading.decide(views)
             if move is not None:
                 moves.append(move)
         a.apply(moves)

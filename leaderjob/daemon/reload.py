@@ -51,9 +51,10 @@ class Reloader:
         self.requested = True
         self.wake()
 
-    def tick(self, current: Mapping[str, Settings]) -> list[Decision] | None:
+    def tick(self, current: Callable[[], Mapping[str, Settings]]) -> list[Decision] | None:
         """Once per cycle: if asked, or the file changed, read it and compare it with the jobs
-        as they are to be (``current``). None when nothing was read (or the file was refused)."""
+        as they are to be (``current()``, asked for only then). None when nothing was read (or
+        the file was refused)."""
         now = self.clock.monotonic()
         if self.path is not None and now >= self._check_at:
             self._check_at = now + CHECK_INTERVAL
@@ -64,7 +65,7 @@ class Reloader:
         if not self.requested:
             return None
         self.requested = False
-        return self._reload(current)
+        return self._reload(current())
 
     def _signature(self) -> tuple[int, int, int, int] | None:
         if self.path is None:
