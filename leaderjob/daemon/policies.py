@@ -91,7 +91,7 @@ class Policies:
         # The jobs' views only for a policy that reads them: a pass woken by a job's report in
         # a group without health checks or spreading builds none (CPU per pass).
         moves: list[Decision] = []
-        spreading = self.spreading is not None and not leaving
+        spreading = self.spreading is not None and not leaving and self.spreading.active()
         views = a.views() if self.gates.active() or spreading else {}
         if self.gates.active():
             moves += self.gates.decide(views)

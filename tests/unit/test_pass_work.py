@@ -15,7 +15,8 @@ import pytest
 from leaderjob.clock import FakeClock
 from leaderjob.daemon.applier import Applier
 from leaderjob.daemon.reload import Reloader
-from tests.unit.test_daemon_jobs import _Gate, world
+from leaderjob.daemon.spread import Spreader
+from tests.unit.test_daemon_jobs import _Gate, group_daemon, world
 
 __all__ = ["world"]  # the fake-clock group world of test_daemon_jobs, a fixture
 
@@ -43,6 +44,29 @@ def test_a_group_without_gates_or_spreading_builds_no_job_views_per_pass(
     g.run(0.5)
     assert calls, "a gated job's view not built: its gate cannot decide"
     assert a.applier.holds("b") or g.leaders().get("b") != "a"
+
+
+def test_spreading_off_builds_no_job_views_per_pass(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--spread off`` (a spreader that never moves a job) reads no job's view either; spreading
+    on reads them every pass, as it must to see a job come or go idle."""
+    g, started = world
+    calls: list[int] = []
+    views = Applier.views
+
+    def counted(self: Applier) -> Any:
+        calls.append(1)
+        return views(self)
+
+    monkeypatch.setattr(Applier, "views", counted)
+    d = group_daemon(g.store, g.clock, "a", spreader=Spreader(enabled=False))
+    g.daemons["a"] = d
+    g.run(3.0)
+    assert started and not calls
+    g.daemons["b"] = group_daemon(g.store, g.clock, "b", spreader=Spreader())
+    g.run(1.0)
+    assert calls
 
 
 def test_the_reloader_asks_for_the_jobs_only_when_it_reloads() -> None:
