@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+import leaderjob.daemon as daemon_pkg
+from leaderjob import cli
 from leaderjob.clock import FakeClock
+from leaderjob.daemon import loop as loop_mod
 from leaderjob.daemon.applier import Applier
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.spread import Spreader
@@ -93,3 +97,52 @@ class _Log:
 
     def error(self, *_: Any, **__: Any) -> None:
         pass
+
+
+def test_a_daemon_nobody_observes_builds_no_snapshot(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot is what the HTTP endpoints read; with ``--metrics-addr off`` there are none,
+    and a pass builds no snapshot (a tenth of a pass's CPU). Observed, every pass builds one."""
+    g, started = world
+    built: list[str] = []
+    real = loop_mod.snapshot
+
+    def counting(daemon: Any, action: str) -> dict[str, Any]:
+        built.append(action)
+        return real(daemon, action)
+
+    monkeypatch.setattr(loop_mod, "snapshot", counting)
+    d = group_daemon(g.store, g.clock, "a")
+    d.observed = False
+    g.daemons["a"] = d
+    g.run(2.0)
+    for _ in range(3):
+        d._publish(d.cycle().action)
+    assert started and built == ["starting"]
+    d.observed = True
+    d._publish(d.cycle().action)
+    assert len(built) == 2 and d.snapshot["jobs"]
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("addr", "observed"), [("off", False), ("127.0.0.1:0", True)])
+def test_the_cli_says_whether_the_snapshot_has_a_reader(
+    monkeypatch: pytest.MonkeyPatch, addr: str, observed: bool
+) -> None:
+    """The caller hands the real value: ``run`` builds its daemon observed exactly when it
+    serves the HTTP endpoints."""
+    seen: list[bool] = []
+
+    def fake_daemon(*_: Any, observed: bool = True, **__: Any) -> Any:
+        seen.append(observed)
+        raise _Built
+
+    monkeypatch.setattr(daemon_pkg, "Daemon", fake_daemon)
+    argv = ["run", "--election", "e", "--endpoints", "127.0.0.1:1", "--metrics-addr", addr]
+    out = CliRunner().invoke(cli.main, [*argv, "--", "true"])
+    assert isinstance(out.exception, _Built), out.output
+    assert seen == [observed]
