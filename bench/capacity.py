@@ -550,12 +550,12 @@ def render_doc(u: dict[str, Any], c: dict[str, Any], w: dict[str, Any], meta: st
         f"refuses a Txn of more than `--max-txn-ops` operations ({MAX_TXN_OPS} by default), so a "
         f"pod that is a candidate for more than {MAX_TXN_OPS // 2 - 1} jobs splits its "
         "confirmation into ⌈(2J + 2)/128⌉ Txns, one after another (`MAX_PER_READ` in "
-        "leaderjob/election/group.py). With P pods (daemons, each a candidate for every job of "
-        "its jobs file), J jobs, TTL T seconds and f runs per second per job, from the measured "
-        f"unit costs (a = {m.keepalive:.1f} keepalive and c = {m.confirm:.1f} confirmation "
-        f"requests per pod × 1/T, r = {m.per_run:.1f} requests and w = {m.writes_per_run:.1f} "
-        "revisions per run once a job prunes, as every job does after its first "
-        f"`--history-limit` runs, {DEFAULT_HISTORY_LIMIT} by default):",
+        "leaderjob/election/confirm_read.py). With P pods (daemons, each a candidate for every "
+        "job of its jobs file), J jobs, TTL T seconds and f runs per second per job, from the "
+        f"measured unit costs (a = {m.keepalive:.1f} keepalive and c = {m.confirm:.1f} "
+        f"confirmation requests per pod × 1/T, r = {m.per_run:.1f} requests and "
+        f"w = {m.writes_per_run:.1f} revisions per run once a job prunes, as every job does "
+        f"after its first `--history-limit` runs, {DEFAULT_HISTORY_LIMIT} by default):",
         "",
         "- **requests/s** = P·(a + c·⌈(2J + 2)/128⌉)/T + J·f·r — per pod a keepalive and one "
         "confirmation `Txn` per 64 jobs per renew interval; per run the claim `Txn`, the run "

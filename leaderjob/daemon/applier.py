@@ -14,7 +14,7 @@ still ours (S3) and lets the successor run that slot (L2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from leaderjob.daemon.decisions import Add, Decision, HandOver, JobView, Reconfigure, Retire
@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # prometheus_client only where metrics are served
 class Queues(Protocol):
     """What the applier does to the election: join, leave, or step back in a job's queue."""
 
-    keys: dict[str, str]
+    @property
+    def keys(self) -> Mapping[str, str]: ...
 
     def want(self, job: str, prefix: str) -> None: ...
 
@@ -77,8 +78,14 @@ class Applier:
             if not isinstance(self.leaving.get(name), Retire)
         }
 
-    def views(self) -> dict[str, JobView]:
+    def views(self, only: Collection[str] | None = None) -> dict[str, JobView]:
+        """What the policies see of each job (``only``: of those jobs alone, as they exist)."""
         keys = self.queues.keys
+        runners = (
+            self.runners
+            if only is None
+            else {name: self.runners[name] for name in only if name in self.runners}
+        )
         return {
             name: JobView(
                 name=name,
@@ -89,7 +96,7 @@ class Applier:
                 queued=name in keys,
                 leaving=name in self.leaving,
             )
-            for name, r in self.runners.items()
+            for name, r in runners.items()
         }
 
     # -- deciding -----------------------------------------------------------------------------

@@ -84,10 +84,6 @@ class Gates:
         self.log = log
         self.down: set[str] = set()
 
-    def active(self) -> bool:
-        """Whether :meth:`decide` has anything to decide: a job has a check, or is down."""
-        return bool(self.checkers.by_job or self.down)
-
     def decide(self, jobs: Mapping[str, JobView]) -> list[HandOver]:
         self.down &= set(jobs)  # a job that is gone is not down
         decisions = []

@@ -32,7 +32,7 @@ from leaderjob.daemon.policies import Policies
 from leaderjob.daemon.process import Process, install_signal_handlers
 from leaderjob.daemon.runner import Runner
 from leaderjob.daemon.session import Seat, Session
-from leaderjob.daemon.snapshot import snapshot
+from leaderjob.daemon.snapshot import Publisher
 from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.starts import GuardianStarter, Starter
 from leaderjob.daemon.together import claim_together
@@ -181,6 +181,7 @@ class Daemon:
         self.snapshot: dict[str, Any] = {}
         #: Without a reader (--metrics-addr off) no snapshot is built: one pass's CPU in ten.
         self.observed = observed
+        self.publisher = Publisher(self.clock, grouped=self.grouped)
         self._publish("starting")
 
     # -- what the tests and the HTTP endpoints read of the job and the session --------------------
@@ -270,7 +271,7 @@ class Daemon:
         try:
             while True:
                 report = self.cycle()
-                self._publish(report.action)
+                self._publish(report.action, throttled=True)
                 if report.action == "exited":
                     return self.exit_code
                 self._wait()
@@ -376,7 +377,7 @@ class Daemon:
             until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
         if self.leaving is not None:
             until = min(until, now + 0.05)
-        return until
+        return min(until, self.publisher.due())
 
     # -- election -----------------------------------------------------------------------------
 
@@ -402,10 +403,12 @@ class Daemon:
 
     # -- what others see ------------------------------------------------------------------------
 
-    def _publish(self, action: str) -> None:
-        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads)."""
+    def _publish(self, action: str, throttled: bool = False) -> None:
+        """Swap in a fresh snapshot for the HTTP endpoints (read from other threads);
+        ``throttled``: the one after each cycle (see :class:`Publisher`). Nothing is built
+        when nothing reads it (``observed``)."""
         if self.observed:
-            self.snapshot = snapshot(self, action)
+            self.snapshot = self.publisher.publish(self, self.snapshot, action, throttled)
 
     def _install_signal_handlers(self) -> None:
         install_signal_handlers(self.request_stop, self.reloader)

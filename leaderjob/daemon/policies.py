@@ -88,15 +88,13 @@ class Policies:
                 a.apply(decisions)
                 if decisions:  # compared anew with the others', republished under our lease
                     self.on_change(list(a.settings().values()))
-        # The jobs' views only for a policy that reads them: a pass woken by a job's report in
-        # a group without health checks or spreading builds none (CPU per pass).
-        moves: list[Decision] = []
-        spreading = self.spreading is not None and not leaving and self.spreading.active()
-        views = a.views() if self.gates.active() or spreading else {}
-        if self.gates.active():
-            moves += self.gates.decide(views)
-        if self.spreading is not None and spreading:
-            move = self.spreading.decide(views)
+        # The gates judge only the jobs with a check, or down: a view of every job each cycle
+        # cost a thousand jobs' daemon a tenth of its loop in a burst. Spreading reads every
+        # job's view, and only when it may move one (not with --spread off).
+        gated = self.checkers.by_job.keys() | self.gates.down
+        moves: list[Decision] = list(self.gates.decide(a.views(gated))) if gated else []
+        if self.spreading is not None and not leaving and self.spreading.active():
+            move = self.spreading.decide(a.views())
             if move is not None:
                 moves.append(move)
         a.apply(moves)

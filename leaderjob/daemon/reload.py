@@ -53,8 +53,8 @@ class Reloader:
 
     def tick(self, current: Callable[[], Mapping[str, Settings]]) -> list[Decision] | None:
         """Once per cycle: if asked, or the file changed, read it and compare it with the jobs
-        as they are to be (``current()``, asked for only then). None when nothing was read (or
-        the file was refused)."""
+        as they are to be (``current()``, asked only then: with many jobs it is not free). None
+        when nothing was read (or the file was refused)."""
         now = self.clock.monotonic()
         if self.path is not None and now >= self._check_at:
             self._check_at = now + CHECK_INTERVAL

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
 from leaderjob.config import Timing
+from leaderjob.election.confirm_read import Reading
 from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.elector import Elector, Outcome
-from leaderjob.election.group import Group, Reading
+from leaderjob.election.group import Group
 from leaderjob.election.machine import DEFAULT, Machine, Phase
 from leaderjob.election.store import Store, StoreError, StoreRejected
 

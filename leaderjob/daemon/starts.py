@@ -51,12 +51,13 @@ class Starter(Protocol):
 
 #: Start requests in the guardian's control pipe at once, at most. The guardian applies every
 #: extension, stop and kill of what one turn reads (the whole pipe, up to 1 MiB) before any start
-#: in it, so the cap no longer keeps a deadline extension from waiting behind a burst; it keeps
-#: the requests in the pipe well within one read. Raised to 64, a 100-job burst was no faster
-#: (last exec 1.02 / 1.07 / 1.34 s against 0.82 s at 16, runs taken alternately): the guardian's
-#: pace, one fork + exec after another, sets it. The other requests wait here, their runs
-#: already tracked as starting, and go as answers come.
-IN_FLIGHT = 16
+#: in it, so the cap does not keep a deadline extension waiting behind a burst; it keeps the
+#: requests in the pipe well within one read (a request with a job's environment is a few KiB).
+#: The guardian forks each job and goes on without waiting for its exec, so a burst is paced by
+#: the forks alone: at 16 the requests waited here for the guardian's answers, at 128 a 100-job
+#: burst is requested in one pass. The other requests wait here, their runs already tracked as
+#: starting, and go as answers come.
+IN_FLIGHT = 128
 
 
 class GuardianStarter:

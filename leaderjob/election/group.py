@@ -4,21 +4,21 @@ etcd's election recipe (``concurrency.Election``) run for many jobs on one sessi
 docs/safety.md asks for:
 
 1. Grant one lease (etcd's "session"). For each job, create ``<job prefix>/<lease-id-hex>`` with
-   ``If(CreateRevision == 0) Then Put``. The key's create revision is the job's place in its queue
-   and, if it wins, the job's fencing token.
+   ``If(CreateRevision == 0) Then Put`` (:class:`~.candidacies.Candidacies`). The key's create
+   revision is the job's place in its queue and, if it wins, the job's fencing token.
 2. Read every candidacy's key and the live key created just before it, all in one linearizable
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
-   group, made with require-leader, so a leadership change wakes the next candidate only.
+   group (:class:`~.key_watch.KeyWatch`), so a leadership change wakes the next candidate only.
 3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
    present, with our token, and no lower key exists (etcd #19597).
 4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
    member that lost its peers, silent, for as long as the partition lasts).
-5. That Txn is the only periodic request besides the keepalive: a led job's key is confirmed
-   with one range (the lowest key under its prefix must be ours), and the job's control prefix
-   (:meth:`Group.read_along`) is read in the same Txn — two operations per job, so one request
-   per period for up to :data:`MAX_PER_READ` jobs. Its result waits in :attr:`Group.readings`.
+5. That Txn is the only periodic request besides the keepalive (:class:`~.confirm_read.ConfirmRead`
+   makes it): two operations per job, each led job's control prefix (:meth:`Group.read_along`)
+   among them, so one request per period for up to ``MAX_PER_READ`` jobs. What rode along waits
+   in :attr:`Group.readings`.
 
 One step on the renew path spends one budget (:meth:`Group.step_deadline`: half a renew
 interval, never past ``D − grace``): the keepalive, the keys of jobs that rejoin their queue and
@@ -36,35 +36,17 @@ lost key abandons the lease, and the standing read is the single-key ``standing`
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.config import Timing
-from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
+from leaderjob.election.candidacies import Candidacies
+from leaderjob.election.confirm_read import ConfirmRead, Reading
+from leaderjob.election.deadline import Deadline, DeadlinePassed
+from leaderjob.election.key_watch import KeyWatch
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
-from leaderjob.election.store import (
-    MAX_TXN_OPS,
-    KeyInfo,
-    Query,
-    Standing,
-    Store,
-    StoreError,
-    Watch,
-)
-
-#: Candidacies confirmed per read: two range operations each (a waiting candidate's key and its
-#: predecessor; a leader's key and its job's control switches), under etcd's default
-#: --max-txn-ops of 128.
-MAX_PER_READ = MAX_TXN_OPS // 2
-
-
-@dataclass(frozen=True)
-class Reading:
-    """The keys under a prefix that rode along with a confirming read, and when it was sent."""
-
-    sent_at: float
-    keys: tuple[KeyInfo, ...]
+from leaderjob.election.store import Query, Standing, Store, StoreError
 
 
 @dataclass
@@ -100,21 +82,11 @@ class Group:
         self.machine = Machine(timing, single=single)
         #: The jobs to campaign for, each with its election prefix.
         self.prefixes: dict[str, str] = {}
-        #: Our key and its create revision, per candidacy on the current lease.
-        self.keys: dict[str, str] = {}
-        self.revisions: dict[str, int] = {}
-        #: Keys of candidacies given up on purpose whose delete has not yet succeeded.
-        self.to_delete: list[str] = []
-        #: Per job, a prefix read with each confirmation while the job leads, and its newest
-        #: reading (dropped when the job stops leading).
-        self.along: dict[str, str] = {}
-        self.readings: dict[str, Reading] = {}
-        #: The daemon's own prefixes read with each confirmation (the replicas' fingerprints
-        #: while any job leads; a queue's members always), by name, and their newest readings.
-        self.shared: dict[str, tuple[str, bool]] = {}
-        self.shared_readings: dict[str, Reading] = {}
-        self._watch: Watch | None = None
-        self._watched: list[str] = []
+        #: Our key in each job's queue on the current lease, made and unmade.
+        self.candidacies = Candidacies(store, self.machine, identity, rpc_timeout, single=single)
+        #: The confirmation's read, and what rides along with it.
+        self.reads = ConfirmRead(store, rpc_timeout, single=single)
+        self.watch = KeyWatch(store, wakeup.set, rpc_timeout)
         #: Jobs a confirmation cut short by the step's deadline did not read: read first next.
         self._unread: set[str] = set()
         self._recheck = False
@@ -136,19 +108,19 @@ class Group:
         """Stop campaigning for ``job``; if it led, its tenure ends (say so only once its run is
         dead: the delete of our key lets the next in line take over at once)."""
         self.prefixes.pop(job, None)
-        self.along.pop(job, None)
+        self.reads.along.pop(job, None)
         return self._drop(job, Reason.RESIGNED)
 
     def read_along(self, job: str, prefix: str) -> None:
         """While ``job`` leads, read ``prefix`` in each confirmation of its key (no request of
         its own); the result is :attr:`readings` ``[job]``."""
-        self.along[job] = prefix
+        self.reads.along[job] = prefix
 
     def read_while_leading(self, name: str, prefix: str, *, always: bool = False) -> None:
         """While any job leads (``always``: in every confirmation, leading or waiting), read
         ``prefix`` in each confirmation (one more operation in its Txn, no request of its own);
         the result is :attr:`shared_readings` ``[name]``."""
-        self.shared[name] = (prefix, always)
+        self.reads.shared[name] = (prefix, always)
 
     def requeue(self, job: str) -> Transition | None:
         """Hand ``job`` over (or step back in its queue): delete our key; the next step creates
@@ -160,6 +132,26 @@ class Group:
     @property
     def phase(self) -> Phase:
         return self.machine.phase
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        """Our key per candidacy on the current lease."""
+        return self.candidacies.keys
+
+    @property
+    def revisions(self) -> Mapping[str, int]:
+        """Our key's create revision per candidacy on the current lease."""
+        return self.candidacies.revisions
+
+    @property
+    def readings(self) -> Mapping[str, Reading]:
+        """Per job that leads, the newest reading of its :meth:`read_along` prefix."""
+        return self.reads.readings
+
+    @property
+    def shared_readings(self) -> Mapping[str, Reading]:
+        """Per name, the newest reading of its :meth:`read_while_leading` prefix."""
+        return self.reads.shared_readings
 
     @property
     def lease_id(self) -> int | None:
@@ -215,8 +207,8 @@ class Group:
         dl = deadline or self.step_deadline()
         if self.machine.renew_due(now):
             self._renew(out, dl)
-        if self.machine.lease is not None and self.to_delete:
-            self._delete_dropped(out, dl)
+        if self.machine.lease is not None and self.candidacies.to_delete:
+            self.candidacies.delete_given_up(dl, out.errors)
         if self.machine.lease is not None and may_campaign and not self.single:
             self._join_missing(out, dl)
         phase = self.machine.phase
@@ -224,7 +216,7 @@ class Group:
         # A candidate re-reads its standing at least once per renew interval, watch or not: a
         # watch can sit silent on a member that lost its peers (or froze), and that must delay a
         # successor by one renew interval at most, not for as long as the partition lasts.
-        due = now >= self._confirm_at or self._watch_fired()
+        due = now >= self._confirm_at or self.watch.fired
         if self.keys and (
             (phase is Phase.CAMPAIGNING and (self._recheck or due))
             or (phase is Phase.LEADING and due)
@@ -253,7 +245,7 @@ class Group:
         return errors
 
     def close(self) -> None:
-        self._cancel_watch()
+        self.watch.cancel()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -286,52 +278,26 @@ class Group:
     def _join_missing(self, out: Outcome, dl: Deadline) -> None:
         lease = self.machine.lease
         assert lease is not None
-        missing = [
-            j
-            for j in self.prefixes
-            if j not in self.keys
-            and j not in self._hold
-            # Our old key of a re-queued job must be gone first: a create would find it, not
-            # make a new one at the back, and its delete would then remove our new candidacy.
-            and f"{self.prefixes[j]}/{lease.lease_id:x}" not in self.to_delete
-        ]
+        missing = self.candidacies.missing(self.prefixes, self._hold, lease.lease_id)
         # Half the step's budget at most: the confirmation of the keys we hold comes after,
         # and a create lost in a blackhole must leave it time (the job joins at a later step).
         if missing and self._create_keys(out, missing, dl, reserve=dl.budget / 2):
             self._recheck = True
 
     def _create_keys(
-        self, out: Outcome, jobs: Iterable[str], dl: Deadline, reserve: float = 0.0
+        self, out: Outcome, jobs: list[str], dl: Deadline, reserve: float = 0.0
     ) -> bool:
-        """Create our key in each job's queue, each call by ``dl`` less ``reserve`` (the jobs
-        left over join at a later step); False if the lease is gone meanwhile."""
+        """Our keys of ``jobs`` (:meth:`Candidacies.create`); False if the lease is gone
+        meanwhile (the single form's failed create abandons it)."""
         lease = self.machine.lease
         assert lease is not None
-        for job in jobs:
-            key = f"{self.prefixes[job]}/{lease.lease_id:x}"
-            try:
-                if not dl.fits(reserve + MIN_CALL):
-                    raise DeadlinePassed("create", "no time left in this step")
-                info = self.store.create(
-                    key,
-                    self.identity.encode(),
-                    lease.lease_id,
-                    timeout=min(self.rpc_timeout, dl.remaining() - reserve),
-                )
-            except StoreError as exc:
-                if not self.single and isinstance(exc, DeadlinePassed):
-                    return True  # the rest join at a later step
-                out.errors.append(exc)
-                if self.single:
-                    self.keys[job] = key  # as a lost key: the lease is abandoned
-                    self._note(out, self._after(self.machine.key_lost()))
-                    self._back_off(self.clock.monotonic())
-                    return False
-                continue  # this job tries again next step
-            self.keys[job] = key
-            self.revisions[job] = info.create_revision
-            if not self.single:
-                self.machine.join(job)
+        failed = self.candidacies.create(
+            self.prefixes, jobs, lease.lease_id, dl, out.errors, reserve
+        )
+        if failed is not None:
+            self._note(out, self._after(self.machine.key_lost()))
+            self._back_off(self.clock.monotonic())
+            return False
         return True
 
     def _renew(self, out: Outcome, dl: Deadline) -> None:
@@ -359,46 +325,8 @@ class Group:
 
     def _query(self, job: str) -> Query:
         leading = self.machine.phase_of(job) is Phase.LEADING
-        return Query(
-            self.prefixes.get(job, ""),
-            self.keys[job],
-            self.revisions[job],
-            first=leading,
-            also=self.along.get(job) if leading else None,
-        )
-
-    def _read(self, queries: list[Query], dl: Deadline, out: Outcome) -> list[Standing]:
-        """Every candidacy's standing in one linearizable read (the single form: one key); a
-        group too large for one Txn in as many as it takes, each by the step's deadline and
-        only while one more fits. Returns the standings of the first queries, as many as were
-        read: all of them, unless the deadline or an error cut the read short."""
-        if self.single and len(queries) == 1:
-            q = queries[0]
-            timeout = dl.timeout("standing", self.rpc_timeout)
-            return [
-                self.store.standing(
-                    q.prefix, q.key, q.create_revision, timeout=timeout, first=q.first, also=q.also
-                )
-            ]
-        # As few Txns as etcd's cap on a Txn's operations allows: for the groups this is made
-        # for (up to MAX_PER_READ jobs), one read.
-        chunks: list[list[Query]] = [[]]
-        for q in queries:
-            if chunks[-1] and sum(c.ops for c in chunks[-1]) + q.ops > MAX_TXN_OPS:
-                chunks.append([])
-            chunks[-1].append(q)
-        read: list[Standing] = []
-        for chunk in chunks:
-            try:
-                read += self.store.standings(
-                    chunk, timeout=dl.timeout("standings", self.rpc_timeout)
-                )
-            except StoreError as exc:
-                if not read:
-                    raise
-                out.errors.append(exc)  # what was read stands; the rest is read first next step
-                break
-        return read
+        prefix = self.prefixes.get(job, "")
+        return self.reads.query(job, prefix, self.keys[job], self.revisions[job], leading=leading)
 
     def _read_keys(
         self, jobs: list[str], dl: Deadline, out: Outcome, sent_at: float
@@ -408,12 +336,7 @@ class Group:
         queries = [self._query(j) for j in jobs]
         # Only a read that carried a job's control prefix says what is under it.
         read_along = {j: q.also is not None for j, q in zip(jobs, queries, strict=True)}
-        leads = any(q.first for q in queries)
-        shared = [(n, p) for n, (p, always) in self.shared.items() if always or leads]
-        standings = self._read(queries + [Query("", "", 0, also=p) for _, p in shared], dl, out)
-        for (name, _), extra in zip(shared, standings[len(jobs) :], strict=False):
-            self.shared_readings[name] = Reading(sent_at, extra.also)
-        return standings[: len(jobs)], read_along
+        return self.reads.read(queries, dl, out.errors, sent_at), read_along
 
     def _read_standing(self, out: Outcome, dl: Deadline) -> None:
         # Jobs a read cut short did not reach go first: each is confirmed within a step or two.
@@ -438,7 +361,7 @@ class Group:
         self._note(out, self.check(now))
         if self.machine.lease is None:
             return
-        watch: list[str] = []
+        to_watch: list[str] = []
         for job, standing in zip(jobs, standings, strict=True):
             lease = self.machine.lease
             if lease is None:
@@ -457,13 +380,13 @@ class Group:
             self._confirm_at = now + self.timing.renew_interval
             self.machine.confirmed(sent_at)
             if read_along.get(job) and standing.predecessor is None:
-                self.readings[job] = Reading(sent_at, standing.also)
+                self.reads.readings[job] = Reading(sent_at, standing.also)
             if standing.predecessor is not None:
                 if self.machine.phase_of(job) is Phase.LEADING:
                     # Someone sits before the leader: keys were tampered with. Trust the store.
                     self._note(out, self._lose_key(job))
                     continue
-                watch += [standing.predecessor.key, self.keys[job]]
+                to_watch += [standing.predecessor.key, self.keys[job]]
                 continue
             if self.machine.phase_of(job) is Phase.CAMPAIGNING:
                 self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
@@ -474,69 +397,33 @@ class Group:
                     # again after the next renewal (already due: renew_interval < renew_deadline);
                     # without a re-read our key would stay first, kept alive, nobody leading.
                     self._recheck = True
-            watch.append(self.keys[job])
+            to_watch.append(self.keys[job])
         if not complete:
             self._confirm_at = now  # the rest at the next step, with a budget of its own
             return  # the watch stays as it is until a read has seen every key
-        if self.machine.lease is not None and watch:
+        if self.machine.lease is not None and to_watch:
             # From the oldest read: a deletion between two reads of a large group is seen.
-            self._watch_keys(watch, min(s.revision for s in standings), dl)
+            covered = self.watch.cover(to_watch, min(s.revision for s in standings), dl)
+            if not covered:
+                self._recheck = True  # read again next cycle
 
     def _lose_key(self, job: str) -> Transition | None:
-        self.readings.pop(job, None)
+        self.reads.readings.pop(job, None)
         if self.single:
             return self._after(self.machine.key_lost())
-        self.keys.pop(job, None)
-        self.revisions.pop(job, None)
+        self.candidacies.forget(job)
         return self.machine.key_lost(job)
 
     def _drop(self, job: str, reason: Reason) -> Transition | None:
-        self.readings.pop(job, None)
-        key = self.keys.pop(job, None)
-        self.revisions.pop(job, None)
-        if key is not None:
-            self.to_delete.append(key)
+        self.reads.readings.pop(job, None)
+        self.candidacies.give_up(job)
         return self.machine.drop(job, reason)
-
-    def _delete_dropped(self, out: Outcome, dl: Deadline) -> None:
-        # A key of ours left behind on a lease we keep alive would hold its queue for ever.
-        while self.to_delete and dl.fits():
-            key = self.to_delete[0]
-            try:
-                self.store.delete(key, timeout=dl.timeout("delete", self.rpc_timeout))
-            except StoreError as exc:
-                out.errors.append(exc)
-                return
-            self.to_delete.pop(0)
-
-    def _watch_keys(self, keys: list[str], revision: int, dl: Deadline) -> None:
-        if self._watch is not None and not self._watch.fired.is_set() and keys == self._watched:
-            return  # the live watch already covers these keys since an earlier revision
-        self._cancel_watch()
-        self._watched = keys
-        try:
-            self._watch = self.store.watch_deletes(
-                keys, revision + 1, self.wakeup.set, timeout=dl.timeout("watch", self.rpc_timeout)
-            )
-        except StoreError:
-            self._watch = None
-            self._recheck = True  # read again next cycle
-
-    def _watch_fired(self) -> bool:
-        return self._watch is not None and self._watch.fired.is_set()
-
-    def _cancel_watch(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
 
     def _after(self, t: Transition | None) -> Transition | None:
         if t is not None and t.lease_id is not None and self.machine.lease is None:
-            self._cancel_watch()
-            self.keys.clear()
-            self.revisions.clear()
-            self.readings.clear()
-            self.to_delete.clear()  # their lease is gone: so are they, or will be within TTL
+            self.watch.cancel()
+            self.candidacies.clear()
+            self.reads.readings.clear()
             if t.reason is not Reason.LEASE_EXPIRED:
                 self.to_revoke.append(t.lease_id)
         return t

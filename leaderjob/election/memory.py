@@ -1,12 +1,13 @@
 """An in-memory :class:`~leaderjob.election.store.Store` that behaves like etcd, for tests.
 
-Owns: one fake etcd server (a global revision, keys with create/mod revisions, leases timed on an
-injected :class:`~leaderjob.clock.Clock`, delete watches) and, per client, fault injection as API
-in the manner of kazoo's test harness: :meth:`MemoryStore.fail_next` (the request is lost),
-:meth:`MemoryStore.lose_reply_next` (applied, but the reply is lost: the case that makes slot
-claims and revokes interesting), :meth:`MemoryStore.partition` / :meth:`MemoryStore.heal`,
-:meth:`MemoryStore.expire`. ``store.client()`` is another connection to
-the same server with faults of its own, so one replica can be cut off while the others are not.
+Owns: the store port over one fake etcd server (``memory_server.py``: a global revision, keys
+with create/mod revisions, leases timed on an injected :class:`~leaderjob.clock.Clock`, delete
+watches) and, per client, fault injection as API in the manner of kazoo's test harness:
+:meth:`MemoryStore.fail_next` (the request is lost), :meth:`MemoryStore.lose_reply_next`
+(applied, but the reply is lost: the case that makes slot claims and revokes interesting),
+:meth:`MemoryStore.partition` / :meth:`MemoryStore.heal`, :meth:`MemoryStore.expire`.
+``store.client()`` is another connection to the same server with faults of its own, so one
+replica can be cut off while the others are not.
 
 etcd behaviour it copies, checked by ``tests/integration/test_store_contract.py``:
 
@@ -23,14 +24,13 @@ etcd behaviour it copies, checked by ``tests/integration/test_store_contract.py`
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from leaderjob.clock import Clock
 from leaderjob.config import MIN_TTL
+from leaderjob.election.memory_server import DeleteWatch, Server, standing_of
 from leaderjob.election.store import (
     MAX_TXN_OPS,
     Grant,
@@ -45,124 +45,20 @@ from leaderjob.election.store import (
 
 
 @dataclass
-class _Lease:
-    ttl: int
-    expires_at: float
-
-
-@dataclass
 class _Failure:
     calls_left: int
     operation: str | None  # None: any operation
     applied: bool = False  # the server applies the call; only its reply is lost
 
 
-@dataclass(eq=False)
-class _Watch:
-    keys: frozenset[str]
-    start_revision: int
-    on_fire: Callable[[], None]
-    server: _Server
-    fired: threading.Event = field(default_factory=threading.Event)
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        with self.server.lock:
-            self.cancelled = True
-            if self in self.server.watches:
-                self.server.watches.remove(self)
-
-
-class _Server:
-    """The state one etcd cluster would hold. Callers hold ``lock``."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.lock = threading.Lock()
-        self.revision = 1  # a fresh etcd is at revision 1
-        self.keys: dict[str, KeyInfo] = {}
-        self.leases: dict[int, _Lease] = {}
-        self.deletions: list[tuple[str, int]] = []  # (key, revision): what watches replay
-        self.watches: list[_Watch] = []
-        self.to_fire: list[_Watch] = []  # fired under the lock, called back after it
-        self._lease_ids = itertools.count(0x694D_1E55_0000_0001)
-
-    def new_lease(self, ttl: int) -> int:
-        lease_id = next(self._lease_ids)
-        self.leases[lease_id] = _Lease(ttl, self.clock.monotonic() + ttl)
-        return lease_id
-
-    def sweep(self) -> None:
-        """Revoke every lease whose time is up, oldest expiry first, one revision each."""
-        now = self.clock.monotonic()
-        for lease_id, lease in sorted(self.leases.items(), key=lambda kv: kv[1].expires_at):
-            if lease.expires_at <= now:
-                self.revoke(lease_id)
-
-    def revoke(self, lease_id: int) -> None:
-        if self.leases.pop(lease_id, None) is not None:
-            attached = [k for k, info in self.keys.items() if info.lease_id == lease_id]
-            self.delete(attached, self.revision + 1)
-
-    # Writes take the transaction's ``revision`` (current + 1) and make it current only when
-    # they change something, so several writes in one transaction share one revision.
-
-    def put(self, key: str, value: bytes, lease_id: int, revision: int) -> KeyInfo:
-        old = self.keys.get(key)
-        create = old.create_revision if old is not None else revision
-        info = KeyInfo(key, value, create, revision, lease_id)
-        self.keys[key] = info
-        self.revision = revision
-        return info
-
-    def delete(self, keys: Sequence[str], revision: int) -> int:
-        gone = [k for k in keys if self.keys.pop(k, None) is not None]
-        if gone:
-            self.revision = revision
-            for key in gone:
-                self.deletions.append((key, revision))
-                self.notify(key, revision)
-        return len(gone)
-
-    def notify(self, key: str, revision: int) -> None:
-        for w in list(self.watches):
-            if key in w.keys and revision >= w.start_revision:
-                self.fire(w)
-
-    def fire(self, w: _Watch) -> None:
-        if not w.cancelled and not w.fired.is_set():
-            w.fired.set()
-            self.to_fire.append(w)
-        if w in self.watches:
-            self.watches.remove(w)
-
-    def under(self, prefix: str) -> list[KeyInfo]:
-        return [info for key, info in self.keys.items() if key.startswith(prefix)]
-
-
-def _standing(s: _Server, q: Query) -> Standing:
-    under = s.under(q.prefix.rstrip("/") + "/")
-    also = tuple(sorted(s.under(q.also), key=lambda i: i.key.encode())) if q.also else ()
-    if not q.key:
-        return Standing(None, None, s.revision, also)
-    if q.first:
-        lowest = min(under, key=lambda i: i.create_revision, default=None)
-        if lowest is not None and lowest.key == q.key:
-            return Standing(lowest, None, s.revision, also)
-        return Standing(None, lowest, s.revision, also)
-    before = [info for info in under if info.create_revision < q.create_revision]
-    predecessor = max(before, key=lambda i: i.create_revision, default=None)
-    return Standing(s.keys.get(q.key), predecessor, s.revision, also)
-
-
 class MemoryStore:
     """One client of an in-memory etcd; :meth:`client` makes more clients of the same server."""
 
     def __init__(self, clock: Clock) -> None:
-        self._server = _Server(clock)
+        self._server = Server(clock)
         self._failures: list[_Failure] = []
         self._partitioned = False
-        self._watches: list[_Watch] = []
+        self._watches: list[DeleteWatch] = []
 
     def client(self) -> MemoryStore:
         """Another connection to the same server, with its own faults."""
@@ -260,7 +156,7 @@ class MemoryStore:
         also: str | None = None,
     ) -> Standing:
         with self._access("standing") as s:
-            return _standing(s, Query(prefix, key, create_revision, first, also))
+            return standing_of(s, Query(prefix, key, create_revision, first, also))
 
     def standings(
         self, queries: Sequence[Query | tuple[str, str, int]], *, timeout: float
@@ -269,7 +165,7 @@ class MemoryStore:
         with self._access("standings") as s:
             if sum(q.ops for q in qs) > MAX_TXN_OPS:  # etcd: "too many operations in txn"
                 raise StoreUnavailable("standings", f"more than {MAX_TXN_OPS} operations")
-            return [_standing(s, q) for q in qs]
+            return [standing_of(s, q) for q in qs]
 
     def candidates(self, prefix: str, *, timeout: float) -> list[KeyInfo]:
         with self._access("candidates") as s:
@@ -282,9 +178,9 @@ class MemoryStore:
         on_fire: Callable[[], None],
         *,
         timeout: float | None = None,
-    ) -> _Watch:
+    ) -> DeleteWatch:
         with self._access("watch") as s:
-            w = _Watch(frozenset(keys), start_revision, on_fire, s)
+            w = DeleteWatch(frozenset(keys), start_revision, on_fire, s)
             s.watches.append(w)
             self._watches = [x for x in self._watches if not x.fired.is_set()] + [w]
             for key, revision in s.deletions:  # replay history, as etcd does
@@ -355,7 +251,7 @@ class MemoryStore:
             return applied
 
     @staticmethod
-    def _holds(s: _Server, w: Guarded) -> bool:
+    def _holds(s: Server, w: Guarded) -> bool:
         guard = s.keys.get(w.guard_key)
         guard_rev = 0 if guard is None else guard.create_revision
         return guard_rev == w.guard_revision and not any(k in s.keys for k in w.absent)
@@ -366,7 +262,7 @@ class MemoryStore:
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager
-    def _access(self, operation: str | None) -> Iterator[_Server]:
+    def _access(self, operation: str | None) -> Iterator[Server]:
         """One round trip: the server sweeps expired leases, then faults, then the answer.
 
         ``operation`` None is the test harness itself, which no fault stops. Watch callbacks run

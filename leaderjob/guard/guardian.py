@@ -25,7 +25,8 @@ own full pipes, as if they wrote there directly, never a kill), and reports to t
 a queue of their own when the daemon is not reading — never dropped, never blocking.
 
 This file holds the event loop and the control protocol; the table of runs (one run's record, its
-signals, its output tail and its end) is :mod:`leaderjob.guard.guardian_runs`, a job's fork and exec
+signals, its output tail and its end) is :mod:`leaderjob.guard.guardian_runs`, a run's start and
+its answer :mod:`leaderjob.guard.guardian_launch`, a job's fork and exec
 :mod:`leaderjob.guard.guardian_spawn`, the protocol's lines :mod:`leaderjob.guard.guardian_wire`.
 
 Standard library only: the daemon starts it as ``python -S guardian.py CTL_FD STATUS_FD [CLOCK]``.
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:
-    from leaderjob.guard import guardian_runs, guardian_spawn, guardian_wire, proctree, tail
+    from leaderjob.guard import guardian_launch, guardian_runs, guardian_spawn, guardian_wire, tail
 else:  # run as a script (python -S): the package may not be importable; load the files beside us
     import importlib.util
 
@@ -64,10 +65,11 @@ else:  # run as a script (python -S): the package may not be importable; load th
         spec.loader.exec_module(module)
         return module
 
-    guardian_runs = _load("guardian_runs")
-    guardian_spawn = _load("guardian_spawn")
     guardian_wire = _load("guardian_wire")
-    proctree, tail = guardian_runs.proctree, guardian_runs.tail  # loaded once, beside us
+    guardian_launch = _load("guardian_launch")
+    # Loaded once, by the launcher beside us: one copy of each in the guardian.
+    guardian_runs, guardian_spawn = guardian_launch.guardian_runs, guardian_launch.guardian_spawn
+    tail = guardian_runs.tail
 
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1
@@ -92,7 +94,12 @@ class Guardian:
     the runs themselves is its table's (:class:`leaderjob.guard.guardian_runs.RunTable`)."""
 
     def __init__(
-        self, ctl_fd: int, status_fd: int, clock: int, stall_before_exec: float = 0.0
+        self,
+        ctl_fd: int,
+        status_fd: int,
+        clock: int,
+        stall_before_exec: float = 0.0,
+        stall_after_fork: float = 0.0,
     ) -> None:
         self.ctl = ctl_fd
         self.status = status_fd
@@ -103,19 +110,26 @@ class Guardian:
         self.ctl_open = True
         self.sinks = (tail.Sink(1), tail.Sink(2))
         self.table = guardian_runs.RunTable(self.me, self.sinks, self.send)
-        #: A test-only pause in the job's process between fork and exec (never set by the daemon).
-        self.stall_before_exec = stall_before_exec
         # SIGCHLD wakes the poll below through this pipe (the handler itself does nothing).
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        #: What a job's process sets back to default before exec (known once, not per start).
-        self.not_default = guardian_spawn.not_default()
+        #: Nothing is due before this (a TERM or KILL of some run): :meth:`deadlines` sets it.
+        self.due_at = 0.0
         #: Whether the daemon closed its end of the control channel: asked before each exec.
         self.ctl_poll = select.poll()
         self.ctl_poll.register(self.ctl, select.POLLIN)
+        self.launcher = guardian_launch.Launcher(
+            self.table,
+            self.sinks,
+            self.send,
+            self.now,
+            self.ctl_closed,
+            stall_before_exec=stall_before_exec,
+            stall_after_fork=stall_after_fork,
+        )
 
     def now(self) -> float:
         return time.clock_gettime(self.clock)
@@ -170,6 +184,11 @@ class Guardian:
         """True once the daemon's end of the control channel is closed; reads nothing."""
         return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in self.ctl_poll.poll(0))
 
+    def start(self, msg: dict[str, Any]) -> None:
+        run = self.launcher.start(msg)
+        if run is not None:
+            self.due_at = min(self.due_at, run.deadline - run.grace)
+
     def handle(self, msg: dict[str, Any]) -> None:
         if "start" in msg:
             self.start(msg)
@@ -183,6 +202,7 @@ class Guardian:
             self.table.signal_run(run, signal.SIGTERM, str(msg["stop"]))
             stop_kill = self.now() + run.grace
             run.stop_kill = stop_kill if run.stop_kill is None else min(run.stop_kill, stop_kill)
+            self.due_at = min(self.due_at, run.stop_kill)
         if "kill" in msg:
             self.table.signal_run(run, signal.SIGKILL, str(msg["kill"]))
 
@@ -191,8 +211,10 @@ class Guardian:
         and kill of a run already started is applied before any start of the same read is
         forked (a burst of starts must not hold up the deadline the daemon just moved), then the
         deadlines are checked, then the starts in order, the deadlines checked again after each
-        one (a fork + exec never delays another run's TERM or KILL). A control for a run whose
-        start is in the same read follows that start, in the order they came."""
+        one (a fork never delays another run's TERM or KILL; the check is a comparison with the
+        earliest time something is due, the whole table scanned only then), and the execs that
+        happened meanwhile reported as they come. A control for a run whose start is in the same
+        read follows that start, in the order they came."""
         starting = {str(m["start"]) for m in msgs if "start" in m}
         later: dict[str, list[dict[str, Any]]] = {}
         for msg in msgs:
@@ -211,67 +233,9 @@ class Guardian:
                 self.start(msg)
                 for control in later.pop(str(msg["start"]), ()):
                     self.handle(control)
-                self.deadlines()
-
-    # -- starting -----------------------------------------------------------------------------
-
-    def refusal(self, run: Run) -> str | None:
-        """Why the run's job must not be started now, or None."""
-        if self.ctl_closed():
-            return "not started: the daemon closed the control channel (it is gone)"
-        now = self.now()
-        left = run.deadline - now
-        if left <= 0:
-            return f"not started: the local deadline passed {-left:.3f}s ago"
-        if left <= run.grace:
-            return (
-                f"not started: {left:.3f}s left before the local deadline, "
-                f"less than the grace of {run.grace:g}s"
-            )
-        if now >= run.start_by:
-            return "not started: the daemon gave up waiting for the start"
-        return None
-
-    def start(self, msg: dict[str, Any]) -> None:
-        key = str(msg["start"])
-        deadline = float(msg["deadline"])
-        run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
-        argv = [str(a) for a in msg["argv"]]
-        env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
-        env[proctree.MARKER] = key
-        cwd = msg.get("cwd")
-        pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
-        try:
-            pid = guardian_spawn.spawn(
-                argv,
-                env,
-                cwd,
-                (pipes[0] and pipes[0][1], pipes[1] and pipes[1][1]),
-                # The last check, in the job's process immediately before exec: a start request
-                # that arrived late (the daemon gone, D near) or a slow fork never becomes a job.
-                check=lambda: self.refusal(run) is None,
-                reset=self.not_default,
-                stall=self.stall_before_exec,
-            )
-        except (guardian_spawn.Refused, OSError) as exc:
-            for p in pipes:
-                for fd in p or ():
-                    os.close(fd)
-            if isinstance(exc, OSError):
-                where = f" in {cwd}" if cwd and exc.filename == cwd else ""
-                why = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
-            else:  # the last check refused; the reason still holds
-                why = self.refusal(run) or "not started: the guardian is dying"
-            self.send(run=key, error=why, exited=None)
-            return
-        for name, p in zip(tail.STREAMS, pipes, strict=True):
-            if p is not None:
-                os.close(p[1])  # EOF comes when the job and all it started are gone
-                os.set_blocking(p[0], False)
-                run.pipes[name] = p[0]
-        run.pid = pid
-        self.table.runs[key] = run
-        self.send(run=key, started=pid)
+                if self.now() >= self.due_at:
+                    self.deadlines()
+                self.launcher.answer_execs()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -281,6 +245,8 @@ class Guardian:
         except BaseException as exc:  # a malformed message, a bug: every job must still die
             self.table.kill_everything("guardian_failed")
             self.send(error=f"guardian failed: {exc!r}")
+            with contextlib.suppress(Exception):
+                self.launcher.settle()
             for run in list(self.table.runs.values()):
                 self.send(
                     run=run.key,
@@ -305,6 +271,7 @@ class Guardian:
                 sink.flush()
             self.wait(timeout)
         self.table.kill_everything("daemon_gone")
+        self.launcher.settle()
         for run in list(self.table.runs.values()):
             self.table.report(run)
         self.drain_out(1.0)
@@ -331,6 +298,7 @@ class Guardian:
             if not run.killed:
                 nxt = kill_at if run.termed or now >= term_at else term_at
                 until = min(until, max(0.0, nxt - now))
+        self.due_at = now + until
         return until
 
     def finish(self) -> None:
@@ -338,6 +306,9 @@ class Guardian:
         it is reaped and the output reached EOF (or TAIL_WAIT passed)."""
         for run in list(self.table.runs.values()):
             if run.returncode is None:
+                continue
+            # Its process is gone, so its answer is complete: started (reported first) or not.
+            if not self.launcher.answered(run) or run.key not in self.table.runs:
                 continue
             if run.ended_at is None:
                 if self.table.orphans() and self.table.sweep(run, signal.SIGKILL, strays=True):
@@ -357,7 +328,11 @@ class Guardian:
             poller.register(self.status, select.POLLOUT)
         ending = False
         streams: dict[int, tuple[Run, str]] = {}
+        spawning: dict[int, Run] = {}
         for run in self.table.runs.values():
+            if run.pending is not None:
+                poller.register(run.pending.fd, select.POLLIN)
+                spawning[run.pending.fd] = run
             if run.returncode is not None:
                 ending = True
                 continue
@@ -385,6 +360,8 @@ class Guardian:
                 self.handle_all(msgs)
             elif fd == self.status:
                 self.flush_out()
+            elif fd in spawning:
+                self.launcher.answered(spawning[fd])
             elif fd in streams:
                 run, name = streams[fd]
                 if name in run.pipes:
@@ -403,15 +380,16 @@ class Guardian:
 def main(argv: list[str]) -> int:
     ctl_fd, status_fd = int(argv[1]), int(argv[2])
     clock = clock_id(argv[3] if len(argv) > 3 else None)
-    stall = 0.0
-    if "--test-stall-before-exec" in argv:  # tests only; the daemon never passes it
-        stall = float(argv[argv.index("--test-stall-before-exec") + 1])
+    stalls = []
+    for flag in ("--test-stall-before-exec", "--test-stall-after-fork"):
+        # tests only; the daemon never passes them
+        stalls.append(float(argv[argv.index(flag) + 1]) if flag in argv else 0.0)
     # The daemon's SIGINT (Ctrl-C at a terminal) must not reach us before it decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(status_fd, False)
     for fd in (ctl_fd, status_fd):  # passed to us inheritable: no job inherits them
         os.set_inheritable(fd, False)
-    return Guardian(ctl_fd, status_fd, clock, stall).run()
+    return Guardian(ctl_fd, status_fd, clock, *stalls).run()
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ class Run:
         self.pipes: dict[str, int] = {}  # stream → read end, until EOF
         self.rings = {name: tail.Ring() for name in tail.STREAMS}
         self.members: set[int] = set()  # orphans known to be the run's
+        #: Between fork and exec: the job's process and its answer pipe (None once answered).
+        self.pending: Any = None
 
     def tails(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -195,6 +197,8 @@ class RunTable:
         return any(c not in mains for c in found)
 
     def report(self, run: Run) -> None:
+        if run.pending is not None:
+            run.pending.close()
         for fd in run.pipes.values():
             with contextlib.suppress(OSError):
                 os.close(fd)

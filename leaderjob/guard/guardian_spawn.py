@@ -10,13 +10,17 @@ In the job's process, between fork and exec, in this order (this process has no 
 4. the last check, as close to exec as Python gets: the caller's ``check`` (the run's ``D``, the
    daemon still there, the start limit) — a start request that arrived late, or a fork that took
    long, never becomes a job;
-5. every other descriptor closed, the signal mask emptied, exec (``PATH`` searched in the
-   job's environment).
+5. a mark on the answer pipe (the check passed), every other descriptor closed, the signal mask
+   emptied, exec (``PATH`` searched in the job's environment).
 
-The guardian learns the outcome from a close-on-exec pipe: end of file means the exec happened;
-otherwise one short line says which step failed. Forking by hand and not through
-``subprocess`` keeps that module (and the threading machinery it loads, and the Python code it
-runs in each child) out of the guardian: less memory in every pod, less copied per fork.
+:func:`fork` returns as soon as the process exists: the guardian does not wait for the exec, so
+the next job's fork (and every deadline) never waits behind this one's way to exec. It learns
+the outcome later from a close-on-exec pipe (:class:`Pending`): end of file after the mark means
+the exec happened; a line after it, or instead of it, says which step failed; end of file with
+nothing at all means the process died before its check (a signal: it was never a job).
+Forking by hand and not through ``subprocess`` keeps that module (and the threading machinery
+it loads, and the Python code it runs in each child) out of the guardian: less memory in every
+pod, less copied per fork.
 
 Standard library only: the guardian runs as ``python -S`` and loads this file beside it.
 """
@@ -75,7 +79,63 @@ def not_default() -> list[int]:
     return out
 
 
-def spawn(
+#: What the job's process writes once its last check passed, just before exec.
+CHECKED = b"+"
+
+
+class Pending:
+    """A job's process between fork and exec, as the guardian sees it: its pid and the read end
+    of its answer pipe (non-blocking), read as it becomes readable."""
+
+    __slots__ = ("argv0", "cwd", "fd", "got", "pid")
+
+    def __init__(self, pid: int, fd: int, argv0: str, cwd: str | None) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.argv0 = argv0
+        self.cwd = cwd
+        self.got = b""
+
+    def read(self) -> bool:
+        """Read what the answer pipe holds now; True once it reached end of file (the job's
+        process exec'd or is gone) and is closed."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 64)
+            except BlockingIOError:
+                return False
+            except OSError:
+                chunk = b""
+            if not chunk:
+                os.close(self.fd)
+                self.fd = -1
+                return True
+            self.got += chunk
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def outcome(self) -> None:
+        """Once :meth:`read` said end of file: returns if the job was exec'd; raises
+        :class:`Refused` (the last check said no, or the process died before it) or OSError
+        (its directory or its exec failed: ``filename`` says which)."""
+        checked = self.got.startswith(CHECKED)
+        failed = self.got[1:] if checked else self.got
+        if not failed:
+            if checked:
+                return
+            raise Refused("died before exec")
+        step, _, number = failed.partition(b" ")
+        if step == b"refused" or not number:
+            raise Refused
+        code = int(number)
+        raise OSError(code, os.strerror(code), self.cwd if step == b"cwd" else self.argv0)
+
+
+def fork(
     argv: list[str],
     env: dict[str, str],
     cwd: str | None,
@@ -84,11 +144,11 @@ def spawn(
     check: Callable[[], bool],
     reset: list[int],
     stall: float = 0.0,
-) -> int:
-    """Start ``argv``; its pid once it was exec'd. ``out``: the descriptors for the job's stdout
-    and stderr (None: the guardian's own). ``check`` is asked last, in the job's process; a no
-    raises :class:`Refused`. OSError: the fork failed, or the job's directory (``filename`` is
-    then ``cwd``) or its exec did. ``stall``: a pause before the last check (tests only)."""
+) -> Pending:
+    """Fork the process that becomes ``argv``; returned at once, before its exec (its outcome:
+    :class:`Pending`). ``out``: the descriptors for the job's stdout and stderr (None: the
+    guardian's own). ``check`` is asked last, in the job's process; a no is a :class:`Refused`
+    outcome. OSError: the fork failed. ``stall``: a pause before the last check (tests only)."""
     parent = os.getpid()
     path = _resolve(argv[0], env)
     err_r, err_w = os.pipe()  # both close on exec
@@ -105,21 +165,8 @@ def spawn(
     if pid == 0:
         _child(path, argv, env, cwd, out, check, reset, stall, parent, err_w, top)
     os.close(err_w)
-    failed = b""
-    try:
-        while chunk := os.read(err_r, 64):  # end of file: exec'd (or the process is gone)
-            failed += chunk
-    finally:
-        os.close(err_r)
-    if not failed:
-        return pid
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)  # it exits at once: reaped here, never reported as a run
-    step, _, number = failed.partition(b" ")
-    if step == b"refused" or not number:
-        raise Refused
-    code = int(number)
-    raise OSError(code, os.strerror(code), cwd if step == b"cwd" else argv[0])
+    os.set_blocking(err_r, False)
+    return Pending(pid, err_r, argv[0], cwd)
 
 
 _TOP: list[int] = []
@@ -187,6 +234,7 @@ def _child(
         step = b"refused"
         if not check():
             raise Refused
+        os.write(err_w, CHECKED)
         step = b"exec"
         os.closerange(3, err_w)
         os.closerange(err_w + 1, top)

@@ -4,12 +4,16 @@
         while lead.valid():        # False from D − grace on, or once leadership was lost
             lead.fenced_put("/app/cursor", next_cursor())   # StaleToken once deposed
 
-Owns: the application's handle — acquiring (one background thread running a
-:class:`~leaderjob.inprocess.leadership_driver.Driver`, which drives the same
-:class:`~leaderjob.election.elector.Elector`, pure :class:`~leaderjob.election.machine.Machine`
-and etcd adapter as the daemon: no second election, the same key layout, token, local deadline
-and timing budget), leaving, the metrics registry, and the queries an application asks. The
-fenced writes are :mod:`leaderjob.inprocess.leadership_fenced`'s; the options and errors,
+Owns: the application's handle — its options, the metrics registry, the queries an application
+asks, and its whole public surface, composed of parts handed one
+:class:`~leaderjob.inprocess.leadership_hold.Hold` (no part inherits another): the hold acquires
+(one background thread running a :class:`~leaderjob.inprocess.leadership_driver.Driver`, which
+drives the same :class:`~leaderjob.election.elector.Elector`, pure
+:class:`~leaderjob.election.machine.Machine` and etcd adapter as the daemon: no second election,
+the same key layout, token, local deadline and timing budget) and leaves; the fenced writes are
+:mod:`leaderjob.inprocess.leadership_fenced`'s, asyncio's side
+:mod:`leaderjob.inprocess.leadership_async`'s, ``leader()``, ``observe()`` and ``run_forever()``
+:mod:`leaderjob.inprocess.leadership_api`'s; the options and errors,
 :mod:`leaderjob.inprocess.leadership_options`'s. It must not know about jobs, processes or
 schedules.
 
@@ -42,11 +46,9 @@ Rules (docs/safety.md, docs/inprocess.md):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
 from prometheus_client import CollectorRegistry
@@ -62,11 +64,13 @@ from leaderjob.config import (
     validate_election_name,
 )
 from leaderjob.election.store import Store
+from leaderjob.fencing.etcd import EtcdFence
 from leaderjob.inprocess.leadership_api import Conveniences, Leader
 from leaderjob.inprocess.leadership_async import AsyncLeadership
 from leaderjob.inprocess.leadership_driver import Driver, Tenure, metrics_for
 from leaderjob.inprocess.leadership_fenced import FencedWrites
-from leaderjob.inprocess.leadership_lifecycle import Signal, register
+from leaderjob.inprocess.leadership_hold import Hold
+from leaderjob.inprocess.leadership_lifecycle import Signal
 from leaderjob.inprocess.leadership_options import (
     DEFAULT,
     Default,
@@ -97,7 +101,7 @@ __all__ = [
 # -- the application's handle --------------------------------------------------------------------
 
 
-class Leadership(AsyncLeadership, Conveniences, FencedWrites):
+class Leadership:
     """Leadership of one election, held in-process by a background thread.
 
     ``with`` (or :meth:`acquire`) blocks until leading; leaving the block resigns and revokes.
@@ -170,59 +174,75 @@ class Leadership(AsyncLeadership, Conveniences, FencedWrites):
         self.timeout = timeout
         self.etcd_timeout = self.timing.ttl if etcd_timeout is None else etcd_timeout
         self.on_lost = on_lost
-        #: Set when the tenure ends (lost, or left); one event for the handle's whole life,
-        #: cleared when an acquire begins. ``await lead.lost.wait_async()`` from asyncio.
-        self.lost = Signal()
-        self._ended = Signal()
-        self._ended.set()
-        self._left = False
-        self._forked_from: threading.Thread | None = None
-        self._given_store = store
-        self._store: Store | None = None
-        self._clock = clock or SystemClock()
-        self._driver: Driver | None = None
-        self._thread: threading.Thread | None = None
-        self._aborted = False
-        self._lock = threading.Lock()
-        self._log = get_logger(election=election, identity=self.identity)
         #: The daemon's metrics on the application's ``registry`` (None: no metrics; never the
         #: global registry unasked).
         self.metrics: Metrics | None = None if registry is None else metrics_for(registry, election)
-        register(self)
+        self._hold = Hold(
+            election,
+            timing=self.timing,
+            prefix=self.prefix,
+            identity=self.identity,
+            connection=self.connection,
+            etcd_timeout=self.etcd_timeout,
+            store=store,
+            clock=clock or SystemClock(),
+            log=get_logger(election=election, identity=self.identity),
+            metrics=self.metrics,
+            on_lost=self._lost,
+        )
+        #: Set when the tenure ends (lost, or left); one event for the handle's whole life,
+        #: cleared when an acquire begins. ``await lead.lost.wait_async()`` from asyncio.
+        self.lost: Signal = self._hold.lost
+        self._fenced = FencedWrites(self._hold)
+        self._async = AsyncLeadership(self._hold)
+        self._conveniences = Conveniences(self._hold)
 
     # -- what the application asks ------------------------------------------------------------
 
     @property
     def token(self) -> int | None:
         """The fencing token of the current (or last) tenure: our key's create revision."""
-        d = self._driver
+        d = self._hold.driver
         return None if d is None or d.tenure is None else d.tenure.token
 
     @property
     def key(self) -> str | None:
         """Our election key while (or after) leading: the guard of :meth:`fenced_put`."""
-        d = self._driver
+        d = self._hold.driver
         return None if d is None or d.tenure is None else d.tenure.key
 
     def valid(self) -> bool:
         """True while leading and the monotonic clock is before ``D − grace``; False after a
         loss, a refused fenced write, or a deadline passed (even if the driver thread was
         starved or the process frozen). Cooperative: check it before each step of work."""
-        d = self._driver
-        return d is not None and not self._left and d.valid()
+        d = self._hold.driver
+        return d is not None and not self._hold.left and d.valid()
 
     def remaining(self) -> float:
         """Seconds until :meth:`valid` turns False unless a renewal extends the deadline."""
-        d = self._driver
+        d = self._hold.driver
         return 0.0 if d is None else d.remaining()
 
     @property
     def store(self) -> Store:
         """The storage port this leadership talks to, while acquired: for writes of your own
         guarded by :attr:`key` and :attr:`token` (``Store.guarded_put``)."""
-        if self._store is None:
+        if self._hold.store is None:
             raise LeadershipError(f"election {self.election!r}: not acquired")
-        return self._store
+        return self._hold.store
+
+    def leader(self) -> Leader | None:
+        """Who leads now (one linearizable read; None: nobody). Any process may ask, leading
+        or not. :class:`~leaderjob.election.store.StoreError` when etcd does not answer."""
+        return self._conveniences.leader()
+
+    def observe(
+        self, interval: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[Leader | None]:
+        """Yield the leader now, then each time it changes (None: nobody leads), reading every
+        ``interval`` seconds (default: the renew interval) until ``stop`` is set. A read etcd
+        does not answer is skipped."""
+        return self._conveniences.observe(interval, stop)
 
     # -- acquiring and leaving ------------------------------------------------------------------
 
@@ -232,170 +252,44 @@ class Leadership(AsyncLeadership, Conveniences, FencedWrites):
         :class:`LeadershipUnavailable` / :class:`LeadershipRejected` when etcd cannot be used.
         Interrupted (Ctrl-C, any exception while waiting): the candidacy is withdrawn first."""
         wait = self._timeout(timeout)
-        if not self._acquire(wait):
+        if not self._hold.acquire(wait):
             raise self._timed_out(wait)
 
     def try_acquire(self, timeout: float) -> bool:
         """Lead within ``timeout`` seconds (0: one look, never less than etcd's first answer),
         or return False (and leave the queue) when another candidate leads;
         :class:`LeadershipUnavailable` when etcd did not answer meanwhile."""
-        return self._acquire(timeout)
+        return self._hold.acquire(timeout)
 
     def release(self) -> None:
         """Resign, then revoke the lease; stop the driver thread. Idempotent, and callable from
         anywhere — an ``on_lost`` callback, another thread — without deadlock (from the driver
         thread itself it does not wait: the thread leaves once the callback returns)."""
-        thread = self._leave_soon()
-        if thread is not None and thread is not threading.current_thread():
-            # The driver's in-flight step ends within its own RPC bounds; the revoke takes ≤ 1 s.
-            thread.join(self.connection.rpc_timeout + 2.0)
+        self._hold.release()
 
     def cancel(self) -> None:
         """Stop a pending :meth:`acquire` from another thread: it leaves the queue and returns
         False (``try_acquire``) or raises :class:`LeadershipTimeout` — even if etcd made it
         leader meanwhile. Once ``acquire`` returned, use :meth:`release`."""
-        self._aborted = True
-        d = self._driver
-        if d is not None:
-            d.settled.set()
+        self._hold.cancel()
 
-    def _timeout(self, timeout: float | Default | None) -> float | None:
-        return self.timeout if isinstance(timeout, Default) else timeout
-
-    def _timed_out(self, wait: float | None) -> LeadershipTimeout:
-        return LeadershipTimeout(
-            f"election {self.election!r}: another candidate led for the whole {wait:g}s timeout"
-            if wait is not None
-            else f"election {self.election!r}: the wait to lead was cancelled"
+    def run_forever(
+        self,
+        on_started: Callable[[Leadership], None],
+        on_stopped: Callable[[], None] | None = None,
+        *,
+        on_new_leader: Callable[[Leader | None], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Campaign, lead, campaign again after a loss — until ``stop`` is set (client-go's
+        run-forever mode). ``on_started(lead)`` is your work: it runs in this thread while
+        leading and should return once ``lead.valid()`` turns False (or ``lead.lost`` is set);
+        then the tenure is left (resign, revoke) and ``on_stopped()`` called. ``on_new_leader``
+        is called from a watcher thread with each leader seen (anyone's). etcd unreachable:
+        a new campaign 1 s later; :class:`LeadershipRejected` is raised."""
+        self._conveniences.run_forever(
+            lambda: on_started(self), on_stopped, on_new_leader=on_new_leader, stop=stop
         )
-
-    def _begin(self) -> Driver:
-        """Start one acquisition's driver thread; never waits."""
-        with self._lock:
-            if self._thread is not None:
-                raise LeadershipError(f"election {self.election!r}: already acquired")
-            if self._forked_from is not None:
-                self._forked_from = None  # a child may campaign for itself, with a lease of its own
-            self._aborted = False
-            self._left = False
-            self.lost.clear()
-            self._ended = Signal()
-            if self._given_store is not None:
-                store = self._store = self._given_store
-            else:
-                from leaderjob.election.etcd import EtcdStore  # etcd and grpc: only when used
-
-                store = self._store = EtcdStore(self.connection)
-            driver: Driver
-
-            def ended() -> None:  # forward the tenure's end while this driver is the current one
-                if self._driver is driver and not self._left:
-                    self.lost.set()
-
-            driver = Driver(
-                store,
-                self.timing,
-                self.prefix,
-                self.identity,
-                clock=self._clock,
-                rpc_timeout=self.connection.rpc_timeout,
-                etcd_timeout=self.etcd_timeout,
-                log=self._log,
-                on_lost=self._lost,
-                metrics=self.metrics,
-                label=self.election,
-                on_ended=ended,
-            )
-            self._driver = driver
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(driver, store, self._ended),
-                name=f"leaderjob-{self.election}",
-                daemon=True,
-            )
-            self._thread.start()
-            return driver
-
-    def _acquire(self, timeout: float | None, stop: threading.Event | None = None) -> bool:
-        driver = self._begin()
-        try:
-            end = None if timeout is None else time.monotonic() + timeout
-            # In slices: a signal (Ctrl-C) is handled at once, whichever thread it hit.
-            while not driver.settled.wait(_SLICE if end is None else min(_SLICE, end - now())):
-                if end is not None and now() >= end and driver.answered.is_set():
-                    break
-                if stop is not None and stop.is_set():
-                    self._aborted = True
-                    break
-        except BaseException:
-            self.release()  # withdraw before anything else: no candidacy outlives its caller
-            raise
-        return self._outcome(driver, self.release)
-
-    def _outcome(self, driver: Driver, release: Callable[[], None]) -> bool:
-        if driver.fatal is not None:
-            release()
-            raise driver.fatal
-        if driver.tenure is None or self._aborted:
-            # Stopped waiting while etcd did not answer: that is no "another candidate leads".
-            unreachable = None if self._aborted else driver.unreachable()
-            release()
-            if unreachable is not None:
-                raise unreachable
-            return False
-        return True
-
-    def _leave_soon(self) -> threading.Thread | None:
-        """Ask the driver thread to resign and revoke; returns it (None: nothing held)."""
-        with self._lock:
-            driver, thread = self._driver, self._thread
-            self._thread = None
-            if thread is not None:
-                self._left = True
-        if driver is None or thread is None:
-            return None
-        driver.request_leave()
-        self.lost.set()
-        return thread
-
-    def _run(self, driver: Driver, store: Store, ended: Signal) -> None:
-        try:
-            while not driver.forked:
-                driver.cycle()
-                if driver.done:
-                    return
-                driver.wait()
-        finally:
-            driver.close()
-            if store is not self._given_store and not driver.forked:
-                with contextlib.suppress(Exception):
-                    store.close()
-                with self._lock:
-                    if self._store is store and self._thread is None:
-                        self._store = None
-            ended.set()
-
-    def _lost(self, reason: str) -> None:
-        if self.on_lost is not None:
-            self.on_lost(reason)
-
-    # -- the process's own events (leaderjob.inprocess.leadership_lifecycle) ---------------------
-
-    def _after_fork_in_child(self) -> None:
-        """In a child of ``os.fork()``: no driver thread, no keepalive — never leading."""
-        self._lock = threading.Lock()  # the parent's may have been held by another thread
-        d = self._driver
-        if d is not None:
-            d.forked = True
-            self._forked_from = self._thread
-        self._thread = None
-        self._store = None  # the parent's connection: never used (nor closed) here
-        self.lost.set()
-
-    def _at_exit(self) -> None:
-        if self._thread is not None:
-            self._log.info("leadership.released_at_exit")
-            self.release()
 
     def __enter__(self) -> Leadership:
         self.acquire()
@@ -409,9 +303,83 @@ class Leadership(AsyncLeadership, Conveniences, FencedWrites):
     ) -> None:
         self.release()
 
+    # -- from asyncio (leaderjob.inprocess.leadership_async) ------------------------------------
 
-_SLICE = 0.2
+    async def acquire_async(self, timeout: float | Default | None = DEFAULT) -> None:
+        """:meth:`acquire` for asyncio. Holds no thread of the event loop's pool while waiting,
+        and is cancellation-safe like ``asyncio.Lock``: a cancelled wait withdraws the candidacy
+        (resign, revoke) even if etcd had already made it leader."""
+        wait = self._timeout(timeout)
+        if not await self._async.acquire(wait):
+            raise self._timed_out(wait)
 
+    async def try_acquire_async(self, timeout: float) -> bool:
+        """:meth:`try_acquire` for asyncio (cancellation-safe, no pool thread)."""
+        return await self._async.acquire(timeout)
 
-def now() -> float:
-    return time.monotonic()
+    async def release_async(self) -> None:
+        """:meth:`release` for asyncio: waits for the revoke without a pool thread."""
+        await self._async.release()
+
+    async def wait_lost(self) -> str | None:
+        """Wait (from a coroutine, holding no thread) until this tenure ends; the reason
+        (``None`` when it was left on purpose)."""
+        return await self._async.wait_lost()
+
+    async def __aenter__(self) -> Leadership:
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release_async()
+
+    # -- fenced writes (leaderjob.inprocess.leadership_fenced) ----------------------------------
+
+    @property
+    def fence(self) -> EtcdFence:
+        """Writes to etcd guarded by our key (etcd's ``IsOwner`` compare, one Txn each)."""
+        return self._fenced.fence
+
+    def fenced_put(self, key: str, value: bytes | str) -> None:
+        """Put ``key`` only while etcd still holds our leader key with our token; raises
+        :class:`~leaderjob.fencing.StaleToken` (and ends the tenure) when it does not."""
+        self._fenced.put(key, value)
+
+    def proclaim(self, value: bytes | str) -> None:
+        """Set the leader key's value, keeping its lease (etcd's ``Election.Proclaim``): what
+        ``leaderjob status`` and ``etcdctl elect -l`` show. Guarded like :meth:`fenced_put`:
+        :class:`~leaderjob.fencing.StaleToken` (and the tenure ends) once deposed."""
+        self._fenced.proclaim(value)
+
+    def fenced_delete(self, key: str) -> None:
+        """Delete ``key`` under the same guard as :meth:`fenced_put`."""
+        self._fenced.delete(key)
+
+    async def fenced_put_async(self, key: str, value: bytes | str) -> None:
+        """:meth:`fenced_put` from a coroutine (the etcd call runs in a worker thread)."""
+        await self._fenced.put_async(key, value)
+
+    async def fenced_delete_async(self, key: str) -> None:
+        """:meth:`fenced_delete` from a coroutine."""
+        await self._fenced.delete_async(key)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _timeout(self, timeout: float | Default | None) -> float | None:
+        return self.timeout if isinstance(timeout, Default) else timeout
+
+    def _timed_out(self, wait: float | None) -> LeadershipTimeout:
+        return LeadershipTimeout(
+            f"election {self.election!r}: another candidate led for the whole {wait:g}s timeout"
+            if wait is not None
+            else f"election {self.election!r}: the wait to lead was cancelled"
+        )
+
+    def _lost(self, reason: str) -> None:
+        if self.on_lost is not None:
+            self.on_lost(reason)

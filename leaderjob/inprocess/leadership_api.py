@@ -1,11 +1,12 @@
 """What Go's ``concurrency.Election``, kazoo and client-go offer beyond acquire and release:
 who leads now, a stream of changes, and a run-forever mode with callbacks.
 
-Owns: :class:`Conveniences`, a mixin of :class:`~leaderjob.inprocess.leadership.Leadership` built
-only on its public surface and its storage port: :meth:`~Conveniences.leader` (etcd's ``Leader``),
-:meth:`~Conveniences.observe` (``Observe``), :meth:`~Conveniences.run_forever` (client-go's
-``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``). It must not
-know the election rules.
+Owns: :class:`Conveniences`, a part of :class:`~leaderjob.inprocess.leadership.Leadership` handed
+its :class:`~leaderjob.inprocess.leadership_hold.Hold`: :meth:`~Conveniences.leader` (etcd's
+``Leader``), :meth:`~Conveniences.observe` (``Observe``), :meth:`~Conveniences.run_forever`
+(client-go's ``RunOrDie`` with ``OnStartedLeading`` / ``OnStoppedLeading`` / ``OnNewLeader``),
+built on the hold's acquire and release and the storage port. It must not know the election
+rules.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from leaderjob.election.store import Store, StoreError
+from leaderjob.inprocess.leadership_hold import Hold
 from leaderjob.inprocess.leadership_options import LeadershipRejected, LeadershipUnavailable
-
-if TYPE_CHECKING:
-    from leaderjob.inprocess.leadership import Leadership
 
 __all__ = ["Conveniences", "Leader"]
 
@@ -36,14 +35,13 @@ class Leader:
 
 
 class Conveniences:
-    """Mixed into :class:`~leaderjob.inprocess.leadership.Leadership`."""
+    def __init__(self, hold: Hold) -> None:
+        self.hold = hold
 
     def leader(self) -> Leader | None:
-        """Who leads now (one linearizable read; None: nobody). Any process may ask, leading
-        or not. :class:`~leaderjob.election.store.StoreError` when etcd does not answer."""
-        me = cast("Leadership", self)
-        with me._reader() as store:
-            keys = store.candidates(me.prefix, timeout=me.connection.rpc_timeout)
+        """Who leads now (one linearizable read; None: nobody)."""
+        with self._reader() as store:
+            keys = store.candidates(self.hold.prefix, timeout=self.hold.connection.rpc_timeout)
         if not keys:
             return None
         first = min(keys, key=lambda k: k.create_revision)
@@ -52,16 +50,13 @@ class Conveniences:
     def observe(
         self, interval: float | None = None, stop: threading.Event | None = None
     ) -> Iterator[Leader | None]:
-        """Yield the leader now, then each time it changes (None: nobody leads), reading every
-        ``interval`` seconds (default: the renew interval) until ``stop`` is set. A read etcd
-        does not answer is skipped."""
-        me = cast("Leadership", self)
-        every = me.timing.renew_interval if interval is None else interval
+        """The leader now, then each time it changes, until ``stop`` is set."""
+        every = self.hold.timing.renew_interval if interval is None else interval
         halt = stop or threading.Event()
         last: Leader | bool | None = False  # nothing yielded yet
         while not halt.is_set():
             try:
-                now = me.leader()
+                now = self.leader()
             except StoreError:
                 now = last if not isinstance(last, bool) else None
             if now != last:
@@ -71,25 +66,20 @@ class Conveniences:
 
     def run_forever(
         self,
-        on_started: Callable[[Leadership], None],
+        on_started: Callable[[], None],
         on_stopped: Callable[[], None] | None = None,
         *,
         on_new_leader: Callable[[Leader | None], None] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        """Campaign, lead, campaign again after a loss — until ``stop`` is set (client-go's
-        run-forever mode). ``on_started(lead)`` is your work: it runs in this thread while
-        leading and should return once ``lead.valid()`` turns False (or ``lead.lost`` is set);
-        then the tenure is left (resign, revoke) and ``on_stopped()`` called. ``on_new_leader``
-        is called from a watcher thread with each leader seen (anyone's). etcd unreachable:
-        a new campaign 1 s later; :class:`LeadershipRejected` is raised."""
-        me = cast("Leadership", self)
+        """Campaign, lead (``on_started()``), leave, campaign again — until ``stop`` is set."""
+        hold = self.hold
         halt = stop or threading.Event()
         watcher = None
         if on_new_leader is not None:
 
             def watch() -> None:
-                for seen in me.observe(stop=halt):
+                for seen in self.observe(stop=halt):
                     with contextlib.suppress(Exception):
                         on_new_leader(seen)
 
@@ -98,7 +88,7 @@ class Conveniences:
         try:
             while not halt.is_set():
                 try:
-                    if not me._acquire(None, stop=halt):
+                    if not hold.acquire(None, stop=halt):
                         continue
                 except LeadershipRejected:
                     raise
@@ -106,9 +96,9 @@ class Conveniences:
                     halt.wait(1.0)
                     continue
                 try:
-                    on_started(me)
+                    on_started()
                 finally:
-                    me.release()
+                    hold.release()
                     if on_stopped is not None:
                         on_stopped()
         finally:
@@ -119,16 +109,16 @@ class Conveniences:
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Store]:
         """The store in use, or one for this read only."""
-        me = cast("Leadership", self)
-        if me._store is not None:
-            yield me._store
+        hold = self.hold
+        if hold.store is not None:
+            yield hold.store
             return
-        if me._given_store is not None:
-            yield me._given_store
+        if hold.given_store is not None:
+            yield hold.given_store
             return
         from leaderjob.election.etcd import EtcdStore
 
-        store: Any = EtcdStore(me.connection)
+        store: Any = EtcdStore(hold.connection)
         try:
             yield store
         finally:

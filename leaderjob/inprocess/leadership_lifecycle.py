@@ -86,7 +86,7 @@ async def wait_event(signal: Signal) -> None:
 
 
 class Held(Protocol):
-    """What the process hooks call on a live handle."""
+    """What the process hooks call on a live handle (its :class:`~.leadership_hold.Hold`)."""
 
     def _after_fork_in_child(self) -> None: ...
 

@@ -12,9 +12,10 @@ It must not know how leadership is held: it is handed a :class:`Seat` (the key, 
 store, a clock and a wake-up event, and is stepped by its owner (:meth:`SingletonTenure.cycle`),
 which waits until :meth:`SingletonTenure.next_wakeup` between steps. The decisions themselves
 (overlap, outcome, retry, the records' shape, the next wake-up) are pure functions in
-:mod:`leaderjob.inprocess.singleton_rules`; this module drives them (claims, threads), and
-:mod:`leaderjob.inprocess.singleton_history` writes out what each run and skipped slot leaves
-behind.
+:mod:`leaderjob.inprocess.singleton_rules`; this module drives them (runs in threads),
+:mod:`leaderjob.inprocess.singleton_claims` claims each slot and trigger (and reads back a claim
+whose outcome was unknown), and :mod:`leaderjob.inprocess.singleton_history` writes out what each
+run and skipped slot leaves behind.
 
 Rules that differ from the daemon's, because a thread cannot be killed:
 
@@ -39,12 +40,13 @@ from typing import Any
 from leaderjob.clock import Clock, Wakeable
 from leaderjob.election.store import StoreError
 from leaderjob.history.records import ElectionData, iso
+from leaderjob.inprocess.singleton_claims import SingletonClaims
 from leaderjob.inprocess.singleton_history import SingletonHistory
 from leaderjob.inprocess.singleton_rules import blocked, overlap, replacement_late, wakeup
 from leaderjob.inprocess.singleton_run import Active, Concurrency, Pending, Policy, Seat, SlotRun
 from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule.planner import Planner, Slot
-from leaderjob.schedule.unknown_claims import UnknownClaims, settle
+from leaderjob.schedule.unknown_claims import UnknownClaims
 
 __all__ = ["Concurrency", "Policy", "SingletonTenure", "SlotRun"]
 
@@ -75,7 +77,6 @@ class SingletonTenure:
     pending: list[Pending] = field(default_factory=list)
     ready: bool = False
     suspended: bool | None = None
-    last_claimed: datetime | None = None
     #: The newest missed slot recorded (by this tenure or an earlier one of the same function).
     missed_upto: datetime | None = None
     #: Slots whose claim's outcome is unknown, read back later (the daemon's rule: unknown.py);
@@ -83,6 +84,7 @@ class SingletonTenure:
     unknown: UnknownClaims = field(default_factory=UnknownClaims)
     control_at: float = 0.0
     history: SingletonHistory = field(init=False)
+    claims: SingletonClaims = field(init=False)
 
     def __post_init__(self) -> None:
         self.history = SingletonHistory(
@@ -92,6 +94,16 @@ class SingletonTenure:
             self.log,
             self.election,
             self.rpc_timeout,
+            self.metrics,
+        )
+        self.claims = SingletonClaims(
+            self.seat,
+            self.data,
+            self.clock,
+            self.log,
+            self.history,
+            self._io,
+            self.unknown,
             self.metrics,
         )
 
@@ -177,7 +189,7 @@ class SingletonTenure:
         # An unknown slot after the newest claim is caught up like any missed slot.
         plan = self.planner.begin_tenure(self.unknown.plan_from(last), self.clock.wall())
         self.unknown.forget_caught_up(last)
-        self.ready, self.last_claimed = True, last
+        self.ready, self.claims.last_claimed = True, last
         if plan.skipped or plan.expired or plan.run:
             self.log.info(
                 "schedule.catch_up",
@@ -208,20 +220,10 @@ class SingletonTenure:
         if not control.triggers or control.suspended or self._blocked():
             return None  # a trigger waits for resume, or for the current run: it is not lost
         key, request = control.triggers[0]
-        own, token = self.seat.key, self.seat.token
-        if own is None or token is None:
+        claimed = self.claims.trigger(key, request)
+        if claimed is None:
             return None
-        claim = {
-            "token": token,
-            "identity": self.seat.identity,
-            "request": request,
-            "claimed_at": iso(self.clock.wall()),
-        }
-        try:
-            ok, slot = self.data.claim_trigger(own, token, key, claim, timeout=self._io())
-        except StoreError as exc:
-            self.history.store_error(exc)
-            return None
+        ok, slot = claimed
         if not ok:
             self.log.warning("trigger.claim_failed", trigger=key)
             return "claim_failed"
@@ -242,7 +244,8 @@ class SingletonTenure:
 
     def _fire(self, slot: Slot) -> str:
         """A slot is due: the overlap policy, the claim (refused while suspended), the start."""
-        if self.last_claimed is not None and slot.fire_time <= self.last_claimed:
+        last_claimed = self.claims.last_claimed
+        if last_claimed is not None and slot.fire_time <= last_claimed:
             self.log.info("slot.skipped", slot=slot.id, reason="already_claimed")
             return "skipped"
         return self._fire_unclaimed(slot)
@@ -252,7 +255,7 @@ class SingletonTenure:
         if decision == "skip":
             return self._skip(slot, "overlap", claim=True)
         replacing = decision == "replace"
-        result = self._claim(slot, "replacing" if replacing else "running")
+        result = self.claims.slot(slot, "replacing" if replacing else "running")
         if result == "suspended":
             self._note_suspended(True)
             return self._skip(slot, "suspended", claim=True)
@@ -292,66 +295,22 @@ class SingletonTenure:
         lag_from = None if p.replacing is None else p.replacing.start_time
         return self._start(p.slot, p.scheduled, p.attempt, lag_from=lag_from)
 
-    def _claim(self, slot: Slot, status: str) -> str:
-        """S3: "claimed", "suspended" (a run refused while suspended), "rejected" (deposed, or
-        claimed before) or "unknown" (the call failed: never run — at most once per slot)."""
-        key, token = self.seat.key, self.seat.token
-        if key is None or token is None or not self.seat.valid():
-            return "rejected"
-        claim = {
-            "slot": slot.id,
-            "scheduled_time": iso(slot.fire_time),
-            "token": token,
-            "identity": self.seat.identity,
-            "status": status,
-            "claimed_at": iso(self.clock.wall()),
-        }
-        run = status in ("running", "replacing")
-        try:
-            ok = self.data.claim_slot(key, token, slot.id, claim, run=run, timeout=self._io())
-            suspended = not ok and run and self.data.is_suspended(timeout=self._io())
-        except StoreError as exc:
-            self.history.store_error(exc)
-            self.log.warning("slot.claim_unknown", slot=slot.id)
-            if run:  # read back at a later step: it runs, or it gets a record
-                self.unknown.add(slot, token)
-            self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
-            return "unknown"
-        if ok:
-            self.last_claimed = max(self.last_claimed or slot.fire_time, slot.fire_time)
-            return "claimed"
-        if suspended:
-            return "suspended"
-        self.log.warning("slot.claim_rejected", slot=slot.id)
-        if self.metrics is not None:
-            self.metrics.slots_skipped.labels(*self.series, "claim_rejected").inc()
-        return "rejected"
-
     def _settle_unknown(self) -> str | None:
-        """Read back one claim whose outcome was unknown, and settle it as the daemon does."""
+        """Read back one claim whose outcome was unknown, and act on it as the daemon does."""
         nxt = self.planner.peek()
-        for u in self.unknown.settle_now(nxt.id if nxt is not None else None):
-            self.unknown.pop(u.slot.id)
-            try:
-                claim = self.data.claim(u.slot.id, timeout=self._io())
-            except StoreError as exc:
-                self.history.store_error(exc)
-                self.unknown.add(u.slot, u.token)  # read again at a later step
-                return None
-            late = self.clock.wall() - u.slot.start_time > self.planner.deadline
-            newest = self.last_claimed is None or self.last_claimed <= u.slot.fire_time
-            what = settle(u, claim, self.seat.token or 0, late=late, newest=newest)
-            self.log.info("slot.claim_settled", slot=u.slot.id, outcome=what)
-            if what == "run":
-                return self._start(u.slot.id, u.slot.fire_time, 0, lag_from=u.slot.start_time)
-            if what == "claim":
-                return self._fire_unclaimed(u.slot)
-            if what == "late":
-                return self._skip(u.slot, "deadline", claim=True)
-            if what == "not_run":
-                self.history.not_run(u.slot.id, u.slot.fire_time, "missed", "claim_unknown")
-            return "skipped"
-        return None
+        settled = self.claims.read_back(nxt.id if nxt is not None else None, self.planner.deadline)
+        if settled is None:
+            return None
+        u, what = settled
+        if what == "run":
+            return self._start(u.slot.id, u.slot.fire_time, 0, lag_from=u.slot.start_time)
+        if what == "claim":
+            return self._fire_unclaimed(u.slot)
+        if what == "late":
+            return self._skip(u.slot, "deadline", claim=True)
+        if what == "not_run":
+            self.history.not_run(u.slot.id, u.slot.fire_time, "missed", "claim_unknown")
+        return "skipped"
 
     def _skip(
         self, slot: Slot, reason: str, *, claim: bool, also: int = 0, first: Slot | None = None
@@ -359,7 +318,7 @@ class SingletonTenure:
         """Skip ``slot`` (with ``claim``: only once the claim made it ours — a deposed leader
         records nothing for a slot its successor may have run) and record it as the daemon
         does."""
-        if claim and self._claim(slot, f"skipped_{reason}") != "claimed":
+        if claim and self.claims.slot(slot, f"skipped_{reason}") != "claimed":
             return "claim_failed"
         self.history.skipped(slot, reason, also=also, first=first)
         return "skipped"

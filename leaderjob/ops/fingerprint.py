@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from leaderjob.election.store import KeyInfo, Store, StoreError
 
 if TYPE_CHECKING:
-    from leaderjob.election.group import Reading
+    from leaderjob.election.confirm_read import Reading
 
 #: How often the leader compares fingerprints (and a follower that sees a conflict, re-checks).
 CHECK_INTERVAL = 30.0
@@ -273,8 +273,9 @@ class ConfigWatch:
         reading: Reading | None = None,
     ) -> None:
         """``reading``: the fingerprints as the leader's confirmation read them (a
-        :class:`~leaderjob.election.group.Reading`: ``sent_at``, ``keys``); a leader compares
-        those (waiting for the next one if it has seen this one) and reads nothing itself."""
+        :class:`~leaderjob.election.confirm_read.Reading`: ``sent_at``, ``keys``); a leader
+        compares those (waiting for the next one if it has seen this one) and reads nothing
+        itself."""
         if not self.enabled:
             return
         action = self.checker.due(now, lease_id, leading=leading)

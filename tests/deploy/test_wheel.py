@@ -35,9 +35,11 @@ from leaderjob import __version__
 from tests.deploy._support import REPO
 
 # What the wheel must hold beyond the modules: the typing marker, and the guardian, which the
-# daemon starts as a script by its path and which loads the three files beside it.
+# daemon starts as a script by its path and which loads the files beside it.
 MUST_SHIP = {"leaderjob/py.typed", "leaderjob/guard/guardian.py",
              "leaderjob/guard/guardian_runs.py", "leaderjob/guard/proctree.py",
+             "leaderjob/guard/guardian_launch.py", "leaderjob/guard/guardian_spawn.py",
+             "leaderjob/guard/guardian_wire.py",
              "leaderjob/guard/tail.py", "leaderjob/explorer/assets.py"}  # fmt: skip
 
 

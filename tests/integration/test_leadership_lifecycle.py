@@ -276,7 +276,7 @@ def test_a_fenced_write_inside_the_elections_keys_is_refused_and_proclaim_keeps_
     store = lead.store
     info = store.get(key, timeout=2)
     assert info is not None and info.value == b"serving on :8080"
-    assert info.lease_id == lead._driver.elector.lease_id  # type: ignore[union-attr]
+    assert info.lease_id == lead._hold.driver.elector.lease_id  # type: ignore[union-attr]
     lead.release()
     assert others_lead_at_once(new)
 

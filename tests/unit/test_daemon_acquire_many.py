@@ -1,5 +1,6 @@
-"""A group daemon whose many jobs change leadership in one step: the snapshot the HTTP endpoints
-read is built once for the step's transitions, not once each (in-memory etcd, fake clock)."""
+"""A group daemon's snapshot (what the HTTP endpoints read) covers every job: built once for a
+step's transitions, not once each, and not every cycle of a busy loop (in-memory etcd, fake
+clock)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-import leaderjob.daemon.loop as loop_mod
+import leaderjob.daemon.snapshot as snapshot_mod
+from leaderjob.daemon.model import Report
 from leaderjob.election.memory import MemoryStore
 from tests.unit.test_daemon_jobs import group_daemon
 from tests.unit.test_daemon_schedule import Clock
@@ -19,14 +21,7 @@ def test_many_jobs_acquired_in_one_step_publish_one_snapshot_l4(
     """L4: the snapshot covers every job, so building it per transition costs jobs² work in
     the step that acquires them all (a thousand jobs: seconds with the lease unrenewed). The
     step's transitions are applied, then published once, and probes see every job leading."""
-    built: list[str] = []
-    real = loop_mod.snapshot
-
-    def counting(daemon: Any, action: str) -> dict[str, Any]:
-        built.append(action)
-        return real(daemon, action)
-
-    monkeypatch.setattr(loop_mod, "snapshot", counting)
+    built = _counted(monkeypatch)
     clock = Clock()
     jobs = tuple(f"j{i:02d}" for i in range(40))
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=jobs)
@@ -36,3 +31,69 @@ def test_many_jobs_acquired_in_one_step_publish_one_snapshot_l4(
     assert built.count("election.acquired") == 1, built
     assert len(built) < 5, built
     assert all(job["leader"] for job in d.snapshot["jobs"].values()), d.snapshot["jobs"]
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    built: list[str] = []
+    real = snapshot_mod.snapshot
+
+    def counting(daemon: Any, action: str) -> dict[str, Any]:
+        built.append(action)
+        return real(daemon, action)
+
+    monkeypatch.setattr(snapshot_mod, "snapshot", counting)
+    return built
+
+
+def test_after_each_cycle_a_group_s_snapshot_is_built_whole_at_most_every_publish_every_l4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L4 in a burst: cycles that follow one another (the guardian's reports of a thousand
+    starts) refresh the snapshot's liveness fields only; it is built whole once PUBLISH_EVERY
+    has passed, and the loop wakes by then should nothing else wake it. A leadership change, or
+    a caller that asks, builds it whole at once."""
+    built = _counted(monkeypatch)
+    clock = Clock()
+    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
+    d.cycle()
+    d._publish("whole")
+    jobs = d.snapshot["jobs"]
+    built.clear()
+    clock.advance(0.05)
+    d._publish("cycled", throttled=True)
+    assert built == []
+    assert d.snapshot["action"] == "cycled" and d.snapshot["loop_at"] == clock.monotonic()
+    assert d.snapshot["jobs"] is jobs
+    whole_by = clock.monotonic() - 0.05 + snapshot_mod.PUBLISH_EVERY
+    assert d.next_wakeup(clock.monotonic()) <= whole_by, "the loop would sleep past it"
+    clock.advance(snapshot_mod.PUBLISH_EVERY)
+    d._publish("cycled again", throttled=True)
+    assert built == ["cycled again"]
+    d._publish("asked")
+    assert built == ["cycled again", "asked"]
+
+
+def test_the_loop_throttles_the_snapshot_it_publishes_after_each_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller's half: ``serve`` publishes after each cycle through the throttle. Six
+    cycles 0.1 s apart build the snapshot whole twice (at 0.25 s and 0.5 s), not six times."""
+    built = _counted(monkeypatch)
+    clock = Clock()
+    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
+    d.cycle()
+    d._publish("whole")
+    built.clear()
+    left = iter(range(5, -1, -1))
+
+    def cycle() -> Report:
+        clock.advance(0.1)
+        return Report("leading" if next(left) else "exited")
+
+    monkeypatch.setattr(d, "cycle", cycle)
+    monkeypatch.setattr(d, "_wait", lambda: None)
+    monkeypatch.setattr(d.process, "start", lambda *a: None)
+    monkeypatch.setattr(d.process, "stop", lambda *a: None)
+    monkeypatch.setattr(d, "_install_signal_handlers", lambda: None)
+    d.serve()
+    assert len(built) == 2, built

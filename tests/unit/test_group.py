@@ -15,7 +15,8 @@ import pytest
 
 from leaderjob.clock import FakeClock
 from leaderjob.config import Timing
-from leaderjob.election.group import MAX_PER_READ, Group, Outcome
+from leaderjob.election.confirm_read import MAX_PER_READ
+from leaderjob.election.group import Group, Outcome
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import Watch
@@ -198,7 +199,7 @@ def test_a_standby_replica_watches_the_whole_group_with_one_watch(world: World) 
     assert client.calls["watch"] == 0, "the watch opened at the first read stays"
     assert 9 <= client.calls["standings"] <= 11
     assert client.calls["get"] == client.calls["get_prefix"] == client.calls["standing"] == 0
-    assert len(standby._watched) == 2 * len(JOBS)  # each predecessor and our key, one stream
+    assert len(standby.watch.keys) == 2 * len(JOBS)  # each predecessor and our key, one stream
 
 
 def test_a_silent_group_watch_delays_each_takeover_by_one_renew_interval_at_most_l1(

@@ -337,14 +337,53 @@ def test_the_deadline_is_checked_immediately_before_exec_not_before_fork_s6(tmp_
         d.cleanup()
 
 
+def test_a_start_given_up_on_is_not_exec_d_after_its_limit_even_far_from_d_s1_s6(tmp_path):
+    """S1, S6: past ``start_by`` the daemon counts the start as failed and may start another
+    run; only the check in the job's process, immediately before exec, stops a fork that was in
+    time from exec'ing after that limit. Here ``D`` is a minute away, so the guardian has no
+    deadline of its own to signal the job's process by: without the check it execs."""
+    marker = tmp_path / "ran"
+    d = Driven(args=("--test-stall-before-exec", "0.8"))
+    try:
+        d.send(start="1", argv=_sh(f"touch {marker}; sleep 300"), env=dict(os.environ),
+               deadline=time.monotonic() + 60, grace=1.0,
+               start_by=time.monotonic() + 0.3)  # fmt: skip
+        report = d.until("exited", run="1", timeout=15)
+        assert report is not None and report["exited"] is None, report
+        assert "gave up" in report["error"], report
+        assert not any("started" in ev for ev in d.events)
+        time.sleep(0.2)
+        assert not marker.exists(), "the job was exec'd after the daemon gave up on it"
+    finally:
+        d.cleanup()
+
+
+def test_a_job_slow_to_reach_exec_does_not_hold_up_the_next_start(tmp_path):
+    """One guardian starts every run: a job whose way from fork to exec is slow (here 1 s, a
+    test-only pause) must not delay the others. Four starts in one read: all exec'd about 1 s
+    later, together, not one after another (4 s)."""
+    d = Driven(args=("--test-stall-before-exec", "1.0"))
+    try:
+        sent = time.monotonic()
+        msgs = [{"start": str(i), "argv": ["sleep", "300"], "env": dict(os.environ),
+                 "deadline": time.monotonic() + 60, "grace": 1.0} for i in range(1, 5)]  # fmt: skip
+        d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in msgs))
+        for i in range(1, 5):
+            assert d.until("started", run=str(i), timeout=15) is not None
+        took = time.monotonic() - sent
+        assert took < 2.5, f"the starts waited for one another: {took:.2f} s for four"
+    finally:
+        d.cleanup()
+
+
 def test_an_extension_behind_a_burst_of_starts_in_one_read_is_applied_first_s6_l1(tmp_path):
     """S6 without killing early (L1): a deadline extension that arrives in the same read as a
-    burst of start requests, behind them, is applied before any of them is forked. Each start
-    here takes 0.15 s between fork and exec (a test-only pause, as on a loaded machine), so
+    burst of start requests, behind them, is applied before any of them is forked. Each fork
+    here takes the guardian 0.15 s (a test-only pause after it, as on a loaded machine), so
     ten of them outlast the first run's old D; handled in arrival order, the first run is
     TERMed and KILLed at that old D although the daemon had already moved it."""
     marker = tmp_path / "ran"
-    d = Driven(args=("--test-stall-before-exec", "0.15"))
+    d = Driven(args=("--test-stall-after-fork", "0.15"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     try:
         key = d.first(_sh("trap '' TERM; sleep 300"), left=1.2, grace=0.3)
@@ -367,13 +406,20 @@ def test_an_extension_behind_a_burst_of_starts_in_one_read_is_applied_first_s6_l
 
 def test_a_stop_in_the_same_read_as_its_run_s_start_still_stops_it_s6(driven):
     """S6: controls go before starts within a read, but a stop for a run whose start is in the
-    same read follows that start: the run is started, then stopped, never left running."""
+    same read follows that start: the run is forked, then stopped, never left running. The stop
+    may find the job's process before its exec (the guardian does not wait for it): then it was
+    never a job, and is reported so; or after: then it ended by the SIGTERM."""
     start = {"start": "1", "argv": _sh("sleep 300"), "env": dict(os.environ),
              "deadline": time.monotonic() + 60, "grace": 1.0}  # fmt: skip
     driven.send_raw(b"".join((json.dumps(m) + "\n").encode()
                              for m in [start, {"run": "1", "stop": "asked"}]))  # fmt: skip
-    assert _exit(driven.until("exited", run="1")) == -signal.SIGTERM
+    end = driven.until("exited", run="1")
+    assert end is not None
     assert {"run": "1", "signal": "SIGTERM", "reason": "asked"} in driven.events
+    if any(e.get("run") == "1" and "started" in e for e in driven.events):
+        assert end["exited"] == -signal.SIGTERM, end
+    else:
+        assert end == {"run": "1", "error": "not started: stopped before exec", "exited": None}
 
 
 def _drain(fd: int) -> None:

@@ -10,9 +10,11 @@ nothing waits for a TTL.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -480,7 +482,7 @@ def test_release_inside_on_lost_and_lost_kept_across_acquires() -> None:
     lead.append(Leadership("app", ttl=3, store=store, on_lost=on_lost))
     lost = lead[0].lost
     lead[0].acquire(timeout=2)
-    store.expire(lead[0]._driver.elector.lease_id)  # type: ignore[union-attr,arg-type]
+    store.expire(lead[0]._hold.driver.elector.lease_id)  # type: ignore[union-attr,arg-type]
     assert lost.wait(5)
     time.sleep(0.2)
     assert errors == []
@@ -520,3 +522,28 @@ def test_lost_is_set_by_the_first_valid_that_says_false(
     assert d.lost.is_set()  # at once, before the driver thread ran
     d.cycle()
     assert not d.valid() and calls and calls[0] in ("deadline_passed", "renew_deadline")
+
+
+def test_the_handle_is_composed_not_inherited() -> None:
+    """``Leadership``'s public surface is built of parts handed its ``Hold`` (the fenced writes,
+    asyncio's side, the conveniences): no method's meaning hangs on base order."""
+    from leaderjob.inprocess.leadership_api import Conveniences
+    from leaderjob.inprocess.leadership_async import AsyncLeadership
+    from leaderjob.inprocess.leadership_fenced import FencedWrites
+    from leaderjob.inprocess.leadership_hold import Hold
+
+    parts = (Leadership, Hold, FencedWrites, AsyncLeadership, Conveniences)
+    assert [c for c in parts if c.__mro__ != (c, object)] == []
+
+
+def test_every_name_the_docs_call_on_a_handle_is_on_it() -> None:
+    """What docs/inprocess.md, docs/fencing.md and the README call on ``lead`` (or
+    ``Leadership.``) exists on a handle, so a change of its parts keeps the documented API."""
+    root = Path(__file__).resolve().parents[2]
+    text = "".join(
+        (root / name).read_text() for name in ("README.md", "docs/inprocess.md", "docs/fencing.md")
+    )
+    names = set(re.findall(r"\b(?:lead|Leadership)\.([a-z_]+)", text))
+    assert {"fenced_put", "acquire_async", "run_forever", "lost", "token"} <= names
+    lead = vars(Leadership("app", ttl=3, store=MemoryStore(SystemClock())))
+    assert sorted(n for n in names if not hasattr(Leadership, n) and n not in lead) == []

@@ -79,7 +79,7 @@ class Lifecycle(RuleBasedStateMachine):
             self.lead.release()
 
     def _lease(self) -> int | None:
-        d = self.lead._driver
+        d = self.lead._hold.driver
         return None if d is None else d.elector.lease_id
 
     def _handles(self) -> list[tuple[Leadership, str]]:
@@ -91,7 +91,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _closed(self, election: str) -> bool:
         if election == "app":
-            return self.lead._thread is None  # released, cancelled, forked away, or never held
+            return self.lead._hold.thread is None  # released, cancelled, forked away, or never held
         return self.single_stopped
 
     def _threads(self, election: str) -> list[str]:
@@ -122,7 +122,7 @@ class Lifecycle(RuleBasedStateMachine):
                 async with asyncio.timeout(delay), self.lead:
                     await asyncio.sleep(10)
 
-        if self.lead._thread is not None:
+        if self.lead._hold.thread is not None:
             return  # held: entering again is a usage error, not a rule
         asyncio.run(main())
         if self._lease() != lease_before:
@@ -142,11 +142,11 @@ class Lifecycle(RuleBasedStateMachine):
     def fork(self) -> None:
         """The child's view after ``os.fork()``: its copy of the handle (the parent's lease,
         which the child never renews nor revokes)."""
-        if self.lead._thread is None:
+        if self.lead._hold.thread is None:
             return
         self._abandon(self._lease())
-        d, parent = self.lead._driver, self.lead._thread
-        self.lead._after_fork_in_child()
+        d, parent = self.lead._hold.driver, self.lead._hold.thread
+        self.lead._hold._after_fork_in_child()
         assert not self.lead.valid() and self.lead.lost.is_set()
         # Here the parent's driver thread shares this process: it sees ``forked`` and ends,
         # closing its waker. The parent is gone with it, so is its watch (in a real child there
@@ -182,7 +182,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(timeout=st.sampled_from([0.0, 0.3]))
     def singleton_stop(self, timeout: float) -> None:
         if self.single is not None:
-            lease = self.single.leadership._driver
+            lease = self.single.leadership._hold.driver
             self.single_stopped = True
             self.single.stop(timeout)
             if lease is not None:
@@ -193,7 +193,7 @@ class Lifecycle(RuleBasedStateMachine):
             self.stop_inside.clear()
             self.single_stopped = True
             self.single.stop()
-            d = self.single.leadership._driver
+            d = self.single.leadership._hold.driver
             if d is not None:
                 self._abandon(d.elector.lease_id)  # the singleton leaves once this returns
         run.cancelled.wait(0.2)
@@ -212,7 +212,7 @@ class Lifecycle(RuleBasedStateMachine):
     @invariant()
     def valid_never_true_past_d(self) -> None:
         for handle, _ in self._handles():
-            d = handle._driver
+            d = handle._hold.driver
             if d is None:
                 continue
             lease = d.elector.lease_id
@@ -220,7 +220,7 @@ class Lifecycle(RuleBasedStateMachine):
             now = SystemClock().monotonic()
             valid = handle.valid()
             after = self.observer.lease_expiry(lease)
-            if handle._driver is not d or d.elector.lease_id != lease:
+            if handle._hold.driver is not d or d.elector.lease_id != lease:
                 continue  # another tenure began meanwhile: not the lease read above
             # A renewal between the reads only moves the expiry later; a revoke only after D.
             expiry = max((e for e in (before, after) if e is not None), default=None)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import leaderjob.daemon as daemon_pkg
 from leaderjob import cli
 from leaderjob.clock import FakeClock
-from leaderjob.daemon import loop as loop_mod
+from leaderjob.daemon import snapshot as snapshot_mod
 from leaderjob.daemon.applier import Applier
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.spread import Spreader
@@ -34,9 +34,9 @@ def test_a_group_without_gates_or_spreading_builds_no_job_views_per_pass(
     calls = []
     views = Applier.views
 
-    def counted(self: Applier) -> Any:
+    def counted(self: Applier, *only: Any) -> Any:
         calls.append(1)
-        return views(self)
+        return views(self, *only)
 
     monkeypatch.setattr(Applier, "views", counted)
     a = g.add("a")
@@ -59,9 +59,9 @@ def test_spreading_off_builds_no_job_views_per_pass(
     calls: list[int] = []
     views = Applier.views
 
-    def counted(self: Applier) -> Any:
+    def counted(self: Applier, *only: Any) -> Any:
         calls.append(1)
-        return views(self)
+        return views(self, *only)
 
     monkeypatch.setattr(Applier, "views", counted)
     d = group_daemon(g.store, g.clock, "a", spreader=Spreader(enabled=False))
@@ -106,19 +106,19 @@ def test_a_daemon_nobody_observes_builds_no_snapshot(
     and a pass builds no snapshot (a tenth of a pass's CPU). Observed, every pass builds one."""
     g, started = world
     built: list[str] = []
-    real = loop_mod.snapshot
+    real = snapshot_mod.snapshot
 
     def counting(daemon: Any, action: str) -> dict[str, Any]:
         built.append(action)
         return real(daemon, action)
 
-    monkeypatch.setattr(loop_mod, "snapshot", counting)
+    monkeypatch.setattr(snapshot_mod, "snapshot", counting)
     d = group_daemon(g.store, g.clock, "a")
     d.observed = False
     g.daemons["a"] = d
     g.run(2.0)
     for _ in range(3):
-        d._publish(d.cycle().action)
+        d._publish(d.cycle().action, throttled=True)
     assert started and built == ["starting"]
     d.observed = True
     d._publish(d.cycle().action)
