@@ -61,6 +61,10 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: The control pipe is grown to this size (the default limit for unprivileged processes,
 #: /proc/sys/fs/pipe-max-size): a burst of start requests fits at once.
 _PIPE_MAX = 1 << 20
+#: A burst's answers wake the daemon's loop at least every this many (see
+#: GuardianProcess._wakeups): half the starts the daemon keeps unanswered in the guardian's
+#: pipe (daemon/starts.py), so that more are sent while the guardian starts the rest.
+HOLD_ANSWERS = 8
 #: After a guardian could not be started, the next try waits this long, doubled after each
 #: failure in a row up to RETRY_MAX (a start meanwhile tries on its own).
 RETRY = 1.0
@@ -93,8 +97,10 @@ class GuardianProcess:
         self.runs: dict[str, Run] = {}
         #: Keys of the runs whose start request has no answer yet (``started`` or ``error``).
         self.unanswered: set[str] = set()
-        #: Wake-ups held back while a start of the same burst is unanswered (see _read_status).
+        #: Wake-ups held back while a start of the same burst is unanswered (see _wakeups), and
+        #: how many answers they hold.
         self._held: list[Wakeable] = []
+        self._answers_held = 0
         self.ended = threading.Event()  # its status pipe reached EOF: it has exited
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -189,21 +195,28 @@ class GuardianProcess:
                     os.close(self.ctl)
                 self.ctl = None
 
-    def _wakeups(self, run: Run | None, wakeup: Wakeable | None, quiet: bool) -> list[Wakeable]:
-        """Whom one report wakes now (the lock held). A pass of the loop requests a burst of
-        starts at once and the guardian answers them one by one, a fork and exec apart: a report
-        that comes while another start is unanswered is held until the last answer, which
-        wakes the loop once for them all (one pass, not one per report). The hold lasts no
-        longer than the answers the guardian owes; should one never come, the loop looks at
-        that start by its limit anyway (``Run.confirm``), and the guardian's end wakes all."""
+    def _wakeups(
+        self, run: Run | None, wakeup: Wakeable | None, *, quiet: bool, answer: bool
+    ) -> list[Wakeable]:
+        """Whom one report wakes now (the lock held; ``answer``: it answers a start). A pass of
+        the loop requests a burst of starts at once and the guardian answers them one by one, a
+        fork and exec apart: a report that comes while another start is unanswered is held until
+        the last answer, which wakes the loop once for them all (one pass, not one per report).
+        A long burst wakes it every :data:`HOLD_ANSWERS` answers too, so that the starts still
+        waiting on the daemon's side are sent while the guardian works on the others. The hold
+        lasts no longer than the answers the guardian owes; should one never come, the loop
+        looks at that start by its limit anyway (``Run.confirm``), and the guardian's end wakes
+        all."""
         if not quiet:
             if run is not None:
                 self._held.append(run.wakeup)
             if wakeup is not None:
                 self._held.append(wakeup)
-        if self.unanswered:
+        self._answers_held += answer
+        if self.unanswered and self._answers_held < HOLD_ANSWERS:
             return []
         wake, self._held = list({id(w): w for w in self._held}.values()), []
+        self._answers_held = 0
         return wake
 
     def _read_status(self, fd: int, wakeup: Wakeable | None) -> None:
@@ -222,12 +235,15 @@ class GuardianProcess:
                     run = self.runs.get(key)
                     if run is not None and run._apply(msg):
                         del self.runs[key]
-                    if msg.keys() & {"started", "error", "exited"}:
+                    answer = key in self.unanswered and bool(
+                        msg.keys() & {"started", "error", "exited"}
+                    )
+                    if answer:
                         self.unanswered.discard(key)
                     # A confirmation its caller waits for in ``confirm`` wakes only that caller:
                     # the daemon's loop has nothing more to do about it.
                     quiet = run is not None and run._waiting and msg.keys() <= {"run", "started"}
-                    wake = self._wakeups(run, wakeup, quiet)
+                    wake = self._wakeups(run, wakeup, quiet=quiet, answer=answer)
                     self.cond.notify_all()
                 for w in wake:
                     w.set()

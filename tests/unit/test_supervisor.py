@@ -403,3 +403,19 @@ def test_the_answers_to_a_burst_of_starts_wake_the_loop_once(runs, stalled):
     woken.clear()
     batch[0].stop("test")  # a report with no start unanswered wakes the loop at once
     assert woken.wait(10) and batch[0].wait(10)
+
+
+def test_a_long_burst_wakes_the_loop_every_few_answers(runs, stalled):
+    """A burst longer than :data:`HOLD_ANSWERS` wakes the loop every that many answers, and at
+    the last: the daemon sends its waiting starts while the guardian works on the others."""
+    woken = _CountingWaker()
+    n = supervisor.HOLD_ANSWERS + 2
+    batch = [_run([SH, "-c", "sleep 300"]) for _ in range(n)]
+    for run in batch:
+        run.wakeup = woken
+        _requested(run, runs, 10.0, stalled)
+    end = time.monotonic() + 10
+    while not all(run.pid for run in batch) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert [run.confirm() for run in batch] == [True] * n
+    assert woken.sets == 2, f"woken {woken.sets} times for {n} answers"
