@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from leaderjob.guard import guardian as guardian_module
+from leaderjob.guard import proctree
 from tests.harness.procs import pid_alive
 
 GUARDIAN = guardian_module.__file__
@@ -372,6 +373,80 @@ def test_a_job_slow_to_reach_exec_does_not_hold_up_the_next_start(tmp_path):
             assert d.until("started", run=str(i), timeout=15) is not None
         took = time.monotonic() - sent
         assert took < 2.5, f"the starts waited for one another: {took:.2f} s for four"
+    finally:
+        d.cleanup()
+
+
+def _on_their_way(d: Driven, n: int, tmp_path: Path, *, left: float = 60.0) -> list[int]:
+    """Send ``n`` starts in one write; the pids of their processes once all are forked (each
+    is paused before its last check by the guardian's test-only stall)."""
+    msgs = [{"start": f"w{i}", "argv": _sh(f"touch {tmp_path}/ran{i}; sleep 300"),
+             "env": dict(os.environ), "deadline": time.monotonic() + left, "grace": 0.3}
+            for i in range(n)]  # fmt: skip
+    d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in msgs))
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        kids = proctree.children(d.proc.pid) or []
+        if len(kids) >= n:
+            return kids
+        time.sleep(0.01)
+    raise AssertionError(f"the guardian forked {len(kids)} of {n}")
+
+
+def _all_dead(pids: list[int], timeout: float = 5.0) -> list[int]:
+    end = time.monotonic() + timeout
+    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < end:
+        time.sleep(0.02)
+    return alive
+
+
+def test_runs_on_their_way_to_exec_never_exec_once_the_daemon_is_gone_s6(tmp_path):
+    """S6 with many runs between fork and exec at once (the guardian does not wait for each
+    exec): the daemon's end (its control pipe closed) kills every one of them; none reaches
+    exec, none is reported started, the guardian exits."""
+    d = Driven(args=("--test-stall-before-exec", "1.0"))
+    try:
+        pids = _on_their_way(d, 20, tmp_path)
+        d.close_ctl()
+        assert d.finish() == 0
+        assert _all_dead(pids) == []
+        time.sleep(1.2)  # past the stall: a survivor would have exec'd by now
+        assert not list(tmp_path.glob("ran*")), "a job was exec'd after the daemon was gone"
+        assert not any("started" in ev for ev in d.events)
+    finally:
+        d.cleanup()
+
+
+def test_runs_on_their_way_to_exec_die_with_a_killed_guardian_s6(tmp_path):
+    """S6: ``kill -9`` of the guardian while twenty runs are between fork and exec: each one's
+    process dies with it (the parent-death signal is armed first thing after the fork), so no
+    job is exec'd without a guardian to kill it at its D."""
+    d = Driven(args=("--test-stall-before-exec", "1.0"))
+    try:
+        pids = _on_their_way(d, 20, tmp_path)
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.wait(10)
+        assert _all_dead(pids) == []
+        time.sleep(1.2)
+        assert not list(tmp_path.glob("ran*")), "a job was exec'd with its guardian gone"
+    finally:
+        d.cleanup()
+
+
+def test_runs_on_their_way_to_exec_when_their_deadline_nears_are_not_started_s6(tmp_path):
+    """S6: twenty runs between fork and exec when their ``D − grace`` comes (D 1 s away, grace
+    0.3 s, 1.5 s from fork to exec): each is stopped there and reported not started, for its
+    deadline; none is exec'd."""
+    d = Driven(args=("--test-stall-before-exec", "1.5"))
+    try:
+        _on_their_way(d, 20, tmp_path, left=1.0)
+        for i in range(20):
+            report = d.until("exited", run=f"w{i}", timeout=15)
+            assert report is not None and report["exited"] is None, report
+            assert "deadline" in report["error"], report
+        assert not any("started" in ev for ev in d.events)
+        time.sleep(0.3)
+        assert not list(tmp_path.glob("ran*"))
     finally:
         d.cleanup()
 
