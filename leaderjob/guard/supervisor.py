@@ -22,9 +22,10 @@ Starting a run is two steps, so that many runs can be started together:
   False if the start failed or ``start_by`` passed without a report (the run is then killed at
   once, should that report be on its way), None while the answer may still come. ``confirm()``
   never blocks; ``confirm(wait=s)`` waits at most ``s`` seconds, never past ``start_by``. The
-  caller's wake-up is set when a report arrives that nobody waits for in ``confirm``; a caller
-  that does not wait asks again by ``start_by`` at the latest (a guardian that says nothing
-  sends no report to wake it).
+  caller's wake-up is set when a report arrives that nobody waits for in ``confirm`` (once for
+  a burst of starts: a report that comes while another start is unanswered waits for the last
+  answer, see ``GuardianProcess._wakeups``); a caller that does not wait asks again by
+  ``start_by`` at the latest (a guardian that says nothing sends no report to wake it).
 
 :meth:`Run.start` is both, waiting for the answer (the daemon gives the time left before
 ``D − grace``, after which the guardian would refuse anyway). A requested run counts as running
