@@ -433,6 +433,8 @@ class Run:
                 return None
             self.confirmed = self.pid is not None
             self._answer = self.confirmed
+            # Answered, or given up on: either way no report need wait for this start any more.
+            g.unanswered.discard(self.key)
         if not self.confirmed:
             # Given up: past ``start_by`` the guardian cannot exec the job any more; if it just
             # did, the kill below ends it at once. "started" from now on is not a confirmation.

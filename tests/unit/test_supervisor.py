@@ -419,3 +419,14 @@ def test_a_long_burst_wakes_the_loop_every_few_answers(runs, stalled):
         time.sleep(0.01)
     assert [run.confirm() for run in batch] == [True] * n
     assert woken.sets == 2, f"woken {woken.sets} times for {n} answers"
+
+
+def test_a_start_given_up_on_holds_no_report_back(runs, stalled):
+    """A start past its limit is given up by ``confirm``: from then on the other runs' reports
+    do not wait for its answer (a guardian that never answered it would hold them until the
+    loop's next pass for another reason)."""
+    run = _run([SH, "-c", "sleep 300"])
+    _requested(run, runs, 0.2, stalled)  # the guardian's job is 0.5 s from its exec
+    assert run.key in stalled.unanswered
+    assert run.confirm(wait=5.0) is False
+    assert run.key not in stalled.unanswered
