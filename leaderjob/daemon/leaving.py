@@ -90,7 +90,8 @@ class Leaving:
             self.reason = None
 
     def step(self) -> Report:
-        """Stop the job while still renewing, then resign and revoke, then exit or idle."""
+        """Stop the job while still renewing, then resign and revoke (then say so), then exit or
+        idle."""
         reason = self.reason or "shutdown"
         if not self.applier.leave_all(reason, kill=self.stop_signals > 1):
             out = self.session.step(may_campaign=False)
@@ -101,11 +102,13 @@ class Leaving:
                 r.reconcile_runs()
             return Report("stopping_job", {"reason": reason})
         gone = self.session.elector.resign()
+        # The revoke before the lost tenure is logged and published: the successor waits for
+        # our key to go (L2); our runs are dead, so it may go now (S1).
+        self.session.release()
         if gone is not None and gone.event == "election.lost":
             self.on_transition(gone)
         elif gone is not None:
             self.log().info("election.withdrawn", reason=reason, lease_id=f"{gone.lease_id:x}")
-        self.session.release()
         # History records queued while leading (the stopped run's outcome) are written now, after
         # the handover: else that slot stays claimed with no record.
         for r in self.runners.values():

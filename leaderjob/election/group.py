@@ -10,7 +10,9 @@ docs/safety.md asks for:
    Txn. Watch the predecessors (and our own keys) for deletion — one watch stream for the whole
    group (:class:`~.key_watch.KeyWatch`), so a leadership change wakes the next candidate only.
 3. A job with nothing before it leads; the read that showed it is its confirmation: our key is
-   present, with our token, and no lower key exists (etcd #19597).
+   present, with our token, and no lower key exists (etcd #19597). If that read leaves no job of
+   ours waiting, the watch it asks for (our own keys) is opened at the next step, once the
+   caller has started the job (from the read's revision: a deletion in between is still seen).
 4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
    jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
    trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
@@ -211,6 +213,8 @@ class Group:
             self.candidacies.delete_given_up(dl, out.errors)
         if self.machine.lease is not None and may_campaign and not self.single:
             self._join_missing(out, dl)
+        if self.machine.lease is not None and not self.watch.open_later(dl):
+            self._recheck = True  # read again next cycle
         phase = self.machine.phase
         now = self.clock.monotonic()
         # A candidate re-reads its standing at least once per renew interval, watch or not: a
@@ -362,6 +366,7 @@ class Group:
         if self.machine.lease is None:
             return
         to_watch: list[str] = []
+        won = False
         for job, standing in zip(jobs, standings, strict=True):
             lease = self.machine.lease
             if lease is None:
@@ -390,6 +395,7 @@ class Group:
                 continue
             if self.machine.phase_of(job) is Phase.CAMPAIGNING:
                 self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
+                won = won or self.machine.phase_of(job) is Phase.LEADING
                 if self.machine.lease is None or job not in self.keys:
                     return
                 if self.machine.phase_of(job) is Phase.CAMPAIGNING:
@@ -403,9 +409,17 @@ class Group:
             return  # the watch stays as it is until a read has seen every key
         if self.machine.lease is not None and to_watch:
             # From the oldest read: a deletion between two reads of a large group is seen.
-            covered = self.watch.cover(to_watch, min(s.revision for s in standings), dl)
-            if not covered:
-                self._recheck = True  # read again next cycle
+            self._watch_after_read(to_watch, min(s.revision for s in standings), won, dl)
+
+    def _watch_after_read(self, keys: list[str], revision: int, won: bool, dl: Deadline) -> None:
+        """The watch a complete read asks for. A read that made a job lead, with none of ours
+        left waiting (only our own keys to watch), leaves it to the next step: the job's start
+        goes first (L2), and the watch is opened then from this read's revision, so a deletion
+        in between is still seen. A predecessor's key is watched at once: another takeover
+        waits on it."""
+        later = won and set(keys) <= set(self.keys.values())
+        if not self.watch.cover(keys, revision, dl, later=later):
+            self._recheck = True  # read again next cycle
 
     def _lose_key(self, job: str) -> Transition | None:
         self.reads.readings.pop(job, None)

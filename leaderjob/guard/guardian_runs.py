@@ -139,7 +139,8 @@ class RunTable:
         if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, sig)
-        found = self.members(run, proctree.processes(), strays)
+        # Every process it looks at is below us (we are the jobs' subreaper): no scan of /proc.
+        found = self.members(run, proctree.processes_below(self.me), strays)
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -214,8 +215,7 @@ class RunTable:
         pause = SWEEP_PAUSE
         while True:
             self.reap()
-            procs = proctree.processes()
-            below = [p for p in proctree.below(self.me, procs) if p != self.me]
+            below = [p for p in proctree.processes_below(self.me) if p != self.me]
             if not below:
                 self.reap()
                 return

@@ -25,18 +25,58 @@ def processes() -> dict[int, tuple[int, int]]:
     """Every process of the machine (from ``/proc``): pid → (parent pid, process group)."""
     out: dict[int, tuple[int, int]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        # The command name is in parentheses and may contain anything: split after the last ')'.
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 2:
-            out[int(name)] = (int(fields[1]), int(fields[2]))
+        if name.isdigit():
+            found = _stat(int(name))
+            if found is not None:
+                out[int(name)] = found[:2]
     return out
+
+
+def processes_below(root: int) -> dict[int, tuple[int, int]]:
+    """The processes below ``root`` (``root`` excluded): pid → (parent pid, process group), as
+    :func:`processes` gives them. Found by following each process's children: two small reads
+    per single-threaded process below ``root`` instead of one per process of the machine (a
+    scan of ``/proc`` takes milliseconds on a busy host, and a stop waits for it). Where the
+    kernel does not list a process's children, every process of the machine (the scan)."""
+    if children(root) is None:
+        return processes()
+    out: dict[int, tuple[int, int]] = {}
+    todo = [(root, 0)]  # a process, and its thread count (0: unknown)
+    while todo:
+        for pid in _children_now(*todo.pop()):
+            if pid in out:
+                continue
+            found = _stat(pid)
+            if found is not None:  # None: gone meanwhile
+                out[pid] = found[:2]
+                todo.append((pid, found[2]))
+    return out
+
+
+def _children_now(pid: int, threads: int) -> list[int]:
+    """The direct children of ``pid`` that its live threads list (none once it is gone); a
+    process of one thread has one list, its own."""
+    tids = [str(pid)] if threads == 1 else None
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in tids or os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out += [int(x) for x in f.read().split()]
+    return out
+
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, process group, thread count) of ``pid``; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain anything: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) <= 17:
+        return None
+    return int(fields[1]), int(fields[2]), int(fields[17])
 
 
 def children(pid: int) -> list[int] | None:
