@@ -2,7 +2,7 @@
 PSS and RSS of a leader of 1 / 4 / 16 jobs and of a follower, the leader's CPU with 4 jobs at
 ``@every 1s`` (whole tree, jobs included), the slot fire → exec lag, processes per pod.
 
-    python bench/tree.py [--rounds 3] [--settle 15] [--window 40] [--compare DIR]
+    python bench/tree.py [--rounds 3] [--settle 15] [--window 40] [--compare DIR] [--only cpu]
 
 Each round starts an etcd of its own and a group daemon (``run --election tree --jobs FILE``)
 with N jobs ``@every 2s`` running ``true``; ``settle`` seconds after its start the tree is
@@ -13,7 +13,8 @@ CPU of the daemon and of what it started (live processes plus reaped children; a
 apart: the daemon itself, its guardian, the jobs the guardian reaped), and
 ``exec_seconds`` of each ``job.started`` (fire time → the guardian reported the exec). Each
 cell is the median of ``rounds`` rounds. ``--compare DIR`` runs the same rounds on another
-checkout's ``leaderjob`` package (``DIR`` holds it) first, as the "before" column.
+checkout's ``leaderjob`` package (``DIR`` holds it), as the "before" column, alternating with this
+tree round by round. ``--only cpu`` measures the CPU configuration alone.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def _argv(who: str, endpoint: str, jobs: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def one_round(src: Path, settle: float, window: float, logdir: Path) -> dict[str, Any]:
+def one_round(
+    src: Path, settle: float, window: float, logdir: Path, *, cpu_only: bool = False
+) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     out: dict[str, Any] = {}
 
@@ -138,7 +141,7 @@ def one_round(src: Path, settle: float, window: float, logdir: Path) -> dict[str
         wait_for(lambda: b"election.acquired" in log.read_bytes(), 30, 0.1)
         return pid, log
 
-    for n in COUNTS:
+    for n in () if cpu_only else COUNTS:
         with etcd_server() as etcd, ProcessGroup() as procs:
             jobs = _jobs(logdir / f"jobs{n}.toml", n, "2s")
             leader, _ = start(procs, f"L{n}", etcd.endpoint, jobs)
@@ -171,15 +174,17 @@ def one_round(src: Path, settle: float, window: float, logdir: Path) -> dict[str
         out["exec_p50"] = percentile(lags, 0.5)
         out["exec_p99"] = percentile(lags, 0.99)
         out["runs"] = len(lags)
+        out["load"] = os.getloadavg()[0]
     return out
 
 
-def measure(src: Path, rounds: int, settle: float, window: float, logdir: Path) -> dict[str, Any]:
-    got = [one_round(src, settle, window, logdir) for _ in range(rounds)]
+def measure(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each cell over the rounds ``got`` (a cell no round measured: None)."""
 
     def med(key: str, sub: str | None = None) -> float | None:
-        vals = [g[key][sub] if sub else g[key] for g in got]
-        return median(v for v in vals if v is not None)
+        vals = [g.get(key, {}).get(sub) if sub else g.get(key) for g in got]
+        present = [v for v in vals if v is not None]
+        return median(present) if present else None
 
     out: dict[str, Any] = {"rounds": got}
     for n in COUNTS:
@@ -188,7 +193,7 @@ def measure(src: Path, rounds: int, settle: float, window: float, logdir: Path) 
     for sub in ("pss", "rss", "procs"):
         out[f"follower_{sub}"] = med("follower", sub)
     for key in ("cpu_per_hour", "cpu_ms_daemon", "cpu_ms_guardian", "cpu_ms_jobs", "exec_p50",
-                "exec_p99"):  # fmt: skip
+                "exec_p99", "load"):  # fmt: skip
         out[key] = med(key)
     return out
 
@@ -213,6 +218,7 @@ def render(cols: dict[str, dict[str, Any]]) -> str:
          lambda m: f"{m['exec_p50'] * 1000:.0f} / {m['exec_p99'] * 1000:.0f}"),
         ("processes of the leader's tree, 1 / 4 / 16 jobs (jobs excluded)",
          lambda m: " / ".join(mib(m, f"leader{n}_procs") for n in COUNTS)),
+        ("load average (1 min) at the end of the CPU window", lambda m: f"{m['load']:.2f}"),
     ]  # fmt: skip
     rows = [[label, *(fn(m) for m in cols.values())] for label, fn in measures]
     return table(["measure", *cols], rows)
@@ -225,13 +231,25 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=40.0)
     ap.add_argument("--compare", type=Path, help="another checkout, measured first as 'before'")
     ap.add_argument("--json", type=Path, help="write the raw results here")
+    ap.add_argument(
+        "--only",
+        choices=("all", "cpu"),
+        default="all",
+        help="cpu: the CPU configuration alone (4 jobs at @every 1s), without the memory rows",
+    )
     args = ap.parse_args()
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"leaderjob-tree-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
-    cols: dict[str, dict[str, Any]] = {}
-    if args.compare is not None:
-        cols["before"] = measure(args.compare, args.rounds, args.settle, args.window, logdir)
-    cols["this tree"] = measure(ROOT, args.rounds, args.settle, args.window, logdir)
+    trees = (
+        {"this tree": ROOT} if args.compare is None else {"before": args.compare, "this tree": ROOT}
+    )
+    got: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for _ in range(args.rounds):  # the trees alternate round by round: the same minutes' load
+        for name, src in trees.items():
+            got[name].append(
+                one_round(src, args.settle, args.window, logdir, cpu_only=args.only == "cpu")
+            )
+    cols = {name: measure(rounds) for name, rounds in got.items()}
     if args.json is not None:
         args.json.write_text(json.dumps(cols, indent=1))
     print(render(cols))

@@ -160,6 +160,7 @@ def _serve(
             reload=reload,
             watch=watch,
             spreader=spreader,
+            observed=addr is not None,  # the HTTP endpoints are the snapshot's only readers
         )
         if health.enabled:
             daemon.health = HealthChecker(health, daemon.wakeup.set)

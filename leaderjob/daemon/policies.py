@@ -89,10 +89,11 @@ class Policies:
                 if decisions:  # compared anew with the others', republished under our lease
                     self.on_change(list(a.settings().values()))
         # The gates judge only the jobs with a check, or down: a view of every job each cycle
-        # cost a thousand jobs' daemon a tenth of its loop in a burst.
+        # cost a thousand jobs' daemon a tenth of its loop in a burst. Spreading reads every
+        # job's view, and only when it may move one (not with --spread off).
         gated = self.checkers.by_job.keys() | self.gates.down
-        moves: list[Decision] = list(self.gates.decide(a.views(gated)))
-        if self.spreading is not None and not leaving:
+        moves: list[Decision] = list(self.gates.decide(a.views(gated))) if gated else []
+        if self.spreading is not None and not leaving and self.spreading.active():
             move = self.spreading.decide(a.views())
             if move is not None:
                 moves.append(move)

@@ -44,9 +44,13 @@ class Spreading:
         #: When a job last came to us: no move until a count sent after it was read.
         self._stale_since: float | None = None
 
+    def active(self) -> bool:
+        """Whether :meth:`decide` reads the jobs now: spreading is on and we hold a lease."""
+        return self.group.lease_id is not None and self.spreader.enabled
+
     def decide(self, jobs: Mapping[str, JobView]) -> HandOver | None:
         group = self.group
-        if group.lease_id is None or not self.spreader.enabled:
+        if not self.active():
             return None
         now = self.clock.monotonic()
         current = {n: v for n, v in jobs.items() if not v.leaving}

@@ -22,9 +22,10 @@ Starting a run is two steps, so that many runs can be started together:
   False if the start failed or ``start_by`` passed without a report (the run is then killed at
   once, should that report be on its way), None while the answer may still come. ``confirm()``
   never blocks; ``confirm(wait=s)`` waits at most ``s`` seconds, never past ``start_by``. The
-  caller's wake-up is set when a report arrives that nobody waits for in ``confirm``; a caller
-  that does not wait asks again by ``start_by`` at the latest (a guardian that says nothing
-  sends no report to wake it).
+  caller's wake-up is set when a report arrives that nobody waits for in ``confirm`` (once for
+  a burst of starts: a report that comes while another start is unanswered waits for the last
+  answer, see ``GuardianProcess._wakeups``); a caller that does not wait asks again by
+  ``start_by`` at the latest (a guardian that says nothing sends no report to wake it).
 
 :meth:`Run.start` is both, waiting for the answer (the daemon gives the time left before
 ``D − grace``, after which the guardian would refuse anyway). A requested run counts as running
@@ -61,6 +62,10 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: The control pipe is grown to this size (the default limit for unprivileged processes,
 #: /proc/sys/fs/pipe-max-size): a burst of start requests fits at once.
 _PIPE_MAX = 1 << 20
+#: A burst's answers wake the daemon's loop at least every this many (see
+#: GuardianProcess._wakeups): half the starts the daemon keeps unanswered in the guardian's
+#: pipe (daemon/starts.py), so that more are sent while the guardian starts the rest.
+HOLD_ANSWERS = 8
 #: After a guardian could not be started, the next try waits this long, doubled after each
 #: failure in a row up to RETRY_MAX (a start meanwhile tries on its own).
 RETRY = 1.0
@@ -91,6 +96,12 @@ class GuardianProcess:
         #: Monotonic time its ``ready`` report was read (None: not yet).
         self.ready_at: float | None = None
         self.runs: dict[str, Run] = {}
+        #: Keys of the runs whose start request has no answer yet (``started`` or ``error``).
+        self.unanswered: set[str] = set()
+        #: Wake-ups held back while a start of the same burst is unanswered (see _wakeups), and
+        #: how many answers they hold.
+        self._held: list[Wakeable] = []
+        self._answers_held = 0
         self.ended = threading.Event()  # its status pipe reached EOF: it has exited
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -151,6 +162,7 @@ class GuardianProcess:
                 run._ended()
                 return key
             self.runs[key] = run
+            self.unanswered.add(key)
         self.send({"start": key, **request})
         return key
 
@@ -184,6 +196,30 @@ class GuardianProcess:
                     os.close(self.ctl)
                 self.ctl = None
 
+    def _wakeups(
+        self, run: Run | None, wakeup: Wakeable | None, *, quiet: bool, answer: bool
+    ) -> list[Wakeable]:
+        """Whom one report wakes now (the lock held; ``answer``: it answers a start). A pass of
+        the loop requests a burst of starts at once and the guardian answers them one by one, a
+        fork and exec apart: a report that comes while another start is unanswered is held until
+        the last answer, which wakes the loop once for them all (one pass, not one per report).
+        A long burst wakes it every :data:`HOLD_ANSWERS` answers too, so that the starts still
+        waiting on the daemon's side are sent while the guardian works on the others. The hold
+        lasts no longer than the answers the guardian owes; should one never come, the loop
+        looks at that start by its limit anyway (``Run.confirm``), and the guardian's end wakes
+        all."""
+        if not quiet:
+            if run is not None:
+                self._held.append(run.wakeup)
+            if wakeup is not None:
+                self._held.append(wakeup)
+        self._answers_held += answer
+        if self.unanswered and self._answers_held < HOLD_ANSWERS:
+            return []
+        wake, self._held = list({id(w): w for w in self._held}.values()), []
+        self._answers_held = 0
+        return wake
+
     def _read_status(self, fd: int, wakeup: Wakeable | None) -> None:
         with os.fdopen(fd, "rb") as f:
             for line in f:
@@ -196,24 +232,30 @@ class GuardianProcess:
                 if "ready" in msg:
                     self.ready_at = clock_now()  # the daemon's clock: compared with its own
                 with self.lock:
-                    run = self.runs.get(str(msg.get("run")))
+                    key = str(msg.get("run"))
+                    run = self.runs.get(key)
                     if run is not None and run._apply(msg):
-                        del self.runs[str(msg["run"])]
+                        del self.runs[key]
+                    answer = key in self.unanswered and bool(
+                        msg.keys() & {"started", "error", "exited"}
+                    )
+                    if answer:
+                        self.unanswered.discard(key)
                     # A confirmation its caller waits for in ``confirm`` wakes only that caller:
                     # the daemon's loop has nothing more to do about it.
                     quiet = run is not None and run._waiting and msg.keys() <= {"run", "started"}
+                    wake = self._wakeups(run, wakeup, quiet=quiet, answer=answer)
                     self.cond.notify_all()
-                if run is not None:
-                    if not quiet:
-                        run.wakeup.set()
-                    if run.own and run.done:
-                        self.close()  # a guardian of one run's own exits with it
-                if wakeup is not None and not quiet:
-                    wakeup.set()
+                for w in wake:
+                    w.set()
+                if run is not None and run.own and run.done:
+                    self.close()  # a guardian of one run's own exits with it
         if self.proc is not None:
             self.proc.wait()
         with self.lock:
             runs, self.runs = list(self.runs.values()), {}
+            self.unanswered.clear()
+            self._held = []  # everyone is woken below
             self.ended.set()
             self.out = b""
             if self.ctl is not None:
@@ -391,6 +433,8 @@ class Run:
                 return None
             self.confirmed = self.pid is not None
             self._answer = self.confirmed
+            # Answered, or given up on: either way no report need wait for this start any more.
+            g.unanswered.discard(self.key)
         if not self.confirmed:
             # Given up: past ``start_by`` the guardian cannot exec the job any more; if it just
             # did, the kill below ends it at once. "started" from now on is not a confirmation.

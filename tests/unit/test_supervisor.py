@@ -363,3 +363,70 @@ def test_the_start_limit_is_on_the_deadline_clock_not_the_monotonic_clock(runs, 
     run.start(time.monotonic(), wait=10.0)
     assert run.confirmed, run.error
     assert run.wait(10) and run.outcome == "succeeded"
+
+
+class _CountingWaker:
+    """The loop's wake-up, counting how often the report reader sets it."""
+
+    def __init__(self) -> None:
+        self.sets = 0
+        self.event = threading.Event()
+
+    def set(self) -> None:
+        self.sets += 1
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.event.wait(timeout)
+
+
+def test_the_answers_to_a_burst_of_starts_wake_the_loop_once(runs, stalled):
+    """A pass of the loop requests several starts at once; their answers come one by one (a
+    fork and exec each: here 0.5 s apart). The reports that come while another start of the
+    burst is still unanswered wait for it, and the last answer wakes the loop once: one pass
+    absorbs them all, rather than one pass each (CPU per run). Nothing is held back any longer
+    than the burst's own answers take."""
+    woken = _CountingWaker()
+    batch = [_run([SH, "-c", "sleep 300"]) for _ in range(3)]
+    for run in batch:
+        run.wakeup = woken
+        _requested(run, runs, 10.0, stalled)
+    assert woken.wait(10), "the answers did not wake the loop"
+    assert [run.confirm() for run in batch] == [True, True, True]
+    assert woken.sets == 1, f"woken {woken.sets} times for one burst's answers"
+    woken.clear()
+    batch[0].stop("test")  # a report with no start unanswered wakes the loop at once
+    assert woken.wait(10) and batch[0].wait(10)
+
+
+def test_a_long_burst_wakes_the_loop_every_few_answers(runs, stalled):
+    """A burst longer than :data:`HOLD_ANSWERS` wakes the loop every that many answers, and at
+    the last: the daemon sends its waiting starts while the guardian works on the others."""
+    woken = _CountingWaker()
+    n = supervisor.HOLD_ANSWERS + 2
+    batch = [_run([SH, "-c", "sleep 300"]) for _ in range(n)]
+    for run in batch:
+        run.wakeup = woken
+        _requested(run, runs, 10.0, stalled)
+    end = time.monotonic() + 10
+    while not all(run.pid for run in batch) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert [run.confirm() for run in batch] == [True] * n
+    assert woken.sets == 2, f"woken {woken.sets} times for {n} answers"
+
+
+def test_a_start_given_up_on_holds_no_report_back(runs, stalled):
+    """A start past its limit is given up by ``confirm``: from then on the other runs' reports
+    do not wait for its answer (a guardian that never answered it would hold them until the
+    loop's next pass for another reason)."""
+    run = _run([SH, "-c", "sleep 300"])
+    _requested(run, runs, 0.2, stalled)  # the guardian's job is 0.5 s from its exec
+    assert run.key in stalled.unanswered
+    assert run.confirm(wait=5.0) is False
+    assert run.key not in stalled.unanswered
