@@ -181,7 +181,7 @@ class Daemon:
         self.snapshot: dict[str, Any] = {}
         #: Without a reader (--metrics-addr off) no snapshot is built: one pass's CPU in ten.
         self.observed = observed
-        self.publisher = Publisher(self.clock, grouped=self.grouped)
+        self.publisher = Publisher(self.clock, lambda: len(self.runners) if self.grouped else 1)
         self._publish("starting")
 
     # -- what the tests and the HTTP endpoints read of the job and the session --------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -132,20 +132,26 @@ def snapshot(daemon: Observed, action: str) -> dict[str, Any]:
     return snap
 
 
-#: A group's snapshot is built whole after a cycle at most this often (seconds): with a thousand
-#: jobs, building it after every cycle took 40 % of the loop's time in a burst of their runs.
+#: A big group's snapshot is built whole after a cycle at most this often (seconds): with a
+#: thousand jobs, building it after every cycle took 40 % of the loop's time in a burst of their
+#: runs. Left behind, it is built whole at most CATCH_UP later, the loop woken for it.
 PUBLISH_EVERY = 0.25
+CATCH_UP = 1.0
+#: From this many jobs a group's snapshot is throttled; a smaller one is cheap to build every
+#: cycle, and a catch-up wake of its own would cost more passes than it saves.
+THROTTLE_FROM = 16
 
 
 class Publisher:
-    """When the snapshot is built whole. A group's covers every job: after a cycle it is built
-    whole at most every :data:`PUBLISH_EVERY`, its liveness fields refreshed in between
+    """When the snapshot is built whole. A big group's covers many jobs: after a cycle it is
+    built whole at most every :data:`PUBLISH_EVERY`, its liveness fields refreshed in between
     (:func:`refreshed`), and the loop wakes by :meth:`due` to build it whole should it stay
-    behind; every leadership change builds it whole at once."""
+    behind; every leadership change builds it whole at once. ``jobs`` says how many jobs the
+    daemon has now (a reload changes it)."""
 
-    def __init__(self, clock: Clock, *, grouped: bool) -> None:
+    def __init__(self, clock: Clock, jobs: Callable[[], int]) -> None:
         self.clock = clock
-        self.grouped = grouped
+        self.jobs = jobs
         self.whole_at = -math.inf  # monotonic
         self.behind = False  # refreshed since it was last built whole
 
@@ -153,7 +159,12 @@ class Publisher:
         self, daemon: Observed, previous: Mapping[str, Any], action: str, throttled: bool
     ) -> dict[str, Any]:
         now = self.clock.monotonic()
-        if throttled and self.grouped and previous and now < self.whole_at + PUBLISH_EVERY:
+        if (
+            throttled
+            and previous
+            and now < self.whole_at + PUBLISH_EVERY
+            and self.jobs() >= THROTTLE_FROM
+        ):
             self.behind = True
             return refreshed(previous, daemon, action)
         self.whole_at, self.behind = now, False
@@ -161,7 +172,7 @@ class Publisher:
 
     def due(self) -> float:
         """When the loop must cycle again for the snapshot to be built whole (monotonic)."""
-        return self.whole_at + PUBLISH_EVERY if self.behind else math.inf
+        return self.whole_at + CATCH_UP if self.behind else math.inf
 
 
 def refreshed(previous: Mapping[str, Any], daemon: Observed, action: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ clock)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -33,6 +34,10 @@ def test_many_jobs_acquired_in_one_step_publish_one_snapshot_l4(
     assert all(job["leader"] for job in d.snapshot["jobs"].values()), d.snapshot["jobs"]
 
 
+#: A group big enough for its snapshot to be throttled.
+_BIG = tuple(f"j{i:02d}" for i in range(snapshot_mod.THROTTLE_FROM))
+
+
 def _counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     built: list[str] = []
     real = snapshot_mod.snapshot
@@ -50,11 +55,11 @@ def test_after_each_cycle_a_group_s_snapshot_is_built_whole_at_most_every_publis
 ) -> None:
     """L4 in a burst: cycles that follow one another (the guardian's reports of a thousand
     starts) refresh the snapshot's liveness fields only; it is built whole once PUBLISH_EVERY
-    has passed, and the loop wakes by then should nothing else wake it. A leadership change, or
-    a caller that asks, builds it whole at once."""
+    has passed, and the loop wakes by CATCH_UP should nothing else wake it. A leadership change,
+    or a caller that asks, builds it whole at once. A small group is built whole every cycle."""
     built = _counted(monkeypatch)
     clock = Clock()
-    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
+    d = group_daemon(MemoryStore(clock), clock, "a", jobs=_BIG)
     d.cycle()
     d._publish("whole")
     jobs = d.snapshot["jobs"]
@@ -64,13 +69,20 @@ def test_after_each_cycle_a_group_s_snapshot_is_built_whole_at_most_every_publis
     assert built == []
     assert d.snapshot["action"] == "cycled" and d.snapshot["loop_at"] == clock.monotonic()
     assert d.snapshot["jobs"] is jobs
-    whole_by = clock.monotonic() - 0.05 + snapshot_mod.PUBLISH_EVERY
+    whole_by = clock.monotonic() - 0.05 + snapshot_mod.CATCH_UP
     assert d.next_wakeup(clock.monotonic()) <= whole_by, "the loop would sleep past it"
     clock.advance(snapshot_mod.PUBLISH_EVERY)
     d._publish("cycled again", throttled=True)
     assert built == ["cycled again"]
     d._publish("asked")
     assert built == ["cycled again", "asked"]
+    small = group_daemon(MemoryStore(clock), clock, "b", jobs=("j1", "j2"))
+    small.cycle()
+    small._publish("whole")
+    built.clear()
+    small._publish("cycled", throttled=True)
+    assert built == ["cycled"]
+    assert small.publisher.due() == math.inf, "no catch-up wake: nothing was left behind"
 
 
 def test_the_loop_throttles_the_snapshot_it_publishes_after_each_cycle(
@@ -80,7 +92,7 @@ def test_the_loop_throttles_the_snapshot_it_publishes_after_each_cycle(
     cycles 0.1 s apart build the snapshot whole twice (at 0.25 s and 0.5 s), not six times."""
     built = _counted(monkeypatch)
     clock = Clock()
-    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
+    d = group_daemon(MemoryStore(clock), clock, "a", jobs=_BIG)
     d.cycle()
     d._publish("whole")
     built.clear()
