@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from leaderjob.config import Timing, election_prefix
-from leaderjob.guard.supervisor import Run
+from leaderjob.guard.run import Run
 from leaderjob.history.records import Control
 from leaderjob.ops.health import HealthSettings
 from leaderjob.ops.notify import NotifySettings

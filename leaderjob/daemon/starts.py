@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from leaderjob.clock import Wakeable
-from leaderjob.guard.supervisor import Guardian, Run
+from leaderjob.guard.run import Run
+from leaderjob.guard.supervisor import Guardian
 
 
 @dataclass(frozen=True)

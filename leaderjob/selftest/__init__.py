@@ -3,7 +3,7 @@
 Two candidates run in this process, each an :class:`~leaderjob.election.elector.Elector` with its
 own :class:`~leaderjob.election.etcd.EtcdStore`, each reaching etcd through a small in-process TCP
 proxy (:class:`CutProxy`) so that one of them can be cut off. The leader runs a probe job under
-the real guardian (:class:`leaderjob.guard.supervisor.Run`); the probe ignores SIGTERM, like the
+the real guardian (:class:`leaderjob.guard.run.Run`); the probe ignores SIGTERM, like the
 worst job a user could write, so it dies only by the guardian's SIGKILL just before the local
 deadline ``D``. Then:
 

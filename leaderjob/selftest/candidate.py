@@ -16,7 +16,7 @@ from leaderjob.config import Timing
 from leaderjob.election.elector import Elector
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.machine import Phase, Transition
-from leaderjob.guard.supervisor import Run
+from leaderjob.guard.run import Run
 
 # -- one in-process candidate ------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from leaderjob.daemon import starts as daemon_module
 from leaderjob.election.machine import Phase
 from leaderjob.election.memory import MemoryStore
 from leaderjob.guard import supervisor
-from leaderjob.guard.supervisor import Run
+from leaderjob.guard.run import Run
 from leaderjob.ops.metrics import Metrics
 
 TIMING = Timing.from_ttl(3)

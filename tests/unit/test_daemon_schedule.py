@@ -28,7 +28,7 @@ from leaderjob.config import Timing
 from leaderjob.daemon import Daemon, Report, Settings
 from leaderjob.election.memory import MemoryStore
 from leaderjob.election.store import StoreUnavailable
-from leaderjob.guard.supervisor import Signal
+from leaderjob.guard.run import Signal
 from leaderjob.history.records import SLOT_FORMAT, ElectionData
 from leaderjob.ops.metrics import Metrics
 from leaderjob.schedule import parse_schedule

@@ -20,7 +20,7 @@ from leaderjob.daemon.starts import StartRequest
 from leaderjob.election.group import Group
 from leaderjob.election.machine import Phase, Reason
 from leaderjob.election.memory import MemoryStore
-from leaderjob.guard.supervisor import Run
+from leaderjob.guard.run import Run
 
 TIMING = Timing.from_ttl(3)
 PREFIX = "/lj/job/leader"

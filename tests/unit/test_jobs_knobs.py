@@ -123,7 +123,7 @@ def test_a_jobs_workdir_is_where_its_command_runs(tmp_path: Any) -> None:
     import threading
     import time
 
-    from leaderjob.guard.supervisor import Run
+    from leaderjob.guard.run import Run
 
     def run_in(cwd: str) -> Run:
         run = Run(

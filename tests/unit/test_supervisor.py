@@ -1,4 +1,4 @@
-"""The daemon's side of a run (:class:`leaderjob.guard.supervisor.Run`), with the real guardian.
+"""The daemon's side of a run (:class:`leaderjob.guard.run.Run`), with the real guardian.
 
 What it promises (docs/safety.md §3): starting never blocks the leader path longer than the
 lease budget it is given; a run that did not confirm its start in that time can no longer start
@@ -23,7 +23,7 @@ import pytest
 
 from leaderjob.clock import now as deadline_clock  # the watchdog's clock
 from leaderjob.guard import supervisor
-from leaderjob.guard.supervisor import Run
+from leaderjob.guard.run import Run
 from tests.harness.procs import pid_alive
 
 SH = "/bin/sh"

@@ -83,7 +83,7 @@ def test_through_the_guardian_a_jobs_output_reaches_the_daemons_stdout_in_order_
 ) -> None:
     """The real guardian between a job and the daemon: 2 MB of stdout arrive on the daemon's fd 1
     whole and in order, stderr on fd 2, and the run reports the last 4 KiB of each."""
-    from leaderjob.guard.supervisor import Run
+    from leaderjob.guard.run import Run
 
     script = (
         "import sys\n"
