@@ -94,7 +94,9 @@ def _translate(operation: str, exc: grpc.RpcError) -> StoreError:
         # --user against an etcd without auth: every member says so (etcd's ErrAuthNotEnabled
         # shares FAILED_PRECONDITION with the learner's refusal, which another member fixes).
         return StoreRejected(operation, f"{detail} (drop --user, or enable auth in etcd)")
-    if code is grpc.StatusCode.UNAVAILABLE:
+    if code is grpc.StatusCode.UNAVAILABLE and "tcp handshaker" not in lowered:
+        # "tcp handshaker shutdown": the TCP connect itself was cut short (its deadline passed,
+        # a loaded machine): no TLS was spoken, and the member may well answer next time.
         for phrase, hint in _TLS_HINTS:
             if phrase in lowered:
                 return _TLSUnavailable(operation, f"TLS: {hint}: {detail}")

@@ -336,7 +336,9 @@ def _start_with_env(procs, tmp_path, endpoint, prefix, flag, told, url):
         "a",
         endpoint,
         prefix,
-        ["sh", "-c", f"test -e {flag} && exit 3; touch {flag}"],
+        # Each run lasts a moment: a /start still waiting to be sent when its run has ended is
+        # stale and dropped by design, which an instant run on a loaded machine can hit.
+        ["sh", "-c", f"sleep 0.3; test -e {flag} && exit 3; touch {flag}"],
         schedule="@every 1s",
         extra=[
             "--metrics-addr",

@@ -253,6 +253,20 @@ def test_a_client_certificate_refused_by_etcd_34_is_a_tls_failure() -> None:
     assert "client certificate" in err.detail
 
 
+def test_a_tcp_connect_cut_short_is_unavailable_not_a_tls_failure() -> None:
+    """A plain TCP connect whose deadline passed (a loaded machine) reads "tcp handshaker
+    shutdown": no TLS was spoken, so it must not count as a TLS failure — with one endpoint that
+    made a plaintext daemon exit at start-up with "etcd rejected leaderjob: TLS handshake
+    failed" instead of retrying."""
+    exc = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:21308: "
+        "tcp handshaker shutdown",
+    )
+    err = adapter._translate("grant", exc)
+    assert isinstance(err, StoreUnavailable) and not isinstance(err, adapter._TLSUnavailable)
+
+
 def test_a_stub_is_made_once_per_channel_not_per_call(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
