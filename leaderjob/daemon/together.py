@@ -2,7 +2,7 @@
 requests instead of one each.
 
 Crontabs put many jobs on one instant (``0 * * * *``, midnight): every job of the daemon then
-wants to claim its next slot ahead (:meth:`~.scheduling.Scheduling.claim_wanted`) in the same
+wants to claim its next slot ahead (:meth:`~.ahead.Ahead.claim_wanted`) in the same
 pass of the loop. Their claims go to etcd in batches (:meth:`~leaderjob.election.store.Store.
 guarded_puts`): one Txn per batch, each claim in it a nested Txn of its own with its job's own
 compares — its leader key's create revision (the job's token), the slot absent, the job not
