@@ -54,22 +54,13 @@ if TYPE_CHECKING:
 
 if __package__:
     from leaderjob.guard import guardian_launch, guardian_runs, guardian_spawn, guardian_wire, tail
-else:  # run as a script (python -S): the package may not be importable; load the files beside us
-    import importlib.util
-
-    def _load(name: str) -> Any:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    guardian_wire = _load("guardian_wire")
-    guardian_launch = _load("guardian_launch")
-    # Loaded once, by the launcher beside us: one copy of each in the guardian.
-    guardian_runs, guardian_spawn = guardian_launch.guardian_runs, guardian_launch.guardian_spawn
-    tail = guardian_runs.tail
+else:  # run as a script (python -S): the files beside us, imported as top-level modules
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import guardian_launch  # type: ignore[no-redef, import-not-found]
+    import guardian_runs  # type: ignore[no-redef, import-not-found]
+    import guardian_spawn  # type: ignore[no-redef, import-not-found]
+    import guardian_wire  # type: ignore[no-redef, import-not-found]
+    import tail  # type: ignore[no-redef, import-not-found]
 
 #: SIGKILL goes out this long before D at most, so the kernel has time to deliver it.
 KILL_RESERVE = 0.1

@@ -29,22 +29,11 @@ if TYPE_CHECKING:
 
 if __package__:
     from leaderjob.guard import guardian_runs, guardian_spawn, proctree, tail
-else:  # run as a script (python -S): the package may not be importable; load the files beside us
-    import importlib.util
-
-    def _load(name: str) -> Any:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    guardian_spawn = _load("guardian_spawn")
-    guardian_runs = _load("guardian_runs")  # loaded once by the guardian: it takes it from here
-    proctree, tail = guardian_runs.proctree, guardian_runs.tail
-
-__all__ = ["Launcher", "guardian_runs", "guardian_spawn"]
+else:  # in the guardian run as a script: the files beside it are top-level modules
+    import guardian_runs  # type: ignore[no-redef, import-not-found]
+    import guardian_spawn  # type: ignore[no-redef, import-not-found]
+    import proctree  # type: ignore[no-redef, import-not-found]
+    import tail  # type: ignore[no-redef, import-not-found]
 
 Run = guardian_runs.Run
 

@@ -24,22 +24,9 @@ if TYPE_CHECKING:
 
 if __package__:
     from leaderjob.guard import proctree, tail
-else:  # run as a script (python -S): the package may not be importable; load the files beside us
-    import importlib.util
-
-    def _load(name: str) -> Any:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"leaderjob_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    proctree = _load("proctree")
-    tail = _load("tail")
-
-#: proctree and tail too: the guardian run as a script takes them from here (loaded once).
-__all__ = ["SWEEP_PAUSE", "Run", "RunTable", "proctree", "tail"]
+else:  # in the guardian run as a script: the files beside it are top-level modules
+    import proctree  # type: ignore[no-redef, import-not-found]
+    import tail  # type: ignore[no-redef, import-not-found]
 
 #: Pause between SIGKILL sweeps of a run whose processes are still dying.
 SWEEP_PAUSE = proctree.SWEEP_PAUSE
