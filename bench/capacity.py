@@ -65,7 +65,7 @@ def _revision(store: EtcdStore) -> int:
     """The store's current revision (a Range on a key that does not exist still answers it)."""
     from etcd3 import etcdrpc
 
-    stub, md, timeout = store._kvs(5.0)
+    stub, md, timeout = store._link.kvs(5.0)
     resp = stub.Range(etcdrpc.RangeRequest(key=b"/capacity/none"), timeout=timeout, metadata=md)
     return int(resp.header.revision)
 
@@ -371,7 +371,7 @@ def read_throughput(seconds: float, threads: int, ops: int) -> dict[str, Any]:
             ]
             while not stop.is_set():
                 try:
-                    stub, md, timeout = store._kvs(5.0)
+                    stub, md, timeout = store._link.kvs(5.0)
                     stub.Txn(etcdrpc.TxnRequest(success=rops), timeout=timeout, metadata=md)
                     done[i] += 1
                 except Exception:  # a failed read is not counted

@@ -1,5 +1,6 @@
-"""The etcd adapter: with ``etcd_wire.py`` (its error translation, protobuf helpers and watch
-stream), the only module that imports etcd3 or grpc.
+"""The etcd adapter: with ``etcd_channels.py`` (its channels, endpoint rotation and
+authentication) and ``etcd_wire.py`` (its error translation, protobuf helpers and watch stream),
+the only modules that import etcd3 or grpc.
 
 It speaks etcd's v3 gRPC API through the protobuf stubs that the ``etcd3`` package ships
 (python3-etcd3), on channels it manages itself, because the client class of that package does not
@@ -8,15 +9,13 @@ its range builder mixes up create- and mod-revision filters. Here every call has
 a failed call moves the next one to another endpoint, and gRPC reconnects within a second.
 
 Errors are translated at this edge, in one place (:func:`~.etcd_wire._translate`), into the
-port's two kinds.
+port's two kinds. This module holds the calls: leases, election keys, plain keys, the cluster.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ import grpc
 from etcd3 import etcdrpc
 
 from leaderjob.config import Connection
+from leaderjob.election.etcd_channels import Channels
 from leaderjob.election.etcd_wire import (
     _DELETE,  # noqa: F401  (the adapter's names, as tests and callers know them)
     _REQUIRE_LEADER,
@@ -39,7 +39,6 @@ from leaderjob.election.etcd_wire import (
     _nested,
     _prefix_end,
     _range,
-    _TLSUnavailable,
     _translate,
     varint_field,
 )
@@ -50,29 +49,12 @@ from leaderjob.election.store import (
     KeyInfo,
     Query,
     Standing,
-    StoreError,
-    StoreRejected,
     StoreUnavailable,
     as_query,
     batch_ops,
 )
 
 _T = TypeVar("_T")
-
-_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    # Reconnect quickly after etcd comes back; gRPC's default backoff grows to 120 s.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Notice a dead connection under a long-lived call (the predecessor watch): ping every 10 s,
-    # give up after 3 s. etcd's server policy (--grpc-keepalive-min-time 5s, no pings without a
-    # stream) answers pings at 5 s or while no call is open with GOAWAY "too_many_pings", which
-    # drops the connection and every call on it (seen in tests/faults): stay well inside it.
-    ("grpc.keepalive_time_ms", 10000),
-    ("grpc.keepalive_timeout_ms", 3000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.http2.max_pings_without_data", 0),
-]
 
 
 def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
@@ -84,11 +66,11 @@ def _rpc(operation: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
             try:
                 result = fn(self, *args, **kwargs)
             except grpc.RpcError as exc:
-                raise self._failed(_translate(operation, exc)) from None
+                raise self._link.failed(_translate(operation, exc)) from None
             except StoreUnavailable as exc:
-                self._rotate()
+                self._link.rotate()
                 raise exc from None
-            self._tls_failed.clear()
+            self._link.succeeded()
             return result
 
         return call
@@ -101,123 +83,20 @@ class EtcdStore:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._creds = self._credentials(conn)
-        self._channels: dict[str, grpc.Channel] = {}
-        #: Each kind of stub, made once per channel (see _stub).
-        self._stubs: dict[tuple[grpc.Channel, Any], Any] = {}
-        self._index = 0
-        self._lock = threading.Lock()
-        self._auth_token: str | None = None
-        #: Endpoints whose last call failed on TLS, since the last call that succeeded.
-        self._tls_failed: set[str] = set()
-
-    # -- connection management ---------------------------------------------------------------
-
-    @staticmethod
-    def _credentials(conn: Connection) -> grpc.ChannelCredentials | None:
-        if conn.cacert is None and conn.cert is None:
-            return None
-
-        def read(path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            with open(path, "rb") as f:
-                return f.read()
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(conn.cacert),
-            private_key=read(conn.key),
-            certificate_chain=read(conn.cert),
-        )
-
-    def _channel(self) -> grpc.Channel:
-        with self._lock:
-            endpoint = self._conn.endpoints[self._index % len(self._conn.endpoints)]
-            channel = self._channels.get(endpoint)
-            if channel is None:
-                options = list(_CHANNEL_OPTIONS)
-                if self._conn.server_name:
-                    options.append(("grpc.ssl_target_name_override", self._conn.server_name))
-                if self._creds is not None:
-                    channel = grpc.secure_channel(endpoint, self._creds, options=options)
-                else:
-                    channel = grpc.insecure_channel(endpoint, options=options)
-                self._channels[endpoint] = channel
-            return channel
-
-    def _stub(self, kind: Any) -> Any:
-        """A stub of ``kind`` (``etcdrpc.KVStub``...) on the current endpoint's channel, made
-        once per channel: making one builds a callable for each of its methods (about 40 µs
-        for the KV service, more than a third of a Put's own Python time), and a run makes a
-        few calls. Two threads may both make the first one: either serves."""
-        channel = self._channel()
-        stub = self._stubs.get((channel, kind))
-        if stub is None:
-            stub = self._stubs[(channel, kind)] = kind(channel)
-        return stub
-
-    def _rotate(self) -> None:
-        with self._lock:
-            self._index += 1
+        self._link = Channels(conn)
 
     @property
     def endpoint(self) -> str:
-        return self._conn.endpoints[self._index % len(self._conn.endpoints)]
-
-    def _failed(self, err: StoreError) -> StoreError:
-        """Bookkeeping for a failed call: rotate on what another member may not share; only a
-        TLS failure at every endpoint in a row is final (no member has a certificate we trust)."""
-        if isinstance(err, _TLSUnavailable):
-            self._tls_failed.add(self.endpoint)
-            if self._tls_failed >= set(self._conn.endpoints):
-                return StoreRejected(err.operation, err.detail)
-        if isinstance(err, StoreUnavailable):
-            self._rotate()
-        elif "token" in err.detail and self._conn.user is not None:
-            self._auth_token = None  # expired auth token: authenticate again next call
-        return err
-
-    def _prepare(self, timeout: float) -> tuple[list[tuple[str, str]], float]:
-        """Metadata for a call with ``timeout``, and what is left of it for the call itself.
-
-        Authentication (when a user is set and no token is held) runs inside the call's own
-        budget: one call, one timeout, not an Authenticate with the full timeout first.
-        """
-        if self._conn.user is None:
-            return [], timeout
-        if self._auth_token is None:
-            started = time.monotonic()
-            stub = self._stub(etcdrpc.AuthStub)
-            resp = stub.Authenticate(
-                etcdrpc.AuthenticateRequest(name=self._conn.user, password=self._conn.password),
-                timeout=timeout,
-            )
-            self._auth_token = resp.token
-            timeout -= time.monotonic() - started
-            if timeout <= 0:
-                raise StoreUnavailable("authenticate", "the call's timeout ran out")
-        return [("token", self._auth_token or "")], timeout
-
-    def _kvs(self, timeout: float) -> tuple[Any, list[tuple[str, str]], float]:
-        md, left = self._prepare(timeout)
-        return self._stub(etcdrpc.KVStub), md, left
-
-    def _leases(self, timeout: float) -> tuple[Any, list[tuple[str, str]], float]:
-        md, left = self._prepare(timeout)
-        return self._stub(etcdrpc.LeaseStub), md, left
+        return self._link.endpoint
 
     def close(self) -> None:
-        with self._lock:
-            for channel in self._channels.values():
-                channel.close()
-            self._channels.clear()
-            self._stubs.clear()
+        self._link.close()
 
     # -- leases ------------------------------------------------------------------------------
 
     @_rpc("grant")
     def grant(self, ttl: int, *, timeout: float) -> Grant:
-        stub, md, timeout = self._leases(timeout)
+        stub, md, timeout = self._link.leases(timeout)
         resp = stub.LeaseGrant(etcdrpc.LeaseGrantRequest(TTL=ttl), timeout=timeout, metadata=md)
         if resp.error:
             raise StoreUnavailable("grant", resp.error)
@@ -226,7 +105,7 @@ class EtcdStore:
     @_rpc("keepalive")
     def keepalive(self, lease_id: int, *, timeout: float) -> int:
         # One request on a fresh stream: exactly one keepalive in flight, with its own deadline.
-        stub, md, timeout = self._leases(timeout)
+        stub, md, timeout = self._link.leases(timeout)
         responses = stub.LeaseKeepAlive(
             iter([etcdrpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=timeout, metadata=md
         )
@@ -236,7 +115,7 @@ class EtcdStore:
 
     @_rpc("revoke")
     def revoke(self, lease_id: int, *, timeout: float) -> None:
-        stub, md, timeout = self._leases(timeout)
+        stub, md, timeout = self._link.leases(timeout)
         try:
             stub.LeaseRevoke(etcdrpc.LeaseRevokeRequest(ID=lease_id), timeout=timeout, metadata=md)
         except grpc.RpcError as exc:
@@ -245,7 +124,7 @@ class EtcdStore:
 
     @_rpc("lease_remaining")
     def lease_remaining(self, lease_id: int, *, timeout: float) -> int:
-        stub, md, timeout = self._leases(timeout)
+        stub, md, timeout = self._link.leases(timeout)
         resp = stub.LeaseTimeToLive(
             etcdrpc.LeaseTimeToLiveRequest(ID=lease_id), timeout=timeout, metadata=md
         )
@@ -272,7 +151,7 @@ class EtcdStore:
             ],
             failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
         )
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         resp = stub.Txn(txn, timeout=timeout, metadata=md)
         if resp.succeeded:
             rev = resp.header.revision
@@ -341,7 +220,7 @@ class EtcdStore:
                     sort_order=etcdrpc.RangeRequest.ASCEND,
                     sort_target=etcdrpc.RangeRequest.KEY,
                 )))  # fmt: skip
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         resp = stub.Txn(etcdrpc.TxnRequest(success=ops), timeout=timeout, metadata=md)
         results = iter(resp.responses)
 
@@ -374,7 +253,7 @@ class EtcdStore:
             sort_order=etcdrpc.RangeRequest.ASCEND,
             sort_target=etcdrpc.RangeRequest.CREATE,
         )
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         return [_kv(kv) for kv in stub.Range(req, timeout=timeout, metadata=md).kvs]
 
     def watch_deletes(
@@ -392,26 +271,26 @@ class EtcdStore:
         holding it open and silent, and the next watch goes to another endpoint.
         """
         try:
-            md, _ = self._prepare(self._conn.rpc_timeout if timeout is None else timeout)
+            md, _ = self._link.prepare(self._conn.rpc_timeout if timeout is None else timeout)
             return _DeleteWatch(
-                self._stub(etcdrpc.WatchStub),
+                self._link.stub(etcdrpc.WatchStub),
                 keys,
                 start_revision,
                 [*md, _REQUIRE_LEADER],
                 on_fire,
-                self._rotate,
+                self._link.rotate,
             )
         except grpc.RpcError as exc:
-            raise self._failed(_translate("watch", exc)) from None
+            raise self._link.failed(_translate("watch", exc)) from None
         except StoreUnavailable:
-            self._rotate()
+            self._link.rotate()
             raise
 
     # -- plain keys ----------------------------------------------------------------------------
 
     @_rpc("get")
     def get(self, key: str, *, timeout: float) -> KeyInfo | None:
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         kvs = stub.Range(etcdrpc.RangeRequest(key=key.encode()), timeout=timeout, metadata=md).kvs
         return _kv(kvs[0]) if kvs else None
 
@@ -429,19 +308,19 @@ class EtcdStore:
             else etcdrpc.RangeRequest.ASCEND,
             sort_target=etcdrpc.RangeRequest.KEY,
         )
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         return [_kv(kv) for kv in stub.Range(req, timeout=timeout, metadata=md).kvs]
 
     @_rpc("put")
     def put(self, key: str, value: bytes, *, timeout: float) -> None:
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         stub.Put(etcdrpc.PutRequest(key=key.encode(), value=value), timeout=timeout, metadata=md)
 
     @_rpc("delete")
     def delete(self, key: str, *, timeout: float, prefix: bool = False) -> int:
         k = key.encode()
         req = etcdrpc.DeleteRangeRequest(key=k, range_end=_prefix_end(k) if prefix else b"")
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         return int(stub.DeleteRange(req, timeout=timeout, metadata=md).deleted)
 
     @_rpc("guarded_put")
@@ -457,7 +336,7 @@ class EtcdStore:
         lease: int = 0,
     ) -> bool:
         w = Guarded(guard_key, guard_revision, tuple(puts), tuple(absent), tuple(deletes))
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         return bool(stub.Txn(_guarded(w, lease), timeout=timeout, metadata=md).succeeded)
 
     @_rpc("guarded_puts")
@@ -467,7 +346,7 @@ class EtcdStore:
             raise StoreUnavailable("guarded_puts", f"{ops} operations; at most {MAX_TXN_OPS}")
         if not writes:
             return []
-        stub, md, timeout = self._kvs(timeout)
+        stub, md, timeout = self._link.kvs(timeout)
         if len(writes) == 1:  # a Txn of its own, as guarded_put sends it
             return [bool(stub.Txn(_guarded(writes[0]), timeout=timeout, metadata=md).succeeded)]
         resp = stub.Txn(_nested(writes), timeout=timeout, metadata=md)
@@ -477,8 +356,8 @@ class EtcdStore:
 
     @_rpc("status")
     def server_version(self, *, timeout: float) -> str:
-        md, timeout = self._prepare(timeout)
-        stub = self._stub(etcdrpc.MaintenanceStub)
+        md, timeout = self._link.prepare(timeout)
+        stub = self._link.stub(etcdrpc.MaintenanceStub)
         return str(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).version)
 
     @_rpc("status")
@@ -486,16 +365,16 @@ class EtcdStore:
         """The backend database size, in bytes, of the member this client talks to (Maintenance
         Status). It grows with every revision until compaction and defragmentation; at etcd's
         ``--quota-backend-bytes`` the cluster raises NOSPACE and refuses every write."""
-        md, timeout = self._prepare(timeout)
-        stub = self._stub(etcdrpc.MaintenanceStub)
+        md, timeout = self._link.prepare(timeout)
+        stub = self._link.stub(etcdrpc.MaintenanceStub)
         return int(stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md).dbSize)
 
     @_rpc("status")
     def db_status(self, *, timeout: float) -> tuple[int, int | None]:
         """The backend database size and etcd's own quota (``--quota-backend-bytes``), in
         bytes; the quota is None where etcd does not report it (before 3.6)."""
-        md, timeout = self._prepare(timeout)
-        stub = self._stub(etcdrpc.MaintenanceStub)
+        md, timeout = self._link.prepare(timeout)
+        stub = self._link.stub(etcdrpc.MaintenanceStub)
         resp = stub.Status(etcdrpc.StatusRequest(), timeout=timeout, metadata=md)
         quota = varint_field(resp.SerializeToString(), DB_SIZE_QUOTA_FIELD)
         return int(resp.dbSize), (quota or None)
@@ -504,7 +383,7 @@ class EtcdStore:
     def member_count(self, *, timeout: float) -> int:
         """How many members the cluster has (Cluster MemberList). With more than one, an etcd
         leader's failure costs an election: up to twice the election timeout without a leader."""
-        md, timeout = self._prepare(timeout)
-        stub = self._stub(etcdrpc.ClusterStub)
+        md, timeout = self._link.prepare(timeout)
+        stub = self._link.stub(etcdrpc.ClusterStub)
         resp = stub.MemberList(etcdrpc.MemberListRequest(), timeout=timeout, metadata=md)
         return len(resp.members)

@@ -1,9 +1,9 @@
 """The etcd adapter's wire: what etcd's answers mean, key ranges, and the delete-watch stream.
 
-Part of the adapter (``election/etcd.py``, which imports it; the two are the only modules that
-import etcd3 or grpc): the error translation in one place (:func:`_translate`, into the port's
-two kinds), the protobuf helpers, and :class:`_DeleteWatch`. :class:`~.etcd.EtcdStore` keeps
-the connections and the calls.
+Part of the adapter (``election/etcd.py``, which imports it, and ``etcd_channels.py``: the only
+modules that import etcd3 or grpc): the error translation in one place (:func:`_translate`, into
+the port's two kinds), the protobuf helpers, and :class:`_DeleteWatch`.
+:class:`~.etcd_channels.Channels` keeps the connections, :class:`~.etcd.EtcdStore` the calls.
 """
 
 from __future__ import annotations

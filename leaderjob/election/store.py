@@ -1,8 +1,9 @@
 """The storage port: the few etcd operations leaderjob needs, as a small protocol.
 
-``election/etcd.py`` is the one real adapter (with ``etcd_wire.py``, the only modules that import
-etcd3 or grpc); ``election/memory.py`` is an in-memory fake for unit tests. Every method that
-talks to the server takes a ``timeout``: no call may outlive the local deadline.
+``election/etcd.py`` is the one real adapter (with ``etcd_channels.py`` and ``etcd_wire.py``, the
+only modules that import etcd3 or grpc); ``election/memory.py`` is an in-memory fake for unit
+tests. Every method that talks to the server takes a ``timeout``: no call may outlive the local
+deadline.
 
 Errors are translated at the adapter's edge into two kinds: :class:`StoreUnavailable` (try again,
 maybe through another endpoint) and :class:`StoreRejected` (the server said no for a reason that

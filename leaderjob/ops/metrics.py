@@ -41,7 +41,7 @@ _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 def build_labels() -> tuple[str, str, str]:
     """(version, python, etcd_client) of this process, without importing the etcd client
-    (only election/etcd.py does): the installed distribution's metadata."""
+    (only the election/etcd*.py adapter does): the installed distribution's metadata."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 

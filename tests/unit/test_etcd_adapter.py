@@ -19,6 +19,7 @@ import pytest
 
 from leaderjob.config import Connection
 from leaderjob.election import etcd as adapter
+from leaderjob.election import etcd_channels, etcd_wire
 from leaderjob.election.etcd import EtcdStore
 from leaderjob.election.store import StoreRejected, StoreUnavailable
 
@@ -128,7 +129,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Server:
     for stub in (KVStub, AuthStub, WatchStub):
         monkeypatch.setattr(stub, "server", srv, raising=False)
         monkeypatch.setattr(adapter.etcdrpc, stub.__name__, stub)
-    monkeypatch.setattr(adapter, "time", srv.clock)
+    monkeypatch.setattr(etcd_channels, "time", srv.clock)
     return srv
 
 
@@ -249,7 +250,7 @@ def test_a_client_certificate_refused_by_etcd_34_is_a_tls_failure() -> None:
         "Unwrap failed (TSI_DATA_CORRUPTED)",
     )
     err = adapter._translate("grant", exc)
-    assert isinstance(err, adapter._TLSUnavailable)
+    assert isinstance(err, etcd_wire._TLSUnavailable)
     assert "client certificate" in err.detail
 
 
@@ -264,7 +265,7 @@ def test_a_tcp_connect_cut_short_is_unavailable_not_a_tls_failure() -> None:
         "tcp handshaker shutdown",
     )
     err = adapter._translate("grant", exc)
-    assert isinstance(err, StoreUnavailable) and not isinstance(err, adapter._TLSUnavailable)
+    assert isinstance(err, StoreUnavailable) and not isinstance(err, etcd_wire._TLSUnavailable)
 
 
 def test_a_stub_is_made_once_per_channel_not_per_call(

@@ -36,3 +36,19 @@ def test_the_explorer_imports_nothing_of_the_command_line() -> None:
 def test_the_singleton_does_not_load_the_daemon() -> None:
     mods = loaded("import leaderjob.inprocess.singleton")
     assert "leaderjob.daemon" not in mods and "click" not in mods
+
+
+#: The etcd adapter's parts: the only modules that may import etcd3 or grpc (docs/architecture.md).
+ETCD_ADAPTER = {"election/etcd.py", "election/etcd_channels.py", "election/etcd_wire.py"}
+
+
+def test_only_the_etcd_adapter_imports_etcd3_or_grpc() -> None:
+    """Everything else reaches etcd through the storage port (election/store.py)."""
+    offenders = {
+        f"{rel}: {m}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if (rel := p.relative_to(PACKAGE).as_posix()) not in ETCD_ADAPTER
+        for m in _imports(p)
+        if m.split(".")[0] in ("etcd3", "grpc")
+    }
+    assert not offenders, sorted(offenders)
