@@ -35,7 +35,7 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import Publisher
 from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.starts import GuardianStarter, Starter
-from leaderjob.daemon.together import claim_together
+from leaderjob.daemon.together import start_together
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
@@ -109,6 +109,7 @@ class Daemon:
         #: How every job's runs start: under that guardian, unless told otherwise.
         self.starter = starter or GuardianStarter(self.wakeup, self.guardian)
         self.grouped = jobs is not None
+        self._turn = -1  # which job a group's pass starts with: each in turn
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
@@ -342,19 +343,10 @@ class Daemon:
         self.config = config_watch(self.store, self.s, jobs, log=self.log, metrics=self.metrics)
 
     def _start_jobs(self, finished: bool) -> Report:
-        order = list(self.runners.values())
-        self._turn = (getattr(self, "_turn", -1) + 1) % len(order)
-        order = order[self._turn :] + order[: self._turn]
-        reports: dict[str, Report] = {}
-        # The jobs whose next slot comes at once claim it together; then each in turn.
-        claim_together([r for r in order if self._may_start(r)], self.session, self.log)
-        for r in order:  # within what the election step left of the cycle's deadline
-            if self._may_start(r):
-                report = r.start_due()
-                if report is not None:
-                    reports[r.seat.job] = report
-        for r in order:  # the pass's starts are out: the bookkeeping they left
-            r.after_starts()
+        self._turn = (self._turn + 1) % len(self.runners)
+        order = list(self.runners.items())
+        order = order[self._turn :] + order[: self._turn]  # no job keeps the others waiting
+        reports = start_together(order, self._may_start, self.session, self.log)
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")

@@ -124,7 +124,7 @@ class Tenure:
     last_claimed: datetime | None = None
     #: The time slots are planned by: the wall clock, held back after a jump (planner.SlotClock).
     slot_clock: SlotClock = field(default_factory=SlotClock)
-    #: The next slot, claimed ahead of its start (Scheduling._claim_ahead), and the monotonic
+    #: The next slot, claimed ahead of its start (Ahead.claim), and the monotonic
     #: time its claim committed; ``ahead_tried``: the slot last tried (claimed or not), so a
     #: refused claim is not retried before its start; ``ahead_previous``: the newest claim
     #: before it (what ``state/last_slot`` goes back to if the claim is given back).

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
+from leaderjob.daemon.ahead import CLAIM_AHEAD
 from leaderjob.daemon.catchup import CatchUp
 from leaderjob.daemon.claims import Claims
 from leaderjob.daemon.context import JobContext
@@ -41,7 +42,7 @@ from leaderjob.daemon.model import (
     Tenure,
 )
 from leaderjob.daemon.runs import Runs
-from leaderjob.daemon.scheduling import CLAIM_AHEAD, Scheduling
+from leaderjob.daemon.scheduling import Scheduling
 from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.starts import Starter
 from leaderjob.daemon.switches import Switches
@@ -233,16 +234,16 @@ class Runner:
         """The claim this job would make ahead now, to be sent with others' (:mod:`.together`)."""
         if self.tenure is None:
             return None
-        return self.scheduling.claim_wanted(self.tenure)
+        return self.scheduling.ahead.claim_wanted(self.tenure)
 
     def claimed_together(self, slot: Slot, outcome: bool | StoreError) -> None:
         assert self.tenure is not None  # nothing ends a tenure between the two
-        self.scheduling.claimed_together(self.tenure, slot, outcome)
+        self.scheduling.ahead.claimed_together(self.tenure, slot, outcome)
 
     def give_back_ahead(self) -> None:
         """Leaving on purpose: give back a slot claimed ahead (see
-        :meth:`~leaderjob.daemon.scheduling.Scheduling.give_back_ahead`)."""
-        self.scheduling.give_back_ahead(self.tenure)
+        :meth:`~leaderjob.daemon.ahead.Ahead.give_back`)."""
+        self.scheduling.ahead.give_back(self.tenure)
 
     @property
     def idle(self) -> bool:
@@ -286,7 +287,7 @@ class Runner:
                 planning = tenure.slot_clock.peek(self.job.clock.wall(), now)
                 start = now + (slot.start_time - planning).total_seconds()
                 times.append(start)
-                if self.scheduling.may_claim_ahead(tenure):  # claimed ahead, once: no busy wake-ups
+                if self.scheduling.ahead.may_claim(tenure):  # claimed ahead, once: no busy wake-ups
                     times.append(start - CLAIM_AHEAD.total_seconds())
         if not tenure.ready:
             times.append(now + 0.2)

@@ -2,7 +2,7 @@
 requests instead of one each.
 
 Crontabs put many jobs on one instant (``0 * * * *``, midnight): every job of the daemon then
-wants to claim its next slot ahead (:meth:`~.scheduling.Scheduling.claim_wanted`) in the same
+wants to claim its next slot ahead (:meth:`~.ahead.Ahead.claim_wanted`) in the same
 pass of the loop. Their claims go to etcd in batches (:meth:`~leaderjob.election.store.Store.
 guarded_puts`): one Txn per batch, each claim in it a nested Txn of its own with its job's own
 compares — its leader key's create revision (the job's token), the slot absent, the job not
@@ -20,9 +20,10 @@ are made by each job's own path later in the cycle, or in the next one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
+from leaderjob.daemon.model import Report
 from leaderjob.daemon.session import Session
 from leaderjob.election.store import Guarded, StoreError, batches
 from leaderjob.schedule.planner import Slot
@@ -32,6 +33,36 @@ class Claimant(Protocol):
     def claim_wanted(self) -> tuple[Slot, Guarded] | None: ...
 
     def claimed_together(self, slot: Slot, outcome: bool | StoreError) -> None: ...
+
+
+class Due(Claimant, Protocol):
+    """A job of the pass (the daemon's runner)."""
+
+    def start_due(self) -> Report | None: ...
+
+    def after_starts(self) -> None: ...
+
+
+_D = TypeVar("_D", bound=Due)
+
+
+def start_together(
+    order: Sequence[tuple[str, _D]], may_start: Callable[[_D], bool], session: Session, log: Any
+) -> dict[str, Report]:
+    """One pass of a group's jobs, by name, in ``order``: the jobs that may start now whose next
+    slot comes at once claim it together, then each job that may start starts what is due, in
+    turn (within what the election step left of the cycle's deadline), then the bookkeeping the
+    starts left (old claims pruned), once every start of the pass is out. Each job's report."""
+    claim_together([r for _, r in order if may_start(r)], session, log)
+    reports: dict[str, Report] = {}
+    for name, r in order:
+        if may_start(r):
+            report = r.start_due()
+            if report is not None:
+                reports[name] = report
+    for _, r in order:
+        r.after_starts()
+    return reports
 
 
 def claim_together(claimants: Sequence[Claimant], session: Session, log: Any) -> int:

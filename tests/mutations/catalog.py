@@ -54,7 +54,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "give_back_refused_unrecorded",
         "L3",
-        "leaderjob/daemon/scheduling.py",
+        "leaderjob/daemon/ahead.py",
         "            self.history.not_run(slot.id, slot.fire_time, "
         '"missed", "skipped_leaving", tenure.token)\n',
         "",
@@ -63,7 +63,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "give_back_under_another_token",
         "S3",
-        "leaderjob/daemon/scheduling.py",
+        "leaderjob/daemon/ahead.py",
         """                ok = self.job.data.unclaim_slot(
                     own,
                     tenure.token,""",
