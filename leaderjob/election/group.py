@@ -13,10 +13,10 @@ docs/safety.md asks for:
    present, with our token, and no lower key exists (etcd #19597). If that read leaves no job of
    ours waiting, the watch it asks for (our own keys) is opened at the next step, once the
    caller has started the job (from the read's revision: a deletion in between is still seen).
-4. Renew the one lease every renew interval (keepalive traffic does not grow with the number of
-   jobs) and re-read all our keys in one Txn once per renew interval: keepalives alone are not
-   trusted on old etcd versions, and a watch is trusted for no longer than that (it can sit on a
-   member that lost its peers, silent, for as long as the partition lasts).
+4. Renew the one lease every renew interval (:class:`~.group_lease.GroupLease`) and re-read all
+   our keys in one Txn once per renew interval: keepalives alone are not trusted on old etcd
+   versions, and a watch is trusted for no longer than that (it can sit on a member that lost its
+   peers, silent, for as long as the partition lasts).
 5. That Txn is the only periodic request besides the keepalive (:class:`~.confirm_read.ConfirmRead`
    makes it): two operations per job, each led job's control prefix (:meth:`Group.read_along`)
    among them, so one request per period for up to ``MAX_PER_READ`` jobs. What rode along waits
@@ -28,9 +28,8 @@ each Txn of a split confirmation take what is left of it, so the next keepalive 
 A confirmation the budget cut short reads the rest first at the next step.
 
 A lost lease, a passed deadline or a failed confirm ends every tenure; a lost key ends one (that
-job campaigns again with a new key: a new, larger token). Abandoned leases are never renewed
-again; their revoke is deferred until the caller says the jobs of that lease are dead
-(:meth:`Group.release`), so a successor can never start while our job still runs.
+job campaigns again with a new key: a new, larger token). An abandoned lease is revoked only once
+the caller says its jobs are dead (:meth:`Group.release`).
 
 With ``single=True`` the group is one election on its own lease (:class:`~.elector.Elector`): a
 lost key abandons the lease, and the standing read is the single-key ``standing`` call.
@@ -46,6 +45,7 @@ from leaderjob.config import Timing
 from leaderjob.election.candidacies import Candidacies
 from leaderjob.election.confirm_read import ConfirmRead, Reading
 from leaderjob.election.deadline import Deadline, DeadlinePassed
+from leaderjob.election.group_lease import GroupLease
 from leaderjob.election.key_watch import KeyWatch
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import Query, Standing, Store, StoreError
@@ -82,6 +82,8 @@ class Group:
         self.rpc_timeout = rpc_timeout
         self.single = single
         self.machine = Machine(timing, single=single)
+        #: The one lease: its grant, its keepalive, the abandoned ones to revoke.
+        self.lease = GroupLease(store, self.machine, timing, clock, rpc_timeout)
         #: The jobs to campaign for, each with its election prefix.
         self.prefixes: dict[str, str] = {}
         #: Our key in each job's queue on the current lease, made and unmade.
@@ -94,11 +96,6 @@ class Group:
         self._recheck = False
         self._hold: Collection[str] = ()
         self._confirm_at = 0.0
-        self._next_campaign_at = 0.0
-        self._backoff = 0.0
-        self.to_revoke: list[int] = []
-        #: Monotonic time of the last etcd call that succeeded (for readiness).
-        self.last_contact: float | None = None
 
     # -- what to campaign for ---------------------------------------------------------------------
 
@@ -163,6 +160,14 @@ class Group:
         return self.machine.leading()
 
     @property
+    def to_revoke(self) -> list[int]:
+        return self.lease.to_revoke
+
+    @property
+    def last_contact(self) -> float | None:
+        return self.lease.last_contact
+
+    @property
     def step_budget(self) -> float:
         """etcd time one step may spend on the renew path: half a renew interval, so the next
         keepalive is never more than that late."""
@@ -182,7 +187,7 @@ class Group:
         if self.machine.phase is not Phase.IDLE:
             times.append(self._confirm_at)
         if self.machine.lease is None and may_campaign:
-            times.append(self._next_campaign_at)
+            times.append(self.lease.next_grant_at)
         return min(times)
 
     # -- the step ---------------------------------------------------------------------------
@@ -203,7 +208,7 @@ class Group:
         now = self.clock.monotonic()
         self._note(out, self.check(now))
         if self.machine.lease is None:
-            if may_campaign and now >= self._next_campaign_at:
+            if may_campaign and now >= self.lease.next_grant_at:
                 self._campaign(out)
             return out
         dl = deadline or self.step_deadline()
@@ -239,14 +244,7 @@ class Group:
 
     def release(self) -> list[StoreError]:
         """Best-effort revoke of abandoned leases (call only when their jobs are dead)."""
-        errors: list[StoreError] = []
-        while self.to_revoke:
-            lease_id = self.to_revoke.pop()
-            try:
-                self.store.revoke(lease_id, timeout=min(1.0, self.rpc_timeout))
-            except StoreError as exc:
-                errors.append(exc)  # it expires on its own within the TTL
-        return errors
+        return self.lease.release()
 
     def close(self) -> None:
         self.watch.cancel()
@@ -254,26 +252,17 @@ class Group:
     # -- internals --------------------------------------------------------------------------
 
     def _campaign(self, out: Outcome) -> None:
-        sent_at = self.clock.monotonic()
-        try:
-            # Bounded by the renew interval: a campaign stuck on a dead endpoint must not hold the
-            # loop (signals, health) for the whole RPC timeout; the next try uses another member.
-            grant = self.store.grant(
-                int(self.timing.ttl), timeout=min(self.rpc_timeout, self.timing.renew_interval)
-            )
-        except StoreError as exc:
-            out.errors.append(exc)
-            self._back_off(sent_at)
+        granted = self.lease.grant(out.errors)
+        if granted is None:
             return
-        self.last_contact = self.clock.monotonic()
-        out.transitions.append(self.machine.granted(grant.lease_id, grant.ttl, sent_at))
-        # The keys: each call within the RPC timeout, and all before D.
-        deadline = self.machine.deadline
-        assert deadline is not None
-        dl = Deadline(deadline, deadline - sent_at, self.clock.monotonic)
+        out.transitions.append(granted)
+        # The keys: each call within the RPC timeout, and all before D (from the grant's send).
+        lease, deadline = self.machine.lease, self.machine.deadline
+        assert lease is not None and deadline is not None
+        dl = Deadline(deadline, deadline - lease.last_ok_sent, self.clock.monotonic)
         if not self._create_keys(out, [j for j in self.prefixes if j not in self._hold], dl):
             return
-        self._backoff = 0.0
+        self.lease.campaigned()
         self._recheck = True
         if self.keys:
             # A renewal's budget: a read lost in a blackhole must not hold up the first renewal.
@@ -300,32 +289,17 @@ class Group:
         )
         if failed is not None:
             self._note(out, self._after(self.machine.key_lost()))
-            self._back_off(self.clock.monotonic())
+            self.lease.back_off(self.clock.monotonic())
             return False
         return True
 
     def _renew(self, out: Outcome, dl: Deadline) -> None:
-        lease = self.machine.lease
-        assert lease is not None
-        sent_at = self.clock.monotonic()  # read just before sending: the deadline counts from here
-        try:
-            # The step's budget, half an interval: a keepalive lost in a blackhole leaves time
-            # for a retry.
-            ttl = self.store.keepalive(
-                lease.lease_id, timeout=dl.timeout("keepalive", self.rpc_timeout)
-            )
-        except StoreError as exc:
-            out.errors.append(exc)
-            out.keepalive_result = "failed"
-            failed_at = self.clock.monotonic()
-            self._note(out, self._after(self.machine.renew_failed(failed_at, sent_at=sent_at)))
-            return
-        now = self.clock.monotonic()
-        self.last_contact = now
-        out.keepalive_latency = now - sent_at
-        out.keepalive_result = "ok" if ttl > 0 else "expired"
-        out.renewed = ttl > 0
-        self._note(out, self._after(self.machine.renewed(sent_at, ttl, now)))
+        k = self.lease.keepalive(dl)
+        if k.error is not None:
+            out.errors.append(k.error)
+        out.keepalive_result, out.keepalive_latency = k.result, k.latency
+        out.renewed = k.result == "ok"
+        self._note(out, self._after(k.transition))
 
     def _query(self, job: str) -> Query:
         leading = self.machine.phase_of(job) is Phase.LEADING
@@ -361,7 +335,7 @@ class Group:
         if complete:
             self._recheck = False
         now = self.clock.monotonic()
-        self.last_contact = now
+        self.lease.last_contact = now
         self._note(out, self.check(now))
         if self.machine.lease is None:
             return
@@ -439,15 +413,8 @@ class Group:
             self.candidacies.clear()
             self.reads.readings.clear()
             if t.reason is not Reason.LEASE_EXPIRED:
-                self.to_revoke.append(t.lease_id)
+                self.lease.to_revoke.append(t.lease_id)
         return t
-
-    def _back_off(self, now: float) -> None:
-        # Capped at the renew interval too (and so well under the TTL): once etcd is back after
-        # an outage, a back-off must not add more than that to the failover (L1).
-        cap = min(5.0, self.timing.renew_interval)
-        self._backoff = min(cap, max(0.2, self._backoff * 2))
-        self._next_campaign_at = now + self._backoff
 
     @staticmethod
     def _note(out: Outcome, t: Transition | None) -> None:

@@ -87,7 +87,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "keepalive_reply_time",
         "S6",
-        "leaderjob/election/group.py",
+        "leaderjob/election/group_lease.py",
         "self.machine.renewed(sent_at, ttl, now)",
         "self.machine.renewed(now, ttl, now)",
         (SEND_TIME,),
@@ -95,7 +95,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(  # the same mutation, judged by the stateful search alone: it must find it
         "keepalive_reply_time_found_by_search",
         "S6",
-        "leaderjob/election/group.py",
+        "leaderjob/election/group_lease.py",
         "self.machine.renewed(sent_at, ttl, now)",
         "self.machine.renewed(now, ttl, now)",
         ("tests/unit/test_election_stateful.py",),
@@ -103,7 +103,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "grant_reply_time",
         "S6",
-        "leaderjob/election/group.py",
+        "leaderjob/election/group_lease.py",
         "self.machine.granted(grant.lease_id, grant.ttl, sent_at)",
         "self.machine.granted(grant.lease_id, grant.ttl, self.clock.monotonic())",
         (SEND_TIME,),
@@ -185,7 +185,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "grant_asked_ttl_not_granted",
         "S6",
-        "leaderjob/election/group.py",
+        "leaderjob/election/group_lease.py",
         "grant.ttl, sent_at)",
         "self.timing.ttl, sent_at)",
         (CALLERS,),
