@@ -220,8 +220,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "leave_without_revoke",
         "L2",
         "leaderjob/daemon/leaving.py",
-        "        self.session.release()\n        # History records queued",
-        "        # History records queued",
+        "        # our key to go (L2); our runs are dead, so it may go now (S1).\n"
+        "        self.session.release()\n",
+        "        # our key to go (L2); our runs are dead, so it may go now (S1).\n",
         (CALLERS,),
     ),
     # -- the loop: the deadline first (S6) ----------------------------------------------------
