@@ -13,24 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.faults.checker import check
-
-BASE = "/t/grp"
-
-
-def _key(t: float, job: str, lease: str, rev: int, owner: str) -> dict[str, Any]:
-    return {
-        "t": t, "kind": "key.put", "key": f"{BASE}/jobs/{job}/leader/{lease}",
-        "create_revision": rev, "mod_revision": rev, "version": 1, "lease": int(lease, 16),
-        "value": owner,
-    }  # fmt: skip
-
-
-def _claim(t: float, job: str, slot: str, rev: int, token: int) -> dict[str, Any]:
-    return {
-        "t": t, "kind": "key.put", "key": f"{BASE}/jobs/{job}/slots/{slot}",
-        "create_revision": rev, "mod_revision": rev, "version": 1, "lease": 0,
-        "value": {"slot": slot, "token": token, "identity": "x", "status": "running"},
-    }  # fmt: skip
+from tests.unit.test_checker_jobs import BASE, _claim, _key
 
 
 def _daemon(t: float, pod: str, event: str, **fields: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def test_many_jobs_acquired_in_one_step_publish_one_snapshot_l4(
     """L4: the snapshot covers every job, so building it per transition costs jobs² work in
     the step that acquires them all (a thousand jobs: seconds with the lease unrenewed). The
     step's transitions are applied, then published once, and probes see every job leading."""
-    built = _counted(monkeypatch)
+    built = counted_snapshots(monkeypatch)
     clock = Clock()
     jobs = tuple(f"j{i:02d}" for i in range(40))
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=jobs)
@@ -38,7 +38,8 @@ def test_many_jobs_acquired_in_one_step_publish_one_snapshot_l4(
 _BIG = tuple(f"j{i:02d}" for i in range(snapshot_mod.THROTTLE_FROM))
 
 
-def _counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def counted_snapshots(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every snapshot built from now on, by the action it was built for."""
     built: list[str] = []
     real = snapshot_mod.snapshot
 
@@ -57,7 +58,7 @@ def test_after_each_cycle_a_group_s_snapshot_is_built_whole_at_most_every_publis
     starts) refresh the snapshot's liveness fields only; it is built whole once PUBLISH_EVERY
     has passed, and the loop wakes by CATCH_UP should nothing else wake it. A leadership change,
     or a caller that asks, builds it whole at once. A small group is built whole every cycle."""
-    built = _counted(monkeypatch)
+    built = counted_snapshots(monkeypatch)
     clock = Clock()
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=_BIG)
     d.cycle()
@@ -90,7 +91,7 @@ def test_the_loop_throttles_the_snapshot_it_publishes_after_each_cycle(
 ) -> None:
     """The caller's half: ``serve`` publishes after each cycle through the throttle. Six
     cycles 0.1 s apart build the snapshot whole twice (at 0.25 s and 0.5 s), not six times."""
-    built = _counted(monkeypatch)
+    built = counted_snapshots(monkeypatch)
     clock = Clock()
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=_BIG)
     d.cycle()

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 import leaderjob.daemon as daemon_pkg
 from leaderjob import cli
 from leaderjob.clock import FakeClock
-from leaderjob.daemon import snapshot as snapshot_mod
 from leaderjob.daemon.applier import Applier
 from leaderjob.daemon.reload import Reloader
 from leaderjob.daemon.spread import Spreader
+from tests.unit.test_daemon_acquire_many import counted_snapshots
 from tests.unit.test_daemon_jobs import _Gate, group_daemon, world
 
 __all__ = ["world"]  # the fake-clock group world of test_daemon_jobs, a fixture
@@ -105,14 +105,7 @@ def test_a_daemon_nobody_observes_builds_no_snapshot(
     """The snapshot is what the HTTP endpoints read; with ``--metrics-addr off`` there are none,
     and a pass builds no snapshot (a tenth of a pass's CPU). Observed, every pass builds one."""
     g, started = world
-    built: list[str] = []
-    real = snapshot_mod.snapshot
-
-    def counting(daemon: Any, action: str) -> dict[str, Any]:
-        built.append(action)
-        return real(daemon, action)
-
-    monkeypatch.setattr(snapshot_mod, "snapshot", counting)
+    built = counted_snapshots(monkeypatch)
     d = group_daemon(g.store, g.clock, "a")
     d.observed = False
     g.daemons["a"] = d
