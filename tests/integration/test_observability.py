@@ -280,7 +280,9 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
     (each run's two pings with the same rid) and runs the on-failure command with its context;
     the URL (a secret) is in no log line and the notifications are counted."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.harness.endpoint import QuietServer
 
     secret = "0d9a3c0e-ping-secret"
     paths: list[str] = []
@@ -298,7 +300,7 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
         def log_message(self, format: str, *args: Any) -> None:
             del format, args
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = QuietServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/{secret}"
     flag, told = tmp_path / "ran-once", tmp_path / "told"

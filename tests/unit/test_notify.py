@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from leaderjob.ops import notify, ping_lanes, pings
 from leaderjob.ops.metrics import Metrics
 from leaderjob.ops.notify import Notifier, NotifySettings, output_tail, ping_url, redact_url
 from leaderjob.schedule import parse_schedule
+from tests.harness.endpoint import QuietServer
 
 SECRET = "6f1c1d7e-0b0a-4b55-9d2b-secretcheck"
 
@@ -294,8 +295,7 @@ class PingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 del format, args
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{SECRET}"
 

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ import structlog
 from leaderjob.ops import pings
 from leaderjob.ops.notify import Notifier, NotifySettings
 from leaderjob.ops.ping_lanes import LANE_CAP, Lanes, Ping
+from tests.harness.endpoint import QuietServer
 
 #: A healthy job's ping leaves within this of its event, whatever other endpoints do.
 BOUND = 1.0
@@ -226,7 +227,8 @@ class Endpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.arrived.append((self.path, time.monotonic()))
-                time.sleep(delay)
+                if owner.closed.wait(delay):
+                    return  # the endpoint closed first: no answer to give
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -237,20 +239,21 @@ class Endpoint:
                 del format, args
 
         self.open: list[socket.socket] = []  # the connections being answered
+        self.closed = threading.Event()
 
-        class Server(ThreadingHTTPServer):
+        class Server(QuietServer):
             def process_request(self, request: Any, client_address: Any) -> None:
                 owner.open.append(request)
                 super().process_request(request, client_address)
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/check"
 
     def close(self) -> None:
         """Stop listening and cut the connections still waiting for an answer, so that no ping
         is left in flight."""
+        self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         for conn in self.open:
