@@ -180,7 +180,9 @@ class Guardian:
         if run is not None:
             self.due_at = min(self.due_at, run.deadline - run.grace)
 
-    def handle(self, msg: dict[str, Any]) -> None:
+    def handle(self, msg: dict[str, Any], signals: list[Any]) -> None:
+        """One message; the signals it asks for go into ``signals`` (sent together by
+        :meth:`signal`)."""
         if "start" in msg:
             self.start(msg)
             return
@@ -190,12 +192,19 @@ class Guardian:
         if "deadline" in msg:
             run.deadline = max(run.deadline, float(msg["deadline"]))
         if "stop" in msg:
-            self.table.signal_run(run, signal.SIGTERM, str(msg["stop"]))
+            signals.append((run, signal.SIGTERM, str(msg["stop"])))
             stop_kill = self.now() + run.grace
             run.stop_kill = stop_kill if run.stop_kill is None else min(run.stop_kill, stop_kill)
             self.due_at = min(self.due_at, run.stop_kill)
         if "kill" in msg:
-            self.table.signal_run(run, signal.SIGKILL, str(msg["kill"]))
+            signals.append((run, signal.SIGKILL, str(msg["kill"])))
+
+    def signal(self, signals: list[Any]) -> None:
+        """Send what the messages handled asked for, every run in one sweep (a stop of a
+        thousand runs looks at the processes below us once, not once per run)."""
+        if signals:
+            self.table.signal_runs(signals)
+            signals.clear()
 
     def handle_all(self, msgs: list[dict[str, Any]]) -> None:
         """What one read brought, the messages that protect runs first: every extension, stop
@@ -208,6 +217,7 @@ class Guardian:
         read follows that start, in the order they came."""
         starting = {str(m["start"]) for m in msgs if "start" in m}
         later: dict[str, list[dict[str, Any]]] = {}
+        signals: list[Any] = []
         for msg in msgs:
             if "start" in msg:
                 continue
@@ -215,7 +225,8 @@ class Guardian:
             if key in starting and key not in self.table.runs:
                 later.setdefault(key, []).append(msg)
             else:
-                self.handle(msg)
+                self.handle(msg, signals)
+        self.signal(signals)
         if not starting:
             return
         self.deadlines()
@@ -223,7 +234,8 @@ class Guardian:
             if "start" in msg:
                 self.start(msg)
                 for control in later.pop(str(msg["start"]), ()):
-                    self.handle(control)
+                    self.handle(control, signals)
+                self.signal(signals)
                 if self.now() >= self.due_at:
                     self.deadlines()
                 self.launcher.answer_execs()
@@ -269,9 +281,11 @@ class Guardian:
         return 0
 
     def deadlines(self) -> float:
-        """Signal what is due; the time until the next thing is due."""
+        """Signal what is due, every run due now in one sweep; the time until the next thing is
+        due."""
         now = self.now()
         until = 3600.0
+        signals: list[Any] = []
         for run in self.table.runs.values():
             if run.returncode is not None:
                 continue
@@ -280,21 +294,25 @@ class Guardian:
             if run.stop_kill is not None:
                 kill_at = min(kill_at, run.stop_kill)
             if now >= kill_at:
-                self.table.signal_run(
-                    run, signal.SIGKILL, "deadline" if run.stop_kill is None else "grace"
-                )
+                if not run.killed:
+                    reason = "deadline" if run.stop_kill is None else "grace"
+                    signals.append((run, signal.SIGKILL, reason))
                 until = min(until, 0.05)  # until it is reaped
-            elif now >= term_at:
-                self.table.signal_run(run, signal.SIGTERM, "deadline")
+                continue
+            if now >= term_at and not run.termed and not run.killed:
+                signals.append((run, signal.SIGTERM, "deadline"))
             if not run.killed:
                 nxt = kill_at if run.termed or now >= term_at else term_at
                 until = min(until, max(0.0, nxt - now))
+        self.signal(signals)
         self.due_at = now + until
         return until
 
     def finish(self) -> None:
         """Runs whose main process exited: SIGKILL what they left behind; report once all of
-        it is reaped and the output reached EOF (or TAIL_WAIT passed)."""
+        it is reaped and the output reached EOF (or TAIL_WAIT passed). One look at the
+        processes below us serves every run that ended in this turn."""
+        sight = None
         for run in list(self.table.runs.values()):
             if run.returncode is None:
                 continue
@@ -302,7 +320,11 @@ class Guardian:
             if not self.launcher.answered(run) or run.key not in self.table.runs:
                 continue
             if run.ended_at is None:
-                if self.table.orphans() and self.table.sweep(run, signal.SIGKILL, strays=True):
+                if sight is None and self.table.orphans():
+                    sight = self.table.sight()
+                if sight is not None and self.table.sweep(
+                    run, signal.SIGKILL, strays=True, sight=sight
+                ):
                     continue  # swept again next turn, SWEEP_PAUSE later
                 run.ended_at = self.now()
             for name in list(run.pipes):

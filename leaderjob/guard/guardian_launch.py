@@ -175,4 +175,3 @@ class Launcher:
         for run in list(self.table.runs.values()):
             if run.pending is not None:
                 self.answered(run)
-

@@ -61,6 +61,29 @@ class Run:
         return out
 
 
+class Sight:
+    """The processes below the guardian at one moment (every process a run may own is: we are
+    the jobs' subreaper, so no scan of ``/proc``), indexed once for every run looked at in the
+    same turn: children by parent, the groups, the orphans (children of ours that are no run's
+    main process) and their markers, read once each."""
+
+    def __init__(self, me: int, procs: dict[int, tuple[int, int]], mains: set[int]) -> None:
+        self.procs = procs
+        self.children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in procs.items():
+            self.children.setdefault(ppid, []).append(pid)
+        self.groups: dict[int, list[int]] = {}
+        for pid in proctree.below(me, procs):
+            self.groups.setdefault(procs[pid][1], []).append(pid)
+        self.orphans = [p for p in self.children.get(me, ()) if p not in mains]
+        self._markers: dict[int, str | None] = {}
+
+    def marker(self, pid: int) -> str | None:
+        if pid not in self._markers:
+            self._markers[pid] = proctree.marker_of(pid)
+        return self._markers[pid]
+
+
 class RunTable:
     """The guardian's table of runs and what it does to them: signals, reaping, copying their
     output, their end. ``me`` is the guardian's pid; ``send`` writes one report to the daemon."""
@@ -75,59 +98,86 @@ class RunTable:
 
     # -- signals ------------------------------------------------------------------------------
 
-    def members(self, run: Run, procs: dict[int, tuple[int, int]], strays: bool) -> list[int]:
-        """The run's processes now: its main process and everything below it, its group, and
-        orphans marked as the run's or in its group (``strays``: unknown orphans too)."""
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
+    def sight(self) -> Sight:
+        """The processes below us now, indexed for every run signalled in the same turn."""
+        mains = {r.pid for r in self.runs.values() if r.pid}
+        return Sight(self.me, proctree.processes_below(self.me), mains)
+
+    def members(self, run: Run, sight: Sight, strays: bool) -> list[int]:
+        """The run's processes as ``sight`` saw them: its main process and everything below it,
+        its group, and orphans marked as the run's or in its group (``strays``: unknown orphans
+        too)."""
+        procs = sight.procs
         roots = [run.pid] if run.pid in procs else []
-        mains = {r.pid for r in self.runs.values()}
-        for pid in children.get(self.me, ()):
-            if pid in mains:
-                continue
+        for pid in sight.orphans:
             if pid in run.members or procs[pid][1] == run.pid:
                 roots.append(pid)
                 continue
-            owner = proctree.marker_of(pid)
+            owner = sight.marker(pid)
             if owner == run.key:
                 run.members.add(pid)
                 roots.append(pid)
             elif strays and (owner is None or owner not in self.runs):
                 roots.append(pid)
-        below = set(
-            proctree.below(self.me, procs)
-        )  # a group id matches only below us (pids are reused)
-        found = [p for p in below if run.pid and procs[p][1] == run.pid]
+        # A group id matches only below us (pids are reused).
+        found = list(sight.groups.get(run.pid, ())) if run.pid else []
         todo = list(roots)
         while todo:
             pid = todo.pop()
             found.append(pid)
-            todo += children.get(pid, ())
+            todo += sight.children.get(pid, ())
         return [p for p in dict.fromkeys(found) if p != self.me]
 
     def signal_run(self, run: Run, sig: signal.Signals, reason: str | None) -> None:
         """Signal the run's group and every process of it; report it once per signal kind."""
+        self.signal_runs([(run, sig, reason)])
+
+    def signal_runs(self, batch: list[tuple[Run, signal.Signals, str | None]]) -> None:
+        """Signal several runs at once (a thousand reaching one ``D``, a stop of every run):
+        every run's group first, then one look at the processes below us for all of them, then
+        each run's other processes, then the reports, once per run and signal kind. A look per
+        run made the last of a thousand runs at one ``D`` die tens of seconds after it."""
+        todo = [(run, sig, reason) for run, sig, reason in batch if self._first(run, sig)]
+        if not todo:
+            return
+        for run, sig, _ in todo:
+            self._signal_group(run, sig)
+        sight = self.sight()
+        for run, sig, _ in todo:
+            self._signal_members(run, sig, sight, strays=False)
+        for run, sig, reason in todo:
+            if reason is not None:
+                self.send(run=run.key, signal=sig.name, reason=reason)
+
+    @staticmethod
+    def _first(run: Run, sig: signal.Signals) -> bool:
+        """Whether ``sig`` is news for ``run`` (a KILL once, a TERM once and not after a KILL);
+        notes it."""
         if sig is signal.SIGKILL:
             if run.killed:
-                return
+                return False
             run.killed = True
         elif sig is signal.SIGTERM:
             if run.termed or run.killed:
-                return
+                return False
             run.termed = True
-        self.sweep(run, sig, strays=False)
-        if reason is not None:
-            self.send(run=run.key, signal=sig.name, reason=reason)
+        return True
 
-    def sweep(self, run: Run, sig: signal.Signals, strays: bool) -> int:
+    def sweep(self, run: Run, sig: signal.Signals, strays: bool, sight: Sight | None = None) -> int:
         """Signal the run's group and every process of it now (``strays``: unknown orphans
-        too); how many processes were found."""
+        too); how many processes were found. ``sight``: the processes seen this turn (None:
+        look now)."""
+        self._signal_group(run, sig)
+        return self._signal_members(run, sig, sight or self.sight(), strays)
+
+    @staticmethod
+    def _signal_group(run: Run, sig: signal.Signals) -> None:
         if run.pid and run.returncode is None:  # its main process unreaped: the group is ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, sig)
-        # Every process it looks at is below us (we are the jobs' subreaper): no scan of /proc.
-        found = self.members(run, proctree.processes_below(self.me), strays)
+
+    def _signal_members(self, run: Run, sig: signal.Signals, sight: Sight, strays: bool) -> int:
+        found = self.members(run, sight, strays)
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -196,9 +246,9 @@ class RunTable:
 
     def kill_everything(self, reason: str) -> None:
         """SIGKILL every run and every descendant until none is left, reaping them all."""
-        for run in self.runs.values():
-            if run.returncode is None:
-                self.signal_run(run, signal.SIGKILL, reason)
+        self.signal_runs(
+            [(run, signal.SIGKILL, reason) for run in self.runs.values() if run.returncode is None]
+        )
         pause = SWEEP_PAUSE
         while True:
             self.reap()

@@ -564,3 +564,51 @@ def test_the_guardian_loads_no_grpc_nor_etcd3(driven):
         assert lib not in maps, f"the guardian loaded {lib}"
     threads = len(os.listdir(f"/proc/{driven.proc.pid}/task"))
     assert threads == 1, f"the guardian runs {threads} threads: it forks jobs"
+
+
+def _many(d: Driven, n: int, argv: list[str], deadline: float, grace: float) -> list[int]:
+    """Start ``n`` runs of ``argv`` in one write, all with one ``D``; their pids once all
+    are exec'd."""
+    msgs = [{"start": f"m{i}", "argv": argv, "env": dict(os.environ), "deadline": deadline,
+             "grace": grace} for i in range(n)]  # fmt: skip
+    d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in msgs))
+    return [int(d.until("started", run=f"m{i}", timeout=60)["started"]) for i in range(n)]  # type: ignore[index]
+
+
+#: Runs at once in the tests of many runs: a look at the processes per run made the last of
+#: 200 die 3.5 s after their D, of 500 25 s after it.
+MANY = 300
+
+
+def test_many_runs_at_one_deadline_are_all_killed_by_it_s6(tmp_path):
+    """S6 with one guardian for every run: three hundred runs that ignore SIGTERM reach the
+    same ``D`` (a lease lost with every job running). Each is SIGKILLed by then: the guardian
+    signals every run due in one turn with one look at the processes below it, where a look
+    per run left the last of them alive seconds after ``D``."""
+    d = Driven()
+    try:
+        deadline = time.monotonic() + 6.0
+        pids = _many(d, MANY, _sh("trap '' TERM; exec sleep 300"), deadline, grace=1.0)
+        assert time.monotonic() < deadline - 1.5, "the runs took too long to start to test this"
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        alive = _all_dead(pids, timeout=0.5)
+        assert alive == [], f"{len(alive)} of {MANY} runs alive 0.5 s after their D"
+    finally:
+        d.cleanup()
+
+
+def test_a_stop_of_many_runs_in_one_read_reaches_each_at_once_s6(tmp_path):
+    """S6 (and a prompt handover): the daemon stops every run at once (its lease lost, or it
+    leaves): three hundred stops in one read. Each run's SIGTERM goes out in the same turn, so
+    all are dead well within their grace — not one after another, a look at the processes
+    below the guardian per run."""
+    d = Driven()
+    try:
+        pids = _many(d, MANY, ["sleep", "300"], time.monotonic() + 120, grace=30.0)
+        t0 = time.monotonic()
+        d.send_raw(b"".join((json.dumps({"run": f"m{i}", "stop": "asked"}) + "\n").encode()
+                            for i in range(MANY)))  # fmt: skip
+        alive = _all_dead(pids, timeout=1.0)
+        assert alive == [], f"{len(alive)} of {MANY} runs alive {time.monotonic() - t0:.1f} s after"
+    finally:
+        d.cleanup()
