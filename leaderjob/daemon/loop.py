@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.applier import Applier
+from leaderjob.daemon.attention import Attention
 from leaderjob.daemon.fingerprints import config_watch
 from leaderjob.daemon.gates import Checkers
 from leaderjob.daemon.leaving import Leaving
@@ -110,6 +111,8 @@ class Daemon:
         self.starter = starter or GuardianStarter(self.wakeup, self.guardian)
         self.grouped = jobs is not None
         self._turn = -1  # which job a group's pass starts with: each in turn
+        #: Which of a group's jobs a pass visits: those with something due, or news.
+        self.attention = Attention()
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
@@ -292,11 +295,14 @@ class Daemon:
             self._on_transition(t)
         # 2. What the guardian reported.
         finished = False
-        for r in self.runners.values():  # every runner, not up to the first that finished
-            finished = r.collect_runs() or finished
+        for name, r in self.runners.items():  # every runner, not up to the first that finished
+            ended, news = r.collect_runs()
+            finished = finished or ended
+            if news:
+                self.attention.note(name)
         self.starter.pump(self.clock.monotonic())  # answers came: more starts may go
-        if self.grouped:
-            self.policies.decide(leaving=self.leaving is not None)
+        if self.grouped and self.policies.decide(leaving=self.leaving is not None):
+            self.attention.everyone()
         # 3. Health: an unhealthy replica hands over and does not campaign.
         self.departure.apply_health(self.health, bool(self.runs))
         if self.leaving is not None:
@@ -304,6 +310,8 @@ class Daemon:
         # 4. Election: campaign, renew, confirm.
         out = self.session.step(may_campaign=self._may_campaign(), hold=self._held())
         self.session.note(out)
+        if out.read:  # the control switches ride on the read of the keys
+            self.attention.everyone()
         if self.fatal is not None:
             self.leaving = "fatal"
             return self.departure.step()
@@ -344,8 +352,9 @@ class Daemon:
 
     def _start_jobs(self, finished: bool) -> Report:
         self._turn = (self._turn + 1) % len(self.runners)
-        order = list(self.runners.items())
-        order = order[self._turn :] + order[: self._turn]  # no job keeps the others waiting
+        names = list(self.runners)
+        names = names[self._turn :] + names[: self._turn]  # no job keeps the others waiting
+        order = [(n, self.runners[n]) for n in self.attention.visit(names, self.clock.monotonic())]
         reports = start_together(order, self._may_start, self.session, self.log)
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
@@ -365,8 +374,10 @@ class Daemon:
     def next_wakeup(self, now: float) -> float:
         """Monotonic time the next cycle is due, unless something wakes the loop first."""
         until = self.elector.next_wakeup(now, self._may_campaign())
-        for r in self.runners.values():
-            until = min(until, r.next_wakeup(now, r.seat.leading and self.leaving is None))
+        for name, r in self.runners.items():
+            at = r.next_wakeup(now, r.seat.leading and self.leaving is None)
+            self.attention.woke(name, at)
+            until = min(until, at)
         if self.leaving is not None:
             until = min(until, now + 0.05)
         return min(until, self.publisher.due())
@@ -392,6 +403,7 @@ class Daemon:
 
     def _transition(self, t: Transition) -> None:
         self.transitions.apply(t)
+        self.attention.everyone()
 
     # -- what others see ------------------------------------------------------------------------
 

@@ -77,14 +77,17 @@ class Policies:
         if self.metrics is not None:
             self.metrics.config_reload_failures.labels(self.election).inc()
 
-    def decide(self, leaving: bool) -> None:
+    def decide(self, leaving: bool) -> bool:
         """The policies decide about the jobs; the applier carries it out (one path). While the
-        replica is ``leaving``, nothing spreads."""
+        replica is ``leaving``, nothing spreads. Whether anything was decided or under way
+        (then any job may have changed)."""
         a = self.applier
+        busy = bool(a.leaving or a.changes)
         self.checkers.start()
         if self.reloader is not None:
             decisions = self.reloader.tick(a.settings)
             if decisions is not None:
+                busy = busy or bool(decisions)
                 a.apply(decisions)
                 if decisions:  # compared anew with the others', republished under our lease
                     self.on_change(list(a.settings().values()))
@@ -98,3 +101,4 @@ class Policies:
             if move is not None:
                 moves.append(move)
         a.apply(moves)
+        return busy or bool(moves) or bool(a.leaving or a.changes)

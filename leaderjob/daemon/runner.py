@@ -295,8 +295,8 @@ class Runner:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def collect_runs(self) -> bool:
-        """Absorb the guardian's reports; True if a run finished."""
+    def collect_runs(self) -> tuple[bool, bool]:
+        """Absorb the guardian's reports: whether a run finished, whether any report came."""
         return self._runs.collect()
 
     def reconcile_runs(self) -> None:

@@ -98,13 +98,17 @@ class Runs:
                 remaining
             )
 
-    def collect(self) -> bool:
-        """Absorb the guardian's reports; True if a run finished."""
-        self.confirm()  # a start answered first: a run that ended had started, or had not
+    def collect(self) -> tuple[bool, bool]:
+        """Absorb the guardian's reports: whether a run finished, and whether any report came
+        (news for the loop's next pass, :mod:`.attention`)."""
+        # A start answered first: a run that ended had started, or had not.
+        news = self.confirm()
         finished = False
         for active in list(self.active):
             run = active.run
-            for ev in run.take_events():
+            events = run.take_events()
+            news = news or bool(events) or run.done
+            for ev in events:
                 if "signal" in ev:
                     self.job.log.warning(
                         "job.signalled", run_id=run.run_id, signal=ev["signal"], reason=ev["reason"]
@@ -128,7 +132,7 @@ class Runs:
                         pid=run.pid,
                         error=run.error,
                     )
-        return finished
+        return finished, news
 
     def _finished(self, active: ActiveRun) -> None:
         """A confirmed run ended: recorded; a service waits before its next run, a lock's exit
@@ -209,11 +213,14 @@ class Runs:
         report = self._answer(start)  # already known (a start that failed at once)?
         return report or Report("job_starting", {"run_id": run_id, "slot": slot})
 
-    def confirm(self) -> None:
+    def confirm(self) -> bool:
         """Read the answers that came to the starts requested (never waits): each confirmed
-        run is started (``job.started``), each failed one recorded as ``failed_to_start``."""
+        run is started (``job.started``), each failed one recorded as ``failed_to_start``.
+        Whether any answer came."""
+        before = len(self.starting)
         for start in list(self.starting):
             self._answer(start)
+        return len(self.starting) != before
 
     def confirm_by(self) -> float:
         """When the loop must look again at the starts still waiting for their answer: the

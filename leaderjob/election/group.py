@@ -60,6 +60,7 @@ class Outcome:
     renewed: bool = False
     keepalive_latency: float | None = None
     keepalive_result: str | None = None  # ok | failed | expired
+    read: bool = False  # the keys were read (what rides along with them too)
 
 
 class Group:
@@ -336,6 +337,7 @@ class Group:
             self._recheck = False
         now = self.clock.monotonic()
         self.lease.last_contact = now
+        out.read = True
         self._note(out, self.check(now))
         if self.machine.lease is None:
             return
