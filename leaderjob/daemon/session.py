@@ -13,7 +13,7 @@ It does not know jobs, schedules or processes: the runner asks it whether there 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, Waker
@@ -73,6 +73,9 @@ class Session:
         self._last_error: tuple[str, float] | None = None
         #: The deadline of this cycle's etcd calls, from its election step on (None before).
         self.deadline: Deadline | None = None
+        #: Whether start requests wait for room in the guardian's pipe (set by the daemon):
+        #: bookkeeping waits for them too.
+        self.starts_queued: Callable[[], bool] = lambda: False
 
     @property
     def machine(self) -> Machine:
@@ -163,8 +166,10 @@ class Session:
 
     def may_bookkeep(self) -> bool:
         """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while
-        at least half the cycle's budget is left."""
-        return self.budget_left() >= self.cycle_budget() / 2
+        at least half the cycle's budget is left. It yields to a burst's starts too: while
+        start requests wait to be sent, the loop's time goes to sending them (a thousand runs'
+        history records, one write each, held up the last starts of a burst by seconds)."""
+        return not self.starts_queued() and self.budget_left() >= self.cycle_budget() / 2
 
 
 class Seat:

@@ -87,6 +87,10 @@ class GuardianStarter:
         self.pump(now)
         return run
 
+    def queued(self) -> bool:
+        """Whether start requests wait here for room in the guardian's pipe."""
+        return bool(self.waiting)
+
     def pump(self, now: float) -> None:
         """Send the waiting start requests the guardian has room for (the loop calls this at
         every cycle: the guardian's answers make room)."""
