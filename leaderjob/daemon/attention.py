@@ -17,6 +17,10 @@ nothing to do. So a pass visits a job only when
 * the last full pass is :data:`FULL_EVERY` old: whatever a source of news above misses waits
   that long at most.
 
+The wake-up times are kept between passes, so the loop asks again only the jobs whose time may
+have moved (:meth:`Attention.stale`: those visited or with news since, every job after a change
+for all or a full pass) and takes the earliest of the others as it was (:meth:`Attention.earliest`).
+
 Skipping a job only delays what it would start; nothing it enforces lives here (deadline
 extensions, timeouts and the guardian's reports are handled for every job at every cycle).
 Pure: the caller hands it the time and the names.
@@ -39,18 +43,36 @@ class Attention:
         self._news: set[str] = set()
         self._everyone = True
         self._full_at = -math.inf
+        #: Jobs whose wake-up time may have moved since it was recorded (None: every job).
+        self._stale: set[str] | None = None
 
     def note(self, job: str) -> None:
         """News for ``job`` (a report of one of its runs): the next pass visits it."""
         self._news.add(job)
+        if self._stale is not None:
+            self._stale.add(job)
 
     def everyone(self) -> None:
         """Something may have changed for every job: the next pass visits them all."""
         self._everyone = True
+        self._stale = None
 
     def woke(self, job: str, at: float) -> None:
         """``job`` has nothing to do before ``at`` (monotonic), unless news comes."""
         self._wake[job] = at
+
+    def stale(self, job: str) -> bool:
+        """Whether ``job``'s wake-up time must be asked again (it may have moved)."""
+        return self._stale is None or job in self._stale or job not in self._wake
+
+    def settled(self) -> None:
+        """Every stale wake-up time was asked again (:meth:`woke`)."""
+        self._stale = set()
+
+    def earliest(self, jobs: Iterable[str]) -> float:
+        """The earliest wake-up time of ``jobs`` (-inf for one not known)."""
+        wake = self._wake
+        return min((wake.get(j, -math.inf) for j in jobs), default=math.inf)
 
     def visit(self, jobs: Iterable[str], now: float) -> list[str]:
         """The jobs (of ``jobs``, in their order) the pass at ``now`` visits. Each visited job's
@@ -61,9 +83,12 @@ class Attention:
             self._everyone = False
             self._full_at = now + self.full_every
             self._wake.clear()  # a job retired since is forgotten here too
+            self._stale = None
             return names
         wake = self._wake
         chosen = [j for j in names if j in news or wake.get(j, -math.inf) <= now]
         for job in chosen:
             wake.pop(job, None)
+        if self._stale is not None:
+            self._stale.update(chosen)
         return chosen

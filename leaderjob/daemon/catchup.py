@@ -129,7 +129,7 @@ class CatchUp:
         if tenure.last_claimed is not None:
             ahead = max(0.0, (tenure.last_claimed - wall).total_seconds())
         if self.job.metrics is not None:
-            self.job.metrics.clock_skew.labels(self.job.election, self.job.s.election).set(ahead)
+            self.job.gauge("clock_skew").set(ahead)
         if ahead > self.job.planner.deadline.total_seconds():
             self.job.log.warning(
                 "schedule.clock_skew",

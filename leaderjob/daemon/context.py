@@ -10,7 +10,7 @@ once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock
@@ -37,3 +37,15 @@ class JobContext:
     metrics: Metrics | None = None
     #: Unix time this replica last saw the job suspended (0: never); the freshness alert's.
     suspended_seen: float = 0.0
+    #: The job's own series of the gauges set at every pass, looked up once (a label lookup
+    #: costs more than the set).
+    _series: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    def gauge(self, name: str) -> Any:
+        """The job's series of the gauge ``name`` of its metrics (there must be metrics)."""
+        assert self.metrics is not None
+        key = (name, self.election, self.s.election)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = getattr(self.metrics, name).labels(*key[1:])
+        return found

@@ -204,6 +204,10 @@ class Daemon:
             return self.runner.runs
         return [a for r in self.runners.values() for a in r.runs]
 
+    def _running(self) -> bool:
+        """Whether any job's run goes on (without building the list of every run)."""
+        return any(r.runs for r in self.runners.values())
+
     @property
     def tenure(self) -> Tenure | None:
         return self.runner.tenure
@@ -306,7 +310,7 @@ class Daemon:
         if self.grouped and self.policies.decide(leaving=self.leaving is not None):
             self.attention.everyone()
         # 3. Health: an unhealthy replica hands over and does not campaign.
-        self.departure.apply_health(self.health, bool(self.runs))
+        self.departure.apply_health(self.health, self._running())
         if self.leaving is not None:
             return self.departure.step()
         # 4. Election: campaign, renew, confirm.
@@ -332,7 +336,7 @@ class Daemon:
             reading=self.session.group.shared_readings.get("fingerprints"),
         )
         if self.elector.phase is not Phase.LEADING:
-            if not self.runs and self.elector.to_revoke:
+            if not self._running() and self.elector.to_revoke:
                 self.session.release()
             return Report("job_finished" if finished else self.elector.phase.value)
         # 5. Leading: keep the guardian's deadlines in step with the lease; enforce timeouts.
@@ -376,10 +380,15 @@ class Daemon:
     def next_wakeup(self, now: float) -> float:
         """Monotonic time the next cycle is due, unless something wakes the loop first."""
         until = self.elector.next_wakeup(now, self._may_campaign())
+        # A group's jobs whose wake-up time may have moved are asked (every job while leaving,
+        # or of a single job: its pass is not the attention's).
+        a = self.attention
+        every = self.leaving is not None or not self.grouped
         for name, r in self.runners.items():
-            at = r.next_wakeup(now, r.seat.leading and self.leaving is None)
-            self.attention.woke(name, at)
-            until = min(until, at)
+            if every or a.stale(name):
+                a.woke(name, r.next_wakeup(now, r.seat.leading and self.leaving is None))
+        a.settled()
+        until = min(until, a.earliest(self.runners))
         if self.leaving is not None:
             until = min(until, now + 0.05)
         return min(until, self.publisher.due())

@@ -94,9 +94,7 @@ class Runs:
                 active.run.stop("timed_out")
         if self.job.metrics is not None and deadline is not None:
             remaining = max(0.0, deadline - now) if seat.leading else 0.0
-            self.job.metrics.deadline_remaining.labels(self.job.election, self.job.s.election).set(
-                remaining
-            )
+            self.job.gauge("deadline_remaining").set(remaining)
 
     def collect(self) -> tuple[bool, bool]:
         """Absorb the guardian's reports: whether a run finished, and whether any report came

@@ -77,7 +77,7 @@ class Scheduling:
         now = self.job.clock.monotonic()
         wall, jumped = tenure.slot_clock.observe(self.job.clock.wall(), now)
         if self.job.metrics is not None:
-            self.job.metrics.clock_step.labels(self.job.election, self.job.s.election).set(jumped)
+            self.job.gauge("clock_step").set(jumped)
         if jumped:
             self.job.log.warning(
                 "schedule.clock_step",

@@ -68,6 +68,27 @@ def test_the_order_of_the_pass_is_the_caller_s() -> None:
     assert a.visit(["c", "a", "b"], 0.0) == ["c", "a", "b"]
 
 
+def test_only_the_wake_up_times_that_may_have_moved_are_asked_again() -> None:
+    a = Attention(full_every=10.0)
+    jobs = ["x", "y", "z"]
+    a.visit(jobs, 0.0)
+    assert all(a.stale(j) for j in jobs)
+    for j in jobs:
+        a.woke(j, 5.0)
+    a.settled()
+    assert not any(a.stale(j) for j in jobs)
+    a.note("y")
+    assert [j for j in jobs if a.stale(j)] == ["y"]
+    assert a.visit(jobs, 1.0) == ["y"]
+    a.woke("y", 2.0)
+    a.settled()
+    assert a.earliest(jobs) == 2.0
+    assert a.visit(jobs, 2.0) == ["y"]
+    assert a.earliest(jobs) == float("-inf"), "y's time is unknown until asked again"
+    a.everyone()
+    assert all(a.stale(j) for j in jobs)
+
+
 # --- the joint: the daemon hands it the real values ------------------------------------------
 
 #: One busy job among idle ones (a slot a year): the idle ones have nothing due in the test.
@@ -105,18 +126,33 @@ def _count_visits(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return visits
 
 
+def _count_asked(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Each job's wake-up time asked, by job."""
+    asked: Counter[str] = Counter()
+    real = Runner.next_wakeup
+
+    def counted(self: Runner, now: float, leading: bool) -> float:
+        asked[self.job.s.election] += 1
+        return real(self, now, leading)
+
+    monkeypatch.setattr(Runner, "next_wakeup", counted)
+    return asked
+
+
 def test_a_busy_job_s_passes_leave_the_idle_jobs_alone_and_run_every_slot_on_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every second the busy job fires and its run reports twice (exec'd, ended): three or
-    more passes a second. The idle jobs are visited only by the full pass (once a second) and
-    after each read of the keys (once per renew interval) — and the busy job's slots all run,
-    each at its fire time: the wake-up time the daemon recorded for it is its real next slot."""
+    more passes a second. The idle jobs are visited, and their wake-up times asked, only by the
+    full pass (once a second) and after each read of the keys (once per renew interval) — and
+    the busy job's slots all run, each at its fire time: the wake-up time the daemon recorded
+    for it is its real next slot."""
     with fake_runs(monkeypatch) as (clock, started):
         d = _daemon(clock)
         run_for(d, 2.0)
         assert d.runners["busy"].tenure is not None
         visits = _count_visits(monkeypatch)
+        asked = _count_asked(monkeypatch)
         first = len(started)
         reports = run_for(d, 10.0)
         busy = [r for r in started[first:] if r.env["LEADERJOB_JOB"] == "busy"]
@@ -126,6 +162,7 @@ def test_a_busy_job_s_passes_leave_the_idle_jobs_alone_and_run_every_slot_on_tim
     # visit per pass without the rule.
     assert len(reports) >= 25
     assert all(visits[name] <= 12 for name in IDLE), visits
+    assert all(asked[name] <= 12 for name in IDLE), asked
     for r in busy:
         fired = datetime.strptime(r.slot, SLOT_FORMAT).replace(tzinfo=UTC)
         lag = (T0 + timedelta(seconds=r.started_at - 1000) - fired).total_seconds()
