@@ -110,7 +110,7 @@ class Daemon:
         #: How every job's runs start: under that guardian, unless told otherwise.
         self.starter = starter or GuardianStarter(self.wakeup, self.guardian)
         if isinstance(self.starter, GuardianStarter):
-            self.session.starts_queued = self.starter.queued
+            self.session.starts_pending = self.starter.pending
         self.grouped = jobs is not None
         self._turn = -1  # which job a group's pass starts with: each in turn
         #: Which of a group's jobs a pass visits: those with something due, or news.

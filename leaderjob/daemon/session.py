@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.metrics import Metrics
 
 
+#: Bookkeeping waits this long at most for the starts on their way (seconds): a stream of starts
+#: that never ends must not hold the history back until its backlog overflows.
+BOOKKEEPING_YIELDS = 3.0
+
 class Session:
     def __init__(
         self,
@@ -73,9 +77,10 @@ class Session:
         self._last_error: tuple[str, float] | None = None
         #: The deadline of this cycle's etcd calls, from its election step on (None before).
         self.deadline: Deadline | None = None
-        #: Whether start requests wait for room in the guardian's pipe (set by the daemon):
-        #: bookkeeping waits for them too.
-        self.starts_queued: Callable[[], bool] = lambda: False
+        #: Whether starts are on their way (requested, not answered yet; set by the daemon):
+        #: bookkeeping waits for them, BOOKKEEPING_YIELDS at most.
+        self.starts_pending: Callable[[], bool] = lambda: False
+        self._yielding_since: float | None = None
 
     @property
     def machine(self) -> Machine:
@@ -166,10 +171,19 @@ class Session:
 
     def may_bookkeep(self) -> bool:
         """Bookkeeping (history, pruning, publishing) yields to the keepalive: it only runs while
-        at least half the cycle's budget is left. It yields to a burst's starts too: while
-        start requests wait to be sent, the loop's time goes to sending them (a thousand runs'
-        history records, one write each, held up the last starts of a burst by seconds)."""
-        return not self.starts_queued() and self.budget_left() >= self.cycle_budget() / 2
+        at least half the cycle's budget is left. It yields to a burst's starts too, for
+        :data:`BOOKKEEPING_YIELDS` at most: while starts are on their way, the machine's time
+        goes to them (a thousand runs' history records, one write each, held up the last starts
+        of a burst by seconds)."""
+        if self.starts_pending():
+            now = self.clock.monotonic()
+            if self._yielding_since is None:
+                self._yielding_since = now
+            if now - self._yielding_since < BOOKKEEPING_YIELDS:
+                return False
+        else:
+            self._yielding_since = None
+        return self.budget_left() >= self.cycle_budget() / 2
 
 
 class Seat:

@@ -87,9 +87,13 @@ class GuardianStarter:
         self.pump(now)
         return run
 
-    def queued(self) -> bool:
-        """Whether start requests wait here for room in the guardian's pipe."""
-        return bool(self.waiting)
+    def pending(self) -> bool:
+        """Whether starts are on their way: waiting here for room in the guardian's pipe, or
+        the last one sent not answered yet and not given up on (the guardian answers roughly
+        in order: one look, not a scan of every start in flight)."""
+        if self.waiting:
+            return True
+        return bool(self.in_flight) and self.in_flight[-1].confirm() is None
 
     def pump(self, now: float) -> None:
         """Send the waiting start requests the guardian has room for (the loop calls this at

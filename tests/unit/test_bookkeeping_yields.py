@@ -1,20 +1,24 @@
 """Bookkeeping (history records, pruning, the schedule published) yields to a burst's starts:
-while start requests wait for room in the guardian's pipe, the loop sends them first. A
-thousand runs' records, one etcd write each, held up the last starts of a burst by seconds.
-The pure rule (``Session.may_bookkeep``) and the value the daemon hands it (its own starter's
-queue), on the fake clock."""
+while starts are on their way (queued for the guardian's pipe, or sent and not answered), the
+machine's time goes to them. A thousand runs' records, one etcd write each, held up the last
+starts of a burst by seconds. It yields for BOOKKEEPING_YIELDS at most: a stream of starts that
+never ends does not hold the history back until its backlog overflows. The pure rule
+(``Session.may_bookkeep``) and the value the daemon hands it (its own starter's state), on the
+fake clock."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+from leaderjob.daemon.session import BOOKKEEPING_YIELDS
 from leaderjob.daemon.starts import GuardianStarter
 from leaderjob.election.memory import MemoryStore
 from tests.unit.test_daemon_jobs import group_daemon
 from tests.unit.test_daemon_schedule import Clock
 
 
-def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_queued() -> None:
+def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_on_their_way() -> None:
     clock = Clock()
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
     d.cycle()
@@ -32,3 +36,23 @@ def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_queued() -> None:
     assert d.session.may_bookkeep()
     r.history.flush()
     assert not r.history._backlog
+
+
+def test_bookkeeping_waits_for_starts_a_few_seconds_at_most() -> None:
+    clock = Clock()
+    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
+    d.cycle()
+    starter = d.starter
+    assert isinstance(starter, GuardianStarter)
+    d.session.deadline = None  # between cycles: the whole budget
+    in_flight = SimpleNamespace(confirm=lambda: None)  # sent, not answered
+    starter.in_flight.append(in_flight)  # type: ignore[arg-type]
+    assert not d.session.may_bookkeep()
+    clock.advance(BOOKKEEPING_YIELDS - 0.1)
+    assert not d.session.may_bookkeep()
+    clock.advance(0.2)
+    assert d.session.may_bookkeep(), "the history waited for ever behind a stream of starts"
+    in_flight.confirm = lambda: True  # answered
+    assert d.session.may_bookkeep()
+    starter.in_flight.append(SimpleNamespace(confirm=lambda: None))  # type: ignore[arg-type]
+    assert not d.session.may_bookkeep(), "a new burst after a pause is yielded to again"
