@@ -72,18 +72,26 @@ class Runs:
         self.restart_at = 0.0
         #: ``leaderjob lock``'s exit code: its run's.
         self.exit_code = 0
+        #: The lease's deadline and our leadership as last reconciled.
+        self._reconciled: tuple[float | None, bool] = (None, False)
 
     def blocked(self) -> bool:
         """A pending run must wait: another run is active and runs may not overlap."""
         return bool(self.active) and self.job.s.concurrency != "allow"
 
     def reconcile(self) -> None:
-        """Keep the guardian's deadlines in step with the lease; enforce timeouts."""
+        """Keep the guardian's deadlines in step with the lease; enforce timeouts. The runs'
+        ``D`` and the remaining-time gauge move when the lease's deadline or our leadership
+        did (a renewal), not at every cycle: a burst's cycles come many times a second, and a
+        thousand jobs' gauges each time were a fifth of the loop."""
         seat = self.job.seat
         deadline = seat.deadline
         now = self.job.clock.monotonic()
+        leading = seat.leading
+        moved = (deadline, leading) != self._reconciled
+        self._reconciled = (deadline, leading)
         for active in self.active:
-            if deadline is not None and seat.leading:
+            if moved and deadline is not None and leading:
                 active.run.extend(deadline)
             if (
                 active.timeout_at is not None
@@ -92,8 +100,8 @@ class Runs:
             ):
                 self.job.log.warning("job.timed_out", run_id=active.run.run_id, slot=active.slot)
                 active.run.stop("timed_out")
-        if self.job.metrics is not None and deadline is not None:
-            remaining = max(0.0, deadline - now) if seat.leading else 0.0
+        if moved and self.job.metrics is not None and deadline is not None:
+            remaining = max(0.0, deadline - now) if leading else 0.0
             self.job.gauge("deadline_remaining").set(remaining)
 
     def collect(self) -> tuple[bool, bool]:

@@ -221,6 +221,10 @@ class Run:
         if g is None:
             events, self._events = self._events, []
             return events
+        if not self._events:
+            # Nothing yet, seen without the lock: an event added just after wakes the loop
+            # (the reader sets the waker after it), and the next collection takes it.
+            return []
         with g.lock:
             events, self._events = self._events, []
         return events
