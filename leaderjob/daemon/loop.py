@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
 from leaderjob.daemon.applier import Applier
-from leaderjob.daemon.attention import Attention
 from leaderjob.daemon.fingerprints import config_watch
 from leaderjob.daemon.gates import Checkers
+from leaderjob.daemon.group_pass import GroupPass
 from leaderjob.daemon.leaving import Leaving
 from leaderjob.daemon.model import ActiveRun, Report, Settings, Tenure
 from leaderjob.daemon.policies import Policies
@@ -36,7 +36,6 @@ from leaderjob.daemon.session import Seat, Session
 from leaderjob.daemon.snapshot import Publisher
 from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.starts import GuardianStarter, Starter
-from leaderjob.daemon.together import start_together
 from leaderjob.daemon.transitions import Transitions
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
@@ -112,13 +111,13 @@ class Daemon:
         if isinstance(self.starter, GuardianStarter):
             self.session.starts_pending = self.starter.pending
         self.grouped = jobs is not None
-        self._turn = -1  # which job a group's pass starts with: each in turn
-        #: Which of a group's jobs a pass visits: those with something due, or news.
-        self.attention = Attention()
         #: One runner per job (its tenure, runs, schedule, records), keyed by job name.
         self.runners: dict[str, Runner] = {}
         for job in jobs if jobs is not None else [settings]:
             self._add_runner(job.election if jobs is not None else DEFAULT, job)
+        #: The jobs' reports, a group's pass over what is due, and when they need the loop.
+        self.passes = GroupPass(self.runners, self.clock)
+        self.attention = self.passes.attention
         #: Begins and ends the jobs' tenures as the election's transitions say.
         self.transitions = Transitions(
             self.runners,
@@ -300,12 +299,7 @@ class Daemon:
         if t is not None:
             self._on_transition(t)
         # 2. What the guardian reported.
-        finished = False
-        for name, r in self.runners.items():  # every runner, not up to the first that finished
-            ended, news = r.collect_runs()
-            finished = finished or ended
-            if news:
-                self.attention.note(name)
+        finished = self.passes.collect()
         self.starter.pump(self.clock.monotonic())  # answers came: more starts may go
         if self.grouped and self.policies.decide(leaving=self.leaving is not None):
             self.attention.everyone()
@@ -357,11 +351,7 @@ class Daemon:
         self.config = config_watch(self.store, self.s, jobs, log=self.log, metrics=self.metrics)
 
     def _start_jobs(self, finished: bool) -> Report:
-        self._turn = (self._turn + 1) % len(self.runners)
-        names = list(self.runners)
-        names = names[self._turn :] + names[: self._turn]  # no job keeps the others waiting
-        order = [(n, self.runners[n]) for n in self.attention.visit(names, self.clock.monotonic())]
-        reports = start_together(order, self._may_start, self.session, self.log)
+        reports = self.passes.start(self._may_start, self.session, self.log)
         if reports:
             return Report("jobs", {job: rep.action for job, rep in reports.items()})
         return Report("job_finished" if finished else "leading")
@@ -380,15 +370,8 @@ class Daemon:
     def next_wakeup(self, now: float) -> float:
         """Monotonic time the next cycle is due, unless something wakes the loop first."""
         until = self.elector.next_wakeup(now, self._may_campaign())
-        # A group's jobs whose wake-up time may have moved are asked (every job while leaving,
-        # or of a single job: its pass is not the attention's).
-        a = self.attention
-        every = self.leaving is not None or not self.grouped
-        for name, r in self.runners.items():
-            if every or a.stale(name):
-                a.woke(name, r.next_wakeup(now, r.seat.leading and self.leaving is None))
-        a.settled()
-        until = min(until, a.earliest(self.runners))
+        staying = self.leaving is None
+        until = min(until, self.passes.wakeup(now, staying, every=not staying or not self.grouped))
         if self.leaving is not None:
             until = min(until, now + 0.05)
         return min(until, self.publisher.due())
