@@ -376,6 +376,63 @@ MUTATIONS: tuple[Mutation, ...] = (
         "while self.waiting:",
         ("tests/unit/test_starts_together.py",),
     ),
+    # -- a burst and many runs at once: the joints of this round's cuts ------------------------
+    Mutation(
+        "each_run_due_signalled_with_its_own_look",
+        "S6",
+        "leaderjob/guard/guardian_runs.py",
+        """        for run, sig, _ in todo:
+            self._signal_group(run, sig)
+        sight = self.sight()
+        for run, sig, _ in todo:
+            self._signal_members(run, sig, sight, strays=False)""",
+        """        for run, sig, _ in todo:
+            self._signal_group(run, sig)
+            self._signal_members(run, sig, self.sight(), strays=False)""",
+        ("tests/unit/test_guardian.py",),
+    ),
+    Mutation(
+        "every_job_visited_in_every_pass",
+        "L4",
+        "leaderjob/daemon/attention.py",
+        "        chosen = [j for j in names if j in news or wake.get(j, -math.inf) <= now]",
+        "        chosen = names",
+        ("tests/unit/test_attention.py",),
+    ),
+    Mutation(
+        "a_job_s_wake_up_time_recorded_late",
+        "L3",
+        "leaderjob/daemon/group_pass.py",
+        "                a.woke(name, r.next_wakeup(now, r.seat.leading and staying))",
+        "                a.woke(name, r.next_wakeup(now, r.seat.leading and staying) + 0.3)",
+        ("tests/unit/test_attention.py",),
+    ),
+    Mutation(
+        "a_run_s_report_not_news_for_its_job",
+        "L3",
+        "leaderjob/daemon/group_pass.py",
+        """            if news:
+                self.attention.note(name)""",
+        """            if False:
+                self.attention.note(name)""",
+        ("tests/unit/test_attention.py",),
+    ),
+    Mutation(
+        "bookkeeping_ignores_the_starts_on_their_way",
+        "L3",
+        "leaderjob/daemon/session.py",
+        "        if self.starts_pending():",
+        "        if False:",
+        ("tests/unit/test_bookkeeping_yields.py",),
+    ),
+    Mutation(
+        "a_run_s_d_extended_only_once",
+        "S6",
+        "leaderjob/daemon/runs.py",
+        "        moved = (deadline, leading) != self._reconciled",
+        "        moved = self._reconciled == (None, False)",
+        ("tests/unit/test_callers.py",),
+    ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(
         "singleton_run_token_off",
