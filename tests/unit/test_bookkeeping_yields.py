@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from leaderjob.daemon import Daemon
 from leaderjob.daemon.session import BOOKKEEPING_YIELDS
 from leaderjob.daemon.starts import GuardianStarter
 from leaderjob.election.memory import MemoryStore
@@ -18,12 +19,18 @@ from tests.unit.test_daemon_jobs import group_daemon
 from tests.unit.test_daemon_schedule import Clock
 
 
-def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_on_their_way() -> None:
-    clock = Clock()
+def _leading(clock: Clock) -> tuple[Daemon, GuardianStarter]:
+    """A group daemon after its first cycle, between cycles, and its own starter."""
     d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
     d.cycle()
-    starter = d.starter
-    assert isinstance(starter, GuardianStarter)
+    d.session.deadline = None  # between cycles: the whole budget
+    assert isinstance(d.starter, GuardianStarter)
+    return d, d.starter
+
+
+def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_on_their_way() -> None:
+    clock = Clock()
+    d, starter = _leading(clock)
     assert d.session.may_bookkeep()
     queued: Any = (object(), clock.monotonic() + 5)
     starter.waiting.append(queued)
@@ -40,11 +47,7 @@ def test_bookkeeping_waits_while_the_daemon_s_own_starts_are_on_their_way() -> N
 
 def test_bookkeeping_waits_for_starts_a_few_seconds_at_most() -> None:
     clock = Clock()
-    d = group_daemon(MemoryStore(clock), clock, "a", jobs=("j1", "j2"))
-    d.cycle()
-    starter = d.starter
-    assert isinstance(starter, GuardianStarter)
-    d.session.deadline = None  # between cycles: the whole budget
+    d, starter = _leading(clock)
     in_flight = SimpleNamespace(confirm=lambda: None)  # sent, not answered
     starter.in_flight.append(in_flight)  # type: ignore[arg-type]
     assert not d.session.may_bookkeep()
