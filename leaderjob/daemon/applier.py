@@ -141,10 +141,14 @@ class Applier:
         for name, c in list(self.changes.items()):
             if name in self.leaving:
                 continue  # after the hand-over
-            if self._between_runs(name, "reconfigured" if c.stop else None):
+            # A slot claimed ahead is a run on its way: it starts under the settings it was
+            # claimed under, on its one claim (S3). Given back here, the new plan claimed it
+            # again and ran it: two claims of one slot.
+            if self._between_runs(name, "reconfigured" if c.stop else None) and not (
+                self._claimed_ahead(name)
+            ):
                 del self.changes[name]
                 r = self.runners[name]
-                r.give_back_ahead()  # claimed under the old settings
                 r.reconfigure(c.settings)
                 self.checkers.sync(name, c.settings.health)
 
@@ -157,6 +161,10 @@ class Applier:
             for active in r.runs:
                 active.run.stop(stop)
         return not r.runs
+
+    def _claimed_ahead(self, name: str) -> bool:
+        r = self.runners.get(name)
+        return r is not None and r.tenure is not None and r.tenure.ahead is not None
 
     def _hand_over(self, name: str, d: HandOver | Retire) -> None:
         """The job's run is dead: give its claim ahead back, then leave or step back."""

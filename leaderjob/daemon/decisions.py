@@ -60,7 +60,8 @@ class Retire:
 @dataclass(frozen=True)
 class Reconfigure:
     """``job`` takes ``settings`` between runs (``stop``: stop its run first: a service's run
-    never ends on its own). Slots already claimed are never run again."""
+    never ends on its own). A slot claimed ahead counts as a run on its way: it starts under
+    the old settings first. Slots already claimed are never run again."""
 
     job: str
     settings: Settings

@@ -433,6 +433,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        moved = self._reconciled == (None, False)",
         ("tests/unit/test_callers.py",),
     ),
+    Mutation(
+        "a_reload_does_not_wait_for_the_slot_claimed_ahead",
+        "S3",
+        "leaderjob/daemon/applier.py",
+        """            if self._between_runs(name, "reconfigured" if c.stop else None) and not (
+                self._claimed_ahead(name)
+            ):""",
+        """            if self._between_runs(name, "reconfigured" if c.stop else None):""",
+        ("tests/unit/test_reload_ahead.py",),
+    ),
     # -- the in-process singleton hands its run the token (S2) -------------------------------
     Mutation(
         "singleton_run_token_off",
