@@ -148,27 +148,7 @@ class Guardian:
         """Read what the daemon sent: all the pipe holds now, up to :data:`CTL_READ`, so that
         every control waiting behind a burst of starts is applied before them
         (:meth:`handle_all`); None on EOF (the daemon is gone)."""
-        got = 0
-        while got < CTL_READ:
-            try:
-                chunk = os.read(self.ctl, tail.CHUNK)
-            except BlockingIOError:
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:
-                if got:
-                    break  # what came first is handled; the EOF is read again next turn
-                return None
-            self.buf += chunk
-            got += len(chunk)
-        if not got:
-            return []
-        # A line that is not a JSON object raises: the caller treats it as its own failure.
-        *lines, self.buf = self.buf.split(b"\n")
-        msgs = [guardian_wire.decode(line) for line in lines if line.strip()]
-        if not all(isinstance(m, dict) for m in msgs):
-            raise ValueError(f"not a message: {lines!r}")
+        msgs, self.buf = guardian_wire.read_messages(self.ctl, self.buf, CTL_READ, tail.CHUNK)
         return msgs
 
     def ctl_closed(self) -> bool:

@@ -12,6 +12,8 @@ Standard library only: the guardian runs as ``python -S`` and loads this file be
 
 from __future__ import annotations
 
+import os
+
 #: typing is left unloaded (tens of milliseconds and about a MiB): annotations stay strings.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,3 +65,34 @@ except ImportError:  # pragma: no cover - CPython has _json
 
     def decode(line: bytes) -> Any:
         return json.loads(line)
+
+
+def read_messages(
+    fd: int, buf: bytes, limit: int, chunk: int
+) -> tuple[list[dict[str, Any]] | None, bytes]:
+    """The whole messages a non-blocking pipe holds now (read ``chunk`` bytes at a time, up to
+    ``limit``), after ``buf`` (what an earlier read left of a line); with what is left of the
+    last line. None for the messages at end of file (the writer is gone) when nothing came
+    first: what came first is handled, and the end of file is read again next time. A line
+    that is not a JSON object raises ValueError."""
+    got = 0
+    while got < limit:
+        try:
+            data = os.read(fd, chunk)
+        except BlockingIOError:
+            break
+        except OSError:
+            data = b""
+        if not data:
+            if got:
+                break
+            return None, buf
+        buf += data
+        got += len(data)
+    if not got:
+        return [], buf
+    *lines, buf = buf.split(b"\n")
+    msgs = [decode(line) for line in lines if line.strip()]
+    if not all(isinstance(m, dict) for m in msgs):
+        raise ValueError(f"not a message: {lines!r}")
+    return msgs, buf
