@@ -69,6 +69,10 @@ Run = guardian_runs.Run
 SWEEP_PAUSE = guardian_runs.SWEEP_PAUSE
 #: What one turn reads of the control pipe at most: the size the daemon grows the pipe to.
 CTL_READ = 1 << 20
+#: The starts of one read are forked this many at a time, back to back (each fork's pages are
+#: copied again by whatever the guardian does before the next one), the execs that happened
+#: meanwhile reported between two such runs of forks.
+START_CHUNK = 8
 #: After a run's processes are all gone, its output pipes get this long to reach EOF.
 TAIL_WAIT = 0.5
 
@@ -155,16 +159,12 @@ class Guardian:
         """True once the daemon's end of the control channel is closed; reads nothing."""
         return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in self.ctl_poll.poll(0))
 
-    def start(self, msg: dict[str, Any]) -> None:
-        run = self.launcher.start(msg)
-        if run is not None:
-            self.due_at = min(self.due_at, run.deadline - run.grace)
-
     def handle(self, msg: dict[str, Any], signals: list[Any]) -> None:
         """One message; the signals it asks for go into ``signals`` (sent together by
         :meth:`signal`)."""
         if "start" in msg:
-            self.start(msg)
+            for started in self.launcher.start_all([msg], lambda run: None):
+                self.due_at = min(self.due_at, started.deadline - started.grace)
             return
         run = self.table.runs.get(str(msg.get("run")))
         if run is None or run.returncode is not None:
@@ -190,11 +190,12 @@ class Guardian:
         """What one read brought, the messages that protect runs first: every extension, stop
         and kill of a run already started is applied before any start of the same read is
         forked (a burst of starts must not hold up the deadline the daemon just moved), then the
-        deadlines are checked, then the starts in order, the deadlines checked again after each
-        one (a fork never delays another run's TERM or KILL; the check is a comparison with the
-        earliest time something is due, the whole table scanned only then), and the execs that
-        happened meanwhile reported as they come. A control for a run whose start is in the same
-        read follows that start, in the order they came."""
+        deadlines are checked, then the starts in order, forked :data:`START_CHUNK` at a time
+        back to back, the deadlines checked again after each fork (a fork never delays another
+        run's TERM or KILL; the check is a comparison with the earliest time something is due,
+        the whole table scanned only then), and the execs that happened meanwhile reported
+        between two such runs of forks. A control for a run whose start is in the same read
+        follows that start's fork, in the order they came."""
         starting = {str(m["start"]) for m in msgs if "start" in m}
         later: dict[str, list[dict[str, Any]]] = {}
         signals: list[Any] = []
@@ -210,15 +211,19 @@ class Guardian:
         if not starting:
             return
         self.deadlines()
-        for msg in msgs:
-            if "start" in msg:
-                self.start(msg)
-                for control in later.pop(str(msg["start"]), ()):
-                    self.handle(control, signals)
-                self.signal(signals)
-                if self.now() >= self.due_at:
-                    self.deadlines()
-                self.launcher.answer_execs()
+
+        def between(run: Run) -> None:
+            for control in later.pop(run.key, ()):
+                self.handle(control, signals)
+            self.signal(signals)
+            if self.now() >= self.due_at:
+                self.deadlines()
+
+        starts = [m for m in msgs if "start" in m]
+        for at in range(0, len(starts), START_CHUNK):
+            for run in self.launcher.start_all(starts[at : at + START_CHUNK], between):
+                self.due_at = min(self.due_at, run.deadline - run.grace)
+            self.launcher.answer_execs()
 
     # -- the loop -----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The guardian's starts: a run's fork, the check before its exec, and its answer.
 
-A start forks the job's process and goes on (:func:`leaderjob.guard.guardian_spawn.fork`); the
+A start forks the job's process and goes on (:class:`leaderjob.guard.guardian_spawn.Spawn`); the
 run is in the table from then on, so its deadline, a stop or the daemon's end reach its process
 even before its exec. The answer comes on the run's answer pipe, which the event loop
 (:mod:`leaderjob.guard.guardian`) polls: :meth:`Launcher.answered` reports ``started``, or why the
@@ -84,49 +84,84 @@ class Launcher:
             return "not started: the daemon gave up waiting for the start"
         return None
 
-    def start(self, msg: dict[str, Any]) -> Run | None:
-        """Fork the run's job and go on: its answer (exec'd, or why not) is read as it comes
-        (:meth:`answered`), so no start waits for another's exec. The run, now in the table
-        (None: the fork itself failed, and that was reported)."""
+    def start_all(
+        self, msgs: list[dict[str, Any]], between: Callable[[Run], None]
+    ) -> list[Run]:
+        """Fork the runs' jobs and go on: each answer (exec'd, or why not) is read as it comes
+        (:meth:`answered`), so no start waits for another's exec. Every start is prepared
+        first (its record, environment, pipes, the file to exec: looked up once per command),
+        then the forks follow one another with only ``between`` after each (it is handed the
+        run just forked, now in the table: its controls, the deadlines), then each run's pipes
+        are set up. The runs now in the table, in order (a run that could not be forked was
+        reported and is not among them)."""
+        paths: dict[tuple[str, str | None], str | None] = {}
+        ready = []
+        for msg in msgs:
+            prepared = self._prepare(msg, paths)
+            if prepared is not None:
+                ready.append(prepared)
+        forked = []
+        for run, spawn, pipes in ready:
+            try:
+                run.pending = spawn.fork()
+            except OSError as exc:
+                self._failed(run.key, spawn.argv0, pipes, exc)
+                continue
+            run.pid = run.pending.pid
+            self.table.runs[run.key] = run
+            forked.append((run, pipes))
+            if self.stall_after_fork:
+                time.sleep(self.stall_after_fork)
+            between(run)
+        for run, pipes in forked:
+            for name, p in zip(tail.STREAMS, pipes, strict=True):
+                if p is not None:
+                    os.close(p[1])  # EOF comes when the job and all it started are gone
+                    os.set_blocking(p[0], False)
+                    run.pipes[name] = p[0]
+            self.spawning.append(run)
+        return [run for run, _ in forked]
+
+    def _prepare(
+        self, msg: dict[str, Any], paths: dict[tuple[str, str | None], str | None]
+    ) -> tuple[Run, guardian_spawn.Spawn, list[Any]] | None:
+        """A start's run, its fork made ready, its output pipes (None: it cannot be forked,
+        and that was reported)."""
         key = str(msg["start"])
         deadline = float(msg["deadline"])
         run = Run(key, deadline, float(msg["grace"]), float(msg.get("start_by", deadline)))
         argv = [str(a) for a in msg["argv"]]
         env = {str(k): str(v) for k, v in dict(msg["env"]).items()}
         env[proctree.MARKER] = key
-        cwd = msg.get("cwd")
-        pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
+        pipes: list[Any] = []
         try:
-            pending = guardian_spawn.fork(
+            pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
+            spawn = guardian_spawn.Spawn(
                 argv,
                 env,
-                cwd,
+                msg.get("cwd"),
                 (pipes[0] and pipes[0][1], pipes[1] and pipes[1][1]),
                 # The last check, in the job's process immediately before exec: a start request
                 # that arrived late (the daemon gone, D near) or a slow fork never becomes a job.
                 check=lambda: self.refusal(run) is None,
                 reset=self.not_default,
                 stall=self.stall_before_exec,
+                paths=paths,
             )
         except OSError as exc:
-            for p in pipes:
-                for fd in p or ():
-                    os.close(fd)
-            why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"  # the fork itself failed
-            self.send(run=key, error=why, exited=None)
+            self._failed(key, argv[0], pipes, exc)
             return None
-        for name, p in zip(tail.STREAMS, pipes, strict=True):
-            if p is not None:
-                os.close(p[1])  # EOF comes when the job and all it started are gone
-                os.set_blocking(p[0], False)
-                run.pipes[name] = p[0]
-        run.pid = pending.pid
-        run.pending = pending
-        self.table.runs[key] = run
-        self.spawning.append(run)
-        if self.stall_after_fork:
-            time.sleep(self.stall_after_fork)
-        return run
+        return run, spawn, pipes
+
+    def _failed(self, key: str, argv0: str, pipes: list[Any], exc: OSError) -> None:
+        """The start could not be forked (out of descriptors or processes): reported, its pipes
+        closed."""
+        for p in pipes:
+            for fd in p or ():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        why = f"cannot start {argv0!r}: {exc.strerror or exc}"
+        self.send(run=key, error=why, exited=None)
 
     def answer_execs(self) -> None:
         """Report the answers already there, oldest start first, up to the first still on its
@@ -167,7 +202,9 @@ class Launcher:
             self.table.runs.pop(run.key, None)
             self.send(run=run.key, error=why, exited=None)
             return True
-        self.send(run=run.key, started=run.pid)
+        # When the exec was seen, on the deadline clock the daemon reads too: its report may be
+        # read later than that (a burst of reports, a busy daemon), and the job runs from here.
+        self.send(run=run.key, started=run.pid, at=self.now())
         return True
 
     def settle(self) -> None:

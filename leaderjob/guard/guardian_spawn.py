@@ -135,6 +135,58 @@ class Pending:
         raise OSError(code, os.strerror(code), self.cwd if step == b"cwd" else self.argv0)
 
 
+class Spawn:
+    """One job's process, ready to be forked: everything a fork needs worked out before it (the
+    file to exec, the answer pipe, the descriptors to close), so that a burst's forks follow
+    each other with as little of the guardian's own work between them as possible (each fork
+    marks every page of ours copy-on-write again while a job's process still shares it: the
+    guardian's work between two forks is paid for in copied pages)."""
+
+    __slots__ = ("args", "argv0", "cwd", "err_r", "err_w")
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        out: tuple[int | None, int | None],
+        *,
+        check: Callable[[], bool],
+        reset: list[int],
+        stall: float = 0.0,
+        paths: dict[tuple[str, str | None], str | None] | None = None,
+    ) -> None:
+        path = resolve(argv[0], env, paths)
+        self.err_r, self.err_w = os.pipe()  # both close on exec
+        # Every descriptor of ours is close-on-exec already; the job's process closes any other
+        # anyway, up to the highest ever open (a loop to the limit is slow where close_range is
+        # not): listed once, then raised by the descriptors handed in, not listed at every start.
+        top = max(_top(), self.err_r, self.err_w, *(fd for fd in out if fd is not None)) + 1
+        self.argv0 = argv[0]
+        self.cwd = cwd
+        self.args = (path, argv, env, cwd, out, check, reset, stall, os.getpid(), self.err_w, top)
+
+    def fork(self) -> Pending:
+        """Fork the process that becomes the job; returned at once, before its exec (its
+        outcome: :class:`Pending`). OSError: the fork failed (the answer pipe is closed)."""
+        try:
+            pid = os.fork()
+        except OSError:
+            self.close()
+            raise
+        if pid == 0:
+            _child(*self.args)
+        os.close(self.err_w)
+        os.set_blocking(self.err_r, False)
+        return Pending(pid, self.err_r, self.argv0, self.cwd)
+
+    def close(self) -> None:
+        """Not forked after all: the answer pipe closed."""
+        for fd in (self.err_r, self.err_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def fork(
     argv: list[str],
     env: dict[str, str],
@@ -149,24 +201,7 @@ def fork(
     :class:`Pending`). ``out``: the descriptors for the job's stdout and stderr (None: the
     guardian's own). ``check`` is asked last, in the job's process; a no is a :class:`Refused`
     outcome. OSError: the fork failed. ``stall``: a pause before the last check (tests only)."""
-    parent = os.getpid()
-    path = _resolve(argv[0], env)
-    err_r, err_w = os.pipe()  # both close on exec
-    # Every descriptor of ours is close-on-exec already; the job's process closes any other
-    # anyway, up to the highest ever open (a loop to the limit is slow where close_range is
-    # not): listed once, then raised by the descriptors handed in, not listed at every start.
-    top = max(_top(), err_r, err_w, *(fd for fd in out if fd is not None)) + 1
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(err_r)
-        os.close(err_w)
-        raise
-    if pid == 0:
-        _child(path, argv, env, cwd, out, check, reset, stall, parent, err_w, top)
-    os.close(err_w)
-    os.set_blocking(err_r, False)
-    return Pending(pid, err_r, argv[0], cwd)
+    return Spawn(argv, env, cwd, out, check=check, reset=reset, stall=stall).fork()
 
 
 _TOP: list[int] = []
@@ -183,17 +218,28 @@ def _top() -> int:
     return _TOP[0]
 
 
-def _resolve(name: str, env: dict[str, str]) -> str | None:
+def resolve(
+    name: str, env: dict[str, str], memo: dict[tuple[str, str | None], str | None] | None = None
+) -> str | None:
     """The file ``PATH`` (the job's) gives for ``name``, found here rather than by failed execs
     in the job's process (each step there costs pages copied); None: let exec search and say
-    what is wrong."""
+    what is wrong. ``memo``: the answers already found for the same name and ``PATH`` in the
+    same burst of starts (a burst looks each command up once, as at one instant)."""
     if os.sep in name:
         return name
-    for d in os.get_exec_path(env):
+    search = env.get("PATH")
+    if memo is not None and (name, search) in memo:
+        return memo[(name, search)]
+    found = None
+    # os.get_exec_path, without the warnings filter it sets up at every call.
+    for d in (os.defpath if search is None else search).split(os.pathsep):
         path = os.path.join(d, name)
         if os.access(path, os.X_OK) and not os.path.isdir(path):
-            return path
-    return None
+            found = path
+            break
+    if memo is not None:
+        memo[(name, search)] = found
+    return found
 
 
 def _child(

@@ -343,6 +343,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                pass",
         ("tests/unit/test_guardian.py",),
     ),
+    Mutation(
+        "guardian_forks_a_whole_burst_before_a_deadline_due_meanwhile",
+        "S6",
+        "leaderjob/guard/guardian.py",
+        "            if self.now() >= self.due_at:\n"
+        "                self.deadlines()\n\n        starts",
+        "            pass\n\n        starts",
+        ("tests/unit/test_guardian.py",),
+    ),
     # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
     Mutation(
         "batch_of_unknown_outcome_taken_as_claimed",

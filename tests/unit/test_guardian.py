@@ -612,3 +612,63 @@ def test_a_stop_of_many_runs_in_one_read_reaches_each_at_once_s6(tmp_path):
         assert alive == [], f"{len(alive)} of {MANY} runs alive {time.monotonic() - t0:.1f} s after"
     finally:
         d.cleanup()
+
+
+def test_a_deadline_due_in_the_middle_of_a_run_of_forks_is_met_there_s6(tmp_path):
+    """S6 with the starts of one read forked back to back: a running job's ``D`` that falls
+    due while a burst is being forked is met between two forks, not after the burst. Each fork
+    here takes the guardian 0.2 s (a test-only pause after it), so the ten starts take 2 s; the
+    running job ignores SIGTERM and its ``D`` is less than 1.5 s after the burst was sent."""
+    d = Driven(args=("--test-stall-after-fork", "0.2"))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    try:
+        deadline = time.monotonic() + 1.5
+        d.send(start="1", argv=_sh("trap '' TERM; sleep 300"), env=env, deadline=deadline,
+               grace=0.3)  # fmt: skip
+        assert d.until("started", run="1") is not None
+        assert time.monotonic() < deadline - 1.0, "the first run took too long to start"
+        burst = [
+            {"start": f"b{i}", "argv": _sh("sleep 300"), "env": env,
+             "deadline": time.monotonic() + 60, "grace": 1.0}
+            for i in range(10)
+        ]  # fmt: skip
+        d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in burst))
+        killed = next(
+            (e for e in d.events if e.get("run") == "1" and e.get("signal") == "SIGKILL"), None
+        )
+        while killed is None:
+            term = d.until("signal", run="1", timeout=5)  # the SIGTERM at D - grace comes first
+            assert term is not None, "the guardian ended"
+            d.events.remove(term)
+            killed = term if term["signal"] == "SIGKILL" else None
+        got = time.monotonic()
+        assert got < deadline + 0.4, f"SIGKILL reported {got - deadline:.2f} s after D"
+        assert not any(e.get("run") == "b9" and "started" in e for e in d.events), (
+            "the burst was over before the kill: the test proves nothing"
+        )
+    finally:
+        d.cleanup()
+
+
+def test_a_burst_looks_each_command_up_once_and_the_next_burst_afresh(tmp_path):
+    """The command's file is looked up on the job's ``PATH`` once per burst of starts (a
+    burst is read as one instant), never carried over to the next: a command installed
+    earlier on the ``PATH`` after one burst is the one the next burst runs."""
+    from leaderjob.guard import guardian_spawn
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for d in (first, second):
+        d.mkdir()
+    tool = second / "leaderjob-test-tool"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    env = {"PATH": f"{first}:{second}"}
+    memo: dict[tuple[str, str | None], str | None] = {}
+    assert guardian_spawn.resolve(tool.name, env, memo) == str(tool)
+    early = first / tool.name
+    early.write_text("#!/bin/sh\nexit 0\n")
+    early.chmod(0o755)
+    assert guardian_spawn.resolve(tool.name, env, memo) == str(tool)  # the same burst
+    assert guardian_spawn.resolve(tool.name, {"PATH": str(first)}, memo) == str(early)
+    assert guardian_spawn.resolve(tool.name, env, {}) == str(early)  # the next burst
+    assert guardian_spawn.resolve(tool.name, {"PATH": str(tmp_path)}, memo) is None
