@@ -5,13 +5,14 @@
 One daemon on an etcd of its own leads a jobs file of ``jobs`` jobs, all ``@every EVERY`` (their
 slots fall on the same instants), each running ``command``, TTL ``--ttl`` (10 s). For ``slots`` fire
 times after the first (the first comes with the tenure's catch-up): each job's ``exec_seconds`` from
-its ``job.started`` line (fire time → the guardian reported the exec), their p50 and max (the last
-job exec'd); the peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
+its ``job.started`` line (fire time → the guardian saw the exec), their p50 and max (the last
+job exec'd), and the last ``exec_reported_seconds`` (when the daemon read that report); the
+peak PSS and RSS of the daemon's tree with the jobs left out (the daemon and its
 guardian), sampled every 0.1 s; the most processes seen in the tree, jobs included; whether the
 daemon kept leading, and how many of its ``/healthz`` answers, polled every 0.1 s, said a renewal
 was late (a leader's last answered keepalive older than 1.5 renew intervals). Each figure is the
 median over the slots. Per run (from the timing fields of ``job.started``): the gap between one exec
-and the next, the guardian's round trip (start request → exec reported), the time from the claim's
+and the next, the guardian's round trip (start request → exec seen), the time from the claim's
 commit to the start request, and how many claims were committed before the fire time (claimed
 ahead).
 """
@@ -96,6 +97,7 @@ def run(
             late += healthy is False
             time.sleep(0.1)
         by_slot: dict[str, list[float]] = defaultdict(list)
+        reported: dict[str, list[float]] = defaultdict(list)
         steps: dict[str, list[dict[str, float]]] = defaultdict(list)
         lost = False
         for line in log.read_text(errors="replace").splitlines():
@@ -103,6 +105,9 @@ def run(
                 ev = json.loads(line)
                 if ev.get("event") == "job.started" and ev.get("exec_seconds") is not None:
                     by_slot[ev["slot"]].append(float(ev["exec_seconds"]))
+                    reported[ev["slot"]].append(
+                        float(ev.get("exec_reported_seconds") or ev["exec_seconds"])
+                    )
                     steps[ev["slot"]].append(
                         {k: float(ev[k] or 0.0) for k in ("claimed_seconds", "requested_seconds",
                                                           "exec_seconds")}
@@ -116,6 +121,7 @@ def run(
             "last_exec": median(max(v) for v in full),
             "p50_exec": median(percentile(v, 0.5) or 0.0 for v in full),
             "first_exec": median(min(v) for v in full),
+            "last_reported": median(max(reported[s]) for s in done),
             "peak_pss": peak["pss"],
             "peak_rss": peak["rss"],
             "peak_procs": peak["procs"],
@@ -164,6 +170,7 @@ def main() -> None:
                  f"TTL {args.ttl}"],
         ["first / p50 / last job exec'd after the fire time",
          f"{ms(r['first_exec'])} / {ms(r['p50_exec'])} / {ms(r['last_exec'])}"],
+        ["last exec read by the daemon (the guardian's report of it)", ms(r["last_reported"])],
         ["peak PSS / RSS of the tree, jobs excluded",
          f"{r['peak_pss']:.0f} / {r['peak_rss']:.0f} MiB"],
         ["most processes in the tree (jobs included)", f"{r['peak_procs']:.0f}"],
@@ -171,7 +178,7 @@ def main() -> None:
         ["`/healthz` polls saying a renewal was late", f"{r['late_polls']} of {r['polls']}"],
         *([
             ["per run: exec → next exec (median)", ms(a["gap"])],
-            ["per run: start request → exec reported (guardian round trip)", ms(a["round_trip"])],
+            ["per run: start request → exec seen (guardian round trip)", ms(a["round_trip"])],
             ["per run: claim committed → start request", ms(a["claim_to_request"])],
             ["claims committed before the fire time", f"{a['claimed_ahead']:.0f} of {args.jobs}"],
         ] if (a := r["per_run"]) else []),

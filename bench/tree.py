@@ -11,7 +11,9 @@ guardian — or, in an older tree, its watchdogs), PSS from ``/proc/PID/smaps_ro
 follower of the one-job file beside it. Then 4 jobs at ``@every 1s`` for ``window`` seconds:
 CPU of the daemon and of what it started (live processes plus reaped children; also per run,
 apart: the daemon itself, its guardian, the jobs the guardian reaped), and
-``exec_seconds`` of each ``job.started`` (fire time → the guardian reported the exec). Each
+``exec_seconds`` of each ``job.started`` (fire time → the guardian saw the exec; and
+``exec_reported_seconds``, fire time → the daemon read that report, which an older tree's
+``exec_seconds`` was). Each
 cell is the median of ``rounds`` rounds. ``--compare DIR`` runs the same rounds on another
 checkout's ``leaderjob`` package (``DIR`` holds it), as the "before" column, alternating with this
 tree round by round. ``--only cpu`` measures the CPU configuration alone.
@@ -163,16 +165,20 @@ def one_round(
         time.sleep(window)
         c1, p1, t1 = tree_cpu(leader), cpu_parts(leader), time.monotonic()
         out["cpu_per_hour"] = (c1 - c0) / (t1 - t0) * 3600
-        lags = []
+        lags, read = [], []
         for line in log.read_bytes()[mark:].decode(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)
                 if ev.get("event") == "job.started" and ev.get("exec_seconds") is not None:
                     lags.append(float(ev["exec_seconds"]))
+                    # An older tree logs no exec_reported_seconds: its exec_seconds was that.
+                    read.append(float(ev.get("exec_reported_seconds") or ev["exec_seconds"]))
         for name, a, b in zip(("daemon", "guardian", "jobs"), p0, p1, strict=True):
             out[f"cpu_ms_{name}"] = (b - a) / max(1, len(lags)) * 1000
         out["exec_p50"] = percentile(lags, 0.5)
         out["exec_p99"] = percentile(lags, 0.99)
+        out["read_p50"] = percentile(read, 0.5)
+        out["read_p99"] = percentile(read, 0.99)
         out["runs"] = len(lags)
         out["load"] = os.getloadavg()[0]
     return out
@@ -193,7 +199,7 @@ def measure(got: list[dict[str, Any]]) -> dict[str, Any]:
     for sub in ("pss", "rss", "procs"):
         out[f"follower_{sub}"] = med("follower", sub)
     for key in ("cpu_per_hour", "cpu_ms_daemon", "cpu_ms_guardian", "cpu_ms_jobs", "exec_p50",
-                "exec_p99", "load"):  # fmt: skip
+                "exec_p99", "read_p50", "read_p99", "load"):  # fmt: skip
         out[key] = med(key)
     return out
 
@@ -216,6 +222,8 @@ def render(cols: dict[str, dict[str, Any]]) -> str:
                               for k in ("daemon", "guardian", "jobs"))),
         ("slot fire → exec p50 / p99 (ms)",
          lambda m: f"{m['exec_p50'] * 1000:.0f} / {m['exec_p99'] * 1000:.0f}"),
+        ("slot fire → the daemon read the exec's report p50 / p99 (ms)",
+         lambda m: f"{m['read_p50'] * 1000:.0f} / {m['read_p99'] * 1000:.0f}"),
         ("processes of the leader's tree, 1 / 4 / 16 jobs (jobs excluded)",
          lambda m: " / ".join(mib(m, f"leader{n}_procs") for n in COUNTS)),
         ("load average (1 min) at the end of the CPU window", lambda m: f"{m['load']:.2f}"),

@@ -308,6 +308,7 @@ class Runs:
             requested_seconds=since(run.started_at),
             watchdog_ready_seconds=since(run.watchdog_ready_at),
             exec_seconds=since(run.exec_at),
+            exec_reported_seconds=since(run.exec_reported_at),
         )
         self.history.notify(None, run_id)
         if job.metrics is not None:

@@ -62,9 +62,11 @@ class Run:
     confirmed: bool = False  # the guardian reported the job's pid within the start budget
     signals: list[Signal] = field(default_factory=list)
     #: Monotonic times of the start's steps: the guardian ready (earlier than ``started_at``:
-    #: it is started with the daemon), and its report that the job was exec'd.
+    #: it is started with the daemon), the job exec'd (as the guardian saw it), and the
+    #: guardian's report of that read here.
     watchdog_ready_at: float | None = None
     exec_at: float | None = None
+    exec_reported_at: float | None = None
     #: The last output of the job: stdout_tail, stdout_truncated, stderr_…
     tails: dict[str, Any] = field(default_factory=dict)
     guardian: GuardianProcess | None = None
@@ -168,7 +170,9 @@ class Run:
             self.watchdog_ready_at = self.guardian.ready_at
         if "started" in msg:
             self.pid = int(msg["started"])
-            self.exec_at = clock_now()
+            # The guardian says when it saw the exec, on this same clock (it is told which).
+            self.exec_reported_at = clock_now()
+            self.exec_at = float(msg["at"]) if "at" in msg else self.exec_reported_at
         if "error" in msg:
             self.error = str(msg["error"])
         if "signal" in msg:

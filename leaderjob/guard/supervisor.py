@@ -65,6 +65,10 @@ CLOCK = (
 )
 
 
+#: The keys of a start's answer that says only that the job was exec'd (and when).
+STARTED = frozenset({"run", "started", "at"})
+
+
 class GuardianProcess:
     """One guardian process: its pipes, its reader thread, the runs it serves."""
 
@@ -222,7 +226,7 @@ class GuardianProcess:
                         self.unanswered.discard(key)
                     # A confirmation its caller waits for in ``confirm`` wakes only that caller:
                     # the daemon's loop has nothing more to do about it.
-                    quiet = run is not None and run._waiting and msg.keys() <= {"run", "started"}
+                    quiet = run is not None and run._waiting and msg.keys() <= STARTED
                     wake = self._wakeups(run, wakeup, quiet=quiet, answer=answer)
                     self.cond.notify_all()
                 for w in wake:

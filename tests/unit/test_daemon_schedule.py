@@ -90,6 +90,7 @@ class FakeRun:
     # What the runner reads of a real run's start (no watchdog here: none started ahead).
     watchdog_ready_at: float | None = None
     exec_at: float | None = None
+    exec_reported_at: float | None = None
 
     def __init__(
         self,

@@ -430,3 +430,24 @@ def test_a_start_given_up_on_holds_no_report_back(runs, stalled):
     assert run.key in stalled.unanswered
     assert run.confirm(wait=5.0) is False
     assert run.key not in stalled.unanswered
+
+
+def test_the_exec_time_is_when_the_guardian_saw_it_not_when_its_report_was_read(runs, pidfile):
+    """The caller hands the start's timing the guardian's reading: ``exec_at`` (a
+    ``job.started`` line's ``exec_seconds``, the fire → exec figures) is when the guardian saw
+    the exec, on the deadline clock both read; when the daemon read that report is
+    ``exec_reported_at``. Here the report reader is held up 0.3 s after the job is running: the
+    exec time stays where the job began."""
+    g = supervisor.GuardianProcess.spawn()
+    run = _run([SH, "-c", f"echo $$ > {pidfile}; exec sleep 300"])
+    asked = deadline_clock()
+    _requested(run, runs, 10.0, g)
+    with g.lock:  # the reader applies reports under it
+        _read_pid(pidfile)
+        running = deadline_clock()
+        time.sleep(0.3)
+    assert run.confirm(wait=10.0) is True
+    assert run.exec_at is not None and run.exec_reported_at is not None
+    assert asked <= run.exec_at < running + 0.2, (asked, run.exec_at, running)
+    assert run.exec_reported_at >= running + 0.25
+    g.close()
