@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from leaderjob.clock import Clock, SystemClock, Waker
@@ -28,7 +27,7 @@ from leaderjob.daemon.fingerprints import config_watch
 from leaderjob.daemon.gates import Checkers
 from leaderjob.daemon.group_pass import GroupPass
 from leaderjob.daemon.leaving import Leaving
-from leaderjob.daemon.model import ActiveRun, Report, Settings, Tenure
+from leaderjob.daemon.model import Report, Settings
 from leaderjob.daemon.policies import Policies
 from leaderjob.daemon.process import Process, install_signal_handlers
 from leaderjob.daemon.runner import Runner
@@ -37,20 +36,19 @@ from leaderjob.daemon.snapshot import Publisher
 from leaderjob.daemon.spread import Spreader
 from leaderjob.daemon.starts import GuardianStarter, Starter
 from leaderjob.daemon.transitions import Transitions
+from leaderjob.daemon.view import DaemonView
 from leaderjob.election.machine import DEFAULT, Phase, Transition
 from leaderjob.election.store import Store
 from leaderjob.guard.supervisor import Guardian
-from leaderjob.history.records import ElectionData
 from leaderjob.log import get_logger
 from leaderjob.ops.health import HealthChecker
 from leaderjob.ops.notify import Notifier
-from leaderjob.schedule.planner import Planner
 
 if TYPE_CHECKING:  # prometheus_client only where metrics are served
     from leaderjob.ops.metrics import Metrics
 
 
-class Daemon:
+class Daemon(DaemonView):
     def __init__(
         self,
         settings: Settings,
@@ -188,65 +186,6 @@ class Daemon:
         self.observed = observed
         self.publisher = Publisher(self.clock, lambda: len(self.runners) if self.grouped else 1)
         self._publish("starting")
-
-    # -- what the tests and the HTTP endpoints read of the job and the session --------------------
-
-    @property
-    def runner(self) -> Runner:
-        """The single-job form's one runner (a group's: its first current job, for tests)."""
-        return self.runners.get(DEFAULT) or next(iter(self.runners.values()))
-
-    @property
-    def runs(self) -> list[ActiveRun]:
-        """Every job's runs (read only: each runner owns its list)."""
-        if not self.grouped:
-            return self.runner.runs
-        return [a for r in self.runners.values() for a in r.runs]
-
-    def _running(self) -> bool:
-        """Whether any job's run goes on (without building the list of every run)."""
-        return any(r.runs for r in self.runners.values())
-
-    @property
-    def tenure(self) -> Tenure | None:
-        return self.runner.tenure
-
-    @property
-    def planner(self) -> Planner | None:
-        return self.runner.planner
-
-    @property
-    def data(self) -> ElectionData:
-        return self.runner.data
-
-    @property
-    def exit_code(self) -> int:
-        return self.runner.exit_code
-
-    @exit_code.setter
-    def exit_code(self, code: int) -> None:
-        self.runner.exit_code = code
-
-    @property
-    def leaving(self) -> str | None:
-        """Why we are handing over: shutdown, unhealthy, lock_done, fatal (None: we stay)."""
-        return self.departure.reason
-
-    @leaving.setter
-    def leaving(self, reason: str | None) -> None:
-        self.departure.reason = reason
-
-    @property
-    def leading_since(self) -> datetime | None:
-        return self.transitions.leading_since
-
-    @property
-    def fatal(self) -> str | None:
-        return self.session.fatal
-
-    @property
-    def last_contact(self) -> float | None:
-        return self.session.last_contact
 
     def _add_runner(self, name: str, job: Settings) -> Runner:
         self.runners[name] = Runner(
