@@ -37,7 +37,7 @@ lost key abandons the lease, and the standing read is the single-key ``standing`
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from leaderjob.clock import Clock, Wakeable
@@ -46,9 +46,11 @@ from leaderjob.election.candidacies import Candidacies
 from leaderjob.election.confirm_read import ConfirmRead, Reading
 from leaderjob.election.deadline import Deadline, DeadlinePassed
 from leaderjob.election.group_lease import GroupLease
+from leaderjob.election.group_view import GroupView
 from leaderjob.election.key_watch import KeyWatch
 from leaderjob.election.machine import Machine, Phase, Reason, Transition
 from leaderjob.election.store import Query, Standing, Store, StoreError
+from leaderjob.election.verdict import Verdict, judge
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Outcome:
     read: bool = False  # the keys were read (what rides along with them too)
 
 
-class Group:
+class Group(GroupView):
     def __init__(
         self,
         store: Store,
@@ -127,46 +129,7 @@ class Group:
         a new one, at the back of the queue. Only between runs (the caller's job is dead)."""
         return self._drop(job, Reason.RESIGNED)
 
-    # -- queries ----------------------------------------------------------------------------
-
-    @property
-    def phase(self) -> Phase:
-        return self.machine.phase
-
-    @property
-    def keys(self) -> Mapping[str, str]:
-        """Our key per candidacy on the current lease."""
-        return self.candidacies.keys
-
-    @property
-    def revisions(self) -> Mapping[str, int]:
-        """Our key's create revision per candidacy on the current lease."""
-        return self.candidacies.revisions
-
-    @property
-    def readings(self) -> Mapping[str, Reading]:
-        """Per job that leads, the newest reading of its :meth:`read_along` prefix."""
-        return self.reads.readings
-
-    @property
-    def shared_readings(self) -> Mapping[str, Reading]:
-        """Per name, the newest reading of its :meth:`read_while_leading` prefix."""
-        return self.reads.shared_readings
-
-    @property
-    def lease_id(self) -> int | None:
-        return None if self.machine.lease is None else self.machine.lease.lease_id
-
-    def leading(self) -> list[str]:
-        return self.machine.leading()
-
-    @property
-    def to_revoke(self) -> list[int]:
-        return self.lease.to_revoke
-
-    @property
-    def last_contact(self) -> float | None:
-        return self.lease.last_contact
+    # -- the step's budget ------------------------------------------------------------------
 
     @property
     def step_budget(self) -> float:
@@ -349,26 +312,20 @@ class Group:
                 return
             if job not in self.keys:
                 continue
-            own = standing.own
-            if (
-                own is None
-                or own.create_revision != self.revisions[job]
-                or own.lease_id != lease.lease_id
-            ):
+            leading = self.machine.phase_of(job) is Phase.LEADING
+            verdict = judge(standing, self.revisions[job], lease.lease_id, leading=leading)
+            if verdict is not Verdict.LOST:
+                # One read confirmed every key it showed intact: the lease's confirmation.
+                self._confirm_at = now + self.timing.renew_interval
+                self.machine.confirmed(sent_at)
+            if verdict in (Verdict.LOST, Verdict.TAMPERED):  # tampered: trust the store
                 self._note(out, self._lose_key(job))
                 continue
-            # One read confirmed every key it showed intact: the lease's confirmation.
-            self._confirm_at = now + self.timing.renew_interval
-            self.machine.confirmed(sent_at)
-            if read_along.get(job) and standing.predecessor is None:
-                self.reads.readings[job] = Reading(sent_at, standing.also)
-            if standing.predecessor is not None:
-                if self.machine.phase_of(job) is Phase.LEADING:
-                    # Someone sits before the leader: keys were tampered with. Trust the store.
-                    self._note(out, self._lose_key(job))
-                    continue
+            if verdict is Verdict.WAIT and standing.predecessor is not None:
                 to_watch += [standing.predecessor.key, self.keys[job]]
                 continue
+            if read_along.get(job):
+                self.reads.readings[job] = Reading(sent_at, standing.also)
             if self.machine.phase_of(job) is Phase.CAMPAIGNING:
                 self._note(out, self._after(self.machine.won(self.revisions[job], now, job)))
                 won = won or self.machine.phase_of(job) is Phase.LEADING

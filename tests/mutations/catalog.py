@@ -352,6 +352,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            pass\n\n        starts",
         ("tests/unit/test_guardian.py",),
     ),
+    Mutation(
+        "a_key_made_again_is_taken_for_ours",
+        "S2",
+        "leaderjob/election/group.py",
+        "verdict = judge(standing, self.revisions[job], lease.lease_id, leading=leading)",
+        "verdict = judge(standing, standing.own.create_revision if standing.own else 0, "
+        "lease.lease_id, leading=leading)",
+        ("tests/unit/test_group.py", "tests/unit/test_elector.py",
+         "tests/unit/test_election_stateful.py"),
+    ),
     # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
     Mutation(
         "batch_of_unknown_outcome_taken_as_claimed",

@@ -145,6 +145,29 @@ def test_a_deleted_key_ends_one_tenure_and_the_job_rejoins_with_a_larger_token_l
     assert all(g.machine.token_of(j) == g.revisions[j] for j in JOBS)
 
 
+def test_a_key_deleted_and_made_again_between_two_reads_is_not_ours_any_more_s2(
+    world: World,
+) -> None:
+    """S2: a job's token is its key's create revision. Its key deleted and put again under the
+    same name and lease (by hand, between two confirmations) is another key: the next read
+    ends that tenure, and the job's next tenure carries that key's revision, a larger token —
+    it never goes on under its old token with a key that is not the one it was granted."""
+    g = world.replica(JOBS)
+    world.step(g)
+    old = g.machine.token_of("c")
+    key, lease = g.keys["c"], g.lease_id
+    assert old is not None and lease is not None
+    world.store.delete(key, timeout=T)
+    again = world.store.create(key, b"by hand", lease, timeout=T)
+    assert again.create_revision > old
+    outs = world.run(TIMING.renew_interval + 0.1)
+    lost = [t for o in outs for t in o.transitions if t.event == "election.lost"]
+    assert [(t.job, t.reason) for t in lost] == [("c", Reason.KEY_LOST)]
+    new = g.machine.token_of("c")
+    assert new is not None and new > old
+    assert g.revisions["c"] == new
+
+
 @pytest.mark.parametrize("watch", ["live", "silent"])
 def test_a_lost_lease_ends_every_tenure_at_once_s6(world: World, watch: str) -> None:
     """S6: the lease is the session; when it is gone, no job of it leads on. With a live watch
