@@ -13,10 +13,10 @@ In the job's process, between fork and exec, in this order (this process has no 
 5. a mark on the answer pipe (the check passed), every other descriptor closed, the signal mask
    emptied, exec (``PATH`` searched in the job's environment).
 
-:func:`fork` returns as soon as the process exists: the guardian does not wait for the exec, so
-the next job's fork (and every deadline) never waits behind this one's way to exec. It learns
-the outcome later from a close-on-exec pipe (:class:`Pending`): end of file after the mark means
-the exec happened; a line after it, or instead of it, says which step failed; end of file with
+:meth:`Spawn.fork` returns as soon as the process exists: the guardian does not wait for the
+exec, so the next job's fork (and every deadline) never waits behind this one's way to exec. It
+learns the outcome later from a close-on-exec pipe (:class:`Pending`): end of file after the mark
+means the exec happened; a line after it, or instead of it, says which step failed; end of file with
 nothing at all means the process died before its check (a signal: it was never a job).
 Forking by hand and not through ``subprocess`` keeps that module (and the threading machinery
 it loads, and the Python code it runs in each child) out of the guardian: less memory in every
@@ -185,23 +185,6 @@ class Spawn:
         for fd in (self.err_r, self.err_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def fork(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: str | None,
-    out: tuple[int | None, int | None],
-    *,
-    check: Callable[[], bool],
-    reset: list[int],
-    stall: float = 0.0,
-) -> Pending:
-    """Fork the process that becomes ``argv``; returned at once, before its exec (its outcome:
-    :class:`Pending`). ``out``: the descriptors for the job's stdout and stderr (None: the
-    guardian's own). ``check`` is asked last, in the job's process; a no is a :class:`Refused`
-    outcome. OSError: the fork failed. ``stall``: a pause before the last check (tests only)."""
-    return Spawn(argv, env, cwd, out, check=check, reset=reset, stall=stall).fork()
 
 
 _TOP: list[int] = []
