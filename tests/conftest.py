@@ -8,6 +8,9 @@
 * ``procs``: a fresh :class:`~tests.harness.procs.ProcessGroup`; every process group it spawned
   is SIGKILLed at teardown, whether the test passed or not.
 
+Each test's handlers of SIGTERM, SIGINT and SIGHUP are set back after it (a daemon served in
+the test process installs its own).
+
 These hold for the server and cluster however a test got them (argument or
 ``request.getfixturevalue``): after each test, any member it killed or paused is brought back, so
 the shared server/cluster is healthy for the next test; ``prefix`` is deleted from each of them;
@@ -28,6 +31,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 from collections import defaultdict
 from collections.abc import Generator, Iterator
 
@@ -88,6 +92,18 @@ def _ensure_up(server: EtcdCluster) -> None:
     """Resume/restart any member a test paused or killed, and wait until healthy."""
     if any(not m.running for m in server.members):
         server.restore()
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers() -> Iterator[None]:
+    """A daemon served in the test process installs its handlers of SIGTERM, SIGINT and SIGHUP
+    (a graceful stop, a reload) for a daemon that is gone once the test ends: each test's are
+    set back after it, or a later test's Ctrl-C (the in-process API's ``KeyboardInterrupt``)
+    would reach a dead daemon instead."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
 
 
 @pytest.fixture(autouse=True)

@@ -119,6 +119,9 @@ def test_ctrl_c_while_waiting_in_with_leaves_the_queue(new: type[Leadership]) ->
     waiter = new(identity="waiter")  # type: ignore[call-arg]
     main = threading.main_thread().ident
     assert main is not None and threading.current_thread().ident == main
+    # Python's own Ctrl-C, whatever this process inherited: a suite started in the background
+    # of a shell without job control starts with SIGINT ignored, and nothing would arrive.
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # set back after the test
     timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
     with pytest.raises(KeyboardInterrupt), waiter:

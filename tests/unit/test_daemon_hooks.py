@@ -36,16 +36,6 @@ def _lock(tmp_path: Path, environ: dict[str, str]) -> tuple[int, dict[str, str],
     return code, json.loads(out.read_text()), logs
 
 
-@pytest.fixture(autouse=True)
-def _keep_signal_handlers() -> Any:
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
-
-
 def test_job_environment_holds_no_etcd_credentials(tmp_path: Path) -> None:
     """A job never sees the daemon's etcd password, password file, user or client key/cert."""
     secrets = {name: f"secret-{name}" for name in SECRET_ENV_VARS}
