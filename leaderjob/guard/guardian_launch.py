@@ -135,7 +135,8 @@ class Launcher:
         env[proctree.MARKER] = key
         pipes: list[Any] = []
         try:
-            pipes = [None if sink.tty else os.pipe() for sink in self.sinks]
+            for sink in self.sinks:  # one by one: those made are closed if the next one fails
+                pipes.append(None if sink.tty else os.pipe())
             spawn = guardian_spawn.Spawn(
                 argv,
                 env,

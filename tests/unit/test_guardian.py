@@ -672,3 +672,50 @@ def test_a_burst_looks_each_command_up_once_and_the_next_burst_afresh(tmp_path):
     assert guardian_spawn.resolve(tool.name, {"PATH": str(first)}, memo) == str(early)
     assert guardian_spawn.resolve(tool.name, env, {}) == str(early)  # the next burst
     assert guardian_spawn.resolve(tool.name, {"PATH": str(tmp_path)}, memo) is None
+
+
+def _few_descriptors() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+def test_a_burst_out_of_descriptors_fails_the_starts_it_cannot_make_and_leaks_nothing():
+    """Bad input gets a clear error and nothing lost: a burst of starts larger than the
+    guardian's descriptors allow (each start needs a few pipes while it is prepared). The starts
+    that cannot be made each fail with the reason; the others run; once they end, the guardian
+    holds no more descriptors than before the burst, and starts the next job."""
+    d = Driven(preexec=_few_descriptors)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    try:
+        assert d.until("ready") is not None
+        fds = f"/proc/{d.proc.pid}/fd"
+        before = len(os.listdir(fds))
+        burst = [
+            {"start": f"b{i}", "argv": ["sleep", "300"], "env": env,
+             "deadline": time.monotonic() + 60, "grace": 1.0}
+            for i in range(16)
+        ]  # fmt: skip
+        d.send_raw(b"".join((json.dumps(m) + "\n").encode() for m in burst))
+        answers = {}
+        for i in range(16):
+            got = d.until("run", run=f"b{i}")
+            assert got is not None
+            answers[f"b{i}"] = got
+        failed = [k for k, a in answers.items() if "error" in a]
+        started = [k for k, a in answers.items() if "started" in a]
+        assert failed and started, answers
+        for k in failed:
+            assert "Too many open files" in answers[k]["error"], answers[k]
+        for k in started:
+            d.control(k, kill="test")
+        for k in started:
+            assert d.until("exited", run=k) is not None
+        end = time.monotonic() + 5
+        while len(os.listdir(fds)) > before and time.monotonic() < end:
+            time.sleep(0.05)
+        assert len(os.listdir(fds)) == before, "descriptors left behind by the burst"
+        d.send(start="next", argv=["true"], env=env, deadline=time.monotonic() + 60, grace=1.0)
+        assert _exit(d.until("exited", run="next")) == 0
+    finally:
+        d.cleanup()
