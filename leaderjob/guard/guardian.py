@@ -384,6 +384,7 @@ def main(argv: list[str]) -> int:
         stalls.append(float(argv[argv.index(flag) + 1]) if flag in argv else 0.0)
     # The daemon's SIGINT (Ctrl-C at a terminal) must not reach us before it decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    guardian_spawn.raise_descriptor_limit()  # every run in flight holds a few
     os.set_blocking(status_fd, False)
     for fd in (ctl_fd, status_fd):  # passed to us inheritable: no job inherits them
         os.set_inheritable(fd, False)

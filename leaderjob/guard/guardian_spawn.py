@@ -10,8 +10,9 @@ In the job's process, between fork and exec, in this order (this process has no 
 4. the last check, as close to exec as Python gets: the caller's ``check`` (the run's ``D``, the
    daemon still there, the start limit) — a start request that arrived late, or a fork that took
    long, never becomes a job;
-5. a mark on the answer pipe (the check passed), every other descriptor closed, the signal mask
-   emptied, exec (``PATH`` searched in the job's environment).
+5. a mark on the answer pipe (the check passed), every other descriptor closed, the limit of open
+   descriptors the guardian was started with set back, the signal mask emptied, exec (``PATH``
+   searched in the job's environment).
 
 :meth:`Spawn.fork` returns as soon as the process exists: the guardian does not wait for the
 exec, so the next job's fork (and every deadline) never waits behind this one's way to exec. It
@@ -32,6 +33,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import resource
 import signal
 import time
 
@@ -77,6 +79,25 @@ def not_default() -> list[int]:
             if signal.getsignal(sig) not in (signal.SIG_DFL, None):
                 out.append(int(sig))
     return out
+
+
+#: The descriptor limit the guardian was started with, once it raised its own (empty: not
+#: raised): each job's process sets it back before exec.
+_JOB_NOFILE: list[tuple[int, int]] = []
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the guardian's soft limit of open descriptors to the hard limit: every run in
+    flight holds a few (its output pipes, its answer pipe), so a thousand runs at once need
+    more than the 1,024 many hosts and container runtimes give a process by default. The jobs
+    get the limit the guardian was started with (as Go's runtime does for the processes it
+    starts)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if resource.RLIM_INFINITY in (soft, hard) or soft >= hard:
+        return  # nothing to raise, or no finite limit to raise it to
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        _JOB_NOFILE.append((soft, hard))
 
 
 #: What the job's process writes once its last check passed, just before exec.
@@ -267,6 +288,8 @@ def _child(
         step = b"exec"
         os.closerange(3, err_w)
         os.closerange(err_w + 1, top)
+        for limits in _JOB_NOFILE:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         if path is not None:
             os.execve(path, argv, env)  # noqa: S606 - the job's own command, no shell

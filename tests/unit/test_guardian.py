@@ -719,3 +719,42 @@ def test_a_burst_out_of_descriptors_fails_the_starts_it_cannot_make_and_leaks_no
         assert _exit(d.until("exited", run="next")) == 0
     finally:
         d.cleanup()
+
+
+def _low_soft_descriptor_limit() -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+
+def _nofile(pid: int) -> tuple[str, str]:
+    """Soft and hard "Max open files" of ``pid``, as /proc shows them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError("no open-files limit shown")
+
+
+def test_the_guardian_raises_its_descriptor_limit_and_its_jobs_get_the_one_it_was_given(
+    tmp_path: Path,
+) -> None:
+    """A thousand runs in flight need more descriptors than the 1,024 many hosts and container
+    runtimes start a process with: the guardian raises its soft limit to the hard one. A job
+    gets the limit the guardian was started with, as if nothing had changed."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 64:
+        pytest.skip(f"no finite hard limit above 64 to raise to ({hard})")
+    out = tmp_path / "limit"
+    d = Driven(preexec=_low_soft_descriptor_limit)
+    try:
+        assert d.until("ready") is not None
+        assert _nofile(d.proc.pid) == (str(hard), str(hard))
+        d.first(_sh(f"ulimit -n > {out}"))
+        assert _exit(d.until("exited")) == 0
+        assert out.read_text().strip() == "64"
+    finally:
+        d.cleanup()
