@@ -24,7 +24,9 @@ if str(ROOT) not in sys.path:
 
 from tests.harness.binaries import etcd_version, find_etcd, find_etcdctl  # noqa: E402
 from tests.harness.etcd import EtcdServer, free_port  # noqa: E402
-from tests.harness.procs import ProcessGroup, kill_group, pid_alive  # noqa: E402
+from tests.harness.procs import ProcessGroup, exit_on_sigterm, kill_group, pid_alive  # noqa: E402
+
+exit_on_sigterm()  # a benchmark stopped with kill stops its etcd and daemons first
 
 __all__ = [
     "BENCH",

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leaderjob.units import parse_size
 from tests.faults.nemesis import parse_duration, run_soak
 from tests.harness.etcd import EtcdCluster
+from tests.harness.procs import exit_on_sigterm
 
 
 class QuotaWatch:
@@ -88,6 +89,7 @@ class QuotaWatch:
 
 
 def main() -> int:
+    exit_on_sigterm()  # stopped with kill: the cluster and the daemons are stopped first
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", default="5m", help="how long to inject faults (e.g. 90s, 30m)")
     p.add_argument("--seed", type=int, default=None, help="random seed (printed; to replay)")

@@ -134,6 +134,17 @@ def stop_when_idle(pid: int, attempts: int = 50) -> bool:
     return False
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends this process as ``sys.exit`` does, not at once: every ``finally``, context
+    manager and ``atexit`` hook still stops what it started (an etcd, a daemon, its jobs). A
+    benchmark or a soak stopped with ``kill`` leaves nothing behind."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 @atexit.register
 def _cleanup_leftovers() -> None:
     for group in list(_LIVE_GROUPS):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -357,3 +358,66 @@ def test_json_log_process(procs: ProcessGroup, tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="exited with status 0"):
         quick.wait_event("never", 30)  # fails fast once the process is gone
     assert time.monotonic() - start < 5
+
+
+# ---------------------------------------------------------------------------------------------
+# a benchmark stopped with kill
+
+
+def _descendants(root: int) -> set[int]:
+    """Every live process below ``root``, found through each process's parent."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_a_benchmark_stopped_with_sigterm_stops_its_etcd_and_its_daemon_first() -> None:
+    """A benchmark runs for minutes; stopped with ``kill``, it must not leave its etcd, its
+    daemon and the daemon's guardian running (each was left behind before: SIGTERM's default
+    action skipped every ``finally``)."""
+    root = Path(__file__).resolve().parents[2]
+    bench = subprocess.Popen(
+        [sys.executable, "bench/burst.py", "--jobs", "2", "--every", "300s", "--slots", "1"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    seen: set[int] = set()
+    try:
+
+        def daemon_up() -> bool:
+            seen.update(_descendants(bench.pid))
+            cmdlines = []
+            for pid in seen:
+                with contextlib.suppress(OSError):
+                    cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            return any(b"guardian" in c for c in cmdlines)
+
+        assert wait_until(daemon_up, timeout=60), "the benchmark's daemon and guardian never ran"
+        assert len(seen) >= 3  # etcd, the daemon, its guardian
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=60) != 0
+        assert wait_until(lambda: not any(pid_alive(p) for p in seen), timeout=10), [
+            p for p in seen if pid_alive(p)
+        ]
+    finally:
+        for pid in seen | {bench.pid}:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            bench.wait(timeout=10)
