@@ -101,6 +101,9 @@ class Session:
                 self.log.error("etcd.rejected", operation=err.operation, error=err.detail)
                 return
             self.store_error(err)
+        for key, revision in out.removed:
+            # Not an election step's doing: someone put our key again without our lease.
+            self.log.warning("election.stray_key_removed", key=key, create_revision=revision)
         if out.keepalive_result is not None and self.metrics is not None:
             self.metrics.keepalives.labels(self.label, out.keepalive_result).inc()
             if out.keepalive_latency is not None:

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from leaderjob.election.deadline import MIN_CALL, Deadline, DeadlinePassed
 from leaderjob.election.machine import Machine
-from leaderjob.election.store import Store, StoreError
+from leaderjob.election.store import KeyInfo, Standing, Store, StoreError
 
 
 class Candidacies:
@@ -35,6 +35,8 @@ class Candidacies:
         self.revisions: dict[str, int] = {}
         #: Keys of candidacies given up on purpose whose delete has not yet succeeded.
         self.to_delete: list[str] = []
+        #: Stray keys found in our queues, to be removed (:meth:`remove_strays`).
+        self.strays: list[KeyInfo] = []
 
     def missing(
         self, prefixes: Mapping[str, str], hold: Collection[str], lease_id: int
@@ -82,6 +84,12 @@ class Candidacies:
                     self.keys[job] = key  # as a lost key: the lease is abandoned
                     return job
                 continue  # this job tries again next step
+            if info.lease_id != lease_id:
+                self.stray(info, lease_id)  # our name, not our lease: not ours to take
+                if self.single:
+                    self.keys[job] = key  # the lease is abandoned: the next one has a new name
+                    return job
+                continue
             self.keys[job] = key
             self.revisions[job] = info.create_revision
             if not self.single:
@@ -110,6 +118,53 @@ class Candidacies:
                 errors.append(exc)
                 return
             self.to_delete.pop(0)
+
+    def stray(self, found: KeyInfo | None, lease_id: int) -> None:
+        """A key of our name that a read or a create found: kept for :meth:`remove_strays` if
+        it is not on ``lease_id``, our lease."""
+        if found is not None and found.lease_id != lease_id and found not in self.strays:
+            self.strays.append(found)
+
+    def strays_in(self, standing: Standing, lease_id: int) -> None:
+        """The stray keys a confirming read shows (:meth:`remove_strays`): ours if it is not
+        on ``lease_id`` (our lease), and the key before ours if it has no lease at all — no
+        election step makes one (every candidacy is created on a lease), and nothing would
+        ever remove it: a key put by hand, first in the queue for ever otherwise (a leader's key
+        put again after its daemon died, say)."""
+        self.stray(standing.own, lease_id)
+        before = standing.predecessor
+        if before is not None and before.lease_id == 0:
+            self.stray(before, lease_id)
+
+    def remove_strays(
+        self, dl: Deadline, errors: list[StoreError], removed: list[tuple[str, int]]
+    ) -> None:
+        """Remove the stray keys found, oldest first, while ``dl`` leaves time for a call;
+        ``removed`` gets each one removed (its name, its create revision).
+
+        Such a key was put again by hand (``etcdctl put`` without ``--lease``, or with
+        another): it may keep a candidate's name and its create revision, but it is nobody's
+        candidacy, and no lease will ever remove it. Left there it would hold its queue for
+        ever (a key nobody renews, first in line), and the create of the candidate whose name
+        it bears would keep finding it. Only that key goes: the delete is guarded by the create
+        revision it was found with, so a key made again meanwhile is left for a later read to
+        judge. A lost lease does not clear these."""
+        while self.strays and dl.fits():
+            found = self.strays[0]
+            try:
+                gone = self.store.guarded_put(
+                    found.key,
+                    found.create_revision,
+                    [],
+                    deletes=[found.key],
+                    timeout=dl.timeout("delete", self.rpc_timeout),
+                )
+            except StoreError as exc:
+                errors.append(exc)
+                return
+            self.strays.pop(0)
+            if gone:
+                removed.append((found.key, found.create_revision))
 
     def clear(self) -> None:
         """The lease is gone: so are its keys, or they will be within the TTL."""

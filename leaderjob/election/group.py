@@ -63,6 +63,8 @@ class Outcome:
     keepalive_latency: float | None = None
     keepalive_result: str | None = None  # ok | failed | expired
     read: bool = False  # the keys were read (what rides along with them too)
+    #: Keys under our name but not on our lease (put again by hand), removed: name, revision.
+    removed: list[tuple[str, int]] = field(default_factory=list)
 
 
 class Group(GroupView):
@@ -180,6 +182,8 @@ class Group(GroupView):
             self._renew(out, dl)
         if self.machine.lease is not None and self.candidacies.to_delete:
             self.candidacies.delete_given_up(dl, out.errors)
+        if self.candidacies.strays:
+            self.candidacies.remove_strays(dl, out.errors, out.removed)
         if self.machine.lease is not None and may_campaign and not self.single:
             self._join_missing(out, dl)
         if self.machine.lease is not None and not self.watch.open_later(dl):
@@ -314,6 +318,7 @@ class Group(GroupView):
                 continue
             leading = self.machine.phase_of(job) is Phase.LEADING
             verdict = judge(standing, self.revisions[job], lease.lease_id, leading=leading)
+            self.candidacies.strays_in(standing, lease.lease_id)
             if verdict is not Verdict.LOST:
                 # One read confirmed every key it showed intact: the lease's confirmation.
                 self._confirm_at = now + self.timing.renew_interval

@@ -30,6 +30,7 @@ from tests.harness.daemons import (
     read_journal,
     wait_for,
 )
+from tests.harness.etcd import etcdctl
 from tests.harness.procs import ProcessGroup, pid_alive, stop_when_idle
 from tests.harness.proxy import FaultProxy
 
@@ -403,3 +404,57 @@ def test_member_death_is_survived_through_another_endpoint(
 
 
 _ = ProcessGroup  # re-exported fixture type, for readers
+
+
+def test_a_leader_key_put_again_by_hand_without_a_lease_does_not_hold_the_election(
+    etcd, prefix, procs, tmp_path
+):
+    """S2 + L1 on a real etcd: ``etcdctl put`` of the leader's key (no ``--lease``) keeps its
+    name and create revision but detaches it from the leader's lease. The leader stops at its
+    next confirmation (the key is not the one it was granted) and kills its job; the key, which
+    no lease would ever remove and which is first in the queue, is removed — that key alone —
+    and a replica leads again, with a larger token, within a TTL or two."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+    found = _leader_key(etcd.endpoint, prefix)
+    assert found is not None
+    key, token = found
+    first_job = a.events("job.started")[0]["pid"]
+    etcdctl(etcd.endpoint, "put", key, "by hand")
+    a.wait_event("election.lost", 10)
+    assert wait_for(lambda: not pid_alive(first_job), 5) is not None, "the deposed job lives on"
+    removed = a.wait_event("election.stray_key_removed", 10)
+    assert (removed["key"], removed["create_revision"]) == (key, token)
+    took_over = wait_for(
+        lambda: any(r["token"] > token for r in job_starts(journal)), 2 * TTL + SLACK
+    )
+    assert took_over is not None, "nobody leads after the stray key"
+    assert _leader_key(etcd.endpoint, prefix) != found
+
+
+def test_a_dead_leaders_key_put_again_without_a_lease_is_removed_by_its_successor(
+    etcd, prefix, procs, tmp_path
+):
+    """L1 on a real etcd: the leader is killed, and before its lease expires its key is put
+    again by hand without a lease. The key keeps its place at the front of the queue, and
+    nothing would ever remove it (no lease, no daemon of that name left): the next candidate
+    finds a key with no lease before its own, removes it, and leads within a TTL or two."""
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+    found = _leader_key(etcd.endpoint, prefix)
+    assert found is not None
+    key, token = found
+    a.signal(signal.SIGKILL)
+    etcdctl(etcd.endpoint, "put", key, "by hand")
+    removed = b.wait_event("election.stray_key_removed", 2 * TTL + SLACK)
+    assert (removed["key"], removed["create_revision"]) == (key, token)
+    acquired = b.wait_event("election.acquired", 2 * TTL + SLACK)
+    assert acquired["token"] > token

@@ -365,6 +365,32 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/unit/test_group.py", "tests/unit/test_elector.py",
          "tests/unit/test_election_stateful.py"),
     ),
+    Mutation(
+        "a_key_off_our_lease_is_taken_for_ours",
+        "S2",
+        "leaderjob/election/group.py",
+        "verdict = judge(standing, self.revisions[job], lease.lease_id, leading=leading)",
+        "verdict = judge(standing, self.revisions[job], "
+        "standing.own.lease_id if standing.own else 0, leading=leading)",
+        ("tests/unit/test_group.py", "tests/unit/test_elector.py",
+         "tests/unit/test_election_stateful.py"),
+    ),
+    Mutation(
+        "a_stray_key_a_read_shows_is_left_in_its_queue",
+        "L1",
+        "leaderjob/election/group.py",
+        "            self.candidacies.strays_in(standing, lease.lease_id)\n",
+        "",
+        ("tests/unit/test_group.py", "tests/unit/test_elector.py"),
+    ),
+    Mutation(
+        "a_key_off_our_lease_is_taken_at_its_create",
+        "S2",
+        "leaderjob/election/candidacies.py",
+        "            if info.lease_id != lease_id:",
+        "            if False:",
+        ("tests/unit/test_group.py", "tests/unit/test_elector.py"),
+    ),
     # -- jobs due at once: claims together, starts requested before any answer (S3, S1, S6) --
     Mutation(
         "batch_of_unknown_outcome_taken_as_claimed",

@@ -11,7 +11,7 @@ after the late answer is used and before the next keepalive could hide it; faile
 applied at the server whose reply is lost; watches
 that stay open and silent (a member that lost its peers); one candidate paused while the others
 run; the whole host frozen (a monotonic jump with nobody
-stepping); a lease expired and a key deleted at the server.
+stepping); a lease expired, a key deleted, and a key put again without a lease at the server.
 
 Invariants after every step:
 
@@ -189,6 +189,15 @@ class ElectionSearch(RuleBasedStateMachine):
         if e.key is not None and e.lease_id is not None:
             self.tampered.add(e.lease_id)
             self.server.delete(e.key, timeout=T)
+
+    @rule(i=st.integers(0, CANDIDATES - 1))
+    def key_put_again_without_a_lease(self, i: int) -> None:
+        # ``etcdctl put`` of a candidate's key: same name, no lease. Nothing would ever remove
+        # it: the candidate whose name it bears must (liveness, checked at the end).
+        e = self.electors[i]
+        if e.key is not None and e.lease_id is not None:
+            self.tampered.add(e.lease_id)
+            self.server.put(e.key, b"by hand", timeout=T)
 
     @rule()
     def faults_stop(self) -> None:

@@ -351,6 +351,32 @@ def test_leader_key_deleted_under_it_is_election_lost_at_next_confirm(world: Wor
     assert world.leaders() == []
 
 
+def test_leader_key_put_again_without_our_lease_is_removed_and_the_election_goes_on_s2_l1(
+    world: World,
+) -> None:
+    """S2, L1: the leader's key put again by hand without a lease (``etcdctl put``) keeps its
+    name and create revision but is no longer ours: the tenure ends at the next confirmation.
+    No lease will ever remove that key, and it is first in the queue: left there it would
+    hold the election for ever (every candidate waiting behind a key nobody renews). It is
+    removed, that key alone, and a replica leads again within a TTL."""
+    e = world.add()
+    other = world.add()
+    world.step_all()
+    assert world.leader() is e and e.key is not None and e.token is not None
+    key, token = e.key, e.token
+    world.store.put(key, b"by hand", timeout=T)
+    outs = []
+    for _ in range(round((TIMING.renew_interval + 0.2) / 0.1)):
+        world.clock.advance(0.1)
+        outs.append(e.step(may_campaign=True))
+        other.step(may_campaign=True)
+    assert ("election.lost", Reason.KEY_LOST) in [ev for o in outs for ev in events(o)]
+    world.run(TIMING.ttl)
+    assert key not in [k.key for k in world.store.get_prefix(PREFIX, timeout=T)]
+    leader = world.leader()
+    assert leader.token is not None and leader.token > token
+
+
 def test_leader_key_deleted_is_noticed_by_confirm_read_even_without_watch(world: World) -> None:
     e = world.add()
     world.store.fail_next(1, "watch")  # no watch on its own key

@@ -110,6 +110,18 @@ def world() -> World:
 JOBS = ("a", "b", "c", "d", "e", "f")
 
 
+class _Far:
+    """A step deadline far away."""
+
+    budget = 60.0
+
+    def fits(self, need: float = 0.0) -> bool:
+        return True
+
+    def timeout(self, operation: str, ceiling: float | None = None) -> float:
+        return 5.0
+
+
 def test_one_lease_carries_every_candidacy_and_tokens_are_per_job(world: World) -> None:
     g = world.replica(JOBS)
     world.step(g)
@@ -166,6 +178,79 @@ def test_a_key_deleted_and_made_again_between_two_reads_is_not_ours_any_more_s2(
     new = g.machine.token_of("c")
     assert new is not None and new > old
     assert g.revisions["c"] == new
+
+
+def test_a_key_put_again_without_our_lease_is_not_ours_any_more_s2_s6(world: World) -> None:
+    """S2, S6: our key is the one we made *on our lease*. Put again by hand without a lease
+    (``etcdctl put`` of the leader's key, say), it keeps its create revision but no longer
+    goes when our lease does: a leader that crashed would leave it behind, and one that went on
+    under it would lead on a key its lease does not hold. The next read ends that tenure, and
+    the group hands the rule the lease it holds, not the one the read shows."""
+    g = world.replica(JOBS)
+    world.step(g)
+    old = g.machine.token_of("c")
+    key, lease = g.keys["c"], g.lease_id
+    assert old is not None and lease is not None
+    world.store.put(key, b"by hand", timeout=T)  # no lease: detached, create revision kept
+    outs = world.run(TIMING.renew_interval + 0.1)
+    lost = [t for o in outs for t in o.transitions if t.event == "election.lost"]
+    assert [(t.job, t.reason) for t in lost] == [("c", Reason.KEY_LOST)]
+    assert g.machine.token_of("c") != old
+    assert all(g.machine.token_of(j) is not None for j in JOBS if j != "c"), "the others lead on"
+    # The stray key (our name, no lease) would hold the queue for ever, and our create would
+    # keep finding it: it is removed, that key alone, and the job leads again on a new key.
+    outs += world.run(2 * TIMING.renew_interval)
+    assert [r for o in outs for r in o.removed] == [(key, old)]
+    # The tenure ended at the read that showed the key off our lease, before the key was
+    # removed: not one step later, once it was gone.
+    ended = next(i for i, o in enumerate(outs) if o.transitions)
+    assert ended < next(i for i, o in enumerate(outs) if o.removed)
+    new = g.machine.token_of("c")
+    assert new is not None and new > old
+    info = world.store.standing(g.prefixes["c"], key, new, timeout=T).own
+    assert info is not None and info.lease_id == lease
+
+
+def test_a_stray_key_of_our_name_is_removed_only_as_it_was_read(world: World) -> None:
+    """The removal of a stray key of our name is guarded by the create revision it was read
+    with: a key made again meanwhile is not removed blindly (it is read, and judged, again)."""
+    g = world.replica(("c",))
+    world.step(g)
+    key, lease = g.keys["c"], g.lease_id
+    assert lease is not None
+    world.store.put(key, b"by hand", timeout=T)
+    found = world.store.standing(g.prefixes["c"], key, 0, timeout=T).own
+    assert found is not None and found.lease_id == 0
+    world.store.delete(key, timeout=T)
+    world.store.put(key, b"by hand again", timeout=T)  # another key under the same name
+    g.candidacies.strays.append(found)
+    removed: list[tuple[str, int]] = []
+    g.candidacies.remove_strays(_Far(), [], removed)
+    assert removed == [] and world.store.standing(g.prefixes["c"], key, 0, timeout=T).own
+
+
+def test_a_job_that_finds_a_stray_key_of_its_name_at_its_create_never_takes_it_s2(
+    world: World,
+) -> None:
+    """S2: a job's create that finds a key under its name off our lease (put by hand before
+    the job joined) does not take it as its candidacy — its create revision is not a token we
+    were granted. The stray is removed, and the job joins on a key of its own."""
+    g = world.replica(("a",))
+    world.step(g)
+    lease = g.lease_id
+    assert lease is not None
+    key = f"{prefix('c')}/{lease:x}"
+    world.store.put(key, b"by hand", timeout=T)
+    stray = world.store.standing(prefix("c"), key, 0, timeout=T).own
+    assert stray is not None and stray.lease_id == 0
+    g.want("c", prefix("c"))
+    outs = []
+    for _ in range(round(2 * TIMING.renew_interval / TICK)):
+        world.clock.advance(TICK)
+        outs.append(world.step(g))
+        assert g.revisions.get("c") != stray.create_revision
+    assert [r for o in outs for r in o.removed] == [(key, stray.create_revision)]
+    assert g.machine.token_of("c") is not None and g.revisions["c"] > stray.create_revision
 
 
 @pytest.mark.parametrize("watch", ["live", "silent"])
