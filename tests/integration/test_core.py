@@ -406,6 +406,18 @@ def test_member_death_is_survived_through_another_endpoint(
 _ = ProcessGroup  # re-exported fixture type, for readers
 
 
+def _a_leads_b_waits(etcd, prefix, procs, tmp_path, journal):
+    """Daemon ``a`` leads a long job, ``b`` waits behind it: both, and the leader's key."""
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    b.wait_event("lease.granted", 10)
+    found = _leader_key(etcd.endpoint, prefix)
+    assert found is not None
+    return a, b, found
+
+
 def test_a_leader_key_put_again_by_hand_without_a_lease_does_not_hold_the_election(
     etcd, prefix, procs, tmp_path
 ):
@@ -415,14 +427,7 @@ def test_a_leader_key_put_again_by_hand_without_a_lease_does_not_hold_the_electi
     no lease would ever remove and which is first in the queue, is removed — that key alone —
     and a replica leads again, with a larger token, within a TTL or two."""
     journal = tmp_path / "journal"
-    cmd = job(journal, "--duration", "300")
-    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
-    a.wait_event("job.started", 10)
-    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
-    b.wait_event("lease.granted", 10)
-    found = _leader_key(etcd.endpoint, prefix)
-    assert found is not None
-    key, token = found
+    a, _b, (key, token) = _a_leads_b_waits(etcd, prefix, procs, tmp_path, journal)
     first_job = a.events("job.started")[0]["pid"]
     etcdctl(etcd.endpoint, "put", key, "by hand")
     a.wait_event("election.lost", 10)
@@ -433,7 +438,7 @@ def test_a_leader_key_put_again_by_hand_without_a_lease_does_not_hold_the_electi
         lambda: any(r["token"] > token for r in job_starts(journal)), 2 * TTL + SLACK
     )
     assert took_over is not None, "nobody leads after the stray key"
-    assert _leader_key(etcd.endpoint, prefix) != found
+    assert _leader_key(etcd.endpoint, prefix) != (key, token)
 
 
 def test_a_dead_leaders_key_put_again_without_a_lease_is_removed_by_its_successor(
@@ -444,14 +449,7 @@ def test_a_dead_leaders_key_put_again_without_a_lease_is_removed_by_its_successo
     nothing would ever remove it (no lease, no daemon of that name left): the next candidate
     finds a key with no lease before its own, removes it, and leads within a TTL or two."""
     journal = tmp_path / "journal"
-    cmd = job(journal, "--duration", "300")
-    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
-    a.wait_event("job.started", 10)
-    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
-    b.wait_event("lease.granted", 10)
-    found = _leader_key(etcd.endpoint, prefix)
-    assert found is not None
-    key, token = found
+    a, b, (key, token) = _a_leads_b_waits(etcd, prefix, procs, tmp_path, journal)
     a.signal(signal.SIGKILL)
     etcdctl(etcd.endpoint, "put", key, "by hand")
     removed = b.wait_event("election.stray_key_removed", 2 * TTL + SLACK)
