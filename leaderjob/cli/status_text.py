@@ -120,6 +120,12 @@ def print_status(election: str, doc: dict[str, Any]) -> None:
     leader = doc["leader"]
     if leader is None:
         click.echo(f"election {election}: no leader")
+    elif leader.get("stray"):
+        click.echo(
+            f"election {election}: no leader: {leader['key']} (token {leader['token']}) holds the "
+            "front of the queue without a lease. It was put by hand and no daemon leads on it; "
+            "the next candidate to read it removes it (or: etcdctl del KEY)"
+        )
     else:
         since = (
             f" since {to_the_second(leader['since'])} ({_since_text(leader['since'])})"
@@ -131,7 +137,8 @@ def print_status(election: str, doc: dict[str, Any]) -> None:
             f"lease {leader['lease_id']} ttl {leader['ttl_remaining']}s"
         )
     for pos, c in enumerate(doc["candidates"][1:], start=1):
-        click.echo(f"  waiting #{pos}: {c['identity']} (lease {c['lease_id']})")
+        lease = "no lease: put by hand" if c.get("stray") else f"lease {c['lease_id']}"
+        click.echo(f"  waiting #{pos}: {c['identity']} ({lease})")
     if doc["suspended"]:
         click.echo(
             f"  SUSPENDED{_suspension_text(doc['suspension'])}: no runs start until "

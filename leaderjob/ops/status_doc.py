@@ -51,13 +51,18 @@ def read_status(
             "key": k.key,
             "token": k.create_revision,
             "lease_id": f"{k.lease_id:x}",
+            # No candidacy is made without a lease: this key was put by hand, no daemon leads
+            # on it, and the next candidate to read it removes it (docs/safety.md).
+            "stray": k.lease_id == 0,
         }
         for k in keys
     ]
     leader = candidates[0] if candidates else None
     schedule = data.schedule_info(timeout=timeout)
     if leader is not None:
-        leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
+        leader["ttl_remaining"] = (
+            None if leader["stray"] else store.lease_remaining(keys[0].lease_id, timeout=timeout)
+        )
         # The leader publishes its schedule, with when its tenure began, at the tenure's start.
         same = schedule is not None and schedule.get("token") == leader["token"]
         leader["since"] = schedule.get("since") if same and schedule else None

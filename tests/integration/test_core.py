@@ -456,3 +456,32 @@ def test_a_dead_leaders_key_put_again_without_a_lease_is_removed_by_its_successo
     assert (removed["key"], removed["create_revision"]) == (key, token)
     acquired = b.wait_event("election.acquired", 2 * TTL + SLACK)
     assert acquired["token"] > token
+
+
+def test_status_shows_a_key_put_by_hand_and_the_next_daemon_clears_it(
+    etcd, prefix, procs, tmp_path
+):
+    """The only daemon is killed and its key put again by hand without a lease: nothing is left
+    to remove it, and the election would wait behind it for ever. ``status`` says so (no
+    leader, the key and what to do), past the TTL the dead lease would have ended; the next
+    daemon to start removes it and leads."""
+    import json
+
+    journal = tmp_path / "journal"
+    cmd = job(journal, "--duration", "300")
+    a = leaderjob(procs, tmp_path, "a", etcd.endpoint, prefix, cmd)
+    a.wait_event("job.started", 10)
+    found = _leader_key(etcd.endpoint, prefix)
+    assert found is not None
+    key, token = found
+    a.signal(signal.SIGKILL)
+    etcdctl(etcd.endpoint, "put", key, "by hand")
+    time.sleep(TTL + 0.5)  # the dead daemon's lease has expired: the key is still there
+    doc = json.loads(cli(etcd.endpoint, prefix, "status", "--election", "job", "--json"))
+    assert doc["leader"]["stray"] is True and doc["leader"]["ttl_remaining"] is None
+    text = cli(etcd.endpoint, prefix, "status", "--election", "job")
+    assert "no leader" in text and key in text and "without a lease" in text
+    b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)
+    removed = b.wait_event("election.stray_key_removed", 2 * TTL + SLACK)
+    assert (removed["key"], removed["create_revision"]) == (key, token)
+    assert b.wait_event("election.acquired", 2 * TTL + SLACK)["token"] > token
