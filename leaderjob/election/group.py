@@ -174,6 +174,8 @@ class Group(GroupView):
         now = self.clock.monotonic()
         self._note(out, self.check(now))
         if self.machine.lease is None:
+            if self.candidacies.strays:  # found by the read that ended the lease's tenures
+                self.candidacies.remove_strays(self.step_deadline(), out.errors, out.removed)
             if may_campaign and now >= self.lease.next_grant_at:
                 self._campaign(out)
             return out

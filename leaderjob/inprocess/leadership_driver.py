@@ -210,6 +210,9 @@ class Driver:
             self._last_error = None
         elif out.errors and self._failing_since is None:
             self._failing_since = now
+        for key, revision in out.removed:
+            # Not an election step's doing: someone put a key in the queue by hand.
+            self.log.warning("election.stray_key_removed", key=key, create_revision=revision)
         for t in out.transitions:
             self._transition(t)
         self._measure(out.keepalive_result, out.keepalive_latency)

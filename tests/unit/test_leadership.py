@@ -547,3 +547,29 @@ def test_every_name_the_docs_call_on_a_handle_is_on_it() -> None:
     assert {"fenced_put", "acquire_async", "run_forever", "lost", "token"} <= names
     lead = vars(Leadership("app", ttl=3, store=MemoryStore(SystemClock())))
     assert sorted(n for n in names if not hasattr(Leadership, n) and n not in lead) == []
+
+
+def test_a_key_put_by_hand_in_the_queue_is_removed_and_said_so(
+    world: tuple[FakeClock, MemoryStore],
+) -> None:
+    """In-process, as in the daemon: the leader's key put again by hand without a lease ends
+    the tenure (``on_lost``: the key is not the one granted). The key would hold the queue for
+    ever: the handle whose name it bears removes it and says so in its log
+    (``election.stray_key_removed``), and the next handle leads."""
+    import structlog.testing
+
+    clock, store = world
+    with structlog.testing.capture_logs() as logs:  # before the handle's logger is first used
+        d, lost = driver(store, clock)
+        d.cycle()
+        assert d.tenure is not None
+        key, token = d.tenure.key, d.tenure.token
+        store.put(key, b"by hand", timeout=1)
+        run(clock, 2 * TIMING.renew_interval, d)
+    assert lost == ["key_lost"]
+    removed = [e for e in logs if e["event"] == "election.stray_key_removed"]
+    assert [(e["key"], e["create_revision"]) for e in removed] == [(key, token)]
+    assert store.get(key, timeout=1) is None
+    nxt, _ = driver(store, clock, name="b")
+    run(clock, 2 * TIMING.renew_interval, nxt)
+    assert nxt.tenure is not None and nxt.tenure.token > token
