@@ -112,6 +112,11 @@ def print_group(doc: dict[str, Any]) -> None:
     for r in doc["jobs"]:
         if r["suspended"]:
             click.echo(f"  SUSPENDED job {r['job']}{_suspension_text(r['suspension'])}")
+        if r.get("stray_key"):
+            click.echo(
+                f"  NO LEADER for job {r['job']}: {r['stray_key']} holds the front of its queue "
+                "without a lease (put by hand); the next candidate to read it removes it"
+            )
     _print_conflicts(doc["config_differences"])
     _print_db(doc["etcd_db"])
 

@@ -297,3 +297,18 @@ def test_status_shows_the_database_against_etcds_own_quota(
     out = invoke("status", "--election", "job")
     assert "1.0 MiB of 2.0 GiB (0.0%, etcd's default quota; this etcd does not" in out.output
     assert "None" not in out.output, "a record without an identity leaves `by` out"
+
+
+def test_group_status_shows_a_key_put_by_hand_as_no_leader(store: MemoryStore) -> None:
+    """A job whose queue starts with a key put by hand (no lease): the group table names no
+    leader for it and says what holds its queue; the JSON row says the same."""
+    _election(store, GROUP_PREFIX, "backup", running=False)
+    _election(store, GROUP_PREFIX, "report", running=False)
+    (held,) = store.get_prefix(f"{GROUP_PREFIX}/report/leader/", timeout=1)
+    store.put(held.key, b"by hand", timeout=1)  # no lease: a stray at the front
+    out = invoke("status", "--election", "grp")
+    assert out.exit_code == 0, out.output
+    assert f"NO LEADER for job report: {held.key} holds the front" in out.output
+    doc = json.loads(invoke("status", "--election", "grp", "--json").output)
+    rows = {r["job"]: (r["leader"], r["stray_key"]) for r in doc["jobs"]}
+    assert rows == {"backup": ("app-1", None), "report": (None, held.key)}
