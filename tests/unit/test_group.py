@@ -229,6 +229,26 @@ def test_a_stray_key_of_our_name_is_removed_only_as_it_was_read(world: World) ->
     assert removed == [] and world.store.standing(g.prefixes["c"], key, 0, timeout=T).own
 
 
+def test_a_stray_key_whose_removal_failed_is_removed_at_a_later_step(world: World) -> None:
+    """L1: the removal of a stray key is not given up on a failed call (etcd unreachable for a
+    moment): the error is reported like any other, the key is kept for a later step, and it
+    goes then; until it does, the job does not take it as its candidacy."""
+    g = world.replica(("c",))
+    world.step(g)
+    key, old = g.keys["c"], g.machine.token_of("c")
+    assert old is not None
+    world.store.put(key, b"by hand", timeout=T)
+    world.clients[0].inner.fail_next(3, "guarded_put")
+    outs = world.run(TIMING.renew_interval + 0.1)
+    assert any(e.operation == "guarded_put" for o in outs for e in o.errors)
+    assert not [r for o in outs for r in o.removed]
+    assert g.candidacies.strays and g.revisions.get("c") != old
+    outs = world.run(2 * TIMING.renew_interval)
+    assert [r for o in outs for r in o.removed] == [(key, old)]
+    new = g.machine.token_of("c")
+    assert new is not None and new > old
+
+
 def test_a_job_that_finds_a_stray_key_of_its_name_at_its_create_never_takes_it_s2(
     world: World,
 ) -> None:
