@@ -102,7 +102,7 @@ class Session:
                 return
             self.store_error(err)
         for key, revision in out.removed:
-            # Not an election step's doing: someone put our key again without our lease.
+            # Not an election step's doing: someone put a key in the queue by hand.
             self.log.warning("election.stray_key_removed", key=key, create_revision=revision)
         if out.keepalive_result is not None and self.metrics is not None:
             self.metrics.keepalives.labels(self.label, out.keepalive_result).inc()

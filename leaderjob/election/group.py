@@ -63,7 +63,8 @@ class Outcome:
     keepalive_latency: float | None = None
     keepalive_result: str | None = None  # ok | failed | expired
     read: bool = False  # the keys were read (what rides along with them too)
-    #: Keys under our name but not on our lease (put again by hand), removed: name, revision.
+    #: Stray keys removed (put by hand: ours off our lease, or one with no lease before ours):
+    #: name, create revision.
     removed: list[tuple[str, int]] = field(default_factory=list)
 
 
