@@ -47,13 +47,10 @@ def _group_status(store: Any, group: str, params: dict[str, Any], timeout: float
     for name in names:
         doc = read_status(store, ElectionData(store, prefix, name), name, prefix, timeout)
         leader, last = doc["leader"], doc["last_run"]
-        stray = leader is not None and leader.get("stray", False)
-        if stray:
-            leader = None  # a key put by hand: nobody leads on it (shown on its own, below)
         rows.append(
             {
                 "job": name,
-                "stray_key": doc["candidates"][0]["key"] if stray else None,
+                "stray_key": doc["stray_key"],
                 "leader": leader["identity"] if leader else None,
                 "token": leader["token"] if leader else None,
                 "since": leader["since"] if leader else None,

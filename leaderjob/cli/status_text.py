@@ -123,14 +123,14 @@ def print_group(doc: dict[str, Any]) -> None:
 
 def print_status(election: str, doc: dict[str, Any]) -> None:
     leader = doc["leader"]
-    if leader is None:
-        click.echo(f"election {election}: no leader")
-    elif leader.get("stray"):
+    if doc.get("stray_key"):
         click.echo(
-            f"election {election}: no leader: {leader['key']} (token {leader['token']}) holds the "
-            "front of the queue without a lease. It was put by hand and no daemon leads on it; "
-            "the next candidate to read it removes it (or: etcdctl del KEY)"
+            f"election {election}: no leader: {doc['stray_key']} holds the front of the queue "
+            "without a lease. It was put by hand and no daemon leads on it; the next candidate "
+            "to read it removes it (or: etcdctl del KEY)"
         )
+    elif leader is None:
+        click.echo(f"election {election}: no leader")
     else:
         since = (
             f" since {to_the_second(leader['since'])} ({_since_text(leader['since'])})"

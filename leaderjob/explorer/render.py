@@ -57,14 +57,14 @@ def when(text: Any) -> str:
     return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _leader_cell(leader: dict[str, Any]) -> str:
+def _leader_cell(doc: dict[str, Any]) -> str:
     """Who leads; a key put by hand at the front of the queue is shown as what it is."""
-    if leader.get("stray"):
+    if doc.get("stray_key"):
         return (
             "<span class=warn>no leader</span>: a key put by hand without a lease holds the "
-            f"queue ({escape(str(leader.get('key')))}); the next candidate removes it"
+            f"queue ({escape(str(doc['stray_key']))}); the next candidate removes it"
         )
-    return escape(str(leader.get("identity") or "-"))
+    return escape(str((doc.get("leader") or {}).get("identity") or "-"))
 
 
 def jobs_page(election: str, jobs: list[dict[str, Any]], now: float) -> str:
@@ -116,7 +116,7 @@ def jobs_page(election: str, jobs: list[dict[str, Any]], now: float) -> str:
         rows.append(
             f'<tr data-job="{escape(d["job"])}"><td><a href="{job_href(d["job"])}">'
             f"{escape(d['job'])}</a></td>"
-            f"<td>{_leader_cell(leader)}</td>"
+            f"<td>{_leader_cell(d)}</td>"
             f"<td>{escape(str(leader.get('token') or '-'))}</td>"
             f"<td>{ago(d.get('leader_since'), now) if d.get('leader_since') else '-'}</td>"
             f"<td>{running}</td><td>{last_text}</td><td>{fires}</td><td>{suspended}</td>"

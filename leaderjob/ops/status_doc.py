@@ -57,12 +57,13 @@ def read_status(
         }
         for k in keys
     ]
-    leader = candidates[0] if candidates else None
+    # A stray key at the front of the queue is not a leader: nobody leads on it, and no run
+    # is in progress under its token. It is shown on its own (``stray_key``).
+    stray_key = candidates[0]["key"] if candidates and candidates[0]["stray"] else None
+    leader = candidates[0] if candidates and stray_key is None else None
     schedule = data.schedule_info(timeout=timeout)
     if leader is not None:
-        leader["ttl_remaining"] = (
-            None if leader["stray"] else store.lease_remaining(keys[0].lease_id, timeout=timeout)
-        )
+        leader["ttl_remaining"] = store.lease_remaining(keys[0].lease_id, timeout=timeout)
         # The leader publishes its schedule, with when its tenure began, at the tenure's start.
         same = schedule is not None and schedule.get("token") == leader["token"]
         leader["since"] = schedule.get("since") if same and schedule else None
@@ -133,6 +134,7 @@ def read_status(
         "config_differences": fingerprint.differences(published),
         "election": election,
         "leader": leader,
+        "stray_key": stray_key,
         "candidates": candidates,
         "suspended": suspension is not None,
         "suspension": suspension,

@@ -478,7 +478,8 @@ def test_status_shows_a_key_put_by_hand_and_the_next_daemon_clears_it(
     etcdctl(etcd.endpoint, "put", key, "by hand")
     time.sleep(TTL + 0.5)  # the dead daemon's lease has expired: the key is still there
     doc = json.loads(cli(etcd.endpoint, prefix, "status", "--election", "job", "--json"))
-    assert doc["leader"]["stray"] is True and doc["leader"]["ttl_remaining"] is None
+    assert doc["leader"] is None and doc["stray_key"] == key  # nobody leads on it
+    assert doc["candidates"][0]["stray"] is True
     text = cli(etcd.endpoint, prefix, "status", "--election", "job")
     assert "no leader" in text and key in text and "without a lease" in text
     b = leaderjob(procs, tmp_path, "b", etcd.endpoint, prefix, cmd)

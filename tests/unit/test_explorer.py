@@ -251,11 +251,12 @@ def test_app_serves_the_jobs_the_timeline_and_a_run_with_its_output(app: App) ->
 
 def test_a_key_put_by_hand_at_the_front_of_the_queue_is_not_shown_as_a_leader(app: App) -> None:
     """A key without a lease at the front of a queue was put by hand: nobody leads on it. The
-    jobs page says so (and `status --json` marks it ``stray``) instead of naming it leader."""
+    jobs page says so (and `status --json` names no leader, and the key as ``stray_key``)
+    instead of naming it leader."""
     store = app.source.store
     store.put("/p/e/leader/694d1e5500000009", b"by hand", timeout=1)
     (job,) = json.loads(app.route("/api/jobs")[2])
-    assert job["leader"]["stray"] is True and job["leader"]["ttl_remaining"] is None
+    assert job["leader"] is None and job["stray_key"] == "/p/e/leader/694d1e5500000009"
     body = app.route("/")[2].decode()
     assert "no leader</span>: a key put by hand" in body and "/p/e/leader/694d1e5500000009" in body
     assert "<td>by hand</td>" not in body
