@@ -308,7 +308,17 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
         d, port = _start_with_env(procs, tmp_path, etcd.endpoint, prefix, flag, told, url)
         assert wait_for(lambda: told.exists() and told.read_text().strip(), 15), d.tail()
         assert wait_for(lambda: f"/{secret}/fail" in _paths(paths), 10), paths
-        families = scrape(port)
+
+        # The on-failure command writes its file before it exits, and the endpoint records a
+        # path before it answers: each is counted once the daemon has seen it end, a moment later.
+        def counted() -> bool:
+            families = scrape(port)
+            return (
+                value(families, "leaderjob_notifications", kind="ping", result="ok") >= 3
+                and value(families, "leaderjob_notifications", kind="on_failure", result="ok") >= 1
+            )
+
+        assert wait_for(counted, 10), scrape(port)
         d.signal(signal.SIGTERM)
         assert d.wait(10) == 0
     finally:
@@ -320,8 +330,6 @@ def test_ping_url_and_on_failure_end_to_end(etcd, prefix, procs, tmp_path):
     ]  # fmt: skip
     rids = [path.partition("?rid=")[2] for path in paths[:4]]
     assert rids[0] == rids[1] != rids[2] == rids[3], paths  # each run's start and end pair up
-    assert value(families, "leaderjob_notifications", kind="ping", result="ok") >= 3
-    assert value(families, "leaderjob_notifications", kind="on_failure", result="ok") >= 1
     assert secret not in "\n".join(d.lines()) + Path(f"{d.log_path}.stdout").read_text()
 
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,24 @@ def test_a_dead_ping_endpoint_silences_no_other_job_end_to_end(etcd, prefix, pro
             extra=["--jobs", str(jobs), "--metrics-addr", f"127.0.0.1:{port}"],
         )
         assert wait_for(lambda: len(healthy.arrived) >= 8, 20), d.tail()
-        families = scrape(port)
+
+        # An endpoint records a ping before it answers; the daemon counts it once the answer is
+        # in, a moment later. So the counts are awaited, not read at once.
+        def pings(job: str, *results: str) -> float:
+            return sum(
+                value(families, "leaderjob_notifications", job_name=job, kind="ping", result=r)
+                for r in results
+            )
+
+        def counted() -> bool:
+            nonlocal families
+            families = scrape(port)
+            return pings("ok", "ok") >= 8 and all(
+                pings(job, "failed", "dropped") >= 1 for job in ("hangs", "slow", "refuses")
+            )
+
+        families: dict[str, Any] = {}
+        assert wait_for(counted, 10), families
         stopped_at = time.monotonic()
         d.signal(signal.SIGTERM)
         assert d.wait(10) == 0
@@ -87,12 +105,6 @@ def test_a_dead_ping_endpoint_silences_no_other_job_end_to_end(etcd, prefix, pro
             and arrived[p] - t > BOUND]  # fmt: skip
     assert not late, late
     assert exit_took < 2.0 + 3.0, exit_took  # the notification grace, and a handover's slack
-    def pings(job: str, *results: str) -> float:
-        return sum(
-            value(families, "leaderjob_notifications", job_name=job, kind="ping", result=r)
-            for r in results
-        )
-
     for job in ("hangs", "slow", "refuses"):
         assert pings(job, "ok") == 0 and pings(job, "failed", "dropped") >= 1, job
     ok = pings("ok", "ok")
