@@ -273,6 +273,101 @@ def test_a_job_that_finds_a_stray_key_of_its_name_at_its_create_never_takes_it_s
     assert g.machine.token_of("c") is not None and g.revisions["c"] > stray.create_revision
 
 
+def _held_steps(world: World, g: Group, seconds: float, hold: set[str]) -> list[Outcome]:
+    outs = []
+    for _ in range(round(seconds / TICK)):
+        world.clock.advance(TICK)
+        outs.append(g.step(True, hold))
+    return outs
+
+
+def test_a_stray_key_is_removed_while_its_job_is_held_and_the_queue_moves_on_l1(
+    world: World,
+) -> None:
+    """Strays × hold, L1: the key put by hand ends our tenure while the run of that tenure
+    still lives, so the daemon holds the job back from its queue. The stray goes all the same
+    (the hold keeps our *create* back, not the removal), so the replica behind us leads; our job
+    joins again only once the hold is lifted, behind it."""
+    g, h = world.replica(("c",)), world.replica(("c",))
+    world.step(g)
+    world.step(h)
+    key, old = g.keys["c"], g.machine.token_of("c")
+    assert old is not None and h.machine.token_of("c") is None
+    world.store.put(key, b"by hand", timeout=T)
+    outs: list[Outcome] = []
+    for _ in range(round(2 * TIMING.renew_interval / TICK)):
+        world.clock.advance(TICK)
+        outs.append(g.step(True, {"c"}))  # the lost tenure's run still lives
+        world.step(h)
+        if g.machine.token_of("c") is None:
+            assert "c" not in g.keys, "a held job does not join its queue"
+    assert [r for o in outs for r in o.removed] == [(key, old)]
+    successor = h.machine.token_of("c")
+    assert successor is not None and successor > old, "the one behind leads on"
+    outs = _held_steps(world, g, TIMING.renew_interval, set())  # the run is dead: hold lifted
+    assert "c" in g.keys and g.revisions["c"] > successor and g.machine.token_of("c") is None
+    assert not [r for o in outs for r in o.removed], "its own key is no stray"
+
+
+def test_a_key_given_up_on_purpose_is_deleted_as_ours_and_never_taken_for_a_stray(
+    world: World,
+) -> None:
+    """Strays × give-up: a key handed over on purpose (a spread move, a reload's change) is on
+    our lease; it goes through its own delete, not the stray removal, and the job joins again at
+    the back of the queue on a new key. A key put by hand and then given up in the same
+    interval is deleted once, and never reported as a stray removed."""
+    g, h = world.replica(("c",)), world.replica(("c",))
+    world.step(g)
+    world.step(h)
+    key, old = g.keys["c"], g.machine.token_of("c")
+    assert old is not None
+    g.requeue("c")
+    outs = world.run(2 * TIMING.renew_interval)
+    assert not [r for o in outs for r in o.removed]
+    assert not g.candidacies.strays and not h.candidacies.strays
+    successor = h.machine.token_of("c")
+    assert successor is not None and successor > old
+    assert g.revisions["c"] > successor
+    # The same after a put by hand: the key is given up before any read judged it.
+    key, mine = h.keys["c"], h.revisions["c"]
+    world.store.put(key, b"by hand", timeout=T)
+    h.requeue("c")
+    outs = world.run(2 * TIMING.renew_interval)
+    again = world.store.standing(prefix("c"), key, 0, timeout=T).own  # our name, rejoined
+    assert again is not None and again.lease_id == h.lease_id and again.create_revision > mine
+    assert not [r for o in outs for r in o.removed], "as a key given up, not as a stray"
+    leader = g.machine.token_of("c")
+    assert leader is not None and leader > successor
+
+
+def test_a_stray_found_in_a_queue_is_removed_after_its_job_is_withdrawn_l1(
+    world: World,
+) -> None:
+    """Strays × reload, L1: a reload that removes a job on this replica alone (the others have
+    not reloaded yet) must not leave a stray key it found in that queue: the removal goes on
+    after the withdraw, and the replica that still wants the job leads it."""
+    g, h = world.replica(("c",)), world.replica(("c",))
+    world.step(g)
+    world.step(h)
+    key, old = g.keys["c"], g.machine.token_of("c")
+    assert old is not None
+    world.store.put(key, b"by hand", timeout=T)
+    # The read that judges the key: our tenure ends and the key is kept as a stray...
+    while not g.candidacies.strays:
+        world.clock.advance(TICK)
+        world.step(g)
+    assert g.machine.token_of("c") is None
+    # ... and the reload withdraws the job before the next step could remove it.
+    g.withdraw("c")
+    world.clock.advance(TICK)
+    assert world.step(g).removed == [(key, old)], "removed by the replica that found it, at once"
+    outs = world.run(2 * TIMING.renew_interval)
+    assert not [r for o in outs for r in o.removed]
+    assert "c" not in g.keys
+    successor = h.machine.token_of("c")
+    assert successor is not None and successor > old
+
+
 @pytest.mark.parametrize("watch", ["live", "silent"])
 def test_a_lost_lease_ends_every_tenure_at_once_s6(world: World, watch: str) -> None:
     """S6: the lease is the session; when it is gone, no job of it leads on. With a live watch
