@@ -43,6 +43,7 @@ from tests.deploy._support import (
     load_yaml_docs,
     unescape,
 )
+from tests.harness.daemons import wait_until
 
 #: Where the compose file mounts examples/fencestore.py in the store and the replicas.
 STORE_SCRIPT = "/opt/examples/fencestore.py"
@@ -370,9 +371,11 @@ def test_manifest_command_leads_and_runs_its_job(
         _, finished = daemon.wait_for("job.finished", deadline, after=i, run_id=started["run_id"])
         assert finished.get("outcome") == "succeeded", finished
         assert finished.get("exit_code") == 0, finished
-        out = daemon.stdout_path.read_text()
         token = tokens[started.get("job", "")]
-        assert f" token={token} " in out, f"the job did not see its fencing token:\n{out}"
+        # The guardian reports a run's end before it passes on the run's last output.
+        saw = wait_until(lambda: f" token={token} " in daemon.stdout_path.read_text(), 5)
+        out = daemon.stdout_path.read_text()
+        assert saw, f"the job did not see its fencing token:\n{out}"
 
         # Graceful stop, as tini forwards the pod's SIGTERM: jobs stopped, lease revoked, exit 0.
         daemon.proc.send_signal(signal.SIGTERM)

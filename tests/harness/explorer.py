@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.daemons import Above, leader_of, leaderjob
+from leaderjob.config import Connection
+from leaderjob.election.etcd import EtcdStore
+from leaderjob.history.records import ElectionData
+from tests.harness.daemons import Above, leader_of, leaderjob, wait_for
 from tests.harness.etcd import free_port
 from tests.harness.procs import JsonLogProcess, ProcessGroup
 
@@ -32,6 +35,22 @@ class Story:
     last: str  # the replica that leads at the end
     tokens: list[int]  # the three leaderships' tokens, in order
     ports: dict[str, int]  # the survivors' metrics ports, which serve the explorer too
+
+
+def _wait_recorded(d: JsonLogProcess, endpoint: str, prefix: str) -> None:
+    """Until every run ``d`` logged as finished has its history record in etcd."""
+    store = EtcdStore(Connection(endpoints=(endpoint,)))
+    try:
+        data = ElectionData(store, prefix, ELECTION)
+
+        def recorded() -> bool:
+            ended = {str(e["run_id"]) for e in d.events("job.finished")}
+            records = data.history(100, timeout=5, runs_only=True)
+            return ended <= {str(r.get("run_id")) for r in records}
+
+        assert wait_for(recorded, 10), d.tail(10)
+    finally:
+        store.close()
 
 
 def runs_of(d: JsonLogProcess) -> int:
@@ -73,6 +92,9 @@ def crash_and_handover(
         replicas[name].wait_event("lease.granted", 15)
     _wait_runs(first, runs_each)
     token_a = int(first.events("election.acquired")[-1]["token"])
+    # A run's record is written a cycle after its end is logged: the kill waits for the records
+    # of the runs logged so far, or the page would rightly miss one the crash never wrote.
+    _wait_recorded(first, endpoint, prefix)
     first.signal_group(signal.SIGKILL)
     first.wait(10)
     second = leader_of([replicas["replica-b"], replicas["replica-c"]], timeout=20)

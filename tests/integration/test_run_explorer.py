@@ -34,9 +34,11 @@ def test_status_history_run_and_audit_after_a_leaderless_window_L3(etcd, prefix,
         return len(a.events("job.started")) > len(a.events("job.finished"))
 
     assert wait_for(running, 5), a.tail()
-    started = a.events("job.started")[-1]
+    starts = a.events("job.started")
+    started = starts[-1]
     doc = json.loads(cli(etcd.endpoint, prefix, "status", "--election", "job", "--json"))
-    if running():  # not ended while `status` read (1.5 s runs)
+    # The run neither ended nor made way for the next while `status` read (1.5 s runs).
+    if running() and len(a.events("job.started")) == len(starts):
         assert doc["current_run"]["slot"] == started["slot"], doc["current_run"]
         assert doc["current_run"]["running_for_seconds"] < 5
     assert doc["last_success"] is not None and doc["last_success"]["seconds_ago"] < 10

@@ -165,8 +165,14 @@ def test_a_frozen_daemons_guardian_kills_the_job_by_its_deadline_s6(etcd, prefix
     assert wait_for(lambda: parents.exists() and len(parents.read_text().split()) >= 2, 20)
     first, second = parents.read_text().split()[:2]
     assert first == second, "the second run had another parent than the first"
-    sleepers = [p for p in _descendants(daemon.pid) if _cmdline(p[0]) == ["sleep", "300"]]
-    assert len(sleepers) == 1
+    # The second run wrote its line before its exec of `sleep`.
+    sleepers: list[Proc] = []
+
+    def sleeping() -> bool:
+        sleepers[:] = [p for p in _descendants(daemon.pid) if _cmdline(p[0]) == ["sleep", "300"]]
+        return len(sleepers) == 1
+
+    assert wait_for(sleeping, 5), sleepers
     try:
         assert stop_when_idle(daemon.pid), "never caught the daemon idle"
         frozen_at = time.monotonic()

@@ -28,6 +28,16 @@ def inline(target: Callable[[], None], name: str) -> None:
     target()
 
 
+def _within(predicate: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``predicate`` turns true within ``seconds`` (polled every 20 ms)."""
+    end = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
     """S3: two replicas, a handover in the middle; every slot ran once, and is in the history."""
     store = MemoryStore(SystemClock())
@@ -44,12 +54,16 @@ def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
             election="rep", schedule="@every 1s", ttl=3, store=client, identity=name
         )(work)
 
+    def ran_by(name: str, at_least: int = 1) -> bool:
+        with lock:
+            return sum(1 for who, _, _ in runs if who == name) >= at_least
+
     a = replica("a", store).start()
     time.sleep(0.3)
     b = replica("b", store.client()).start()
-    time.sleep(2.2)
+    assert _within(lambda: ran_by("a", 2), 10), runs
     a.stop(5)  # hands over: b leads at once and carries on
-    time.sleep(2.0)
+    assert _within(lambda: ran_by("b", 2), 10), runs
     b.stop(5)
     slots = [slot for _, slot, _ in runs]
     assert len(slots) == len(set(slots)), runs
