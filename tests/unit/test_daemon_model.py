@@ -30,7 +30,8 @@ And whenever the faults stop (a rule, and at the end of every example):
 * L3: every fire time of a stable tenure ran or has a not-run record.
 
 ``make test`` runs a few seeded examples (seconds); ``make model`` searches longer
-(``LEADERJOB_MODEL_EXAMPLES``, ``LEADERJOB_MODEL_STEPS``).
+(``LEADERJOB_MODEL_EXAMPLES``, ``LEADERJOB_MODEL_STEPS``), and ``LEADERJOB_HYPOTHESIS_RANDOM=1``
+makes it search examples the seeded run never tries.
 """
 
 from __future__ import annotations
@@ -648,7 +649,7 @@ class _Never:
 DaemonModel.TestCase.settings = settings(
     max_examples=int(os.environ.get("LEADERJOB_MODEL_EXAMPLES", "6")),
     stateful_step_count=int(os.environ.get("LEADERJOB_MODEL_STEPS", "12")),
-    derandomize=True,
+    derandomize=os.environ.get("LEADERJOB_HYPOTHESIS_RANDOM") is None,
     database=None,
     deadline=None,
     suppress_health_check=list(HealthCheck),

@@ -23,7 +23,8 @@ Invariants after every step:
 Liveness (L1): once the faults stop, someone leads within TTL + 1.5 s.
 
 The run is reproducible (derandomized, no example database) and kept to a few seconds in
-``make test``; ``LEADERJOB_HYPOTHESIS_EXAMPLES=2000`` searches longer.
+``make test``; ``LEADERJOB_HYPOTHESIS_EXAMPLES=2000`` searches longer, and
+``LEADERJOB_HYPOTHESIS_RANDOM=1`` elsewhere than the seeded run.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class ElectionSearch(RuleBasedStateMachine):
 ElectionSearch.TestCase.settings = settings(
     max_examples=int(os.environ.get("LEADERJOB_HYPOTHESIS_EXAMPLES", "200")),
     stateful_step_count=30,
-    derandomize=True,
+    derandomize=os.environ.get("LEADERJOB_HYPOTHESIS_RANDOM") is None,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
