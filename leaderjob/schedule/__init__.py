@@ -66,6 +66,7 @@ class Schedule:
     timezone: str  # IANA name actually used (as the zone database spells it, e.g. `utc` -> UTC)
     _plan: Cron | Every = field(init=False, repr=False, compare=False)
     _zone: tzinfo = field(init=False, repr=False, compare=False)
+    _interval: timedelta | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Frozen: the derived fields are set once here, and the schedule validates itself.
@@ -100,7 +101,16 @@ class Schedule:
         For ``@every`` the interval itself. For cron, the smallest gap between consecutive fire
         times among the first 50 after a fixed reference date, measured in local wall time so a
         DST shift does not make a daily job look 23 hours apart.
+
+        Worked out once per schedule: the daemon asks for it at every pass over a job (its
+        starting deadline), and fifty fire times of a monthly cron take about a millisecond.
         """
+        if self._interval is None:
+            object.__setattr__(self, "_interval", self._first_interval())
+        assert self._interval is not None
+        return self._interval
+
+    def _first_interval(self) -> timedelta:
         if isinstance(self._plan, Every):
             return timedelta(seconds=self._plan.seconds)
         walls: list[datetime] = []

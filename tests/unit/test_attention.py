@@ -194,3 +194,31 @@ def test_a_run_s_end_is_news_its_job_is_visited_in_the_same_pass(
         visits = _count_visits(monkeypatch)
         d.cycle()
     assert visits == {"busy": 1}, visits
+
+
+def test_a_pass_over_an_idle_cron_job_does_not_walk_its_calendar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each visit asks a job's starting deadline (one schedule interval, worked out from fifty
+    fire times: about a millisecond for a monthly or yearly cron). The schedule works it out
+    once: ten seconds of passes over thirty yearly jobs, once they lead, walk no calendar at
+    all — where each full pass walked fifty years for each of them (an idle thousand-job
+    leader spent 45 % of a core on it)."""
+    from leaderjob.schedule.cron import Cron
+
+    with fake_runs(monkeypatch) as (clock, _started):
+        d = _daemon(clock)
+        run_for(d, 2.0)
+        assert all(d.runners[name].tenure is not None for name in IDLE)
+        walks = Counter[str]()
+        real = Cron.walls_from
+
+        def counted(self: Cron, *args: Any, **kwargs: Any) -> Any:
+            walks["walls_from"] += 1
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Cron, "walls_from", counted)
+        visits = _count_visits(monkeypatch)
+        run_for(d, 10.0)
+    assert all(visits[name] >= 5 for name in IDLE), visits  # the full passes did visit them
+    assert walks["walls_from"] == 0, walks

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -640,7 +641,30 @@ def test_last_minute_of_the_year() -> None:
     ],
 )
 def test_interval(expr: str, timezone: str, expected: timedelta) -> None:
-    assert parse_schedule(expr, timezone).interval() == expected
+    schedule = parse_schedule(expr, timezone)
+    assert schedule.interval() == expected
+    assert schedule.interval() == expected, "the same when asked again"
+
+
+def test_interval_walks_the_calendar_once_per_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fifty fire times of a yearly cron are fifty years of days: worked out at the first ask,
+    then kept (the schedule is immutable). A schedule equal to it compares equal whether or not
+    either was asked."""
+    from leaderjob.schedule.cron import Cron
+
+    walks: list[int] = []
+    real = Cron.walls_from
+
+    def counted(self: Cron, *args: Any, **kwargs: Any) -> Any:
+        walks.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Cron, "walls_from", counted)
+    yearly = parse_schedule("@yearly", "UTC")
+    assert [yearly.interval() for _ in range(100)] == [timedelta(days=365)] * 100
+    assert len(walks) == 1
+    assert yearly == parse_schedule("@yearly", "UTC")
+    assert hash(yearly) == hash(parse_schedule("@yearly", "UTC"))
 
 
 # --- slot ids and jitter --------------------------------------------------------------------------
