@@ -247,16 +247,33 @@ def write_section(path: Path, text: str, begin: str, end: str) -> None:
     path.write_text(new)
 
 
+def wait_reads_done(client_url: str, quiet: float = 3.0, limit: float = 120.0) -> float:
+    """Wait until etcd sees no ``Range`` for ``quiet`` seconds (at most ``limit``); the seconds
+    waited. An idle daemon reads only in its confirmation (a ``Txn``); a leader's start-up reads
+    each job's newest slot and claims with a ``Range`` per job, spread over many cycles."""
+    began = time.monotonic()
+    before = etcd_requests(client_url)
+    while time.monotonic() - began < limit:
+        time.sleep(quiet)
+        after = etcd_requests(client_url)
+        if not delta(after, before).get("Range"):
+            break
+        before = after
+    return time.monotonic() - began
+
+
 def leader_then_follower(
     client_url: str, start: Callable[[str], int], *, settle: float, window: float
 ) -> dict[str, Any]:
     """What an idle runner costs: ``start("L")`` (a pid) alone for ``window`` seconds, then
     ``start("F")`` beside it for as long (the follower is the difference). RSS, CPU seconds per
     hour and etcd requests per minute (by method) of each; ``settle`` seconds before each window
-    for start-up, campaign and the first confirmation."""
+    for start-up, campaign and the first confirmation, and then until the start-up reads are
+    over (:func:`wait_reads_done`: a thousand jobs take longer than ``settle``)."""
     out: dict[str, Any] = {}
     leader = start("L")
     time.sleep(settle)
+    out["leader_settled_s"] = settle + wait_reads_done(client_url)
     r0, c0 = etcd_requests(client_url), proc_cpu_seconds(leader)
     time.sleep(window)
     r1, c1 = etcd_requests(client_url), proc_cpu_seconds(leader)
@@ -267,6 +284,7 @@ def leader_then_follower(
     out["leader_by_method"] = {k: v / window * 60 for k, v in lead.items()}
     follower = start("F")
     time.sleep(settle)
+    out["follower_settled_s"] = settle + wait_reads_done(client_url)
     r2, f0 = etcd_requests(client_url), proc_cpu_seconds(follower)
     time.sleep(window)
     r3, f1 = etcd_requests(client_url), proc_cpu_seconds(follower)
