@@ -105,10 +105,11 @@ class Schedule:
         Worked out once per schedule: the daemon asks for it at every pass over a job (its
         starting deadline), and fifty fire times of a monthly cron take about a millisecond.
         """
-        if self._interval is None:
-            object.__setattr__(self, "_interval", self._first_interval())
-        assert self._interval is not None
-        return self._interval
+        interval = self._interval
+        if interval is None:
+            interval = self._first_interval()
+            object.__setattr__(self, "_interval", interval)
+        return interval
 
     def _first_interval(self) -> timedelta:
         if isinstance(self._plan, Every):

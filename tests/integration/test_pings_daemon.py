@@ -63,6 +63,8 @@ def test_a_dead_ping_endpoint_silences_no_other_job_end_to_end(etcd, prefix, pro
 
         # An endpoint records a ping before it answers; the daemon counts it once the answer is
         # in, a moment later. So the counts are awaited, not read at once.
+        families: dict[str, Any] = {}
+
         def pings(job: str, *results: str) -> float:
             return sum(
                 value(families, "leaderjob_notifications", job_name=job, kind="ping", result=r)
@@ -76,7 +78,6 @@ def test_a_dead_ping_endpoint_silences_no_other_job_end_to_end(etcd, prefix, pro
                 pings(job, "failed", "dropped") >= 1 for job in ("hangs", "slow", "refuses")
             )
 
-        families: dict[str, Any] = {}
         assert wait_for(counted, 10), families
         stopped_at = time.monotonic()
         d.signal(signal.SIGTERM)

@@ -21,21 +21,12 @@ from leaderjob.history.records import ElectionData
 from leaderjob.inprocess.singleton import Singleton, SlotRun
 from leaderjob.schedule import slot_id
 from leaderjob.schedule.planner import Slot
+from tests.harness.procs import wait_until
 
 
 def inline(target: Callable[[], None], name: str) -> None:
     """Run a run's body in the calling thread (the test's), at once."""
     target()
-
-
-def _within(predicate: Callable[[], bool], seconds: float) -> bool:
-    """Whether ``predicate`` turns true within ``seconds`` (polled every 20 ms)."""
-    end = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
@@ -61,9 +52,9 @@ def test_runs_each_slot_once_across_replicas_and_records_history() -> None:
     a = replica("a", store).start()
     time.sleep(0.3)
     b = replica("b", store.client()).start()
-    assert _within(lambda: ran_by("a", 2), 10), runs
+    assert wait_until(lambda: ran_by("a", 2), 10), runs
     a.stop(5)  # hands over: b leads at once and carries on
-    assert _within(lambda: ran_by("b", 2), 10), runs
+    assert wait_until(lambda: ran_by("b", 2), 10), runs
     b.stop(5)
     slots = [slot for _, slot, _ in runs]
     assert len(slots) == len(set(slots)), runs

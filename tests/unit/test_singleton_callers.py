@@ -8,13 +8,13 @@ value the slot's claim was guarded with. MemoryStore, the system clock, ``@every
 from __future__ import annotations
 
 import threading
-import time
 
 import leaderjob
 from leaderjob.clock import SystemClock
 from leaderjob.election.memory import MemoryStore
 from leaderjob.history.records import ElectionData
 from leaderjob.inprocess.singleton import SlotRun
+from tests.harness.procs import wait_until
 
 
 def test_each_run_is_handed_the_create_revision_of_its_leaders_key_S2() -> None:
@@ -31,9 +31,7 @@ def test_each_run_is_handed_the_create_revision_of_its_leaders_key_S2() -> None:
     s = leaderjob.singleton(election="tok", schedule="@every 1s", ttl=3, store=store.client())(
         work
     ).start()
-    end = time.monotonic() + 10
-    while not seen and time.monotonic() < end:
-        time.sleep(0.02)
+    wait_until(lambda: seen, 10)
     s.stop(5)
     assert seen, "nothing ran"
     assert all(token == revision for _, token, revision in seen), seen
